@@ -1,0 +1,386 @@
+"""Asset metadata catalog: one interface, two backends (MongoDB and an embedded SQLite file).
+
+Records are JSON documents with a string ``_id`` (derived from the asset's inputs so writes are
+idempotent). Queries are equality filters on (dotted) fields, with ``{"$in": [...]}`` allowed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+from landcoverpy.config import Settings
+from landcoverpy.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    LandcoverError,
+    ServiceUnavailableError,
+    StorageError,
+)
+
+log = logging.getLogger(__name__)
+
+COLLECTIONS = ("products", "composites", "dems", "modis", "datasets", "models", "maps", "runs")
+
+# (fields, unique) per logical collection: the indexes the stage queries need.
+INDEXES: dict[str, list[tuple[tuple[str, ...], bool]]] = {
+    "products": [(("product_id",), True), (("tile", "sensing_time"), False), (("tile", "season"), False)],
+    "composites": [(("tile", "season"), False)],
+    "dems": [(("tile",), False)],
+    "modis": [(("granule_id",), True), (("tile", "date"), False)],
+    "datasets": [(("created",), False)],
+    "models": [(("level", "category"), False)],
+    "maps": [(("tile", "kind"), False)],
+    "runs": [(("started",), False)],
+}
+
+Filter = dict[str, Any]
+
+
+class DuplicateRecordError(LandcoverError):
+    """A record would violate a unique index."""
+
+
+class Catalog(ABC):
+    """Collections of JSON documents keyed by ``_id``."""
+
+    def __init__(self, names: dict[str, str] | None = None) -> None:
+        self.names = {c: c for c in COLLECTIONS} | (names or {})
+
+    def _name(self, collection: str) -> str:
+        if collection not in self.names:
+            raise ValueError(f"unknown catalog collection {collection!r}; known: {', '.join(COLLECTIONS)}")
+        return self.names[collection]
+
+    @abstractmethod
+    def describe(self) -> str: ...
+
+    @abstractmethod
+    def upsert(self, collection: str, doc: dict[str, Any]) -> None:
+        """Insert or replace the record with ``doc['_id']``."""
+
+    @abstractmethod
+    def insert(self, collection: str, doc: dict[str, Any]) -> None:
+        """Insert; DuplicateRecordError if ``_id`` or a unique field exists."""
+
+    @abstractmethod
+    def get(self, collection: str, record_id: str) -> dict[str, Any] | None: ...
+
+    @abstractmethod
+    def find(
+        self,
+        collection: str,
+        filter: Filter | None = None,
+        sort: list[tuple[str, int]] | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]: ...
+
+    @abstractmethod
+    def count(self, collection: str, filter: Filter | None = None) -> int: ...
+
+    @abstractmethod
+    def delete(self, collection: str, record_id: str) -> bool: ...
+
+    @abstractmethod
+    def delete_many(self, collection: str, filter: Filter) -> int: ...
+
+    def close(self) -> None:  # noqa: B027 - optional
+        pass
+
+    def counts(self) -> dict[str, int]:
+        return {c: self.count(c) for c in COLLECTIONS}
+
+    def exists(self, collection: str, record_id: str) -> bool:
+        return self.get(collection, record_id) is not None
+
+
+def _require_id(doc: dict[str, Any]) -> str:
+    if "_id" not in doc or not isinstance(doc["_id"], str) or not doc["_id"]:
+        raise ValueError("catalog records need a non-empty string '_id'")
+    return doc["_id"]
+
+
+class EmbeddedCatalog(Catalog):
+    """A SQLite file (WAL mode): one table per collection, ``(id, doc JSON)``, expression indexes
+    on the indexed fields. Safe across processes; survives restarts."""
+
+    def __init__(self, path: str | Path, names: dict[str, str] | None = None) -> None:
+        super().__init__(names)
+        self.path = Path(path).expanduser().resolve()
+        self._local = threading.local()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = self._conn()
+            with conn:
+                for logical in COLLECTIONS:
+                    self._create(conn, logical)
+        except (OSError, sqlite3.OperationalError) as exc:
+            raise StorageError(
+                f"Cannot open the embedded catalog at {self.path}: {exc}. "
+                "Set LANDCOVERPY_HOME to a writable directory."
+            ) from None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path, "names": self.names}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.path, self.names = state["path"], state["names"]
+        self._local = threading.local()
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+        return conn
+
+    def _table(self, collection: str) -> str:
+        name = self._name(collection)
+        return '"' + name.replace('"', '""') + '"'
+
+    def _create(self, conn: sqlite3.Connection, logical: str) -> None:
+        table = self._table(logical)
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {table} (id TEXT PRIMARY KEY, doc TEXT NOT NULL)")
+        for fields, unique in INDEXES.get(logical, []):
+            idx = f'"ix_{self._name(logical)}_{"_".join(fields)}"'
+            cols = ", ".join(f"json_extract(doc, '$.{f}')" for f in fields)
+            conn.execute(f"CREATE {'UNIQUE ' if unique else ''}INDEX IF NOT EXISTS {idx} ON {table} ({cols})")
+
+    def describe(self) -> str:
+        return f"embedded catalog {self.path}"
+
+    @staticmethod
+    def _where(filter: Filter | None) -> tuple[str, list[Any]]:
+        if not filter:
+            return "", []
+        clauses, params = [], []
+        for field, value in filter.items():
+            expr = "id" if field == "_id" else f"json_extract(doc, '$.{field}')"
+            if isinstance(value, dict) and set(value) == {"$in"}:
+                values = list(value["$in"])
+                if not values:
+                    clauses.append("0")
+                    continue
+                clauses.append(f"{expr} IN ({', '.join('?' for _ in values)})")
+                params.extend(_sql_value(v) for v in values)
+            elif isinstance(value, dict):
+                raise ValueError(f"unsupported filter operator in {value!r}")
+            elif value is None:
+                clauses.append(f"{expr} IS NULL")
+            else:
+                clauses.append(f"{expr} = ?")
+                params.append(_sql_value(value))
+        return " WHERE " + " AND ".join(clauses), params
+
+    def upsert(self, collection: str, doc: dict[str, Any]) -> None:
+        record_id = _require_id(doc)
+        try:
+            self._conn().execute(
+                f"INSERT INTO {self._table(collection)} (id, doc) VALUES (?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET doc = excluded.doc",
+                (record_id, json.dumps(doc, sort_keys=True)),
+            )
+        except sqlite3.IntegrityError as exc:
+            raise DuplicateRecordError(f"{collection} record {record_id!r}: {exc}") from None
+
+    def insert(self, collection: str, doc: dict[str, Any]) -> None:
+        record_id = _require_id(doc)
+        try:
+            self._conn().execute(
+                f"INSERT INTO {self._table(collection)} (id, doc) VALUES (?, ?)",
+                (record_id, json.dumps(doc, sort_keys=True)),
+            )
+        except sqlite3.IntegrityError as exc:
+            raise DuplicateRecordError(f"{collection} record {record_id!r} already exists: {exc}") from None
+
+    def get(self, collection: str, record_id: str) -> dict[str, Any] | None:
+        row = self._conn().execute(
+            f"SELECT doc FROM {self._table(collection)} WHERE id = ?", (record_id,)
+        ).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def find(
+        self,
+        collection: str,
+        filter: Filter | None = None,
+        sort: list[tuple[str, int]] | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        where, params = self._where(filter)
+        sql = f"SELECT doc FROM {self._table(collection)}{where}"
+        if sort:
+            sql += " ORDER BY " + ", ".join(
+                f"json_extract(doc, '$.{f}') {'DESC' if d < 0 else 'ASC'}" for f, d in sort
+            )
+        else:
+            sql += " ORDER BY id"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return [json.loads(r[0]) for r in self._conn().execute(sql, params)]
+
+    def count(self, collection: str, filter: Filter | None = None) -> int:
+        where, params = self._where(filter)
+        return int(self._conn().execute(f"SELECT COUNT(*) FROM {self._table(collection)}{where}", params).fetchone()[0])
+
+    def delete(self, collection: str, record_id: str) -> bool:
+        cur = self._conn().execute(f"DELETE FROM {self._table(collection)} WHERE id = ?", (record_id,))
+        return cur.rowcount > 0
+
+    def delete_many(self, collection: str, filter: Filter) -> int:
+        where, params = self._where(filter)
+        return self._conn().execute(f"DELETE FROM {self._table(collection)}{where}", params).rowcount
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+
+def _sql_value(value: Any) -> Any:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, (int, float, str)):
+        return value
+    return json.dumps(value, sort_keys=True)
+
+
+class MongoCatalog(Catalog):
+    """MongoDB through pymongo. Picklable: the client is rebuilt lazily in each process."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        database: str,
+        username: str | None = None,
+        password: str | None = None,
+        names: dict[str, str] | None = None,
+        timeout: float = 5.0,
+    ) -> None:
+        super().__init__(names)
+        self.host, self.port, self.database = host, port, database
+        self.username, self.password, self.timeout = username, password, timeout
+        self._client: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_client"] = None
+        return state
+
+    def describe(self) -> str:
+        return f"MongoDB at {self.host}:{self.port}/{self.database}"
+
+    @property
+    def db(self) -> Any:
+        if self._client is None:
+            import pymongo
+
+            kwargs: dict[str, Any] = {
+                "serverSelectionTimeoutMS": int(self.timeout * 1000),
+                "connectTimeoutMS": int(self.timeout * 1000),
+                "socketTimeoutMS": int(max(self.timeout, 30) * 1000),
+                "directConnection": True,
+            }
+            if self.username:
+                kwargs |= {"username": self.username, "password": self.password or ""}
+            self._client = pymongo.MongoClient(self.host, self.port, **kwargs)
+        return self._client[self.database]
+
+    def connect(self) -> MongoCatalog:
+        """Check the server answers and accepts the credentials, then create the indexes."""
+        import pymongo.errors as perr
+
+        try:
+            self.db.command("ping")
+            for logical in COLLECTIONS:
+                coll = self.db[self._name(logical)]
+                for fields, unique in INDEXES.get(logical, []):
+                    coll.create_index([(f, 1) for f in fields], unique=unique, **({"sparse": True} if unique else {}))
+        except perr.OperationFailure as exc:
+            if exc.code in (13, 18) or "auth" in str(exc).lower():
+                raise AuthenticationError(
+                    f"MongoDB at {self.host}:{self.port} rejected the credentials ({exc.details or exc}). "
+                    "Check MONGO_USERNAME / MONGO_PASSWORD."
+                ) from None
+            raise
+        except perr.PyMongoError as exc:
+            raise ServiceUnavailableError(
+                f"MongoDB at {self.host}:{self.port} is unreachable ({type(exc).__name__}). "
+                "Check MONGO_HOST / MONGO_PORT and that the server is running."
+            ) from None
+        return self
+
+    def _coll(self, collection: str) -> Any:
+        return self.db[self._name(collection)]
+
+    def upsert(self, collection: str, doc: dict[str, Any]) -> None:
+        import pymongo.errors as perr
+
+        try:
+            self._coll(collection).replace_one({"_id": _require_id(doc)}, doc, upsert=True)
+        except perr.DuplicateKeyError as exc:
+            raise DuplicateRecordError(f"{collection} record {doc['_id']!r}: {exc}") from None
+
+    def insert(self, collection: str, doc: dict[str, Any]) -> None:
+        import pymongo.errors as perr
+
+        try:
+            self._coll(collection).insert_one(dict(doc, _id=_require_id(doc)))
+        except perr.DuplicateKeyError as exc:
+            raise DuplicateRecordError(f"{collection} record {doc['_id']!r} already exists: {exc}") from None
+
+    def get(self, collection: str, record_id: str) -> dict[str, Any] | None:
+        return self._coll(collection).find_one({"_id": record_id})
+
+    def find(
+        self,
+        collection: str,
+        filter: Filter | None = None,
+        sort: list[tuple[str, int]] | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        cursor = self._coll(collection).find(filter or {})
+        cursor = cursor.sort(sort or [("_id", 1)])
+        if limit:
+            cursor = cursor.limit(int(limit))
+        return list(cursor)
+
+    def count(self, collection: str, filter: Filter | None = None) -> int:
+        return int(self._coll(collection).count_documents(filter or {}))
+
+    def delete(self, collection: str, record_id: str) -> bool:
+        return self._coll(collection).delete_one({"_id": record_id}).deleted_count > 0
+
+    def delete_many(self, collection: str, filter: Filter) -> int:
+        return int(self._coll(collection).delete_many(filter).deleted_count)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+def open_catalog(settings: Settings) -> Catalog:
+    """The catalog the settings select: MongoDB when MONGO_HOST is set, else embedded."""
+    names = settings.collection_names()
+    if settings.uses_mongo:
+        if bool(settings.MONGO_USERNAME) != bool(settings.MONGO_PASSWORD):
+            raise ConfigurationError("Set both MONGO_USERNAME and MONGO_PASSWORD, or neither.")
+        return MongoCatalog(
+            host=str(settings.MONGO_HOST),
+            port=settings.MONGO_PORT,
+            database=settings.MONGO_DB,
+            username=settings.MONGO_USERNAME,
+            password=settings.MONGO_PASSWORD.get_secret_value() if settings.MONGO_PASSWORD else None,
+            names=names,
+            timeout=settings.CONNECT_TIMEOUT,
+        ).connect()
+    return EmbeddedCatalog(settings.catalog_path, names=names)

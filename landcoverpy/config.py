@@ -1,0 +1,149 @@
+"""One settings object, read from the environment (and an optional ``.env``) at the edge.
+
+Variable names follow the original landcoverpy so existing deployments keep working.
+Nothing below reads the environment: the CLI builds :class:`Settings` once and passes it down.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from landcoverpy.errors import ConfigurationError
+
+
+class Settings(BaseSettings):
+    """Every setting landcoverpy reads. See the configuration table in the README."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=True
+    )
+
+    # Embedded default
+    LANDCOVERPY_HOME: Path = Field(Path("./landcover-data"), description="Local store + embedded catalog root")
+
+    # Object store (MinIO / S3). No MINIO_HOST -> local directory store under LANDCOVERPY_HOME.
+    MINIO_HOST: str | None = None
+    MINIO_PORT: int = Field(9000, ge=1, le=65535)
+    MINIO_ACCESS_KEY: str = "minioadmin"
+    MINIO_SECRET_KEY: SecretStr = SecretStr("minioadmin")
+    MINIO_SECURE: bool = False
+    MINIO_REGION: str = "us-east-1"
+    MINIO_BUCKET_NAME_PRODUCTS: str = "products"
+    MINIO_BUCKET_NAME_COMPOSITES: str = "composites"
+    MINIO_BUCKET_NAME_ASTER: str = "aster-gdem"
+    MINIO_BUCKET_NAME_DEM: str = "dem"
+    MINIO_BUCKET_NAME_MODIS: str = "modis"
+    MINIO_BUCKET_DATASETS: str = "training-datasets"
+    MINIO_BUCKET_MODELS: str = "models"
+    MINIO_BUCKET_CLASSIFICATIONS: str = "classification-maps"
+    MINIO_DATA_FOLDER_NAME: str = "data"
+
+    # Metadata catalog (MongoDB). No MONGO_HOST -> embedded on-disk catalog.
+    MONGO_HOST: str | None = None
+    MONGO_PORT: int = Field(27017, ge=1, le=65535)
+    MONGO_USERNAME: str | None = None
+    MONGO_PASSWORD: SecretStr | None = None
+    MONGO_DB: str = "landcoverpy"
+    MONGO_PRODUCTS_COLLECTION: str = "products"
+    MONGO_COMPOSITES_COLLECTION: str = "composites"
+    MONGO_DEMS_COLLECTION: str = "dems"
+    MONGO_MODIS_COLLECTION: str = "modis"
+    MONGO_DATASETS_COLLECTION: str = "datasets"
+    MONGO_MODELS_COLLECTION: str = "models"
+    MONGO_MAPS_COLLECTION: str = "maps"
+    MONGO_RUNS_COLLECTION: str = "runs"
+
+    # Timeouts for reaching servers, seconds
+    CONNECT_TIMEOUT: float = Field(5.0, gt=0)
+
+    # Inputs
+    TMP_DIR: Path = Path(tempfile.gettempdir()) / "landcoverpy"
+    DB_FILE: Path = Path("dataset.csv")
+    LC_PROPERTY: str = "category"
+    SL_PROPERTY: str = "subcategory"
+    LC_LABELS_FILE: Path = Path("lc_labels.json")
+    SL_LABELS_FILE: Path = Path("sl_labels.json")
+    SEASONS_FILE: Path = Path("seasons.json")
+
+    # Dask
+    DASK_CLUSTER_IP: str | None = None
+    DASK_N_WORKERS: int = Field(2, ge=1)
+    DASK_THREADS_PER_WORKER: int = Field(1, ge=1)
+    DASK_MEMORY_LIMIT: str = "auto"
+
+    # Product selection
+    MIN_USEFUL_DATA_PERCENTAGE: float = Field(5.0, ge=0, le=100)
+    MAX_PRODUCTS_COMPOSITE: int = Field(10, ge=1)
+
+    @field_validator("MINIO_HOST", "MONGO_HOST", "DASK_CLUSTER_IP", "MONGO_USERNAME", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @property
+    def uses_s3(self) -> bool:
+        return self.MINIO_HOST is not None
+
+    @property
+    def uses_mongo(self) -> bool:
+        return self.MONGO_HOST is not None
+
+    @property
+    def s3_endpoint(self) -> str:
+        scheme = "https" if self.MINIO_SECURE else "http"
+        return f"{scheme}://{self.MINIO_HOST}:{self.MINIO_PORT}"
+
+    @property
+    def catalog_path(self) -> Path:
+        return self.LANDCOVERPY_HOME / "catalog.sqlite"
+
+    @property
+    def store_path(self) -> Path:
+        return self.LANDCOVERPY_HOME / "store"
+
+    def collection_names(self) -> dict[str, str]:
+        """Logical collection -> configured collection name."""
+        return {
+            "products": self.MONGO_PRODUCTS_COLLECTION,
+            "composites": self.MONGO_COMPOSITES_COLLECTION,
+            "dems": self.MONGO_DEMS_COLLECTION,
+            "modis": self.MONGO_MODIS_COLLECTION,
+            "datasets": self.MONGO_DATASETS_COLLECTION,
+            "models": self.MONGO_MODELS_COLLECTION,
+            "maps": self.MONGO_MAPS_COLLECTION,
+            "runs": self.MONGO_RUNS_COLLECTION,
+        }
+
+    def bucket_names(self) -> dict[str, str]:
+        """Logical bucket -> configured bucket name."""
+        return {
+            "products": self.MINIO_BUCKET_NAME_PRODUCTS,
+            "composites": self.MINIO_BUCKET_NAME_COMPOSITES,
+            "aster": self.MINIO_BUCKET_NAME_ASTER,
+            "dem": self.MINIO_BUCKET_NAME_DEM,
+            "modis": self.MINIO_BUCKET_NAME_MODIS,
+            "datasets": self.MINIO_BUCKET_DATASETS,
+            "models": self.MINIO_BUCKET_MODELS,
+            "classifications": self.MINIO_BUCKET_CLASSIFICATIONS,
+        }
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build :class:`Settings` from the environment; malformed values raise ConfigurationError
+    naming the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = ".".join(str(p) for p in err["loc"]) or "?"
+            problems.append(f"{name}={err.get('input')!r}: {err['msg']}")
+        raise ConfigurationError(
+            "Invalid setting(s): " + "; ".join(problems) + ". Fix the environment variable or .env entry."
+        ) from None

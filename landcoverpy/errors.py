@@ -1,0 +1,41 @@
+"""Exception types. Every message says what is wrong and how to fix it."""
+
+
+class LandcoverError(Exception):
+    """Base class of every error landcoverpy raises on purpose."""
+
+
+class ConfigurationError(LandcoverError):
+    """A setting or environment variable is missing or malformed."""
+
+
+class ServiceUnavailableError(LandcoverError):
+    """A configured server (S3, MongoDB, Dask scheduler) cannot be reached."""
+
+
+class AuthenticationError(LandcoverError):
+    """A configured server rejected the credentials."""
+
+
+class StorageError(LandcoverError):
+    """An object store operation failed (missing object, unwritable directory...)."""
+
+
+class InvalidKeyError(StorageError):
+    """An object key or key part built from user data is unsafe."""
+
+
+class InputValidationError(LandcoverError):
+    """A user input file (dataset, seasons, labels) is invalid."""
+
+
+class ProviderError(LandcoverError):
+    """A data provider failed to search or fetch products."""
+
+
+class RasterError(LandcoverError):
+    """Rasters are inconsistent (grids, CRS, shapes) or unreadable."""
+
+
+class ModelError(LandcoverError):
+    """A model is missing or does not fit the features given to it."""

@@ -1,0 +1,1 @@
+"""Running stages as Dask tasks: cluster connection, task helpers, the whole workflow."""

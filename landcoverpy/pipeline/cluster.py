@@ -1,0 +1,77 @@
+"""A Dask client: the scheduler at DASK_CLUSTER_IP when set, otherwise a LocalCluster."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from landcoverpy.config import Settings
+from landcoverpy.errors import ServiceUnavailableError
+
+log = logging.getLogger(__name__)
+
+
+def scheduler_address(settings: Settings) -> str | None:
+    address = settings.DASK_CLUSTER_IP
+    if not address:
+        return None
+    return address if "://" in address else f"tcp://{address}"
+
+
+def describe_cluster(settings: Settings) -> str:
+    address = scheduler_address(settings)
+    if address:
+        return f"Dask scheduler at {address}"
+    return (
+        f"local Dask cluster ({settings.DASK_N_WORKERS} workers x "
+        f"{settings.DASK_THREADS_PER_WORKER} threads, memory limit {settings.DASK_MEMORY_LIMIT})"
+    )
+
+
+def check_scheduler(settings: Settings) -> dict[str, Any] | None:
+    """Connect briefly to DASK_CLUSTER_IP and return its worker summary (None for local)."""
+    address = scheduler_address(settings)
+    if not address:
+        return None
+    with dask_client(settings) as client:
+        info = client.scheduler_info()
+        return {"address": address, "workers": len(info.get("workers", {}))}
+
+
+@contextlib.contextmanager
+def dask_client(settings: Settings, processes: bool = True) -> Iterator[Any]:
+    """Yield a ``distributed.Client``; close it (and any LocalCluster) afterwards."""
+    from distributed import Client, LocalCluster
+
+    address = scheduler_address(settings)
+    if address:
+        try:
+            client = Client(address, timeout=f"{max(settings.CONNECT_TIMEOUT, 1)}s")
+        except (OSError, TimeoutError) as exc:
+            raise ServiceUnavailableError(
+                f"Dask scheduler at {address} is unreachable ({type(exc).__name__}). "
+                "Check DASK_CLUSTER_IP (host:port) and that the scheduler is running."
+            ) from None
+        log.info("Connected to %s", address)
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    cluster = LocalCluster(
+        n_workers=settings.DASK_N_WORKERS,
+        threads_per_worker=settings.DASK_THREADS_PER_WORKER,
+        memory_limit=settings.DASK_MEMORY_LIMIT,
+        processes=processes,
+        dashboard_address=None,
+        host="127.0.0.1",
+    )
+    client = Client(cluster)
+    log.info("Started %s", describe_cluster(settings))
+    try:
+        yield client
+    finally:
+        client.close()
+        cluster.close()

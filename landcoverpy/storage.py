@@ -1,0 +1,501 @@
+"""Object storage: one interface, two backends (S3-compatible and a local directory).
+
+Objects are written atomically (temporary object/file, then move) so a crash never leaves a
+half-written object under its final key. Rasters are read in place: :meth:`ObjectStore.raster_uri`
+gives a path rasterio can open inside :meth:`ObjectStore.rasterio_env`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from landcoverpy.config import Settings
+from landcoverpy.errors import (
+    AuthenticationError,
+    InvalidKeyError,
+    ServiceUnavailableError,
+    StorageError,
+)
+
+log = logging.getLogger(__name__)
+
+_SAFE_PART = re.compile(r"[^A-Za-z0-9._=+-]+")
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+CHUNK_SIZE = 8 * 1024 * 1024
+
+
+def safe_key_part(value: str) -> str:
+    """Turn user data (tile id, class or season name) into one safe key segment.
+
+    Separators and anything outside ``[A-Za-z0-9._=+-]`` become ``_``; ``.``/``..`` and empty
+    results are rejected.
+    """
+    cleaned = _SAFE_PART.sub("_", str(value).strip()).strip("_")
+    if cleaned in {"", ".", ".."} or set(cleaned) <= {"."}:
+        raise InvalidKeyError(f"{value!r} cannot be used in an object key: give a non-empty name")
+    return cleaned
+
+
+def join_key(*parts: str) -> str:
+    """Join already-safe segments (each may contain ``/``) into a key, refusing traversal."""
+    segments: list[str] = []
+    for part in parts:
+        for seg in str(part).split("/"):
+            if seg == "":
+                continue
+            if seg in {".", ".."}:
+                raise InvalidKeyError(f"object key {'/'.join(parts)!r} contains {seg!r}")
+            segments.append(seg)
+    if not segments:
+        raise InvalidKeyError("empty object key")
+    return "/".join(segments)
+
+
+def check_key(key: str) -> str:
+    """Validate a full key: relative, no ``..``, no empty segments, no backslashes."""
+    if not key or key.startswith("/") or "\\" in key:
+        raise InvalidKeyError(f"object key {key!r} must be relative and use '/' separators")
+    if any(seg in {"", ".", ".."} for seg in key.split("/")):
+        raise InvalidKeyError(f"object key {key!r} contains an empty, '.' or '..' segment")
+    return key
+
+
+def check_bucket(bucket: str) -> str:
+    if not _BUCKET_RE.match(bucket):
+        raise InvalidKeyError(
+            f"bucket name {bucket!r} is invalid: use 3-63 lowercase letters, digits, '.' or '-'"
+        )
+    return bucket
+
+
+class ObjectStore(ABC):
+    """Buckets of objects addressed by ``(bucket, key)``."""
+
+    @abstractmethod
+    def describe(self) -> str: ...
+
+    @abstractmethod
+    def check(self) -> None:
+        """Raise ServiceUnavailableError / AuthenticationError if the store cannot be used."""
+
+    @abstractmethod
+    def ensure_bucket(self, bucket: str) -> None: ...
+
+    @abstractmethod
+    def list_buckets(self) -> list[str]: ...
+
+    @abstractmethod
+    def put_file(self, bucket: str, key: str, path: str | Path) -> None: ...
+
+    @abstractmethod
+    def put_stream(self, bucket: str, key: str, stream: IO[bytes]) -> None: ...
+
+    @abstractmethod
+    def get_file(self, bucket: str, key: str, path: str | Path) -> Path: ...
+
+    @abstractmethod
+    @contextlib.contextmanager
+    def open(self, bucket: str, key: str) -> Iterator[IO[bytes]]: ...
+
+    @abstractmethod
+    def exists(self, bucket: str, key: str) -> bool: ...
+
+    @abstractmethod
+    def size(self, bucket: str, key: str) -> int: ...
+
+    @abstractmethod
+    def list(self, bucket: str, prefix: str = "") -> list[str]: ...
+
+    @abstractmethod
+    def delete(self, bucket: str, key: str) -> None: ...
+
+    @abstractmethod
+    def raster_uri(self, bucket: str, key: str) -> str:
+        """A path rasterio opens in place (inside :meth:`rasterio_env`)."""
+
+    @abstractmethod
+    def rasterio_env(self) -> contextlib.AbstractContextManager[Any]: ...
+
+    # Helpers shared by every backend
+    def put_bytes(self, bucket: str, key: str, data: bytes) -> None:
+        import io
+
+        self.put_stream(bucket, key, io.BytesIO(data))
+
+    def get_bytes(self, bucket: str, key: str) -> bytes:
+        with self.open(bucket, key) as fh:
+            return fh.read()
+
+    def put_json(self, bucket: str, key: str, obj: Any) -> None:
+        self.put_bytes(bucket, key, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
+
+    def get_json(self, bucket: str, key: str) -> Any:
+        return json.loads(self.get_bytes(bucket, key))
+
+    def delete_prefix(self, bucket: str, prefix: str) -> int:
+        keys = self.list(bucket, prefix)
+        for key in keys:
+            self.delete(bucket, key)
+        return len(keys)
+
+
+class LocalStore(ObjectStore):
+    """Buckets are directories below ``root``; keys are relative paths."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).expanduser().resolve()
+
+    def describe(self) -> str:
+        return f"local directory {self.root}"
+
+    def check(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = self.root / f".write-probe-{uuid.uuid4().hex}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise StorageError(
+                f"Local store {self.root} is not writable ({exc.strerror}). "
+                "Set LANDCOVERPY_HOME to a writable directory."
+            ) from None
+
+    def _path(self, bucket: str, key: str) -> Path:
+        check_bucket(bucket)
+        check_key(key)
+        path = (self.root / bucket / key).resolve()
+        if self.root / bucket not in path.parents:
+            raise InvalidKeyError(f"object key {key!r} escapes bucket {bucket!r}")
+        return path
+
+    def ensure_bucket(self, bucket: str) -> None:
+        check_bucket(bucket)
+        try:
+            (self.root / bucket).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(
+                f"Cannot create bucket directory {self.root / bucket}: {exc.strerror}. "
+                "Set LANDCOVERPY_HOME to a writable directory."
+            ) from None
+
+    def list_buckets(self) -> list[str]:
+        if not self.root.exists():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir())
+
+    @contextlib.contextmanager
+    def _atomic_target(self, bucket: str, key: str) -> Iterator[Path]:
+        final = self._path(bucket, key)
+        self.ensure_bucket(bucket)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.parent / f".{final.name}.{uuid.uuid4().hex}.part"
+        try:
+            yield tmp
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def put_file(self, bucket: str, key: str, path: str | Path) -> None:
+        with self._atomic_target(bucket, key) as tmp:
+            shutil.copyfile(path, tmp)
+
+    def put_stream(self, bucket: str, key: str, stream: IO[bytes]) -> None:
+        with self._atomic_target(bucket, key) as tmp, open(tmp, "wb") as out:
+            shutil.copyfileobj(stream, out, CHUNK_SIZE)
+
+    def get_file(self, bucket: str, key: str, path: str | Path) -> Path:
+        src = self._existing(bucket, key)
+        dest = Path(path)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dest)
+        return dest
+
+    def _existing(self, bucket: str, key: str) -> Path:
+        path = self._path(bucket, key)
+        if not path.is_file():
+            raise StorageError(f"object {bucket}/{key} does not exist in {self.describe()}")
+        return path
+
+    @contextlib.contextmanager
+    def open(self, bucket: str, key: str) -> Iterator[IO[bytes]]:
+        with open(self._existing(bucket, key), "rb") as fh:
+            yield fh
+
+    def exists(self, bucket: str, key: str) -> bool:
+        return self._path(bucket, key).is_file()
+
+    def size(self, bucket: str, key: str) -> int:
+        return self._existing(bucket, key).stat().st_size
+
+    def list(self, bucket: str, prefix: str = "") -> list[str]:
+        base = self.root / check_bucket(bucket)
+        if not base.is_dir():
+            return []
+        keys = []
+        for path in base.rglob("*"):
+            if path.is_file() and not path.name.endswith(".part"):
+                key = path.relative_to(base).as_posix()
+                if key.startswith(prefix):
+                    keys.append(key)
+        return sorted(keys)
+
+    def delete(self, bucket: str, key: str) -> None:
+        self._path(bucket, key).unlink(missing_ok=True)
+
+    def raster_uri(self, bucket: str, key: str) -> str:
+        return str(self._path(bucket, key))
+
+    def rasterio_env(self) -> contextlib.AbstractContextManager[Any]:
+        import rasterio
+
+        return rasterio.Env()
+
+
+class S3Store(ObjectStore):
+    """S3-compatible storage (MinIO, AWS, moto) through boto3. Picklable: the client is rebuilt
+    lazily in each process."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        access_key: str,
+        secret_key: str,
+        secure: bool = False,
+        region: str = "us-east-1",
+        timeout: float = 5.0,
+    ) -> None:
+        self.host, self.port = host, port
+        self.access_key, self.secret_key = access_key, secret_key
+        self.secure, self.region, self.timeout = secure, region, timeout
+        self._client: Any = None
+        self._known_buckets: set[str] = set()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_client"] = None
+        state["_known_buckets"] = set()
+        return state
+
+    @property
+    def endpoint(self) -> str:
+        return f"{'https' if self.secure else 'http'}://{self.host}:{self.port}"
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import boto3
+            from botocore.config import Config
+
+            self._client = boto3.client(
+                "s3",
+                endpoint_url=self.endpoint,
+                aws_access_key_id=self.access_key,
+                aws_secret_access_key=self.secret_key,
+                region_name=self.region,
+                config=Config(
+                    connect_timeout=self.timeout,
+                    read_timeout=max(self.timeout, 60),
+                    retries={"max_attempts": 3, "mode": "standard"},
+                    s3={"addressing_style": "path"},
+                    signature_version="s3v4",
+                ),
+            )
+        return self._client
+
+    def describe(self) -> str:
+        return f"S3 at {self.endpoint}"
+
+    def _translate(self, exc: Exception, what: str) -> Exception:
+        from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError
+
+        if isinstance(exc, (EndpointConnectionError, ConnectTimeoutError)):
+            return ServiceUnavailableError(
+                f"S3 object store at {self.host}:{self.port} is unreachable ({what}). "
+                "Check MINIO_HOST / MINIO_PORT and that the server is running."
+            )
+        if isinstance(exc, ClientError):
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403"}:
+                return AuthenticationError(
+                    f"S3 object store at {self.host}:{self.port} rejected the credentials ({code}). "
+                    "Check MINIO_ACCESS_KEY / MINIO_SECRET_KEY."
+                )
+            if code in {"NoSuchKey", "404", "NoSuchBucket"}:
+                return StorageError(f"{what}: not found in {self.describe()}")
+            return StorageError(f"{what} failed on {self.describe()}: {code} {exc}")
+        return StorageError(f"{what} failed on {self.describe()}: {exc}")
+
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return fn(*args, **kwargs)
+        except (BotoCoreError, ClientError) as exc:
+            raise self._translate(exc, what) from None
+
+    def check(self) -> None:
+        self._call("listing buckets", self.client.list_buckets)
+
+    def ensure_bucket(self, bucket: str) -> None:
+        check_bucket(bucket)
+        if bucket in self._known_buckets:
+            return
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_bucket(Bucket=bucket)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code not in {"404", "NoSuchBucket"}:
+                raise self._translate(exc, f"checking bucket {bucket}") from None
+            try:
+                self.client.create_bucket(Bucket=bucket)
+            except ClientError as exc2:
+                if exc2.response.get("Error", {}).get("Code") not in {
+                    "BucketAlreadyOwnedByYou",
+                    "BucketAlreadyExists",
+                }:
+                    raise self._translate(exc2, f"creating bucket {bucket}") from None
+        except Exception as exc:  # connection errors
+            raise self._translate(exc, f"checking bucket {bucket}") from None
+        self._known_buckets.add(bucket)
+
+    def list_buckets(self) -> list[str]:
+        resp = self._call("listing buckets", self.client.list_buckets)
+        return sorted(b["Name"] for b in resp.get("Buckets", []))
+
+    def put_file(self, bucket: str, key: str, path: str | Path) -> None:
+        self.ensure_bucket(bucket)
+        # upload_file streams in parts; the object only appears when the upload completes.
+        self._call(f"uploading {bucket}/{key}", self.client.upload_file, str(path), bucket, check_key(key))
+
+    def put_stream(self, bucket: str, key: str, stream: IO[bytes]) -> None:
+        self.ensure_bucket(bucket)
+        self._call(f"uploading {bucket}/{key}", self.client.upload_fileobj, stream, bucket, check_key(key))
+
+    def get_file(self, bucket: str, key: str, path: str | Path) -> Path:
+        dest = Path(path)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.parent / f".{dest.name}.{uuid.uuid4().hex}.part"
+        try:
+            self._call(f"downloading {bucket}/{key}", self.client.download_file, bucket, check_key(key), str(tmp))
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return dest
+
+    @contextlib.contextmanager
+    def open(self, bucket: str, key: str) -> Iterator[IO[bytes]]:
+        resp = self._call(f"reading {bucket}/{key}", self.client.get_object, Bucket=bucket, Key=check_key(key))
+        body = resp["Body"]
+        try:
+            yield body
+        finally:
+            body.close()
+
+    def exists(self, bucket: str, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_object(Bucket=bucket, Key=check_key(key))
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NoSuchBucket"}:
+                return False
+            raise self._translate(exc, f"checking {bucket}/{key}") from None
+        except Exception as exc:
+            raise self._translate(exc, f"checking {bucket}/{key}") from None
+
+    def size(self, bucket: str, key: str) -> int:
+        resp = self._call(f"checking {bucket}/{key}", self.client.head_object, Bucket=bucket, Key=check_key(key))
+        return int(resp["ContentLength"])
+
+    def list(self, bucket: str, prefix: str = "") -> list[str]:
+        from botocore.exceptions import ClientError
+
+        keys: list[str] = []
+        paginator = self.client.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=check_bucket(bucket), Prefix=prefix):
+                keys.extend(obj["Key"] for obj in page.get("Contents", []))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "NoSuchBucket":
+                return []
+            raise self._translate(exc, f"listing {bucket}/{prefix}") from None
+        except Exception as exc:
+            raise self._translate(exc, f"listing {bucket}/{prefix}") from None
+        return sorted(keys)
+
+    def delete(self, bucket: str, key: str) -> None:
+        self._call(f"deleting {bucket}/{key}", self.client.delete_object, Bucket=bucket, Key=check_key(key))
+
+    def raster_uri(self, bucket: str, key: str) -> str:
+        return f"s3://{check_bucket(bucket)}/{check_key(key)}"
+
+    def gdal_options(self) -> dict[str, str]:
+        return {
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_REGION": self.region,
+            "AWS_S3_ENDPOINT": f"{self.host}:{self.port}",
+            "AWS_VIRTUAL_HOSTING": "FALSE",
+            "AWS_HTTPS": "YES" if self.secure else "NO",
+            "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+            "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff,.jp2,.vrt",
+        }
+
+    def rasterio_env(self) -> contextlib.AbstractContextManager[Any]:
+        import rasterio
+        from rasterio.session import AWSSession
+
+        session = AWSSession(
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name=self.region,
+            endpoint_url=f"{self.host}:{self.port}",
+        )
+        return rasterio.Env(session=session, **self.gdal_options())
+
+
+def open_store(settings: Settings, check: bool = True) -> ObjectStore:
+    """The store the settings select: S3 when MINIO_HOST is set, else a local directory."""
+    store: ObjectStore
+    if settings.uses_s3:
+        store = S3Store(
+            host=str(settings.MINIO_HOST),
+            port=settings.MINIO_PORT,
+            access_key=settings.MINIO_ACCESS_KEY,
+            secret_key=settings.MINIO_SECRET_KEY.get_secret_value(),
+            secure=settings.MINIO_SECURE,
+            region=settings.MINIO_REGION,
+            timeout=settings.CONNECT_TIMEOUT,
+        )
+    else:
+        store = LocalStore(settings.store_path)
+    if check:
+        store.check()
+    return store
+
+
+@contextlib.contextmanager
+def local_copy(store: ObjectStore, bucket: str, key: str, tmp_dir: str | Path | None = None) -> Iterator[Path]:
+    """A temporary local copy of an object (for libraries that cannot read from S3)."""
+    if isinstance(store, LocalStore):
+        yield Path(store.raster_uri(bucket, key))
+        return
+    with tempfile.TemporaryDirectory(dir=tmp_dir) as tmp:
+        path = Path(tmp) / Path(key).name
+        store.get_file(bucket, key, path)
+        yield path
