@@ -41,8 +41,9 @@ def safe_key_part(value: str) -> str:
     Separators and anything outside ``[A-Za-z0-9._=+-]`` become ``_``; ``.``/``..`` and empty
     results are rejected.
     """
-    cleaned = _SAFE_PART.sub("_", str(value).strip()).strip("_")
-    if cleaned in {"", ".", ".."} or set(cleaned) <= {"."}:
+    cleaned = _SAFE_PART.sub("_", str(value).strip())
+    cleaned = re.sub(r"_+", "_", re.sub(r"\.{2,}", "_", cleaned)).strip("._")
+    if not cleaned:
         raise InvalidKeyError(f"{value!r} cannot be used in an object key: give a non-empty name")
     return cleaned
 
@@ -445,10 +446,8 @@ class S3Store(ObjectStore):
         return f"s3://{check_bucket(bucket)}/{check_key(key)}"
 
     def gdal_options(self) -> dict[str, str]:
+        # Credentials go through rasterio's AWSSession; these are the endpoint options.
         return {
-            "AWS_ACCESS_KEY_ID": self.access_key,
-            "AWS_SECRET_ACCESS_KEY": self.secret_key,
-            "AWS_REGION": self.region,
             "AWS_S3_ENDPOINT": f"{self.host}:{self.port}",
             "AWS_VIRTUAL_HOSTING": "FALSE",
             "AWS_HTTPS": "YES" if self.secure else "NO",

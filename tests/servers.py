@@ -1,0 +1,193 @@
+"""Real local servers for tests, started as separate processes on free loopback ports."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server process exited early with code {proc.returncode}: {proc.args}")
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.settimeout(0.5)
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"server did not open port {port} within {timeout}s: {proc.args}")
+
+
+def executable(name: str) -> str:
+    candidate = BIN / name
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which(name)
+    if not found:
+        raise RuntimeError(f"{name} is not installed; run `make setup` (pip install -e '.[test]')")
+    return found
+
+
+@dataclass
+class Server:
+    port: int
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=timeout)
+
+
+def start(args: list[str], port: int, log_dir: Path, name: str, env: dict[str, str] | None = None) -> Server:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{name}-{port}.log"
+    out = open(log_path, "wb")  # noqa: SIM115 - kept open for the process lifetime
+    proc = subprocess.Popen(
+        args,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ, **(env or {})},
+    )
+    try:
+        wait_for_port(port, proc)
+    except Exception:
+        stop_process(proc)
+        raise RuntimeError(f"{name} failed to start; log:\n{log_path.read_text(errors='replace')[-3000:]}") from None
+    return Server(port=port, proc=proc, log_path=log_path)
+
+
+@contextlib.contextmanager
+def moto_server(log_dir: Path, auth: bool = False) -> Iterator[Server]:
+    """moto_server (S3). With ``auth``, moto checks access keys against its IAM: a user with an
+    allow-all policy is created through the first unauthenticated calls and its key pair is in
+    ``server.extra['access_key']`` / ``['secret_key']``."""
+    port = free_port()
+    env = {"INITIAL_NO_AUTH_ACTION_COUNT": "3"} if auth else {}
+    server = start([executable("moto_server"), "-H", "127.0.0.1", "-p", str(port)], port, log_dir, "moto", env)
+    try:
+        if auth:
+            import json
+
+            import boto3
+
+            iam = boto3.client("iam", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+                               aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap")
+            iam.create_user(UserName="landcover")
+            key = iam.create_access_key(UserName="landcover")["AccessKey"]
+            policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+            iam.put_user_policy(UserName="landcover", PolicyName="all", PolicyDocument=json.dumps(policy))
+            server.extra |= {"access_key": key["AccessKeyId"], "secret_key": key["SecretAccessKey"]}
+        yield server
+    finally:
+        server.stop()
+
+
+MONGO_USER = ("landcover", "s3cret-pass")
+
+
+@contextlib.contextmanager
+def mongo_server(log_dir: Path, auth: bool = False) -> Iterator[Server]:
+    """secantusd (MongoDB wire protocol). With ``auth``, a user MONGO_USER is provisioned first
+    (the server's documented way: create the user without auth, restart with --auth)."""
+    port = free_port()
+    storage = ":memory:"
+    if auth:
+        storage = str(log_dir / f"secantus-auth-{port}")
+    args = [executable("secantusd-py"), "--host", "127.0.0.1", "--port", str(port), "--storage-path", storage]
+    if auth:
+        import pymongo
+
+        server = start(args, port, log_dir, "secantusd-provision")
+        try:
+            client = pymongo.MongoClient("127.0.0.1", port, serverSelectionTimeoutMS=5000)
+            client.admin.command("createUser", MONGO_USER[0], pwd=MONGO_USER[1], roles=["root"])
+            client.close()
+        finally:
+            server.stop()
+        args.append("--auth")
+    server = start(args, port, log_dir, "secantusd")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def dask_cluster(log_dir: Path, n_workers: int = 2) -> Iterator[Server]:
+    port = free_port()
+    env = {"PYTHONUNBUFFERED": "1"}
+    scheduler = start(
+        [executable("dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+        port,
+        log_dir,
+        "dask-scheduler",
+        env,
+    )
+    workers: list[subprocess.Popen[bytes]] = []
+    try:
+        for i in range(n_workers):
+            log_path = log_dir / f"dask-worker-{port}-{i}.log"
+            workers.append(
+                subprocess.Popen(
+                    [
+                        executable("dask"), "worker", f"tcp://127.0.0.1:{port}",
+                        "--host", "127.0.0.1", "--nthreads", "1", "--nworkers", "1",
+                        "--no-dashboard", "--name", f"worker-{i}", "--memory-limit", "4GiB",
+                    ],
+                    stdout=open(log_path, "wb"),  # noqa: SIM115
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    env={**os.environ, **env},
+                )
+            )
+        _wait_for_workers(f"tcp://127.0.0.1:{port}", n_workers)
+        scheduler.extra["workers"] = workers
+        yield scheduler
+    finally:
+        for w in workers:
+            stop_process(w)
+        scheduler.stop()
+
+
+def _wait_for_workers(address: str, n: int, timeout: float = 90.0) -> None:
+    from distributed import Client
+
+    with Client(address, timeout="20s") as client:
+        client.wait_for_workers(n, timeout=timeout)
