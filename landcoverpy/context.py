@@ -1,0 +1,30 @@
+"""What every stage needs: settings, the object store and the catalog (opened once, at the edge)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from landcoverpy.catalog import Catalog, open_catalog
+from landcoverpy.config import Settings
+from landcoverpy.storage import ObjectStore, open_store
+
+
+@dataclass
+class Context:
+    settings: Settings
+    store: ObjectStore
+    catalog: Catalog
+
+    @classmethod
+    def open(cls, settings: Settings) -> Context:
+        return cls(settings=settings, store=open_store(settings), catalog=open_catalog(settings))
+
+    def bucket(self, name: str) -> str:
+        return self.settings.bucket_names()[name]
+
+    def ensure_buckets(self) -> None:
+        for bucket in self.settings.bucket_names().values():
+            self.store.ensure_bucket(bucket)
+
+    def close(self) -> None:
+        self.catalog.close()

@@ -1,0 +1,297 @@
+"""Parse and validate the user's input files into typed objects.
+
+Every error names the file and the row or key at fault. Nothing is written here: stages only start
+after validation passed.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from landcoverpy.errors import InputValidationError
+
+log = logging.getLogger(__name__)
+
+NODATA_VALUE = 0
+NOT_CLASSIFIED_VALUE = 1
+MAX_ERRORS_SHOWN = 10
+
+
+@dataclass(frozen=True)
+class Season:
+    name: str
+    start: dt.date
+    end: dt.date
+
+    def contains(self, when: dt.date | dt.datetime) -> bool:
+        day = when.date() if isinstance(when, dt.datetime) else when
+        return self.start <= day <= self.end
+
+
+@dataclass(frozen=True)
+class LabelSet:
+    """Class name -> map value, with the reserved values it must avoid."""
+
+    source: str
+    values: dict[str, int]
+    min_value: int
+
+    def value(self, name: str) -> int:
+        return self.values[name]
+
+    def name_of(self, value: int) -> str:
+        for name, v in self.values.items():
+            if v == value:
+                return name
+        raise KeyError(value)
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self.values, key=self.values.__getitem__)
+
+
+@dataclass(frozen=True)
+class LabelledPoints:
+    """Validated points: columns latitude, longitude, category, subcategory (may be empty)."""
+
+    source: str
+    frame: pd.DataFrame
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+
+def _fail(source: str | Path, problems: list[str]) -> InputValidationError:
+    shown = problems[:MAX_ERRORS_SHOWN]
+    more = f" (and {len(problems) - len(shown)} more)" if len(problems) > len(shown) else ""
+    return InputValidationError(f"{source}: " + "; ".join(shown) + more)
+
+
+def _read_json(path: str | Path) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise InputValidationError(f"{path}: file not found")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise InputValidationError(f"{path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+
+
+def load_labels(path: str | Path, level: str) -> LabelSet:
+    """``level`` is ``"category"`` (values >= 1; 0 is nodata) or ``"subcategory"`` (values >= 2;
+    0 nodata, 1 not classified)."""
+    min_value = 1 if level == "category" else 2
+    data = _read_json(path)
+    if not isinstance(data, dict) or not data:
+        raise InputValidationError(f"{path}: expected a non-empty JSON object mapping class name -> integer")
+    problems = []
+    seen: dict[int, str] = {}
+    for name, value in data.items():
+        if not isinstance(name, str) or not name.strip():
+            problems.append(f"class name {name!r} must be a non-empty string")
+        if isinstance(value, bool) or not isinstance(value, int):
+            problems.append(f"key {name!r}: value {value!r} is not an integer")
+            continue
+        if value < min_value:
+            reserved = "0 is nodata" if level == "category" else "0 is nodata and 1 is not-classified"
+            problems.append(f"key {name!r}: value {value} is reserved ({reserved}); use integers >= {min_value}")
+        elif value > 255:
+            problems.append(f"key {name!r}: value {value} does not fit the uint8 maps; use 1..255")
+        if value in seen:
+            problems.append(f"keys {seen[value]!r} and {name!r} share value {value}")
+        seen[value] = name
+    if problems:
+        raise _fail(path, problems)
+    return LabelSet(source=str(path), values=dict(data), min_value=min_value)
+
+
+def _parse_date(path: str | Path, key: str, field: str, value: Any) -> dt.date:
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError:
+        raise InputValidationError(f"{path}: season {key!r} {field} {value!r} is not a YYYY-MM-DD date") from None
+
+
+def load_seasons(path: str | Path) -> list[Season]:
+    """Both forms users have: ``{"spring": {"start": ..., "end": ...}}`` and
+    ``{"spring": ["start", "end"]}``. Seasons must not be empty or overlap."""
+    text = Path(path).read_text(encoding="utf-8") if Path(path).is_file() else None
+    if text is not None:
+        _check_duplicate_keys(path, text)
+    data = _read_json(path)
+    if not isinstance(data, dict) or not data:
+        raise InputValidationError(f"{path}: expected a non-empty JSON object mapping season name -> dates")
+    seasons = []
+    for name, spec in data.items():
+        if isinstance(spec, dict):
+            missing = {"start", "end"} - set(spec)
+            if missing:
+                raise InputValidationError(f"{path}: season {name!r} lacks {', '.join(sorted(missing))}")
+            start, end = spec["start"], spec["end"]
+        elif isinstance(spec, list) and len(spec) == 2:
+            start, end = spec
+        else:
+            raise InputValidationError(
+                f"{path}: season {name!r} must be {{\"start\": ..., \"end\": ...}} or [start, end], got {spec!r}"
+            )
+        s, e = _parse_date(path, name, "start", start), _parse_date(path, name, "end", end)
+        if s > e:
+            raise InputValidationError(f"{path}: season {name!r} starts ({s}) after it ends ({e})")
+        seasons.append(Season(name=name, start=s, end=e))
+    ordered = sorted(seasons, key=lambda x: x.start)
+    for a, b in zip(ordered, ordered[1:]):
+        if b.start <= a.end:
+            raise InputValidationError(f"{path}: seasons {a.name!r} ({a.start}..{a.end}) and {b.name!r} ({b.start}..{b.end}) overlap")
+    return seasons
+
+
+def _check_duplicate_keys(path: str | Path, text: str) -> None:
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        keys = [k for k, _ in pairs]
+        dupes = sorted({k for k in keys if keys.count(k) > 1})
+        if dupes:
+            raise InputValidationError(f"{path}: duplicated season name(s) {', '.join(map(repr, dupes))}")
+        return dict(pairs)
+
+    try:
+        json.loads(text, object_pairs_hook=hook)
+    except json.JSONDecodeError:
+        return  # reported with position by _read_json
+
+
+def _read_point_table(path: Path, lc_property: str, sl_property: str) -> pd.DataFrame:
+    suffix = path.suffix.lower()
+    if suffix in {".geojson", ".json", ".kmz", ".kml", ".gpkg"}:
+        return _read_vector_points(path, lc_property, sl_property)
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        sample = fh.read(64 * 1024)
+    try:
+        sep = csv.Sniffer().sniff(sample, delimiters=",;\t").delimiter
+    except csv.Error:
+        sep = ";" if sample.count(";") > sample.count(",") else ","
+    return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+
+
+def _read_vector_points(path: Path, lc_property: str, sl_property: str) -> pd.DataFrame:
+    """GeoJSON / KML / KMZ / GeoPackage points through GDAL's OGR (via fiona-free pyogrio if
+    present, else GDAL's own GeoJSON parsing for .geojson)."""
+    if path.suffix.lower() in {".geojson", ".json"}:
+        data = _read_json(path)
+        rows = []
+        for i, feat in enumerate(data.get("features", []) if isinstance(data, dict) else []):
+            geom = feat.get("geometry") or {}
+            if geom.get("type") != "Point":
+                raise InputValidationError(f"{path}: feature {i} is a {geom.get('type')!r}, expected Point")
+            lon, lat = geom["coordinates"][:2]
+            props = feat.get("properties") or {}
+            rows.append({"latitude": str(lat), "longitude": str(lon),
+                         lc_property: str(props.get(lc_property, "") or ""),
+                         sl_property: str(props.get(sl_property, "") or "")})
+        return pd.DataFrame(rows, columns=["latitude", "longitude", lc_property, sl_property], dtype=str)
+    try:
+        import pyogrio
+    except ImportError:
+        raise InputValidationError(
+            f"{path}: reading {path.suffix} points needs pyogrio (pip install pyogrio), or convert to CSV/GeoJSON"
+        ) from None
+    import zipfile
+
+    target = str(path)
+    if path.suffix.lower() == ".kmz":
+        with zipfile.ZipFile(path) as zf:
+            kml = next((n for n in zf.namelist() if n.lower().endswith(".kml")), None)
+        if kml is None:
+            raise InputValidationError(f"{path}: the KMZ holds no .kml document")
+        target = f"/vsizip/{path}/{kml}"
+    frame = pyogrio.read_dataframe(target)
+    frame = frame.to_crs("EPSG:4326") if frame.crs else frame
+    out = pd.DataFrame({
+        "latitude": frame.geometry.y.astype(str), "longitude": frame.geometry.x.astype(str),
+        lc_property: frame.get(lc_property, pd.Series([""] * len(frame))).fillna("").astype(str),
+        sl_property: frame.get(sl_property, pd.Series([""] * len(frame))).fillna("").astype(str),
+    })
+    return out
+
+
+def load_points(
+    path: str | Path,
+    lc_labels: LabelSet,
+    sl_labels: LabelSet | None = None,
+    lc_property: str = "category",
+    sl_property: str = "subcategory",
+) -> LabelledPoints:
+    """Read dataset.csv (``,`` or ``;``), GeoJSON or KMZ points and check every row."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputValidationError(f"{path}: file not found")
+    raw = _read_point_table(path, lc_property, sl_property)
+    raw.columns = [c.strip() for c in raw.columns]
+    missing = [c for c in ("latitude", "longitude", lc_property) if c not in raw.columns]
+    if missing:
+        raise InputValidationError(
+            f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(raw.columns) or 'none'}"
+        )
+    if raw.empty:
+        raise InputValidationError(f"{path}: no data rows")
+    if sl_property not in raw.columns:
+        raw[sl_property] = ""
+    problems: list[str] = []
+    lat = pd.to_numeric(raw["latitude"].str.strip(), errors="coerce")
+    lon = pd.to_numeric(raw["longitude"].str.strip(), errors="coerce")
+    for idx in raw.index:
+        row = idx + 2  # header is line 1
+        if pd.isna(lat[idx]) or not -90 <= lat[idx] <= 90:
+            problems.append(f"row {row}: latitude {raw.at[idx, 'latitude']!r} is not a number in [-90, 90]")
+        if pd.isna(lon[idx]) or not -180 <= lon[idx] <= 180:
+            problems.append(f"row {row}: longitude {raw.at[idx, 'longitude']!r} is not a number in [-180, 180]")
+        cat = raw.at[idx, lc_property].strip()
+        if not cat:
+            problems.append(f"row {row}: empty {lc_property}")
+        elif cat not in lc_labels.values:
+            problems.append(f"row {row}: {lc_property} {cat!r} is not in {lc_labels.source}")
+        sub = raw.at[idx, sl_property].strip()
+        if sub and sl_labels is not None and sub not in sl_labels.values:
+            problems.append(f"row {row}: {sl_property} {sub!r} is not in {sl_labels.source}")
+    if problems:
+        raise _fail(path, problems)
+    frame = pd.DataFrame({
+        "latitude": lat.astype("float64"),
+        "longitude": lon.astype("float64"),
+        "category": raw[lc_property].str.strip(),
+        "subcategory": raw[sl_property].str.strip(),
+    })
+    return LabelledPoints(source=str(path), frame=frame.reset_index(drop=True))
+
+
+@dataclass(frozen=True)
+class Inputs:
+    points: LabelledPoints
+    seasons: list[Season]
+    lc_labels: LabelSet
+    sl_labels: LabelSet
+
+
+def load_inputs(
+    dataset: str | Path,
+    seasons: str | Path,
+    lc_labels: str | Path,
+    sl_labels: str | Path,
+    lc_property: str = "category",
+    sl_property: str = "subcategory",
+) -> Inputs:
+    lc = load_labels(lc_labels, "category")
+    sl = load_labels(sl_labels, "subcategory")
+    return Inputs(
+        points=load_points(dataset, lc, sl, lc_property, sl_property),
+        seasons=load_seasons(seasons),
+        lc_labels=lc,
+        sl_labels=sl,
+    )

@@ -1,0 +1,350 @@
+"""Stage 2: cloud-masked seasonal median composites and spectral indices, window by window.
+
+For each tile x season: the products chosen at acquisition are masked (L2A: SCL classes; L1C:
+s2cloudless), nodata becomes NaN, the processing-baseline offset is applied, 20/60 m bands are
+brought onto the 10 m grid, and the per-pixel median is computed one window at a time. Peak memory
+is (products x window^2), never the tile size. Outputs are COGs plus a catalog record whose id is
+derived from the inputs and parameters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import logging
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+
+from landcoverpy import __version__
+from landcoverpy.config import Settings
+from landcoverpy.context import Context
+from landcoverpy.errors import LandcoverError, RasterError
+from landcoverpy.inputs import Season
+from landcoverpy.raster import masks
+from landcoverpy.raster.cog import CogWriter, write_cog
+from landcoverpy.raster.composite import median_composite, valid_count
+from landcoverpy.raster.grid import Grid, block_windows
+from landcoverpy.raster.indices import INDICES, compute_index
+from landcoverpy.raster.reading import GridReader, expand_window
+from landcoverpy.sentinel2 import COMPOSITE_BANDS, REFERENCE_BAND, dn_to_reflectance
+from landcoverpy.storage import ObjectStore, join_key, open_store, safe_key_part
+
+log = logging.getLogger(__name__)
+
+S2CLOUDLESS_BANDS = ["B01", "B02", "B04", "B05", "B08", "B8A", "B09", "B10", "B11", "B12"]
+BAND_SCALE = 10000.0  # composite bands are stored as uint16 reflectance x 10000, 0 = nodata
+
+
+@dataclass(frozen=True)
+class CompositeParams:
+    window_size: int = 1024
+    bands: tuple[str, ...] = tuple(COMPOSITE_BANDS)
+    indices: tuple[str, ...] = tuple(INDICES)
+    mask: masks.MaskSettings = field(default_factory=masks.MaskSettings)
+
+    def to_dict(self) -> dict[str, Any]:
+        # window_size does not change the result (windowed == whole array), so it is not part
+        # of the identity of a composite.
+        return {"bands": list(self.bands), "indices": list(self.indices), "mask": self.mask.to_dict()}
+
+
+def composite_id(tile: str, season: Season, product_ids: list[str], params: CompositeParams) -> str:
+    payload = json.dumps({
+        "tile": tile, "season": [season.name, season.start.isoformat(), season.end.isoformat()],
+        "products": sorted(product_ids), "params": params.to_dict(), "format": 1,
+    }, sort_keys=True)
+    return f"{tile}_{safe_key_part(season.name)}_{hashlib.sha256(payload.encode()).hexdigest()[:12]}"
+
+
+def products_for(ctx: Context, tile: str, season: Season) -> list[dict[str, Any]]:
+    """Catalogued products of the tile within the season, best first, at most MAX_PRODUCTS_COMPOSITE."""
+    records = [
+        r for r in ctx.catalog.find("products", {"tile": tile})
+        if season.contains(dt.datetime.fromisoformat(r["sensing_time"]))
+    ]
+    records.sort(key=lambda r: (-r.get("useful_percentage", 0), r["sensing_time"], r["_id"]))
+    return records[: ctx.settings.MAX_PRODUCTS_COMPOSITE]
+
+
+def product_grid(store: ObjectStore, product: dict[str, Any], band: str = REFERENCE_BAND) -> Grid:
+    b = product["bands"][band]
+    with store.rasterio_env(), rasterio.open(store.raster_uri(b["bucket"], b["key"])) as src:
+        return Grid.from_dataset(src)
+
+
+def common_grid(store: ObjectStore, products: list[dict[str, Any]]) -> Grid:
+    """The 10 m grid all products share; RasterError naming them when they differ."""
+    grids = {p["_id"]: product_grid(store, p) for p in products}
+    ref_id, ref = next(iter(grids.items()))
+    for pid, grid in grids.items():
+        if not grid.same_as(ref):
+            raise RasterError(
+                f"products of one tile are on different grids: {ref_id} ({ref.crs}, {ref.width}x{ref.height}, "
+                f"origin {ref.transform[2]:.0f},{ref.transform[5]:.0f}) vs {pid} ({grid.crs}, {grid.width}x"
+                f"{grid.height}, origin {grid.transform[2]:.0f},{grid.transform[5]:.0f})"
+            )
+    return ref
+
+
+def s2cloudless_mask_key(product: dict[str, Any], mask: masks.MaskSettings) -> str:
+    tag = f"p{mask.cloud_probability_threshold:g}_a{mask.cloudless_average_over}_d{mask.cloudless_dilation}"
+    return join_key("masks", safe_key_part(product["tile"]), safe_key_part(product["_id"]), f"s2cloudless_{tag}.tif")
+
+
+def ensure_s2cloudless_mask(settings: Settings, store: ObjectStore, product: dict[str, Any],
+                            mask: masks.MaskSettings) -> tuple[str, str]:
+    """Cloud mask of an L1C product by s2cloudless on its 60 m grid (1 = cloud), stored as a COG
+    and reused when present. A 60 m tile is at most 1830 x 1830 pixels, whatever the products."""
+    from s2cloudless import S2PixelCloudDetector
+
+    bucket = settings.MINIO_BUCKET_NAME_COMPOSITES
+    key = s2cloudless_mask_key(product, mask)
+    if store.exists(bucket, key):
+        return bucket, key
+    grid60 = product_grid(store, product, "B01")
+    layers = []
+    with store.rasterio_env():
+        for band in S2CLOUDLESS_BANDS:
+            b = product["bands"][band]
+            reader = GridReader(store.raster_uri(b["bucket"], b["key"]), grid60, Resampling.average)
+            try:
+                dn = reader.read(rasterio.windows.Window(0, 0, grid60.width, grid60.height))
+            finally:
+                reader.close()
+            layers.append(dn_to_reflectance(dn, product["offsets"].get(band, 0.0)))
+    data = np.stack(layers, axis=-1)
+    nodata = np.isnan(data).any(axis=-1)
+    data = np.nan_to_num(data, nan=0.0)
+    detector = S2PixelCloudDetector(
+        threshold=mask.cloud_probability_threshold, average_over=mask.cloudless_average_over,
+        dilation_size=mask.cloudless_dilation, all_bands=False,
+    )
+    cloud = detector.get_cloud_masks(data[np.newaxis])[0].astype("uint8")
+    cloud[nodata] = 1
+    with tempfile.TemporaryDirectory(dir=_tmp(settings)) as tmp:
+        path = Path(tmp) / "mask.tif"
+        write_cog(path, cloud, grid60, nodata=None, descriptions=["s2cloudless cloud mask (1 = cloud)"],
+                  tags={"cloud_percentage": f"{100 * cloud.mean():.2f}"})
+        store.put_file(bucket, key, path)
+    log.info("%s: s2cloudless cloud cover %.1f%%", product["_id"], 100 * cloud.mean())
+    return bucket, key
+
+
+def _tmp(settings: Settings) -> Path:
+    settings.TMP_DIR.mkdir(parents=True, exist_ok=True)
+    return settings.TMP_DIR
+
+
+class ProductWindowReader:
+    """Reads, for one product, masked reflectance windows of any band on the 10 m grid."""
+
+    def __init__(self, store: ObjectStore, product: dict[str, Any], grid: Grid, mask_uri: str | None,
+                 mask: masks.MaskSettings) -> None:
+        self.product, self.grid, self.mask = product, grid, mask
+        self.readers: dict[str, GridReader] = {}
+        self.store = store
+        if product["level"] == "L2A":
+            scl = product["bands"]["SCL"]
+            self.mask_reader = GridReader(store.raster_uri(scl["bucket"], scl["key"]), grid)
+        else:
+            assert mask_uri is not None
+            self.mask_reader = GridReader(mask_uri, grid)
+
+    def invalid(self, window: rasterio.windows.Window) -> np.ndarray:
+        halo = self.mask.dilation_pixels
+        grown, (rs, cs) = expand_window(window, halo, self.grid)
+        raw = self.mask_reader.read(grown)
+        m = masks.scl_mask(raw, self.mask.scl_classes) if self.product["level"] == "L2A" else raw.astype(bool)
+        return masks.dilate(m, halo)[rs, cs]
+
+    def reflectance(self, band: str, window: rasterio.windows.Window, invalid: np.ndarray) -> np.ndarray:
+        if band not in self.readers:
+            b = self.product["bands"][band]
+            self.readers[band] = GridReader(self.store.raster_uri(b["bucket"], b["key"]), self.grid)
+        dn = self.readers[band].read(window)
+        refl = dn_to_reflectance(dn, self.product["offsets"].get(band, 0.0))
+        return masks.apply_mask(refl, invalid)
+
+    def close(self) -> None:
+        for r in self.readers.values():
+            r.close()
+        self.mask_reader.close()
+
+
+def to_uint16_reflectance(refl: np.ndarray) -> np.ndarray:
+    out = np.zeros(refl.shape, dtype="uint16")
+    ok = ~np.isnan(refl)
+    out[ok] = np.clip(np.rint(refl[ok] * BAND_SCALE), 1, 65535).astype("uint16")
+    return out
+
+
+def build_composite(settings: Settings, tile: str, season: Season, products: list[dict[str, Any]],
+                    params: CompositeParams) -> dict[str, Any]:
+    """Dask task: compute and store every band, index and the valid-observation count of one
+    tile x season composite; return its catalog record."""
+    store = open_store(settings, check=False)
+    cid = composite_id(tile, season, [p["_id"] for p in products], params)
+    bucket = settings.MINIO_BUCKET_NAME_COMPOSITES
+    prefix = join_key(safe_key_part(tile), safe_key_part(season.name), cid)
+    with store.rasterio_env():
+        grid = common_grid(store, products)
+        mask_uris: dict[str, str | None] = {}
+        for p in products:
+            if p["level"] == "L1C":
+                mb, mk = ensure_s2cloudless_mask(settings, store, p, params.mask)
+                mask_uris[p["_id"]] = store.raster_uri(mb, mk)
+            else:
+                mask_uris[p["_id"]] = None
+        outputs = [*params.bands, *params.indices, "valid_count"]
+        with tempfile.TemporaryDirectory(dir=_tmp(settings)) as tmp:
+            paths = {name: Path(tmp) / f"{name}.tif" for name in outputs}
+            writers = {}
+            common_tags = {"tile": tile, "season": season.name, "products": ",".join(p["_id"] for p in products),
+                           "composite_id": cid}
+            for name in outputs:
+                if name in params.bands:
+                    kw: dict[str, Any] = dict(dtype="uint16", nodata=0, overview_resampling="average",
+                                              descriptions=[f"{name} median reflectance x 10000"],
+                                              tags=common_tags | {"scale_factor": str(1 / BAND_SCALE)})
+                elif name == "valid_count":
+                    kw = dict(dtype="uint8", nodata=None, overview_resampling="nearest",
+                              descriptions=["number of valid observations"], tags=common_tags)
+                else:
+                    kw = dict(dtype="float32", nodata=float("nan"), overview_resampling="average",
+                              descriptions=[f"{name} index of the median composite"], tags=common_tags)
+                writers[name] = CogWriter(paths[name], grid, tmp_dir=tmp, **kw)
+            readers = [ProductWindowReader(store, p, grid, mask_uris[p["_id"]], params.mask) for p in products]
+            try:
+                with contextlib.ExitStack() as stack:
+                    open_writers = {n: stack.enter_context(w) for n, w in writers.items()}
+                    valid_pixels = _composite_windows(readers, grid, params, open_writers)
+            finally:
+                for r in readers:
+                    r.close()
+            keys = {}
+            for name, path in paths.items():
+                key = join_key(prefix, f"{name}.tif")
+                store.put_file(bucket, key, path)
+                keys[name] = {"bucket": bucket, "key": key}
+    return {
+        "_id": cid,
+        "tile": tile,
+        "season": season.name,
+        "season_start": season.start.isoformat(),
+        "season_end": season.end.isoformat(),
+        "products": [p["_id"] for p in products],
+        "grid": grid.to_dict(),
+        "bands": {b: keys[b] for b in params.bands},
+        "indices": {i: keys[i] for i in params.indices},
+        "valid_count": keys["valid_count"],
+        "band_scale": BAND_SCALE,
+        "valid_percentage": round(100.0 * valid_pixels / (grid.width * grid.height), 3),
+        "params": params.to_dict() | {"window_size": params.window_size},
+        "code_version": __version__,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def _composite_windows(readers: list[ProductWindowReader], grid: Grid, params: CompositeParams,
+                       writers: dict[str, CogWriter]) -> int:
+    """The window loop: median per band, indices from the quantised medians, valid counts.
+    Returns the number of pixels with at least one valid observation."""
+    valid_pixels = 0
+    for window in block_windows(grid.height, grid.width, params.window_size):
+        invalid = [r.invalid(window) for r in readers]
+        medians: dict[str, np.ndarray] = {}
+        count: np.ndarray | None = None
+        for band in params.bands:
+            stack = np.stack([r.reflectance(band, window, inv) for r, inv in zip(readers, invalid)])
+            medians[band] = median_composite(stack)
+            if count is None:
+                count = valid_count(stack)
+            del stack
+            writers[band].write(to_uint16_reflectance(medians[band]), window)
+        # indices from the stored (quantised) bands, so training and prediction features agree
+        quantised = {b: dequantise(to_uint16_reflectance(v)) for b, v in medians.items()}
+        for name in params.indices:
+            writers[name].write(compute_index(name, quantised), window)
+        assert count is not None
+        writers["valid_count"].write(count, window)
+        valid_pixels += int((count > 0).sum())
+    return valid_pixels
+
+
+def dequantise(stored: np.ndarray) -> np.ndarray:
+    """uint16 composite band (reflectance x 10000, 0 = nodata) -> float32 reflectance, NaN nodata."""
+    out = stored.astype("float32") / np.float32(BAND_SCALE)
+    out[stored == 0] = np.nan
+    return out
+
+
+@dataclass
+class CompositeReport:
+    built: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def composite(ctx: Context, tiles: list[str], seasons: list[Season], client: Any,
+              params: CompositeParams | None = None, progress: bool = True) -> CompositeReport:
+    """Build (or reuse) the composite of every tile x season as Dask tasks."""
+    from distributed import as_completed
+    from tqdm import tqdm
+
+    params = params or CompositeParams()
+    report = CompositeReport()
+    futures: dict[Any, str] = {}
+    for tile in tiles:
+        for season in seasons:
+            label = f"{tile} {season.name}"
+            products = products_for(ctx, tile, season)
+            if not products:
+                report.missing.append(label)
+                log.warning("%s: no catalogued products, composite skipped", label)
+                continue
+            cid = composite_id(tile, season, [p["_id"] for p in products], params)
+            if ctx.catalog.exists("composites", cid):
+                report.reused.append(cid)
+                continue
+            fut = client.submit(build_composite, ctx.settings, tile, season, products, params,
+                                key=f"composite-{cid}", pure=False)
+            futures[fut] = label
+    bar = tqdm(total=len(futures), desc="composite", unit="composite", disable=not progress or not futures)
+    for fut in as_completed(list(futures)):
+        label = futures[fut]
+        try:
+            record = fut.result()
+            ctx.catalog.upsert("composites", record)
+            report.built.append(record["_id"])
+        except LandcoverError as exc:
+            report.failed[label] = str(exc)
+            log.error("%s: %s", label, exc)
+        bar.update(1)
+    bar.close()
+    return report
+
+
+def latest_composite(ctx: Context, tile: str, season: Season, params: CompositeParams | None = None) -> dict[str, Any] | None:
+    """The composite of tile x season for the products currently catalogued."""
+    params = params or CompositeParams()
+    products = products_for(ctx, tile, season)
+    if not products:
+        return None
+    return ctx.catalog.get("composites", composite_id(tile, season, [p["_id"] for p in products], params))
+
+
+def record_summary(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: record[k] for k in ("_id", "tile", "season", "products", "valid_percentage")}
+
+
+__all__ = ["CompositeParams", "build_composite", "composite", "composite_id", "latest_composite",
+           "products_for", "asdict"]

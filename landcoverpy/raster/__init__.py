@@ -1,0 +1,1 @@
+"""Raster building blocks: grids and windows, masks, indices, composites, COG writing."""

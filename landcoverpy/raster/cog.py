@@ -1,0 +1,128 @@
+"""Cloud-Optimized GeoTIFF writing, window by window, with validation (rio-cogeo).
+
+:class:`CogWriter` writes windows into a temporary tiled GeoTIFF, then ``cog_translate`` makes the
+COG (internal tiling, overviews, nodata, band descriptions, colour table, tags) and
+``cog_validate`` checks it. Memory is bounded by the window size, not the raster size.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+
+from landcoverpy.errors import RasterError
+from landcoverpy.raster.grid import Grid
+
+log = logging.getLogger(__name__)
+
+COG_BLOCKSIZE = 512
+
+
+def cog_profile(dtype: str, blocksize: int = COG_BLOCKSIZE) -> dict[str, Any]:
+    predictor = 3 if np.dtype(dtype).kind == "f" else 2
+    return {
+        "driver": "GTiff", "interleave": "pixel", "tiled": True, "blockxsize": blocksize,
+        "blockysize": blocksize, "compress": "DEFLATE", "predictor": predictor, "BIGTIFF": "IF_SAFER",
+    }
+
+
+class CogWriter:
+    def __init__(
+        self,
+        path: str | Path,
+        grid: Grid,
+        dtype: str,
+        count: int = 1,
+        nodata: float | int | None = None,
+        descriptions: list[str] | None = None,
+        colormap: dict[int, tuple[int, int, int, int]] | None = None,
+        tags: dict[str, str] | None = None,
+        band_tags: list[dict[str, str]] | None = None,
+        overview_resampling: str = "nearest",
+        blocksize: int = COG_BLOCKSIZE,
+        tmp_dir: str | Path | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.grid, self.dtype, self.count, self.nodata = grid, dtype, count, nodata
+        self.descriptions, self.colormap, self.tags = descriptions, colormap, tags or {}
+        self.band_tags = band_tags
+        self.overview_resampling, self.blocksize = overview_resampling, blocksize
+        self.tmp_dir = tmp_dir
+        self._tmp: str | None = None
+        self._dst: Any = None
+
+    def __enter__(self) -> CogWriter:
+        fd, self._tmp = tempfile.mkstemp(suffix=".tif", dir=self.tmp_dir)
+        os.close(fd)
+        profile = {
+            "driver": "GTiff", "width": self.grid.width, "height": self.grid.height, "count": self.count,
+            "dtype": self.dtype, "crs": self.grid.crs, "transform": self.grid.affine, "nodata": self.nodata,
+            "tiled": True, "blockxsize": self.blocksize, "blockysize": self.blocksize,
+            "compress": "DEFLATE", "BIGTIFF": "IF_SAFER",
+        }
+        self._dst = rasterio.open(self._tmp, "w", **profile)
+        for i, desc in enumerate(self.descriptions or [], start=1):
+            self._dst.set_band_description(i, desc)
+        if self.colormap:
+            self._dst.write_colormap(1, self.colormap)
+        if self.tags:
+            self._dst.update_tags(**self.tags)
+        for i, tags in enumerate(self.band_tags or [], start=1):
+            self._dst.update_tags(i, **tags)
+        return self
+
+    def write(self, data: np.ndarray, window: Window) -> None:
+        arr = data if data.ndim == 3 else data[np.newaxis]
+        self._dst.write(arr.astype(self.dtype, copy=False), window=window)
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        try:
+            self._dst.close()
+            if exc_type is None:
+                translate_to_cog(self._tmp, self.path, self.dtype, self.overview_resampling, self.blocksize)
+        finally:
+            if self._tmp:
+                Path(self._tmp).unlink(missing_ok=True)
+
+
+def translate_to_cog(src: str | Path, dst: str | Path, dtype: str, overview_resampling: str = "nearest",
+                     blocksize: int = COG_BLOCKSIZE) -> None:
+    from rio_cogeo.cogeo import cog_translate, cog_validate
+
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dst = dst.parent / f".{dst.name}.part"
+    try:
+        cog_translate(
+            str(src), str(tmp_dst), cog_profile(dtype, blocksize), overview_resampling=overview_resampling,
+            in_memory=False, quiet=True, use_cog_driver=False,
+            config={"GDAL_NUM_THREADS": "ALL_CPUS", "GDAL_TIFF_OVR_BLOCKSIZE": str(blocksize)},
+        )
+        valid, errors, _warnings = cog_validate(str(tmp_dst), quiet=True)
+        if not valid:
+            raise RasterError(f"{dst.name} is not a valid Cloud-Optimized GeoTIFF: {errors}")
+        os.replace(tmp_dst, dst)
+    finally:
+        tmp_dst.unlink(missing_ok=True)
+
+
+def write_cog(path: str | Path, data: np.ndarray, grid: Grid, **kwargs: Any) -> None:
+    """Write a whole (small) array as a COG."""
+    arr = data if data.ndim == 3 else data[np.newaxis]
+    with CogWriter(path, grid, str(arr.dtype), count=arr.shape[0], **kwargs) as w:
+        w.write(arr, Window(0, 0, grid.width, grid.height))
+
+
+def validate_cog(path: str | Path) -> tuple[bool, list[str]]:
+    from rio_cogeo.cogeo import cog_validate
+
+    valid, errors, _ = cog_validate(str(path), quiet=True)
+    return bool(valid), list(errors)
