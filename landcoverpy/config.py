@@ -75,11 +75,37 @@ class Settings(BaseSettings):
     DASK_THREADS_PER_WORKER: int = Field(1, ge=1)
     DASK_MEMORY_LIMIT: str = "auto"
 
+    # Composites
+    COMPOSITE_WINDOW_SIZE: int = Field(1024, ge=64, description="pixels per side of a composite window")
+    MASK_DILATION_PIXELS: int = Field(0, ge=0, description="extra cloud-mask dilation (10 m pixels)")
+    CLOUD_PROBABILITY_THRESHOLD: float = Field(0.4, gt=0, lt=1)
+
+    # Training
+    NEIGHBOURHOOD: int = Field(3, ge=1, description="odd window side sampled around each point")
+    MODEL_TYPE: str = Field("random_forest", pattern="^(random_forest|lightgbm)$")
+    N_ESTIMATORS: int = Field(100, ge=1)
+    MAX_DEPTH: int | None = None
+    SPATIAL_BLOCK_KM: float = Field(2.0, gt=0)
+    CV_FOLDS: int = Field(5, ge=2)
+    RANDOM_SEED: int = 42
+    SUBCATEGORY_PREDICTION: bool = True
+
+    # Classification
+    CLASSIFICATION_BLOCK_SIZE: int = Field(1024, ge=64)
+    TILES_TO_PREDICT: str | None = Field(None, description="space/comma separated tiles, or 'prediction'")
+
     # Product selection
     MIN_USEFUL_DATA_PERCENTAGE: float = Field(5.0, ge=0, le=100)
     MAX_PRODUCTS_COMPOSITE: int = Field(10, ge=1)
 
-    @field_validator("MINIO_HOST", "MONGO_HOST", "DASK_CLUSTER_IP", "MONGO_USERNAME", mode="before")
+    @field_validator("NEIGHBOURHOOD")
+    @classmethod
+    def _odd(cls, value: int) -> int:
+        if value % 2 == 0:
+            raise ValueError("must be odd (1, 3, 5...)")
+        return value
+
+    @field_validator("MINIO_HOST", "MONGO_HOST", "DASK_CLUSTER_IP", "MONGO_USERNAME", "TILES_TO_PREDICT", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():

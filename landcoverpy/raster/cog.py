@@ -66,7 +66,8 @@ class CogWriter:
             "driver": "GTiff", "width": self.grid.width, "height": self.grid.height, "count": self.count,
             "dtype": self.dtype, "crs": self.grid.crs, "transform": self.grid.affine, "nodata": self.nodata,
             "tiled": True, "blockxsize": self.blocksize, "blockysize": self.blocksize,
-            "compress": "DEFLATE", "BIGTIFF": "IF_SAFER",
+            # the intermediate file only needs to be small and fast; the COG gets DEFLATE
+            "compress": "ZSTD", "zstd_level": 1, "BIGTIFF": "IF_SAFER",
         }
         self._dst = rasterio.open(self._tmp, "w", **profile)
         for i, desc in enumerate(self.descriptions or [], start=1):

@@ -1,0 +1,161 @@
+"""Features: the same code builds the training table (points) and the prediction blocks (windows).
+
+A feature is ``{season}_{layer}`` where a layer is a composite band (reflectance, float) or a
+spectral index. Columns are always in :func:`feature_names` order.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import rasterio
+from pyproj import Transformer
+from rasterio.windows import Window
+
+from landcoverpy.errors import InputValidationError, RasterError
+from landcoverpy.raster.grid import Grid
+from landcoverpy.storage import ObjectStore
+
+log = logging.getLogger(__name__)
+
+BAND_SCALE = 10000.0
+
+
+def layer_names(record: dict[str, Any]) -> list[str]:
+    return [*record["bands"], *record["indices"]]
+
+
+def feature_names(composites: dict[str, dict[str, Any]]) -> list[str]:
+    """``{season}_{layer}`` for every season (in the given order) and layer."""
+    return [f"{season}_{layer}" for season, rec in composites.items() for layer in layer_names(rec)]
+
+
+def tile_grid(composites: dict[str, dict[str, Any]]) -> Grid:
+    grids = {season: Grid.from_dict(rec["grid"]) for season, rec in composites.items()}
+    first_season, first = next(iter(grids.items()))
+    for season, grid in grids.items():
+        if not grid.same_as(first):
+            raise RasterError(f"composites of seasons {first_season} and {season} of one tile are on different grids")
+    return first
+
+
+def _layer_location(record: dict[str, Any], layer: str) -> tuple[dict[str, str], bool]:
+    if layer in record["bands"]:
+        return record["bands"][layer], True
+    return record["indices"][layer], False
+
+
+def _resolve(composites: dict[str, dict[str, Any]], name: str) -> tuple[dict[str, Any], str]:
+    """Feature name -> (composite record, layer); season names may contain underscores."""
+    for season, rec in composites.items():
+        prefix = f"{season}_"
+        if name.startswith(prefix) and name[len(prefix):] in layer_names(rec):
+            return rec, name[len(prefix):]
+    raise RasterError(f"feature {name} has no composite layer among seasons {', '.join(composites)}")
+
+
+class FeatureReader:
+    """Opens every feature layer of a tile once and reads windows of all of them."""
+
+    def __init__(self, store: ObjectStore, composites: dict[str, dict[str, Any]], features: list[str]) -> None:
+        self.store, self.features = store, features
+        self.grid = tile_grid(composites)
+        self._datasets: list[tuple[Any, bool]] = []
+        self._env = store.rasterio_env()
+        self._env.__enter__()
+        try:
+            for name in features:
+                season_rec, layer = _resolve(composites, name)
+                loc, is_band = _layer_location(season_rec, layer)
+                self._datasets.append((rasterio.open(store.raster_uri(loc["bucket"], loc["key"])), is_band))
+        except BaseException:
+            self.close()
+            raise
+
+    def read(self, window: Window) -> np.ndarray:
+        """(n_features, rows, cols) float32; NaN where any composite has no data or the window
+        leaves the grid."""
+        rows, cols = int(window.height), int(window.width)
+        out = np.full((len(self.features), rows, cols), np.nan, dtype="float32")
+        r0, c0 = int(window.row_off), int(window.col_off)
+        rr0, cc0 = max(r0, 0), max(c0, 0)
+        rr1, cc1 = min(r0 + rows, self.grid.height), min(c0 + cols, self.grid.width)
+        if rr1 <= rr0 or cc1 <= cc0:
+            return out
+        inner = Window(cc0, rr0, cc1 - cc0, rr1 - rr0)
+        dst = (slice(rr0 - r0, rr1 - r0), slice(cc0 - c0, cc1 - c0))
+        for i, (ds, is_band) in enumerate(self._datasets):
+            raw = ds.read(1, window=inner)
+            if is_band:
+                layer = raw.astype("float32") / np.float32(BAND_SCALE)
+                layer[raw == 0] = np.nan
+            else:
+                layer = raw.astype("float32", copy=False)
+            out[i][dst] = layer
+        return out
+
+    def close(self) -> None:
+        for ds, _ in self._datasets:
+            ds.close()
+        self._datasets = []
+        self._env.__exit__(None, None, None)
+
+    def __enter__(self) -> FeatureReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def pixels_to_matrix(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(n_features, rows, cols) -> (valid pixels, n_features) matrix and the boolean valid mask
+    (rows, cols): a pixel is valid when every feature is finite."""
+    n = block.shape[0]
+    flat = block.reshape(n, -1).T
+    valid = np.isfinite(flat).all(axis=1)
+    return flat[valid], valid.reshape(block.shape[1:])
+
+
+def points_to_pixels(points: pd.DataFrame, grid: Grid) -> pd.DataFrame:
+    """Add tile-CRS x/y and the row/col of each point on ``grid``; ``inside`` flags points on it."""
+    to_tile = Transformer.from_crs("EPSG:4326", grid.crs, always_xy=True)
+    x, y = to_tile.transform(points["longitude"].to_numpy(), points["latitude"].to_numpy())
+    inv = ~grid.affine
+    cols, rows = inv * (np.asarray(x), np.asarray(y))
+    out = points.copy()
+    out["x"], out["y"] = x, y
+    out["row"] = np.floor(rows).astype(int)
+    out["col"] = np.floor(cols).astype(int)
+    out["inside"] = (out["row"] >= 0) & (out["row"] < grid.height) & (out["col"] >= 0) & (out["col"] < grid.width)
+    return out
+
+
+def sample_points(reader: FeatureReader, points: pd.DataFrame, neighbourhood: int = 3) -> pd.DataFrame:
+    """One row per pixel of the ``neighbourhood x neighbourhood`` window around each point that
+    lies on the grid (as the original landcoverpy: 3x3 by default). Pixels with any missing
+    feature are dropped. Keeps the point's columns and a ``point_id``."""
+    if neighbourhood % 2 != 1:
+        raise InputValidationError(f"neighbourhood must be odd, got {neighbourhood}")
+    half = neighbourhood // 2
+    located = points_to_pixels(points, reader.grid)
+    rows_out = []
+    for pid, pt in located[located["inside"]].iterrows():
+        window = Window(int(pt["col"]) - half, int(pt["row"]) - half, neighbourhood, neighbourhood)
+        values, valid = pixels_to_matrix(reader.read(window))
+        if values.size == 0:
+            continue
+        frame = pd.DataFrame(values, columns=reader.features)
+        rr, cc = np.nonzero(valid)
+        frame["pixel_row"] = int(pt["row"]) - half + rr
+        frame["pixel_col"] = int(pt["col"]) - half + cc
+        frame["point_id"] = pid
+        for col in ("latitude", "longitude", "category", "subcategory"):
+            frame[col] = pt[col]
+        rows_out.append(frame)
+    if not rows_out:
+        return pd.DataFrame(columns=[*reader.features, "pixel_row", "pixel_col", "point_id", "latitude",
+                                     "longitude", "category", "subcategory"])
+    return pd.concat(rows_out, ignore_index=True)

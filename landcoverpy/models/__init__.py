@@ -1,0 +1,1 @@
+"""Models: hierarchical LULC classifiers, their metrics, and the BRITS abundance model."""

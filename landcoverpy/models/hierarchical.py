@@ -1,0 +1,185 @@
+"""Hierarchical LULC models: one category model over all samples, then one subcategory model per
+category that has two or more subcategories. Pure computation on tables and arrays; storing and
+loading live in :mod:`landcoverpy.pipeline.training`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+from sklearn.dummy import DummyClassifier
+
+from landcoverpy.errors import ModelError
+from landcoverpy.inputs import NOT_CLASSIFIED_VALUE, LabelSet
+from landcoverpy.models.metrics import classification_metrics
+from landcoverpy.models.spatial import spatial_blocks, spatial_splits
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    model_type: str = "random_forest"
+    n_estimators: int = 100
+    max_depth: int | None = None
+    block_km: float = 2.0
+    folds: int = 5
+    seed: int = 42
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+def make_estimator(params: ModelParams, n_jobs: int = -1) -> Any:
+    if params.model_type == "random_forest":
+        from sklearn.ensemble import RandomForestClassifier
+
+        return RandomForestClassifier(
+            n_estimators=params.n_estimators, max_depth=params.max_depth, random_state=params.seed,
+            n_jobs=n_jobs, class_weight="balanced",
+        )
+    if params.model_type == "lightgbm":
+        from lightgbm import LGBMClassifier
+
+        return LGBMClassifier(
+            n_estimators=params.n_estimators, max_depth=params.max_depth or -1, random_state=params.seed,
+            n_jobs=n_jobs, class_weight="balanced", verbose=-1,
+        )
+    raise ModelError(f"unknown MODEL_TYPE {params.model_type!r}: use random_forest or lightgbm")
+
+
+@dataclass
+class TrainedModel:
+    level: str  # "category" or "subcategory"
+    category: str | None  # for subcategory models: the parent category
+    estimator: Any
+    features: list[str]
+    classes: list[str]  # names in estimator.classes_ order
+    label_values: list[int]  # map values in the same order
+    metrics: dict[str, Any]
+    baseline: dict[str, Any]
+    importances: dict[str, float]
+    params: dict[str, Any]
+
+    def predict_values(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Map values and the probability of the chosen class for each row of ``X``."""
+        proba = self.estimator.predict_proba(X)
+        idx = np.argmax(proba, axis=1)
+        values = np.asarray(self.label_values, dtype="uint8")[idx]
+        return values, proba[np.arange(len(idx)), idx]
+
+
+def _cross_validate(estimator: Any, X: np.ndarray, y: np.ndarray, groups: np.ndarray, params: ModelParams,
+                    labels: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Out-of-fold predictions over spatial blocks, for the model and a majority-class baseline."""
+    splits = spatial_splits(y, groups, params.folds, params.seed)
+    tested = np.zeros(len(y), dtype=bool)
+    pred = np.empty(len(y), dtype=object)
+    base = np.empty(len(y), dtype=object)
+    for train_idx, test_idx in splits:
+        if len(np.unique(y[train_idx])) < 2:
+            dummy = DummyClassifier(strategy="most_frequent").fit(X[train_idx], y[train_idx])
+            pred[test_idx] = dummy.predict(X[test_idx])
+        else:
+            model = clone(estimator).fit(X[train_idx], y[train_idx])
+            pred[test_idx] = model.predict(X[test_idx])
+        base[test_idx] = DummyClassifier(strategy="most_frequent").fit(X[train_idx], y[train_idx]).predict(X[test_idx])
+        tested[test_idx] = True
+    metrics = classification_metrics(y[tested], pred[tested].astype(str), labels)
+    baseline = classification_metrics(y[tested], base[tested].astype(str), labels)
+    metrics["validation"] = {"scheme": "spatial blocks", "block_km": params.block_km, "splits": len(splits),
+                             "blocks": int(len(np.unique(groups)))}
+    return metrics, baseline
+
+
+def train_level(table: pd.DataFrame, features: list[str], target: str, labels: LabelSet, params: ModelParams,
+                level: str, category: str | None = None) -> TrainedModel:
+    y = table[target].astype(str).to_numpy()
+    X = table[features].to_numpy(dtype="float32")
+    groups = spatial_blocks(table["latitude"].to_numpy(), table["longitude"].to_numpy(), params.block_km)
+    names = sorted(set(y), key=labels.value)
+    estimator = make_estimator(params)
+    metrics, baseline = _cross_validate(estimator, X, y, groups, params, names)
+    final = clone(estimator).fit(X, y)
+    classes = [str(c) for c in final.classes_]
+    imp = getattr(final, "feature_importances_", np.zeros(len(features)))
+    imp = np.asarray(imp, dtype=float)
+    imp = imp / imp.sum() if imp.sum() > 0 else imp
+    what = f"{level}" + (f" [{category}]" if category else "")
+    log.info("%s model: OA %.3f, kappa %.3f, macro F1 %.3f (majority baseline macro F1 %.3f), %d samples",
+             what, metrics["overall_accuracy"], metrics["kappa"], metrics["macro_f1"], baseline["macro_f1"], len(y))
+    return TrainedModel(
+        level=level, category=category, estimator=final, features=list(features), classes=classes,
+        label_values=[labels.value(c) for c in classes], metrics=metrics, baseline=baseline,
+        importances={f: float(v) for f, v in zip(features, imp)}, params=params.to_dict(),
+    )
+
+
+@dataclass
+class Hierarchy:
+    category_model: TrainedModel
+    subcategory_models: dict[str, TrainedModel] = field(default_factory=dict)
+    # category name -> subcategory value when no model is needed (one subcategory), or
+    # NOT_CLASSIFIED_VALUE when the category has no subcategory labels
+    direct: dict[str, int] = field(default_factory=dict)
+
+
+def train_hierarchy(table: pd.DataFrame, features: list[str], lc: LabelSet, sl: LabelSet, params: ModelParams,
+                    subcategories: bool = True) -> Hierarchy:
+    if table["category"].nunique() < 2:
+        raise ModelError(f"the training table has a single category ({table['category'].iloc[0]!r}); need 2 or more")
+    hierarchy = Hierarchy(category_model=train_level(table, features, "category", lc, params, "category"))
+    if not subcategories:
+        return hierarchy
+    for cat in sorted(table["category"].unique(), key=lc.value):
+        sub = table[(table["category"] == cat) & (table["subcategory"].astype(str) != "")]
+        names = sorted(sub["subcategory"].unique())
+        if len(names) == 0:
+            hierarchy.direct[cat] = NOT_CLASSIFIED_VALUE
+        elif len(names) == 1:
+            hierarchy.direct[cat] = sl.value(names[0])
+        else:
+            try:
+                hierarchy.subcategory_models[cat] = train_level(sub, features, "subcategory", sl, params,
+                                                                "subcategory", category=cat)
+            except ValueError as exc:
+                log.warning("subcategory model for %s not trained (%s); its pixels stay not classified", cat, exc)
+                hierarchy.direct[cat] = NOT_CLASSIFIED_VALUE
+    return hierarchy
+
+
+def predict_hierarchy(
+    category_model: Any,
+    category_values: list[int],
+    subcategory_models: dict[int, tuple[Any, list[int]]],
+    direct: dict[int, int],
+    X: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Category value, subcategory value and confidence (0-100, probability of the chosen
+    category) for each row of ``X``. Subcategory models only see the pixels of their category,
+    so a subcategory always lies inside its predicted category."""
+    n = X.shape[0]
+    cat = np.zeros(n, dtype="uint8")
+    sub = np.zeros(n, dtype="uint8")
+    conf = np.zeros(n, dtype="uint8")
+    if n == 0:
+        return cat, sub, conf
+    proba = category_model.predict_proba(X)
+    idx = np.argmax(proba, axis=1)
+    cat[:] = np.asarray(category_values, dtype="uint8")[idx]
+    conf[:] = np.clip(np.rint(proba[np.arange(n), idx] * 100), 0, 100).astype("uint8")
+    sub[:] = NOT_CLASSIFIED_VALUE
+    for value in np.unique(cat):
+        rows = cat == value
+        if int(value) in subcategory_models:
+            model, values = subcategory_models[int(value)]
+            sub_idx = np.argmax(model.predict_proba(X[rows]), axis=1)
+            sub[rows] = np.asarray(values, dtype="uint8")[sub_idx]
+        else:
+            sub[rows] = direct.get(int(value), NOT_CLASSIFIED_VALUE)
+    return cat, sub, conf

@@ -1,0 +1,290 @@
+"""Stage 5: classify tiles block by block as Dask tasks and write COG maps.
+
+Each block task reads only its window of every composite layer, builds features with the same
+code as training, predicts the category, then the subcategory of pixels whose category has a
+subcategory model, and the confidence. Finished blocks are kept in the store (resumable); the
+maps are assembled from them, written as COGs with colour tables and class names to the
+`classification-maps` bucket, and catalogued.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.windows import Window
+
+from landcoverpy import __version__
+from landcoverpy.config import Settings
+from landcoverpy.context import Context
+from landcoverpy.errors import LandcoverError, ModelError
+from landcoverpy.features import FeatureReader, feature_names, pixels_to_matrix, tile_grid
+from landcoverpy.inputs import NOT_CLASSIFIED_VALUE, Season
+from landcoverpy.models.hierarchical import predict_hierarchy
+from landcoverpy.pipeline.datasets import tile_composites
+from landcoverpy.pipeline.training import load_estimator
+from landcoverpy.raster.cog import CogWriter
+from landcoverpy.raster.grid import Grid, block_windows, window_id
+from landcoverpy.reports import class_colours, confidence_png, quicklook_png
+from landcoverpy.storage import join_key, open_store, safe_key_part
+
+log = logging.getLogger(__name__)
+
+OUTPUTS = ("classification", "sl_classification", "confidence")
+
+
+@dataclass
+class LoadedHierarchy:
+    """Everything a block task needs, shipped once to each worker."""
+
+    hierarchy_id: str
+    features: list[str]
+    category_model: Any
+    category_values: list[int]
+    subcategory_models: dict[int, tuple[Any, list[int]]]
+    direct: dict[int, int]
+    lc_labels: dict[str, int]
+    sl_labels: dict[str, int]
+
+    def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return predict_hierarchy(self.category_model, self.category_values, self.subcategory_models, self.direct, X)
+
+
+def load_hierarchy(ctx: Context, record: dict[str, Any]) -> LoadedHierarchy:
+    cat_est, cat_rec = load_estimator(ctx, record["category_model"])
+    subs = {}
+    for value, rid in record["subcategory_models"].items():
+        est, rec = load_estimator(ctx, rid)
+        subs[int(value)] = (est, rec["label_values"])
+    return LoadedHierarchy(
+        hierarchy_id=record["_id"], features=record["features"], category_model=cat_est,
+        category_values=cat_rec["label_values"], subcategory_models=subs,
+        direct={int(k): int(v) for k, v in record["direct"].items()},
+        lc_labels=record["lc_labels"], sl_labels=record["sl_labels"],
+    )
+
+
+def map_id(hierarchy_id: str, tile: str, composite_ids: list[str], block_size: int) -> str:
+    payload = json.dumps({"h": hierarchy_id, "tile": tile, "composites": sorted(composite_ids), "format": 1})
+    return f"map-{tile}-{hashlib.sha256(payload.encode()).hexdigest()[:12]}"
+
+
+def classify_block(settings: Settings, composites: dict[str, dict[str, Any]], model: LoadedHierarchy,
+                   window: Window, blocks_prefix: str) -> dict[str, Any]:
+    """Dask task: predict one block and keep it in the store. An existing block is reused."""
+    store = open_store(settings, check=False)
+    bucket = settings.MINIO_BUCKET_CLASSIFICATIONS
+    key = join_key(blocks_prefix, f"{window_id(window)}.npz")
+    if store.exists(bucket, key):
+        return {"key": key, "reused": True}
+    with FeatureReader(store, composites, model.features) as reader:
+        block = reader.read(window)
+    X, valid = pixels_to_matrix(block)
+    cat, sub, conf = model.predict(X)
+    shape = valid.shape
+    out = {name: np.zeros(shape, dtype="uint8") for name in OUTPUTS}
+    out["classification"][valid] = cat
+    out["sl_classification"][valid] = sub
+    out["confidence"][valid] = conf
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **out)
+    buf.seek(0)
+    store.put_stream(bucket, key, buf)
+    return {"key": key, "reused": False}
+
+
+def colour_table(values: dict[str, int]) -> tuple[dict[int, tuple[int, int, int, int]], dict[int, str]]:
+    colours = class_colours(values)
+    names = {v: k for k, v in values.items()}
+    table = {0: (0, 0, 0, 0)}
+    table |= {v: (*rgb, 255) for v, rgb in colours.items()}
+    return table, names
+
+
+@dataclass
+class TileResult:
+    tile: str
+    record: dict[str, Any] | None = None
+    reused: bool = False
+    skipped: str | None = None
+
+
+@dataclass
+class ClassifyReport:
+    tiles: list[TileResult] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        out = []
+        for t in self.tiles:
+            if t.skipped:
+                out.append(f"{t.tile}: skipped ({t.skipped})")
+            elif t.record:
+                counts = t.record["pixel_counts"]["classification"]
+                state = "reused" if t.reused else "classified"
+                out.append(f"{t.tile}: {state}; pixels per category: " +
+                           ", ".join(f"{k} {v}" for k, v in counts.items()))
+        return out
+
+
+def check_features(model_features: list[str], available: list[str], tile: str) -> None:
+    missing = [f for f in model_features if f not in available]
+    if missing:
+        raise ModelError(
+            f"tile {tile}: the model needs feature column(s) its composites lack: {', '.join(missing[:12])}"
+            + (f" (+{len(missing) - 12} more)" if len(missing) > 12 else "")
+            + ". Re-run composite with the seasons/layers the model was trained on, or retrain."
+        )
+
+
+def classify_tile(ctx: Context, tile: str, seasons: list[Season], model: LoadedHierarchy, model_future: Any,
+                  client: Any, block_size: int, progress: bool = True, retries: int = 3) -> TileResult:
+    from distributed import as_completed
+    from tqdm import tqdm
+
+    comps = tile_composites(ctx, tile, seasons)
+    if comps is None:
+        log.warning("tile %s has no composites for every season: skipped", tile)
+        return TileResult(tile, skipped="no composites")
+    check_features(model.features, feature_names(comps), tile)
+    mid = map_id(model.hierarchy_id, tile, [c["_id"] for c in comps.values()], block_size)
+    existing = ctx.catalog.get("maps", mid)
+    if existing is not None:
+        return TileResult(tile, existing, reused=True)
+    grid = tile_grid(comps)
+    blocks_prefix = join_key("blocks", mid)
+    windows = list(block_windows(grid.height, grid.width, block_size))
+    futures = [
+        client.submit(classify_block, ctx.settings, comps, model_future, w, blocks_prefix,
+                      key=f"block-{mid}-{window_id(w)}", retries=retries, pure=False)
+        for w in windows
+    ]
+    bar = tqdm(total=len(futures), desc=f"classify {tile}", unit="block", disable=not progress)
+    reused = 0
+    for fut in as_completed(futures):
+        reused += bool(fut.result()["reused"])
+        bar.update(1)
+    bar.close()
+    if reused:
+        log.info("tile %s: %d of %d blocks were already done (resumed)", tile, reused, len(windows))
+    record = assemble_maps(ctx, tile, mid, grid, windows, blocks_prefix, model, comps)
+    ctx.catalog.upsert("maps", record)
+    ctx.store.delete_prefix(ctx.settings.MINIO_BUCKET_CLASSIFICATIONS, blocks_prefix + "/")
+    return TileResult(tile, record)
+
+
+def _map_specs(tile: str, model: LoadedHierarchy) -> dict[str, dict[str, Any]]:
+    lc_table, lc_names = colour_table(model.lc_labels)
+    sl_values = dict(model.sl_labels) | {"not classified": NOT_CLASSIFIED_VALUE}
+    sl_table, sl_names = colour_table(sl_values)
+    return {
+        "classification": {"file": f"classification_{tile}.tif", "colormap": lc_table, "names": lc_names,
+                           "description": "category (0 = nodata)", "resampling": "mode"},
+        "sl_classification": {"file": f"sl_classification_{tile}.tif", "colormap": sl_table, "names": sl_names,
+                              "description": "subcategory (0 = nodata, 1 = not classified)", "resampling": "mode"},
+        "confidence": {"file": f"confidence_{tile}.tif", "colormap": None, "names": {},
+                       "description": "probability of the chosen category (%)", "resampling": "average"},
+    }
+
+
+def assemble_maps(ctx: Context, tile: str, mid: str, grid: Grid, windows: list[Window], blocks_prefix: str,
+                  model: LoadedHierarchy, comps: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    bucket = ctx.settings.MINIO_BUCKET_CLASSIFICATIONS
+    specs = _map_specs(tile, model)
+    counts: dict[str, dict[int, int]] = {name: {} for name in OUTPUTS}
+    ctx.settings.TMP_DIR.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=ctx.settings.TMP_DIR) as tmp:
+        paths = {name: Path(tmp) / spec["file"] for name, spec in specs.items()}
+        writers = {
+            name: CogWriter(
+                paths[name], grid, "uint8", nodata=0, descriptions=[spec["description"]], colormap=spec["colormap"],
+                tags={"tile": tile, "map_id": mid, "model": model.hierarchy_id,
+                      "composites": ",".join(c["_id"] for c in comps.values()),
+                      "classes": json.dumps({str(k): v for k, v in spec["names"].items()})}
+                | {f"class_{v}": n for v, n in spec["names"].items()},
+                overview_resampling=spec["resampling"], tmp_dir=tmp,
+            )
+            for name, spec in specs.items()
+        }
+        for w in writers.values():
+            w.__enter__()
+        try:
+            for window in windows:
+                with ctx.store.open(bucket, join_key(blocks_prefix, f"{window_id(window)}.npz")) as fh:
+                    data = np.load(io.BytesIO(fh.read()))
+                    for name in OUTPUTS:
+                        arr = data[name]
+                        writers[name].write(arr, window)
+                        if name != "confidence":
+                            vals, cnt = np.unique(arr, return_counts=True)
+                            for v, c in zip(vals.tolist(), cnt.tolist()):
+                                counts[name][v] = counts[name].get(v, 0) + c
+        except BaseException as exc:
+            for w in writers.values():
+                w.__exit__(type(exc), exc, None)
+            raise
+        for w in writers.values():
+            w.__exit__(None, None, None)
+        keys = {}
+        for name, spec in specs.items():
+            ctx.store.put_file(bucket, spec["file"], paths[name])
+            keys[name] = {"bucket": bucket, "key": spec["file"]}
+            png = _quicklook(paths[name], name, spec, tile)
+            qkey = spec["file"].replace(".tif", ".png")
+            ctx.store.put_bytes(bucket, qkey, png)
+            keys[name]["quicklook"] = qkey
+    pixel_area_km2 = grid.resolution**2 / 1e6
+    named_counts = {
+        "classification": {specs["classification"]["names"].get(v, str(v)): c for v, c in sorted(counts["classification"].items()) if v},
+        "sl_classification": {specs["sl_classification"]["names"].get(v, str(v)): c for v, c in sorted(counts["sl_classification"].items()) if v},
+    }
+    return {
+        "_id": mid, "tile": tile, "kind": "classification", "hierarchy": model.hierarchy_id,
+        "composites": [c["_id"] for c in comps.values()], "grid": grid.to_dict(), "outputs": keys,
+        "pixel_counts": named_counts,
+        "area_km2": {k: round(v * pixel_area_km2, 4) for k, v in named_counts["classification"].items()},
+        "nodata_pixels": int(counts["classification"].get(0, 0)),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "code_version": __version__,
+    }
+
+
+def _quicklook(path: Path, name: str, spec: dict[str, Any], tile: str) -> bytes:
+    with rasterio.open(path) as src:
+        scale = max(1, int(np.ceil(max(src.width, src.height) / 1200)))
+        out_shape = (max(1, src.height // scale), max(1, src.width // scale))
+        values = src.read(1, out_shape=out_shape, resampling=Resampling.nearest)
+    if name == "confidence":
+        return confidence_png(values, f"{tile} confidence")
+    colours = {v: rgba[:3] for v, rgba in spec["colormap"].items() if v}
+    return quicklook_png(values, colours, spec["names"], f"{tile} {name.replace('_', ' ')}")
+
+
+def classify(ctx: Context, tiles: list[str], seasons: list[Season], hierarchy: dict[str, Any], client: Any,
+             block_size: int | None = None, progress: bool = True) -> ClassifyReport:
+    block_size = block_size or ctx.settings.CLASSIFICATION_BLOCK_SIZE
+    model = load_hierarchy(ctx, hierarchy)
+    model_future = client.scatter(model, broadcast=True, hash=False)
+    report = ClassifyReport()
+    for tile in tiles:
+        try:
+            report.tiles.append(classify_tile(ctx, tile, seasons, model, model_future, client, block_size, progress))
+        except ModelError:
+            raise
+        except LandcoverError as exc:
+            log.error("tile %s: %s", tile, exc)
+            report.tiles.append(TileResult(tile, skipped=str(exc)))
+    for line in report.lines():
+        log.info(line)
+    return report
+
+
+__all__ = ["classify", "classify_block", "load_hierarchy", "map_id", "safe_key_part"]

@@ -1,0 +1,185 @@
+"""The whole job: acquire -> composite -> dataset -> train -> classify -> report.
+
+Every stage is idempotent: a second run with the same inputs finds every output catalogued and
+says so. A run record (stages, timings, outputs) is kept in the ``runs`` collection.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from landcoverpy.context import Context
+from landcoverpy.errors import InputValidationError, LandcoverError
+from landcoverpy.inputs import Inputs, LabelledPoints
+from landcoverpy.pipeline.acquire import acquire
+from landcoverpy.pipeline.classification import classify
+from landcoverpy.pipeline.composites import CompositeParams, composite
+from landcoverpy.pipeline.datasets import assign_tiles, build_dataset
+from landcoverpy.pipeline.evaluation import holdout_accuracy
+from landcoverpy.pipeline.training import model_params, train
+from landcoverpy.raster.masks import MaskSettings
+from landcoverpy.sentinel2 import normalise_tile
+from landcoverpy.sources.base import Provider
+
+log = logging.getLogger(__name__)
+
+
+def composite_params(settings: Any) -> CompositeParams:
+    return CompositeParams(
+        window_size=settings.COMPOSITE_WINDOW_SIZE,
+        mask=MaskSettings(dilation_pixels=settings.MASK_DILATION_PIXELS,
+                          cloud_probability_threshold=settings.CLOUD_PROBABILITY_THRESHOLD),
+    )
+
+
+def training_tiles(inputs: Inputs) -> list[str]:
+    return sorted(set(assign_tiles(inputs.points.frame)))
+
+
+def resolve_tiles(spec: list[str] | str | None, inputs: Inputs) -> list[str]:
+    """``--tiles``/TILES_TO_PREDICT: explicit ids, or ``prediction``/empty = the points' tiles."""
+    if spec is None or spec == [] or spec == "prediction" or spec == ["prediction"]:
+        return training_tiles(inputs)
+    items = spec.replace(",", " ").split() if isinstance(spec, str) else spec
+    return sorted({normalise_tile(t) for t in items})
+
+
+@dataclass
+class StageTiming:
+    name: str
+    seconds: float
+    did_work: bool
+    detail: str = ""
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    stages: list[StageTiming] = field(default_factory=list)
+    maps: dict[str, dict[str, Any]] = field(default_factory=dict)
+    hierarchy: dict[str, Any] | None = None
+    dataset: dict[str, Any] | None = None
+    holdout: dict[str, Any] | None = None
+
+    @property
+    def did_work(self) -> bool:
+        return any(s.did_work for s in self.stages)
+
+
+def run_workflow(ctx: Context, inputs: Inputs, provider: Provider, client: Any, tiles: list[str] | None = None,
+                 holdout: LabelledPoints | None = None, progress: bool = True) -> RunResult:
+    settings = ctx.settings
+    ctx.ensure_buckets()
+    run = RunResult(run_id=f"run-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}")
+    started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    train_tiles = training_tiles(inputs)
+    predict_tiles = tiles or train_tiles
+    all_tiles = sorted(set(train_tiles) | set(predict_tiles))
+    log.info("tiles: training %s, prediction %s", ", ".join(train_tiles), ", ".join(predict_tiles))
+
+    t = time.perf_counter()
+    acq = acquire(ctx, provider, all_tiles, inputs.seasons, client, progress)
+    fetched = sum(len(e.fetched) for e in acq.entries)
+    run.stages.append(StageTiming("acquire", time.perf_counter() - t, fetched > 0, "; ".join(acq.lines())))
+
+    t = time.perf_counter()
+    comp = composite(ctx, all_tiles, inputs.seasons, client, composite_params(settings), progress)
+    run.stages.append(StageTiming("composite", time.perf_counter() - t, bool(comp.built),
+                                  f"{len(comp.built)} built, {len(comp.reused)} reused, {len(comp.missing)} missing"))
+    if comp.failed:
+        raise LandcoverError("composites failed: " + "; ".join(f"{k}: {v}" for k, v in comp.failed.items()))
+
+    t = time.perf_counter()
+    ds = build_dataset(ctx, inputs, client)
+    run.dataset = ds.record
+    run.stages.append(StageTiming("dataset", time.perf_counter() - t, not ds.reused,
+                                  f"{ds.record['n_samples']} samples from {ds.record['n_points']} points"))
+
+    t = time.perf_counter()
+    hierarchy, reused = train(ctx, ds.record, inputs.lc_labels, inputs.sl_labels, model_params(settings),
+                              subcategories=settings.SUBCATEGORY_PREDICTION)
+    run.hierarchy = hierarchy
+    m = hierarchy["metrics"]["category"]
+    run.stages.append(StageTiming("train", time.perf_counter() - t, not reused,
+                                  f"category OA {m['overall_accuracy']:.3f}, kappa {m['kappa']:.3f}, macro F1 {m['macro_f1']:.3f}"))
+
+    t = time.perf_counter()
+    rep = classify(ctx, predict_tiles, inputs.seasons, hierarchy, client, progress=progress)
+    run.maps = {r.tile: r.record for r in rep.tiles if r.record}
+    run.stages.append(StageTiming("classify", time.perf_counter() - t, any(not r.reused and r.record for r in rep.tiles),
+                                  "; ".join(rep.lines())))
+    if not run.maps:
+        raise InputValidationError("no tile could be classified: " + "; ".join(rep.lines()))
+    if holdout is not None:
+        run.holdout = holdout_accuracy(ctx, run.maps, holdout, inputs.lc_labels.values, inputs.sl_labels.values)
+    ctx.catalog.upsert("runs", {
+        "_id": run.run_id, "started": started, "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "did_work": run.did_work,
+        "stages": [{"name": s.name, "seconds": round(s.seconds, 2), "did_work": s.did_work, "detail": s.detail} for s in run.stages],
+        "maps": {t: r["_id"] for t, r in run.maps.items()}, "hierarchy": hierarchy["_id"], "dataset": ds.record["_id"],
+        "holdout": run.holdout,
+    })
+    return run
+
+
+def export_outputs(ctx: Context, run: RunResult, output_dir: Path) -> dict[str, Path]:
+    """Copy maps, quicklooks, confusion matrices and a report to ``output_dir``."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    for tile, rec in run.maps.items():
+        for name, loc in rec["outputs"].items():
+            written[f"{name}_{tile}"] = ctx.store.get_file(loc["bucket"], loc["key"], output_dir / loc["key"])
+            written[f"{name}_{tile}_png"] = ctx.store.get_file(loc["bucket"], loc["quicklook"], output_dir / loc["quicklook"])
+    assert run.hierarchy is not None
+    bucket = ctx.settings.MINIO_BUCKET_MODELS
+    for key in ctx.store.list(bucket, run.hierarchy["_id"] + "/"):
+        if key.endswith(("confusion_matrix.png", "confusion_matrix.csv", "metrics.json")):
+            dest = output_dir / "models" / key.split("/", 1)[1]
+            written[key] = ctx.store.get_file(bucket, key, dest)
+    report = render_report(run)
+    (output_dir / "report.md").write_text(report)
+    written["report"] = output_dir / "report.md"
+    (output_dir / "run.json").write_text(json.dumps({
+        "run_id": run.run_id, "stages": [s.__dict__ for s in run.stages], "holdout": run.holdout,
+        "maps": {t: {k: r[k] for k in ("_id", "pixel_counts", "area_km2")} for t, r in run.maps.items()},
+        "model_metrics": run.hierarchy["metrics"],
+    }, indent=2, default=str))
+    return written
+
+
+def render_report(run: RunResult) -> str:
+    assert run.hierarchy is not None and run.dataset is not None
+    m = run.hierarchy["metrics"]
+    lines = [f"# landcoverpy run {run.run_id}", "", "## Stages", "", "| stage | seconds | did work | detail |",
+             "|---|---:|---|---|"]
+    for s in run.stages:
+        lines.append(f"| {s.name} | {s.seconds:.1f} | {'yes' if s.did_work else 'no (reused)'} | {s.detail} |")
+    lines += ["", "## Training data", "",
+              f"{run.dataset['n_points']} points, {run.dataset['n_samples']} samples "
+              f"({run.dataset['neighbourhood']}x{run.dataset['neighbourhood']} neighbourhood), "
+              f"{len(run.dataset['features'])} features.", "",
+              "## Spatial-block cross-validation (category model)", "",
+              f"- overall accuracy {m['category']['overall_accuracy']:.3f}",
+              f"- Cohen's kappa {m['category']['kappa']:.3f}",
+              f"- macro F1 {m['category']['macro_f1']:.3f} (majority-class baseline {m['category_baseline_macro_f1']:.3f})"]
+    for cat, f1 in m.get("subcategory", {}).items():
+        lines.append(f"- subcategory model [{cat}]: macro F1 {f1:.3f}")
+    if run.holdout and run.holdout.get("n"):
+        h = run.holdout
+        lines += ["", "## Held-out points (never used in training)", "",
+                  f"- {h['n']} points; category overall accuracy {h['category']['overall_accuracy']:.3f}, "
+                  f"kappa {h['category']['kappa']:.3f}"]
+        if h.get("subcategory"):
+            lines.append(f"- subcategory overall accuracy {h['subcategory']['overall_accuracy']:.3f}")
+    lines += ["", "## Class areas (km2)", ""]
+    for tile, rec in run.maps.items():
+        lines.append(f"### {tile}")
+        lines += [f"- {name}: {area:.2f}" for name, area in rec["area_km2"].items()]
+    return "\n".join(lines) + "\n"

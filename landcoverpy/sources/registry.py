@@ -1,0 +1,23 @@
+"""Provider selection by name (``--provider``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from landcoverpy.config import Settings
+from landcoverpy.errors import ProviderError
+from landcoverpy.sources.base import Provider
+
+PROVIDERS = ("local", "gcs", "stac", "copernicus")
+
+
+def make_provider(name: str, settings: Settings, source: Path | None = None) -> Provider:
+    if name == "local":
+        from landcoverpy.sources.local import LocalProvider
+
+        if source is None:
+            raise ProviderError("the local provider needs --source DIR (a folder of SAFE products or product.json folders)")
+        return LocalProvider(source)
+    if name in PROVIDERS:
+        raise ProviderError(f"provider {name!r} is not available in this version yet; use --provider local")
+    raise ProviderError(f"unknown provider {name!r}; choose one of {', '.join(PROVIDERS)}")
