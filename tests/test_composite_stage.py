@@ -1,0 +1,125 @@
+"""Composites through the real stages: local provider -> acquire -> composite, on generated L2A
+products with clouds at known pixels, and on the real eolearn-slovenia scenes."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from distributed import Client, LocalCluster
+
+from landcoverpy.config import Settings
+from landcoverpy.context import Context
+from landcoverpy.errors import RasterError
+from landcoverpy.inputs import Season
+from landcoverpy.pipeline.acquire import acquire
+from landcoverpy.pipeline.composites import CompositeParams, build_composite, composite, products_for
+from landcoverpy.raster.cog import validate_cog
+from landcoverpy.sources.local import LocalProvider
+from tests.synthetic import expected_median, make_l2a_product
+
+TILE = "30SUF"
+SEASON = Season("spring", dt.date(2021, 3, 1), dt.date(2021, 5, 31))
+SIZE = 120
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[Client]:
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster, \
+            Client(cluster) as c:
+        yield c
+
+
+def stage(ctx: Context, source: Path, client: Client, params: CompositeParams) -> dict:
+    rep = acquire(ctx, LocalProvider(source), [TILE], [SEASON], client, progress=False)
+    assert rep.ok, rep.lines()
+    comp = composite(ctx, [TILE], [SEASON], client, params, progress=False)
+    assert not comp.failed, comp.failed
+    return ctx.catalog.get("composites", (comp.built or comp.reused)[0])
+
+
+def read(ctx: Context, loc: dict) -> np.ndarray:
+    with ctx.store.rasterio_env(), rasterio.open(ctx.store.raster_uri(loc["bucket"], loc["key"])) as src:
+        return src.read(1)
+
+
+def generated(tmp_path: Path) -> list:
+    src = tmp_path / "src"
+    return [
+        make_l2a_product(src, TILE, dt.datetime(2021, 3, 5, 11), SIZE, seed=1, baseline="02.09",
+                         cloud_boxes=[(0, 10, 0, 10), (30, 60, 30, 60)]),
+        make_l2a_product(src, TILE, dt.datetime(2021, 3, 25, 11), SIZE, seed=2, baseline="04.00",
+                         cloud_boxes=[(0, 10, 0, 10), (30, 60, 30, 60)]),
+        make_l2a_product(src, TILE, dt.datetime(2021, 4, 14, 11), SIZE, seed=3, baseline="05.10",
+                         cloud_boxes=[(5, 15, 5, 15), (30, 60, 30, 60)]),
+        make_l2a_product(src, TILE, dt.datetime(2021, 5, 4, 11), SIZE, seed=4, baseline="05.10",
+                         cloud_boxes=[(50, 60, 0, 20), (30, 60, 30, 60)]),
+    ]
+
+
+def test_composite_equals_expected_median_exactly(tmp_path: Path, local_settings: Settings, client: Client) -> None:
+    products = generated(tmp_path)
+    ctx = Context.open(local_settings)
+    rec = stage(ctx, tmp_path / "src", client, CompositeParams(window_size=64))
+    assert sorted(rec["products"]) == sorted(p.product_id for p in products)
+    for band in ("B02", "B05", "B8A", "B12"):
+        np.testing.assert_array_equal(read(ctx, rec["bands"][band]), expected_median(products, band, SIZE), err_msg=band)
+    # pixels cloudy in every product are nodata (0) with a valid count of 0, not a crash
+    b02 = read(ctx, rec["bands"]["B02"])
+    count = read(ctx, rec["valid_count"])
+    assert (b02[60:120, 60:120] == 0).all() and (count[60:120, 60:120] == 0).all()
+    assert count[0, 0] == 2 and count[10, 100] == 4
+    for loc in [*rec["bands"].values(), *rec["indices"].values(), rec["valid_count"]]:
+        path = ctx.store.raster_uri(loc["bucket"], loc["key"])
+        valid, errors = validate_cog(path)
+        assert valid, (loc["key"], errors)
+    # indices are computed from the stored (quantised) bands
+    b04, b08 = read(ctx, rec["bands"]["B04"]).astype("float64"), read(ctx, rec["bands"]["B08"]).astype("float64")
+    ndvi = read(ctx, rec["indices"]["ndvi"])
+    ok = (b04 > 0) & (b08 > 0)
+    np.testing.assert_allclose(ndvi[ok], ((b08 - b04) / (b08 + b04))[ok], rtol=1e-5, atol=1e-6)
+    assert np.isnan(ndvi[~ok]).all()
+
+
+def test_windowed_equals_whole_and_rerun_reuses(tmp_path: Path, local_settings: Settings, client: Client) -> None:
+    generated(tmp_path)
+    ctx = Context.open(local_settings)
+    products = products_for(ctx, TILE, SEASON) or None
+    assert products is None  # nothing acquired yet
+    rec = stage(ctx, tmp_path / "src", client, CompositeParams(window_size=64))
+    products = products_for(ctx, TILE, SEASON)
+    whole = build_composite(local_settings, TILE, SEASON, products, CompositeParams(window_size=4096))
+    assert whole["_id"] == rec["_id"]  # window size is not part of a composite's identity
+    # rebuilt objects overwrite the same keys with identical content
+    for band in ("B03", "B11"):
+        before = read(ctx, rec["bands"][band])
+        np.testing.assert_array_equal(before, read(ctx, whole["bands"][band]))
+    again = composite(ctx, [TILE], [SEASON], client, CompositeParams(window_size=64), progress=False)
+    assert again.reused == [rec["_id"]] and not again.built
+
+
+def test_one_product_season_is_that_product_masked(tmp_path: Path, local_settings: Settings, client: Client) -> None:
+    p = make_l2a_product(tmp_path / "src", TILE, dt.datetime(2021, 3, 5, 11), SIZE, seed=9,
+                         cloud_boxes=[(0, 6, 0, 6)])
+    ctx = Context.open(local_settings)
+    rec = stage(ctx, tmp_path / "src", client, CompositeParams(window_size=50))
+    np.testing.assert_array_equal(read(ctx, rec["bands"]["B04"]), expected_median([p], "B04", SIZE))
+    assert (read(ctx, rec["bands"]["B04"])[:12, :12] == 0).all()
+
+
+def test_products_on_different_grids_are_named(tmp_path: Path, local_settings: Settings, client: Client) -> None:
+    a = make_l2a_product(tmp_path / "src", TILE, dt.datetime(2021, 3, 5, 11), SIZE, seed=1)
+    b = make_l2a_product(tmp_path / "src", TILE, dt.datetime(2021, 3, 15, 11), SIZE, seed=2,
+                         origin=(300600.0, 4100000.0))
+    ctx = Context.open(local_settings)
+    acquire(ctx, LocalProvider(tmp_path / "src"), [TILE], [SEASON], client, progress=False)
+    rep = composite(ctx, [TILE], [SEASON], client, CompositeParams(window_size=64), progress=False)
+    assert not rep.built
+    message = rep.failed[f"{TILE} spring"]
+    assert "different grids" in message and a.product_id in message and b.product_id in message
+    with pytest.raises(RasterError, match="different grids"):
+        build_composite(local_settings, TILE, SEASON, products_for(ctx, TILE, SEASON), CompositeParams())

@@ -1,0 +1,100 @@
+"""Numeric core on arrays with hand-computed answers: radiometry, masks, indices, medians."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from landcoverpy.raster import indices, masks
+from landcoverpy.raster.composite import median_composite, valid_count
+from landcoverpy.sentinel2 import baseline_offset, dn_to_reflectance, normalise_tile, tile_of
+from landcoverpy.errors import InputValidationError
+
+
+def test_baseline_offset_and_reflectance() -> None:
+    assert baseline_offset("02.09") == 0.0
+    assert baseline_offset("04.00") == -1000.0
+    assert baseline_offset("05.10") == -1000.0
+    assert baseline_offset(None) == 0.0
+    dn = np.array([[0, 1000, 2500]], dtype="uint16")
+    old = dn_to_reflectance(dn, 0.0)
+    new = dn_to_reflectance(dn, -1000.0)
+    assert np.isnan(old[0, 0]) and np.isnan(new[0, 0])
+    np.testing.assert_allclose(old[0, 1:], [0.1, 0.25])
+    np.testing.assert_allclose(new[0, 1:], [0.0, 0.15])
+    # the same surface seen before and after baseline 04.00 agrees once the offset is applied
+    np.testing.assert_allclose(dn_to_reflectance(np.array([3500], "uint16"), -1000.0),
+                               dn_to_reflectance(np.array([2500], "uint16"), 0.0))
+
+
+def test_tiles() -> None:
+    assert normalise_tile("T30suf") == "30SUF"
+    for bad in ("30SUFX", "61SUF", "30IUF", "3SUF", ""):
+        with pytest.raises(InputValidationError):
+            normalise_tile(bad)
+    # Malaga (36.72 N, 4.42 W) lies in 30SUF; the demo scene in 18SVG
+    assert tile_of(36.72, -4.42) == "30SUF"
+    assert tile_of(37.70, -75.60) == "18SVG"
+
+
+def test_scl_mask_classes() -> None:
+    scl = np.array([[0, 1, 2, 3, 4, 5], [6, 7, 8, 9, 10, 11]])
+    m = masks.scl_mask(scl)
+    assert m.tolist() == [[True, True, False, True, False, False], [False, False, True, True, True, True]]
+    m2 = masks.scl_mask(scl, classes=(9,))
+    assert m2.sum() == 3  # 0, 1 (nodata/defective) and 9
+
+
+def test_dilation_is_a_disk() -> None:
+    m = np.zeros((7, 7), bool)
+    m[3, 3] = True
+    d = masks.dilate(m, 2)
+    assert d.sum() == 13  # radius-2 disk: 1 + 4 + 4 + 4
+    assert d[3, 1] and d[1, 3] and not d[1, 1]
+    assert masks.dilate(m, 0) is m
+
+
+def test_indices_known_values() -> None:
+    b02, b03, b04 = np.float32([0.05]), np.float32([0.08]), np.float32([0.04])
+    b05, b08, b8a, b11 = np.float32([0.10]), np.float32([0.40]), np.float32([0.38]), np.float32([0.20])
+    np.testing.assert_allclose(indices.ndvi(b04, b08), (0.40 - 0.04) / 0.44, rtol=1e-6)
+    np.testing.assert_allclose(indices.evi2(b04, b08), 2.5 * 0.36 / (0.40 + 2.4 * 0.04 + 1), rtol=1e-6)
+    np.testing.assert_allclose(indices.mndwi(b03, b11), (0.08 - 0.20) / 0.28, rtol=1e-6)
+    np.testing.assert_allclose(indices.ndre(b05, b8a), (0.38 - 0.10) / 0.48, rtol=1e-6)
+    np.testing.assert_allclose(indices.osavi(b04, b08), 0.36 / (0.44 + 0.16), rtol=1e-6)
+    np.testing.assert_allclose(indices.ndmi(b08, b11), 0.20 / 0.60, rtol=1e-6)
+    np.testing.assert_allclose(indices.ndyi(b02, b03), 0.03 / 0.13, rtol=1e-6)
+    np.testing.assert_allclose(indices.ri(b03, b04), -0.04 / 0.12, rtol=1e-6)
+    np.testing.assert_allclose(indices.cri1(b02, b03), 1 / 0.05 - 1 / 0.08, rtol=1e-5)
+    np.testing.assert_allclose(indices.bsi(b02, b04, b08, b11), (0.24 - 0.45) / 0.69, rtol=1e-6)
+    np.testing.assert_allclose(indices.ndbi(b08, b11), -0.20 / 0.60, rtol=1e-6)
+
+
+def test_indices_nodata_and_zero_division() -> None:
+    a = np.array([np.nan, 0.0, 0.1], dtype="float32")
+    b = np.array([0.2, 0.0, 0.3], dtype="float32")
+    out = indices.ndvi(a, b)
+    assert np.isnan(out[0]) and np.isnan(out[1]) and np.isfinite(out[2])
+    assert np.isnan(indices.cri1(np.float32([0.0]), np.float32([0.1])))[0]
+
+
+def test_median_composite_exact_with_clouds_at_known_pixels() -> None:
+    rng = np.random.default_rng(3)
+    stack = rng.uniform(0.01, 0.5, size=(4, 6, 5)).astype("float32")
+    cloud = np.zeros_like(stack, dtype=bool)
+    cloud[0, 0, 0] = cloud[1, 0, 0] = True  # two cloudy: median of the other two
+    cloud[:, 1, 1] = True  # all cloudy: NaN
+    cloud[0:3, 2, 2] = True  # one valid: that value
+    masked = np.where(cloud, np.nan, stack)
+    med = median_composite(masked)
+    assert med[0, 0] == pytest.approx((stack[2, 0, 0] + stack[3, 0, 0]) / 2)
+    assert np.isnan(med[1, 1])
+    assert med[2, 2] == stack[3, 2, 2]
+    assert med[4, 4] == pytest.approx(np.median(stack[:, 4, 4]))
+    assert valid_count(masked)[0, 0] == 2 and valid_count(masked)[1, 1] == 0
+
+
+def test_single_product_composite_is_that_product() -> None:
+    one = np.array([[[0.1, np.nan]]], dtype="float32")
+    out = median_composite(one)
+    assert out[0, 0] == pytest.approx(0.1) and np.isnan(out[0, 1])
