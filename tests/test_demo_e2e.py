@@ -1,0 +1,75 @@
+"""End to end: `landcoverpy demo` as a user runs it, on the embedded default and on real local
+servers (moto_server, secantusd, a dask scheduler + 2 workers)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+
+from landcoverpy.raster.cog import validate_cog
+from tests import servers
+from tests.test_cli_status import run_cli
+
+# Stated floor for the held-out points (README): category overall accuracy >= 0.70.
+HOLDOUT_FLOOR = 0.70
+
+
+def check_outputs(out: Path) -> dict:
+    for name in ("classification_18SVG", "sl_classification_18SVG", "confidence_18SVG"):
+        tif = out / f"{name}.tif"
+        valid, errors = validate_cog(tif)
+        assert valid, (tif, errors)
+        assert (out / f"{name}.png").stat().st_size > 10_000
+    assert (out / "models" / "category" / "confusion_matrix.png").exists()
+    assert (out / "report.md").read_text().count("Held-out points") == 1
+    run = json.loads((out / "run.json").read_text())
+    assert run["holdout"]["n"] >= 30
+    assert run["holdout"]["category"]["overall_accuracy"] >= HOLDOUT_FLOOR
+    return run
+
+
+def test_demo_on_embedded_default_then_rerun_does_nothing(tmp_path: Path) -> None:
+    env = {"LANDCOVERPY_HOME": str(tmp_path / "home"), "TMP_DIR": str(tmp_path / "tmp")}
+    first = run_cli(["demo", "--output-dir", str(tmp_path / "out"), "--no-progress"], env, tmp_path, timeout=900)
+    assert first.returncode == 0, first.stderr[-3000:]
+    run = check_outputs(tmp_path / "out")
+    assert all(s["did_work"] for s in run["stages"])
+
+    second = run_cli(["demo", "--output-dir", str(tmp_path / "out2"), "--no-progress"], env, tmp_path, timeout=900)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "Nothing to do" in second.stdout
+    rerun = check_outputs(tmp_path / "out2")
+    assert not any(s["did_work"] for s in rerun["stages"])
+    assert (tmp_path / "out" / "classification_18SVG.tif").read_bytes() == (tmp_path / "out2" / "classification_18SVG.tif").read_bytes()
+
+
+def test_demo_on_real_servers(tmp_path: Path, s3_server: servers.Server, mongo_server: servers.Server,
+                              dask_scheduler: servers.Server) -> None:
+    uid = uuid.uuid4().hex[:6]
+    env = {
+        "LANDCOVERPY_HOME": str(tmp_path / "home"), "TMP_DIR": str(tmp_path / "tmp"),
+        "MINIO_HOST": "127.0.0.1", "MINIO_PORT": str(s3_server.port),
+        "MINIO_ACCESS_KEY": "testing", "MINIO_SECRET_KEY": "testing",
+        "MONGO_HOST": "127.0.0.1", "MONGO_PORT": str(mongo_server.port), "MONGO_DB": f"demo_{uid}",
+        "DASK_CLUSTER_IP": dask_scheduler.address,
+        "MINIO_BUCKET_NAME_PRODUCTS": f"products-{uid}", "MINIO_BUCKET_NAME_COMPOSITES": f"composites-{uid}",
+        "MINIO_BUCKET_DATASETS": f"datasets-{uid}", "MINIO_BUCKET_MODELS": f"models-{uid}",
+        "MINIO_BUCKET_CLASSIFICATIONS": f"classification-maps-{uid}",
+    }
+    res = run_cli(["demo", "--output-dir", str(tmp_path / "out"), "--no-progress"], env, tmp_path, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    check_outputs(tmp_path / "out")
+    status = run_cli(["status"], env, tmp_path)
+    assert f"classification-maps-{uid}" in status.stdout
+    assert "maps        1" in status.stdout
+    # the maps are in the bucket, not only in the export folder
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{s3_server.port}", region_name="us-east-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=f"classification-maps-{uid}")["Contents"]}
+    assert {"classification_18SVG.tif", "sl_classification_18SVG.tif", "confidence_18SVG.tif"} <= keys
+    assert not any(k.startswith("blocks/") for k in keys)
