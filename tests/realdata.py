@@ -55,3 +55,57 @@ def slovenia_lulc() -> np.ndarray:
 def slovenia_scenes() -> np.ndarray:
     """(5, 101, 100, 13) L1C reflectance."""
     return np.load(slovenia() / "REFERENCE_SCENES.npy")
+
+
+def slovenia_products(root: Path, tile: str = "33TVM") -> list[dict]:
+    """The five reference scenes as L2A-layout products (product.json folders): every band at its
+    native resolution (2x2 / 6x6 block means of the 10 m data), and an SCL layer made from the
+    scene's real cloud mask (CLM: cloud -> SCL 9) and data mask (IS_DATA 0 -> SCL 0).
+    Returns per product the 10 m reflectance stack and cloud mask used, for expected answers."""
+    import datetime as dt
+
+    import rasterio
+
+    from landcoverpy.sentinel2 import BAND_RESOLUTION, L2A_BANDS
+
+    scenes = slovenia_scenes()
+    times = json.loads((slovenia() / "timestamps.json").read_text())
+    clm = np.load(slovenia() / "CLM.npy")[..., 0]
+    is_data = np.load(slovenia() / "IS_DATA.npy")[..., 0]
+    order = [2, 1, 4, 3, 0]  # scene i is timestamps[order[i]] (see the data README)
+    transform, crs = slovenia_transform()
+    out = []
+    for i, t_idx in enumerate(order):
+        when = dt.datetime.fromisoformat(str(times[t_idx]).replace("Z", ""))
+        pid = f"slovenia_{when:%Y%m%dT%H%M%S}"
+        folder = root / pid
+        folder.mkdir(parents=True, exist_ok=True)
+        bands = {}
+        refl10 = {b: scenes[i, :, :, j] for j, b in enumerate(S2_BANDS_13)}
+        for band in L2A_BANDS:
+            res = BAND_RESOLUTION[band]
+            f = res // 10
+            if band == "SCL":
+                scl = np.where(clm[t_idx] == 1, 9, 4).astype("uint8")
+                scl[is_data[t_idx] == 0] = 0
+                src = scl
+            else:
+                src = np.clip(np.rint(refl10[band] * 10000), 1, 65535).astype("uint16")
+            h, w = -(-src.shape[0] // f), -(-src.shape[1] // f)
+            padded = np.pad(src, ((0, h * f - src.shape[0]), (0, w * f - src.shape[1])), mode="edge")
+            if band == "SCL":
+                arr = padded[::f, ::f]
+            else:
+                arr = np.rint(padded.reshape(h, f, w, f).mean(axis=(1, 3))).astype("uint16")
+            path = folder / f"{band}.tif"
+            with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=1, dtype=arr.dtype, crs=crs,
+                               transform=transform * transform.scale(f, f)) as dst:
+                dst.write(arr, 1)
+            bands[band] = path.name
+        (folder / "product.json").write_text(json.dumps({
+            "product_id": pid, "tile": tile, "sensing_time": when.isoformat(), "level": "L2A",
+            "processing_baseline": "02.04", "cloud_percentage": float(100 * clm[t_idx].mean()),
+            "nodata_percentage": float(100 * (1 - is_data[t_idx].mean())), "bands": bands,
+        }))
+        out.append({"product_id": pid, "when": when, "cloud": clm[t_idx] == 1})
+    return out

@@ -16,7 +16,7 @@ from landcoverpy.config import Settings
 from landcoverpy.context import Context
 from landcoverpy.errors import RasterError
 from landcoverpy.inputs import Season
-from landcoverpy.pipeline.acquire import acquire
+from landcoverpy.pipeline.acquire import acquire, fetch_product
 from landcoverpy.pipeline.composites import CompositeParams, build_composite, composite, products_for
 from landcoverpy.raster.cog import validate_cog
 from landcoverpy.sources.local import LocalProvider
@@ -123,3 +123,44 @@ def test_products_on_different_grids_are_named(tmp_path: Path, local_settings: S
     assert "different grids" in message and a.product_id in message and b.product_id in message
     with pytest.raises(RasterError, match="different grids"):
         build_composite(local_settings, TILE, SEASON, products_for(ctx, TILE, SEASON), CompositeParams())
+
+
+def test_real_scenes_composite_on_s3(tmp_path: Path, server_settings: Settings, client: Client) -> None:
+    """eolearn-slovenia's five real scenes with their real cloud masks, composited into S3."""
+    from tests.realdata import slovenia_products
+
+    settings = server_settings.model_copy(update={"MIN_USEFUL_DATA_PERCENTAGE": 0.0})
+    made = slovenia_products(tmp_path / "src")
+    years = sorted({m["when"].year for m in made})
+    season = Season("all", dt.date(years[0], 1, 1), dt.date(years[-1], 12, 31))
+    ctx = Context.open(settings)
+    provider = LocalProvider(tmp_path / "src")
+    rep = acquire(ctx, provider, ["33TVM"], [season], client, progress=False)
+    assert rep.ok, rep.lines()
+    # two of the five scenes are 100 % cloud in their real mask: found, but not selected
+    cloudy = sorted(m["product_id"] for m in made if m["cloud"].all())
+    assert len(cloudy) == 2 and rep.entries[0].found == 5 and len(rep.entries[0].selected) == 3
+    assert not set(cloudy) & set(rep.entries[0].selected)
+    # catalogue them anyway, so the composite must mask them out pixel by pixel
+    for cand in provider.search("33TVM", season.start, season.end):
+        if cand.product_id in cloudy:
+            ctx.catalog.upsert("products", fetch_product(settings, provider, cand))
+    comp = composite(ctx, ["33TVM"], [season], client, CompositeParams(window_size=64), progress=False)
+    assert comp.built and not comp.failed, comp.failed
+    rec = ctx.catalog.get("composites", comp.built[0])
+    assert len(rec["products"]) == 5
+    for loc in [*rec["bands"].values(), *rec["indices"].values(), rec["valid_count"]]:
+        assert ctx.store.raster_uri(loc["bucket"], loc["key"]).startswith("s3://")
+        local = tmp_path / "check" / loc["key"]
+        ctx.store.get_file(loc["bucket"], loc["key"], local)
+        valid, errors = validate_cog(local)
+        assert valid, (loc["key"], errors)
+    count = read(ctx, rec["valid_count"])  # read in place from S3
+    cloudy_everywhere = np.logical_and.reduce([m["cloud"] for m in made])
+    expected_count = sum((~m["cloud"]).astype(int) for m in made)
+    np.testing.assert_array_equal(count, expected_count)
+    b04 = read(ctx, rec["bands"]["B04"])
+    assert (b04[cloudy_everywhere] == 0).all()
+    assert (b04[~cloudy_everywhere] > 0).all()
+    ndvi = read(ctx, rec["indices"]["ndvi"])
+    assert np.nanmedian(ndvi) > 0.3  # mostly forest and grassland

@@ -98,3 +98,17 @@ def test_single_product_composite_is_that_product() -> None:
     one = np.array([[[0.1, np.nan]]], dtype="float32")
     out = median_composite(one)
     assert out[0, 0] == pytest.approx(0.1) and np.isnan(out[0, 1])
+
+
+@pytest.mark.parametrize("n_products", [2, 3, 4, 7])
+def test_sort_median_equals_nanmedian(n_products: int) -> None:
+    import warnings
+
+    rng = np.random.default_rng(n_products)
+    stack = rng.uniform(0, 1, size=(n_products, 40, 30)).astype("float32")
+    stack[rng.uniform(size=stack.shape) < 0.35] = np.nan
+    stack[:, 0, 0] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = np.nanmedian(stack, axis=0)
+    np.testing.assert_array_equal(median_composite(stack), expected.astype("float32"))
