@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test test-slow benchmark clean
+.PHONY: setup system-tools demo test test-slow benchmark clean
 
 setup: $(VENV)/.installed
 
@@ -16,11 +16,21 @@ $(VENV)/.installed: pyproject.toml setup.py
 demo: setup
 	$(BIN)/landcoverpy demo --output-dir ./demo-output
 
-test: setup
+test: setup system-tools
 	$(BIN)/python -m pytest
+
+# docker-compose (Debian's v1.29) renders and checks compose files without an engine; the
+# deployment tests use it when present and skip otherwise.
+system-tools:
+	@command -v docker-compose >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	  && (apt-get update -qq && apt-get install -y -qq docker-compose) >/dev/null 2>&1 \
+	  || echo "docker-compose not installed: compose validation tests will be skipped"; }
 
 test-slow: setup
 	$(BIN)/python -m pytest -m slow
+
+benchmark: setup
+	$(BIN)/python benchmarks/composite_memory.py
 
 clean:
 	rm -rf $(VENV) landcover-data demo-output

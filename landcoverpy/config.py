@@ -77,6 +77,7 @@ class Settings(BaseSettings):
 
     # Composites
     COMPOSITE_WINDOW_SIZE: int = Field(1024, ge=64, description="pixels per side of a composite window")
+    COMPOSITE_THREADS: int = Field(1, ge=1, description="windows computed concurrently inside one composite task")
     MASK_DILATION_PIXELS: int = Field(0, ge=0, description="extra cloud-mask dilation (10 m pixels)")
     CLOUD_PROBABILITY_THRESHOLD: float = Field(0.4, gt=0, lt=1)
 

@@ -126,7 +126,8 @@ class ObjectStore(ABC):
         """A path rasterio opens in place (inside :meth:`rasterio_env`)."""
 
     @abstractmethod
-    def rasterio_env(self) -> contextlib.AbstractContextManager[Any]: ...
+    def rasterio_env(self, **gdal_options: Any) -> contextlib.AbstractContextManager[Any]:
+        """A rasterio.Env for reading this store's rasters, with extra GDAL options."""
 
     # Helpers shared by every backend
     def put_bytes(self, bucket: str, key: str, data: bytes) -> None:
@@ -257,10 +258,10 @@ class LocalStore(ObjectStore):
     def raster_uri(self, bucket: str, key: str) -> str:
         return str(self._path(bucket, key))
 
-    def rasterio_env(self) -> contextlib.AbstractContextManager[Any]:
+    def rasterio_env(self, **gdal_options: Any) -> contextlib.AbstractContextManager[Any]:
         import rasterio
 
-        return rasterio.Env()
+        return rasterio.Env(**gdal_options)
 
 
 class S3Store(ObjectStore):
@@ -455,7 +456,7 @@ class S3Store(ObjectStore):
             "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff,.jp2,.vrt",
         }
 
-    def rasterio_env(self) -> contextlib.AbstractContextManager[Any]:
+    def rasterio_env(self, **gdal_options: Any) -> contextlib.AbstractContextManager[Any]:
         import rasterio
         from rasterio.session import AWSSession
 
@@ -465,7 +466,7 @@ class S3Store(ObjectStore):
             region_name=self.region,
             endpoint_url=f"{self.host}:{self.port}",
         )
-        return rasterio.Env(session=session, **self.gdal_options())
+        return rasterio.Env(session=session, **(self.gdal_options() | gdal_options))
 
 
 def open_store(settings: Settings, check: bool = True) -> ObjectStore:

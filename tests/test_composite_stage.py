@@ -94,10 +94,13 @@ def test_windowed_equals_whole_and_rerun_reuses(tmp_path: Path, local_settings: 
     products = products_for(ctx, TILE, SEASON)
     whole = build_composite(local_settings, TILE, SEASON, products, CompositeParams(window_size=4096))
     assert whole["_id"] == rec["_id"]  # window size is not part of a composite's identity
+    threaded = build_composite(local_settings, TILE, SEASON, products, CompositeParams(window_size=32, threads=3))
+    assert threaded["_id"] == rec["_id"]
     # rebuilt objects overwrite the same keys with identical content
     for band in ("B03", "B11"):
         before = read(ctx, rec["bands"][band])
         np.testing.assert_array_equal(before, read(ctx, whole["bands"][band]))
+        np.testing.assert_array_equal(before, read(ctx, threaded["bands"][band]))
     again = composite(ctx, [TILE], [SEASON], client, CompositeParams(window_size=64), progress=False)
     assert again.reused == [rec["_id"]] and not again.built
 

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 import hashlib
 import json
 import logging
@@ -40,19 +43,21 @@ from landcoverpy.storage import ObjectStore, join_key, open_store, safe_key_part
 log = logging.getLogger(__name__)
 
 S2CLOUDLESS_BANDS = ["B01", "B02", "B04", "B05", "B08", "B8A", "B09", "B10", "B11", "B12"]
+GDAL_CACHE_MB = 256  # GDAL's block cache defaults to 5 % of RAM; bound it so memory follows windows
 BAND_SCALE = 10000.0  # composite bands are stored as uint16 reflectance x 10000, 0 = nodata
 
 
 @dataclass(frozen=True)
 class CompositeParams:
     window_size: int = 1024
+    threads: int = 1  # windows computed concurrently inside one task (not part of the identity)
     bands: tuple[str, ...] = tuple(COMPOSITE_BANDS)
     indices: tuple[str, ...] = tuple(INDICES)
     mask: masks.MaskSettings = field(default_factory=masks.MaskSettings)
 
     def to_dict(self) -> dict[str, Any]:
-        # window_size does not change the result (windowed == whole array), so it is not part
-        # of the identity of a composite.
+        # window_size and threads do not change the result (windowed == whole array), so they
+        # are not part of the identity of a composite.
         return {"bands": list(self.bands), "indices": list(self.indices), "mask": self.mask.to_dict()}
 
 
@@ -194,7 +199,7 @@ def build_composite(settings: Settings, tile: str, season: Season, products: lis
     cid = composite_id(tile, season, [p["_id"] for p in products], params)
     bucket = settings.MINIO_BUCKET_NAME_COMPOSITES
     prefix = join_key(safe_key_part(tile), safe_key_part(season.name), cid)
-    with store.rasterio_env():
+    with store.rasterio_env(GDAL_CACHEMAX=GDAL_CACHE_MB):
         grid = common_grid(store, products)
         mask_uris: dict[str, str | None] = {}
         for p in products:
@@ -221,14 +226,13 @@ def build_composite(settings: Settings, tile: str, season: Season, products: lis
                     kw = dict(dtype="float32", nodata=float("nan"), overview_resampling="average",
                               descriptions=[f"{name} index of the median composite"], tags=common_tags)
                 writers[name] = CogWriter(paths[name], grid, tmp_dir=tmp, **kw)
-            readers = [ProductWindowReader(store, p, grid, mask_uris[p["_id"]], params.mask) for p in products]
-            try:
-                with contextlib.ExitStack() as stack:
-                    open_writers = {n: stack.enter_context(w) for n, w in writers.items()}
-                    valid_pixels = _composite_windows(readers, grid, params, open_writers)
-            finally:
-                for r in readers:
-                    r.close()
+            def open_readers() -> list[ProductWindowReader]:
+                return [ProductWindowReader(store, p, grid, mask_uris[p["_id"]], params.mask) for p in products]
+
+            with contextlib.ExitStack() as stack:
+                open_writers = {n: stack.enter_context(w) for n, w in writers.items()}
+                valid_pixels = _composite_windows(open_readers, grid, params, open_writers,
+                                                  lambda: store.rasterio_env(GDAL_CACHEMAX=GDAL_CACHE_MB))
             keys = {}
             for name, path in paths.items():
                 key = join_key(prefix, f"{name}.tif")
@@ -247,35 +251,68 @@ def build_composite(settings: Settings, tile: str, season: Season, products: lis
         "valid_count": keys["valid_count"],
         "band_scale": BAND_SCALE,
         "valid_percentage": round(100.0 * valid_pixels / (grid.width * grid.height), 3),
-        "params": params.to_dict() | {"window_size": params.window_size},
+        "params": params.to_dict() | {"window_size": params.window_size, "threads": params.threads},
         "code_version": __version__,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
 
 
-def _composite_windows(readers: list[ProductWindowReader], grid: Grid, params: CompositeParams,
-                       writers: dict[str, CogWriter]) -> int:
-    """The window loop: median per band, indices from the quantised medians, valid counts.
-    Returns the number of pixels with at least one valid observation."""
+def compute_window(readers: list[ProductWindowReader], window: rasterio.windows.Window,
+                   params: CompositeParams) -> dict[str, np.ndarray]:
+    """Every output of one window: uint16 band medians, float32 indices (from the quantised
+    medians, so training and prediction features agree) and the valid-observation count."""
+    invalid = [r.invalid(window) for r in readers]
+    out: dict[str, np.ndarray] = {}
+    quantised: dict[str, np.ndarray] = {}
+    for band in params.bands:
+        stack = np.stack([r.reflectance(band, window, inv) for r, inv in zip(readers, invalid)])
+        if "valid_count" not in out:
+            out["valid_count"] = valid_count(stack)
+        out[band] = to_uint16_reflectance(median_composite(stack))
+        quantised[band] = dequantise(out[band])
+        del stack
+    for name in params.indices:
+        out[name] = compute_index(name, quantised)
+    return out
+
+
+def _composite_windows(open_readers: Callable[[], list[ProductWindowReader]], grid: Grid, params: CompositeParams,
+                       writers: dict[str, CogWriter],
+                       thread_env: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext) -> int:
+    """The window loop. With ``params.threads`` > 1, windows are computed in a thread pool (each
+    thread with its own dataset handles; GDAL decoding and numpy sorting release the GIL) while
+    this thread writes results in order. Returns the number of pixels with a valid observation."""
+    windows = list(block_windows(grid.height, grid.width, params.window_size))
+    local = threading.local()
+    opened: list[list[ProductWindowReader]] = []
+    lock = threading.Lock()
+
+    def work(window: rasterio.windows.Window) -> dict[str, np.ndarray]:
+        with thread_env():  # GDAL options (S3 endpoint, credentials) are per thread
+            if not hasattr(local, "readers"):
+                local.readers = open_readers()
+                with lock:
+                    opened.append(local.readers)
+            return compute_window(local.readers, window, params)
+
     valid_pixels = 0
-    for window in block_windows(grid.height, grid.width, params.window_size):
-        invalid = [r.invalid(window) for r in readers]
-        medians: dict[str, np.ndarray] = {}
-        count: np.ndarray | None = None
-        for band in params.bands:
-            stack = np.stack([r.reflectance(band, window, inv) for r, inv in zip(readers, invalid)])
-            medians[band] = median_composite(stack)
-            if count is None:
-                count = valid_count(stack)
-            del stack
-            writers[band].write(to_uint16_reflectance(medians[band]), window)
-        # indices from the stored (quantised) bands, so training and prediction features agree
-        quantised = {b: dequantise(to_uint16_reflectance(v)) for b, v in medians.items()}
-        for name in params.indices:
-            writers[name].write(compute_index(name, quantised), window)
-        assert count is not None
-        writers["valid_count"].write(count, window)
-        valid_pixels += int((count > 0).sum())
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, params.threads)) as pool:
+            pending: dict[int, Future[dict[str, np.ndarray]]] = {}
+            ahead = 2 * max(1, params.threads)  # bounded prefetch keeps memory per window
+            for i in range(min(ahead, len(windows))):
+                pending[i] = pool.submit(work, windows[i])
+            for i, window in enumerate(windows):
+                result = pending.pop(i).result()
+                if i + ahead < len(windows):
+                    pending[i + ahead] = pool.submit(work, windows[i + ahead])
+                for name, arr in result.items():
+                    writers[name].write(arr, window)
+                valid_pixels += int((result["valid_count"] > 0).sum())
+    finally:
+        for readers in opened:
+            for r in readers:
+                r.close()
     return valid_pixels
 
 

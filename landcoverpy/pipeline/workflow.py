@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 def composite_params(settings: Any) -> CompositeParams:
     return CompositeParams(
         window_size=settings.COMPOSITE_WINDOW_SIZE,
+        threads=settings.COMPOSITE_THREADS,
         mask=MaskSettings(dilation_pixels=settings.MASK_DILATION_PIXELS,
                           cloud_probability_threshold=settings.CLOUD_PROBABILITY_THRESHOLD),
     )
