@@ -300,6 +300,114 @@ def demo(output_dir: Path = typer.Option(Path("demo-output"), "--output-dir", he
     _run(inputs, LocalProvider(source), None, output_dir, held, not no_progress)
 
 
+abundance_app = typer.Typer(help="MODIS abundance estimation (soft classification) with BRITS, levels N1 and N2.",
+                            no_args_is_help=True)
+app.add_typer(abundance_app, name="abundance")
+
+
+def _parse_pairs(values: list[str] | None, what: str) -> dict[str, str]:
+    out = {}
+    for item in values or []:
+        if "=" not in item:
+            raise typer.BadParameter(f"{what} must be NAME=PATH, got {item!r}")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def _train_params(epochs: int, seed: int) -> Any:
+    from landcoverpy.models.abundance import TrainParams
+
+    return TrainParams(epochs=epochs, seed=seed)
+
+
+@abundance_app.command("dataset")
+@handle_errors
+def abundance_dataset(
+    series: Path = typer.Option(..., "--series", help="JSON manifest: [{\"date\": \"YYYY-MM-DD\", \"path\": raster}, ...]"),
+    year: int = typer.Option(..., "--year", help="Year of the time series."),
+    n1_map: Path = typer.Option(..., "--n1-map", help="Fine land-cover raster for level N1 (e.g. classification_{tile}.tif)."),
+    n1_labels: Path = typer.Option(..., "--n1-labels", help="N1 class name -> value JSON (e.g. lc_labels.json)."),
+    n2_map: Path = typer.Option(None, "--n2-map", help="Fine raster for level N2 (e.g. sl_classification_{tile}.tif)."),
+    n2_labels: Path = typer.Option(None, "--n2-labels", help="N2 class name -> value JSON (e.g. sl_labels.json)."),
+    ancillary: list[str] = typer.Option(None, "--ancillary", help="NAME=RASTER, repeatable: altitude, slope, precipitation, pet, tmean, tmax, tmin..."),
+    step_days: int = typer.Option(None, "--step-days", help="Step length in days (default: calendar months, 12 steps)."),
+    block_km: float = typer.Option(5.0, "--block-km", help="Spatial block size for the train/test split."),
+) -> None:
+    """Build the per-pixel dataset: time series + ancillary + class fractions at N1 (and N2)."""
+    from landcoverpy.context import Context
+    from landcoverpy.inputs import load_labels
+    from landcoverpy.pipeline.abundance import build_abundance_dataset
+
+    maps = {"N1": (str(n1_map), load_labels(n1_labels, "category").values)}
+    if n2_map is not None:
+        if n2_labels is None:
+            raise typer.BadParameter("--n2-map needs --n2-labels")
+        maps["N2"] = (str(n2_map), load_labels(n2_labels, "subcategory").values)
+    ctx = Context.open(settings())
+    rec = build_abundance_dataset(ctx, series, maps, _parse_pairs(ancillary, "--ancillary"), year, step_days, block_km)
+    typer.echo(f"{rec['_id']}: {rec['pixels']} pixels, {len(rec['steps'])} steps x {len(rec['bands'])} bands, "
+               f"{len(rec['ancillary'])} ancillary, levels {', '.join(rec['levels'])} -> {rec['bucket']}/{rec['key']}")
+
+
+def _echo_abundance_metrics(record: dict[str, Any], metrics: dict[str, Any]) -> None:
+    m, b = metrics["model"], metrics["mean_abundance_baseline"]
+    typer.echo(f"{record['_id']}: test RMSE {m['rmse']:.4f} MAE {m['mae']:.4f} R2 {m['r2']:.3f} "
+               f"dominant-class accuracy {m['dominant_accuracy']:.3f} macro F1 {m['dominant_macro_f1']:.3f}")
+    typer.echo(f"  mean-abundance baseline: RMSE {b['rmse']:.4f} MAE {b['mae']:.4f} R2 {b['r2']:.3f}")
+    for name, c in m["per_class"].items():
+        typer.echo(f"  {name:<24} RMSE {c['rmse']:.4f} MAE {c['mae']:.4f} R2 {c['r2']:.3f}")
+
+
+@abundance_app.command("train")
+@handle_errors
+def abundance_train(level: str = typer.Option("N1", "--level", help="N1 or N2."),
+                    dataset_id: str = typer.Option(None, "--dataset-id", help="Default: the newest abundance dataset."),
+                    epochs: int = typer.Option(150, "--epochs"), seed: int = typer.Option(0, "--seed"),
+                    no_progress: bool = NoProgress) -> None:
+    """Train BRITS on a spatial-block 80/20 split with early stopping; report RMSE/MAE/R2 per class."""
+    from landcoverpy.context import Context
+    from landcoverpy.pipeline.abundance import train_level
+
+    ctx = Context.open(settings())
+    record, metrics = train_level(ctx, level, _train_params(epochs, seed), dataset_id, progress=not no_progress)
+    _echo_abundance_metrics(record, metrics)
+
+
+@abundance_app.command("finetune")
+@handle_errors
+def abundance_finetune(level: str = typer.Option("N1", "--level"),
+                       base_model: str = typer.Option(..., "--base-model", help="Catalog id of the model to start from."),
+                       dataset_id: str = typer.Option(None, "--dataset-id", help="New-region dataset; default the newest."),
+                       epochs: int = typer.Option(60, "--epochs"), seed: int = typer.Option(0, "--seed"),
+                       no_progress: bool = NoProgress) -> None:
+    """Start from a trained model on new-region data (the head is replaced when the classes differ)."""
+    from landcoverpy.context import Context
+    from landcoverpy.pipeline.abundance import train_level
+
+    ctx = Context.open(settings())
+    record, metrics = train_level(ctx, level, _train_params(epochs, seed), dataset_id, base_model, not no_progress)
+    _echo_abundance_metrics(record, metrics)
+
+
+@abundance_app.command("predict")
+@handle_errors
+def abundance_predict(level: str = typer.Option("N1", "--level"),
+                      output_dir: Path = typer.Option(Path("outputs"), "--output-dir", "--output_dir"),
+                      model_id: str = typer.Option(None, "--model-id"), dataset_id: str = typer.Option(None, "--dataset-id"),
+                      block: int = typer.Option(512, "--block-size")) -> None:
+    """Abundance maps: one band per class (fractions summing to 1), a dominant-class COG, quicklooks."""
+    from landcoverpy.context import Context
+    from landcoverpy.pipeline.abundance import predict_area
+    from landcoverpy.pipeline.cluster import dask_client
+
+    ctx = Context.open(settings())
+    with dask_client(ctx.settings) as client:
+        out = predict_area(ctx, level, output_dir, model_id, dataset_id, block, client)
+    for name, path in out.items():
+        typer.echo(f"{name}: {path}")
+
+
 def run() -> None:  # pragma: no cover - console entry point alias
     app(prog_name="landcoverpy")
 

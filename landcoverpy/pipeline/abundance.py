@@ -1,0 +1,366 @@
+"""MODIS abundance estimation, IO side: build the per-pixel dataset from rasters, store and load
+models, and write abundance maps (COGs) block by block.
+
+Inputs are rasters, so any source works: the time series is a list of dated multi-band rasters on
+the coarse grid (e.g. MOD09A1 composites with bands 1-7, missing values as nodata/NaN, QA already
+applied by the reader), ancillary variables are single-band rasters on any grid (reprojected to
+the coarse grid by averaging), and the labels come from a fine land-cover map (a reference raster,
+or our own classification_{tile}.tif / sl_classification_{tile}.tif) whose class fractions inside
+each coarse pixel are computed by area-weighted averaging.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.warp import reproject
+from rasterio.windows import Window
+
+from landcoverpy import __version__
+from landcoverpy.context import Context
+from landcoverpy.errors import InputValidationError, ModelError, RasterError
+from landcoverpy.models.abundance import AbundanceData, AbundanceModel, Normalisation, TrainParams, train_abundance
+from landcoverpy.raster.cog import CogWriter
+from landcoverpy.raster.grid import Grid, block_windows
+from landcoverpy.reports import class_colours, quicklook_png
+from landcoverpy.storage import join_key, safe_key_part
+
+log = logging.getLogger(__name__)
+
+LEVELS = ("N1", "N2")
+
+
+@dataclass(frozen=True)
+class SeriesItem:
+    date: dt.date
+    path: str
+
+
+def load_series_manifest(path: str | Path) -> list[SeriesItem]:
+    """JSON list of ``{"date": "YYYY-MM-DD", "path": "..."}`` (paths relative to the manifest)."""
+    path = Path(path)
+    try:
+        items = json.loads(path.read_text())
+        out = []
+        for i, item in enumerate(items):
+            p = Path(item["path"])
+            out.append(SeriesItem(dt.date.fromisoformat(item["date"]), str(p if p.is_absolute() else path.parent / p)))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputValidationError(f"{path}: invalid time-series manifest ({type(exc).__name__}: {exc})") from None
+    if not out:
+        raise InputValidationError(f"{path}: the time-series manifest is empty")
+    return sorted(out, key=lambda s: s.date)
+
+
+def monthly_steps(year: int, step_days: int | None = None) -> list[tuple[dt.date, dt.date]]:
+    """Time steps of a year: calendar months by default (12 steps), or ``step_days`` bins."""
+    if step_days is None:
+        return [(dt.date(year, m, 1), (dt.date(year + (m == 12), m % 12 + 1, 1) - dt.timedelta(days=1)))
+                for m in range(1, 13)]
+    start, out = dt.date(year, 1, 1), []
+    while start.year == year:
+        end = min(start + dt.timedelta(days=step_days - 1), dt.date(year, 12, 31))
+        out.append((start, end))
+        start = end + dt.timedelta(days=1)
+    return out
+
+
+def read_on_grid(path: str, grid: Grid, resampling: Resampling = Resampling.average, band: int | None = None,
+                 window: Window | None = None) -> np.ndarray:
+    """A raster (all bands, or ``band``) reprojected onto ``grid`` (or a window of it), float32,
+    NaN where the source has no data or does not reach."""
+    win = window or Window(0, 0, grid.width, grid.height)
+    h, w = int(win.height), int(win.width)
+    with rasterio.open(path) as src:
+        bands = [band] if band else list(range(1, src.count + 1))
+        out = np.full((len(bands), h, w), np.nan, dtype="float32")
+        for i, b in enumerate(bands):
+            reproject(rasterio.band(src, b), out[i], src_nodata=src.nodata, dst_transform=grid.window_transform(win),
+                      dst_crs=grid.crs, dst_nodata=np.nan, resampling=resampling)
+    return out
+
+
+def aggregate_series(items: list[SeriesItem], grid: Grid, steps: list[tuple[dt.date, dt.date]],
+                     window: Window | None = None) -> np.ndarray:
+    """(pixels, steps, bands): per step, the median of the valid observations in it (NaN when
+    none: a gap BRITS imputes)."""
+    win = window or Window(0, 0, grid.width, grid.height)
+    per_step: list[np.ndarray] = []
+    n_bands = None
+    for start, end in steps:
+        obs = [read_on_grid(it.path, grid, Resampling.nearest, window=win) for it in items if start <= it.date <= end]
+        if obs:
+            n_bands = obs[0].shape[0]
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                per_step.append(np.nanmedian(np.stack(obs), axis=0))
+        else:
+            per_step.append(None)  # type: ignore[arg-type]
+    if n_bands is None:
+        raise InputValidationError("no time-series observation falls in any step of the requested year")
+    h, w = int(win.height), int(win.width)
+    filled = [s if s is not None else np.full((n_bands, h, w), np.nan, "float32") for s in per_step]
+    return np.stack(filled).reshape(len(steps), n_bands, -1).transpose(2, 0, 1).astype("float32")
+
+
+def class_fractions(fine_map: str, classes: dict[str, int], grid: Grid, window: Window | None = None) -> np.ndarray:
+    """(pixels, K) area fraction of each class value of the fine map inside each coarse pixel,
+    over the fine pixels that carry a class (nodata and unknown values are left out)."""
+    win = window or Window(0, 0, grid.width, grid.height)
+    with rasterio.open(fine_map) as src:
+        fine = src.read(1)
+        parts = []
+        for value in classes.values():
+            dst = np.full((int(win.height), int(win.width)), np.nan, "float32")
+            reproject((fine == value).astype("float32"), dst, src_transform=src.transform, src_crs=src.crs,
+                      dst_transform=grid.window_transform(win), dst_crs=grid.crs, dst_nodata=np.nan,
+                      resampling=Resampling.average)
+            parts.append(dst.ravel())
+    frac = np.stack(parts, axis=1)
+    sums = frac.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(sums > 0, frac / sums, np.nan).astype("float32")
+
+
+def ancillary_layers(paths: dict[str, str], grid: Grid, window: Window | None = None,
+                     coordinates: bool = True) -> tuple[np.ndarray, list[str]]:
+    """(pixels, A) ancillary values on the coarse grid: longitude and latitude of the pixel
+    centre, then each given raster averaged onto the grid. A raster that does not cover every
+    pixel of the area is an error naming it."""
+    from pyproj import Transformer
+
+    win = window or Window(0, 0, grid.width, grid.height)
+    cols, names = [], []
+    if coordinates:
+        rr, cc = np.mgrid[0:int(win.height), 0:int(win.width)]
+        xs, ys = grid.window_transform(win) * (cc + 0.5, rr + 0.5)
+        lon, lat = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True).transform(xs, ys)
+        cols += [np.asarray(lon, "float32").ravel(), np.asarray(lat, "float32").ravel()]
+        names += ["longitude", "latitude"]
+    for name, path in paths.items():
+        values = read_on_grid(path, grid, Resampling.average, band=1, window=win)[0]
+        if np.isnan(values).any():
+            raise InputValidationError(
+                f"ancillary raster {name} ({path}) does not cover the area: {int(np.isnan(values).sum())} of "
+                f"{values.size} pixels have no value; give a raster that covers the whole time-series grid"
+            )
+        cols.append(values.ravel())
+        names.append(name)
+    return np.stack(cols, axis=1).astype("float32"), names
+
+
+def build_abundance_dataset(ctx: Context, manifest: str | Path, fine_maps: dict[str, tuple[str, dict[str, int]]],
+                            ancillary: dict[str, str], year: int, step_days: int | None = None,
+                            block_km: float = 5.0) -> dict[str, Any]:
+    """Per coarse pixel: time series (steps x bands), ancillary values and class fractions for
+    each level (``fine_maps``: level -> (map path, class name -> value)). Stored as Parquet in the
+    datasets bucket and catalogued under ``kind = abundance``."""
+    items = load_series_manifest(manifest)
+    with rasterio.open(items[0].path) as ref:
+        grid = Grid.from_dataset(ref)
+        band_names = [d or f"b{i + 1}" for i, d in enumerate(ref.descriptions)]
+    steps = monthly_steps(year, step_days)
+    series = aggregate_series(items, grid, steps)
+    anc, anc_names = ancillary_layers(ancillary, grid)
+    frame = pd.DataFrame({f"t{t:02d}_{b}": series[:, t, i] for t in range(len(steps)) for i, b in enumerate(band_names)})
+    for i, name in enumerate(anc_names):
+        frame[f"anc_{name}"] = anc[:, i]
+    levels = {}
+    for level, (path, classes) in fine_maps.items():
+        frac = class_fractions(path, classes, grid)
+        for k, name in enumerate(classes):
+            frame[f"{level}__{name}"] = frac[:, k]
+        levels[level] = list(classes)
+    rr, cc = np.mgrid[0:grid.height, 0:grid.width]
+    frame["row"], frame["col"] = rr.ravel(), cc.ravel()
+    xs, ys = grid.affine * (cc.ravel() + 0.5, rr.ravel() + 0.5)
+    size = block_km * 1000
+    frame["block"] = (np.floor(np.asarray(xs) / size).astype(np.int64) * 1_000_003
+                      + np.floor(np.asarray(ys) / size).astype(np.int64))
+    buf = io.BytesIO()
+    frame.to_parquet(buf, index=False)
+    digest = hashlib.sha256(buf.getvalue()).hexdigest()
+    did = f"abundance-{year}-{digest[:16]}"
+    key = join_key("abundance", f"{did}.parquet")
+    buf.seek(0)
+    ctx.store.put_stream(ctx.settings.MINIO_BUCKET_DATASETS, key, buf)
+    record = {
+        "_id": did, "kind": "abundance", "bucket": ctx.settings.MINIO_BUCKET_DATASETS, "key": key, "year": year,
+        "steps": [[s.isoformat(), e.isoformat()] for s, e in steps], "bands": band_names,
+        "ancillary": anc_names, "ancillary_sources": ancillary, "levels": levels, "grid": grid.to_dict(),
+        "manifest": str(manifest), "series_items": len(items), "pixels": int(len(frame)),
+        "missing_fraction": float(np.isnan(series).mean()), "table_sha256": digest,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "code_version": __version__,
+    }
+    ctx.catalog.upsert("datasets", record)
+    log.info("abundance dataset %s: %d pixels, %d steps x %d bands, %.0f%% missing", did, len(frame), len(steps),
+             len(band_names), 100 * record["missing_fraction"])
+    return record
+
+
+def dataset_arrays(frame: pd.DataFrame, record: dict[str, Any], level: str) -> AbundanceData:
+    if level not in record["levels"]:
+        raise InputValidationError(f"the abundance dataset has no level {level}; it has {', '.join(record['levels'])}")
+    steps, bands = len(record["steps"]), record["bands"]
+    series = frame[[f"t{t:02d}_{b}" for t in range(steps) for b in bands]].to_numpy("float32").reshape(-1, steps, len(bands))
+    anc = frame[[f"anc_{a}" for a in record["ancillary"]]].to_numpy("float32")
+    classes = record["levels"][level]
+    frac = frame[[f"{level}__{c}" for c in classes]].to_numpy("float32")
+    labelled = np.isfinite(frac).all(axis=1)
+    return AbundanceData(series[labelled], anc[labelled], frac[labelled], frame["block"].to_numpy()[labelled],
+                         classes, np.arange(steps, dtype="float32"))
+
+
+def load_dataset(ctx: Context, dataset_id: str | None) -> tuple[pd.DataFrame, dict[str, Any]]:
+    if dataset_id:
+        record = ctx.catalog.get("datasets", dataset_id)
+    else:
+        found = ctx.catalog.find("datasets", {"kind": "abundance"}, sort=[("created", -1)], limit=1)
+        record = found[0] if found else None
+    if record is None:
+        raise InputValidationError("no abundance dataset in the catalog: run `landcoverpy abundance dataset` first")
+    with ctx.store.open(record["bucket"], record["key"]) as fh:
+        return pd.read_parquet(io.BytesIO(fh.read())), record
+
+
+def save_model(ctx: Context, model: AbundanceModel, level: str, dataset: dict[str, Any], base: str | None = None) -> dict[str, Any]:
+    import torch
+
+    buf = io.BytesIO()
+    torch.save({"state_dict": model.network.state_dict(), "config": model.network.config}, buf)
+    blob = buf.getvalue()
+    mid = f"abundance-{level}-{hashlib.sha256(blob).hexdigest()[:12]}"
+    bucket = ctx.settings.MINIO_BUCKET_MODELS
+    prefix = join_key("abundance", safe_key_part(mid))
+    meta = {
+        "level": level, "classes": model.classes, "feature_names": model.feature_names,
+        "ancillary_names": model.ancillary_names, "times": model.times, "params": model.params,
+        "normalisation": model.normalisation.__dict__, "metrics": model.metrics, "history": model.history,
+        "dataset_id": dataset["_id"], "steps": dataset["steps"], "base_model": base,
+        "library_versions": {"torch": torch.__version__, "numpy": np.__version__, "landcoverpy": __version__},
+    }
+    ctx.store.put_bytes(bucket, join_key(prefix, "model.pt"), blob)
+    ctx.store.put_json(bucket, join_key(prefix, "metadata.json"), meta)
+    ctx.store.put_json(bucket, join_key(prefix, "metrics.json"), model.metrics)
+    record = {"_id": mid, "level": f"abundance-{level}", "category": None, "bucket": bucket, "prefix": prefix,
+              "classes": model.classes, "dataset_id": dataset["_id"], "base_model": base,
+              "metrics": {k: model.metrics["model"][k] for k in ("rmse", "mae", "r2", "dominant_accuracy")},
+              "baseline_rmse": model.metrics["mean_abundance_baseline"]["rmse"],
+              "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+    ctx.catalog.upsert("models", record)
+    return record
+
+
+def load_model(ctx: Context, level: str, model_id: str | None = None) -> tuple[AbundanceModel, dict[str, Any]]:
+    import torch
+
+    from landcoverpy.models.brits import BRITSAbundance
+
+    if model_id:
+        record = ctx.catalog.get("models", model_id)
+    else:
+        found = ctx.catalog.find("models", {"level": f"abundance-{level}"}, sort=[("created", -1)], limit=1)
+        record = found[0] if found else None
+    if record is None:
+        raise ModelError(f"no abundance model for level {level}: run `landcoverpy abundance train --level {level}`")
+    meta = ctx.store.get_json(record["bucket"], join_key(record["prefix"], "metadata.json"))
+    with ctx.store.open(record["bucket"], join_key(record["prefix"], "model.pt")) as fh:
+        saved = torch.load(io.BytesIO(fh.read()), map_location="cpu", weights_only=True)
+    network = BRITSAbundance(**saved["config"])
+    network.load_state_dict(saved["state_dict"])
+    model = AbundanceModel(network=network, normalisation=Normalisation(**meta["normalisation"]), classes=meta["classes"],
+                           feature_names=meta["feature_names"], ancillary_names=meta["ancillary_names"],
+                           times=meta["times"], params=meta["params"], history=meta["history"], metrics=meta["metrics"])
+    return model, record | {"steps": meta["steps"], "dataset_id": meta["dataset_id"]}
+
+
+def train_level(ctx: Context, level: str, params: TrainParams, dataset_id: str | None = None,
+                base_model: str | None = None, progress: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
+    frame, record = load_dataset(ctx, dataset_id)
+    data = dataset_arrays(frame, record, level)
+    base = load_model(ctx, level, base_model)[0] if base_model else None
+    model, metrics = train_abundance(data, params, feature_names=record["bands"], ancillary_names=record["ancillary"],
+                                     base=base, progress=progress)
+    return save_model(ctx, model, level, record, base_model), metrics
+
+
+def predict_area(ctx: Context, level: str, output_dir: Path, model_id: str | None = None, dataset_id: str | None = None,
+                 block: int = 512, client: Any = None) -> dict[str, Path]:
+    """Abundance maps over the dataset's grid, block by block (Dask tasks when ``client``)."""
+    model, mrec = load_model(ctx, level, model_id)
+    _, drec = load_dataset(ctx, dataset_id)
+    missing = [c for c in drec["levels"].get(level, model.classes) if c not in model.classes]
+    if missing:
+        raise ModelError(f"level {level} has classes unknown to model {mrec['_id']}: {', '.join(missing)}; "
+                         "fine-tune it on this legend (`landcoverpy abundance finetune`)")
+    if drec["ancillary"] != model.ancillary_names or drec["bands"] != model.feature_names:
+        raise ModelError(f"dataset {drec['_id']} has inputs {drec['bands']} + {drec['ancillary']}; model {mrec['_id']} "
+                         f"was trained on {model.feature_names} + {model.ancillary_names}")
+    grid = Grid.from_dict(drec["grid"])
+    items = load_series_manifest(drec["manifest"])
+    steps = [(dt.date.fromisoformat(a), dt.date.fromisoformat(b)) for a, b in drec["steps"]]
+    windows = list(block_windows(grid.height, grid.width, block))
+    args = (items, steps, drec["ancillary_sources"], grid, model)
+    if client is not None:
+        fut_model = client.scatter(model, broadcast=True, hash=False)
+        futures = [client.submit(predict_block, items, steps, drec["ancillary_sources"], grid, fut_model, w, pure=False)
+                   for w in windows]
+        results = client.gather(futures)
+    else:
+        results = [predict_block(*args, w) for w in windows]
+    output_dir.mkdir(parents=True, exist_ok=True)
+    k = len(model.classes)
+    abundance_path = output_dir / f"abundance_{level}.tif"
+    dominant_path = output_dir / f"dominant_{level}.tif"
+    values = {name: i + 1 for i, name in enumerate(model.classes)}
+    colours = class_colours(values)
+    colormap = {0: (0, 0, 0, 0)} | {v: (*colours[v], 255) for v in values.values()}
+    tags = {"model": mrec["_id"], "level": level, "classes": json.dumps(model.classes)}
+    with tempfile.TemporaryDirectory(dir=ctx.settings.TMP_DIR if ctx.settings.TMP_DIR.exists() else None) as tmp:
+        with CogWriter(abundance_path, grid, "float32", count=k, nodata=float("nan"),
+                       descriptions=list(model.classes), tags=tags, overview_resampling="average", tmp_dir=tmp) as ab, \
+                CogWriter(dominant_path, grid, "uint8", nodata=0, descriptions=[f"dominant {level} class"],
+                          colormap=colormap, tags=tags | {f"class_{v}": n for n, v in values.items()},
+                          overview_resampling="mode", tmp_dir=tmp) as dom:
+            for w, frac in zip(windows, results):
+                cube = frac.T.reshape(k, int(w.height), int(w.width))
+                ab.write(cube, w)
+                dominant = np.where(np.isnan(frac).any(axis=1), 0, np.nanargmax(np.nan_to_num(frac, nan=-1), axis=1) + 1)
+                dom.write(dominant.reshape(int(w.height), int(w.width)).astype("uint8"), w)
+    with rasterio.open(dominant_path) as src:
+        dom_values = src.read(1)
+    png = output_dir / f"dominant_{level}.png"
+    png.write_bytes(quicklook_png(dom_values, colours, {v: n for n, v in values.items()}, f"dominant {level} class"))
+    bucket = ctx.settings.MINIO_BUCKET_CLASSIFICATIONS
+    for path in (abundance_path, dominant_path, png):
+        ctx.store.put_file(bucket, join_key("abundance", path.name), path)
+    ctx.catalog.upsert("maps", {"_id": f"abundance-{level}-{mrec['_id']}-{drec['_id']}", "tile": "abundance",
+                                "kind": f"abundance-{level}", "model": mrec["_id"], "dataset": drec["_id"],
+                                "outputs": {p.name: join_key("abundance", p.name) for p in (abundance_path, dominant_path, png)},
+                                "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")})
+    return {"abundance": abundance_path, "dominant": dominant_path, "quicklook": png}
+
+
+def predict_block(items: list[SeriesItem], steps: list[tuple[dt.date, dt.date]], ancillary: dict[str, str],
+                  grid: Grid, model: AbundanceModel, window: Window) -> np.ndarray:
+    """(pixels of the window, K) fractions; NaN where the series is entirely missing."""
+    series = aggregate_series(items, grid, steps, window)
+    anc, _ = ancillary_layers(ancillary, grid, window)
+    return model.predict(series, anc)
+
+
+__all__ = ["RasterError", "build_abundance_dataset", "predict_area", "train_level"]
