@@ -95,6 +95,12 @@ class Settings(BaseSettings):
     CLASSIFICATION_BLOCK_SIZE: int = Field(1024, ge=64)
     TILES_TO_PREDICT: str | None = Field(None, description="space/comma separated tiles, or 'prediction'")
 
+    # Providers
+    GCS_BUCKET: str = "gcp-public-data-sentinel-2"
+    GCS_LEVEL: str = Field("L2A", pattern="^(L1C|L2A)$")
+    GOOGLE_APPLICATION_CREDENTIALS: str | None = None
+    STORAGE_EMULATOR_HOST: str | None = None
+
     # Product selection
     MIN_USEFUL_DATA_PERCENTAGE: float = Field(5.0, ge=0, le=100)
     MAX_PRODUCTS_COMPOSITE: int = Field(10, ge=1)
@@ -106,7 +112,8 @@ class Settings(BaseSettings):
             raise ValueError("must be odd (1, 3, 5...)")
         return value
 
-    @field_validator("MINIO_HOST", "MONGO_HOST", "DASK_CLUSTER_IP", "MONGO_USERNAME", "TILES_TO_PREDICT", mode="before")
+    @field_validator("MINIO_HOST", "MONGO_HOST", "DASK_CLUSTER_IP", "MONGO_USERNAME", "TILES_TO_PREDICT",
+                     "GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():

@@ -191,3 +191,15 @@ def _wait_for_workers(address: str, n: int, timeout: float = 90.0) -> None:
 
     with Client(address, timeout="20s") as client:
         client.wait_for_workers(n, timeout=timeout)
+
+
+@contextlib.contextmanager
+def gcs_emulator(log_dir: Path) -> Iterator[Server]:
+    """gcp-storage-emulator (Google Cloud Storage JSON API), in memory."""
+    port = free_port()
+    server = start([executable("gcp-storage-emulator"), "start", "--host", "127.0.0.1", "--port", str(port),
+                    "--in-memory"], port, log_dir, "gcs")
+    try:
+        yield server
+    finally:
+        server.stop()

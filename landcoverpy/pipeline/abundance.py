@@ -28,6 +28,7 @@ from rasterio.enums import Resampling
 from rasterio.warp import reproject
 from rasterio.windows import Window
 
+from landcoverpy.pipeline.tasks import dask_task
 from landcoverpy import __version__
 from landcoverpy.context import Context
 from landcoverpy.errors import InputValidationError, ModelError, RasterError
@@ -355,6 +356,7 @@ def predict_area(ctx: Context, level: str, output_dir: Path, model_id: str | Non
     return {"abundance": abundance_path, "dominant": dominant_path, "quicklook": png}
 
 
+@dask_task
 def predict_block(items: list[SeriesItem], steps: list[tuple[dt.date, dt.date]], ancillary: dict[str, str],
                   grid: Grid, model: AbundanceModel, window: Window) -> np.ndarray:
     """(pixels of the window, K) fractions; NaN where the series is entirely missing."""

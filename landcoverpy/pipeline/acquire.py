@@ -16,6 +16,7 @@ from typing import Any
 
 import rasterio
 
+from landcoverpy.pipeline.tasks import dask_task
 from landcoverpy import __version__
 from landcoverpy.config import Settings
 from landcoverpy.context import Context
@@ -66,6 +67,13 @@ def _check_band(store: Any, bucket: str, key: str, band: str, product_id: str) -
         expected = BAND_RESOLUTION.get(band)
         if expected is not None and abs(res - expected) > 0.5:
             raise RasterError(f"{product_id} {band}: resolution {res:g} m, expected {expected} m")
+        # decode the last block: a truncated file opens (header intact) but fails here
+        tail = rasterio.windows.Window(max(0, src.width - 64), max(0, src.height - 64), min(64, src.width),
+                                       min(64, src.height))
+        try:
+            src.read(1, window=tail)
+        except rasterio.errors.RasterioIOError as exc:
+            raise RasterError(f"{product_id} {band}: the file is damaged or truncated ({exc})") from None
         return {"resolution": round(res), "width": src.width, "height": src.height, "crs": src.crs.to_string(),
                 "bounds": list(src.bounds)}
 
@@ -80,6 +88,7 @@ def _check_extents(product_id: str, bands: dict[str, dict[str, Any]]) -> None:
             raise RasterError(f"{product_id} {band}: extent {info['bounds']} differs from the other bands")
 
 
+@dask_task
 def fetch_product(settings: Settings, provider: Provider, product: ProductCandidate) -> dict[str, Any]:
     """Stream every band of ``product`` into the products bucket and return its catalog record.
     Runs on a Dask worker. On any failure, the objects written so far are deleted."""
@@ -102,6 +111,9 @@ def fetch_product(settings: Settings, provider: Provider, product: ProductCandid
 
             with_retries(f"{product.product_id} {band}", upload)
             written.append(key)
+            if asset.size is not None and store.size(bucket, key) != asset.size:
+                raise ProviderError(f"{product.product_id} {band}: got {store.size(bucket, key)} bytes, "
+                                    f"the provider lists {asset.size}")
             info = _check_band(store, bucket, key, band, product.product_id)
             bands[band] = {"bucket": bucket, "key": key, "size": store.size(bucket, key), **info}
         _check_extents(product.product_id, bands)

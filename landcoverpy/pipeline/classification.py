@@ -24,6 +24,7 @@ import rasterio
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
+from landcoverpy.pipeline.tasks import dask_task
 from landcoverpy import __version__
 from landcoverpy.config import Settings
 from landcoverpy.context import Context
@@ -79,6 +80,7 @@ def map_id(hierarchy_id: str, tile: str, composite_ids: list[str], block_size: i
     return f"map-{tile}-{hashlib.sha256(payload.encode()).hexdigest()[:12]}"
 
 
+@dask_task
 def classify_block(settings: Settings, composites: dict[str, dict[str, Any]], model: LoadedHierarchy,
                    window: Window, blocks_prefix: str) -> dict[str, Any]:
     """Dask task: predict one block and keep it in the store. An existing block is reused."""

@@ -26,6 +26,7 @@ import numpy as np
 import rasterio
 from rasterio.enums import Resampling
 
+from landcoverpy.pipeline.tasks import dask_task
 from landcoverpy import __version__
 from landcoverpy.config import Settings
 from landcoverpy.context import Context
@@ -191,6 +192,7 @@ def to_uint16_reflectance(refl: np.ndarray) -> np.ndarray:
     return out
 
 
+@dask_task
 def build_composite(settings: Settings, tile: str, season: Season, products: list[dict[str, Any]],
                     params: CompositeParams) -> dict[str, Any]:
     """Dask task: compute and store every band, index and the valid-observation count of one

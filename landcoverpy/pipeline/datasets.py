@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from landcoverpy.pipeline.tasks import dask_task
 from landcoverpy import __version__
 from landcoverpy.config import Settings
 from landcoverpy.context import Context
@@ -41,6 +42,7 @@ def tile_composites(ctx: Context, tile: str, seasons: list[Season]) -> dict[str,
     return out
 
 
+@dask_task
 def sample_tile(settings: Settings, composites: dict[str, dict[str, Any]], points: pd.DataFrame,
                 neighbourhood: int) -> pd.DataFrame:
     """Dask task: features of the points of one tile."""

@@ -15,6 +15,7 @@ class BandAsset:
     band: str
     href: str  # provider-specific location (path, URL, blob name)
     resolution: int | None = None
+    size: int | None = None  # bytes, when the provider knows it (checked after the download)
 
     @property
     def extension(self) -> str:

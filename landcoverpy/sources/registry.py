@@ -18,6 +18,12 @@ def make_provider(name: str, settings: Settings, source: Path | None = None) -> 
         if source is None:
             raise ProviderError("the local provider needs --source DIR (a folder of SAFE products or product.json folders)")
         return LocalProvider(source)
+    if name == "gcs":
+        from landcoverpy.sources.gcs import GCSProvider
+
+        return GCSProvider(bucket=settings.GCS_BUCKET, level=settings.GCS_LEVEL,
+                           credentials_file=settings.GOOGLE_APPLICATION_CREDENTIALS,
+                           endpoint=settings.STORAGE_EMULATOR_HOST, timeout=max(settings.CONNECT_TIMEOUT, 30))
     if name in PROVIDERS:
         raise ProviderError(f"provider {name!r} is not available in this version yet; use --provider local")
     raise ProviderError(f"unknown provider {name!r}; choose one of {', '.join(PROVIDERS)}")
