@@ -100,6 +100,8 @@ class Settings(BaseSettings):
     GCS_LEVEL: str = Field("L2A", pattern="^(L1C|L2A)$")
     GOOGLE_APPLICATION_CREDENTIALS: str | None = None
     STORAGE_EMULATOR_HOST: str | None = None
+    STAC_API_URL: str = "https://earth-search.aws.element84.com/v1"
+    STAC_COLLECTION: str = "sentinel-2-l2a"
 
     # Product selection
     MIN_USEFUL_DATA_PERCENTAGE: float = Field(5.0, ge=0, le=100)

@@ -24,6 +24,12 @@ def make_provider(name: str, settings: Settings, source: Path | None = None) -> 
         return GCSProvider(bucket=settings.GCS_BUCKET, level=settings.GCS_LEVEL,
                            credentials_file=settings.GOOGLE_APPLICATION_CREDENTIALS,
                            endpoint=settings.STORAGE_EMULATOR_HOST, timeout=max(settings.CONNECT_TIMEOUT, 30))
+    if name == "stac":
+        from landcoverpy.sources.stac import STACProvider
+
+        return STACProvider(url=settings.STAC_API_URL, collection=settings.STAC_COLLECTION,
+                            timeout=max(settings.CONNECT_TIMEOUT, 30),
+                            sign_planetary_computer="planetarycomputer" in settings.STAC_API_URL)
     if name in PROVIDERS:
         raise ProviderError(f"provider {name!r} is not available in this version yet; use --provider local")
     raise ProviderError(f"unknown provider {name!r}; choose one of {', '.join(PROVIDERS)}")

