@@ -1,0 +1,163 @@
+"""DEM stage: ASTER GDEM tiles into the store, then elevation, slope and aspect on each
+Sentinel-2 tile's 10 m grid (mosaicked and reprojected window by window), as COGs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from pyproj import Transformer
+from rasterio.enums import Resampling
+from rasterio.warp import reproject
+from rasterio.windows import Window
+
+from landcoverpy import __version__
+from landcoverpy.config import Settings
+from landcoverpy.context import Context
+from landcoverpy.errors import LandcoverError, ProviderError
+from landcoverpy.pipeline.tasks import dask_task
+from landcoverpy.raster.cog import CogWriter
+from landcoverpy.raster.grid import Grid, block_windows
+from landcoverpy.raster.reading import expand_window
+from landcoverpy.raster.terrain import aspect_degrees, slope_degrees
+from landcoverpy.sources.dem import DEMSource, aster_tiles_for_bounds
+from landcoverpy.storage import join_key, open_store, safe_key_part
+
+log = logging.getLogger(__name__)
+
+LAYERS = ("elevation", "slope", "aspect")
+
+
+def grid_lonlat_bounds(grid: Grid) -> tuple[float, float, float, float]:
+    x0, y0 = grid.affine * (0, 0)
+    x1, y1 = grid.affine * (grid.width, grid.height)
+    tr = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True)
+    xs = np.linspace(min(x0, x1), max(x0, x1), 21)
+    ys = np.linspace(min(y0, y1), max(y0, y1), 21)
+    xx, yy = np.meshgrid(xs, ys)
+    lon, lat = tr.transform(xx.ravel(), yy.ravel())
+    return float(np.min(lon)), float(np.min(lat)), float(np.max(lon)), float(np.max(lat))
+
+
+def ensure_aster_tiles(ctx: Context, source: DEMSource, names: list[str]) -> list[dict[str, str]]:
+    """Fetch the ASTER tiles not yet stored; tiles the source lacks (sea) are skipped."""
+    bucket = ctx.settings.MINIO_BUCKET_NAME_ASTER
+    keys = []
+    for name in names:
+        key = f"{name}_dem.tif"
+        if not ctx.store.exists(bucket, key):
+            with source.open_tile(name) as stream:
+                if stream is None:
+                    log.info("%s: no tile in %s (sea?), skipped", name, source.describe())
+                    continue
+                ctx.store.put_stream(bucket, key, stream)
+            with ctx.store.rasterio_env(), rasterio.open(ctx.store.raster_uri(bucket, key)) as src:
+                if src.count < 1 or src.crs is None:
+                    ctx.store.delete(bucket, key)
+                    raise ProviderError(f"{name}: not a georeferenced DEM")
+        keys.append({"bucket": bucket, "key": key})
+    return keys
+
+
+def _elevation_window(store: Any, sources: list[dict[str, str]], grid: Grid, window: Window) -> np.ndarray:
+    out = np.full((int(window.height), int(window.width)), np.nan, dtype="float32")
+    for loc in sources:
+        with rasterio.open(store.raster_uri(loc["bucket"], loc["key"])) as src:
+            part = np.full(out.shape, np.nan, dtype="float32")
+            reproject(rasterio.band(src, 1), part, src_nodata=src.nodata, dst_transform=grid.window_transform(window),
+                      dst_crs=grid.crs, dst_nodata=np.nan, resampling=Resampling.bilinear)
+        fill = np.isnan(out) & ~np.isnan(part)
+        out[fill] = part[fill]
+    return out
+
+
+def dem_id(tile: str, grid: Grid, sources: list[dict[str, str]]) -> str:
+    payload = json.dumps({"tile": tile, "grid": grid.to_dict(), "sources": sorted(s["key"] for s in sources), "v": 1})
+    return f"dem-{tile}-{hashlib.sha256(payload.encode()).hexdigest()[:12]}"
+
+
+@dask_task
+def build_dem(settings: Settings, tile: str, grid: Grid, sources: list[dict[str, str]], window_size: int = 1024) -> dict[str, Any]:
+    """Dask task: elevation (bilinear from the ASTER mosaic), slope and aspect (Horn) on
+    ``grid``, window by window with a one-pixel halo so windowed == whole."""
+    store = open_store(settings, check=False)
+    did = dem_id(tile, grid, sources)
+    bucket = settings.MINIO_BUCKET_NAME_DEM
+    settings.TMP_DIR.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=settings.TMP_DIR) as tmp, store.rasterio_env():
+        paths = {name: Path(tmp) / f"{name}.tif" for name in LAYERS}
+        units = {"elevation": "metres", "slope": "degrees", "aspect": "degrees clockwise from north, -1 flat"}
+        writers = {name: CogWriter(paths[name], grid, "float32", nodata=float("nan"), descriptions=[f"{name} ({units[name]})"],
+                                   tags={"tile": tile, "dem_id": did, "sources": ",".join(s["key"] for s in sources)},
+                                   overview_resampling="average", tmp_dir=tmp) for name in LAYERS}
+        for w in writers.values():
+            w.__enter__()
+        try:
+            for window in block_windows(grid.height, grid.width, window_size):
+                grown, (rs, cs) = expand_window(window, 1, grid)
+                z = _elevation_window(store, sources, grid, grown)
+                writers["elevation"].write(z[rs, cs], window)
+                writers["slope"].write(slope_degrees(z, grid.resolution)[rs, cs], window)
+                writers["aspect"].write(aspect_degrees(z, grid.resolution)[rs, cs], window)
+        except BaseException as exc:
+            for w in writers.values():
+                w.__exit__(type(exc), exc, None)
+            raise
+        for w in writers.values():
+            w.__exit__(None, None, None)
+        keys = {}
+        for name, path in paths.items():
+            key = join_key(safe_key_part(tile), did, f"{name}.tif")
+            store.put_file(bucket, key, path)
+            keys[name] = {"bucket": bucket, "key": key}
+    return {"_id": did, "tile": tile, "grid": grid.to_dict(), "layers": keys, "sources": sources,
+            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "code_version": __version__}
+
+
+def tile_grid_for(ctx: Context, tile: str) -> Grid | None:
+    comps = ctx.catalog.find("composites", {"tile": tile}, limit=1)
+    if comps:
+        return Grid.from_dict(comps[0]["grid"])
+    products = ctx.catalog.find("products", {"tile": tile}, limit=1)
+    if products:
+        from landcoverpy.pipeline.composites import product_grid
+
+        with ctx.store.rasterio_env():
+            return product_grid(ctx.store, products[0])
+    return None
+
+
+def dem_stage(ctx: Context, tiles: list[str], source: DEMSource, client: Any) -> dict[str, str]:
+    """DEM derivatives for every tile with products or composites; returns tile -> status."""
+    status: dict[str, str] = {}
+    futures = {}
+    for tile in tiles:
+        grid = tile_grid_for(ctx, tile)
+        if grid is None:
+            status[tile] = "skipped: no products or composites to take the grid from"
+            continue
+        names = aster_tiles_for_bounds(*grid_lonlat_bounds(grid))
+        sources = ensure_aster_tiles(ctx, source, names)
+        if not sources:
+            status[tile] = f"skipped: none of {', '.join(names)} in {source.describe()}"
+            continue
+        did = dem_id(tile, grid, sources)
+        if ctx.catalog.exists("dems", did):
+            status[tile] = f"reused {did}"
+            continue
+        futures[client.submit(build_dem, ctx.settings, tile, grid, sources, key=f"dem-{did}", pure=False)] = tile
+    for fut, tile in futures.items():
+        try:
+            rec = fut.result()
+            ctx.catalog.upsert("dems", rec)
+            status[tile] = f"built {rec['_id']}"
+        except LandcoverError as exc:
+            status[tile] = f"failed: {exc}"
+    return status
