@@ -170,6 +170,32 @@ def composite(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labels:
         raise typer.Exit(code=2)
 
 
+@app.command("dem")
+@handle_errors
+def dem_cmd(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labels: Path = LcOpt,
+            sl_labels: Path = SlOpt, tiles: list[str] = TilesOpt,
+            source: str = typer.Option(None, "--source", help="Folder or http(s) URL of ASTER GDEM v3 tiles; default DEM_SOURCE.")) -> None:
+    """Fetch ASTER GDEM tiles and build elevation, slope and aspect on each tile's grid."""
+    from landcoverpy.context import Context
+    from landcoverpy.pipeline.cluster import dask_client
+    from landcoverpy.pipeline.dem import dem_stage
+    from landcoverpy.pipeline.workflow import training_tiles
+    from landcoverpy.sources.dem import DEMSource
+
+    cfg = settings()
+    where = source or cfg.DEM_SOURCE
+    if not where:
+        raise typer.BadParameter("give --source or set DEM_SOURCE")
+    inputs = _inputs(dataset, seasons, lc_labels, sl_labels)
+    ctx = Context.open(cfg)
+    token = cfg.EARTHDATA_TOKEN.get_secret_value() if cfg.EARTHDATA_TOKEN else None
+    with dask_client(cfg) as client:
+        status = dem_stage(ctx, sorted(set(training_tiles(inputs)) | set(_tiles(tiles, inputs))),
+                           DEMSource(where, token), client)
+    for tile, what in status.items():
+        typer.echo(f"{tile}: {what}")
+
+
 @app.command("dataset")
 @handle_errors
 def dataset_cmd(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labels: Path = LcOpt,

@@ -131,6 +131,8 @@ def load_seasons(path: str | Path) -> list[Season]:
         raise InputValidationError(f"{path}: expected a non-empty JSON object mapping season name -> dates")
     seasons = []
     for name, spec in data.items():
+        if name == "dem":
+            raise InputValidationError(f"{path}: season name 'dem' is reserved for the terrain features; rename it")
         if isinstance(spec, dict):
             missing = {"start", "end"} - set(spec)
             if missing:

@@ -104,3 +104,46 @@ def test_dem_stage_skips_tiles_without_grid(tmp_path: Path) -> None:
     with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster, Client(cluster) as client:
         status = dem_stage(ctx, ["30SUF"], DEMSource(str(tmp_path)), client)
     assert status == {"30SUF": "skipped: no products or composites to take the grid from"}
+
+
+def test_dem_layers_become_features(tmp_path: Path) -> None:
+    """With DEM_SOURCE set, a tile's feature sources gain dem_elevation/slope/aspect, read on the
+    composites' grid."""
+    import datetime as dt
+
+    from affine import Affine
+
+    from landcoverpy.features import FeatureReader, feature_names
+    from landcoverpy.inputs import Season
+    from landcoverpy.pipeline.acquire import acquire
+    from landcoverpy.pipeline.composites import CompositeParams, composite
+    from landcoverpy.pipeline.datasets import tile_composites
+    from landcoverpy.sources.local import LocalProvider
+    from rasterio.windows import Window
+    from tests.synthetic import make_l2a_product
+
+    season = Season("spring", dt.date(2021, 3, 1), dt.date(2021, 5, 31))
+    make_l2a_product(tmp_path / "src", "30SUF", dt.datetime(2021, 3, 5, 11), 60, seed=1)
+    aster = tmp_path / "aster"
+    aster.mkdir()
+    yy, xx = np.mgrid[0:1000, 0:1000]
+    with rasterio.open(aster / "ASTGTMV003_N37W006_dem.tif", "w", driver="GTiff", width=1000, height=1000, count=1,
+                       dtype="int16", crs="EPSG:4326", transform=Affine(0.001, 0, -6.0, 0, -0.001, 38.0)) as dst:
+        dst.write((200 + 0.5 * xx + 0.3 * yy).astype("int16"), 1)
+    settings = make_settings(tmp_path, DEM_SOURCE=str(aster))
+    ctx = Context.open(settings)
+    with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster, Client(cluster) as client:
+        acquire(ctx, LocalProvider(tmp_path / "src"), ["30SUF"], [season], client, progress=False)
+        composite(ctx, ["30SUF"], [season], client, CompositeParams(), progress=False)
+        assert tile_composites(ctx, "30SUF", [season]) is None  # DEM wanted but not built yet
+        status = dem_stage(ctx, ["30SUF"], DEMSource(str(aster)), client)
+    assert status["30SUF"].startswith("built")
+    sources = tile_composites(ctx, "30SUF", [season])
+    assert sources is not None and "dem" in sources
+    names = feature_names(sources)
+    assert sorted(names[-3:]) == ["dem_aspect", "dem_elevation", "dem_slope"]
+    with FeatureReader(ctx.store, sources, names) as reader:
+        block = reader.read(Window(10, 10, 5, 5))
+    elevation = block[names.index("dem_elevation")]
+    assert np.isfinite(elevation).all() and 200 < elevation.mean() < 900
+    assert np.isfinite(block[names.index("dem_slope")]).all()

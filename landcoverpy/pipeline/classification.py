@@ -32,7 +32,7 @@ from landcoverpy.errors import LandcoverError, ModelError
 from landcoverpy.features import FeatureReader, feature_names, pixels_to_matrix, tile_grid
 from landcoverpy.inputs import NOT_CLASSIFIED_VALUE, Season
 from landcoverpy.models.hierarchical import predict_hierarchy
-from landcoverpy.pipeline.datasets import tile_composites
+from landcoverpy.pipeline.datasets import DEM_KEY, tile_composites
 from landcoverpy.pipeline.training import load_estimator
 from landcoverpy.raster.cog import CogWriter
 from landcoverpy.raster.grid import Grid, block_windows, window_id
@@ -153,10 +153,11 @@ def classify_tile(ctx: Context, tile: str, seasons: list[Season], model: LoadedH
     from distributed import as_completed
     from tqdm import tqdm
 
-    comps = tile_composites(ctx, tile, seasons)
+    uses_dem = any(f.startswith(f"{DEM_KEY}_") for f in model.features)
+    comps = tile_composites(ctx, tile, seasons, with_dem=uses_dem)
     if comps is None:
-        log.warning("tile %s has no composites for every season: skipped", tile)
-        return TileResult(tile, skipped="no composites")
+        log.warning("tile %s has no composites for every season%s: skipped", tile, " or no DEM" if uses_dem else "")
+        return TileResult(tile, skipped="no composites" + (" or DEM" if uses_dem else ""))
     check_features(model.features, feature_names(comps), tile)
     mid = map_id(model.hierarchy_id, tile, [c["_id"] for c in comps.values()], block_size)
     existing = ctx.catalog.get("maps", mid)

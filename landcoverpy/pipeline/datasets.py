@@ -32,13 +32,24 @@ def assign_tiles(points: pd.DataFrame) -> pd.Series:
                      index=points.index, name="tile")
 
 
-def tile_composites(ctx: Context, tile: str, seasons: list[Season]) -> dict[str, dict[str, Any]] | None:
+DEM_KEY = "dem"  # feature prefix of the terrain layers (a reserved season name)
+
+
+def tile_composites(ctx: Context, tile: str, seasons: list[Season], with_dem: bool | None = None) -> dict[str, dict[str, Any]] | None:
+    """The feature sources of a tile: each season's composite, plus the DEM layers (elevation,
+    slope, aspect) when ``with_dem`` (default: when DEM_SOURCE is set). None if any is missing."""
     out = {}
     for season in seasons:
         rec = latest_composite(ctx, tile, season)
         if rec is None:
             return None
         out[season.name] = rec
+    if with_dem if with_dem is not None else bool(ctx.settings.DEM_SOURCE):
+        dems = ctx.catalog.find("dems", {"tile": tile}, sort=[("created", -1)], limit=1)
+        if not dems:
+            return None
+        dem = dems[0]
+        out[DEM_KEY] = {"_id": dem["_id"], "tile": tile, "grid": dem["grid"], "bands": {}, "indices": dem["layers"]}
     return out
 
 
@@ -78,7 +89,8 @@ def build_dataset(ctx: Context, inputs: Inputs, client: Any, neighbourhood: int 
         comps = tile_composites(ctx, tile, inputs.seasons)
         if comps is None:
             n = int((points["tile"] == tile).sum())
-            skipped[tile] = f"{n} point(s) skipped: no composite for every season (run acquire + composite)"
+            skipped[tile] = (f"{n} point(s) skipped: no composite for every season (run acquire + composite)"
+                             + (", or no DEM (run dem)" if ctx.settings.DEM_SOURCE else ""))
             log.warning("tile %s: %s", tile, skipped[tile])
             continue
         per_tile[tile] = comps

@@ -97,6 +97,16 @@ def run_workflow(ctx: Context, inputs: Inputs, provider: Provider, client: Any, 
     if comp.failed:
         raise LandcoverError("composites failed: " + "; ".join(f"{k}: {v}" for k, v in comp.failed.items()))
 
+    if settings.DEM_SOURCE:
+        from landcoverpy.pipeline.dem import dem_stage
+        from landcoverpy.sources.dem import DEMSource
+
+        t = time.perf_counter()
+        token = settings.EARTHDATA_TOKEN.get_secret_value() if settings.EARTHDATA_TOKEN else None
+        status = dem_stage(ctx, all_tiles, DEMSource(settings.DEM_SOURCE, token), client)
+        run.stages.append(StageTiming("dem", time.perf_counter() - t, any(v.startswith("built") for v in status.values()),
+                                      "; ".join(f"{k}: {v}" for k, v in status.items())))
+
     t = time.perf_counter()
     ds = build_dataset(ctx, inputs, client)
     run.dataset = ds.record
