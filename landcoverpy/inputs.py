@@ -183,8 +183,8 @@ def _read_point_table(path: Path, lc_property: str, sl_property: str) -> pd.Data
 
 
 def _read_vector_points(path: Path, lc_property: str, sl_property: str) -> pd.DataFrame:
-    """GeoJSON / KML / KMZ / GeoPackage points through GDAL's OGR (via fiona-free pyogrio if
-    present, else GDAL's own GeoJSON parsing for .geojson)."""
+    """GeoJSON (parsed directly) or KML / KMZ / GeoPackage points (through GDAL's OGR with
+    pyogrio), with the label properties as attributes (KML ExtendedData)."""
     if path.suffix.lower() in {".geojson", ".json"}:
         data = _read_json(path)
         rows = []
@@ -199,12 +199,14 @@ def _read_vector_points(path: Path, lc_property: str, sl_property: str) -> pd.Da
                          sl_property: str(props.get(sl_property, "") or "")})
         return pd.DataFrame(rows, columns=["latitude", "longitude", lc_property, sl_property], dtype=str)
     try:
-        import pyogrio
+        from pyogrio.raw import read as ogr_read
     except ImportError:
         raise InputValidationError(
             f"{path}: reading {path.suffix} points needs pyogrio (pip install pyogrio), or convert to CSV/GeoJSON"
         ) from None
     import zipfile
+
+    import shapely
 
     target = str(path)
     if path.suffix.lower() == ".kmz":
@@ -213,14 +215,27 @@ def _read_vector_points(path: Path, lc_property: str, sl_property: str) -> pd.Da
         if kml is None:
             raise InputValidationError(f"{path}: the KMZ holds no .kml document")
         target = f"/vsizip/{path}/{kml}"
-    frame = pyogrio.read_dataframe(target)
-    frame = frame.to_crs("EPSG:4326") if frame.crs else frame
-    out = pd.DataFrame({
-        "latitude": frame.geometry.y.astype(str), "longitude": frame.geometry.x.astype(str),
-        lc_property: frame.get(lc_property, pd.Series([""] * len(frame))).fillna("").astype(str),
-        sl_property: frame.get(sl_property, pd.Series([""] * len(frame))).fillna("").astype(str),
+    try:
+        meta, _fids, geometry, fields = ogr_read(target)
+    except Exception as exc:  # pyogrio raises its own DataSourceError family
+        raise InputValidationError(f"{path}: cannot read points ({exc})") from None
+    geoms = shapely.from_wkb(geometry)
+    if len(geoms) and not all(g is not None and g.geom_type == "Point" for g in geoms):
+        kinds = sorted({g.geom_type if g is not None else "empty" for g in geoms})
+        raise InputValidationError(f"{path}: expected Point features, found {', '.join(kinds)}")
+    x, y = shapely.get_x(geoms), shapely.get_y(geoms)
+    crs = meta.get("crs")
+    if crs and crs not in ("EPSG:4326", "OGC:CRS84"):
+        from pyproj import Transformer
+
+        x, y = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(x, y)
+    columns = dict(zip(meta["fields"], fields))
+    empty = [""] * len(geoms)
+    return pd.DataFrame({
+        "latitude": [str(v) for v in y], "longitude": [str(v) for v in x],
+        lc_property: ["" if v is None else str(v) for v in columns.get(lc_property, empty)],
+        sl_property: ["" if v is None else str(v) for v in columns.get(sl_property, empty)],
     })
-    return out
 
 
 def load_points(

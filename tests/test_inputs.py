@@ -135,3 +135,21 @@ def test_demo_inputs_are_valid() -> None:
     inputs = load_inputs(app / "dataset.csv", app / "seasons.json", app / "lc_labels.json", app / "sl_labels.json")
     assert len(inputs.points) >= 150
     assert set(inputs.points.frame["category"]) == set(inputs.lc_labels.values)
+
+
+def test_kmz_points_with_extended_data(tmp_path: Path, labels: tuple[Path, Path]) -> None:
+    import zipfile
+
+    lc, sl = load_labels(labels[0], "category"), load_labels(labels[1], "subcategory")
+    placemarks = "".join(
+        f"<Placemark><ExtendedData><Data name=\"category\"><value>{c}</value></Data>"
+        f"<Data name=\"subcategory\"><value>{s}</value></Data></ExtendedData>"
+        f"<Point><coordinates>{lon},{lat},0</coordinates></Point></Placemark>"
+        for lat, lon, c, s in ((37.1, -5.2, "water", "ocean"), (37.3, -5.4, "vegetation", "forest")))
+    kml = f'<?xml version="1.0"?><kml xmlns="http://www.opengis.net/kml/2.2"><Document>{placemarks}</Document></kml>'
+    path = tmp_path / "points.kmz"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("doc.kml", kml)
+    pts = load_points(path, lc, sl)
+    assert pts.frame.to_dict("list") == {"latitude": [37.1, 37.3], "longitude": [-5.2, -5.4],
+                                         "category": ["water", "vegetation"], "subcategory": ["ocean", "forest"]}

@@ -121,3 +121,13 @@ def test_metrics_known_answer() -> None:
     assert m["per_class"]["b"]["recall"] == pytest.approx(2 / 3)
     # kappa: po = 4/6, pe = (2*1 + 3*3 + 1*2)/36 = 13/36
     assert m["kappa"] == pytest.approx((4 / 6 - 13 / 36) / (1 - 13 / 36))
+
+
+def test_lightgbm_is_selectable() -> None:
+    table, features = slovenia_table(600, seed=3)
+    lc, sl = label_sets(table)
+    params = ModelParams(model_type="lightgbm", n_estimators=60, block_km=0.2, folds=4, seed=1)
+    h = train_hierarchy(table, features, lc, sl, params, subcategories=False)
+    assert type(h.category_model.estimator).__name__ == "LGBMClassifier"
+    assert h.category_model.metrics["macro_f1"] > h.category_model.baseline["macro_f1"]
+    assert h.subcategory_models == {}
