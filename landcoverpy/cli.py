@@ -347,6 +347,35 @@ def _train_params(epochs: int, seed: int) -> Any:
     return TrainParams(epochs=epochs, seed=seed)
 
 
+@app.command("modis")
+@handle_errors
+def modis_cmd(tiles: list[str] = typer.Option(..., "--tile", help="MODIS tile hHHvVV (repeatable)."),
+              start: str = typer.Option(..., "--start", help="YYYY-MM-DD"), end: str = typer.Option(..., "--end", help="YYYY-MM-DD"),
+              source: str = typer.Option(None, "--source", help="Folder of MOD09A1 HDF granules or LP DAAC base URL; default MODIS_SOURCE."),
+              manifest: Path = typer.Option(None, "--manifest", help="Also write the abundance time-series manifest (one tile) here.")) -> None:
+    """Acquire MOD09A1 granules into the modis bucket (QA applied, 7-band GeoTIFFs) and catalog them."""
+    import datetime as dt
+
+    from landcoverpy.context import Context
+    from landcoverpy.pipeline.modis import ModisSource, acquire_modis, series_manifest
+
+    cfg = settings()
+    where = source or cfg.MODIS_SOURCE
+    if not where:
+        raise typer.BadParameter("give --source or set MODIS_SOURCE")
+    try:
+        s, e = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
+    except ValueError as exc:
+        raise typer.BadParameter(f"dates must be YYYY-MM-DD ({exc})") from None
+    ctx = Context.open(cfg)
+    token = cfg.EARTHDATA_TOKEN.get_secret_value() if cfg.EARTHDATA_TOKEN else None
+    got = acquire_modis(ctx, ModisSource(where, token), tiles, s, e)
+    for tile, ids in got.items():
+        typer.echo(f"{tile}: {len(ids)} granule(s)")
+    if manifest is not None:
+        typer.echo(f"manifest: {series_manifest(ctx, tiles[0].lower(), s.year, manifest)}")
+
+
 @abundance_app.command("dataset")
 @handle_errors
 def abundance_dataset(

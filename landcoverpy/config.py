@@ -102,6 +102,7 @@ class Settings(BaseSettings):
     STORAGE_EMULATOR_HOST: str | None = None
     DEM_SOURCE: str | None = Field(None, description="folder or http(s) base URL of ASTER GDEM v3 tiles")
     EARTHDATA_TOKEN: SecretStr | None = None
+    MODIS_SOURCE: str | None = Field(None, description="folder of MOD09A1 HDF granules or an LP DAAC base URL")
     STAC_API_URL: str = "https://earth-search.aws.element84.com/v1"
     STAC_COLLECTION: str = "sentinel-2-l2a"
 
@@ -117,7 +118,8 @@ class Settings(BaseSettings):
         return value
 
     @field_validator("MINIO_HOST", "MONGO_HOST", "DASK_CLUSTER_IP", "MONGO_USERNAME", "TILES_TO_PREDICT",
-                     "GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST", "DEM_SOURCE", mode="before")
+                     "GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST", "DEM_SOURCE", "MODIS_SOURCE",
+                     mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():

@@ -56,8 +56,10 @@ def load_series_manifest(path: str | Path) -> list[SeriesItem]:
         items = json.loads(path.read_text())
         out = []
         for i, item in enumerate(items):
-            p = Path(item["path"])
-            out.append(SeriesItem(dt.date.fromisoformat(item["date"]), str(p if p.is_absolute() else path.parent / p)))
+            raw = str(item["path"])
+            p = Path(raw)
+            full = raw if "://" in raw or p.is_absolute() else str(path.parent / p)  # s3:// paths kept
+            out.append(SeriesItem(dt.date.fromisoformat(item["date"]), full))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InputValidationError(f"{path}: invalid time-series manifest ({type(exc).__name__}: {exc})") from None
     if not out:
@@ -171,12 +173,13 @@ def build_abundance_dataset(ctx: Context, manifest: str | Path, fine_maps: dict[
     each level (``fine_maps``: level -> (map path, class name -> value)). Stored as Parquet in the
     datasets bucket and catalogued under ``kind = abundance``."""
     items = load_series_manifest(manifest)
-    with rasterio.open(items[0].path) as ref:
-        grid = Grid.from_dataset(ref)
-        band_names = [d or f"b{i + 1}" for i, d in enumerate(ref.descriptions)]
-    steps = monthly_steps(year, step_days)
-    series = aggregate_series(items, grid, steps)
-    anc, anc_names = ancillary_layers(ancillary, grid)
+    with ctx.store.rasterio_env():
+        with rasterio.open(items[0].path) as ref:
+            grid = Grid.from_dataset(ref)
+            band_names = [d or f"b{i + 1}" for i, d in enumerate(ref.descriptions)]
+        steps = monthly_steps(year, step_days)
+        series = aggregate_series(items, grid, steps)
+        anc, anc_names = ancillary_layers(ancillary, grid)
     frame = pd.DataFrame({f"t{t:02d}_{b}": series[:, t, i] for t in range(len(steps)) for i, b in enumerate(band_names)})
     for i, name in enumerate(anc_names):
         frame[f"anc_{name}"] = anc[:, i]
@@ -315,14 +318,13 @@ def predict_area(ctx: Context, level: str, output_dir: Path, model_id: str | Non
     items = load_series_manifest(drec["manifest"])
     steps = [(dt.date.fromisoformat(a), dt.date.fromisoformat(b)) for a, b in drec["steps"]]
     windows = list(block_windows(grid.height, grid.width, block))
-    args = (items, steps, drec["ancillary_sources"], grid, model)
+    args = (ctx.settings, items, steps, drec["ancillary_sources"], grid)
     if client is not None:
         fut_model = client.scatter(model, broadcast=True, hash=False)
-        futures = [client.submit(predict_block, items, steps, drec["ancillary_sources"], grid, fut_model, w, pure=False)
-                   for w in windows]
+        futures = [client.submit(predict_block, *args, fut_model, w, pure=False) for w in windows]
         results = client.gather(futures)
     else:
-        results = [predict_block(*args, w) for w in windows]
+        results = [predict_block(*args, model, w) for w in windows]
     output_dir.mkdir(parents=True, exist_ok=True)
     k = len(model.classes)
     abundance_path = output_dir / f"abundance_{level}.tif"
@@ -357,11 +359,14 @@ def predict_area(ctx: Context, level: str, output_dir: Path, model_id: str | Non
 
 
 @dask_task
-def predict_block(items: list[SeriesItem], steps: list[tuple[dt.date, dt.date]], ancillary: dict[str, str],
-                  grid: Grid, model: AbundanceModel, window: Window) -> np.ndarray:
+def predict_block(settings: Any, items: list[SeriesItem], steps: list[tuple[dt.date, dt.date]],
+                  ancillary: dict[str, str], grid: Grid, model: AbundanceModel, window: Window) -> np.ndarray:
     """(pixels of the window, K) fractions; NaN where the series is entirely missing."""
-    series = aggregate_series(items, grid, steps, window)
-    anc, _ = ancillary_layers(ancillary, grid, window)
+    from landcoverpy.storage import open_store
+
+    with open_store(settings, check=False).rasterio_env():  # series may live in the store (s3://)
+        series = aggregate_series(items, grid, steps, window)
+        anc, _ = ancillary_layers(ancillary, grid, window)
     return model.predict(series, anc)
 
 

@@ -1,0 +1,46 @@
+"""MODIS acquisition from a folder of granules: stored raw + as QA-applied GeoTIFF, catalogued,
+idempotent, with the abundance manifest."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+from landcoverpy.context import Context
+from landcoverpy.errors import InputValidationError
+from landcoverpy.pipeline.modis import ModisSource, acquire_modis, check_modis_tile, series_manifest
+from tests.conftest import make_settings, shared_data
+from tests.test_modis import GRANULE
+
+
+def test_acquire_and_manifest(tmp_path: Path) -> None:
+    src = tmp_path / "granules"
+    src.mkdir()
+    shutil.copy(shared_data("modis-mod09ga") / GRANULE, src / GRANULE)
+    ctx = Context.open(make_settings(tmp_path))
+    got = acquire_modis(ctx, ModisSource(str(src)), ["h14v17"], dt.date(2008, 10, 1), dt.date(2008, 10, 31))
+    gid = GRANULE.removesuffix(".hdf")
+    assert got == {"h14v17": [gid]}
+    rec = ctx.catalog.get("modis", gid)
+    assert rec["date"] == "2008-10-22" and rec["tile"] == "h14v17" and rec["product"] == "MOD09GA"
+    assert ctx.store.size(**rec["raw"]) == (src / GRANULE).stat().st_size
+    with rasterio.open(ctx.store.raster_uri(**rec["reflectance"])) as ds:
+        assert ds.count == 7 and np.isnan(ds.read(1)).mean() > 0.99
+    again = acquire_modis(ctx, ModisSource(str(src)), ["h14v17"], dt.date(2008, 10, 1), dt.date(2008, 10, 31))
+    assert again == got and ctx.catalog.count("modis") == 1
+    assert acquire_modis(ctx, ModisSource(str(src)), ["h14v17"], dt.date(2009, 1, 1), dt.date(2009, 2, 1)) == {"h14v17": []}
+    manifest = series_manifest(ctx, "h14v17", 2008, tmp_path / "series.json")
+    items = json.loads(manifest.read_text())
+    assert items == [{"date": "2008-10-22", "path": ctx.store.raster_uri(**rec["reflectance"])}]
+
+
+@pytest.mark.parametrize("bad", ["h36v01", "h1v1", "x14v17", "h14v18"])
+def test_bad_modis_tiles(bad: str) -> None:
+    with pytest.raises(InputValidationError, match="hHHvVV"):
+        check_modis_tile(bad)
