@@ -97,12 +97,15 @@ class Settings(BaseSettings):
 
     # Providers
     GCS_BUCKET: str = "gcp-public-data-sentinel-2"
-    GCS_LEVEL: str = Field("L2A", pattern="^(L1C|L2A)$")
+    PRODUCT_LEVEL: str = Field("L2A", pattern="^(L1C|L2A)$")
     GOOGLE_APPLICATION_CREDENTIALS: str | None = None
     STORAGE_EMULATOR_HOST: str | None = None
     DEM_SOURCE: str | None = Field(None, description="folder or http(s) base URL of ASTER GDEM v3 tiles")
     EARTHDATA_TOKEN: SecretStr | None = None
     MODIS_SOURCE: str | None = Field(None, description="folder of MOD09A1 HDF granules or an LP DAAC base URL")
+    SENTINEL_HOST: str | None = Field(None, description="DHuS hub API URL (the original SciHub closed in 2023)")
+    SENTINEL_USERNAME: str | None = None
+    SENTINEL_PASSWORD: SecretStr | None = None
     STAC_API_URL: str = "https://earth-search.aws.element84.com/v1"
     STAC_COLLECTION: str = "sentinel-2-l2a"
 
@@ -118,7 +121,7 @@ class Settings(BaseSettings):
         return value
 
     @field_validator("MINIO_HOST", "MONGO_HOST", "DASK_CLUSTER_IP", "MONGO_USERNAME", "TILES_TO_PREDICT",
-                     "GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST", "DEM_SOURCE", "MODIS_SOURCE",
+                     "GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST", "DEM_SOURCE", "MODIS_SOURCE", "SENTINEL_HOST",
                      mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:

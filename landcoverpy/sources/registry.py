@@ -21,7 +21,7 @@ def make_provider(name: str, settings: Settings, source: Path | None = None) -> 
     if name == "gcs":
         from landcoverpy.sources.gcs import GCSProvider
 
-        return GCSProvider(bucket=settings.GCS_BUCKET, level=settings.GCS_LEVEL,
+        return GCSProvider(bucket=settings.GCS_BUCKET, level=settings.PRODUCT_LEVEL,
                            credentials_file=settings.GOOGLE_APPLICATION_CREDENTIALS,
                            endpoint=settings.STORAGE_EMULATOR_HOST, timeout=max(settings.CONNECT_TIMEOUT, 30))
     if name == "stac":
@@ -30,6 +30,14 @@ def make_provider(name: str, settings: Settings, source: Path | None = None) -> 
         return STACProvider(url=settings.STAC_API_URL, collection=settings.STAC_COLLECTION,
                             timeout=max(settings.CONNECT_TIMEOUT, 30),
                             sign_planetary_computer="planetarycomputer" in settings.STAC_API_URL)
+    if name == "copernicus":
+        from landcoverpy.sources.copernicus import CopernicusProvider
+
+        if not (settings.SENTINEL_HOST and settings.SENTINEL_USERNAME and settings.SENTINEL_PASSWORD):
+            raise ProviderError("the copernicus provider needs SENTINEL_HOST, SENTINEL_USERNAME and SENTINEL_PASSWORD")
+        return CopernicusProvider(settings.SENTINEL_HOST, settings.SENTINEL_USERNAME,
+                                  settings.SENTINEL_PASSWORD.get_secret_value(), level=settings.PRODUCT_LEVEL,
+                                  download_dir=settings.TMP_DIR / "dhus", timeout=max(settings.CONNECT_TIMEOUT, 30))
     if name in PROVIDERS:
         raise ProviderError(f"provider {name!r} is not available in this version yet; use --provider local")
     raise ProviderError(f"unknown provider {name!r}; choose one of {', '.join(PROVIDERS)}")
