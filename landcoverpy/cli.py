@@ -104,7 +104,7 @@ DatasetOpt = typer.Option(None, "--dataset", help="Labelled points (CSV/GeoJSON/
 SeasonsOpt = typer.Option(None, "--seasons", help="seasons.json; default SEASONS_FILE.")
 LcOpt = typer.Option(None, "--lc-labels", help="lc_labels.json; default LC_LABELS_FILE.")
 SlOpt = typer.Option(None, "--sl-labels", help="sl_labels.json; default SL_LABELS_FILE.")
-TilesOpt = typer.Option(None, "--tiles", help="Tile ids (repeat the option), or 'prediction'; default TILES_TO_PREDICT / the points' tiles.")
+TilesOpt = typer.Option(None, "--tiles", help="Tile ids (repeat the option), 'prediction' (the points' tiles) or 'all' (every tile with composites; classify only); default TILES_TO_PREDICT / the points' tiles.")
 ProviderOpt = typer.Option("local", "--provider", help="local | gcs | stac | copernicus")
 SourceOpt = typer.Option(None, "--source", help="Folder of products for the local provider.")
 NoProgress = typer.Option(False, "--no-progress", help="Hide progress bars.")
@@ -118,10 +118,10 @@ def _inputs(dataset: Path | None, seasons: Path | None, lc: Path | None, sl: Pat
                        sl or cfg.SL_LABELS_FILE, cfg.LC_PROPERTY, cfg.SL_PROPERTY)
 
 
-def _tiles(tiles: list[str] | None, inputs: Any) -> list[str]:
+def _tiles(tiles: list[str] | None, inputs: Any, catalog: Any = None) -> list[str]:
     from landcoverpy.pipeline.workflow import resolve_tiles
 
-    return resolve_tiles(tiles or settings().TILES_TO_PREDICT, inputs)
+    return resolve_tiles(tiles or settings().TILES_TO_PREDICT, inputs, catalog)
 
 
 @app.command()
@@ -254,7 +254,8 @@ def classify_cmd(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labe
     ctx = Context.open(settings())
     hierarchy = latest_hierarchy(ctx)
     with dask_client(ctx.settings) as client:
-        rep = classify(ctx, _tiles(tiles, inputs), inputs.seasons, hierarchy, client, block_size, not no_progress)
+        rep = classify(ctx, _tiles(tiles, inputs, ctx.catalog), inputs.seasons, hierarchy, client, block_size,
+                       not no_progress)
     for line in rep.lines():
         typer.echo(line)
 
@@ -381,7 +382,9 @@ def modis_cmd(tiles: list[str] = typer.Option(..., "--tile", help="MODIS tile hH
 def abundance_dataset(
     series: Path = typer.Option(..., "--series", help="JSON manifest: [{\"date\": \"YYYY-MM-DD\", \"path\": raster}, ...]"),
     year: int = typer.Option(..., "--year", help="Year of the time series."),
-    n1_map: Path = typer.Option(..., "--n1-map", help="Fine land-cover raster for level N1 (e.g. classification_{tile}.tif)."),
+    n1_map: Path = typer.Option(..., "--n1-map", help="Fine land-cover raster for N1 (e.g. classification_{tile}.tif) or reference polygons (.gpkg/.geojson/.shp/.kml)."),
+    n1_field: str = typer.Option(None, "--n1-field", help="Class attribute of N1 polygons (name or value)."),
+    n2_field: str = typer.Option(None, "--n2-field", help="Class attribute of N2 polygons."),
     n1_labels: Path = typer.Option(..., "--n1-labels", help="N1 class name -> value JSON (e.g. lc_labels.json)."),
     n2_map: Path = typer.Option(None, "--n2-map", help="Fine raster for level N2 (e.g. sl_classification_{tile}.tif)."),
     n2_labels: Path = typer.Option(None, "--n2-labels", help="N2 class name -> value JSON (e.g. sl_labels.json)."),
@@ -394,11 +397,11 @@ def abundance_dataset(
     from landcoverpy.inputs import load_labels
     from landcoverpy.pipeline.abundance import build_abundance_dataset
 
-    maps = {"N1": (str(n1_map), load_labels(n1_labels, "category").values)}
+    maps = {"N1": (str(n1_map), load_labels(n1_labels, "category").values, n1_field)}
     if n2_map is not None:
         if n2_labels is None:
             raise typer.BadParameter("--n2-map needs --n2-labels")
-        maps["N2"] = (str(n2_map), load_labels(n2_labels, "subcategory").values)
+        maps["N2"] = (str(n2_map), load_labels(n2_labels, "subcategory").values, n2_field)
     ctx = Context.open(settings())
     rec = build_abundance_dataset(ctx, series, maps, _parse_pairs(ancillary, "--ancillary"), year, step_days, block_km)
     typer.echo(f"{rec['_id']}: {rec['pixels']} pixels, {len(rec['steps'])} steps x {len(rec['bands'])} bands, "

@@ -89,6 +89,7 @@ def test_dataset_train_predict(area: tuple[Path, dict[str, Path]]) -> None:
     assert f"{COARSE * COARSE} pixels, 12 steps x 3 bands, 3 ancillary, levels N1, N2" in res.stdout
     res = run_cli(["abundance", "train", "--level", "N1", "--epochs", "40", "--no-progress"], env, root, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
+    n1_model = res.stdout.split(":")[0].strip()
     rmse = float(res.stdout.split("test RMSE ")[1].split()[0])
     base = float(res.stdout.split("baseline: RMSE ")[1].split()[0])
     assert rmse < 0.7 * base, res.stdout
@@ -105,6 +106,10 @@ def test_dataset_train_predict(area: tuple[Path, dict[str, Path]]) -> None:
     # N2 with classes the N1 model does not know: predicting N2 with it is refused
     res = run_cli(["abundance", "train", "--level", "N2", "--epochs", "5", "--no-progress"], env, root, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
+    res = run_cli(["abundance", "predict", "--level", "N2", "--model-id", n1_model, "--output-dir", str(root / "o2")],
+                  env, root, timeout=300)
+    assert res.returncode == 1
+    assert "has classes unknown to model" in res.stderr and "conifer" in res.stderr
 
 
 def test_ancillary_not_covering_the_area_is_named(area: tuple[Path, dict[str, Path]]) -> None:
@@ -115,3 +120,25 @@ def test_ancillary_not_covering_the_area_is_named(area: tuple[Path, dict[str, Pa
                    "--ancillary", f"precipitation={p['partial']}"], env, root, timeout=300)
     assert res.returncode == 1
     assert "ancillary raster precipitation" in res.stderr and "does not cover the area" in res.stderr
+
+
+def test_fractions_from_reference_polygons() -> None:
+    """eolearn-slovenia's official land-use polygons (LULC_ID) give per-cell fractions close to
+    the rasterised LULC map aggregated to the same 50 m cells."""
+    from landcoverpy.pipeline.abundance import class_fractions
+    from landcoverpy.raster.grid import Grid
+    from tests.realdata import slovenia, slovenia_lulc, slovenia_transform
+
+    transform, crs = slovenia_transform()
+    coarse = Grid(crs, tuple(transform * transform.scale(5, 5))[:6], 20, 20)
+    classes = {"cultivated": 1, "forest": 2, "grassland": 3, "shrubland": 4, "artificial": 8}
+    frac = class_fractions(str(slovenia() / "LULC.gpkg"), classes, coarse, field="LULC_ID")
+    lulc = slovenia_lulc()[:100, :100].reshape(20, 5, 20, 5)
+    ref = np.stack([(lulc == v).sum(axis=(1, 3)).ravel() for v in classes.values()], axis=1).astype(float)
+    ref = ref / np.maximum(ref.sum(axis=1, keepdims=True), 1)
+    ok = np.isfinite(frac).all(axis=1) & (ref.sum(axis=1) > 0)
+    assert ok.sum() > 300
+    np.testing.assert_allclose(frac[ok].sum(axis=1), 1.0, atol=1e-5)
+    assert np.abs(frac[ok] - ref[ok]).mean() < 0.05
+    with pytest.raises(Exception, match="no attribute 'CLASS'"):
+        class_fractions(str(slovenia() / "LULC.gpkg"), classes, coarse, field="CLASS")

@@ -205,3 +205,18 @@ def test_tile_without_composites_is_skipped_and_reported(prepared: tuple[Path, d
         rep = classify(ctx, ["30SUF"], seasons, prepared[1], client, BLOCK, progress=False)
     assert rep.tiles[0].skipped == "no composites"
     assert "30SUF: skipped (no composites)" in rep.lines()
+
+
+def test_tile_selection(prepared: tuple[Path, dict]) -> None:
+    from landcoverpy.errors import InputValidationError
+    from landcoverpy.pipeline.workflow import resolve_tiles
+
+    data = demo_app_data()
+    inputs = load_inputs(data / "dataset.csv", data / "seasons.json", data / "lc_labels.json", data / "sl_labels.json")
+    ctx = Context.open(make_settings(prepared[0]))
+    assert resolve_tiles(None, inputs) == ["18SVG"]
+    assert resolve_tiles("prediction", inputs) == ["18SVG"]
+    assert resolve_tiles("T30SUF, 31SBD", inputs) == ["30SUF", "31SBD"]
+    assert resolve_tiles(["all"], inputs, ctx.catalog) == ["18SVG"]
+    with pytest.raises(InputValidationError, match="not a Sentinel-2 MGRS tile"):
+        resolve_tiles(["30SU"], inputs)

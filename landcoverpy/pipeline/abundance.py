@@ -120,9 +120,59 @@ def aggregate_series(items: list[SeriesItem], grid: Grid, steps: list[tuple[dt.d
     return np.stack(filled).reshape(len(steps), n_bands, -1).transpose(2, 0, 1).astype("float32")
 
 
-def class_fractions(fine_map: str, classes: dict[str, int], grid: Grid, window: Window | None = None) -> np.ndarray:
+VECTOR_SUFFIXES = (".gpkg", ".geojson", ".json", ".shp", ".kml", ".kmz", ".fgb")
+
+
+def polygon_fractions(path: str, field: str, classes: dict[str, int], grid: Grid, window: Window | None = None,
+                      oversample: int = 10) -> np.ndarray:
+    """(pixels, K) class fractions from reference polygons: the polygons are rasterised at
+    ``oversample`` x ``oversample`` sub-pixels per coarse pixel and counted. ``field`` holds the
+    class name or value of each polygon."""
+    import shapely
+    from pyogrio.raw import read as ogr_read
+    from rasterio.features import rasterize
+    from rasterio.warp import transform_geom
+
+    win = window or Window(0, 0, grid.width, grid.height)
+    try:
+        meta, _, geometry, fields = ogr_read(path)
+    except Exception as exc:
+        raise InputValidationError(f"{path}: cannot read the reference polygons ({exc})") from None
+    if field not in meta["fields"]:
+        raise InputValidationError(f"{path}: no attribute {field!r}; it has {', '.join(meta['fields'])}")
+    column = fields[list(meta["fields"]).index(field)]
+    by_name = {str(k): v for k, v in classes.items()} | {str(v): v for v in classes.values()}
+    shapes = []
+    for geom, label in zip(shapely.from_wkb(geometry), column):
+        value = by_name.get(str(label).removesuffix(".0"))
+        if geom is None or value is None:
+            continue
+        mapping = shapely.geometry.mapping(geom)
+        if meta.get("crs") and meta["crs"] != grid.crs:
+            mapping = transform_geom(meta["crs"], grid.crs, mapping)
+        shapes.append((mapping, value))
+    h, w = int(win.height) * oversample, int(win.width) * oversample
+    from affine import Affine
+
+    transform = grid.window_transform(win) * Affine.scale(1 / oversample)
+    fine = rasterize(shapes, out_shape=(h, w), transform=transform, fill=0, dtype="int32") if shapes \
+        else np.zeros((h, w), "int32")
+    blocks = fine.reshape(int(win.height), oversample, int(win.width), oversample)
+    counts = np.stack([(blocks == v).sum(axis=(1, 3)).ravel() for v in classes.values()], axis=1).astype("float32")
+    sums = counts.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(sums > 0, counts / sums, np.nan).astype("float32")
+
+
+def class_fractions(fine_map: str, classes: dict[str, int], grid: Grid, window: Window | None = None,
+                    field: str | None = None) -> np.ndarray:
     """(pixels, K) area fraction of each class value of the fine map inside each coarse pixel,
-    over the fine pixels that carry a class (nodata and unknown values are left out)."""
+    over the fine pixels that carry a class (nodata and unknown values are left out). A vector
+    file (polygons) is rasterised first, with ``field`` as the class attribute."""
+    if str(fine_map).lower().endswith(VECTOR_SUFFIXES):
+        if not field:
+            raise InputValidationError(f"{fine_map}: polygons need the attribute holding the class (--n1-field/--n2-field)")
+        return polygon_fractions(fine_map, field, classes, grid, window)
     win = window or Window(0, 0, grid.width, grid.height)
     with rasterio.open(fine_map) as src:
         fine = src.read(1)
@@ -166,11 +216,11 @@ def ancillary_layers(paths: dict[str, str], grid: Grid, window: Window | None = 
     return np.stack(cols, axis=1).astype("float32"), names
 
 
-def build_abundance_dataset(ctx: Context, manifest: str | Path, fine_maps: dict[str, tuple[str, dict[str, int]]],
+def build_abundance_dataset(ctx: Context, manifest: str | Path, fine_maps: dict[str, tuple[Any, ...]],
                             ancillary: dict[str, str], year: int, step_days: int | None = None,
                             block_km: float = 5.0) -> dict[str, Any]:
     """Per coarse pixel: time series (steps x bands), ancillary values and class fractions for
-    each level (``fine_maps``: level -> (map path, class name -> value)). Stored as Parquet in the
+    each level (``fine_maps``: level -> (map path, class name -> value[, polygon attribute])). Stored as Parquet in the
     datasets bucket and catalogued under ``kind = abundance``."""
     items = load_series_manifest(manifest)
     with ctx.store.rasterio_env():
@@ -184,8 +234,9 @@ def build_abundance_dataset(ctx: Context, manifest: str | Path, fine_maps: dict[
     for i, name in enumerate(anc_names):
         frame[f"anc_{name}"] = anc[:, i]
     levels = {}
-    for level, (path, classes) in fine_maps.items():
-        frac = class_fractions(path, classes, grid)
+    for level, spec in fine_maps.items():
+        path, classes = spec[0], spec[1]
+        frac = class_fractions(path, classes, grid, field=spec[2] if len(spec) > 2 else None)
         for k, name in enumerate(classes):
             frame[f"{level}__{name}"] = frac[:, k]
         levels[level] = list(classes)

@@ -44,11 +44,19 @@ def training_tiles(inputs: Inputs) -> list[str]:
     return sorted(set(assign_tiles(inputs.points.frame)))
 
 
-def resolve_tiles(spec: list[str] | str | None, inputs: Inputs) -> list[str]:
-    """``--tiles``/TILES_TO_PREDICT: explicit ids, or ``prediction``/empty = the points' tiles."""
-    if spec is None or spec == [] or spec == "prediction" or spec == ["prediction"]:
+def resolve_tiles(spec: list[str] | str | None, inputs: Inputs, catalog: Any = None) -> list[str]:
+    """``--tiles``/TILES_TO_PREDICT: explicit ids; ``prediction`` or nothing = the points' tiles;
+    ``all`` = every tile with composites in the catalog (needs ``catalog``)."""
+    items = (spec.replace(",", " ").split() if isinstance(spec, str) else list(spec or [])) or ["prediction"]
+    if items == ["prediction"]:
         return training_tiles(inputs)
-    items = spec.replace(",", " ").split() if isinstance(spec, str) else spec
+    if items == ["all"]:
+        if catalog is None:
+            raise InputValidationError("--tiles all needs the catalog (every tile with composites)")
+        tiles = sorted({r["tile"] for r in catalog.find("composites")})
+        if not tiles:
+            raise InputValidationError("--tiles all: no tile has composites yet; run `landcoverpy composite`")
+        return tiles
     return sorted({normalise_tile(t) for t in items})
 
 
