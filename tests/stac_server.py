@@ -19,7 +19,9 @@ CONFORMS = ["https://api.stacspec.org/v1.0.0/core", "https://api.stacspec.org/v1
             "https://api.stacspec.org/v1.0.0/item-search#query"]
 
 
-def make_handler(items: list[dict], files: Path, base: str) -> type[BaseHTTPRequestHandler]:
+def make_handler(items: list[dict], files: Path, base: str, drop_first: int = 0) -> type[BaseHTTPRequestHandler]:
+    drops = {"left": drop_first}
+
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args: object) -> None:  # quiet
             pass
@@ -81,6 +83,12 @@ def make_handler(items: list[dict], files: Path, base: str) -> type[BaseHTTPRequ
                 self.send_header("Content-Type", "image/tiff")
                 self.send_header("Content-Length", str(path.stat().st_size))
                 self.end_headers()
+                if drops["left"] > 0:  # a server that drops the connection half way
+                    drops["left"] -= 1
+                    self.wfile.write(path.read_bytes()[: path.stat().st_size // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
                 with open(path, "rb") as fh:
                     while chunk := fh.read(1 << 20):
                         self.wfile.write(chunk)
@@ -102,10 +110,11 @@ def main() -> None:
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--items", required=True)
     ap.add_argument("--files", required=True)
+    ap.add_argument("--drop-first", type=int, default=0, help="drop the first N file downloads half way")
     args = ap.parse_args()
     base = f"http://127.0.0.1:{args.port}"
     items = json.loads(Path(args.items).read_text().replace("{BASE}", base))
-    ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(items, Path(args.files), base)).serve_forever()
+    ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(items, Path(args.files), base, args.drop_first)).serve_forever()
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,13 +69,21 @@ def build_catalog(root: Path) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def stac_api(tmp_path_factory: pytest.TempPathFactory, server_logs: Path) -> Iterator[servers.Server]:
-    root = build_catalog(tmp_path_factory.mktemp("stac"))
+def start_stac(root: Path, server_logs: Path, drop_first: int = 0) -> servers.Server:
     port = servers.free_port()
-    server = servers.start([sys.executable, "-m", "tests.stac_server", "--port", str(port), "--items",
-                            str(root / "items.json"), "--files", str(root / "files")], port, server_logs, "stac",
-                           {"PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    return servers.start([sys.executable, "-m", "tests.stac_server", "--port", str(port), "--items",
+                          str(root / "items.json"), "--files", str(root / "files"), "--drop-first", str(drop_first)],
+                         port, server_logs, "stac", {"PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+
+
+@pytest.fixture(scope="module")
+def catalog_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_catalog(tmp_path_factory.mktemp("stac"))
+
+
+@pytest.fixture(scope="module")
+def stac_api(catalog_root: Path, server_logs: Path) -> Iterator[servers.Server]:
+    server = start_stac(catalog_root, server_logs)
     yield server
     server.stop()
 
@@ -122,3 +131,43 @@ def test_unreachable_stac_api(tmp_path: Path) -> None:
     port = servers.free_port()
     with pytest.raises(ServiceUnavailableError, match=f"127.0.0.1:{port}"):
         STACProvider(url=f"http://127.0.0.1:{port}", timeout=2).search("18SVG", SEASON.start, SEASON.end)
+
+
+@pytest.mark.parametrize(("drops", "succeeds"), [(2, True), (1000, False)])
+def test_server_dropping_connections(catalog_root: Path, server_logs: Path, tmp_path: Path, client: Client,
+                                     drops: int, succeeds: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    import landcoverpy.pipeline.acquire as acq
+
+    monkeypatch.setattr(acq, "RETRIES", 3)
+    server = start_stac(catalog_root, server_logs, drop_first=drops)
+    try:
+        ctx = Context.open(make_settings(tmp_path, MIN_USEFUL_DATA_PERCENTAGE=10))
+        report = acquire(ctx, STACProvider(url=f"http://{server.address}"), ["18SVG"], [SEASON], client, progress=False)
+    finally:
+        server.stop()
+    if succeeds:  # two dropped downloads are retried with backoff and the product completes
+        assert report.ok, report.lines()
+        rec = ctx.catalog.find("products")[0]
+        assert all(ctx.store.size(b["bucket"], b["key"]) == b["size"] for b in rec["bands"].values())
+    else:  # never completes: reported, nothing catalogued, nothing left in the store
+        assert not report.ok and "connection broken" in next(iter(report.entries[0].failed.values()))
+        assert ctx.catalog.count("products") == 0
+        assert ctx.store.list(ctx.settings.MINIO_BUCKET_NAME_PRODUCTS) == []
+
+
+def test_band_with_wrong_resolution_is_rejected(tmp_path: Path, server_logs: Path, client: Client) -> None:
+    root = build_catalog(tmp_path / "bad")
+    shutil.copy(root / "files" / "B02.tif", root / "files" / "B05.tif")  # a 10 m file where 20 m is due
+    items = json.loads((root / "items.json").read_text())
+    for item in items:
+        item["assets"]["rededge1"]["file:size"] = (root / "files" / "B05.tif").stat().st_size
+    (root / "items.json").write_text(json.dumps(items))
+    server = start_stac(root, server_logs)
+    try:
+        ctx = Context.open(make_settings(tmp_path, MIN_USEFUL_DATA_PERCENTAGE=10))
+        report = acquire(ctx, STACProvider(url=f"http://{server.address}"), ["18SVG"], [SEASON], client, progress=False)
+    finally:
+        server.stop()
+    message = next(iter(report.entries[0].failed.values()))
+    assert "B05: resolution 10 m, expected 20 m" in message
+    assert ctx.catalog.count("products") == 0 and ctx.store.list(ctx.settings.MINIO_BUCKET_NAME_PRODUCTS) == []

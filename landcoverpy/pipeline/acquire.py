@@ -16,7 +16,7 @@ from typing import Any
 
 import rasterio
 
-from landcoverpy.pipeline.tasks import dask_task
+from landcoverpy.pipeline.tasks import dask_task, task_key
 from landcoverpy import __version__
 from landcoverpy.config import Settings
 from landcoverpy.context import Context
@@ -43,8 +43,9 @@ def product_prefix(product: ProductCandidate) -> str:
     return join_key(safe_key_part(product.tile), safe_key_part(product.product_id))
 
 
-def with_retries(what: str, fn: Callable[[], Any], retries: int = RETRIES, base_delay: float = 1.0) -> Any:
+def with_retries(what: str, fn: Callable[[], Any], retries: int | None = None, base_delay: float = 1.0) -> Any:
     """Retry transient failures (network errors) with exponential backoff."""
+    retries = retries or RETRIES
     for attempt in range(1, retries + 1):
         try:
             return fn()
@@ -218,7 +219,7 @@ def acquire(
                 if ctx.catalog.exists("products", cand.product_id):
                     entry.skipped_existing.append(cand.product_id)
                     continue
-                fut = client.submit(fetch_product, s, provider, cand, key=f"fetch-{cand.product_id}", pure=False)
+                fut = client.submit(fetch_product, s, provider, cand, key=task_key(f"fetch-{cand.product_id}"), pure=False)
                 futures[fut] = (entry, cand)
     if futures:
         bar = tqdm(total=len(futures), desc="acquire", unit="product", disable=not progress)

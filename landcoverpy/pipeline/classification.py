@@ -24,7 +24,7 @@ import rasterio
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
-from landcoverpy.pipeline.tasks import dask_task
+from landcoverpy.pipeline.tasks import dask_task, task_key
 from landcoverpy import __version__
 from landcoverpy.config import Settings
 from landcoverpy.context import Context
@@ -168,7 +168,7 @@ def classify_tile(ctx: Context, tile: str, seasons: list[Season], model: LoadedH
     windows = list(block_windows(grid.height, grid.width, block_size))
     futures = [
         client.submit(classify_block, ctx.settings, comps, model_future, w, blocks_prefix,
-                      key=f"block-{mid}-{window_id(w)}", retries=retries, pure=False)
+                      key=task_key(f"block-{mid}-{window_id(w)}"), retries=retries, pure=False)
         for w in windows
     ]
     bar = tqdm(total=len(futures), desc=f"classify {tile}", unit="block", disable=not progress)

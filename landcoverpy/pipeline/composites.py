@@ -26,7 +26,7 @@ import numpy as np
 import rasterio
 from rasterio.enums import Resampling
 
-from landcoverpy.pipeline.tasks import dask_task
+from landcoverpy.pipeline.tasks import dask_task, task_key
 from landcoverpy import __version__
 from landcoverpy.config import Settings
 from landcoverpy.context import Context
@@ -355,7 +355,7 @@ def composite(ctx: Context, tiles: list[str], seasons: list[Season], client: Any
                 report.reused.append(cid)
                 continue
             fut = client.submit(build_composite, ctx.settings, tile, season, products, params,
-                                key=f"composite-{cid}", pure=False)
+                                key=task_key(f"composite-{cid}"), pure=False)
             futures[fut] = label
     bar = tqdm(total=len(futures), desc="composite", unit="composite", disable=not progress or not futures)
     for fut in as_completed(list(futures)):

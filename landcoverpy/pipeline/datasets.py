@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from landcoverpy.pipeline.tasks import dask_task
+from landcoverpy.pipeline.tasks import dask_task, task_key
 from landcoverpy import __version__
 from landcoverpy.config import Settings
 from landcoverpy.context import Context
@@ -111,7 +111,7 @@ def build_dataset(ctx: Context, inputs: Inputs, client: Any, neighbourhood: int 
         log.info("dataset %s already built, reused", did)
         return DatasetResult(existing, True, skipped)
     futures = {client.submit(sample_tile, ctx.settings, comps, points[points["tile"] == tile], neighbourhood,
-                             key=f"sample-{did}-{tile}", pure=False): tile for tile, comps in per_tile.items()}
+                             key=task_key(f"sample-{did}-{tile}"), pure=False): tile for tile, comps in per_tile.items()}
     tables = []
     for fut, tile in futures.items():
         try:

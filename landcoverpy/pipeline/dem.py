@@ -22,7 +22,7 @@ from landcoverpy import __version__
 from landcoverpy.config import Settings
 from landcoverpy.context import Context
 from landcoverpy.errors import LandcoverError, ProviderError
-from landcoverpy.pipeline.tasks import dask_task
+from landcoverpy.pipeline.tasks import dask_task, task_key
 from landcoverpy.raster.cog import CogWriter
 from landcoverpy.raster.grid import Grid, block_windows
 from landcoverpy.raster.reading import expand_window
@@ -152,7 +152,7 @@ def dem_stage(ctx: Context, tiles: list[str], source: DEMSource, client: Any) ->
         if ctx.catalog.exists("dems", did):
             status[tile] = f"reused {did}"
             continue
-        futures[client.submit(build_dem, ctx.settings, tile, grid, sources, key=f"dem-{did}", pure=False)] = tile
+        futures[client.submit(build_dem, ctx.settings, tile, grid, sources, key=task_key(f"dem-{did}"), pure=False)] = tile
     for fut, tile in futures.items():
         try:
             rec = fut.result()

@@ -27,3 +27,11 @@ def dask_task(fn: F) -> F:
             raise exc.with_traceback(None) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def task_key(name: str) -> str:
+    """A readable, unique Dask key: a stable key would hand back a previous run's (possibly
+    failed) result still held by the scheduler instead of running the task again."""
+    import uuid
+
+    return f"{name}-{uuid.uuid4().hex[:8]}"

@@ -122,6 +122,25 @@ class STACProvider(Provider):
             raise ProviderError(f"{asset.href}: HTTP {resp.status_code}")
         resp.raw.decode_content = True
         try:
-            yield resp.raw
+            yield _NetworkStream(resp.raw, asset.href)
         finally:
             resp.close()
+
+
+class _NetworkStream:
+    """A response body whose transport failures (connection dropped, short read) surface as
+    ConnectionError, which the acquisition retries with backoff."""
+
+    def __init__(self, raw: Any, href: str) -> None:
+        self.raw, self.href = raw, href
+
+    def read(self, size: int = -1) -> bytes:
+        import urllib3
+
+        try:
+            return self.raw.read(size)  # type: ignore[no-any-return]
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise ConnectionError(f"{self.href}: connection broken ({type(exc).__name__})") from exc
+
+    def readable(self) -> bool:
+        return True
