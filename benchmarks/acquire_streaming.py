@@ -2,7 +2,7 @@
 process) into S3 (moto_server) for a small and a full-size product: it must not grow with the
 band size.
 
-    python benchmarks/acquire_streaming.py [--small 1830] [--large 10980]
+    python benchmarks/acquire_streaming.py [--small 3660] [--large 10980]
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def main() -> None:
     from tests import servers
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--small", type=int, default=1830)
+    ap.add_argument("--small", type=int, default=3660)
     ap.add_argument("--large", type=int, default=10980)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="lcp-bench-acq-"))

@@ -378,21 +378,35 @@ class S3Store(ObjectStore):
         resp = self._call("listing buckets", self.client.list_buckets)
         return sorted(b["Name"] for b in resp.get("Buckets", []))
 
+    @staticmethod
+    def _transfer() -> Any:
+        """Multipart transfers in 8 MiB parts, 4 at a time, at most 4 parts read ahead from a
+        stream: memory stays bounded (a few tens of MiB) whatever the object size."""
+        from boto3.s3.transfer import TransferConfig
+
+        config = TransferConfig(multipart_threshold=8 * 2**20, multipart_chunksize=8 * 2**20, max_concurrency=4)
+        config.max_in_memory_upload_chunks = 4  # s3transfer's read-ahead from non-seekable streams (default 10)
+        config.max_in_memory_download_chunks = 4
+        return config
+
     def put_file(self, bucket: str, key: str, path: str | Path) -> None:
         self.ensure_bucket(bucket)
         # upload_file streams in parts; the object only appears when the upload completes.
-        self._call(f"uploading {bucket}/{key}", self.client.upload_file, str(path), bucket, check_key(key))
+        self._call(f"uploading {bucket}/{key}", self.client.upload_file, str(path), bucket, check_key(key),
+                   Config=self._transfer())
 
     def put_stream(self, bucket: str, key: str, stream: IO[bytes]) -> None:
         self.ensure_bucket(bucket)
-        self._call(f"uploading {bucket}/{key}", self.client.upload_fileobj, stream, bucket, check_key(key))
+        self._call(f"uploading {bucket}/{key}", self.client.upload_fileobj, stream, bucket, check_key(key),
+                   Config=self._transfer())
 
     def get_file(self, bucket: str, key: str, path: str | Path) -> Path:
         dest = Path(path)
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.parent / f".{dest.name}.{uuid.uuid4().hex}.part"
         try:
-            self._call(f"downloading {bucket}/{key}", self.client.download_file, bucket, check_key(key), str(tmp))
+            self._call(f"downloading {bucket}/{key}", self.client.download_file, bucket, check_key(key), str(tmp),
+                       Config=self._transfer())
             os.replace(tmp, dest)
         finally:
             tmp.unlink(missing_ok=True)

@@ -245,7 +245,7 @@ def _fit_network(network: Any, train_t: dict[str, np.ndarray], y_train: np.ndarr
             loss.backward()
             torch.nn.utils.clip_grad_norm_(network.parameters(), 5.0)
             opt.step()
-            total += float(loss) * len(idx)
+            total += loss.item() * len(idx)
         network.eval()
         with torch.no_grad():
             pv = network(val["x"], val["m"], val["d_fwd"], val["d_bwd"], val["anc"])["abundance"]
