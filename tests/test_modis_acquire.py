@@ -44,3 +44,27 @@ def test_acquire_and_manifest(tmp_path: Path) -> None:
 def test_bad_modis_tiles(bad: str) -> None:
     with pytest.raises(InputValidationError, match="hHHvVV"):
         check_modis_tile(bad)
+
+
+def test_acquire_over_https_listing(tmp_path: Path, server_logs: Path) -> None:
+    """The LP DAAC layout (date folders with HTML listings) served by a plain HTTP server process."""
+    import sys
+
+    from tests import servers
+
+    site = tmp_path / "site" / "2008.10.22"
+    site.mkdir(parents=True)
+    shutil.copy(shared_data("modis-mod09ga") / GRANULE, site / GRANULE)
+    port = servers.free_port()
+    server = servers.start([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory",
+                            str(tmp_path / "site")], port, server_logs, "lpdaac")
+    try:
+        source = ModisSource(f"http://127.0.0.1:{port}", token="earthdata-token")
+        found = source.search("h14v17", dt.date(2008, 10, 20), dt.date(2008, 10, 24))
+        assert [g.name for g in found] == [GRANULE]
+        ctx = Context.open(make_settings(tmp_path))
+        got = acquire_modis(ctx, source, ["h14v17"], dt.date(2008, 10, 20), dt.date(2008, 10, 24))
+    finally:
+        server.stop()
+    rec = ctx.catalog.get("modis", got["h14v17"][0])
+    assert ctx.store.size(**rec["raw"]) == (site / GRANULE).stat().st_size
