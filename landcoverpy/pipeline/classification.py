@@ -9,6 +9,7 @@ maps are assembled from them, written as COGs with colour tables and class names
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import io
@@ -218,9 +219,9 @@ def assemble_maps(ctx: Context, tile: str, mid: str, grid: Grid, windows: list[W
             )
             for name, spec in specs.items()
         }
-        for w in writers.values():
-            w.__enter__()
-        try:
+        with contextlib.ExitStack() as stack:  # a failure closes the writers without making COGs
+            for w in writers.values():
+                stack.enter_context(w)
             for window in windows:
                 with ctx.store.open(bucket, join_key(blocks_prefix, f"{window_id(window)}.npz")) as fh:
                     data = np.load(io.BytesIO(fh.read()))
@@ -231,12 +232,6 @@ def assemble_maps(ctx: Context, tile: str, mid: str, grid: Grid, windows: list[W
                             vals, cnt = np.unique(arr, return_counts=True)
                             for v, c in zip(vals.tolist(), cnt.tolist()):
                                 counts[name][v] = counts[name].get(v, 0) + c
-        except BaseException as exc:
-            for w in writers.values():
-                w.__exit__(type(exc), exc, None)
-            raise
-        for w in writers.values():
-            w.__exit__(None, None, None)
         keys = {}
         for name, spec in specs.items():
             ctx.store.put_file(bucket, spec["file"], paths[name])

@@ -3,6 +3,7 @@ Sentinel-2 tile's 10 m grid (mosaicked and reprojected window by window), as COG
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -97,21 +98,15 @@ def build_dem(settings: Settings, tile: str, grid: Grid, sources: list[dict[str,
         writers = {name: CogWriter(paths[name], grid, "float32", nodata=float("nan"), descriptions=[f"{name} ({units[name]})"],
                                    tags={"tile": tile, "dem_id": did, "sources": ",".join(s["key"] for s in sources)},
                                    overview_resampling="average", tmp_dir=tmp) for name in LAYERS}
-        for w in writers.values():
-            w.__enter__()
-        try:
+        with contextlib.ExitStack() as stack:  # a failure closes the writers without making COGs
+            for w in writers.values():
+                stack.enter_context(w)
             for window in block_windows(grid.height, grid.width, window_size):
                 grown, (rs, cs) = expand_window(window, 1, grid)
                 z = _elevation_window(store, sources, grid, grown)
                 writers["elevation"].write(z[rs, cs], window)
                 writers["slope"].write(slope_degrees(z, grid.resolution)[rs, cs], window)
                 writers["aspect"].write(aspect_degrees(z, grid.resolution)[rs, cs], window)
-        except BaseException as exc:
-            for w in writers.values():
-                w.__exit__(type(exc), exc, None)
-            raise
-        for w in writers.values():
-            w.__exit__(None, None, None)
         keys = {}
         for name, path in paths.items():
             key = join_key(safe_key_part(tile), did, f"{name}.tif")
