@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -129,10 +128,8 @@ def test_killing_a_worker_mid_run_still_completes_identically(prepared: tuple[Pa
                                                               reference_maps: dict[str, np.ndarray]) -> None:
     import threading
 
-    settings_holder: dict = {}
     with servers.dask_cluster(server_logs, n_workers=2) as sched:
         settings = copy_home(prepared, tmp_path, DASK_CLUSTER_IP=sched.address)
-        settings_holder["s"] = settings
         victim = sched.extra["workers"][0]
         blocks_dir = tmp_path / "home" / "store" / settings.MINIO_BUCKET_CLASSIFICATIONS / "blocks"
         killed = threading.Event()

@@ -7,7 +7,6 @@ import json
 import uuid
 from pathlib import Path
 
-import pytest
 
 from landcoverpy.raster.cog import validate_cog
 from tests import servers

