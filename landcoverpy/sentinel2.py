@@ -41,6 +41,10 @@ def tile_of(lat: float, lon: float) -> str:
     """The MGRS 100 km square (Sentinel-2 tile) containing a point, with the ``mgrs`` library."""
     import mgrs
 
+    if not -80.0 <= lat < 84.0:
+        raise InputValidationError(
+            f"point ({lat:.5f}, {lon:.5f}) is outside every Sentinel-2 tile (the UTM/MGRS grid covers 80 S to 84 N)"
+        )
     code = mgrs.MGRS().toMGRS(lat, lon, MGRSPrecision=0)
     code = code.decode() if isinstance(code, bytes) else code
     return normalise_tile(code[:5])

@@ -153,3 +153,12 @@ def test_kmz_points_with_extended_data(tmp_path: Path, labels: tuple[Path, Path]
     pts = load_points(path, lc, sl)
     assert pts.frame.to_dict("list") == {"latitude": [37.1, 37.3], "longitude": [-5.2, -5.4],
                                          "category": ["water", "vegetation"], "subcategory": ["ocean", "forest"]}
+
+
+def test_points_outside_every_tile_are_named(tmp_path: Path, labels: tuple[Path, Path]) -> None:
+    from landcoverpy.pipeline.datasets import assign_tiles
+
+    lc = load_labels(labels[0], "category")
+    pts = load_points(points(tmp_path, "latitude,longitude,category\n37.1,-5.2,water\n85.5,10,water\n"), lc)
+    with pytest.raises(InputValidationError, match=r"dataset.csv: row 3: point \(85.50000, 10.00000\) is outside every Sentinel-2 tile"):
+        assign_tiles(pts.frame, pts.source)

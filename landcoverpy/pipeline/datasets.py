@@ -27,9 +27,19 @@ from landcoverpy.storage import join_key, open_store
 log = logging.getLogger(__name__)
 
 
-def assign_tiles(points: pd.DataFrame) -> pd.Series:
-    return pd.Series([tile_of(la, lo) for la, lo in zip(points["latitude"], points["longitude"])],
-                     index=points.index, name="tile")
+def assign_tiles(points: pd.DataFrame, source: str = "dataset") -> pd.Series:
+    """The Sentinel-2 tile of every point; points outside the tiling are errors naming their rows."""
+    tiles, problems = [], []
+    for idx, (la, lo) in enumerate(zip(points["latitude"], points["longitude"])):
+        try:
+            tiles.append(tile_of(la, lo))
+        except InputValidationError as exc:
+            problems.append(f"row {idx + 2}: {exc}")
+            tiles.append("")
+    if problems:
+        raise InputValidationError(f"{source}: " + "; ".join(problems[:10])
+                                   + (f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""))
+    return pd.Series(tiles, index=points.index, name="tile")
 
 
 DEM_KEY = "dem"  # feature prefix of the terrain layers (a reserved season name)
@@ -82,7 +92,7 @@ class DatasetResult:
 def build_dataset(ctx: Context, inputs: Inputs, client: Any, neighbourhood: int | None = None) -> DatasetResult:
     neighbourhood = neighbourhood or ctx.settings.NEIGHBOURHOOD
     points = inputs.points.frame.copy()
-    points["tile"] = assign_tiles(points)
+    points["tile"] = assign_tiles(points, inputs.points.source)
     per_tile: dict[str, dict[str, dict[str, Any]]] = {}
     skipped: dict[str, str] = {}
     for tile in sorted(points["tile"].unique()):

@@ -41,7 +41,7 @@ def composite_params(settings: Any) -> CompositeParams:
 
 
 def training_tiles(inputs: Inputs) -> list[str]:
-    return sorted(set(assign_tiles(inputs.points.frame)))
+    return sorted(set(assign_tiles(inputs.points.frame, inputs.points.source)))
 
 
 def resolve_tiles(spec: list[str] | str | None, inputs: Inputs, catalog: Any = None) -> list[str]:
