@@ -33,6 +33,9 @@ test-slow: setup
 
 benchmark: setup
 	$(BIN)/python benchmarks/composite_memory.py
+	$(BIN)/python benchmarks/acquire_streaming.py
+	$(BIN)/python benchmarks/abundance_inference.py
+	$(BIN)/python benchmarks/classify_throughput.py
 
 clean:
 	rm -rf $(VENV) landcover-data demo-output
