@@ -352,13 +352,13 @@ def _train_params(epochs: int, seed: int) -> Any:
 @handle_errors
 def modis_cmd(tiles: list[str] = typer.Option(..., "--tile", help="MODIS tile hHHvVV (repeatable)."),
               start: str = typer.Option(..., "--start", help="YYYY-MM-DD"), end: str = typer.Option(..., "--end", help="YYYY-MM-DD"),
-              source: str = typer.Option(None, "--source", help="Folder of MOD09A1 HDF granules or LP DAAC base URL; default MODIS_SOURCE."),
+              source: str = typer.Option(None, "--source", help="Folder of MOD09A1 HDF granules, an LP DAAC base URL, or stac+URL of a STAC API (modis-09A1-061); default MODIS_SOURCE."),
               manifest: Path = typer.Option(None, "--manifest", help="Also write the abundance time-series manifest (one tile) here.")) -> None:
     """Acquire MOD09A1 granules into the modis bucket (QA applied, 7-band GeoTIFFs) and catalog them."""
     import datetime as dt
 
     from landcoverpy.context import Context
-    from landcoverpy.pipeline.modis import ModisSource, acquire_modis, series_manifest
+    from landcoverpy.pipeline.modis import ModisSource, ModisStacSource, acquire_modis, series_manifest
 
     cfg = settings()
     where = source or cfg.MODIS_SOURCE
@@ -370,7 +370,8 @@ def modis_cmd(tiles: list[str] = typer.Option(..., "--tile", help="MODIS tile hH
         raise typer.BadParameter(f"dates must be YYYY-MM-DD ({exc})") from None
     ctx = Context.open(cfg)
     token = cfg.EARTHDATA_TOKEN.get_secret_value() if cfg.EARTHDATA_TOKEN else None
-    got = acquire_modis(ctx, ModisSource(where, token), tiles, s, e)
+    src = ModisStacSource(where[len("stac+"):]) if where.startswith("stac+") else ModisSource(where, token)
+    got = acquire_modis(ctx, src, tiles, s, e)
     for tile, ids in got.items():
         typer.echo(f"{tile}: {len(ids)} granule(s)")
     if manifest is not None:

@@ -68,3 +68,35 @@ def test_acquire_over_https_listing(tmp_path: Path, server_logs: Path) -> None:
         server.stop()
     rec = ctx.catalog.get("modis", got["h14v17"][0])
     assert ctx.store.size(**rec["raw"]) == (site / GRANULE).stat().st_size
+
+
+def test_acquire_from_a_stac_api(tmp_path: Path, server_logs: Path) -> None:
+    """modis-09A1-061-shaped items (Planetary Computer) whose `hdf` asset is the granule."""
+    import sys
+
+    from landcoverpy.pipeline.modis import ModisStacSource
+    from tests import servers
+
+    files = tmp_path / "files"
+    files.mkdir()
+    shutil.copy(shared_data("modis-mod09ga") / GRANULE, files / GRANULE)
+    item = {"type": "Feature", "stac_version": "1.0.0", "collection": "modis-09A1-061", "id": GRANULE[:-4],
+            "geometry": None, "bbox": None, "links": [],
+            "properties": {"datetime": "2008-10-22T00:00:00Z", "modis:horizontal-tile": 14, "modis:vertical-tile": 17},
+            "assets": {"hdf": {"href": "{BASE}/files/" + GRANULE, "type": "application/x-hdf"}}}
+    other = json.loads(json.dumps(item)) | {"id": "other"}
+    other["properties"]["modis:horizontal-tile"] = 15
+    (tmp_path / "items.json").write_text(json.dumps([item, other]))
+    port = servers.free_port()
+    server = servers.start([sys.executable, "-m", "tests.stac_server", "--port", str(port), "--items",
+                            str(tmp_path / "items.json"), "--files", str(files)], port, server_logs, "stac-modis",
+                           {"PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    try:
+        source = ModisStacSource(f"http://127.0.0.1:{port}")
+        found = source.search("h14v17", dt.date(2008, 10, 1), dt.date(2008, 10, 31))
+        assert [g.name for g in found] == [GRANULE]
+        ctx = Context.open(make_settings(tmp_path))
+        got = acquire_modis(ctx, source, ["h14v17"], dt.date(2008, 10, 1), dt.date(2008, 10, 31))
+    finally:
+        server.stop()
+    assert ctx.catalog.get("modis", got["h14v17"][0])["date"] == "2008-10-22"

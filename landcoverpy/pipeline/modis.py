@@ -101,6 +101,54 @@ class ModisSource:
         return _Closing(resp)
 
 
+class ModisStacSource(ModisSource):
+    """MOD09A1 items from a STAC API (Planetary Computer ``modis-09A1-061`` by default): the
+    original HDF4 granule of each item (asset ``hdf``) is fetched, so the same reader and QA apply.
+    Planetary Computer hrefs are signed when the ``planetary-computer`` package is installed."""
+
+    def __init__(self, url: str = "https://planetarycomputer.microsoft.com/api/stac/v1",
+                 collection: str = "modis-09A1-061", timeout: float = 60.0) -> None:
+        super().__init__(url, None, timeout)
+        self.url, self.collection = url.rstrip("/"), collection
+
+    @property
+    def remote(self) -> bool:
+        return True
+
+    def search(self, tile: str, start: dt.date, end: dt.date) -> list[Granule]:
+        from pystac_client import Client
+        from pystac_client.exceptions import APIError
+
+        tile = check_modis_tile(tile)
+        h, v = int(tile[1:3]), int(tile[4:6])
+        try:
+            search = Client.open(self.url, timeout=self.timeout).search(
+                collections=[self.collection], datetime=f"{start.isoformat()}/{end.isoformat()}",
+                query={"modis:horizontal-tile": {"eq": h}, "modis:vertical-tile": {"eq": v}}, max_items=1000)
+            items = list(search.items_as_dicts())
+        except (APIError, OSError) as exc:
+            raise ProviderError(f"STAC API {self.url}: MODIS search failed ({exc})") from None
+        out = []
+        for item in items:
+            asset = item.get("assets", {}).get("hdf")
+            if not asset:
+                continue
+            href = self._sign(asset["href"])
+            granule = parse_granule(asset["href"].split("?")[0].rsplit("/", 1)[-1], href)
+            if granule is not None and granule.tile == tile and start <= granule.date <= end:
+                out.append(granule)
+        return sorted(out, key=lambda g: g.date)
+
+    def _sign(self, href: str) -> str:
+        if "planetarycomputer" not in self.url:
+            return href
+        try:
+            import planetary_computer
+        except ImportError:
+            raise ProviderError("Planetary Computer assets need `pip install planetary-computer` for signing") from None
+        return str(planetary_computer.sign(href))
+
+
 class _Closing:
     def __init__(self, resp: Any) -> None:
         self.resp = resp
