@@ -196,19 +196,24 @@ def dem_cmd(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labels: P
         typer.echo(f"{tile}: {what}")
 
 
+def _build_dataset(dataset: Path | None, seasons: Path | None, lc: Path | None, sl: Path | None) -> tuple[Any, Any, Any]:
+    """Validate the inputs and build (or reuse) the training table: (context, inputs, result)."""
+    from landcoverpy.context import Context
+    from landcoverpy.pipeline.cluster import dask_client
+    from landcoverpy.pipeline.datasets import build_dataset
+
+    inputs = _inputs(dataset, seasons, lc, sl)
+    ctx = Context.open(settings())
+    with dask_client(ctx.settings) as client:
+        return ctx, inputs, build_dataset(ctx, inputs, client)
+
+
 @app.command("dataset")
 @handle_errors
 def dataset_cmd(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labels: Path = LcOpt,
                 sl_labels: Path = SlOpt) -> None:
     """Sample the composites at the labelled points into a Parquet training table."""
-    from landcoverpy.context import Context
-    from landcoverpy.pipeline.cluster import dask_client
-    from landcoverpy.pipeline.datasets import build_dataset
-
-    inputs = _inputs(dataset, seasons, lc_labels, sl_labels)
-    ctx = Context.open(settings())
-    with dask_client(ctx.settings) as client:
-        res = build_dataset(ctx, inputs, client)
+    _, _, res = _build_dataset(dataset, seasons, lc_labels, sl_labels)
     rec = res.record
     typer.echo(f"{rec['_id']}: {rec['n_samples']} samples from {rec['n_points']} points, {len(rec['features'])} features"
                + (" (reused)" if res.reused else "") + f" -> {rec['bucket']}/{rec['key']}")
@@ -219,15 +224,9 @@ def dataset_cmd(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_label
 def train_cmd(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labels: Path = LcOpt,
               sl_labels: Path = SlOpt) -> None:
     """Train the category model and one subcategory model per category, with spatial-block validation."""
-    from landcoverpy.context import Context
-    from landcoverpy.pipeline.cluster import dask_client
-    from landcoverpy.pipeline.datasets import build_dataset
     from landcoverpy.pipeline.training import model_params, train
 
-    inputs = _inputs(dataset, seasons, lc_labels, sl_labels)
-    ctx = Context.open(settings())
-    with dask_client(ctx.settings) as client:
-        ds = build_dataset(ctx, inputs, client)
+    ctx, inputs, ds = _build_dataset(dataset, seasons, lc_labels, sl_labels)
     rec, reused = train(ctx, ds.record, inputs.lc_labels, inputs.sl_labels, model_params(ctx.settings),
                         ctx.settings.SUBCATEGORY_PREDICTION)
     m = rec["metrics"]["category"]
