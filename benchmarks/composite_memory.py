@@ -79,7 +79,8 @@ def windowed(workdir: str, window: int = 1024, threads: int = 1) -> dict:
     """Our pipeline: build_composite on one band, reading the products in place."""
     from landcoverpy.config import Settings
     from landcoverpy.inputs import Season
-    from landcoverpy.pipeline.composites import CompositeParams, build_composite
+    from landcoverpy.assets.params import CompositeParams
+    from landcoverpy.pipeline.composites import build_composite
 
     root = Path(workdir)
     settings = Settings(_env_file=None, LANDCOVERPY_HOME=root / "home", TMP_DIR=root / "tmp",

@@ -25,7 +25,7 @@ from landcoverpy.errors import (
 
 log = logging.getLogger(__name__)
 
-COLLECTIONS = ("products", "composites", "dems", "modis", "datasets", "models", "maps", "runs")
+COLLECTIONS = ("products", "composites", "dems", "modis", "datasets", "models", "maps", "runs", "leases")
 
 # (fields, unique) per logical collection: the indexes the stage queries need.
 INDEXES: dict[str, list[tuple[tuple[str, ...], bool]]] = {
@@ -35,8 +35,9 @@ INDEXES: dict[str, list[tuple[tuple[str, ...], bool]]] = {
     "modis": [(("granule_id",), True), (("tile", "date"), False)],
     "datasets": [(("created",), False)],
     "models": [(("level", "category"), False)],
-    "maps": [(("tile", "kind"), False)],
+    "maps": [(("tile", "kind"), False), (("tile", "hierarchy"), False)],
     "runs": [(("started",), False)],
+    "leases": [],
 }
 
 Filter = dict[str, Any]
@@ -67,6 +68,11 @@ class Catalog(ABC):
     @abstractmethod
     def insert(self, collection: str, doc: dict[str, Any]) -> None:
         """Insert; DuplicateRecordError if ``_id`` or a unique field exists."""
+
+    @abstractmethod
+    def replace_if(self, collection: str, record_id: str, expected: Filter, doc: dict[str, Any]) -> bool:
+        """Atomically replace the record ``record_id`` with ``doc`` only if it matches ``expected``
+        (equality filter); True when it was replaced. The compare-and-swap of the run lease."""
 
     @abstractmethod
     def get(self, collection: str, record_id: str) -> dict[str, Any] | None: ...
@@ -199,6 +205,14 @@ class EmbeddedCatalog(Catalog):
             )
         except sqlite3.IntegrityError as exc:
             raise DuplicateRecordError(f"{collection} record {record_id!r} already exists: {exc}") from None
+
+    def replace_if(self, collection: str, record_id: str, expected: Filter, doc: dict[str, Any]) -> bool:
+        if _require_id(doc) != record_id:
+            raise ValueError("replace_if cannot change a record's _id")
+        where, params = self._where({"_id": record_id, **expected})
+        cur = self._conn().execute(f"UPDATE {self._table(collection)} SET doc = ?{where}",
+                                   [json.dumps(doc, sort_keys=True), *params])
+        return cur.rowcount == 1
 
     def get(self, collection: str, record_id: str) -> dict[str, Any] | None:
         row = self._conn().execute(
@@ -336,6 +350,12 @@ class MongoCatalog(Catalog):
             self._coll(collection).insert_one(dict(doc, _id=_require_id(doc)))
         except perr.DuplicateKeyError as exc:
             raise DuplicateRecordError(f"{collection} record {doc['_id']!r} already exists: {exc}") from None
+
+    def replace_if(self, collection: str, record_id: str, expected: Filter, doc: dict[str, Any]) -> bool:
+        if _require_id(doc) != record_id:
+            raise ValueError("replace_if cannot change a record's _id")
+        result = self._coll(collection).replace_one({"_id": record_id, **expected}, doc, upsert=False)
+        return int(result.matched_count) == 1
 
     def get(self, collection: str, record_id: str) -> dict[str, Any] | None:
         return self._coll(collection).find_one({"_id": record_id})

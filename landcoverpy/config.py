@@ -56,9 +56,12 @@ class Settings(BaseSettings):
     MONGO_MODELS_COLLECTION: str = "models"
     MONGO_MAPS_COLLECTION: str = "maps"
     MONGO_RUNS_COLLECTION: str = "runs"
+    MONGO_LEASES_COLLECTION: str = "leases"
 
     # Timeouts for reaching servers, seconds
     CONNECT_TIMEOUT: float = Field(5.0, gt=0)
+    # Run lease: a run whose heartbeat is older than this (seconds) is taken over
+    LEASE_TIMEOUT: float = Field(120.0, gt=0)
 
     # Inputs
     TMP_DIR: Path = Path(tempfile.gettempdir()) / "landcoverpy"
@@ -161,6 +164,7 @@ class Settings(BaseSettings):
             "models": self.MONGO_MODELS_COLLECTION,
             "maps": self.MONGO_MAPS_COLLECTION,
             "runs": self.MONGO_RUNS_COLLECTION,
+            "leases": self.MONGO_LEASES_COLLECTION,
         }
 
     def bucket_names(self) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from landcoverpy.catalog import Catalog, open_catalog
 from landcoverpy.config import Settings
@@ -14,6 +15,7 @@ class Context:
     settings: Settings
     store: ObjectStore
     catalog: Catalog
+    lease: Any = None  # the RunLease this command holds (landcoverpy.assets.lease), if any
 
     @classmethod
     def open(cls, settings: Settings) -> Context:
@@ -25,6 +27,12 @@ class Context:
     def ensure_buckets(self) -> None:
         for bucket in self.settings.bucket_names().values():
             self.store.ensure_bucket(bucket)
+
+    def check_lease(self) -> None:
+        """Before a step that replaces or removes objects: raise when this run's lease was
+        taken over by another run (no-op for library use without a lease)."""
+        if self.lease is not None:
+            self.lease.ensure_held()
 
     def close(self) -> None:
         self.catalog.close()

@@ -25,7 +25,13 @@ BAND_SCALE = 10000.0
 
 
 def layer_names(record: dict[str, Any]) -> list[str]:
-    return [*record["bands"], *record["indices"]]
+    """The layers of a feature source in their canonical order: the order its parameters list
+    them (``params.bands`` then ``params.indices``), never the order of a record's mapping, which
+    a catalog backend may sort (the embedded one stores JSON with sorted keys)."""
+    params = record.get("params") or {}
+    order = [*params.get("bands", []), *params.get("indices", [])]
+    present = [*record["bands"], *record["indices"]]
+    return [name for name in order if name in present] + sorted(name for name in present if name not in order)
 
 
 def feature_names(composites: dict[str, dict[str, Any]]) -> list[str]:

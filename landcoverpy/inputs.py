@@ -10,6 +10,7 @@ import csv
 import datetime as dt
 import json
 import logging
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,13 @@ class LabelledPoints:
         return len(self.frame)
 
 
+def normalise_name(name: str) -> str:
+    """The form a class or season name is compared and stored in: Unicode NFC, surrounding
+    whitespace removed, inner whitespace runs as one space. Case is kept (``Forest`` and
+    ``forest`` are two names); so are ``/`` and every other character."""
+    return " ".join(unicodedata.normalize("NFC", str(name)).split())
+
+
 def _fail(source: str | Path, problems: list[str]) -> InputValidationError:
     shown = problems[:MAX_ERRORS_SHOWN]
     more = f" (and {len(problems) - len(shown)} more)" if len(problems) > len(shown) else ""
@@ -94,9 +102,16 @@ def load_labels(path: str | Path, level: str) -> LabelSet:
         raise InputValidationError(f"{path}: expected a non-empty JSON object mapping class name -> integer")
     problems = []
     seen: dict[int, str] = {}
+    names: dict[str, str] = {}
+    values: dict[str, int] = {}
     for name, value in data.items():
         if not isinstance(name, str) or not name.strip():
             problems.append(f"class name {name!r} must be a non-empty string")
+        norm = normalise_name(name)
+        if norm in names:
+            problems.append(f"keys {names[norm]!r} and {name!r} are the same name once Unicode (NFC) and "
+                            "whitespace are normalised; rename one")
+        names[norm] = name
         if isinstance(value, bool) or not isinstance(value, int):
             problems.append(f"key {name!r}: value {value!r} is not an integer")
             continue
@@ -108,9 +123,10 @@ def load_labels(path: str | Path, level: str) -> LabelSet:
         if value in seen:
             problems.append(f"keys {seen[value]!r} and {name!r} share value {value}")
         seen[value] = name
+        values[norm] = value
     if problems:
         raise _fail(path, problems)
-    return LabelSet(source=str(path), values=dict(data), min_value=min_value)
+    return LabelSet(source=str(path), values=values, min_value=min_value)
 
 
 def _parse_date(path: str | Path, key: str, field: str, value: Any) -> dt.date:
@@ -130,7 +146,15 @@ def load_seasons(path: str | Path) -> list[Season]:
     if not isinstance(data, dict) or not data:
         raise InputValidationError(f"{path}: expected a non-empty JSON object mapping season name -> dates")
     seasons = []
-    for name, spec in data.items():
+    normalised: dict[str, str] = {}
+    for raw_name, spec in data.items():
+        name = normalise_name(raw_name)
+        if not name:
+            raise InputValidationError(f"{path}: a season has an empty name ({raw_name!r}); give every season a name")
+        if name in normalised:
+            raise InputValidationError(f"{path}: seasons {normalised[name]!r} and {raw_name!r} are the same name once "
+                                       "Unicode (NFC) and whitespace are normalised; rename one")
+        normalised[name] = raw_name
         if name == "dem":
             raise InputValidationError(f"{path}: season name 'dem' is reserved for the terrain features; rename it")
         if isinstance(spec, dict):
@@ -261,20 +285,25 @@ def load_points(
     if sl_property not in raw.columns:
         raw[sl_property] = ""
     problems: list[str] = []
+    tiles: dict[int, str] = {}
     lat = pd.to_numeric(raw["latitude"].str.strip(), errors="coerce")
     lon = pd.to_numeric(raw["longitude"].str.strip(), errors="coerce")
     for idx in raw.index:
         row = idx + 2  # header is line 1
-        if pd.isna(lat[idx]) or not -90 <= lat[idx] <= 90:
+        lat_ok = not pd.isna(lat[idx]) and -90 <= lat[idx] <= 90
+        lon_ok = not pd.isna(lon[idx]) and -180 <= lon[idx] <= 180
+        if not lat_ok:
             problems.append(f"row {row}: latitude {raw.at[idx, 'latitude']!r} is not a number in [-90, 90]")
-        if pd.isna(lon[idx]) or not -180 <= lon[idx] <= 180:
+        if not lon_ok:
             problems.append(f"row {row}: longitude {raw.at[idx, 'longitude']!r} is not a number in [-180, 180]")
-        cat = raw.at[idx, lc_property].strip()
+        if lat_ok and lon_ok:
+            tiles[idx] = _tile_or_problem(lat[idx], lon[idx], row, problems)
+        cat = normalise_name(raw.at[idx, lc_property])
         if not cat:
             problems.append(f"row {row}: empty {lc_property}")
         elif cat not in lc_labels.values:
             problems.append(f"row {row}: {lc_property} {cat!r} is not in {lc_labels.source}")
-        sub = raw.at[idx, sl_property].strip()
+        sub = normalise_name(raw.at[idx, sl_property])
         if sub and sl_labels is not None and sub not in sl_labels.values:
             problems.append(f"row {row}: {sl_property} {sub!r} is not in {sl_labels.source}")
     if problems:
@@ -282,10 +311,22 @@ def load_points(
     frame = pd.DataFrame({
         "latitude": lat.astype("float64"),
         "longitude": lon.astype("float64"),
-        "category": raw[lc_property].str.strip(),
-        "subcategory": raw[sl_property].str.strip(),
+        "category": raw[lc_property].map(normalise_name),
+        "subcategory": raw[sl_property].map(normalise_name),
+        "tile": pd.Series(tiles, index=raw.index, dtype=str),
     })
     return LabelledPoints(source=str(path), frame=frame.reset_index(drop=True))
+
+
+def _tile_or_problem(lat: float, lon: float, row: int, problems: list[str]) -> str:
+    """The Sentinel-2 tile of a point, or a problem naming the row (polar points)."""
+    from landcoverpy.sentinel2 import tile_of
+
+    try:
+        return tile_of(float(lat), float(lon))
+    except InputValidationError as exc:
+        problems.append(f"row {row}: {exc}")
+        return ""
 
 
 @dataclass(frozen=True)

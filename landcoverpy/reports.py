@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from typing import Any
 
 import matplotlib
@@ -13,6 +14,21 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
+
+
+def _font_families() -> list[str]:
+    """DejaVu Sans plus the installed fonts that cover other scripts, so class names in CJK
+    (or other non-Latin scripts) draw in legends instead of empty boxes (matplotlib falls back
+    glyph by glyph along this list). Only installed families are listed: no font warnings."""
+    from matplotlib import font_manager
+
+    installed = {f.name for f in font_manager.fontManager.ttflist}
+    wanted = ["DejaVu Sans", "Noto Sans CJK JP", "Noto Sans CJK SC", "WenQuanYi Micro Hei", "WenQuanYi Zen Hei",
+              "Droid Sans Fallback", "Noto Sans"]
+    return [f for f in wanted if f in installed] or ["sans-serif"]
+
+
+plt.rcParams["font.family"] = _font_families()
 
 
 def confusion_matrix_frame(metrics: dict[str, Any]) -> pd.DataFrame:
@@ -67,7 +83,10 @@ def quicklook_png(values: np.ndarray, colours: dict[int, tuple[int, int, int]], 
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
     fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    # the legend also as PNG text (iTXt, UTF-8): exact names for tools and tests, whatever the fonts
+    legend = json.dumps([{"value": int(v), "name": names.get(v, ""), "colour": "#{:02x}{:02x}{:02x}".format(*colours[v])}
+                         for v in present], ensure_ascii=False)
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight", metadata={"Title": title, "Legend": legend})
     plt.close(fig)
     return buf.getvalue()
 

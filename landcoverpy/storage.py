@@ -35,6 +35,26 @@ _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 CHUNK_SIZE = 8 * 1024 * 1024
 
 
+COG_MEDIA_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
+_MEDIA_TYPES = {
+    ".tif": COG_MEDIA_TYPE, ".tiff": COG_MEDIA_TYPE, ".png": "image/png", ".json": "application/json",
+    ".geojson": "application/geo+json", ".html": "text/html; charset=utf-8", ".md": "text/markdown; charset=utf-8",
+    ".csv": "text/csv; charset=utf-8", ".parquet": "application/vnd.apache.parquet", ".qml": "application/xml",
+    ".xml": "application/xml", ".jp2": "image/jp2", ".hdf": "application/x-hdf", ".pt": "application/octet-stream",
+    ".joblib": "application/octet-stream", ".npz": "application/octet-stream",
+}
+
+
+def media_type(key: str) -> str:
+    """The content type an object gets from its key's extension (browsers then show quicklooks
+    and reports instead of downloading them)."""
+    name = key.rsplit("/", 1)[-1].lower()
+    for ext, kind in _MEDIA_TYPES.items():
+        if name.endswith(ext):
+            return kind
+    return "application/octet-stream"
+
+
 def safe_key_part(value: str) -> str:
     """Turn user data (tile id, class or season name) into one safe key segment.
 
@@ -120,6 +140,10 @@ class ObjectStore(ABC):
 
     @abstractmethod
     def delete(self, bucket: str, key: str) -> None: ...
+
+    @abstractmethod
+    def copy(self, bucket: str, src_key: str, dst_key: str) -> None:
+        """Copy an object inside a bucket; the destination appears complete or not at all."""
 
     @abstractmethod
     def raster_uri(self, bucket: str, key: str) -> str:
@@ -253,7 +277,20 @@ class LocalStore(ObjectStore):
         return sorted(keys)
 
     def delete(self, bucket: str, key: str) -> None:
-        self._path(bucket, key).unlink(missing_ok=True)
+        path = self._path(bucket, key)
+        path.unlink(missing_ok=True)
+        base = self.root / bucket
+        for parent in path.parents:  # folders left empty go too, like prefixes on S3
+            if parent == base or base not in parent.parents:
+                break
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+
+    def copy(self, bucket: str, src_key: str, dst_key: str) -> None:
+        with self._atomic_target(bucket, dst_key) as tmp:
+            shutil.copyfile(self._existing(bucket, src_key), tmp)
 
     def raster_uri(self, bucket: str, key: str) -> str:
         return str(self._path(bucket, key))
@@ -393,12 +430,12 @@ class S3Store(ObjectStore):
         self.ensure_bucket(bucket)
         # upload_file streams in parts; the object only appears when the upload completes.
         self._call(f"uploading {bucket}/{key}", self.client.upload_file, str(path), bucket, check_key(key),
-                   Config=self._transfer())
+                   ExtraArgs={"ContentType": media_type(key)}, Config=self._transfer())
 
     def put_stream(self, bucket: str, key: str, stream: IO[bytes]) -> None:
         self.ensure_bucket(bucket)
         self._call(f"uploading {bucket}/{key}", self.client.upload_fileobj, stream, bucket, check_key(key),
-                   Config=self._transfer())
+                   ExtraArgs={"ContentType": media_type(key)}, Config=self._transfer())
 
     def get_file(self, bucket: str, key: str, path: str | Path) -> Path:
         dest = Path(path)
@@ -456,6 +493,13 @@ class S3Store(ObjectStore):
 
     def delete(self, bucket: str, key: str) -> None:
         self._call(f"deleting {bucket}/{key}", self.client.delete_object, Bucket=bucket, Key=check_key(key))
+
+    def copy(self, bucket: str, src_key: str, dst_key: str) -> None:
+        # managed copy: server side, multipart above the threshold (objects over 5 GB too)
+        self._call(f"copying {bucket}/{src_key} to {dst_key}", self.client.copy,
+                   {"Bucket": bucket, "Key": check_key(src_key)}, bucket, check_key(dst_key),
+                   ExtraArgs={"ContentType": media_type(dst_key), "MetadataDirective": "REPLACE"},
+                   Config=self._transfer())
 
     def raster_uri(self, bucket: str, key: str) -> str:
         return f"s3://{check_bucket(bucket)}/{check_key(key)}"

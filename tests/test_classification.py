@@ -90,7 +90,7 @@ def test_maps_are_valid_and_consistent(prepared: tuple[Path, dict], reference_ma
     comps = ctx.catalog.find("composites")
     no_data = None
     for loc in comps[0]["bands"].values():  # a pixel is nodata when any composite band is
-        with rasterio.open(ctx.store.raster_uri(**loc)) as src:
+        with rasterio.open(ctx.store.raster_uri(loc["bucket"], loc["key"])) as src:
             band_nodata = src.read(1) == 0
         no_data = band_nodata if no_data is None else no_data | band_nodata
     assert no_data is not None and no_data.any()
@@ -200,8 +200,8 @@ def test_tile_without_composites_is_skipped_and_reported(prepared: tuple[Path, d
     seasons = load_inputs(data / "dataset.csv", data / "seasons.json", data / "lc_labels.json", data / "sl_labels.json").seasons
     with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster, Client(cluster) as client:
         rep = classify(ctx, ["30SUF"], seasons, prepared[1], client, BLOCK, progress=False)
-    assert rep.tiles[0].skipped == "no composites"
-    assert "30SUF: skipped (no composites)" in rep.lines()
+    assert rep.tiles[0].skipped == "missing composite 'winter' (no products)"
+    assert "30SUF: skipped (missing composite 'winter' (no products))" in rep.lines()
 
 
 def test_tile_selection(prepared: tuple[Path, dict]) -> None:

@@ -16,7 +16,13 @@ from landcoverpy.context import Context
 from landcoverpy.errors import RasterError
 from landcoverpy.inputs import Season
 from landcoverpy.pipeline.acquire import acquire, fetch_product
-from landcoverpy.pipeline.composites import CompositeParams, build_composite, composite, products_for
+from landcoverpy.assets import lookup
+from landcoverpy.assets.params import CompositeParams
+from landcoverpy.pipeline.composites import build_composite, composite
+
+
+def products_for(ctx: Context, tile: str, season: object) -> list[dict]:
+    return lookup.products_for(ctx, tile, season, CompositeParams().max_products)  # type: ignore[arg-type]
 from landcoverpy.raster.cog import validate_cog
 from landcoverpy.sources.local import LocalProvider
 from tests.synthetic import expected_median, make_l2a_product

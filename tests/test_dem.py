@@ -67,7 +67,7 @@ def test_dem_stage_on_real_dem(tmp_path: Path) -> None:
     rec = build_dem(settings, "14SPB", grid, sources, window_size=128)
     layers = {}
     for name, loc in rec["layers"].items():
-        path = ctx.store.raster_uri(**loc)
+        path = ctx.store.raster_uri(loc["bucket"], loc["key"])
         assert validate_cog(path)[0]
         with rasterio.open(path) as src:
             layers[name] = src.read(1)
@@ -116,8 +116,9 @@ def test_dem_layers_become_features(tmp_path: Path) -> None:
     from landcoverpy.features import FeatureReader, feature_names
     from landcoverpy.inputs import Season
     from landcoverpy.pipeline.acquire import acquire
-    from landcoverpy.pipeline.composites import CompositeParams, composite
-    from landcoverpy.pipeline.datasets import tile_composites
+    from landcoverpy.assets.lookup import feature_sources
+    from landcoverpy.assets.params import CompositeParams
+    from landcoverpy.pipeline.composites import composite
     from landcoverpy.sources.local import LocalProvider
     from rasterio.windows import Window
     from tests.synthetic import make_l2a_product
@@ -135,11 +136,13 @@ def test_dem_layers_become_features(tmp_path: Path) -> None:
     with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster, Client(cluster) as client:
         acquire(ctx, LocalProvider(tmp_path / "src"), ["30SUF"], [season], client, progress=False)
         composite(ctx, ["30SUF"], [season], client, CompositeParams(), progress=False)
-        assert tile_composites(ctx, "30SUF", [season]) is None  # DEM wanted but not built yet
+        found = feature_sources(ctx, "30SUF", [season], CompositeParams(), with_dem=True)
+        assert found.missing == ["DEM layers"]  # DEM wanted but not built yet
         status = dem_stage(ctx, ["30SUF"], DEMSource(str(aster)), client)
     assert status["30SUF"].startswith("built")
-    sources = tile_composites(ctx, "30SUF", [season])
-    assert sources is not None and "dem" in sources
+    found = feature_sources(ctx, "30SUF", [season], CompositeParams(), with_dem=True)
+    sources = found.sources
+    assert found.complete and "dem" in sources
     names = feature_names(sources)
     assert sorted(names[-3:]) == ["dem_aspect", "dem_elevation", "dem_slope"]
     with FeatureReader(ctx.store, sources, names) as reader:

@@ -70,5 +70,10 @@ def test_demo_on_real_servers(tmp_path: Path, s3_server: servers.Server, mongo_s
     s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{s3_server.port}", region_name="us-east-1",
                       aws_access_key_id="testing", aws_secret_access_key="testing")
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=f"classification-maps-{uid}")["Contents"]}
-    assert {"classification_18SVG.tif", "sl_classification_18SVG.tif", "confidence_18SVG.tif"} <= keys
+    map_id = json.loads((tmp_path / "out" / "run.json").read_text())["maps"]["18SVG"]["_id"]
+    for name in ("classification", "sl_classification", "confidence"):
+        assert {f"18SVG/{map_id}/{name}.tif", f"18SVG/{map_id}/{name}.png", f"latest/18SVG/{name}.tif"} <= keys
+    assert "stac/catalog.json" in keys
     assert not any(k.startswith("blocks/") for k in keys)
+    head = s3.head_object(Bucket=f"classification-maps-{uid}", Key=f"latest/18SVG/classification.png")
+    assert head["ContentType"] == "image/png"

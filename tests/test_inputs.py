@@ -51,7 +51,8 @@ def test_geojson_points(tmp_path: Path, labels: tuple[Path, Path]) -> None:
         {"type": "Feature", "geometry": {"type": "Point", "coordinates": [-5.2, 37.1]},
          "properties": {"category": "vegetation", "subcategory": "forest"}}]}
     pts = load_points(write(tmp_path / "p.geojson", json.dumps(fc)), lc, sl)
-    assert pts.frame.iloc[0].to_dict() == {"latitude": 37.1, "longitude": -5.2, "category": "vegetation", "subcategory": "forest"}
+    assert pts.frame.iloc[0].to_dict() == {"latitude": 37.1, "longitude": -5.2, "category": "vegetation",
+                                           "subcategory": "forest", "tile": "30SUG"}
 
 
 def test_missing_columns(tmp_path: Path, labels: tuple[Path, Path]) -> None:
@@ -152,13 +153,12 @@ def test_kmz_points_with_extended_data(tmp_path: Path, labels: tuple[Path, Path]
         zf.writestr("doc.kml", kml)
     pts = load_points(path, lc, sl)
     assert pts.frame.to_dict("list") == {"latitude": [37.1, 37.3], "longitude": [-5.2, -5.4],
-                                         "category": ["water", "vegetation"], "subcategory": ["ocean", "forest"]}
+                                         "category": ["water", "vegetation"], "subcategory": ["ocean", "forest"],
+                                         "tile": ["30SUG", "30STG"]}
 
 
 def test_points_outside_every_tile_are_named(tmp_path: Path, labels: tuple[Path, Path]) -> None:
-    from landcoverpy.pipeline.datasets import assign_tiles
-
+    """Checked at validation, before anything is written."""
     lc = load_labels(labels[0], "category")
-    pts = load_points(points(tmp_path, "latitude,longitude,category\n37.1,-5.2,water\n85.5,10,water\n"), lc)
     with pytest.raises(InputValidationError, match=r"dataset.csv: row 3: point \(85.50000, 10.00000\) is outside every Sentinel-2 tile"):
-        assign_tiles(pts.frame, pts.source)
+        load_points(points(tmp_path, "latitude,longitude,category\n37.1,-5.2,water\n85.5,10,water\n"), lc)

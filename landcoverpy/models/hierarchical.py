@@ -14,6 +14,7 @@ import pandas as pd
 from sklearn.base import clone
 from sklearn.dummy import DummyClassifier
 
+from landcoverpy.assets.params import ModelParams
 from landcoverpy.errors import ModelError
 from landcoverpy.inputs import NOT_CLASSIFIED_VALUE, LabelSet
 from landcoverpy.models.metrics import classification_metrics
@@ -21,18 +22,7 @@ from landcoverpy.models.spatial import spatial_blocks, spatial_splits
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class ModelParams:
-    model_type: str = "random_forest"
-    n_estimators: int = 100
-    max_depth: int | None = None
-    block_km: float = 2.0
-    folds: int = 5
-    seed: int = 42
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.__dict__.copy()
+__all__ = ["Hierarchy", "ModelParams", "TrainedModel", "make_estimator", "predict_hierarchy", "train_hierarchy"]
 
 
 def make_estimator(params: ModelParams, n_jobs: int = -1) -> Any:

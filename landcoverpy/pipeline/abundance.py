@@ -28,15 +28,16 @@ from rasterio.enums import Resampling
 from rasterio.warp import reproject
 from rasterio.windows import Window
 
-from landcoverpy.pipeline.tasks import dask_task
 from landcoverpy import __version__
+from landcoverpy.assets import ids, keys, lookup, publish
 from landcoverpy.context import Context
 from landcoverpy.errors import InputValidationError, ModelError
 from landcoverpy.models.abundance import AbundanceData, AbundanceModel, Normalisation, TrainParams, train_abundance
+from landcoverpy.pipeline.tasks import dask_task
 from landcoverpy.raster.cog import CogWriter
 from landcoverpy.raster.grid import Grid, block_windows
 from landcoverpy.reports import class_colours, quicklook_png
-from landcoverpy.storage import join_key, safe_key_part
+from landcoverpy.storage import join_key
 
 log = logging.getLogger(__name__)
 
@@ -249,10 +250,9 @@ def build_abundance_dataset(ctx: Context, manifest: str | Path, fine_maps: dict[
     buf = io.BytesIO()
     frame.to_parquet(buf, index=False)
     digest = hashlib.sha256(buf.getvalue()).hexdigest()
-    did = f"abundance-{year}-{digest[:16]}"
-    key = join_key("abundance", f"{did}.parquet")
-    buf.seek(0)
-    ctx.store.put_stream(ctx.settings.MINIO_BUCKET_DATASETS, key, buf)
+    did = ids.abundance_dataset_id(year, digest)
+    key = keys.abundance_dataset_key(did)
+    ctx.store.put_bytes(ctx.settings.MINIO_BUCKET_DATASETS, key, buf.getvalue())
     record = {
         "_id": did, "kind": "abundance", "bucket": ctx.settings.MINIO_BUCKET_DATASETS, "key": key, "year": year,
         "steps": [[s.isoformat(), e.isoformat()] for s, e in steps], "bands": band_names,
@@ -281,26 +281,29 @@ def dataset_arrays(frame: pd.DataFrame, record: dict[str, Any], level: str) -> A
 
 
 def load_dataset(ctx: Context, dataset_id: str | None) -> tuple[pd.DataFrame, dict[str, Any]]:
-    if dataset_id:
-        record = ctx.catalog.get("datasets", dataset_id)
-    else:
-        found = ctx.catalog.find("datasets", {"kind": "abundance"}, sort=[("created", -1)], limit=1)
-        record = found[0] if found else None
+    record = lookup.abundance_dataset(ctx, dataset_id)
     if record is None:
         raise InputValidationError("no abundance dataset in the catalog: run `landcoverpy abundance dataset` first")
     with ctx.store.open(record["bucket"], record["key"]) as fh:
         return pd.read_parquet(io.BytesIO(fh.read())), record
 
 
-def save_model(ctx: Context, model: AbundanceModel, level: str, dataset: dict[str, Any], base: str | None = None) -> dict[str, Any]:
+def model_id_for(level: str, dataset: dict[str, Any], params: TrainParams, base: str | None) -> str:
+    """Threads do not change what is learnt; every other training setting does."""
+    identity = {k: v for k, v in params.to_dict().items() if k != "threads"}
+    return ids.abundance_model_id(level, dataset["_id"], identity, base)
+
+
+def save_model(ctx: Context, model: AbundanceModel, level: str, dataset: dict[str, Any], base: str | None = None,
+               params: TrainParams | None = None) -> dict[str, Any]:
     import torch
 
     buf = io.BytesIO()
     torch.save({"state_dict": model.network.state_dict(), "config": model.network.config}, buf)
     blob = buf.getvalue()
-    mid = f"abundance-{level}-{hashlib.sha256(blob).hexdigest()[:12]}"
+    mid = model_id_for(level, dataset, params or TrainParams(**model.params), base)
     bucket = ctx.settings.MINIO_BUCKET_MODELS
-    prefix = join_key("abundance", safe_key_part(mid))
+    prefix = keys.abundance_model_prefix(mid)
     meta = {
         "level": level, "classes": model.classes, "feature_names": model.feature_names,
         "ancillary_names": model.ancillary_names, "times": model.times, "params": model.params,
@@ -312,6 +315,7 @@ def save_model(ctx: Context, model: AbundanceModel, level: str, dataset: dict[st
     ctx.store.put_json(bucket, join_key(prefix, "metadata.json"), meta)
     ctx.store.put_json(bucket, join_key(prefix, "metrics.json"), model.metrics)
     record = {"_id": mid, "level": f"abundance-{level}", "category": None, "bucket": bucket, "prefix": prefix,
+              "model_sha256": hashlib.sha256(blob).hexdigest(), "params": model.params,
               "classes": model.classes, "dataset_id": dataset["_id"], "base_model": base,
               "metrics": {k: model.metrics["model"][k] for k in ("rmse", "mae", "r2", "dominant_accuracy")},
               "baseline_rmse": model.metrics["mean_abundance_baseline"]["rmse"],
@@ -325,13 +329,10 @@ def load_model(ctx: Context, level: str, model_id: str | None = None) -> tuple[A
 
     from landcoverpy.models.brits import BRITSAbundance
 
-    if model_id:
-        record = ctx.catalog.get("models", model_id)
-    else:
-        found = ctx.catalog.find("models", {"level": f"abundance-{level}"}, sort=[("created", -1)], limit=1)
-        record = found[0] if found else None
+    record = lookup.abundance_model(ctx, level, model_id)
     if record is None:
-        raise ModelError(f"no abundance model for level {level}: run `landcoverpy abundance train --level {level}`")
+        raise ModelError(f"no abundance model {model_id or 'for level ' + level} in the catalog: "
+                         f"run `landcoverpy abundance train --level {level}`")
     meta = ctx.store.get_json(record["bucket"], join_key(record["prefix"], "metadata.json"))
     with ctx.store.open(record["bucket"], join_key(record["prefix"], "model.pt")) as fh:
         saved = torch.load(io.BytesIO(fh.read()), map_location="cpu", weights_only=True)
@@ -346,11 +347,16 @@ def load_model(ctx: Context, level: str, model_id: str | None = None) -> tuple[A
 def train_level(ctx: Context, level: str, params: TrainParams, dataset_id: str | None = None,
                 base_model: str | None = None, progress: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
     frame, record = load_dataset(ctx, dataset_id)
+    mid = model_id_for(level, record, params, base_model)
+    existing = ctx.catalog.get("models", mid)
+    if existing is not None:
+        log.info("abundance model %s already trained on %s with these settings, reused", mid, record["_id"])
+        return existing, ctx.store.get_json(existing["bucket"], join_key(existing["prefix"], "metrics.json"))
     data = dataset_arrays(frame, record, level)
     base = load_model(ctx, level, base_model)[0] if base_model else None
     model, metrics = train_abundance(data, params, feature_names=record["bands"], ancillary_names=record["ancillary"],
                                      base=base, progress=progress)
-    return save_model(ctx, model, level, record, base_model), metrics
+    return save_model(ctx, model, level, record, base_model, params), metrics
 
 
 def predict_area(ctx: Context, level: str, output_dir: Path, model_id: str | None = None, dataset_id: str | None = None,
@@ -365,6 +371,17 @@ def predict_area(ctx: Context, level: str, output_dir: Path, model_id: str | Non
     if drec["ancillary"] != model.ancillary_names or drec["bands"] != model.feature_names:
         raise ModelError(f"dataset {drec['_id']} has inputs {drec['bands']} + {drec['ancillary']}; model {mrec['_id']} "
                          f"was trained on {model.feature_names} + {model.ancillary_names}")
+    amid = ids.abundance_map_id(level, mrec["_id"], drec["_id"])
+    existing = ctx.catalog.get("maps", amid)
+    if existing is not None:
+        log.info("abundance map %s already made by %s from %s, reused", amid, mrec["_id"], drec["_id"])
+        return export_abundance(ctx, publish_abundance(ctx, existing), output_dir)
+    record = make_abundance_map(ctx, level, model, mrec, drec, amid, block, client)
+    return export_abundance(ctx, record, output_dir)
+
+
+def make_abundance_map(ctx: Context, level: str, model: AbundanceModel, mrec: dict[str, Any], drec: dict[str, Any],
+                       amid: str, block: int, client: Any) -> dict[str, Any]:
     grid = Grid.from_dict(drec["grid"])
     items = load_series_manifest(drec["manifest"])
     steps = [(dt.date.fromisoformat(a), dt.date.fromisoformat(b)) for a, b in drec["steps"]]
@@ -376,15 +393,16 @@ def predict_area(ctx: Context, level: str, output_dir: Path, model_id: str | Non
         results = client.gather(futures)
     else:
         results = [predict_block(*args, model, w) for w in windows]
-    output_dir.mkdir(parents=True, exist_ok=True)
     k = len(model.classes)
-    abundance_path = output_dir / f"abundance_{level}.tif"
-    dominant_path = output_dir / f"dominant_{level}.tif"
     values = {name: i + 1 for i, name in enumerate(model.classes)}
     colours = class_colours(values)
     colormap = {0: (0, 0, 0, 0)} | {v: (*colours[v], 255) for v in values.values()}
-    tags = {"model": mrec["_id"], "level": level, "classes": json.dumps(model.classes)}
-    with tempfile.TemporaryDirectory(dir=ctx.settings.TMP_DIR if ctx.settings.TMP_DIR.exists() else None) as tmp:
+    tags = {"model": mrec["_id"], "dataset": drec["_id"], "map_id": amid, "level": level,
+            "classes": json.dumps(model.classes, ensure_ascii=False)}
+    bucket = ctx.settings.MINIO_BUCKET_CLASSIFICATIONS
+    ctx.settings.TMP_DIR.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=ctx.settings.TMP_DIR) as tmp:
+        abundance_path, dominant_path = Path(tmp) / f"abundance_{level}.tif", Path(tmp) / f"dominant_{level}.tif"
         with CogWriter(abundance_path, grid, "float32", count=k, nodata=float("nan"),
                        descriptions=list(model.classes), tags=tags, overview_resampling="average", tmp_dir=tmp) as ab, \
                 CogWriter(dominant_path, grid, "uint8", nodata=0, descriptions=[f"dominant {level} class"],
@@ -395,18 +413,50 @@ def predict_area(ctx: Context, level: str, output_dir: Path, model_id: str | Non
                 ab.write(cube, w)
                 dominant = np.where(np.isnan(frac).any(axis=1), 0, np.nanargmax(np.nan_to_num(frac, nan=-1), axis=1) + 1)
                 dom.write(dominant.reshape(int(w.height), int(w.width)).astype("uint8"), w)
-    with rasterio.open(dominant_path) as src:
-        dom_values = src.read(1)
-    png = output_dir / f"dominant_{level}.png"
-    png.write_bytes(quicklook_png(dom_values, colours, {v: n for n, v in values.items()}, f"dominant {level} class"))
-    bucket = ctx.settings.MINIO_BUCKET_CLASSIFICATIONS
-    for path in (abundance_path, dominant_path, png):
-        ctx.store.put_file(bucket, join_key("abundance", path.name), path)
-    ctx.catalog.upsert("maps", {"_id": f"abundance-{level}-{mrec['_id']}-{drec['_id']}", "tile": "abundance",
-                                "kind": f"abundance-{level}", "model": mrec["_id"], "dataset": drec["_id"],
-                                "outputs": {p.name: join_key("abundance", p.name) for p in (abundance_path, dominant_path, png)},
-                                "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")})
-    return {"abundance": abundance_path, "dominant": dominant_path, "quicklook": png}
+        with rasterio.open(dominant_path) as src:
+            dom_values = src.read(1)
+        png = quicklook_png(dom_values, colours, {v: n for n, v in values.items()}, f"dominant {level} class")
+        outputs = {
+            "abundance": publish.put_file(ctx.store, bucket, keys.abundance_map_key(amid, abundance_path.name), abundance_path),
+            "dominant": publish.put_file(ctx.store, bucket, keys.abundance_map_key(amid, dominant_path.name), dominant_path),
+        }
+    qkey = keys.abundance_map_key(amid, f"dominant_{level}.png")
+    ctx.store.put_bytes(bucket, qkey, png)
+    outputs["dominant"]["quicklook"] = qkey
+    record = {"_id": amid, "tile": "abundance", "kind": f"abundance-{level}", "level": level, "model": mrec["_id"],
+              "dataset": drec["_id"], "grid": grid.to_dict(), "classes": model.classes, "outputs": outputs,
+              "created": publish.now_iso(), "code_version": __version__}
+    ctx.catalog.upsert("maps", record)
+    return publish_abundance(ctx, record)
+
+
+def publish_abundance(ctx: Context, record: dict[str, Any]) -> dict[str, Any]:
+    """Mark the abundance map used now and point ``latest/abundance/{level}/`` at it."""
+    record = dict(record, last_used=publish.now_iso())
+    ctx.catalog.upsert("maps", record)
+    level = record["level"]
+    pairs = []
+    for loc in record["outputs"].values():
+        pairs.append((loc["key"], keys.abundance_alias_key(level, loc["key"].rsplit("/", 1)[-1])))
+        if loc.get("quicklook"):
+            pairs.append((loc["quicklook"], keys.abundance_alias_key(level, loc["quicklook"].rsplit("/", 1)[-1])))
+    bucket = next(iter(record["outputs"].values()))["bucket"]
+    publish.publish_alias(ctx, bucket, pairs, keys.abundance_alias_key(level, "map.json"),
+                          {"map_id": record["_id"], "model": record["model"], "dataset": record["dataset"],
+                           "published": publish.now_iso()})
+    return record
+
+
+def export_abundance(ctx: Context, record: dict[str, Any], output_dir: Path) -> dict[str, Path]:
+    """Copy the objects the catalog records for an abundance map into ``output_dir``."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    level = record["level"]
+    out = {}
+    for name, loc in record["outputs"].items():
+        out[name] = ctx.store.get_file(loc["bucket"], loc["key"], output_dir / loc["key"].rsplit("/", 1)[-1])
+        if loc.get("quicklook"):
+            out["quicklook"] = ctx.store.get_file(loc["bucket"], loc["quicklook"], output_dir / f"dominant_{level}.png")
+    return out
 
 
 @dask_task

@@ -18,13 +18,14 @@ import rasterio
 
 from landcoverpy.pipeline.tasks import dask_task, task_key
 from landcoverpy import __version__
+from landcoverpy.assets import keys
 from landcoverpy.config import Settings
 from landcoverpy.context import Context
 from landcoverpy.errors import LandcoverError, ProviderError, RasterError
 from landcoverpy.inputs import Season
 from landcoverpy.sentinel2 import BAND_RESOLUTION, L1C_BANDS, L2A_BANDS, baseline_offset
 from landcoverpy.sources.base import ProductCandidate, Provider
-from landcoverpy.storage import join_key, open_store, safe_key_part
+from landcoverpy.storage import open_store
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +38,6 @@ def select_products(candidates: list[ProductCandidate], min_useful: float, max_p
     keep = [c for c in candidates if c.useful_percentage > min_useful]
     keep.sort(key=lambda c: (-c.useful_percentage, c.sensing_time, c.product_id))
     return keep[:max_products]
-
-
-def product_prefix(product: ProductCandidate) -> str:
-    return join_key(safe_key_part(product.tile), safe_key_part(product.product_id))
 
 
 def with_retries(what: str, fn: Callable[[], Any], retries: int | None = None, base_delay: float = 1.0) -> Any:
@@ -95,7 +92,6 @@ def fetch_product(settings: Settings, provider: Provider, product: ProductCandid
     Runs on a Dask worker. On any failure, the objects written so far are deleted."""
     store = open_store(settings, check=False)
     bucket = settings.MINIO_BUCKET_NAME_PRODUCTS
-    prefix = product_prefix(product)
     missing = [b for b in expected_bands(product.level) if b not in product.assets]
     if missing:
         raise ProviderError(f"{product.product_id}: missing band(s) {', '.join(missing)}")
@@ -104,7 +100,7 @@ def fetch_product(settings: Settings, provider: Provider, product: ProductCandid
         bands: dict[str, dict[str, Any]] = {}
         for band in expected_bands(product.level):
             asset = product.assets[band]
-            key = join_key(prefix, f"{band}{asset.extension}")
+            key = keys.product_band_key(product.tile, product.product_id, band, asset.extension)
 
             def upload(asset: Any = asset, key: str = key) -> None:
                 with provider.open_asset(product, asset) as stream:

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
 import io
 import json
 import logging
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +24,16 @@ import rasterio
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
-from landcoverpy.pipeline.tasks import dask_task, task_key
 from landcoverpy import __version__
+from landcoverpy.assets import ids, keys, lookup, publish
+from landcoverpy.assets.params import CompositeParams
 from landcoverpy.config import Settings
 from landcoverpy.context import Context
 from landcoverpy.errors import LandcoverError, ModelError
 from landcoverpy.features import FeatureReader, feature_names, pixels_to_matrix, tile_grid
 from landcoverpy.inputs import NOT_CLASSIFIED_VALUE, Season
 from landcoverpy.models.hierarchical import predict_hierarchy
-from landcoverpy.pipeline.datasets import DEM_KEY, tile_composites
-from landcoverpy.pipeline.training import load_estimator
+from landcoverpy.pipeline.tasks import dask_task, task_key
 from landcoverpy.raster.cog import CogWriter
 from landcoverpy.raster.grid import Grid, block_windows, window_id
 from landcoverpy.reports import class_colours, confidence_png, quicklook_png
@@ -63,10 +62,10 @@ class LoadedHierarchy:
 
 
 def load_hierarchy(ctx: Context, record: dict[str, Any]) -> LoadedHierarchy:
-    cat_est, cat_rec = load_estimator(ctx, record["category_model"])
+    cat_est, cat_rec = lookup.load_estimator(ctx, record["category_model"])
     subs = {}
     for value, rid in record["subcategory_models"].items():
-        est, rec = load_estimator(ctx, rid)
+        est, rec = lookup.load_estimator(ctx, rid)
         subs[int(value)] = (est, rec["label_values"])
     return LoadedHierarchy(
         hierarchy_id=record["_id"], features=record["features"], category_model=cat_est,
@@ -74,12 +73,6 @@ def load_hierarchy(ctx: Context, record: dict[str, Any]) -> LoadedHierarchy:
         direct={int(k): int(v) for k, v in record["direct"].items()},
         lc_labels=record["lc_labels"], sl_labels=record["sl_labels"],
     )
-
-
-def map_id(hierarchy_id: str, tile: str, composite_ids: list[str]) -> str:
-    """Derived from the model and the composites only: the block size does not change a map."""
-    payload = json.dumps({"h": hierarchy_id, "tile": tile, "composites": sorted(composite_ids), "format": 1})
-    return f"map-{tile}-{hashlib.sha256(payload.encode()).hexdigest()[:12]}"
 
 
 @dask_task
@@ -151,22 +144,26 @@ def check_features(model_features: list[str], available: list[str], tile: str) -
 
 
 def classify_tile(ctx: Context, tile: str, seasons: list[Season], model: LoadedHierarchy, model_future: Any,
-                  client: Any, block_size: int, progress: bool = True, retries: int = 3) -> TileResult:
+                  client: Any, block_size: int, params: CompositeParams, progress: bool = True,
+                  retries: int = 3) -> TileResult:
     from distributed import as_completed
     from tqdm import tqdm
 
-    uses_dem = any(f.startswith(f"{DEM_KEY}_") for f in model.features)
-    comps = tile_composites(ctx, tile, seasons, with_dem=uses_dem)
-    if comps is None:
-        log.warning("tile %s has no composites for every season%s: skipped", tile, " or no DEM" if uses_dem else "")
-        return TileResult(tile, skipped="no composites" + (" or DEM" if uses_dem else ""))
+    found = lookup.feature_sources(ctx, tile, seasons, params, with_dem=lookup.model_uses_dem(model.features))
+    if not found.complete:
+        why = "missing " + ", ".join(found.missing)
+        log.warning("tile %s: %s under the model's composite settings: skipped", tile, why)
+        return TileResult(tile, skipped=why)
+    comps = found.sources
     check_features(model.features, feature_names(comps), tile)
-    mid = map_id(model.hierarchy_id, tile, [c["_id"] for c in comps.values()])
+    mid = ids.map_id(model.hierarchy_id, tile, found.ids)
     existing = ctx.catalog.get("maps", mid)
     if existing is not None:
-        return TileResult(tile, existing, reused=True)
+        record = mark_used(ctx, existing)
+        publish_latest(ctx, record)
+        return TileResult(tile, record, reused=True)
     grid = tile_grid(comps)
-    blocks_prefix = join_key("blocks", mid)
+    blocks_prefix = keys.blocks_prefix(mid)
     windows = list(block_windows(grid.height, grid.width, block_size))
     futures = [
         client.submit(classify_block, ctx.settings, comps, model_future, w, blocks_prefix,
@@ -182,9 +179,34 @@ def classify_tile(ctx: Context, tile: str, seasons: list[Season], model: LoadedH
     if reused:
         log.info("tile %s: %d of %d blocks were already done (resumed)", tile, reused, len(windows))
     record = assemble_maps(ctx, tile, mid, grid, windows, blocks_prefix, model, comps)
-    ctx.catalog.upsert("maps", record)
+    record["composite_params"] = params.to_dict()
+    ctx.catalog.upsert("maps", record)  # objects first, then the record
+    publish_latest(ctx, record)
+    ctx.check_lease()  # blocks are removed only by the run holding the lease
     ctx.store.delete_prefix(ctx.settings.MINIO_BUCKET_CLASSIFICATIONS, blocks_prefix + "/")
     return TileResult(tile, record)
+
+
+def mark_used(ctx: Context, record: dict[str, Any]) -> dict[str, Any]:
+    """Note that a run used this map now (pruning keeps the most recently used maps)."""
+    record = dict(record, last_used=publish.now_iso())
+    ctx.catalog.upsert("maps", record)
+    return record
+
+
+def publish_latest(ctx: Context, record: dict[str, Any]) -> None:
+    """Point ``latest/{tile}/...`` at this complete, catalogued map (copies, replaced whole)."""
+    pairs = []
+    for name, loc in record["outputs"].items():
+        pairs.append((loc["key"], keys.map_alias_key(record["tile"], name)))
+        if loc.get("quicklook"):
+            pairs.append((loc["quicklook"], keys.map_alias_key(record["tile"], name, ".png")))
+    bucket = next(iter(record["outputs"].values()))["bucket"]
+    publish.publish_alias(ctx, bucket, pairs, keys.map_alias_key(record["tile"], "map", ".json"),
+                          {"map_id": record["_id"], "hierarchy": record["hierarchy"], "tile": record["tile"],
+                           "sources": record["composites"], "created": record["created"],
+                           "published": publish.now_iso(),
+                           "objects": {n: loc["key"] for n, loc in record["outputs"].items()}})
 
 
 def _map_specs(tile: str, model: LoadedHierarchy) -> dict[str, dict[str, Any]]:
@@ -192,11 +214,11 @@ def _map_specs(tile: str, model: LoadedHierarchy) -> dict[str, dict[str, Any]]:
     sl_values = dict(model.sl_labels) | {"not classified": NOT_CLASSIFIED_VALUE}
     sl_table, sl_names = colour_table(sl_values)
     return {
-        "classification": {"file": f"classification_{tile}.tif", "colormap": lc_table, "names": lc_names,
+        "classification": {"file": "classification.tif", "colormap": lc_table, "names": lc_names,
                            "description": "category (0 = nodata)", "resampling": "mode"},
-        "sl_classification": {"file": f"sl_classification_{tile}.tif", "colormap": sl_table, "names": sl_names,
+        "sl_classification": {"file": "sl_classification.tif", "colormap": sl_table, "names": sl_names,
                               "description": "subcategory (0 = nodata, 1 = not classified)", "resampling": "mode"},
-        "confidence": {"file": f"confidence_{tile}.tif", "colormap": None, "names": {},
+        "confidence": {"file": "confidence.tif", "colormap": None, "names": {},
                        "description": "probability of the chosen category (%)", "resampling": "average"},
     }
 
@@ -233,14 +255,12 @@ def assemble_maps(ctx: Context, tile: str, mid: str, grid: Grid, windows: list[W
                             vals, cnt = np.unique(arr, return_counts=True)
                             for v, c in zip(vals.tolist(), cnt.tolist()):
                                 counts[name][v] = counts[name].get(v, 0) + c
-        keys = {}
+        outputs = {}
         for name, spec in specs.items():
-            ctx.store.put_file(bucket, spec["file"], paths[name])
-            keys[name] = {"bucket": bucket, "key": spec["file"]}
-            png = _quicklook(paths[name], name, spec, tile)
-            qkey = spec["file"].replace(".tif", ".png")
-            ctx.store.put_bytes(bucket, qkey, png)
-            keys[name]["quicklook"] = qkey
+            outputs[name] = publish.put_file(ctx.store, bucket, keys.map_key(tile, mid, name), paths[name])
+            qkey = keys.map_key(tile, mid, name, ".png")
+            ctx.store.put_bytes(bucket, qkey, _quicklook(paths[name], name, spec, tile))
+            outputs[name]["quicklook"] = qkey
     pixel_area_km2 = grid.resolution**2 / 1e6
     named_counts = {
         "classification": {specs["classification"]["names"].get(v, str(v)): c for v, c in sorted(counts["classification"].items()) if v},
@@ -248,7 +268,9 @@ def assemble_maps(ctx: Context, tile: str, mid: str, grid: Grid, windows: list[W
     }
     return {
         "_id": mid, "tile": tile, "kind": "classification", "hierarchy": model.hierarchy_id,
-        "composites": [c["_id"] for c in comps.values()], "grid": grid.to_dict(), "outputs": keys,
+        "composites": [c["_id"] for c in comps.values()], "grid": grid.to_dict(), "outputs": outputs,
+        "classes": {"classification": {str(v): n for v, n in specs["classification"]["names"].items()},
+                    "sl_classification": {str(v): n for v, n in specs["sl_classification"]["names"].items()}},
         "pixel_counts": named_counts,
         "area_km2": {k: round(v * pixel_area_km2, 4) for k, v in named_counts["classification"].items()},
         "nodata_pixels": int(counts["classification"].get(0, 0)),
@@ -267,15 +289,30 @@ def _quicklook(path: Path, name: str, spec: dict[str, Any], tile: str) -> bytes:
     return quicklook_png(values, colours, spec["names"], f"{tile} {name.replace('_', ' ')}")
 
 
+def model_composite_params(ctx: Context, hierarchy: dict[str, Any]) -> CompositeParams:
+    """The composite parameters the model was trained on (one mask definition for training and
+    prediction); the settings' for records that predate them."""
+    recorded = hierarchy.get("composite_params")
+    if recorded:
+        current = CompositeParams.from_settings(ctx.settings)
+        return replace(CompositeParams.from_dict(recorded), window_size=current.window_size, threads=current.threads)
+    return CompositeParams.from_settings(ctx.settings)
+
+
 def classify(ctx: Context, tiles: list[str], seasons: list[Season], hierarchy: dict[str, Any], client: Any,
              block_size: int | None = None, progress: bool = True) -> ClassifyReport:
+    """Classify ``tiles`` with ``hierarchy`` from the composites made as its training composites
+    were (same mask and layer parameters); a map already made for the same model and sources is
+    reused and republished as ``latest``."""
     block_size = block_size or ctx.settings.CLASSIFICATION_BLOCK_SIZE
+    params = model_composite_params(ctx, hierarchy)
     model = load_hierarchy(ctx, hierarchy)
     model_future = client.scatter(model, broadcast=True, hash=False)
     report = ClassifyReport()
     for tile in tiles:
         try:
-            report.tiles.append(classify_tile(ctx, tile, seasons, model, model_future, client, block_size, progress))
+            report.tiles.append(classify_tile(ctx, tile, seasons, model, model_future, client, block_size, params,
+                                              progress))
         except ModelError:
             raise
         except LandcoverError as exc:

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
+import tempfile
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-import hashlib
-import json
-import logging
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,8 +24,9 @@ import numpy as np
 import rasterio
 from rasterio.enums import Resampling
 
-from landcoverpy.pipeline.tasks import dask_task, task_key
 from landcoverpy import __version__
+from landcoverpy.assets import ids, keys, lookup, publish
+from landcoverpy.assets.params import CompositeParams
 from landcoverpy.config import Settings
 from landcoverpy.context import Context
 from landcoverpy.errors import LandcoverError, RasterError
@@ -36,10 +35,11 @@ from landcoverpy.raster import masks
 from landcoverpy.raster.cog import CogWriter, write_cog
 from landcoverpy.raster.composite import median_composite, valid_count
 from landcoverpy.raster.grid import Grid, block_windows
-from landcoverpy.raster.indices import INDICES, compute_index
+from landcoverpy.pipeline.tasks import dask_task, task_key
+from landcoverpy.raster.indices import compute_index
 from landcoverpy.raster.reading import GridReader, expand_window
-from landcoverpy.sentinel2 import COMPOSITE_BANDS, REFERENCE_BAND, dn_to_reflectance
-from landcoverpy.storage import ObjectStore, join_key, open_store, safe_key_part
+from landcoverpy.sentinel2 import dn_to_reflectance
+from landcoverpy.storage import ObjectStore, open_store
 
 log = logging.getLogger(__name__)
 
@@ -48,47 +48,9 @@ GDAL_CACHE_MB = 256  # GDAL's block cache defaults to 5 % of RAM; bound it so me
 BAND_SCALE = 10000.0  # composite bands are stored as uint16 reflectance x 10000, 0 = nodata
 
 
-@dataclass(frozen=True)
-class CompositeParams:
-    window_size: int = 1024
-    threads: int = 1  # windows computed concurrently inside one task (not part of the identity)
-    bands: tuple[str, ...] = tuple(COMPOSITE_BANDS)
-    indices: tuple[str, ...] = tuple(INDICES)
-    mask: masks.MaskSettings = field(default_factory=masks.MaskSettings)
-
-    def to_dict(self) -> dict[str, Any]:
-        # window_size and threads do not change the result (windowed == whole array), so they
-        # are not part of the identity of a composite.
-        return {"bands": list(self.bands), "indices": list(self.indices), "mask": self.mask.to_dict()}
-
-
-def composite_id(tile: str, season: Season, product_ids: list[str], params: CompositeParams) -> str:
-    payload = json.dumps({
-        "tile": tile, "season": [season.name, season.start.isoformat(), season.end.isoformat()],
-        "products": sorted(product_ids), "params": params.to_dict(), "format": 1,
-    }, sort_keys=True)
-    return f"{tile}_{safe_key_part(season.name)}_{hashlib.sha256(payload.encode()).hexdigest()[:12]}"
-
-
-def products_for(ctx: Context, tile: str, season: Season) -> list[dict[str, Any]]:
-    """Catalogued products of the tile within the season, best first, at most MAX_PRODUCTS_COMPOSITE."""
-    records = [
-        r for r in ctx.catalog.find("products", {"tile": tile})
-        if season.contains(dt.datetime.fromisoformat(r["sensing_time"]))
-    ]
-    records.sort(key=lambda r: (-r.get("useful_percentage", 0), r["sensing_time"], r["_id"]))
-    return records[: ctx.settings.MAX_PRODUCTS_COMPOSITE]
-
-
-def product_grid(store: ObjectStore, product: dict[str, Any], band: str = REFERENCE_BAND) -> Grid:
-    b = product["bands"][band]
-    with store.rasterio_env(), rasterio.open(store.raster_uri(b["bucket"], b["key"])) as src:
-        return Grid.from_dataset(src)
-
-
 def common_grid(store: ObjectStore, products: list[dict[str, Any]]) -> Grid:
     """The 10 m grid all products share; RasterError naming them when they differ."""
-    grids = {p["_id"]: product_grid(store, p) for p in products}
+    grids = {p["_id"]: lookup.product_grid(store, p) for p in products}
     ref_id, ref = next(iter(grids.items()))
     for pid, grid in grids.items():
         if not grid.same_as(ref):
@@ -101,8 +63,8 @@ def common_grid(store: ObjectStore, products: list[dict[str, Any]]) -> Grid:
 
 
 def s2cloudless_mask_key(product: dict[str, Any], mask: masks.MaskSettings) -> str:
-    tag = f"p{mask.cloud_probability_threshold:g}_a{mask.cloudless_average_over}_d{mask.cloudless_dilation}"
-    return join_key("masks", safe_key_part(product["tile"]), safe_key_part(product["_id"]), f"s2cloudless_{tag}.tif")
+    return keys.cloud_mask_key(product["tile"], product["_id"], mask.cloud_probability_threshold,
+                               mask.cloudless_average_over, mask.cloudless_dilation)
 
 
 def ensure_s2cloudless_mask(settings: Settings, store: ObjectStore, product: dict[str, Any],
@@ -115,7 +77,7 @@ def ensure_s2cloudless_mask(settings: Settings, store: ObjectStore, product: dic
     key = s2cloudless_mask_key(product, mask)
     if store.exists(bucket, key):
         return bucket, key
-    grid60 = product_grid(store, product, "B01")
+    grid60 = lookup.product_grid(store, product, "B01")
     layers = []
     with store.rasterio_env():
         for band in S2CLOUDLESS_BANDS:
@@ -198,9 +160,8 @@ def build_composite(settings: Settings, tile: str, season: Season, products: lis
     """Dask task: compute and store every band, index and the valid-observation count of one
     tile x season composite; return its catalog record."""
     store = open_store(settings, check=False)
-    cid = composite_id(tile, season, [p["_id"] for p in products], params)
+    cid = ids.composite_id(tile, season, [p["_id"] for p in products], params)
     bucket = settings.MINIO_BUCKET_NAME_COMPOSITES
-    prefix = join_key(safe_key_part(tile), safe_key_part(season.name), cid)
     with store.rasterio_env(GDAL_CACHEMAX=GDAL_CACHE_MB):
         grid = common_grid(store, products)
         mask_uris: dict[str, str | None] = {}
@@ -220,7 +181,8 @@ def build_composite(settings: Settings, tile: str, season: Season, products: lis
                 if name in params.bands:
                     kw: dict[str, Any] = dict(dtype="uint16", nodata=0, overview_resampling="average",
                                               descriptions=[f"{name} median reflectance x 10000"],
-                                              tags=common_tags | {"scale_factor": str(1 / BAND_SCALE)})
+                                              tags=common_tags | {"scale_factor": str(1 / BAND_SCALE)},
+                                              scales=[1 / BAND_SCALE], offsets=[0.0])
                 elif name == "valid_count":
                     kw = dict(dtype="uint8", nodata=None, overview_resampling="nearest",
                               descriptions=["number of valid observations"], tags=common_tags)
@@ -235,11 +197,8 @@ def build_composite(settings: Settings, tile: str, season: Season, products: lis
                 open_writers = {n: stack.enter_context(w) for n, w in writers.items()}
                 valid_pixels = _composite_windows(open_readers, grid, params, open_writers,
                                                   lambda: store.rasterio_env(GDAL_CACHEMAX=GDAL_CACHE_MB))
-            keys = {}
-            for name, path in paths.items():
-                key = join_key(prefix, f"{name}.tif")
-                store.put_file(bucket, key, path)
-                keys[name] = {"bucket": bucket, "key": key}
+            files = {name: publish.put_file(store, bucket, keys.composite_layer_key(tile, season.name, cid, name), path)
+                     for name, path in paths.items()}
     return {
         "_id": cid,
         "tile": tile,
@@ -248,12 +207,12 @@ def build_composite(settings: Settings, tile: str, season: Season, products: lis
         "season_end": season.end.isoformat(),
         "products": [p["_id"] for p in products],
         "grid": grid.to_dict(),
-        "bands": {b: keys[b] for b in params.bands},
-        "indices": {i: keys[i] for i in params.indices},
-        "valid_count": keys["valid_count"],
+        "bands": {b: files[b] for b in params.bands},
+        "indices": {i: files[i] for i in params.indices},
+        "valid_count": files["valid_count"],
         "band_scale": BAND_SCALE,
         "valid_percentage": round(100.0 * valid_pixels / (grid.width * grid.height), 3),
-        "params": params.to_dict() | {"window_size": params.window_size, "threads": params.threads},
+        "params": params.to_dict(),
         "code_version": __version__,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
@@ -339,18 +298,17 @@ def composite(ctx: Context, tiles: list[str], seasons: list[Season], client: Any
     from distributed import as_completed
     from tqdm import tqdm
 
-    params = params or CompositeParams()
+    params = params or CompositeParams.from_settings(ctx.settings)
     report = CompositeReport()
     futures: dict[Any, str] = {}
     for tile in tiles:
         for season in seasons:
             label = f"{tile} {season.name}"
-            products = products_for(ctx, tile, season)
-            if not products:
+            cid, products = lookup.composite_id_for(ctx, tile, season, params)
+            if cid is None:
                 report.missing.append(label)
                 log.warning("%s: no catalogued products, composite skipped", label)
                 continue
-            cid = composite_id(tile, season, [p["_id"] for p in products], params)
             if ctx.catalog.exists("composites", cid):
                 report.reused.append(cid)
                 continue
@@ -370,13 +328,3 @@ def composite(ctx: Context, tiles: list[str], seasons: list[Season], client: Any
         bar.update(1)
     bar.close()
     return report
-
-
-def latest_composite(ctx: Context, tile: str, season: Season, params: CompositeParams | None = None) -> dict[str, Any] | None:
-    """The composite of tile x season for the products currently catalogued."""
-    params = params or CompositeParams()
-    products = products_for(ctx, tile, season)
-    if not products:
-        return None
-    return ctx.catalog.get("composites", composite_id(tile, season, [p["_id"] for p in products], params))
-

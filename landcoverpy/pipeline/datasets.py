@@ -6,61 +6,24 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import io
-import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
-from landcoverpy.pipeline.tasks import dask_task, task_key
 from landcoverpy import __version__
+from landcoverpy.assets import ids, keys, lookup
+from landcoverpy.assets.params import CompositeParams
 from landcoverpy.config import Settings
 from landcoverpy.context import Context
 from landcoverpy.errors import InputValidationError, LandcoverError, RasterError
 from landcoverpy.features import FeatureReader, feature_names, sample_points
-from landcoverpy.inputs import Inputs, Season
-from landcoverpy.pipeline.composites import latest_composite
-from landcoverpy.sentinel2 import tile_of
-from landcoverpy.storage import join_key, open_store
+from landcoverpy.inputs import Inputs
+from landcoverpy.pipeline.tasks import dask_task, task_key
+from landcoverpy.storage import open_store
 
 log = logging.getLogger(__name__)
-
-
-def assign_tiles(points: pd.DataFrame, source: str = "dataset") -> pd.Series:
-    """The Sentinel-2 tile of every point; points outside the tiling are errors naming their rows."""
-    tiles, problems = [], []
-    for idx, (la, lo) in enumerate(zip(points["latitude"], points["longitude"])):
-        try:
-            tiles.append(tile_of(la, lo))
-        except InputValidationError as exc:
-            problems.append(f"row {idx + 2}: {exc}")
-            tiles.append("")
-    if problems:
-        raise InputValidationError(f"{source}: " + "; ".join(problems[:10])
-                                   + (f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""))
-    return pd.Series(tiles, index=points.index, name="tile")
-
-
-DEM_KEY = "dem"  # feature prefix of the terrain layers (a reserved season name)
-
-
-def tile_composites(ctx: Context, tile: str, seasons: list[Season], with_dem: bool | None = None) -> dict[str, dict[str, Any]] | None:
-    """The feature sources of a tile: each season's composite, plus the DEM layers (elevation,
-    slope, aspect) when ``with_dem`` (default: when DEM_SOURCE is set). None if any is missing."""
-    out = {}
-    for season in seasons:
-        rec = latest_composite(ctx, tile, season)
-        if rec is None:
-            return None
-        out[season.name] = rec
-    if with_dem if with_dem is not None else bool(ctx.settings.DEM_SOURCE):
-        dems = ctx.catalog.find("dems", {"tile": tile}, sort=[("created", -1)], limit=1)
-        if not dems:
-            return None
-        dem = dems[0]
-        out[DEM_KEY] = {"_id": dem["_id"], "tile": tile, "grid": dem["grid"], "bands": {}, "indices": dem["layers"]}
-    return out
 
 
 @dask_task
@@ -75,13 +38,6 @@ def sample_tile(settings: Settings, composites: dict[str, dict[str, Any]], point
     return table
 
 
-def dataset_id(points: pd.DataFrame, composite_ids: list[str], neighbourhood: int) -> str:
-    h = hashlib.sha256()
-    h.update(pd.util.hash_pandas_object(points[["latitude", "longitude", "category", "subcategory"]], index=False).values.tobytes())
-    h.update(json.dumps({"composites": sorted(composite_ids), "neighbourhood": neighbourhood, "format": 1}).encode())
-    return f"dataset-{h.hexdigest()[:16]}"
-
-
 @dataclass
 class DatasetResult:
     record: dict[str, Any]
@@ -89,33 +45,32 @@ class DatasetResult:
     skipped_tiles: dict[str, str] = field(default_factory=dict)
 
 
-def build_dataset(ctx: Context, inputs: Inputs, client: Any, neighbourhood: int | None = None) -> DatasetResult:
+def build_dataset(ctx: Context, inputs: Inputs, client: Any, neighbourhood: int | None = None,
+                  params: CompositeParams | None = None, with_dem: bool | None = None) -> DatasetResult:
+    """Sample the feature sources of every tile with points (the composites made under
+    ``params``, default from the settings, plus the DEM layers when ``with_dem``, default when
+    DEM_SOURCE is set) into one training table, or reuse the one already catalogued."""
     neighbourhood = neighbourhood or ctx.settings.NEIGHBOURHOOD
-    points = inputs.points.frame.copy()
-    points["tile"] = assign_tiles(points, inputs.points.source)
-    per_tile: dict[str, dict[str, dict[str, Any]]] = {}
-    skipped: dict[str, str] = {}
-    for tile in sorted(points["tile"].unique()):
-        comps = tile_composites(ctx, tile, inputs.seasons)
-        if comps is None:
-            n = int((points["tile"] == tile).sum())
-            skipped[tile] = (f"{n} point(s) skipped: no composite for every season (run acquire + composite)"
-                             + (", or no DEM (run dem)" if ctx.settings.DEM_SOURCE else ""))
-            log.warning("tile %s: %s", tile, skipped[tile])
-            continue
-        per_tile[tile] = comps
-    if not per_tile:
+    params = params or CompositeParams.from_settings(ctx.settings)
+    with_dem = bool(ctx.settings.DEM_SOURCE) if with_dem is None else with_dem
+    points = inputs.points.frame
+    plan = lookup.dataset_plan(ctx, points, inputs.seasons, params, with_dem, neighbourhood)
+    per_tile, skipped = plan.per_tile, dict(plan.skipped)
+    for tile, why in skipped.items():
+        log.warning("tile %s: %s", tile, why)
+    if not per_tile or plan.dataset_id is None:
         raise InputValidationError(
-            f"{inputs.points.source}: none of the points' tiles ({', '.join(sorted(points['tile'].unique()))}) "
-            "has composites for every season; run `landcoverpy acquire` and `landcoverpy composite` first"
+            f"{inputs.points.source}: none of the points' tiles has every feature source under the current "
+            f"settings ({'; '.join(f'{t}: {why}' for t, why in skipped.items())}); build them with "
+            "`landcoverpy acquire`, `landcoverpy composite`" + (" and `landcoverpy dem`" if with_dem else "")
+            + " (or `landcoverpy run`) with the same settings"
         )
     feature_sets = {tile: feature_names(c) for tile, c in per_tile.items()}
     reference = next(iter(feature_sets.values()))
     for tile, feats in feature_sets.items():
         if feats != reference:
             raise RasterError(f"tile {tile} composites have different layers from the other tiles")
-    comp_ids = [rec["_id"] for comps in per_tile.values() for rec in comps.values()]
-    did = dataset_id(points, comp_ids, neighbourhood)
+    comp_ids, did = plan.source_ids, plan.dataset_id
     existing = ctx.catalog.get("datasets", did)
     if existing is not None:
         log.info("dataset %s already built, reused", did)
@@ -142,9 +97,8 @@ def build_dataset(ctx: Context, inputs: Inputs, client: Any, neighbourhood: int 
     table.to_parquet(buf, index=False)
     table_hash = hashlib.sha256(buf.getvalue()).hexdigest()
     bucket = ctx.settings.MINIO_BUCKET_DATASETS
-    key = join_key("datasets", f"{did}.parquet")
-    buf.seek(0)
-    ctx.store.put_stream(bucket, key, buf)
+    key = keys.dataset_key(did)
+    ctx.store.put_bytes(bucket, key, buf.getvalue())
     record = {
         "_id": did,
         "bucket": bucket,
@@ -152,6 +106,10 @@ def build_dataset(ctx: Context, inputs: Inputs, client: Any, neighbourhood: int 
         "features": reference,
         "seasons": [s.name for s in inputs.seasons],
         "composites": comp_ids,
+        "composite_params": params.to_dict(),
+        "season_defs": [ids.season_identity(s) for s in inputs.seasons],
+        "with_dem": with_dem,
+        "size": len(buf.getvalue()),
         "tiles": sorted(per_tile),
         "neighbourhood": neighbourhood,
         "n_points": int(len(sampled_points)),
@@ -167,8 +125,3 @@ def build_dataset(ctx: Context, inputs: Inputs, client: Any, neighbourhood: int 
     ctx.catalog.upsert("datasets", record)
     log.info("dataset %s: %d samples from %d points, %d features", did, len(table), len(sampled_points), len(reference))
     return DatasetResult(record, False, skipped)
-
-
-def load_table(ctx: Context, record: dict[str, Any]) -> pd.DataFrame:
-    with ctx.store.open(record["bucket"], record["key"]) as fh:
-        return pd.read_parquet(io.BytesIO(fh.read()))

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
-import json
 import logging
 import tempfile
 from pathlib import Path
@@ -20,6 +18,7 @@ from rasterio.warp import reproject
 from rasterio.windows import Window
 
 from landcoverpy import __version__
+from landcoverpy.assets import ids, keys, lookup, publish
 from landcoverpy.config import Settings
 from landcoverpy.context import Context
 from landcoverpy.errors import LandcoverError, ProviderError
@@ -29,7 +28,7 @@ from landcoverpy.raster.grid import Grid, block_windows
 from landcoverpy.raster.reading import expand_window
 from landcoverpy.raster.terrain import aspect_degrees, slope_degrees
 from landcoverpy.sources.dem import DEMSource, aster_tiles_for_bounds
-from landcoverpy.storage import join_key, open_store, safe_key_part
+from landcoverpy.storage import open_store
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +49,9 @@ def grid_lonlat_bounds(grid: Grid) -> tuple[float, float, float, float]:
 def ensure_aster_tiles(ctx: Context, source: DEMSource, names: list[str]) -> list[dict[str, str]]:
     """Fetch the ASTER tiles not yet stored; tiles the source lacks (sea) are skipped."""
     bucket = ctx.settings.MINIO_BUCKET_NAME_ASTER
-    keys = []
+    stored = []
     for name in names:
-        key = f"{name}_dem.tif"
+        key = keys.aster_tile_key(name)
         if not ctx.store.exists(bucket, key):
             with source.open_tile(name) as stream:
                 if stream is None:
@@ -63,8 +62,8 @@ def ensure_aster_tiles(ctx: Context, source: DEMSource, names: list[str]) -> lis
                 if src.count < 1 or src.crs is None:
                     ctx.store.delete(bucket, key)
                     raise ProviderError(f"{name}: not a georeferenced DEM")
-        keys.append({"bucket": bucket, "key": key})
-    return keys
+        stored.append({"bucket": bucket, "key": key})
+    return stored
 
 
 def _elevation_window(store: Any, sources: list[dict[str, str]], grid: Grid, window: Window) -> np.ndarray:
@@ -77,11 +76,6 @@ def _elevation_window(store: Any, sources: list[dict[str, str]], grid: Grid, win
         fill = np.isnan(out) & ~np.isnan(part)
         out[fill] = part[fill]
     return out
-
-
-def dem_id(tile: str, grid: Grid, sources: list[dict[str, str]]) -> str:
-    payload = json.dumps({"tile": tile, "grid": grid.to_dict(), "sources": sorted(s["key"] for s in sources), "v": 1})
-    return f"dem-{tile}-{hashlib.sha256(payload.encode()).hexdigest()[:12]}"
 
 
 @dask_task
@@ -107,26 +101,14 @@ def build_dem(settings: Settings, tile: str, grid: Grid, sources: list[dict[str,
                 writers["elevation"].write(z[rs, cs], window)
                 writers["slope"].write(slope_degrees(z, grid.resolution)[rs, cs], window)
                 writers["aspect"].write(aspect_degrees(z, grid.resolution)[rs, cs], window)
-        keys = {}
-        for name, path in paths.items():
-            key = join_key(safe_key_part(tile), did, f"{name}.tif")
-            store.put_file(bucket, key, path)
-            keys[name] = {"bucket": bucket, "key": key}
-    return {"_id": did, "tile": tile, "grid": grid.to_dict(), "layers": keys, "sources": sources,
+        layers = {name: publish.put_file(store, bucket, keys.dem_layer_key(tile, did, name), path)
+                  for name, path in paths.items()}
+    return {"_id": did, "tile": tile, "grid": grid.to_dict(), "layers": layers, "sources": sources,
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "code_version": __version__}
 
 
-def tile_grid_for(ctx: Context, tile: str) -> Grid | None:
-    comps = ctx.catalog.find("composites", {"tile": tile}, limit=1)
-    if comps:
-        return Grid.from_dict(comps[0]["grid"])
-    products = ctx.catalog.find("products", {"tile": tile}, limit=1)
-    if products:
-        from landcoverpy.pipeline.composites import product_grid
-
-        with ctx.store.rasterio_env():
-            return product_grid(ctx.store, products[0])
-    return None
+def dem_id(tile: str, grid: Grid, sources: list[dict[str, str]]) -> str:
+    return ids.dem_id(tile, grid.to_dict(), [s["key"] for s in sources])
 
 
 def dem_stage(ctx: Context, tiles: list[str], source: DEMSource, client: Any) -> dict[str, str]:
@@ -134,7 +116,8 @@ def dem_stage(ctx: Context, tiles: list[str], source: DEMSource, client: Any) ->
     status: dict[str, str] = {}
     futures = {}
     for tile in tiles:
-        grid = tile_grid_for(ctx, tile)
+        with ctx.store.rasterio_env():
+            grid = lookup.tile_grid(ctx, tile)
         if grid is None:
             status[tile] = "skipped: no products or composites to take the grid from"
             continue

@@ -20,11 +20,11 @@ from landcoverpy.errors import InputValidationError, LandcoverError
 from landcoverpy.inputs import Inputs, LabelledPoints
 from landcoverpy.pipeline.acquire import acquire
 from landcoverpy.pipeline.classification import classify
-from landcoverpy.pipeline.composites import CompositeParams, composite
-from landcoverpy.pipeline.datasets import assign_tiles, build_dataset
+from landcoverpy.assets.params import CompositeParams, ModelParams
+from landcoverpy.pipeline.composites import composite
+from landcoverpy.pipeline.datasets import build_dataset
 from landcoverpy.pipeline.evaluation import holdout_accuracy
-from landcoverpy.pipeline.training import model_params, train
-from landcoverpy.raster.masks import MaskSettings
+from landcoverpy.pipeline.training import train
 from landcoverpy.sentinel2 import normalise_tile
 from landcoverpy.sources.base import Provider
 
@@ -32,16 +32,11 @@ log = logging.getLogger(__name__)
 
 
 def composite_params(settings: Any) -> CompositeParams:
-    return CompositeParams(
-        window_size=settings.COMPOSITE_WINDOW_SIZE,
-        threads=settings.COMPOSITE_THREADS,
-        mask=MaskSettings(dilation_pixels=settings.MASK_DILATION_PIXELS,
-                          cloud_probability_threshold=settings.CLOUD_PROBABILITY_THRESHOLD),
-    )
+    return CompositeParams.from_settings(settings)
 
 
 def training_tiles(inputs: Inputs) -> list[str]:
-    return sorted(set(assign_tiles(inputs.points.frame, inputs.points.source)))
+    return sorted(set(inputs.points.frame["tile"]))
 
 
 def resolve_tiles(spec: list[str] | str | None, inputs: Inputs, catalog: Any = None) -> list[str]:
@@ -98,6 +93,7 @@ def run_workflow(ctx: Context, inputs: Inputs, provider: Provider, client: Any, 
     fetched = sum(len(e.fetched) for e in acq.entries)
     run.stages.append(StageTiming("acquire", time.perf_counter() - t, fetched > 0, "; ".join(acq.lines())))
 
+    ctx.check_lease()
     t = time.perf_counter()
     comp = composite(ctx, all_tiles, inputs.seasons, client, composite_params(settings), progress)
     run.stages.append(StageTiming("composite", time.perf_counter() - t, bool(comp.built),
@@ -115,20 +111,23 @@ def run_workflow(ctx: Context, inputs: Inputs, provider: Provider, client: Any, 
         run.stages.append(StageTiming("dem", time.perf_counter() - t, any(v.startswith("built") for v in status.values()),
                                       "; ".join(f"{k}: {v}" for k, v in status.items())))
 
+    ctx.check_lease()
     t = time.perf_counter()
-    ds = build_dataset(ctx, inputs, client)
+    ds = build_dataset(ctx, inputs, client, params=composite_params(settings))
     run.dataset = ds.record
     run.stages.append(StageTiming("dataset", time.perf_counter() - t, not ds.reused,
                                   f"{ds.record['n_samples']} samples from {ds.record['n_points']} points"))
 
+    ctx.check_lease()
     t = time.perf_counter()
-    hierarchy, reused = train(ctx, ds.record, inputs.lc_labels, inputs.sl_labels, model_params(settings),
+    hierarchy, reused = train(ctx, ds.record, inputs.lc_labels, inputs.sl_labels, ModelParams.from_settings(settings),
                               subcategories=settings.SUBCATEGORY_PREDICTION)
     run.hierarchy = hierarchy
     m = hierarchy["metrics"]["category"]
     run.stages.append(StageTiming("train", time.perf_counter() - t, not reused,
                                   f"category OA {m['overall_accuracy']:.3f}, kappa {m['kappa']:.3f}, macro F1 {m['macro_f1']:.3f}"))
 
+    ctx.check_lease()
     t = time.perf_counter()
     rep = classify(ctx, predict_tiles, inputs.seasons, hierarchy, client, progress=progress)
     run.maps = {r.tile: r.record for r in rep.tiles if r.record}
@@ -152,10 +151,11 @@ def export_outputs(ctx: Context, run: RunResult, output_dir: Path) -> dict[str, 
     """Copy maps, quicklooks, confusion matrices and a report to ``output_dir``."""
     output_dir.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
-    for tile, rec in run.maps.items():
+    for tile, rec in run.maps.items():  # exactly the objects the catalog records for this run's maps
         for name, loc in rec["outputs"].items():
-            written[f"{name}_{tile}"] = ctx.store.get_file(loc["bucket"], loc["key"], output_dir / loc["key"])
-            written[f"{name}_{tile}_png"] = ctx.store.get_file(loc["bucket"], loc["quicklook"], output_dir / loc["quicklook"])
+            written[f"{name}_{tile}"] = ctx.store.get_file(loc["bucket"], loc["key"], output_dir / f"{name}_{tile}.tif")
+            written[f"{name}_{tile}_png"] = ctx.store.get_file(loc["bucket"], loc["quicklook"],
+                                                               output_dir / f"{name}_{tile}.png")
     assert run.hierarchy is not None
     bucket = ctx.settings.MINIO_BUCKET_MODELS
     for key in ctx.store.list(bucket, run.hierarchy["_id"] + "/"):
@@ -167,7 +167,10 @@ def export_outputs(ctx: Context, run: RunResult, output_dir: Path) -> dict[str, 
     written["report"] = output_dir / "report.md"
     (output_dir / "run.json").write_text(json.dumps({
         "run_id": run.run_id, "stages": [s.__dict__ for s in run.stages], "holdout": run.holdout,
-        "maps": {t: {k: r[k] for k in ("_id", "pixel_counts", "area_km2")} for t, r in run.maps.items()},
+        "maps": {t: {k: r[k] for k in ("_id", "hierarchy", "composites", "pixel_counts", "area_km2")}
+                 | {"objects": {n: {k: loc.get(k) for k in ("bucket", "key", "sha256", "size")}
+                                for n, loc in r["outputs"].items()}} for t, r in run.maps.items()},
+        "hierarchy": run.hierarchy["_id"], "dataset": run.dataset["_id"] if run.dataset else None,
         "model_metrics": run.hierarchy["metrics"],
     }, indent=2, default=str))
     return written

@@ -46,6 +46,8 @@ class CogWriter:
         colormap: dict[int, tuple[int, int, int, int]] | None = None,
         tags: dict[str, str] | None = None,
         band_tags: list[dict[str, str]] | None = None,
+        scales: list[float] | None = None,
+        offsets: list[float] | None = None,
         overview_resampling: str = "nearest",
         blocksize: int = COG_BLOCKSIZE,
         tmp_dir: str | Path | None = None,
@@ -54,6 +56,7 @@ class CogWriter:
         self.grid, self.dtype, self.count, self.nodata = grid, dtype, count, nodata
         self.descriptions, self.colormap, self.tags = descriptions, colormap, tags or {}
         self.band_tags = band_tags
+        self.scales, self.offsets = scales, offsets
         self.overview_resampling, self.blocksize = overview_resampling, blocksize
         self.tmp_dir = tmp_dir
         self._tmp: str | None = None
@@ -78,6 +81,11 @@ class CogWriter:
             self._dst.update_tags(**self.tags)
         for i, tags in enumerate(self.band_tags or [], start=1):
             self._dst.update_tags(i, **tags)
+        # GDAL band scale/offset: readers (QGIS, rioxarray mask_and_scale) get physical values
+        if self.scales is not None:
+            self._dst.scales = tuple(self.scales)
+        if self.offsets is not None:
+            self._dst.offsets = tuple(self.offsets)
         return self
 
     def write(self, data: np.ndarray, window: Window) -> None:

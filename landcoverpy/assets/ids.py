@@ -1,0 +1,103 @@
+"""Asset ids. Every id is a readable prefix plus a digest of a canonical JSON payload holding
+the ids of the asset's inputs, every parameter that changes its content and a format version
+(bumped whenever the content an id stands for changes for the same inputs).
+
+Label and season names are data: they enter payloads as exact Unicode strings and never become
+the id's readable part, so two names never share an id whatever their spelling.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
+
+import pandas as pd
+
+from landcoverpy.inputs import Season
+
+# Format versions, one per kind.
+COMPOSITE_FORMAT = 2
+DEM_FORMAT = 2
+DATASET_FORMAT = 2
+HIERARCHY_FORMAT = 2
+MAP_FORMAT = 2
+ABUNDANCE_MODEL_FORMAT = 1
+ABUNDANCE_MAP_FORMAT = 1
+
+
+class HasIdentity(Protocol):
+    def identity(self) -> dict[str, Any]: ...
+
+
+def digest(payload: Any, length: int = 16) -> str:
+    """Hex digest of the canonical JSON of ``payload`` (sorted keys, no whitespace)."""
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
+
+
+def season_identity(season: Season) -> list[str]:
+    return [season.name, season.start.isoformat(), season.end.isoformat()]
+
+
+def composite_id(tile: str, season: Season, product_ids: Iterable[str], params: HasIdentity) -> str:
+    payload = {"kind": "composite", "tile": tile, "season": season_identity(season),
+               "products": sorted(product_ids), "params": params.identity(), "format": COMPOSITE_FORMAT}
+    return f"composite-{tile}-{digest(payload)}"
+
+
+def dem_id(tile: str, grid: Mapping[str, Any], source_keys: Iterable[str]) -> str:
+    payload = {"kind": "dem", "tile": tile, "grid": dict(grid), "sources": sorted(source_keys),
+               "format": DEM_FORMAT}
+    return f"dem-{tile}-{digest(payload)}"
+
+
+def points_digest(points: pd.DataFrame) -> str:
+    """Digest of the labelled points exactly as validated (coordinates and label names)."""
+    cols = points[["latitude", "longitude", "category", "subcategory"]]
+    return hashlib.sha256(pd.util.hash_pandas_object(cols, index=False).values.tobytes()).hexdigest()
+
+
+def dataset_id(points: pd.DataFrame, source_ids: Iterable[str], neighbourhood: int) -> str:
+    payload = {"kind": "dataset", "points": points_digest(points), "sources": sorted(source_ids),
+               "neighbourhood": neighbourhood, "format": DATASET_FORMAT}
+    return f"dataset-{digest(payload)}"
+
+
+def hierarchy_id(dataset: str, params: HasIdentity, lc_labels: Mapping[str, int], sl_labels: Mapping[str, int],
+                 subcategories: bool) -> str:
+    payload = {"kind": "hierarchy", "dataset": dataset, "params": params.identity(),
+               "lc": sorted(lc_labels.items()), "sl": sorted(sl_labels.items()), "sub": subcategories,
+               "format": HIERARCHY_FORMAT}
+    return f"hierarchy-{digest(payload)}"
+
+
+def model_id(hierarchy: str, level: str, category_value: int | None) -> str:
+    """A member model of a hierarchy: ``{hierarchy}:category`` or ``{hierarchy}:sub{value}``
+    (the parent category's map value, unique by validation of the label file)."""
+    return f"{hierarchy}:category" if level == "category" else f"{hierarchy}:sub{int(category_value or 0)}"
+
+
+def map_id(hierarchy: str, tile: str, source_ids: Iterable[str]) -> str:
+    """Derived from the model and the feature sources only: the block size does not change a map."""
+    payload = {"kind": "map", "hierarchy": hierarchy, "tile": tile, "sources": sorted(source_ids),
+               "format": MAP_FORMAT}
+    return f"map-{tile}-{digest(payload)}"
+
+
+def abundance_dataset_id(year: int, table_sha256: str) -> str:
+    """Content-addressed: the inputs are user rasters whose content the table captures."""
+    return f"abundance-{year}-{table_sha256[:16]}"
+
+
+def abundance_model_id(level: str, dataset: str, params: Mapping[str, Any], base_model: str | None) -> str:
+    payload = {"kind": "abundance-model", "level": level, "dataset": dataset, "params": dict(params),
+               "base": base_model, "format": ABUNDANCE_MODEL_FORMAT}
+    return f"abundance-{level}-{digest(payload)}"
+
+
+def abundance_map_id(level: str, model: str, dataset: str) -> str:
+    payload = {"kind": "abundance-map", "level": level, "model": model, "dataset": dataset,
+               "format": ABUNDANCE_MAP_FORMAT}
+    return f"abundance-map-{level}-{digest(payload)}"

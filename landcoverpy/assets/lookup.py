@@ -1,0 +1,263 @@
+"""Lookups the stages need, computed with the same id rules the builders use.
+
+"The composite of tile T and season S under these parameters" recomputes the composite id from
+the products the catalog holds for T and S and the parameters; "the hierarchy trained on this
+dataset with these parameters" recomputes the hierarchy id; "the maps of tile T made by
+hierarchy H" is a catalog query. A stage never derives another stage's ids itself.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from landcoverpy.assets import ids
+from landcoverpy.assets.params import DEM_FEATURE_PREFIX, CompositeParams, ModelParams
+from landcoverpy.context import Context
+from landcoverpy.errors import ModelError
+from landcoverpy.inputs import LabelSet, Season
+from landcoverpy.raster.grid import Grid
+from landcoverpy.sentinel2 import REFERENCE_BAND
+from landcoverpy.storage import ObjectStore
+
+
+def product_grid(store: ObjectStore, product: dict[str, Any], band: str = REFERENCE_BAND) -> Grid:
+    """The grid of one band of a catalogued product (10 m for the reference band)."""
+    import rasterio
+
+    b = product["bands"][band]
+    with store.rasterio_env(), rasterio.open(store.raster_uri(b["bucket"], b["key"])) as src:
+        return Grid.from_dataset(src)
+
+
+def tile_grid(ctx: Context, tile: str) -> Grid | None:
+    """The 10 m grid of a Sentinel-2 tile, from its composites or, before any, its products."""
+    comps = ctx.catalog.find("composites", {"tile": tile}, limit=1)
+    if comps:
+        return Grid.from_dict(comps[0]["grid"])
+    products = ctx.catalog.find("products", {"tile": tile}, limit=1)
+    return product_grid(ctx.store, products[0]) if products else None
+
+
+def products_for(ctx: Context, tile: str, season: Season, max_products: int) -> list[dict[str, Any]]:
+    """Catalogued products of ``tile`` sensed within ``season``, best first (useful data, then
+    sensing time, then id), at most ``max_products``: the inputs of its composite."""
+    records = [
+        r for r in ctx.catalog.find("products", {"tile": tile})
+        if season.contains(dt.datetime.fromisoformat(r["sensing_time"]))
+    ]
+    records.sort(key=lambda r: (-r.get("useful_percentage", 0), r["sensing_time"], r["_id"]))
+    return records[:max_products]
+
+
+def composite_id_for(ctx: Context, tile: str, season: Season, params: CompositeParams) -> tuple[str | None, list[dict[str, Any]]]:
+    """The id the composite of ``tile`` x ``season`` has under ``params`` given the catalogued
+    products (None without products), and those products."""
+    products = products_for(ctx, tile, season, params.max_products)
+    if not products:
+        return None, []
+    return ids.composite_id(tile, season, [p["_id"] for p in products], params), products
+
+
+def composite_for(ctx: Context, tile: str, season: Season, params: CompositeParams) -> dict[str, Any] | None:
+    cid, _ = composite_id_for(ctx, tile, season, params)
+    return ctx.catalog.get("composites", cid) if cid else None
+
+
+def dem_for(ctx: Context, tile: str, grid: Grid | None = None) -> dict[str, Any] | None:
+    """The newest DEM layers of ``tile`` (on ``grid`` when given)."""
+    for rec in ctx.catalog.find("dems", {"tile": tile}, sort=[("created", -1)]):
+        if grid is None or Grid.from_dict(rec["grid"]).same_as(grid):
+            return rec
+    return None
+
+
+DEM_LAYER_ORDER = ("elevation", "slope", "aspect")
+
+
+def dem_as_source(dem: dict[str, Any]) -> dict[str, Any]:
+    """A DEM record shaped like a composite record, so features read its layers alike (in the
+    canonical order elevation, slope, aspect)."""
+    return {"_id": dem["_id"], "tile": dem["tile"], "grid": dem["grid"], "bands": {}, "indices": dem["layers"],
+            "params": {"bands": [], "indices": list(DEM_LAYER_ORDER)}}
+
+
+@dataclass
+class FeatureSources:
+    """The feature sources of one tile: each season's composite (by exact season name) and the
+    DEM layers (under :data:`DEM_FEATURE_PREFIX`) when wanted; ``missing`` says what is absent."""
+
+    tile: str
+    sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing
+
+    @property
+    def ids(self) -> list[str]:
+        return [rec["_id"] for rec in self.sources.values()]
+
+
+def feature_sources(ctx: Context, tile: str, seasons: list[Season], params: CompositeParams,
+                    with_dem: bool) -> FeatureSources:
+    out = FeatureSources(tile)
+    for season in seasons:
+        cid, products = composite_id_for(ctx, tile, season, params)
+        rec = ctx.catalog.get("composites", cid) if cid else None
+        if rec is None:
+            out.missing.append(f"composite {season.name!r}" + ("" if products else " (no products)"))
+        else:
+            out.sources[season.name] = rec
+    if with_dem:
+        grid = Grid.from_dict(next(iter(out.sources.values()))["grid"]) if out.sources else None
+        dem = dem_for(ctx, tile, grid)
+        if dem is None:
+            out.missing.append("DEM layers")
+        else:
+            out.sources[DEM_FEATURE_PREFIX] = dem_as_source(dem)
+    return out
+
+
+def model_uses_dem(features: list[str]) -> bool:
+    return any(f.startswith(f"{DEM_FEATURE_PREFIX}_") for f in features)
+
+
+# Training datasets
+@dataclass
+class DatasetPlan:
+    """The training dataset the points and parameters identify: the feature sources of every
+    tile with points (tiles missing a source are skipped and said why) and the dataset id."""
+
+    per_tile: dict[str, dict[str, dict[str, Any]]]
+    skipped: dict[str, str]
+    dataset_id: str | None
+
+    @property
+    def source_ids(self) -> list[str]:
+        return [rec["_id"] for comps in self.per_tile.values() for rec in comps.values()]
+
+
+def dataset_plan(ctx: Context, points: pd.DataFrame, seasons: list[Season], params: CompositeParams,
+                 with_dem: bool, neighbourhood: int) -> DatasetPlan:
+    """``points`` carries a ``tile`` column (as validated inputs do)."""
+    per_tile: dict[str, dict[str, dict[str, Any]]] = {}
+    skipped: dict[str, str] = {}
+    for tile in sorted(points["tile"].unique()):
+        found = feature_sources(ctx, tile, seasons, params, with_dem)
+        if found.complete:
+            per_tile[tile] = found.sources
+        else:
+            n = int((points["tile"] == tile).sum())
+            skipped[tile] = f"{n} point(s) skipped: missing {', '.join(found.missing)}"
+    plan = DatasetPlan(per_tile, skipped, None)
+    if per_tile:
+        plan.dataset_id = ids.dataset_id(points, plan.source_ids, neighbourhood)
+    return plan
+
+
+def dataset(ctx: Context, dataset_id: str) -> dict[str, Any] | None:
+    return ctx.catalog.get("datasets", dataset_id)
+
+
+def load_table(ctx: Context, record: dict[str, Any]) -> pd.DataFrame:
+    with ctx.store.open(record["bucket"], record["key"]) as fh:
+        return pd.read_parquet(io.BytesIO(fh.read()))
+
+
+# Models
+def hierarchy_for(ctx: Context, dataset_id: str, params: ModelParams, lc: LabelSet, sl: LabelSet,
+                  subcategories: bool) -> tuple[str, dict[str, Any] | None]:
+    """The id of the hierarchy trained on ``dataset_id`` with ``params`` and its record (None
+    when not trained yet)."""
+    hid = ids.hierarchy_id(dataset_id, params, lc.values, sl.values, subcategories)
+    return hid, ctx.catalog.get("models", hid)
+
+
+def hierarchy(ctx: Context, hierarchy_id: str) -> dict[str, Any]:
+    rec = ctx.catalog.get("models", hierarchy_id)
+    if rec is None or rec.get("level") != "hierarchy":
+        known = [r["_id"] for r in ctx.catalog.find("models", {"level": "hierarchy"}, sort=[("created", -1)], limit=5)]
+        raise ModelError(f"no trained hierarchy {hierarchy_id!r} in the catalog"
+                         + (f"; the newest are {', '.join(known)}" if known else "; run `landcoverpy train` first"))
+    return rec
+
+
+def hierarchy_for_inputs(ctx: Context, points: pd.DataFrame, seasons: list[Season], lc: LabelSet, sl: LabelSet,
+                         composite: CompositeParams, model: ModelParams, with_dem: bool, neighbourhood: int,
+                         subcategories: bool) -> dict[str, Any]:
+    """The hierarchy that `train` makes from these points and settings, or a ModelError saying
+    which step is missing."""
+    plan = dataset_plan(ctx, points, seasons, composite, with_dem, neighbourhood)
+    if plan.dataset_id is None or dataset(ctx, plan.dataset_id) is None:
+        raise ModelError(
+            "no training dataset for these points under the current settings (composites: "
+            f"{'; '.join(f'{t}: {w}' for t, w in plan.skipped.items()) or 'present'}); run `landcoverpy train` "
+            "(or `landcoverpy run`) with these settings, or pass --model ID"
+        )
+    hid, rec = hierarchy_for(ctx, plan.dataset_id, model, lc, sl, subcategories)
+    if rec is None:
+        known = [r["_id"] + f" ({r['params'].get('model_type')})"
+                 for r in ctx.catalog.find("models", {"level": "hierarchy", "dataset_id": plan.dataset_id})]
+        raise ModelError(
+            f"no model trained on dataset {plan.dataset_id} with MODEL_TYPE={model.model_type}, N_ESTIMATORS="
+            f"{model.n_estimators}, MAX_DEPTH={model.max_depth}, RANDOM_SEED={model.seed}; run `landcoverpy train` "
+            "or pass --model ID" + (f" (trained on it: {', '.join(known)})" if known else "")
+        )
+    return rec
+
+
+def latest_hierarchy(ctx: Context) -> dict[str, Any]:
+    records = ctx.catalog.find("models", {"level": "hierarchy"}, sort=[("created", -1)], limit=1)
+    if not records:
+        raise ModelError("no trained models in the catalog: run `landcoverpy train` first")
+    return records[0]
+
+
+def model_record(ctx: Context, model_id: str) -> dict[str, Any]:
+    rec = ctx.catalog.get("models", model_id)
+    if rec is None:
+        raise ModelError(f"model {model_id} is in the hierarchy but not in the catalog")
+    return rec
+
+
+def load_estimator(ctx: Context, model_id: str) -> tuple[Any, dict[str, Any]]:
+    """A member model's estimator (one thread: the Dask cluster gives the parallelism)."""
+    import joblib
+
+    rec = model_record(ctx, model_id)
+    with ctx.store.open(rec["bucket"], rec["key"]) as fh:
+        est = joblib.load(io.BytesIO(fh.read()))
+    if hasattr(est, "n_jobs"):
+        est.set_params(n_jobs=1)
+    return est, rec
+
+
+# Maps
+def maps_of(ctx: Context, tile: str, hierarchy_id: str | None = None) -> list[dict[str, Any]]:
+    """The maps of ``tile`` (made by ``hierarchy_id`` when given), most recently used first."""
+    query: dict[str, Any] = {"tile": tile, "kind": "classification"}
+    if hierarchy_id:
+        query["hierarchy"] = hierarchy_id
+    recs = ctx.catalog.find("maps", query)
+    return sorted(recs, key=lambda r: (r.get("last_used") or r.get("created") or ""), reverse=True)
+
+
+# Abundance
+def abundance_dataset(ctx: Context, dataset_id: str | None = None) -> dict[str, Any] | None:
+    if dataset_id:
+        return ctx.catalog.get("datasets", dataset_id)
+    found = ctx.catalog.find("datasets", {"kind": "abundance"}, sort=[("created", -1)], limit=1)
+    return found[0] if found else None
+
+
+def abundance_model(ctx: Context, level: str, model_id: str | None = None) -> dict[str, Any] | None:
+    if model_id:
+        return ctx.catalog.get("models", model_id)
+    found = ctx.catalog.find("models", {"level": f"abundance-{level}"}, sort=[("created", -1)], limit=1)
+    return found[0] if found else None

@@ -1,0 +1,87 @@
+"""Parameter records whose values are part of asset ids.
+
+Each record says which of its fields change an asset's content (``identity()``) and which do not
+(window sizes, thread counts: windowed == whole, threaded == serial, both tested). Settings map to
+records in one place, here, so the stage that builds an asset and the stage that looks it up can
+never disagree about the parameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from landcoverpy.raster.indices import INDICES
+from landcoverpy.raster.masks import MaskSettings
+from landcoverpy.sentinel2 import COMPOSITE_BANDS
+
+
+@dataclass(frozen=True)
+class CompositeParams:
+    """How a tile x season composite is made."""
+
+    window_size: int = 1024  # pixels per window side: not part of the identity
+    threads: int = 1  # windows computed concurrently inside one task: not part of the identity
+    bands: tuple[str, ...] = tuple(COMPOSITE_BANDS)
+    indices: tuple[str, ...] = tuple(INDICES)
+    mask: MaskSettings = field(default_factory=MaskSettings)
+    max_products: int = 10  # products per composite, best first (selects the inputs)
+
+    def identity(self) -> dict[str, Any]:
+        """What changes the composite's pixels. The chosen products enter the id separately."""
+        return {"bands": list(self.bands), "indices": list(self.indices), "mask": self.mask.to_dict()}
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.identity() | {"window_size": self.window_size, "threads": self.threads,
+                                  "max_products": self.max_products}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CompositeParams:
+        """Inverse of :meth:`to_dict` (a model's record keeps the parameters of its composites)."""
+        mask = dict(d.get("mask") or {})
+        if "scl_classes" in mask:
+            mask["scl_classes"] = tuple(mask["scl_classes"])
+        defaults = cls()
+        return cls(window_size=int(d.get("window_size", defaults.window_size)),
+                   threads=int(d.get("threads", defaults.threads)),
+                   bands=tuple(d.get("bands", defaults.bands)), indices=tuple(d.get("indices", defaults.indices)),
+                   mask=MaskSettings(**mask) if mask else defaults.mask,
+                   max_products=int(d.get("max_products", defaults.max_products)))
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> CompositeParams:
+        return cls(
+            window_size=settings.COMPOSITE_WINDOW_SIZE,
+            threads=settings.COMPOSITE_THREADS,
+            mask=MaskSettings(dilation_pixels=settings.MASK_DILATION_PIXELS,
+                              cloud_probability_threshold=settings.CLOUD_PROBABILITY_THRESHOLD),
+            max_products=settings.MAX_PRODUCTS_COMPOSITE,
+        )
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """How the hierarchical classifier is trained."""
+
+    model_type: str = "random_forest"
+    n_estimators: int = 100
+    max_depth: int | None = None
+    block_km: float = 2.0
+    folds: int = 5
+    seed: int = 42
+
+    def identity(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> ModelParams:
+        return cls(model_type=settings.MODEL_TYPE, n_estimators=settings.N_ESTIMATORS,
+                   max_depth=settings.MAX_DEPTH, block_km=settings.SPATIAL_BLOCK_KM,
+                   folds=settings.CV_FOLDS, seed=settings.RANDOM_SEED)
+
+
+# Feature prefix of the terrain layers; a season may not take this name (inputs.py refuses it).
+DEM_FEATURE_PREFIX = "dem"

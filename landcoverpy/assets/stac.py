@@ -1,0 +1,331 @@
+"""STAC publication of the catalogued assets, built from the catalog records (pystac).
+
+Collections ``composites``, ``dem``, ``maps`` and ``abundance``, one Item per asset, with the
+projection (code, shape, transform), raster (data type, nodata, scale, offset), classification
+(values, names, colour hints), and file (size, checksum) extensions, and the ids of each asset's
+inputs as lineage (``landcoverpy:inputs`` plus ``derived_from`` links to the inputs' Items). The
+catalog is self-contained (relative links); asset hrefs point at the objects in the store
+(``s3://`` or local paths), or at copies beside the Items when exported with ``copy_assets``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from landcoverpy import __version__
+from landcoverpy.assets import keys
+from landcoverpy.context import Context
+from landcoverpy.raster.grid import Grid
+from landcoverpy.storage import COG_MEDIA_TYPE
+
+log = logging.getLogger(__name__)
+
+PROJECTION = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
+RASTER = "https://stac-extensions.github.io/raster/v1.1.0/schema.json"
+CLASSIFICATION = "https://stac-extensions.github.io/classification/v2.0.0/schema.json"
+FILE = "https://stac-extensions.github.io/file/v2.1.0/schema.json"
+EXTENSIONS = [PROJECTION, RASTER, CLASSIFICATION, FILE]
+COMPOSITE_SCALE = 1e-4  # composite bands: uint16 reflectance x 10000
+
+
+def footprint(grid: Grid, per_edge: int = 5) -> tuple[dict[str, Any], list[float]]:
+    """The grid's outline in WGS84 (each edge densified so the curved edges stay close) and
+    its bounding box."""
+    import numpy as np
+    from pyproj import Transformer
+
+    x0, y0 = grid.affine * (0, 0)
+    x1, y1 = grid.affine * (grid.width, grid.height)
+    t = np.linspace(0.0, 1.0, per_edge)[:-1]
+    xs = np.concatenate([x0 + (x1 - x0) * t, np.full_like(t, x1), x1 + (x0 - x1) * t, np.full_like(t, x0)])
+    ys = np.concatenate([np.full_like(t, y0), y0 + (y1 - y0) * t, np.full_like(t, y1), y1 + (y0 - y1) * t])
+    lon, lat = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True).transform(xs, ys)
+    ring = [[round(float(a), 7), round(float(b), 7)] for a, b in zip(lon, lat)]
+    ring.append(ring[0])
+    bbox = [float(np.min(lon)), float(np.min(lat)), float(np.max(lon)), float(np.max(lat))]
+    return {"type": "Polygon", "coordinates": [ring]}, bbox
+
+
+def projection_fields(grid: Grid) -> dict[str, Any]:
+    from rasterio.crs import CRS
+
+    crs = CRS.from_user_input(grid.crs)
+    epsg = crs.to_epsg()
+    out: dict[str, Any] = {"proj:shape": [grid.height, grid.width], "proj:transform": list(grid.transform)}
+    if epsg:
+        out["proj:code"] = f"EPSG:{epsg}"
+    else:
+        out["proj:code"] = None
+        out["proj:wkt2"] = crs.to_wkt()
+    return out
+
+
+def file_fields(loc: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if loc.get("size") is not None:
+        out["file:size"] = int(loc["size"])
+    if loc.get("sha256"):
+        out["file:checksum"] = "1220" + loc["sha256"]  # multihash: sha2-256, 32 bytes
+    return out
+
+
+def raster_band(data_type: str, nodata: Any, resolution: float, scale: float | None = None,
+                offset: float | None = None, unit: str | None = None) -> dict[str, Any]:
+    band: dict[str, Any] = {"data_type": data_type, "spatial_resolution": resolution}
+    if nodata is not None:
+        band["nodata"] = "nan" if isinstance(nodata, float) and nodata != nodata else nodata
+    if scale is not None:
+        band["scale"] = scale
+    if offset is not None:
+        band["offset"] = offset
+    if unit:
+        band["unit"] = unit
+    return band
+
+
+def class_list(names: dict[str, str], colours: dict[int, tuple[int, int, int]] | None = None) -> list[dict[str, Any]]:
+    """classification:classes; ``name`` must be a machine token in v2.0, so it is ``class_{value}``
+    and the exact Unicode name goes in ``title`` and ``description``."""
+    out = []
+    for value, name in sorted(((int(v), n) for v, n in names.items())):
+        entry: dict[str, Any] = {"value": value, "name": f"class_{value}", "title": name, "description": name}
+        if colours and value in colours:
+            entry["color_hint"] = "{:02X}{:02X}{:02X}".format(*colours[value])
+        out.append(entry)
+    return out
+
+
+class Hrefs:
+    """Asset hrefs: the store's (``s3://bucket/key`` or a local path), or a local copy."""
+
+    def __init__(self, ctx: Context, copy_to: Path | None = None) -> None:
+        self.ctx, self.copy_to = ctx, copy_to
+
+    def __call__(self, loc: dict[str, Any], item_dir: str) -> str:
+        if self.copy_to is None:
+            return self.ctx.store.raster_uri(loc["bucket"], loc["key"])
+        dest = self.copy_to / item_dir / loc["key"].rsplit("/", 1)[-1]
+        if not dest.exists():
+            self.ctx.store.get_file(loc["bucket"], loc["key"], dest)
+        return str(dest)
+
+
+def _item(item_id: str, grid: Grid, start: str | None, end: str | None, when: str | None,
+          properties: dict[str, Any]) -> Any:
+    import pystac
+
+    geom, bbox = footprint(grid)
+    props = dict(properties) | projection_fields(grid) | {"landcoverpy:version": __version__}
+    if start and end:
+        props |= {"start_datetime": _iso(start), "end_datetime": _iso(end, end_of_day=True)}
+    stamp = dt.datetime.fromisoformat(when).astimezone(dt.UTC) if when and not (start and end) else None
+    if stamp is not None and stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=dt.UTC)
+    return pystac.Item(id=item_id, geometry=geom, bbox=bbox, datetime=stamp, properties=props,
+                       stac_extensions=list(EXTENSIONS))
+
+
+def _iso(day: str, end_of_day: bool = False) -> str:
+    d = dt.date.fromisoformat(day[:10])
+    t = dt.time(23, 59, 59) if end_of_day else dt.time(0, 0, 0)
+    return dt.datetime.combine(d, t, tzinfo=dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def composite_item(rec: dict[str, Any], href: Hrefs) -> Any:
+    import pystac
+
+    grid = Grid.from_dict(rec["grid"])
+    item = _item(rec["_id"], grid, rec.get("season_start"), rec.get("season_end"), rec.get("created"), {
+        "title": f"{rec['tile']} {rec['season']} composite",
+        "landcoverpy:kind": "composite", "landcoverpy:tile": rec["tile"], "landcoverpy:season": rec["season"],
+        "landcoverpy:inputs": list(rec.get("products", [])), "landcoverpy:params": rec.get("params"),
+        "landcoverpy:valid_percentage": rec.get("valid_percentage"),
+    })
+    res = grid.resolution
+    for band, loc in rec["bands"].items():
+        item.add_asset(band, pystac.Asset(href(loc, item.id), title=f"{band} median reflectance", media_type=COG_MEDIA_TYPE,
+                                          roles=["data", "reflectance"], extra_fields={
+            "raster:bands": [raster_band("uint16", 0, res, COMPOSITE_SCALE, 0.0, "1")]} | file_fields(loc)))
+    for index, loc in rec["indices"].items():
+        item.add_asset(index, pystac.Asset(href(loc, item.id), title=f"{index} index", media_type=COG_MEDIA_TYPE,
+                                           roles=["data"], extra_fields={
+            "raster:bands": [raster_band("float32", float("nan"), res)]} | file_fields(loc)))
+    loc = rec["valid_count"]
+    item.add_asset("valid_count", pystac.Asset(href(loc, item.id), title="valid observations", media_type=COG_MEDIA_TYPE,
+                                               roles=["metadata"], extra_fields={
+        "raster:bands": [raster_band("uint8", None, res)]} | file_fields(loc)))
+    return item
+
+
+def dem_item(rec: dict[str, Any], href: Hrefs) -> Any:
+    import pystac
+
+    grid = Grid.from_dict(rec["grid"])
+    item = _item(rec["_id"], grid, None, None, rec.get("created"), {
+        "title": f"{rec['tile']} DEM layers (ASTER GDEM)", "landcoverpy:kind": "dem", "landcoverpy:tile": rec["tile"],
+        "landcoverpy:inputs": [s["key"] for s in rec.get("sources", [])],
+    })
+    units = {"elevation": "m", "slope": "degree", "aspect": "degree"}
+    for layer, loc in rec["layers"].items():
+        item.add_asset(layer, pystac.Asset(href(loc, item.id), title=layer, media_type=COG_MEDIA_TYPE, roles=["data"],
+                                           extra_fields={"raster:bands": [raster_band("float32", float("nan"), grid.resolution,
+                                                                                      unit=units.get(layer))]} | file_fields(loc)))
+    return item
+
+
+def map_item(ctx: Context, rec: dict[str, Any], href: Hrefs) -> Any:
+    import pystac
+
+    from landcoverpy.reports import class_colours
+
+    grid = Grid.from_dict(rec["grid"])
+    sources = [ctx.catalog.get("composites", cid) for cid in rec.get("composites", [])]
+    starts = [s["season_start"] for s in sources if s and s.get("season_start")]
+    ends = [s["season_end"] for s in sources if s and s.get("season_end")]
+    item = _item(rec["_id"], grid, min(starts) if starts else None, max(ends) if ends else None, rec.get("created"), {
+        "title": f"{rec['tile']} land cover map", "landcoverpy:kind": "map", "landcoverpy:tile": rec["tile"],
+        "landcoverpy:inputs": [rec["hierarchy"], *rec.get("composites", [])], "landcoverpy:model": rec["hierarchy"],
+        "landcoverpy:area_km2": rec.get("area_km2"),
+    })
+    classes = rec.get("classes", {})
+    titles = {"classification": "category", "sl_classification": "subcategory",
+              "confidence": "confidence of the category (%)"}
+    for name, loc in rec["outputs"].items():
+        fields: dict[str, Any] = {"raster:bands": [raster_band("uint8", 0, grid.resolution, unit="%" if name == "confidence" else None)]}
+        if name in classes:
+            names = classes[name]
+            colours = class_colours({n: int(v) for v, n in names.items()})
+            fields["classification:classes"] = class_list(names, colours)
+        item.add_asset(name, pystac.Asset(href(loc, item.id), title=titles.get(name, name), media_type=COG_MEDIA_TYPE,
+                                          roles=["data"], extra_fields=fields | file_fields(loc)))
+        if loc.get("quicklook"):
+            item.add_asset(f"{name}_quicklook", pystac.Asset(href({"bucket": loc["bucket"], "key": loc["quicklook"]}, item.id),
+                                                             title=f"{titles.get(name, name)} quicklook",
+                                                             media_type="image/png", roles=["overview"]))
+    return item
+
+
+def abundance_item(rec: dict[str, Any], href: Hrefs) -> Any:
+    import pystac
+
+    grid = Grid.from_dict(rec["grid"]) if rec.get("grid") else None
+    if grid is None:
+        return None
+    item = _item(rec["_id"], grid, None, None, rec.get("created"), {
+        "title": f"abundance {rec.get('level')}", "landcoverpy:kind": "abundance", "landcoverpy:level": rec.get("level"),
+        "landcoverpy:inputs": [rec.get("model"), rec.get("dataset")], "landcoverpy:classes": rec.get("classes"),
+    })
+    classes = rec.get("classes") or []
+    for name, loc in rec["outputs"].items():
+        if name == "abundance":
+            bands = [raster_band("float32", float("nan"), grid.resolution, unit="fraction") for _ in classes]
+            fields: dict[str, Any] = {"raster:bands": bands}
+        else:
+            fields = {"raster:bands": [raster_band("uint8", 0, grid.resolution)],
+                      "classification:classes": class_list({str(i + 1): c for i, c in enumerate(classes)})}
+        item.add_asset(name, pystac.Asset(href(loc, item.id), title=name, media_type=COG_MEDIA_TYPE, roles=["data"],
+                                          extra_fields=fields | file_fields(loc)))
+        if loc.get("quicklook"):
+            item.add_asset(f"{name}_quicklook", pystac.Asset(href({"bucket": loc["bucket"], "key": loc["quicklook"]}, item.id),
+                                                             media_type="image/png", roles=["overview"]))
+    return item
+
+
+def build_catalog(ctx: Context, copy_assets_to: Path | None = None) -> Any:
+    """A pystac Catalog of every catalogued composite, DEM, map and abundance map."""
+    import pystac
+
+    href = Hrefs(ctx, copy_assets_to)
+    root = pystac.Catalog(id="landcoverpy", title="landcoverpy outputs",
+                          description="Composites, DEM layers, land cover maps and abundance maps, with lineage.")
+    collections: dict[str, list[Any]] = {"composites": [], "dem": [], "maps": [], "abundance": []}
+    for rec in ctx.catalog.find("composites"):
+        collections["composites"].append(composite_item(rec, href))
+    for rec in ctx.catalog.find("dems"):
+        collections["dem"].append(dem_item(rec, href))
+    for rec in ctx.catalog.find("maps"):
+        if rec.get("kind") == "classification":
+            collections["maps"].append(map_item(ctx, rec, href))
+        elif str(rec.get("kind", "")).startswith("abundance"):
+            item = abundance_item(rec, href)
+            if item is not None:
+                collections["abundance"].append(item)
+    descriptions = {
+        "composites": "Cloud-masked seasonal median composites of Sentinel-2 (bands scaled by 1e-4) and indices.",
+        "dem": "Elevation, slope and aspect from ASTER GDEM on each Sentinel-2 tile grid.",
+        "maps": "Hierarchical land cover maps: category, subcategory and confidence.",
+        "abundance": "Per-pixel class abundances (soft classification) of MODIS pixels.",
+    }
+    by_id = {}
+    for name, items in collections.items():
+        if not items:
+            continue
+        extent = pystac.Extent(pystac.SpatialExtent([_union([i.bbox for i in items])]),
+                               pystac.TemporalExtent([_interval(items)]))
+        coll = pystac.Collection(id=name, description=descriptions[name], extent=extent, license="proprietary",
+                                 stac_extensions=list(EXTENSIONS))
+        for item in items:
+            coll.add_item(item)
+            by_id[item.id] = item
+        root.add_child(coll)
+    for item in by_id.values():  # lineage links between Items of this catalog
+        for input_id in item.properties.get("landcoverpy:inputs", []) or []:
+            if input_id in by_id:
+                item.add_link(pystac.Link("derived_from", by_id[input_id], media_type="application/geo+json"))
+    return root
+
+
+def _union(bboxes: list[list[float]]) -> list[float]:
+    return [min(b[0] for b in bboxes), min(b[1] for b in bboxes), max(b[2] for b in bboxes), max(b[3] for b in bboxes)]
+
+
+def _interval(items: list[Any]) -> list[dt.datetime | None]:
+    stamps = []
+    for it in items:
+        for key in ("start_datetime", "end_datetime"):
+            if it.properties.get(key):
+                stamps.append(dt.datetime.fromisoformat(it.properties[key].replace("Z", "+00:00")))
+        if it.datetime is not None:
+            stamps.append(it.datetime)
+    return [min(stamps), max(stamps)] if stamps else [None, None]
+
+
+def write_catalog(ctx: Context, dest: Path, copy_assets: bool = False) -> Path:
+    """Write the STAC catalog into the local folder ``dest`` (self-contained links); with
+    ``copy_assets`` the objects are copied beside their Items and referenced relatively."""
+    import pystac
+
+    dest = Path(dest).resolve()
+    dest.mkdir(parents=True, exist_ok=True)
+    catalog = build_catalog(ctx, dest / "assets" if copy_assets else None)
+    catalog.normalize_hrefs(str(dest))
+    if copy_assets:
+        catalog.make_all_asset_hrefs_relative()
+    catalog.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
+    return dest / "catalog.json"
+
+
+def publish_catalog(ctx: Context) -> str:
+    """Write the STAC catalog into the store under ``stac/`` of the classification-maps bucket
+    (replacing the previous one file by file); returns the key of ``catalog.json``."""
+    ctx.check_lease()
+    bucket = ctx.settings.MINIO_BUCKET_CLASSIFICATIONS
+    ctx.settings.TMP_DIR.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=ctx.settings.TMP_DIR) as tmp:
+        root = Path(tmp) / keys.STAC_ROOT
+        write_catalog(ctx, root)
+        files = sorted(p for p in root.rglob("*.json"))
+        old = set(ctx.store.list(bucket, keys.STAC_ROOT + "/"))
+        for path in files:  # items and collections first, the root catalog last
+            if path.name != "catalog.json" or path.parent != root:
+                ctx.store.put_bytes(bucket, f"{keys.STAC_ROOT}/{path.relative_to(root).as_posix()}", path.read_bytes())
+        ctx.store.put_bytes(bucket, keys.stac_catalog_key(), (root / "catalog.json").read_bytes())
+        current = {f"{keys.STAC_ROOT}/{p.relative_to(root).as_posix()}" for p in files}
+    for key in sorted(old - current):  # Items of assets pruned since
+        ctx.store.delete(bucket, key)
+    log.info("STAC catalog: %s/%s", bucket, keys.stac_catalog_key())
+    return keys.stac_catalog_key()
