@@ -320,11 +320,15 @@ class MongoCatalog(Catalog):
                     coll.create_index([(f, 1) for f in fields], unique=unique, **({"sparse": True} if unique else {}))
         except perr.OperationFailure as exc:
             if exc.code in (13, 18) or "auth" in str(exc).lower():
+                # never the server's reply: it is noise ($clusterTime...) and may echo the user
                 raise AuthenticationError(
-                    f"MongoDB at {self.host}:{self.port} rejected the credentials ({exc.details or exc}). "
+                    f"MongoDB at {self.host}:{self.port} rejected the credentials (error code {exc.code}). "
                     "Check MONGO_USERNAME / MONGO_PASSWORD."
                 ) from None
-            raise
+            raise ServiceUnavailableError(
+                f"MongoDB at {self.host}:{self.port} refused the request (error code {exc.code}). "
+                "Check MONGO_DB and the user's roles."
+            ) from None
         except perr.PyMongoError as exc:
             raise ServiceUnavailableError(
                 f"MongoDB at {self.host}:{self.port} is unreachable ({type(exc).__name__}). "

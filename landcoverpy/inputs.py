@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import io
 import json
 import logging
 import unicodedata
@@ -83,12 +84,29 @@ def _fail(source: str | Path, problems: list[str]) -> InputValidationError:
     return InputValidationError(f"{source}: " + "; ".join(shown) + more)
 
 
-def _read_json(path: str | Path) -> Any:
+def read_text(path: str | Path, what: str) -> str:
+    """The UTF-8 text of an input file; a clear error for a missing, empty or non-text file."""
     path = Path(path)
     if not path.is_file():
         raise InputValidationError(f"{path}: file not found")
+    data = path.read_bytes()
+    if not data.strip():
+        raise InputValidationError(f"{path}: the file is empty; expected {what}")
+    if b"\x00" in data[:8192]:
+        raise InputValidationError(f"{path}: this is a binary file, not {what}")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InputValidationError(
+            f"{path}: not UTF-8 text (byte 0x{data[exc.start]:02x} at line {line}); save it as UTF-8 {what}"
+        ) from None
+
+
+def _read_json(path: str | Path, what: str = "JSON") -> Any:
+    text = read_text(path, what)
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputValidationError(f"{path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
 
@@ -97,7 +115,7 @@ def load_labels(path: str | Path, level: str) -> LabelSet:
     """``level`` is ``"category"`` (values >= 1; 0 is nodata) or ``"subcategory"`` (values >= 2;
     0 nodata, 1 not classified)."""
     min_value = 1 if level == "category" else 2
-    data = _read_json(path)
+    data = _read_json(path, "a JSON object mapping class name -> integer")
     if not isinstance(data, dict) or not data:
         raise InputValidationError(f"{path}: expected a non-empty JSON object mapping class name -> integer")
     problems = []
@@ -139,10 +157,9 @@ def _parse_date(path: str | Path, key: str, field: str, value: Any) -> dt.date:
 def load_seasons(path: str | Path) -> list[Season]:
     """Both forms users have: ``{"spring": {"start": ..., "end": ...}}`` and
     ``{"spring": ["start", "end"]}``. Seasons must not be empty or overlap."""
-    text = Path(path).read_text(encoding="utf-8") if Path(path).is_file() else None
-    if text is not None:
-        _check_duplicate_keys(path, text)
-    data = _read_json(path)
+    what = "a JSON object mapping season name -> dates"
+    _check_duplicate_keys(path, read_text(path, what))
+    data = _read_json(path, what)
     if not isinstance(data, dict) or not data:
         raise InputValidationError(f"{path}: expected a non-empty JSON object mapping season name -> dates")
     seasons = []
@@ -197,13 +214,31 @@ def _read_point_table(path: Path, lc_property: str, sl_property: str) -> pd.Data
     suffix = path.suffix.lower()
     if suffix in {".geojson", ".json", ".kmz", ".kml", ".gpkg"}:
         return _read_vector_points(path, lc_property, sl_property)
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        sample = fh.read(64 * 1024)
+    text = read_text(path, "a CSV table with latitude, longitude and category columns")
+    sample = text[: 64 * 1024]
     try:
         sep = csv.Sniffer().sniff(sample, delimiters=",;\t").delimiter
     except csv.Error:
         sep = ";" if sample.count(";") > sample.count(",") else ","
-    return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=sep))
+    while rows and not any(cell.strip() for cell in rows[-1]):
+        rows.pop()  # trailing blank lines
+    header = [c.strip() for c in rows[0]]
+    problems = []
+    body = []
+    for number, row in enumerate(rows[1:], start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) > len(header):
+            problems.append(f"row {number} has {len(row)} fields, the header has {len(header)} "
+                            f"(an unquoted {sep!r} inside a value?)")
+            continue
+        body.append((number, row + [""] * (len(header) - len(row))))
+    if problems:
+        raise _fail(path, problems)
+    frame = pd.DataFrame([r for _, r in body], columns=header, dtype=str)
+    frame.index = pd.Index([n - 2 for n, _ in body])  # row number - 2, as in a file without blank lines
+    return frame
 
 
 def _read_vector_points(path: Path, lc_property: str, sl_property: str) -> pd.DataFrame:
@@ -212,11 +247,19 @@ def _read_vector_points(path: Path, lc_property: str, sl_property: str) -> pd.Da
     if path.suffix.lower() in {".geojson", ".json"}:
         data = _read_json(path)
         rows = []
-        for i, feat in enumerate(data.get("features", []) if isinstance(data, dict) else []):
-            geom = feat.get("geometry") or {}
+        features = data.get("features") if isinstance(data, dict) else None
+        if not isinstance(features, list):
+            raise InputValidationError(f"{path}: expected a GeoJSON FeatureCollection with a 'features' list")
+        for i, feat in enumerate(features):
+            geom = feat.get("geometry") if isinstance(feat, dict) else None
+            if not isinstance(geom, dict):
+                raise InputValidationError(f"{path}: feature {i} has no geometry; give each feature a Point geometry")
             if geom.get("type") != "Point":
                 raise InputValidationError(f"{path}: feature {i} is a {geom.get('type')!r}, expected Point")
-            lon, lat = geom["coordinates"][:2]
+            coords = geom.get("coordinates")
+            if not isinstance(coords, list) or len(coords) < 2:
+                raise InputValidationError(f"{path}: feature {i} has no coordinates [longitude, latitude]")
+            lon, lat = coords[:2]
             props = feat.get("properties") or {}
             rows.append({"latitude": str(lat), "longitude": str(lon),
                          lc_property: str(props.get(lc_property, "") or ""),
@@ -315,7 +358,36 @@ def load_points(
         "subcategory": raw[sl_property].map(normalise_name),
         "tile": pd.Series(tiles, index=raw.index, dtype=str),
     })
+    frame = _drop_duplicates(path, frame)
     return LabelledPoints(source=str(path), frame=frame.reset_index(drop=True))
+
+
+def _drop_duplicates(path: str | Path, frame: pd.DataFrame) -> pd.DataFrame:
+    """Points at the same coordinates (to 1e-7 degree, about 1 cm): identical labels are dropped
+    with a warning naming the rows; different labels are refused naming the rows."""
+    key = pd.Series(list(zip(frame["latitude"].round(7), frame["longitude"].round(7))), index=frame.index)
+    groups = frame.groupby(key, sort=False).groups
+    conflicts, dropped = [], []
+    for rows in groups.values():
+        if len(rows) < 2:
+            continue
+        labels = frame.loc[rows, ["category", "subcategory"]].drop_duplicates()
+        numbers = [int(r) + 2 for r in rows]
+        if len(labels) > 1:
+            pairs = ", ".join(f"row {n} {frame.at[r, 'category']!r}/{frame.at[r, 'subcategory']!r}"
+                              for n, r in zip(numbers, rows))
+            conflicts.append(f"rows {', '.join(map(str, numbers))} are the same point with different labels ({pairs})")
+        else:
+            dropped.append((numbers[0], numbers[1:]))
+    if conflicts:
+        raise _fail(path, conflicts + [f"{len(conflicts)} point(s) with conflicting labels: keep one label per point"])
+    if dropped:
+        extra = [n for _, later in dropped for n in later]
+        log.warning("%s: %d duplicated point(s) (same coordinates and labels) dropped: rows %s (duplicates of rows %s)",
+                    path, len(extra), ", ".join(map(str, extra[:20])) + (" ..." if len(extra) > 20 else ""),
+                    ", ".join(str(first) for first, _ in dropped[:20]))
+        frame = frame.drop(index=[r - 2 for r in extra])
+    return frame
 
 
 def _tile_or_problem(lat: float, lon: float, row: int, problems: list[str]) -> str:

@@ -357,11 +357,18 @@ class S3Store(ObjectStore):
         return f"S3 at {self.endpoint}"
 
     def _translate(self, exc: Exception, what: str) -> Exception:
-        from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError
+        from botocore.exceptions import (
+            ClientError,
+            ConnectionClosedError,
+            ConnectTimeoutError,
+            EndpointConnectionError,
+            ReadTimeoutError,
+        )
 
-        if isinstance(exc, (EndpointConnectionError, ConnectTimeoutError)):
+        if isinstance(exc, (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError, ConnectionClosedError)):
+            why = "no answer" if isinstance(exc, ReadTimeoutError) else "cannot connect"
             return ServiceUnavailableError(
-                f"S3 object store at {self.host}:{self.port} is unreachable ({what}). "
+                f"S3 object store at {self.host}:{self.port} is unreachable ({what}: {why}). "
                 "Check MINIO_HOST / MINIO_PORT and that the server is running."
             )
         if isinstance(exc, ClientError):
@@ -385,7 +392,18 @@ class S3Store(ObjectStore):
             raise self._translate(exc, what) from None
 
     def check(self) -> None:
-        self._call("listing buckets", self.client.list_buckets)
+        """One bounded request (no retry, CONNECT_TIMEOUT to connect and to answer): a server
+        that accepts connections but never answers fails here within seconds, not minutes."""
+        import boto3
+        from botocore.config import Config
+
+        probe = boto3.client(
+            "s3", endpoint_url=self.endpoint, aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key, region_name=self.region,
+            config=Config(connect_timeout=self.timeout, read_timeout=self.timeout,
+                          retries={"total_max_attempts": 1}, s3={"addressing_style": "path"}, signature_version="s3v4"),
+        )
+        self._call("listing buckets", probe.list_buckets)
 
     def ensure_bucket(self, bucket: str) -> None:
         check_bucket(bucket)

@@ -121,6 +121,28 @@ def moto_server(log_dir: Path, auth: bool = False) -> Iterator[Server]:
 
 MONGO_USER = ("landcover", "s3cret-pass")
 
+SILENT_SERVER = """
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen(64)
+held = []
+while True:  # accept every connection, never read or write: a server that does not answer
+    held.append(s.accept()[0])
+"""
+
+
+@contextlib.contextmanager
+def silent_server(log_dir: Path) -> Iterator[Server]:
+    """A process listening on a loopback port that accepts TCP connections and never answers."""
+    port = free_port()
+    server = start([sys.executable, "-c", SILENT_SERVER, str(port)], port, log_dir, "silent")
+    try:
+        yield server
+    finally:
+        server.stop()
+
 
 @contextlib.contextmanager
 def mongo_server(log_dir: Path, auth: bool = False) -> Iterator[Server]:

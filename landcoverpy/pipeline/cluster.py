@@ -40,6 +40,28 @@ def check_scheduler(settings: Settings) -> dict[str, Any] | None:
         return {"address": address, "workers": len(info.get("workers", {}))}
 
 
+def probe_scheduler(address: str, timeout: float) -> None:
+    """Connect to the scheduler and complete distributed's handshake within ``timeout`` seconds.
+    distributed waits for the handshake reply without a deadline, so a port that accepts TCP but
+    never answers would hang a Client for minutes; this fails fast instead."""
+    import asyncio
+
+    from distributed.comm import connect
+
+    async def attempt() -> None:
+        comm = await asyncio.wait_for(connect(address, timeout=timeout), timeout=timeout)
+        await comm.close()
+
+    try:
+        asyncio.run(attempt())
+    except (OSError, TimeoutError, asyncio.TimeoutError) as exc:
+        what = "no answer" if isinstance(exc, (TimeoutError, asyncio.TimeoutError)) else type(exc).__name__
+        raise ServiceUnavailableError(
+            f"Dask scheduler at {address} is unreachable ({what} within {timeout:g} s). "
+            "Check DASK_CLUSTER_IP (host:port) and that the scheduler is running."
+        ) from None
+
+
 @contextlib.contextmanager
 def dask_client(settings: Settings, processes: bool = True) -> Iterator[Any]:
     """Yield a ``distributed.Client``; close it (and any LocalCluster) afterwards."""
@@ -47,6 +69,7 @@ def dask_client(settings: Settings, processes: bool = True) -> Iterator[Any]:
 
     address = scheduler_address(settings)
     if address:
+        probe_scheduler(address, settings.CONNECT_TIMEOUT)
         try:
             client = Client(address, timeout=f"{max(settings.CONNECT_TIMEOUT, 1)}s")
         except (OSError, TimeoutError) as exc:
