@@ -33,6 +33,15 @@ class ProviderError(LandcoverError):
     """A data provider failed to search or fetch products."""
 
 
+class TransientError(ProviderError):
+    """A remote call failed in a way that may pass if tried again (dropped connection, timeout,
+    HTTP 429 or 5xx); :func:`landcoverpy.retry.with_retries` retries it."""
+
+
+class ProviderUnavailableError(TransientError, ServiceUnavailableError):
+    """A data provider's server cannot be reached (retried, then reported as unreachable)."""
+
+
 class RasterError(LandcoverError):
     """Rasters are inconsistent (grids, CRS, shapes) or unreadable."""
 

@@ -19,8 +19,9 @@ CONFORMS = ["https://api.stacspec.org/v1.0.0/core", "https://api.stacspec.org/v1
             "https://api.stacspec.org/v1.0.0/item-search#query"]
 
 
-def make_handler(items: list[dict], files: Path, base: str, drop_first: int = 0) -> type[BaseHTTPRequestHandler]:
-    drops = {"left": drop_first}
+def make_handler(items: list[dict], files: Path, base: str, drop_first: int = 0,
+                 drop_searches: int = 0) -> type[BaseHTTPRequestHandler]:
+    drops = {"left": drop_first, "searches": drop_searches}
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args: object) -> None:  # quiet
@@ -35,6 +36,11 @@ def make_handler(items: list[dict], files: Path, base: str, drop_first: int = 0)
             self.wfile.write(body)
 
         def _search(self, params: dict) -> None:
+            if drops["searches"] > 0:  # drop the connection without an answer
+                drops["searches"] -= 1
+                self.close_connection = True
+                self.connection.shutdown(2)
+                return
             out = items
             cols = params.get("collections")
             if cols:
@@ -111,10 +117,12 @@ def main() -> None:
     ap.add_argument("--items", required=True)
     ap.add_argument("--files", required=True)
     ap.add_argument("--drop-first", type=int, default=0, help="drop the first N file downloads half way")
+    ap.add_argument("--drop-searches", type=int, default=0, help="drop the first N searches without an answer")
     args = ap.parse_args()
     base = f"http://127.0.0.1:{args.port}"
     items = json.loads(Path(args.items).read_text().replace("{BASE}", base))
-    ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(items, Path(args.files), base, args.drop_first)).serve_forever()
+    ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(items, Path(args.files), base, args.drop_first,
+                                                                         args.drop_searches)).serve_forever()
 
 
 if __name__ == "__main__":

@@ -69,10 +69,11 @@ def build_catalog(root: Path) -> Path:
     return root
 
 
-def start_stac(root: Path, server_logs: Path, drop_first: int = 0) -> servers.Server:
+def start_stac(root: Path, server_logs: Path, drop_first: int = 0, drop_searches: int = 0) -> servers.Server:
     port = servers.free_port()
     return servers.start([sys.executable, "-m", "tests.stac_server", "--port", str(port), "--items",
-                          str(root / "items.json"), "--files", str(root / "files"), "--drop-first", str(drop_first)],
+                          str(root / "items.json"), "--files", str(root / "files"), "--drop-first", str(drop_first),
+                          "--drop-searches", str(drop_searches)],
                          port, server_logs, "stac", {"PYTHONPATH": str(Path(__file__).resolve().parents[1])})
 
 
@@ -130,9 +131,9 @@ def test_unreachable_stac_api(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("drops", "succeeds"), [(2, True), (1000, False)])
 def test_server_dropping_connections(catalog_root: Path, server_logs: Path, tmp_path: Path, client: Client,
                                      drops: int, succeeds: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    import landcoverpy.pipeline.acquire as acq
+    import landcoverpy.retry
 
-    monkeypatch.setattr(acq, "RETRIES", 3)
+    monkeypatch.setattr(landcoverpy.retry, "ATTEMPTS", 3)
     server = start_stac(catalog_root, server_logs, drop_first=drops)
     try:
         ctx = Context.open(make_settings(tmp_path, MIN_USEFUL_DATA_PERCENTAGE=10))
@@ -147,6 +148,27 @@ def test_server_dropping_connections(catalog_root: Path, server_logs: Path, tmp_
         assert not report.ok and "connection broken" in next(iter(report.entries[0].failed.values()))
         assert ctx.catalog.count("products") == 0
         assert ctx.store.list(ctx.settings.MINIO_BUCKET_NAME_PRODUCTS) == []
+
+
+def test_search_survives_a_dropped_connection(catalog_root: Path, server_logs: Path, tmp_path: Path,
+                                               client: Client, monkeypatch: pytest.MonkeyPatch,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    """The first search's connection is dropped without an answer: retried with backoff, the
+    acquisition completes as if nothing happened."""
+    import landcoverpy.retry
+
+    monkeypatch.setattr(landcoverpy.retry, "BASE_DELAY", 0.2)
+    server = start_stac(catalog_root, server_logs, drop_searches=1)
+    try:
+        ctx = Context.open(make_settings(tmp_path, MIN_USEFUL_DATA_PERCENTAGE=10))
+        with caplog.at_level("WARNING"):
+            report = acquire(ctx, STACProvider(url=f"http://{server.address}"), ["18SVG"], [SEASON], client,
+                             progress=False)
+    finally:
+        server.stop()
+    assert report.ok, report.lines()
+    assert report.entries[0].found == 2 and ctx.catalog.count("products") == 1
+    assert "search 18SVG winter" in caplog.text and "retrying" in caplog.text
 
 
 def test_band_with_wrong_resolution_is_rejected(tmp_path: Path, server_logs: Path, client: Client) -> None:

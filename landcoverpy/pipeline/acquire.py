@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +20,7 @@ from landcoverpy.assets import keys
 from landcoverpy.config import Settings
 from landcoverpy.context import Context
 from landcoverpy.errors import LandcoverError, ProviderError, RasterError
+from landcoverpy.retry import with_retries
 from landcoverpy.inputs import Season
 from landcoverpy.sentinel2 import BAND_RESOLUTION, L1C_BANDS, L2A_BANDS, baseline_offset
 from landcoverpy.sources.base import ProductCandidate, Provider
@@ -29,30 +28,12 @@ from landcoverpy.storage import open_store
 
 log = logging.getLogger(__name__)
 
-RETRIES = 4
-
-
 def select_products(candidates: list[ProductCandidate], min_useful: float, max_products: int) -> list[ProductCandidate]:
     """Products whose useful-data % exceeds ``min_useful``, best first, at most ``max_products``
     (ties broken by sensing time then id, so the choice is deterministic)."""
     keep = [c for c in candidates if c.useful_percentage > min_useful]
     keep.sort(key=lambda c: (-c.useful_percentage, c.sensing_time, c.product_id))
     return keep[:max_products]
-
-
-def with_retries(what: str, fn: Callable[[], Any], retries: int | None = None, base_delay: float = 1.0) -> Any:
-    """Retry transient failures (network errors) with exponential backoff."""
-    retries = retries or RETRIES
-    for attempt in range(1, retries + 1):
-        try:
-            return fn()
-        except (OSError, ConnectionError, TimeoutError) as exc:
-            if attempt == retries:
-                raise ProviderError(f"{what}: failed after {retries} attempts ({type(exc).__name__}: {exc})") from None
-            delay = base_delay * 2 ** (attempt - 1)
-            log.warning("%s: %s, retrying in %.0fs (%d/%d)", what, type(exc).__name__, delay, attempt, retries)
-            time.sleep(delay)
-    raise AssertionError("unreachable")
 
 
 def expected_bands(level: str) -> list[str]:

@@ -22,6 +22,7 @@ from landcoverpy.assets import ids, keys, lookup, publish
 from landcoverpy.config import Settings
 from landcoverpy.context import Context
 from landcoverpy.errors import LandcoverError, ProviderError
+from landcoverpy.retry import with_retries
 from landcoverpy.pipeline.tasks import dask_task, task_key
 from landcoverpy.raster.cog import CogWriter
 from landcoverpy.raster.grid import Grid, block_windows
@@ -53,11 +54,16 @@ def ensure_aster_tiles(ctx: Context, source: DEMSource, names: list[str]) -> lis
     for name in names:
         key = keys.aster_tile_key(name)
         if not ctx.store.exists(bucket, key):
-            with source.open_tile(name) as stream:
-                if stream is None:
-                    log.info("%s: no tile in %s (sea?), skipped", name, source.describe())
-                    continue
-                ctx.store.put_stream(bucket, key, stream)
+            def fetch(name: str = name, key: str = key) -> bool:
+                with source.open_tile(name) as stream:
+                    if stream is None:
+                        return False
+                    ctx.store.put_stream(bucket, key, stream)
+                    return True
+
+            if not with_retries(f"DEM tile {name}", fetch):
+                log.info("%s: no tile in %s (sea?), skipped", name, source.describe())
+                continue
             with ctx.store.rasterio_env(), rasterio.open(ctx.store.raster_uri(bucket, key)) as src:
                 if src.count < 1 or src.crs is None:
                     ctx.store.delete(bucket, key)

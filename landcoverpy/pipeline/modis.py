@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from landcoverpy.context import Context
-from landcoverpy.errors import InputValidationError, ProviderError
-from landcoverpy.pipeline.acquire import with_retries
+from landcoverpy.errors import InputValidationError, ProviderError, TransientError
+from landcoverpy.retry import is_transient_status, with_retries
 from landcoverpy.sources.modis import ModisQA, read_mod09, write_geotiff
 from landcoverpy.storage import join_key, local_copy
 
@@ -66,6 +66,9 @@ class ModisSource:
 
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         resp = requests.get(url, headers=headers, stream=stream, timeout=self.timeout)
+        if is_transient_status(resp.status_code):
+            resp.close()
+            raise TransientError(f"{url}: HTTP {resp.status_code}")
         if resp.status_code in (401, 403):
             resp.close()
             raise ProviderError(f"{url}: access refused (HTTP {resp.status_code}); check EARTHDATA_TOKEN")
@@ -127,6 +130,9 @@ class ModisStacSource(ModisSource):
                 query={"modis:horizontal-tile": {"eq": h}, "modis:vertical-tile": {"eq": v}}, max_items=1000)
             items = list(search.items_as_dicts())
         except (APIError, OSError) as exc:
+            status = getattr(exc, "status_code", None)
+            if isinstance(exc, OSError) or is_transient_status(status) or _connection_cause(exc):
+                raise TransientError(f"STAC API {self.url}: MODIS search failed ({type(exc).__name__})") from None
             raise ProviderError(f"STAC API {self.url}: MODIS search failed ({exc})") from None
         out = []
         for item in items:
@@ -147,6 +153,11 @@ class ModisStacSource(ModisSource):
         except ImportError:
             raise ProviderError("Planetary Computer assets need `pip install planetary-computer` for signing") from None
         return str(planetary_computer.sign(href))
+
+
+def _connection_cause(exc: BaseException) -> bool:
+    cause = exc.__cause__ or exc.__context__
+    return isinstance(cause, OSError) or "Connection" in type(cause).__name__
 
 
 class _Closing:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from landcoverpy.errors import AuthenticationError, ProviderError, ServiceUnavailableError
+from landcoverpy.errors import AuthenticationError, ProviderError, ProviderUnavailableError, TransientError
 from landcoverpy.sentinel2 import BAND_RESOLUTION, L1C_BANDS, L2A_BANDS, normalise_tile
 from landcoverpy.sources.base import BandAsset, ProductCandidate, Provider, in_range
 from landcoverpy.sources.safe import pick_band_files
@@ -64,8 +64,8 @@ class CopernicusProvider(Provider):
                 date=(start, end + dt.timedelta(days=1)), platformname="Sentinel-2",
                 producttype="S2MSI2A" if self.level == "L2A" else "S2MSI1C", filename=f"*_T{tile}_*",
             )
-        except requests.ConnectionError:
-            raise ServiceUnavailableError(f"{self.describe()} is unreachable; check SENTINEL_HOST") from None
+        except (requests.ConnectionError, requests.Timeout):
+            raise ProviderUnavailableError(f"{self.describe()} is unreachable; check SENTINEL_HOST") from None
         except Exception as exc:  # sentinelsat's own errors
             translated = self._translate(exc, "searching")
             if translated is exc:

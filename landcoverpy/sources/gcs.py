@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterator
 from typing import IO, Any
 
-from landcoverpy.errors import AuthenticationError, ProviderError, ServiceUnavailableError
+from landcoverpy.errors import AuthenticationError, ProviderError, ProviderUnavailableError, TransientError
 from landcoverpy.sentinel2 import normalise_tile
 from landcoverpy.sources.base import BandAsset, ProductCandidate, Provider, in_range
 from landcoverpy.sources.safe import parse_product_metadata, pick_band_files
@@ -87,7 +87,9 @@ class GCSProvider(Provider):
             raise AuthenticationError(f"{self.describe()}: {what} refused ({exc}). Check GOOGLE_APPLICATION_CREDENTIALS.") from None
         except gexc.NotFound as exc:
             raise ProviderError(f"{self.describe()}: {what}: not found ({exc})") from None
-        except (gexc.GoogleAPICallError, gexc.RetryError) as exc:
+        except (gexc.TooManyRequests, gexc.ServerError, gexc.RetryError) as exc:
+            raise TransientError(f"{self.describe()}: {what} failed ({type(exc).__name__})") from None
+        except gexc.GoogleAPICallError as exc:
             raise ProviderError(f"{self.describe()}: {what} failed ({exc})") from None
         except (OSError, ConnectionError) as exc:
             # requests' ConnectionError is an OSError: retried by the caller's backoff
@@ -106,8 +108,8 @@ class GCSProvider(Provider):
 
         try:
             folders = self._call(f"listing {prefix}", listing)
-        except ConnectionError as exc:
-            raise ServiceUnavailableError(f"{exc}. Check the network or STORAGE_EMULATOR_HOST.") from None
+        except ConnectionError as exc:  # retried by the caller (landcoverpy.retry)
+            raise ProviderUnavailableError(f"{exc}. Check the network or STORAGE_EMULATOR_HOST.") from None
         products = []
         for folder in folders:
             name = folder.rstrip("/").rsplit("/", 1)[-1]

@@ -10,7 +10,8 @@ import logging
 from collections.abc import Iterator
 from typing import IO, Any
 
-from landcoverpy.errors import ProviderError, ServiceUnavailableError
+from landcoverpy.errors import ProviderError, ProviderUnavailableError, TransientError
+from landcoverpy.retry import is_transient_status
 from landcoverpy.sentinel2 import BAND_RESOLUTION, L2A_BANDS, baseline_offset, normalise_tile
 from landcoverpy.sources.base import BandAsset, ProductCandidate, Provider, in_range
 
@@ -60,10 +61,12 @@ class STACProvider(Provider):
 
             cause = exc.__cause__ or exc.__context__
             if isinstance(cause, (requests.ConnectionError, requests.Timeout)) or "Failed to establish" in str(exc):
-                raise ServiceUnavailableError(f"{self.describe()} is unreachable ({type(cause).__name__})") from None
+                raise ProviderUnavailableError(f"{self.describe()} is unreachable ({type(cause).__name__}); check STAC_API_URL") from None
+            if is_transient_status(getattr(exc, "status_code", None)):
+                raise TransientError(f"{self.describe()}: search answered HTTP {exc.status_code}") from None
             raise ProviderError(f"{self.describe()}: search failed ({exc})") from None
         except OSError as exc:
-            raise ServiceUnavailableError(f"{self.describe()} is unreachable ({type(exc).__name__}: {exc})") from None
+            raise ProviderUnavailableError(f"{self.describe()} is unreachable ({type(exc).__name__}); check STAC_API_URL") from None
         out = []
         for item in items:
             props = item.get("properties", {})
@@ -117,6 +120,9 @@ class STACProvider(Provider):
         if resp.status_code in (401, 403):
             resp.close()
             raise ProviderError(f"{asset.href}: access refused (HTTP {resp.status_code})")
+        if is_transient_status(resp.status_code):
+            resp.close()
+            raise TransientError(f"{asset.href}: HTTP {resp.status_code}")
         if resp.status_code >= 400:
             resp.close()
             raise ProviderError(f"{asset.href}: HTTP {resp.status_code}")
