@@ -40,7 +40,6 @@ class Settings(BaseSettings):
     MINIO_BUCKET_DATASETS: str = "training-datasets"
     MINIO_BUCKET_MODELS: str = "models"
     MINIO_BUCKET_CLASSIFICATIONS: str = "classification-maps"
-    MINIO_DATA_FOLDER_NAME: str = "data"
 
     # Metadata catalog (MongoDB). No MONGO_HOST -> embedded on-disk catalog.
     MONGO_HOST: str | None = None
@@ -123,11 +122,12 @@ class Settings(BaseSettings):
             raise ValueError("must be odd (1, 3, 5...)")
         return value
 
-    @field_validator("MINIO_HOST", "MONGO_HOST", "DASK_CLUSTER_IP", "MONGO_USERNAME", "TILES_TO_PREDICT",
+    @field_validator("MINIO_HOST", "MONGO_HOST", "DASK_CLUSTER_IP", "MONGO_USERNAME", "MONGO_PASSWORD", "TILES_TO_PREDICT",
                      "GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST", "DEM_SOURCE", "MODIS_SOURCE", "SENTINEL_HOST",
-                     mode="before")
+                     "SENTINEL_USERNAME", "SENTINEL_PASSWORD", "EARTHDATA_TOKEN", "MAX_DEPTH", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
+        """An empty value means unset (compose passes ``${VAR:-}`` as an empty string)."""
         if isinstance(value, str) and not value.strip():
             return None
         return value

@@ -33,8 +33,12 @@ def test_compose_renders(compose: Path, env: Path, tmp_path: Path) -> None:
     rendered = yaml.safe_load(res.stdout)
     services = rendered["services"]
     assert {"minio", "mongo", "dask-scheduler", "dask-worker-1", "dask-worker-2", "app"} <= set(services)
-    for name in ("minio", "mongo", "dask-scheduler"):
+    for name in ("minio", "mongo", "dask-scheduler", "dask-worker-1", "dask-worker-2"):
         assert "healthcheck" in services[name], name
+    assert services["minio"]["healthcheck"]["test"] == ["CMD", "mc", "ready", "local"]  # no curl in MinIO images
+    assert "version" not in yaml.safe_load(compose.read_text())  # obsolete key
+    for worker in ("dask-worker-1", "dask-worker-2"):
+        assert services["app"]["depends_on"][worker]["condition"] == "service_healthy"
     app_deps = services["app"]["depends_on"]
     assert app_deps["minio"]["condition"] == "service_healthy"
     assert app_deps["mongo"]["condition"] == "service_healthy"
@@ -68,6 +72,37 @@ def test_every_variable_is_documented_and_read(compose: Path, env: Path) -> None
     for service in data["services"].values():
         for port in service.get("ports", []):
             assert "${" in port, f"port {port} should be configurable from .env"
+
+
+# Where the deployment itself decides the value (servers, inputs, folders inside the image).
+FIXED_BY_DEPLOYMENT = {"MINIO_HOST": "minio", "MINIO_PORT": "9000", "MONGO_HOST": "mongo", "MONGO_PORT": "27017",
+                       "DASK_CLUSTER_IP": "dask-scheduler:8786"}
+
+
+@pytest.mark.parametrize(("compose", "env"), COMPOSES, ids=["top-level", "demo"])
+def test_every_setting_reaches_the_containers(compose: Path, env: Path) -> None:
+    """Each field of config.Settings is passed to the app and to every worker: a setting added
+    to config.py and forgotten here fails this test."""
+    data = yaml.safe_load(compose.read_text())
+    documented = env_example_keys(env)
+    for name in ("app", "dask-worker-1", "dask-worker-2"):
+        environment = data["services"][name]["environment"]
+        missing = set(Settings.model_fields) - set(environment)
+        assert not missing, f"{compose.name} {name} does not pass {sorted(missing)}"
+        for setting, value in environment.items():
+            if setting in FIXED_BY_DEPLOYMENT:
+                assert str(value) == FIXED_BY_DEPLOYMENT[setting], setting
+            elif "${" in str(value):  # from .env: the variable of the same name, documented there
+                assert str(value).startswith("${" + setting), (setting, value)
+                assert setting in documented or ":-" in str(value), f"{setting} has no default and no .env entry"
+
+
+def test_removed_setting_is_gone_everywhere() -> None:
+    """MINIO_DATA_FOLDER_NAME did nothing: it is out of the settings, compose files and README."""
+    assert "MINIO_DATA_FOLDER_NAME" not in Settings.model_fields
+    for path in (ROOT / "docker-compose.yml", ROOT / ".env.example", ROOT / "README.md",
+                 ROOT / "demo_deployment" / "docker-compose.yml", ROOT / "demo_deployment" / ".env.example"):
+        assert "MINIO_DATA_FOLDER_NAME" not in path.read_text(), path
 
 
 def test_no_secret_baked_into_the_image() -> None:

@@ -57,6 +57,11 @@ def composite_layer_key(tile: str, season_name: str, composite_id: str, layer: s
     return join_key(composite_prefix(tile, season_name, composite_id), f"{safe_key_part(layer)}.tif")
 
 
+def composite_layer_done_key(tile: str, season_name: str, composite_id: str, layer: str) -> str:
+    """The completion record of one layer (size, SHA-256): present = the layer is complete."""
+    return join_key(composite_prefix(tile, season_name, composite_id), f"{safe_key_part(layer)}.done.json")
+
+
 # DEM (aster bucket: source tiles; dem bucket: layers on a Sentinel-2 tile grid)
 def aster_tile_key(name: str) -> str:
     return f"{safe_key_part(name)}_dem.tif"

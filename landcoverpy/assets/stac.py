@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from landcoverpy import __version__
 from landcoverpy.assets import keys
 from landcoverpy.context import Context
 from landcoverpy.raster.grid import Grid
+from landcoverpy.scratch import scratch_dir
 from landcoverpy.storage import COG_MEDIA_TYPE
 
 log = logging.getLogger(__name__)
@@ -314,8 +314,7 @@ def publish_catalog(ctx: Context) -> str:
     (replacing the previous one file by file); returns the key of ``catalog.json``."""
     ctx.check_lease()
     bucket = ctx.settings.MINIO_BUCKET_CLASSIFICATIONS
-    ctx.settings.TMP_DIR.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=ctx.settings.TMP_DIR) as tmp:
+    with scratch_dir(ctx.settings.TMP_DIR) as tmp:
         root = Path(tmp) / keys.STAC_ROOT
         write_catalog(ctx, root)
         files = sorted(p for p in root.rglob("*.json"))

@@ -16,7 +16,6 @@ import hashlib
 import io
 import json
 import logging
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from landcoverpy.models.abundance import AbundanceData, AbundanceModel, Normalis
 from landcoverpy.pipeline.tasks import dask_task
 from landcoverpy.raster.cog import CogWriter
 from landcoverpy.raster.grid import Grid, block_windows
+from landcoverpy.scratch import scratch_dir
 from landcoverpy.reports import class_colours, quicklook_png
 from landcoverpy.storage import join_key
 
@@ -400,8 +400,7 @@ def make_abundance_map(ctx: Context, level: str, model: AbundanceModel, mrec: di
     tags = {"model": mrec["_id"], "dataset": drec["_id"], "map_id": amid, "level": level,
             "classes": json.dumps(model.classes, ensure_ascii=False)}
     bucket = ctx.settings.MINIO_BUCKET_CLASSIFICATIONS
-    ctx.settings.TMP_DIR.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=ctx.settings.TMP_DIR) as tmp:
+    with scratch_dir(ctx.settings.TMP_DIR) as tmp:
         abundance_path, dominant_path = Path(tmp) / f"abundance_{level}.tif", Path(tmp) / f"dominant_{level}.tif"
         with CogWriter(abundance_path, grid, "float32", count=k, nodata=float("nan"),
                        descriptions=list(model.classes), tags=tags, overview_resampling="average", tmp_dir=tmp) as ab, \

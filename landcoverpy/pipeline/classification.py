@@ -14,7 +14,6 @@ import datetime as dt
 import io
 import json
 import logging
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from landcoverpy.models.hierarchical import predict_hierarchy
 from landcoverpy.pipeline.tasks import dask_task, task_key
 from landcoverpy.raster.cog import CogWriter
 from landcoverpy.raster.grid import Grid, block_windows, window_id
+from landcoverpy.scratch import scratch_dir
 from landcoverpy.reports import class_colours, confidence_png, quicklook_png
 from landcoverpy.storage import join_key, open_store
 
@@ -228,8 +228,7 @@ def assemble_maps(ctx: Context, tile: str, mid: str, grid: Grid, windows: list[W
     bucket = ctx.settings.MINIO_BUCKET_CLASSIFICATIONS
     specs = _map_specs(tile, model)
     counts: dict[str, dict[int, int]] = {name: {} for name in OUTPUTS}
-    ctx.settings.TMP_DIR.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=ctx.settings.TMP_DIR) as tmp:
+    with scratch_dir(ctx.settings.TMP_DIR) as tmp:
         paths = {name: Path(tmp) / spec["file"] for name, spec in specs.items()}
         writers = {
             name: CogWriter(

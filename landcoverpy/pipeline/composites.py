@@ -12,12 +12,10 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-import tempfile
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,6 +36,7 @@ from landcoverpy.raster.grid import Grid, block_windows
 from landcoverpy.pipeline.tasks import dask_task, task_key
 from landcoverpy.raster.indices import compute_index
 from landcoverpy.raster.reading import GridReader, expand_window
+from landcoverpy.scratch import scratch_dir
 from landcoverpy.sentinel2 import dn_to_reflectance
 from landcoverpy.storage import ObjectStore, open_store
 
@@ -97,18 +96,13 @@ def ensure_s2cloudless_mask(settings: Settings, store: ObjectStore, product: dic
     )
     cloud = detector.get_cloud_masks(data[np.newaxis])[0].astype("uint8")
     cloud[nodata] = 1
-    with tempfile.TemporaryDirectory(dir=_tmp(settings)) as tmp:
-        path = Path(tmp) / "mask.tif"
+    with scratch_dir(settings.TMP_DIR) as tmp:
+        path = tmp / "mask.tif"
         write_cog(path, cloud, grid60, nodata=None, descriptions=["s2cloudless cloud mask (1 = cloud)"],
                   tags={"cloud_percentage": f"{100 * cloud.mean():.2f}"})
         store.put_file(bucket, key, path)
     log.info("%s: s2cloudless cloud cover %.1f%%", product["_id"], 100 * cloud.mean())
     return bucket, key
-
-
-def _tmp(settings: Settings) -> Path:
-    settings.TMP_DIR.mkdir(parents=True, exist_ok=True)
-    return settings.TMP_DIR
 
 
 class ProductWindowReader:
@@ -154,53 +148,137 @@ def to_uint16_reflectance(refl: np.ndarray) -> np.ndarray:
     return out
 
 
+def _layer_profile(name: str, params: CompositeParams, tags: dict[str, str]) -> dict[str, Any]:
+    if name in params.bands:
+        return dict(dtype="uint16", nodata=0, overview_resampling="average",
+                    descriptions=[f"{name} median reflectance x 10000"],
+                    tags=tags | {"scale_factor": str(1 / BAND_SCALE)}, scales=[1 / BAND_SCALE], offsets=[0.0])
+    if name == "valid_count":
+        return dict(dtype="uint8", nodata=None, overview_resampling="nearest",
+                    descriptions=["number of valid observations"], tags=tags)
+    return dict(dtype="float32", nodata=float("nan"), overview_resampling="average",
+                descriptions=[f"{name} index of the median composite"], tags=tags)
+
+
+class LayerWriter:
+    """Writes some layers of one composite as COGs in a scratch folder, then uploads each with
+    its completion record (``{layer}.done.json``: size, SHA-256, valid pixels). A layer whose
+    completion record exists is complete: a killed run resumes without redoing it."""
+
+    def __init__(self, settings: Settings, store: ObjectStore, tile: str, season: Season, cid: str,
+                 products: list[dict[str, Any]]) -> None:
+        self.settings, self.store, self.tile, self.season, self.cid = settings, store, tile, season, cid
+        self.bucket = settings.MINIO_BUCKET_NAME_COMPOSITES
+        self.tags = {"tile": tile, "season": season.name, "products": ",".join(p["_id"] for p in products),
+                     "composite_id": cid}
+
+    def key(self, layer: str) -> str:
+        return keys.composite_layer_key(self.tile, self.season.name, self.cid, layer)
+
+    def done(self, layer: str) -> dict[str, Any] | None:
+        done_key = keys.composite_layer_done_key(self.tile, self.season.name, self.cid, layer)
+        if not self.store.exists(self.bucket, done_key):
+            return None
+        return dict(self.store.get_json(self.bucket, done_key))
+
+    def write(self, layers: list[str], grid: Grid, params: CompositeParams,
+              fill: Callable[[dict[str, CogWriter]], dict[str, int]]) -> dict[str, dict[str, Any]]:
+        """Make ``layers`` with ``fill`` (which writes every window into the given writers and
+        returns extra per-layer counts), upload them and their completion records."""
+        with scratch_dir(self.settings.TMP_DIR) as tmp:
+            paths = {name: tmp / f"{name}.tif" for name in layers}
+            writers = {name: CogWriter(paths[name], grid, tmp_dir=tmp, **_layer_profile(name, params, self.tags))
+                       for name in layers}
+            with contextlib.ExitStack() as stack:  # a failure closes the writers without making COGs
+                opened = {n: stack.enter_context(w) for n, w in writers.items()}
+                extra = fill(opened)
+            files = {}
+            for name, path in paths.items():
+                files[name] = publish.put_file(self.store, self.bucket, self.key(name), path)
+                if name in extra:
+                    files[name]["valid_pixels"] = extra[name]
+                self.store.put_json(self.bucket, keys.composite_layer_done_key(self.tile, self.season.name, self.cid,
+                                                                               name), files[name])
+        return files
+
+
 @dask_task
-def build_composite(settings: Settings, tile: str, season: Season, products: list[dict[str, Any]],
-                    params: CompositeParams) -> dict[str, Any]:
-    """Dask task: compute and store every band, index and the valid-observation count of one
-    tile x season composite; return its catalog record."""
+def build_cloud_mask(settings: Settings, product: dict[str, Any], mask: masks.MaskSettings) -> str | None:
+    """Dask task: the stored s2cloudless mask of an L1C product (None for L2A: SCL is used)."""
+    if product["level"] != "L1C":
+        return None
+    store = open_store(settings, check=False)
+    with store.rasterio_env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+        bucket, key = ensure_s2cloudless_mask(settings, store, product, mask)
+    return store.raster_uri(bucket, key)
+
+
+@dask_task
+def build_band(settings: Settings, tile: str, season: Season, products: list[dict[str, Any]],
+               params: CompositeParams, band: str, mask_uris: dict[str, str | None]) -> dict[str, dict[str, Any]]:
+    """Dask task: the median of one band over the products, window by window (and, for the first
+    band, the valid-observation count); reused when already complete."""
     store = open_store(settings, check=False)
     cid = ids.composite_id(tile, season, [p["_id"] for p in products], params)
-    bucket = settings.MINIO_BUCKET_NAME_COMPOSITES
+    out = LayerWriter(settings, store, tile, season, cid, products)
+    layers = [band] + (["valid_count"] if band == params.bands[0] else [])
+    existing = {name: out.done(name) for name in layers}
+    if all(existing.values()):
+        return {name: dict(rec or {}) | {"reused": True} for name, rec in existing.items()}
     with store.rasterio_env(GDAL_CACHEMAX=GDAL_CACHE_MB):
         grid = common_grid(store, products)
-        mask_uris: dict[str, str | None] = {}
-        for p in products:
-            if p["level"] == "L1C":
-                mb, mk = ensure_s2cloudless_mask(settings, store, p, params.mask)
-                mask_uris[p["_id"]] = store.raster_uri(mb, mk)
-            else:
-                mask_uris[p["_id"]] = None
-        outputs = [*params.bands, *params.indices, "valid_count"]
-        with tempfile.TemporaryDirectory(dir=_tmp(settings)) as tmp:
-            paths = {name: Path(tmp) / f"{name}.tif" for name in outputs}
-            writers = {}
-            common_tags = {"tile": tile, "season": season.name, "products": ",".join(p["_id"] for p in products),
-                           "composite_id": cid}
-            for name in outputs:
-                if name in params.bands:
-                    kw: dict[str, Any] = dict(dtype="uint16", nodata=0, overview_resampling="average",
-                                              descriptions=[f"{name} median reflectance x 10000"],
-                                              tags=common_tags | {"scale_factor": str(1 / BAND_SCALE)},
-                                              scales=[1 / BAND_SCALE], offsets=[0.0])
-                elif name == "valid_count":
-                    kw = dict(dtype="uint8", nodata=None, overview_resampling="nearest",
-                              descriptions=["number of valid observations"], tags=common_tags)
-                else:
-                    kw = dict(dtype="float32", nodata=float("nan"), overview_resampling="average",
-                              descriptions=[f"{name} index of the median composite"], tags=common_tags)
-                writers[name] = CogWriter(paths[name], grid, tmp_dir=tmp, **kw)
-            def open_readers() -> list[ProductWindowReader]:
-                return [ProductWindowReader(store, p, grid, mask_uris[p["_id"]], params.mask) for p in products]
 
-            with contextlib.ExitStack() as stack:
-                open_writers = {n: stack.enter_context(w) for n, w in writers.items()}
-                valid_pixels = _composite_windows(open_readers, grid, params, open_writers,
-                                                  lambda: store.rasterio_env(GDAL_CACHEMAX=GDAL_CACHE_MB))
-            files = {name: publish.put_file(store, bucket, keys.composite_layer_key(tile, season.name, cid, name), path)
-                     for name, path in paths.items()}
+        def open_readers() -> list[ProductWindowReader]:
+            return [ProductWindowReader(store, p, grid, mask_uris.get(p["_id"]), params.mask) for p in products]
+
+        def compute(readers: list[ProductWindowReader], window: rasterio.windows.Window) -> dict[str, np.ndarray]:
+            return band_window(readers, window, band, with_count="valid_count" in layers)
+
+        def fill(writers: dict[str, CogWriter]) -> dict[str, int]:
+            valid = run_windows(open_readers, grid, params, compute, writers,
+                                lambda: store.rasterio_env(GDAL_CACHEMAX=GDAL_CACHE_MB))
+            return {"valid_count": valid} if "valid_count" in writers else {}
+
+        files = out.write(layers, grid, params, fill)
+    return files
+
+
+@dask_task
+def build_indices(settings: Settings, tile: str, season: Season, products: list[dict[str, Any]],
+                  params: CompositeParams, bands: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Dask task: every spectral index, from the stored (quantised) band medians, so training
+    and prediction features agree; reused when already complete."""
+    store = open_store(settings, check=False)
+    cid = ids.composite_id(tile, season, [p["_id"] for p in products], params)
+    out = LayerWriter(settings, store, tile, season, cid, products)
+    existing = {name: out.done(name) for name in params.indices}
+    if all(existing.values()) or not params.indices:
+        return {name: dict(rec or {}) | {"reused": True} for name, rec in existing.items()}
+    band_files = {b: files[b] for files in bands.values() for b in files if b in params.bands}
+    with store.rasterio_env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+        grid = common_grid(store, products)
+
+        def open_readers() -> list[Any]:
+            return [GridReader(store.raster_uri(loc["bucket"], loc["key"]), grid) for loc in band_files.values()]
+
+        def compute(readers: list[Any], window: rasterio.windows.Window) -> dict[str, np.ndarray]:
+            medians = {b: dequantise(r.read(window)) for b, r in zip(band_files, readers)}
+            return {name: compute_index(name, medians) for name in params.indices}
+
+        def fill(writers: dict[str, CogWriter]) -> dict[str, int]:
+            run_windows(open_readers, grid, params, compute, writers,
+                        lambda: store.rasterio_env(GDAL_CACHEMAX=GDAL_CACHE_MB))
+            return {}
+
+        return out.write(list(params.indices), grid, params, fill)
+
+
+def composite_record(tile: str, season: Season, products: list[dict[str, Any]], params: CompositeParams,
+                     grid: Grid, layers: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    files = {name: {k: v for k, v in rec.items() if k not in ("reused", "valid_pixels")} for name, rec in layers.items()}
+    valid_pixels = int(layers["valid_count"].get("valid_pixels", 0))
     return {
-        "_id": cid,
+        "_id": ids.composite_id(tile, season, [p["_id"] for p in products], params),
         "tile": tile,
         "season": season.name,
         "season_start": season.start.isoformat(),
@@ -218,34 +296,64 @@ def build_composite(settings: Settings, tile: str, season: Season, products: lis
     }
 
 
+def build_composite(settings: Settings, tile: str, season: Season, products: list[dict[str, Any]],
+                    params: CompositeParams) -> dict[str, Any]:
+    """Every layer of one composite in this process (masks, bands, indices, in that order);
+    returns its catalog record. The stage runs the same functions as Dask tasks."""
+    masks_ = {p["_id"]: build_cloud_mask(settings, p, params.mask) for p in products}
+    bands = {b: build_band(settings, tile, season, products, params, b, masks_) for b in params.bands}
+    indices = build_indices(settings, tile, season, products, params, bands)
+    store = open_store(settings, check=False)
+    with store.rasterio_env():
+        grid = common_grid(store, products)
+    return composite_record(tile, season, products, params, grid, _merge(bands, indices))
+
+
+def _merge(bands: dict[str, dict[str, dict[str, Any]]], indices: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    layers: dict[str, dict[str, Any]] = {}
+    for files in bands.values():
+        layers |= files
+    return layers | indices
+
+
+def band_window(readers: list[ProductWindowReader], window: rasterio.windows.Window, band: str,
+                with_count: bool) -> dict[str, np.ndarray]:
+    """One band's uint16 median over the products in one window (and the valid count)."""
+    invalid = [r.invalid(window) for r in readers]
+    stack = np.stack([r.reflectance(band, window, inv) for r, inv in zip(readers, invalid)])
+    out = {band: to_uint16_reflectance(median_composite(stack))}
+    if with_count:
+        out["valid_count"] = valid_count(stack)
+    return out
+
+
 def compute_window(readers: list[ProductWindowReader], window: rasterio.windows.Window,
                    params: CompositeParams) -> dict[str, np.ndarray]:
-    """Every output of one window: uint16 band medians, float32 indices (from the quantised
-    medians, so training and prediction features agree) and the valid-observation count."""
-    invalid = [r.invalid(window) for r in readers]
+    """Every output of one window at once: uint16 band medians, float32 indices (from the
+    quantised medians) and the valid-observation count. The stage computes the same values band
+    by band (:func:`band_window`, then the indices from the stored bands)."""
     out: dict[str, np.ndarray] = {}
     quantised: dict[str, np.ndarray] = {}
-    for band in params.bands:
-        stack = np.stack([r.reflectance(band, window, inv) for r, inv in zip(readers, invalid)])
-        if "valid_count" not in out:
-            out["valid_count"] = valid_count(stack)
-        out[band] = to_uint16_reflectance(median_composite(stack))
-        quantised[band] = dequantise(out[band])
-        del stack
+    for i, band in enumerate(params.bands):
+        layer = band_window(readers, window, band, with_count=i == 0)
+        out |= layer
+        quantised[band] = dequantise(layer[band])
     for name in params.indices:
         out[name] = compute_index(name, quantised)
     return out
 
 
-def _composite_windows(open_readers: Callable[[], list[ProductWindowReader]], grid: Grid, params: CompositeParams,
-                       writers: dict[str, CogWriter],
-                       thread_env: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext) -> int:
+def run_windows(open_readers: Callable[[], list[Any]], grid: Grid, params: CompositeParams,
+                compute: Callable[[list[Any], rasterio.windows.Window], dict[str, np.ndarray]],
+                writers: dict[str, CogWriter],
+                thread_env: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext) -> int:
     """The window loop. With ``params.threads`` > 1, windows are computed in a thread pool (each
     thread with its own dataset handles; GDAL decoding and numpy sorting release the GIL) while
-    this thread writes results in order. Returns the number of pixels with a valid observation."""
+    this thread writes results in order. Returns the number of pixels with a valid observation
+    (when ``valid_count`` is computed)."""
     windows = list(block_windows(grid.height, grid.width, params.window_size))
     local = threading.local()
-    opened: list[list[ProductWindowReader]] = []
+    opened: list[list[Any]] = []
     lock = threading.Lock()
 
     def work(window: rasterio.windows.Window) -> dict[str, np.ndarray]:
@@ -254,7 +362,7 @@ def _composite_windows(open_readers: Callable[[], list[ProductWindowReader]], gr
                 local.readers = open_readers()
                 with lock:
                     opened.append(local.readers)
-            return compute_window(local.readers, window, params)
+            return compute(local.readers, window)
 
     valid_pixels = 0
     try:
@@ -269,7 +377,8 @@ def _composite_windows(open_readers: Callable[[], list[ProductWindowReader]], gr
                     pending[i + ahead] = pool.submit(work, windows[i + ahead])
                 for name, arr in result.items():
                     writers[name].write(arr, window)
-                valid_pixels += int((result["valid_count"] > 0).sum())
+                if "valid_count" in result:
+                    valid_pixels += int((result["valid_count"] > 0).sum())
     finally:
         for readers in opened:
             for r in readers:
@@ -294,13 +403,17 @@ class CompositeReport:
 
 def composite(ctx: Context, tiles: list[str], seasons: list[Season], client: Any,
               params: CompositeParams | None = None, progress: bool = True) -> CompositeReport:
-    """Build (or reuse) the composite of every tile x season as Dask tasks."""
+    """Build (or reuse) the composite of every tile x season as Dask tasks: one per L1C cloud
+    mask, one per band, one for the indices (which need the bands). Each layer is kept as soon
+    as it is complete, so a killed run resumes where it stopped; the catalog record is written
+    when every layer is there."""
     from distributed import as_completed
     from tqdm import tqdm
 
     params = params or CompositeParams.from_settings(ctx.settings)
     report = CompositeReport()
-    futures: dict[Any, str] = {}
+    pending: dict[Any, tuple[str, str, Season, list[dict[str, Any]], dict[str, Any]]] = {}
+    s = ctx.settings
     for tile in tiles:
         for season in seasons:
             label = f"{tile} {season.name}"
@@ -312,14 +425,26 @@ def composite(ctx: Context, tiles: list[str], seasons: list[Season], client: Any
             if ctx.catalog.exists("composites", cid):
                 report.reused.append(cid)
                 continue
-            fut = client.submit(build_composite, ctx.settings, tile, season, products, params,
-                                key=task_key(f"composite-{cid}"), pure=False)
-            futures[fut] = label
-    bar = tqdm(total=len(futures), desc="composite", unit="composite", disable=not progress or not futures)
-    for fut in as_completed(list(futures)):
-        label = futures[fut]
+            mask_futs = {p["_id"]: client.submit(build_cloud_mask, s, p, params.mask, pure=False, retries=2,
+                                                 key=task_key(f"mask-{p['_id']}")) for p in products}
+            band_futs = {b: client.submit(build_band, s, tile, season, products, params, b, mask_futs, pure=False,
+                                          retries=2, key=task_key(f"band-{cid}-{b}")) for b in params.bands}
+            index_fut = client.submit(build_indices, s, tile, season, products, params, band_futs, pure=False,
+                                      retries=2, key=task_key(f"indices-{cid}"))
+            pending[index_fut] = (label, tile, season, products, band_futs)
+    bar = tqdm(total=len(pending), desc="composite", unit="composite", disable=not progress or not pending)
+    for fut in as_completed(list(pending)):
+        label, tile, season, products, band_futs = pending[fut]
         try:
-            record = fut.result()
+            indices = fut.result()
+            bands = {b: f.result() for b, f in band_futs.items()}
+            layers = _merge(bands, indices)
+            reused = sum(1 for rec in layers.values() if rec.get("reused"))
+            if reused:
+                log.info("%s: %d of %d layers were already complete (resumed)", label, reused, len(layers))
+            with ctx.store.rasterio_env():
+                grid = common_grid(ctx.store, products)
+            record = composite_record(tile, season, products, params, grid, layers)
             ctx.catalog.upsert("composites", record)
             report.built.append(record["_id"])
         except LandcoverError as exc:

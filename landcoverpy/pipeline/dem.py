@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from landcoverpy.config import Settings
 from landcoverpy.context import Context
 from landcoverpy.errors import LandcoverError, ProviderError
 from landcoverpy.retry import with_retries
+from landcoverpy.scratch import scratch_dir
 from landcoverpy.pipeline.tasks import dask_task, task_key
 from landcoverpy.raster.cog import CogWriter
 from landcoverpy.raster.grid import Grid, block_windows
@@ -91,8 +91,7 @@ def build_dem(settings: Settings, tile: str, grid: Grid, sources: list[dict[str,
     store = open_store(settings, check=False)
     did = dem_id(tile, grid, sources)
     bucket = settings.MINIO_BUCKET_NAME_DEM
-    settings.TMP_DIR.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=settings.TMP_DIR) as tmp, store.rasterio_env():
+    with scratch_dir(settings.TMP_DIR) as tmp, store.rasterio_env():
         paths = {name: Path(tmp) / f"{name}.tif" for name in LAYERS}
         units = {"elevation": "metres", "slope": "degrees", "aspect": "degrees clockwise from north, -1 flat"}
         writers = {name: CogWriter(paths[name], grid, "float32", nodata=float("nan"), descriptions=[f"{name} ({units[name]})"],

@@ -13,7 +13,6 @@ import datetime as dt
 import json
 import logging
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -22,6 +21,7 @@ from landcoverpy.context import Context
 from landcoverpy.errors import InputValidationError, ProviderError, TransientError
 from landcoverpy.retry import is_transient_status, with_retries
 from landcoverpy.sources.modis import ModisQA, read_mod09, write_geotiff
+from landcoverpy.scratch import scratch_dir
 from landcoverpy.storage import join_key, local_copy
 
 log = logging.getLogger(__name__)
@@ -195,9 +195,9 @@ def acquire_modis(ctx: Context, source: ModisSource, tiles: list[str], start: dt
                         ctx.store.put_stream(bucket, raw_key, stream)
 
                 with_retries(f"MODIS {g.name}", fetch)
-                with local_copy(ctx.store, bucket, raw_key, ctx.settings.TMP_DIR if ctx.settings.TMP_DIR.exists() else None) as path:
+                with scratch_dir(ctx.settings.TMP_DIR) as tmp, local_copy(ctx.store, bucket, raw_key, tmp) as path:
                     granule = read_mod09(path, qa)
-                with tempfile.TemporaryDirectory() as tmp:
+                with scratch_dir(ctx.settings.TMP_DIR) as tmp:
                     ctx.store.put_file(bucket, tif_key, write_geotiff(granule, Path(tmp) / "g.tif"))
             except BaseException:
                 for key in (raw_key, tif_key):
