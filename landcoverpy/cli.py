@@ -335,6 +335,11 @@ def _run_with(ctx: Any, inputs: Any, provider: Any, tiles: list[str] | None, out
         typer.echo(f"outputs in {output_dir.resolve()}:")
         for path in sorted(set(written.values())):
             typer.echo(f"  {path}")
+    if result.problems:
+        typer.echo(f"Error: the run is incomplete ({len(result.problems)} problem(s)):", err=True)
+        for problem in result.problems:
+            typer.echo(f"  {problem}", err=True)
+        raise typer.Exit(code=2)
 
 
 @app.command("run")

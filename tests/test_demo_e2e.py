@@ -34,6 +34,9 @@ def test_demo_on_embedded_default_then_rerun_does_nothing(tmp_path: Path) -> Non
     env = {"LANDCOVERPY_HOME": str(tmp_path / "home"), "TMP_DIR": str(tmp_path / "tmp")}
     first = run_cli(["demo", "--output-dir", str(tmp_path / "out"), "--no-progress"], env, tmp_path, timeout=900)
     assert first.returncode == 0, first.stderr[-3000:]
+    # quiet by default: no Dask chatter, no GDAL warning, every line ours
+    assert " distributed." not in first.stderr and "palette" not in first.stderr, first.stderr
+    assert all(" landcoverpy" in line for line in first.stderr.splitlines()), first.stderr
     run = check_outputs(tmp_path / "out")
     assert all(s["did_work"] for s in run["stages"])
 

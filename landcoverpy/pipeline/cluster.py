@@ -9,6 +9,7 @@ from typing import Any
 
 from landcoverpy.config import Settings
 from landcoverpy.errors import ServiceUnavailableError
+from landcoverpy.pipeline.tasks import LOG_TOPIC, forward_to_log
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,7 @@ def dask_client(settings: Settings, processes: bool = True) -> Iterator[Any]:
                 "Check DASK_CLUSTER_IP (host:port) and that the scheduler is running."
             ) from None
         log.info("Connected to %s", address)
+        client.subscribe_topic(LOG_TOPIC, forward_to_log)
         try:
             yield client
         finally:
@@ -92,6 +94,7 @@ def dask_client(settings: Settings, processes: bool = True) -> Iterator[Any]:
         host="127.0.0.1",
     )
     client = Client(cluster)
+    client.subscribe_topic(LOG_TOPIC, forward_to_log)
     log.info("Started %s", describe_cluster(settings))
     try:
         yield client

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import logging
+import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -10,14 +12,57 @@ from landcoverpy.errors import LandcoverError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+LOG_TOPIC = "landcoverpy-log"
+_forwarding = {"installed": False}
+
+
+class _ForwardToClient(logging.Handler):
+    """Sends warnings and errors logged (or raised as Python warnings) in a worker process to the
+    client as Dask events, so they reach the user's log instead of a worker's stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from distributed import get_worker
+
+            worker = get_worker()
+        except (ImportError, ValueError):
+            return  # not inside a task
+        try:
+            worker.log_event(LOG_TOPIC, {"pid": os.getpid(), "worker": str(worker.name), "logger": record.name,
+                                         "level": record.levelno, "message": record.getMessage()})
+        except Exception:  # never let logging break a task
+            pass
+
+
+def _install_forwarding() -> None:
+    if _forwarding["installed"]:
+        return
+    handler = _ForwardToClient(level=logging.WARNING)
+    logging.captureWarnings(True)
+    for name in ("landcoverpy", "py.warnings"):
+        logging.getLogger(name).addHandler(handler)
+    _forwarding["installed"] = True
+
+
+def forward_to_log(event: Any) -> None:
+    """Client side of the forwarding: log a worker's message here (events from this very process,
+    an in-process cluster, were logged already)."""
+    _, msg = event if isinstance(event, tuple) else (None, event)
+    if not isinstance(msg, dict) or msg.get("pid") == os.getpid():
+        return
+    logging.getLogger(str(msg.get("logger", "landcoverpy"))).log(
+        int(msg.get("level", logging.WARNING)), "[worker %s] %s", msg.get("worker", "?"), msg.get("message", ""))
+
 
 def dask_task(fn: F) -> F:
     """Our errors reach the client as themselves: the chained library exceptions they were raised
     from (GDAL's CPLE errors, for one) cannot always be unpickled, which would turn a clear
-    message into a generic one. The message already says what went wrong, so the chain is cut."""
+    message into a generic one. The message already says what went wrong, so the chain is cut.
+    Warnings logged while the task runs on a worker are forwarded to the client's log."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _install_forwarding()
         try:
             return fn(*args, **kwargs)
         except LandcoverError as exc:

@@ -71,6 +71,7 @@ class RunResult:
     hierarchy: dict[str, Any] | None = None
     dataset: dict[str, Any] | None = None
     holdout: dict[str, Any] | None = None
+    problems: list[str] = field(default_factory=list)  # what did not go through, and what to do
 
     @property
     def did_work(self) -> bool:
@@ -92,6 +93,7 @@ def run_workflow(ctx: Context, inputs: Inputs, provider: Provider, client: Any, 
     acq = acquire(ctx, provider, all_tiles, inputs.seasons, client, progress)
     fetched = sum(len(e.fetched) for e in acq.entries)
     run.stages.append(StageTiming("acquire", time.perf_counter() - t, fetched > 0, "; ".join(acq.lines())))
+    run.problems += acquisition_problems(acq, settings)
 
     ctx.check_lease()
     t = time.perf_counter()
@@ -113,7 +115,13 @@ def run_workflow(ctx: Context, inputs: Inputs, provider: Provider, client: Any, 
 
     ctx.check_lease()
     t = time.perf_counter()
-    ds = build_dataset(ctx, inputs, client, params=composite_params(settings))
+    try:
+        ds = build_dataset(ctx, inputs, client, params=composite_params(settings))
+    except InputValidationError as exc:
+        if not run.problems:
+            raise
+        raise InputValidationError("no training data: " + "; ".join(run.problems)) from exc
+    run.problems += [f"{tile}: training points not used ({why})" for tile, why in ds.skipped_tiles.items()]
     run.dataset = ds.record
     run.stages.append(StageTiming("dataset", time.perf_counter() - t, not ds.reused,
                                   f"{ds.record['n_samples']} samples from {ds.record['n_points']} points"))
@@ -133,8 +141,9 @@ def run_workflow(ctx: Context, inputs: Inputs, provider: Provider, client: Any, 
     run.maps = {r.tile: r.record for r in rep.tiles if r.record}
     run.stages.append(StageTiming("classify", time.perf_counter() - t, any(not r.reused and r.record for r in rep.tiles),
                                   "; ".join(rep.lines())))
+    run.problems += [f"{r.tile}: not classified ({r.skipped})" for r in rep.tiles if r.skipped]
     if not run.maps:
-        raise InputValidationError("no tile could be classified: " + "; ".join(rep.lines()))
+        raise InputValidationError("no tile could be classified: " + "; ".join(run.problems or rep.lines()))
     if holdout is not None:
         run.holdout = holdout_accuracy(ctx, run.maps, holdout, inputs.lc_labels.values, inputs.sl_labels.values)
     ctx.catalog.upsert("runs", {
@@ -142,9 +151,26 @@ def run_workflow(ctx: Context, inputs: Inputs, provider: Provider, client: Any, 
         "did_work": run.did_work,
         "stages": [{"name": s.name, "seconds": round(s.seconds, 2), "did_work": s.did_work, "detail": s.detail} for s in run.stages],
         "maps": {t: r["_id"] for t, r in run.maps.items()}, "hierarchy": hierarchy["_id"], "dataset": ds.record["_id"],
-        "holdout": run.holdout,
+        "holdout": run.holdout, "problems": run.problems,
     })
     return run
+
+
+def acquisition_problems(acq: Any, settings: Any) -> list[str]:
+    """What acquisition could not get, with what to change (a run already acquires and
+    composites: the fix is in the inputs or settings, not in another command)."""
+    out = []
+    for e in acq.entries:
+        if e.error:
+            out.append(f"{e.tile} {e.season}: the product search failed ({e.error}); check the provider settings "
+                       "and rerun")
+        elif not e.selected:
+            out.append(f"{e.tile} {e.season}: no usable product ({e.found} found, none with more than "
+                       f"MIN_USEFUL_DATA_PERCENTAGE={settings.MIN_USEFUL_DATA_PERCENTAGE:g}% useful data); widen the "
+                       "season in the seasons file, lower MIN_USEFUL_DATA_PERCENTAGE, or use another provider")
+        for pid, why in e.failed.items():
+            out.append(f"{e.tile} {e.season}: product {pid} could not be fetched ({why}); rerun to retry it")
+    return out
 
 
 def export_outputs(ctx: Context, run: RunResult, output_dir: Path) -> dict[str, Path]:

@@ -1,8 +1,8 @@
 """Cloud-Optimized GeoTIFF writing, window by window, with validation (rio-cogeo).
 
-:class:`CogWriter` writes windows into a temporary tiled GeoTIFF, then ``cog_translate`` makes the
-COG (internal tiling, overviews, nodata, band descriptions, colour table, tags) and
-``cog_validate`` checks it. Memory is bounded by the window size, not the raster size.
+:class:`CogWriter` writes windows into a temporary tiled GeoTIFF, then GDAL's COG driver makes the
+COG (internal tiling, overviews, nodata, band descriptions, colour table, scale/offset, tags) and
+rio-cogeo's ``cog_validate`` checks it. Memory is bounded by the window size, not the raster size.
 """
 
 from __future__ import annotations
@@ -24,14 +24,6 @@ from landcoverpy.raster.grid import Grid
 log = logging.getLogger(__name__)
 
 COG_BLOCKSIZE = 512
-
-
-def cog_profile(dtype: str, blocksize: int = COG_BLOCKSIZE) -> dict[str, Any]:
-    predictor = 3 if np.dtype(dtype).kind == "f" else 2
-    return {
-        "driver": "GTiff", "interleave": "pixel", "tiled": True, "blockxsize": blocksize,
-        "blockysize": blocksize, "compress": "DEFLATE", "predictor": predictor, "BIGTIFF": "IF_SAFER",
-    }
 
 
 class CogWriter:
@@ -72,10 +64,12 @@ class CogWriter:
             # the intermediate file only needs to be small and fast; the COG gets DEFLATE
             "compress": "ZSTD", "zstd_level": 1, "BIGTIFF": "IF_SAFER",
         }
+        if self.colormap:
+            profile["photometric"] = "palette"
         self._dst = rasterio.open(self._tmp, "w", **profile)
         for i, desc in enumerate(self.descriptions or [], start=1):
             self._dst.set_band_description(i, desc)
-        if self.colormap:
+        if self.colormap:  # a paletted band from the start: overviews are computed with the palette
             self._dst.write_colormap(1, self.colormap)
         if self.tags:
             self._dst.update_tags(**self.tags)
@@ -104,18 +98,24 @@ class CogWriter:
 
 def translate_to_cog(src: str | Path, dst: str | Path, dtype: str, overview_resampling: str = "nearest",
                      blocksize: int = COG_BLOCKSIZE) -> None:
-    from rio_cogeo.cogeo import cog_translate, cog_validate
+    """GDAL's COG driver: tiling, DEFLATE, overviews computed with the band's colour table,
+    nodata, descriptions, scale/offset and tags copied; then rio-cogeo validates the result. (The
+    overviews rio-cogeo's ``cog_translate`` computes on paletted bands draw GDAL's "palette index
+    raster bands without a palette" warning.)"""
+    import rasterio.shutil
 
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp_dst = dst.parent / f".{dst.name}.part"
+    predictor = "3" if np.dtype(dtype).kind == "f" else "2"
     try:
-        cog_translate(
-            str(src), str(tmp_dst), cog_profile(dtype, blocksize), overview_resampling=overview_resampling,
-            in_memory=False, quiet=True, use_cog_driver=False,
-            config={"GDAL_NUM_THREADS": "ALL_CPUS", "GDAL_TIFF_OVR_BLOCKSIZE": str(blocksize)},
-        )
-        valid, errors, _warnings = cog_validate(str(tmp_dst), quiet=True)
+        with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS"):
+            rasterio.shutil.copy(
+                str(src), str(tmp_dst), driver="COG", COMPRESS="DEFLATE", PREDICTOR=predictor,
+                BLOCKSIZE=str(blocksize), OVERVIEW_RESAMPLING=overview_resampling.upper(), BIGTIFF="IF_SAFER",
+                NUM_THREADS="ALL_CPUS",
+            )
+        valid, errors = validate_cog(tmp_dst)
         if not valid:
             raise RasterError(f"{dst.name} is not a valid Cloud-Optimized GeoTIFF: {errors}")
         os.replace(tmp_dst, dst)
