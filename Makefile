@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml setup.py
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# CPU build of PyTorch (a plain `torch` requirement would pull a multi-GB CUDA build)
 	$(BIN)/python -m pip install --quiet "torch==2.13.0"
-	$(BIN)/python -m pip install --quiet -e ".[test,abundance]"
+	$(BIN)/python -m pip install --quiet -e ".[all,test]"
 	touch $@
 
 demo: setup

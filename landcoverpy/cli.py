@@ -8,6 +8,7 @@ import logging
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from enum import Enum
 from typing import Any, TypeVar
 
 import typer
@@ -15,6 +16,7 @@ import typer
 from landcoverpy import __version__
 from landcoverpy.config import Settings, load_settings
 from landcoverpy.errors import LandcoverError
+from landcoverpy.extras import require
 from landcoverpy.logsetup import configure_logging
 
 log = logging.getLogger("landcoverpy")
@@ -27,6 +29,18 @@ app = typer.Typer(
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class ProviderName(str, Enum):
+    local = "local"
+    gcs = "gcs"
+    stac = "stac"
+    copernicus = "copernicus"
+
+
+class Level(str, Enum):
+    N1 = "N1"
+    N2 = "N2"
 
 
 class _State:
@@ -61,8 +75,16 @@ def handle_errors(fn: F) -> F:
 def main(
     verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More log output (-vv for debug)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors."),
+    version: bool = typer.Option(False, "--version", help="Print the landcoverpy version and exit.",
+                                 is_eager=True, callback=lambda value: _print_version(value)),
 ) -> None:
     configure_logging(-1 if quiet else verbose)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"landcoverpy {__version__}")
+        raise typer.Exit()
 
 
 @app.command()
@@ -126,7 +148,7 @@ SeasonsOpt = typer.Option(None, "--seasons", help="seasons.json; default SEASONS
 LcOpt = typer.Option(None, "--lc-labels", help="lc_labels.json; default LC_LABELS_FILE.")
 SlOpt = typer.Option(None, "--sl-labels", help="sl_labels.json; default SL_LABELS_FILE.")
 TilesOpt = typer.Option(None, "--tiles", help="Tile ids (repeat the option), 'prediction' (the points' tiles) or 'all' (every tile with composites; classify only); default TILES_TO_PREDICT / the points' tiles.")
-ProviderOpt = typer.Option("local", "--provider", help="local | gcs | stac | copernicus")
+ProviderOpt = typer.Option(ProviderName.local, "--provider", help="Where Sentinel-2 products come from.")
 SourceOpt = typer.Option(None, "--source", help="Folder of products for the local provider.")
 NoProgress = typer.Option(False, "--no-progress", help="Hide progress bars.")
 
@@ -148,7 +170,7 @@ def _tiles(tiles: list[str] | None, inputs: Any, catalog: Any = None) -> list[st
 @app.command()
 @handle_errors
 def acquire(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labels: Path = LcOpt,
-            sl_labels: Path = SlOpt, tiles: list[str] = TilesOpt, provider: str = ProviderOpt,
+            sl_labels: Path = SlOpt, tiles: list[str] = TilesOpt, provider: ProviderName = ProviderOpt,
             source: Path = SourceOpt, no_progress: bool = NoProgress, wait: bool = WaitOpt) -> None:
     """Download Sentinel-2 products for the tiles x seasons into the store and catalog them."""
     from landcoverpy.pipeline.acquire import acquire as run_acquire
@@ -157,7 +179,7 @@ def acquire(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labels: P
     from landcoverpy.sources.registry import make_provider
 
     inputs = _inputs(dataset, seasons, lc_labels, sl_labels)
-    prov = make_provider(provider, settings(), source)
+    prov = make_provider(ProviderName(provider).value, settings(), source)
     wanted = sorted(set(training_tiles(inputs)) | set(_tiles(tiles, inputs)))
     with _session("acquire", wait) as ctx, dask_client(ctx.settings) as client:
         report = run_acquire(ctx, prov, wanted, inputs.seasons, client, not no_progress)
@@ -264,7 +286,7 @@ def train_cmd(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labels:
 def classify_cmd(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labels: Path = LcOpt,
                  sl_labels: Path = SlOpt, tiles: list[str] = TilesOpt,
                  block_size: int = typer.Option(None, "--block-size", help="Pixels per block side; default CLASSIFICATION_BLOCK_SIZE."),
-                 model: str = typer.Option(None, "--model", help="Hierarchy id to classify with; default: the one `train` makes from these points with the current settings."),
+                 model: str = typer.Option(None, "--model", help="Hierarchy id to classify with (seasons, labels and features come from its record; no input files needed). Default: the model `train` makes from the points with the current settings, or without points the newest model trained with these settings."),
                  no_progress: bool = NoProgress, wait: bool = WaitOpt) -> None:
     """Classify tiles block by block on Dask; write COG maps to the classification-maps bucket."""
     from landcoverpy.assets import lookup
@@ -272,20 +294,27 @@ def classify_cmd(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labe
     from landcoverpy.assets.stac import publish_catalog
     from landcoverpy.pipeline.classification import classify
     from landcoverpy.pipeline.cluster import dask_client
+    from landcoverpy.pipeline.workflow import resolve_tiles
 
-    inputs = _inputs(dataset, seasons, lc_labels, sl_labels)
+    cfg = settings()
+    points_file = dataset or cfg.DB_FILE
+    inputs = _inputs(dataset, seasons, lc_labels, sl_labels) if model is None and points_file.is_file() else None
     with _session("classify", wait) as ctx:
-        cfg = ctx.settings
-        if model:
-            hierarchy = lookup.hierarchy(ctx, model)
-        else:
+        if inputs is not None:
             hierarchy = lookup.hierarchy_for_inputs(
                 ctx, inputs.points.frame, inputs.seasons, inputs.lc_labels, inputs.sl_labels,
                 CompositeParams.from_settings(cfg), ModelParams.from_settings(cfg), bool(cfg.DEM_SOURCE),
                 cfg.NEIGHBOURHOOD, cfg.SUBCATEGORY_PREDICTION)
+            season_list, wanted = inputs.seasons, resolve_tiles(tiles or cfg.TILES_TO_PREDICT, inputs, ctx.catalog)
+        else:  # from the stored model alone
+            hierarchy = lookup.hierarchy(ctx, model) if model else lookup.hierarchy_for_settings(
+                ctx, CompositeParams.from_settings(cfg), ModelParams.from_settings(cfg))
+            season_list = lookup.model_seasons(hierarchy)
+            wanted = resolve_tiles(tiles or cfg.TILES_TO_PREDICT, lookup.model_training_tiles(ctx, hierarchy), ctx.catalog)
+            log.info("classifying with model %s (%s), seasons %s", hierarchy["_id"],
+                     (hierarchy.get("params") or {}).get("model_type", "?"), ", ".join(s.name for s in season_list))
         with dask_client(cfg) as client:
-            rep = classify(ctx, _tiles(tiles, inputs, ctx.catalog), inputs.seasons, hierarchy, client, block_size,
-                           not no_progress)
+            rep = classify(ctx, wanted, season_list, hierarchy, client, block_size, not no_progress)
         publish_catalog(ctx)
     for line in rep.lines():
         typer.echo(line)
@@ -345,7 +374,7 @@ def _run_with(ctx: Any, inputs: Any, provider: Any, tiles: list[str] | None, out
 @app.command("run")
 @handle_errors
 def run_cmd(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labels: Path = LcOpt,
-            sl_labels: Path = SlOpt, tiles: list[str] = TilesOpt, provider: str = ProviderOpt,
+            sl_labels: Path = SlOpt, tiles: list[str] = TilesOpt, provider: ProviderName = ProviderOpt,
             source: Path = SourceOpt,
             holdout: Path = typer.Option(None, "--holdout", help="Held-out labelled points to score the maps with."),
             output_dir: Path = typer.Option(None, "--output-dir", help="Copy maps, quicklooks and the report here."),
@@ -355,7 +384,7 @@ def run_cmd(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labels: P
     from landcoverpy.sources.registry import make_provider
 
     inputs = _inputs(dataset, seasons, lc_labels, sl_labels)
-    prov = make_provider(provider, settings(), source)
+    prov = make_provider(ProviderName(provider).value, settings(), source)
     held = load_points(holdout, inputs.lc_labels, inputs.sl_labels) if holdout else None
     _run(inputs, prov, _tiles(tiles, inputs) if tiles or settings().TILES_TO_PREDICT else None, output_dir, held,
          not no_progress, wait)
@@ -470,47 +499,53 @@ def _echo_abundance_metrics(record: dict[str, Any], metrics: dict[str, Any]) -> 
 
 @abundance_app.command("train")
 @handle_errors
-def abundance_train(level: str = typer.Option("N1", "--level", help="N1 or N2."),
+def abundance_train(level: Level = typer.Option(Level.N1, "--level", help="Abundance level: N1 (categories) or N2 (subcategories)."),
                     dataset_id: str = typer.Option(None, "--dataset-id", help="Default: the newest abundance dataset."),
-                    epochs: int = typer.Option(150, "--epochs"), seed: int = typer.Option(0, "--seed"),
+                    epochs: int = typer.Option(150, "--epochs", help="Most training epochs (early stopping ends sooner)."),
+                    seed: int = typer.Option(0, "--seed", help="Seed of the split and the network's initial weights."),
                     no_progress: bool = NoProgress) -> None:
     """Train BRITS on a spatial-block 80/20 split with early stopping; report RMSE/MAE/R2 per class."""
     from landcoverpy.pipeline.abundance import train_level
 
+    require("abundance")
     with _session("abundance train") as ctx:
-        record, metrics = train_level(ctx, level, _train_params(epochs, seed), dataset_id, progress=not no_progress)
+        record, metrics = train_level(ctx, Level(level).value, _train_params(epochs, seed), dataset_id, progress=not no_progress)
     _echo_abundance_metrics(record, metrics)
 
 
 @abundance_app.command("finetune")
 @handle_errors
-def abundance_finetune(level: str = typer.Option("N1", "--level"),
+def abundance_finetune(level: Level = typer.Option(Level.N1, "--level", help="Abundance level: N1 (categories) or N2 (subcategories)."),
                        base_model: str = typer.Option(..., "--base-model", help="Catalog id of the model to start from."),
                        dataset_id: str = typer.Option(None, "--dataset-id", help="New-region dataset; default the newest."),
-                       epochs: int = typer.Option(60, "--epochs"), seed: int = typer.Option(0, "--seed"),
+                       epochs: int = typer.Option(60, "--epochs", help="Most fine-tuning epochs (early stopping ends sooner)."),
+                       seed: int = typer.Option(0, "--seed", help="Seed of the split and the new head's weights."),
                        no_progress: bool = NoProgress) -> None:
     """Start from a trained model on new-region data (the head is replaced when the classes differ)."""
     from landcoverpy.pipeline.abundance import train_level
 
+    require("abundance")
     with _session("abundance finetune") as ctx:
-        record, metrics = train_level(ctx, level, _train_params(epochs, seed), dataset_id, base_model, not no_progress)
+        record, metrics = train_level(ctx, Level(level).value, _train_params(epochs, seed), dataset_id, base_model, not no_progress)
     _echo_abundance_metrics(record, metrics)
 
 
 @abundance_app.command("predict")
 @handle_errors
-def abundance_predict(level: str = typer.Option("N1", "--level"),
-                      output_dir: Path = typer.Option(Path("outputs"), "--output-dir", "--output_dir"),
-                      model_id: str = typer.Option(None, "--model-id"), dataset_id: str = typer.Option(None, "--dataset-id"),
-                      block: int = typer.Option(512, "--block-size")) -> None:
+def abundance_predict(level: Level = typer.Option(Level.N1, "--level", help="Abundance level: N1 (categories) or N2 (subcategories)."),
+                      output_dir: Path = typer.Option(Path("outputs"), "--output-dir", "--output_dir", help="Where the abundance maps are copied."),
+                      model_id: str = typer.Option(None, "--model-id", help="Abundance model id; default the newest of the level."),
+                      dataset_id: str = typer.Option(None, "--dataset-id", help="Abundance dataset (grid, series); default the newest."),
+                      block: int = typer.Option(512, "--block-size", help="Pixels per block side (one Dask task each).")) -> None:
     """Abundance maps: one band per class (fractions summing to 1), a dominant-class COG, quicklooks."""
     from landcoverpy.assets.stac import publish_catalog
     from landcoverpy.pipeline.abundance import predict_area
     from landcoverpy.pipeline.cluster import dask_client
 
+    require("abundance")
     with _session("abundance predict") as ctx:
         with dask_client(ctx.settings) as client:
-            out = predict_area(ctx, level, output_dir, model_id, dataset_id, block, client)
+            out = predict_area(ctx, Level(level).value, output_dir, model_id, dataset_id, block, client)
         publish_catalog(ctx)
     for name, path in out.items():
         typer.echo(f"{name}: {path}")

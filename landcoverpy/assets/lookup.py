@@ -212,6 +212,34 @@ def hierarchy_for_inputs(ctx: Context, points: pd.DataFrame, seasons: list[Seaso
     return rec
 
 
+def hierarchy_for_settings(ctx: Context, composite: CompositeParams, model: ModelParams) -> dict[str, Any]:
+    """Without the training points: the newest hierarchy trained with these model and composite
+    parameters, else the newest of all (classification then follows that model's record)."""
+    records = ctx.catalog.find("models", {"level": "hierarchy"}, sort=[("created", -1)])
+    if not records:
+        raise ModelError("no trained models in the catalog: run `landcoverpy train` (or `run`) first")
+    for rec in records:
+        same_model = (rec.get("params") or {}) == model.to_dict()
+        same_composites = CompositeParams.from_dict(rec.get("composite_params") or {}).identity() == composite.identity()
+        if same_model and same_composites:
+            return rec
+    return records[0]
+
+
+def model_seasons(hierarchy: dict[str, Any]) -> list[Season]:
+    """The seasons (names and dates) a hierarchy was trained on, from its record."""
+    defs = hierarchy.get("season_defs")
+    if not defs:
+        raise ModelError(f"model {hierarchy['_id']} does not record its seasons (trained by an older version); "
+                         "pass --seasons with the seasons it was trained on, or retrain")
+    return [Season(name, dt.date.fromisoformat(start), dt.date.fromisoformat(end)) for name, start, end in defs]
+
+
+def model_training_tiles(ctx: Context, hierarchy: dict[str, Any]) -> list[str]:
+    rec = dataset(ctx, hierarchy.get("dataset_id", ""))
+    return sorted(rec.get("tiles", [])) if rec else []
+
+
 def latest_hierarchy(ctx: Context) -> dict[str, Any]:
     records = ctx.catalog.find("models", {"level": "hierarchy"}, sort=[("created", -1)], limit=1)
     if not records:

@@ -39,12 +39,16 @@ def training_tiles(inputs: Inputs) -> list[str]:
     return sorted(set(inputs.points.frame["tile"]))
 
 
-def resolve_tiles(spec: list[str] | str | None, inputs: Inputs, catalog: Any = None) -> list[str]:
-    """``--tiles``/TILES_TO_PREDICT: explicit ids; ``prediction`` or nothing = the points' tiles;
-    ``all`` = every tile with composites in the catalog (needs ``catalog``)."""
+def resolve_tiles(spec: list[str] | str | None, inputs: Inputs | list[str], catalog: Any = None) -> list[str]:
+    """``--tiles``/TILES_TO_PREDICT: explicit ids; ``prediction`` or nothing = the points' tiles
+    (``inputs``, or the training tiles given as a list); ``all`` = every tile with composites in
+    the catalog (needs ``catalog``)."""
     items = (spec.replace(",", " ").split() if isinstance(spec, str) else list(spec or [])) or ["prediction"]
     if items == ["prediction"]:
-        return training_tiles(inputs)
+        tiles = sorted(inputs) if isinstance(inputs, list) else training_tiles(inputs)
+        if not tiles:
+            raise InputValidationError("no tiles to classify: give --tiles (or TILES_TO_PREDICT)")
+        return tiles
     if items == ["all"]:
         if catalog is None:
             raise InputValidationError("--tiles all needs the catalog (every tile with composites)")

@@ -106,6 +106,9 @@ def read_mod09(path: str | Path, qa: ModisQA | None = None) -> ModisGranule:
     """Read bands 1-7 at 500 m of a MOD09A1 or MOD09GA granule with QA applied."""
     import datetime as dt
 
+    from landcoverpy.extras import require
+
+    require("modis")
     from pyhdf.error import HDF4Error
     from pyhdf.SD import SD, SDC
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from landcoverpy.config import Settings
 from landcoverpy.errors import ProviderError
+from landcoverpy.extras import require
 from landcoverpy.sources.base import Provider
 
 PROVIDERS = ("local", "gcs", "stac", "copernicus")
@@ -19,6 +20,7 @@ def make_provider(name: str, settings: Settings, source: Path | None = None) -> 
             raise ProviderError("the local provider needs --source DIR (a folder of SAFE products or product.json folders)")
         return LocalProvider(source)
     if name == "gcs":
+        require("gcs")
         from landcoverpy.sources.gcs import GCSProvider
 
         return GCSProvider(bucket=settings.GCS_BUCKET, level=settings.PRODUCT_LEVEL,
@@ -31,6 +33,7 @@ def make_provider(name: str, settings: Settings, source: Path | None = None) -> 
                             timeout=max(settings.CONNECT_TIMEOUT, 30),
                             sign_planetary_computer="planetarycomputer" in settings.STAC_API_URL)
     if name == "copernicus":
+        require("copernicus")
         from landcoverpy.sources.copernicus import CopernicusProvider
 
         if not (settings.SENTINEL_HOST and settings.SENTINEL_USERNAME and settings.SENTINEL_PASSWORD):
