@@ -22,12 +22,16 @@ test: setup system-tools
 	$(BIN)/python -m pytest
 
 # docker-compose (Debian's v1.29) renders and checks compose files without an engine; the
-# deployment tests use it when present and skip otherwise. A CJK font lets legends draw class
-# names in any script (the names are also in the PNG text and the COG tags whatever the fonts).
+# deployment tests use it when present and skip otherwise. Chromium renders report.html in the
+# report test (skipped without it). A CJK font lets legends draw class names in any script (the
+# names are also in the PNG text and the COG tags whatever the fonts).
 system-tools:
 	@command -v docker-compose >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
 	  && (apt-get update -qq && apt-get install -y -qq docker-compose) >/dev/null 2>&1 \
 	  || echo "docker-compose not installed: compose validation tests will be skipped"; }
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	  && (apt-get install -y -qq chromium || (apt-get update -qq && apt-get install -y -qq chromium)) >/dev/null 2>&1 \
+	  || echo "chromium not installed: the report's browser test will be skipped"; }
 	@fc-list 2>/dev/null | grep -qi "wenquanyi" || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
 	  && (apt-get install -y -qq fonts-wqy-microhei || (apt-get update -qq && apt-get install -y -qq fonts-wqy-microhei)) >/dev/null 2>&1 \
 	  || echo "fonts-wqy-microhei not installed: legends draw CJK class names as boxes"; }

@@ -15,7 +15,7 @@ import typer
 
 from landcoverpy import __version__
 from landcoverpy.config import Settings, load_settings
-from landcoverpy.errors import LandcoverError
+from landcoverpy.errors import LandcoverError, ModelError
 from landcoverpy.extras import require
 from landcoverpy.logsetup import configure_logging
 
@@ -295,6 +295,7 @@ def classify_cmd(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labe
     from landcoverpy.pipeline.classification import classify
     from landcoverpy.pipeline.cluster import dask_client
     from landcoverpy.pipeline.workflow import resolve_tiles
+    from landcoverpy.sharing import parse_duration, share_lines
 
     cfg = settings()
     points_file = dataset or cfg.DB_FILE
@@ -318,6 +319,8 @@ def classify_cmd(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labe
         publish_catalog(ctx)
     for line in rep.lines():
         typer.echo(line)
+    for line in share_lines(cfg, ctx.store, [t.record for t in rep.tiles if t.record], parse_duration("7d")):
+        typer.echo(line)
     skipped = [t for t in rep.tiles if t.skipped]
     if skipped:
         typer.echo(f"Error: {len(skipped)} tile(s) not classified: "
@@ -337,7 +340,8 @@ def _run_with(ctx: Any, inputs: Any, provider: Any, tiles: list[str] | None, out
 
     from landcoverpy.assets.stac import publish_catalog, write_catalog
     from landcoverpy.pipeline.cluster import dask_client, describe_cluster
-    from landcoverpy.pipeline.workflow import export_outputs, run_workflow
+    from landcoverpy.pipeline.workflow import export_outputs, publish_report, run_workflow
+    from landcoverpy.sharing import parse_duration, share_lines
 
     cfg = ctx.settings
     log.info("store: %s; catalog: %s; cluster: %s", ctx.store.describe(), ctx.catalog.describe(), describe_cluster(cfg))
@@ -345,6 +349,7 @@ def _run_with(ctx: Any, inputs: Any, provider: Any, tiles: list[str] | None, out
     with dask_client(cfg) as client:
         result = run_workflow(ctx, inputs, provider, client, tiles, holdout, progress)
     stac_key = publish_catalog(ctx)
+    report_key = publish_report(ctx, result)
     for stage in result.stages:
         typer.echo(f"{stage.name:<9} {stage.seconds:7.1f} s  {'done' if stage.did_work else 'reused'}  {stage.detail}")
     if not result.did_work:
@@ -357,7 +362,10 @@ def _run_with(ctx: Any, inputs: Any, provider: Any, tiles: list[str] | None, out
     for tile, rec in sorted(result.maps.items()):
         typer.echo(f"map {tile}: {rec['_id']} -> {bucket}/{rec['outputs']['classification']['key'].rsplit('/', 1)[0]}/ "
                    f"(also {bucket}/latest/{tile}/)")
+    for line in share_lines(cfg, ctx.store, [result.maps[t] for t in sorted(result.maps)], parse_duration("7d")):
+        typer.echo(line)
     typer.echo(f"STAC catalog: {bucket}/{stac_key}")
+    typer.echo(f"report: {bucket}/{report_key} (also {bucket}/latest/report.html)")
     if output_dir is not None:
         written = export_outputs(ctx, result, output_dir)
         written["stac"] = write_catalog(ctx, output_dir / "stac")
@@ -570,6 +578,31 @@ def prune(keep: int = typer.Option(1, "--keep", min=1, help="Maps to keep per ti
         typer.echo(f"  {mid}")
     for obj in report.objects:
         typer.echo(f"    {obj}")
+
+
+@app.command()
+@handle_errors
+def share(expires: str = typer.Option("7d", "--expires", help="How long the download links work: 30m, 12h, 7d (at most 7 days)."),
+          tiles: list[str] = typer.Option(None, "--tiles", help="Tiles to share (repeatable); default every tile with a map."),
+          ) -> None:
+    """Print, for the latest map of each tile, download links and the MinIO console folder."""
+    from landcoverpy.assets import lookup
+    from landcoverpy.context import Context
+    from landcoverpy.sentinel2 import normalise_tile
+    from landcoverpy.sharing import parse_duration, share_lines
+
+    delta = parse_duration(expires)
+    ctx = Context.open(settings())
+    try:
+        wanted = sorted({normalise_tile(t) for t in tiles}) if tiles else sorted(
+            {r["tile"] for r in ctx.catalog.find("maps", {"kind": "classification"})})
+        records = [found[0] for t in wanted if (found := lookup.maps_of(ctx, t))]
+        if not records:
+            raise ModelError("no map to share yet: run `landcoverpy run` or `landcoverpy classify` first")
+        for line in share_lines(ctx.settings, ctx.store, records, delta):
+            typer.echo(line)
+    finally:
+        ctx.close()
 
 
 stac_app = typer.Typer(help="The STAC catalog of the outputs (composites, DEM, maps, abundance).", no_args_is_help=True)

@@ -27,6 +27,10 @@ class Context:
     def ensure_buckets(self) -> None:
         for bucket in self.settings.bucket_names().values():
             self.store.ensure_bucket(bucket)
+        if self.settings.MINIO_PUBLIC_MAPS:
+            from landcoverpy.sharing import make_public
+
+            make_public(self.settings, self.settings.MINIO_BUCKET_CLASSIFICATIONS)
 
     def check_lease(self) -> None:
         """Before a step that replaces or removes objects: raise when this run's lease was

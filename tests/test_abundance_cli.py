@@ -103,6 +103,12 @@ def test_dataset_train_predict(area: tuple[Path, dict[str, Path]]) -> None:
     total = cube.sum(axis=0)
     np.testing.assert_allclose(total[np.isfinite(total)], 1.0, atol=1e-4)
     assert (root / "out" / "dominant_N1.png").stat().st_size > 5000
+    from landcoverpy.styles import read_category_names, read_paletted_qml
+
+    assert {label for label, _ in read_paletted_qml((root / "out" / "dominant_N1.qml").read_text()).values()} == \
+        {"forest", "crop", "urban"}
+    assert read_category_names((root / "out" / "dominant_N1.tif.aux.xml").read_text())[1:] == ["forest", "crop", "urban"]
+    assert "singlebandpseudocolor" in (root / "out" / "abundance_N1.qml").read_text()
     # N2 with classes the N1 model does not know: predicting N2 with it is refused
     res = run_cli(["abundance", "train", "--level", "N2", "--epochs", "5", "--no-progress"], env, root, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]

@@ -224,6 +224,19 @@ def test_any_label_name_works_and_stays_intact(scene: dict[str, Path], tmp_path:
     assert len(legend) >= 3
     sl_legend = {e["name"] for e in json.loads(Image.open(out / f"sl_classification_{TILE}.png").text["Legend"])}
     assert {"été", "Été"} <= sl_legend
+    # QGIS default styles and GDAL category names beside the maps, names intact
+    from landcoverpy.styles import read_category_names, read_paletted_qml
+
+    palette = read_paletted_qml((out / f"classification_{TILE}.qml").read_text(encoding="utf-8"))
+    assert {v: label for v, (label, _) in palette.items()} == {1: "water", 2: "crops/annual", 3: "crops annual", 4: "森林"}
+    assert all(colour.startswith("#") and len(colour) == 7 for _, colour in palette.values())
+    names = read_category_names((out / f"classification_{TILE}.tif.aux.xml").read_text(encoding="utf-8"))
+    assert names[1:5] == ["water", "crops/annual", "crops annual", "森林"]
+    sl_palette = read_paletted_qml((out / f"sl_classification_{TILE}.qml").read_text(encoding="utf-8"))
+    assert {label for label, _ in sl_palette.values()} >= {"été", "Été", "sol nu", "Sol nu", "not classified"}
+    assert 'type="singlebandpseudocolor"' in (out / f"confidence_{TILE}.qml").read_text()
+    with rasterio.open(out / f"confidence_{TILE}.tif") as src:
+        assert src.units == ("%",)
     report = (out / "report.md").read_text(encoding="utf-8")
     for name in ("crops/annual", "crops annual", "森林"):
         assert name in report

@@ -22,9 +22,9 @@ COMPOSITE_FORMAT = 2
 DEM_FORMAT = 2
 DATASET_FORMAT = 2
 HIERARCHY_FORMAT = 2
-MAP_FORMAT = 2
+MAP_FORMAT = 3  # 3: QGIS style and GDAL category names beside every map
 ABUNDANCE_MODEL_FORMAT = 1
-ABUNDANCE_MAP_FORMAT = 1
+ABUNDANCE_MAP_FORMAT = 2  # 2: QGIS styles and GDAL category names
 
 
 class HasIdentity(Protocol):

@@ -69,8 +69,9 @@ def _record_objects(record: dict[str, Any]) -> list[tuple[str, str]]:
     out = []
     for loc in record.get("outputs", {}).values():
         out.append((loc["bucket"], loc["key"]))
-        if loc.get("quicklook"):
-            out.append((loc["bucket"], loc["quicklook"]))
+        for extra in ("quicklook", "style", "aux"):
+            if loc.get(extra):
+                out.append((loc["bucket"], loc[extra]))
     return out
 
 

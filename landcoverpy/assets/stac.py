@@ -206,6 +206,14 @@ def map_item(ctx: Context, rec: dict[str, Any], href: Hrefs) -> Any:
             item.add_asset(f"{name}_quicklook", pystac.Asset(href({"bucket": loc["bucket"], "key": loc["quicklook"]}, item.id),
                                                              title=f"{titles.get(name, name)} quicklook",
                                                              media_type="image/png", roles=["overview"]))
+        if loc.get("style"):
+            item.add_asset(f"{name}_qgis_style", pystac.Asset(href({"bucket": loc["bucket"], "key": loc["style"]}, item.id),
+                                                              title=f"{titles.get(name, name)} QGIS style",
+                                                              media_type="application/xml", roles=["style"]))
+        if loc.get("aux"):  # GDAL's category names; beside the COG when the catalog is copied
+            item.add_asset(f"{name}_categories", pystac.Asset(href({"bucket": loc["bucket"], "key": loc["aux"]}, item.id),
+                                                              title=f"{titles.get(name, name)} category names (GDAL PAM)",
+                                                              media_type="application/xml", roles=["metadata"]))
     return item
 
 

@@ -27,7 +27,7 @@ from rasterio.enums import Resampling
 from rasterio.warp import reproject
 from rasterio.windows import Window
 
-from landcoverpy import __version__
+from landcoverpy import __version__, styles
 from landcoverpy.assets import ids, keys, lookup, publish
 from landcoverpy.context import Context
 from landcoverpy.errors import InputValidationError, ModelError
@@ -422,6 +422,18 @@ def make_abundance_map(ctx: Context, level: str, model: AbundanceModel, mrec: di
     qkey = keys.abundance_map_key(amid, f"dominant_{level}.png")
     ctx.store.put_bytes(bucket, qkey, png)
     outputs["dominant"]["quicklook"] = qkey
+    styles_out = {  # QGIS default styles and GDAL category names beside the maps
+        "abundance": {"style": (f"abundance_{level}.qml", styles.graduated_qml(0, 1, ""))},
+        "dominant": {"style": (f"dominant_{level}.qml", styles.paletted_qml(
+                         {v: (n, colours[v]) for n, v in values.items()})),
+                     "aux": (f"dominant_{level}.tif.aux.xml",
+                             styles.category_aux_xml({0: "nodata"} | {v: n for n, v in values.items()}))},
+    }
+    for name, extras in styles_out.items():
+        for what, (filename, text) in extras.items():
+            key = keys.abundance_map_key(amid, filename)
+            ctx.store.put_bytes(bucket, key, text.encode("utf-8"))
+            outputs[name][what] = key
     record = {"_id": amid, "tile": "abundance", "kind": f"abundance-{level}", "level": level, "model": mrec["_id"],
               "dataset": drec["_id"], "grid": grid.to_dict(), "classes": model.classes, "outputs": outputs,
               "created": publish.now_iso(), "code_version": __version__}
@@ -436,9 +448,9 @@ def publish_abundance(ctx: Context, record: dict[str, Any]) -> dict[str, Any]:
     level = record["level"]
     pairs = []
     for loc in record["outputs"].values():
-        pairs.append((loc["key"], keys.abundance_alias_key(level, loc["key"].rsplit("/", 1)[-1])))
-        if loc.get("quicklook"):
-            pairs.append((loc["quicklook"], keys.abundance_alias_key(level, loc["quicklook"].rsplit("/", 1)[-1])))
+        for extra in ("key", "quicklook", "style", "aux"):
+            if loc.get(extra):
+                pairs.append((loc[extra], keys.abundance_alias_key(level, loc[extra].rsplit("/", 1)[-1])))
     bucket = next(iter(record["outputs"].values()))["bucket"]
     publish.publish_alias(ctx, bucket, pairs, keys.abundance_alias_key(level, "map.json"),
                           {"map_id": record["_id"], "model": record["model"], "dataset": record["dataset"],
@@ -455,6 +467,10 @@ def export_abundance(ctx: Context, record: dict[str, Any], output_dir: Path) -> 
         out[name] = ctx.store.get_file(loc["bucket"], loc["key"], output_dir / loc["key"].rsplit("/", 1)[-1])
         if loc.get("quicklook"):
             out["quicklook"] = ctx.store.get_file(loc["bucket"], loc["quicklook"], output_dir / f"dominant_{level}.png")
+        for extra in ("style", "aux"):
+            if loc.get(extra):
+                out[f"{name}_{extra}"] = ctx.store.get_file(loc["bucket"], loc[extra],
+                                                            output_dir / loc[extra].rsplit("/", 1)[-1])
     return out
 
 

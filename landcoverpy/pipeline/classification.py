@@ -32,6 +32,7 @@ from landcoverpy.errors import LandcoverError, ModelError
 from landcoverpy.features import FeatureReader, feature_names, pixels_to_matrix, tile_grid
 from landcoverpy.inputs import NOT_CLASSIFIED_VALUE, Season
 from landcoverpy.models.hierarchical import predict_hierarchy
+from landcoverpy import styles
 from landcoverpy.pipeline.tasks import dask_task, task_key
 from landcoverpy.raster.cog import CogWriter
 from landcoverpy.raster.grid import Grid, block_windows, window_id
@@ -199,8 +200,9 @@ def publish_latest(ctx: Context, record: dict[str, Any]) -> None:
     pairs = []
     for name, loc in record["outputs"].items():
         pairs.append((loc["key"], keys.map_alias_key(record["tile"], name)))
-        if loc.get("quicklook"):
-            pairs.append((loc["quicklook"], keys.map_alias_key(record["tile"], name, ".png")))
+        for extra, ext in (("quicklook", ".png"), ("style", ".qml"), ("aux", ".tif.aux.xml")):
+            if loc.get(extra):
+                pairs.append((loc[extra], keys.map_alias_key(record["tile"], name, ext)))
     bucket = next(iter(record["outputs"].values()))["bucket"]
     publish.publish_alias(ctx, bucket, pairs, keys.map_alias_key(record["tile"], "map", ".json"),
                           {"map_id": record["_id"], "hierarchy": record["hierarchy"], "tile": record["tile"],
@@ -218,9 +220,26 @@ def _map_specs(tile: str, model: LoadedHierarchy) -> dict[str, dict[str, Any]]:
                            "description": "category (0 = nodata)", "resampling": "mode"},
         "sl_classification": {"file": "sl_classification.tif", "colormap": sl_table, "names": sl_names,
                               "description": "subcategory (0 = nodata, 1 = not classified)", "resampling": "mode"},
-        "confidence": {"file": "confidence.tif", "colormap": None, "names": {},
+        "confidence": {"file": "confidence.tif", "colormap": None, "names": {}, "units": "%",
                        "description": "probability of the chosen category (%)", "resampling": "average"},
     }
+
+
+def write_styles(ctx: Context, bucket: str, tile: str, mid: str, name: str, spec: dict[str, Any]) -> dict[str, str]:
+    """QGIS style (``{name}.qml``, the layer's default style) and GDAL category names
+    (``{name}.tif.aux.xml``) beside a map; returns their keys."""
+    out = {}
+    if spec["colormap"]:
+        classes = {v: (spec["names"].get(v, str(v)), rgba[:3]) for v, rgba in spec["colormap"].items() if v}
+        qml = styles.paletted_qml(classes)
+        aux_key = keys.map_key(tile, mid, name, ".tif.aux.xml")
+        ctx.store.put_bytes(bucket, aux_key, styles.category_aux_xml({0: "nodata"} | spec["names"]).encode("utf-8"))
+        out["aux"] = aux_key
+    else:
+        qml = styles.graduated_qml(0, 100, "%")
+    out["style"] = keys.map_key(tile, mid, name, ".qml")
+    ctx.store.put_bytes(bucket, out["style"], qml.encode("utf-8"))
+    return out
 
 
 def assemble_maps(ctx: Context, tile: str, mid: str, grid: Grid, windows: list[Window], blocks_prefix: str,
@@ -235,9 +254,9 @@ def assemble_maps(ctx: Context, tile: str, mid: str, grid: Grid, windows: list[W
                 paths[name], grid, "uint8", nodata=0, descriptions=[spec["description"]], colormap=spec["colormap"],
                 tags={"tile": tile, "map_id": mid, "model": model.hierarchy_id,
                       "composites": ",".join(c["_id"] for c in comps.values()),
-                      "classes": json.dumps({str(k): v for k, v in spec["names"].items()})}
+                      "classes": json.dumps({str(k): v for k, v in spec["names"].items()}, ensure_ascii=False)}
                 | {f"class_{v}": n for v, n in spec["names"].items()},
-                overview_resampling=spec["resampling"], tmp_dir=tmp,
+                overview_resampling=spec["resampling"], tmp_dir=tmp, units=[spec["units"]] if spec.get("units") else None,
             )
             for name, spec in specs.items()
         }
@@ -260,6 +279,7 @@ def assemble_maps(ctx: Context, tile: str, mid: str, grid: Grid, windows: list[W
             qkey = keys.map_key(tile, mid, name, ".png")
             ctx.store.put_bytes(bucket, qkey, _quicklook(paths[name], name, spec, tile))
             outputs[name]["quicklook"] = qkey
+            outputs[name] |= write_styles(ctx, bucket, tile, mid, name, spec)
     pixel_area_km2 = grid.resolution**2 / 1e6
     named_counts = {
         "classification": {specs["classification"]["names"].get(v, str(v)): c for v, c in sorted(counts["classification"].items()) if v},

@@ -152,7 +152,8 @@ def _layer_profile(name: str, params: CompositeParams, tags: dict[str, str]) -> 
     if name in params.bands:
         return dict(dtype="uint16", nodata=0, overview_resampling="average",
                     descriptions=[f"{name} median reflectance x 10000"],
-                    tags=tags | {"scale_factor": str(1 / BAND_SCALE)}, scales=[1 / BAND_SCALE], offsets=[0.0])
+                    tags=tags | {"scale_factor": str(1 / BAND_SCALE)}, scales=[1 / BAND_SCALE], offsets=[0.0],
+                    units=["1"])  # reflectance (dimensionless) once scaled
     if name == "valid_count":
         return dict(dtype="uint8", nodata=None, overview_resampling="nearest",
                     descriptions=["number of valid observations"], tags=tags)

@@ -12,9 +12,11 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from landcoverpy import report_html
 from landcoverpy.context import Context
 from landcoverpy.errors import InputValidationError, LandcoverError
 from landcoverpy.inputs import Inputs, LabelledPoints
@@ -25,6 +27,7 @@ from landcoverpy.pipeline.composites import composite
 from landcoverpy.pipeline.datasets import build_dataset
 from landcoverpy.pipeline.evaluation import holdout_accuracy
 from landcoverpy.pipeline.training import train
+from landcoverpy.raster.grid import Grid
 from landcoverpy.sentinel2 import normalise_tile
 from landcoverpy.sources.base import Provider
 
@@ -186,6 +189,10 @@ def export_outputs(ctx: Context, run: RunResult, output_dir: Path) -> dict[str, 
             written[f"{name}_{tile}"] = ctx.store.get_file(loc["bucket"], loc["key"], output_dir / f"{name}_{tile}.tif")
             written[f"{name}_{tile}_png"] = ctx.store.get_file(loc["bucket"], loc["quicklook"],
                                                                output_dir / f"{name}_{tile}.png")
+            for extra, ext in (("style", ".qml"), ("aux", ".tif.aux.xml")):  # QGIS style, GDAL category names
+                if loc.get(extra):
+                    written[f"{name}_{tile}_{extra}"] = ctx.store.get_file(loc["bucket"], loc[extra],
+                                                                           output_dir / f"{name}_{tile}{ext}")
     assert run.hierarchy is not None
     bucket = ctx.settings.MINIO_BUCKET_MODELS
     for key in ctx.store.list(bucket, run.hierarchy["_id"] + "/"):
@@ -193,8 +200,11 @@ def export_outputs(ctx: Context, run: RunResult, output_dir: Path) -> dict[str, 
             dest = output_dir / "models" / key.split("/", 1)[1]
             written[key] = ctx.store.get_file(bucket, key, dest)
     report = render_report(run)
-    (output_dir / "report.md").write_text(report)
+    (output_dir / "report.md").write_text(report, encoding="utf-8")
     written["report"] = output_dir / "report.md"
+    html = report_html.render(report_data(ctx, run, export_link))
+    (output_dir / "report.html").write_text(html, encoding="utf-8")
+    written["report_html"] = output_dir / "report.html"
     (output_dir / "run.json").write_text(json.dumps({
         "run_id": run.run_id, "stages": [s.__dict__ for s in run.stages], "holdout": run.holdout,
         "maps": {t: {k: r[k] for k in ("_id", "hierarchy", "composites", "pixel_counts", "area_km2")}
@@ -204,6 +214,97 @@ def export_outputs(ctx: Context, run: RunResult, output_dir: Path) -> dict[str, 
         "model_metrics": run.hierarchy["metrics"],
     }, indent=2, default=str))
     return written
+
+
+def export_link(kind: str, tile: str, name: str, loc: dict[str, Any], ext: str) -> str:
+    """Where an output lies in the export folder (as export_outputs names it)."""
+    if kind == "map":
+        return f"{name}_{tile}{ext}"
+    if kind == "model":
+        return "models/" + loc["key"].split("/", 1)[1]
+    return name
+
+
+def bucket_link(kind: str, tile: str, name: str, loc: dict[str, Any], ext: str) -> str:
+    """Relative to a report stored one level down in the maps bucket (latest/, reports/): works
+    with path-style URLs (MinIO) and in the console's object browser."""
+    if kind == "map":
+        return f"../{loc['key']}"
+    if kind == "model":
+        return f"../../{loc['bucket']}/{loc['key']}"
+    return f"../{name}"
+
+
+def report_data(ctx: Context, run: RunResult,
+                link: Callable[[str, str, str, dict[str, Any], str], str]) -> report_html.ReportData:
+    """Everything the HTML report shows, read from the run, the catalog and the store."""
+    from landcoverpy.reports import class_colours
+
+    assert run.hierarchy is not None
+    hier = run.hierarchy
+    views = []
+    for tile, rec in sorted(run.maps.items()):
+        quicklooks = {name: ctx.store.get_bytes(loc["bucket"], loc["quicklook"])
+                      for name, loc in rec["outputs"].items() if loc.get("quicklook")}
+        legends, areas = {}, {}
+        for level, names in (rec.get("classes") or {}).items():
+            values = {n: int(v) for v, n in names.items()}
+            colours = class_colours(values)
+            legends[level] = [(v, n, colours[v]) for n, v in sorted(values.items(), key=lambda kv: kv[1])]
+            counts = rec.get("pixel_counts", {}).get(level, {})
+            pixel_km2 = Grid.from_dict(rec["grid"]).resolution ** 2 / 1e6
+            areas[level] = {n: c * pixel_km2 for n, c in counts.items()}
+        links = {}
+        for name, loc in rec["outputs"].items():
+            links[f"{name} (Cloud-Optimized GeoTIFF)"] = link("map", tile, name, loc, ".tif")
+            for extra, ext, label in (("quicklook", ".png", "quicklook"), ("style", ".qml", "QGIS style"),
+                                      ("aux", ".tif.aux.xml", "GDAL category names")):
+                if loc.get(extra):
+                    links[f"{name} {label}"] = link("map", tile, name, {"bucket": loc["bucket"], "key": loc[extra]}, ext)
+        views.append(report_html.MapView(tile, rec["_id"], quicklooks, legends, areas, links))
+    members = {}
+    pictures = {}
+    for value, model_id in sorted(hier.get("subcategory_models", {}).items()):
+        member = ctx.catalog.get("models", model_id)
+        if member is None:
+            continue
+        members[member.get("category") or value] = ctx.store.get_json(member["bucket"], member["prefix"] + "/metrics.json")["model"]
+    cat_member = ctx.catalog.get("models", hier["category_model"])
+    category = ctx.store.get_json(cat_member["bucket"], cat_member["prefix"] + "/metrics.json") if cat_member else {}
+    if cat_member:
+        pictures["category confusion matrix"] = ctx.store.get_bytes(cat_member["bucket"],
+                                                                    cat_member["prefix"] + "/confusion_matrix.png")
+    links = {}
+    if cat_member:
+        for file in ("metrics.json", "confusion_matrix.csv", "confusion_matrix.png"):
+            links[f"category model {file}"] = link("model", "", file,
+                                                   {"bucket": cat_member["bucket"], "key": f"{cat_member['prefix']}/{file}"}, "")
+    links["STAC catalog"] = link("other", "", "stac/catalog.json", {}, "")
+    settings = ctx.settings
+    data = report_html.ReportData(
+        run_id=run.run_id, created=report_html.now(),
+        stages=[{"name": s.name, "seconds": s.seconds, "did_work": s.did_work, "detail": s.detail} for s in run.stages],
+        maps=views, category_metrics=category.get("model", hier["metrics"]["category"]),
+        category_baseline_f1=hier["metrics"].get("category_baseline_macro_f1"), subcategory_metrics=members,
+        holdout=run.holdout,
+        settings={"model": hier.get("params"), "composites": hier.get("composite_params"),
+                  "seasons": hier.get("season_defs"), "store": ctx.store.describe(), "catalog": ctx.catalog.describe()},
+        lineage={"maps": {t: r["_id"] for t, r in run.maps.items()}, "hierarchy": hier["_id"],
+                 "dataset": hier.get("dataset_id"), "composites": sorted({c for r in run.maps.values() for c in r["composites"]})},
+        problems=list(run.problems), links=links, pictures=pictures,
+    )
+    return data
+
+
+def publish_report(ctx: Context, run: RunResult) -> str:
+    """The HTML report in the maps bucket: ``reports/{run_id}.html`` and ``latest/report.html``."""
+    html = report_html.render(report_data(ctx, run, bucket_link)).encode("utf-8")
+    bucket = ctx.settings.MINIO_BUCKET_CLASSIFICATIONS
+    key = f"reports/{run.run_id}.html"
+    ctx.store.put_bytes(bucket, key, html)
+    ctx.check_lease()
+    ctx.store.copy(bucket, key, "latest/report.html")
+    return key
 
 
 def render_report(run: RunResult) -> str:

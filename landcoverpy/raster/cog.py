@@ -40,6 +40,7 @@ class CogWriter:
         band_tags: list[dict[str, str]] | None = None,
         scales: list[float] | None = None,
         offsets: list[float] | None = None,
+        units: list[str] | None = None,
         overview_resampling: str = "nearest",
         blocksize: int = COG_BLOCKSIZE,
         tmp_dir: str | Path | None = None,
@@ -48,7 +49,7 @@ class CogWriter:
         self.grid, self.dtype, self.count, self.nodata = grid, dtype, count, nodata
         self.descriptions, self.colormap, self.tags = descriptions, colormap, tags or {}
         self.band_tags = band_tags
-        self.scales, self.offsets = scales, offsets
+        self.scales, self.offsets, self.units = scales, offsets, units
         self.overview_resampling, self.blocksize = overview_resampling, blocksize
         self.tmp_dir = tmp_dir
         self._tmp: str | None = None
@@ -80,6 +81,8 @@ class CogWriter:
             self._dst.scales = tuple(self.scales)
         if self.offsets is not None:
             self._dst.offsets = tuple(self.offsets)
+        if self.units is not None:
+            self._dst.units = tuple(self.units)
         return self
 
     def write(self, data: np.ndarray, window: Window) -> None:

@@ -1,0 +1,88 @@
+"""report.html as people read it: rendered by headless Chromium (Debian's `chromium`), with the
+legend names and the accuracy tables in the rendered page, no rendering error, and a screenshot
+that is not blank; also stored in the bucket beside the maps."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.lineage_scene import make_scene, unicode_app_data
+from tests.test_cli_status import run_cli
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--disable-features=Translate,MediaRouter", "--hide-scrollbars"]
+
+
+def chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        pytest.skip("chromium is not installed (Debian package `chromium`; `make test` installs it when run as root)")
+    return path
+
+
+@pytest.fixture(scope="module")
+def report_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("report")
+    source, data = make_scene(root), unicode_app_data(root)
+    env = {"LANDCOVERPY_HOME": str(root / "home"), "TMP_DIR": str(root / "tmp"), "DASK_N_WORKERS": "1",
+           "N_ESTIMATORS": "30"}
+    holdout = root / "holdout.csv"
+    table = [line.split(",") for line in (data / "dataset.csv").read_text(encoding="utf-8").splitlines()]
+    holdout.write_text("\n".join(",".join(row) for row in [table[0], *table[1::5]]) + "\n", encoding="utf-8")
+    res = run_cli(["run", "--provider", "local", "--source", str(source), "--no-progress", "--output-dir", str(root / "out"),
+                   "--holdout", str(holdout), "--dataset", str(data / "dataset.csv"), "--seasons", str(data / "seasons.json"),
+                   "--lc-labels", str(data / "lc_labels.json"), "--sl-labels", str(data / "sl_labels.json")],
+                  env, root, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "report: classification-maps/reports/" in res.stdout
+    return root
+
+
+def test_report_renders_in_headless_chromium(report_run: Path) -> None:
+    browser = chromium()
+    page = (report_run / "out" / "report.html").as_uri()
+    profile = report_run / "chromium-profile"
+    dom = subprocess.run([browser, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
+                          "--dump-dom", page], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    text = dom.stdout
+    for name in ("crops/annual", "crops annual", "森林", "été", "Été"):  # legend names, intact
+        assert name in text, name
+    assert 'class="legend"' in text and 'class="accuracy"' in text and 'class="cm"' in text
+    assert "Held-out points" in text and "overall accuracy" in text
+    assert "Uncaught" not in dom.stderr and "CONSOLE" not in dom.stderr  # no script or rendering error
+    assert text.count("data:image/png;base64,") >= 3  # self-contained: the quicklooks are inside
+
+    shot = report_run / "shot.png"
+    res = subprocess.run([browser, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--window-size=1280,1800",
+                          f"--screenshot={shot}", page], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and shot.is_file(), res.stderr[-2000:]
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(shot).convert("RGB"), dtype=float)
+    assert pixels.std() > 20  # not blank
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 200  # maps and text, not a flat page
+
+
+def test_report_links_exist_and_the_bucket_has_it(report_run: Path) -> None:
+    import re
+
+    out = report_run / "out"
+    html = (out / "report.html").read_text(encoding="utf-8")
+    hrefs = re.findall(r'href="([^"]+)"', html)
+    assert any(h.endswith(".qml") for h in hrefs) and any(h.endswith(".tif") for h in hrefs)
+    for href in hrefs:  # every link of the exported report points at an exported file
+        assert (out / href).is_file(), href
+    store = report_run / "home" / "store" / "classification-maps"
+    run_id = json.loads((out / "run.json").read_text())["run_id"]
+    assert (store / "reports" / f"{run_id}.html").is_file() and (store / "latest" / "report.html").is_file()
+    stored = (store / "latest" / "report.html").read_text(encoding="utf-8")
+    for href in re.findall(r'href="(\.\./[^"]+)"', stored):  # relative to latest/: resolves in the store
+        assert (store / "latest" / href).resolve().is_file(), href
