@@ -130,17 +130,10 @@ WaitOpt = typer.Option(False, "--wait", help="When another run holds the catalog
 def _session(command: str, wait: bool = False) -> Iterator[Any]:
     """Open the store and catalog and hold the catalog's run lease while a command writes: a
     second command on the same catalog refuses at once naming the holder (or waits)."""
-    from landcoverpy.assets.lease import RunLease
-    from landcoverpy.context import Context
+    from landcoverpy.session import session
 
-    cfg = settings()
-    ctx = Context.open(cfg)
-    try:
-        with RunLease(ctx.catalog, f"landcoverpy {command}", timeout=cfg.LEASE_TIMEOUT, wait=wait) as lease:
-            ctx.lease = lease
-            yield ctx
-    finally:
-        ctx.close()
+    with session(settings(), f"landcoverpy {command}", wait) as ctx:
+        yield ctx
 
 
 DatasetOpt = typer.Option(None, "--dataset", help="Labelled points (CSV/GeoJSON/KMZ); default DB_FILE.")
@@ -150,6 +143,8 @@ SlOpt = typer.Option(None, "--sl-labels", help="sl_labels.json; default SL_LABEL
 TilesOpt = typer.Option(None, "--tiles", help="Tile ids (repeat the option), 'prediction' (the points' tiles) or 'all' (every tile with composites; classify only); default TILES_TO_PREDICT / the points' tiles.")
 ProviderOpt = typer.Option(ProviderName.local, "--provider", help="Where Sentinel-2 products come from.")
 SourceOpt = typer.Option(None, "--source", help="Folder of products for the local provider.")
+AoiOpt = typer.Option(None, "--aoi", help="Area of interest (GeoJSON/GeoPackage/KML polygons): classify the tiles it touches and write one mosaic per level clipped to it, with class areas.")
+AoiCrsOpt = typer.Option(None, "--aoi-crs", help="Projected CRS of the area's mosaic and areas (e.g. EPSG:3035); default the UTM zone of its centre.")
 NoProgress = typer.Option(False, "--no-progress", help="Hide progress bars.")
 
 
@@ -232,7 +227,7 @@ def dem_cmd(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labels: P
     token = cfg.EARTHDATA_TOKEN.get_secret_value() if cfg.EARTHDATA_TOKEN else None
     with _session("dem", wait) as ctx, dask_client(cfg) as client:
         status = dem_stage(ctx, sorted(set(training_tiles(inputs)) | set(_tiles(tiles, inputs))),
-                           DEMSource(where, token), client)
+                           DEMSource(where, token), client, progress=True)
     for tile, what in status.items():
         typer.echo(f"{tile}: {what}")
 
@@ -287,8 +282,10 @@ def classify_cmd(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labe
                  sl_labels: Path = SlOpt, tiles: list[str] = TilesOpt,
                  block_size: int = typer.Option(None, "--block-size", help="Pixels per block side; default CLASSIFICATION_BLOCK_SIZE."),
                  model: str = typer.Option(None, "--model", help="Hierarchy id to classify with (seasons, labels and features come from its record; no input files needed). Default: the model `train` makes from the points with the current settings, or without points the newest model trained with these settings."),
+                 aoi: Path = AoiOpt, aoi_crs: str = AoiCrsOpt,
                  no_progress: bool = NoProgress, wait: bool = WaitOpt) -> None:
     """Classify tiles block by block on Dask; write COG maps to the classification-maps bucket."""
+    from landcoverpy.pipeline.aoi import load_aoi
     from landcoverpy.assets import lookup
     from landcoverpy.assets.params import CompositeParams, ModelParams
     from landcoverpy.assets.stac import publish_catalog
@@ -298,6 +295,9 @@ def classify_cmd(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labe
     from landcoverpy.sharing import parse_duration, share_lines
 
     cfg = settings()
+    area = load_aoi(aoi) if aoi else None
+    if area is not None:
+        tiles = sorted(set(tiles or []) | set(aoi_tiles(area)))
     points_file = dataset or cfg.DB_FILE
     inputs = _inputs(dataset, seasons, lc_labels, sl_labels) if model is None and points_file.is_file() else None
     with _session("classify", wait) as ctx:
@@ -316,6 +316,8 @@ def classify_cmd(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labe
                      (hierarchy.get("params") or {}).get("model_type", "?"), ", ".join(s.name for s in season_list))
         with dask_client(cfg) as client:
             rep = classify(ctx, wanted, season_list, hierarchy, client, block_size, not no_progress)
+        if area is not None:
+            _mosaic(ctx, area, aoi_crs, {t.tile: t.record for t in rep.tiles if t.record}, None)
         publish_catalog(ctx)
     for line in rep.lines():
         typer.echo(line)
@@ -329,18 +331,39 @@ def classify_cmd(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labe
 
 
 def _run(inputs: Any, provider: Any, tiles: list[str] | None, output_dir: Path | None, holdout: Any,
-         progress: bool, wait: bool = False, command: str = "run") -> None:
+         progress: bool, wait: bool = False, command: str = "run", aoi: Any = None, aoi_crs: str | None = None) -> None:
     with _session(command, wait) as ctx:
-        _run_with(ctx, inputs, provider, tiles, output_dir, holdout, progress)
+        _run_with(ctx, inputs, provider, tiles, output_dir, holdout, progress, aoi, aoi_crs)
+
+
+def _mosaic(ctx: Any, aoi: Any, aoi_crs: str | None, maps: dict[str, Any], output_dir: Path | None) -> None:
+    """The area's mosaic per level from the maps of its tiles; areas printed, files exported."""
+    from landcoverpy.pipeline.aoi import build_mosaic, export_mosaic
+
+    rec = build_mosaic(ctx, aoi, {t: r for t, r in maps.items() if t in set(aoi_tiles(aoi))}, aoi_crs)
+    typer.echo(f"area of interest {aoi.source}: mosaic {rec['_id']} in {rec['crs']} "
+               f"-> {ctx.settings.MINIO_BUCKET_CLASSIFICATIONS}/aoi/{rec['_id']}/")
+    for name, km2 in rec["area_km2"]["classification"].items():
+        typer.echo(f"  {name}: {km2:.2f} km2")
+    if output_dir is not None:
+        export_mosaic(ctx, rec, output_dir)
+
+
+def aoi_tiles(aoi: Any) -> list[str]:
+    from landcoverpy.pipeline.aoi import tiles_for_aoi
+
+    return tiles_for_aoi(aoi)
+
+
 
 
 def _run_with(ctx: Any, inputs: Any, provider: Any, tiles: list[str] | None, output_dir: Path | None, holdout: Any,
-              progress: bool) -> None:
+              progress: bool, aoi: Any = None, aoi_crs: str | None = None) -> None:
     import time
 
     from landcoverpy.assets.stac import publish_catalog, write_catalog
     from landcoverpy.pipeline.cluster import dask_client, describe_cluster
-    from landcoverpy.pipeline.workflow import export_outputs, publish_report, run_workflow
+    from landcoverpy.pipeline.workflow import export_outputs, publish_map_page, publish_report, run_workflow
     from landcoverpy.sharing import parse_duration, share_lines
 
     cfg = ctx.settings
@@ -350,6 +373,7 @@ def _run_with(ctx: Any, inputs: Any, provider: Any, tiles: list[str] | None, out
         result = run_workflow(ctx, inputs, provider, client, tiles, holdout, progress)
     stac_key = publish_catalog(ctx)
     report_key = publish_report(ctx, result)
+    map_page = publish_map_page(ctx, result, output_dir)
     for stage in result.stages:
         typer.echo(f"{stage.name:<9} {stage.seconds:7.1f} s  {'done' if stage.did_work else 'reused'}  {stage.detail}")
     if not result.did_work:
@@ -366,12 +390,16 @@ def _run_with(ctx: Any, inputs: Any, provider: Any, tiles: list[str] | None, out
         typer.echo(line)
     typer.echo(f"STAC catalog: {bucket}/{stac_key}")
     typer.echo(f"report: {bucket}/{report_key} (also {bucket}/latest/report.html)")
+    if map_page:
+        typer.echo(f"zoomable map: {bucket}/{map_page} (tiles from {cfg.TILE_SERVER_URL})")
     if output_dir is not None:
         written = export_outputs(ctx, result, output_dir)
         written["stac"] = write_catalog(ctx, output_dir / "stac")
         typer.echo(f"outputs in {output_dir.resolve()}:")
         for path in sorted(set(written.values())):
             typer.echo(f"  {path}")
+    if aoi is not None and result.maps:
+        _mosaic(ctx, aoi, aoi_crs, result.maps, output_dir)
     if result.problems:
         typer.echo(f"Error: the run is incomplete ({len(result.problems)} problem(s)):", err=True)
         for problem in result.problems:
@@ -386,16 +414,21 @@ def run_cmd(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labels: P
             source: Path = SourceOpt,
             holdout: Path = typer.Option(None, "--holdout", help="Held-out labelled points to score the maps with."),
             output_dir: Path = typer.Option(None, "--output-dir", help="Copy maps, quicklooks and the report here."),
+            aoi: Path = AoiOpt, aoi_crs: str = AoiCrsOpt,
             no_progress: bool = NoProgress, wait: bool = WaitOpt) -> None:
     """The whole workflow: acquire, composite, dataset, train, classify, report (resumable)."""
     from landcoverpy.inputs import load_points
+    from landcoverpy.pipeline.aoi import load_aoi
     from landcoverpy.sources.registry import make_provider
 
     inputs = _inputs(dataset, seasons, lc_labels, sl_labels)
     prov = make_provider(ProviderName(provider).value, settings(), source)
     held = load_points(holdout, inputs.lc_labels, inputs.sl_labels) if holdout else None
-    _run(inputs, prov, _tiles(tiles, inputs) if tiles or settings().TILES_TO_PREDICT else None, output_dir, held,
-         not no_progress, wait)
+    area = load_aoi(aoi) if aoi else None
+    wanted = _tiles(tiles, inputs) if tiles or settings().TILES_TO_PREDICT else None
+    if area is not None:
+        wanted = sorted(set(wanted or []) | set(aoi_tiles(area)))
+    _run(inputs, prov, wanted, output_dir, held, not no_progress, wait, aoi=area, aoi_crs=aoi_crs)
 
 
 @app.command()
@@ -442,7 +475,8 @@ def _train_params(epochs: int, seed: int) -> Any:
 def modis_cmd(tiles: list[str] = typer.Option(..., "--tile", help="MODIS tile hHHvVV (repeatable)."),
               start: str = typer.Option(..., "--start", help="YYYY-MM-DD"), end: str = typer.Option(..., "--end", help="YYYY-MM-DD"),
               source: str = typer.Option(None, "--source", help="Folder of MOD09A1 HDF granules, an LP DAAC base URL, or stac+URL of a STAC API (modis-09A1-061); default MODIS_SOURCE."),
-              manifest: Path = typer.Option(None, "--manifest", help="Also write the abundance time-series manifest (one tile) here.")) -> None:
+              manifest: Path = typer.Option(None, "--manifest", help="Also write the abundance time-series manifest (one tile) here."),
+              no_progress: bool = NoProgress) -> None:
     """Acquire MOD09A1 granules into the modis bucket (QA applied, 7-band GeoTIFFs) and catalog them."""
     import datetime as dt
 
@@ -459,7 +493,7 @@ def modis_cmd(tiles: list[str] = typer.Option(..., "--tile", help="MODIS tile hH
     token = cfg.EARTHDATA_TOKEN.get_secret_value() if cfg.EARTHDATA_TOKEN else None
     src = ModisStacSource(where[len("stac+"):]) if where.startswith("stac+") else ModisSource(where, token)
     with _session("modis") as ctx:
-        got = acquire_modis(ctx, src, tiles, s, e)
+        got = acquire_modis(ctx, src, tiles, s, e, progress=not no_progress)
         for tile, ids in got.items():
             typer.echo(f"{tile}: {len(ids)} granule(s)")
         if manifest is not None:
@@ -544,7 +578,8 @@ def abundance_predict(level: Level = typer.Option(Level.N1, "--level", help="Abu
                       output_dir: Path = typer.Option(Path("outputs"), "--output-dir", "--output_dir", help="Where the abundance maps are copied."),
                       model_id: str = typer.Option(None, "--model-id", help="Abundance model id; default the newest of the level."),
                       dataset_id: str = typer.Option(None, "--dataset-id", help="Abundance dataset (grid, series); default the newest."),
-                      block: int = typer.Option(512, "--block-size", help="Pixels per block side (one Dask task each).")) -> None:
+                      block: int = typer.Option(512, "--block-size", help="Pixels per block side (one Dask task each)."),
+                      no_progress: bool = NoProgress) -> None:
     """Abundance maps: one band per class (fractions summing to 1), a dominant-class COG, quicklooks."""
     from landcoverpy.assets.stac import publish_catalog
     from landcoverpy.pipeline.abundance import predict_area
@@ -553,7 +588,7 @@ def abundance_predict(level: Level = typer.Option(Level.N1, "--level", help="Abu
     require("abundance")
     with _session("abundance predict") as ctx:
         with dask_client(ctx.settings) as client:
-            out = predict_area(ctx, Level(level).value, output_dir, model_id, dataset_id, block, client)
+            out = predict_area(ctx, Level(level).value, output_dir, model_id, dataset_id, block, client, not no_progress)
         publish_catalog(ctx)
     for name, path in out.items():
         typer.echo(f"{name}: {path}")

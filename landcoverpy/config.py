@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     MINIO_BUCKET_CLASSIFICATIONS: str = "classification-maps"
     MINIO_CONSOLE_URL: str | None = Field(None, description="MinIO console address printed with the maps, e.g. http://localhost:9001")
     MINIO_PUBLIC_MAPS: bool = Field(False, description="make the maps bucket anonymously readable (opt-in)")
+    TILE_SERVER_URL: str | None = Field(None, description="browser address of a TiTiler serving the store's COGs")
 
     # Metadata catalog (MongoDB). No MONGO_HOST -> embedded on-disk catalog.
     MONGO_HOST: str | None = None
@@ -124,7 +125,7 @@ class Settings(BaseSettings):
             raise ValueError("must be odd (1, 3, 5...)")
         return value
 
-    @field_validator("MINIO_HOST", "MINIO_CONSOLE_URL", "MONGO_HOST", "DASK_CLUSTER_IP", "MONGO_USERNAME", "MONGO_PASSWORD", "TILES_TO_PREDICT",
+    @field_validator("MINIO_HOST", "MINIO_CONSOLE_URL", "TILE_SERVER_URL", "MONGO_HOST", "DASK_CLUSTER_IP", "MONGO_USERNAME", "MONGO_PASSWORD", "TILES_TO_PREDICT",
                      "GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST", "DEM_SOURCE", "MODIS_SOURCE", "SENTINEL_HOST",
                      "SENTINEL_USERNAME", "SENTINEL_PASSWORD", "EARTHDATA_TOKEN", "MAX_DEPTH", mode="before")
     @classmethod

@@ -97,6 +97,34 @@ def test_every_setting_reaches_the_containers(compose: Path, env: Path) -> None:
                 assert setting in documented or ":-" in str(value), f"{setting} has no default and no .env entry"
 
 
+@pytest.mark.parametrize(("compose", "env"), COMPOSES, ids=["top-level", "demo"])
+def test_optional_viewer_serves_the_store(compose: Path, env: Path) -> None:
+    """TiTiler, only with `--profile viewer`, reading the COGs from MinIO."""
+    service = yaml.safe_load(compose.read_text())["services"]["titiler"]
+    assert service["profiles"] == ["viewer"]
+    assert service["environment"]["AWS_S3_ENDPOINT"] == "minio:9000"
+    assert service["environment"]["AWS_VIRTUAL_HOSTING"] == "FALSE"
+    assert service["depends_on"]["minio"]["condition"] == "service_healthy"
+    assert "TILE_SERVER_URL" in env_example_keys(env)
+
+
+def test_map_page_points_the_tile_server_at_the_store() -> None:
+    from urllib.parse import unquote
+
+    from landcoverpy.viewer import map_page
+
+    rec = {"_id": "map-x", "tile": "30SUF", "grid": {"crs": "EPSG:32630", "transform": [10, 0, 300000, 0, -10, 4100040],
+                                                     "width": 10980, "height": 10980},
+           "classes": {"classification": {"1": "water", "2": "森林"}},
+           "outputs": {"classification": {"bucket": "classification-maps", "key": "30SUF/map-x/classification.tif"},
+                       "confidence": {"bucket": "classification-maps", "key": "30SUF/map-x/confidence.tif"}}}
+    html = map_page([rec], "http://localhost:8000")
+    assert "http://localhost:8000/cog/tiles/WebMercatorQuad/{z}/{x}/{y}.png?url=" in html
+    assert "s3://classification-maps/30SUF/map-x/classification.tif" in unquote(html)
+    assert "confidence.tif" not in unquote(html) and "森林" in html
+    assert "map.fitBounds([[36.03" in html and "[37.04" in html  # the tile footprint (30SUF, southern Spain)
+
+
 def test_removed_setting_is_gone_everywhere() -> None:
     """MINIO_DATA_FOLDER_NAME did nothing: it is out of the settings, compose files and README."""
     assert "MINIO_DATA_FOLDER_NAME" not in Settings.model_fields

@@ -36,8 +36,14 @@ def report_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     holdout = root / "holdout.csv"
     table = [line.split(",") for line in (data / "dataset.csv").read_text(encoding="utf-8").splitlines()]
     holdout.write_text("\n".join(",".join(row) for row in [table[0], *table[1::5]]) + "\n", encoding="utf-8")
+    from pyproj import Transformer
+
+    ring = [(437000, 4175000), (443000, 4175500), (444000, 4169000), (438000, 4168500), (437000, 4175000)]
+    lon, lat = Transformer.from_crs("EPSG:32618", "EPSG:4326", always_xy=True).transform(*zip(*ring))
+    (root / "aoi.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [{
+        "type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [list(zip(lon, lat))]}}]}))
     res = run_cli(["run", "--provider", "local", "--source", str(source), "--no-progress", "--output-dir", str(root / "out"),
-                   "--holdout", str(holdout), "--dataset", str(data / "dataset.csv"), "--seasons", str(data / "seasons.json"),
+                   "--holdout", str(holdout), "--aoi", str(root / "aoi.geojson"), "--aoi-crs", "EPSG:32618", "--dataset", str(data / "dataset.csv"), "--seasons", str(data / "seasons.json"),
                    "--lc-labels", str(data / "lc_labels.json"), "--sl-labels", str(data / "sl_labels.json")],
                   env, root, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -69,6 +75,21 @@ def test_report_renders_in_headless_chromium(report_run: Path) -> None:
     pixels = np.asarray(Image.open(shot).convert("RGB"), dtype=float)
     assert pixels.std() > 20  # not blank
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 200  # maps and text, not a flat page
+
+
+def test_run_with_an_area_of_interest_exports_its_mosaic(report_run: Path) -> None:
+    import rasterio
+
+    out = report_run / "out"
+    areas = json.loads((out / "aoi_areas.json").read_text(encoding="utf-8"))
+    assert areas["tiles"] == ["18SVG"] and areas["crs"] == "EPSG:32618"
+    with rasterio.open(out / "classification_aoi.tif") as src:
+        arr = src.read(1)
+    total_km2 = sum(areas["area_km2"]["classification"].values())
+    assert abs(total_km2 - (arr > 0).sum() * 1e-4) < 1e-3
+    assert 30 < total_km2 < 42  # the polygon's area (about 36 km2), clipped
+    assert {"crops/annual", "森林"} & set(areas["area_km2"]["classification"])
+    assert (out / "classification_aoi.qml").is_file() and (out / "classification_aoi.tif.aux.xml").is_file()
 
 
 def test_report_links_exist_and_the_bucket_has_it(report_run: Path) -> None:

@@ -33,6 +33,7 @@ from landcoverpy.context import Context
 from landcoverpy.errors import InputValidationError, ModelError
 from landcoverpy.models.abundance import AbundanceData, AbundanceModel, Normalisation, TrainParams, train_abundance
 from landcoverpy.pipeline.tasks import dask_task
+from landcoverpy.progress import step
 from landcoverpy.raster.cog import CogWriter
 from landcoverpy.raster.grid import Grid, block_windows
 from landcoverpy.scratch import scratch_dir
@@ -360,7 +361,7 @@ def train_level(ctx: Context, level: str, params: TrainParams, dataset_id: str |
 
 
 def predict_area(ctx: Context, level: str, output_dir: Path, model_id: str | None = None, dataset_id: str | None = None,
-                 block: int = 512, client: Any = None) -> dict[str, Path]:
+                 block: int = 512, client: Any = None, progress: bool = False) -> dict[str, Path]:
     """Abundance maps over the dataset's grid, block by block (Dask tasks when ``client``)."""
     model, mrec = load_model(ctx, level, model_id)
     _, drec = load_dataset(ctx, dataset_id)
@@ -376,23 +377,31 @@ def predict_area(ctx: Context, level: str, output_dir: Path, model_id: str | Non
     if existing is not None:
         log.info("abundance map %s already made by %s from %s, reused", amid, mrec["_id"], drec["_id"])
         return export_abundance(ctx, publish_abundance(ctx, existing), output_dir)
-    record = make_abundance_map(ctx, level, model, mrec, drec, amid, block, client)
+    record = make_abundance_map(ctx, level, model, mrec, drec, amid, block, client, progress)
     return export_abundance(ctx, record, output_dir)
 
 
 def make_abundance_map(ctx: Context, level: str, model: AbundanceModel, mrec: dict[str, Any], drec: dict[str, Any],
-                       amid: str, block: int, client: Any) -> dict[str, Any]:
+                       amid: str, block: int, client: Any, progress: bool = False) -> dict[str, Any]:
     grid = Grid.from_dict(drec["grid"])
     items = load_series_manifest(drec["manifest"])
     steps = [(dt.date.fromisoformat(a), dt.date.fromisoformat(b)) for a, b in drec["steps"]]
     windows = list(block_windows(grid.height, grid.width, block))
     args = (ctx.settings, items, steps, drec["ancillary_sources"], grid)
-    if client is not None:
-        fut_model = client.scatter(model, broadcast=True, hash=False)
-        futures = [client.submit(predict_block, *args, fut_model, w, pure=False) for w in windows]
-        results = client.gather(futures)
-    else:
-        results = [predict_block(*args, model, w) for w in windows]
+    with step(log, f"abundance {level}: predicting", len(windows), "block", progress) as bar:
+        if client is not None:
+            from distributed import as_completed
+
+            fut_model = client.scatter(model, broadcast=True, hash=False)
+            futures = [client.submit(predict_block, *args, fut_model, w, pure=False) for w in windows]
+            for _ in as_completed(futures):
+                bar.update(1)
+            results = client.gather(futures)
+        else:
+            results = []
+            for w in windows:
+                results.append(predict_block(*args, model, w))
+                bar.update(1)
     k = len(model.classes)
     values = {name: i + 1 for i, name in enumerate(model.classes)}
     colours = class_colours(values)

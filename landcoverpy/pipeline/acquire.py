@@ -20,6 +20,7 @@ from landcoverpy.assets import keys
 from landcoverpy.config import Settings
 from landcoverpy.context import Context
 from landcoverpy.errors import LandcoverError, ProviderError, RasterError
+from landcoverpy.progress import step
 from landcoverpy.retry import with_retries
 from landcoverpy.inputs import Season
 from landcoverpy.sentinel2 import BAND_RESOLUTION, L1C_BANDS, L2A_BANDS, baseline_offset
@@ -170,7 +171,6 @@ def acquire(
 ) -> AcquireReport:
     """Search, select and fetch products for every tile x season; catalog what landed."""
     from distributed import as_completed
-    from tqdm import tqdm
 
     s = ctx.settings
     entries: list[TileSeasonReport] = []
@@ -199,18 +199,17 @@ def acquire(
                 fut = client.submit(fetch_product, s, provider, cand, key=task_key(f"fetch-{cand.product_id}"), pure=False)
                 futures[fut] = (entry, cand)
     if futures:
-        bar = tqdm(total=len(futures), desc="acquire", unit="product", disable=not progress)
-        for fut in as_completed(list(futures)):
-            entry, cand = futures[fut]
-            try:
-                record = fut.result()
-                ctx.catalog.upsert("products", record)
-                entry.fetched.append(cand.product_id)
-            except LandcoverError as exc:
-                entry.failed[cand.product_id] = str(exc)
-                log.error("%s: %s", cand.product_id, exc)
-            bar.update(1)
-        bar.close()
+        with step(log, "acquire", len(futures), "product", progress) as bar:
+            for fut in as_completed(list(futures)):
+                entry, cand = futures[fut]
+                try:
+                    record = fut.result()
+                    ctx.catalog.upsert("products", record)
+                    entry.fetched.append(cand.product_id)
+                except LandcoverError as exc:
+                    entry.failed[cand.product_id] = str(exc)
+                    log.error("%s: %s", cand.product_id, exc)
+                bar.update(1)
     for line in AcquireReport(entries).lines():
         log.info(line)
     return AcquireReport(entries)

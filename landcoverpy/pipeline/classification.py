@@ -34,6 +34,7 @@ from landcoverpy.inputs import NOT_CLASSIFIED_VALUE, Season
 from landcoverpy.models.hierarchical import predict_hierarchy
 from landcoverpy import styles
 from landcoverpy.pipeline.tasks import dask_task, task_key
+from landcoverpy.progress import step
 from landcoverpy.raster.cog import CogWriter
 from landcoverpy.raster.grid import Grid, block_windows, window_id
 from landcoverpy.scratch import scratch_dir
@@ -148,7 +149,6 @@ def classify_tile(ctx: Context, tile: str, seasons: list[Season], model: LoadedH
                   client: Any, block_size: int, params: CompositeParams, progress: bool = True,
                   retries: int = 3) -> TileResult:
     from distributed import as_completed
-    from tqdm import tqdm
 
     found = lookup.feature_sources(ctx, tile, seasons, params, with_dem=lookup.model_uses_dem(model.features))
     if not found.complete:
@@ -171,15 +171,14 @@ def classify_tile(ctx: Context, tile: str, seasons: list[Season], model: LoadedH
                       key=task_key(f"block-{mid}-{window_id(w)}"), retries=retries, pure=False)
         for w in windows
     ]
-    bar = tqdm(total=len(futures), desc=f"classify {tile}", unit="block", disable=not progress)
     reused = 0
-    for fut in as_completed(futures):
-        reused += bool(fut.result()["reused"])
-        bar.update(1)
-    bar.close()
+    with step(log, f"classify {tile}", len(futures), "block", progress) as bar:
+        for fut in as_completed(futures):
+            reused += bool(fut.result()["reused"])
+            bar.update(1)
     if reused:
         log.info("tile %s: %d of %d blocks were already done (resumed)", tile, reused, len(windows))
-    record = assemble_maps(ctx, tile, mid, grid, windows, blocks_prefix, model, comps)
+    record = assemble_maps(ctx, tile, mid, grid, windows, blocks_prefix, model, comps, progress)
     record["composite_params"] = params.to_dict()
     ctx.catalog.upsert("maps", record)  # objects first, then the record
     publish_latest(ctx, record)
@@ -243,7 +242,7 @@ def write_styles(ctx: Context, bucket: str, tile: str, mid: str, name: str, spec
 
 
 def assemble_maps(ctx: Context, tile: str, mid: str, grid: Grid, windows: list[Window], blocks_prefix: str,
-                  model: LoadedHierarchy, comps: dict[str, dict[str, Any]]) -> dict[str, Any]:
+                  model: LoadedHierarchy, comps: dict[str, dict[str, Any]], progress: bool = False) -> dict[str, Any]:
     bucket = ctx.settings.MINIO_BUCKET_CLASSIFICATIONS
     specs = _map_specs(tile, model)
     counts: dict[str, dict[int, int]] = {name: {} for name in OUTPUTS}
@@ -263,7 +262,9 @@ def assemble_maps(ctx: Context, tile: str, mid: str, grid: Grid, windows: list[W
         with contextlib.ExitStack() as stack:  # a failure closes the writers without making COGs
             for w in writers.values():
                 stack.enter_context(w)
+            bar = stack.enter_context(step(log, f"assemble {tile} maps", len(windows), "block", progress))
             for window in windows:
+                bar.update(1)
                 with ctx.store.open(bucket, join_key(blocks_prefix, f"{window_id(window)}.npz")) as fh:
                     data = np.load(io.BytesIO(fh.read()))
                     for name in OUTPUTS:

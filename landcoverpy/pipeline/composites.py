@@ -34,6 +34,7 @@ from landcoverpy.raster.cog import CogWriter, write_cog
 from landcoverpy.raster.composite import median_composite, valid_count
 from landcoverpy.raster.grid import Grid, block_windows
 from landcoverpy.pipeline.tasks import dask_task, task_key
+from landcoverpy.progress import step
 from landcoverpy.raster.indices import compute_index
 from landcoverpy.raster.reading import GridReader, expand_window
 from landcoverpy.scratch import scratch_dir
@@ -409,7 +410,6 @@ def composite(ctx: Context, tiles: list[str], seasons: list[Season], client: Any
     as it is complete, so a killed run resumes where it stopped; the catalog record is written
     when every layer is there."""
     from distributed import as_completed
-    from tqdm import tqdm
 
     params = params or CompositeParams.from_settings(ctx.settings)
     report = CompositeReport()
@@ -433,24 +433,23 @@ def composite(ctx: Context, tiles: list[str], seasons: list[Season], client: Any
             index_fut = client.submit(build_indices, s, tile, season, products, params, band_futs, pure=False,
                                       retries=2, key=task_key(f"indices-{cid}"))
             pending[index_fut] = (label, tile, season, products, band_futs)
-    bar = tqdm(total=len(pending), desc="composite", unit="composite", disable=not progress or not pending)
-    for fut in as_completed(list(pending)):
-        label, tile, season, products, band_futs = pending[fut]
-        try:
-            indices = fut.result()
-            bands = {b: f.result() for b, f in band_futs.items()}
-            layers = _merge(bands, indices)
-            reused = sum(1 for rec in layers.values() if rec.get("reused"))
-            if reused:
-                log.info("%s: %d of %d layers were already complete (resumed)", label, reused, len(layers))
-            with ctx.store.rasterio_env():
-                grid = common_grid(ctx.store, products)
-            record = composite_record(tile, season, products, params, grid, layers)
-            ctx.catalog.upsert("composites", record)
-            report.built.append(record["_id"])
-        except LandcoverError as exc:
-            report.failed[label] = str(exc)
-            log.error("%s: %s", label, exc)
-        bar.update(1)
-    bar.close()
+    with step(log, "composite", len(pending), "composite", progress) as bar:
+        for fut in as_completed(list(pending)):
+            label, tile, season, products, band_futs = pending[fut]
+            try:
+                indices = fut.result()
+                bands = {b: f.result() for b, f in band_futs.items()}
+                layers = _merge(bands, indices)
+                reused = sum(1 for rec in layers.values() if rec.get("reused"))
+                if reused:
+                    log.info("%s: %d of %d layers were already complete (resumed)", label, reused, len(layers))
+                with ctx.store.rasterio_env():
+                    grid = common_grid(ctx.store, products)
+                record = composite_record(tile, season, products, params, grid, layers)
+                ctx.catalog.upsert("composites", record)
+                report.built.append(record["_id"])
+            except LandcoverError as exc:
+                report.failed[label] = str(exc)
+                log.error("%s: %s", label, exc)
+            bar.update(1)
     return report

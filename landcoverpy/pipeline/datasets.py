@@ -21,6 +21,7 @@ from landcoverpy.errors import InputValidationError, LandcoverError, RasterError
 from landcoverpy.features import FeatureReader, feature_names, sample_points
 from landcoverpy.inputs import Inputs
 from landcoverpy.pipeline.tasks import dask_task, task_key
+from landcoverpy.progress import step
 from landcoverpy.storage import open_store
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,8 @@ class DatasetResult:
 
 
 def build_dataset(ctx: Context, inputs: Inputs, client: Any, neighbourhood: int | None = None,
-                  params: CompositeParams | None = None, with_dem: bool | None = None) -> DatasetResult:
+                  params: CompositeParams | None = None, with_dem: bool | None = None,
+                  progress: bool = False) -> DatasetResult:
     """Sample the feature sources of every tile with points (the composites made under
     ``params``, default from the settings, plus the DEM layers when ``with_dem``, default when
     DEM_SOURCE is set) into one training table, or reuse the one already catalogued."""
@@ -78,12 +80,18 @@ def build_dataset(ctx: Context, inputs: Inputs, client: Any, neighbourhood: int 
     futures = {client.submit(sample_tile, ctx.settings, comps, points[points["tile"] == tile], neighbourhood,
                              key=task_key(f"sample-{did}-{tile}"), pure=False): tile for tile, comps in per_tile.items()}
     tables = []
-    for fut, tile in futures.items():
-        try:
-            tables.append(fut.result())
-        except LandcoverError as exc:
-            skipped[tile] = str(exc)
-            log.error("tile %s: %s", tile, exc)
+    from distributed import as_completed
+
+    with step(log, "dataset: sampling the points", len(futures), "tile", progress) as bar:
+        for fut in as_completed(list(futures)):
+            tile = futures[fut]
+            try:
+                tables.append(fut.result())
+            except LandcoverError as exc:
+                skipped[tile] = str(exc)
+                log.error("tile %s: %s", tile, exc)
+            bar.update(1)
+    tables.sort(key=lambda t: str(t["tile"].iloc[0]) if len(t) else "")  # the table does not depend on timing
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
     sampled_points = set(table["point_id"]) if not table.empty else set()
     considered = points[points["tile"].isin(per_tile)]

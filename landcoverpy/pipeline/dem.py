@@ -21,6 +21,7 @@ from landcoverpy.assets import ids, keys, lookup, publish
 from landcoverpy.config import Settings
 from landcoverpy.context import Context
 from landcoverpy.errors import LandcoverError, ProviderError
+from landcoverpy.progress import step
 from landcoverpy.retry import with_retries
 from landcoverpy.scratch import scratch_dir
 from landcoverpy.pipeline.tasks import dask_task, task_key
@@ -116,7 +117,7 @@ def dem_id(tile: str, grid: Grid, sources: list[dict[str, str]]) -> str:
     return ids.dem_id(tile, grid.to_dict(), [s["key"] for s in sources])
 
 
-def dem_stage(ctx: Context, tiles: list[str], source: DEMSource, client: Any) -> dict[str, str]:
+def dem_stage(ctx: Context, tiles: list[str], source: DEMSource, client: Any, progress: bool = False) -> dict[str, str]:
     """DEM derivatives for every tile with products or composites; returns tile -> status."""
     status: dict[str, str] = {}
     futures = {}
@@ -136,11 +137,16 @@ def dem_stage(ctx: Context, tiles: list[str], source: DEMSource, client: Any) ->
             status[tile] = f"reused {did}"
             continue
         futures[client.submit(build_dem, ctx.settings, tile, grid, sources, key=task_key(f"dem-{did}"), pure=False)] = tile
-    for fut, tile in futures.items():
-        try:
-            rec = fut.result()
-            ctx.catalog.upsert("dems", rec)
-            status[tile] = f"built {rec['_id']}"
-        except LandcoverError as exc:
-            status[tile] = f"failed: {exc}"
+    from distributed import as_completed
+
+    with step(log, "dem: elevation, slope, aspect", len(futures), "tile", progress) as bar:
+        for fut in as_completed(list(futures)):
+            tile = futures[fut]
+            try:
+                rec = fut.result()
+                ctx.catalog.upsert("dems", rec)
+                status[tile] = f"built {rec['_id']}"
+            except LandcoverError as exc:
+                status[tile] = f"failed: {exc}"
+            bar.update(1)
     return status

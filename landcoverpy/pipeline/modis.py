@@ -19,6 +19,7 @@ from typing import IO, Any
 
 from landcoverpy.context import Context
 from landcoverpy.errors import InputValidationError, ProviderError, TransientError
+from landcoverpy.progress import step
 from landcoverpy.retry import is_transient_status, with_retries
 from landcoverpy.sources.modis import ModisQA, read_mod09, write_geotiff
 from landcoverpy.scratch import scratch_dir
@@ -172,7 +173,7 @@ class _Closing:
 
 
 def acquire_modis(ctx: Context, source: ModisSource, tiles: list[str], start: dt.date, end: dt.date,
-                  qa: ModisQA | None = None) -> dict[str, list[str]]:
+                  qa: ModisQA | None = None, progress: bool = False) -> dict[str, list[str]]:
     """Store and catalogue every granule of ``tiles`` between ``start`` and ``end``; a granule
     already catalogued is skipped. Returns tile -> granule ids (stored or already there)."""
     bucket = ctx.settings.MINIO_BUCKET_NAME_MODIS
@@ -182,36 +183,45 @@ def acquire_modis(ctx: Context, source: ModisSource, tiles: list[str], start: dt
         if not granules:
             log.warning("MODIS %s: no granule between %s and %s", tile, start, end)
         out[tile] = []
-        for g in granules:
-            gid = g.name.removesuffix(".hdf")
-            if ctx.catalog.exists("modis", gid):
-                out[tile].append(gid)
-                continue
-            raw_key = join_key(g.tile, g.name)
-            tif_key = join_key(g.tile, f"{gid}.tif")
-            try:
-                def fetch(g: Granule = g) -> None:
-                    with source.open(g) as stream:
-                        ctx.store.put_stream(bucket, raw_key, stream)
-
-                with_retries(f"MODIS {g.name}", fetch)
-                with scratch_dir(ctx.settings.TMP_DIR) as tmp, local_copy(ctx.store, bucket, raw_key, tmp) as path:
-                    granule = read_mod09(path, qa)
-                with scratch_dir(ctx.settings.TMP_DIR) as tmp:
-                    ctx.store.put_file(bucket, tif_key, write_geotiff(granule, Path(tmp) / "g.tif"))
-            except BaseException:
-                for key in (raw_key, tif_key):
-                    if ctx.store.exists(bucket, key):
-                        ctx.store.delete(bucket, key)
-                raise
-            valid = float((granule.reflectance[0] == granule.reflectance[0]).mean())
-            ctx.catalog.upsert("modis", {
-                "_id": gid, "granule_id": gid, "tile": g.tile, "date": g.date.isoformat(), "product": g.name.split(".")[0],
-                "raw": {"bucket": bucket, "key": raw_key}, "reflectance": {"bucket": bucket, "key": tif_key},
-                "valid_fraction": round(valid, 4), "qa": (qa or ModisQA()).__dict__, "source": source.source,
-            })
-            out[tile].append(gid)
+        with step(log, f"modis {tile}", len(granules), "granule", progress) as bar:
+            for g in granules:
+                bar.update(1)
+                _store_granule(ctx, source, g, qa, bucket, out[tile])
     return out
+
+
+def _store_granule(ctx: Context, source: ModisSource, g: Granule, qa: ModisQA | None, bucket: str,
+                   done: list[str]) -> None:
+    """Fetch one granule, read it once (QA applied) into a GeoTIFF, then catalogue it; a granule
+    already catalogued is skipped, a failed one leaves nothing behind."""
+    gid = g.name.removesuffix(".hdf")
+    if ctx.catalog.exists("modis", gid):
+        done.append(gid)
+        return
+    raw_key = join_key(g.tile, g.name)
+    tif_key = join_key(g.tile, f"{gid}.tif")
+    try:
+        def fetch() -> None:
+            with source.open(g) as stream:
+                ctx.store.put_stream(bucket, raw_key, stream)
+
+        with_retries(f"MODIS {g.name}", fetch)
+        with scratch_dir(ctx.settings.TMP_DIR) as tmp, local_copy(ctx.store, bucket, raw_key, tmp) as path:
+            granule = read_mod09(path, qa)
+        with scratch_dir(ctx.settings.TMP_DIR) as tmp:
+            ctx.store.put_file(bucket, tif_key, write_geotiff(granule, Path(tmp) / "g.tif"))
+    except BaseException:
+        for key in (raw_key, tif_key):
+            if ctx.store.exists(bucket, key):
+                ctx.store.delete(bucket, key)
+        raise
+    valid = float((granule.reflectance[0] == granule.reflectance[0]).mean())
+    ctx.catalog.upsert("modis", {
+        "_id": gid, "granule_id": gid, "tile": g.tile, "date": g.date.isoformat(), "product": g.name.split(".")[0],
+        "raw": {"bucket": bucket, "key": raw_key}, "reflectance": {"bucket": bucket, "key": tif_key},
+        "valid_fraction": round(valid, 4), "qa": (qa or ModisQA()).__dict__, "source": source.source,
+    })
+    done.append(gid)
 
 
 def series_manifest(ctx: Context, tile: str, year: int, path: Path) -> Path:

@@ -116,14 +116,14 @@ def run_workflow(ctx: Context, inputs: Inputs, provider: Provider, client: Any, 
 
         t = time.perf_counter()
         token = settings.EARTHDATA_TOKEN.get_secret_value() if settings.EARTHDATA_TOKEN else None
-        status = dem_stage(ctx, all_tiles, DEMSource(settings.DEM_SOURCE, token), client)
+        status = dem_stage(ctx, all_tiles, DEMSource(settings.DEM_SOURCE, token), client, progress)
         run.stages.append(StageTiming("dem", time.perf_counter() - t, any(v.startswith("built") for v in status.values()),
                                       "; ".join(f"{k}: {v}" for k, v in status.items())))
 
     ctx.check_lease()
     t = time.perf_counter()
     try:
-        ds = build_dataset(ctx, inputs, client, params=composite_params(settings))
+        ds = build_dataset(ctx, inputs, client, params=composite_params(settings), progress=progress)
     except InputValidationError as exc:
         if not run.problems:
             raise
@@ -222,6 +222,8 @@ def export_link(kind: str, tile: str, name: str, loc: dict[str, Any], ext: str) 
         return f"{name}_{tile}{ext}"
     if kind == "model":
         return "models/" + loc["key"].split("/", 1)[1]
+    if kind == "viewer":
+        return "map.html"
     return name
 
 
@@ -232,6 +234,8 @@ def bucket_link(kind: str, tile: str, name: str, loc: dict[str, Any], ext: str) 
         return f"../{loc['key']}"
     if kind == "model":
         return f"../../{loc['bucket']}/{loc['key']}"
+    if kind == "viewer":
+        return "../latest/map.html"
     return f"../{name}"
 
 
@@ -280,6 +284,8 @@ def report_data(ctx: Context, run: RunResult,
             links[f"category model {file}"] = link("model", "", file,
                                                    {"bucket": cat_member["bucket"], "key": f"{cat_member['prefix']}/{file}"}, "")
     links["STAC catalog"] = link("other", "", "stac/catalog.json", {}, "")
+    if ctx.settings.TILE_SERVER_URL:
+        links["zoomable map (tile server)"] = link("viewer", "", "map.html", {}, "")
     settings = ctx.settings
     data = report_html.ReportData(
         run_id=run.run_id, created=report_html.now(),
@@ -294,6 +300,22 @@ def report_data(ctx: Context, run: RunResult,
         problems=list(run.problems), links=links, pictures=pictures,
     )
     return data
+
+
+def publish_map_page(ctx: Context, run: RunResult, output_dir: Path | None) -> str | None:
+    """With a tile server configured, the zoomable map page: ``latest/map.html`` in the maps
+    bucket, and ``map.html`` in the export folder."""
+    if not ctx.settings.TILE_SERVER_URL or not run.maps:
+        return None
+    from landcoverpy.viewer import map_page
+
+    html = map_page([run.maps[t] for t in sorted(run.maps)], ctx.settings.TILE_SERVER_URL, f"landcoverpy {run.run_id}")
+    ctx.check_lease()
+    ctx.store.put_bytes(ctx.settings.MINIO_BUCKET_CLASSIFICATIONS, "latest/map.html", html.encode("utf-8"))
+    if output_dir is not None:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "map.html").write_text(html, encoding="utf-8")
+    return "latest/map.html"
 
 
 def publish_report(ctx: Context, run: RunResult) -> str:
