@@ -40,6 +40,7 @@ test-slow: setup
 	$(BIN)/python -m pytest -m slow
 
 benchmark: setup
+	$(BIN)/python benchmarks/composite_kernel.py
 	$(BIN)/python benchmarks/composite_memory.py
 	$(BIN)/python benchmarks/acquire_streaming.py
 	$(BIN)/python benchmarks/abundance_inference.py

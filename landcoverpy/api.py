@@ -108,6 +108,7 @@ class Workflow:
         ``attrs["classes"]`` maps values to class names. ``level`` is ``classification``,
         ``sl_classification`` or ``confidence``; by default the tile's most recently used map."""
         import rioxarray
+        import xarray
 
         from landcoverpy.context import Context
         from landcoverpy.sentinel2 import normalise_tile
@@ -123,7 +124,10 @@ class Workflow:
         ctx = Context.open(self.settings)
         try:
             with ctx.store.rasterio_env():
-                array = rioxarray.open_rasterio(ctx.store.raster_uri(loc["bucket"], loc["key"]), cache=False).load()
+                opened = rioxarray.open_rasterio(ctx.store.raster_uri(loc["bucket"], loc["key"]), cache=False)
+                if not isinstance(opened, xarray.DataArray):  # one single-band COG gives one DataArray
+                    raise InputValidationError(f"{loc['key']}: not a single raster")
+                array = opened.load()
         finally:
             ctx.close()
         array = array.squeeze("band", drop=True)

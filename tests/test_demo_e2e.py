@@ -78,5 +78,5 @@ def test_demo_on_real_servers(tmp_path: Path, s3_server: servers.Server, mongo_s
         assert {f"18SVG/{map_id}/{name}.tif", f"18SVG/{map_id}/{name}.png", f"latest/18SVG/{name}.tif"} <= keys
     assert "stac/catalog.json" in keys
     assert not any(k.startswith("blocks/") for k in keys)
-    head = s3.head_object(Bucket=f"classification-maps-{uid}", Key=f"latest/18SVG/classification.png")
+    head = s3.head_object(Bucket=f"classification-maps-{uid}", Key="latest/18SVG/classification.png")
     assert head["ContentType"] == "image/png"

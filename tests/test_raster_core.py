@@ -112,3 +112,38 @@ def test_sort_median_equals_nanmedian(n_products: int) -> None:
         warnings.simplefilter("ignore")
         expected = np.nanmedian(stack, axis=0)
     np.testing.assert_array_equal(median_composite(stack), expected.astype("float32"))
+
+
+@pytest.mark.parametrize("dates", [1, 2, 3, 4, 5, 7, 8, 12, 13, 24, 30])
+def test_median_kernel_equals_nanmedian_bit_for_bit(dates: int) -> None:
+    """Random stacks with 30 % gaps, all-gap pixels and even valid counts, on one and two threads."""
+    import warnings
+
+    rng = np.random.default_rng(dates)
+    stack = rng.uniform(0.0, 0.8, (dates, 67, 131)).astype("float32")
+    stack[rng.uniform(size=stack.shape) < 0.3] = np.nan
+    stack[:, :3, :3] = np.nan  # no valid date
+    stack[: dates - dates % 2, 10, :] = 0.25  # ties
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        expected = np.nanmedian(stack, axis=0)
+    for threads in (1, 2):
+        got = median_composite(stack, threads=threads)
+        assert got.dtype == np.float32 and got.shape == expected.shape
+        np.testing.assert_array_equal(got, expected)
+    assert np.isnan(median_composite(stack)[:3, :3]).all()
+
+
+def test_sorting_networks_sort_every_binary_input() -> None:
+    """The 0-1 principle: a comparator network sorts everything if it sorts all 0/1 inputs."""
+    import itertools
+
+    from landcoverpy.raster.composite import sorting_network
+
+    for n in range(1, 13):
+        for bits in itertools.product((0, 1), repeat=n):
+            x = list(bits)
+            for i, j in sorting_network(n):
+                if x[i] > x[j]:
+                    x[i], x[j] = x[j], x[i]
+            assert x == sorted(x), n

@@ -107,3 +107,19 @@ def test_report_links_exist_and_the_bucket_has_it(report_run: Path) -> None:
     stored = (store / "latest" / "report.html").read_text(encoding="utf-8")
     for href in re.findall(r'href="(\.\./[^"]+)"', stored):  # relative to latest/: resolves in the store
         assert (store / "latest" / href).resolve().is_file(), href
+
+
+def test_classify_from_a_stored_model_alone(report_run: Path, tmp_path: Path) -> None:
+    """No points file, no seasons or label files: the model's record says everything."""
+    env = {"LANDCOVERPY_HOME": str(report_run / "home"), "TMP_DIR": str(report_run / "tmp"), "DASK_N_WORKERS": "1",
+           "N_ESTIMATORS": "30"}
+    res = run_cli(["classify", "--tiles", "18SVG", "--no-progress"], env, tmp_path, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "18SVG: reused" in res.stdout and "冬" in res.stderr  # the season from the model's record
+    hierarchy = json.loads((report_run / "out" / "run.json").read_text())["hierarchy"]
+    res = run_cli(["classify", "--tiles", "18SVG", "--model", hierarchy, "--no-progress"], {**env, "N_ESTIMATORS": "5"},
+                  tmp_path, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "18SVG: reused" in res.stdout  # --model wins over the settings
+    res = run_cli(["classify", "--tiles", "18SVG", "--model", "hierarchy-nope"], env, tmp_path, timeout=60)
+    assert res.returncode == 1 and "no trained hierarchy 'hierarchy-nope'" in res.stderr

@@ -57,7 +57,7 @@ def load_series_manifest(path: str | Path) -> list[SeriesItem]:
     try:
         items = json.loads(path.read_text())
         out = []
-        for i, item in enumerate(items):
+        for item in items:
             raw = str(item["path"])
             p = Path(raw)
             full = raw if "://" in raw or p.is_absolute() else str(path.parent / p)  # s3:// paths kept

@@ -286,7 +286,6 @@ def report_data(ctx: Context, run: RunResult,
     links["STAC catalog"] = link("other", "", "stac/catalog.json", {}, "")
     if ctx.settings.TILE_SERVER_URL:
         links["zoomable map (tile server)"] = link("viewer", "", "map.html", {}, "")
-    settings = ctx.settings
     data = report_html.ReportData(
         run_id=run.run_id, created=report_html.now(),
         stages=[{"name": s.name, "seconds": s.seconds, "did_work": s.did_work, "detail": s.detail} for s in run.stages],

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from landcoverpy.errors import AuthenticationError, ProviderError, ProviderUnavailableError, TransientError
+from landcoverpy.errors import AuthenticationError, ProviderError, ProviderUnavailableError
 from landcoverpy.sentinel2 import BAND_RESOLUTION, L1C_BANDS, L2A_BANDS, normalise_tile
 from landcoverpy.sources.base import BandAsset, ProductCandidate, Provider, in_range
 from landcoverpy.sources.safe import pick_band_files
