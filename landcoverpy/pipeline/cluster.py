@@ -41,6 +41,12 @@ def check_scheduler(settings: Settings) -> dict[str, Any] | None:
         return {"address": address, "workers": len(info.get("workers", {}))}
 
 
+def _has_bokeh() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("bokeh") is not None
+
+
 def probe_scheduler(address: str, timeout: float) -> None:
     """Connect to the scheduler and complete distributed's handshake within ``timeout`` seconds.
     distributed waits for the handshake reply without a deadline, so a port that accepts TCP but
@@ -90,12 +96,14 @@ def dask_client(settings: Settings, processes: bool = True) -> Iterator[Any]:
         threads_per_worker=settings.DASK_THREADS_PER_WORKER,
         memory_limit=settings.DASK_MEMORY_LIMIT,
         processes=processes,
-        dashboard_address=None,
+        dashboard_address=":0",  # a free port: never "port 8787 is already in use" noise
         host="127.0.0.1",
     )
     client = Client(cluster)
     client.subscribe_topic(LOG_TOPIC, forward_to_log)
     log.info("Started %s", describe_cluster(settings))
+    if client.dashboard_link and _has_bokeh():
+        log.info("Dask dashboard: %s", client.dashboard_link)
     try:
         yield client
     finally:
