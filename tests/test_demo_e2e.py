@@ -7,6 +7,8 @@ import json
 import uuid
 from pathlib import Path
 
+import pytest
+
 
 from landcoverpy.raster.cog import validate_cog
 from tests import servers
@@ -48,6 +50,7 @@ def test_demo_on_embedded_default_then_rerun_does_nothing(tmp_path: Path) -> Non
     assert (tmp_path / "out" / "classification_18SVG.tif").read_bytes() == (tmp_path / "out2" / "classification_18SVG.tif").read_bytes()
 
 
+@pytest.mark.slow  # `run` on the servers is covered by tests/test_lineage.py on a cut of this scene
 def test_demo_on_real_servers(tmp_path: Path, s3_server: servers.Server, mongo_server: servers.Server,
                               dask_scheduler: servers.Server) -> None:
     uid = uuid.uuid4().hex[:6]

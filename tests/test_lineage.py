@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from dataclasses import dataclass
 import signal
 import subprocess
 import sys
@@ -73,12 +74,16 @@ def on_servers(tmp_path: Path, s3: servers.Server, mongo: servers.Server, dask: 
     })
 
 
-@pytest.fixture(params=["embedded", "servers"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    if request.param == "embedded":
+def make_backend(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Backend:
+    if kind == "embedded":
         return embedded(tmp_path)
     return on_servers(tmp_path, request.getfixturevalue("s3_server"), request.getfixturevalue("mongo_server"),
                       request.getfixturevalue("dask_scheduler"))
+
+
+@pytest.fixture(params=["embedded", "servers"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    return make_backend(request.param, tmp_path, request)
 
 
 def run_args(scene: dict[str, Path], data: str, out: Path | None, *extra: str) -> list[str]:
@@ -111,12 +116,31 @@ def stage(res: subprocess.CompletedProcess[str], name: str) -> str:
     return next(line for line in res.stdout.splitlines() if line.startswith(name))
 
 
-def test_model_a_b_a_reuses_a_and_exports_its_own_maps(backend: Backend, scene: dict[str, Path], tmp_path: Path) -> None:
-    first = run(backend, scene, tmp_path / "a1", **MODEL_A)
-    assert "done" in stage(first, "classify")
-    run(backend, scene, tmp_path / "b", **MODEL_B)
-    third = run(backend, scene, tmp_path / "a2", **MODEL_A)
-    assert "reused" in stage(third, "classify") and "reused" in stage(third, "train")
+@dataclass
+class ABA:
+    """Model A, then model B, then model A again, on one store and catalog (run once per backend
+    and shared by the tests that read what those runs left)."""
+
+    backend: Backend
+    root: Path
+    first: subprocess.CompletedProcess[str]
+    third: subprocess.CompletedProcess[str]
+
+
+@pytest.fixture(scope="module", params=["embedded", "servers"])
+def aba(request: pytest.FixtureRequest, scene: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> ABA:
+    root = tmp_path_factory.mktemp(f"aba-{request.param}")
+    backend = make_backend(request.param, root, request)
+    first = run(backend, scene, root / "a1", **MODEL_A)
+    run(backend, scene, root / "b", **MODEL_B)
+    third = run(backend, scene, root / "a2", **MODEL_A)
+    return ABA(backend, root, first, third)
+
+
+def test_model_a_b_a_reuses_a_and_exports_its_own_maps(aba: ABA) -> None:
+    backend, tmp_path = aba.backend, aba.root
+    assert "done" in stage(aba.first, "classify")
+    assert "reused" in stage(aba.third, "classify") and "reused" in stage(aba.third, "train")
 
     a1, b, a2 = run_json(tmp_path / "a1"), run_json(tmp_path / "b"), run_json(tmp_path / "a2")
     assert a1["maps"][TILE]["_id"] == a2["maps"][TILE]["_id"] != b["maps"][TILE]["_id"]
@@ -145,6 +169,15 @@ def test_model_a_b_a_reuses_a_and_exports_its_own_maps(backend: Backend, scene: 
         (tmp_path / "a1" / f"classification_{TILE}.tif").read_bytes()
     assert not ctx.store.list(bucket, "blocks/")  # finished blocks were cleaned up
 
+
+def test_prune_keeps_the_most_recently_used_maps(aba: ABA) -> None:
+    backend, tmp_path = aba.backend, aba.root
+    a1, b = run_json(tmp_path / "a1"), run_json(tmp_path / "b")
+    ctx = backend.context()
+    bucket = ctx.settings.MINIO_BUCKET_CLASSIFICATIONS
+    records = {r["_id"]: r for r in ctx.catalog.find("maps", {"tile": TILE})}
+    keys_a = {loc["key"] for loc in records[a1["maps"][TILE]["_id"]]["outputs"].values()}
+    keys_b = {loc["key"] for loc in records[b["maps"][TILE]["_id"]]["outputs"].values()}
     # prune keeps the most recently used map per tile: a dry run lists B, then B goes
     dry = run_cli(["prune", "--keep", "1", "--dry-run"], backend.env, tmp_path)
     assert dry.returncode == 0 and b["maps"][TILE]["_id"] in dry.stdout and "would remove 1 map" in dry.stdout
@@ -156,12 +189,13 @@ def test_model_a_b_a_reuses_a_and_exports_its_own_maps(backend: Backend, scene: 
     assert [r["_id"] for r in ctx.catalog.find("maps", {"tile": TILE})] == [a1["maps"][TILE]["_id"]]
 
 
-def test_non_default_mask_settings_run_and_never_mix(scene: dict[str, Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize("aba", ["embedded"], indirect=True)
+def test_non_default_mask_settings_run_and_never_mix(aba: ABA, scene: dict[str, Path], tmp_path: Path) -> None:
     backend = embedded(tmp_path)
-    run(backend, scene, tmp_path / "default", **MODEL_A)
+    shutil.copytree(aba.backend.home, backend.home)  # the catalog and store after default-mask runs
     masked = {"MASK_DILATION_PIXELS": "2", "CLOUD_PROBABILITY_THRESHOLD": "0.5", **MODEL_A}
     run(backend, scene, tmp_path / "masked", **masked)
-    default, other = run_json(tmp_path / "default"), run_json(tmp_path / "masked")
+    default, other = run_json(aba.root / "a1"), run_json(tmp_path / "masked")
     ctx = backend.context()
 
     def mask_of(composite_id: str) -> dict[str, Any]:
@@ -283,7 +317,9 @@ def _popen(args: list[str], backend: Backend, cwd: Path, **settings: str) -> sub
                             cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
-def test_two_runs_are_serialised_by_the_lease(backend: Backend, scene: dict[str, Path], tmp_path: Path) -> None:
+def test_two_runs_are_serialised_by_the_lease(aba: ABA, scene: dict[str, Path], tmp_path: Path,
+                                               request: pytest.FixtureRequest) -> None:
+    backend = make_backend(aba.backend.name, tmp_path, request)  # a fresh store and catalog
     first = _popen(run_args(scene, "plain", tmp_path / "first"), backend, tmp_path, **MODEL_A)
     holder = _wait_for_lease(backend)
     assert holder["pid"] == first.pid
@@ -303,11 +339,8 @@ def test_two_runs_are_serialised_by_the_lease(backend: Backend, scene: dict[str,
     assert "Nothing to do" in w_out  # it waited, then reused everything the first run made
     np.testing.assert_array_equal(exported(tmp_path / "waited")["classification"],
                                   exported(tmp_path / "first")["classification"])
-    # the first run's outputs equal a lone run's on a fresh catalog
-    lone = embedded(tmp_path / "lone")
-    (tmp_path / "lone").mkdir()
-    run(lone, scene, tmp_path / "lone" / "out", **MODEL_A)
-    for name, arr in exported(tmp_path / "lone" / "out").items():
+    # the first run's outputs equal a lone run's (model A's first run of the A-B-A fixture)
+    for name, arr in exported(aba.root / "a1").items():
         np.testing.assert_array_equal(exported(tmp_path / "first")[name], arr, err_msg=name)
     ctx = backend.context()
     assert ctx.catalog.get("leases", "workflow") is None  # released
@@ -327,14 +360,12 @@ def test_a_killed_holder_is_taken_over(backend: Backend, scene: dict[str, Path],
     assert ctx.catalog.get("leases", "workflow") is None
 
 
-def test_stac_items_load_with_odc_stac(backend: Backend, scene: dict[str, Path], tmp_path: Path,
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stac_items_load_with_odc_stac(aba: ABA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import odc.stac
     import pystac
     import rioxarray
 
-    out = tmp_path / "out"
-    run(backend, scene, out, **MODEL_A)
+    backend, out = aba.backend, aba.root / "a2"
     ctx = backend.context()
     bucket = ctx.settings.MINIO_BUCKET_CLASSIFICATIONS
     published = json.loads(ctx.store.get_bytes(bucket, "stac/catalog.json"))

@@ -13,7 +13,7 @@ from tests import servers
 from tests.test_bad_input import inputs
 from tests.test_cli_status import run_cli
 
-TIMEOUT = 2.0
+TIMEOUT = 1.5
 
 
 @pytest.fixture(scope="module")
