@@ -45,6 +45,7 @@ benchmark: setup
 	$(BIN)/python benchmarks/acquire_streaming.py
 	$(BIN)/python benchmarks/abundance_inference.py
 	$(BIN)/python benchmarks/classify_throughput.py
+	$(BIN)/python benchmarks/train_time.py
 
 clean:
 	rm -rf $(VENV) landcover-data demo-output

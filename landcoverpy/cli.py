@@ -38,6 +38,11 @@ class ProviderName(str, Enum):
     copernicus = "copernicus"
 
 
+class MapLevel(str, Enum):
+    category = "category"
+    subcategory = "subcategory"
+
+
 class Level(str, Enum):
     N1 = "N1"
     N2 = "N2"
@@ -638,6 +643,78 @@ def share(expires: str = typer.Option("7d", "--expires", help="How long the down
             typer.echo(line)
     finally:
         ctx.close()
+
+
+def _latest_maps(ctx: Any, tiles: list[str] | None) -> dict[str, Any]:
+    from landcoverpy.assets import lookup
+
+    wanted = sorted(set(tiles)) if tiles else sorted({r["tile"] for r in ctx.catalog.find("maps", {"kind": "classification"})})
+    maps = {t: found[0] for t in wanted if (found := lookup.maps_of(ctx, t))}
+    if not maps:
+        raise ModelError("no map yet: run `landcoverpy run` or `landcoverpy classify` first")
+    return maps
+
+
+@app.command("accuracy")
+@handle_errors
+def accuracy_cmd(reference: Path = typer.Option(..., "--reference", help="Reference points (CSV/GeoJSON/KMZ: latitude, longitude, category[, subcategory]), ideally a stratified random sample from `sample-design`."),
+                 output: Path = typer.Option(None, "--output", help="Also write the results as JSON here."),
+                 ) -> None:
+    """Area-adjusted accuracy and class areas with 95 % confidence intervals (Olofsson et al. 2014)."""
+    import json
+
+    from landcoverpy.context import Context
+    from landcoverpy.inputs import LabelSet, load_points
+    from landcoverpy.pipeline.accuracy import assess, class_values
+
+    ctx = Context.open(settings())
+    try:
+        maps = _latest_maps(ctx, None)
+        lc = LabelSet("the maps' categories", class_values(maps, "classification"), 1)
+        sl = LabelSet("the maps' subcategories", {n: v for n, v in class_values(maps, "sl_classification").items() if v > 1}, 2)
+        points = load_points(reference, lc, sl, settings().LC_PROPERTY, settings().SL_PROPERTY)
+        results = assess(ctx, {t: r for t, r in maps.items() if t in set(points.frame["tile"])}, points.frame)
+    finally:
+        ctx.close()
+    if not results:
+        raise ModelError(f"{reference}: none of the points falls on a classified pixel of a map")
+    for level, r in results.items():
+        typer.echo(f"{level}: overall accuracy {r.overall:.3f} ± {r.overall_ci:.3f} (95 %)")
+        typer.echo(f"  {'class':<24}{'user':>14}{'producer':>16}{'mapped km2':>12}{'estimated km2':>22}")
+        for i, name in enumerate(r.classes):
+            typer.echo(f"  {name:<24}{r.users[i]:>7.3f} ± {r.users_ci[i]:<5.3f}{r.producers[i]:>8.3f} ± {r.producers_ci[i]:<5.3f}"
+                       f"{r.mapped_area[i]:>12.2f}{r.area[i]:>12.2f} ± {r.area_ci[i]:<8.2f}")
+    if output is not None:
+        output.write_text(json.dumps({level: r.to_dict() for level, r in results.items()}, indent=2, ensure_ascii=False),
+                          encoding="utf-8")
+
+
+@app.command("sample-design")
+@handle_errors
+def sample_design_cmd(output_dir: Path = typer.Option(Path("sample-design"), "--output-dir", help="Where sample_design.csv and .kmz go."),
+                      tiles: list[str] = typer.Option(None, "--tiles", help="Tiles whose latest maps are sampled (repeatable); default every tile with a map."),
+                      level: MapLevel = typer.Option(MapLevel.category, "--level", help="Stratify by the category or the subcategory map."),
+                      n: int = typer.Option(None, "--n", min=1, help="Sample size; default from --target-se."),
+                      target_se: float = typer.Option(0.01, "--target-se", help="Target standard error of overall accuracy."),
+                      expected_ua: float = typer.Option(0.8, "--expected-ua", help="Anticipated user's accuracy of every class."),
+                      min_per_class: int = typer.Option(50, "--min-per-class", help="At least this many points per class (fewer if the class has fewer pixels)."),
+                      seed: int = typer.Option(0, "--seed", help="Seed of the random draw (the same seed draws the same points)."),
+                      ) -> None:
+    """A stratified random sample of map pixels for photo-interpretation (CSV and KMZ)."""
+    from landcoverpy.context import Context
+    from landcoverpy.pipeline.accuracy import design, write_points
+    from landcoverpy.sentinel2 import normalise_tile
+
+    ctx = Context.open(settings())
+    try:
+        maps = _latest_maps(ctx, [normalise_tile(t) for t in tiles] if tiles else None)
+        frame = design(ctx, maps, "classification" if MapLevel(level) is MapLevel.category else "sl_classification", n, target_se,
+                       expected_ua, min_per_class, seed)
+    finally:
+        ctx.close()
+    csv, kmz = write_points(frame, output_dir, "sample_design")
+    typer.echo(f"{len(frame)} points ({', '.join(f'{c} {k}' for c, k in frame['stratum'].value_counts().sort_index().items())})")
+    typer.echo(f"  {csv}\n  {kmz}")
 
 
 stac_app = typer.Typer(help="The STAC catalog of the outputs (composites, DEM, maps, abundance).", no_args_is_help=True)

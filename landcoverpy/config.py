@@ -94,6 +94,7 @@ class Settings(BaseSettings):
     SPATIAL_BLOCK_KM: float = Field(2.0, gt=0)
     CV_FOLDS: int = Field(5, ge=2)
     RANDOM_SEED: int = 42
+    TRAIN_THREADS: int = Field(0, ge=0, description="threads for fitting models; 0 = all for random forests, 1 for LightGBM")
     SUBCATEGORY_PREDICTION: bool = True
 
     # Classification

@@ -123,3 +123,45 @@ def test_classify_from_a_stored_model_alone(report_run: Path, tmp_path: Path) ->
     assert "18SVG: reused" in res.stdout  # --model wins over the settings
     res = run_cli(["classify", "--tiles", "18SVG", "--model", "hierarchy-nope"], env, tmp_path, timeout=60)
     assert res.returncode == 1 and "no trained hierarchy 'hierarchy-nope'" in res.stderr
+
+
+def test_sample_design_then_area_adjusted_accuracy(report_run: Path, tmp_path: Path) -> None:
+    """A stratified sample of the map, photo-interpreted as the map says (perfect agreement):
+    overall accuracy 1 and estimated areas equal to the mapped areas; disagreement lowers both."""
+    import pandas as pd
+
+    env = {"LANDCOVERPY_HOME": str(report_run / "home"), "TMP_DIR": str(report_run / "tmp")}
+    args = ["sample-design", "--n", "60", "--min-per-class", "8", "--seed", "3", "--output-dir", str(tmp_path / "s")]
+    res = run_cli(args, env, tmp_path, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    sample = pd.read_csv(tmp_path / "s" / "sample_design.csv", dtype=str, keep_default_na=False)
+    assert len(sample) == 60 and (sample["stratum"].value_counts() >= 8).all()
+    again = run_cli([*args[:-1], str(tmp_path / "s2")], env, tmp_path, timeout=300)
+    assert again.returncode == 0
+    assert (tmp_path / "s2" / "sample_design.csv").read_text() == (tmp_path / "s" / "sample_design.csv").read_text()
+    import zipfile
+    from xml.etree import ElementTree as ET
+
+    with zipfile.ZipFile(tmp_path / "s" / "sample_design.kmz") as zf:
+        marks = ET.fromstring(zf.read("doc.kml")).iter("{http://www.opengis.net/kml/2.2}Placemark")
+        assert len(list(marks)) == 60
+    reference = sample.assign(category=sample["map_class"], subcategory="")[["latitude", "longitude", "category", "subcategory"]]
+    reference.to_csv(tmp_path / "perfect.csv", index=False)
+    res = run_cli(["accuracy", "--reference", str(tmp_path / "perfect.csv"), "--output", str(tmp_path / "a.json")],
+                  env, tmp_path, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    result = json.loads((tmp_path / "a.json").read_text(encoding="utf-8"))["classification"]
+    assert result["overall_accuracy"] == 1.0
+    for name, c in result["classes"].items():
+        assert c["estimated_area"] == pytest.approx(c["mapped_area"], rel=1e-9), name
+        assert c["estimated_area_ci95"] == 0.0
+    names = sorted(set(reference["category"]))
+    wrong = reference.copy()
+    wrong.loc[wrong.index[:12], "category"] = [names[(names.index(c) + 1) % len(names)] for c in wrong["category"][:12]]
+    wrong.to_csv(tmp_path / "wrong.csv", index=False)
+    res = run_cli(["accuracy", "--reference", str(tmp_path / "wrong.csv"), "--output", str(tmp_path / "b.json")],
+                  env, tmp_path, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    worse = json.loads((tmp_path / "b.json").read_text(encoding="utf-8"))["classification"]
+    assert worse["overall_accuracy"] < 1.0 and worse["overall_accuracy_ci95"] > 0
+    assert "overall accuracy" in res.stdout and "±" in res.stdout

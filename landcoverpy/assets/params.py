@@ -69,18 +69,28 @@ class ModelParams:
     block_km: float = 2.0
     folds: int = 5
     seed: int = 42
+    threads: int = 0  # training threads, 0 = automatic (see :meth:`training_threads`); not identity
 
     def identity(self) -> dict[str, Any]:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if k != "threads"}
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return self.identity()
+
+    def training_threads(self) -> int:
+        """Threads for fitting: the setting when given; otherwise every core for random forests
+        (joblib threads that idle cheaply) but one for LightGBM, whose OpenMP threads spin-wait
+        and collapse when the cores are busy (Dask workers, other fits): one thread keeps it
+        within the random forest's time."""
+        if self.threads > 0:
+            return self.threads
+        return -1 if self.model_type == "random_forest" else 1
 
     @classmethod
     def from_settings(cls, settings: Any) -> ModelParams:
         return cls(model_type=settings.MODEL_TYPE, n_estimators=settings.N_ESTIMATORS,
                    max_depth=settings.MAX_DEPTH, block_km=settings.SPATIAL_BLOCK_KM,
-                   folds=settings.CV_FOLDS, seed=settings.RANDOM_SEED)
+                   folds=settings.CV_FOLDS, seed=settings.RANDOM_SEED, threads=settings.TRAIN_THREADS)
 
 
 # Feature prefix of the terrain layers; a season may not take this name (inputs.py refuses it).

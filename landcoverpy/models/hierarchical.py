@@ -93,7 +93,7 @@ def train_level(table: pd.DataFrame, features: list[str], target: str, labels: L
     X = table[features].to_numpy(dtype="float32")
     groups = spatial_blocks(table["latitude"].to_numpy(), table["longitude"].to_numpy(), params.block_km)
     names = sorted(set(y), key=labels.value)
-    estimator = make_estimator(params)
+    estimator = make_estimator(params, params.training_threads())
     metrics, baseline = _cross_validate(estimator, X, y, groups, params, names)
     final = clone(estimator).fit(X, y)
     classes = [str(c) for c in final.classes_]
