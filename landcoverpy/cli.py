@@ -717,6 +717,31 @@ def sample_design_cmd(output_dir: Path = typer.Option(Path("sample-design"), "--
     typer.echo(f"  {csv}\n  {kmz}")
 
 
+@app.command("suggest-points")
+@handle_errors
+def suggest_points_cmd(n: int = typer.Option(100, "--n", min=1, help="How many points to propose."),
+                       output_dir: Path = typer.Option(Path("suggested-points"), "--output-dir", help="Where suggested_points.csv and .kmz go."),
+                       tiles: list[str] = typer.Option(None, "--tiles", help="Tiles whose latest maps are searched (repeatable); default every tile with a map."),
+                       block_km: float = typer.Option(2.0, "--block-km", help="Spread: at most 3 points per class in a square of this side."),
+                       ) -> None:
+    """Propose new training points where the model is least sure, spread over space and classes (CSV, KMZ)."""
+    from landcoverpy.context import Context
+    from landcoverpy.pipeline.accuracy import write_points
+    from landcoverpy.pipeline.suggest import suggest
+    from landcoverpy.sentinel2 import normalise_tile
+
+    ctx = Context.open(settings())
+    try:
+        maps = _latest_maps(ctx, [normalise_tile(t) for t in tiles] if tiles else None)
+        frame = suggest(ctx, maps, n, block_km)
+    finally:
+        ctx.close()
+    csv, kmz = write_points(frame, output_dir, "suggested_points")
+    typer.echo(f"{len(frame)} points where the model is least sure (uncertainty {frame['uncertainty'].min() if len(frame) else 0}"
+               f"-{frame['uncertainty'].max() if len(frame) else 0} %); label their category and add them to the dataset:")
+    typer.echo(f"  {csv}\n  {kmz}")
+
+
 stac_app = typer.Typer(help="The STAC catalog of the outputs (composites, DEM, maps, abundance).", no_args_is_help=True)
 app.add_typer(stac_app, name="stac")
 

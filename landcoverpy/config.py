@@ -99,6 +99,7 @@ class Settings(BaseSettings):
 
     # Classification
     CLASSIFICATION_BLOCK_SIZE: int = Field(1024, ge=64)
+    OUTPUT_PROBABILITIES: bool = Field(False, description="also write a COG with every category's probability")
     TILES_TO_PREDICT: str | None = Field(None, description="space/comma separated tiles, or 'prediction'")
 
     # Providers

@@ -91,13 +91,14 @@ def quicklook_png(values: np.ndarray, colours: dict[int, tuple[int, int, int]], 
     return buf.getvalue()
 
 
-def confidence_png(values: np.ndarray, title: str) -> bytes:
-    masked = np.ma.masked_equal(values, 0)
+def confidence_png(values: np.ndarray, title: str, label: str = "confidence (%)", nodata: int = 0) -> bytes:
+    """A 0-100 score map (confidence, uncertainty) with a colour bar; ``nodata`` is transparent."""
+    masked = np.ma.masked_equal(values, nodata)
     fig, ax = plt.subplots(figsize=(8, 8 * values.shape[0] / max(values.shape[1], 1) + 0.5))
     im = ax.imshow(masked, cmap=ListedColormap(plt.cm.viridis(np.linspace(0, 1, 20))), vmin=0, vmax=100)
     ax.set_axis_off()
     ax.set_title(title)
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="confidence (%)")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label=label)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")

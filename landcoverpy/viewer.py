@@ -33,7 +33,7 @@ def map_page(records: list[dict[str, Any]], server: str, title: str = "landcover
         _, bbox = footprint(Grid.from_dict(rec["grid"]))
         bounds.append(bbox)
         for level, loc in rec["outputs"].items():
-            if level == "confidence":
+            if level not in (rec.get("classes") or {}):  # scores (confidence, uncertainty) are not overlays
                 continue
             layers.append({"name": f"{rec.get('tile', '')} {level.replace('_', ' ')}",
                            "url": tile_url(server, loc["bucket"], loc["key"])})

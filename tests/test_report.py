@@ -63,6 +63,7 @@ def test_report_renders_in_headless_chromium(report_run: Path) -> None:
         assert name in text, name
     assert 'class="legend"' in text and 'class="accuracy"' in text and 'class="cm"' in text
     assert "Held-out points" in text and "overall accuracy" in text
+    assert 'alt="18SVG uncertainty"' in text  # the uncertainty quicklook
     assert "Uncaught" not in dom.stderr and "CONSOLE" not in dom.stderr  # no script or rendering error
     assert text.count("data:image/png;base64,") >= 3  # self-contained: the quicklooks are inside
 
@@ -165,3 +166,58 @@ def test_sample_design_then_area_adjusted_accuracy(report_run: Path, tmp_path: P
     worse = json.loads((tmp_path / "b.json").read_text(encoding="utf-8"))["classification"]
     assert worse["overall_accuracy"] < 1.0 and worse["overall_accuracy_ci95"] > 0
     assert "overall accuracy" in res.stdout and "±" in res.stdout
+
+
+def test_suggested_points_are_where_the_model_is_least_sure(report_run: Path, tmp_path: Path) -> None:
+    import pandas as pd
+    import rasterio
+
+    from landcoverpy.context import Context
+    from tests.conftest import make_settings
+
+    env = {"LANDCOVERPY_HOME": str(report_run / "home"), "TMP_DIR": str(report_run / "tmp")}
+    res = run_cli(["suggest-points", "--n", "12", "--output-dir", str(tmp_path / "p")], env, tmp_path, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    points = pd.read_csv(tmp_path / "p" / "suggested_points.csv", keep_default_na=False)
+    assert len(points) == 12 and (tmp_path / "p" / "suggested_points.kmz").is_file()
+    ctx = Context.open(make_settings(report_run, LANDCOVERPY_HOME=report_run / "home"))
+    [rec] = [r for r in ctx.catalog.find("maps", {"tile": "18SVG", "kind": "classification"})
+             if not r["outputs"].get("probabilities")][:1]
+    with rasterio.open(ctx.store.raster_uri(**{k: rec["outputs"]["uncertainty"][k] for k in ("bucket", "key")})) as src:
+        unc = src.read(1)
+        rows, cols = rasterio.transform.rowcol(src.transform, *_to_utm(points))
+    with rasterio.open(ctx.store.raster_uri(**{k: rec["outputs"]["classification"][k] for k in ("bucket", "key")})) as src:
+        cls = src.read(1)
+    names = {int(v): n for v, n in rec["classes"]["classification"].items()}
+    valid = unc[(unc != 255) & (cls > 0)]
+    for (_, p), r, c in zip(points.iterrows(), rows, cols):
+        assert unc[r, c] == p["uncertainty"] and names[int(cls[r, c])] == p["map_class"]
+    assert points["uncertainty"].max() == valid.max()  # the most uncertain place is proposed
+    assert points["uncertainty"].median() > np.median(valid)  # and they are far less sure than usual
+    assert points["map_class"].nunique() == min(4, len(set(cls[cls > 0].tolist())))  # spread over classes
+
+
+def _to_utm(points: object) -> tuple[object, object]:
+    from pyproj import Transformer
+
+    return Transformer.from_crs("EPSG:4326", "EPSG:32618", always_xy=True).transform(
+        points["longitude"].to_numpy(), points["latitude"].to_numpy())  # type: ignore[index]
+
+
+def test_probabilities_on_request(report_run: Path, tmp_path: Path) -> None:
+    import rasterio
+
+    env = {"LANDCOVERPY_HOME": str(report_run / "home"), "TMP_DIR": str(report_run / "tmp"), "DASK_N_WORKERS": "1",
+           "N_ESTIMATORS": "30", "OUTPUT_PROBABILITIES": "true"}
+    hierarchy = json.loads((report_run / "out" / "run.json").read_text())["hierarchy"]
+    res = run_cli(["classify", "--tiles", "18SVG", "--model", hierarchy, "--no-progress"], env, tmp_path, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "18SVG: classified" in res.stdout  # another map: its outputs differ
+    store = report_run / "home" / "store" / "classification-maps"
+    [path] = list(store.glob("18SVG/map-*/probabilities.tif"))
+    with rasterio.open(path) as src:
+        assert src.count == 4 and src.nodata == 255
+        assert [d.startswith("probability of ") for d in src.descriptions] == [True] * 4
+        probs = src.read().astype(int)
+    valid = probs[0] != 255
+    assert (np.abs(probs[:, valid].sum(axis=0) - 100) <= 4).all()

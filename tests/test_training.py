@@ -131,3 +131,32 @@ def test_lightgbm_is_selectable() -> None:
     assert type(h.category_model.estimator).__name__ == "LGBMClassifier"
     assert h.category_model.metrics["macro_f1"] > h.category_model.baseline["macro_f1"]
     assert h.subcategory_models == {}
+
+
+def test_hierarchy_layers_scores() -> None:
+    """Confidence, uncertainty (1 - margin of the two most probable categories), subcategory
+    confidence and per-category probabilities follow from the models' probabilities."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    from landcoverpy.models.hierarchical import predict_layers
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 4)).astype("float32")
+    y = np.where(X[:, 0] > 0.5, "a", np.where(X[:, 1] > 0, "b", "c"))
+    cat_model = RandomForestClassifier(30, random_state=0).fit(X, y)
+    values = [{"a": 2, "b": 3, "c": 4}[c] for c in cat_model.classes_]
+    y_sub = np.where(X[:, 2] > 0, "s1", "s2")
+    sub_model = RandomForestClassifier(20, random_state=0).fit(X[y == "a"], y_sub[y == "a"])
+    out = predict_layers(cat_model, values, {2: (sub_model, [5, 6])}, {3: 7, 4: NOT_CLASSIFIED_VALUE}, X,
+                         probabilities=True)
+    proba = cat_model.predict_proba(X)
+    top2 = np.sort(proba, axis=1)[:, -2:]
+    np.testing.assert_array_equal(out["confidence"], np.rint(top2[:, 1] * 100))
+    np.testing.assert_array_equal(out["uncertainty"], np.rint((1 - (top2[:, 1] - top2[:, 0])) * 100))
+    np.testing.assert_array_equal(out["probabilities"], np.rint(proba * 100))
+    assert (np.abs(out["probabilities"].astype(int).sum(axis=1) - 100) <= len(values)).all()
+    cat = out["classification"]
+    sub_p = sub_model.predict_proba(X[cat == 2]).max(axis=1)
+    np.testing.assert_array_equal(out["sl_confidence"][cat == 2], np.rint(sub_p * 100))
+    assert (out["sl_confidence"][cat == 3] == 100).all() and (out["sl_confidence"][cat == 4] == 0).all()
+    assert set(np.unique(out["sl_classification"][cat == 2])) <= {5, 6}

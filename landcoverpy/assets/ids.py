@@ -22,7 +22,7 @@ COMPOSITE_FORMAT = 2
 DEM_FORMAT = 2
 DATASET_FORMAT = 2
 HIERARCHY_FORMAT = 2
-MAP_FORMAT = 3  # 3: QGIS style and GDAL category names beside every map
+MAP_FORMAT = 4  # 3: QGIS styles and GDAL category names; 4: sl_confidence and uncertainty layers
 ABUNDANCE_MODEL_FORMAT = 1
 ABUNDANCE_MAP_FORMAT = 2  # 2: QGIS styles and GDAL category names
 
@@ -79,10 +79,11 @@ def model_id(hierarchy: str, level: str, category_value: int | None) -> str:
     return f"{hierarchy}:category" if level == "category" else f"{hierarchy}:sub{int(category_value or 0)}"
 
 
-def map_id(hierarchy: str, tile: str, source_ids: Iterable[str]) -> str:
-    """Derived from the model and the feature sources only: the block size does not change a map."""
+def map_id(hierarchy: str, tile: str, source_ids: Iterable[str], options: Mapping[str, Any] | None = None) -> str:
+    """Derived from the model, the feature sources and the output options (which layers are
+    written); the block size does not change a map."""
     payload = {"kind": "map", "hierarchy": hierarchy, "tile": tile, "sources": sorted(source_ids),
-               "format": MAP_FORMAT}
+               "options": dict(options or {}), "format": MAP_FORMAT}
     return f"map-{tile}-{digest(payload)}"
 
 

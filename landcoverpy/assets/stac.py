@@ -193,9 +193,12 @@ def map_item(ctx: Context, rec: dict[str, Any], href: Hrefs) -> Any:
     })
     classes = rec.get("classes", {})
     titles = {"classification": "category", "sl_classification": "subcategory",
-              "confidence": "confidence of the category (%)"}
+              "confidence": "confidence of the category (%)", "sl_confidence": "confidence of the subcategory (%)",
+              "uncertainty": "uncertainty of the category (%)", "probabilities": "probability of each category (%)"}
     for name, loc in rec["outputs"].items():
-        fields: dict[str, Any] = {"raster:bands": [raster_band("uint8", 0, grid.resolution, unit="%" if name == "confidence" else None)]}
+        unit = None if name in classes else "%"
+        fields: dict[str, Any] = {"raster:bands": [raster_band("uint8", loc.get("nodata", 0), grid.resolution, unit=unit)
+                                                   for _ in range(int(loc.get("count", 1)))]}
         if name in classes:
             names = classes[name]
             colours = class_colours({n: int(v) for v, n in names.items()})
@@ -265,7 +268,7 @@ def build_catalog(ctx: Context, copy_assets_to: Path | None = None) -> Any:
     descriptions = {
         "composites": "Cloud-masked seasonal median composites of Sentinel-2 (bands scaled by 1e-4) and indices.",
         "dem": "Elevation, slope and aspect from ASTER GDEM on each Sentinel-2 tile grid.",
-        "maps": "Hierarchical land cover maps: category, subcategory and confidence.",
+        "maps": "Hierarchical land cover maps: category, subcategory, confidence and uncertainty.",
         "abundance": "Per-pixel class abundances (soft classification) of MODIS pixels.",
     }
     by_id = {}

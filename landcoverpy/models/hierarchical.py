@@ -22,7 +22,8 @@ from landcoverpy.models.spatial import spatial_blocks, spatial_splits
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Hierarchy", "ModelParams", "TrainedModel", "make_estimator", "predict_hierarchy", "train_hierarchy"]
+__all__ = ["Hierarchy", "ModelParams", "TrainedModel", "make_estimator", "predict_hierarchy", "predict_layers",
+           "train_hierarchy"]
 
 
 def make_estimator(params: ModelParams, n_jobs: int = -1) -> Any:
@@ -153,23 +154,61 @@ def predict_hierarchy(
     """Category value, subcategory value and confidence (0-100, probability of the chosen
     category) for each row of ``X``. Subcategory models only see the pixels of their category,
     so a subcategory always lies inside its predicted category."""
+    layers = predict_layers(category_model, category_values, subcategory_models, direct, X)
+    return layers["classification"], layers["sl_classification"], layers["confidence"]
+
+
+def predict_layers(
+    category_model: Any,
+    category_values: list[int],
+    subcategory_models: dict[int, tuple[Any, list[int]]],
+    direct: dict[int, int],
+    X: np.ndarray,
+    probabilities: bool = False,
+) -> dict[str, np.ndarray]:
+    """Every per-pixel output of the hierarchy for the rows of ``X`` (uint8):
+
+    - ``classification`` / ``sl_classification``: category and subcategory values;
+    - ``confidence``: probability of the chosen category, 0-100;
+    - ``sl_confidence``: probability of the chosen subcategory, 0-100 (100 when the category has
+      a single subcategory, 0 when it has none: not classified);
+    - ``uncertainty``: 100 x (1 - margin between the two most probable categories), 0 = the
+      model has no doubt, 100 = a tie;
+    - ``probabilities`` (with ``probabilities``): (rows, categories) probability of each
+      category in ``category_values`` order, 0-100.
+    """
     n = X.shape[0]
-    cat = np.zeros(n, dtype="uint8")
-    sub = np.zeros(n, dtype="uint8")
-    conf = np.zeros(n, dtype="uint8")
+    k = len(category_values)
+    out = {name: np.zeros(n, dtype="uint8") for name in
+           ("classification", "sl_classification", "confidence", "sl_confidence", "uncertainty")}
+    if probabilities:
+        out["probabilities"] = np.zeros((n, k), dtype="uint8")
     if n == 0:
-        return cat, sub, conf
+        return out
     proba = category_model.predict_proba(X)
     idx = np.argmax(proba, axis=1)
-    cat[:] = np.asarray(category_values, dtype="uint8")[idx]
-    conf[:] = np.clip(np.rint(proba[np.arange(n), idx] * 100), 0, 100).astype("uint8")
-    sub[:] = NOT_CLASSIFIED_VALUE
+    top = proba[np.arange(n), idx]
+    second = np.sort(proba, axis=1)[:, -2] if proba.shape[1] > 1 else np.zeros(n)
+    cat = np.asarray(category_values, dtype="uint8")[idx]
+    out["classification"][:] = cat
+    out["confidence"][:] = _percent(top)
+    out["uncertainty"][:] = _percent(1.0 - (top - second))
+    if probabilities:
+        out["probabilities"][:] = _percent(proba)
+    out["sl_classification"][:] = NOT_CLASSIFIED_VALUE
     for value in np.unique(cat):
         rows = cat == value
         if int(value) in subcategory_models:
             model, values = subcategory_models[int(value)]
-            sub_idx = np.argmax(model.predict_proba(X[rows]), axis=1)
-            sub[rows] = np.asarray(values, dtype="uint8")[sub_idx]
+            sub_proba = model.predict_proba(X[rows])
+            sub_idx = np.argmax(sub_proba, axis=1)
+            out["sl_classification"][rows] = np.asarray(values, dtype="uint8")[sub_idx]
+            out["sl_confidence"][rows] = _percent(sub_proba[np.arange(len(sub_idx)), sub_idx])
         else:
-            sub[rows] = direct.get(int(value), NOT_CLASSIFIED_VALUE)
-    return cat, sub, conf
+            out["sl_classification"][rows] = direct.get(int(value), NOT_CLASSIFIED_VALUE)
+            out["sl_confidence"][rows] = 0 if direct.get(int(value), NOT_CLASSIFIED_VALUE) == NOT_CLASSIFIED_VALUE else 100
+    return out
+
+
+def _percent(p: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(np.asarray(p) * 100), 0, 100).astype("uint8")

@@ -31,7 +31,7 @@ from landcoverpy.context import Context
 from landcoverpy.errors import LandcoverError, ModelError
 from landcoverpy.features import FeatureReader, feature_names, pixels_to_matrix, tile_grid
 from landcoverpy.inputs import NOT_CLASSIFIED_VALUE, Season
-from landcoverpy.models.hierarchical import predict_hierarchy
+from landcoverpy.models.hierarchical import predict_layers
 from landcoverpy import styles
 from landcoverpy.pipeline.tasks import dask_task, task_key
 from landcoverpy.progress import step
@@ -43,7 +43,13 @@ from landcoverpy.storage import join_key, open_store
 
 log = logging.getLogger(__name__)
 
-OUTPUTS = ("classification", "sl_classification", "confidence")
+CLASS_OUTPUTS = ("classification", "sl_classification")
+SCORE_OUTPUTS = ("confidence", "sl_confidence", "uncertainty")
+NODATA = {"uncertainty": 255, "probabilities": 255}  # 0 is a valid value there; elsewhere 0 = nodata
+
+
+def outputs_of(probabilities: bool) -> tuple[str, ...]:
+    return CLASS_OUTPUTS + SCORE_OUTPUTS + (("probabilities",) if probabilities else ())
 
 
 @dataclass
@@ -58,12 +64,18 @@ class LoadedHierarchy:
     direct: dict[int, int]
     lc_labels: dict[str, int]
     sl_labels: dict[str, int]
+    probabilities: bool = False  # also a per-category probability COG
 
-    def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return predict_hierarchy(self.category_model, self.category_values, self.subcategory_models, self.direct, X)
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        return outputs_of(self.probabilities)
+
+    def predict(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        return predict_layers(self.category_model, self.category_values, self.subcategory_models, self.direct, X,
+                              self.probabilities)
 
 
-def load_hierarchy(ctx: Context, record: dict[str, Any]) -> LoadedHierarchy:
+def load_hierarchy(ctx: Context, record: dict[str, Any], probabilities: bool = False) -> LoadedHierarchy:
     cat_est, cat_rec = lookup.load_estimator(ctx, record["category_model"])
     subs = {}
     for value, rid in record["subcategory_models"].items():
@@ -73,7 +85,7 @@ def load_hierarchy(ctx: Context, record: dict[str, Any]) -> LoadedHierarchy:
         hierarchy_id=record["_id"], features=record["features"], category_model=cat_est,
         category_values=cat_rec["label_values"], subcategory_models=subs,
         direct={int(k): int(v) for k, v in record["direct"].items()},
-        lc_labels=record["lc_labels"], sl_labels=record["sl_labels"],
+        lc_labels=record["lc_labels"], sl_labels=record["sl_labels"], probabilities=probabilities,
     )
 
 
@@ -89,12 +101,16 @@ def classify_block(settings: Settings, composites: dict[str, dict[str, Any]], mo
     with FeatureReader(store, composites, model.features) as reader:
         block = reader.read(window)
     X, valid = pixels_to_matrix(block)
-    cat, sub, conf = model.predict(X)
-    shape = valid.shape
-    out = {name: np.zeros(shape, dtype="uint8") for name in OUTPUTS}
-    out["classification"][valid] = cat
-    out["sl_classification"][valid] = sub
-    out["confidence"][valid] = conf
+    layers = model.predict(X)
+    out = {}
+    for name in model.outputs:
+        if name == "probabilities":
+            arr = np.full((len(model.category_values), *valid.shape), NODATA[name], dtype="uint8")
+            arr[:, valid] = layers[name].T
+        else:
+            arr = np.full(valid.shape, NODATA.get(name, 0), dtype="uint8")
+            arr[valid] = layers[name]
+        out[name] = arr
     buf = io.BytesIO()
     np.savez_compressed(buf, **out)
     buf.seek(0)
@@ -157,7 +173,7 @@ def classify_tile(ctx: Context, tile: str, seasons: list[Season], model: LoadedH
         return TileResult(tile, skipped=why)
     comps = found.sources
     check_features(model.features, feature_names(comps), tile)
-    mid = ids.map_id(model.hierarchy_id, tile, found.ids)
+    mid = ids.map_id(model.hierarchy_id, tile, found.ids, {"probabilities": model.probabilities})
     existing = ctx.catalog.get("maps", mid)
     if existing is not None:
         record = mark_used(ctx, existing)
@@ -221,7 +237,21 @@ def _map_specs(tile: str, model: LoadedHierarchy) -> dict[str, dict[str, Any]]:
                               "description": "subcategory (0 = nodata, 1 = not classified)", "resampling": "mode"},
         "confidence": {"file": "confidence.tif", "colormap": None, "names": {}, "units": "%",
                        "description": "probability of the chosen category (%)", "resampling": "average"},
-    }
+        "sl_confidence": {"file": "sl_confidence.tif", "colormap": None, "names": {}, "units": "%",
+                          "description": "probability of the chosen subcategory (%; 0 = nodata or not classified)",
+                          "resampling": "average"},
+        "uncertainty": {"file": "uncertainty.tif", "colormap": None, "names": {}, "units": "%",
+                        "description": "category uncertainty: 100 x (1 - margin between the two most probable "
+                                       "categories); 255 = nodata", "resampling": "average"},
+    } | ({"probabilities": {
+        "file": "probabilities.tif", "colormap": None, "names": {}, "units": "%", "resampling": "average",
+        "description": "probability of each category (%); 255 = nodata",
+        "bands": [f"probability of {n} (%)" for n in (model_class_names(model))]}} if model.probabilities else {})
+
+
+def model_class_names(model: LoadedHierarchy) -> list[str]:
+    names = {v: n for n, v in model.lc_labels.items()}
+    return [names.get(v, str(v)) for v in model.category_values]
 
 
 def write_styles(ctx: Context, bucket: str, tile: str, mid: str, name: str, spec: dict[str, Any]) -> dict[str, str]:
@@ -245,17 +275,19 @@ def assemble_maps(ctx: Context, tile: str, mid: str, grid: Grid, windows: list[W
                   model: LoadedHierarchy, comps: dict[str, dict[str, Any]], progress: bool = False) -> dict[str, Any]:
     bucket = ctx.settings.MINIO_BUCKET_CLASSIFICATIONS
     specs = _map_specs(tile, model)
-    counts: dict[str, dict[int, int]] = {name: {} for name in OUTPUTS}
+    counts: dict[str, dict[int, int]] = {name: {} for name in CLASS_OUTPUTS}
     with scratch_dir(ctx.settings.TMP_DIR) as tmp:
         paths = {name: Path(tmp) / spec["file"] for name, spec in specs.items()}
         writers = {
             name: CogWriter(
-                paths[name], grid, "uint8", nodata=0, descriptions=[spec["description"]], colormap=spec["colormap"],
+                paths[name], grid, "uint8", count=len(spec.get("bands", [1])), nodata=NODATA.get(name, 0),
+                descriptions=spec.get("bands", [spec["description"]]), colormap=spec["colormap"],
                 tags={"tile": tile, "map_id": mid, "model": model.hierarchy_id,
                       "composites": ",".join(c["_id"] for c in comps.values()),
                       "classes": json.dumps({str(k): v for k, v in spec["names"].items()}, ensure_ascii=False)}
                 | {f"class_{v}": n for v, n in spec["names"].items()},
-                overview_resampling=spec["resampling"], tmp_dir=tmp, units=[spec["units"]] if spec.get("units") else None,
+                overview_resampling=spec["resampling"], tmp_dir=tmp,
+                units=[spec["units"]] * len(spec.get("bands", [1])) if spec.get("units") else None,
             )
             for name, spec in specs.items()
         }
@@ -267,19 +299,21 @@ def assemble_maps(ctx: Context, tile: str, mid: str, grid: Grid, windows: list[W
                 bar.update(1)
                 with ctx.store.open(bucket, join_key(blocks_prefix, f"{window_id(window)}.npz")) as fh:
                     data = np.load(io.BytesIO(fh.read()))
-                    for name in OUTPUTS:
+                    for name in model.outputs:
                         arr = data[name]
                         writers[name].write(arr, window)
-                        if name != "confidence":
+                        if name in CLASS_OUTPUTS:
                             vals, cnt = np.unique(arr, return_counts=True)
                             for v, c in zip(vals.tolist(), cnt.tolist()):
                                 counts[name][v] = counts[name].get(v, 0) + c
         outputs = {}
         for name, spec in specs.items():
             outputs[name] = publish.put_file(ctx.store, bucket, keys.map_key(tile, mid, name), paths[name])
-            qkey = keys.map_key(tile, mid, name, ".png")
-            ctx.store.put_bytes(bucket, qkey, _quicklook(paths[name], name, spec, tile))
-            outputs[name]["quicklook"] = qkey
+            outputs[name] |= {"nodata": NODATA.get(name, 0), "count": len(spec.get("bands", [1]))}
+            if name != "probabilities":
+                qkey = keys.map_key(tile, mid, name, ".png")
+                ctx.store.put_bytes(bucket, qkey, _quicklook(paths[name], name, spec, tile))
+                outputs[name]["quicklook"] = qkey
             outputs[name] |= write_styles(ctx, bucket, tile, mid, name, spec)
     pixel_area_km2 = grid.resolution**2 / 1e6
     named_counts = {
@@ -303,8 +337,9 @@ def _quicklook(path: Path, name: str, spec: dict[str, Any], tile: str) -> bytes:
         scale = max(1, int(np.ceil(max(src.width, src.height) / 1200)))
         out_shape = (max(1, src.height // scale), max(1, src.width // scale))
         values = src.read(1, out_shape=out_shape, resampling=Resampling.nearest)
-    if name == "confidence":
-        return confidence_png(values, f"{tile} confidence")
+    if name in SCORE_OUTPUTS:
+        return confidence_png(values, f"{tile} {name.replace('_', ' ')}", f"{name.replace('_', ' ')} (%)",
+                              nodata=NODATA.get(name, 0))
     colours = {v: rgba[:3] for v, rgba in spec["colormap"].items() if v}
     return quicklook_png(values, colours, spec["names"], f"{tile} {name.replace('_', ' ')}")
 
@@ -320,13 +355,13 @@ def model_composite_params(ctx: Context, hierarchy: dict[str, Any]) -> Composite
 
 
 def classify(ctx: Context, tiles: list[str], seasons: list[Season], hierarchy: dict[str, Any], client: Any,
-             block_size: int | None = None, progress: bool = True) -> ClassifyReport:
+             block_size: int | None = None, progress: bool = True, probabilities: bool | None = None) -> ClassifyReport:
     """Classify ``tiles`` with ``hierarchy`` from the composites made as its training composites
     were (same mask and layer parameters); a map already made for the same model and sources is
     reused and republished as ``latest``."""
     block_size = block_size or ctx.settings.CLASSIFICATION_BLOCK_SIZE
     params = model_composite_params(ctx, hierarchy)
-    model = load_hierarchy(ctx, hierarchy)
+    model = load_hierarchy(ctx, hierarchy, ctx.settings.OUTPUT_PROBABILITIES if probabilities is None else probabilities)
     model_future = client.scatter(model, broadcast=True, hash=False)
     report = ClassifyReport()
     for tile in tiles:
