@@ -100,6 +100,7 @@ class Settings(BaseSettings):
     # Classification
     CLASSIFICATION_BLOCK_SIZE: int = Field(1024, ge=64)
     OUTPUT_PROBABILITIES: bool = Field(False, description="also write a COG with every category's probability")
+    CLEANING_WINDOW: int = Field(0, ge=0, description="majority filter of the category map (odd size >= 3; 0 = none)")
     TILES_TO_PREDICT: str | None = Field(None, description="space/comma separated tiles, or 'prediction'")
 
     # Providers
@@ -119,6 +120,13 @@ class Settings(BaseSettings):
     # Product selection
     MIN_USEFUL_DATA_PERCENTAGE: float = Field(5.0, ge=0, le=100)
     MAX_PRODUCTS_COMPOSITE: int = Field(10, ge=1)
+
+    @field_validator("CLEANING_WINDOW")
+    @classmethod
+    def _odd_or_zero(cls, value: int) -> int:
+        if value and (value < 3 or value % 2 == 0):
+            raise ValueError("must be 0 (no cleaning) or an odd size >= 3 (3, 5, 7...)")
+        return value
 
     @field_validator("NEIGHBOURHOOD")
     @classmethod

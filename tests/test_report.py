@@ -221,3 +221,40 @@ def test_probabilities_on_request(report_run: Path, tmp_path: Path) -> None:
         probs = src.read().astype(int)
     valid = probs[0] != 255
     assert (np.abs(probs[:, valid].sum(axis=0) - 100) <= 4).all()
+
+
+def test_cleaned_maps_do_not_show_block_edges(report_run: Path, tmp_path: Path) -> None:
+    """CLEANING_WINDOW=5 on the real map with two block sizes: identical maps, subcategories inside
+    their categories, and fewer isolated pixels than the raw map."""
+    import pandas as pd
+    import rasterio
+
+    hierarchy = json.loads((report_run / "out" / "run.json").read_text())["hierarchy"]
+    maps = {}
+    for block in (128, 512):
+        home = tmp_path / f"b{block}" / "home"
+        shutil.copytree(report_run / "home", home)
+        env = {"LANDCOVERPY_HOME": str(home), "TMP_DIR": str(tmp_path / "tmp"), "DASK_N_WORKERS": "1",
+               "CLEANING_WINDOW": "5"}
+        res = run_cli(["classify", "--tiles", "18SVG", "--model", hierarchy, "--block-size", str(block), "--no-progress"],
+                      env, tmp_path, timeout=300)
+        assert res.returncode == 0, res.stderr[-2000:]
+        [folder] = [p.parent for p in (home / "store" / "classification-maps").glob("18SVG/map-*/classification.tif")
+                    if "majority filter" in rasterio.open(p).descriptions[0]]
+        maps[block] = {n: rasterio.open(folder / f"{n}.tif").read(1) for n in ("classification", "sl_classification")}
+    for name in maps[128]:
+        np.testing.assert_array_equal(maps[128][name], maps[512][name], err_msg=name)
+    data = pd.read_csv(report_run / "unicode" / "dataset.csv", dtype=str, keep_default_na=False)
+    lc = json.loads((report_run / "unicode" / "lc_labels.json").read_text(encoding="utf-8"))
+    sl = json.loads((report_run / "unicode" / "sl_labels.json").read_text(encoding="utf-8"))
+    allowed = {lc[c]: {sl[s] for s in g["subcategory"] if s} | {1} for c, g in data.groupby("category")}
+    cat, sub = maps[128]["classification"], maps[128]["sl_classification"]
+    for value, subs in allowed.items():
+        assert set(np.unique(sub[cat == value]).tolist()) <= subs, value
+    raw = rasterio.open(report_run / "out" / "classification_18SVG.tif").read(1)
+
+    def isolated(a: np.ndarray) -> int:
+        same = sum((np.roll(np.roll(a, dr, 0), dc, 1) == a) for dr in (-1, 0, 1) for dc in (-1, 0, 1)) - 1
+        return int(((same == 0) & (a > 0)).sum())
+
+    assert isolated(cat) < isolated(raw) / 3

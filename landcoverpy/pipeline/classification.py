@@ -35,6 +35,7 @@ from landcoverpy.models.hierarchical import predict_layers
 from landcoverpy import styles
 from landcoverpy.pipeline.tasks import dask_task, task_key
 from landcoverpy.progress import step
+from landcoverpy.raster.cleaning import clean
 from landcoverpy.raster.cog import CogWriter
 from landcoverpy.raster.grid import Grid, block_windows, window_id
 from landcoverpy.scratch import scratch_dir
@@ -65,6 +66,7 @@ class LoadedHierarchy:
     lc_labels: dict[str, int]
     sl_labels: dict[str, int]
     probabilities: bool = False  # also a per-category probability COG
+    cleaning: int = 0  # majority filter window of the category map (0 = none)
 
     @property
     def outputs(self) -> tuple[str, ...]:
@@ -75,7 +77,7 @@ class LoadedHierarchy:
                               self.probabilities)
 
 
-def load_hierarchy(ctx: Context, record: dict[str, Any], probabilities: bool = False) -> LoadedHierarchy:
+def load_hierarchy(ctx: Context, record: dict[str, Any], probabilities: bool = False, cleaning: int = 0) -> LoadedHierarchy:
     cat_est, cat_rec = lookup.load_estimator(ctx, record["category_model"])
     subs = {}
     for value, rid in record["subcategory_models"].items():
@@ -85,7 +87,7 @@ def load_hierarchy(ctx: Context, record: dict[str, Any], probabilities: bool = F
         hierarchy_id=record["_id"], features=record["features"], category_model=cat_est,
         category_values=cat_rec["label_values"], subcategory_models=subs,
         direct={int(k): int(v) for k, v in record["direct"].items()},
-        lc_labels=record["lc_labels"], sl_labels=record["sl_labels"], probabilities=probabilities,
+        lc_labels=record["lc_labels"], sl_labels=record["sl_labels"], probabilities=probabilities, cleaning=cleaning,
     )
 
 
@@ -98,8 +100,10 @@ def classify_block(settings: Settings, composites: dict[str, dict[str, Any]], mo
     key = join_key(blocks_prefix, f"{window_id(window)}.npz")
     if store.exists(bucket, key):
         return {"key": key, "reused": True}
+    halo = model.cleaning // 2  # the cleaning filter sees this far: predict a margin around the block
+    grown = Window(window.col_off - halo, window.row_off - halo, window.width + 2 * halo, window.height + 2 * halo)
     with FeatureReader(store, composites, model.features) as reader:
-        block = reader.read(window)
+        block = reader.read(grown)
     X, valid = pixels_to_matrix(block)
     layers = model.predict(X)
     out = {}
@@ -111,6 +115,12 @@ def classify_block(settings: Settings, composites: dict[str, dict[str, Any]], mo
             arr = np.full(valid.shape, NODATA.get(name, 0), dtype="uint8")
             arr[valid] = layers[name]
         out[name] = arr
+    if model.cleaning:
+        out["classification"], out["sl_classification"] = clean(out["classification"], out["sl_classification"],
+                                                                model.cleaning)
+    if halo:
+        core = (slice(halo, halo + int(window.height)), slice(halo, halo + int(window.width)))
+        out = {name: arr[(slice(None), *core)] if arr.ndim == 3 else arr[core] for name, arr in out.items()}
     buf = io.BytesIO()
     np.savez_compressed(buf, **out)
     buf.seek(0)
@@ -173,7 +183,8 @@ def classify_tile(ctx: Context, tile: str, seasons: list[Season], model: LoadedH
         return TileResult(tile, skipped=why)
     comps = found.sources
     check_features(model.features, feature_names(comps), tile)
-    mid = ids.map_id(model.hierarchy_id, tile, found.ids, {"probabilities": model.probabilities})
+    mid = ids.map_id(model.hierarchy_id, tile, found.ids, {"probabilities": model.probabilities,
+                                                          "cleaning": model.cleaning})
     existing = ctx.catalog.get("maps", mid)
     if existing is not None:
         record = mark_used(ctx, existing)
@@ -227,12 +238,13 @@ def publish_latest(ctx: Context, record: dict[str, Any]) -> None:
 
 
 def _map_specs(tile: str, model: LoadedHierarchy) -> dict[str, dict[str, Any]]:
+    cleaned = f", majority filter {model.cleaning}x{model.cleaning}" if model.cleaning else ""
     lc_table, lc_names = colour_table(model.lc_labels)
     sl_values = dict(model.sl_labels) | {"not classified": NOT_CLASSIFIED_VALUE}
     sl_table, sl_names = colour_table(sl_values)
     return {
         "classification": {"file": "classification.tif", "colormap": lc_table, "names": lc_names,
-                           "description": "category (0 = nodata)", "resampling": "mode"},
+                           "description": "category (0 = nodata)" + cleaned, "resampling": "mode"},
         "sl_classification": {"file": "sl_classification.tif", "colormap": sl_table, "names": sl_names,
                               "description": "subcategory (0 = nodata, 1 = not classified)", "resampling": "mode"},
         "confidence": {"file": "confidence.tif", "colormap": None, "names": {}, "units": "%",
@@ -355,13 +367,15 @@ def model_composite_params(ctx: Context, hierarchy: dict[str, Any]) -> Composite
 
 
 def classify(ctx: Context, tiles: list[str], seasons: list[Season], hierarchy: dict[str, Any], client: Any,
-             block_size: int | None = None, progress: bool = True, probabilities: bool | None = None) -> ClassifyReport:
+             block_size: int | None = None, progress: bool = True, probabilities: bool | None = None,
+             cleaning: int | None = None) -> ClassifyReport:
     """Classify ``tiles`` with ``hierarchy`` from the composites made as its training composites
     were (same mask and layer parameters); a map already made for the same model and sources is
     reused and republished as ``latest``."""
     block_size = block_size or ctx.settings.CLASSIFICATION_BLOCK_SIZE
     params = model_composite_params(ctx, hierarchy)
-    model = load_hierarchy(ctx, hierarchy, ctx.settings.OUTPUT_PROBABILITIES if probabilities is None else probabilities)
+    model = load_hierarchy(ctx, hierarchy, ctx.settings.OUTPUT_PROBABILITIES if probabilities is None else probabilities,
+                           ctx.settings.CLEANING_WINDOW if cleaning is None else cleaning)
     model_future = client.scatter(model, broadcast=True, hash=False)
     report = ClassifyReport()
     for tile in tiles:
