@@ -50,11 +50,11 @@ def main() -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             reference = np.nanmedian(stack, axis=0)
-            t_nan = best_of(lambda: np.nanmedian(stack, axis=0), args.repeat)
-        t_sort = best_of(lambda: median_composite_numpy(stack), args.repeat)
-        t_bn = best_of(lambda: bottleneck.nanmedian(stack, axis=0), args.repeat) if bottleneck else float("nan")
-        t_one = best_of(lambda: median_composite(stack), args.repeat)
-        t_two = best_of(lambda: median_composite(stack, threads=2), args.repeat)
+            t_nan = best_of(lambda s=stack: np.nanmedian(s, axis=0), args.repeat)
+        t_sort = best_of(lambda s=stack: median_composite_numpy(s), args.repeat)
+        t_bn = best_of(lambda s=stack: bottleneck.nanmedian(s, axis=0), args.repeat) if bottleneck else float("nan")
+        t_one = best_of(lambda s=stack: median_composite(s), args.repeat)
+        t_two = best_of(lambda s=stack: median_composite(s, threads=2), args.repeat)
         equal = (np.array_equal(median_composite(stack), reference, equal_nan=True)
                  and np.array_equal(median_composite(stack, threads=2), reference, equal_nan=True))
         print(f"{dates:>5} {mpx / t_nan:>8.1f}Mp {mpx / t_sort:>9.1f}Mp {mpx / t_bn:>9.1f}Mp {mpx / t_one:>9.1f}Mp "
