@@ -231,7 +231,7 @@ def test_cleaned_maps_do_not_show_block_edges(report_run: Path, tmp_path: Path) 
 
     hierarchy = json.loads((report_run / "out" / "run.json").read_text())["hierarchy"]
     maps = {}
-    for block in (128, 512):
+    for block in (256, 1024):
         home = tmp_path / f"b{block}" / "home"
         shutil.copytree(report_run / "home", home)
         env = {"LANDCOVERPY_HOME": str(home), "TMP_DIR": str(tmp_path / "tmp"), "DASK_N_WORKERS": "1",
@@ -242,13 +242,13 @@ def test_cleaned_maps_do_not_show_block_edges(report_run: Path, tmp_path: Path) 
         [folder] = [p.parent for p in (home / "store" / "classification-maps").glob("18SVG/map-*/classification.tif")
                     if "majority filter" in rasterio.open(p).descriptions[0]]
         maps[block] = {n: rasterio.open(folder / f"{n}.tif").read(1) for n in ("classification", "sl_classification")}
-    for name in maps[128]:
-        np.testing.assert_array_equal(maps[128][name], maps[512][name], err_msg=name)
+    for name in maps[256]:
+        np.testing.assert_array_equal(maps[256][name], maps[1024][name], err_msg=name)
     data = pd.read_csv(report_run / "unicode" / "dataset.csv", dtype=str, keep_default_na=False)
     lc = json.loads((report_run / "unicode" / "lc_labels.json").read_text(encoding="utf-8"))
     sl = json.loads((report_run / "unicode" / "sl_labels.json").read_text(encoding="utf-8"))
     allowed = {lc[c]: {sl[s] for s in g["subcategory"] if s} | {1} for c, g in data.groupby("category")}
-    cat, sub = maps[128]["classification"], maps[128]["sl_classification"]
+    cat, sub = maps[256]["classification"], maps[256]["sl_classification"]
     for value, subs in allowed.items():
         assert set(np.unique(sub[cat == value]).tolist()) <= subs, value
     raw = rasterio.open(report_run / "out" / "classification_18SVG.tif").read(1)
