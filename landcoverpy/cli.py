@@ -279,6 +279,10 @@ def train_cmd(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labels:
                f"(majority baseline {rec['metrics']['category_baseline_macro_f1']:.3f})")
     for cat, f1 in rec["metrics"]["subcategory"].items():
         typer.echo(f"  subcategory [{cat}] macro F1 {f1:.3f}")
+    from landcoverpy.pipeline.workflow import left_out_notes
+
+    for note in left_out_notes(rec):
+        typer.echo(f"  note: {note}")
 
 
 @app.command("classify")

@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     SPATIAL_BLOCK_KM: float = Field(2.0, gt=0)
     CV_FOLDS: int = Field(5, ge=2)
     RANDOM_SEED: int = 42
+    CLASS_WEIGHTING: str = Field("balanced", pattern="^(balanced|sqrt|none)$",
+                                 description="class weights in fitting: balanced (1/frequency), sqrt (1/sqrt(frequency)) or none")
+    MIN_CLASS_POINTS: int = Field(5, ge=1, description="classes labelled at fewer points are left out of a model, with a warning")
     TRAIN_THREADS: int = Field(0, ge=0, description="threads for fitting models; 0 = all for random forests, 1 for LightGBM")
     SUBCATEGORY_PREDICTION: bool = True
 

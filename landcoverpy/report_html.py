@@ -55,6 +55,7 @@ class ReportData:
     settings: dict[str, Any]
     lineage: dict[str, Any]
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # things to act on that did not stop the run
     links: dict[str, str] = field(default_factory=dict)  # other outputs: label -> href
     pictures: dict[str, bytes] = field(default_factory=dict)  # confusion matrices: title -> PNG
 
@@ -129,6 +130,9 @@ def render(data: ReportData) -> str:
             parts.append(f"<h4>Legend and class areas: {escape(level)}</h4>"
                          + _legend(entries, view.areas_km2.get(level, {})))
         parts.append("<h4>Files</h4>" + _links(view.links))
+    if data.notes:
+        parts.append("<div class='problems'><strong>To act on</strong><ul>"
+                     + "".join(f"<li>{escape(n)}</li>" for n in data.notes) + "</ul></div>")
     parts.append("<h2 id='accuracy'>Accuracy</h2><h3>Spatial-block cross-validation</h3>"
                  "<table class='accuracy'><tr><th class='name'>model</th><th>overall accuracy</th><th>kappa</th>"
                  "<th>macro F1</th><th>majority-class macro F1</th><th>samples</th></tr>"

@@ -160,3 +160,36 @@ def test_hierarchy_layers_scores() -> None:
     np.testing.assert_array_equal(out["sl_confidence"][cat == 2], np.rint(sub_p * 100))
     assert (out["sl_confidence"][cat == 3] == 100).all() and (out["sl_confidence"][cat == 4] == 0).all()
     assert set(np.unique(out["sl_classification"][cat == 2])) <= {5, 6}
+
+
+def test_classes_too_small_are_left_out_and_named(caplog: pytest.LogCaptureFixture) -> None:
+    rng = np.random.default_rng(1)
+    n = 300
+    table = pd.DataFrame({"f1": rng.normal(size=n), "f2": rng.normal(size=n),
+                          "latitude": 37 + rng.uniform(0, 0.2, n), "longitude": -5 + rng.uniform(0, 0.2, n)})
+    table["category"] = np.where(table["f1"] > 0, "forest", "water")
+    table.loc[:2, "category"] = "lava"  # three points only
+    table["subcategory"] = ""
+    table["point_id"] = np.arange(n)
+    lc = LabelSet("lc", {"water": 1, "forest": 2, "lava": 3}, 1)
+    sl = LabelSet("sl", {"x": 2}, 2)
+    with caplog.at_level("WARNING"):
+        h = train_hierarchy(table, ["f1", "f2"], lc, sl, ModelParams(n_estimators=10, block_km=5, folds=3))
+    assert h.category_model.left_out == {"lava": 3}
+    assert "lava" not in h.category_model.classes and "'lava' (3)" in caplog.text and "MIN_CLASS_POINTS" in caplog.text
+    kept = train_hierarchy(table, ["f1", "f2"], lc, sl, ModelParams(n_estimators=10, block_km=5, folds=3,
+                                                                     min_class_points=3))
+    assert "lava" in kept.category_model.classes and not kept.category_model.left_out
+
+
+def test_class_weighting_schemes() -> None:
+    from landcoverpy.models.hierarchical import class_weights
+
+    y = np.array(["a"] * 90 + ["b"] * 10)
+    assert class_weights(y, "balanced") == "balanced" and class_weights(y, "none") is None
+    w = class_weights(y, "sqrt")
+    assert isinstance(w, dict)
+    balanced = {"a": 100 / (2 * 90), "b": 100 / (2 * 10)}
+    for c in ("a", "b"):
+        assert w[c] == pytest.approx(balanced[c] ** 0.5)
+    assert 1 < w["b"] / w["a"] < balanced["b"] / balanced["a"]  # milder than balanced

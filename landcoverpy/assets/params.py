@@ -69,6 +69,8 @@ class ModelParams:
     block_km: float = 2.0
     folds: int = 5
     seed: int = 42
+    class_weighting: str = "balanced"  # balanced | sqrt | none: how much rare classes weigh in fitting
+    min_class_points: int = 5  # classes labelled at fewer points are left out, and said so
     threads: int = 0  # training threads, 0 = automatic (see :meth:`training_threads`); not identity
 
     def identity(self) -> dict[str, Any]:
@@ -90,7 +92,8 @@ class ModelParams:
     def from_settings(cls, settings: Any) -> ModelParams:
         return cls(model_type=settings.MODEL_TYPE, n_estimators=settings.N_ESTIMATORS,
                    max_depth=settings.MAX_DEPTH, block_km=settings.SPATIAL_BLOCK_KM,
-                   folds=settings.CV_FOLDS, seed=settings.RANDOM_SEED, threads=settings.TRAIN_THREADS)
+                   folds=settings.CV_FOLDS, seed=settings.RANDOM_SEED, class_weighting=settings.CLASS_WEIGHTING,
+                   min_class_points=settings.MIN_CLASS_POINTS, threads=settings.TRAIN_THREADS)
 
 
 # Feature prefix of the terrain layers; a season may not take this name (inputs.py refuses it).

@@ -32,14 +32,14 @@ def make_estimator(params: ModelParams, n_jobs: int = -1) -> Any:
 
         return RandomForestClassifier(
             n_estimators=params.n_estimators, max_depth=params.max_depth, random_state=params.seed,
-            n_jobs=n_jobs, class_weight="balanced",
+            n_jobs=n_jobs, class_weight=None,
         )
     if params.model_type == "lightgbm":
         from lightgbm import LGBMClassifier
 
         return LGBMClassifier(
             n_estimators=params.n_estimators, max_depth=params.max_depth or -1, random_state=params.seed,
-            n_jobs=n_jobs, class_weight="balanced", verbose=-1,
+            n_jobs=n_jobs, class_weight=None, verbose=-1,
         )
     raise ModelError(f"unknown MODEL_TYPE {params.model_type!r}: use random_forest or lightgbm")
 
@@ -56,6 +56,7 @@ class TrainedModel:
     baseline: dict[str, Any]
     importances: dict[str, float]
     params: dict[str, Any]
+    left_out: dict[str, int] = field(default_factory=dict)  # classes too small to learn -> their points
 
     def predict_values(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Map values and the probability of the chosen class for each row of ``X``."""
@@ -88,26 +89,60 @@ def _cross_validate(estimator: Any, X: np.ndarray, y: np.ndarray, groups: np.nda
     return metrics, baseline
 
 
+def class_weights(y: np.ndarray, scheme: str) -> dict[str, float] | str | None:
+    """Per-class weights for fitting: ``balanced`` n / (k n_c) (every class weighs the same in
+    total), ``sqrt`` its square root (rare classes count more, without letting a handful of
+    samples dominate), ``none``."""
+    if scheme == "none":
+        return None
+    if scheme == "balanced":
+        return "balanced"  # type: ignore[return-value]  # the estimators' own: recomputed on each fold
+    names, counts = np.unique(y, return_counts=True)
+    w = len(y) / (len(names) * counts.astype(float))
+    if scheme != "sqrt":
+        raise ModelError(f"unknown CLASS_WEIGHTING {scheme!r}: use balanced, sqrt or none")
+    w = np.sqrt(w)
+    return {str(n): float(v) for n, v in zip(names, w)}
+
+
+def too_small(table: pd.DataFrame, target: str, minimum: int) -> dict[str, int]:
+    """Classes labelled at fewer than ``minimum`` points (not pixels: a point gives a 3x3 window
+    of nearly identical samples), with their point counts."""
+    points = table.drop_duplicates("point_id") if "point_id" in table else table
+    counts = points[target].astype(str).value_counts()
+    return {str(c): int(n) for c, n in counts.items() if n < minimum}
+
+
 def train_level(table: pd.DataFrame, features: list[str], target: str, labels: LabelSet, params: ModelParams,
                 level: str, category: str | None = None) -> TrainedModel:
+    what = f"{level}" + (f" [{category}]" if category else "")
+    small = too_small(table, target, params.min_class_points)
+    if small:
+        log.warning("%s model: class(es) %s labelled at fewer than %d points (MIN_CLASS_POINTS) are left out; "
+                    "label more points of them to map them", what,
+                    ", ".join(f"{c!r} ({n})" for c, n in sorted(small.items())), params.min_class_points)
+        table = table[~table[target].astype(str).isin(small)]
+        if table[target].nunique() < 2:
+            raise ModelError(f"{what} model: fewer than two classes have {params.min_class_points} labelled points "
+                             f"or more (MIN_CLASS_POINTS); too small: {', '.join(sorted(small))}")
     y = table[target].astype(str).to_numpy()
     X = table[features].to_numpy(dtype="float32")
     groups = spatial_blocks(table["latitude"].to_numpy(), table["longitude"].to_numpy(), params.block_km)
     names = sorted(set(y), key=labels.value)
     estimator = make_estimator(params, params.training_threads())
+    estimator.set_params(class_weight=class_weights(y, params.class_weighting))
     metrics, baseline = _cross_validate(estimator, X, y, groups, params, names)
     final = clone(estimator).fit(X, y)
     classes = [str(c) for c in final.classes_]
     imp = getattr(final, "feature_importances_", np.zeros(len(features)))
     imp = np.asarray(imp, dtype=float)
     imp = imp / imp.sum() if imp.sum() > 0 else imp
-    what = f"{level}" + (f" [{category}]" if category else "")
     log.info("%s model: OA %.3f, kappa %.3f, macro F1 %.3f (majority baseline macro F1 %.3f), %d samples",
              what, metrics["overall_accuracy"], metrics["kappa"], metrics["macro_f1"], baseline["macro_f1"], len(y))
     return TrainedModel(
         level=level, category=category, estimator=final, features=list(features), classes=classes,
         label_values=[labels.value(c) for c in classes], metrics=metrics, baseline=baseline,
-        importances={f: float(v) for f, v in zip(features, imp)}, params=params.to_dict(),
+        importances={f: float(v) for f, v in zip(features, imp)}, params=params.to_dict(), left_out=small,
     )
 
 

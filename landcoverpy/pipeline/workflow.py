@@ -296,9 +296,21 @@ def report_data(ctx: Context, run: RunResult,
                   "seasons": hier.get("season_defs"), "store": ctx.store.describe(), "catalog": ctx.catalog.describe()},
         lineage={"maps": {t: r["_id"] for t, r in run.maps.items()}, "hierarchy": hier["_id"],
                  "dataset": hier.get("dataset_id"), "composites": sorted({c for r in run.maps.values() for c in r["composites"]})},
-        problems=list(run.problems), links=links, pictures=pictures,
+        problems=list(run.problems), notes=left_out_notes(hier), links=links, pictures=pictures,
     )
     return data
+
+
+def left_out_notes(hierarchy: dict[str, Any]) -> list[str]:
+    """Classes too small to learn (MIN_CLASS_POINTS), in words."""
+    left = hierarchy.get("left_out") or {}
+    minimum = (hierarchy.get("params") or {}).get("min_class_points")
+    notes = [f"category {c!r} has {n} labelled point(s), fewer than MIN_CLASS_POINTS={minimum}: it is not mapped"
+             for c, n in sorted((left.get("category") or {}).items())]
+    for cat, classes in sorted((left.get("subcategory") or {}).items()):
+        notes += [f"subcategory {c!r} of {cat!r} has {n} labelled point(s), fewer than MIN_CLASS_POINTS={minimum}: "
+                  "it is not mapped" for c, n in sorted(classes.items())]
+    return notes
 
 
 def publish_map_page(ctx: Context, run: RunResult, output_dir: Path | None) -> str | None:
