@@ -263,7 +263,9 @@ def dataset_cmd(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_label
 @app.command("train")
 @handle_errors
 def train_cmd(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labels: Path = LcOpt,
-              sl_labels: Path = SlOpt, wait: bool = WaitOpt) -> None:
+              sl_labels: Path = SlOpt, wait: bool = WaitOpt,
+              tune: bool = typer.Option(False, "--tune", help="Search the model's size and depth (LightGBM: leaves and learning rate too) with the spatial cross-validation and keep the best."),
+              trials: int = typer.Option(8, "--trials", min=2, help="Parameter sets tried with --tune.")) -> None:
     """Train the category model and one subcategory model per category, with spatial-block validation."""
     from landcoverpy.assets.params import ModelParams
     from landcoverpy.pipeline.training import train
@@ -272,7 +274,12 @@ def train_cmd(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labels:
     with _session("train", wait) as ctx:
         ds = _build_dataset(ctx, inputs)
         rec, reused = train(ctx, ds.record, inputs.lc_labels, inputs.sl_labels, ModelParams.from_settings(ctx.settings),
-                            ctx.settings.SUBCATEGORY_PREDICTION)
+                            ctx.settings.SUBCATEGORY_PREDICTION, trials if tune else 0)
+    for i, t in enumerate(rec.get("tuning") or [], start=1):
+        shown = {k: v for k, v in t["params"].items() if k in ("n_estimators", "max_depth", "min_samples_leaf",
+                                                               "num_leaves", "learning_rate")}
+        typer.echo(f"trial {i}: {shown} OA {t['overall_accuracy']:.3f} kappa {t['kappa']:.3f} "
+                   f"macro F1 {t['macro_f1']:.3f} ({t['seconds']:.1f} s)")
     m = rec["metrics"]["category"]
     typer.echo(f"{rec['_id']}{' (reused)' if reused else ''}: category OA {m['overall_accuracy']:.3f}, "
                f"kappa {m['kappa']:.3f}, macro F1 {m['macro_f1']:.3f} "

@@ -193,3 +193,19 @@ def test_class_weighting_schemes() -> None:
     for c in ("a", "b"):
         assert w[c] == pytest.approx(balanced[c] ** 0.5)
     assert 1 < w["b"] / w["a"] < balanced["b"] / balanced["a"]  # milder than balanced
+
+
+def test_tuning_keeps_the_best_of_its_trials() -> None:
+    from landcoverpy.models.tuning import SPACES, candidates, tune
+
+    table, features = slovenia_table(n_points=400, seed=3)
+    lc, _ = label_sets(table)
+    base = ModelParams(n_estimators=20, block_km=0.2, folds=3, seed=7, min_class_points=3)
+    cands = candidates(base, 4, seed=1)
+    assert cands[0] == base and len(set(cands)) == 4
+    assert all(c.n_estimators in SPACES["random_forest"]["n_estimators"] for c in cands[1:])
+    best, trials = tune(table, features, lc, base, trials=4, seed=1)
+    assert len(trials) == 4 and trials[0].params == base.identity()
+    top = max(trials, key=lambda t: (t.macro_f1, t.kappa))
+    assert best.identity() == top.params
+    assert all(0 <= t.macro_f1 <= 1 and t.seconds > 0 for t in trials)

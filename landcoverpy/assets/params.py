@@ -69,6 +69,9 @@ class ModelParams:
     block_km: float = 2.0
     folds: int = 5
     seed: int = 42
+    min_samples_leaf: int = 1  # random forest: smallest leaf (larger = smaller, smoother trees)
+    num_leaves: int = 31  # LightGBM: leaves per tree
+    learning_rate: float = 0.1  # LightGBM
     class_weighting: str = "balanced"  # balanced | sqrt | none: how much rare classes weigh in fitting
     min_class_points: int = 5  # classes labelled at fewer points are left out, and said so
     threads: int = 0  # training threads, 0 = automatic (see :meth:`training_threads`); not identity

@@ -32,14 +32,15 @@ def make_estimator(params: ModelParams, n_jobs: int = -1) -> Any:
 
         return RandomForestClassifier(
             n_estimators=params.n_estimators, max_depth=params.max_depth, random_state=params.seed,
-            n_jobs=n_jobs, class_weight=None,
+            min_samples_leaf=params.min_samples_leaf, n_jobs=n_jobs, class_weight=None,
         )
     if params.model_type == "lightgbm":
         from lightgbm import LGBMClassifier
 
         return LGBMClassifier(
             n_estimators=params.n_estimators, max_depth=params.max_depth or -1, random_state=params.seed,
-            n_jobs=n_jobs, class_weight=None, verbose=-1,
+            num_leaves=params.num_leaves, learning_rate=params.learning_rate, n_jobs=n_jobs, class_weight=None,
+            verbose=-1,
         )
     raise ModelError(f"unknown MODEL_TYPE {params.model_type!r}: use random_forest or lightgbm")
 

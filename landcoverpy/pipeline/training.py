@@ -84,9 +84,20 @@ def _store_model(ctx: Context, model: TrainedModel, hid: str, dataset: dict[str,
 
 
 def train(ctx: Context, dataset: dict[str, Any], lc: LabelSet, sl: LabelSet,
-          params: ModelParams | None = None, subcategories: bool = True) -> tuple[dict[str, Any], bool]:
-    """Train (or reuse) the hierarchy for ``dataset``; returns its record and whether it was reused."""
+          params: ModelParams | None = None, subcategories: bool = True, tune_trials: int = 0,
+          ) -> tuple[dict[str, Any], bool]:
+    """Train (or reuse) the hierarchy for ``dataset``; returns its record and whether it was
+    reused. With ``tune_trials``, a search over the model's size and depth (spatial CV) picks
+    the parameters first; every trial is kept in the record."""
     params = params or model_params(ctx.settings)
+    trials: list[dict[str, Any]] = []
+    if tune_trials:
+        from dataclasses import asdict
+
+        from landcoverpy.models.tuning import tune
+
+        params, tried = tune(lookup.load_table(ctx, dataset), dataset["features"], lc, params, tune_trials, params.seed)
+        trials = [asdict(t) for t in tried]
     hid, existing = lookup.hierarchy_for(ctx, dataset["_id"], params, lc, sl, subcategories)
     if existing is not None:
         log.info("models %s already trained, reused", hid)
@@ -96,7 +107,7 @@ def train(ctx: Context, dataset: dict[str, Any], lc: LabelSet, sl: LabelSet,
     cat_rec = _store_model(ctx, hierarchy.category_model, hid, dataset, lc)
     sub_recs = {cat: _store_model(ctx, m, hid, dataset, lc)["_id"] for cat, m in hierarchy.subcategory_models.items()}
     record = {
-        "_id": hid, "level": "hierarchy", "category": None, "dataset_id": dataset["_id"],
+        "_id": hid, "level": "hierarchy", "tuning": trials, "category": None, "dataset_id": dataset["_id"],
         "features": dataset["features"], "category_model": cat_rec["_id"],
         "category_values": {c: lc.value(c) for c in lc.values},
         "subcategory_models": {str(lc.value(c)): rid for c, rid in sub_recs.items()},
