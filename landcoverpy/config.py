@@ -83,6 +83,7 @@ class Settings(BaseSettings):
     # Composites
     COMPOSITE_WINDOW_SIZE: int = Field(1024, ge=64, description="pixels per side of a composite window")
     COMPOSITE_THREADS: int = Field(1, ge=1, description="windows computed concurrently inside one composite task")
+    COMPOSITE_PERCENTILES: str = Field("", description="per-band percentile layers besides the median, e.g. 10,90")
     MASK_DILATION_PIXELS: int = Field(0, ge=0, description="extra cloud-mask dilation (10 m pixels)")
     CLOUD_PROBABILITY_THRESHOLD: float = Field(0.4, gt=0, lt=1)
 
@@ -123,6 +124,14 @@ class Settings(BaseSettings):
     # Product selection
     MIN_USEFUL_DATA_PERCENTAGE: float = Field(5.0, ge=0, le=100)
     MAX_PRODUCTS_COMPOSITE: int = Field(10, ge=1)
+
+    @field_validator("COMPOSITE_PERCENTILES")
+    @classmethod
+    def _percentiles(cls, value: str) -> str:
+        from landcoverpy.assets.params import parse_percentiles
+
+        parse_percentiles(value)
+        return value
 
     @field_validator("CLEANING_WINDOW")
     @classmethod

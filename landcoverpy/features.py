@@ -29,7 +29,7 @@ def layer_names(record: dict[str, Any]) -> list[str]:
     them (``params.bands`` then ``params.indices``), never the order of a record's mapping, which
     a catalog backend may sort (the embedded one stores JSON with sorted keys)."""
     params = record.get("params") or {}
-    order = [*params.get("bands", []), *params.get("indices", [])]
+    order = params.get("layers") or [*params.get("bands", []), *params.get("indices", [])]
     present = [*record["bands"], *record["indices"]]
     return [name for name in order if name in present] + sorted(name for name in present if name not in order)
 

@@ -85,9 +85,8 @@ def make_l2a_product(root: Path, tile: str, when: dt.datetime, size10: int, seed
     return GeneratedProduct(pid, safe, dn, dn["SCL"], offset)
 
 
-def expected_median(products: list[GeneratedProduct], band: str, size10: int) -> np.ndarray:
-    """The composite of ``band`` computed straightforwardly: nearest upsampling to 10 m, SCL
-    cloud classes masked, offset applied, NaN-median, quantised like the stored composite."""
+def expected_stack(products: list[GeneratedProduct], band: str, size10: int) -> np.ndarray:
+    """(products, rows, cols) reflectance of ``band`` on the 10 m grid, clouds and nodata NaN."""
     layers = []
     for p in products:
         f = BAND_RESOLUTION[band] // 10
@@ -96,6 +95,13 @@ def expected_median(products: list[GeneratedProduct], band: str, size10: int) ->
         refl = (dn + p.offset) / 10000.0
         refl[np.isin(scl, (0, 1, 3, 8, 9, 10, 11)) | (dn == 0)] = np.nan
         layers.append(refl)
+    return np.stack(layers)
+
+
+def expected_median(products: list[GeneratedProduct], band: str, size10: int) -> np.ndarray:
+    """The composite of ``band`` computed straightforwardly: nearest upsampling to 10 m, SCL
+    cloud classes masked, offset applied, NaN-median, quantised like the stored composite."""
+    layers = list(expected_stack(products, band, size10))
     with np.errstate(all="ignore"):
         import warnings
 

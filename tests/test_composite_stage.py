@@ -167,3 +167,36 @@ def test_real_scenes_composite_on_s3(tmp_path: Path, server_settings: Settings, 
     assert (b04[~cloudy_everywhere] > 0).all()
     ndvi = read(ctx, rec["indices"]["ndvi"])
     assert np.nanmedian(ndvi) > 0.3  # mostly forest and grassland
+
+
+def test_percentile_layers_are_made_and_become_features(tmp_path: Path, local_settings: Settings, client: Client) -> None:
+    import warnings
+
+    from landcoverpy.features import feature_names
+
+    products = generated(tmp_path)
+    ctx = Context.open(local_settings)
+    rec = stage(ctx, tmp_path / "src", client, CompositeParams(window_size=64, percentiles=(10, 90)))
+    assert {"B04_p10", "B04_p90", "B11_p10"} <= set(rec["bands"])
+    assert rec["params"]["layers"][:3] == ["B02", "B03", "B04"] and "B02_p10" in rec["params"]["layers"]
+    assert feature_names({"spring": rec})[10:12] == ["spring_B02_p10", "spring_B02_p90"]
+    median = read(ctx, rec["bands"]["B04"]).astype(int)
+    p10, p90 = (read(ctx, rec["bands"][f"B04_p{q}"]).astype(int) for q in (10, 90))
+    ok = median > 0
+    assert (p10[ok] <= median[ok]).all() and (median[ok] <= p90[ok]).all() and (p10[ok] < p90[ok]).any()
+    from tests.synthetic import expected_stack
+
+    stack = expected_stack(products, "B04", SIZE)  # the same masking as the expected median
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        want = np.nanpercentile(stack, 90, axis=0)
+    got = p90.astype(float) / 10000.0
+    assert np.nanmax(np.abs(got[ok] - want[ok])) <= 0.5e-4 + 1e-7  # within the uint16 quantisation
+    plain = ids_of(CompositeParams())
+    assert plain == ids_of(CompositeParams(window_size=32))  # ids of composites without percentiles unchanged
+
+
+def ids_of(params: CompositeParams) -> str:
+    from landcoverpy.assets import ids
+
+    return ids.composite_id(TILE, SEASON, ["p1"], params)

@@ -147,3 +147,22 @@ def test_sorting_networks_sort_every_binary_input() -> None:
                 if x[i] > x[j]:
                     x[i], x[j] = x[j], x[i]
             assert x == sorted(x), n
+
+
+@pytest.mark.parametrize("dates", [1, 2, 3, 6, 12, 25])
+def test_percentile_kernel_matches_nanpercentile(dates: int) -> None:
+    import warnings
+
+    from landcoverpy.raster.composite import percentile_composite
+
+    rng = np.random.default_rng(dates)
+    stack = rng.uniform(0.0, 0.8, (dates, 41, 53)).astype("float32")
+    stack[rng.uniform(size=stack.shape) < 0.3] = np.nan
+    stack[:, :2, :2] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        expected = np.nanpercentile(stack, [10, 25, 90], axis=0)
+    got = percentile_composite(stack, [10, 25, 90])
+    assert got.shape == (3, 41, 53) and got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)  # float32 rounding of numpy's float64 result
+    assert np.isnan(got[:, :2, :2]).all()

@@ -26,14 +26,29 @@ class CompositeParams:
     indices: tuple[str, ...] = tuple(INDICES)
     mask: MaskSettings = field(default_factory=MaskSettings)
     max_products: int = 10  # products per composite, best first (selects the inputs)
+    percentiles: tuple[int, ...] = ()  # per-band percentile layers besides the median, e.g. (10, 90)
 
     def identity(self) -> dict[str, Any]:
         """What changes the composite's pixels. The chosen products enter the id separately."""
-        return {"bands": list(self.bands), "indices": list(self.indices), "mask": self.mask.to_dict()}
+        out: dict[str, Any] = {"bands": list(self.bands), "indices": list(self.indices), "mask": self.mask.to_dict()}
+        if self.percentiles:  # absent when unused: composites made before keep their ids
+            out["percentiles"] = list(self.percentiles)
+        return out
+
+    def band_layers(self, band: str | None = None) -> list[str]:
+        """Reflectance layers (stored as uint16 x 10000): each band's median, then its percentiles
+        (``B04_p10``...); for one ``band`` or all."""
+        bands = [band] if band else list(self.bands)
+        return [b for b in bands] + [f"{b}_p{q}" for b in bands for q in self.percentiles]
+
+    def layers(self) -> list[str]:
+        """Every feature layer of a season, in feature order."""
+        return self.band_layers() + list(self.indices)
 
     def to_dict(self) -> dict[str, Any]:
         return self.identity() | {"window_size": self.window_size, "threads": self.threads,
-                                  "max_products": self.max_products}
+                                  "max_products": self.max_products, "percentiles": list(self.percentiles),
+                                  "layers": self.layers()}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CompositeParams:
@@ -46,7 +61,8 @@ class CompositeParams:
                    threads=int(d.get("threads", defaults.threads)),
                    bands=tuple(d.get("bands", defaults.bands)), indices=tuple(d.get("indices", defaults.indices)),
                    mask=MaskSettings(**mask) if mask else defaults.mask,
-                   max_products=int(d.get("max_products", defaults.max_products)))
+                   max_products=int(d.get("max_products", defaults.max_products)),
+                   percentiles=tuple(int(q) for q in d.get("percentiles", ())))
 
     @classmethod
     def from_settings(cls, settings: Any) -> CompositeParams:
@@ -56,6 +72,7 @@ class CompositeParams:
             mask=MaskSettings(dilation_pixels=settings.MASK_DILATION_PIXELS,
                               cloud_probability_threshold=settings.CLOUD_PROBABILITY_THRESHOLD),
             max_products=settings.MAX_PRODUCTS_COMPOSITE,
+            percentiles=parse_percentiles(settings.COMPOSITE_PERCENTILES),
         )
 
 
@@ -97,6 +114,20 @@ class ModelParams:
                    max_depth=settings.MAX_DEPTH, block_km=settings.SPATIAL_BLOCK_KM,
                    folds=settings.CV_FOLDS, seed=settings.RANDOM_SEED, class_weighting=settings.CLASS_WEIGHTING,
                    min_class_points=settings.MIN_CLASS_POINTS, threads=settings.TRAIN_THREADS)
+
+
+def parse_percentiles(text: str | None) -> tuple[int, ...]:
+    """``"10,90"`` -> (10, 90); empty -> (). Values are integers strictly between 0 and 100
+    (50 is the median, always there)."""
+    if not text or not str(text).strip():
+        return ()
+    try:
+        values = sorted({int(v) for v in str(text).replace(" ", ",").split(",") if v})
+    except ValueError:
+        raise ValueError(f"percentiles {text!r}: give integers like 10,90") from None
+    if any(not 0 < v < 100 or v == 50 for v in values):
+        raise ValueError(f"percentiles {text!r}: each strictly between 0 and 100, not 50 (the median is always there)")
+    return tuple(values)
 
 
 # Feature prefix of the terrain layers; a season may not take this name (inputs.py refuses it).

@@ -31,7 +31,7 @@ from landcoverpy.errors import LandcoverError, RasterError
 from landcoverpy.inputs import Season
 from landcoverpy.raster import masks
 from landcoverpy.raster.cog import CogWriter, write_cog
-from landcoverpy.raster.composite import median_composite, valid_count
+from landcoverpy.raster.composite import median_composite, percentile_composite, valid_count
 from landcoverpy.raster.grid import Grid, block_windows
 from landcoverpy.pipeline.tasks import dask_task, task_key
 from landcoverpy.progress import step
@@ -150,9 +150,10 @@ def to_uint16_reflectance(refl: np.ndarray) -> np.ndarray:
 
 
 def _layer_profile(name: str, params: CompositeParams, tags: dict[str, str]) -> dict[str, Any]:
-    if name in params.bands:
+    if name in params.band_layers():
+        what = f"{name.split('_p')[0]} {name.split('_p')[1]}th percentile" if "_p" in name else f"{name} median"
         return dict(dtype="uint16", nodata=0, overview_resampling="average",
-                    descriptions=[f"{name} median reflectance x 10000"],
+                    descriptions=[f"{what} reflectance x 10000"],
                     tags=tags | {"scale_factor": str(1 / BAND_SCALE)}, scales=[1 / BAND_SCALE], offsets=[0.0],
                     units=["1"])  # reflectance (dimensionless) once scaled
     if name == "valid_count":
@@ -223,7 +224,7 @@ def build_band(settings: Settings, tile: str, season: Season, products: list[dic
     store = open_store(settings, check=False)
     cid = ids.composite_id(tile, season, [p["_id"] for p in products], params)
     out = LayerWriter(settings, store, tile, season, cid, products)
-    layers = [band] + (["valid_count"] if band == params.bands[0] else [])
+    layers = params.band_layers(band) + (["valid_count"] if band == params.bands[0] else [])
     existing = {name: out.done(name) for name in layers}
     if all(existing.values()):
         return {name: dict(rec or {}) | {"reused": True} for name, rec in existing.items()}
@@ -234,7 +235,8 @@ def build_band(settings: Settings, tile: str, season: Season, products: list[dic
             return [ProductWindowReader(store, p, grid, mask_uris.get(p["_id"]), params.mask) for p in products]
 
         def compute(readers: list[ProductWindowReader], window: rasterio.windows.Window) -> dict[str, np.ndarray]:
-            return band_window(readers, window, band, with_count="valid_count" in layers)
+            return band_window(readers, window, band, with_count="valid_count" in layers,
+                               percentiles=params.percentiles)
 
         def fill(writers: dict[str, CogWriter]) -> dict[str, int]:
             valid = run_windows(open_readers, grid, params, compute, writers,
@@ -287,7 +289,7 @@ def composite_record(tile: str, season: Season, products: list[dict[str, Any]], 
         "season_end": season.end.isoformat(),
         "products": [p["_id"] for p in products],
         "grid": grid.to_dict(),
-        "bands": {b: files[b] for b in params.bands},
+        "bands": {b: files[b] for b in params.band_layers()},
         "indices": {i: files[i] for i in params.indices},
         "valid_count": files["valid_count"],
         "band_scale": BAND_SCALE,
@@ -319,11 +321,15 @@ def _merge(bands: dict[str, dict[str, dict[str, Any]]], indices: dict[str, dict[
 
 
 def band_window(readers: list[ProductWindowReader], window: rasterio.windows.Window, band: str,
-                with_count: bool) -> dict[str, np.ndarray]:
-    """One band's uint16 median over the products in one window (and the valid count)."""
+                with_count: bool, percentiles: tuple[int, ...] = ()) -> dict[str, np.ndarray]:
+    """One band's uint16 median (and percentiles) over the products in one window (and the valid
+    count)."""
     invalid = [r.invalid(window) for r in readers]
     stack = np.stack([r.reflectance(band, window, inv) for r, inv in zip(readers, invalid)])
     out = {band: to_uint16_reflectance(median_composite(stack))}
+    if percentiles:
+        for q, layer in zip(percentiles, percentile_composite(stack, percentiles)):
+            out[f"{band}_p{q}"] = to_uint16_reflectance(layer)
     if with_count:
         out["valid_count"] = valid_count(stack)
     return out

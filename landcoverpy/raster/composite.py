@@ -83,6 +83,73 @@ def _compiled() -> object:
     return _kernel()
 
 
+@functools.lru_cache(maxsize=1)
+def _percentile_kernel() -> object:
+    """Sorting network as in the median kernel, then each requested percentile by linear
+    interpolation between the two nearest ranks of the valid dates (numpy's default method),
+    computed in float64."""
+    import numba
+
+    @numba.njit(nogil=True, cache=True, boundscheck=False)
+    def percentile_columns(flat: np.ndarray, pairs: np.ndarray, qs: np.ndarray, out: np.ndarray, chunk: int) -> None:
+        n, npix = flat.shape
+        buf = np.empty((n, chunk), dtype=np.float32)
+        count = np.empty(chunk, dtype=np.int32)
+        inf = np.float32(np.inf)
+        for start in range(0, npix, chunk):
+            m = min(chunk, npix - start)
+            for p in range(m):
+                count[p] = 0
+            for d in range(n):
+                for p in range(m):
+                    v = flat[d, start + p]
+                    ok = v == v
+                    buf[d, p] = v if ok else inf
+                    count[p] += ok
+            for c in range(pairs.shape[0]):
+                i = pairs[c, 0]
+                j = pairs[c, 1]
+                for p in range(m):
+                    a = buf[i, p]
+                    b = buf[j, p]
+                    buf[i, p] = min(a, b)
+                    buf[j, p] = max(a, b)
+            for qi in range(qs.shape[0]):
+                q = qs[qi]
+                for p in range(m):
+                    k = count[p]
+                    if k == 0:
+                        out[qi, start + p] = np.nan
+                        continue
+                    pos = (k - 1) * q / 100.0
+                    lo = int(np.floor(pos))
+                    hi = min(lo + 1, k - 1)
+                    t = pos - lo
+                    a = np.float64(buf[lo, p])
+                    b = np.float64(buf[hi, p])
+                    # numpy's lerp: a + (b - a) t, from the other end when t >= 0.5
+                    v = a + (b - a) * t if t < 0.5 else b - (b - a) * (1.0 - t)
+                    out[qi, start + p] = np.float32(v)
+
+    return percentile_columns
+
+
+def percentile_composite(stack: np.ndarray, percentiles: tuple[int, ...] | list[int]) -> np.ndarray:
+    """Per-pixel percentiles over axis 0 of a ``(dates, rows, cols)`` stack, gaps (NaN) left out:
+    ``(len(percentiles), rows, cols)`` float32, as ``np.nanpercentile`` (linear method) gives
+    them; NaN where no date is valid."""
+    if stack.ndim != 3:
+        raise ValueError(f"expected (dates, rows, cols), got shape {stack.shape}")
+    n, rows, cols = stack.shape
+    qs = np.asarray(percentiles, dtype=np.float64)
+    if qs.ndim != 1 or ((qs < 0) | (qs > 100)).any():
+        raise ValueError("percentiles are numbers between 0 and 100")
+    flat = np.ascontiguousarray(stack, dtype=np.float32).reshape(n, rows * cols)
+    out = np.empty((len(qs), rows * cols), dtype=np.float32)
+    _percentile_kernel()(flat, sorting_network(max(n, 1)), qs, out, CHUNK)  # type: ignore[operator]
+    return out.reshape(len(qs), rows, cols)
+
+
 def median_composite(stack: np.ndarray, threads: int = 1) -> np.ndarray:
     """NaN-aware median over axis 0 of a ``(dates, rows, cols)`` float stack -> ``(rows, cols)``
     float32, equal to ``np.nanmedian(stack, axis=0)`` (NaN where no date is valid). With
