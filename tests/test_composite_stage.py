@@ -200,3 +200,20 @@ def ids_of(params: CompositeParams) -> str:
     from landcoverpy.assets import ids
 
     return ids.composite_id(TILE, SEASON, ["p1"], params)
+
+
+def test_timeseries_layers_follow_every_valid_date(tmp_path: Path, local_settings: Settings, client: Client) -> None:
+    from landcoverpy.raster.indices import compute_index
+    from landcoverpy.raster.timeseries import series_features
+    from tests.synthetic import expected_stack
+
+    products = generated(tmp_path)
+    ctx = Context.open(local_settings)
+    rec = stage(ctx, tmp_path / "src", client, CompositeParams(window_size=64, timeseries=True))
+    assert {"ndvi_amplitude", "ndvi_slope", "ndvi_peak_day"} <= set(rec["indices"])
+    assert rec["params"]["layers"][-3:] == ["ndvi_amplitude", "ndvi_slope", "ndvi_peak_day"]
+    ndvi = compute_index("ndvi", {"B04": expected_stack(products, "B04", SIZE), "B08": expected_stack(products, "B08", SIZE)})
+    days = np.array([(dt.date(2021, 3, d) - SEASON.start).days for d in (5, 25)] + [44, 64], dtype=float)
+    want = series_features(ndvi, days)
+    for name, expected in want.items():
+        np.testing.assert_allclose(read(ctx, rec["indices"][name]), expected, rtol=1e-5, atol=1e-6, err_msg=name)

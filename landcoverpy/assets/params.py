@@ -27,13 +27,21 @@ class CompositeParams:
     mask: MaskSettings = field(default_factory=MaskSettings)
     max_products: int = 10  # products per composite, best first (selects the inputs)
     percentiles: tuple[int, ...] = ()  # per-band percentile layers besides the median, e.g. (10, 90)
+    timeseries: bool = False  # NDVI amplitude, slope and peak day over every valid date of the season
 
     def identity(self) -> dict[str, Any]:
         """What changes the composite's pixels. The chosen products enter the id separately."""
         out: dict[str, Any] = {"bands": list(self.bands), "indices": list(self.indices), "mask": self.mask.to_dict()}
         if self.percentiles:  # absent when unused: composites made before keep their ids
             out["percentiles"] = list(self.percentiles)
+        if self.timeseries:
+            out["timeseries"] = True
         return out
+
+    def series_layers(self) -> list[str]:
+        from landcoverpy.raster.timeseries import FEATURES
+
+        return list(FEATURES) if self.timeseries else []
 
     def band_layers(self, band: str | None = None) -> list[str]:
         """Reflectance layers (stored as uint16 x 10000): each band's median, then its percentiles
@@ -43,11 +51,12 @@ class CompositeParams:
 
     def layers(self) -> list[str]:
         """Every feature layer of a season, in feature order."""
-        return self.band_layers() + list(self.indices)
+        return self.band_layers() + list(self.indices) + self.series_layers()
 
     def to_dict(self) -> dict[str, Any]:
         return self.identity() | {"window_size": self.window_size, "threads": self.threads,
                                   "max_products": self.max_products, "percentiles": list(self.percentiles),
+                                  "timeseries": self.timeseries,
                                   "layers": self.layers()}
 
     @classmethod
@@ -62,7 +71,8 @@ class CompositeParams:
                    bands=tuple(d.get("bands", defaults.bands)), indices=tuple(d.get("indices", defaults.indices)),
                    mask=MaskSettings(**mask) if mask else defaults.mask,
                    max_products=int(d.get("max_products", defaults.max_products)),
-                   percentiles=tuple(int(q) for q in d.get("percentiles", ())))
+                   percentiles=tuple(int(q) for q in d.get("percentiles", ())),
+                   timeseries=bool(d.get("timeseries", False)))
 
     @classmethod
     def from_settings(cls, settings: Any) -> CompositeParams:
@@ -73,6 +83,7 @@ class CompositeParams:
                               cloud_probability_threshold=settings.CLOUD_PROBABILITY_THRESHOLD),
             max_products=settings.MAX_PRODUCTS_COMPOSITE,
             percentiles=parse_percentiles(settings.COMPOSITE_PERCENTILES),
+            timeseries=settings.TIMESERIES_FEATURES,
         )
 
 

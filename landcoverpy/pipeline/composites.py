@@ -37,6 +37,7 @@ from landcoverpy.pipeline.tasks import dask_task, task_key
 from landcoverpy.progress import step
 from landcoverpy.raster.indices import compute_index
 from landcoverpy.raster.reading import GridReader, expand_window
+from landcoverpy.raster.timeseries import series_features
 from landcoverpy.scratch import scratch_dir
 from landcoverpy.sentinel2 import dn_to_reflectance
 from landcoverpy.storage import ObjectStore, open_store
@@ -159,6 +160,9 @@ def _layer_profile(name: str, params: CompositeParams, tags: dict[str, str]) -> 
     if name == "valid_count":
         return dict(dtype="uint8", nodata=None, overview_resampling="nearest",
                     descriptions=["number of valid observations"], tags=tags)
+    if name in params.series_layers():
+        return dict(dtype="float32", nodata=float("nan"), overview_resampling="average",
+                    descriptions=[f"{name.replace('_', ' ')} over the season's valid dates"], tags=tags)
     return dict(dtype="float32", nodata=float("nan"), overview_resampling="average",
                 descriptions=[f"{name} index of the median composite"], tags=tags)
 
@@ -277,6 +281,44 @@ def build_indices(settings: Settings, tile: str, season: Season, products: list[
         return out.write(list(params.indices), grid, params, fill)
 
 
+@dask_task
+def build_series(settings: Settings, tile: str, season: Season, products: list[dict[str, Any]],
+                 params: CompositeParams, mask_uris: dict[str, str | None]) -> dict[str, dict[str, Any]]:
+    """Dask task: time-series features of the season (NDVI amplitude, slope, peak day) from
+    every product's masked NDVI, window by window; reused when already complete."""
+    layers = params.series_layers()
+    if not layers:
+        return {}
+    store = open_store(settings, check=False)
+    cid = ids.composite_id(tile, season, [p["_id"] for p in products], params)
+    out = LayerWriter(settings, store, tile, season, cid, products)
+    existing = {name: out.done(name) for name in layers}
+    if all(existing.values()):
+        return {name: dict(rec or {}) | {"reused": True} for name, rec in existing.items()}
+    days = np.array([(dt.datetime.fromisoformat(p["sensing_time"]).date() - season.start).days for p in products],
+                    dtype=float)
+    with store.rasterio_env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+        grid = common_grid(store, products)
+
+        def open_readers() -> list[ProductWindowReader]:
+            return [ProductWindowReader(store, p, grid, mask_uris.get(p["_id"]), params.mask) for p in products]
+
+        def compute(readers: list[ProductWindowReader], window: rasterio.windows.Window) -> dict[str, np.ndarray]:
+            ndvi = []
+            for r in readers:
+                inv = r.invalid(window)
+                ndvi.append(compute_index("ndvi", {"B04": r.reflectance("B04", window, inv),
+                                                   "B08": r.reflectance("B08", window, inv)}))
+            return series_features(np.stack(ndvi), days)
+
+        def fill(writers: dict[str, CogWriter]) -> dict[str, int]:
+            run_windows(open_readers, grid, params, compute, writers,
+                        lambda: store.rasterio_env(GDAL_CACHEMAX=GDAL_CACHE_MB))
+            return {}
+
+        return out.write(layers, grid, params, fill)
+
+
 def composite_record(tile: str, season: Season, products: list[dict[str, Any]], params: CompositeParams,
                      grid: Grid, layers: dict[str, dict[str, Any]]) -> dict[str, Any]:
     files = {name: {k: v for k, v in rec.items() if k not in ("reused", "valid_pixels")} for name, rec in layers.items()}
@@ -290,7 +332,7 @@ def composite_record(tile: str, season: Season, products: list[dict[str, Any]], 
         "products": [p["_id"] for p in products],
         "grid": grid.to_dict(),
         "bands": {b: files[b] for b in params.band_layers()},
-        "indices": {i: files[i] for i in params.indices},
+        "indices": {i: files[i] for i in [*params.indices, *params.series_layers()]},
         "valid_count": files["valid_count"],
         "band_scale": BAND_SCALE,
         "valid_percentage": round(100.0 * valid_pixels / (grid.width * grid.height), 3),
@@ -307,6 +349,7 @@ def build_composite(settings: Settings, tile: str, season: Season, products: lis
     masks_ = {p["_id"]: build_cloud_mask(settings, p, params.mask) for p in products}
     bands = {b: build_band(settings, tile, season, products, params, b, masks_) for b in params.bands}
     indices = build_indices(settings, tile, season, products, params, bands)
+    indices |= build_series(settings, tile, season, products, params, masks_)
     store = open_store(settings, check=False)
     with store.rasterio_env():
         grid = common_grid(store, products)
@@ -438,7 +481,9 @@ def composite(ctx: Context, tiles: list[str], seasons: list[Season], client: Any
                                           retries=2, key=task_key(f"band-{cid}-{b}")) for b in params.bands}
             index_fut = client.submit(build_indices, s, tile, season, products, params, band_futs, pure=False,
                                       retries=2, key=task_key(f"indices-{cid}"))
-            pending[index_fut] = (label, tile, season, products, band_futs)
+            series_fut = client.submit(build_series, s, tile, season, products, params, mask_futs, pure=False,
+                                       retries=2, key=task_key(f"series-{cid}"))
+            pending[index_fut] = (label, tile, season, products, band_futs | {"_series": series_fut})
     with step(log, "composite", len(pending), "composite", progress) as bar:
         for fut in as_completed(list(pending)):
             label, tile, season, products, band_futs = pending[fut]
