@@ -37,7 +37,8 @@ class Workflow:
     def _inputs(self, dataset: str | Path, seasons: str | Path, lc_labels: str | Path, sl_labels: str | Path) -> Any:
         from landcoverpy.inputs import load_inputs
 
-        return load_inputs(dataset, seasons, lc_labels, sl_labels, self.settings.LC_PROPERTY, self.settings.SL_PROPERTY)
+        return load_inputs(dataset, seasons, lc_labels, sl_labels, self.settings.LC_PROPERTY, self.settings.SL_PROPERTY,
+                           self.settings.SEASON_SPLIT == "monthly")
 
     def run(self, dataset: str | Path, seasons: str | Path, lc_labels: str | Path, sl_labels: str | Path,
             provider: str = "local", source: str | Path | None = None, tiles: list[str] | None = None,

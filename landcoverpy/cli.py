@@ -158,7 +158,7 @@ def _inputs(dataset: Path | None, seasons: Path | None, lc: Path | None, sl: Pat
 
     cfg = settings()
     return load_inputs(dataset or cfg.DB_FILE, seasons or cfg.SEASONS_FILE, lc or cfg.LC_LABELS_FILE,
-                       sl or cfg.SL_LABELS_FILE, cfg.LC_PROPERTY, cfg.SL_PROPERTY)
+                       sl or cfg.SL_LABELS_FILE, cfg.LC_PROPERTY, cfg.SL_PROPERTY, cfg.SEASON_SPLIT == "monthly")
 
 
 def _tiles(tiles: list[str] | None, inputs: Any, catalog: Any = None) -> list[str]:
@@ -459,7 +459,8 @@ def demo(output_dir: Path = typer.Option(Path("demo-output"), "--output-dir", he
 
     data = app_data or demo_app_data()
     cfg = settings()
-    inputs = load_inputs(data / "dataset.csv", data / "seasons.json", data / "lc_labels.json", data / "sl_labels.json")
+    inputs = load_inputs(data / "dataset.csv", data / "seasons.json", data / "lc_labels.json", data / "sl_labels.json",
+                         monthly=cfg.SEASON_SPLIT == "monthly")
     held = load_points(data / "holdout.csv", inputs.lc_labels, inputs.sl_labels) if (data / "holdout.csv").is_file() else None
     source = prepare_demo_source(cfg.LANDCOVERPY_HOME / "demo-source")
     _run(inputs, LocalProvider(source), None, output_dir, held, not no_progress, wait, command="demo")

@@ -84,6 +84,7 @@ class Settings(BaseSettings):
     COMPOSITE_WINDOW_SIZE: int = Field(1024, ge=64, description="pixels per side of a composite window")
     COMPOSITE_THREADS: int = Field(1, ge=1, description="windows computed concurrently inside one composite task")
     COMPOSITE_PERCENTILES: str = Field("", description="per-band percentile layers besides the median, e.g. 10,90")
+    SEASON_SPLIT: str = Field("none", pattern="^(none|monthly)$", description="monthly: one composite per calendar month of each season")
     TIMESERIES_FEATURES: bool = Field(False, description="NDVI amplitude, slope and peak day of every season as features")
     MASK_DILATION_PIXELS: int = Field(0, ge=0, description="extra cloud-mask dilation (10 m pixels)")
     CLOUD_PROBABILITY_THRESHOLD: float = Field(0.4, gt=0, lt=1)

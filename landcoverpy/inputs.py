@@ -409,6 +409,21 @@ class Inputs:
     sl_labels: LabelSet
 
 
+def split_monthly(seasons: list[Season]) -> list[Season]:
+    """Each season cut at calendar months: ``summer`` from 2021-06-15 to 2021-08-31 becomes
+    ``summer-2021-06`` (15 to 30 June), ``summer-2021-07``, ``summer-2021-08``: one composite,
+    hence one set of features, per month."""
+    out = []
+    for season in seasons:
+        start = season.start
+        while start <= season.end:
+            next_month = dt.date(start.year + start.month // 12, start.month % 12 + 1, 1)
+            end = min(season.end, next_month - dt.timedelta(days=1))
+            out.append(Season(f"{season.name}-{start:%Y-%m}", start, end))
+            start = next_month
+    return out
+
+
 def load_inputs(
     dataset: str | Path,
     seasons: str | Path,
@@ -416,12 +431,16 @@ def load_inputs(
     sl_labels: str | Path,
     lc_property: str = "category",
     sl_property: str = "subcategory",
+    monthly: bool = False,
 ) -> Inputs:
+    """Every input, validated. With ``monthly``, seasons are cut into calendar months
+    (``SEASON_SPLIT=monthly``)."""
     lc = load_labels(lc_labels, "category")
     sl = load_labels(sl_labels, "subcategory")
+    season_list = load_seasons(seasons)
     return Inputs(
         points=load_points(dataset, lc, sl, lc_property, sl_property),
-        seasons=load_seasons(seasons),
+        seasons=split_monthly(season_list) if monthly else season_list,
         lc_labels=lc,
         sl_labels=sl,
     )

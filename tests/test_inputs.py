@@ -162,3 +162,16 @@ def test_points_outside_every_tile_are_named(tmp_path: Path, labels: tuple[Path,
     lc = load_labels(labels[0], "category")
     with pytest.raises(InputValidationError, match=r"dataset.csv: row 3: point \(85.50000, 10.00000\) is outside every Sentinel-2 tile"):
         load_points(points(tmp_path, "latitude,longitude,category\n37.1,-5.2,water\n85.5,10,water\n"), lc)
+
+
+def test_seasons_split_into_calendar_months() -> None:
+    import datetime as dt
+
+    from landcoverpy.inputs import Season, split_monthly
+
+    parts = split_monthly([Season("summer", dt.date(2021, 6, 15), dt.date(2021, 8, 31)),
+                           Season("winter", dt.date(2021, 12, 20), dt.date(2022, 1, 10))])
+    assert [(s.name, s.start.isoformat(), s.end.isoformat()) for s in parts] == [
+        ("summer-2021-06", "2021-06-15", "2021-06-30"), ("summer-2021-07", "2021-07-01", "2021-07-31"),
+        ("summer-2021-08", "2021-08-01", "2021-08-31"), ("winter-2021-12", "2021-12-20", "2021-12-31"),
+        ("winter-2022-01", "2022-01-01", "2022-01-10")]
