@@ -18,8 +18,11 @@ $(VENV)/.installed: pyproject.toml setup.py
 demo: setup
 	$(BIN)/landcoverpy demo --output-dir ./demo-output
 
+# The default suite (`pytest`, under 15 minutes on 2 cores), then the cases marked slow
+# (kill/resume on real workers, the demo on real servers): CI runs both.
 test: setup system-tools
 	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m slow
 
 # docker-compose (Debian's v1.29) renders and checks compose files without an engine; the
 # deployment tests use it when present and skip otherwise. Chromium renders report.html in the

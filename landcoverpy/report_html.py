@@ -90,6 +90,28 @@ def _confusion(m: dict[str, Any]) -> str:
     return (f'<table class="cm"><tr><th class="name">true \\ predicted</th>{head}</tr>{rows}</table>')
 
 
+def _pm(value: float | None, ci: float | None, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.{digits}f}" + (f" ± {ci:.{digits}f}" if ci is not None else "")
+
+
+def _area_estimates(level: str, est: dict[str, Any]) -> str:
+    """Olofsson et al. (2014) estimates from the held-out points: accuracies and areas with 95 % CIs."""
+    rows = "".join(
+        f'<tr><td class="name">{escape(c)}</td><td>{_pm(v["users_accuracy"], v["users_accuracy_ci95"])}</td>'
+        f'<td>{_pm(v["producers_accuracy"], v["producers_accuracy_ci95"])}</td><td>{_pm(v["mapped_area"], None, 2)}</td>'
+        f'<td>{_pm(v["estimated_area"], v["estimated_area_ci95"], 2)}</td></tr>'
+        for c, v in est.get("classes", {}).items())
+    return (f"<h4>Area estimates from the held-out points: {escape(level)}</h4>"
+            f"<p>Overall accuracy {_pm(est.get('overall_accuracy'), est.get('overall_accuracy_ci95'))} (95 % CI), "
+            "error matrix in area proportions (Olofsson et al. 2014). These intervals hold when the points are a "
+            "random sample within each map class (see <code>landcoverpy sample-design</code>); for points collected "
+            "otherwise they are indicative.</p>"
+            '<table class="area-estimates"><tr><th class="name">class</th><th>user\'s accuracy</th>'
+            "<th>producer's accuracy</th><th>mapped km²</th><th>estimated km² (95 % CI)</th></tr>" + rows + "</table>")
+
+
 def _links(links: dict[str, str]) -> str:
     return "<ul>" + "".join(f'<li><a href="{escape(href, quote=True)}">{escape(label)}</a></li>'
                             for label, href in links.items()) + "</ul>"
@@ -150,6 +172,8 @@ def render(data: ReportData) -> str:
                      + _metric_row("category", h["category"])
                      + (_metric_row("subcategory", h["subcategory"]) if h.get("subcategory") else "") + "</table>"
                      + _per_class(h["category"]) + _confusion(h["category"]))
+        for level, est in (h.get("area") or {}).items():
+            parts.append(_area_estimates(level, est))
     if data.pictures:
         parts.append("<div class='maps'>" + "".join(f"<div class='map'>{_img(png, title)}</div>"
                                                     for title, png in data.pictures.items()) + "</div>")

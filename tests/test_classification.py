@@ -123,6 +123,7 @@ def test_remote_scheduler_gives_identical_maps(prepared: tuple[Path, dict], refe
         np.testing.assert_array_equal(maps[name], ref, err_msg=name)
 
 
+@pytest.mark.slow  # in `make test`'s second pass, not the default suite's 15-minute budget
 def test_killing_a_worker_mid_run_still_completes_identically(prepared: tuple[Path, dict], tmp_path: Path,
                                                               server_logs: Path,
                                                               reference_maps: dict[str, np.ndarray]) -> None:
@@ -154,6 +155,7 @@ def test_killing_a_worker_mid_run_still_completes_identically(prepared: tuple[Pa
         np.testing.assert_array_equal(maps[name], ref, err_msg=name)
 
 
+@pytest.mark.slow  # in `make test`'s second pass, not the default suite's 15-minute budget
 def test_killed_run_resumes_and_matches(prepared: tuple[Path, dict], tmp_path: Path,
                                         reference_maps: dict[str, np.ndarray]) -> None:
     settings = copy_home(prepared, tmp_path, DASK_N_WORKERS=1)

@@ -93,6 +93,7 @@ def test_killed_composite_leaves_no_scratch_and_resumes(scene: dict[str, Path], 
     assert composite_layers(tmp_path) == undisturbed  # byte-identical layers
 
 
+@pytest.mark.slow  # in `make test`'s second pass, not the default suite's 15-minute budget
 def test_worker_killed_mid_composite_changes_nothing(scene: dict[str, Path], tmp_path: Path, server_logs: Path,
                                                      undisturbed: dict[str, str]) -> None:
     acquire(scene, tmp_path)

@@ -64,6 +64,7 @@ def test_report_renders_in_headless_chromium(report_run: Path) -> None:
     assert 'class="legend"' in text and 'class="accuracy"' in text and 'class="cm"' in text
     assert "Held-out points" in text and "overall accuracy" in text
     assert 'alt="18SVG uncertainty"' in text  # the uncertainty quicklook
+    assert "Area estimates from the held-out points: category" in text and 'class="area-estimates"' in text
     assert "Uncaught" not in dom.stderr and "CONSOLE" not in dom.stderr  # no script or rendering error
     assert text.count("data:image/png;base64,") >= 3  # self-contained: the quicklooks are inside
 
@@ -76,6 +77,33 @@ def test_report_renders_in_headless_chromium(report_run: Path) -> None:
     pixels = np.asarray(Image.open(shot).convert("RGB"), dtype=float)
     assert pixels.std() > 20  # not blank
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 200  # maps and text, not a flat page
+
+
+def test_held_out_points_give_area_estimates_with_intervals(report_run: Path) -> None:
+    """Olofsson estimates from the held-out points, at both levels: the estimated areas add up to
+    the mapped area, accuracies are proportions with intervals, every mapped class is there."""
+    run = json.loads((report_run / "out" / "run.json").read_text(encoding="utf-8"))
+    holdout = run["holdout"]
+    assert holdout["n"] > 0
+    area = holdout["area"]
+    assert set(area) == {"category", "subcategory"}
+    for level, est in area.items():
+        classes = est["classes"]
+        mapped = sum(c["mapped_area"] for c in classes.values())
+        estimated = sum(c["estimated_area"] for c in classes.values())
+        assert mapped > 0 and abs(estimated - mapped) < 1e-3 * mapped, level
+        assert 0 <= est["overall_accuracy"] <= 1 and est["overall_accuracy_ci95"] is not None
+        assert all(c["estimated_area_ci95"] is not None and c["estimated_area_ci95"] >= 0 for c in classes.values())
+        cm = np.asarray(holdout[level]["confusion_matrix"])
+        if (cm == np.diag(np.diag(cm))).all():  # every point agrees: areas as mapped, no uncertainty left
+            assert est["overall_accuracy"] == 1.0
+            for c in classes.values():
+                assert abs(c["estimated_area"] - c["mapped_area"]) < 1e-3 and c["estimated_area_ci95"] == 0.0
+        else:  # disagreement moves area between classes and opens intervals
+            assert est["overall_accuracy"] < 1.0 and any(c["estimated_area_ci95"] > 0 for c in classes.values())
+    assert "森林" in area["category"]["classes"]  # names intact, as in the legend
+    report = (report_run / "out" / "report.md").read_text(encoding="utf-8")
+    assert "Area estimates, category" in report and "Area estimates, subcategory" in report
 
 
 def test_run_with_an_area_of_interest_exports_its_mosaic(report_run: Path) -> None:

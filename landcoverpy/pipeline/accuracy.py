@@ -78,6 +78,17 @@ def assess(ctx: Context, maps: dict[str, dict[str, Any]], points: pd.DataFrame) 
     return out
 
 
+def holdout_areas(ctx: Context, maps: dict[str, dict[str, Any]], points: pd.DataFrame) -> dict[str, Any]:
+    """Area-adjusted accuracy and class areas (95 % CIs) of the maps from held-out labelled points,
+    per level (``category``, ``subcategory``), as plain dicts for records and reports. The
+    estimators are design-based: they hold when the points are a random sample within each map
+    class (as ``design`` draws); for points collected otherwise they are indicative."""
+    used = {t: r for t, r in maps.items() if t in set(points["tile"].astype(str))}
+    if not used:
+        return {}
+    return {LEVELS[level]: r.to_dict() for level, r in assess(ctx, used, points).items()}
+
+
 def design(ctx: Context, maps: dict[str, dict[str, Any]], level: str = "classification", total: int | None = None,
            target_se: float = 0.01, expected_users: float = 0.8, minimum: int = 50, seed: int = 0,
            window: int = 2048) -> pd.DataFrame:

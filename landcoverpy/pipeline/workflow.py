@@ -20,6 +20,7 @@ from landcoverpy import report_html
 from landcoverpy.context import Context
 from landcoverpy.errors import InputValidationError, LandcoverError
 from landcoverpy.inputs import Inputs, LabelledPoints
+from landcoverpy.pipeline.accuracy import holdout_areas
 from landcoverpy.pipeline.acquire import acquire
 from landcoverpy.pipeline.classification import classify
 from landcoverpy.assets.params import CompositeParams, ModelParams
@@ -153,6 +154,8 @@ def run_workflow(ctx: Context, inputs: Inputs, provider: Provider, client: Any, 
         raise InputValidationError("no tile could be classified: " + "; ".join(run.problems or rep.lines()))
     if holdout is not None:
         run.holdout = holdout_accuracy(ctx, run.maps, holdout, inputs.lc_labels.values, inputs.sl_labels.values)
+        if run.holdout.get("n"):
+            run.holdout["area"] = holdout_areas(ctx, run.maps, holdout.frame)
     ctx.catalog.upsert("runs", {
         "_id": run.run_id, "started": started, "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "did_work": run.did_work,
@@ -340,6 +343,10 @@ def publish_report(ctx: Context, run: RunResult) -> str:
     return key
 
 
+def _num(x: float | None, digits: int = 3) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
 def render_report(run: RunResult) -> str:
     assert run.hierarchy is not None and run.dataset is not None
     m = run.hierarchy["metrics"]
@@ -364,6 +371,11 @@ def render_report(run: RunResult) -> str:
                   f"kappa {h['category']['kappa']:.3f}"]
         if h.get("subcategory"):
             lines.append(f"- subcategory overall accuracy {h['subcategory']['overall_accuracy']:.3f}")
+        for level, est in (h.get("area") or {}).items():
+            lines += ["", f"### Area estimates, {level} (Olofsson et al. 2014, 95 % CI)", "",
+                      f"- overall accuracy {_num(est['overall_accuracy'])} ± {_num(est['overall_accuracy_ci95'])}"]
+            lines += [f"- {name}: mapped {_num(c['mapped_area'], 2)} km2, estimated {_num(c['estimated_area'], 2)} "
+                      f"± {_num(c['estimated_area_ci95'], 2)} km2" for name, c in est["classes"].items()]
     lines += ["", "## Class areas (km2)", ""]
     for tile, rec in run.maps.items():
         lines.append(f"### {tile}")
