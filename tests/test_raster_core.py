@@ -172,12 +172,15 @@ def test_series_features_known_answers() -> None:
     from landcoverpy.raster.timeseries import series_features
 
     nan = np.nan
-    ndvi = np.array([[[0.2, nan, 0.5]], [[nan, nan, 0.5]], [[0.6, nan, 0.5]], [[0.4, 0.3, 0.5]]], dtype="float32")
+    ndvi = np.array([[[0.2, nan, 0.5, nan]], [[nan, nan, 0.5, nan]], [[0.6, nan, 0.5, nan]], [[0.4, 0.3, 0.5, nan]]],
+                    dtype="float32")
     out = series_features(ndvi, np.array([0, 10, 20, 30]))
     # pixel 0: dates 0, 20, 30 with NDVI 0.2, 0.6, 0.4 -> slope 4.0 / 466.67 per day, peak at day 20
     assert out["ndvi_amplitude"][0, 0] == pytest.approx(0.4)
     assert out["ndvi_slope"][0, 0] == pytest.approx(4.0 / (16.6667 ** 2 + 3.3333 ** 2 + 13.3333 ** 2), rel=1e-4)
     assert out["ndvi_peak_day"][0, 0] == 20
-    # pixel 1: one date -> amplitude 0, no slope; pixel 2: constant -> slope 0, first peak
-    assert out["ndvi_amplitude"][0, 1] == 0 and np.isnan(out["ndvi_slope"][0, 1]) and out["ndvi_peak_day"][0, 1] == 30
+    # pixel 1: one date -> no change seen (amplitude and slope 0); pixel 2: constant -> slope 0, first peak
+    assert out["ndvi_amplitude"][0, 1] == 0 and out["ndvi_slope"][0, 1] == 0 and out["ndvi_peak_day"][0, 1] == 30
     assert out["ndvi_slope"][0, 2] == 0 and out["ndvi_peak_day"][0, 2] == 0
+    # pixel 3: no valid date -> no data at all
+    assert all(np.isnan(v[0, 3]) for v in out.values())

@@ -19,6 +19,7 @@ from landcoverpy.inputs import Season
 
 # Format versions, one per kind.
 COMPOSITE_FORMAT = 2
+SERIES_FORMAT = 2  # time-series layers; 2: slope 0 (not NaN) with a single valid date
 DEM_FORMAT = 2
 DATASET_FORMAT = 2
 HIERARCHY_FORMAT = 2

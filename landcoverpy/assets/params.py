@@ -35,7 +35,9 @@ class CompositeParams:
         if self.percentiles:  # absent when unused: composites made before keep their ids
             out["percentiles"] = list(self.percentiles)
         if self.timeseries:
-            out["timeseries"] = True
+            from landcoverpy.assets.ids import SERIES_FORMAT
+
+            out["timeseries"] = SERIES_FORMAT
         return out
 
     def series_layers(self) -> list[str]:

@@ -17,8 +17,9 @@ FEATURES = ("ndvi_amplitude", "ndvi_slope", "ndvi_peak_day")
 
 def series_features(ndvi: np.ndarray, days: np.ndarray) -> dict[str, np.ndarray]:
     """``ndvi_amplitude`` = max - min over valid dates (0 with one date); ``ndvi_slope`` =
-    least-squares slope of NDVI against the day (NaN with fewer than two dates);
-    ``ndvi_peak_day`` = day of the highest NDVI (the first on ties). NaN without valid dates."""
+    least-squares slope of NDVI against the day (0 with one date: no change seen, and the pixel
+    stays classifiable wherever its season has a median); ``ndvi_peak_day`` = day of the highest
+    NDVI (the first on ties). All three are NaN without a valid date (the pixel has no data)."""
     if ndvi.ndim != 3 or ndvi.shape[0] != len(days):
         raise ValueError("expected (dates, rows, cols) NDVI and one day per date")
     x = np.asarray(ndvi, dtype=np.float64)
@@ -33,7 +34,7 @@ def series_features(ndvi: np.ndarray, days: np.ndarray) -> dict[str, np.ndarray]
         dt = np.where(valid, t - t_mean, 0.0)
         dx = np.where(valid, x - x_mean, 0.0)
         denom = (dt * dt).sum(axis=0)
-        slope = np.where((n >= 2) & (denom > 0), (dt * dx).sum(axis=0) / denom, np.nan)
+        slope = np.where(denom > 0, (dt * dx).sum(axis=0) / denom, np.where(n > 0, 0.0, np.nan))
     filled = np.where(valid, x, -np.inf)
     peak = np.asarray(days, dtype=np.float64)[np.argmax(filled, axis=0)]
     out = {"ndvi_amplitude": amplitude, "ndvi_slope": slope, "ndvi_peak_day": np.where(n > 0, peak, np.nan)}

@@ -1,0 +1,209 @@
+"""Accuracy on a real land-use map: the Slovenian patch of ../shared/data/eolearn-slovenia (real
+Sentinel-2 L1C scenes with their real cloud masks, 68 real NDVI dates with real gaps, the
+official land-use map). Held-out spatial blocks, one JSON line per configuration:
+
+    python benchmarks/accuracy_slovenia.py [--data DIR] [--split split.npy] [--seed 0]
+
+``--split``: a .npy array of the patch's shape (101 x 100): 0 unlabelled, 1 train, 2 test;
+default: 25 blocks of 20 x 20 px, 8 of them held out (seeded). Each line has ``config``, ``oa``,
+``kappa``, ``macro_f1``, ``per_class_f1`` and ``train_seconds``; the last line is the best.
+
+The features are the workflow's own: the five scenes become L2A products (their real cloud
+masks as SCL) that landcoverpy's composite stage turns into seasonal composites (medians,
+indices, percentiles) read with the same FeatureReader as training and prediction; the NDVI
+time-series features come from the same function the composite stage uses
+(landcoverpy.raster.timeseries), here over the 68 NDVI dates of each year's growing season.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+LULC_NAMES = {1: "cultivated", 2: "forest", 3: "grassland", 4: "shrubland", 8: "artificial"}
+SEASONS = [("early_summer", dt.date(2015, 7, 1), dt.date(2015, 8, 10)),
+           ("late_summer", dt.date(2015, 8, 11), dt.date(2015, 9, 30))]
+SERIES_SEASONS = [(f"{y}_{name}", dt.date(y, m0, 1), dt.date(y, m1, 30 if m1 in (6, 9) else 31))
+                  for y in (2016, 2017) for name, m0, m1 in (("spring", 3, 5), ("summer", 6, 8), ("autumn", 9, 10))]
+
+
+def default_split(shape: tuple[int, int], seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    held = set(rng.choice(25, size=8, replace=False).tolist())
+    split = np.zeros(shape, dtype=np.int8)
+    for b in range(25):
+        r, c = divmod(b, 5)
+        split[r * 20:(r + 1) * 20, c * 20:(c + 1) * 20] = 2 if b in held else 1
+    return split
+
+
+def composite_features(root: Path, percentiles: tuple[int, ...]) -> pd.DataFrame:
+    """Every pixel's workflow features from the five scenes (composites of two seasons)."""
+    from distributed import Client, LocalCluster
+    from rasterio.windows import Window
+
+    from landcoverpy.assets import lookup
+    from landcoverpy.assets.params import CompositeParams
+    from landcoverpy.config import Settings
+    from landcoverpy.context import Context
+    from landcoverpy.features import FeatureReader, feature_names
+    from landcoverpy.inputs import Season
+    from landcoverpy.pipeline.acquire import acquire
+    from landcoverpy.pipeline.composites import composite
+    from landcoverpy.sources.local import LocalProvider
+    from tests.realdata import slovenia_products
+
+    home = root / f"home-{'-'.join(map(str, percentiles)) or 'median'}"
+    settings = Settings(_env_file=None, LANDCOVERPY_HOME=home, TMP_DIR=root / "tmp")  # type: ignore[call-arg]
+    if not (root / "src").exists():
+        slovenia_products(root / "src")
+    seasons = [Season(n, a, b) for n, a, b in SEASONS]
+    params = CompositeParams(window_size=128, percentiles=percentiles)
+    ctx = Context.open(settings)
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster, \
+            Client(cluster) as client:
+        acquire(ctx, LocalProvider(root / "src"), ["33TVM"], seasons, client, False)
+        composite(ctx, ["33TVM"], seasons, client, params, False)
+    found = lookup.feature_sources(ctx, "33TVM", seasons, params, with_dem=False)
+    if not found.complete:
+        raise SystemExit(f"composites missing: {found.missing}")
+    names = feature_names(found.sources)
+    with FeatureReader(ctx.store, found.sources, names) as reader:
+        block = reader.read(Window(0, 0, reader.grid.width, reader.grid.height))
+    return pd.DataFrame(block.reshape(len(names), -1).T, columns=names)
+
+
+def series_features(data: Path) -> pd.DataFrame:
+    """NDVI amplitude, slope and peak day of six growing-season periods (2016-2017) from the
+    68 real NDVI dates, clouds masked: the composite stage's time-series function."""
+    from landcoverpy.raster.timeseries import series_features as features
+
+    ndvi = np.load(data / "NDVI.npy")[..., 0].astype("float32")
+    clm = np.load(data / "CLM.npy")[..., 0] == 1
+    is_data = np.load(data / "IS_DATA.npy")[..., 0] == 1
+    ndvi[clm | ~is_data] = np.nan
+    dates = [dt.datetime.fromisoformat(t.replace("Z", "")).date()
+             for t in json.loads((data / "timestamps.json").read_text())]
+    cols = {}
+    for name, start, end in SERIES_SEASONS:
+        idx = [i for i, d in enumerate(dates) if start <= d <= end]
+        days = np.array([(dates[i] - start).days for i in idx], dtype=float)
+        for key, arr in features(ndvi[idx], days).items():
+            cols[f"{name}_{key}"] = arr.ravel()
+    return pd.DataFrame(cols)
+
+
+def raw_bands(data: Path) -> pd.DataFrame:
+    scenes = np.load(data / "REFERENCE_SCENES.npy")
+    return pd.DataFrame({f"s{s}_b{b}": scenes[s, :, :, b].ravel() for s in range(scenes.shape[0])
+                         for b in range(scenes.shape[3])})
+
+
+def evaluate(name: str, table: pd.DataFrame, features: list[str], labels: np.ndarray, split: np.ndarray,
+             params: object | None, lonlat: tuple[np.ndarray, np.ndarray], tune: int = 0) -> dict:
+    from landcoverpy.inputs import LabelSet
+    from landcoverpy.models.hierarchical import train_level
+    from landcoverpy.models.metrics import classification_metrics
+
+    lc = LabelSet("lulc", {n: v for v, n in LULC_NAMES.items()}, 1)
+    y = np.array([LULC_NAMES.get(int(v), "") for v in labels.ravel()])
+    ok = (y != "") & np.isfinite(table[features].to_numpy()).all(axis=1)
+    train = ok & (split.ravel() == 1)
+    test = ok & (split.ravel() == 2)
+    frame = table.loc[train, features].copy()
+    frame["category"], frame["latitude"], frame["longitude"] = y[train], lonlat[1][train], lonlat[0][train]
+    frame["point_id"] = np.arange(len(frame))
+    started = time.perf_counter()
+    if params is None:  # the majority-class baseline
+        values, counts = np.unique(y[train], return_counts=True)
+        pred = np.full(int(test.sum()), values[np.argmax(counts)])
+    else:
+        if tune:
+            from landcoverpy.models.tuning import tune as search
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                params, _ = search(frame, features, lc, params, trials=tune, seed=0)  # type: ignore[arg-type]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = train_level(frame, features, "category", lc, params, "category")  # type: ignore[arg-type]
+        pred = model.estimator.predict(table.loc[test, features].to_numpy(dtype="float32"))
+    seconds = time.perf_counter() - started
+    classes = sorted(set(y[test]) | set(pred))
+    m = classification_metrics(y[test], np.asarray(pred).astype(str), classes)
+    return {"config": name, "oa": round(m["overall_accuracy"], 4), "kappa": round(m["kappa"], 4),
+            "macro_f1": round(m["macro_f1"], 4),
+            "per_class_f1": {c: round(v["f1"], 4) for c, v in m["per_class"].items()},
+            "train_seconds": round(seconds, 2), "train_pixels": int(train.sum()), "test_pixels": int(test.sum())}
+
+
+def main() -> None:
+    from pyproj import Transformer
+
+    from landcoverpy.assets.params import ModelParams
+    from tests.realdata import slovenia_transform
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "eolearn-slovenia")
+    ap.add_argument("--split", type=Path, default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    import tests.realdata as realdata
+
+    realdata.slovenia = lambda: args.data  # type: ignore[assignment]
+    labels = np.load(args.data / "LULC.npy")[..., 0].astype(int)
+    split = np.load(args.split) if args.split else default_split(labels.shape, args.seed)
+    if split.shape != labels.shape:
+        raise SystemExit(f"--split must have the patch's shape {labels.shape}, got {split.shape}")
+    transform, crs = slovenia_transform()
+    rows, cols = np.mgrid[0:labels.shape[0], 0:labels.shape[1]]
+    xs, ys = transform * (cols.ravel() + 0.5, rows.ravel() + 0.5)
+    lonlat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(xs, ys)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        median = composite_features(root, ())
+        pct = composite_features(root, (10, 90))
+    series = series_features(args.data)
+    raw = raw_bands(args.data)
+    base = ModelParams(block_km=0.2, folds=4, seed=7, min_class_points=3)
+    table = pd.concat([pct, series, raw], axis=1)
+    median_cols = list(median.columns)
+    pct_cols = list(pct.columns)
+    series_cols = list(series.columns)
+    configs = [
+        ("majority baseline", median_cols, None, 0),
+        ("plain random forest on the raw bands", list(raw.columns), ModelParams(block_km=0.2, folds=4, seed=7,
+                                                                                 min_class_points=3), 0),
+        ("default: seasonal medians + indices", median_cols, base, 0),
+        ("+ percentiles p10/p90", pct_cols, base, 0),
+        ("+ NDVI time-series features", median_cols + series_cols, base, 0),
+        ("+ percentiles + time series", pct_cols + series_cols, base, 0),
+        ("+ percentiles + time series, sqrt weights", pct_cols + series_cols, replace(base, class_weighting="sqrt"), 0),
+        ("+ percentiles + time series, tuned", pct_cols + series_cols, base, 6),
+        ("+ percentiles + time series, LightGBM", pct_cols + series_cols, replace(base, model_type="lightgbm"), 0),
+    ]
+    results = []
+    for name, features, params, tune in configs:
+        result = evaluate(name, table, features, labels, split, params, lonlat, tune)
+        results.append(result)
+        print(json.dumps(result, ensure_ascii=False), flush=True)
+    best = max(results[1:], key=lambda r: (r["kappa"], r["macro_f1"]))
+    print(json.dumps(best | {"best": True}, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()
