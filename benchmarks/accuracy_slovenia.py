@@ -91,12 +91,7 @@ def series_features(data: Path) -> pd.DataFrame:
     68 real NDVI dates, clouds masked: the composite stage's time-series function."""
     from landcoverpy.raster.timeseries import series_features as features
 
-    ndvi = np.load(data / "NDVI.npy")[..., 0].astype("float32")
-    clm = np.load(data / "CLM.npy")[..., 0] == 1
-    is_data = np.load(data / "IS_DATA.npy")[..., 0] == 1
-    ndvi[clm | ~is_data] = np.nan
-    dates = [dt.datetime.fromisoformat(t.replace("Z", "")).date()
-             for t in json.loads((data / "timestamps.json").read_text())]
+    ndvi, dates = _masked_ndvi(data)
     cols = {}
     for name, start, end in SERIES_SEASONS:
         idx = [i for i, d in enumerate(dates) if start <= d <= end]
@@ -104,6 +99,35 @@ def series_features(data: Path) -> pd.DataFrame:
         for key, arr in features(ndvi[idx], days).items():
             cols[f"{name}_{key}"] = arr.ravel()
     return pd.DataFrame(cols)
+
+
+def monthly_ndvi(data: Path, coverage: float = 0.95) -> pd.DataFrame:
+    """Monthly NDVI medians (March-October 2016-2017) of the 68 real dates, clouds masked, with
+    the composite stage's median kernel; months whose median covers less than ``coverage`` of the
+    patch (clouds every date) are left out, as a user would drop them from SEASON_SPLIT=monthly."""
+    from landcoverpy.raster.composite import median_composite
+
+    ndvi, dates = _masked_ndvi(data)
+    cols = {}
+    for year in (2016, 2017):
+        for month in range(3, 11):
+            idx = [i for i, d in enumerate(dates) if d.year == year and d.month == month]
+            if not idx:
+                continue
+            med = median_composite(ndvi[idx])
+            if np.isfinite(med).mean() >= coverage:
+                cols[f"ndvi_{year}_{month:02d}"] = med.ravel()
+    return pd.DataFrame(cols)
+
+
+def _masked_ndvi(data: Path) -> tuple[np.ndarray, list[dt.date]]:
+    ndvi = np.load(data / "NDVI.npy")[..., 0].astype("float32")
+    clm = np.load(data / "CLM.npy")[..., 0] == 1
+    is_data = np.load(data / "IS_DATA.npy")[..., 0] == 1
+    ndvi[clm | ~is_data] = np.nan
+    dates = [dt.datetime.fromisoformat(t.replace("Z", "")).date()
+             for t in json.loads((data / "timestamps.json").read_text())]
+    return ndvi, dates
 
 
 def raw_bands(data: Path) -> pd.DataFrame:
@@ -179,11 +203,13 @@ def main() -> None:
         pct = composite_features(root, (10, 90))
     series = series_features(args.data)
     raw = raw_bands(args.data)
+    monthly = monthly_ndvi(args.data)
     base = ModelParams(block_km=0.2, folds=4, seed=7, min_class_points=3)
-    table = pd.concat([pct, series, raw], axis=1)
+    table = pd.concat([pct, series, raw, monthly], axis=1)
     median_cols = list(median.columns)
     pct_cols = list(pct.columns)
     series_cols = list(series.columns)
+    monthly_cols = list(monthly.columns)
     configs = [
         ("majority baseline", median_cols, None, 0),
         ("plain random forest on the raw bands", list(raw.columns), ModelParams(block_km=0.2, folds=4, seed=7,
@@ -195,6 +221,9 @@ def main() -> None:
         ("+ percentiles + time series, sqrt weights", pct_cols + series_cols, replace(base, class_weighting="sqrt"), 0),
         ("+ percentiles + time series, tuned", pct_cols + series_cols, base, 6),
         ("+ percentiles + time series, LightGBM", pct_cols + series_cols, replace(base, model_type="lightgbm"), 0),
+        ("+ monthly NDVI medians + time series", median_cols + series_cols + monthly_cols, base, 0),
+        ("+ monthly NDVI medians + time series, LightGBM", median_cols + series_cols + monthly_cols,
+         replace(base, model_type="lightgbm"), 0),
     ]
     results = []
     for name, features, params, tune in configs:
