@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
 import sys
 from collections.abc import Callable, Iterator
@@ -46,6 +47,7 @@ class MapLevel(str, Enum):
 class Level(str, Enum):
     N1 = "N1"
     N2 = "N2"
+    both = "both"
 
 
 class _State:
@@ -481,10 +483,37 @@ def _parse_pairs(values: list[str] | None, what: str) -> dict[str, str]:
     return out
 
 
-def _train_params(epochs: int, seed: int) -> Any:
+def _train_params(config: Path | None, options: dict[str, Any]) -> Any:
+    """TrainParams from ``--config`` (JSON or YAML) then the options given on the command line
+    (which win); every setting is recorded with the model."""
+    from landcoverpy.errors import InputValidationError
     from landcoverpy.models.abundance import TrainParams
 
-    return TrainParams(epochs=epochs, seed=seed)
+    values: dict[str, Any] = {}
+    if config is not None:
+        try:
+            text = config.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InputValidationError(f"{config}: cannot read the training settings ({exc.strerror})") from None
+        try:
+            if config.suffix.lower() in (".yaml", ".yml"):
+                import yaml
+
+                loaded = yaml.safe_load(text)
+            else:
+                loaded = json.loads(text)
+        except Exception as exc:  # noqa: BLE001 - any parse error is bad input, named
+            raise InputValidationError(f"{config}: not valid {'YAML' if config.suffix.lower() in ('.yaml', '.yml') else 'JSON'} "
+                                       f"({str(exc).splitlines()[0]})") from None
+        if not isinstance(loaded, dict):
+            raise InputValidationError(f"{config}: expected a mapping of setting -> value, e.g. {{\"hidden\": 64}}")
+        values |= loaded
+    values |= {k: v for k, v in options.items() if v is not None}
+    values.setdefault("device", settings().TORCH_DEVICE)
+    return TrainParams.from_mapping(values, str(config) if config else "training options")
+
+
+TrainConfig = typer.Option(None, "--config", help="JSON or YAML file of training settings (hidden, ancillary_hidden, dropout, epochs, batch_size, learning_rate, weight_decay, patience, seed, test_fraction, validation_fraction, weight_imputation, weight_consistency, weight_n2, model_type, trees, min_leaf, threads, device); options given here win.")
 
 
 @app.command("modis")
@@ -522,29 +551,53 @@ def modis_cmd(tiles: list[str] = typer.Option(..., "--tile", help="MODIS tile hH
 def abundance_dataset(
     series: Path = typer.Option(..., "--series", help="JSON manifest: [{\"date\": \"YYYY-MM-DD\", \"path\": raster}, ...]"),
     year: int = typer.Option(..., "--year", help="Year of the time series."),
-    n1_map: Path = typer.Option(..., "--n1-map", help="Fine land-cover raster for N1 (e.g. classification_{tile}.tif) or reference polygons (.gpkg/.geojson/.shp/.kml)."),
+    n1_map: Path = typer.Option(None, "--n1-map", help="Fine land-cover raster for N1 (e.g. classification_{tile}.tif) or reference polygons (.gpkg/.geojson/.shp/.kml)."),
     n1_field: str = typer.Option(None, "--n1-field", help="Class attribute of N1 polygons (name or value)."),
     n2_field: str = typer.Option(None, "--n2-field", help="Class attribute of N2 polygons."),
-    n1_labels: Path = typer.Option(..., "--n1-labels", help="N1 class name -> value JSON (e.g. lc_labels.json)."),
+    n1_labels: Path = typer.Option(None, "--n1-labels", help="N1 class name -> value JSON (e.g. lc_labels.json)."),
     n2_map: Path = typer.Option(None, "--n2-map", help="Fine raster for level N2 (e.g. sl_classification_{tile}.tif)."),
     n2_labels: Path = typer.Option(None, "--n2-labels", help="N2 class name -> value JSON (e.g. sl_labels.json)."),
     ancillary: list[str] = typer.Option(None, "--ancillary", help="NAME=RASTER, repeatable: altitude, slope, precipitation, pet, tmean, tmax, tmin..."),
-    step_days: int = typer.Option(None, "--step-days", help="Step length in days (default: calendar months, 12 steps)."),
+    step_name: str = typer.Option(None, "--step", help="Time step: 8day (MOD09A1 composites, 46 a year; the default), monthly, or Nd (N days, e.g. 16d)."),
+    step_days: int = typer.Option(None, "--step-days", help="Step length in days (same as --step Nd)."),
     block_km: float = typer.Option(5.0, "--block-km", help="Spatial block size for the train/test split."),
+    n2_parents: Path = typer.Option(None, "--n2-parents", help="JSON {N2 class: N1 class}; default: each N2 class's parent is the N1 class its area overlaps most."),
+    unlabelled: bool = typer.Option(False, "--unlabelled", help="A new region without labels: series and ancillaries only, for `abundance predict` with a trained model."),
 ) -> None:
-    """Build the per-pixel dataset: time series + ancillary + class fractions at N1 (and N2)."""
+    """Build the per-pixel dataset: time series + ancillary + class fractions at N1 (and N2), or
+    (--unlabelled) series and ancillaries alone for a region to map with a trained model."""
     from landcoverpy.inputs import load_labels
     from landcoverpy.pipeline.abundance import build_abundance_dataset
+    from landcoverpy.timesteps import parse_step
 
-    maps = {"N1": (str(n1_map), load_labels(n1_labels, "category").values, n1_field)}
+    step = parse_step(step_name, step_days)
+    maps: dict[str, tuple[Any, ...]] = {}
+    if unlabelled:
+        if n1_map is not None or n2_map is not None:
+            raise typer.BadParameter("--unlabelled builds a dataset without labels: leave out --n1-map/--n2-map")
+    else:
+        if n1_map is None or n1_labels is None:
+            raise typer.BadParameter("give --n1-map and --n1-labels (or --unlabelled for a region without labels)")
+        maps["N1"] = (str(n1_map), load_labels(n1_labels, "category").values, n1_field)
     if n2_map is not None:
         if n2_labels is None:
             raise typer.BadParameter("--n2-map needs --n2-labels")
         maps["N2"] = (str(n2_map), load_labels(n2_labels, "subcategory").values, n2_field)
+    parents = None
+    if n2_parents is not None:
+        from landcoverpy.inputs import _read_json
+
+        parents = _read_json(n2_parents, "a JSON object mapping N2 class -> N1 class")
+        if not isinstance(parents, dict) or not all(isinstance(v, str) for v in parents.values()):
+            raise typer.BadParameter(f"{n2_parents}: expected a JSON object mapping N2 class name -> N1 class name")
     with _session("abundance dataset") as ctx:
-        rec = build_abundance_dataset(ctx, series, maps, _parse_pairs(ancillary, "--ancillary"), year, step_days, block_km)
-    typer.echo(f"{rec['_id']}: {rec['pixels']} pixels, {len(rec['steps'])} steps x {len(rec['bands'])} bands, "
-               f"{len(rec['ancillary'])} ancillary, levels {', '.join(rec['levels'])} -> {rec['bucket']}/{rec['key']}")
+        rec = build_abundance_dataset(ctx, series, maps, _parse_pairs(ancillary, "--ancillary"), year, step, block_km,
+                                      parents)
+    typer.echo(f"{rec['_id']}: {rec['pixels']} pixels, {len(rec['steps'])} steps ({step.describe()}) x "
+               f"{len(rec['bands'])} bands, {len(rec['ancillary'])} ancillary, "
+               f"levels {', '.join(rec['levels']) or 'none (unlabelled)'} -> {rec['bucket']}/{rec['key']}")
+    if rec.get("parents"):
+        typer.echo("N2 parents: " + ", ".join(f"{c} -> {p}" for c, p in rec["parents"].items()))
 
 
 def _echo_abundance_metrics(record: dict[str, Any], metrics: dict[str, Any]) -> None:
@@ -556,46 +609,88 @@ def _echo_abundance_metrics(record: dict[str, Any], metrics: dict[str, Any]) -> 
         typer.echo(f"  {name:<24} RMSE {c['rmse']:.4f} MAE {c['mae']:.4f} R2 {c['r2']:.3f}")
 
 
+LevelOption = typer.Option(Level.N1, "--level", help="Abundance level: N1 (categories), N2 (subcategories), or both (one model whose N2 fractions add up to its N1 fractions).")
+
+
+def _options(epochs: int | None, seed: int | None, hidden: int | None, ancillary_hidden: int | None,
+             dropout: float | None, batch_size: int | None, learning_rate: float | None, weight_decay: float | None,
+             patience: int | None, weight_imputation: float | None, weight_consistency: float | None,
+             weight_n2: float | None, model_type: str | None, trees: int | None, threads: int | None,
+             device: str | None) -> dict[str, Any]:
+    return {"epochs": epochs, "seed": seed, "hidden": hidden, "ancillary_hidden": ancillary_hidden, "dropout": dropout,
+            "batch_size": batch_size, "learning_rate": learning_rate, "weight_decay": weight_decay,
+            "patience": patience, "weight_imputation": weight_imputation, "weight_consistency": weight_consistency,
+            "weight_n2": weight_n2, "model_type": model_type, "trees": trees, "threads": threads, "device": device}
+
+
 @abundance_app.command("train")
 @handle_errors
-def abundance_train(level: Level = typer.Option(Level.N1, "--level", help="Abundance level: N1 (categories) or N2 (subcategories)."),
+def abundance_train(level: Level = LevelOption,
                     dataset_id: str = typer.Option(None, "--dataset-id", help="Default: the newest abundance dataset."),
-                    epochs: int = typer.Option(150, "--epochs", help="Most training epochs (early stopping ends sooner)."),
-                    seed: int = typer.Option(0, "--seed", help="Seed of the split and the network's initial weights."),
+                    config: Path = TrainConfig,
+                    epochs: int = typer.Option(None, "--epochs", help="Most training epochs (early stopping ends sooner); default 150."),
+                    seed: int = typer.Option(None, "--seed", help="Seed of the split and the network's initial weights; default 0."),
+                    hidden: int = typer.Option(None, "--hidden", help="BRITS hidden size; default 64."),
+                    ancillary_hidden: int = typer.Option(None, "--ancillary-hidden", help="Width of the ancillary branch; default 32."),
+                    dropout: float = typer.Option(None, "--dropout", help="Dropout of the heads; default 0.1."),
+                    batch_size: int = typer.Option(None, "--batch-size", help="Samples per batch; default 128."),
+                    learning_rate: float = typer.Option(None, "--learning-rate", help="Adam learning rate; default 0.002."),
+                    weight_decay: float = typer.Option(None, "--weight-decay", help="Adam weight decay; default 1e-5."),
+                    patience: int = typer.Option(None, "--patience", help="Epochs without a better validation RMSE before stopping; default 15."),
+                    weight_imputation: float = typer.Option(None, "--weight-imputation", help="Weight of the imputation loss; default 0.3."),
+                    weight_consistency: float = typer.Option(None, "--weight-consistency", help="Weight of the forward/backward consistency loss; default 0.1."),
+                    weight_n2: float = typer.Option(None, "--weight-n2", help="Weight of the N2 error (level both); default 1."),
+                    model_type: str = typer.Option(None, "--model-type", help="brits, forest (random-forest regression on the gap-filled series + ancillaries) or auto (both on the same split, the better kept; the default)."),
+                    trees: int = typer.Option(None, "--trees", help="Forest: number of trees; default 300."),
+                    threads: int = typer.Option(None, "--threads", help="CPU threads for torch / the forest; default: the library's."),
+                    device: str = typer.Option(None, "--device", help="auto (a GPU when torch sees one), cpu, cuda or cuda:N; default TORCH_DEVICE (auto)."),
                     no_progress: bool = NoProgress) -> None:
-    """Train BRITS on a spatial-block 80/20 split with early stopping; report RMSE/MAE/R2 per class."""
+    """Train on a spatial-block 80/20 split (BRITS with early stopping, and/or a forest); report
+    RMSE/MAE/R2 per class and level, next to the mean-abundance baseline."""
     from landcoverpy.pipeline.abundance import train_level
 
     require("abundance")
+    params = _train_params(config, _options(epochs, seed, hidden, ancillary_hidden, dropout, batch_size, learning_rate,
+                                            weight_decay, patience, weight_imputation, weight_consistency, weight_n2,
+                                            model_type, trees, threads, device))
     with _session("abundance train") as ctx:
-        record, metrics = train_level(ctx, Level(level).value, _train_params(epochs, seed), dataset_id, progress=not no_progress)
+        record, metrics = train_level(ctx, Level(level).value, params, dataset_id, progress=not no_progress)
     _echo_abundance_metrics(record, metrics)
 
 
 @abundance_app.command("finetune")
 @handle_errors
-def abundance_finetune(level: Level = typer.Option(Level.N1, "--level", help="Abundance level: N1 (categories) or N2 (subcategories)."),
+def abundance_finetune(level: Level = LevelOption,
                        base_model: str = typer.Option(..., "--base-model", help="Catalog id of the model to start from."),
                        dataset_id: str = typer.Option(None, "--dataset-id", help="New-region dataset; default the newest."),
+                       config: Path = TrainConfig,
                        epochs: int = typer.Option(60, "--epochs", help="Most fine-tuning epochs (early stopping ends sooner)."),
-                       seed: int = typer.Option(0, "--seed", help="Seed of the split and the new head's weights."),
+                       seed: int = typer.Option(None, "--seed", help="Seed of the split and the new head's weights; default 0."),
+                       learning_rate: float = typer.Option(None, "--learning-rate", help="Adam learning rate; default 0.002."),
+                       batch_size: int = typer.Option(None, "--batch-size", help="Samples per batch; default 128."),
+                       patience: int = typer.Option(None, "--patience", help="Early-stopping patience in epochs; default 15."),
+                       threads: int = typer.Option(None, "--threads", help="CPU threads for torch."),
+                       device: str = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N; default TORCH_DEVICE."),
                        no_progress: bool = NoProgress) -> None:
-    """Start from a trained model on new-region data (the head is replaced when the classes differ)."""
+    """Start from a trained model on new-region data (the heads are replaced when the classes differ)."""
     from landcoverpy.pipeline.abundance import train_level
 
     require("abundance")
+    params = _train_params(config, _options(epochs, seed, None, None, None, batch_size, learning_rate, None, patience,
+                                            None, None, None, None, None, threads, device))
     with _session("abundance finetune") as ctx:
-        record, metrics = train_level(ctx, Level(level).value, _train_params(epochs, seed), dataset_id, base_model, not no_progress)
+        record, metrics = train_level(ctx, Level(level).value, params, dataset_id, base_model, not no_progress)
     _echo_abundance_metrics(record, metrics)
 
 
 @abundance_app.command("predict")
 @handle_errors
-def abundance_predict(level: Level = typer.Option(Level.N1, "--level", help="Abundance level: N1 (categories) or N2 (subcategories)."),
+def abundance_predict(level: Level = LevelOption,
                       output_dir: Path = typer.Option(Path("outputs"), "--output-dir", "--output_dir", help="Where the abundance maps are copied."),
                       model_id: str = typer.Option(None, "--model-id", help="Abundance model id; default the newest of the level."),
                       dataset_id: str = typer.Option(None, "--dataset-id", help="Abundance dataset (grid, series); default the newest."),
                       block: int = typer.Option(512, "--block-size", help="Pixels per block side (one Dask task each)."),
+                      device: str = typer.Option(None, "--device", help="auto (a GPU when torch sees one), cpu, cuda or cuda:N; default TORCH_DEVICE."),
                       no_progress: bool = NoProgress) -> None:
     """Abundance maps: one band per class (fractions summing to 1), a dominant-class COG, quicklooks."""
     from landcoverpy.assets.stac import publish_catalog
@@ -605,7 +700,8 @@ def abundance_predict(level: Level = typer.Option(Level.N1, "--level", help="Abu
     require("abundance")
     with _session("abundance predict") as ctx:
         with dask_client(ctx.settings) as client:
-            out = predict_area(ctx, Level(level).value, output_dir, model_id, dataset_id, block, client, not no_progress)
+            out = predict_area(ctx, Level(level).value, output_dir, model_id, dataset_id, block, client, not no_progress,
+                               device or ctx.settings.TORCH_DEVICE)
         publish_catalog(ctx)
     for name, path in out.items():
         typer.echo(f"{name}: {path}")

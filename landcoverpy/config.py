@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     DASK_THREADS_PER_WORKER: int = Field(1, ge=1)
     DASK_MEMORY_LIMIT: str = "auto"
 
+    # Abundance (torch)
+    TORCH_DEVICE: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$",
+                              description="auto (a GPU when torch sees one), cpu, cuda or cuda:N")
+
     # Composites
     COMPOSITE_WINDOW_SIZE: int = Field(1024, ge=64, description="pixels per side of a composite window")
     COMPOSITE_THREADS: int = Field(1, ge=1, description="windows computed concurrently inside one composite task")

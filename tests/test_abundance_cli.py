@@ -84,9 +84,9 @@ def test_dataset_train_predict(area: tuple[Path, dict[str, Path]]) -> None:
     res = run_cli(["abundance", "dataset", "--series", str(p["series"]), "--year", "2021",
                    "--n1-map", str(p["n1"]), "--n1-labels", str(p["n1_labels"]),
                    "--n2-map", str(p["n2"]), "--n2-labels", str(p["n2_labels"]),
-                   "--ancillary", f"altitude={p['altitude']}", "--block-km", "2"], env, root, timeout=300)
+                   "--ancillary", f"altitude={p['altitude']}", "--block-km", "2", "--step", "monthly"], env, root, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
-    assert f"{COARSE * COARSE} pixels, 12 steps x 3 bands, 3 ancillary, levels N1, N2" in res.stdout
+    assert f"{COARSE * COARSE} pixels, 12 steps (calendar months) x 3 bands, 3 ancillary, levels N1, N2" in res.stdout
     res = run_cli(["abundance", "train", "--level", "N1", "--epochs", "40", "--no-progress"], env, root, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     n1_model = res.stdout.split(":")[0].strip()

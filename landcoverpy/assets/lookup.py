@@ -285,7 +285,10 @@ def abundance_dataset(ctx: Context, dataset_id: str | None = None) -> dict[str, 
 
 
 def abundance_model(ctx: Context, level: str, model_id: str | None = None) -> dict[str, Any] | None:
+    """The model ``model_id``, or the newest that estimates ``level``: a model of both levels
+    (``abundance-both``) serves N1 and N2 too."""
     if model_id:
         return ctx.catalog.get("models", model_id)
-    found = ctx.catalog.find("models", {"level": f"abundance-{level}"}, sort=[("created", -1)], limit=1)
+    wanted = [f"abundance-{level}"] + (["abundance-both"] if level in ("N1", "N2") else [])
+    found = ctx.catalog.find("models", {"level": {"$in": wanted}}, sort=[("created", -1)], limit=1)
     return found[0] if found else None

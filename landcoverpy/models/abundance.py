@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import copy
 import logging
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.metrics import f1_score
@@ -30,10 +30,21 @@ class AbundanceData:
     blocks: np.ndarray
     classes: list[str]
     times: np.ndarray | None = None  # time of each step (days); regular steps when None
+    # the N2 level, for one model of both levels: (N, K2) fractions (NaN rows: no N2 label there),
+    # the N2 class names and the N1 index of each N2 class
+    sub_fractions: np.ndarray | None = None
+    sub_classes: list[str] | None = None
+    parents: list[int] | None = None
 
     def subset(self, idx: np.ndarray) -> AbundanceData:
         return AbundanceData(self.series[idx], self.ancillary[idx], self.fractions[idx], self.blocks[idx],
-                             self.classes, self.times)
+                             self.classes, self.times,
+                             None if self.sub_fractions is None else self.sub_fractions[idx],
+                             self.sub_classes, self.parents)
+
+    @property
+    def hierarchical(self) -> bool:
+        return self.sub_fractions is not None
 
     def __len__(self) -> int:
         return len(self.series)
@@ -54,10 +65,67 @@ class TrainParams:
     validation_fraction: float = 0.1
     weight_imputation: float = 0.3
     weight_consistency: float = 0.1
-    threads: int = 0  # torch intra-op threads; 0 = torch's default
+    weight_n2: float = 1.0  # weight of the N2 error against the N1 error (one model of both levels)
+    model_type: str = "auto"  # brits | forest | auto (both trained on the same split, the better kept)
+    trees: int = 300  # forest: number of trees
+    min_leaf: int = 3  # forest: minimum samples per leaf
+    threads: int = 0  # torch / forest threads; 0 = the library's default
+    device: str = "auto"  # auto | cpu | cuda[:N]
+
+    # fields that decide how fast, never what is learnt (left out of model ids)
+    RUNTIME: ClassVar[tuple[str, ...]] = ("threads", "device")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def identity(self) -> dict[str, Any]:
+        return {k: v for k, v in self.to_dict().items() if k not in self.RUNTIME}
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any], source: str) -> TrainParams:
+        """Settings from a JSON/YAML mapping; an unknown key or a value of the wrong type is an
+        error naming ``source`` and the key."""
+        known = {f.name: f.type for f in fields(cls)}
+        problems = []
+        out: dict[str, Any] = {}
+        for key, value in values.items():
+            if key not in known:
+                problems.append(f"unknown setting {key!r} (known: {', '.join(sorted(known))})")
+                continue
+            default = getattr(cls(), key)
+            try:
+                if isinstance(default, bool) or isinstance(value, bool):
+                    raise TypeError
+                out[key] = type(default)(value) if not isinstance(default, str) else str(value)
+                if isinstance(default, int) and float(value) != int(value):
+                    raise TypeError
+            except (TypeError, ValueError):
+                problems.append(f"{key}: {value!r} is not a {type(default).__name__}")
+        if problems:
+            raise InputValidationError(f"{source}: " + "; ".join(problems))
+        params = cls(**out)
+        params.validate(source)
+        return params
+
+    def validate(self, source: str = "training settings") -> None:
+        problems = []
+        for key in ("hidden", "ancillary_hidden", "epochs", "batch_size", "patience", "trees", "min_leaf"):
+            if getattr(self, key) < 1:
+                problems.append(f"{key} must be at least 1")
+        for key in ("test_fraction", "validation_fraction"):
+            if not 0 < getattr(self, key) < 1:
+                problems.append(f"{key} must be between 0 and 1")
+        if not 0 <= self.dropout < 1:
+            problems.append("dropout must be in [0, 1)")
+        if self.learning_rate <= 0:
+            problems.append("learning_rate must be positive")
+        if self.model_type not in MODEL_TYPES:
+            problems.append(f"model_type {self.model_type!r}: use {', '.join(MODEL_TYPES)}")
+        if problems:
+            raise InputValidationError(f"{source}: " + "; ".join(problems))
+
+
+MODEL_TYPES = ("auto", "brits", "forest")
 
 
 @dataclass
@@ -155,11 +223,41 @@ def abundance_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]
     }
 
 
+def consistent_fractions(top: np.ndarray, sub: np.ndarray, parents: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Make raw regression outputs abundances: N1 clipped at 0 and scaled to sum to 1; the N2
+    classes of each parent scaled to add up to that parent's N1 fraction (equal shares when the
+    regression gave them all 0)."""
+    top = np.clip(top, 0, None)
+    total = top.sum(axis=1, keepdims=True)
+    top = np.where(total > 0, top / np.where(total > 0, total, 1), 1.0 / top.shape[1])
+    sub = np.clip(sub, 0, None)
+    out = np.zeros_like(sub)
+    par = np.asarray(parents)
+    for p in np.unique(par):
+        cols = np.nonzero(par == p)[0]
+        s = sub[:, cols].sum(axis=1, keepdims=True)
+        share = np.where(s > 0, sub[:, cols] / np.where(s > 0, s, 1), 1.0 / len(cols))
+        out[:, cols] = share * top[:, [p]]
+    return top.astype("float32"), out.astype("float32")
+
+
+def consistency_error(top: np.ndarray, sub: np.ndarray, parents: list[int]) -> float:
+    """Largest |sum of a parent's N2 fractions - its N1 fraction| over pixels and parents."""
+    par = np.asarray(parents)
+    ok = np.isfinite(top).all(axis=1) & np.isfinite(sub).all(axis=1)
+    if not ok.any():
+        return 0.0
+    errs = [np.abs(sub[ok][:, par == p].sum(axis=1) - top[ok][:, p]).max() for p in np.unique(par)]
+    return float(max(errs))
+
+
 @dataclass
 class AbundanceModel:
-    """A trained model with everything needed to use it again."""
+    """A trained model (``kind`` brits or forest) with everything needed to use it again. With
+    ``sub_classes`` it estimates both levels: ``predict`` returns the N1 columns then the N2
+    columns, the N2 fractions of each parent adding up to its N1 fraction."""
 
-    network: Any  # BRITSAbundance
+    network: Any  # BRITSAbundance, or None for a forest
     normalisation: Normalisation
     classes: list[str]
     feature_names: list[str]
@@ -168,43 +266,110 @@ class AbundanceModel:
     params: dict[str, Any]
     history: list[dict[str, float]] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
+    sub_classes: list[str] | None = None
+    parents: list[int] | None = None
+    kind: str = "brits"
+    forest: Any = None  # sklearn regressor (kind forest)
+    step: str | None = None  # the series' step name (timesteps), recorded with the model
 
-    def predict(self, series: np.ndarray, ancillary: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-        """(N, K) fractions; rows whose series is entirely missing get NaN (nothing to go on)."""
-        import torch
+    @property
+    def all_classes(self) -> list[str]:
+        return list(self.classes) + list(self.sub_classes or [])
 
+    def level_columns(self, level: str) -> slice:
+        """Columns of ``predict`` for a level: N1 then N2 for a model of both levels."""
+        if self.sub_classes is None:
+            return slice(0, len(self.classes))
+        return slice(0, len(self.classes)) if level == "N1" else slice(len(self.classes), len(self.all_classes))
+
+    def level_classes(self, level: str) -> list[str]:
+        return self.all_classes[self.level_columns(level)]
+
+    def _check(self, series: np.ndarray, ancillary: np.ndarray) -> None:
         if series.ndim != 3 or series.shape[2] != len(self.feature_names):
             raise ModelError(f"series have shape {series.shape}; the model expects (pixels, steps, "
                              f"{len(self.feature_names)}) with features {', '.join(self.feature_names)}")
+        if self.times is not None and series.shape[1] != len(self.times):
+            raise ModelError(f"series have {series.shape[1]} time steps; the model was trained on {len(self.times)} "
+                             f"({self.step or 'steps'}): build the series with the model's steps")
         if ancillary.shape[1] != len(self.ancillary_names):
             raise ModelError(f"{ancillary.shape[1]} ancillary variables given; the model expects "
                              f"{', '.join(self.ancillary_names) or 'none'}")
-        times = None if self.times is None else np.asarray(self.times, "float32")
-        t = prepare_tensors(series, ancillary, self.normalisation, times)
-        out = np.full((len(series), len(self.classes)), np.nan, dtype="float32")
-        empty = t["m"].sum(axis=(1, 2)) == 0
-        self.network.eval()
-        with torch.no_grad():
-            for start in range(0, len(series), batch_size):
-                sl = slice(start, start + batch_size)
-                res = self.network(*(torch.from_numpy(np.ascontiguousarray(t[k][sl]))
-                                     for k in ("x", "m", "d_fwd", "d_bwd")), torch.from_numpy(t["anc"][sl]))
-                out[sl] = res["abundance"].numpy()
+
+    def predict(self, series: np.ndarray, ancillary: np.ndarray, batch_size: int | None = None,
+                device: str | None = None) -> np.ndarray:
+        """(N, K) fractions (N1 then N2 columns for a model of both levels); rows whose series is
+        entirely missing get NaN (nothing to go on)."""
+        self._check(series, ancillary)
+        empty = ~np.isfinite(series).any(axis=(1, 2))
+        if self.kind == "forest":
+            out = self._predict_forest(series, ancillary)
+        else:
+            out = self._predict_brits(series, ancillary, batch_size, device)
         out[empty] = np.nan
         return out
 
-    def impute(self, series: np.ndarray, ancillary: np.ndarray) -> np.ndarray:
-        """The series with missing values reconstructed (original units)."""
+    def _predict_forest(self, series: np.ndarray, ancillary: np.ndarray) -> np.ndarray:
+        times = None if self.times is None else np.asarray(self.times, "float32")
+        raw = self.forest.predict(forest_features(series, ancillary, times, self.params["forest_fill"]))
+        k1 = len(self.classes)
+        if self.sub_classes is None:
+            return consistent_fractions(raw, raw[:, :0], [])[0]
+        top, sub = consistent_fractions(raw[:, :k1], raw[:, k1:], self.parents or [])
+        return np.concatenate([top, sub], axis=1)
+
+    def _predict_brits(self, series: np.ndarray, ancillary: np.ndarray, batch_size: int | None,
+                       device: str | None) -> np.ndarray:
         import torch
 
+        from landcoverpy.models.device import resolve_device
+
+        dev = resolve_device(device or self.params.get("device", "auto"))
         times = None if self.times is None else np.asarray(self.times, "float32")
-        t = prepare_tensors(series, ancillary, self.normalisation, times)
-        self.network.eval()
-        with torch.no_grad():
-            res = self.network(*(torch.from_numpy(np.ascontiguousarray(t[k])) for k in ("x", "m", "d_fwd", "d_bwd")),
-                               torch.from_numpy(t["anc"]))
-        imp = res["imputed"].numpy()
-        return imp * np.asarray(self.normalisation.series_std, "float32") + np.asarray(self.normalisation.series_mean, "float32")
+        batch = batch_size or (65536 if dev.type == "cuda" else 8192)
+        out = np.full((len(series), len(self.all_classes)), np.nan, dtype="float32")
+        network = self.network.to(dev).eval()
+        amp = torch.autocast("cuda", dtype=torch.float16) if dev.type == "cuda" else _null()
+        with torch.inference_mode(), amp:
+            for start in range(0, len(series), batch):
+                sl = slice(start, start + batch)
+                t = prepare_tensors(series[sl], ancillary[sl], self.normalisation, times)
+                res = network(*(torch.from_numpy(np.ascontiguousarray(t[k])).to(dev, non_blocking=True)
+                                for k in ("x", "m", "d_fwd", "d_bwd")), torch.from_numpy(t["anc"]).to(dev))
+                parts = [res["abundance"]] + ([res["sub_abundance"]] if "sub_abundance" in res else [])
+                out[sl] = torch.cat(parts, dim=1).float().cpu().numpy()
+        return out
+
+    def impute(self, series: np.ndarray, ancillary: np.ndarray, device: str | None = None) -> np.ndarray:
+        """The series with missing values reconstructed (original units): BRITS's estimates, or
+        linear interpolation in time for a forest model."""
+        import torch
+
+        from landcoverpy.models.device import resolve_device
+
+        times = None if self.times is None else np.asarray(self.times, "float32")
+        if self.kind == "forest":
+            return linear_interpolation(series, times)
+        dev = resolve_device(device or self.params.get("device", "auto"))
+        network = self.network.to(dev).eval()
+        out = np.empty(series.shape, dtype="float32")
+        with torch.inference_mode():
+            for start in range(0, len(series), 8192):
+                sl = slice(start, start + 8192)
+                t = prepare_tensors(series[sl], ancillary[sl], self.normalisation, times)
+                res = network(*(torch.from_numpy(np.ascontiguousarray(t[k])).to(dev)
+                                for k in ("x", "m", "d_fwd", "d_bwd")), torch.from_numpy(t["anc"]).to(dev))
+                out[sl] = res["imputed"].float().cpu().numpy()
+        return out * np.asarray(self.normalisation.series_std, "float32") + np.asarray(self.normalisation.series_mean,
+                                                                                       "float32")
+
+
+class _null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
 
 
 def _seed(seed: int) -> None:
@@ -218,28 +383,40 @@ def _seed(seed: int) -> None:
 
 
 def _fit_network(network: Any, train_t: dict[str, np.ndarray], y_train: np.ndarray, val_t: dict[str, np.ndarray],
-                 y_val: np.ndarray, params: TrainParams, progress: bool) -> list[dict[str, float]]:
+                 y_val: np.ndarray, params: TrainParams, progress: bool, k1: int, device: Any) -> list[dict[str, float]]:
+    """Adam with early stopping on the validation RMSE. ``y`` holds the N1 columns then (for a
+    model of both levels) the N2 columns, NaN where a pixel has no N2 label."""
     import torch
     from tqdm import tqdm
 
     opt = torch.optim.Adam(network.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay)
-    tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in train_t.items()}
-    y = torch.from_numpy(y_train)
-    val = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in val_t.items()}
-    yv = torch.from_numpy(y_val)
+    tensors = {k: torch.from_numpy(np.ascontiguousarray(v)).to(device) for k, v in train_t.items()}
+    y = torch.from_numpy(y_train).to(device)
+    val = {k: torch.from_numpy(np.ascontiguousarray(v)).to(device) for k, v in val_t.items()}
+    yv = torch.from_numpy(y_val).to(device)
+    hierarchical = y.shape[1] > k1
+
+    def error(res: dict[str, torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+        err = torch.mean((res["abundance"] - target[:, :k1]) ** 2)
+        if hierarchical:
+            t2 = target[:, k1:]
+            ok = torch.isfinite(t2)
+            diff = torch.where(ok, res["sub_abundance"] - torch.nan_to_num(t2), torch.zeros_like(t2))
+            err = err + params.weight_n2 * (diff ** 2).sum() / ok.sum().clamp(min=1)
+        return err
+
     gen = torch.Generator().manual_seed(params.seed)
     best, best_state, bad_epochs, history = float("inf"), None, 0, []
     bar = tqdm(range(params.epochs), desc="abundance train", unit="epoch", disable=not progress)
     for epoch in bar:
         network.train()
-        order = torch.randperm(len(y), generator=gen)
+        order = torch.randperm(len(y), generator=gen).to(device)
         total = 0.0
         for start in range(0, len(y), params.batch_size):
             idx = order[start:start + params.batch_size]
             res = network(tensors["x"][idx], tensors["m"][idx], tensors["d_fwd"][idx], tensors["d_bwd"][idx],
                           tensors["anc"][idx])
-            loss = (torch.mean((res["abundance"] - y[idx]) ** 2)
-                    + params.weight_imputation * res["loss_imputation"]
+            loss = (error(res, y[idx]) + params.weight_imputation * res["loss_imputation"]
                     + params.weight_consistency * res["loss_consistency"])
             opt.zero_grad()
             loss.backward()
@@ -248,8 +425,7 @@ def _fit_network(network: Any, train_t: dict[str, np.ndarray], y_train: np.ndarr
             total += loss.item() * len(idx)
         network.eval()
         with torch.no_grad():
-            pv = network(val["x"], val["m"], val["d_fwd"], val["d_bwd"], val["anc"])["abundance"]
-            val_rmse = float(torch.sqrt(torch.mean((pv - yv) ** 2)))
+            val_rmse = float(torch.sqrt(error(network(val["x"], val["m"], val["d_fwd"], val["d_bwd"], val["anc"]), yv)))
         history.append({"epoch": epoch, "train_loss": total / len(y), "val_rmse": val_rmse})
         bar.set_postfix(val_rmse=f"{val_rmse:.4f}")
         if val_rmse < best - 1e-5:
@@ -264,24 +440,102 @@ def _fit_network(network: Any, train_t: dict[str, np.ndarray], y_train: np.ndarr
     return history
 
 
+def forest_features(series: np.ndarray, ancillary: np.ndarray, times: np.ndarray | None,
+                    fill: list[float] | None = None) -> np.ndarray:
+    """The forest's inputs: the series gap-filled by linear interpolation in time, flattened,
+    then the ancillary variables; values still missing (a band never observed) take ``fill``."""
+    x = linear_interpolation(series, times).reshape(len(series), -1)
+    x = np.concatenate([x, ancillary.astype("float32")], axis=1)
+    if fill is not None:
+        x = np.where(np.isfinite(x), x, np.asarray(fill, "float32"))
+    return x.astype("float32")
+
+
+def _targets(data: AbundanceData) -> np.ndarray:
+    if data.sub_fractions is None:
+        return data.fractions
+    return np.concatenate([data.fractions, data.sub_fractions], axis=1).astype("float32")
+
+
+def _level_metrics(data: AbundanceData, pred: np.ndarray) -> dict[str, Any]:
+    k1 = len(data.classes)
+    out = {"N1": abundance_metrics(data.fractions, pred[:, :k1], data.classes)}
+    if data.sub_fractions is not None:
+        ok = np.isfinite(data.sub_fractions).all(axis=1)
+        out["N2"] = abundance_metrics(data.sub_fractions[ok], pred[ok, k1:], data.sub_classes or [])
+    return out
+
+
+def _train_brits(data: AbundanceData, fit_idx: np.ndarray, val_idx: np.ndarray, params: TrainParams,
+                 base: AbundanceModel | None, progress: bool) -> tuple[Any, Normalisation, list[dict[str, float]]]:
+    from landcoverpy.models.brits import BRITSAbundance
+    from landcoverpy.models.device import describe, resolve_device
+
+    device = resolve_device(params.device)
+    if base is not None and base.kind == "brits":
+        norm = base.normalisation
+        network = copy.deepcopy(base.network)
+        if list(base.classes) != list(data.classes) or (base.sub_classes or None) != (data.sub_classes or None) \
+                or (base.parents or None) != (data.parents or None):
+            network.replace_head(len(data.classes), data.parents)
+    else:
+        norm = Normalisation.fit(data.subset(fit_idx))
+        network = BRITSAbundance(data.series.shape[2], data.ancillary.shape[1], len(data.classes), params.hidden,
+                                 params.ancillary_hidden, params.dropout, data.parents)
+    network = network.to(device)
+    times = data.times
+
+    def tens(idx: np.ndarray) -> dict[str, np.ndarray]:
+        return prepare_tensors(data.series[idx], data.ancillary[idx], norm, times)
+
+    targets = _targets(data)
+    log.info("abundance: training BRITS on %s", describe(device))
+    history = _fit_network(network, tens(fit_idx), targets[fit_idx], tens(val_idx), targets[val_idx], params,
+                           progress, len(data.classes), device)
+    return network.cpu(), norm, history
+
+
+def _train_forest(data: AbundanceData, train_idx: np.ndarray, params: TrainParams) -> tuple[Any, list[float]]:
+    from sklearn.ensemble import RandomForestRegressor
+
+    times = data.times
+    x = forest_features(data.series[train_idx], data.ancillary[train_idx], times)
+    with np.errstate(all="ignore"):
+        fill = np.nanmean(x, axis=0)
+    fill = np.where(np.isfinite(fill), fill, 0.0)
+    x = np.where(np.isfinite(x), x, fill)
+    y = _targets(data)[train_idx]
+    y = np.where(np.isfinite(y), y, 0.0)  # no N2 label: trained towards 0, rescaled inside its parent
+    forest = RandomForestRegressor(n_estimators=params.trees, min_samples_leaf=params.min_leaf, max_features=0.3,
+                                   n_jobs=params.threads or -1, random_state=params.seed).fit(x, y)
+    return forest, fill.astype("float32").tolist()
+
+
 def train_abundance(data: AbundanceData, params: TrainParams | None = None, feature_names: list[str] | None = None,
                     ancillary_names: list[str] | None = None, base: AbundanceModel | None = None,
-                    progress: bool = False) -> tuple[AbundanceModel, dict[str, Any]]:
+                    progress: bool = False, step: str | None = None) -> tuple[AbundanceModel, dict[str, Any]]:
     """Train on a spatial-block 80/20 split (early stopping on a validation set of blocks taken
     from the 80 %); return the model and its test metrics (with the mean-abundance baseline).
-    With ``base``, start from its weights (fine-tuning); its head is replaced when the classes
-    differ; its normalisation is kept so inputs mean the same thing."""
+    ``model_type`` auto trains BRITS and the forest on the same split and keeps the one with the
+    lower held-out RMSE (both reported). With ``base``, start from its weights (fine-tuning); its
+    heads are replaced when the classes differ; its normalisation is kept so inputs mean the same
+    thing. With ``data.sub_fractions``, one model estimates both levels consistently."""
     import torch
 
-    from landcoverpy.models.brits import BRITSAbundance
-
     params = params or TrainParams()
+    params.validate()
     _seed(params.seed)
     if params.threads:
         torch.set_num_threads(params.threads)
     fractions, valid, renormalised = clean_fractions(data.fractions)
     if renormalised:
         log.warning("%d label row(s) did not sum to 1 and were renormalised", renormalised)
+    sub = None
+    if data.sub_fractions is not None:
+        sub, sub_valid, sub_renorm = clean_fractions(data.sub_fractions)
+        sub = np.where(sub_valid[:, None], sub, np.nan).astype("float32")
+        if sub_renorm:
+            log.warning("%d N2 label row(s) did not sum to 1 and were renormalised", sub_renorm)
     observed = np.isfinite(data.series).any(axis=(1, 2))
     keep = valid & observed
     if (~valid).sum():
@@ -290,64 +544,81 @@ def train_abundance(data: AbundanceData, params: TrainParams | None = None, feat
         log.warning("%d pixel(s) skipped: every time-series value is missing", int((~observed).sum()))
     if keep.sum() < 10:
         raise InputValidationError(f"only {int(keep.sum())} usable samples: need at least 10")
-    data = AbundanceData(data.series[keep], data.ancillary[keep], fractions[keep], data.blocks[keep],
-                         data.classes, data.times)
+    data = AbundanceData(data.series[keep], data.ancillary[keep], fractions[keep], data.blocks[keep], data.classes,
+                         data.times, None if sub is None else sub[keep], data.sub_classes, data.parents)
     train_idx, test_idx = spatial_split(data.blocks, params.test_fraction, params.seed)
     sub_train, sub_val = spatial_split(data.blocks[train_idx], params.validation_fraction, params.seed + 1)
     fit_idx, val_idx = train_idx[sub_train], train_idx[sub_val]
-    train_data = data.subset(fit_idx)
+    common = dict(classes=list(data.classes), sub_classes=data.sub_classes, parents=data.parents,
+                  feature_names=feature_names or [f"f{i}" for i in range(data.series.shape[2])],
+                  ancillary_names=ancillary_names or [f"a{i}" for i in range(data.ancillary.shape[1])],
+                  times=None if data.times is None else [float(x) for x in data.times], step=step)
+    kinds = ["brits", "forest"] if params.model_type == "auto" else [params.model_type]
     if base is not None:
-        norm = base.normalisation
-        network = copy.deepcopy(base.network)
-        if list(base.classes) != list(data.classes):
-            network.replace_head(len(data.classes))
-    else:
-        norm = Normalisation.fit(train_data)
-        network = BRITSAbundance(data.series.shape[2], data.ancillary.shape[1], len(data.classes), params.hidden,
-                                 params.ancillary_hidden, params.dropout)
-    times = data.times
-
-    def tens(idx: np.ndarray) -> dict[str, np.ndarray]:
-        return prepare_tensors(data.series[idx], data.ancillary[idx], norm, times)
-
-    history = _fit_network(network, tens(fit_idx), data.fractions[fit_idx], tens(val_idx), data.fractions[val_idx],
-                           params, progress)
-    model = AbundanceModel(
-        network=network, normalisation=norm, classes=list(data.classes),
-        feature_names=feature_names or [f"f{i}" for i in range(data.series.shape[2])],
-        ancillary_names=ancillary_names or [f"a{i}" for i in range(data.ancillary.shape[1])],
-        times=None if times is None else [float(x) for x in times], params=params.to_dict(), history=history,
-    )
-    pred = model.predict(data.series[test_idx], data.ancillary[test_idx])
-    truth = data.fractions[test_idx]
-    baseline = np.tile(data.fractions[train_idx].mean(axis=0), (len(test_idx), 1))
+        kinds = [base.kind]  # fine-tuning continues the base model's kind
+    test = data.subset(test_idx)
+    candidates: dict[str, tuple[AbundanceModel, dict[str, Any]]] = {}
+    for kind in kinds:
+        if kind == "brits":
+            network, norm, history = _train_brits(data, fit_idx, val_idx, params, base, progress)
+            model = AbundanceModel(network=network, normalisation=norm, params=params.to_dict(), history=history,
+                                   kind="brits", **common)  # type: ignore[arg-type]
+        else:
+            forest, fill = _train_forest(data, train_idx, params)  # no early stopping: no validation blocks
+            model = AbundanceModel(network=None, normalisation=Normalisation.fit(data.subset(fit_idx)),
+                                   params=params.to_dict() | {"forest_fill": fill}, kind="forest", forest=forest,
+                                   **common)  # type: ignore[arg-type]
+        candidates[kind] = (model, _level_metrics(test, model.predict(test.series, test.ancillary)))
+    chosen = min(candidates, key=lambda k: candidates[k][1]["N1"]["rmse"]
+                 + (candidates[k][1]["N2"]["rmse"] if "N2" in candidates[k][1] else 0.0))
+    model, levels = candidates[chosen]
+    baseline_pred = np.tile(np.nan_to_num(np.nanmean(_targets(data)[train_idx], axis=0)), (len(test_idx), 1))
+    baseline = _level_metrics(test, baseline_pred)
+    pred = model.predict(test.series, test.ancillary)
     metrics = {
-        "model": abundance_metrics(truth, pred, data.classes),
-        "mean_abundance_baseline": abundance_metrics(truth, baseline, data.classes),
+        "model": levels["N1"],
+        "mean_abundance_baseline": baseline["N1"],
+        "levels": levels,
+        "baseline_levels": baseline,
+        "model_type": chosen,
+        "candidates": {k: {lv: {m: v[lv][m] for m in ("rmse", "mae", "r2")} for lv in v} for k, (_, v) in
+                       candidates.items()},
         "split": {"scheme": "spatial blocks", "train": int(len(fit_idx)), "validation": int(len(val_idx)),
                   "test": int(len(test_idx)), "blocks": int(len(np.unique(data.blocks)))},
-        "epochs": len(history),
+        "epochs": len(model.history),
         "renormalised_labels": renormalised,
         "dropped_samples": int((~keep).sum()),
     }
+    if data.sub_classes is not None:
+        metrics["consistency_error"] = consistency_error(pred[:, :len(data.classes)], pred[:, len(data.classes):],
+                                                         data.parents or [])
     model.metrics = metrics
-    log.info("abundance: test RMSE %.4f (mean-abundance baseline %.4f), R2 %.3f, dominant-class accuracy %.3f",
-             metrics["model"]["rmse"], metrics["mean_abundance_baseline"]["rmse"], metrics["model"]["r2"],
-             metrics["model"]["dominant_accuracy"])
+    for kind, (_, lv) in candidates.items():
+        log.info("abundance %s: test RMSE %s (mean-abundance baseline %s)", kind,
+                 ", ".join(f"{k} {v['rmse']:.4f}" for k, v in lv.items()),
+                 ", ".join(f"{k} {v['rmse']:.4f}" for k, v in baseline.items()))
+    log.info("abundance: kept the %s model", chosen)
     return model, metrics
 
 
 def linear_interpolation(series: np.ndarray, times: np.ndarray | None = None) -> np.ndarray:
     """Baseline gap filling: per pixel and feature, linear interpolation in time (constant
-    extrapolation at the ends)."""
-    n, steps, d = series.shape
+    extrapolation at the ends; NaN where a pixel's feature was never observed). Vectorised:
+    the previous and next observed step of every value come from running maxima/minima."""
+    x = np.asarray(series, dtype="float32")
+    n, steps, d = x.shape
     t = np.arange(steps, dtype="float64") if times is None else np.asarray(times, "float64")
-    out = series.copy()
-    for i in range(n):
-        for j in range(d):
-            y = series[i, :, j]
-            ok = np.isfinite(y)
-            if ok.sum() == 0:
-                continue
-            out[i, :, j] = np.interp(t, t[ok], y[ok])
-    return out
+    valid = np.isfinite(x)
+    pos = np.arange(steps)[None, :, None]
+    prev = np.maximum.accumulate(np.where(valid, pos, -1), axis=1)
+    nxt = np.minimum.accumulate(np.where(valid, pos, steps)[:, ::-1], axis=1)[:, ::-1]
+    p, q = np.clip(prev, 0, steps - 1), np.clip(nxt, 0, steps - 1)
+    vp, vq = np.take_along_axis(x, p, axis=1), np.take_along_axis(x, q, axis=1)
+    tp, tq, tt = t[p], t[q], t[pos]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        w = np.where(tq > tp, (tt - tp) / np.where(tq > tp, tq - tp, 1), 0.0)
+    out = (vp + w * (vq - vp)).astype("float32")
+    out = np.where(prev < 0, vq, out)
+    out = np.where(nxt >= steps, vp, out)
+    out = np.where((prev < 0) & (nxt >= steps), np.nan, out)
+    return np.where(valid, x, out).astype("float32")

@@ -8,6 +8,10 @@ mask. Time gaps (deltas) decay the hidden state and the history estimate. The tw
 final states and an embedding of the ancillary variables feed a softmax head that outputs class
 fractions (abundances) summing to 1.
 
+With ``parents`` (the N1 index of each N2 class) a second head gives N2 fractions that are
+consistent with N1 by construction: a softmax over the N2 classes of each parent, scaled by that
+parent's N1 fraction, so the N2 fractions of a parent add up to its N1 fraction exactly.
+
 Shapes: values/masks/deltas ``(batch, steps, features)``; ancillary ``(batch, n_ancillary)``.
 """
 
@@ -90,15 +94,21 @@ class RITS(nn.Module):
 
 class BRITSAbundance(nn.Module):
     def __init__(self, n_features: int, n_ancillary: int, n_classes: int, hidden: int = 64,
-                 ancillary_hidden: int = 32, dropout: float = 0.1) -> None:
+                 ancillary_hidden: int = 32, dropout: float = 0.1, parents: list[int] | None = None) -> None:
         super().__init__()
         self.config = {"n_features": n_features, "n_ancillary": n_ancillary, "n_classes": n_classes,
-                       "hidden": hidden, "ancillary_hidden": ancillary_hidden, "dropout": dropout}
+                       "hidden": hidden, "ancillary_hidden": ancillary_hidden, "dropout": dropout,
+                       "parents": list(parents) if parents else None}
         self.forward_rits = RITS(n_features, hidden)
         self.backward_rits = RITS(n_features, hidden)
         self.ancillary = (nn.Sequential(nn.Linear(n_ancillary, ancillary_hidden), nn.ReLU())
                           if n_ancillary else None)
         self.head = self.new_head(n_classes)
+        self.sub_head = self.new_head(len(parents)) if parents else None
+        if parents:
+            if min(parents) < 0 or max(parents) >= n_classes:
+                raise ValueError(f"parents {parents} must index the {n_classes} N1 classes")
+            self.register_buffer("parent_index", torch.tensor(parents, dtype=torch.long))
 
     def new_head(self, n_classes: int) -> nn.Sequential:
         cfg = self.config
@@ -106,10 +116,25 @@ class BRITSAbundance(nn.Module):
         return nn.Sequential(nn.Linear(width, cfg["hidden"]), nn.ReLU(), nn.Dropout(cfg["dropout"]),
                              nn.Linear(cfg["hidden"], n_classes))
 
-    def replace_head(self, n_classes: int) -> None:
-        """A fresh abundance head for another class set (fine-tuning to a new legend)."""
+    def replace_head(self, n_classes: int, parents: list[int] | None = None) -> None:
+        """Fresh abundance heads for another class set (fine-tuning to a new legend)."""
         self.config["n_classes"] = n_classes
+        self.config["parents"] = list(parents) if parents else None
         self.head = self.new_head(n_classes)
+        self.sub_head = self.new_head(len(parents)) if parents else None
+        if parents:
+            self.register_buffer("parent_index", torch.tensor(parents, dtype=torch.long,
+                                                              device=next(self.parameters()).device))
+
+    def nested_softmax(self, sub_logits: torch.Tensor, top: torch.Tensor) -> torch.Tensor:
+        """N2 fractions: a softmax over the N2 classes of each parent (computed stably with the
+        per-parent maximum), times the parent's N1 fraction."""
+        index = self.parent_index.expand_as(sub_logits)
+        peak = torch.full_like(top, float("-inf")).scatter_reduce(1, index, sub_logits, "amax", include_self=True)
+        e = torch.exp(sub_logits - peak.gather(1, index))
+        total = torch.zeros_like(top).scatter_add(1, index, e)
+        share = e / total.gather(1, index)
+        return share * top.gather(1, index)
 
     def forward(self, x: torch.Tensor, m: torch.Tensor, d_fwd: torch.Tensor, d_bwd: torch.Tensor,
                 anc: torch.Tensor | None) -> dict[str, torch.Tensor]:
@@ -119,10 +144,14 @@ class BRITSAbundance(nn.Module):
         parts = [h_f, h_b]
         if self.ancillary is not None and anc is not None:
             parts.append(self.ancillary(anc))
-        logits = self.head(torch.cat(parts, dim=1))
-        return {
-            "abundance": torch.softmax(logits, dim=1),
+        state = torch.cat(parts, dim=1)
+        abundance = torch.softmax(self.head(state).float(), dim=1)
+        out = {
+            "abundance": abundance,
             "imputed": (imp_f + imp_b) / 2,
             "loss_imputation": loss_f + loss_b,
             "loss_consistency": torch.abs(imp_f - imp_b).mean(),
         }
+        if self.sub_head is not None:
+            out["sub_abundance"] = self.nested_softmax(self.sub_head(state).float(), abundance)
+        return out

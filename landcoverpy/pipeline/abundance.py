@@ -39,6 +39,7 @@ from landcoverpy.raster.grid import Grid, block_windows
 from landcoverpy.scratch import scratch_dir
 from landcoverpy.reports import class_colours, quicklook_png
 from landcoverpy.storage import join_key
+from landcoverpy.timesteps import check_same_steps, step_of_record
 
 log = logging.getLogger(__name__)
 
@@ -70,16 +71,10 @@ def load_series_manifest(path: str | Path) -> list[SeriesItem]:
 
 
 def monthly_steps(year: int, step_days: int | None = None) -> list[tuple[dt.date, dt.date]]:
-    """Time steps of a year: calendar months by default (12 steps), or ``step_days`` bins."""
-    if step_days is None:
-        return [(dt.date(year, m, 1), (dt.date(year + (m == 12), m % 12 + 1, 1) - dt.timedelta(days=1)))
-                for m in range(1, 13)]
-    start, out = dt.date(year, 1, 1), []
-    while start.year == year:
-        end = min(start + dt.timedelta(days=step_days - 1), dt.date(year, 12, 31))
-        out.append((start, end))
-        start = end + dt.timedelta(days=1)
-    return out
+    """Time steps of a year: calendar months (12 steps), or ``step_days`` bins (see timesteps)."""
+    from landcoverpy.timesteps import parse_step
+
+    return parse_step("monthly" if step_days is None else None, step_days).bins(year)
 
 
 def read_on_grid(path: str, grid: Grid, resampling: Resampling = Resampling.average, band: int | None = None,
@@ -218,30 +213,67 @@ def ancillary_layers(paths: dict[str, str], grid: Grid, window: Window | None = 
     return np.stack(cols, axis=1).astype("float32"), names
 
 
+def derive_parents(n1: np.ndarray, n1_classes: list[str], n2: np.ndarray, n2_classes: list[str],
+                   given: dict[str, str] | None = None, source: str = "--n2-parents") -> dict[str, str]:
+    """The N1 parent of each N2 class: ``given`` ({N2 name: N1 name}) where it names one, else the
+    N1 class its area overlaps most (from the fractions of both levels over the same pixels). A
+    class split between parents is logged; N2 classes absent from the area get no parent."""
+    given = dict(given or {})
+    bad = [f"{c!r} -> {p!r}" for c, p in given.items() if c not in n2_classes or p not in n1_classes]
+    if bad:
+        raise InputValidationError(f"{source}: {', '.join(bad)}: every key must be an N2 class "
+                                   f"({', '.join(n2_classes)}) and every value an N1 class ({', '.join(n1_classes)})")
+    ok = np.isfinite(n1).all(axis=1) & np.isfinite(n2).all(axis=1)
+    overlap = n1[ok].T.astype("float64") @ n2[ok].astype("float64")  # (K1, K2) shared area
+    out = {}
+    for j, name in enumerate(n2_classes):
+        if name in given:
+            out[name] = given[name]
+            continue
+        total = overlap[:, j].sum()
+        if total <= 0:
+            log.info("N2 class %s does not occur in the area: no parent derived", name)
+            continue
+        i = int(overlap[:, j].argmax())
+        out[name] = n1_classes[i]
+        if overlap[i, j] / total < 0.9:
+            log.warning("N2 class %s lies %.0f%% inside N1 class %s (its parent) and the rest elsewhere; give "
+                        "%s to set parents explicitly", name, 100 * overlap[i, j] / total, n1_classes[i], source)
+    return out
+
+
 def build_abundance_dataset(ctx: Context, manifest: str | Path, fine_maps: dict[str, tuple[Any, ...]],
-                            ancillary: dict[str, str], year: int, step_days: int | None = None,
-                            block_km: float = 5.0) -> dict[str, Any]:
+                            ancillary: dict[str, str], year: int, step: Any = None,
+                            block_km: float = 5.0, parents: dict[str, str] | None = None) -> dict[str, Any]:
     """Per coarse pixel: time series (steps x bands), ancillary values and class fractions for
     each level (``fine_maps``: level -> (map path, class name -> value[, polygon attribute])). Stored as Parquet in the
-    datasets bucket and catalogued under ``kind = abundance``."""
+    datasets bucket and catalogued under ``kind = abundance``. ``step``: a
+    :class:`~landcoverpy.timesteps.StepSpec` (default MOD09A1's 8-day steps, 46 a year). With
+    both levels, the parent of each N2 class is recorded (``parents``, or derived)."""
+    from landcoverpy.timesteps import parse_step
+
+    step = step if step is not None else parse_step(None)
     items = load_series_manifest(manifest)
     with ctx.store.rasterio_env():
         with rasterio.open(items[0].path) as ref:
             grid = Grid.from_dataset(ref)
             band_names = [d or f"b{i + 1}" for i, d in enumerate(ref.descriptions)]
-        steps = monthly_steps(year, step_days)
+        steps = step.bins(year)
         series = aggregate_series(items, grid, steps)
         anc, anc_names = ancillary_layers(ancillary, grid)
     frame = pd.DataFrame({f"t{t:02d}_{b}": series[:, t, i] for t in range(len(steps)) for i, b in enumerate(band_names)})
     for i, name in enumerate(anc_names):
         frame[f"anc_{name}"] = anc[:, i]
-    levels = {}
+    levels, fracs = {}, {}
     for level, spec in fine_maps.items():
         path, classes = spec[0], spec[1]
         frac = class_fractions(path, classes, grid, field=spec[2] if len(spec) > 2 else None)
         for k, name in enumerate(classes):
             frame[f"{level}__{name}"] = frac[:, k]
         levels[level] = list(classes)
+        fracs[level] = frac
+    hierarchy = derive_parents(fracs["N1"], levels["N1"], fracs["N2"], levels["N2"], parents) \
+        if "N1" in fracs and "N2" in fracs else None
     rr, cc = np.mgrid[0:grid.height, 0:grid.width]
     frame["row"], frame["col"] = rr.ravel(), cc.ravel()
     xs, ys = grid.affine * (cc.ravel() + 0.5, rr.ravel() + 0.5)
@@ -256,29 +288,64 @@ def build_abundance_dataset(ctx: Context, manifest: str | Path, fine_maps: dict[
     ctx.store.put_bytes(ctx.settings.MINIO_BUCKET_DATASETS, key, buf.getvalue())
     record = {
         "_id": did, "kind": "abundance", "bucket": ctx.settings.MINIO_BUCKET_DATASETS, "key": key, "year": year,
-        "steps": [[s.isoformat(), e.isoformat()] for s, e in steps], "bands": band_names,
+        "step": step.name, "steps": [[s.isoformat(), e.isoformat()] for s, e in steps], "bands": band_names,
+        "parents": hierarchy,
         "ancillary": anc_names, "ancillary_sources": ancillary, "levels": levels, "grid": grid.to_dict(),
         "manifest": str(manifest), "series_items": len(items), "pixels": int(len(frame)),
         "missing_fraction": float(np.isnan(series).mean()), "table_sha256": digest,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "code_version": __version__,
     }
     ctx.catalog.upsert("datasets", record)
-    log.info("abundance dataset %s: %d pixels, %d steps x %d bands, %.0f%% missing", did, len(frame), len(steps),
-             len(band_names), 100 * record["missing_fraction"])
+    log.info("abundance dataset %s: %d pixels, %d steps (%s) x %d bands, %.0f%% missing", did, len(frame), len(steps),
+             step.describe(), len(band_names), 100 * record["missing_fraction"])
     return record
 
 
+def step_times(record: dict[str, Any]) -> np.ndarray:
+    """Time of each step from the first step's start, in units of the typical step (so a gap of
+    one step is ~1 whatever the step length; months of 28-31 days and the short last 8-day step
+    of a year count exactly)."""
+    starts = [dt.date.fromisoformat(a) for a, _ in record["steps"]]
+    days = np.array([(d - starts[0]).days for d in starts], dtype="float32")
+    unit = float(np.median(np.diff(days))) if len(days) > 1 else 1.0
+    return days / max(unit, 1.0)
+
+
 def dataset_arrays(frame: pd.DataFrame, record: dict[str, Any], level: str) -> AbundanceData:
-    if level not in record["levels"]:
-        raise InputValidationError(f"the abundance dataset has no level {level}; it has {', '.join(record['levels'])}")
+    """The arrays of one level, or of both (``level`` ``both``: N1 fractions, N2 fractions and
+    the parent of each N2 class, for one consistent model)."""
+    levels = record["levels"]
+    wanted = ["N1", "N2"] if level == "both" else [level]
+    for lv in wanted:
+        if lv not in levels:
+            raise InputValidationError(f"the abundance dataset {record['_id']} has no level {lv}; it has "
+                                       f"{', '.join(levels)}" + (" (give --n2-map when building it)" if lv == "N2" else ""))
     steps, bands = len(record["steps"]), record["bands"]
     series = frame[[f"t{t:02d}_{b}" for t in range(steps) for b in bands]].to_numpy("float32").reshape(-1, steps, len(bands))
     anc = frame[[f"anc_{a}" for a in record["ancillary"]]].to_numpy("float32")
-    classes = record["levels"][level]
-    frac = frame[[f"{level}__{c}" for c in classes]].to_numpy("float32")
+    classes = levels[wanted[0]]
+    frac = frame[[f"{wanted[0]}__{c}" for c in classes]].to_numpy("float32")
     labelled = np.isfinite(frac).all(axis=1)
-    return AbundanceData(series[labelled], anc[labelled], frac[labelled], frame["block"].to_numpy()[labelled],
-                         classes, np.arange(steps, dtype="float32"))
+    times = step_times(record) if record.get("step") else np.arange(steps, dtype="float32")
+    data = AbundanceData(series[labelled], anc[labelled], frac[labelled], frame["block"].to_numpy()[labelled],
+                         classes, times)
+    if level == "both":
+        parents = record.get("parents") or {}
+        sub = [c for c in levels["N2"] if c in parents]
+        left = [c for c in levels["N2"] if c not in parents]
+        if left:
+            log.warning("N2 class(es) %s have no parent (absent from the area): left out of the model of both levels",
+                        ", ".join(left))
+        if not sub:
+            raise InputValidationError(f"the abundance dataset {record['_id']}: no N2 class has an N1 parent; "
+                                       "give --n2-parents when building it")
+        n2 = frame[[f"N2__{c}" for c in sub]].to_numpy("float32")[labelled]
+        with np.errstate(invalid="ignore"):
+            n2 = np.where(np.nansum(n2, axis=1, keepdims=True) > 0, n2, np.nan)
+        data.sub_fractions = n2
+        data.sub_classes = sub
+        data.parents = [classes.index(parents[c]) for c in sub]
+    return data
 
 
 def load_dataset(ctx: Context, dataset_id: str | None) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -290,9 +357,8 @@ def load_dataset(ctx: Context, dataset_id: str | None) -> tuple[pd.DataFrame, di
 
 
 def model_id_for(level: str, dataset: dict[str, Any], params: TrainParams, base: str | None) -> str:
-    """Threads do not change what is learnt; every other training setting does."""
-    identity = {k: v for k, v in params.to_dict().items() if k != "threads"}
-    return ids.abundance_model_id(level, dataset["_id"], identity, base)
+    """Threads and device do not change what is learnt; every other training setting does."""
+    return ids.abundance_model_id(level, dataset["_id"], params.identity(), base)
 
 
 def save_model(ctx: Context, model: AbundanceModel, level: str, dataset: dict[str, Any], base: str | None = None,
@@ -300,24 +366,34 @@ def save_model(ctx: Context, model: AbundanceModel, level: str, dataset: dict[st
     import torch
 
     buf = io.BytesIO()
-    torch.save({"state_dict": model.network.state_dict(), "config": model.network.config}, buf)
+    if model.kind == "forest":
+        import joblib
+
+        joblib.dump(model.forest, buf, compress=3)
+        filename = "model.joblib"
+    else:
+        torch.save({"state_dict": model.network.state_dict(), "config": model.network.config}, buf)
+        filename = "model.pt"
     blob = buf.getvalue()
-    mid = model_id_for(level, dataset, params or TrainParams(**model.params), base)
+    mid = model_id_for(level, dataset, params or TrainParams(**{k: v for k, v in model.params.items()
+                                                                if k != "forest_fill"}), base)
     bucket = ctx.settings.MINIO_BUCKET_MODELS
     prefix = keys.abundance_model_prefix(mid)
     meta = {
-        "level": level, "classes": model.classes, "feature_names": model.feature_names,
+        "level": level, "kind": model.kind, "file": filename, "classes": model.classes,
+        "sub_classes": model.sub_classes, "parents": model.parents, "feature_names": model.feature_names,
         "ancillary_names": model.ancillary_names, "times": model.times, "params": model.params,
         "normalisation": model.normalisation.__dict__, "metrics": model.metrics, "history": model.history,
-        "dataset_id": dataset["_id"], "steps": dataset["steps"], "base_model": base,
+        "dataset_id": dataset["_id"], "step": step_of_record(dataset), "steps": dataset["steps"], "base_model": base,
         "library_versions": {"torch": torch.__version__, "numpy": np.__version__, "landcoverpy": __version__},
     }
-    ctx.store.put_bytes(bucket, join_key(prefix, "model.pt"), blob)
+    ctx.store.put_bytes(bucket, join_key(prefix, filename), blob)
     ctx.store.put_json(bucket, join_key(prefix, "metadata.json"), meta)
     ctx.store.put_json(bucket, join_key(prefix, "metrics.json"), model.metrics)
     record = {"_id": mid, "level": f"abundance-{level}", "category": None, "bucket": bucket, "prefix": prefix,
-              "model_sha256": hashlib.sha256(blob).hexdigest(), "params": model.params,
-              "classes": model.classes, "dataset_id": dataset["_id"], "base_model": base,
+              "kind": model.kind, "model_sha256": hashlib.sha256(blob).hexdigest(), "params": model.params,
+              "classes": model.all_classes, "dataset_id": dataset["_id"], "base_model": base,
+              "step": meta["step"],
               "metrics": {k: model.metrics["model"][k] for k in ("rmse", "mae", "r2", "dominant_accuracy")},
               "baseline_rmse": model.metrics["mean_abundance_baseline"]["rmse"],
               "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
@@ -326,6 +402,8 @@ def save_model(ctx: Context, model: AbundanceModel, level: str, dataset: dict[st
 
 
 def load_model(ctx: Context, level: str, model_id: str | None = None) -> tuple[AbundanceModel, dict[str, Any]]:
+    """The model ``model_id``, or the newest that estimates ``level`` (a model of both levels
+    serves N1 and N2)."""
     import torch
 
     from landcoverpy.models.brits import BRITSAbundance
@@ -335,18 +413,31 @@ def load_model(ctx: Context, level: str, model_id: str | None = None) -> tuple[A
         raise ModelError(f"no abundance model {model_id or 'for level ' + level} in the catalog: "
                          f"run `landcoverpy abundance train --level {level}`")
     meta = ctx.store.get_json(record["bucket"], join_key(record["prefix"], "metadata.json"))
-    with ctx.store.open(record["bucket"], join_key(record["prefix"], "model.pt")) as fh:
-        saved = torch.load(io.BytesIO(fh.read()), map_location="cpu", weights_only=True)
-    network = BRITSAbundance(**saved["config"])
-    network.load_state_dict(saved["state_dict"])
+    kind = meta.get("kind", "brits")
+    with ctx.store.open(record["bucket"], join_key(record["prefix"], meta.get("file", "model.pt"))) as fh:
+        blob = fh.read()
+    network = forest = None
+    if kind == "forest":
+        import joblib
+
+        forest = joblib.load(io.BytesIO(blob))
+    else:
+        saved = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+        network = BRITSAbundance(**saved["config"])
+        network.load_state_dict(saved["state_dict"])
     model = AbundanceModel(network=network, normalisation=Normalisation(**meta["normalisation"]), classes=meta["classes"],
                            feature_names=meta["feature_names"], ancillary_names=meta["ancillary_names"],
-                           times=meta["times"], params=meta["params"], history=meta["history"], metrics=meta["metrics"])
-    return model, record | {"steps": meta["steps"], "dataset_id": meta["dataset_id"]}
+                           times=meta["times"], params=meta["params"], history=meta["history"], metrics=meta["metrics"],
+                           sub_classes=meta.get("sub_classes"), parents=meta.get("parents"), kind=kind, forest=forest,
+                           step=meta.get("step"))
+    return model, record | {"steps": meta["steps"], "step": meta.get("step") or step_of_record(meta),
+                            "dataset_id": meta["dataset_id"], "model_level": meta["level"]}
 
 
 def train_level(ctx: Context, level: str, params: TrainParams, dataset_id: str | None = None,
                 base_model: str | None = None, progress: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Train (or reuse) the model of ``level`` (N1, N2, or ``both``: one model whose N2
+    fractions add up to its N1 fractions) on an abundance dataset."""
     frame, record = load_dataset(ctx, dataset_id)
     mid = model_id_for(level, record, params, base_model)
     existing = ctx.catalog.get("models", mid)
@@ -354,65 +445,116 @@ def train_level(ctx: Context, level: str, params: TrainParams, dataset_id: str |
         log.info("abundance model %s already trained on %s with these settings, reused", mid, record["_id"])
         return existing, ctx.store.get_json(existing["bucket"], join_key(existing["prefix"], "metrics.json"))
     data = dataset_arrays(frame, record, level)
-    base = load_model(ctx, level, base_model)[0] if base_model else None
+    base = None
+    if base_model:
+        base, brec = load_model(ctx, level, base_model)
+        check_same_steps(brec["steps"], brec["step"], base_model, record["steps"], step_of_record(record),
+                         f"dataset {record['_id']}")
     model, metrics = train_abundance(data, params, feature_names=record["bands"], ancillary_names=record["ancillary"],
-                                     base=base, progress=progress)
+                                     base=base, progress=progress, step=step_of_record(record))
     return save_model(ctx, model, level, record, base_model, params), metrics
 
 
 def predict_area(ctx: Context, level: str, output_dir: Path, model_id: str | None = None, dataset_id: str | None = None,
-                 block: int = 512, client: Any = None, progress: bool = False) -> dict[str, Path]:
-    """Abundance maps over the dataset's grid, block by block (Dask tasks when ``client``)."""
+                 block: int = 512, client: Any = None, progress: bool = False,
+                 device: str | None = None) -> dict[str, Path]:
+    """Abundance maps over the dataset's grid, block by block (Dask tasks when ``client``).
+    ``level`` ``both`` writes the N1 and the N2 maps of a model of both levels. The dataset may
+    be unlabelled (a new region: series and ancillaries only)."""
     model, mrec = load_model(ctx, level, model_id)
     _, drec = load_dataset(ctx, dataset_id)
-    missing = [c for c in drec["levels"].get(level, model.classes) if c not in model.classes]
-    if missing:
-        raise ModelError(f"level {level} has classes unknown to model {mrec['_id']}: {', '.join(missing)}; "
-                         "fine-tune it on this legend (`landcoverpy abundance finetune`)")
+    check_same_steps(mrec["steps"], mrec["step"], mrec["_id"], drec["steps"], step_of_record(drec),
+                     f"dataset {drec['_id']}")
+    levels = ["N1", "N2"] if level == "both" else [level]
+    if level == "both" and model.sub_classes is None:
+        raise ModelError(f"model {mrec['_id']} estimates one level ({mrec['model_level']}); train one with "
+                         "`abundance train --level both` for consistent N1 and N2 maps")
+    for lv in levels:
+        missing = [c for c in drec["levels"].get(lv, []) if c not in model.level_classes(lv)]
+        if missing and (lv == "N1" or model.sub_classes is None):  # N2 classes absent from training: no parent
+            raise ModelError(f"level {lv} has classes unknown to model {mrec['_id']}: {', '.join(missing)}; "
+                             "fine-tune it on this legend (`landcoverpy abundance finetune`)")
+    if model.sub_classes is None and mrec["model_level"] != level:
+        raise ModelError(f"model {mrec['_id']} was trained for level {mrec['model_level']}, not {level}")
     if drec["ancillary"] != model.ancillary_names or drec["bands"] != model.feature_names:
         raise ModelError(f"dataset {drec['_id']} has inputs {drec['bands']} + {drec['ancillary']}; model {mrec['_id']} "
                          f"was trained on {model.feature_names} + {model.ancillary_names}")
-    amid = ids.abundance_map_id(level, mrec["_id"], drec["_id"])
-    existing = ctx.catalog.get("maps", amid)
-    if existing is not None:
-        log.info("abundance map %s already made by %s from %s, reused", amid, mrec["_id"], drec["_id"])
-        return export_abundance(ctx, publish_abundance(ctx, existing), output_dir)
-    record = make_abundance_map(ctx, level, model, mrec, drec, amid, block, client, progress)
-    return export_abundance(ctx, record, output_dir)
+    out: dict[str, Path] = {}
+    todo = []
+    for lv in levels:
+        amid = ids.abundance_map_id(lv, mrec["_id"], drec["_id"])
+        existing = ctx.catalog.get("maps", amid)
+        if existing is not None:
+            log.info("abundance map %s already made by %s from %s, reused", amid, mrec["_id"], drec["_id"])
+            out |= _suffixed(export_abundance(ctx, publish_abundance(ctx, existing), output_dir), lv, len(levels))
+        else:
+            todo.append((lv, amid))
+    if todo:
+        records = make_abundance_maps(ctx, todo, model, mrec, drec, block, client, progress, device)
+        for (lv, _), record in zip(todo, records):
+            out |= _suffixed(export_abundance(ctx, record, output_dir), lv, len(levels))
+    return out
 
 
-def make_abundance_map(ctx: Context, level: str, model: AbundanceModel, mrec: dict[str, Any], drec: dict[str, Any],
-                       amid: str, block: int, client: Any, progress: bool = False) -> dict[str, Any]:
+def _suffixed(paths: dict[str, Path], level: str, n_levels: int) -> dict[str, Path]:
+    return paths if n_levels == 1 else {f"{k}_{level}": v for k, v in paths.items()}
+
+
+def _gpu_workers(client: Any) -> bool:
+    try:
+        workers = client.scheduler_info().get("workers", {}).values()
+    except Exception:  # noqa: BLE001 - a client without scheduler info: no resources
+        return False
+    return any((w.get("resources") or {}).get("GPU", 0) >= 1 for w in workers)
+
+
+def make_abundance_maps(ctx: Context, todo: list[tuple[str, str]], model: AbundanceModel, mrec: dict[str, Any],
+                        drec: dict[str, Any], block: int, client: Any, progress: bool = False,
+                        device: str | None = None) -> list[dict[str, Any]]:
+    """One prediction pass over the grid, then one map per level in ``todo`` ((level, map id))."""
     grid = Grid.from_dict(drec["grid"])
     items = load_series_manifest(drec["manifest"])
     steps = [(dt.date.fromisoformat(a), dt.date.fromisoformat(b)) for a, b in drec["steps"]]
     windows = list(block_windows(grid.height, grid.width, block))
     args = (ctx.settings, items, steps, drec["ancillary_sources"], grid)
-    with step(log, f"abundance {level}: predicting", len(windows), "block", progress) as bar:
+    label = "+".join(lv for lv, _ in todo)
+    with step(log, f"abundance {label}: predicting", len(windows), "block", progress) as bar:
         if client is not None:
             from distributed import as_completed
 
+            resources = {"GPU": 1} if model.kind == "brits" and _gpu_workers(client) else None
+            if resources:
+                log.info("abundance: blocks go to the cluster's GPU workers")
             fut_model = client.scatter(model, broadcast=True, hash=False)
-            futures = [client.submit(predict_block, *args, fut_model, w, pure=False) for w in windows]
+            futures = [client.submit(predict_block, *args, fut_model, w, device, pure=False, resources=resources)
+                       for w in windows]
             for _ in as_completed(futures):
                 bar.update(1)
             results = client.gather(futures)
         else:
             results = []
             for w in windows:
-                results.append(predict_block(*args, model, w))
+                results.append(predict_block(*args, model, w, device))
                 bar.update(1)
-    k = len(model.classes)
-    values = {name: i + 1 for i, name in enumerate(model.classes)}
+    return [make_abundance_map(ctx, lv, model, mrec, drec, amid, windows, [r[:, model.level_columns(lv)] for r in results])
+            for lv, amid in todo]
+
+
+def make_abundance_map(ctx: Context, level: str, model: AbundanceModel, mrec: dict[str, Any], drec: dict[str, Any],
+                       amid: str, windows: list[Window], results: list[np.ndarray]) -> dict[str, Any]:
+    classes = model.level_classes(level)
+    grid = Grid.from_dict(drec["grid"])
+    k = len(classes)
+    values = {name: i + 1 for i, name in enumerate(classes)}
     colours = class_colours(values)
     colormap = {0: (0, 0, 0, 0)} | {v: (*colours[v], 255) for v in values.values()}
     tags = {"model": mrec["_id"], "dataset": drec["_id"], "map_id": amid, "level": level,
-            "classes": json.dumps(model.classes, ensure_ascii=False)}
+            "classes": json.dumps(classes, ensure_ascii=False), "model_kind": model.kind}
     bucket = ctx.settings.MINIO_BUCKET_CLASSIFICATIONS
     with scratch_dir(ctx.settings.TMP_DIR) as tmp:
         abundance_path, dominant_path = Path(tmp) / f"abundance_{level}.tif", Path(tmp) / f"dominant_{level}.tif"
         with CogWriter(abundance_path, grid, "float32", count=k, nodata=float("nan"),
-                       descriptions=list(model.classes), tags=tags, overview_resampling="average", tmp_dir=tmp) as ab, \
+                       descriptions=list(classes), tags=tags, overview_resampling="average", tmp_dir=tmp) as ab, \
                 CogWriter(dominant_path, grid, "uint8", nodata=0, descriptions=[f"dominant {level} class"],
                           colormap=colormap, tags=tags | {f"class_{v}": n for n, v in values.items()},
                           overview_resampling="mode", tmp_dir=tmp) as dom:
@@ -444,7 +586,7 @@ def make_abundance_map(ctx: Context, level: str, model: AbundanceModel, mrec: di
             ctx.store.put_bytes(bucket, key, text.encode("utf-8"))
             outputs[name][what] = key
     record = {"_id": amid, "tile": "abundance", "kind": f"abundance-{level}", "level": level, "model": mrec["_id"],
-              "dataset": drec["_id"], "grid": grid.to_dict(), "classes": model.classes, "outputs": outputs,
+              "dataset": drec["_id"], "grid": grid.to_dict(), "classes": classes, "outputs": outputs,
               "created": publish.now_iso(), "code_version": __version__}
     ctx.catalog.upsert("maps", record)
     return publish_abundance(ctx, record)
@@ -485,12 +627,14 @@ def export_abundance(ctx: Context, record: dict[str, Any], output_dir: Path) -> 
 
 @dask_task
 def predict_block(settings: Any, items: list[SeriesItem], steps: list[tuple[dt.date, dt.date]],
-                  ancillary: dict[str, str], grid: Grid, model: AbundanceModel, window: Window) -> np.ndarray:
-    """(pixels of the window, K) fractions; NaN where the series is entirely missing."""
+                  ancillary: dict[str, str], grid: Grid, model: AbundanceModel, window: Window,
+                  device: str | None = None) -> np.ndarray:
+    """(pixels of the window, K) fractions (every level the model estimates); NaN where the
+    series is entirely missing."""
     from landcoverpy.storage import open_store
 
     with open_store(settings, check=False).rasterio_env():  # series may live in the store (s3://)
         series = aggregate_series(items, grid, steps, window)
         anc, _ = ancillary_layers(ancillary, grid, window)
-    return model.predict(series, anc)
+    return model.predict(series, anc, device=device)
 
