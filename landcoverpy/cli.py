@@ -602,11 +602,24 @@ def abundance_dataset(
 
 def _echo_abundance_metrics(record: dict[str, Any], metrics: dict[str, Any]) -> None:
     m, b = metrics["model"], metrics["mean_abundance_baseline"]
-    typer.echo(f"{record['_id']}: test RMSE {m['rmse']:.4f} MAE {m['mae']:.4f} R2 {m['r2']:.3f} "
+    kind = metrics.get("model_type", "brits")
+    typer.echo(f"{record['_id']}: {kind} model, test RMSE {m['rmse']:.4f} MAE {m['mae']:.4f} R2 {m['r2']:.3f} "
                f"dominant-class accuracy {m['dominant_accuracy']:.3f} macro F1 {m['dominant_macro_f1']:.3f}")
-    typer.echo(f"  mean-abundance baseline: RMSE {b['rmse']:.4f} MAE {b['mae']:.4f} R2 {b['r2']:.3f}")
-    for name, c in m["per_class"].items():
-        typer.echo(f"  {name:<24} RMSE {c['rmse']:.4f} MAE {c['mae']:.4f} R2 {c['r2']:.3f}")
+    levels = metrics.get("levels") or {"N1": m}
+    baselines = metrics.get("baseline_levels") or {"N1": b}
+    for level, lm in levels.items():
+        lb = baselines[level]
+        if len(levels) > 1:
+            typer.echo(f"  {level}: RMSE {lm['rmse']:.4f} MAE {lm['mae']:.4f} R2 {lm['r2']:.3f}")
+        typer.echo(f"  {level + ' ' if len(levels) > 1 else ''}mean-abundance baseline: RMSE {lb['rmse']:.4f} "
+                   f"MAE {lb['mae']:.4f} R2 {lb['r2']:.3f}")
+        for name, c in lm["per_class"].items():
+            typer.echo(f"  {name:<24} RMSE {c['rmse']:.4f} MAE {c['mae']:.4f} R2 {c['r2']:.3f}")
+    for other, lv in (metrics.get("candidates") or {}).items():
+        typer.echo(f"  candidate {other}: " + ", ".join(f"{k} RMSE {v['rmse']:.4f} R2 {v['r2']:.3f}" for k, v in lv.items())
+                   + (" (kept)" if other == kind else ""))
+    if "consistency_error" in metrics:
+        typer.echo(f"  N1/N2 consistency error: {metrics['consistency_error']:.2e} (N2 fractions of a parent minus its N1 fraction)")
 
 
 LevelOption = typer.Option(Level.N1, "--level", help="Abundance level: N1 (categories), N2 (subcategories), or both (one model whose N2 fractions add up to its N1 fractions).")

@@ -552,7 +552,8 @@ def train_abundance(data: AbundanceData, params: TrainParams | None = None, feat
     common = dict(classes=list(data.classes), sub_classes=data.sub_classes, parents=data.parents,
                   feature_names=feature_names or [f"f{i}" for i in range(data.series.shape[2])],
                   ancillary_names=ancillary_names or [f"a{i}" for i in range(data.ancillary.shape[1])],
-                  times=None if data.times is None else [float(x) for x in data.times], step=step)
+                  times=[float(x) for x in (np.arange(data.series.shape[1]) if data.times is None else data.times)],
+                  step=step)
     kinds = ["brits", "forest"] if params.model_type == "auto" else [params.model_type]
     if base is not None:
         kinds = [base.kind]  # fine-tuning continues the base model's kind

@@ -1,0 +1,236 @@
+"""Abundance at the seed's fidelity: 8-day steps recorded and enforced, one model of both levels
+whose N2 fractions add up to its N1 fractions, a random-forest model type, new regions without
+labels, training settings from a config file, and the torch device choice."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+from landcoverpy.errors import InputValidationError, ModelError
+from landcoverpy.models.abundance import (
+    TrainParams,
+    consistency_error,
+    consistent_fractions,
+    linear_interpolation,
+    train_abundance,
+)
+from landcoverpy.timesteps import parse_step
+from tests.abundance_data import generated_mixtures
+from tests.test_abundance_cli import make_area
+from tests.test_cli_status import run_cli
+
+FAST = TrainParams(hidden=24, ancillary_hidden=8, epochs=25, patience=6, batch_size=128, seed=0, threads=2, trees=60)
+
+
+def test_steps_of_a_year() -> None:
+    eight = parse_step(None)
+    assert eight.name == "8day" and len(eight.bins(2021)) == 46 and len(eight.bins(2020)) == 46  # leap year too
+    starts = [a.timetuple().tm_yday for a, _ in eight.bins(2021)]
+    assert starts[:3] == [1, 9, 17] and starts[-1] == 361  # MOD09A1's composite start days
+    assert eight.bins(2021)[-1][1].isoformat() == "2021-12-31"
+    assert len(parse_step("monthly").bins(2021)) == 12
+    assert len(parse_step("16d").bins(2021)) == 23
+    assert parse_step(None, 8).name == "8day" and parse_step(None, 10).name == "10d"
+    with pytest.raises(InputValidationError, match="unknown time step 'weekly'"):
+        parse_step("weekly")
+
+
+def test_linear_interpolation_vectorised_matches_numpy_interp() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(200, 20, 3)).astype("float32")
+    x[rng.uniform(size=x.shape) < 0.5] = np.nan
+    x[0, :, 1] = np.nan  # never observed
+    t = np.cumsum(rng.uniform(1, 9, 20))
+    got = linear_interpolation(x, t)
+    for i in range(0, 200, 7):
+        for d in range(3):
+            ok = np.isfinite(x[i, :, d])
+            if ok.any():
+                np.testing.assert_allclose(got[i, :, d], np.interp(t, t[ok], x[i, ok, d]), rtol=1e-5, atol=1e-6)
+            else:
+                assert np.isnan(got[i, :, d]).all()
+
+
+def two_level(seed: int = 0) -> tuple:
+    """Generated mixtures of 4 fine classes; N1 = {A: fine 0+1, B: fine 2+3}; N2 = the 4 classes."""
+    data, _ = generated_mixtures(n_classes=4, seed=seed)
+    n2 = data.fractions
+    n1 = np.stack([n2[:, 0] + n2[:, 1], n2[:, 2] + n2[:, 3]], axis=1)
+    data.fractions, data.classes = n1.astype("float32"), ["A", "B"]
+    data.sub_fractions, data.sub_classes, data.parents = n2, ["a1", "a2", "b1", "b2"], [0, 0, 1, 1]
+    return data
+
+
+@pytest.mark.parametrize("kind", ["brits", "forest"])
+def test_one_model_of_both_levels_is_consistent_by_construction(kind: str) -> None:
+    data = two_level()
+    model, metrics = train_abundance(data, TrainParams(**{**FAST.to_dict(), "model_type": kind}))
+    assert metrics["model_type"] == kind and set(metrics["levels"]) == {"N1", "N2"}
+    for level in ("N1", "N2"):
+        m, b = metrics["levels"][level], metrics["baseline_levels"][level]
+        assert {"rmse", "mae", "r2"} <= set(m["per_class"][model.level_classes(level)[0]])
+        assert m["rmse"] < b["rmse"], (level, m["rmse"], b["rmse"])
+    assert metrics["consistency_error"] < 1e-5
+    pred = model.predict(data.series, data.ancillary)
+    assert pred.shape == (len(data.series), 6)
+    ok = np.isfinite(pred).all(axis=1)
+    np.testing.assert_allclose(pred[ok, 2] + pred[ok, 3], pred[ok, 0], atol=1e-5)
+    np.testing.assert_allclose(pred[ok, 4] + pred[ok, 5], pred[ok, 1], atol=1e-5)
+    np.testing.assert_allclose(pred[ok, :2].sum(axis=1), 1, atol=1e-5)
+
+
+def test_auto_keeps_the_better_model_and_reports_both() -> None:
+    data, _ = generated_mixtures(seed=4)
+    model, metrics = train_abundance(data, FAST)
+    cands = metrics["candidates"]
+    assert set(cands) == {"brits", "forest"}
+    best = min(cands, key=lambda k: cands[k]["N1"]["rmse"])
+    assert metrics["model_type"] == best == model.kind
+    assert metrics["model"]["rmse"] == pytest.approx(cands[best]["N1"]["rmse"])
+
+
+def test_regression_outputs_become_consistent_fractions() -> None:
+    top = np.array([[0.7, 0.5], [-0.1, 0.3], [0.0, 0.0]])
+    sub = np.array([[0.2, 0.2, 0.0], [0.1, -0.2, 0.5], [0.0, 0.0, 0.0]])
+    t, s = consistent_fractions(top, sub, [0, 0, 1])
+    np.testing.assert_allclose(t.sum(axis=1), 1, atol=1e-6)
+    assert (t >= 0).all() and (s >= 0).all()
+    assert consistency_error(t, s, [0, 0, 1]) < 1e-6
+    np.testing.assert_allclose(s[2], [0.25, 0.25, 0.5], atol=1e-6)  # nothing known: equal shares of each parent
+
+
+def test_a_model_refuses_a_series_of_other_steps() -> None:
+    data, _ = generated_mixtures(rows=20, cols=20)
+    model, _ = train_abundance(data, TrainParams(**{**FAST.to_dict(), "epochs": 2, "model_type": "brits"}),
+                               step="monthly")
+    with pytest.raises(ModelError, match="12 .*monthly"):
+        model.predict(np.zeros((3, 46, data.series.shape[2]), "float32"), data.ancillary[:3])
+
+
+def test_settings_from_a_file_with_bad_keys_named(tmp_path: Path) -> None:
+    with pytest.raises(InputValidationError, match="cfg.json: unknown setting 'hiden'"):
+        TrainParams.from_mapping({"hiden": 3}, "cfg.json")
+    with pytest.raises(InputValidationError, match="batch_size: 'big' is not a int"):
+        TrainParams.from_mapping({"batch_size": "big"}, "cfg.json")
+    with pytest.raises(InputValidationError, match="model_type 'svm'"):
+        TrainParams.from_mapping({"model_type": "svm"}, "cfg.json")
+    p = TrainParams.from_mapping({"hidden": 16, "learning_rate": 0.01, "device": "cpu"}, "cfg.json")
+    assert p.hidden == 16 and p.learning_rate == 0.01
+    assert "device" not in p.identity() and "threads" not in p.identity() and p.identity()["hidden"] == 16
+
+
+def test_devices_on_a_machine_without_a_gpu() -> None:
+    import torch
+
+    from landcoverpy.models.device import resolve_device
+
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ModelError, match="unknown device 'tpu'"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ModelError, match="sees no CUDA GPU.*--device cpu"):
+            resolve_device("cuda")
+    data, _ = generated_mixtures(rows=20, cols=20)
+    model, _ = train_abundance(data, TrainParams(**{**FAST.to_dict(), "epochs": 2, "model_type": "brits",
+                                                    "device": "auto"}))
+    a = model.predict(data.series, data.ancillary, device="cpu")
+    b = model.predict(data.series, data.ancillary, device="auto", batch_size=37)  # other batches, same answer
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def area(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Path]]:
+    root = tmp_path_factory.mktemp("abundance-levels")
+    p = make_area(root)
+    with rasterio.open(p["n1"]) as src:
+        n1, profile = src.read(1), src.profile
+    rng = np.random.default_rng(1)
+    from scipy import ndimage
+
+    split = ndimage.gaussian_filter(rng.normal(size=n1.shape), 8) > 0
+    n2 = np.where(n1 == 1, np.where(split, 2, 5), np.where(n1 == 2, 3, 4)).astype("uint8")  # forest: conifer|broadleaf
+    p["n2"] = root / "n2_nested.tif"
+    with rasterio.open(p["n2"], "w", **profile) as dst:
+        dst.write(n2, 1)
+    return root, p
+
+
+def test_both_levels_from_the_cli_new_region_and_steps(area: tuple[Path, dict[str, Path]], tmp_path: Path) -> None:
+    root, p = area
+    env = {"LANDCOVERPY_HOME": str(tmp_path / "home"), "TMP_DIR": str(tmp_path / "tmp"), "DASK_N_WORKERS": "1"}
+    res = run_cli(["abundance", "dataset", "--series", str(p["series"]), "--year", "2021",
+                   "--n1-map", str(p["n1"]), "--n1-labels", str(p["n1_labels"]),
+                   "--n2-map", str(p["n2"]), "--n2-labels", str(p["n2_labels"]),
+                   "--ancillary", f"altitude={p['altitude']}", "--block-km", "2"], env, root, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "46 steps (MOD09A1 8-day composites)" in res.stdout
+    parents = dict(x.split(" -> ") for x in res.stdout.split("N2 parents: ")[1].strip().split(", "))
+    assert parents == {"conifer": "forest", "broadleaf": "forest", "crop_n2": "crop", "urban_n2": "urban"}
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text("hidden: 24\nancillary_hidden: 8\nepochs: 20\npatience: 5\ntrees: 60\n")
+    res = run_cli(["abundance", "train", "--level", "both", "--config", str(cfg), "--learning-rate", "0.004",
+                   "--device", "cpu", "--no-progress"], env, root, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    model_id = res.stdout.split(":")[0].strip()
+    assert "consistency error" in res.stdout and "N2" in res.stdout and "brits" in res.stdout and "forest" in res.stdout
+    meta = json.loads(next((tmp_path / "home").rglob("metadata.json")).read_text())
+    assert meta["params"]["hidden"] == 24 and meta["params"]["learning_rate"] == 0.004 and meta["step"] == "8day"
+    assert len(meta["steps"]) == 46
+    res = run_cli(["abundance", "predict", "--level", "both", "--output-dir", str(tmp_path / "out"),
+                   "--device", "auto"], env, root, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    with rasterio.open(tmp_path / "out" / "abundance_N1.tif") as a, rasterio.open(tmp_path / "out" / "abundance_N2.tif") as b:
+        n1, n2, names2 = a.read(), b.read(), b.descriptions
+        assert a.descriptions == ("forest", "crop", "urban")
+    ok = np.isfinite(n1).all(axis=0)
+    assert ok.mean() > 0.9
+    par = [("forest", "crop", "urban").index(parents[c]) for c in names2]
+    for k in range(3):
+        members = [i for i, q in enumerate(par) if q == k]
+        np.testing.assert_allclose(n2[members].sum(axis=0)[ok], n1[k][ok], atol=1e-4)
+    # a new region without labels (the same sensor, 20 % brighter), mapped with the trained model
+    series2 = tmp_path / "region2"
+    series2.mkdir()
+    items = json.loads(p["series"].read_text())
+    for it in items:
+        with rasterio.open(p["series"].parent / it["path"]) as src:
+            prof, arr, names = src.profile, src.read(), src.descriptions
+        out = series2 / Path(it["path"]).name
+        with rasterio.open(out, "w", **prof) as dst:
+            dst.write(arr * 1.2)
+            dst.descriptions = names
+        it["path"] = str(out)
+    (series2 / "series.json").write_text(json.dumps(items))
+    res = run_cli(["abundance", "dataset", "--unlabelled", "--series", str(series2 / "series.json"), "--year", "2021",
+                   "--ancillary", f"altitude={p['altitude']}"], env, root, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "levels none (unlabelled)" in res.stdout
+    new_id = res.stdout.split(":")[0].strip()
+    res = run_cli(["abundance", "predict", "--level", "N2", "--model-id", model_id, "--dataset-id", new_id,
+                   "--output-dir", str(tmp_path / "out2")], env, root, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    with rasterio.open(tmp_path / "out2" / "abundance_N2.tif") as src:
+        cube = src.read()
+    total = cube.sum(axis=0)
+    assert np.isfinite(total).mean() > 0.9
+    np.testing.assert_allclose(total[np.isfinite(total)], 1.0, atol=1e-4)
+    # the same region cut into months: the 8-day model refuses it, naming both step kinds
+    res = run_cli(["abundance", "dataset", "--unlabelled", "--series", str(series2 / "series.json"), "--year", "2021",
+                   "--ancillary", f"altitude={p['altitude']}", "--step", "monthly"], env, root, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    monthly_id = res.stdout.split(":")[0].strip()
+    res = run_cli(["abundance", "predict", "--level", "N1", "--model-id", model_id, "--dataset-id", monthly_id,
+                   "--output-dir", str(tmp_path / "out3")], env, root, timeout=300)
+    assert res.returncode == 1
+    assert "8day" in res.stderr and "monthly" in res.stderr and "Traceback" not in res.stderr
+    # bad settings are named, before anything is trained
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"hidden": 8, "learnin_rate": 0.1}')
+    res = run_cli(["abundance", "train", "--level", "N1", "--config", str(bad)], env, root, timeout=120)
+    assert res.returncode == 1 and "bad.json" in res.stderr and "learnin_rate" in res.stderr
