@@ -7,7 +7,8 @@ variables. One spatial-block split per cell size and seed, the same for every mo
 - the mean-abundance baseline (the training cells' mean fractions everywhere);
 - a random-forest regression on the linearly interpolated series + ancillaries;
 - BRITS;
-- the default model (``model_type`` auto: whichever of the two is better on held-out blocks).
+- the default model (``model_type`` auto: whichever of the two is better on the validation
+  blocks, which are part of the training side; the test blocks only score).
 
     python benchmarks/abundance_slovenia.py [--data DIR] [--seeds 0 1 2] [--cells 5 10]
 

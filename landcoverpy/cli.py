@@ -563,6 +563,12 @@ def abundance_dataset(
     block_km: float = typer.Option(5.0, "--block-km", help="Spatial block size for the train/test split."),
     n2_parents: Path = typer.Option(None, "--n2-parents", help="JSON {N2 class: N1 class}; default: each N2 class's parent is the N1 class its area overlaps most."),
     unlabelled: bool = typer.Option(False, "--unlabelled", help="A new region without labels: series and ancillaries only, for `abundance predict` with a trained model."),
+    climate: str = typer.Option(None, "--climate", help="WorldClim 2.1 folder or URL (wc2.1_{res}_{var}_{MM}.tif or the per-variable zips): adds precipitation, pet (Hargreaves), tmean, tmax, tmin."),
+    climate_res: str = typer.Option(None, "--climate-res", help="WorldClim resolution tag (30s, 2.5m, 5m, 10m); found in a folder, 30s for a URL by default."),
+    dem_ancillary: bool = typer.Option(False, "--dem-ancillary", help="Add altitude and slope from the DEM stage's layers (`landcoverpy dem`) under the grid."),
+    n1_confidence: Path = typer.Option(None, "--n1-confidence", help="Confidence raster (%) of the N1 map: labels weighted by its mean inside each pixel. Default: confidence_{tile}.tif beside classification_{tile}.tif when present."),
+    n2_confidence: Path = typer.Option(None, "--n2-confidence", help="Confidence raster (%) of the N2 map (default: sl_confidence_{tile}.tif beside sl_classification_{tile}.tif)."),
+    no_confidence_weights: bool = typer.Option(False, "--no-confidence-weights", help="Every label counts the same, even from the project's own maps."),
 ) -> None:
     """Build the per-pixel dataset: time series + ancillary + class fractions at N1 (and N2), or
     (--unlabelled) series and ancillaries alone for a region to map with a trained model."""
@@ -590,12 +596,26 @@ def abundance_dataset(
         parents = _read_json(n2_parents, "a JSON object mapping N2 class -> N1 class")
         if not isinstance(parents, dict) or not all(isinstance(v, str) for v in parents.values()):
             raise typer.BadParameter(f"{n2_parents}: expected a JSON object mapping N2 class name -> N1 class name")
+    from landcoverpy.pipeline.abundance import climate_ancillaries, dem_ancillaries
+
+    extra = _parse_pairs(ancillary, "--ancillary")
     with _session("abundance dataset") as ctx:
-        rec = build_abundance_dataset(ctx, series, maps, _parse_pairs(ancillary, "--ancillary"), year, step, block_km,
-                                      parents)
+        if dem_ancillary:
+            extra = dem_ancillaries(ctx) | extra
+        if climate:
+            extra = extra | climate_ancillaries(climate, climate_res)
+        confidence: dict[str, str | None] | None = {"N1": None, "N2": None} if no_confidence_weights else None
+        for lv, given in (("N1", n1_confidence), ("N2", n2_confidence)):
+            if given is not None:
+                if not given.exists():
+                    raise typer.BadParameter(f"--{lv.lower()}-confidence {given}: no such file")
+                confidence = (confidence or {}) | {lv: str(given)}
+        rec = build_abundance_dataset(ctx, series, maps, extra, year, step, block_km, parents, confidence)
     typer.echo(f"{rec['_id']}: {rec['pixels']} pixels, {len(rec['steps'])} steps ({step.describe()}) x "
                f"{len(rec['bands'])} bands, {len(rec['ancillary'])} ancillary, "
                f"levels {', '.join(rec['levels']) or 'none (unlabelled)'} -> {rec['bucket']}/{rec['key']}")
+    for lv, conf in (rec.get("label_weights") or {}).items():
+        typer.echo(f"{lv} labels weighted by the mean confidence of {conf}")
     if rec.get("parents"):
         typer.echo("N2 parents: " + ", ".join(f"{c} -> {p}" for c, p in rec["parents"].items()))
 
@@ -616,7 +636,8 @@ def _echo_abundance_metrics(record: dict[str, Any], metrics: dict[str, Any]) -> 
         for name, c in lm["per_class"].items():
             typer.echo(f"  {name:<24} RMSE {c['rmse']:.4f} MAE {c['mae']:.4f} R2 {c['r2']:.3f}")
     for other, lv in (metrics.get("candidates") or {}).items():
-        typer.echo(f"  candidate {other}: " + ", ".join(f"{k} RMSE {v['rmse']:.4f} R2 {v['r2']:.3f}" for k, v in lv.items())
+        typer.echo(f"  candidate {other}: validation RMSE {lv['validation_rmse']:.4f}; test "
+                   + ", ".join(f"{k} RMSE {v['rmse']:.4f} R2 {v['r2']:.3f}" for k, v in lv.items() if k != "validation_rmse")
                    + (" (kept)" if other == kind else ""))
     if "consistency_error" in metrics:
         typer.echo(f"  N1/N2 consistency error: {metrics['consistency_error']:.2e} (N2 fractions of a parent minus its N1 fraction)")
@@ -718,6 +739,27 @@ def abundance_predict(level: Level = LevelOption,
         publish_catalog(ctx)
     for name, path in out.items():
         typer.echo(f"{name}: {path}")
+
+
+@abundance_app.command("impute")
+@handle_errors
+def abundance_impute(output_dir: Path = typer.Option(Path("outputs/series"), "--output-dir", help="Where the gap-filled series COGs are copied."),
+                     model_id: str = typer.Option(None, "--model-id", help="Abundance model id; default the newest of --level."),
+                     level: Level = LevelOption,
+                     dataset_id: str = typer.Option(None, "--dataset-id", help="Abundance dataset (grid, series); default the newest."),
+                     block: int = typer.Option(512, "--block-size", help="Pixels per block side (one Dask task each)."),
+                     device: str = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N; default TORCH_DEVICE."),
+                     no_progress: bool = NoProgress) -> None:
+    """The gap-filled series as COGs, one per step: the bands, then a QA band (0 observed, 1 imputed)."""
+    from landcoverpy.pipeline.abundance import impute_area
+    from landcoverpy.pipeline.cluster import dask_client
+
+    require("abundance")
+    with _session("abundance impute") as ctx:
+        with dask_client(ctx.settings) as client:
+            out = impute_area(ctx, output_dir, model_id, dataset_id, block, client, not no_progress,
+                              device or ctx.settings.TORCH_DEVICE, Level(level).value)
+    typer.echo(f"{len(out)} step(s) -> {output_dir}")
 
 
 @app.command()

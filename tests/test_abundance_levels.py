@@ -89,7 +89,7 @@ def test_auto_keeps_the_better_model_and_reports_both() -> None:
     model, metrics = train_abundance(data, FAST)
     cands = metrics["candidates"]
     assert set(cands) == {"brits", "forest"}
-    best = min(cands, key=lambda k: cands[k]["N1"]["rmse"])
+    best = min(cands, key=lambda k: cands[k]["validation_rmse"])  # chosen on validation, scored on test
     assert metrics["model_type"] == best == model.kind
     assert metrics["model"]["rmse"] == pytest.approx(cands[best]["N1"]["rmse"])
 
@@ -194,6 +194,21 @@ def test_both_levels_from_the_cli_new_region_and_steps(area: tuple[Path, dict[st
     for k in range(3):
         members = [i for i, q in enumerate(par) if q == k]
         np.testing.assert_allclose(n2[members].sum(axis=0)[ok], n1[k][ok], atol=1e-4)
+    # the gap-filled series: one COG per 8-day step, the bands then a QA band
+    res = run_cli(["abundance", "impute", "--model-id", model_id, "--output-dir", str(tmp_path / "series")],
+                  env, root, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    files = sorted((tmp_path / "series").glob("series_*.tif"))
+    assert len(files) == 46 and files[0].name == "series_01_2021-01-01.tif"
+    observed_steps = 0
+    for f in files:
+        with rasterio.open(f) as src:
+            assert src.count == 4 and src.descriptions[-1].startswith("qa")
+            values, qa = src.read()[:3], src.read(4)
+        assert set(np.unique(qa[np.isfinite(qa)])) <= {0.0, 1.0}
+        assert np.isfinite(values[:, np.isfinite(qa)]).all()  # every pixel with data is filled
+        observed_steps += int((qa == 0).any())
+    assert 15 <= observed_steps <= 30  # the series has two dates a month: about half the 8-day steps see one
     # a new region without labels (the same sensor, 20 % brighter), mapped with the trained model
     series2 = tmp_path / "region2"
     series2.mkdir()
@@ -234,3 +249,50 @@ def test_both_levels_from_the_cli_new_region_and_steps(area: tuple[Path, dict[st
     bad.write_text('{"hidden": 8, "learnin_rate": 0.1}')
     res = run_cli(["abundance", "train", "--level", "N1", "--config", str(bad)], env, root, timeout=120)
     assert res.returncode == 1 and "bad.json" in res.stderr and "learnin_rate" in res.stderr
+
+
+@pytest.mark.parametrize("kind", ["forest", "brits"])
+def test_label_weights_discount_unreliable_labels(kind: str) -> None:
+    """A third of the labels are wrong (random fractions) and flagged by a low confidence, as
+    the mean confidence of a fine map would flag them: weighting beats trusting them all."""
+    data, _ = generated_mixtures(seed=6)
+    rng = np.random.default_rng(0)
+    truth = data.fractions.copy()
+    bad = rng.uniform(size=len(truth)) < 0.35
+    data.fractions = np.where(bad[:, None], rng.dirichlet(np.ones(3) * 0.5, size=len(truth)), truth).astype("float32")
+    params = TrainParams(**{**FAST.to_dict(), "model_type": kind, "epochs": 40})
+    plain, _ = train_abundance(data, params)
+    data.weights = np.where(bad, 0.05, 0.95).astype("float32")
+    weighted, _ = train_abundance(data, params)
+    rmse = {name: float(np.sqrt(np.nanmean((m.predict(data.series, data.ancillary) - truth) ** 2)))
+            for name, m in (("plain", plain), ("weighted", weighted))}
+    print(kind, rmse)
+    assert rmse["weighted"] < rmse["plain"]
+
+
+def test_confidence_beside_the_projects_map_weights_the_labels(area: tuple[Path, dict[str, Path]],
+                                                                tmp_path: Path) -> None:
+    root, p = area
+    with rasterio.open(p["n1"]) as src:
+        n1, profile = src.read(1), src.profile
+    ours = tmp_path / "classification_30SUF.tif"
+    with rasterio.open(ours, "w", **profile) as dst:
+        dst.write(n1, 1)
+    conf = np.where(np.arange(n1.shape[1])[None, :] < n1.shape[1] // 2, 90, 40) * np.ones_like(n1)
+    with rasterio.open(tmp_path / "confidence_30SUF.tif", "w", **(profile | {"nodata": 0})) as dst:
+        dst.write(conf.astype("uint8"), 1)
+    env = {"LANDCOVERPY_HOME": str(tmp_path / "home"), "TMP_DIR": str(tmp_path / "tmp")}
+    args = ["abundance", "dataset", "--series", str(p["series"]), "--year", "2021", "--n1-map", str(ours),
+            "--n1-labels", str(p["n1_labels"]), "--step", "monthly"]
+    res = run_cli(args, env, root, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "N1 labels weighted by the mean confidence of" in res.stdout and "confidence_30SUF.tif" in res.stdout
+    import pandas as pd
+
+    table = pd.read_parquet(next((tmp_path / "home").rglob("abundance-*.parquet")))
+    w = table["weight__N1"].to_numpy().reshape(24, 24)
+    np.testing.assert_allclose(w[:, :12], 0.9, atol=1e-5)
+    np.testing.assert_allclose(w[:, 12:], 0.4, atol=1e-5)
+    res = run_cli(args + ["--no-confidence-weights"], {**env, "LANDCOVERPY_HOME": str(tmp_path / "home2")}, root,
+                  timeout=300)
+    assert res.returncode == 0 and "weighted" not in res.stdout

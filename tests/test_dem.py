@@ -150,3 +150,35 @@ def test_dem_layers_become_features(tmp_path: Path) -> None:
     elevation = block[names.index("dem_elevation")]
     assert np.isfinite(elevation).all() and 200 < elevation.mean() < 900
     assert np.isfinite(block[names.index("dem_slope")]).all()
+
+
+def test_dem_layers_become_abundance_ancillaries(tmp_path: Path) -> None:
+    """`abundance dataset --dem-ancillary`: altitude and slope of the DEM stage's layers, averaged
+    onto a coarse (MODIS-like) grid inside them."""
+    from landcoverpy.pipeline.abundance import ancillary_layers, dem_ancillaries
+
+    source_dir = tmp_path / "aster"
+    source_dir.mkdir()
+    shutil.copy(shared_data("pysheds-dem") / "dem.tif", source_dir / "ASTGTMV003_N32W098_dem.tif")
+    settings = make_settings(tmp_path)
+    ctx = Context.open(settings)
+    from landcoverpy.errors import InputValidationError
+
+    with pytest.raises(InputValidationError, match="no DEM layers"):
+        dem_ancillaries(ctx)
+    fine = Grid("EPSG:32614", (30.0, 0.0, 643000.0, 0.0, -30.0, 3630000.0), 400, 380)
+    sources = ensure_aster_tiles(ctx, DEMSource(str(source_dir)), ["ASTGTMV003_N32W098"])
+    ctx.catalog.upsert("dems", build_dem(settings, "14SPB", fine, sources, window_size=128))
+    coarse = Grid("EPSG:32614", (460.0, 0.0, 644000.0, 0.0, -460.0, 3629000.0), 20, 20)
+    with ctx.store.rasterio_env():
+        values, names = ancillary_layers(dem_ancillaries(ctx), coarse)
+        rec = ctx.catalog.find("dems", {"tile": "14SPB"})[0]
+        with rasterio.open(ctx.store.raster_uri(rec["layers"]["elevation"]["bucket"],
+                                                rec["layers"]["elevation"]["key"])) as src:
+            direct = np.full(coarse.shape, np.nan, "float32")
+            reproject(rasterio.band(src, 1), direct, src_nodata=src.nodata, dst_transform=coarse.affine,
+                      dst_crs=coarse.crs, dst_nodata=np.nan, resampling=Resampling.average)
+    assert names == ["longitude", "latitude", "altitude", "slope"]
+    np.testing.assert_allclose(values[:, 2].reshape(coarse.shape), direct, atol=0.5)
+    assert 140 < values[:, 2].min() and values[:, 2].max() < 300
+    assert (values[:, 3] >= 0).all() and values[:, 3].mean() > 0.1  # degrees, averaged from 30 m slopes

@@ -99,6 +99,12 @@ def abundance_model_id(level: str, dataset: str, params: Mapping[str, Any], base
     return f"abundance-{level}-{digest(payload)}"
 
 
+def abundance_series_id(model: str, dataset: str) -> str:
+    """The gap-filled series a model makes of a dataset's time series."""
+    payload = {"kind": "abundance-series", "model": model, "dataset": dataset, "format": ABUNDANCE_MAP_FORMAT}
+    return f"abundance-series-{digest(payload)}"
+
+
 def abundance_map_id(level: str, model: str, dataset: str) -> str:
     payload = {"kind": "abundance-map", "level": level, "model": model, "dataset": dataset,
                "format": ABUNDANCE_MAP_FORMAT}

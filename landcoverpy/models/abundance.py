@@ -35,12 +35,14 @@ class AbundanceData:
     sub_fractions: np.ndarray | None = None
     sub_classes: list[str] | None = None
     parents: list[int] | None = None
+    # per-pixel label weights (e.g. the mean confidence of the fine map inside the pixel); None = 1
+    weights: np.ndarray | None = None
 
     def subset(self, idx: np.ndarray) -> AbundanceData:
         return AbundanceData(self.series[idx], self.ancillary[idx], self.fractions[idx], self.blocks[idx],
                              self.classes, self.times,
                              None if self.sub_fractions is None else self.sub_fractions[idx],
-                             self.sub_classes, self.parents)
+                             self.sub_classes, self.parents, None if self.weights is None else self.weights[idx])
 
     @property
     def hierarchical(self) -> bool:
@@ -383,7 +385,8 @@ def _seed(seed: int) -> None:
 
 
 def _fit_network(network: Any, train_t: dict[str, np.ndarray], y_train: np.ndarray, val_t: dict[str, np.ndarray],
-                 y_val: np.ndarray, params: TrainParams, progress: bool, k1: int, device: Any) -> list[dict[str, float]]:
+                 y_val: np.ndarray, params: TrainParams, progress: bool, k1: int, device: Any,
+                 w_train: np.ndarray | None = None, w_val: np.ndarray | None = None) -> list[dict[str, float]]:
     """Adam with early stopping on the validation RMSE. ``y`` holds the N1 columns then (for a
     model of both levels) the N2 columns, NaN where a pixel has no N2 label."""
     import torch
@@ -394,15 +397,21 @@ def _fit_network(network: Any, train_t: dict[str, np.ndarray], y_train: np.ndarr
     y = torch.from_numpy(y_train).to(device)
     val = {k: torch.from_numpy(np.ascontiguousarray(v)).to(device) for k, v in val_t.items()}
     yv = torch.from_numpy(y_val).to(device)
+    w = torch.from_numpy(np.ones(len(y_train), "float32") if w_train is None else w_train.astype("float32")).to(device)
+    wv = torch.from_numpy(np.ones(len(y_val), "float32") if w_val is None else w_val.astype("float32")).to(device)
     hierarchical = y.shape[1] > k1
 
-    def error(res: dict[str, torch.Tensor], target: torch.Tensor) -> torch.Tensor:
-        err = torch.mean((res["abundance"] - target[:, :k1]) ** 2)
+    def error(res: dict[str, torch.Tensor], target: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """Mean squared error per pixel, averaged with the pixels' label weights."""
+        per_pixel = torch.mean((res["abundance"] - target[:, :k1]) ** 2, dim=1)
+        err = (w * per_pixel).sum() / w.sum().clamp(min=1e-6)
         if hierarchical:
             t2 = target[:, k1:]
             ok = torch.isfinite(t2)
             diff = torch.where(ok, res["sub_abundance"] - torch.nan_to_num(t2), torch.zeros_like(t2))
-            err = err + params.weight_n2 * (diff ** 2).sum() / ok.sum().clamp(min=1)
+            mse2 = (diff ** 2).sum(dim=1) / ok.sum(dim=1).clamp(min=1)
+            w2 = w * ok.any(dim=1)
+            err = err + params.weight_n2 * (w2 * mse2).sum() / w2.sum().clamp(min=1e-6)
         return err
 
     gen = torch.Generator().manual_seed(params.seed)
@@ -416,7 +425,7 @@ def _fit_network(network: Any, train_t: dict[str, np.ndarray], y_train: np.ndarr
             idx = order[start:start + params.batch_size]
             res = network(tensors["x"][idx], tensors["m"][idx], tensors["d_fwd"][idx], tensors["d_bwd"][idx],
                           tensors["anc"][idx])
-            loss = (error(res, y[idx]) + params.weight_imputation * res["loss_imputation"]
+            loss = (error(res, y[idx], w[idx]) + params.weight_imputation * res["loss_imputation"]
                     + params.weight_consistency * res["loss_consistency"])
             opt.zero_grad()
             loss.backward()
@@ -425,7 +434,7 @@ def _fit_network(network: Any, train_t: dict[str, np.ndarray], y_train: np.ndarr
             total += loss.item() * len(idx)
         network.eval()
         with torch.no_grad():
-            val_rmse = float(torch.sqrt(error(network(val["x"], val["m"], val["d_fwd"], val["d_bwd"], val["anc"]), yv)))
+            val_rmse = float(torch.sqrt(error(network(val["x"], val["m"], val["d_fwd"], val["d_bwd"], val["anc"]), yv, wv)))
         history.append({"epoch": epoch, "train_loss": total / len(y), "val_rmse": val_rmse})
         bar.set_postfix(val_rmse=f"{val_rmse:.4f}")
         if val_rmse < best - 1e-5:
@@ -490,8 +499,10 @@ def _train_brits(data: AbundanceData, fit_idx: np.ndarray, val_idx: np.ndarray, 
 
     targets = _targets(data)
     log.info("abundance: training BRITS on %s", describe(device))
+    weights = data.weights
     history = _fit_network(network, tens(fit_idx), targets[fit_idx], tens(val_idx), targets[val_idx], params,
-                           progress, len(data.classes), device)
+                           progress, len(data.classes), device, None if weights is None else weights[fit_idx],
+                           None if weights is None else weights[val_idx])
     return network.cpu(), norm, history
 
 
@@ -507,7 +518,8 @@ def _train_forest(data: AbundanceData, train_idx: np.ndarray, params: TrainParam
     y = _targets(data)[train_idx]
     y = np.where(np.isfinite(y), y, 0.0)  # no N2 label: trained towards 0, rescaled inside its parent
     forest = RandomForestRegressor(n_estimators=params.trees, min_samples_leaf=params.min_leaf, max_features=0.3,
-                                   n_jobs=params.threads or -1, random_state=params.seed).fit(x, y)
+                                   n_jobs=params.threads or -1, random_state=params.seed)
+    forest.fit(x, y, sample_weight=None if data.weights is None else data.weights[train_idx])
     return forest, fill.astype("float32").tolist()
 
 
@@ -517,7 +529,7 @@ def train_abundance(data: AbundanceData, params: TrainParams | None = None, feat
     """Train on a spatial-block 80/20 split (early stopping on a validation set of blocks taken
     from the 80 %); return the model and its test metrics (with the mean-abundance baseline).
     ``model_type`` auto trains BRITS and the forest on the same split and keeps the one with the
-    lower held-out RMSE (both reported). With ``base``, start from its weights (fine-tuning); its
+    lower RMSE on the validation blocks (both reported on the test blocks). With ``base``, start from its weights (fine-tuning); its
     heads are replaced when the classes differ; its normalisation is kept so inputs mean the same
     thing. With ``data.sub_fractions``, one model estimates both levels consistently."""
     import torch
@@ -545,7 +557,8 @@ def train_abundance(data: AbundanceData, params: TrainParams | None = None, feat
     if keep.sum() < 10:
         raise InputValidationError(f"only {int(keep.sum())} usable samples: need at least 10")
     data = AbundanceData(data.series[keep], data.ancillary[keep], fractions[keep], data.blocks[keep], data.classes,
-                         data.times, None if sub is None else sub[keep], data.sub_classes, data.parents)
+                         data.times, None if sub is None else sub[keep], data.sub_classes, data.parents,
+                         None if data.weights is None else data.weights[keep])
     train_idx, test_idx = spatial_split(data.blocks, params.test_fraction, params.seed)
     sub_train, sub_val = spatial_split(data.blocks[train_idx], params.validation_fraction, params.seed + 1)
     fit_idx, val_idx = train_idx[sub_train], train_idx[sub_val]
@@ -557,21 +570,27 @@ def train_abundance(data: AbundanceData, params: TrainParams | None = None, feat
     kinds = ["brits", "forest"] if params.model_type == "auto" else [params.model_type]
     if base is not None:
         kinds = [base.kind]  # fine-tuning continues the base model's kind
-    test = data.subset(test_idx)
+    test, val = data.subset(test_idx), data.subset(val_idx)
     candidates: dict[str, tuple[AbundanceModel, dict[str, Any]]] = {}
+    chosen_by: dict[str, float] = {}
     for kind in kinds:
         if kind == "brits":
             network, norm, history = _train_brits(data, fit_idx, val_idx, params, base, progress)
             model = AbundanceModel(network=network, normalisation=norm, params=params.to_dict(), history=history,
                                    kind="brits", **common)  # type: ignore[arg-type]
         else:
-            forest, fill = _train_forest(data, train_idx, params)  # no early stopping: no validation blocks
+            forest, fill = _train_forest(data, fit_idx, params)  # the validation blocks stay out to choose
             model = AbundanceModel(network=None, normalisation=Normalisation.fit(data.subset(fit_idx)),
                                    params=params.to_dict() | {"forest_fill": fill}, kind="forest", forest=forest,
                                    **common)  # type: ignore[arg-type]
+        val_metrics = _level_metrics(val, model.predict(val.series, val.ancillary))
+        chosen_by[kind] = sum(v["rmse"] for v in val_metrics.values())
+        if kind == "forest":  # chosen on validation, then refit on every training block (no early stopping)
+            forest, fill = _train_forest(data, train_idx, params)
+            model.forest, model.params = forest, params.to_dict() | {"forest_fill": fill}
         candidates[kind] = (model, _level_metrics(test, model.predict(test.series, test.ancillary)))
-    chosen = min(candidates, key=lambda k: candidates[k][1]["N1"]["rmse"]
-                 + (candidates[k][1]["N2"]["rmse"] if "N2" in candidates[k][1] else 0.0))
+    # chosen on the validation blocks (never on the test blocks it is then scored on)
+    chosen = min(chosen_by, key=lambda k: chosen_by[k])
     model, levels = candidates[chosen]
     baseline_pred = np.tile(np.nan_to_num(np.nanmean(_targets(data)[train_idx], axis=0)), (len(test_idx), 1))
     baseline = _level_metrics(test, baseline_pred)
@@ -582,8 +601,8 @@ def train_abundance(data: AbundanceData, params: TrainParams | None = None, feat
         "levels": levels,
         "baseline_levels": baseline,
         "model_type": chosen,
-        "candidates": {k: {lv: {m: v[lv][m] for m in ("rmse", "mae", "r2")} for lv in v} for k, (_, v) in
-                       candidates.items()},
+        "candidates": {k: {lv: {m: v[lv][m] for m in ("rmse", "mae", "r2")} for lv in v}
+                       | {"validation_rmse": chosen_by[k]} for k, (_, v) in candidates.items()},
         "split": {"scheme": "spatial blocks", "train": int(len(fit_idx)), "validation": int(len(val_idx)),
                   "test": int(len(test_idx)), "blocks": int(len(np.unique(data.blocks)))},
         "epochs": len(model.history),

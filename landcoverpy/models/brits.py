@@ -68,8 +68,10 @@ class RITS(nn.Module):
         self.combine = nn.Linear(2 * n_features, n_features)
         self.cell = nn.LSTMCell(2 * n_features, hidden)
 
-    def forward(self, x: torch.Tensor, m: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Returns (imputed series, final hidden state, imputation loss on observed values)."""
+    def forward(self, x: torch.Tensor, m: torch.Tensor, d: torch.Tensor,
+                with_loss: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Returns (imputed series, final hidden state, imputation loss on observed values); the
+        loss is skipped (0) when ``with_loss`` is false, as in inference."""
         batch, steps, _ = x.shape
         h = x.new_zeros(batch, self.hidden)
         c = x.new_zeros(batch, self.hidden)
@@ -79,13 +81,12 @@ class RITS(nn.Module):
             xt, mt, dt = x[:, t], m[:, t], d[:, t]
             h = h * self.decay_h(dt)
             x_hist = self.history(h)
-            loss = loss + masked_l1(xt, x_hist, mt)
             x_c = mt * xt + (1 - mt) * x_hist
             z = self.feature(x_c)
-            loss = loss + masked_l1(xt, z, mt)
             beta = torch.sigmoid(self.combine(torch.cat([self.decay_x(dt), mt], dim=1)))
             c_hat = beta * z + (1 - beta) * x_hist
-            loss = loss + masked_l1(xt, c_hat, mt)
+            if with_loss:
+                loss = loss + masked_l1(xt, x_hist, mt) + masked_l1(xt, z, mt) + masked_l1(xt, c_hat, mt)
             c_c = mt * xt + (1 - mt) * c_hat
             h, c = self.cell(torch.cat([c_c, mt], dim=1), (h, c))
             imputed.append(c_c)
@@ -138,8 +139,9 @@ class BRITSAbundance(nn.Module):
 
     def forward(self, x: torch.Tensor, m: torch.Tensor, d_fwd: torch.Tensor, d_bwd: torch.Tensor,
                 anc: torch.Tensor | None) -> dict[str, torch.Tensor]:
-        imp_f, h_f, loss_f = self.forward_rits(x, m, d_fwd)
-        imp_b, h_b, loss_b = self.backward_rits(torch.flip(x, [1]), torch.flip(m, [1]), d_bwd)
+        with_loss = self.training
+        imp_f, h_f, loss_f = self.forward_rits(x, m, d_fwd, with_loss)
+        imp_b, h_b, loss_b = self.backward_rits(torch.flip(x, [1]), torch.flip(m, [1]), d_bwd, with_loss)
         imp_b = torch.flip(imp_b, [1])
         parts = [h_f, h_b]
         if self.ancillary is not None and anc is not None:
