@@ -53,7 +53,8 @@ def main() -> None:
         data = slovenia_cells(cell)
         gaps = np.diff(data.times)
         data.times = (data.times / float(np.median(gaps))).astype("float32")  # one typical gap = 1, as the workflow
-        # spatial blocks of 4 x 4 cells (tests/abundance_data.slovenia_cells)
+        # spatial blocks of 200 x 200 m whatever the cell size (4 x 4 cells of 50 m, 2 x 2 of 100 m)
+        data.blocks = (np.floor(data.ancillary[:, 2] / 200) * 1000 + np.floor(data.ancillary[:, 1] / 200)).astype(int)
         for seed in args.seeds:
             params = TrainParams(hidden=32, ancillary_hidden=16, epochs=150, patience=20, batch_size=32, seed=seed,
                                  threads=args.threads, test_fraction=0.25, model_type="auto", trees=300)

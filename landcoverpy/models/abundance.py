@@ -54,8 +54,8 @@ class AbundanceData:
 
 @dataclass
 class TrainParams:
-    hidden: int = 64
-    ancillary_hidden: int = 32
+    hidden: int = 32  # the real-data benchmark's size; half the inference time of 64 at 46 steps
+    ancillary_hidden: int = 16
     dropout: float = 0.1
     epochs: int = 150
     batch_size: int = 128
@@ -460,6 +460,36 @@ def forest_features(series: np.ndarray, ancillary: np.ndarray, times: np.ndarray
     return x.astype("float32")
 
 
+def _pixel_errors(data: AbundanceData, pred: np.ndarray) -> np.ndarray:
+    """Squared error of each pixel (mean over classes; N1 plus N2 for a model of both levels)."""
+    k1 = len(data.classes)
+    err = np.mean((pred[:, :k1] - data.fractions) ** 2, axis=1)
+    if data.sub_fractions is not None:
+        with np.errstate(invalid="ignore"):
+            err = err + np.nan_to_num(np.nanmean((pred[:, k1:] - data.sub_fractions) ** 2, axis=1))
+    return np.nan_to_num(err, nan=0.0)
+
+
+MIN_VALIDATION_PIXELS = 30  # below this, a neural model's validation lead is not evidence
+
+
+def choose_model(val_errors: dict[str, np.ndarray]) -> str:
+    """The model kind to keep from the validation pixels' errors: BRITS only when it beats the
+    forest by more than one standard error of the paired difference (the one-standard-error rule:
+    with few validation blocks a small lead is noise, and the forest is the cheaper, steadier
+    model), and never on fewer than MIN_VALIDATION_PIXELS validation pixels; a single candidate
+    is kept as it is."""
+    if len(val_errors) == 1:
+        return next(iter(val_errors))
+    diff = val_errors["brits"] - val_errors["forest"]
+    if len(diff) < MIN_VALIDATION_PIXELS:
+        log.info("abundance: %d validation pixels are too few to trust BRITS's lead (%d needed): the forest is kept",
+                 len(diff), MIN_VALIDATION_PIXELS)
+        return "forest"
+    se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("inf")
+    return "brits" if float(diff.mean()) + se < 0 else "forest"
+
+
 def _targets(data: AbundanceData) -> np.ndarray:
     if data.sub_fractions is None:
         return data.fractions
@@ -528,8 +558,8 @@ def train_abundance(data: AbundanceData, params: TrainParams | None = None, feat
                     progress: bool = False, step: str | None = None) -> tuple[AbundanceModel, dict[str, Any]]:
     """Train on a spatial-block 80/20 split (early stopping on a validation set of blocks taken
     from the 80 %); return the model and its test metrics (with the mean-abundance baseline).
-    ``model_type`` auto trains BRITS and the forest on the same split and keeps the one with the
-    lower RMSE on the validation blocks (both reported on the test blocks). With ``base``, start from its weights (fine-tuning); its
+    ``model_type`` auto trains BRITS and the forest on the same split and keeps the better on the
+    validation blocks (:func:`choose_model`; both reported on the test blocks). With ``base``, start from its weights (fine-tuning); its
     heads are replaced when the classes differ; its normalisation is kept so inputs mean the same
     thing. With ``data.sub_fractions``, one model estimates both levels consistently."""
     import torch
@@ -573,6 +603,7 @@ def train_abundance(data: AbundanceData, params: TrainParams | None = None, feat
     test, val = data.subset(test_idx), data.subset(val_idx)
     candidates: dict[str, tuple[AbundanceModel, dict[str, Any]]] = {}
     chosen_by: dict[str, float] = {}
+    val_errors: dict[str, np.ndarray] = {}
     for kind in kinds:
         if kind == "brits":
             network, norm, history = _train_brits(data, fit_idx, val_idx, params, base, progress)
@@ -583,14 +614,16 @@ def train_abundance(data: AbundanceData, params: TrainParams | None = None, feat
             model = AbundanceModel(network=None, normalisation=Normalisation.fit(data.subset(fit_idx)),
                                    params=params.to_dict() | {"forest_fill": fill}, kind="forest", forest=forest,
                                    **common)  # type: ignore[arg-type]
-        val_metrics = _level_metrics(val, model.predict(val.series, val.ancillary))
+        val_pred = model.predict(val.series, val.ancillary)
+        val_metrics = _level_metrics(val, val_pred)
         chosen_by[kind] = sum(v["rmse"] for v in val_metrics.values())
+        val_errors[kind] = _pixel_errors(val, val_pred)
         if kind == "forest":  # chosen on validation, then refit on every training block (no early stopping)
             forest, fill = _train_forest(data, train_idx, params)
             model.forest, model.params = forest, params.to_dict() | {"forest_fill": fill}
         candidates[kind] = (model, _level_metrics(test, model.predict(test.series, test.ancillary)))
     # chosen on the validation blocks (never on the test blocks it is then scored on)
-    chosen = min(chosen_by, key=lambda k: chosen_by[k])
+    chosen = choose_model(val_errors)
     model, levels = candidates[chosen]
     baseline_pred = np.tile(np.nan_to_num(np.nanmean(_targets(data)[train_idx], axis=0)), (len(test_idx), 1))
     baseline = _level_metrics(test, baseline_pred)
