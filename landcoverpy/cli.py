@@ -759,6 +759,9 @@ def abundance_impute(output_dir: Path = typer.Option(Path("outputs/series"), "--
         with dask_client(ctx.settings) as client:
             out = impute_area(ctx, output_dir, model_id, dataset_id, block, client, not no_progress,
                               device or ctx.settings.TORCH_DEVICE, Level(level).value)
+        from landcoverpy.assets.stac import publish_catalog
+
+        publish_catalog(ctx)
     typer.echo(f"{len(out)} step(s) -> {output_dir}")
 
 

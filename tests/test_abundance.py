@@ -94,6 +94,7 @@ def test_finetuning_to_a_new_legend_replaces_the_head(mixture_model: tuple) -> N
     assert model.predict(data.series[:3], data.ancillary[:3]).shape == (3, 3)  # the base is untouched
 
 
+@pytest.mark.slow  # ~40 s; benchmarks/abundance_slovenia.py measures the same data in full
 def test_real_slovenia_ndvi_cells_beat_the_baseline() -> None:
     data = slovenia_cells()
     assert data.series.shape[1] == 68 and 0.3 < np.isnan(data.series).mean() < 0.9  # real cloud gaps

@@ -176,6 +176,7 @@ def area(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Path
     return root, p
 
 
+@pytest.mark.slow  # ~55 s: dataset, training of both model types, maps, impute, a new region
 def test_both_levels_from_the_cli_new_region_and_steps(area: tuple[Path, dict[str, Path]], tmp_path: Path) -> None:
     root, p = area
     env = {"LANDCOVERPY_HOME": str(tmp_path / "home"), "TMP_DIR": str(tmp_path / "tmp"), "DASK_N_WORKERS": "1"}

@@ -231,6 +231,15 @@ def abundance_item(rec: dict[str, Any], href: Hrefs) -> Any:
         "landcoverpy:inputs": [rec.get("model"), rec.get("dataset")], "landcoverpy:classes": rec.get("classes"),
     })
     classes = rec.get("classes") or []
+    if rec.get("kind") == "abundance-series":  # gap-filled series: one COG per step, bands + QA band
+        item.properties["title"] = f"gap-filled series ({rec.get('gap_filling')})"
+        for name, loc in sorted(rec["outputs"].items()):
+            bands = [raster_band("float32", float("nan"), grid.resolution) for _ in (rec.get("bands") or [])]
+            bands.append(raster_band("float32", float("nan"), grid.resolution, unit="0 observed, 1 imputed"))
+            item.add_asset(name.removesuffix(".tif"), pystac.Asset(
+                href(loc, item.id), title=name, media_type=COG_MEDIA_TYPE, roles=["data"],
+                extra_fields={"raster:bands": bands} | file_fields(loc)))
+        return item
     for name, loc in rec["outputs"].items():
         if name == "abundance":
             bands = [raster_band("float32", float("nan"), grid.resolution, unit="fraction") for _ in classes]

@@ -828,6 +828,7 @@ def impute_area(ctx: Context, output_dir: Path, model_id: str | None = None, dat
                 outputs[name] = publish.put_file(ctx.store, bucket, keys.abundance_map_key(sid, name), Path(tmp) / name)
         existing = {"_id": sid, "tile": "abundance", "kind": "abundance-series", "model": mrec["_id"],
                     "dataset": drec["_id"], "grid": drec["grid"], "gap_filling": method, "outputs": outputs,
+                    "bands": list(drec["bands"]), "steps": drec["steps"],
                     "created": publish.now_iso(), "code_version": __version__}
         ctx.catalog.upsert("maps", existing)
     else:
