@@ -596,7 +596,7 @@ def abundance_dataset(
         parents = _read_json(n2_parents, "a JSON object mapping N2 class -> N1 class")
         if not isinstance(parents, dict) or not all(isinstance(v, str) for v in parents.values()):
             raise typer.BadParameter(f"{n2_parents}: expected a JSON object mapping N2 class name -> N1 class name")
-    from landcoverpy.pipeline.abundance import climate_ancillaries, dem_ancillaries
+    from landcoverpy.pipeline.ancillary import climate_ancillaries, dem_ancillaries
 
     extra = _parse_pairs(ancillary, "--ancillary")
     with _session("abundance dataset") as ctx:
@@ -751,7 +751,7 @@ def abundance_impute(output_dir: Path = typer.Option(Path("outputs/series"), "--
                      device: str = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N; default TORCH_DEVICE."),
                      no_progress: bool = NoProgress) -> None:
     """The gap-filled series as COGs, one per step: the bands, then a QA band (0 observed, 1 imputed)."""
-    from landcoverpy.pipeline.abundance import impute_area
+    from landcoverpy.pipeline.impute import impute_area
     from landcoverpy.pipeline.cluster import dask_client
 
     require("abundance")

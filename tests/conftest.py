@@ -10,7 +10,10 @@ from typing import Any
 import pytest
 
 from landcoverpy.config import Settings
+from landcoverpy.pipeline.cluster import disable_worker_profiler
 from tests import servers
+
+disable_worker_profiler()  # every in-process cluster and every `dask worker` process of the tests
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

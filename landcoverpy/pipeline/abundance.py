@@ -11,7 +11,6 @@ each coarse pixel are computed by area-weighted averaging.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import io
@@ -39,6 +38,7 @@ from landcoverpy.raster.cog import CogWriter
 from landcoverpy.raster.grid import Grid, block_windows
 from landcoverpy.scratch import scratch_dir
 from landcoverpy.reports import class_colours, quicklook_png
+from landcoverpy.pipeline.ancillary import ancillary_layers, read_on_grid
 from landcoverpy.storage import join_key
 from landcoverpy.timesteps import check_same_steps, step_of_record
 
@@ -76,21 +76,6 @@ def monthly_steps(year: int, step_days: int | None = None) -> list[tuple[dt.date
     from landcoverpy.timesteps import parse_step
 
     return parse_step("monthly" if step_days is None else None, step_days).bins(year)
-
-
-def read_on_grid(path: str, grid: Grid, resampling: Resampling = Resampling.average, band: int | None = None,
-                 window: Window | None = None) -> np.ndarray:
-    """A raster (all bands, or ``band``) reprojected onto ``grid`` (or a window of it), float32,
-    NaN where the source has no data or does not reach."""
-    win = window or Window(0, 0, grid.width, grid.height)
-    h, w = int(win.height), int(win.width)
-    with rasterio.open(path) as src:
-        bands = [band] if band else list(range(1, src.count + 1))
-        out = np.full((len(bands), h, w), np.nan, dtype="float32")
-        for i, b in enumerate(bands):
-            reproject(rasterio.band(src, b), out[i], src_nodata=src.nodata, dst_transform=grid.window_transform(win),
-                      dst_crs=grid.crs, dst_nodata=np.nan, resampling=resampling)
-    return out
 
 
 def aggregate_series(items: list[SeriesItem], grid: Grid, steps: list[tuple[dt.date, dt.date]],
@@ -185,104 +170,6 @@ def class_fractions(fine_map: str, classes: dict[str, int], grid: Grid, window: 
     sums = frac.sum(axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(sums > 0, frac / sums, np.nan).astype("float32")
-
-
-def resampling_for(path: str, grid: Grid) -> Resampling:
-    """``average`` where the source is finer than the grid, ``bilinear`` where it is coarser
-    (degrees counted as 111.32 km, enough to tell 1 km climate from 30 m DEM)."""
-    with rasterio.open(path) as src:
-        size = abs(src.transform.a)
-        if src.crs is not None and src.crs.is_geographic:
-            size *= 111_320.0
-    return Resampling.average if size <= grid.resolution else Resampling.bilinear
-
-
-MOSAIC = "mosaic:"
-
-
-def read_ancillary(spec: str, grid: Grid, window: Window, lat: np.ndarray,
-                   cache: dict[tuple[str, ...], np.ndarray]) -> np.ndarray:
-    """One ancillary variable on a window of the grid (h, w): a raster path, a WorldClim climate
-    variable (``worldclim:ROOT#variable``) or a mosaic of rasters (``mosaic:["uri", ...]``, the
-    first value wins where they overlap: the DEM stage's tiles)."""
-    from landcoverpy.sources import worldclim
-
-    h, w = int(window.height), int(window.width)
-    if spec.startswith(worldclim.PREFIX):
-        wc, variable = worldclim.WorldClim.from_spec(spec)
-        monthly = {}
-        for var in worldclim.NEEDS[variable]:
-            key = (wc.root, wc.res or "", var)
-            if key not in cache:
-                layers = []
-                for month in range(1, 13):
-                    path = wc.layer(var, month)
-                    layers.append(read_on_grid(path, grid, resampling_for(path, grid), band=1, window=window)[0])
-                cache[key] = np.stack(layers)
-            monthly[var] = cache[key]
-        return worldclim.climate_variable(variable, monthly, lat.reshape(h, w))
-    if spec.startswith(MOSAIC):
-        out = np.full((h, w), np.nan, "float32")
-        for uri in json.loads(spec[len(MOSAIC):]):
-            part = read_on_grid(uri, grid, resampling_for(uri, grid), band=1, window=window)[0]
-            out = np.where(np.isfinite(out), out, part)
-        return out
-    return read_on_grid(spec, grid, resampling_for(spec, grid), band=1, window=window)[0]
-
-
-def ancillary_layers(paths: dict[str, str], grid: Grid, window: Window | None = None,
-                     coordinates: bool = True) -> tuple[np.ndarray, list[str]]:
-    """(pixels, A) ancillary values on the coarse grid: longitude and latitude of the pixel
-    centre, then each given source (a raster, a WorldClim variable or the DEM stage's mosaic)
-    resampled onto the grid. A source that does not cover every pixel of the area is an error
-    naming it."""
-    from pyproj import Transformer
-
-    win = window or Window(0, 0, grid.width, grid.height)
-    cols, names = [], []
-    rr, cc = np.mgrid[0:int(win.height), 0:int(win.width)]
-    xs, ys = grid.window_transform(win) * (cc + 0.5, rr + 0.5)
-    lon, lat = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True).transform(xs, ys)
-    lon, lat = np.asarray(lon, "float32").ravel(), np.asarray(lat, "float32").ravel()
-    if coordinates:
-        cols += [lon, lat]
-        names += ["longitude", "latitude"]
-    cache: dict[tuple[str, ...], np.ndarray] = {}
-    for name, spec in paths.items():
-        values = read_ancillary(spec, grid, win, lat, cache)
-        if np.isnan(values).any():
-            raise InputValidationError(
-                f"ancillary raster {name} ({spec}) does not cover the area: {int(np.isnan(values).sum())} of "
-                f"{values.size} pixels have no value; give a raster that covers the whole time-series grid"
-            )
-        cols.append(values.ravel().astype("float32"))
-        names.append(name)
-    return np.stack(cols, axis=1).astype("float32"), names
-
-
-def climate_ancillaries(root: str, res: str | None = None) -> dict[str, str]:
-    """The five WorldClim ancillaries (precipitation, pet, tmean, tmax, tmin) of a folder/URL."""
-    from landcoverpy.sources.worldclim import VARIABLES, WorldClim
-
-    wc = WorldClim(root, res)
-    return {v: wc.spec(v) for v in VARIABLES}
-
-
-def dem_ancillaries(ctx: Context) -> dict[str, str]:
-    """Altitude and slope from the DEM stage: the newest DEM layers of every tile in the catalog,
-    mosaicked onto the grid when read."""
-    newest: dict[str, dict[str, Any]] = {}
-    for rec in ctx.catalog.find("dems", {}, sort=[("created", -1)]):
-        newest.setdefault(rec["tile"], rec)
-    if not newest:
-        raise InputValidationError("--dem-ancillary: the catalog has no DEM layers; run `landcoverpy dem --tile ...` "
-                                   "for the Sentinel-2 tiles under the MODIS grid first")
-    out = {}
-    for name, layer in (("altitude", "elevation"), ("slope", "slope")):
-        uris = [ctx.store.raster_uri(r["layers"][layer]["bucket"], r["layers"][layer]["key"])
-                for r in newest.values() if layer in r.get("layers", {})]
-        out[name] = MOSAIC + json.dumps(uris)
-    return out
 
 
 def confidence_beside(fine_map: str) -> str | None:
@@ -752,87 +639,3 @@ def predict_block(settings: Any, items: list[SeriesItem], steps: list[tuple[dt.d
         series = aggregate_series(items, grid, steps, window)
         anc, _ = ancillary_layers(ancillary, grid, window)
     return model.predict(series, anc, device=device)
-
-
-
-@dask_task
-def impute_block(settings: Any, items: list[SeriesItem], steps: list[tuple[dt.date, dt.date]],
-                 ancillary: dict[str, str], grid: Grid, model: AbundanceModel, window: Window,
-                 device: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(pixels, steps, bands) gap-filled series of a window and the observed mask."""
-    from landcoverpy.storage import open_store
-
-    with open_store(settings, check=False).rasterio_env():
-        series = aggregate_series(items, grid, steps, window)
-        anc, _ = ancillary_layers(ancillary, grid, window)
-    filled = model.impute(series, anc, device=device)
-    never = ~np.isfinite(series).any(axis=1, keepdims=True)  # a band never observed: nothing to fill from
-    filled = np.where(np.broadcast_to(never, series.shape), np.nan, filled)
-    return filled.astype("float32"), np.isfinite(series)
-
-
-def impute_area(ctx: Context, output_dir: Path, model_id: str | None = None, dataset_id: str | None = None,
-                block: int = 512, client: Any = None, progress: bool = False, device: str | None = None,
-                level: str = "N1") -> dict[str, Path]:
-    """The model's gap-filled series of a dataset's grid: one COG per step, the bands then a QA
-    band (0 observed, 1 imputed, nodata where the pixel has no value at all), stored beside the
-    maps and copied to ``output_dir``. BRITS fills gaps from the series and ancillaries; a forest
-    model fills them by linear interpolation in time (said in the tags)."""
-    model, mrec = load_model(ctx, level, model_id)
-    _, drec = load_dataset(ctx, dataset_id)
-    check_same_steps(mrec["steps"], mrec["step"], mrec["_id"], drec["steps"], step_of_record(drec),
-                     f"dataset {drec['_id']}")
-    if drec["bands"] != model.feature_names or drec["ancillary"] != model.ancillary_names:
-        raise ModelError(f"dataset {drec['_id']} has inputs {drec['bands']} + {drec['ancillary']}; model {mrec['_id']} "
-                         f"was trained on {model.feature_names} + {model.ancillary_names}")
-    sid = ids.abundance_series_id(mrec["_id"], drec["_id"])
-    bucket = ctx.settings.MINIO_BUCKET_CLASSIFICATIONS
-    existing = ctx.catalog.get("maps", sid)
-    if existing is None:
-        grid = Grid.from_dict(drec["grid"])
-        items = load_series_manifest(drec["manifest"])
-        steps = [(dt.date.fromisoformat(a), dt.date.fromisoformat(b)) for a, b in drec["steps"]]
-        windows = list(block_windows(grid.height, grid.width, block))
-        args = (ctx.settings, items, steps, drec["ancillary_sources"], grid)
-        method = "BRITS" if model.kind == "brits" else "linear interpolation"
-        tags = {"model": mrec["_id"], "dataset": drec["_id"], "series_id": sid, "gap_filling": method}
-        names = [f"series_{i + 1:02d}_{a.isoformat()}.tif" for i, (a, _) in enumerate(steps)]
-        outputs: dict[str, Any] = {}
-        with scratch_dir(ctx.settings.TMP_DIR) as tmp, contextlib.ExitStack() as stack:
-            writers = [stack.enter_context(CogWriter(
-                Path(tmp) / name, grid, "float32", count=len(drec["bands"]) + 1, nodata=float("nan"),
-                descriptions=list(drec["bands"]) + ["qa: 0 observed, 1 imputed"],
-                tags=tags | {"step_start": a.isoformat(), "step_end": b.isoformat()},
-                overview_resampling="average", tmp_dir=tmp)) for name, (a, b) in zip(names, steps)]
-            with step(log, "abundance impute", len(windows), "block", progress) as bar:
-                if client is not None:
-                    from distributed import as_completed
-
-                    fut_model = client.scatter(model, broadcast=True, hash=False)
-                    futures = {client.submit(impute_block, *args, fut_model, w, device, pure=False): w for w in windows}
-                    pending = as_completed(futures, with_results=True)
-                else:
-                    pending = ((w, impute_block(*args, model, w, device)) for w in windows)  # type: ignore[assignment]
-                for fut, (filled, observed) in pending:
-                    w = futures[fut] if client is not None else fut
-                    h, wd = int(w.height), int(w.width)
-                    for t, writer in enumerate(writers):
-                        values = filled[:, t, :]
-                        qa = np.where(observed[:, t, :].all(axis=1), 0.0, 1.0)
-                        qa = np.where(np.isfinite(values).all(axis=1), qa, np.nan)
-                        cube = np.concatenate([values, qa[:, None]], axis=1).T.reshape(-1, h, wd)
-                        writer.write(cube.astype("float32"), w)
-                    bar.update(1)
-            stack.close()
-            for name in names:
-                outputs[name] = publish.put_file(ctx.store, bucket, keys.abundance_map_key(sid, name), Path(tmp) / name)
-        existing = {"_id": sid, "tile": "abundance", "kind": "abundance-series", "model": mrec["_id"],
-                    "dataset": drec["_id"], "grid": drec["grid"], "gap_filling": method, "outputs": outputs,
-                    "bands": list(drec["bands"]), "steps": drec["steps"],
-                    "created": publish.now_iso(), "code_version": __version__}
-        ctx.catalog.upsert("maps", existing)
-    else:
-        log.info("gap-filled series %s already made by %s from %s, reused", sid, mrec["_id"], drec["_id"])
-    output_dir.mkdir(parents=True, exist_ok=True)
-    return {name: ctx.store.get_file(loc["bucket"], loc["key"], output_dir / name)
-            for name, loc in existing["outputs"].items()}

@@ -69,6 +69,26 @@ def probe_scheduler(address: str, timeout: float) -> None:
         ) from None
 
 
+# Dask workers sample every thread's stack with sys._current_frames() (their statistical
+# profiler). On CPython 3.11 before 3.11.9 that call can deadlock with the garbage collector
+# (python/cpython#106883, #116969; dask/distributed#8616): a worker then hangs for good with its
+# task threads waiting for the GIL. We never read those profiles, so workers run without them:
+# local clusters get this config, worker processes the environment variable (tests). The
+# Docker image runs the latest 3.11 (python:3.11-slim), which has the fix.
+PROFILER_ENV = {"DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False"}
+
+
+def disable_worker_profiler() -> None:
+    """Turn dask's worker profiler off for clusters created from this process (and, through the
+    environment, for worker processes it starts)."""
+    import os
+
+    import dask
+
+    dask.config.set({"distributed.worker.profile.enabled": False})
+    os.environ.update(PROFILER_ENV)
+
+
 @contextlib.contextmanager
 def dask_client(settings: Settings, processes: bool = True) -> Iterator[Any]:
     """Yield a ``distributed.Client``; close it (and any LocalCluster) afterwards."""
@@ -91,6 +111,7 @@ def dask_client(settings: Settings, processes: bool = True) -> Iterator[Any]:
         finally:
             client.close()
         return
+    disable_worker_profiler()
     cluster = LocalCluster(
         n_workers=settings.DASK_N_WORKERS,
         threads_per_worker=settings.DASK_THREADS_PER_WORKER,
