@@ -596,7 +596,8 @@ def abundance_dataset(
         parents = _read_json(n2_parents, "a JSON object mapping N2 class -> N1 class")
         if not isinstance(parents, dict) or not all(isinstance(v, str) for v in parents.values()):
             raise typer.BadParameter(f"{n2_parents}: expected a JSON object mapping N2 class name -> N1 class name")
-    from landcoverpy.pipeline.ancillary import climate_ancillaries, dem_ancillaries
+    from landcoverpy.assets.lookup import dem_ancillary_sources as dem_ancillaries
+    from landcoverpy.raster.ancillary import climate_ancillaries
 
     extra = _parse_pairs(ancillary, "--ancillary")
     with _session("abundance dataset") as ctx:

@@ -73,10 +73,8 @@ def check_same_steps(model_steps: list, model_step: str, model_id: str, series_s
     """Raise when a model is given a series cut into other steps, naming both."""
     from landcoverpy.errors import ModelError
 
-    a = [list(map(str, s)) for s in model_steps]
-    b = [list(map(str, s)) for s in series_steps]
-    if len(a) != len(b) or model_step != series_step:
+    if len(model_steps) != len(series_steps) or model_step != series_step:
         raise ModelError(
-            f"model {model_id} was trained on {model_step} steps ({len(a)} a year) but {series_id} is cut into "
-            f"{series_step} steps ({len(b)}); rebuild the series with --step {model_step} or train a model on "
+            f"model {model_id} was trained on {model_step} steps ({len(model_steps)} a year) but {series_id} is cut into "
+            f"{series_step} steps ({len(series_steps)}); rebuild the series with --step {model_step} or train a model on "
             f"{series_step} steps")

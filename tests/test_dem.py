@@ -155,7 +155,8 @@ def test_dem_layers_become_features(tmp_path: Path) -> None:
 def test_dem_layers_become_abundance_ancillaries(tmp_path: Path) -> None:
     """`abundance dataset --dem-ancillary`: altitude and slope of the DEM stage's layers, averaged
     onto a coarse (MODIS-like) grid inside them."""
-    from landcoverpy.pipeline.ancillary import ancillary_layers, dem_ancillaries
+    from landcoverpy.assets.lookup import dem_ancillary_sources as dem_ancillaries
+    from landcoverpy.raster.ancillary import ancillary_layers
 
     source_dir = tmp_path / "aster"
     source_dir.mkdir()

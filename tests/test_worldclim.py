@@ -18,7 +18,7 @@ from affine import Affine
 from rasterio.enums import Resampling
 
 from landcoverpy.errors import InputValidationError
-from landcoverpy.pipeline.ancillary import ancillary_layers, climate_ancillaries, resampling_for
+from landcoverpy.raster.ancillary import ancillary_layers, climate_ancillaries, resampling_for
 from landcoverpy.raster.grid import Grid
 from landcoverpy.sources.worldclim import extraterrestrial_radiation, hargreaves_pet
 

@@ -292,3 +292,25 @@ def abundance_model(ctx: Context, level: str, model_id: str | None = None) -> di
     wanted = [f"abundance-{level}"] + (["abundance-both"] if level in ("N1", "N2") else [])
     found = ctx.catalog.find("models", {"level": {"$in": wanted}}, sort=[("created", -1)], limit=1)
     return found[0] if found else None
+
+
+def dem_ancillary_sources(ctx: Context) -> dict[str, str]:
+    """Altitude and slope for abundance ancillaries: the newest DEM layers of every tile in the
+    catalog, as mosaic sources (:mod:`landcoverpy.raster.ancillary`) read onto any grid."""
+    import json
+
+    from landcoverpy.errors import InputValidationError
+    from landcoverpy.raster.ancillary import MOSAIC
+
+    newest: dict[str, dict[str, Any]] = {}
+    for rec in ctx.catalog.find("dems", {}, sort=[("created", -1)]):
+        newest.setdefault(rec["tile"], rec)
+    if not newest:
+        raise InputValidationError("--dem-ancillary: the catalog has no DEM layers; run `landcoverpy dem --tile ...` "
+                                   "for the Sentinel-2 tiles under the MODIS grid first")
+    out = {}
+    for name, layer in (("altitude", "elevation"), ("slope", "slope")):
+        uris = [ctx.store.raster_uri(r["layers"][layer]["bucket"], r["layers"][layer]["key"])
+                for r in newest.values() if layer in r.get("layers", {})]
+        out[name] = MOSAIC + json.dumps(uris)
+    return out

@@ -38,7 +38,7 @@ from landcoverpy.raster.cog import CogWriter
 from landcoverpy.raster.grid import Grid, block_windows
 from landcoverpy.scratch import scratch_dir
 from landcoverpy.reports import class_colours, quicklook_png
-from landcoverpy.pipeline.ancillary import ancillary_layers, read_on_grid
+from landcoverpy.raster.ancillary import ancillary_layers, read_on_grid
 from landcoverpy.storage import join_key
 from landcoverpy.timesteps import check_same_steps, step_of_record
 
@@ -69,13 +69,6 @@ def load_series_manifest(path: str | Path) -> list[SeriesItem]:
     if not out:
         raise InputValidationError(f"{path}: the time-series manifest is empty")
     return sorted(out, key=lambda s: s.date)
-
-
-def monthly_steps(year: int, step_days: int | None = None) -> list[tuple[dt.date, dt.date]]:
-    """Time steps of a year: calendar months (12 steps), or ``step_days`` bins (see timesteps)."""
-    from landcoverpy.timesteps import parse_step
-
-    return parse_step("monthly" if step_days is None else None, step_days).bins(year)
 
 
 def aggregate_series(items: list[SeriesItem], grid: Grid, steps: list[tuple[dt.date, dt.date]],

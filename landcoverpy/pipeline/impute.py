@@ -24,7 +24,7 @@ from landcoverpy.pipeline.abundance import (
     load_model,
     load_series_manifest,
 )
-from landcoverpy.pipeline.ancillary import ancillary_layers
+from landcoverpy.raster.ancillary import ancillary_layers
 from landcoverpy.pipeline.tasks import dask_task
 from landcoverpy.progress import step
 from landcoverpy.raster.cog import CogWriter

@@ -7,7 +7,6 @@ recorded with the dataset and read again at prediction: a raster path or URI,
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import numpy as np
 import rasterio
@@ -15,7 +14,6 @@ from rasterio.enums import Resampling
 from rasterio.warp import reproject
 from rasterio.windows import Window
 
-from landcoverpy.context import Context
 from landcoverpy.errors import InputValidationError
 from landcoverpy.raster.grid import Grid
 
@@ -114,20 +112,3 @@ def climate_ancillaries(root: str, res: str | None = None) -> dict[str, str]:
 
     wc = WorldClim(root, res)
     return {v: wc.spec(v) for v in VARIABLES}
-
-
-def dem_ancillaries(ctx: Context) -> dict[str, str]:
-    """Altitude and slope from the DEM stage: the newest DEM layers of every tile in the catalog,
-    mosaicked onto the grid when read."""
-    newest: dict[str, dict[str, Any]] = {}
-    for rec in ctx.catalog.find("dems", {}, sort=[("created", -1)]):
-        newest.setdefault(rec["tile"], rec)
-    if not newest:
-        raise InputValidationError("--dem-ancillary: the catalog has no DEM layers; run `landcoverpy dem --tile ...` "
-                                   "for the Sentinel-2 tiles under the MODIS grid first")
-    out = {}
-    for name, layer in (("altitude", "elevation"), ("slope", "slope")):
-        uris = [ctx.store.raster_uri(r["layers"][layer]["bucket"], r["layers"][layer]["key"])
-                for r in newest.values() if layer in r.get("layers", {})]
-        out[name] = MOSAIC + json.dumps(uris)
-    return out
