@@ -10,7 +10,7 @@ variables. One spatial-block split per cell size and seed, the same for every mo
 - the default model (``model_type`` auto: whichever of the two is better on the validation
   blocks, which are part of the training side; the test blocks only score).
 
-    python benchmarks/abundance_slovenia.py [--data DIR] [--seeds 0 1 2] [--cells 5 10]
+    python benchmarks/abundance_slovenia.py [--data DIR] [--seeds 0 1 2] [--cells 5 10] [--hidden 32]
 
 One JSON line per (cell size, seed) with RMSE, MAE and R2 of each, then a summary line with the
 means and the ratio of the default model's RMSE to the baseline's (goal <= 0.55) and to the
@@ -44,6 +44,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--cells", type=int, nargs="+", default=[5, 10])
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--hidden", type=int, default=TrainParams.hidden, help="BRITS hidden size (default: the workflow's)")
     args = ap.parse_args()
     realdata.slovenia = lambda: args.data  # type: ignore[assignment]
     logging.basicConfig(level=logging.WARNING)
@@ -56,7 +57,7 @@ def main() -> None:
         # spatial blocks of 200 x 200 m whatever the cell size (4 x 4 cells of 50 m, 2 x 2 of 100 m)
         data.blocks = (np.floor(data.ancillary[:, 2] / 200) * 1000 + np.floor(data.ancillary[:, 1] / 200)).astype(int)
         for seed in args.seeds:
-            params = TrainParams(hidden=32, ancillary_hidden=16, epochs=150, patience=20, batch_size=32, seed=seed,
+            params = TrainParams(hidden=args.hidden, ancillary_hidden=16, epochs=150, patience=20, batch_size=32, seed=seed,
                                  threads=args.threads, test_fraction=0.25, model_type="auto", trees=300)
             started = time.perf_counter()
             model, metrics = train_abundance(data, params)

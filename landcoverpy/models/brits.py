@@ -137,23 +137,28 @@ class BRITSAbundance(nn.Module):
         share = e / total.gather(1, index)
         return share * top.gather(1, index)
 
+    def outputs(self, h_f: torch.Tensor, h_b: torch.Tensor, anc: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """The abundance heads on the two directions' final states and the ancillaries."""
+        parts = [h_f, h_b]
+        if self.ancillary is not None and anc is not None:
+            parts.append(self.ancillary(anc))
+        state = torch.cat(parts, dim=1)
+        abundance = torch.softmax(self.head(state).float(), dim=1)
+        out = {"abundance": abundance}
+        if self.sub_head is not None:
+            out["sub_abundance"] = self.nested_softmax(self.sub_head(state).float(), abundance)
+        return out
+
     def forward(self, x: torch.Tensor, m: torch.Tensor, d_fwd: torch.Tensor, d_bwd: torch.Tensor,
                 anc: torch.Tensor | None) -> dict[str, torch.Tensor]:
         with_loss = self.training
         imp_f, h_f, loss_f = self.forward_rits(x, m, d_fwd, with_loss)
         imp_b, h_b, loss_b = self.backward_rits(torch.flip(x, [1]), torch.flip(m, [1]), d_bwd, with_loss)
         imp_b = torch.flip(imp_b, [1])
-        parts = [h_f, h_b]
-        if self.ancillary is not None and anc is not None:
-            parts.append(self.ancillary(anc))
-        state = torch.cat(parts, dim=1)
-        abundance = torch.softmax(self.head(state).float(), dim=1)
-        out = {
-            "abundance": abundance,
+        out = self.outputs(h_f, h_b, anc)
+        out.update({
             "imputed": (imp_f + imp_b) / 2,
             "loss_imputation": loss_f + loss_b,
             "loss_consistency": torch.abs(imp_f - imp_b).mean(),
-        }
-        if self.sub_head is not None:
-            out["sub_abundance"] = self.nested_softmax(self.sub_head(state).float(), abundance)
+        })
         return out
