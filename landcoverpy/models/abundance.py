@@ -1,6 +1,7 @@
 """Abundance (soft classification) with BRITS: data preparation, training with early stopping on
 a spatial-block split, prediction, metrics and fine-tuning. Arrays in, arrays out; storing and
-raster IO live in :mod:`landcoverpy.pipeline.abundance`.
+raster IO live in :mod:`landcoverpy.assets.abundance` and :mod:`landcoverpy.raster.series`; the fast
+CPU inference path in :mod:`landcoverpy.models.brits_infer`.
 
 Data layout: ``series`` (N, T, D) float with NaN where a value is missing (cloud, QA, gap);
 ``ancillary`` (N, A); ``fractions`` (N, K) class fractions per pixel; ``blocks`` (N,) spatial
@@ -181,12 +182,14 @@ def prepare_tensors(series: np.ndarray, ancillary: np.ndarray, norm: Normalisati
 
 
 def time_major_inputs(series: np.ndarray, ancillary: np.ndarray, norm: Normalisation, times: np.ndarray | None,
-                      out: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                      out: tuple[np.ndarray, np.ndarray] | None = None,
+                      threads: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The inputs of ``prepare_tensors`` in the packed layout of ``models.brits_infer`` (values,
     gaps and mask, both directions side by side; ``out`` to fill) and the normalised ancillaries."""
     from landcoverpy.models.brits_infer import pack_series
 
-    values, gaps_mask = pack_series(series, np.asarray(norm.series_mean), np.asarray(norm.series_std), times, out)
+    values, gaps_mask = pack_series(series, np.asarray(norm.series_mean), np.asarray(norm.series_std), times, out,
+                                    threads)
     return values, gaps_mask, norm.apply(series[:, :0], ancillary)[1]
 
 
@@ -360,7 +363,7 @@ class AbundanceModel:
                 sl = slice(start, start + batch)
                 if dev.type == "cpu":
                     values, gaps_mask, anc = time_major_inputs(series[sl], ancillary[sl], self.normalisation, times,
-                                                               buffers)
+                                                               buffers, torch.get_num_threads())
                     buffers = values, gaps_mask
                     res = brits_infer.run(network, torch.from_numpy(values), torch.from_numpy(gaps_mask),
                                           torch.from_numpy(anc), imputed=imputed)

@@ -105,7 +105,7 @@ def _pack_kernel() -> object:
 
     @numba.njit(nogil=True, cache=True, boundscheck=False)
     def pack_series(series: np.ndarray, mean: np.ndarray, std: np.ndarray, gaps: np.ndarray,
-                    values: np.ndarray, gaps_mask: np.ndarray) -> None:
+                    values: np.ndarray, gaps_mask: np.ndarray, lo: int, hi: int) -> None:
         n, steps, f = series.shape
         zero = np.float32(0.0)
         one = np.float32(1.0)
@@ -117,7 +117,7 @@ def _pack_kernel() -> object:
             g = gaps[w, 0] if w else zero
             row, cur = values[w, 0], gaps_mask[w, 0]
             prev = gaps_mask[w - 1, 0] if w else first
-            for i in range(n):
+            for i in range(lo, hi):
                 for j in range(f):
                     v = (series[i, w, j] - mean[j]) / std[j]
                     ok = v - v == zero  # finite (NaN and inf give NaN)
@@ -129,7 +129,7 @@ def _pack_kernel() -> object:
             src, src_m = values[steps - 1 - w, 0], gaps_mask[steps - 1 - w, 0]
             row, cur = values[w, 1], gaps_mask[w, 1]
             prev = gaps_mask[w - 1, 1] if w else first
-            for i in range(n):
+            for i in range(lo, hi):
                 for j in range(f):
                     row[i, j] = src[i, j]
                     cur[i, j] = prev[i, j] * (one - prev[i, f + j]) + g
@@ -139,13 +139,14 @@ def _pack_kernel() -> object:
 
 
 def pack_series(series: np.ndarray, mean: np.ndarray, std: np.ndarray, times: np.ndarray | None,
-                out: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                out: tuple[np.ndarray, np.ndarray] | None = None, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Raw ``(N, steps, F)`` series (NaN = missing) normalised with ``mean``/``std`` straight into
     the packed layout: ``values (steps, 2, N, F)`` and ``gaps_mask (steps, 2, N, 2F)``, the same
     numbers as ``pack`` of ``prepare_tensors``' arrays (BRITS gaps: time since the last
     observation, in each direction, from the step times; steps 0, 1, ... without times). ``out``:
     arrays of those shapes to fill (reused from batch to batch, a fresh 30 MB per batch of 4096
-    costs more in page faults than the packing itself)."""
+    costs more in page faults than the packing itself); ``threads`` split the pixels (the kernel
+    releases the GIL)."""
     n, steps, f = series.shape
     t = np.arange(steps, dtype="float32") if times is None else np.asarray(times, dtype="float32")
     gaps = np.stack([np.diff(t, prepend=t[0]), np.diff(t[-1] - t[::-1], prepend=np.float32(0))],
@@ -155,8 +156,17 @@ def pack_series(series: np.ndarray, mean: np.ndarray, std: np.ndarray, times: np
         values, gaps_mask = out
     else:
         values, gaps_mask = np.empty(shapes[0], dtype="float32"), np.empty(shapes[1], dtype="float32")
-    _pack_kernel()(np.ascontiguousarray(series, dtype="float32"), np.asarray(mean, "float32"),  # type: ignore[operator]
-                   np.asarray(std, "float32"), gaps, values, gaps_mask)
+    args = (np.ascontiguousarray(series, dtype="float32"), np.asarray(mean, "float32"), np.asarray(std, "float32"),
+            gaps, values, gaps_mask)
+    kernel = _pack_kernel()
+    if threads <= 1 or n < 2048:
+        kernel(*args, 0, n)  # type: ignore[operator]
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        bounds = np.linspace(0, n, threads + 1).astype(int)
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            list(pool.map(lambda k: kernel(*args, int(bounds[k]), int(bounds[k + 1])), range(threads)))  # type: ignore[operator]
     return values, gaps_mask
 
 

@@ -1,5 +1,7 @@
-"""MODIS abundance estimation, IO side: build the per-pixel dataset from rasters, store and load
-models, and write abundance maps (COGs) block by block.
+"""MODIS abundance estimation, the dataset/train/predict stages: build the per-pixel dataset from
+rasters, train a level, and write abundance maps (COGs) block by block. Datasets and models are
+stored and loaded by the asset layer (``assets.abundance``); series are read by
+``raster.series``.
 
 Inputs are rasters, so any source works: the time series is a list of dated multi-band rasters on
 the coarse grid (e.g. MOD09A1 composites with bands 1-7, missing values as nodata/NaN, QA already
@@ -16,7 +18,6 @@ import hashlib
 import io
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,72 +29,35 @@ from rasterio.warp import reproject
 from rasterio.windows import Window
 
 from landcoverpy import __version__, styles
-from landcoverpy.assets import ids, keys, lookup, publish
+from landcoverpy.assets import ids, keys, publish
+from landcoverpy.assets.abundance import (
+    load_dataset,
+    load_model,
+    model_id_for,
+    save_model,
+)
 from landcoverpy.context import Context
 from landcoverpy.errors import InputValidationError, ModelError
-from landcoverpy.models.abundance import AbundanceData, AbundanceModel, Normalisation, TrainParams, train_abundance
+from landcoverpy.models.abundance import (
+    AbundanceData,
+    AbundanceModel,
+    TrainParams,
+    train_abundance,
+)
 from landcoverpy.pipeline.tasks import dask_task
 from landcoverpy.progress import step
+from landcoverpy.raster.ancillary import ancillary_layers
 from landcoverpy.raster.cog import CogWriter
 from landcoverpy.raster.grid import Grid, block_windows
-from landcoverpy.scratch import scratch_dir
+from landcoverpy.raster.series import SeriesItem, aggregate_series, load_series_manifest
 from landcoverpy.reports import class_colours, quicklook_png
-from landcoverpy.raster.ancillary import ancillary_layers, read_on_grid
+from landcoverpy.scratch import scratch_dir
 from landcoverpy.storage import join_key
 from landcoverpy.timesteps import check_same_steps, step_of_record
 
 log = logging.getLogger(__name__)
 
 LEVELS = ("N1", "N2")
-
-
-@dataclass(frozen=True)
-class SeriesItem:
-    date: dt.date
-    path: str
-
-
-def load_series_manifest(path: str | Path) -> list[SeriesItem]:
-    """JSON list of ``{"date": "YYYY-MM-DD", "path": "..."}`` (paths relative to the manifest)."""
-    path = Path(path)
-    try:
-        items = json.loads(path.read_text())
-        out = []
-        for item in items:
-            raw = str(item["path"])
-            p = Path(raw)
-            full = raw if "://" in raw or p.is_absolute() else str(path.parent / p)  # s3:// paths kept
-            out.append(SeriesItem(dt.date.fromisoformat(item["date"]), full))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InputValidationError(f"{path}: invalid time-series manifest ({type(exc).__name__}: {exc})") from None
-    if not out:
-        raise InputValidationError(f"{path}: the time-series manifest is empty")
-    return sorted(out, key=lambda s: s.date)
-
-
-def aggregate_series(items: list[SeriesItem], grid: Grid, steps: list[tuple[dt.date, dt.date]],
-                     window: Window | None = None) -> np.ndarray:
-    """(pixels, steps, bands): per step, the median of the valid observations in it (NaN when
-    none: a gap BRITS imputes)."""
-    win = window or Window(0, 0, grid.width, grid.height)
-    per_step: list[np.ndarray] = []
-    n_bands = None
-    for start, end in steps:
-        obs = [read_on_grid(it.path, grid, Resampling.nearest, window=win) for it in items if start <= it.date <= end]
-        if obs:
-            n_bands = obs[0].shape[0]
-            import warnings
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                per_step.append(np.nanmedian(np.stack(obs), axis=0))
-        else:
-            per_step.append(None)  # type: ignore[arg-type]
-    if n_bands is None:
-        raise InputValidationError("no time-series observation falls in any step of the requested year")
-    h, w = int(win.height), int(win.width)
-    filled = [s if s is not None else np.full((n_bands, h, w), np.nan, "float32") for s in per_step]
-    return np.stack(filled).reshape(len(steps), n_bands, -1).transpose(2, 0, 1).astype("float32")
 
 
 VECTOR_SUFFIXES = (".gpkg", ".geojson", ".json", ".shp", ".kml", ".kmz", ".fgb")
@@ -341,92 +305,6 @@ def dataset_arrays(frame: pd.DataFrame, record: dict[str, Any], level: str) -> A
         data.sub_classes = sub
         data.parents = [classes.index(parents[c]) for c in sub]
     return data
-
-
-def load_dataset(ctx: Context, dataset_id: str | None) -> tuple[pd.DataFrame, dict[str, Any]]:
-    record = lookup.abundance_dataset(ctx, dataset_id)
-    if record is None:
-        raise InputValidationError("no abundance dataset in the catalog: run `landcoverpy abundance dataset` first")
-    with ctx.store.open(record["bucket"], record["key"]) as fh:
-        return pd.read_parquet(io.BytesIO(fh.read())), record
-
-
-def model_id_for(level: str, dataset: dict[str, Any], params: TrainParams, base: str | None) -> str:
-    """Threads and device do not change what is learnt; every other training setting does."""
-    return ids.abundance_model_id(level, dataset["_id"], params.identity(), base)
-
-
-def save_model(ctx: Context, model: AbundanceModel, level: str, dataset: dict[str, Any], base: str | None = None,
-               params: TrainParams | None = None) -> dict[str, Any]:
-    import torch
-
-    buf = io.BytesIO()
-    if model.kind == "forest":
-        import joblib
-
-        joblib.dump(model.forest, buf, compress=3)
-        filename = "model.joblib"
-    else:
-        torch.save({"state_dict": model.network.state_dict(), "config": model.network.config}, buf)
-        filename = "model.pt"
-    blob = buf.getvalue()
-    mid = model_id_for(level, dataset, params or TrainParams(**{k: v for k, v in model.params.items()
-                                                                if k != "forest_fill"}), base)
-    bucket = ctx.settings.MINIO_BUCKET_MODELS
-    prefix = keys.abundance_model_prefix(mid)
-    meta = {
-        "level": level, "kind": model.kind, "file": filename, "classes": model.classes,
-        "sub_classes": model.sub_classes, "parents": model.parents, "feature_names": model.feature_names,
-        "ancillary_names": model.ancillary_names, "times": model.times, "params": model.params,
-        "normalisation": model.normalisation.__dict__, "metrics": model.metrics, "history": model.history,
-        "dataset_id": dataset["_id"], "step": step_of_record(dataset), "steps": dataset["steps"], "base_model": base,
-        "library_versions": {"torch": torch.__version__, "numpy": np.__version__, "landcoverpy": __version__},
-    }
-    ctx.store.put_bytes(bucket, join_key(prefix, filename), blob)
-    ctx.store.put_json(bucket, join_key(prefix, "metadata.json"), meta)
-    ctx.store.put_json(bucket, join_key(prefix, "metrics.json"), model.metrics)
-    record = {"_id": mid, "level": f"abundance-{level}", "category": None, "bucket": bucket, "prefix": prefix,
-              "kind": model.kind, "model_sha256": hashlib.sha256(blob).hexdigest(), "params": model.params,
-              "classes": model.all_classes, "dataset_id": dataset["_id"], "base_model": base,
-              "step": meta["step"],
-              "metrics": {k: model.metrics["model"][k] for k in ("rmse", "mae", "r2", "dominant_accuracy")},
-              "baseline_rmse": model.metrics["mean_abundance_baseline"]["rmse"],
-              "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
-    ctx.catalog.upsert("models", record)
-    return record
-
-
-def load_model(ctx: Context, level: str, model_id: str | None = None) -> tuple[AbundanceModel, dict[str, Any]]:
-    """The model ``model_id``, or the newest that estimates ``level`` (a model of both levels
-    serves N1 and N2)."""
-    import torch
-
-    from landcoverpy.models.brits import BRITSAbundance
-
-    record = lookup.abundance_model(ctx, level, model_id)
-    if record is None:
-        raise ModelError(f"no abundance model {model_id or 'for level ' + level} in the catalog: "
-                         f"run `landcoverpy abundance train --level {level}`")
-    meta = ctx.store.get_json(record["bucket"], join_key(record["prefix"], "metadata.json"))
-    kind = meta.get("kind", "brits")
-    with ctx.store.open(record["bucket"], join_key(record["prefix"], meta.get("file", "model.pt"))) as fh:
-        blob = fh.read()
-    network = forest = None
-    if kind == "forest":
-        import joblib
-
-        forest = joblib.load(io.BytesIO(blob))
-    else:
-        saved = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
-        network = BRITSAbundance(**saved["config"])
-        network.load_state_dict(saved["state_dict"])
-    model = AbundanceModel(network=network, normalisation=Normalisation(**meta["normalisation"]), classes=meta["classes"],
-                           feature_names=meta["feature_names"], ancillary_names=meta["ancillary_names"],
-                           times=meta["times"], params=meta["params"], history=meta["history"], metrics=meta["metrics"],
-                           sub_classes=meta.get("sub_classes"), parents=meta.get("parents"), kind=kind, forest=forest,
-                           step=meta.get("step"))
-    return model, record | {"steps": meta["steps"], "step": meta.get("step") or step_of_record(meta),
-                            "dataset_id": meta["dataset_id"], "model_level": meta["level"]}
 
 
 def train_level(ctx: Context, level: str, params: TrainParams, dataset_id: str | None = None,

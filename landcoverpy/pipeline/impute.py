@@ -14,21 +14,16 @@ from rasterio.windows import Window
 
 from landcoverpy import __version__
 from landcoverpy.assets import ids, keys, publish
+from landcoverpy.assets.abundance import load_dataset, load_model
 from landcoverpy.context import Context
 from landcoverpy.errors import ModelError
 from landcoverpy.models.abundance import AbundanceModel
-from landcoverpy.pipeline.abundance import (
-    SeriesItem,
-    aggregate_series,
-    load_dataset,
-    load_model,
-    load_series_manifest,
-)
-from landcoverpy.raster.ancillary import ancillary_layers
 from landcoverpy.pipeline.tasks import dask_task
 from landcoverpy.progress import step
+from landcoverpy.raster.ancillary import ancillary_layers
 from landcoverpy.raster.cog import CogWriter
 from landcoverpy.raster.grid import Grid, block_windows
+from landcoverpy.raster.series import SeriesItem, aggregate_series, load_series_manifest
 from landcoverpy.scratch import scratch_dir
 from landcoverpy.timesteps import check_same_steps, step_of_record
 

@@ -1,0 +1,107 @@
+"""Abundance datasets and models as assets: their ids, where their files live, their catalog
+records, saving and loading. The one place the abundance stages (train, predict, impute) get a
+dataset or a model from."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from landcoverpy import __version__
+from landcoverpy.assets import ids, keys, lookup
+from landcoverpy.context import Context
+from landcoverpy.errors import InputValidationError, ModelError
+from landcoverpy.models.abundance import AbundanceModel, Normalisation, TrainParams
+from landcoverpy.storage import join_key
+from landcoverpy.timesteps import step_of_record
+
+
+def load_dataset(ctx: Context, dataset_id: str | None) -> tuple[pd.DataFrame, dict[str, Any]]:
+    record = lookup.abundance_dataset(ctx, dataset_id)
+    if record is None:
+        raise InputValidationError("no abundance dataset in the catalog: run `landcoverpy abundance dataset` first")
+    with ctx.store.open(record["bucket"], record["key"]) as fh:
+        return pd.read_parquet(io.BytesIO(fh.read())), record
+
+
+def model_id_for(level: str, dataset: dict[str, Any], params: TrainParams, base: str | None) -> str:
+    """Threads and device do not change what is learnt; every other training setting does."""
+    return ids.abundance_model_id(level, dataset["_id"], params.identity(), base)
+
+
+def save_model(ctx: Context, model: AbundanceModel, level: str, dataset: dict[str, Any], base: str | None = None,
+               params: TrainParams | None = None) -> dict[str, Any]:
+    import torch
+
+    buf = io.BytesIO()
+    if model.kind == "forest":
+        import joblib
+
+        joblib.dump(model.forest, buf, compress=3)
+        filename = "model.joblib"
+    else:
+        torch.save({"state_dict": model.network.state_dict(), "config": model.network.config}, buf)
+        filename = "model.pt"
+    blob = buf.getvalue()
+    mid = model_id_for(level, dataset, params or TrainParams(**{k: v for k, v in model.params.items()
+                                                                if k != "forest_fill"}), base)
+    bucket = ctx.settings.MINIO_BUCKET_MODELS
+    prefix = keys.abundance_model_prefix(mid)
+    meta = {
+        "level": level, "kind": model.kind, "file": filename, "classes": model.classes,
+        "sub_classes": model.sub_classes, "parents": model.parents, "feature_names": model.feature_names,
+        "ancillary_names": model.ancillary_names, "times": model.times, "params": model.params,
+        "normalisation": model.normalisation.__dict__, "metrics": model.metrics, "history": model.history,
+        "dataset_id": dataset["_id"], "step": step_of_record(dataset), "steps": dataset["steps"], "base_model": base,
+        "library_versions": {"torch": torch.__version__, "numpy": np.__version__, "landcoverpy": __version__},
+    }
+    ctx.store.put_bytes(bucket, join_key(prefix, filename), blob)
+    ctx.store.put_json(bucket, join_key(prefix, "metadata.json"), meta)
+    ctx.store.put_json(bucket, join_key(prefix, "metrics.json"), model.metrics)
+    record = {"_id": mid, "level": f"abundance-{level}", "category": None, "bucket": bucket, "prefix": prefix,
+              "kind": model.kind, "model_sha256": hashlib.sha256(blob).hexdigest(), "params": model.params,
+              "classes": model.all_classes, "dataset_id": dataset["_id"], "base_model": base,
+              "step": meta["step"],
+              "metrics": {k: model.metrics["model"][k] for k in ("rmse", "mae", "r2", "dominant_accuracy")},
+              "baseline_rmse": model.metrics["mean_abundance_baseline"]["rmse"],
+              "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+    ctx.catalog.upsert("models", record)
+    return record
+
+
+def load_model(ctx: Context, level: str, model_id: str | None = None) -> tuple[AbundanceModel, dict[str, Any]]:
+    """The model ``model_id``, or the newest that estimates ``level`` (a model of both levels
+    serves N1 and N2)."""
+    import torch
+
+    from landcoverpy.models.brits import BRITSAbundance
+
+    record = lookup.abundance_model(ctx, level, model_id)
+    if record is None:
+        raise ModelError(f"no abundance model {model_id or 'for level ' + level} in the catalog: "
+                         f"run `landcoverpy abundance train --level {level}`")
+    meta = ctx.store.get_json(record["bucket"], join_key(record["prefix"], "metadata.json"))
+    kind = meta.get("kind", "brits")
+    with ctx.store.open(record["bucket"], join_key(record["prefix"], meta.get("file", "model.pt"))) as fh:
+        blob = fh.read()
+    network = forest = None
+    if kind == "forest":
+        import joblib
+
+        forest = joblib.load(io.BytesIO(blob))
+    else:
+        saved = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+        network = BRITSAbundance(**saved["config"])
+        network.load_state_dict(saved["state_dict"])
+    model = AbundanceModel(network=network, normalisation=Normalisation(**meta["normalisation"]), classes=meta["classes"],
+                           feature_names=meta["feature_names"], ancillary_names=meta["ancillary_names"],
+                           times=meta["times"], params=meta["params"], history=meta["history"], metrics=meta["metrics"],
+                           sub_classes=meta.get("sub_classes"), parents=meta.get("parents"), kind=kind, forest=forest,
+                           step=meta.get("step"))
+    return model, record | {"steps": meta["steps"], "step": meta.get("step") or step_of_record(meta),
+                            "dataset_id": meta["dataset_id"], "model_level": meta["level"]}
