@@ -182,14 +182,13 @@ def prepare_tensors(series: np.ndarray, ancillary: np.ndarray, norm: Normalisati
 
 
 def time_major_inputs(series: np.ndarray, ancillary: np.ndarray, norm: Normalisation, times: np.ndarray | None,
-                      out: tuple[np.ndarray, np.ndarray] | None = None,
-                      threads: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                      out: tuple[Any, Any] | None = None) -> tuple[Any, Any, np.ndarray]:
     """The inputs of ``prepare_tensors`` in the packed layout of ``models.brits_infer`` (values,
-    gaps and mask, both directions side by side; ``out`` to fill) and the normalised ancillaries."""
+    gaps and mask, both directions side by side, as torch tensors; ``out`` to fill) and the
+    normalised ancillaries."""
     from landcoverpy.models.brits_infer import pack_series
 
-    values, gaps_mask = pack_series(series, np.asarray(norm.series_mean), np.asarray(norm.series_std), times, out,
-                                    threads)
+    values, gaps_mask = pack_series(series, np.asarray(norm.series_mean), np.asarray(norm.series_std), times, out)
     return values, gaps_mask, norm.apply(series[:, :0], ancillary)[1]
 
 
@@ -363,10 +362,9 @@ class AbundanceModel:
                 sl = slice(start, start + batch)
                 if dev.type == "cpu":
                     values, gaps_mask, anc = time_major_inputs(series[sl], ancillary[sl], self.normalisation, times,
-                                                               buffers, torch.get_num_threads())
+                                                               buffers)
                     buffers = values, gaps_mask
-                    res = brits_infer.run(network, torch.from_numpy(values), torch.from_numpy(gaps_mask),
-                                          torch.from_numpy(anc), imputed=imputed)
+                    res = brits_infer.run(network, values, gaps_mask, torch.from_numpy(anc), imputed=imputed)
                 else:
                     t = prepare_tensors(series[sl], ancillary[sl], self.normalisation, times)
                     with torch.autocast("cuda", dtype=torch.float16, enabled=not imputed):

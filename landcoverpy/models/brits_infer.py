@@ -23,7 +23,6 @@ are built directly by the caller (``models.abundance.time_major_inputs``) in the
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 
@@ -98,75 +97,43 @@ def pack(x: torch.Tensor, m: torch.Tensor, d_fwd: torch.Tensor,
     return values, torch.cat([gaps, masks], dim=3).contiguous()
 
 
-@functools.lru_cache(maxsize=1)
-def _pack_kernel() -> object:
-    """numba: one pass per pixel over its raw series (compiled on first use, cached on disk)."""
-    import numba
-
-    @numba.njit(nogil=True, cache=True, boundscheck=False)
-    def pack_series(series: np.ndarray, mean: np.ndarray, std: np.ndarray, gaps: np.ndarray,
-                    values: np.ndarray, gaps_mask: np.ndarray, lo: int, hi: int) -> None:
-        n, steps, f = series.shape
-        zero = np.float32(0.0)
-        one = np.float32(1.0)
-        first = np.zeros((n, 2 * f), dtype=np.float32)  # the row before the first step: no gap, no mask
-        # Each direction in its walking order so that every write is contiguous and the gaps carry
-        # from the previous row, as arithmetic (gap + previous gap x (1 - previous mask)), never a
-        # branch on the data: missing values are random, branches would be mispredicted.
-        for w in range(steps):  # forward: normalise the raw series
-            g = gaps[w, 0] if w else zero
-            row, cur = values[w, 0], gaps_mask[w, 0]
-            prev = gaps_mask[w - 1, 0] if w else first
-            for i in range(lo, hi):
-                for j in range(f):
-                    v = (series[i, w, j] - mean[j]) / std[j]
-                    ok = v - v == zero  # finite (NaN and inf give NaN)
-                    row[i, j] = v if ok else zero
-                    cur[i, j] = prev[i, j] * (one - prev[i, f + j]) + g
-                    cur[i, f + j] = one if ok else zero
-        for w in range(steps):  # backward: the forward rows in reverse
-            g = gaps[w, 1] if w else zero
-            src, src_m = values[steps - 1 - w, 0], gaps_mask[steps - 1 - w, 0]
-            row, cur = values[w, 1], gaps_mask[w, 1]
-            prev = gaps_mask[w - 1, 1] if w else first
-            for i in range(lo, hi):
-                for j in range(f):
-                    row[i, j] = src[i, j]
-                    cur[i, j] = prev[i, j] * (one - prev[i, f + j]) + g
-                    cur[i, f + j] = src_m[i, f + j]
-
-    return pack_series
+def step_gaps(steps: int, times: np.ndarray | None) -> np.ndarray:
+    """(steps, 2): the time from the previous step in each direction's walking order (0 first)."""
+    t = np.arange(steps, dtype="float32") if times is None else np.asarray(times, dtype="float32")
+    return np.stack([np.diff(t, prepend=t[0]), np.diff(t[-1] - t[::-1], prepend=np.float32(0))],
+                    axis=1).astype("float32")
 
 
 def pack_series(series: np.ndarray, mean: np.ndarray, std: np.ndarray, times: np.ndarray | None,
-                out: tuple[np.ndarray, np.ndarray] | None = None, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Raw ``(N, steps, F)`` series (NaN = missing) normalised with ``mean``/``std`` straight into
-    the packed layout: ``values (steps, 2, N, F)`` and ``gaps_mask (steps, 2, N, 2F)``, the same
-    numbers as ``pack`` of ``prepare_tensors``' arrays (BRITS gaps: time since the last
-    observation, in each direction, from the step times; steps 0, 1, ... without times). ``out``:
-    arrays of those shapes to fill (reused from batch to batch, a fresh 30 MB per batch of 4096
-    costs more in page faults than the packing itself); ``threads`` split the pixels (the kernel
-    releases the GIL)."""
+                out: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Raw ``(N, steps, F)`` series (NaN or inf = missing) normalised with ``mean``/``std``
+    straight into the packed layout: ``values (steps, 2, N, F)`` and ``gaps_mask (steps, 2, N,
+    2F)``, the same numbers as ``pack`` of ``prepare_tensors``' arrays (BRITS gaps: time since the
+    last observation in each direction, from the step times; steps 0, 1, ... without times).
+
+    Done with torch operations on torch's own threads: a separate thread pool (numba, Python
+    threads) would compete with torch's OpenMP workers, which keep spinning between operations.
+    ``out``: tensors of those shapes to fill, reused from batch to batch (a fresh 30 MB per batch
+    of 4096 costs page faults)."""
     n, steps, f = series.shape
-    t = np.arange(steps, dtype="float32") if times is None else np.asarray(times, dtype="float32")
-    gaps = np.stack([np.diff(t, prepend=t[0]), np.diff(t[-1] - t[::-1], prepend=np.float32(0))],
-                    axis=1).astype("float32")
     shapes = (steps, 2, n, f), (steps, 2, n, 2 * f)
-    if out is not None and (out[0].shape, out[1].shape) == shapes:
+    if out is not None and (tuple(out[0].shape), tuple(out[1].shape)) == shapes:
         values, gaps_mask = out
     else:
-        values, gaps_mask = np.empty(shapes[0], dtype="float32"), np.empty(shapes[1], dtype="float32")
-    args = (np.ascontiguousarray(series, dtype="float32"), np.asarray(mean, "float32"), np.asarray(std, "float32"),
-            gaps, values, gaps_mask)
-    kernel = _pack_kernel()
-    if threads <= 1 or n < 2048:
-        kernel(*args, 0, n)  # type: ignore[operator]
-    else:
-        from concurrent.futures import ThreadPoolExecutor
-
-        bounds = np.linspace(0, n, threads + 1).astype(int)
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            list(pool.map(lambda k: kernel(*args, int(bounds[k]), int(bounds[k + 1])), range(threads)))  # type: ignore[operator]
+        values, gaps_mask = torch.empty(shapes[0]), torch.empty(shapes[1])
+    raw = torch.from_numpy(np.ascontiguousarray(series, dtype="float32")).transpose(0, 1)
+    forward, mask = values[:, 0], gaps_mask[:, 0, :, f:]
+    torch.sub(raw, torch.from_numpy(np.asarray(mean, "float32")), out=forward)
+    forward.div_(torch.from_numpy(np.asarray(std, "float32")))
+    mask.copy_(torch.isfinite(forward))
+    forward.nan_to_num_(0.0, 0.0, 0.0)
+    values[:, 1].copy_(forward.flip(0))
+    gaps_mask[:, 1, :, f:].copy_(mask.flip(0))
+    gaps = torch.from_numpy(step_gaps(steps, times))[:, :, None, None]
+    gaps_mask[0, :, :, :f].zero_()
+    for s in range(1, steps):  # gap + previous gap where the previous step was missing
+        prev, prev_mask = gaps_mask[s - 1, :, :, :f], gaps_mask[s - 1, :, :, f:]
+        torch.addcmul(prev, prev, prev_mask, value=-1, out=gaps_mask[s, :, :, :f]).add_(gaps[s])
     return values, gaps_mask
 
 
