@@ -110,6 +110,7 @@ def test_model_predict_and_impute_use_it_batch_by_batch() -> None:
     full = np.isfinite(series).any(axis=(1, 2))
     np.testing.assert_allclose(pred[full], want["abundance"].numpy()[full], rtol=1e-4, atol=1e-6)
     assert np.isnan(pred[~full]).all()
+    assert np.isnan(model.predict(series[~full], anc[~full])).all()  # nothing to compute: no network call
     imputed = model.impute(series, anc, device="cpu")
     std, mean = (np.asarray(v, "float32") for v in (model.normalisation.series_std, model.normalisation.series_mean))
     np.testing.assert_allclose(imputed, want["imputed"].numpy() * std + mean, rtol=1e-4, atol=1e-5)

@@ -314,14 +314,21 @@ class AbundanceModel:
     def predict(self, series: np.ndarray, ancillary: np.ndarray, batch_size: int | None = None,
                 device: str | None = None) -> np.ndarray:
         """(N, K) fractions (N1 then N2 columns for a model of both levels); rows whose series is
-        entirely missing get NaN (nothing to go on)."""
+        entirely missing get NaN (nothing to go on) and are not computed (sea, nodata borders)."""
         self._check(series, ancillary)
-        empty = ~np.isfinite(series).any(axis=(1, 2))
+        full = np.isfinite(series).any(axis=(1, 2))
+        out = np.full((len(series), len(self.all_classes)), np.nan, dtype="float32")
+        if not full.any():
+            return out
+        some = full.all()
+        rows, anc = (series, ancillary) if some else (series[full], ancillary[full])
         if self.kind == "forest":
-            out = self._predict_forest(series, ancillary)
+            got = self._predict_forest(rows, anc)
         else:
-            out = self._predict_brits(series, ancillary, batch_size, device)
-        out[empty] = np.nan
+            got = self._predict_brits(rows, anc, batch_size, device)
+        if some:
+            return got.astype("float32", copy=False)
+        out[full] = got
         return out
 
     def _predict_forest(self, series: np.ndarray, ancillary: np.ndarray) -> np.ndarray:
@@ -344,9 +351,9 @@ class AbundanceModel:
     def _run_brits(self, series: np.ndarray, ancillary: np.ndarray, batch_size: int | None, device: str | None,
                    imputed: bool) -> Iterator[tuple[slice, dict[str, Any]]]:
         """The network's eval outputs batch by batch. On a CPU the fast path of
-        ``models.brits_infer`` (same function, several times the throughput), batches of 4096 (the
-        fastest here: the step's buffers stay in cache); on a GPU the network itself in large
-        batches with mixed precision."""
+        ``models.brits_infer`` (same function, over twice the throughput) in batches of 2048 pixels
+        per torch thread (measured fastest: a step's buffers stay in cache); on a GPU the network
+        itself in large batches with mixed precision."""
         import torch
 
         from landcoverpy.models import brits_infer
@@ -354,7 +361,7 @@ class AbundanceModel:
 
         dev = resolve_device(device or self.params.get("device", "auto"))
         times = None if self.times is None else np.asarray(self.times, "float32")
-        batch = batch_size or (65536 if dev.type == "cuda" else 4096)
+        batch = batch_size or (65536 if dev.type == "cuda" else 2048 * max(1, torch.get_num_threads()))
         network = self.network.to(dev).eval()
         buffers = None
         with torch.inference_mode():

@@ -160,13 +160,13 @@ def run(network: BRITSAbundance, values: torch.Tensor, gaps_mask: torch.Tensor, 
     part, mask = block[:, :, :n], block[:, :, n:2 * n]
     gamma_h, beta, z, history = new(2, batch, hid), new(2, batch, 16), new(2, batch, 16), new(2, batch, 16)
     gates, x_hist, c_hat, tc = new(2, batch, 4 * hid), new(2, batch, n), new(2, batch, n), new(2, batch, hid)
-    h, c = values.new_zeros(2, batch, hid), values.new_zeros(2, batch, hid)
+    h, c2 = values.new_zeros(2, batch, hid), values.new_zeros(2, batch, hid)
     out_imputed = new(steps, 2, batch, n) if imputed else None
     for s in range(steps):
         block[:, :, :2 * n].copy_(gaps_mask[s])
         xs = values[s]
         torch.bmm(block, w_decay_h, out=gamma_h).clamp_max_(0).exp2_()
-        part.mul_(w_decay_x).add_(b_decay_x).clamp_max_(0).exp2_()  # gamma_x
+        torch.addcmul(b_decay_x, part, w_decay_x, out=part).clamp_max_(0).exp2_()  # gamma_x
         torch.bmm(block, w_beta, out=beta).sigmoid_()
         torch.bmm(gamma_h.mul_(h), w_gates, out=gates)
         torch.bmm(gamma_h, w_history, out=history)
@@ -179,9 +179,9 @@ def run(network: BRITSAbundance, values: torch.Tensor, gaps_mask: torch.Tensor, 
             out_imputed[s].copy_(part)
         gates.baddbmm_(block, w_input).sigmoid_()
         i, f, g, o = gates.chunk(4, dim=2)
-        c.mul_(f).addcmul_(i, g, value=2).sub_(i)
-        torch.mul(c, 2, out=tc).sigmoid_().mul_(2).sub_(1)
-        torch.mul(tc, o, out=h)
+        # the cell state is kept doubled (c2 = 2c, exact in floating point): tanh(c) = 2 sigmoid(c2) - 1
+        c2.mul_(f).addcmul_(i, g, value=4).sub_(i, alpha=2)
+        torch.mul(torch.sigmoid(c2, out=tc), o, out=h).mul_(2).sub_(o)
     out = network.outputs(h[0], h[1], anc)
     if out_imputed is not None:
         out["imputed"] = ((out_imputed[:, 0] + out_imputed[:, 1].flip(0)) / 2).transpose(0, 1)
