@@ -1,13 +1,23 @@
 """Benchmark: BRITS abundance inference over one full MODIS tile (2400 x 2400 px) at the seed's
-8-day steps (46 steps x 7 bands, 35 % of values missing, 3 ancillary variables), block by block
-as `abundance predict` does (512 x 512 px blocks), for each hidden size asked, each in a fresh
-process (wall time and peak RSS of that process). Prints the device each ran on; on a machine
-with a GPU, `--device auto` runs there (mixed precision).
+8-day steps (46 steps x 7 bands, 35 % of the steps cloudy, 3 ancillary variables), block by block
+as `abundance predict` does (512 x 512 px blocks), each variant in fresh processes (wall time and
+peak RSS per process).
 
-    python benchmarks/abundance_inference.py [--size 2400] [--steps 46] [--hidden 64 32]
-                                             [--threads 2] [--device auto]
+Variants, all in the same run:
 
-The baseline in the same run is the monthly series of before (12 steps, hidden 64).
+- baseline: the monthly series of before (12 steps, hidden 64) through the network's own
+  forward (the straightforward path `predict` used before the fast path);
+- 46 steps through the network's forward (what the seed's series would have cost);
+- 46 steps through `AbundanceModel.predict` (the fast path of `models/brits_infer.py` on CPUs):
+  one process with all threads, and the tile's blocks split over `--workers` processes of
+  threads/workers threads each, as the local Dask cluster runs them (2 workers x 1 thread on 2
+  cores; the wall time is the slowest process's).
+
+    python benchmarks/abundance_inference.py [--size 2400] [--steps 46] [--hidden 32]
+                                             [--threads 2] [--workers 2] [--device auto]
+
+Prints the device each ran on; on a machine with a GPU, `--device auto` runs `predict` there
+(the network in large batches, mixed precision).
 """
 
 from __future__ import annotations
@@ -15,6 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -25,15 +36,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 BANDS, CLASSES = 7, 4
 
 
-def run(size: int, steps: int, hidden: int, threads: int, device: str, block: int) -> dict:
+def run(size: int, steps: int, hidden: int, threads: int, device: str, block: int, path: str,
+        part: int = 0, parts: int = 1) -> dict:
     """Train a tiny model (2 epochs: inference cost does not depend on training), then predict
-    every block of a size x size tile."""
+    this process's share of the blocks of a size x size tile (``shares``)."""
     import torch
 
-    from landcoverpy.models.abundance import AbundanceData, TrainParams, train_abundance
+    from landcoverpy.models.abundance import AbundanceData, TrainParams, prepare_tensors, train_abundance
     from landcoverpy.models.device import describe, resolve_device
 
-    torch.set_num_threads(threads)
     rng = np.random.default_rng(0)
     sig = rng.uniform(0.02, 0.5, size=(CLASSES, steps, BANDS)).astype("float32")
 
@@ -48,19 +59,41 @@ def run(size: int, steps: int, hidden: int, threads: int, device: str, block: in
     data = AbundanceData(x, anc, ab, np.arange(2000) // 100, [f"c{k}" for k in range(CLASSES)])
     model, _ = train_abundance(data, TrainParams(hidden=hidden, epochs=2, patience=5, model_type="brits",
                                                  threads=threads, device="cpu"))
+    torch.set_num_threads(threads)  # training sets its own
     xb, ancb, _ = sample(block * block)  # one block's inputs, predicted for every block of the tile
-    total, done = size * size, 0
-    dev = resolve_device(device)
+    blocks = shares(_block_sizes(size, block), parts)[part]
+    dev = resolve_device(device) if path == "predict" else torch.device("cpu")
+    network = model.network.eval()
     start = time.perf_counter()
-    while done < total:
-        n = min(block * block, total - done)
-        out = model.predict(xb[:n], ancb[:n], device=device)
+    for n in blocks:
+        if path == "predict":
+            out = model.predict(xb[:n], ancb[:n], device=device)
+        else:  # the network's forward, batches of 8192, as predict did before the fast path
+            times = np.asarray(model.times, "float32") if model.times is not None else None
+            out = np.empty((n, CLASSES), "float32")
+            with torch.inference_mode():
+                for s in range(0, n, 8192):
+                    t = prepare_tensors(xb[s:min(s + 8192, n)], ancb[s:min(s + 8192, n)], model.normalisation, times)
+                    res = network(*(torch.from_numpy(np.ascontiguousarray(t[k])) for k in ("x", "m", "d_fwd", "d_bwd")),
+                                  torch.from_numpy(t["anc"]))
+                    out[s:s + 8192] = res["abundance"].numpy()
         assert out.shape == (n, CLASSES)
-        done += n
     if dev.type == "cuda":
         torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
-    return {"seconds": seconds, "device": describe(dev)}
+    return {"seconds": time.perf_counter() - start, "device": describe(dev), "pixels": int(sum(blocks))}
+
+
+def shares(sizes: list[int], parts: int) -> list[list[int]]:
+    """Blocks dealt largest first to the least loaded process, as a scheduler's queue evens out."""
+    out: list[list[int]] = [[] for _ in range(parts)]
+    for n in sorted(sizes, reverse=True):
+        min(out, key=sum).append(n)
+    return out
+
+
+def _block_sizes(size: int, block: int) -> list[int]:
+    edges = list(range(0, size, block))
+    return [min(block, size - r) * min(block, size - c) for r in edges for c in edges]
 
 
 def main() -> None:
@@ -69,26 +102,36 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=2400)
     ap.add_argument("--steps", type=int, default=46)
-    ap.add_argument("--hidden", type=int, nargs="+", default=[64, 32])
+    ap.add_argument("--hidden", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=2, help="processes sharing the tile (threads/workers each)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--block", type=int, default=512)
     ap.add_argument("--no-baseline", action="store_true")
     args = ap.parse_args()
     px = args.size * args.size
-    variants = ([] if args.no_baseline else [(12, 64, "baseline: monthly, 12 steps")]) + \
-        [(args.steps, h, f"{args.steps} steps") for h in args.hidden]
+    common = {"size": args.size, "threads": args.threads, "device": args.device, "block": args.block}
+    per_worker = max(1, args.threads // args.workers)
+    variants = ([] if args.no_baseline else [
+        ("baseline: 12 steps, forward", 12, 64, "forward", 1),
+        (f"{args.steps} steps, forward", args.steps, args.hidden, "forward", 1)]) + [
+        (f"{args.steps} steps, predict", args.steps, args.hidden, "predict", 1),
+        (f"{args.steps} steps, predict, {args.workers}x{per_worker}", args.steps, args.hidden, "predict", args.workers)]
     base = None
-    print(f"full tile {args.size} x {args.size} px ({px:,} px), {BANDS} bands, 35 % missing, {args.threads} threads")
-    print(f"{'variant':<30} {'hidden':>6} {'device':<26} {'inference s':>11} {'px/s':>10} {'peak RSS':>9} {'vs base':>8}")
-    for steps, hidden, name in variants:
-        m = measure("abundance_inference", "run", {"size": args.size, "steps": steps, "hidden": hidden,
-                                                   "threads": args.threads, "device": args.device,
-                                                   "block": args.block})
-        r = m["result"]
-        base = base or r["seconds"]
-        print(f"{name:<30} {hidden:>6} {r['device']:<26} {r['seconds']:>11.1f} {px / r['seconds']:>10,.0f} "
-              f"{m['peak_rss_mib']:>6.0f} MiB {base / r['seconds']:>7.2f}x", flush=True)
+    print(f"full tile {args.size} x {args.size} px ({px:,} px), {BANDS} bands, 35 % of steps cloudy, "
+          f"{args.threads} threads")
+    print(f"{'variant':<34} {'hidden':>6} {'device':<24} {'wall s':>8} {'px/s':>10} {'peak RSS':>9} {'vs base':>8}")
+    for name, steps, hidden, path, parts in variants:
+        jobs = [common | {"steps": steps, "hidden": hidden, "path": path, "part": k, "parts": parts,
+                          "threads": args.threads if parts == 1 else per_worker} for k in range(parts)]
+        with ThreadPoolExecutor(max_workers=parts) as pool:
+            runs = list(pool.map(lambda job: measure("abundance_inference", "run", job), jobs))
+        seconds = max(r["result"]["seconds"] for r in runs)
+        assert sum(r["result"]["pixels"] for r in runs) == px
+        base = base or seconds
+        rss = max(r["peak_rss_mib"] for r in runs)
+        print(f"{name:<34} {hidden:>6} {runs[0]['result']['device']:<24} {seconds:>8.1f} {px / seconds:>10,.0f} "
+              f"{rss:>5.0f} MiB {base / seconds:>7.2f}x", flush=True)
     print("goal: a full tile at 46 steps in <= 120 s on 2 CPU cores")
 
 

@@ -106,7 +106,9 @@ def test_model_predict_and_impute_use_it_batch_by_batch() -> None:
     with torch.inference_mode():
         want = network(*(torch.from_numpy(np.ascontiguousarray(ref_in[k])) for k in ("x", "m", "d_fwd", "d_bwd")),
                        torch.from_numpy(ref_in["anc"]))
+    torch.set_num_threads(2)  # rows shared by 2 Python threads of one torch thread each
     pred = model.predict(series, anc, batch_size=256, device="cpu")  # 256 + 256 + 88
+    assert torch.get_num_threads() == 2  # restored
     full = np.isfinite(series).any(axis=(1, 2))
     np.testing.assert_allclose(pred[full], want["abundance"].numpy()[full], rtol=1e-4, atol=1e-6)
     assert np.isnan(pred[~full]).all()
