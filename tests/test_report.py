@@ -44,10 +44,11 @@ def report_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [list(zip(lon, lat))]}}]}))
     res = run_cli(["run", "--provider", "local", "--source", str(source), "--no-progress", "--output-dir", str(root / "out"),
                    "--holdout", str(holdout), "--aoi", str(root / "aoi.geojson"), "--aoi-crs", "EPSG:32618", "--dataset", str(data / "dataset.csv"), "--seasons", str(data / "seasons.json"),
-                   "--lc-labels", str(data / "lc_labels.json"), "--sl-labels", str(data / "sl_labels.json")],
+                   "--lc-labels", str(data / "lc_labels.json"), "--sl-labels", str(data / "sl_labels.json"), "--profile"],
                   env, root, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "report: classification-maps/reports/" in res.stdout
+    (root / "stdout.txt").write_text(res.stdout, encoding="utf-8")
     return root
 
 
@@ -286,3 +287,29 @@ def test_cleaned_maps_do_not_show_block_edges(report_run: Path, tmp_path: Path) 
         return int(((same == 0) & (a > 0)).sum())
 
     assert isolated(cat) < isolated(raw) / 3
+
+
+def test_profile_saves_a_dask_performance_report_beside_the_report(report_run: Path) -> None:
+    """`run --profile`: the Dask performance report of the run's tasks, in the bucket beside the
+    report and in the output folder; `run` prints the local cluster's dashboard link."""
+    pytest.importorskip("bokeh", reason="bokeh (the [dashboard] extra) writes the report; `make` installs it")
+    stdout = (report_run / "stdout.txt").read_text(encoding="utf-8")
+    assert "Dask dashboard: http://127.0.0.1:" in stdout
+    run_id = json.loads((report_run / "out" / "run.json").read_text())["run_id"]
+    assert f"Dask performance report: classification-maps/reports/{run_id}.dask-profile.html" in stdout
+    store = report_run / "home" / "store" / "classification-maps"
+    html = (store / "reports" / f"{run_id}.dask-profile.html").read_text(encoding="utf-8")
+    assert html == (store / "latest" / "dask-profile.html").read_text(encoding="utf-8")
+    assert html == (report_run / "out" / "dask-profile.html").read_text(encoding="utf-8")
+    assert "Dask Performance Report" in html and "Task Stream" in html
+    for task in ("band-composite", "sample-dataset", "block-map"):  # the workflow's own tasks, in the task stream
+        assert task in html, task
+
+
+def test_profile_without_bokeh_is_refused_before_any_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    from landcoverpy.errors import ConfigurationError
+    from landcoverpy.pipeline import cluster
+
+    monkeypatch.setattr(cluster, "_has_bokeh", lambda: False)
+    with pytest.raises(ConfigurationError, match=r"pip install 'landcoverpy\[dashboard\]'"):
+        cluster.require_profiling()

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import sys
 from collections.abc import Iterator
 from typing import Any
 
 from landcoverpy.config import Settings
-from landcoverpy.errors import ServiceUnavailableError
+from landcoverpy.errors import ConfigurationError, ServiceUnavailableError
 from landcoverpy.pipeline.tasks import LOG_TOPIC, forward_to_log
 
 log = logging.getLogger(__name__)
@@ -38,7 +40,32 @@ def check_scheduler(settings: Settings) -> dict[str, Any] | None:
         return None
     with dask_client(settings) as client:
         info = client.scheduler_info()
-        return {"address": address, "workers": len(info.get("workers", {}))}
+        return {"address": address, "workers": len(info.get("workers", {})), "dashboard": dashboard_link(client)}
+
+
+def dashboard_link(client: Any) -> str | None:
+    """The cluster's dashboard address, when it serves one (a local cluster needs bokeh)."""
+    services = client.scheduler_info().get("services", {})
+    if "dashboard" not in services or not _has_bokeh_or_remote(client):
+        return None
+    return str(client.dashboard_link)
+
+
+def _has_bokeh_or_remote(client: Any) -> bool:
+    from distributed import LocalCluster
+
+    return not isinstance(getattr(client, "cluster", None), LocalCluster) or _has_bokeh()
+
+
+# CPython versions whose sys._current_frames() can deadlock with the garbage collector (below)
+PROFILER_UNSAFE = sys.version_info[:3] < (3, 11, 9) or (3, 12) <= sys.version_info[:2] < (3, 12, 3)
+
+
+def require_profiling() -> None:
+    """``run --profile`` writes a Dask performance report, which needs bokeh."""
+    if not _has_bokeh():
+        raise ConfigurationError("--profile writes a Dask performance report, which needs bokeh: "
+                                 "pip install 'landcoverpy[dashboard]' (make installs it)")
 
 
 def _has_bokeh() -> bool:
@@ -70,19 +97,18 @@ def probe_scheduler(address: str, timeout: float) -> None:
 
 
 # Dask workers sample every thread's stack with sys._current_frames() (their statistical
-# profiler). On CPython 3.11 before 3.11.9 that call can deadlock with the garbage collector
+# profiler). On CPython 3.11 before 3.11.9 (and 3.12 before 3.12.3) that call can deadlock with the garbage collector
 # (python/cpython#106883, #116969; dask/distributed#8616): a worker then hangs for good with its
 # task threads waiting for the GIL. We never read those profiles, so workers run without them:
 # local clusters get this config, worker processes the environment variable (tests). The
-# Docker image runs the latest 3.11 (python:3.11-slim), which has the fix.
+# Docker image runs the latest 3.11 (python:3.11-slim), which has the fix; there `run --profile`
+# turns the profiler on for its local cluster, so the performance report has worker profiles.
 PROFILER_ENV = {"DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False"}
 
 
 def disable_worker_profiler() -> None:
     """Turn dask's worker profiler off for clusters created from this process (and, through the
     environment, for worker processes it starts)."""
-    import os
-
     import dask
 
     dask.config.set({"distributed.worker.profile.enabled": False})
@@ -90,8 +116,10 @@ def disable_worker_profiler() -> None:
 
 
 @contextlib.contextmanager
-def dask_client(settings: Settings, processes: bool = True) -> Iterator[Any]:
-    """Yield a ``distributed.Client``; close it (and any LocalCluster) afterwards."""
+def dask_client(settings: Settings, processes: bool = True, worker_profiler: bool = False) -> Iterator[Any]:
+    """Yield a ``distributed.Client``; close it (and any LocalCluster) afterwards. With
+    ``worker_profiler`` a local cluster's workers sample their stacks (for a performance report)
+    where this CPython is safe from the deadlock above."""
     from distributed import Client, LocalCluster
 
     address = scheduler_address(settings)
@@ -111,7 +139,16 @@ def dask_client(settings: Settings, processes: bool = True) -> Iterator[Any]:
         finally:
             client.close()
         return
-    disable_worker_profiler()
+    if worker_profiler and not PROFILER_UNSAFE:
+        import dask
+
+        dask.config.set({"distributed.worker.profile.enabled": True})
+        os.environ.pop(next(iter(PROFILER_ENV)), None)
+    else:
+        if worker_profiler:
+            log.warning("worker profiles are off on Python %s (sys._current_frames deadlock, python/cpython#116969): "
+                        "the performance report has the task stream, not the profiles", sys.version.split()[0])
+        disable_worker_profiler()
     cluster = LocalCluster(
         n_workers=settings.DASK_N_WORKERS,
         threads_per_worker=settings.DASK_THREADS_PER_WORKER,
@@ -123,8 +160,6 @@ def dask_client(settings: Settings, processes: bool = True) -> Iterator[Any]:
     client = Client(cluster)
     client.subscribe_topic(LOG_TOPIC, forward_to_log)
     log.info("Started %s", describe_cluster(settings))
-    if client.dashboard_link and _has_bokeh():
-        log.info("Dask dashboard: %s", client.dashboard_link)
     try:
         yield client
     finally:

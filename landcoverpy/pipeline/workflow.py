@@ -6,13 +6,14 @@ says so. A run record (stages, timings, outputs) is kept in the ``runs`` collect
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -340,6 +341,30 @@ def publish_report(ctx: Context, run: RunResult) -> str:
     ctx.store.put_bytes(bucket, key, html)
     ctx.check_lease()
     ctx.store.copy(bucket, key, "latest/report.html")
+    return key
+
+
+@contextlib.contextmanager
+def profiled(path: Path | None) -> Iterator[None]:
+    """A Dask performance report of the block into ``path`` (nothing when None); needs bokeh
+    where the scheduler runs."""
+    if path is None:
+        yield
+        return
+    from distributed import performance_report
+
+    with performance_report(filename=str(path)):
+        yield
+
+
+def publish_profile(ctx: Context, run: RunResult, path: Path) -> str:
+    """The run's Dask performance report beside its report: ``reports/{run_id}.dask-profile.html``
+    and ``latest/dask-profile.html``."""
+    bucket = ctx.settings.MINIO_BUCKET_CLASSIFICATIONS
+    key = f"reports/{run.run_id}.dask-profile.html"
+    ctx.store.put_bytes(bucket, key, Path(path).read_bytes())
+    ctx.check_lease()
+    ctx.store.copy(bucket, key, "latest/dask-profile.html")
     return key
 
 
