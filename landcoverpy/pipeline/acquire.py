@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import rasterio
+from rasterio._err import CPLE_BaseError
 
 from landcoverpy.pipeline.tasks import dask_task, task_key
 from landcoverpy import __version__
@@ -68,6 +69,43 @@ def _check_extents(product_id: str, bands: dict[str, dict[str, Any]]) -> None:
             raise RasterError(f"{product_id} {band}: extent {info['bounds']} differs from the other bands")
 
 
+def _check_size(product_id: str, band: str, got: int, listed: int | None) -> None:
+    if listed is not None and got != listed:
+        raise ProviderError(f"{product_id} {band}: got {got} bytes, the provider lists {listed}")
+
+
+def _store_jp2_as_cog(settings: Settings, store: Any, provider: Provider, product: ProductCandidate, band: str,
+                      asset: Any, written: list[str]) -> tuple[str, dict[str, Any]]:
+    """A JPEG 2000 band is decoded once, here, and stored as a tiled, DEFLATE-compressed COG
+    (lossless: the same pixels): every composite that reads it then decodes ~20x faster than
+    JPEG 2000 (benchmarks/jp2_read.py). The record keeps the source's format and size."""
+    import shutil
+    from pathlib import Path
+
+    from landcoverpy.raster.cog import jp2_to_cog
+    from landcoverpy.scratch import scratch_dir
+
+    bucket = settings.MINIO_BUCKET_NAME_PRODUCTS
+    key = keys.product_band_key(product.tile, product.product_id, band, ".tif")
+    with scratch_dir(settings.TMP_DIR) as tmp:
+        jp2, cog = Path(tmp) / f"{band}.jp2", Path(tmp) / f"{band}.tif"
+
+        def download() -> None:
+            with provider.open_asset(product, asset) as stream, jp2.open("wb") as fh:
+                shutil.copyfileobj(stream, fh, 1 << 20)
+
+        with_retries(f"{product.product_id} {band}", download)
+        size = jp2.stat().st_size
+        _check_size(product.product_id, band, size, asset.size)
+        try:
+            jp2_to_cog(jp2, cog)
+        except (rasterio.errors.RasterioError, CPLE_BaseError) as exc:  # GDAL's errors while decoding
+            raise RasterError(f"{product.product_id} {band}: the file is damaged or truncated ({exc})") from None
+        written.append(key)
+        store.put_file(bucket, key, cog)
+    return key, {"source_format": "JP2", "source_size": size}
+
+
 @dask_task
 def fetch_product(settings: Settings, provider: Provider, product: ProductCandidate) -> dict[str, Any]:
     """Stream every band of ``product`` into the products bucket and return its catalog record.
@@ -82,19 +120,21 @@ def fetch_product(settings: Settings, provider: Provider, product: ProductCandid
         bands: dict[str, dict[str, Any]] = {}
         for band in expected_bands(product.level):
             asset = product.assets[band]
-            key = keys.product_band_key(product.tile, product.product_id, band, asset.extension)
+            if asset.extension.lower() == ".jp2":
+                key, source = _store_jp2_as_cog(settings, store, provider, product, band, asset, written)
+            else:
+                key = keys.product_band_key(product.tile, product.product_id, band, asset.extension)
 
-            def upload(asset: Any = asset, key: str = key) -> None:
-                with provider.open_asset(product, asset) as stream:
-                    store.put_stream(bucket, key, stream)
+                def upload(asset: Any = asset, key: str = key) -> None:
+                    with provider.open_asset(product, asset) as stream:
+                        store.put_stream(bucket, key, stream)
 
-            with_retries(f"{product.product_id} {band}", upload)
-            written.append(key)
-            if asset.size is not None and store.size(bucket, key) != asset.size:
-                raise ProviderError(f"{product.product_id} {band}: got {store.size(bucket, key)} bytes, "
-                                    f"the provider lists {asset.size}")
+                with_retries(f"{product.product_id} {band}", upload)
+                written.append(key)
+                _check_size(product.product_id, band, store.size(bucket, key), asset.size)
+                source = {}
             info = _check_band(store, bucket, key, band, product.product_id)
-            bands[band] = {"bucket": bucket, "key": key, "size": store.size(bucket, key), **info}
+            bands[band] = {"bucket": bucket, "key": key, "size": store.size(bucket, key), **source, **info}
         _check_extents(product.product_id, bands)
     except BaseException:
         for key in written:

@@ -100,7 +100,7 @@ class CogWriter:
 
 
 def translate_to_cog(src: str | Path, dst: str | Path, dtype: str, overview_resampling: str = "nearest",
-                     blocksize: int = COG_BLOCKSIZE) -> None:
+                     blocksize: int = COG_BLOCKSIZE, overviews: bool = True) -> None:
     """GDAL's COG driver: tiling, DEFLATE, overviews computed with the band's colour table,
     nodata, descriptions, scale/offset and tags copied; then rio-cogeo validates the result. (The
     overviews rio-cogeo's ``cog_translate`` computes on paletted bands draw GDAL's "palette index
@@ -116,7 +116,7 @@ def translate_to_cog(src: str | Path, dst: str | Path, dtype: str, overview_resa
             rasterio.shutil.copy(
                 str(src), str(tmp_dst), driver="COG", COMPRESS="DEFLATE", PREDICTOR=predictor,
                 BLOCKSIZE=str(blocksize), OVERVIEW_RESAMPLING=overview_resampling.upper(), BIGTIFF="IF_SAFER",
-                NUM_THREADS="ALL_CPUS",
+                NUM_THREADS="ALL_CPUS", OVERVIEWS="AUTO" if overviews else "NONE",
             )
         valid, errors = validate_cog(tmp_dst)
         if not valid:
@@ -124,6 +124,31 @@ def translate_to_cog(src: str | Path, dst: str | Path, dtype: str, overview_resa
         os.replace(tmp_dst, dst)
     finally:
         tmp_dst.unlink(missing_ok=True)
+
+
+def jp2_to_cog(src: str | Path, dst: str | Path) -> None:
+    """A JPEG 2000 raster as a tiled DEFLATE COG without overviews (lossless both ways). The JP2 is
+    decoded in strips of whole JP2 tile rows, each tile once, on all GDAL threads, into an
+    uncompressed tiled GeoTIFF, which GDAL's COG driver then compresses: 10 s for a 10980 x 10980
+    band on 2 cores, where letting the COG driver read the JP2 itself takes 17 s (it decodes JP2
+    tiles again for every block row). Memory: one strip (22 MB for a 10 m band)."""
+    dst = Path(dst)
+    raw = dst.parent / f".{dst.name}.raw.tif"
+    try:
+        with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS"), rasterio.open(src) as jp2:
+            profile = jp2.profile | {"driver": "GTiff", "tiled": True, "blockxsize": COG_BLOCKSIZE,
+                                     "blockysize": COG_BLOCKSIZE, "compress": "none", "BIGTIFF": "IF_SAFER"}
+            for key in ("QUALITY", "REVERSIBLE", "YCBCR420", "quality", "reversible"):
+                profile.pop(key, None)
+            strip = max(jp2.block_shapes[0][0], COG_BLOCKSIZE)
+            with rasterio.open(raw, "w", **profile) as out:
+                for row in range(0, jp2.height, strip):
+                    window = Window(0, row, jp2.width, min(strip, jp2.height - row))
+                    out.write(jp2.read(window=window), window=window)
+            dtype = jp2.dtypes[0]
+        translate_to_cog(raw, dst, dtype, overviews=False)
+    finally:
+        raw.unlink(missing_ok=True)
 
 
 def write_cog(path: str | Path, data: np.ndarray, grid: Grid, **kwargs: Any) -> None:
