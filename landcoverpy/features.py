@@ -139,29 +139,53 @@ def points_to_pixels(points: pd.DataFrame, grid: Grid) -> pd.DataFrame:
     return out
 
 
+SAMPLE_BLOCK = 512  # points are read in groups of this many pixels square (one read per layer)
+
+
 def sample_points(reader: FeatureReader, points: pd.DataFrame, neighbourhood: int = 3) -> pd.DataFrame:
     """One row per pixel of the ``neighbourhood x neighbourhood`` window around each point that
     lies on the grid (as the original landcoverpy: 3x3 by default). Pixels with any missing
-    feature are dropped. Keeps the point's columns and a ``point_id``."""
+    feature are dropped. Keeps the point's columns and a ``point_id``.
+
+    Points are read in groups: one window per ``SAMPLE_BLOCK`` square of the grid that holds
+    points (their neighbourhoods' bounding box), each layer read once per group, instead of one
+    read of every layer per point (2000 points x ~60 layers decoded the same COG tiles over and
+    over: 70 s for a dataset)."""
     if neighbourhood % 2 != 1:
         raise InputValidationError(f"neighbourhood must be odd, got {neighbourhood}")
     half = neighbourhood // 2
     located = points_to_pixels(points, reader.grid)
-    rows_out = []
-    for pid, pt in located[located["inside"]].iterrows():
-        window = Window(int(pt["col"]) - half, int(pt["row"]) - half, neighbourhood, neighbourhood)
-        values, valid = pixels_to_matrix(reader.read(window))
-        if values.size == 0:
-            continue
-        frame = pd.DataFrame(values, columns=reader.features)
+    inside = located[located["inside"]]
+    columns = [*reader.features, "pixel_row", "pixel_col", "point_id", "latitude", "longitude", "category",
+               "subcategory"]
+    if inside.empty:
+        return pd.DataFrame(columns=columns)
+    rows, cols = inside["row"].to_numpy(int), inside["col"].to_numpy(int)
+    groups = (rows // SAMPLE_BLOCK) * (reader.grid.width // SAMPLE_BLOCK + 1) + cols // SAMPLE_BLOCK
+    windows: dict[int, np.ndarray] = {}  # position in ``inside`` -> its (features, n, n) window
+    for group in np.unique(groups):
+        members = np.nonzero(groups == group)[0]
+        r0, c0 = rows[members].min() - half, cols[members].min() - half
+        r1, c1 = rows[members].max() + half + 1, cols[members].max() + half + 1
+        block = reader.read(Window(c0, r0, c1 - c0, r1 - r0))
+        for i in members:
+            windows[i] = block[:, rows[i] - half - r0:rows[i] + half + 1 - r0,
+                               cols[i] - half - c0:cols[i] + half + 1 - c0]
+    values, pixel_rows, pixel_cols, owners = [], [], [], []
+    for i in range(len(inside)):
+        matrix, valid = pixels_to_matrix(windows.pop(i))
         rr, cc = np.nonzero(valid)
-        frame["pixel_row"] = int(pt["row"]) - half + rr
-        frame["pixel_col"] = int(pt["col"]) - half + cc
-        frame["point_id"] = pid
-        for col in ("latitude", "longitude", "category", "subcategory"):
-            frame[col] = pt[col]
-        rows_out.append(frame)
-    if not rows_out:
-        return pd.DataFrame(columns=[*reader.features, "pixel_row", "pixel_col", "point_id", "latitude",
-                                     "longitude", "category", "subcategory"])
-    return pd.concat(rows_out, ignore_index=True)
+        values.append(matrix)
+        pixel_rows.append(rows[i] - half + rr)
+        pixel_cols.append(cols[i] - half + cc)
+        owners.append(np.full(len(rr), i))
+    owner = np.concatenate(owners)
+    if owner.size == 0:
+        return pd.DataFrame(columns=columns)
+    frame = pd.DataFrame(np.concatenate(values), columns=reader.features)
+    frame["pixel_row"] = np.concatenate(pixel_rows)
+    frame["pixel_col"] = np.concatenate(pixel_cols)
+    frame["point_id"] = inside.index.to_numpy()[owner]
+    for col in ("latitude", "longitude", "category", "subcategory"):
+        frame[col] = inside[col].to_numpy()[owner]
+    return frame
