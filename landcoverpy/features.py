@@ -168,9 +168,10 @@ def sample_points(reader: FeatureReader, points: pd.DataFrame, neighbourhood: in
         r0, c0 = rows[members].min() - half, cols[members].min() - half
         r1, c1 = rows[members].max() + half + 1, cols[members].max() + half + 1
         block = reader.read(Window(c0, r0, c1 - c0, r1 - r0))
-        for i in members:
+        for i in members:  # copies: a view would keep the whole group's block alive
             windows[i] = block[:, rows[i] - half - r0:rows[i] + half + 1 - r0,
-                               cols[i] - half - c0:cols[i] + half + 1 - c0]
+                               cols[i] - half - c0:cols[i] + half + 1 - c0].copy()
+        del block
     values, pixel_rows, pixel_cols, owners = [], [], [], []
     for i in range(len(inside)):
         matrix, valid = pixels_to_matrix(windows.pop(i))

@@ -78,6 +78,24 @@ def test_grouped_sampling_equals_one_read_per_point(neighbourhood: int) -> None:
     assert grouped_reader.reads <= groups < reference_reader.reads
 
 
+def test_sampled_windows_do_not_keep_group_blocks_alive() -> None:
+    """Memory stays at one group's block: the points' windows are copies, not views."""
+    import tracemalloc
+
+    grid = Grid("EPSG:32618", (10.0, 0.0, 399960.0, 0.0, -10.0, 4200000.0), 2048, 2048)
+    reader = ArrayLayers(np.zeros((40, 2048, 2048), "float32"), grid, [f"f{i}" for i in range(40)])
+    rows, cols = np.meshgrid(np.arange(100, 2048, 256), np.arange(100, 2048, 256))
+    x, y = 399960.0 + (cols.ravel() + 0.5) * 10, 4200000.0 - (rows.ravel() + 0.5) * 10
+    lon, lat = Transformer.from_crs("EPSG:32618", "EPSG:4326", always_xy=True).transform(x, y)
+    points = pd.DataFrame({"latitude": lat, "longitude": lon, "category": "a", "subcategory": "b"})
+    tracemalloc.start()
+    sample_points(reader, points, 3)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    one_block = 40 * 514 * 514 * 4  # 16 groups of 4 points: a view per point would hold all 16 blocks
+    assert peak < 3 * one_block, (peak, one_block)
+
+
 def test_no_point_on_the_grid_gives_an_empty_table() -> None:
     grid = Grid("EPSG:32618", (10.0, 0.0, 399960.0, 0.0, -10.0, 4200000.0), 100, 100)
     reader = ArrayLayers(np.zeros((2, 100, 100), "float32"), grid, ["a", "b"])
