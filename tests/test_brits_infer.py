@@ -99,8 +99,10 @@ def test_model_predict_and_impute_use_it_batch_by_batch() -> None:
     fractions = rng.dirichlet(np.ones(3), size=600).astype("float32")
     times = np.cumsum(rng.integers(1, 3, 10)).astype("float32")
     data = AbundanceData(series, anc, fractions, np.arange(600) // 50, ["a", "b", "c"], times=times)
+    torch.set_num_threads(2)
     model, _ = train_abundance(data, TrainParams(hidden=8, ancillary_hidden=4, epochs=2, patience=2, batch_size=64,
                                                  seed=0, threads=1, model_type="brits", device="cpu"))
+    assert torch.get_num_threads() == 2  # training's own thread count does not outlive it
     ref_in = prepare_tensors(series, anc, model.normalisation, np.asarray(model.times, "float32"))
     network = model.network.eval()
     with torch.inference_mode():

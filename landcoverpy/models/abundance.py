@@ -613,6 +613,20 @@ def _train_forest(data: AbundanceData, train_idx: np.ndarray, params: TrainParam
 def train_abundance(data: AbundanceData, params: TrainParams | None = None, feature_names: list[str] | None = None,
                     ancillary_names: list[str] | None = None, base: AbundanceModel | None = None,
                     progress: bool = False, step: str | None = None) -> tuple[AbundanceModel, dict[str, Any]]:
+    """:func:`_train_abundance`, with torch's thread count (``params.threads``) set for the
+    training only and restored after, so a long-lived process (a Dask worker) keeps its own."""
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        return _train_abundance(data, params, feature_names, ancillary_names, base, progress, step)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _train_abundance(data: AbundanceData, params: TrainParams | None = None, feature_names: list[str] | None = None,
+                     ancillary_names: list[str] | None = None, base: AbundanceModel | None = None,
+                     progress: bool = False, step: str | None = None) -> tuple[AbundanceModel, dict[str, Any]]:
     """Train on a spatial-block 80/20 split (early stopping on a validation set of blocks taken
     from the 80 %); return the model and its test metrics (with the mean-abundance baseline).
     ``model_type`` auto trains BRITS and the forest on the same split and keeps the better on the
