@@ -320,13 +320,13 @@ class AbundanceModel:
         out = np.full((len(series), len(self.all_classes)), np.nan, dtype="float32")
         if not full.any():
             return out
-        some = full.all()
-        rows, anc = (series, ancillary) if some else (series[full], ancillary[full])
+        all_full = full.all()
+        rows, anc = (series, ancillary) if all_full else (series[full], ancillary[full])
         if self.kind == "forest":
             got = self._predict_forest(rows, anc)
         else:
             got = self._predict_brits(rows, anc, batch_size, device)
-        if some:
+        if all_full:
             return got.astype("float32", copy=False)
         out[full] = got
         return out

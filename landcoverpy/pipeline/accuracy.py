@@ -23,10 +23,10 @@ from xml.sax.saxutils import escape
 import numpy as np
 import pandas as pd
 
+from landcoverpy.assets.map_values import sample_map
 from landcoverpy.context import Context
 from landcoverpy.errors import InputValidationError
 from landcoverpy.models.area import AreaAccuracy, allocate, area_adjusted_accuracy, sample_size
-from landcoverpy.pipeline.evaluation import sample_map
 from landcoverpy.raster.grid import Grid, block_windows
 
 log = logging.getLogger(__name__)

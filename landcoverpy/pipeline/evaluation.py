@@ -5,28 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pandas as pd
-import rasterio
 
+from landcoverpy.assets.map_values import sample_map
 from landcoverpy.context import Context
-from landcoverpy.features import points_to_pixels
 from landcoverpy.inputs import LabelledPoints
 from landcoverpy.models.metrics import classification_metrics
-from landcoverpy.raster.grid import Grid
 from landcoverpy.sentinel2 import tile_of
-
-
-def sample_map(ctx: Context, record: dict[str, Any], output: str, points: pd.DataFrame) -> np.ndarray:
-    grid = Grid.from_dict(record["grid"])
-    located = points_to_pixels(points, grid)
-    loc = record["outputs"][output]
-    values = np.zeros(len(points), dtype="int64")
-    with ctx.store.rasterio_env(), rasterio.open(ctx.store.raster_uri(loc["bucket"], loc["key"])) as src:
-        for i, (_, pt) in enumerate(located.iterrows()):
-            if pt["inside"]:
-                values[i] = int(src.read(1, window=((int(pt["row"]), int(pt["row"]) + 1),
-                                                    (int(pt["col"]), int(pt["col"]) + 1)))[0, 0])
-    return values
 
 
 def holdout_accuracy(ctx: Context, maps: dict[str, dict[str, Any]], holdout: LabelledPoints,
