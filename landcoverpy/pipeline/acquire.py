@@ -77,7 +77,7 @@ def _check_size(product_id: str, band: str, got: int, listed: int | None) -> Non
 def _store_jp2_as_cog(settings: Settings, store: Any, provider: Provider, product: ProductCandidate, band: str,
                       asset: Any, written: list[str]) -> tuple[str, dict[str, Any]]:
     """A JPEG 2000 band is decoded once, here, and stored as a tiled, DEFLATE-compressed COG
-    (lossless: the same pixels): every composite that reads it then decodes ~20x faster than
+    (lossless: the same pixels): every composite that reads it then decodes ~7x faster than
     JPEG 2000 (benchmarks/jp2_read.py). The record keeps the source's format and size."""
     import shutil
     from pathlib import Path
