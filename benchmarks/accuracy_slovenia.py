@@ -151,6 +151,7 @@ def evaluate(name: str, table: pd.DataFrame, features: list[str], labels: np.nda
     frame["category"], frame["latitude"], frame["longitude"] = y[train], lonlat[1][train], lonlat[0][train]
     frame["point_id"] = np.arange(len(frame))
     started = time.perf_counter()
+    trees = 0
     if params is None:  # the majority-class baseline
         values, counts = np.unique(y[train], return_counts=True)
         pred = np.full(int(test.sum()), values[np.argmax(counts)])
@@ -165,13 +166,14 @@ def evaluate(name: str, table: pd.DataFrame, features: list[str], labels: np.nda
             warnings.simplefilter("ignore")
             model = train_level(frame, features, "category", lc, params, "category")  # type: ignore[arg-type]
         pred = model.estimator.predict(table.loc[test, features].to_numpy(dtype="float32"))
+        trees = int(getattr(model.estimator, "n_estimators", 0))
     seconds = time.perf_counter() - started
     classes = sorted(set(y[test]) | set(pred))
     m = classification_metrics(y[test], np.asarray(pred).astype(str), classes)
     return {"config": name, "oa": round(m["overall_accuracy"], 4), "kappa": round(m["kappa"], 4),
             "macro_f1": round(m["macro_f1"], 4),
             "per_class_f1": {c: round(v["f1"], 4) for c, v in m["per_class"].items()},
-            "train_seconds": round(seconds, 2), "train_pixels": int(train.sum()), "test_pixels": int(test.sum())}
+            "train_seconds": round(seconds, 2), "trees": trees, "train_pixels": int(train.sum()), "test_pixels": int(test.sum())}
 
 
 def main() -> None:
@@ -215,6 +217,7 @@ def main() -> None:
         ("plain random forest on the raw bands", list(raw.columns), ModelParams(block_km=0.2, folds=4, seed=7,
                                                                                  min_class_points=3), 0),
         ("default: seasonal medians + indices", median_cols, base, 0),
+        ("default, every tree kept (TREE_TOLERANCE=0, as before)", median_cols, replace(base, tree_tolerance=0.0), 0),
         ("+ percentiles p10/p90", pct_cols, base, 0),
         ("+ NDVI time-series features", median_cols + series_cols, base, 0),
         ("+ percentiles + time series", pct_cols + series_cols, base, 0),

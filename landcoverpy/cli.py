@@ -277,7 +277,7 @@ def train_cmd(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labels:
               trials: int = typer.Option(8, "--trials", min=2, help="Parameter sets tried with --tune.")) -> None:
     """Train the category model and one subcategory model per category, with spatial-block validation."""
     from landcoverpy.assets.params import ModelParams
-    from landcoverpy.pipeline.training import train
+    from landcoverpy.pipeline.training import train, trees_note
 
     inputs = _inputs(dataset, seasons, lc_labels, sl_labels)
     with _session("train", wait) as ctx:
@@ -292,9 +292,9 @@ def train_cmd(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labels:
     m = rec["metrics"]["category"]
     typer.echo(f"{rec['_id']}{' (reused)' if reused else ''}: category OA {m['overall_accuracy']:.3f}, "
                f"kappa {m['kappa']:.3f}, macro F1 {m['macro_f1']:.3f} "
-               f"(majority baseline {rec['metrics']['category_baseline_macro_f1']:.3f})")
+               f"(majority baseline {rec['metrics']['category_baseline_macro_f1']:.3f})" + trees_note(rec, None))
     for cat, f1 in rec["metrics"]["subcategory"].items():
-        typer.echo(f"  subcategory [{cat}] macro F1 {f1:.3f}")
+        typer.echo(f"  subcategory [{cat}] macro F1 {f1:.3f}" + trees_note(rec, cat))
     from landcoverpy.pipeline.workflow import left_out_notes
 
     for note in left_out_notes(rec):

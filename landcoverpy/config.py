@@ -96,7 +96,9 @@ class Settings(BaseSettings):
     # Training
     NEIGHBOURHOOD: int = Field(3, ge=1, description="odd window side sampled around each point")
     MODEL_TYPE: str = Field("random_forest", pattern="^(random_forest|lightgbm)$")
-    N_ESTIMATORS: int = Field(100, ge=1)
+    N_ESTIMATORS: int = Field(100, ge=1, description="trees (random forest: the most; see TREE_TOLERANCE)")
+    TREE_TOLERANCE: float = Field(0.01, ge=0, lt=1, description="random forest: keep the fewest trees whose spatial-CV "
+                                  "OA, kappa and macro F1 are within this of all N_ESTIMATORS trees (0 = keep all)")
     MAX_DEPTH: int | None = None
     SPATIAL_BLOCK_KM: float = Field(2.0, gt=0)
     CV_FOLDS: int = Field(5, ge=2)

@@ -206,7 +206,8 @@ def hierarchy_for_inputs(ctx: Context, points: pd.DataFrame, seasons: list[Seaso
                  for r in ctx.catalog.find("models", {"level": "hierarchy", "dataset_id": plan.dataset_id})]
         raise ModelError(
             f"no model trained on dataset {plan.dataset_id} with MODEL_TYPE={model.model_type}, N_ESTIMATORS="
-            f"{model.n_estimators}, MAX_DEPTH={model.max_depth}, RANDOM_SEED={model.seed}; run `landcoverpy train` "
+            f"{model.n_estimators}, MAX_DEPTH={model.max_depth}, TREE_TOLERANCE={model.tree_tolerance}, "
+            f"RANDOM_SEED={model.seed}; run `landcoverpy train` "
             "or pass --model ID" + (f" (trained on it: {', '.join(known)})" if known else "")
         )
     return rec

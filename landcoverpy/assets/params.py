@@ -105,6 +105,9 @@ class ModelParams:
     class_weighting: str = "balanced"  # balanced | sqrt | none: how much rare classes weigh in fitting
     min_class_points: int = 5  # classes labelled at fewer points are left out, and said so
     threads: int = 0  # training threads, 0 = automatic (see :meth:`training_threads`); not identity
+    # random forest: keep the fewest trees (of n_estimators) whose spatial-CV accuracy, kappa and
+    # macro F1 are within this of the whole forest's; 0 keeps every tree
+    tree_tolerance: float = 0.01
 
     def identity(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if k != "threads"}
@@ -126,7 +129,8 @@ class ModelParams:
         return cls(model_type=settings.MODEL_TYPE, n_estimators=settings.N_ESTIMATORS,
                    max_depth=settings.MAX_DEPTH, block_km=settings.SPATIAL_BLOCK_KM,
                    folds=settings.CV_FOLDS, seed=settings.RANDOM_SEED, class_weighting=settings.CLASS_WEIGHTING,
-                   min_class_points=settings.MIN_CLASS_POINTS, threads=settings.TRAIN_THREADS)
+                   min_class_points=settings.MIN_CLASS_POINTS, threads=settings.TRAIN_THREADS,
+                   tree_tolerance=settings.TREE_TOLERANCE)
 
 
 def parse_percentiles(text: str | None) -> tuple[int, ...]:

@@ -17,6 +17,8 @@ from sklearn.dummy import DummyClassifier
 from landcoverpy.assets.params import ModelParams
 from landcoverpy.errors import ModelError
 from landcoverpy.inputs import NOT_CLASSIFIED_VALUE, LabelSet
+from landcoverpy.models.forest_infer import forest_proba
+from landcoverpy.models.forest_size import choose_size, prefix_predictions, score_sizes, tree_counts
 from landcoverpy.models.metrics import classification_metrics
 from landcoverpy.models.spatial import spatial_blocks, spatial_splits
 
@@ -61,33 +63,53 @@ class TrainedModel:
 
     def predict_values(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Map values and the probability of the chosen class for each row of ``X``."""
-        proba = self.estimator.predict_proba(X)
+        proba = forest_proba(self.estimator, X)
         idx = np.argmax(proba, axis=1)
         values = np.asarray(self.label_values, dtype="uint8")[idx]
         return values, proba[np.arange(len(idx)), idx]
 
 
 def _cross_validate(estimator: Any, X: np.ndarray, y: np.ndarray, groups: np.ndarray, params: ModelParams,
-                    labels: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Out-of-fold predictions over spatial blocks, for the model and a majority-class baseline."""
+                    labels: list[str]) -> tuple[dict[str, Any], dict[str, Any], int]:
+    """Out-of-fold predictions over spatial blocks, for the model and a majority-class baseline.
+
+    A random forest is also scored at every smaller size (its first k trees, see
+    :mod:`landcoverpy.models.forest_size`); the returned metrics are those of the size kept
+    (the fewest trees within ``params.tree_tolerance`` of the whole forest), returned third."""
     splits = spatial_splits(y, groups, params.folds, params.seed)
+    sized = params.model_type == "random_forest" and params.tree_tolerance > 0
+    counts = tree_counts(params.n_estimators) if sized else [params.n_estimators]
     tested = np.zeros(len(y), dtype=bool)
-    pred = np.empty(len(y), dtype=object)
+    pred = {k: np.empty(len(y), dtype=object) for k in counts}
     base = np.empty(len(y), dtype=object)
     for train_idx, test_idx in splits:
         if len(np.unique(y[train_idx])) < 2:
             dummy = DummyClassifier(strategy="most_frequent").fit(X[train_idx], y[train_idx])
-            pred[test_idx] = dummy.predict(X[test_idx])
+            for k in counts:
+                pred[k][test_idx] = dummy.predict(X[test_idx])
         else:
             model = clone(estimator).fit(X[train_idx], y[train_idx])
-            pred[test_idx] = model.predict(X[test_idx])
+            if sized:
+                for k, p in prefix_predictions(model, X[test_idx], counts).items():
+                    pred[k][test_idx] = p
+            else:
+                pred[counts[0]][test_idx] = model.predict(X[test_idx])
         base[test_idx] = DummyClassifier(strategy="most_frequent").fit(X[train_idx], y[train_idx]).predict(X[test_idx])
         tested[test_idx] = True
-    metrics = classification_metrics(y[tested], pred[tested].astype(str), labels)
+    kept = counts[-1]
+    sizes: list[dict[str, Any]] = []
+    if sized:
+        scores = score_sizes(y[tested], {k: p[tested] for k, p in pred.items()}, labels)
+        kept = choose_size(scores, params.tree_tolerance)
+        sizes = [s.to_dict() for s in scores]
+    metrics = classification_metrics(y[tested], pred[kept][tested].astype(str), labels)
     baseline = classification_metrics(y[tested], base[tested].astype(str), labels)
     metrics["validation"] = {"scheme": "spatial blocks", "block_km": params.block_km, "splits": len(splits),
                              "blocks": int(len(np.unique(groups)))}
-    return metrics, baseline
+    if sized:
+        metrics["forest_size"] = {"trees": kept, "of": params.n_estimators, "tolerance": params.tree_tolerance,
+                                  "scores": sizes}
+    return metrics, baseline, kept
 
 
 def class_weights(y: np.ndarray, scheme: str) -> dict[str, float] | str | None:
@@ -132,8 +154,11 @@ def train_level(table: pd.DataFrame, features: list[str], target: str, labels: L
     names = sorted(set(y), key=labels.value)
     estimator = make_estimator(params, params.training_threads())
     estimator.set_params(class_weight=class_weights(y, params.class_weighting))
-    metrics, baseline = _cross_validate(estimator, X, y, groups, params, names)
-    final = clone(estimator).fit(X, y)
+    metrics, baseline, trees = _cross_validate(estimator, X, y, groups, params, names)
+    if trees != params.n_estimators:
+        log.info("%s model: %d of %d trees kept (spatial CV within %.3f of the whole forest; TREE_TOLERANCE)",
+                 what, trees, params.n_estimators, params.tree_tolerance)
+    final = clone(estimator).set_params(n_estimators=trees).fit(X, y)
     classes = [str(c) for c in final.classes_]
     imp = getattr(final, "feature_importances_", np.zeros(len(features)))
     imp = np.asarray(imp, dtype=float)
@@ -221,7 +246,7 @@ def predict_layers(
         out["probabilities"] = np.zeros((n, k), dtype="uint8")
     if n == 0:
         return out
-    proba = category_model.predict_proba(X)
+    proba = forest_proba(category_model, X)
     idx = np.argmax(proba, axis=1)
     top = proba[np.arange(n), idx]
     second = np.sort(proba, axis=1)[:, -2] if proba.shape[1] > 1 else np.zeros(n)
@@ -236,7 +261,7 @@ def predict_layers(
         rows = cat == value
         if int(value) in subcategory_models:
             model, values = subcategory_models[int(value)]
-            sub_proba = model.predict_proba(X[rows])
+            sub_proba = forest_proba(model, X[rows])
             sub_idx = np.argmax(sub_proba, axis=1)
             out["sl_classification"][rows] = np.asarray(values, dtype="uint8")[sub_idx]
             out["sl_confidence"][rows] = _percent(sub_proba[np.arange(len(sub_idx)), sub_idx])

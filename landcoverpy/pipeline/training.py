@@ -77,10 +77,21 @@ def _store_model(ctx: Context, model: TrainedModel, hid: str, dataset: dict[str,
         "features": model.features, "classes": model.classes, "label_values": model.label_values,
         "metrics": {k: model.metrics[k] for k in ("overall_accuracy", "kappa", "macro_f1", "n")},
         "baseline_macro_f1": model.baseline["macro_f1"], "left_out": model.left_out,
+        "trees": int(getattr(model.estimator, "n_estimators", 0)) or None,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     ctx.catalog.upsert("models", record)
     return record
+
+
+def trees_note(rec: dict[str, Any], category: str | None) -> str:
+    """", 30 of 100 trees" for a random forest sized by its spatial CV (TREE_TOLERANCE), else ""."""
+    trees = rec.get("trees") or {}
+    kept = trees.get("category") if category is None else (trees.get("subcategory") or {}).get(category)
+    of = (rec.get("params") or {}).get("n_estimators")
+    if not kept or (rec.get("params") or {}).get("model_type") != "random_forest":
+        return ""
+    return f", {kept} of {of} trees" if kept != of else f", {kept} trees"
 
 
 def train(ctx: Context, dataset: dict[str, Any], lc: LabelSet, sl: LabelSet,
@@ -117,6 +128,9 @@ def train(ctx: Context, dataset: dict[str, Any], lc: LabelSet, sl: LabelSet,
                      "subcategory": {c: m.left_out for c, m in hierarchy.subcategory_models.items() if m.left_out}},
         "metrics": {"category": cat_rec["metrics"], "category_baseline_macro_f1": cat_rec["baseline_macro_f1"],
                     "subcategory": {c: hierarchy.subcategory_models[c].metrics["macro_f1"] for c in sub_recs}},
+        "trees": {"category": cat_rec["trees"],
+                  "subcategory": {c: int(getattr(m.estimator, "n_estimators", 0)) or None
+                                  for c, m in hierarchy.subcategory_models.items()}},
         "composite_params": dataset.get("composite_params"),
         "season_defs": dataset.get("season_defs"), "with_dem": dataset.get("with_dem"),
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

@@ -28,7 +28,7 @@ from landcoverpy.assets.params import CompositeParams, ModelParams
 from landcoverpy.pipeline.composites import composite
 from landcoverpy.pipeline.datasets import build_dataset
 from landcoverpy.pipeline.evaluation import holdout_accuracy
-from landcoverpy.pipeline.training import train
+from landcoverpy.pipeline.training import train, trees_note
 from landcoverpy.raster.grid import Grid
 from landcoverpy.sentinel2 import normalise_tile
 from landcoverpy.sources.base import Provider
@@ -142,7 +142,8 @@ def run_workflow(ctx: Context, inputs: Inputs, provider: Provider, client: Any, 
     run.hierarchy = hierarchy
     m = hierarchy["metrics"]["category"]
     run.stages.append(StageTiming("train", time.perf_counter() - t, not reused,
-                                  f"category OA {m['overall_accuracy']:.3f}, kappa {m['kappa']:.3f}, macro F1 {m['macro_f1']:.3f}"))
+                                  f"category OA {m['overall_accuracy']:.3f}, kappa {m['kappa']:.3f}, macro F1 {m['macro_f1']:.3f}"
+                                  + trees_note(hierarchy, None)))
 
     ctx.check_lease()
     t = time.perf_counter()
@@ -386,9 +387,10 @@ def render_report(run: RunResult) -> str:
               "## Spatial-block cross-validation (category model)", "",
               f"- overall accuracy {m['category']['overall_accuracy']:.3f}",
               f"- Cohen's kappa {m['category']['kappa']:.3f}",
-              f"- macro F1 {m['category']['macro_f1']:.3f} (majority-class baseline {m['category_baseline_macro_f1']:.3f})"]
+              f"- macro F1 {m['category']['macro_f1']:.3f} (majority-class baseline {m['category_baseline_macro_f1']:.3f})"
+              + trees_note(run.hierarchy, None)]
     for cat, f1 in m.get("subcategory", {}).items():
-        lines.append(f"- subcategory model [{cat}]: macro F1 {f1:.3f}")
+        lines.append(f"- subcategory model [{cat}]: macro F1 {f1:.3f}" + trees_note(run.hierarchy, cat))
     if run.holdout and run.holdout.get("n"):
         h = run.holdout
         lines += ["", "## Held-out points (never used in training)", "",

@@ -1,0 +1,64 @@
+"""Class probabilities of a fitted scikit-learn random forest, bit-identical to its
+``predict_proba`` on one job, with less work around each tree.
+
+scikit-learn predicts a forest tree by tree: each tree finds every row's leaf (Cython), copies
+the leaves' class fractions into a new (rows, classes) array, and adds it to the total under a
+lock. Finding the leaves is about two thirds of the time; the rest is the copy, the allocation
+and the addition, per tree. Here the leaves come from the same Cython traversal
+(``tree_.apply``) and a compiled loop adds each leaf's fractions straight into the total, in the
+same order (tree by tree, starting from zeros), then divides by the number of trees as
+scikit-learn does: the same floating-point operations in the same order, so the same bits, and
+the same class decisions on every pixel. Measured on one core (``benchmarks/classify_throughput.py``):
+see the README. Estimators this does not cover (LightGBM, multi-output forests) use their own
+``predict_proba``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+
+def supported(estimator: Any) -> bool:
+    """A fitted single-output scikit-learn forest classifier (random forest, extra trees) set to
+    one job, as the classification tasks load them (with more jobs scikit-learn's threads add
+    the trees in no fixed order, so its own result is not reproducible to the bit anyway)."""
+    from sklearn.ensemble._forest import ForestClassifier
+
+    return (isinstance(estimator, ForestClassifier) and hasattr(estimator, "estimators_")
+            and getattr(estimator, "n_outputs_", 1) == 1 and estimator.n_jobs in (None, 1))
+
+
+@lru_cache(maxsize=1)
+def _kernel() -> Any:
+    """The numba loop, compiled on first use (cached on disk when the cache dir is writable)."""
+    import numba
+
+    @numba.njit(nogil=True, cache=True, boundscheck=False)
+    def accumulate(total: np.ndarray, fractions: np.ndarray, leaves: np.ndarray) -> None:
+        k = total.shape[1]
+        for i in range(leaves.shape[0]):
+            leaf = leaves[i]
+            for c in range(k):
+                total[i, c] += fractions[leaf, c]
+
+    return accumulate
+
+
+def forest_proba(estimator: Any, X: np.ndarray) -> np.ndarray:
+    """``estimator.predict_proba(X)`` (rows, classes), computed as described above for forests."""
+    if not supported(estimator):
+        return np.asarray(estimator.predict_proba(X))
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    k = int(estimator.n_classes_)
+    total = np.zeros((X.shape[0], k), dtype=np.float64)
+    if X.shape[0] == 0:
+        return total
+    accumulate = _kernel()
+    for tree in estimator.estimators_:
+        leaves = tree.tree_.apply(X)
+        accumulate(total, np.ascontiguousarray(tree.tree_.value[:, 0, :k]), leaves)
+    total /= len(estimator.estimators_)
+    return total
