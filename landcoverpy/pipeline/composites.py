@@ -194,7 +194,8 @@ class LayerWriter:
         returns extra per-layer counts), upload them and their completion records."""
         with scratch_dir(self.settings.TMP_DIR) as tmp:
             paths = {name: tmp / f"{name}.tif" for name in layers}
-            writers = {name: CogWriter(paths[name], grid, tmp_dir=tmp, **_layer_profile(name, params, self.tags))
+            writers = {name: CogWriter(paths[name], grid, tmp_dir=tmp, compress="ZSTD",
+                                       **_layer_profile(name, params, self.tags))
                        for name in layers}
             with contextlib.ExitStack() as stack:  # a failure closes the writers without making COGs
                 opened = {n: stack.enter_context(w) for n, w in writers.items()}

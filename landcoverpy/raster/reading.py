@@ -18,8 +18,13 @@ from landcoverpy.raster.grid import Grid
 class GridReader:
     """Reads windows of one band of ``uri`` as if it were on ``grid``.
 
-    When the source already is on the grid it is read directly; otherwise through a WarpedVRT
-    (nearest neighbour by default, so no value mixes across nodata or class boundaries).
+    When the source already is on the grid it is read directly. When it is the same grid at an
+    integer multiple of the pixel size, aligned on it (a Sentinel-2 20 m or 60 m band or the SCL
+    layer on the 10 m grid) and nearest neighbour is asked for, the covering source window is
+    read and each source pixel repeated: what GDAL's nearest-neighbour warp gives on such grids
+    (every target pixel centre lies inside exactly one source pixel), without the warper's cost
+    (measured 15-90x faster per window). Otherwise through a WarpedVRT (nearest neighbour by
+    default, so no value mixes across nodata or class boundaries).
     """
 
     def __init__(self, uri: str, grid: Grid, resampling: Resampling = Resampling.nearest,
@@ -27,8 +32,15 @@ class GridReader:
         self.uri, self.grid, self.resampling, self.band = uri, grid, resampling, band
         self._src: Any = rasterio.open(uri)
         self.nodata = src_nodata if src_nodata is not None else self._src.nodata
-        if Grid.from_dataset(self._src).same_as(grid):
+        self._upsample: tuple[int, int, int] | None = None  # (factor, row offset, col offset)
+        source = Grid.from_dataset(self._src)
+        if source.same_as(grid):
             self._reader: Any = self._src
+            return
+        if resampling == Resampling.nearest:
+            self._upsample = aligned_upsampling(source, grid)
+        if self._upsample is not None:
+            self._reader = self._src
         else:
             self._reader = WarpedVRT(
                 self._src, crs=grid.crs, transform=grid.affine, width=grid.width, height=grid.height,
@@ -36,12 +48,54 @@ class GridReader:
             )
 
     def read(self, window: Window) -> np.ndarray:
-        return self._reader.read(self.band, window=window)
+        if self._upsample is None:
+            return self._reader.read(self.band, window=window)
+        factor, row_off, col_off = self._upsample
+        r0, c0 = int(window.row_off), int(window.col_off)
+        rows = (np.arange(r0, r0 + int(window.height)) + row_off) // factor
+        cols = (np.arange(c0, c0 + int(window.width)) + col_off) // factor
+        fill = self.nodata if self.nodata is not None else 0
+        out = np.full((len(rows), len(cols)), fill, dtype=self._src.dtypes[self.band - 1])
+        inside_r = (rows >= 0) & (rows < self._src.height)
+        inside_c = (cols >= 0) & (cols < self._src.width)
+        if not inside_r.any() or not inside_c.any():
+            return out
+        sr0, sr1 = int(rows[inside_r].min()), int(rows[inside_r].max()) + 1
+        sc0, sc1 = int(cols[inside_c].min()), int(cols[inside_c].max()) + 1
+        block = self._src.read(self.band, window=Window(sc0, sr0, sc1 - sc0, sr1 - sr0))
+        if inside_r.all() and inside_c.all():  # the usual case: repeat, then cut (no fancy indexing)
+            dr, dc = r0 + row_off - sr0 * factor, c0 + col_off - sc0 * factor
+            rep = np.repeat(np.repeat(block, factor, axis=0), factor, axis=1)
+            return np.ascontiguousarray(rep[dr:dr + len(rows), dc:dc + len(cols)])
+        out[np.ix_(inside_r, inside_c)] = block[np.ix_(rows[inside_r] - sr0, cols[inside_c] - sc0)]
+        return out
 
     def close(self) -> None:
         if self._reader is not self._src:
             self._reader.close()
         self._src.close()
+
+
+def aligned_upsampling(source: Grid, grid: Grid, tol: float = 1e-6) -> tuple[int, int, int] | None:
+    """(factor, row offset, col offset) when ``grid`` is ``source`` cut into factor x factor
+    pixels: same CRS, north-up, source pixel size an integer multiple of the grid's, and the grid's
+    origin on a grid-pixel step from the source's (target row r lies in source row
+    (r + row offset) // factor). None otherwise."""
+    from landcoverpy.raster.grid import _same_crs
+
+    sa, sb, sc, sd, se, sf = source.transform[:6]
+    ga, gb, gc, gd, ge, gf = grid.transform[:6]
+    if not _same_crs(source.crs, grid.crs) or any(abs(v) > tol for v in (sb, sd, gb, gd)):
+        return None
+    if ga <= 0 or ge >= 0 or sa <= 0 or se >= 0:
+        return None
+    factor = sa / ga
+    if abs(factor - round(factor)) > tol or round(factor) < 2 or abs(se / ge - factor) > tol * factor:
+        return None
+    col_off, row_off = (gc - sc) / ga, (gf - sf) / ge
+    if abs(col_off - round(col_off)) > 1e-4 or abs(row_off - round(row_off)) > 1e-4:
+        return None
+    return int(round(factor)), int(round(row_off)), int(round(col_off))
 
 
 @contextlib.contextmanager
