@@ -1,0 +1,35 @@
+"""Local Dask workers start with glibc allocator settings that keep windows on the heap (see
+WORKER_MALLOC_ENV in pipeline/cluster.py); a value the user set in the environment wins."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from landcoverpy.pipeline.cluster import WORKER_MALLOC_ENV, dask_client, worker_environ
+from tests.conftest import make_settings
+
+
+def _malloc_env() -> dict[str, str | None]:
+    return {k: os.environ.get(k) for k in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "OMP_NUM_THREADS")}
+
+
+def test_local_workers_get_the_allocator_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert int(WORKER_MALLOC_ENV["MALLOC_MMAP_THRESHOLD_"]) == 32 << 20
+    assert worker_environ()["OMP_NUM_THREADS"] is not None  # dask's own entries are kept
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "123456789")  # the user's choice
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    settings = make_settings(tmp_path, DASK_N_WORKERS=1)
+    with dask_client(settings) as client:
+        (env,) = client.run(_malloc_env).values()
+    assert env["MALLOC_MMAP_THRESHOLD_"] == str(32 << 20)
+    assert env["MALLOC_TRIM_THRESHOLD_"] == "123456789"
+    assert env["OMP_NUM_THREADS"] == "1"
+
+
+def test_the_image_sets_the_same_allocator_settings() -> None:
+    dockerfile = (Path(__file__).resolve().parents[1] / "docker" / "Dockerfile").read_text()
+    for key, value in WORKER_MALLOC_ENV.items():
+        assert f"{key}={value}" in dockerfile, key
