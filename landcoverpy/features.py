@@ -17,6 +17,7 @@ from rasterio.windows import Window
 
 from landcoverpy.errors import InputValidationError, RasterError
 from landcoverpy.raster.grid import Grid
+from landcoverpy.raster.reading import GDAL_CACHE_MB
 from landcoverpy.storage import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ class FeatureReader:
         self.store, self.features = store, features
         self.grid = tile_grid(composites)
         self._datasets: list[tuple[Any, bool]] = []
-        self._env = store.rasterio_env()
+        self._env = store.rasterio_env(GDAL_CACHEMAX=GDAL_CACHE_MB)
         self._env.__enter__()
         try:
             for name in features:

@@ -36,7 +36,7 @@ from landcoverpy.raster.grid import Grid, block_windows
 from landcoverpy.pipeline.tasks import dask_task, task_key
 from landcoverpy.progress import step
 from landcoverpy.raster.indices import compute_index
-from landcoverpy.raster.reading import GridReader, expand_window
+from landcoverpy.raster.reading import GDAL_CACHE_MB, GridReader, expand_window
 from landcoverpy.raster.timeseries import series_features
 from landcoverpy.scratch import scratch_dir
 from landcoverpy.sentinel2 import dn_to_reflectance
@@ -45,7 +45,6 @@ from landcoverpy.storage import ObjectStore, open_store
 log = logging.getLogger(__name__)
 
 S2CLOUDLESS_BANDS = ["B01", "B02", "B04", "B05", "B08", "B8A", "B09", "B10", "B11", "B12"]
-GDAL_CACHE_MB = 256  # GDAL's block cache defaults to 5 % of RAM; bound it so memory follows windows
 BAND_SCALE = 10000.0  # composite bands are stored as uint16 reflectance x 10000, 0 = nodata
 
 

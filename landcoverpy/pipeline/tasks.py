@@ -70,8 +70,35 @@ def dask_task(fn: F) -> F:
             exc.__context__ = None
             exc.__suppress_context__ = True
             raise exc.with_traceback(None) from None
+        finally:
+            release_memory()
 
     return wrapper  # type: ignore[return-value]
+
+
+@functools.lru_cache(maxsize=1)
+def _libc() -> Any:
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
+
+
+def release_memory() -> bool:
+    """Give the heap's free pages back to the OS (glibc ``malloc_trim``) at the end of a task.
+    Workers keep freed windows on the heap while a task runs (see WORKER_MALLOC_ENV in
+    pipeline/cluster.py: 1.7x faster raster tasks), and what one task leaves fragmented there
+    would otherwise stay resident under the next one (measured: the dataset stage's 1.8 GB stayed
+    under classification, 2.6 GB peak). False where the C library has no malloc_trim."""
+    libc = _libc()
+    if libc is None:
+        return False
+    libc.malloc_trim(0)
+    return True
 
 
 def task_key(name: str) -> str:
