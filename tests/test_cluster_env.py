@@ -1,5 +1,6 @@
 """Local Dask workers start with glibc allocator settings that keep windows on the heap (see
-WORKER_MALLOC_ENV in pipeline/cluster.py); a value the user set in the environment wins."""
+WORKER_MALLOC_ENV in pipeline/cluster.py) and their share of the cores for GDAL's threads; a
+value the user set in the environment wins."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from tests.conftest import make_settings
 
 
 def _malloc_env() -> dict[str, str | None]:
-    return {k: os.environ.get(k) for k in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "OMP_NUM_THREADS")}
+    return {k: os.environ.get(k) for k in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "OMP_NUM_THREADS",
+                                           "GDAL_NUM_THREADS")}
 
 
 def test_local_workers_get_the_allocator_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -21,12 +23,16 @@ def test_local_workers_get_the_allocator_settings(tmp_path: Path, monkeypatch: p
     assert worker_environ()["OMP_NUM_THREADS"] is not None  # dask's own entries are kept
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "123456789")  # the user's choice
     monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    monkeypatch.delenv("GDAL_NUM_THREADS", raising=False)
     settings = make_settings(tmp_path, DASK_N_WORKERS=1)
     with dask_client(settings) as client:
         (env,) = client.run(_malloc_env).values()
     assert env["MALLOC_MMAP_THRESHOLD_"] == str(32 << 20)
     assert env["MALLOC_TRIM_THRESHOLD_"] == "123456789"
     assert env["OMP_NUM_THREADS"] == "1"
+    assert env["GDAL_NUM_THREADS"] == str(os.cpu_count() or 1)  # one worker: every core
+    assert worker_environ(2)["GDAL_NUM_THREADS"] == str(max(1, (os.cpu_count() or 1) // 2))
+    assert worker_environ(64)["GDAL_NUM_THREADS"] == "1"
 
 
 def test_the_image_sets_the_same_allocator_settings() -> None:

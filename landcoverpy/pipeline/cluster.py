@@ -126,12 +126,16 @@ def disable_worker_profiler() -> None:
 WORKER_MALLOC_ENV = {"MALLOC_TRIM_THRESHOLD_": str(64 << 20), "MALLOC_MMAP_THRESHOLD_": str(32 << 20)}
 
 
-def worker_environ() -> dict[str, str | None]:
-    """The nanny's pre-spawn environment for local workers: dask's own, with WORKER_MALLOC_ENV."""
+def worker_environ(n_workers: int = 1) -> dict[str, str | None]:
+    """The nanny's pre-spawn environment for ``n_workers`` local workers: dask's own, with
+    WORKER_MALLOC_ENV and each worker's share of the cores for GDAL's threads (compression,
+    decoding: see raster/cog.gdal_threads)."""
     import dask
     import distributed  # noqa: F401  (its import loads the distributed.* config defaults)
 
-    return dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {}) | WORKER_MALLOC_ENV
+    share = str(max(1, (os.cpu_count() or 1) // max(1, n_workers)))
+    return (dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {}) | WORKER_MALLOC_ENV
+            | {"GDAL_NUM_THREADS": share})
 
 
 @contextlib.contextmanager
@@ -170,7 +174,7 @@ def dask_client(settings: Settings, processes: bool = True, worker_profiler: boo
         disable_worker_profiler()
     import dask
 
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environ()}):
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environ(settings.DASK_N_WORKERS)}):
         cluster = LocalCluster(
             n_workers=settings.DASK_N_WORKERS,
             threads_per_worker=settings.DASK_THREADS_PER_WORKER,

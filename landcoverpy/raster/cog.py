@@ -102,6 +102,14 @@ class CogWriter:
                 Path(self._tmp).unlink(missing_ok=True)
 
 
+def gdal_threads() -> str:
+    """Threads GDAL may use to compress or decode: the process's share of the machine. A local
+    Dask cluster gives each worker cores / workers through GDAL_NUM_THREADS (measured on the
+    composite stage with 2 workers on 2 cores: 1 thread each is 5 % faster than both taking
+    every core); elsewhere every core."""
+    return os.environ.get("GDAL_NUM_THREADS") or "ALL_CPUS"
+
+
 def translate_to_cog(src: str | Path, dst: str | Path, dtype: str, overview_resampling: str = "nearest",
                      blocksize: int = COG_BLOCKSIZE, overviews: bool = True, compress: str = "DEFLATE") -> None:
     """GDAL's COG driver: tiling, compression (DEFLATE, which every GeoTIFF reader decodes, for
@@ -118,12 +126,12 @@ def translate_to_cog(src: str | Path, dst: str | Path, dtype: str, overview_resa
     tmp_dst = dst.parent / f".{dst.name}.part"
     predictor = "3" if np.dtype(dtype).kind == "f" else "2"
     try:
-        with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS"):
+        with rasterio.Env(GDAL_NUM_THREADS=gdal_threads()):
             rasterio.shutil.copy(
                 str(src), str(tmp_dst), driver="COG", COMPRESS=compress, PREDICTOR=predictor,
                 **({"LEVEL": "1"} if compress == "ZSTD" else {}),
                 BLOCKSIZE=str(blocksize), OVERVIEW_RESAMPLING=overview_resampling.upper(), BIGTIFF="IF_SAFER",
-                NUM_THREADS="ALL_CPUS", OVERVIEWS="AUTO" if overviews else "NONE",
+                NUM_THREADS=gdal_threads(), OVERVIEWS="AUTO" if overviews else "NONE",
             )
         valid, errors = validate_cog(tmp_dst)
         if not valid:
@@ -142,7 +150,7 @@ def jp2_to_cog(src: str | Path, dst: str | Path) -> None:
     dst = Path(dst)
     raw = dst.parent / f".{dst.name}.raw.tif"
     try:
-        with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS"), rasterio.open(src) as jp2:
+        with rasterio.Env(GDAL_NUM_THREADS=gdal_threads()), rasterio.open(src) as jp2:
             profile = jp2.profile | {"driver": "GTiff", "tiled": True, "blockxsize": COG_BLOCKSIZE,
                                      "blockysize": COG_BLOCKSIZE, "compress": "none", "BIGTIFF": "IF_SAFER"}
             for key in ("QUALITY", "REVERSIBLE", "YCBCR420", "quality", "reversible"):
