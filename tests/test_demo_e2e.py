@@ -4,6 +4,7 @@ servers (moto_server, secantusd, a dask scheduler + 2 workers)."""
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from pathlib import Path
 
@@ -25,7 +26,12 @@ def check_outputs(out: Path) -> dict:
         assert valid, (tif, errors)
         assert (out / f"{name}.png").stat().st_size > 10_000
     assert (out / "models" / "category" / "confusion_matrix.png").exists()
-    assert (out / "report.md").read_text().count("Held-out points") == 1
+    report = (out / "report.md").read_text()
+    assert report.count("Held-out points") == 1
+    # the forest size its spatial CV kept is reported (TREE_TOLERANCE), with its ceiling
+    kept = re.search(r"macro F1 [\d.]+ \(majority-class baseline [\d.]+\), (\d+) (?:of (\d+) )?trees", report)
+    assert kept, report
+    assert 30 <= int(kept.group(1)) <= int(kept.group(2) or kept.group(1))
     run = json.loads((out / "run.json").read_text())
     assert run["holdout"]["n"] >= 30
     assert run["holdout"]["category"]["overall_accuracy"] >= HOLDOUT_FLOOR
