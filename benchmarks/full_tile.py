@@ -215,9 +215,23 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=10980)
     ap.add_argument("--points", type=int, default=2000)
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--work", type=Path, default=None)
+    ap.add_argument("--work", type=Path, default=None,
+                    help="keep inputs and each run's home there (default: a temporary folder, removed as it goes)")
     args = ap.parse_args()
+    keep = args.work is not None
     work = args.work or Path(tempfile.mkdtemp(prefix="full-tile-"))
+    try:
+        _main(args, work, keep)
+    finally:
+        if not keep:
+            import shutil
+
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _main(args: argparse.Namespace, work: Path, keep: bool) -> None:
+    """The benchmark proper. Without ``keep`` each configuration's home is removed once measured:
+    a full-size tile needs ~30 GB per home (products + composites) besides ~12 GB of inputs."""
     src, app = work / f"src-{args.size}", work / f"app-{args.size}"
     src.mkdir(parents=True, exist_ok=True)
     app.mkdir(parents=True, exist_ok=True)
@@ -234,6 +248,10 @@ def main() -> None:
 
             shutil.rmtree(home)
         results[n] = r = run(src, app, home, n)
+        if not keep:
+            import shutil
+
+            shutil.rmtree(home, ignore_errors=True)
         print(f"\n{n} worker(s): {r['seconds']:.0f} s, held-out category accuracy {r['accuracy']}, peak RSS "
               + ", ".join(f"{k} {v:.0f} MiB" for k, v in sorted(r["rss"].items())), flush=True)
         for stage, s in r["stages"].items():
