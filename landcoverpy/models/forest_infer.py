@@ -51,14 +51,23 @@ def forest_proba(estimator: Any, X: np.ndarray) -> np.ndarray:
     """``estimator.predict_proba(X)`` (rows, classes), computed as described above for forests."""
     if not supported(estimator):
         return np.asarray(estimator.predict_proba(X))
+    n = len(estimator.estimators_)
+    return prefix_proba(estimator, X, [n])[n]
+
+
+def prefix_proba(forest: Any, X: np.ndarray, counts: list[int]) -> dict[int, np.ndarray]:
+    """The probabilities of the forest made of the first ``k`` trees of ``forest`` (which is the
+    ``k``-tree forest scikit-learn would fit with the same seed), for each ``k`` in ``counts``,
+    from one pass of the trees: the running total, divided by ``k``, at each count."""
     X = np.ascontiguousarray(X, dtype=np.float32)
-    k = int(estimator.n_classes_)
+    k = int(forest.n_classes_)
     total = np.zeros((X.shape[0], k), dtype=np.float64)
-    if X.shape[0] == 0:
-        return total
+    wanted = set(counts)
+    out: dict[int, np.ndarray] = {}
     accumulate = _kernel()
-    for tree in estimator.estimators_:
-        leaves = tree.tree_.apply(X)
-        accumulate(total, np.ascontiguousarray(tree.tree_.value[:, 0, :k]), leaves)
-    total /= len(estimator.estimators_)
-    return total
+    for t, tree in enumerate(forest.estimators_[: max(counts)], start=1):
+        if X.shape[0]:
+            accumulate(total, np.ascontiguousarray(tree.tree_.value[:, 0, :k]), tree.tree_.apply(X))
+        if t in wanted:
+            out[t] = total / t if t < max(counts) else np.divide(total, t, out=total)
+    return out

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from landcoverpy.models.forest_infer import prefix_proba
 from landcoverpy.models.metrics import classification_metrics
 
 # The smallest forest considered. Below it the vote fractions (the confidence and uncertainty
@@ -35,17 +36,8 @@ def tree_counts(n_estimators: int) -> list[int]:
 
 def prefix_predictions(forest: Any, X: np.ndarray, counts: list[int]) -> dict[int, np.ndarray]:
     """Class labels predicted for ``X`` by the first ``k`` trees of a fitted random forest, for
-    each ``k`` in ``counts``: the argmax of the summed per-tree probabilities, as
-    ``predict_proba`` of a forest of ``k`` trees computes them."""
-    wanted = set(counts)
-    total = np.zeros((X.shape[0], len(forest.classes_)), dtype="float64")
-    out: dict[int, np.ndarray] = {}
-    X = np.ascontiguousarray(X, dtype="float32")
-    for t, tree in enumerate(forest.estimators_[: max(counts)], start=1):
-        total += tree.predict_proba(X, check_input=False)
-        if t in wanted:
-            out[t] = forest.classes_[np.argmax(total, axis=1)]
-    return out
+    each ``k`` in ``counts`` (the argmax of that forest's probabilities, as its ``predict``)."""
+    return {k: forest.classes_[np.argmax(p, axis=1)] for k, p in prefix_proba(forest, X, counts).items()}
 
 
 @dataclass(frozen=True)

@@ -84,9 +84,9 @@ def _cross_validate(estimator: Any, X: np.ndarray, y: np.ndarray, groups: np.nda
     base = np.empty(len(y), dtype=object)
     for train_idx, test_idx in splits:
         if len(np.unique(y[train_idx])) < 2:
-            dummy = DummyClassifier(strategy="most_frequent").fit(X[train_idx], y[train_idx])
+            majority = DummyClassifier(strategy="most_frequent").fit(X[train_idx], y[train_idx]).predict(X[test_idx])
             for k in counts:
-                pred[k][test_idx] = dummy.predict(X[test_idx])
+                pred[k][test_idx] = majority
         else:
             model = clone(estimator).fit(X[train_idx], y[train_idx])
             if sized:

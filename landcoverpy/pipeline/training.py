@@ -116,21 +116,19 @@ def train(ctx: Context, dataset: dict[str, Any], lc: LabelSet, sl: LabelSet,
     table = lookup.load_table(ctx, dataset)
     hierarchy: Hierarchy = train_hierarchy(table, dataset["features"], lc, sl, params, subcategories)
     cat_rec = _store_model(ctx, hierarchy.category_model, hid, dataset, lc)
-    sub_recs = {cat: _store_model(ctx, m, hid, dataset, lc)["_id"] for cat, m in hierarchy.subcategory_models.items()}
+    sub_recs = {cat: _store_model(ctx, m, hid, dataset, lc) for cat, m in hierarchy.subcategory_models.items()}
     record = {
         "_id": hid, "level": "hierarchy", "tuning": trials, "category": None, "dataset_id": dataset["_id"],
         "features": dataset["features"], "category_model": cat_rec["_id"],
         "category_values": {c: lc.value(c) for c in lc.values},
-        "subcategory_models": {str(lc.value(c)): rid for c, rid in sub_recs.items()},
+        "subcategory_models": {str(lc.value(c)): rec["_id"] for c, rec in sub_recs.items()},
         "direct": {str(lc.value(c)): v for c, v in hierarchy.direct.items()},
         "lc_labels": lc.values, "sl_labels": sl.values, "params": params.to_dict(),
         "left_out": {"category": hierarchy.category_model.left_out,
                      "subcategory": {c: m.left_out for c, m in hierarchy.subcategory_models.items() if m.left_out}},
         "metrics": {"category": cat_rec["metrics"], "category_baseline_macro_f1": cat_rec["baseline_macro_f1"],
                     "subcategory": {c: hierarchy.subcategory_models[c].metrics["macro_f1"] for c in sub_recs}},
-        "trees": {"category": cat_rec["trees"],
-                  "subcategory": {c: int(getattr(m.estimator, "n_estimators", 0)) or None
-                                  for c, m in hierarchy.subcategory_models.items()}},
+        "trees": {"category": cat_rec["trees"], "subcategory": {c: rec["trees"] for c, rec in sub_recs.items()}},
         "composite_params": dataset.get("composite_params"),
         "season_defs": dataset.get("season_defs"), "with_dem": dataset.get("with_dem"),
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

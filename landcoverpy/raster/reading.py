@@ -12,7 +12,7 @@ from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-from landcoverpy.raster.grid import Grid
+from landcoverpy.raster.grid import Grid, _same_crs
 
 # GDAL's block cache defaults to 5 % of RAM (1.2 GB on a 24 GB machine) per process; window-by-
 # window readers (composites, training samples, classification blocks) reuse few decoded tiles,
@@ -59,16 +59,18 @@ class GridReader:
         r0, c0 = int(window.row_off), int(window.col_off)
         rows = (np.arange(r0, r0 + int(window.height)) + row_off) // factor
         cols = (np.arange(c0, c0 + int(window.width)) + col_off) // factor
-        fill = self.nodata if self.nodata is not None else 0
-        out = np.full((len(rows), len(cols)), fill, dtype=self._src.dtypes[self.band - 1])
         inside_r = (rows >= 0) & (rows < self._src.height)
         inside_c = (cols >= 0) & (cols < self._src.width)
-        if not inside_r.any() or not inside_c.any():
-            return out
+        whole = bool(inside_r.all() and inside_c.all())
+        if not whole:  # a window over the source's edge: nodata there
+            fill = self.nodata if self.nodata is not None else 0
+            out = np.full((len(rows), len(cols)), fill, dtype=self._src.dtypes[self.band - 1])
+            if not inside_r.any() or not inside_c.any():
+                return out
         sr0, sr1 = int(rows[inside_r].min()), int(rows[inside_r].max()) + 1
         sc0, sc1 = int(cols[inside_c].min()), int(cols[inside_c].max()) + 1
         block = self._src.read(self.band, window=Window(sc0, sr0, sc1 - sc0, sr1 - sr0))
-        if inside_r.all() and inside_c.all():  # the usual case: repeat, then cut (no fancy indexing)
+        if whole:  # the usual case: repeat, then cut (no fancy indexing)
             dr, dc = r0 + row_off - sr0 * factor, c0 + col_off - sc0 * factor
             rep = np.repeat(np.repeat(block, factor, axis=0), factor, axis=1)
             return np.ascontiguousarray(rep[dr:dr + len(rows), dc:dc + len(cols)])
@@ -86,8 +88,6 @@ def aligned_upsampling(source: Grid, grid: Grid, tol: float = 1e-6) -> tuple[int
     pixels: same CRS, north-up, source pixel size an integer multiple of the grid's, and the grid's
     origin on a grid-pixel step from the source's (target row r lies in source row
     (r + row offset) // factor). None otherwise."""
-    from landcoverpy.raster.grid import _same_crs
-
     sa, sb, sc, sd, se, sf = source.transform[:6]
     ga, gb, gc, gd, ge, gf = grid.transform[:6]
     if not _same_crs(source.crs, grid.crs) or any(abs(v) > tol for v in (sb, sd, gb, gd)):
