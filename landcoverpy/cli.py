@@ -392,6 +392,7 @@ def _run_with(ctx: Any, inputs: Any, provider: Any, tiles: list[str] | None, out
     import time
 
     from landcoverpy.assets.stac import publish_catalog, write_catalog
+    from landcoverpy.pipeline import taskstream
     from landcoverpy.pipeline.cluster import dashboard_link, dask_client, describe_cluster
     from landcoverpy.pipeline.workflow import (
         export_outputs,
@@ -413,12 +414,14 @@ def _run_with(ctx: Any, inputs: Any, provider: Any, tiles: list[str] | None, out
             link = dashboard_link(client)
             if link:
                 typer.echo(f"Dask dashboard: {link}")
-            with profiled(profile_path):
+            with profiled(profile_path, client) as stream:
                 result = run_workflow(ctx, inputs, provider, client, tiles, holdout, progress)
-        profile_key = publish_profile(ctx, result, profile_path) if profile_path else None
+        profile_key = publish_profile(ctx, result, profile_path, stream) if profile_path else None
         if profile_key and output_dir is not None:
             output_dir.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(profile_path, output_dir / "dask-profile.html")  # type: ignore[arg-type]
+            if stream is not None:
+                (output_dir / "tasks.csv").write_text(taskstream.to_csv(stream.runs), encoding="utf-8")
     stac_key = publish_catalog(ctx)
     report_key = publish_report(ctx, result)
     map_page = publish_map_page(ctx, result, output_dir)
@@ -441,6 +444,11 @@ def _run_with(ctx: Any, inputs: Any, provider: Any, tiles: list[str] | None, out
     if profile_key:
         typer.echo(f"Dask performance report: {bucket}/{profile_key}"
                    + (f" (also {output_dir / 'dask-profile.html'})" if output_dir is not None else ""))
+        if stream is not None and stream.runs:
+            typer.echo(f"Dask tasks on {stream.workers} worker(s) (busy: share of the workers' time spent computing "
+                       f"while that kind of task ran; every task in {bucket}/reports/{result.run_id}.tasks.csv):")
+            for kind in taskstream.summarise(stream.runs, stream.workers):
+                typer.echo("  " + kind.line())
     if map_page:
         typer.echo(f"zoomable map: {bucket}/{map_page} (tiles from {cfg.TILE_SERVER_URL})")
     if output_dir is not None:

@@ -4,6 +4,8 @@ that is not blank; also stored in the bucket beside the maps."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import shutil
 import subprocess
@@ -304,6 +306,18 @@ def test_profile_saves_a_dask_performance_report_beside_the_report(report_run: P
     assert "Dask Performance Report" in html and "Task Stream" in html
     for task in ("band-composite", "sample-dataset", "block-map"):  # the workflow's own tasks, in the task stream
         assert task in html, task
+    # the task stream as CSV beside it, and where the time went, per kind of task
+    rows = list(csv.DictReader(io.StringIO((store / "reports" / f"{run_id}.tasks.csv").read_text(encoding="utf-8"))))
+    assert (report_run / "out" / "tasks.csv").read_text(encoding="utf-8") == (store / "latest" / "tasks.csv").read_text(
+        encoding="utf-8")
+    kinds = {r["kind"] for r in rows}
+    assert {"band", "indices", "sample", "block"} <= kinds, kinds
+    assert all(0 <= float(r["start_s"]) <= float(r["stop_s"]) for r in rows)
+    summary = stdout.split("Dask tasks on ")[1]
+    for kind in ("band", "indices", "block"):
+        line = next(x for x in summary.splitlines() if x.strip().startswith(kind + " "))
+        n = sum(r["kind"] == kind for r in rows)
+        assert f"{n} tasks" in " ".join(line.split()), line
 
 
 def test_profile_without_bokeh_is_refused_before_any_work(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -29,6 +29,7 @@ from landcoverpy.pipeline.composites import composite
 from landcoverpy.pipeline.datasets import build_dataset
 from landcoverpy.pipeline.evaluation import holdout_accuracy
 from landcoverpy.pipeline.training import train, trees_note
+from landcoverpy.pipeline import taskstream
 from landcoverpy.raster.grid import Grid
 from landcoverpy.sentinel2 import normalise_tile
 from landcoverpy.sources.base import Provider
@@ -346,26 +347,31 @@ def publish_report(ctx: Context, run: RunResult) -> str:
 
 
 @contextlib.contextmanager
-def profiled(path: Path | None) -> Iterator[None]:
-    """A Dask performance report of the block into ``path`` (nothing when None); needs bokeh
-    where the scheduler runs."""
+def profiled(path: Path | None, client: Any = None) -> Iterator[taskstream.Collected | None]:
+    """A Dask performance report of the block into ``path`` (nothing when None; needs bokeh
+    where the scheduler runs), and the block's task stream (yielded, filled at the end)."""
     if path is None:
-        yield
+        yield None
         return
     from distributed import performance_report
 
-    with performance_report(filename=str(path)):
-        yield
+    with performance_report(filename=str(path)), taskstream.collect(client) as stream:
+        yield stream
 
 
-def publish_profile(ctx: Context, run: RunResult, path: Path) -> str:
+def publish_profile(ctx: Context, run: RunResult, path: Path, stream: taskstream.Collected | None = None) -> str:
     """The run's Dask performance report beside its report: ``reports/{run_id}.dask-profile.html``
-    and ``latest/dask-profile.html``."""
+    and ``latest/dask-profile.html``; with ``stream``, its task stream as
+    ``reports/{run_id}.tasks.csv`` and ``latest/tasks.csv``."""
     bucket = ctx.settings.MINIO_BUCKET_CLASSIFICATIONS
     key = f"reports/{run.run_id}.dask-profile.html"
     ctx.store.put_bytes(bucket, key, Path(path).read_bytes())
+    if stream is not None:
+        ctx.store.put_bytes(bucket, f"reports/{run.run_id}.tasks.csv", taskstream.to_csv(stream.runs).encode("utf-8"))
     ctx.check_lease()
     ctx.store.copy(bucket, key, "latest/dask-profile.html")
+    if stream is not None:
+        ctx.store.copy(bucket, f"reports/{run.run_id}.tasks.csv", "latest/tasks.csv")
     return key
 
 
