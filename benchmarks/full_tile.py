@@ -9,7 +9,7 @@ in every product (random blobs over 10-60 % of the tile, flagged in SCL, bright 
 `--points` labelled points (default 2000) fall on the landscape's classes, 10 % left out as held-out
 points. The products are written once under `--work` (default a temporary folder) and reused.
 
-    python benchmarks/full_tile.py [--size 10980] [--points 2000] [--workers 1 2] [--work DIR]
+    python benchmarks/full_tile.py [--size 10980] [--points 2000] [--workers 1 2] [--work DIR] [--profile]
 
 Prints one line per stage and run, the whole run's seconds, the largest peak RSS of any worker
 process and of the client process, the 2-worker speed-up per stage, and the projection to the
@@ -190,13 +190,13 @@ class PeakRSS:
         return out
 
 
-def run(src: Path, app: Path, home: Path, workers: int) -> dict:
+def run(src: Path, app: Path, home: Path, workers: int, profile: bool = False) -> dict:
     env = os.environ | {"LANDCOVERPY_HOME": str(home), "TMP_DIR": str(home / "tmp"), "DASK_N_WORKERS": str(workers),
                         "DASK_THREADS_PER_WORKER": "1", "DASK_CLUSTER_IP": ""}
     cmd = [sys.executable, "-m", "landcoverpy.cli", "run", "--provider", "local", "--source", str(src), "--no-progress",
            "--dataset", str(app / "dataset.csv"), "--seasons", str(app / "seasons.json"),
            "--lc-labels", str(app / "lc_labels.json"), "--sl-labels", str(app / "sl_labels.json"),
-           "--holdout", str(app / "holdout.csv")]
+           "--holdout", str(app / "holdout.csv")] + (["--profile"] if profile else [])
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(ROOT))
     rss = PeakRSS(proc.pid)
@@ -207,7 +207,10 @@ def run(src: Path, app: Path, home: Path, workers: int) -> dict:
         raise SystemExit(f"landcoverpy run failed ({proc.returncode}):\n{err[-3000:]}")
     stages = {m.group(1): float(m.group(2)) for m in re.finditer(r"^(\w+)\s+([\d.]+) s\s+(?:done|reused)", out, re.M)}
     accuracy = re.search(r"category overall accuracy ([\d.]+)", out)
-    return {"seconds": seconds, "stages": stages, "rss": peaks, "accuracy": float(accuracy.group(1)) if accuracy else None}
+    tasks = out.split("Dask tasks on ", 1)[1].splitlines()[1:] if "Dask tasks on " in out else []
+    tasks = [line.strip() for line in tasks if line.startswith("  ")]
+    return {"seconds": seconds, "stages": stages, "rss": peaks, "accuracy": float(accuracy.group(1)) if accuracy else None,
+            "tasks": tasks}
 
 
 def main() -> None:
@@ -217,6 +220,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--work", type=Path, default=None,
                     help="keep inputs and each run's home there (default: a temporary folder, removed as it goes)")
+    ap.add_argument("--profile", action="store_true",
+                    help="run with --profile and print where the tasks' time went (workers busy per kind of task)")
     args = ap.parse_args()
     keep = args.work is not None
     work = args.work or Path(tempfile.mkdtemp(prefix="full-tile-"))
@@ -247,7 +252,7 @@ def _main(args: argparse.Namespace, work: Path, keep: bool) -> None:
             import shutil
 
             shutil.rmtree(home)
-        results[n] = r = run(src, app, home, n)
+        results[n] = r = run(src, app, home, n, args.profile)
         if not keep:
             import shutil
 
@@ -256,6 +261,8 @@ def _main(args: argparse.Namespace, work: Path, keep: bool) -> None:
               + ", ".join(f"{k} {v:.0f} MiB" for k, v in sorted(r["rss"].items())), flush=True)
         for stage, s in r["stages"].items():
             print(f"  {stage:<10}{s:>8.1f} s")
+        for line in r["tasks"]:
+            print(f"    task {line}")
     if 1 in results and 2 in results:
         a, b = results[1], results[2]
         print("\n2 workers vs 1: " + ", ".join(f"{st} {a['stages'][st] / max(b['stages'].get(st, 0), 1e-9):.2f}x"

@@ -9,7 +9,6 @@ maps are assembled from them, written as COGs with colour tables and class names
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import io
 import json
@@ -40,7 +39,7 @@ from landcoverpy.raster.cog import CogWriter
 from landcoverpy.raster.grid import Grid, block_windows, window_id
 from landcoverpy.scratch import scratch_dir
 from landcoverpy.reports import class_colours, confidence_png, quicklook_png
-from landcoverpy.storage import join_key, open_store
+from landcoverpy.storage import ObjectStore, join_key, open_store
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +204,7 @@ def classify_tile(ctx: Context, tile: str, seasons: list[Season], model: LoadedH
             bar.update(1)
     if reused:
         log.info("tile %s: %d of %d blocks were already done (resumed)", tile, reused, len(windows))
-    record = assemble_maps(ctx, tile, mid, grid, windows, blocks_prefix, model, comps, progress)
+    record = assemble_maps(ctx, tile, mid, grid, windows, blocks_prefix, model, comps, client, progress, retries)
     record["composite_params"] = params.to_dict()
     ctx.catalog.upsert("maps", record)  # objects first, then the record
     publish_latest(ctx, record)
@@ -266,7 +265,7 @@ def model_class_names(model: LoadedHierarchy) -> list[str]:
     return [names.get(v, str(v)) for v in model.category_values]
 
 
-def write_styles(ctx: Context, bucket: str, tile: str, mid: str, name: str, spec: dict[str, Any]) -> dict[str, str]:
+def write_styles(store: ObjectStore, bucket: str, tile: str, mid: str, name: str, spec: dict[str, Any]) -> dict[str, str]:
     """QGIS style (``{name}.qml``, the layer's default style) and GDAL category names
     (``{name}.tif.aux.xml``) beside a map; returns their keys."""
     out = {}
@@ -274,63 +273,42 @@ def write_styles(ctx: Context, bucket: str, tile: str, mid: str, name: str, spec
         classes = {v: (spec["names"].get(v, str(v)), rgba[:3]) for v, rgba in spec["colormap"].items() if v}
         qml = styles.paletted_qml(classes)
         aux_key = keys.map_key(tile, mid, name, ".tif.aux.xml")
-        ctx.store.put_bytes(bucket, aux_key, styles.category_aux_xml({0: "nodata"} | spec["names"]).encode("utf-8"))
+        store.put_bytes(bucket, aux_key, styles.category_aux_xml({0: "nodata"} | spec["names"]).encode("utf-8"))
         out["aux"] = aux_key
     else:
         qml = styles.graduated_qml(0, 100, "%")
     out["style"] = keys.map_key(tile, mid, name, ".qml")
-    ctx.store.put_bytes(bucket, out["style"], qml.encode("utf-8"))
+    store.put_bytes(bucket, out["style"], qml.encode("utf-8"))
     return out
 
 
 def assemble_maps(ctx: Context, tile: str, mid: str, grid: Grid, windows: list[Window], blocks_prefix: str,
-                  model: LoadedHierarchy, comps: dict[str, dict[str, Any]], progress: bool = False) -> dict[str, Any]:
-    bucket = ctx.settings.MINIO_BUCKET_CLASSIFICATIONS
+                  model: LoadedHierarchy, comps: dict[str, dict[str, Any]], client: Any,
+                  progress: bool = False, retries: int = 3) -> dict[str, Any]:
+    """Every layer of the map assembled from the stored blocks as its own Dask task (the layers
+    are independent: each worker writes and compresses a whole COG, so a cluster makes several
+    at once), then the map's record."""
+    from distributed import as_completed
+
     specs = _map_specs(tile, model)
-    counts: dict[str, dict[int, int]] = {name: {} for name in CLASS_OUTPUTS}
-    with scratch_dir(ctx.settings.TMP_DIR) as tmp:
-        paths = {name: Path(tmp) / spec["file"] for name, spec in specs.items()}
-        writers = {
-            name: CogWriter(
-                paths[name], grid, "uint8", count=len(spec.get("bands", [1])), nodata=NODATA.get(name, 0),
-                descriptions=spec.get("bands", [spec["description"]]), colormap=spec["colormap"],
-                tags={"tile": tile, "map_id": mid, "model": model.hierarchy_id,
-                      "composites": ",".join(c["_id"] for c in comps.values()),
-                      "classes": json.dumps({str(k): v for k, v in spec["names"].items()}, ensure_ascii=False)}
-                | {f"class_{v}": n for v, n in spec["names"].items()},
-                overview_resampling=spec["resampling"], tmp_dir=tmp,
-                units=[spec["units"]] * len(spec.get("bands", [1])) if spec.get("units") else None,
-            )
-            for name, spec in specs.items()
-        }
-        with contextlib.ExitStack() as stack:  # a failure closes the writers without making COGs
-            for w in writers.values():
-                stack.enter_context(w)
-            bar = stack.enter_context(step(log, f"assemble {tile} maps", len(windows), "block", progress))
-            for window in windows:
-                bar.update(1)
-                with ctx.store.open(bucket, join_key(blocks_prefix, f"{window_id(window)}.npz")) as fh:
-                    data = np.load(io.BytesIO(fh.read()))
-                    for name in model.outputs:
-                        arr = data[name]
-                        writers[name].write(arr, window)
-                        if name in CLASS_OUTPUTS:
-                            vals, cnt = np.unique(arr, return_counts=True)
-                            for v, c in zip(vals.tolist(), cnt.tolist()):
-                                counts[name][v] = counts[name].get(v, 0) + c
-        outputs = {}
-        for name, spec in specs.items():
-            outputs[name] = publish.put_file(ctx.store, bucket, keys.map_key(tile, mid, name), paths[name])
-            outputs[name] |= {"nodata": NODATA.get(name, 0), "count": len(spec.get("bands", [1]))}
-            if name != "probabilities":
-                qkey = keys.map_key(tile, mid, name, ".png")
-                ctx.store.put_bytes(bucket, qkey, _quicklook(paths[name], name, spec, tile))
-                outputs[name]["quicklook"] = qkey
-            outputs[name] |= write_styles(ctx, bucket, tile, mid, name, spec)
+    tags = {"tile": tile, "map_id": mid, "model": model.hierarchy_id,
+            "composites": ",".join(c["_id"] for c in comps.values())}
+    futures = {client.submit(assemble_layer, ctx.settings, tile, mid, grid, windows, blocks_prefix, name, spec, tags,
+                             key=task_key(f"assemble-{mid}-{name}"), retries=retries, pure=False): name
+               for name, spec in specs.items()}
+    outputs: dict[str, dict[str, Any]] = {}
+    counts: dict[str, dict[int, int]] = {}
+    with step(log, f"assemble {tile} maps", len(futures), "layer", progress) as bar:
+        for fut in as_completed(list(futures)):
+            name = futures[fut]
+            got = fut.result()
+            outputs[name], counts[name] = got["output"], got["counts"]
+            bar.update(1)
+    outputs = {name: outputs[name] for name in specs}  # the layers' order, whatever order they finished in
     pixel_area_km2 = grid.resolution**2 / 1e6
     named_counts = {
-        "classification": {specs["classification"]["names"].get(v, str(v)): c for v, c in sorted(counts["classification"].items()) if v},
-        "sl_classification": {specs["sl_classification"]["names"].get(v, str(v)): c for v, c in sorted(counts["sl_classification"].items()) if v},
+        name: {specs[name]["names"].get(v, str(v)): c for v, c in sorted(counts[name].items()) if v}
+        for name in CLASS_OUTPUTS
     }
     return {
         "_id": mid, "tile": tile, "kind": "classification", "hierarchy": model.hierarchy_id,
@@ -342,6 +320,42 @@ def assemble_maps(ctx: Context, tile: str, mid: str, grid: Grid, windows: list[W
         "nodata_pixels": int(counts["classification"].get(0, 0)),
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "code_version": __version__,
     }
+
+
+@dask_task
+def assemble_layer(settings: Settings, tile: str, mid: str, grid: Grid, windows: list[Window], blocks_prefix: str,
+                   name: str, spec: dict[str, Any], tags: dict[str, str]) -> dict[str, Any]:
+    """Dask task: one layer of a map from the stored blocks, as a COG with its quicklook, QGIS
+    style and category names, uploaded to its id-addressed keys. Returns the layer's location and,
+    for class layers, the pixel count of each value."""
+    store = open_store(settings, check=False)
+    bucket = settings.MINIO_BUCKET_CLASSIFICATIONS
+    bands = spec.get("bands", [spec["description"]])
+    counts: dict[int, int] = {}
+    with scratch_dir(settings.TMP_DIR) as tmp:
+        path = Path(tmp) / spec["file"]
+        layer_tags = tags | {"classes": json.dumps({str(k): v for k, v in spec["names"].items()}, ensure_ascii=False)} \
+            | {f"class_{v}": n for v, n in spec["names"].items()}
+        # a failure closes the writer without making a COG
+        with CogWriter(path, grid, "uint8", count=len(bands), nodata=NODATA.get(name, 0), descriptions=bands,
+                       colormap=spec["colormap"], tags=layer_tags, overview_resampling=spec["resampling"], tmp_dir=tmp,
+                       units=[spec["units"]] * len(bands) if spec.get("units") else None) as writer:
+            for window in windows:
+                with store.open(bucket, join_key(blocks_prefix, f"{window_id(window)}.npz")) as fh:
+                    arr = np.load(io.BytesIO(fh.read()))[name]
+                writer.write(arr, window)
+                if name in CLASS_OUTPUTS:
+                    vals, cnt = np.unique(arr, return_counts=True)
+                    for v, c in zip(vals.tolist(), cnt.tolist()):
+                        counts[v] = counts.get(v, 0) + c
+        out = publish.put_file(store, bucket, keys.map_key(tile, mid, name), path)
+        out |= {"nodata": NODATA.get(name, 0), "count": len(bands)}
+        if name != "probabilities":
+            qkey = keys.map_key(tile, mid, name, ".png")
+            store.put_bytes(bucket, qkey, _quicklook(path, name, spec, tile))
+            out["quicklook"] = qkey
+        out |= write_styles(store, bucket, tile, mid, name, spec)
+    return {"output": out, "counts": counts}
 
 
 def _quicklook(path: Path, name: str, spec: dict[str, Any], tile: str) -> bytes:
