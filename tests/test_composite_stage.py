@@ -217,3 +217,17 @@ def test_timeseries_layers_follow_every_valid_date(tmp_path: Path, local_setting
     want = series_features(ndvi, days)
     for name, expected in want.items():
         np.testing.assert_allclose(read(ctx, rec["indices"][name]), expected, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_index_groups_cover_every_index_once_with_just_their_bands() -> None:
+    from landcoverpy.pipeline.composites import index_groups
+    from landcoverpy.raster.indices import INDICES
+
+    for names in (tuple(INDICES), ("ndvi",), ("bsi", "ndvi", "osavi", "ndmi"), ()):
+        groups = index_groups(names)
+        flat = [n for _, members in groups for n in members]
+        assert sorted(flat) == sorted(names) and len(flat) == len(set(flat))
+        for needed, members in groups:
+            assert all(set(INDICES[m][1]) == set(needed) for m in members)
+        assert len({needed for needed, _ in groups}) == len(groups)  # one task per band set
+    assert index_groups(("ndvi", "ndmi", "evi2")) == [(("B04", "B08"), ("ndvi", "evi2")), (("B08", "B11"), ("ndmi",))]

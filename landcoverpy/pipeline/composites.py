@@ -35,7 +35,7 @@ from landcoverpy.raster.composite import median_composite, percentile_composite,
 from landcoverpy.raster.grid import Grid, block_windows
 from landcoverpy.pipeline.tasks import dask_task, task_key
 from landcoverpy.progress import step
-from landcoverpy.raster.indices import compute_index
+from landcoverpy.raster.indices import INDICES, compute_index
 from landcoverpy.raster.reading import GDAL_CACHE_MB, GridReader, expand_window
 from landcoverpy.raster.timeseries import series_features
 from landcoverpy.scratch import scratch_dir
@@ -251,18 +251,32 @@ def build_band(settings: Settings, tile: str, season: Season, products: list[dic
     return files
 
 
+def index_groups(names: tuple[str, ...] | list[str]) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+    """Indices that need the same bands, as (bands, indices) pairs in the order first named: one
+    task each, so an index group starts as soon as its own bands are done, the groups run side by
+    side, and no band is read twice within a group."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for name in names:
+        groups.setdefault(tuple(sorted(INDICES[name][1])), []).append(name)
+    return [(needed, tuple(members)) for needed, members in groups.items()]
+
+
 @dask_task
 def build_indices(settings: Settings, tile: str, season: Season, products: list[dict[str, Any]],
-                  params: CompositeParams, bands: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
-    """Dask task: every spectral index, from the stored (quantised) band medians, so training
-    and prediction features agree; reused when already complete."""
+                  params: CompositeParams, bands: dict[str, dict[str, dict[str, Any]]],
+                  names: tuple[str, ...] | None = None) -> dict[str, dict[str, Any]]:
+    """Dask task: spectral indices (``names``, default every index of ``params``) from the stored
+    (quantised) band medians, so training and prediction features agree; reused when already
+    complete. ``bands``: the band tasks' results, at least those the indices need."""
+    names = tuple(params.indices if names is None else names)
     store = open_store(settings, check=False)
     cid = ids.composite_id(tile, season, [p["_id"] for p in products], params)
     out = LayerWriter(settings, store, tile, season, cid, products)
-    existing = {name: out.done(name) for name in params.indices}
-    if all(existing.values()) or not params.indices:
+    existing = {name: out.done(name) for name in names}
+    if all(existing.values()) or not names:
         return {name: dict(rec or {}) | {"reused": True} for name, rec in existing.items()}
-    band_files = {b: files[b] for files in bands.values() for b in files if b in params.bands}
+    needed = {b for name in names for b in INDICES[name][1]}
+    band_files = {b: files[b] for files in bands.values() for b in files if b in needed}
     with store.rasterio_env(GDAL_CACHEMAX=GDAL_CACHE_MB):
         grid = common_grid(store, products)
 
@@ -271,14 +285,14 @@ def build_indices(settings: Settings, tile: str, season: Season, products: list[
 
         def compute(readers: list[Any], window: rasterio.windows.Window) -> dict[str, np.ndarray]:
             medians = {b: dequantise(r.read(window)) for b, r in zip(band_files, readers)}
-            return {name: compute_index(name, medians) for name in params.indices}
+            return {name: compute_index(name, medians) for name in names}
 
         def fill(writers: dict[str, CogWriter]) -> dict[str, int]:
             run_windows(open_readers, grid, params, compute, writers,
                         lambda: store.rasterio_env(GDAL_CACHEMAX=GDAL_CACHE_MB))
             return {}
 
-        return out.write(list(params.indices), grid, params, fill)
+        return out.write(list(names), grid, params, fill)
 
 
 @dask_task
@@ -455,14 +469,16 @@ class CompositeReport:
 def composite(ctx: Context, tiles: list[str], seasons: list[Season], client: Any,
               params: CompositeParams | None = None, progress: bool = True) -> CompositeReport:
     """Build (or reuse) the composite of every tile x season as Dask tasks: one per L1C cloud
-    mask, one per band, one for the indices (which need the bands). Each layer is kept as soon
-    as it is complete, so a killed run resumes where it stopped; the catalog record is written
-    when every layer is there."""
+    mask, one per band, one per group of indices that need the same bands (each waits only for
+    its own bands), one for the time-series features. Each layer is kept as soon as it is
+    complete, so a killed run resumes where it stopped; the catalog record is written when every
+    layer is there."""
     from distributed import as_completed
 
     params = params or CompositeParams.from_settings(ctx.settings)
     report = CompositeReport()
-    pending: dict[Any, tuple[str, str, Season, list[dict[str, Any]], dict[str, Any]]] = {}
+    jobs: dict[str, tuple[str, Season, list[dict[str, Any]], dict[str, Any], dict[str, Any]]] = {}
+    owner: dict[Any, str] = {}  # future -> the composite (label) it belongs to
     s = ctx.settings
     for tile in tiles:
         for season in seasons:
@@ -479,28 +495,45 @@ def composite(ctx: Context, tiles: list[str], seasons: list[Season], client: Any
                                                  key=task_key(f"mask-{p['_id']}")) for p in products}
             band_futs = {b: client.submit(build_band, s, tile, season, products, params, b, mask_futs, pure=False,
                                           retries=2, key=task_key(f"band-{cid}-{b}")) for b in params.bands}
-            index_fut = client.submit(build_indices, s, tile, season, products, params, band_futs, pure=False,
-                                      retries=2, key=task_key(f"indices-{cid}"))
-            series_fut = client.submit(build_series, s, tile, season, products, params, mask_futs, pure=False,
-                                       retries=2, key=task_key(f"series-{cid}"))
-            pending[index_fut] = (label, tile, season, products, band_futs | {"_series": series_fut})
-    with step(log, "composite", len(pending), "composite", progress) as bar:
-        for fut in as_completed(list(pending)):
-            label, tile, season, products, band_futs = pending[fut]
+            layer_futs = {
+                f"indices {'+'.join(names)}": client.submit(
+                    build_indices, s, tile, season, products, params, {b: band_futs[b] for b in needed}, names,
+                    pure=False, retries=2, key=task_key(f"indices-{cid}-{'-'.join(names)}"))
+                for needed, names in index_groups(params.indices)}
+            layer_futs["series"] = client.submit(build_series, s, tile, season, products, params, mask_futs,
+                                                 pure=False, retries=2, key=task_key(f"series-{cid}"))
+            jobs[label] = (tile, season, products, band_futs, layer_futs)
+            for fut in [*band_futs.values(), *layer_futs.values()]:
+                owner[fut] = label
+    remaining = {label: len(job[3]) + len(job[4]) for label, job in jobs.items()}
+    with step(log, "composite", len(jobs), "composite", progress) as bar:
+        for fut in as_completed(list(owner)):
+            label = owner[fut]
+            if label in report.failed:
+                continue
             try:
-                indices = fut.result()
-                bands = {b: f.result() for b, f in band_futs.items()}
-                layers = _merge(bands, indices)
-                reused = sum(1 for rec in layers.values() if rec.get("reused"))
-                if reused:
-                    log.info("%s: %d of %d layers were already complete (resumed)", label, reused, len(layers))
-                with ctx.store.rasterio_env():
-                    grid = common_grid(ctx.store, products)
-                record = composite_record(tile, season, products, params, grid, layers)
-                ctx.catalog.upsert("composites", record)
-                report.built.append(record["_id"])
+                fut.result()
             except LandcoverError as exc:
                 report.failed[label] = str(exc)
                 log.error("%s: %s", label, exc)
+                bar.update(1)
+                continue
+            remaining[label] -= 1
+            if remaining[label]:
+                continue
+            tile, season, products, band_futs, layer_futs = jobs[label]
+            bands = {b: f.result() for b, f in band_futs.items()}
+            indices: dict[str, dict[str, Any]] = {}
+            for f in layer_futs.values():
+                indices |= f.result()
+            layers = _merge(bands, indices)
+            reused = sum(1 for rec in layers.values() if rec.get("reused"))
+            if reused:
+                log.info("%s: %d of %d layers were already complete (resumed)", label, reused, len(layers))
+            with ctx.store.rasterio_env():
+                grid = common_grid(ctx.store, products)
+            record = composite_record(tile, season, products, params, grid, layers)
+            ctx.catalog.upsert("composites", record)
+            report.built.append(record["_id"])
             bar.update(1)
     return report
