@@ -13,6 +13,7 @@ import rasterio
 
 from landcoverpy.errors import InputValidationError, ModelError
 from landcoverpy.models.abundance import (
+    AbundanceModel,
     TrainParams,
     consistency_error,
     consistent_fractions,
@@ -66,11 +67,12 @@ def two_level(seed: int = 0) -> tuple:
     return data
 
 
-@pytest.mark.parametrize("kind", ["brits", "forest"])
+@pytest.mark.parametrize("kind", ["brits", "forest", "ensemble"])
 def test_one_model_of_both_levels_is_consistent_by_construction(kind: str) -> None:
     data = two_level()
     model, metrics = train_abundance(data, TrainParams(**{**FAST.to_dict(), "model_type": kind}))
     assert metrics["model_type"] == kind and set(metrics["levels"]) == {"N1", "N2"}
+    assert model.kind == kind and (model.network is None) == (kind == "forest") and (model.forest is None) == (kind == "brits")
     for level in ("N1", "N2"):
         m, b = metrics["levels"][level], metrics["baseline_levels"][level]
         assert {"rmse", "mae", "r2"} <= set(m["per_class"][model.level_classes(level)[0]])
@@ -88,11 +90,30 @@ def test_auto_keeps_the_better_model_and_reports_both() -> None:
     data, _ = generated_mixtures(seed=4)
     model, metrics = train_abundance(data, FAST)
     cands = metrics["candidates"]
-    assert set(cands) == {"brits", "forest"}
+    assert set(cands) == {"brits", "forest", "ensemble"}
     assert metrics["model_type"] == model.kind
-    if metrics["model_type"] == "brits":  # only with a lead on the validation blocks
-        assert cands["brits"]["validation_rmse"] < cands["forest"]["validation_rmse"]
+    if metrics["model_type"] != "forest":  # only with a lead on the validation blocks
+        assert cands[model.kind]["validation_rmse"] < cands["forest"]["validation_rmse"]
     assert metrics["model"]["rmse"] == pytest.approx(cands[model.kind]["N1"]["rmse"])
+
+
+def test_the_ensemble_is_the_mean_of_its_members() -> None:
+    data, _ = generated_mixtures(seed=5, rows=30, cols=30)
+    params = TrainParams(**{**FAST.to_dict(), "epochs": 4, "model_type": "ensemble"})
+    model, metrics = train_abundance(data, params)
+    assert metrics["model_type"] == "ensemble" and set(metrics["candidates"]) == {"brits", "forest", "ensemble"}
+    data.series[:5] = np.nan  # nothing observed: no estimate
+    got = model.predict(data.series, data.ancillary)
+    brits = AbundanceModel(**{**model.__dict__, "kind": "brits"}).predict(data.series, data.ancillary)
+    forest = AbundanceModel(**{**model.__dict__, "kind": "forest"}).predict(data.series, data.ancillary)
+    assert np.isnan(got[:5]).all()
+    np.testing.assert_allclose(got[5:], (brits[5:] + forest[5:]) / 2, atol=1e-6)
+    assert np.abs(brits[5:] - forest[5:]).max() > 0.01  # two different members, not one model twice
+    np.testing.assert_allclose(got[5:].sum(axis=1), 1.0, atol=1e-5)
+    # BRITS imputes the ensemble's series (a forest model interpolates linearly)
+    np.testing.assert_allclose(model.impute(data.series[5:50], data.ancillary[5:50]),
+                               AbundanceModel(**{**model.__dict__, "kind": "brits"}).impute(data.series[5:50],
+                                                                                          data.ancillary[5:50]))
 
 
 def test_the_one_standard_error_rule() -> None:
@@ -107,6 +128,21 @@ def test_the_one_standard_error_rule() -> None:
     assert choose_model({"brits": forest + noise - 0.002, "forest": forest}) == "brits"  # a lead beyond it
     assert choose_model({"brits": forest[:20] * 0.5, "forest": forest[:20]}) == "forest"  # 20 pixels: no evidence
     assert choose_model({"forest": forest}) == "forest"
+    # three candidates: of those with a lead beyond one standard error, the lowest error
+    assert choose_model({"brits": forest * 0.6, "forest": forest, "ensemble": forest * 0.5}) == "ensemble"
+    assert choose_model({"brits": forest * 0.5, "forest": forest, "ensemble": forest * 0.6}) == "brits"
+    # the ensemble's lead is beyond the noise, BRITS's lower mean is not: the ensemble
+    assert choose_model({"brits": forest + noise * 8 - 0.003, "forest": forest,
+                         "ensemble": forest + noise - 0.002}) == "ensemble"
+    assert choose_model({"brits": forest * 1.2, "forest": forest, "ensemble": forest + noise - 0.0001}) == "forest"
+    # by block: a lead on every pixel of two blocks and a larger loss on every pixel of a third is
+    # three blocks' worth of evidence, not 400 pixels'
+    blocks = np.repeat([0, 1, 2], [150, 150, 100])
+    mixed = np.where(blocks < 2, forest - 0.004, forest + 0.005)
+    assert choose_model({"brits": mixed, "forest": forest}) == "brits"  # pixel-wise: a clear lead
+    assert choose_model({"brits": mixed, "forest": forest}, blocks) == "forest"  # block-wise: within the noise
+    assert choose_model({"brits": forest - 0.004, "forest": forest}, blocks) == "brits"  # better in every block
+    assert choose_model({"brits": forest - 0.004, "forest": forest}, np.zeros(400, int)) == "forest"  # one block
 
 
 def test_regression_outputs_become_consistent_fractions() -> None:
@@ -189,13 +225,18 @@ def test_both_levels_from_the_cli_new_region_and_steps(area: tuple[Path, dict[st
     parents = dict(x.split(" -> ") for x in res.stdout.split("N2 parents: ")[1].strip().split(", "))
     assert parents == {"conifer": "forest", "broadleaf": "forest", "crop_n2": "crop", "urban_n2": "urban"}
     cfg = tmp_path / "train.yaml"
-    cfg.write_text("hidden: 24\nancillary_hidden: 8\nepochs: 20\npatience: 5\ntrees: 60\n")
+    # the ensemble: a network and a forest saved, loaded, predicting and imputing together
+    cfg.write_text("hidden: 24\nancillary_hidden: 8\nepochs: 20\npatience: 5\ntrees: 60\nmodel_type: ensemble\n")
     res = run_cli(["abundance", "train", "--level", "both", "--config", str(cfg), "--learning-rate", "0.004",
                    "--device", "cpu", "--no-progress"], env, root, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     model_id = res.stdout.split(":")[0].strip()
     assert "consistency error" in res.stdout and "N2" in res.stdout and "brits" in res.stdout and "forest" in res.stdout
-    meta = json.loads(next((tmp_path / "home").rglob("metadata.json")).read_text())
+    assert "ensemble model" in res.stdout and "candidate ensemble" in res.stdout  # kept, its members beside it
+    meta_file = next((tmp_path / "home").rglob("metadata.json"))
+    meta = json.loads(meta_file.read_text())
+    assert meta["kind"] == "ensemble" and meta["files"] == ["model.joblib", "model.pt"]
+    assert {f.name for f in meta_file.parent.iterdir()} >= {"model.joblib", "model.pt"}
     assert meta["params"]["hidden"] == 24 and meta["params"]["learning_rate"] == 0.004 and meta["step"] == "8day"
     assert len(meta["steps"]) == 46
     res = run_cli(["abundance", "predict", "--level", "both", "--output-dir", str(tmp_path / "out"),
@@ -206,6 +247,7 @@ def test_both_levels_from_the_cli_new_region_and_steps(area: tuple[Path, dict[st
         assert a.descriptions == ("forest", "crop", "urban")
     ok = np.isfinite(n1).all(axis=0)
     assert ok.mean() > 0.9
+    np.testing.assert_allclose(n1.sum(axis=0)[ok], 1.0, atol=1e-4)
     par = [("forest", "crop", "urban").index(parents[c]) for c in names2]
     for k in range(3):
         members = [i for i, q in enumerate(par) if q == k]

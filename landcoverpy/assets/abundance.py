@@ -16,7 +16,7 @@ from landcoverpy import __version__
 from landcoverpy.assets import ids, keys, lookup
 from landcoverpy.context import Context
 from landcoverpy.errors import InputValidationError, ModelError
-from landcoverpy.models.abundance import AbundanceModel, Normalisation, TrainParams
+from landcoverpy.models.abundance import FOREST_KINDS, NETWORK_KINDS, AbundanceModel, Normalisation, TrainParams
 from landcoverpy.storage import join_key
 from landcoverpy.timesteps import step_of_record
 
@@ -38,33 +38,38 @@ def save_model(ctx: Context, model: AbundanceModel, level: str, dataset: dict[st
                params: TrainParams | None = None) -> dict[str, Any]:
     import torch
 
-    buf = io.BytesIO()
-    if model.kind == "forest":
+    blobs: dict[str, bytes] = {}  # file name -> bytes: the network and/or the forest of the model's kind
+    if model.kind in NETWORK_KINDS:
+        buf = io.BytesIO()
+        torch.save({"state_dict": model.network.state_dict(), "config": model.network.config}, buf)
+        blobs["model.pt"] = buf.getvalue()
+    if model.kind in FOREST_KINDS:
         import joblib
 
+        buf = io.BytesIO()
         joblib.dump(model.forest, buf, compress=3)
-        filename = "model.joblib"
-    else:
-        torch.save({"state_dict": model.network.state_dict(), "config": model.network.config}, buf)
-        filename = "model.pt"
-    blob = buf.getvalue()
+        blobs["model.joblib"] = buf.getvalue()
+    digest = hashlib.sha256()
+    for name in sorted(blobs):
+        digest.update(blobs[name])
     mid = model_id_for(level, dataset, params or TrainParams(**{k: v for k, v in model.params.items()
                                                                 if k != "forest_fill"}), base)
     bucket = ctx.settings.MINIO_BUCKET_MODELS
     prefix = keys.abundance_model_prefix(mid)
     meta = {
-        "level": level, "kind": model.kind, "file": filename, "classes": model.classes,
+        "level": level, "kind": model.kind, "files": sorted(blobs), "classes": model.classes,
         "sub_classes": model.sub_classes, "parents": model.parents, "feature_names": model.feature_names,
         "ancillary_names": model.ancillary_names, "times": model.times, "params": model.params,
         "normalisation": model.normalisation.__dict__, "metrics": model.metrics, "history": model.history,
         "dataset_id": dataset["_id"], "step": step_of_record(dataset), "steps": dataset["steps"], "base_model": base,
         "library_versions": {"torch": torch.__version__, "numpy": np.__version__, "landcoverpy": __version__},
     }
-    ctx.store.put_bytes(bucket, join_key(prefix, filename), blob)
+    for name, blob in blobs.items():
+        ctx.store.put_bytes(bucket, join_key(prefix, name), blob)
     ctx.store.put_json(bucket, join_key(prefix, "metadata.json"), meta)
     ctx.store.put_json(bucket, join_key(prefix, "metrics.json"), model.metrics)
     record = {"_id": mid, "level": f"abundance-{level}", "category": None, "bucket": bucket, "prefix": prefix,
-              "kind": model.kind, "model_sha256": hashlib.sha256(blob).hexdigest(), "params": model.params,
+              "kind": model.kind, "model_sha256": digest.hexdigest(), "params": model.params,
               "classes": model.all_classes, "dataset_id": dataset["_id"], "base_model": base,
               "step": meta["step"],
               "metrics": {k: model.metrics["model"][k] for k in ("rmse", "mae", "r2", "dominant_accuracy")},
@@ -87,15 +92,18 @@ def load_model(ctx: Context, level: str, model_id: str | None = None) -> tuple[A
                          f"run `landcoverpy abundance train --level {level}`")
     meta = ctx.store.get_json(record["bucket"], join_key(record["prefix"], "metadata.json"))
     kind = meta.get("kind", "brits")
-    with ctx.store.open(record["bucket"], join_key(record["prefix"], meta.get("file", "model.pt"))) as fh:
-        blob = fh.read()
+    names = meta.get("files") or [meta.get("file", "model.pt")]  # "file": records of before the ensemble
+    blobs = {}
+    for name in names:
+        with ctx.store.open(record["bucket"], join_key(record["prefix"], name)) as fh:
+            blobs[name] = fh.read()
     network = forest = None
-    if kind == "forest":
+    if kind in FOREST_KINDS:
         import joblib
 
-        forest = joblib.load(io.BytesIO(blob))
-    else:
-        saved = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+        forest = joblib.load(io.BytesIO(blobs["model.joblib"]))
+    if kind in NETWORK_KINDS:
+        saved = torch.load(io.BytesIO(blobs["model.pt"]), map_location="cpu", weights_only=True)
         network = BRITSAbundance(**saved["config"])
         network.load_state_dict(saved["state_dict"])
     model = AbundanceModel(network=network, normalisation=Normalisation(**meta["normalisation"]), classes=meta["classes"],

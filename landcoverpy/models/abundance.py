@@ -70,7 +70,7 @@ class TrainParams:
     weight_imputation: float = 0.3
     weight_consistency: float = 0.1
     weight_n2: float = 1.0  # weight of the N2 error against the N1 error (one model of both levels)
-    model_type: str = "auto"  # brits | forest | auto (both trained on the same split, the better kept)
+    model_type: str = "auto"  # brits | forest | ensemble | auto (all on the same split, the best kept)
     trees: int = 300  # forest: number of trees
     min_leaf: int = 3  # forest: minimum samples per leaf
     threads: int = 0  # torch / forest threads; 0 = the library's default
@@ -129,7 +129,10 @@ class TrainParams:
             raise InputValidationError(f"{source}: " + "; ".join(problems))
 
 
-MODEL_TYPES = ("auto", "brits", "forest")
+MODEL_TYPES = ("auto", "brits", "forest", "ensemble")
+# kinds with a network (BRITS imputes their series, GPU workers serve them) and with a forest
+NETWORK_KINDS = ("brits", "ensemble")
+FOREST_KINDS = ("forest", "ensemble")
 
 
 @dataclass
@@ -268,7 +271,8 @@ def consistency_error(top: np.ndarray, sub: np.ndarray, parents: list[int]) -> f
 
 @dataclass
 class AbundanceModel:
-    """A trained model (``kind`` brits or forest) with everything needed to use it again. With
+    """A trained model (``kind`` brits, forest, or ensemble: the mean of a BRITS network's and a
+    forest's fractions) with everything needed to use it again. With
     ``sub_classes`` it estimates both levels: ``predict`` returns the N1 columns then the N2
     columns, the N2 fractions of each parent adding up to its N1 fraction."""
 
@@ -284,7 +288,7 @@ class AbundanceModel:
     sub_classes: list[str] | None = None
     parents: list[int] | None = None
     kind: str = "brits"
-    forest: Any = None  # sklearn regressor (kind forest)
+    forest: Any = None  # sklearn regressor (kinds forest and ensemble)
     step: str | None = None  # the series' step name (timesteps), recorded with the model
 
     @property
@@ -324,8 +328,12 @@ class AbundanceModel:
         rows, anc = (series, ancillary) if all_full else (series[full], ancillary[full])
         if self.kind == "forest":
             got = self._predict_forest(rows, anc)
-        else:
+        elif self.kind == "brits":
             got = self._predict_brits(rows, anc, batch_size, device)
+        else:  # the mean of two consistent estimates is consistent (sums within a parent are linear)
+            got = self._predict_brits(rows, anc, batch_size, device)
+            got += self._predict_forest(rows, anc)
+            got *= 0.5
         if all_full:
             return got.astype("float32", copy=False)
         out[full] = got
@@ -412,7 +420,7 @@ class AbundanceModel:
         """The series with missing values reconstructed (original units): BRITS's estimates, or
         linear interpolation in time for a forest model."""
         times = None if self.times is None else np.asarray(self.times, "float32")
-        if self.kind == "forest":
+        if self.kind not in NETWORK_KINDS:
             return linear_interpolation(series, times)
         out = np.empty(series.shape, dtype="float32")
 
@@ -530,21 +538,39 @@ def _pixel_errors(data: AbundanceData, pred: np.ndarray) -> np.ndarray:
 MIN_VALIDATION_PIXELS = 30  # below this, a neural model's validation lead is not evidence
 
 
-def choose_model(val_errors: dict[str, np.ndarray]) -> str:
-    """The model kind to keep from the validation pixels' errors: BRITS only when it beats the
-    forest by more than one standard error of the paired difference (the one-standard-error rule:
-    with few validation blocks a small lead is noise, and the forest is the cheaper, steadier
-    model), and never on fewer than MIN_VALIDATION_PIXELS validation pixels; a single candidate
-    is kept as it is."""
+# candidates from the steadiest to the most variable: each must beat the one kept before it
+ROBUSTNESS_ORDER = ("forest", "ensemble", "brits")
+
+
+def choose_model(val_errors: dict[str, np.ndarray], blocks: np.ndarray | None = None) -> str:
+    """The model kind to keep from the validation pixels' errors. The forest (the cheaper,
+    steadier model) is kept first; then each challenger in :data:`ROBUSTNESS_ORDER` (the
+    ensemble of BRITS and the forest, then BRITS alone) replaces the kept model only when it beats
+    it by more than one standard error of their paired difference (the one-standard-error rule:
+    with few validation blocks a small lead is noise). With ``blocks`` (each pixel's spatial
+    block), the standard error is that of the blocks' mean differences: errors of neighbouring
+    pixels go together, so pixels are not independent evidence (one block cannot show a lead).
+    Nothing replaces the forest on fewer than MIN_VALIDATION_PIXELS validation pixels. A single
+    candidate is kept as it is."""
     if len(val_errors) == 1:
         return next(iter(val_errors))
-    diff = val_errors["brits"] - val_errors["forest"]
-    if len(diff) < MIN_VALIDATION_PIXELS:
-        log.info("abundance: %d validation pixels are too few to trust BRITS's lead (%d needed): the forest is kept",
-                 len(diff), MIN_VALIDATION_PIXELS)
+    if len(val_errors["forest"]) < MIN_VALIDATION_PIXELS:
+        log.info("abundance: %d validation pixels are too few to trust a lead over the forest (%d needed): "
+                 "the forest is kept", len(val_errors["forest"]), MIN_VALIDATION_PIXELS)
         return "forest"
-    se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("inf")
-    return "brits" if float(diff.mean()) + se < 0 else "forest"
+    kept = "forest"
+    for challenger in ROBUSTNESS_ORDER[1:]:
+        if challenger not in val_errors:
+            continue
+        diff = val_errors[challenger] - val_errors[kept]
+        if blocks is not None:
+            diff = np.array([diff[blocks == b].mean() for b in np.unique(blocks)])
+        if len(diff) < 2:
+            continue
+        se = float(diff.std(ddof=1) / np.sqrt(len(diff)))
+        if float(diff.mean()) + se < 0:
+            kept = challenger
+    return kept
 
 
 def _targets(data: AbundanceData) -> np.ndarray:
@@ -568,7 +594,7 @@ def _train_brits(data: AbundanceData, fit_idx: np.ndarray, val_idx: np.ndarray, 
     from landcoverpy.models.device import describe, resolve_device
 
     device = resolve_device(params.device)
-    if base is not None and base.kind == "brits":
+    if base is not None and base.kind in NETWORK_KINDS:
         norm = base.normalisation
         network = copy.deepcopy(base.network)
         if list(base.classes) != list(data.classes) or (base.sub_classes or None) != (data.sub_classes or None) \
@@ -629,8 +655,9 @@ def _train_abundance(data: AbundanceData, params: TrainParams | None = None, fea
                      progress: bool = False, step: str | None = None) -> tuple[AbundanceModel, dict[str, Any]]:
     """Train on a spatial-block 80/20 split (early stopping on a validation set of blocks taken
     from the 80 %); return the model and its test metrics (with the mean-abundance baseline).
-    ``model_type`` auto trains BRITS and the forest on the same split and keeps the better on the
-    validation blocks (:func:`choose_model`; both reported on the test blocks). With ``base``, start from its weights (fine-tuning); its
+    ``model_type`` auto trains BRITS and the forest on the same split, forms their ensemble (the
+    mean of both), and keeps the best on the validation blocks (:func:`choose_model`; every
+    candidate reported on the test blocks). With ``base``, start from its weights (fine-tuning); its
     heads are replaced when the classes differ; its normalisation is kept so inputs mean the same
     thing. With ``data.sub_fractions``, one model estimates both levels consistently."""
     import torch
@@ -668,14 +695,18 @@ def _train_abundance(data: AbundanceData, params: TrainParams | None = None, fea
                   ancillary_names=ancillary_names or [f"a{i}" for i in range(data.ancillary.shape[1])],
                   times=[float(x) for x in (np.arange(data.series.shape[1]) if data.times is None else data.times)],
                   step=step)
-    kinds = ["brits", "forest"] if params.model_type == "auto" else [params.model_type]
+    wanted = ["brits", "forest", "ensemble"] if params.model_type == "auto" else [params.model_type]
     if base is not None:
-        kinds = [base.kind]  # fine-tuning continues the base model's kind
+        wanted = [base.kind]  # fine-tuning continues the base model's kind
+    trained = [k for k in ("brits", "forest") if k in wanted or "ensemble" in wanted]  # the ensemble's members
     test, val = data.subset(test_idx), data.subset(val_idx)
     candidates: dict[str, tuple[AbundanceModel, dict[str, Any]]] = {}
     chosen_by: dict[str, float] = {}
     val_errors: dict[str, np.ndarray] = {}
-    for kind in kinds:
+    val_preds: dict[str, np.ndarray] = {}
+    test_preds: dict[str, np.ndarray] = {}
+    members: dict[str, AbundanceModel] = {}
+    for kind in trained:
         if kind == "brits":
             network, norm, history = _train_brits(data, fit_idx, val_idx, params, base, progress)
             model = AbundanceModel(network=network, normalisation=norm, params=params.to_dict(), history=history,
@@ -685,20 +716,30 @@ def _train_abundance(data: AbundanceData, params: TrainParams | None = None, fea
             model = AbundanceModel(network=None, normalisation=Normalisation.fit(data.subset(fit_idx)),
                                    params=params.to_dict() | {"forest_fill": fill}, kind="forest", forest=forest,
                                    **common)  # type: ignore[arg-type]
-        val_pred = model.predict(val.series, val.ancillary)
-        val_metrics = _level_metrics(val, val_pred)
-        chosen_by[kind] = sum(v["rmse"] for v in val_metrics.values())
-        val_errors[kind] = _pixel_errors(val, val_pred)
+        val_preds[kind] = model.predict(val.series, val.ancillary)
         if kind == "forest":  # chosen on validation, then refit on every training block (no early stopping)
             forest, fill = _train_forest(data, train_idx, params)
             model.forest, model.params = forest, params.to_dict() | {"forest_fill": fill}
-        candidates[kind] = (model, _level_metrics(test, model.predict(test.series, test.ancillary)))
+        test_preds[kind] = model.predict(test.series, test.ancillary)
+        members[kind] = model
+    if "ensemble" in wanted:
+        brits, forest_model = members["brits"], members["forest"]
+        members["ensemble"] = AbundanceModel(
+            network=brits.network, normalisation=brits.normalisation, history=brits.history, kind="ensemble",
+            forest=forest_model.forest, params=forest_model.params, **common)  # type: ignore[arg-type]
+        val_preds["ensemble"] = (val_preds["brits"] + val_preds["forest"]) * 0.5
+        test_preds["ensemble"] = (test_preds["brits"] + test_preds["forest"]) * 0.5
+    for kind in members:  # an ensemble's members are reported beside it
+        val_metrics = _level_metrics(val, val_preds[kind])
+        chosen_by[kind] = sum(v["rmse"] for v in val_metrics.values())
+        val_errors[kind] = _pixel_errors(val, val_preds[kind])
+        candidates[kind] = (members[kind], _level_metrics(test, test_preds[kind]))
     # chosen on the validation blocks (never on the test blocks it is then scored on)
-    chosen = choose_model(val_errors)
+    chosen = choose_model(val_errors, val.blocks) if len(wanted) > 1 else wanted[0]
     model, levels = candidates[chosen]
     baseline_pred = np.tile(np.nan_to_num(np.nanmean(_targets(data)[train_idx], axis=0)), (len(test_idx), 1))
     baseline = _level_metrics(test, baseline_pred)
-    pred = model.predict(test.series, test.ancillary)
+    pred = test_preds[chosen]
     metrics = {
         "model": levels["N1"],
         "mean_abundance_baseline": baseline["N1"],

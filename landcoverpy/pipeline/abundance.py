@@ -39,6 +39,7 @@ from landcoverpy.assets.abundance import (
 from landcoverpy.context import Context
 from landcoverpy.errors import InputValidationError, ModelError
 from landcoverpy.models.abundance import (
+    NETWORK_KINDS,
     AbundanceData,
     AbundanceModel,
     TrainParams,
@@ -395,7 +396,7 @@ def make_abundance_maps(ctx: Context, todo: list[tuple[str, str]], model: Abunda
         if client is not None:
             from distributed import as_completed
 
-            resources = {"GPU": 1} if model.kind == "brits" and _gpu_workers(client) else None
+            resources = {"GPU": 1} if model.kind in NETWORK_KINDS and _gpu_workers(client) else None
             if resources:
                 log.info("abundance: blocks go to the cluster's GPU workers")
             fut_model = client.scatter(model, broadcast=True, hash=False)

@@ -17,7 +17,7 @@ from landcoverpy.assets import ids, keys, publish
 from landcoverpy.assets.abundance import load_dataset, load_model
 from landcoverpy.context import Context
 from landcoverpy.errors import ModelError
-from landcoverpy.models.abundance import AbundanceModel
+from landcoverpy.models.abundance import NETWORK_KINDS, AbundanceModel
 from landcoverpy.pipeline.tasks import dask_task
 from landcoverpy.progress import step
 from landcoverpy.raster.ancillary import ancillary_layers
@@ -69,7 +69,7 @@ def impute_area(ctx: Context, output_dir: Path, model_id: str | None = None, dat
         steps = [(dt.date.fromisoformat(a), dt.date.fromisoformat(b)) for a, b in drec["steps"]]
         windows = list(block_windows(grid.height, grid.width, block))
         args = (ctx.settings, items, steps, drec["ancillary_sources"], grid)
-        method = "BRITS" if model.kind == "brits" else "linear interpolation"
+        method = "BRITS" if model.kind in NETWORK_KINDS else "linear interpolation"
         tags = {"model": mrec["_id"], "dataset": drec["_id"], "series_id": sid, "gap_filling": method}
         names = [f"series_{i + 1:02d}_{a.isoformat()}.tif" for i, (a, _) in enumerate(steps)]
         outputs: dict[str, Any] = {}
