@@ -10,6 +10,7 @@ in every product (random blobs over 10-60 % of the tile, flagged in SCL, bright 
 points. The products are written once under `--work` (default a temporary folder) and reused.
 
     python benchmarks/full_tile.py [--size 10980] [--points 2000] [--workers 1 2] [--work DIR] [--profile]
+                                   [--gdal-threads N]
 
 Prints one line per stage and run, the whole run's seconds, the largest peak RSS of any worker
 process and of the client process, the 2-worker speed-up per stage, and the projection to the
@@ -154,10 +155,14 @@ def write_points(app: Path, size: int, n: int) -> None:
 
 
 class PeakRSS:
-    """Peak resident memory of a process and of each of its descendants, sampled every 0.5 s."""
+    """Peak resident memory of a process and of each of its descendants, sampled every 0.5 s;
+    also the CPU seconds the whole process tree had used at each sample (``cpu``: (unix time,
+    seconds) pairs), to say how many cores a stretch of the run kept busy."""
 
     def __init__(self, pid: int) -> None:
         self.pid, self.peaks, self._stop = pid, {}, threading.Event()
+        self.cpu: list[tuple[float, float]] = []
+        self._cpu_of: dict[int, float] = {}  # last CPU seconds seen per process (exited ones keep theirs)
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
@@ -170,6 +175,8 @@ class PeakRSS:
                 for proc in [root, *root.children(recursive=True)]:
                     try:
                         rss, cmdline = proc.memory_info().rss, proc.cmdline()
+                        times = proc.cpu_times()
+                        self._cpu_of[proc.pid] = times.user + times.system
                     except psutil.Error:
                         continue
                     kind = "client" if proc.pid == self.pid else "other"
@@ -179,6 +186,7 @@ class PeakRSS:
                     self.peaks[key] = max(self.peaks.get(key, 0), rss)
             except psutil.Error:
                 pass
+            self.cpu.append((time.time(), sum(self._cpu_of.values())))
             self._stop.wait(0.5)
 
     def stop(self) -> dict[str, float]:
@@ -190,8 +198,28 @@ class PeakRSS:
         return out
 
 
-def run(src: Path, app: Path, home: Path, workers: int, profile: bool = False) -> dict:
-    env = os.environ | {"LANDCOVERPY_HOME": str(home), "TMP_DIR": str(home / "tmp"), "DASK_N_WORKERS": str(workers),
+def cores_by_kind(stream_csv: str, cpu: list[tuple[float, float]]) -> dict[str, float]:
+    """Mean cores the run's processes kept busy while each kind of task ran (its first start to
+    its last stop, from the run's task stream), from the CPU samples: what a worker's task does
+    on other threads (GDAL compressing) counts, which the task stream alone cannot show."""
+    import csv
+    import io
+
+    spans: dict[str, list[float]] = {}
+    for row in csv.DictReader(io.StringIO(stream_csv)):
+        start = float(row["start_unix"])
+        lo_hi = spans.setdefault(row["kind"], [start, start + float(row["seconds"])])
+        lo_hi[0], lo_hi[1] = min(lo_hi[0], start), max(lo_hi[1], start + float(row["seconds"]))
+    t, used = np.array([c[0] for c in cpu]), np.array([c[1] for c in cpu])
+    out = {}
+    for kind, (lo, hi) in spans.items():
+        if hi - lo >= 2.0 and len(t) > 1:  # shorter than a few samples: not measurable
+            out[kind] = float((np.interp(hi, t, used) - np.interp(lo, t, used)) / (hi - lo))
+    return out
+
+
+def run(src: Path, app: Path, home: Path, workers: int, profile: bool = False, gdal_threads: int = 0) -> dict:
+    env = os.environ | ({"GDAL_NUM_THREADS": str(gdal_threads)} if gdal_threads else {}) | {"LANDCOVERPY_HOME": str(home), "TMP_DIR": str(home / "tmp"), "DASK_N_WORKERS": str(workers),
                         "DASK_THREADS_PER_WORKER": "1", "DASK_CLUSTER_IP": ""}
     cmd = [sys.executable, "-m", "landcoverpy.cli", "run", "--provider", "local", "--source", str(src), "--no-progress",
            "--dataset", str(app / "dataset.csv"), "--seasons", str(app / "seasons.json"),
@@ -209,6 +237,11 @@ def run(src: Path, app: Path, home: Path, workers: int, profile: bool = False) -
     accuracy = re.search(r"category overall accuracy ([\d.]+)", out)
     tasks = out.split("Dask tasks on ", 1)[1].splitlines()[1:] if "Dask tasks on " in out else []
     tasks = [line.strip() for line in tasks if line.startswith("  ")]
+    stream = home / "store" / "classification-maps" / "latest" / "tasks.csv"
+    if tasks and stream.exists():
+        cores = cores_by_kind(stream.read_text(encoding="utf-8"), rss.cpu)
+        tasks = [f"{line}; {cores[line.split()[0]]:.2f} cores busy" if line.split()[0] in cores else line
+                 for line in tasks]
     return {"seconds": seconds, "stages": stages, "rss": peaks, "accuracy": float(accuracy.group(1)) if accuracy else None,
             "tasks": tasks}
 
@@ -220,6 +253,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--work", type=Path, default=None,
                     help="keep inputs and each run's home there (default: a temporary folder, removed as it goes)")
+    ap.add_argument("--gdal-threads", type=int, default=0,
+                    help="GDAL threads per worker (default: the workflow's, cores / workers); 1 makes a worker one "
+                         "core, so 1 vs 2 workers compares equal resources per worker")
     ap.add_argument("--profile", action="store_true",
                     help="run with --profile and print where the tasks' time went (workers busy per kind of task)")
     args = ap.parse_args()
@@ -252,7 +288,7 @@ def _main(args: argparse.Namespace, work: Path, keep: bool) -> None:
             import shutil
 
             shutil.rmtree(home)
-        results[n] = r = run(src, app, home, n, args.profile)
+        results[n] = r = run(src, app, home, n, args.profile, args.gdal_threads)
         if not keep:
             import shutil
 

@@ -31,8 +31,16 @@ def test_local_workers_get_the_allocator_settings(tmp_path: Path, monkeypatch: p
     assert env["MALLOC_TRIM_THRESHOLD_"] == "123456789"
     assert env["OMP_NUM_THREADS"] == "1"
     assert env["GDAL_NUM_THREADS"] == str(os.cpu_count() or 1)  # one worker: every core
+    # the nanny's environment does not stay in this process to override the next cluster's
+    assert "GDAL_NUM_THREADS" not in os.environ and os.environ["MALLOC_TRIM_THRESHOLD_"] == "123456789"
+    assert "MALLOC_MMAP_THRESHOLD_" not in os.environ
+    with dask_client(make_settings(tmp_path, DASK_N_WORKERS=2)) as client:
+        envs = list(client.run(_malloc_env).values())
+    assert [e["GDAL_NUM_THREADS"] for e in envs] == [str(max(1, (os.cpu_count() or 1) // 2))] * 2
     assert worker_environ(2)["GDAL_NUM_THREADS"] == str(max(1, (os.cpu_count() or 1) // 2))
     assert worker_environ(64)["GDAL_NUM_THREADS"] == "1"
+    monkeypatch.setenv("GDAL_NUM_THREADS", "3")  # the user's choice wins
+    assert worker_environ(1)["GDAL_NUM_THREADS"] == worker_environ(64)["GDAL_NUM_THREADS"] == "3"
 
 
 def test_the_image_sets_the_same_allocator_settings() -> None:

@@ -44,6 +44,11 @@ def test_busy_share_counts_idle_workers() -> None:
     by_kind = {k.kind: k for k in summarise(runs, workers=4)}
     assert by_kind["band"].busy == pytest.approx(0.5) and by_kind["indices"].busy == pytest.approx(0.25)
     assert "4 tasks" in band.line() and "100.0 %" in band.line()
+    # a kind that ran in the middle of another's span: what ran before and after it is not counted
+    later = runs + runs_from_stream([record("sample-d-6", "w2", t0 + 22, t0 + 24), record("block-m-7", "w2", t0 + 31, t0 + 40)])
+    by_kind = {k.kind: k for k in summarise(sorted(later, key=lambda r: r.start), workers=2)}
+    assert by_kind["sample"].busy == pytest.approx(1.0)  # both workers busy for its 2 s
+    assert by_kind["indices"].busy == pytest.approx(12 / 20)
 
 
 def test_overlapping_threads_of_one_worker_count_once_and_csv_is_relative() -> None:

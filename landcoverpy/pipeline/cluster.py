@@ -129,11 +129,11 @@ WORKER_MALLOC_ENV = {"MALLOC_TRIM_THRESHOLD_": str(64 << 20), "MALLOC_MMAP_THRES
 def worker_environ(n_workers: int = 1) -> dict[str, str | None]:
     """The nanny's pre-spawn environment for ``n_workers`` local workers: dask's own, with
     WORKER_MALLOC_ENV and each worker's share of the cores for GDAL's threads (compression,
-    decoding: see raster/cog.gdal_threads)."""
+    decoding: see raster/cog.gdal_threads); a GDAL_NUM_THREADS already in the environment wins."""
     import dask
     import distributed  # noqa: F401  (its import loads the distributed.* config defaults)
 
-    share = str(max(1, (os.cpu_count() or 1) // max(1, n_workers)))
+    share = os.environ.get("GDAL_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // max(1, n_workers)))
     return (dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {}) | WORKER_MALLOC_ENV
             | {"GDAL_NUM_THREADS": share})
 
@@ -174,15 +174,27 @@ def dask_client(settings: Settings, processes: bool = True, worker_profiler: boo
         disable_worker_profiler()
     import dask
 
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environ(settings.DASK_N_WORKERS)}):
-        cluster = LocalCluster(
-            n_workers=settings.DASK_N_WORKERS,
-            threads_per_worker=settings.DASK_THREADS_PER_WORKER,
-            memory_limit=settings.DASK_MEMORY_LIMIT,
-            processes=processes,
-            dashboard_address=":0",  # a free port: never "port 8787 is already in use" noise
-            host="127.0.0.1",
-        )
+    spawn_env = worker_environ(settings.DASK_N_WORKERS)
+    # the nanny writes its pre-spawn environment into this process's os.environ (for the spawned
+    # worker to inherit) and leaves it there, where it would then override the next cluster's
+    # (dask reads the environment first) and this process's own GDAL threads: put it back
+    saved = {key: os.environ.get(key) for key in spawn_env}
+    try:
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": spawn_env}):
+            cluster = LocalCluster(
+                n_workers=settings.DASK_N_WORKERS,
+                threads_per_worker=settings.DASK_THREADS_PER_WORKER,
+                memory_limit=settings.DASK_MEMORY_LIMIT,
+                processes=processes,
+                dashboard_address=":0",  # a free port: never "port 8787 is already in use" noise
+                host="127.0.0.1",
+            )
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     client = Client(cluster)
     client.subscribe_topic(LOG_TOPIC, forward_to_log)
     log.info("Started %s", describe_cluster(settings))

@@ -64,7 +64,7 @@ def _busy_seconds(runs: list[TaskRun], lo: float, hi: float) -> float:
         spans = sorted((max(r.start, lo), min(r.stop, hi)) for r in runs if r.worker == worker)
         end = lo
         for a, b in spans:
-            if b <= end:
+            if b <= max(a, end):  # outside [lo, hi], or already counted
                 continue
             total += b - max(a, end)
             end = b
@@ -88,13 +88,15 @@ def summarise(runs: list[TaskRun], workers: int) -> list[KindSummary]:
 
 
 def to_csv(runs: list[TaskRun]) -> str:
-    """The task stream as CSV (seconds from the first task's start), for a spreadsheet or pandas."""
+    """The task stream as CSV (seconds from the first task's start; ``start_unix`` to line it up
+    with other clocks), for a spreadsheet or pandas."""
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["kind", "key", "worker", "start_s", "stop_s", "seconds"])
+    w.writerow(["kind", "key", "worker", "start_s", "stop_s", "seconds", "start_unix"])
     t0 = min((r.start for r in runs), default=0.0)
     for r in runs:
-        w.writerow([r.kind, r.key, r.worker, f"{r.start - t0:.3f}", f"{r.stop - t0:.3f}", f"{r.stop - r.start:.3f}"])
+        w.writerow([r.kind, r.key, r.worker, f"{r.start - t0:.3f}", f"{r.stop - t0:.3f}", f"{r.stop - r.start:.3f}",
+                    f"{r.start:.3f}"])
     return buf.getvalue()
 
 
