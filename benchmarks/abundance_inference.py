@@ -15,6 +15,7 @@ Variants, all in the same run:
 
     python benchmarks/abundance_inference.py [--size 2400] [--steps 46] [--hidden 32]
                                              [--threads 2] [--workers 2] [--device auto]
+                                             [--kind brits|forest|ensemble] [--train-pixels N]
 
 Prints the device each ran on; on a machine with a GPU, `--device auto` runs `predict` there
 (the network in large batches, mixed precision).
@@ -37,9 +38,10 @@ BANDS, CLASSES = 7, 4
 
 
 def run(size: int, steps: int, hidden: int, threads: int, device: str, block: int, path: str,
-        part: int = 0, parts: int = 1) -> dict:
-    """Train a tiny model (2 epochs: inference cost does not depend on training), then predict
-    this process's share of the blocks of a size x size tile (``shares``)."""
+        part: int = 0, parts: int = 1, kind: str = "brits", train_pixels: int = 2000) -> dict:
+    """Train a small model (2 epochs: a network's inference cost does not depend on training; a
+    forest's grows with its depth, so ``train_pixels`` sets how many pixels it learns from), then
+    predict this process's share of the blocks of a size x size tile (``shares``)."""
     import torch
 
     from landcoverpy.models.abundance import AbundanceData, TrainParams, prepare_tensors, train_abundance
@@ -55,15 +57,15 @@ def run(size: int, steps: int, hidden: int, threads: int, device: str, block: in
         anc = np.stack([500 + 800 * ab[:, 0], rng.uniform(-6, -1, n), rng.uniform(36, 39, n)], 1).astype("float32")
         return x.astype("float32"), anc, ab
 
-    x, anc, ab = sample(2000)
-    data = AbundanceData(x, anc, ab, np.arange(2000) // 100, [f"c{k}" for k in range(CLASSES)])
-    model, _ = train_abundance(data, TrainParams(hidden=hidden, epochs=2, patience=5, model_type="brits",
+    x, anc, ab = sample(train_pixels)
+    data = AbundanceData(x, anc, ab, np.arange(train_pixels) // 100, [f"c{k}" for k in range(CLASSES)])
+    model, _ = train_abundance(data, TrainParams(hidden=hidden, epochs=2, patience=5, model_type=kind,
                                                  threads=threads, device="cpu"))
     torch.set_num_threads(threads)  # training sets its own
     xb, ancb, _ = sample(block * block)  # one block's inputs, predicted for every block of the tile
     blocks = shares(_block_sizes(size, block), parts)[part]
     dev = resolve_device(device) if path == "predict" else torch.device("cpu")
-    network = model.network.eval()
+    network = model.network.eval() if model.network is not None else None
     start = time.perf_counter()
     for n in blocks:
         if path == "predict":
@@ -108,22 +110,29 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--block", type=int, default=512)
     ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--kind", default="brits", choices=["brits", "forest", "ensemble"],
+                    help="model type predicted by the `predict` variants (the forward variants are BRITS's)")
+    ap.add_argument("--train-pixels", type=int, default=2000,
+                    help="pixels the model learns from (a forest's depth, so its cost, grows with them)")
     args = ap.parse_args()
     px = args.size * args.size
-    common = {"size": args.size, "threads": args.threads, "device": args.device, "block": args.block}
+    common = {"size": args.size, "threads": args.threads, "device": args.device, "block": args.block,
+              "train_pixels": args.train_pixels}
     per_worker = max(1, args.threads // args.workers)
     variants = ([] if args.no_baseline else [
         ("baseline: 12 steps, forward", 12, 64, "forward", 1),
         (f"{args.steps} steps, forward", args.steps, args.hidden, "forward", 1)]) + [
-        (f"{args.steps} steps, predict", args.steps, args.hidden, "predict", 1),
-        (f"{args.steps} steps, predict, {args.workers}x{per_worker}", args.steps, args.hidden, "predict", args.workers)]
+        (f"{args.steps} steps, predict {args.kind}", args.steps, args.hidden, "predict", 1),
+        (f"{args.steps} steps, predict {args.kind}, {args.workers}x{per_worker}", args.steps, args.hidden, "predict",
+         args.workers)]
     base = None
     print(f"full tile {args.size} x {args.size} px ({px:,} px), {BANDS} bands, 35 % of steps cloudy, "
           f"{args.threads} threads")
     print(f"{'variant':<34} {'hidden':>6} {'device':<24} {'wall s':>8} {'px/s':>10} {'peak RSS':>9} {'vs base':>8}")
     for name, steps, hidden, path, parts in variants:
         jobs = [common | {"steps": steps, "hidden": hidden, "path": path, "part": k, "parts": parts,
-                          "threads": args.threads if parts == 1 else per_worker} for k in range(parts)]
+                          "threads": args.threads if parts == 1 else per_worker,
+                          "kind": args.kind if path == "predict" else "brits"} for k in range(parts)]
         with ThreadPoolExecutor(max_workers=parts) as pool:
             runs = list(pool.map(lambda job: measure("abundance_inference", "run", job), jobs))
         seconds = max(r["result"]["seconds"] for r in runs)

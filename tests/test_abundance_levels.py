@@ -41,6 +41,20 @@ def test_steps_of_a_year() -> None:
         parse_step("weekly")
 
 
+def test_linear_interpolation_in_chunks_is_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    import landcoverpy.models.abundance as ab
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(1000, 46, 7)).astype("float32")
+    x[rng.uniform(size=x.shape) < 0.4] = np.nan
+    x[3] = np.nan
+    t = np.cumsum(rng.uniform(4, 12, 46)).astype("float32")
+    whole = ab.linear_interpolation(x, t)
+    monkeypatch.setattr(ab, "INTERPOLATION_ROWS", 96)  # 10 full chunks and a partial one
+    np.testing.assert_array_equal(ab.linear_interpolation(x, t), whole)
+    assert np.isnan(whole[3]).all() and np.isfinite(whole[:3]).all()
+
+
 def test_linear_interpolation_vectorised_matches_numpy_interp() -> None:
     rng = np.random.default_rng(3)
     x = rng.normal(size=(200, 20, 3)).astype("float32")

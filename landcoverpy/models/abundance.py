@@ -766,11 +766,25 @@ def _train_abundance(data: AbundanceData, params: TrainParams | None = None, fea
     return model, metrics
 
 
+INTERPOLATION_ROWS = 4096  # pixels per chunk: the float64 temporaries stay ~100 MB whatever the block
+
+
 def linear_interpolation(series: np.ndarray, times: np.ndarray | None = None) -> np.ndarray:
     """Baseline gap filling: per pixel and feature, linear interpolation in time (constant
     extrapolation at the ends; NaN where a pixel's feature was never observed). Vectorised:
-    the previous and next observed step of every value come from running maxima/minima."""
+    the previous and next observed step of every value come from running maxima/minima; pixels
+    in chunks of INTERPOLATION_ROWS (a 512 x 512 block of 46 steps x 7 bands at once needed
+    ~7 GB of temporaries)."""
     x = np.asarray(series, dtype="float32")
+    if len(x) <= INTERPOLATION_ROWS:
+        return _interpolate_rows(x, times)
+    out = np.empty(x.shape, dtype="float32")
+    for start in range(0, len(x), INTERPOLATION_ROWS):
+        out[start:start + INTERPOLATION_ROWS] = _interpolate_rows(x[start:start + INTERPOLATION_ROWS], times)
+    return out
+
+
+def _interpolate_rows(x: np.ndarray, times: np.ndarray | None) -> np.ndarray:
     n, steps, d = x.shape
     t = np.arange(steps, dtype="float64") if times is None else np.asarray(times, "float64")
     valid = np.isfinite(x)
