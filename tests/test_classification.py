@@ -138,7 +138,7 @@ def test_killing_a_worker_mid_run_still_completes_identically(prepared: tuple[Pa
         def killer() -> None:
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:
-                done = list(blocks_dir.rglob("*.npz")) if blocks_dir.exists() else []
+                done = list(blocks_dir.rglob("classification/*.npz")) if blocks_dir.exists() else []
                 if len(done) >= 5:
                     os.killpg(victim.pid, signal.SIGKILL)
                     killed.set()
@@ -171,12 +171,12 @@ def test_killed_run_resumes_and_matches(prepared: tuple[Path, dict], tmp_path: P
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and proc.poll() is None:
-        if blocks_dir.exists() and len(list(blocks_dir.rglob("*.npz"))) >= 20:
+        if blocks_dir.exists() and len(list(blocks_dir.rglob("classification/*.npz"))) >= 20:
             break
         time.sleep(0.1)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    kept = len(list(blocks_dir.rglob("*.npz")))
+    kept = len(list(blocks_dir.rglob("classification/*.npz")))
     assert 0 < kept < 256, f"expected a partial run, found {kept} finished blocks"
     ctx = Context.open(settings)
     assert ctx.catalog.count("maps") == 0  # nothing half-written is catalogued

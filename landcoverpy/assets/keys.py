@@ -115,6 +115,12 @@ def blocks_prefix(map_id: str) -> str:
     return join_key(BLOCKS, map_id)
 
 
+def block_key(prefix: str, output: str, window: str) -> str:
+    """One output layer of one classified block (under ``blocks_prefix``): each layer's own
+    object, so assembling a layer reads only that layer."""
+    return join_key(prefix, output, f"{window}.npz")
+
+
 def abundance_map_key(map_id: str, filename: str) -> str:
     return join_key("abundance", map_id, filename)
 

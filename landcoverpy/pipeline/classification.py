@@ -39,7 +39,7 @@ from landcoverpy.raster.cog import CogWriter
 from landcoverpy.raster.grid import Grid, block_windows, window_id
 from landcoverpy.scratch import scratch_dir
 from landcoverpy.reports import class_colours, confidence_png, quicklook_png
-from landcoverpy.storage import ObjectStore, join_key, open_store
+from landcoverpy.storage import ObjectStore, open_store
 
 log = logging.getLogger(__name__)
 
@@ -93,12 +93,15 @@ def load_hierarchy(ctx: Context, record: dict[str, Any], probabilities: bool = F
 @dask_task
 def classify_block(settings: Settings, composites: dict[str, dict[str, Any]], model: LoadedHierarchy,
                    window: Window, blocks_prefix: str) -> dict[str, Any]:
-    """Dask task: predict one block and keep it in the store. An existing block is reused."""
+    """Dask task: predict one block and keep each of its layers in the store (one object per
+    layer, the category layer written last, so a block is done when every layer is there). A
+    block already done is reused."""
     store = open_store(settings, check=False)
     bucket = settings.MINIO_BUCKET_CLASSIFICATIONS
-    key = join_key(blocks_prefix, f"{window_id(window)}.npz")
-    if store.exists(bucket, key):
-        return {"key": key, "reused": True}
+    names = sorted(model.outputs, key=lambda n: n == "classification")  # the category layer last
+    layer_keys = {name: keys.block_key(blocks_prefix, name, window_id(window)) for name in names}
+    if all(store.exists(bucket, k) for k in layer_keys.values()):
+        return {"key": layer_keys["classification"], "reused": True}
     halo = model.cleaning // 2  # the cleaning filter sees this far: predict a margin around the block
     grown = Window(window.col_off - halo, window.row_off - halo, window.width + 2 * halo, window.height + 2 * halo)
     with FeatureReader(store, composites, model.features) as reader:
@@ -120,11 +123,12 @@ def classify_block(settings: Settings, composites: dict[str, dict[str, Any]], mo
     if halo:
         core = (slice(halo, halo + int(window.height)), slice(halo, halo + int(window.width)))
         out = {name: arr[(slice(None), *core)] if arr.ndim == 3 else arr[core] for name, arr in out.items()}
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **out)
-    buf.seek(0)
-    store.put_stream(bucket, key, buf)
-    return {"key": key, "reused": False}
+    for name in names:
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **{name: out[name]})
+        buf.seek(0)
+        store.put_stream(bucket, layer_keys[name], buf)
+    return {"key": layer_keys["classification"], "reused": False}
 
 
 def colour_table(values: dict[str, int]) -> tuple[dict[int, tuple[int, int, int, int]], dict[int, str]]:
@@ -341,7 +345,7 @@ def assemble_layer(settings: Settings, tile: str, mid: str, grid: Grid, windows:
                        colormap=spec["colormap"], tags=layer_tags, overview_resampling=spec["resampling"], tmp_dir=tmp,
                        units=[spec["units"]] * len(bands) if spec.get("units") else None) as writer:
             for window in windows:
-                with store.open(bucket, join_key(blocks_prefix, f"{window_id(window)}.npz")) as fh:
+                with store.open(bucket, keys.block_key(blocks_prefix, name, window_id(window))) as fh:
                     arr = np.load(io.BytesIO(fh.read()))[name]
                 writer.write(arr, window)
                 if name in CLASS_OUTPUTS:
