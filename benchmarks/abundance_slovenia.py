@@ -71,7 +71,8 @@ def main() -> None:
                    "forest": {k: round(c["forest"]["N1"][k], 4) for k in ("rmse", "mae", "r2")},
                    "brits": {k: round(c["brits"]["N1"][k], 4) for k in ("rmse", "mae", "r2")},
                    "ensemble": {k: round(c["ensemble"]["N1"][k], 4) for k in ("rmse", "mae", "r2")},
-                   "default": metrics["model_type"], "seconds": round(seconds, 1)}
+                   "default": metrics["model_type"], "forest_trees": metrics["forest_size"]["trees"],
+                   "seconds": round(seconds, 1)}
             rows.append(row)
             print(json.dumps(row), flush=True)
     summary: dict[str, object] = {"summary": True}

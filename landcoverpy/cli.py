@@ -554,7 +554,7 @@ def _train_params(config: Path | None, options: dict[str, Any]) -> Any:
     return TrainParams.from_mapping(values, str(config) if config else "training options")
 
 
-TrainConfig = typer.Option(None, "--config", help="JSON or YAML file of training settings (hidden, ancillary_hidden, dropout, epochs, batch_size, learning_rate, weight_decay, patience, seed, test_fraction, validation_fraction, weight_imputation, weight_consistency, weight_n2, model_type, trees, min_leaf, threads, device); options given here win.")
+TrainConfig = typer.Option(None, "--config", help="JSON or YAML file of training settings (hidden, ancillary_hidden, dropout, epochs, batch_size, learning_rate, weight_decay, patience, seed, test_fraction, validation_fraction, weight_imputation, weight_consistency, weight_n2, model_type, trees, tree_tolerance, min_leaf, threads, device); options given here win.")
 
 
 @app.command("modis")
@@ -681,6 +681,10 @@ def _echo_abundance_metrics(record: dict[str, Any], metrics: dict[str, Any]) -> 
         typer.echo(f"  candidate {other}: validation RMSE {lv['validation_rmse']:.4f}; test "
                    + ", ".join(f"{k} RMSE {v['rmse']:.4f} R2 {v['r2']:.3f}" for k, v in lv.items() if k != "validation_rmse")
                    + (" (kept)" if other == kind else ""))
+    if metrics.get("forest_size"):
+        size = metrics["forest_size"]
+        typer.echo(f"  forest: {size['trees']} of {size['of']} trees kept (validation RMSE within "
+                   f"{size['tolerance']:.0%} of all of them)")
     if "consistency_error" in metrics:
         typer.echo(f"  N1/N2 consistency error: {metrics['consistency_error']:.2e} (N2 fractions of a parent minus its N1 fraction)")
 
@@ -691,12 +695,13 @@ LevelOption = typer.Option(Level.N1, "--level", help="Abundance level: N1 (categ
 def _options(epochs: int | None, seed: int | None, hidden: int | None, ancillary_hidden: int | None,
              dropout: float | None, batch_size: int | None, learning_rate: float | None, weight_decay: float | None,
              patience: int | None, weight_imputation: float | None, weight_consistency: float | None,
-             weight_n2: float | None, model_type: str | None, trees: int | None, threads: int | None,
-             device: str | None) -> dict[str, Any]:
+             weight_n2: float | None, model_type: str | None, trees: int | None, tree_tolerance: float | None,
+             threads: int | None, device: str | None) -> dict[str, Any]:
     return {"epochs": epochs, "seed": seed, "hidden": hidden, "ancillary_hidden": ancillary_hidden, "dropout": dropout,
             "batch_size": batch_size, "learning_rate": learning_rate, "weight_decay": weight_decay,
             "patience": patience, "weight_imputation": weight_imputation, "weight_consistency": weight_consistency,
-            "weight_n2": weight_n2, "model_type": model_type, "trees": trees, "threads": threads, "device": device}
+            "weight_n2": weight_n2, "model_type": model_type, "trees": trees, "tree_tolerance": tree_tolerance,
+            "threads": threads, "device": device}
 
 
 @abundance_app.command("train")
@@ -717,7 +722,8 @@ def abundance_train(level: Level = LevelOption,
                     weight_consistency: float = typer.Option(None, "--weight-consistency", help="Weight of the forward/backward consistency loss; default 0.1."),
                     weight_n2: float = typer.Option(None, "--weight-n2", help="Weight of the N2 error (level both); default 1."),
                     model_type: str = typer.Option(None, "--model-type", help="brits, forest (random-forest regression on the gap-filled series + ancillaries), ensemble (the mean of both) or auto (all three on the same split, the best on the validation blocks kept; the default)."),
-                    trees: int = typer.Option(None, "--trees", help="Forest: number of trees; default 300."),
+                    trees: int = typer.Option(None, "--trees", help="Forest: number of trees trained; default 300."),
+                    tree_tolerance: float = typer.Option(None, "--tree-tolerance", help="Forest: keep the fewest trees (30, 40, ...) whose validation RMSE is within this fraction of all the trees' (inference time follows the trees kept); 0 keeps every tree; default 0.01."),
                     threads: int = typer.Option(None, "--threads", help="CPU threads for torch / the forest; default: the library's."),
                     device: str = typer.Option(None, "--device", help="auto (a GPU when torch sees one), cpu, cuda or cuda:N; default TORCH_DEVICE (auto)."),
                     no_progress: bool = NoProgress) -> None:
@@ -728,7 +734,7 @@ def abundance_train(level: Level = LevelOption,
     require("abundance")
     params = _train_params(config, _options(epochs, seed, hidden, ancillary_hidden, dropout, batch_size, learning_rate,
                                             weight_decay, patience, weight_imputation, weight_consistency, weight_n2,
-                                            model_type, trees, threads, device))
+                                            model_type, trees, tree_tolerance, threads, device))
     with _session("abundance train") as ctx:
         record, metrics = train_level(ctx, Level(level).value, params, dataset_id, progress=not no_progress)
     _echo_abundance_metrics(record, metrics)
@@ -753,7 +759,7 @@ def abundance_finetune(level: Level = LevelOption,
 
     require("abundance")
     params = _train_params(config, _options(epochs, seed, None, None, None, batch_size, learning_rate, None, patience,
-                                            None, None, None, None, None, threads, device))
+                                            None, None, None, None, None, None, threads, device))
     with _session("abundance finetune") as ctx:
         record, metrics = train_level(ctx, Level(level).value, params, dataset_id, base_model, not no_progress)
     _echo_abundance_metrics(record, metrics)

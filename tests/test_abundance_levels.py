@@ -17,6 +17,7 @@ from landcoverpy.models.abundance import (
     TrainParams,
     consistency_error,
     consistent_fractions,
+    forest_features,
     linear_interpolation,
     train_abundance,
 )
@@ -41,18 +42,29 @@ def test_steps_of_a_year() -> None:
         parse_step("weekly")
 
 
-def test_linear_interpolation_in_chunks_is_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
-    import landcoverpy.models.abundance as ab
-
+def test_forest_features_are_the_interpolated_series_then_ancillaries() -> None:
+    """forest_features writes the interpolation straight into its matrix: the same values as
+    interpolating alone, flattened, then the ancillaries; gaps never filled take ``fill``."""
     rng = np.random.default_rng(4)
     x = rng.normal(size=(1000, 46, 7)).astype("float32")
     x[rng.uniform(size=x.shape) < 0.4] = np.nan
     x[3] = np.nan
+    x[5, :, 2] = np.inf  # not an observation either
     t = np.cumsum(rng.uniform(4, 12, 46)).astype("float32")
-    whole = ab.linear_interpolation(x, t)
-    monkeypatch.setattr(ab, "INTERPOLATION_ROWS", 96)  # 10 full chunks and a partial one
-    np.testing.assert_array_equal(ab.linear_interpolation(x, t), whole)
-    assert np.isnan(whole[3]).all() and np.isfinite(whole[:3]).all()
+    anc = rng.normal(size=(1000, 3)).astype("float32")
+    whole = linear_interpolation(x, t)
+    assert np.isnan(whole[3]).all() and np.isnan(whole[5, :, 2]).all() and np.isfinite(whole[:3]).all()
+    plain = forest_features(x, anc, t)
+    np.testing.assert_array_equal(plain, np.concatenate([whole.reshape(1000, -1), anc], axis=1))
+    fill = rng.normal(size=46 * 7 + 3).astype("float32").tolist()
+    filled = forest_features(x, anc, t, fill)
+    gaps = ~np.isfinite(plain)
+    assert gaps.any() and np.isfinite(filled).all()
+    np.testing.assert_array_equal(filled[gaps], np.broadcast_to(np.asarray(fill, "float32"), plain.shape)[gaps])
+    np.testing.assert_array_equal(filled[~gaps], plain[~gaps])
+    assert linear_interpolation(x[:0], t).shape == (0, 46, 7)
+    with pytest.raises(ValueError, match="out must be float32"):
+        linear_interpolation(x, t, out=np.empty((1000, 46, 7), "float64"))
 
 
 def test_linear_interpolation_vectorised_matches_numpy_interp() -> None:
@@ -62,6 +74,7 @@ def test_linear_interpolation_vectorised_matches_numpy_interp() -> None:
     x[0, :, 1] = np.nan  # never observed
     t = np.cumsum(rng.uniform(1, 9, 20))
     got = linear_interpolation(x, t)
+    np.testing.assert_array_equal(linear_interpolation(x), linear_interpolation(x, np.arange(20)))
     for i in range(0, 200, 7):
         for d in range(3):
             ok = np.isfinite(x[i, :, d])

@@ -11,8 +11,9 @@ block ids for the split.
 from __future__ import annotations
 
 import copy
+from functools import lru_cache
 import logging
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -71,7 +72,10 @@ class TrainParams:
     weight_consistency: float = 0.1
     weight_n2: float = 1.0  # weight of the N2 error against the N1 error (one model of both levels)
     model_type: str = "auto"  # brits | forest | ensemble | auto (all on the same split, the best kept)
-    trees: int = 300  # forest: number of trees
+    trees: int = 300  # forest: number of trees trained (an upper bound: see tree_tolerance)
+    # forest: keep the fewest trees (30, 40, ...) whose validation RMSE is within this fraction of
+    # the whole forest's (0 keeps every tree); inference time is proportional to the trees kept
+    tree_tolerance: float = 0.01
     min_leaf: int = 3  # forest: minimum samples per leaf
     threads: int = 0  # torch / forest threads; 0 = the library's default
     device: str = "auto"  # auto | cpu | cuda[:N]
@@ -123,6 +127,8 @@ class TrainParams:
             problems.append("dropout must be in [0, 1)")
         if self.learning_rate <= 0:
             problems.append("learning_rate must be positive")
+        if not 0 <= self.tree_tolerance < 1:
+            problems.append("tree_tolerance must be in [0, 1) (0.01: within 1 % of the whole forest's RMSE)")
         if self.model_type not in MODEL_TYPES:
             problems.append(f"model_type {self.model_type!r}: use {', '.join(MODEL_TYPES)}")
         if problems:
@@ -340,8 +346,16 @@ class AbundanceModel:
         return out
 
     def _predict_forest(self, series: np.ndarray, ancillary: np.ndarray) -> np.ndarray:
+        return self._forest_fractions(self.forest.predict(self.forest_inputs(series, ancillary)))
+
+    def forest_inputs(self, series: np.ndarray, ancillary: np.ndarray) -> np.ndarray:
         times = None if self.times is None else np.asarray(self.times, "float32")
-        raw = self.forest.predict(forest_features(series, ancillary, times, self.params["forest_fill"]))
+        return forest_features(series, ancillary, times, self.params["forest_fill"])
+
+    def _forest_fractions(self, raw: np.ndarray) -> np.ndarray:
+        """The forest's raw regression outputs made consistent fractions (each level sums to 1,
+        N2 inside its parent's N1)."""
+        raw = raw.reshape(len(raw), -1)
         k1 = len(self.classes)
         if self.sub_classes is None:
             return consistent_fractions(raw, raw[:, :0], [])[0]
@@ -518,11 +532,13 @@ def forest_features(series: np.ndarray, ancillary: np.ndarray, times: np.ndarray
                     fill: list[float] | None = None) -> np.ndarray:
     """The forest's inputs: the series gap-filled by linear interpolation in time, flattened,
     then the ancillary variables; values still missing (a band never observed) take ``fill``."""
-    x = linear_interpolation(series, times).reshape(len(series), -1)
-    x = np.concatenate([x, ancillary.astype("float32")], axis=1)
+    n, steps, d = series.shape
+    x = np.empty((n, steps * d + ancillary.shape[1]), dtype="float32")
+    linear_interpolation(series, times, out=np.reshape(x[:, :steps * d], (n, steps, d), copy=False))  # in place
+    x[:, steps * d:] = ancillary
     if fill is not None:
-        x = np.where(np.isfinite(x), x, np.asarray(fill, "float32"))
-    return x.astype("float32")
+        np.copyto(x, np.broadcast_to(np.asarray(fill, "float32"), x.shape), where=~np.isfinite(x))
+    return x
 
 
 def _pixel_errors(data: AbundanceData, pred: np.ndarray) -> np.ndarray:
@@ -619,6 +635,34 @@ def _train_brits(data: AbundanceData, fit_idx: np.ndarray, val_idx: np.ndarray, 
     return network.cpu(), norm, history
 
 
+def size_forest(model: AbundanceModel, val: AbundanceData, tolerance: float) -> dict[str, Any]:
+    """Cut ``model``'s forest (trained without the validation blocks) to the fewest trees whose
+    validation RMSE (consistent fractions, both levels) is within ``tolerance`` of the whole
+    forest's: the first k trees of a forest are the k-tree forest its seed would fit, so one pass
+    of the trees over the validation pixels scores every size. Inference time is proportional to
+    the trees kept. Every tree is kept on fewer than MIN_VALIDATION_PIXELS validation pixels or
+    with ``tolerance`` 0. Returns the sizes scored and the one kept."""
+    from landcoverpy.models.forest_infer import prefix_regression
+    from landcoverpy.models.forest_size import fewest_trees_within, tree_counts
+
+    forest = model.forest
+    trained = len(forest.estimators_)
+    if tolerance <= 0 or len(val) < MIN_VALIDATION_PIXELS:
+        if tolerance > 0:
+            log.info("abundance forest: %d validation pixels are too few to size it (%d needed): all %d trees kept",
+                     len(val), MIN_VALIDATION_PIXELS, trained)
+        return {"trees": trained, "of": trained, "tolerance": tolerance, "validation_rmse": {}}
+    raw = prefix_regression(forest, model.forest_inputs(val.series, val.ancillary), tree_counts(trained))
+    errors = {k: float(np.sqrt(np.mean(_pixel_errors(val, model._forest_fractions(v))))) for k, v in raw.items()}
+    kept = fewest_trees_within(errors, tolerance)
+    forest.estimators_ = forest.estimators_[:kept]
+    forest.n_estimators = kept
+    log.info("abundance forest: %d of %d trees kept (validation RMSE %.4f vs %.4f with all)", kept, trained,
+             errors[kept], errors[trained])
+    return {"trees": kept, "of": trained, "tolerance": tolerance,
+            "validation_rmse": {str(k): round(v, 5) for k, v in errors.items()}}
+
+
 def _train_forest(data: AbundanceData, train_idx: np.ndarray, params: TrainParams) -> tuple[Any, list[float]]:
     from sklearn.ensemble import RandomForestRegressor
 
@@ -706,6 +750,7 @@ def _train_abundance(data: AbundanceData, params: TrainParams | None = None, fea
     val_preds: dict[str, np.ndarray] = {}
     test_preds: dict[str, np.ndarray] = {}
     members: dict[str, AbundanceModel] = {}
+    forest_size: dict[str, Any] | None = None
     for kind in trained:
         if kind == "brits":
             network, norm, history = _train_brits(data, fit_idx, val_idx, params, base, progress)
@@ -716,10 +761,13 @@ def _train_abundance(data: AbundanceData, params: TrainParams | None = None, fea
             model = AbundanceModel(network=None, normalisation=Normalisation.fit(data.subset(fit_idx)),
                                    params=params.to_dict() | {"forest_fill": fill}, kind="forest", forest=forest,
                                    **common)  # type: ignore[arg-type]
+        if kind == "forest":
+            size = size_forest(model, val, params.tree_tolerance)
+            forest_size = size
         val_preds[kind] = model.predict(val.series, val.ancillary)
         if kind == "forest":  # chosen on validation, then refit on every training block (no early stopping)
-            forest, fill = _train_forest(data, train_idx, params)
-            model.forest, model.params = forest, params.to_dict() | {"forest_fill": fill}
+            forest, fill = _train_forest(data, train_idx, replace(params, trees=size["trees"]))
+            model.forest, model.params = forest, params.to_dict() | {"forest_fill": fill, "forest_trees": size["trees"]}
         test_preds[kind] = model.predict(test.series, test.ancillary)
         members[kind] = model
     if "ensemble" in wanted:
@@ -754,6 +802,8 @@ def _train_abundance(data: AbundanceData, params: TrainParams | None = None, fea
         "renormalised_labels": renormalised,
         "dropped_samples": int((~keep).sum()),
     }
+    if forest_size is not None:
+        metrics["forest_size"] = forest_size
     if data.sub_classes is not None:
         metrics["consistency_error"] = consistency_error(pred[:, :len(data.classes)], pred[:, len(data.classes):],
                                                          data.parents or [])
@@ -766,38 +816,58 @@ def _train_abundance(data: AbundanceData, params: TrainParams | None = None, fea
     return model, metrics
 
 
-INTERPOLATION_ROWS = 4096  # pixels per chunk: the float64 temporaries stay ~100 MB whatever the block
-
-
-def linear_interpolation(series: np.ndarray, times: np.ndarray | None = None) -> np.ndarray:
+def linear_interpolation(series: np.ndarray, times: np.ndarray | None = None,
+                         out: np.ndarray | None = None) -> np.ndarray:
     """Baseline gap filling: per pixel and feature, linear interpolation in time (constant
-    extrapolation at the ends; NaN where a pixel's feature was never observed). Vectorised:
-    the previous and next observed step of every value come from running maxima/minima; pixels
-    in chunks of INTERPOLATION_ROWS (a 512 x 512 block of 46 steps x 7 bands at once needed
-    ~7 GB of temporaries)."""
+    extrapolation at the ends; NaN where a pixel's feature was never observed; NaN and inf are
+    gaps). One compiled pass over each pixel's steps, no temporaries (the vectorised numpy form
+    needed ~7 GB for a 512 x 512 block at 46 steps x 7 bands, and ran 20x slower). ``out``: a
+    (pixels, steps, features) float32 array, or view, to write into."""
     x = np.asarray(series, dtype="float32")
-    if len(x) <= INTERPOLATION_ROWS:
-        return _interpolate_rows(x, times)
-    out = np.empty(x.shape, dtype="float32")
-    for start in range(0, len(x), INTERPOLATION_ROWS):
-        out[start:start + INTERPOLATION_ROWS] = _interpolate_rows(x[start:start + INTERPOLATION_ROWS], times)
+    t = np.arange(x.shape[1], dtype="float64") if times is None else np.asarray(times, "float64")
+    if out is None:
+        out = np.empty(x.shape, dtype="float32")
+    if out.shape != x.shape or out.dtype != np.float32:
+        raise ValueError(f"out must be float32 of shape {x.shape}, got {out.dtype} {out.shape}")
+    if x.size:
+        _interpolation_kernel()(x, t, out)
     return out
 
 
-def _interpolate_rows(x: np.ndarray, times: np.ndarray | None) -> np.ndarray:
-    n, steps, d = x.shape
-    t = np.arange(steps, dtype="float64") if times is None else np.asarray(times, "float64")
-    valid = np.isfinite(x)
-    pos = np.arange(steps)[None, :, None]
-    prev = np.maximum.accumulate(np.where(valid, pos, -1), axis=1)
-    nxt = np.minimum.accumulate(np.where(valid, pos, steps)[:, ::-1], axis=1)[:, ::-1]
-    p, q = np.clip(prev, 0, steps - 1), np.clip(nxt, 0, steps - 1)
-    vp, vq = np.take_along_axis(x, p, axis=1), np.take_along_axis(x, q, axis=1)
-    tp, tq, tt = t[p], t[q], t[pos]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        w = np.where(tq > tp, (tt - tp) / np.where(tq > tp, tq - tp, 1), 0.0)
-    out = (vp + w * (vq - vp)).astype("float32")
-    out = np.where(prev < 0, vq, out)
-    out = np.where(nxt >= steps, vp, out)
-    out = np.where((prev < 0) & (nxt >= steps), np.nan, out)
-    return np.where(valid, x, out).astype("float32")
+@lru_cache(maxsize=1)
+def _interpolation_kernel() -> Callable[..., None]:
+    """Compiled on first use (cached on disk when numba's cache dir is writable). The arithmetic
+    is the vectorised form's: the float32 difference scaled by a float64 weight, rounded once."""
+    import numba
+
+    @numba.njit(nogil=True, cache=True, boundscheck=False)
+    def interpolate(x: np.ndarray, t: np.ndarray, out: np.ndarray) -> None:
+        n, steps, d = x.shape
+        for i in range(n):
+            for b in range(d):
+                prev = -1
+                for s in range(steps):
+                    v = x[i, s, b]
+                    if not np.isfinite(v):
+                        continue
+                    if prev < 0:  # steps before the first observation take its value
+                        for r in range(s):
+                            out[i, r, b] = v
+                    else:
+                        vp = x[i, prev, b]
+                        diff = np.float32(v - vp)
+                        span = t[s] - t[prev]
+                        for r in range(prev + 1, s):
+                            w = (t[r] - t[prev]) / span if span > 0 else 0.0
+                            out[i, r, b] = np.float32(np.float64(vp) + w * np.float64(diff))
+                    out[i, s, b] = v
+                    prev = s
+                if prev < 0:  # never observed
+                    for r in range(steps):
+                        out[i, r, b] = np.nan
+                else:  # after the last observation, its value
+                    vp = x[i, prev, b]
+                    for r in range(prev + 1, steps):
+                        out[i, r, b] = vp
+
+    return interpolate

@@ -59,15 +59,30 @@ def prefix_proba(forest: Any, X: np.ndarray, counts: list[int]) -> dict[int, np.
     """The probabilities of the forest made of the first ``k`` trees of ``forest`` (which is the
     ``k``-tree forest scikit-learn would fit with the same seed), for each ``k`` in ``counts``,
     from one pass of the trees: the running total, divided by ``k``, at each count."""
-    X = np.ascontiguousarray(X, dtype=np.float32)
     k = int(forest.n_classes_)
+    return _prefix_means(forest, X, counts, k, lambda tree: tree.tree_.value[:, 0, :k])
+
+
+def prefix_regression(forest: Any, X: np.ndarray, counts: list[int]) -> dict[int, np.ndarray]:
+    """``predict`` of the first ``k`` trees of a fitted scikit-learn forest regressor, for each
+    ``k`` in ``counts``, as (rows, outputs) arrays (one column for a single output), from one pass
+    of the trees. The same additions in the same order as scikit-learn's ``predict`` on one job,
+    so the full forest's values are its bits."""
+    k = int(forest.n_outputs_)
+    return _prefix_means(forest, X, counts, k, lambda tree: tree.tree_.value[:, :, 0])
+
+
+def _prefix_means(forest: Any, X: np.ndarray, counts: list[int], k: int, values: Any) -> dict[int, np.ndarray]:
+    """Running sum of each tree's leaf values (``values(tree)``: (nodes, k)), divided by the
+    number of trees at each count of ``counts``."""
+    X = np.ascontiguousarray(X, dtype=np.float32)
     total = np.zeros((X.shape[0], k), dtype=np.float64)
     wanted = set(counts)
     out: dict[int, np.ndarray] = {}
     accumulate = _kernel()
     for t, tree in enumerate(forest.estimators_[: max(counts)], start=1):
         if X.shape[0]:
-            accumulate(total, np.ascontiguousarray(tree.tree_.value[:, 0, :k]), tree.tree_.apply(X))
+            accumulate(total, np.ascontiguousarray(values(tree)), tree.tree_.apply(X))
         if t in wanted:
             out[t] = total / t if t < max(counts) else np.divide(total, t, out=total)
     return out

@@ -73,3 +73,15 @@ def choose_size(scores: list[SizeScore], tolerance: float) -> int:
                 and s.macro_f1 >= full.macro_f1 - tolerance):
             return s.trees
     return full.trees  # pragma: no cover - the full forest always qualifies
+
+
+def fewest_trees_within(errors: dict[int, float], tolerance: float) -> int:
+    """For a regression forest: the fewest trees whose error (an RMSE, lower is better) is no
+    more than ``tolerance`` (relative: 0.01 = 1 %) above the largest forest's."""
+    if not errors:
+        raise ValueError("no forest size was scored")
+    full = errors[max(errors)]
+    for k in sorted(errors):
+        if errors[k] <= full * (1 + tolerance):
+            return k
+    return max(errors)  # pragma: no cover - the full forest always qualifies
