@@ -47,3 +47,35 @@ def test_the_image_sets_the_same_allocator_settings() -> None:
     dockerfile = (Path(__file__).resolve().parents[1] / "docker" / "Dockerfile").read_text()
     for key, value in WORKER_MALLOC_ENV.items():
         assert f"{key}={value}" in dockerfile, key
+
+
+def test_a_restarted_worker_leaves_this_process_environment_alone(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A nanny restarts a worker that died (memory limit, a crash) and writes its pre-spawn
+    environment into this process again: it is put back after that start too."""
+    import signal
+    import time
+
+    monkeypatch.delenv("GDAL_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    with dask_client(make_settings(tmp_path, DASK_N_WORKERS=1)) as client:
+        (before,) = client.run(os.getpid).values()
+        os.kill(before, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        after = before
+        while time.monotonic() < deadline:
+            try:
+                pids = list(client.run(os.getpid).values())
+            except Exception:  # noqa: BLE001 - the dead worker is still listed until the scheduler notices
+                pids = []
+            if pids and pids[0] != before:
+                after = pids[0]
+                break
+            time.sleep(0.2)
+        assert after != before, "the nanny did not restart the killed worker"
+        (env,) = client.run(_malloc_env).values()
+        assert env["GDAL_NUM_THREADS"] == str(os.cpu_count() or 1)  # the new worker got its environment
+        assert "GDAL_NUM_THREADS" not in os.environ and "MALLOC_MMAP_THRESHOLD_" not in os.environ
+    with dask_client(make_settings(tmp_path, DASK_N_WORKERS=2)) as client:  # the next cluster gets its own share
+        envs = list(client.run(_malloc_env).values())
+    assert [e["GDAL_NUM_THREADS"] for e in envs] == [str(max(1, (os.cpu_count() or 1) // 2))] * 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import sys
@@ -138,6 +139,43 @@ def worker_environ(n_workers: int = 1) -> dict[str, str | None]:
             | {"GDAL_NUM_THREADS": share})
 
 
+_spawning = 0  # nannies of this process between writing os.environ and their worker's start
+_environ_before: dict[str, str | None] = {}
+
+
+@functools.lru_cache(maxsize=1)
+def environ_keeping_nanny() -> type:
+    """A Nanny that puts this process's os.environ back after starting its worker. dask's nanny
+    writes its pre-spawn environment into the parent's os.environ for the worker to inherit, and
+    leaves it there, at the first start and at every restart after a worker died: it would then
+    override the next local cluster's environment (dask reads the environment first, and
+    worker_environ takes a GDAL_NUM_THREADS found there for the user's) and this process's own
+    GDAL threads. Nannies that start at once share one snapshot, restored when the last is up,
+    so none of them spawns with the environment already taken back."""
+    from distributed import Nanny
+
+    class EnvironKeepingNanny(Nanny):  # type: ignore[misc]
+        async def instantiate(self) -> Any:
+            global _spawning
+            if _spawning == 0:
+                _environ_before.clear()
+            for key in self.pre_spawn_env:
+                _environ_before.setdefault(key, os.environ.get(key))
+            _spawning += 1
+            try:
+                return await super().instantiate()
+            finally:
+                _spawning -= 1
+                if _spawning == 0:
+                    for key, value in _environ_before.items():
+                        if value is None:
+                            os.environ.pop(key, None)
+                        else:
+                            os.environ[key] = value
+
+    return EnvironKeepingNanny
+
+
 @contextlib.contextmanager
 def dask_client(settings: Settings, processes: bool = True, worker_profiler: bool = False) -> Iterator[Any]:
     """Yield a ``distributed.Client``; close it (and any LocalCluster) afterwards. With
@@ -175,26 +213,16 @@ def dask_client(settings: Settings, processes: bool = True, worker_profiler: boo
     import dask
 
     spawn_env = worker_environ(settings.DASK_N_WORKERS)
-    # the nanny writes its pre-spawn environment into this process's os.environ (for the spawned
-    # worker to inherit) and leaves it there, where it would then override the next cluster's
-    # (dask reads the environment first) and this process's own GDAL threads: put it back
-    saved = {key: os.environ.get(key) for key in spawn_env}
-    try:
-        with dask.config.set({"distributed.nanny.pre-spawn-environ": spawn_env}):
-            cluster = LocalCluster(
-                n_workers=settings.DASK_N_WORKERS,
-                threads_per_worker=settings.DASK_THREADS_PER_WORKER,
-                memory_limit=settings.DASK_MEMORY_LIMIT,
-                processes=processes,
-                dashboard_address=":0",  # a free port: never "port 8787 is already in use" noise
-                host="127.0.0.1",
-            )
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": spawn_env}):
+        cluster = LocalCluster(
+            n_workers=settings.DASK_N_WORKERS,
+            threads_per_worker=settings.DASK_THREADS_PER_WORKER,
+            memory_limit=settings.DASK_MEMORY_LIMIT,
+            processes=processes,
+            dashboard_address=":0",  # a free port: never "port 8787 is already in use" noise
+            host="127.0.0.1",
+            **({"worker_class": environ_keeping_nanny()} if processes else {}),
+        )
     client = Client(cluster)
     client.subscribe_topic(LOG_TOPIC, forward_to_log)
     log.info("Started %s", describe_cluster(settings))
