@@ -79,3 +79,13 @@ def test_a_restarted_worker_leaves_this_process_environment_alone(tmp_path: Path
     with dask_client(make_settings(tmp_path, DASK_N_WORKERS=2)) as client:  # the next cluster gets its own share
         envs = list(client.run(_malloc_env).values())
     assert [e["GDAL_NUM_THREADS"] for e in envs] == [str(max(1, (os.cpu_count() or 1) // 2))] * 2
+
+
+def test_tasks_know_their_workers_threads(tmp_path: Path) -> None:
+    """Libraries with their own thread pools (a forest saved with n_jobs=-1, say) get the worker's
+    threads inside a task, not the machine's cores."""
+    from landcoverpy.pipeline.tasks import task_threads
+
+    assert task_threads() is None  # not in a worker
+    with dask_client(make_settings(tmp_path, DASK_N_WORKERS=1, DASK_THREADS_PER_WORKER=2)) as client:
+        assert client.submit(task_threads, pure=False).result() == 2

@@ -505,8 +505,12 @@ def predict_block(settings: Any, items: list[SeriesItem], steps: list[tuple[dt.d
                   device: str | None = None) -> np.ndarray:
     """(pixels of the window, K) fractions (every level the model estimates); NaN where the
     series is entirely missing."""
+    from landcoverpy.pipeline.tasks import task_threads
     from landcoverpy.storage import open_store
 
+    threads = task_threads()
+    if model.forest is not None and threads:  # the forest was saved with every core of training's machine
+        model.forest.n_jobs = threads  # inside a worker: its own threads, as torch's
     with open_store(settings, check=False).rasterio_env():  # series may live in the store (s3://)
         series = aggregate_series(items, grid, steps, window)
         anc, _ = ancillary_layers(ancillary, grid, window)

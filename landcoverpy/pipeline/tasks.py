@@ -54,6 +54,17 @@ def forward_to_log(event: Any) -> None:
         int(msg.get("level", logging.WARNING)), "[worker %s] %s", msg.get("worker", "?"), msg.get("message", ""))
 
 
+def task_threads() -> int | None:
+    """The threads of the Dask worker running this task (the parallelism the cluster gives it),
+    or None outside a worker, where a library may use the machine's cores."""
+    try:
+        from distributed import get_worker
+
+        return int(get_worker().state.nthreads)
+    except (ImportError, ValueError):
+        return None
+
+
 def dask_task(fn: F) -> F:
     """Our errors reach the client as themselves: the chained library exceptions they were raised
     from (GDAL's CPLE errors, for one) cannot always be unpickled, which would turn a clear
