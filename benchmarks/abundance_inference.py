@@ -12,6 +12,9 @@ Variants, all in the same run:
   one process with all threads, and the tile's blocks split over `--workers` processes of
   threads/workers threads each, as the local Dask cluster runs them (2 workers x 1 thread on 2
   cores; the wall time is the slowest process's).
+- with ``--kind forest|ensemble``: first the forest with every tree (``tree_tolerance`` 0, as
+  before forests were cut to the trees their validation blocks need), the in-run baseline of the
+  sized variants; the trees each kept are printed.
 
     python benchmarks/abundance_inference.py [--size 2400] [--steps 46] [--hidden 32]
                                              [--threads 2] [--workers 2] [--device auto]
