@@ -186,7 +186,7 @@ def blockwise(workdir: str, block: int = 1024, workers: int = 2) -> dict:
             pass
         worker_rss = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     counts: dict[str, int] = {}
-    for key in store.list("classification-maps", "blocks/bench/"):
+    for key in store.list("classification-maps", "blocks/bench/classification/"):  # each layer its own object
         with store.open("classification-maps", key) as fh:
             arr = np.load(fh)["classification"]
         for v, c in zip(*np.unique(arr, return_counts=True)):
