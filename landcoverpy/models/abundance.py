@@ -761,13 +761,12 @@ def _train_abundance(data: AbundanceData, params: TrainParams | None = None, fea
             model = AbundanceModel(network=None, normalisation=Normalisation.fit(data.subset(fit_idx)),
                                    params=params.to_dict() | {"forest_fill": fill}, kind="forest", forest=forest,
                                    **common)  # type: ignore[arg-type]
-        if kind == "forest":
-            size = size_forest(model, val, params.tree_tolerance)
-            forest_size = size
+            forest_size = size_forest(model, val, params.tree_tolerance)
         val_preds[kind] = model.predict(val.series, val.ancillary)
-        if kind == "forest":  # chosen on validation, then refit on every training block (no early stopping)
-            forest, fill = _train_forest(data, train_idx, replace(params, trees=size["trees"]))
-            model.forest, model.params = forest, params.to_dict() | {"forest_fill": fill, "forest_trees": size["trees"]}
+        if forest_size is not None and kind == "forest":  # refit on every training block (no early stopping)
+            kept = forest_size["trees"]
+            forest, fill = _train_forest(data, train_idx, replace(params, trees=kept))
+            model.forest, model.params = forest, params.to_dict() | {"forest_fill": fill, "forest_trees": kept}
         test_preds[kind] = model.predict(test.series, test.ancillary)
         members[kind] = model
     if "ensemble" in wanted:
