@@ -72,6 +72,7 @@ def main() -> None:
                    "brits": {k: round(c["brits"]["N1"][k], 4) for k in ("rmse", "mae", "r2")},
                    "ensemble": {k: round(c["ensemble"]["N1"][k], 4) for k in ("rmse", "mae", "r2")},
                    "default": metrics["model_type"], "forest_trees": metrics["forest_size"]["trees"],
+                   "ensemble_trees": metrics["ensemble_forest_size"]["trees"],
                    "seconds": round(seconds, 1)}
             rows.append(row)
             print(json.dumps(row), flush=True)

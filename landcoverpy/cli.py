@@ -681,10 +681,11 @@ def _echo_abundance_metrics(record: dict[str, Any], metrics: dict[str, Any]) -> 
         typer.echo(f"  candidate {other}: validation RMSE {lv['validation_rmse']:.4f}; test "
                    + ", ".join(f"{k} RMSE {v['rmse']:.4f} R2 {v['r2']:.3f}" for k, v in lv.items() if k != "validation_rmse")
                    + (" (kept)" if other == kind else ""))
-    if metrics.get("forest_size"):
-        size = metrics["forest_size"]
-        typer.echo(f"  forest: {size['trees']} of {size['of']} trees kept (validation RMSE within "
-                   f"{size['tolerance']:.0%} of all of them)")
+    for key, what in (("forest_size", "forest"), ("ensemble_forest_size", "ensemble's forest")):
+        if metrics.get(key):
+            size = metrics[key]
+            typer.echo(f"  {what}: {size['trees']} of {size['of']} trees kept (validation RMSE within "
+                       f"{size['tolerance']:.0%} of all of them)")
     if "consistency_error" in metrics:
         typer.echo(f"  N1/N2 consistency error: {metrics['consistency_error']:.2e} (N2 fractions of a parent minus its N1 fraction)")
 

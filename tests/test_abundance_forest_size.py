@@ -5,6 +5,8 @@ cut forest stays with the whole forest's."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from sklearn.ensemble import ExtraTreesRegressor, RandomForestRegressor
@@ -83,3 +85,33 @@ def test_tree_tolerance_is_checked() -> None:
         TrainParams(tree_tolerance=-0.1).validate()
     with pytest.raises(InputValidationError, match="tree_tolerance"):
         TrainParams.from_mapping({"tree_tolerance": 1.5}, "train.yaml")
+
+
+def test_ensemble_sizes_its_own_forest(mixtures) -> None:  # noqa: ANN001
+    """``auto`` sizes the forest twice on the same validation blocks: alone, and as the ensemble
+    uses it (averaged with BRITS's fractions); each model keeps its own first trees of one refit."""
+    params = TrainParams(model_type="auto", trees=150, threads=2, seed=0, epochs=4, patience=2, batch_size=64)
+    model, metrics = train_abundance(mixtures, params)
+    alone, ens = metrics["forest_size"], metrics["ensemble_forest_size"]
+    assert alone["of"] == ens["of"] == 150
+    assert sorted(int(k) for k in ens["validation_rmse"]) == tree_counts(150)
+    assert ens["validation_rmse"] != alone["validation_rmse"]  # scored with BRITS's share, not the forest's alone
+    rmse = {int(k): v for k, v in ens["validation_rmse"].items()}
+    kept = ens["trees"]
+    assert rmse[kept] <= rmse[150] * 1.01 + 1e-5
+    assert all(rmse[k] > rmse[150] * 1.01 for k in rmse if k < kept)
+    # the ensemble's validation RMSE reported for the choice is the one of the size kept
+    val_rmse = metrics["candidates"]["ensemble"]["validation_rmse"]
+    assert val_rmse == pytest.approx(rmse[kept], abs=1e-5)  # one level: the same mean of squared errors
+
+    # retrain the ensemble alone on the same split: its forest has the ensemble's size, not the forest's
+    ensemble, ens_metrics = train_abundance(mixtures, replace(params, model_type="ensemble"))
+    assert ens_metrics["ensemble_forest_size"]["trees"] == kept
+    assert len(ensemble.forest.estimators_) == kept == ensemble.params["forest_trees"]
+    assert ens_metrics["candidates"]["forest"]["validation_rmse"] == metrics["candidates"]["forest"]["validation_rmse"]
+    pred = ensemble.predict(mixtures.series[:200], mixtures.ancillary[:200])
+    np.testing.assert_allclose(pred.sum(axis=1), 1.0, atol=1e-5)
+    # the ensemble is the mean of its members: BRITS and the first `kept` trees of the refit forest
+    forest_alone = replace(ensemble, kind="forest", network=None).predict(mixtures.series[:200], mixtures.ancillary[:200])
+    brits_alone = replace(ensemble, kind="brits", forest=None).predict(mixtures.series[:200], mixtures.ancillary[:200])
+    np.testing.assert_allclose(pred, (forest_alone + brits_alone) / 2, atol=1e-6)

@@ -170,6 +170,21 @@ def test_the_one_standard_error_rule() -> None:
     assert choose_model({"brits": mixed, "forest": forest}, blocks) == "forest"  # block-wise: within the noise
     assert choose_model({"brits": forest - 0.004, "forest": forest}, blocks) == "brits"  # better in every block
     assert choose_model({"brits": forest - 0.004, "forest": forest}, np.zeros(400, int)) == "forest"  # one block
+    # two blocks that both lean to BRITS, one by a tenth of the other: not a lead beyond the noise
+    # of two samples (Student's t at 1 degree of freedom, 1.84 standard errors), equal leads are
+    two = np.repeat([0, 1], 200)
+    unequal = np.where(two == 0, forest - 0.004, forest - 0.0004)
+    assert choose_model({"brits": unequal, "forest": forest}, two) == "forest"
+    assert choose_model({"brits": np.where(two == 0, forest - 0.004, forest - 0.003), "forest": forest}, two) == "brits"
+
+
+def test_one_standard_error_factor_is_students_t() -> None:
+    from landcoverpy.models.abundance import one_se_factor
+
+    assert one_se_factor(2) == pytest.approx(1.8373, abs=1e-3)
+    assert one_se_factor(6) == pytest.approx(1.1103, abs=1e-3)
+    assert 1.0 < one_se_factor(400) < 1.003  # many samples: the normal one standard error
+    assert [one_se_factor(n) for n in range(2, 30)] == sorted((one_se_factor(n) for n in range(2, 30)), reverse=True)
 
 
 def test_regression_outputs_become_consistent_fractions() -> None:

@@ -558,6 +558,16 @@ MIN_VALIDATION_PIXELS = 30  # below this, a neural model's validation lead is no
 ROBUSTNESS_ORDER = ("forest", "ensemble", "brits")
 
 
+@lru_cache(maxsize=64)
+def one_se_factor(n: int) -> float:
+    """Student's t quantile for ``n`` paired differences at the one-sided level of one normal
+    standard error (Phi(1) = 0.8413): the factor that keeps the one-standard-error rule's
+    confidence when the standard error comes from few samples."""
+    from scipy.stats import norm, t
+
+    return float(t.ppf(norm.cdf(1.0), n - 1))
+
+
 def choose_model(val_errors: dict[str, np.ndarray], blocks: np.ndarray | None = None) -> str:
     """The model kind to keep from the validation pixels' errors. The forest (the cheaper,
     steadier model) is kept first; then each challenger in :data:`ROBUSTNESS_ORDER` (the
@@ -566,8 +576,11 @@ def choose_model(val_errors: dict[str, np.ndarray], blocks: np.ndarray | None = 
     with few validation blocks a small lead is noise). With ``blocks`` (each pixel's spatial
     block), the standard error is that of the blocks' mean differences: errors of neighbouring
     pixels go together, so pixels are not independent evidence (one block cannot show a lead).
-    Nothing replaces the forest on fewer than MIN_VALIDATION_PIXELS validation pixels. A single
-    candidate is kept as it is."""
+    The standard error of a few differences is itself a rough estimate, so it is scaled by
+    Student's t at the rule's one-sided level (84 %) for their count (1.84 for two blocks, 1.11
+    for six, ~1 for many): without it, two validation blocks that both lean one way, however
+    unequally, counted as a lead beyond one standard error. Nothing replaces the forest on fewer
+    than MIN_VALIDATION_PIXELS validation pixels. A single candidate is kept as it is."""
     if len(val_errors) == 1:
         return next(iter(val_errors))
     if len(val_errors["forest"]) < MIN_VALIDATION_PIXELS:
@@ -583,7 +596,7 @@ def choose_model(val_errors: dict[str, np.ndarray], blocks: np.ndarray | None = 
             diff = np.array([diff[blocks == b].mean() for b in np.unique(blocks)])
         if len(diff) < 2:
             continue
-        se = float(diff.std(ddof=1) / np.sqrt(len(diff)))
+        se = float(diff.std(ddof=1) / np.sqrt(len(diff))) * one_se_factor(len(diff))
         if float(diff.mean()) + se < 0:
             kept = challenger
     return kept
@@ -635,32 +648,52 @@ def _train_brits(data: AbundanceData, fit_idx: np.ndarray, val_idx: np.ndarray, 
     return network.cpu(), norm, history
 
 
-def size_forest(model: AbundanceModel, val: AbundanceData, tolerance: float) -> dict[str, Any]:
-    """Cut ``model``'s forest (trained without the validation blocks) to the fewest trees whose
+def size_forest(model: AbundanceModel, val: AbundanceData, tolerance: float,
+                partner: np.ndarray | None = None) -> dict[str, Any]:
+    """The fewest of ``model``'s forest's trees (trained without the validation blocks) whose
     validation RMSE (consistent fractions, both levels) is within ``tolerance`` of the whole
     forest's: the first k trees of a forest are the k-tree forest its seed would fit, so one pass
     of the trees over the validation pixels scores every size. Inference time is proportional to
-    the trees kept. Every tree is kept on fewer than MIN_VALIDATION_PIXELS validation pixels or
-    with ``tolerance`` 0. Returns the sizes scored and the one kept."""
+    the trees kept. With ``partner`` (BRITS's validation fractions) the sizes are scored as the
+    ensemble uses the forest, averaged with the partner: BRITS's share of the estimate makes the
+    forest's own variance matter less, so an ensemble usually needs fewer trees than the forest
+    alone. Every tree is kept on fewer than MIN_VALIDATION_PIXELS validation pixels or with
+    ``tolerance`` 0. Returns the sizes scored and the one to keep (see :func:`cut_forest`); the
+    forest itself is left whole."""
     from landcoverpy.models.forest_infer import prefix_regression
     from landcoverpy.models.forest_size import fewest_trees_within, tree_counts
 
     forest = model.forest
     trained = len(forest.estimators_)
+    what = "ensemble's forest" if partner is not None else "forest"
     if tolerance <= 0 or len(val) < MIN_VALIDATION_PIXELS:
         if tolerance > 0:
-            log.info("abundance forest: %d validation pixels are too few to size it (%d needed): all %d trees kept",
-                     len(val), MIN_VALIDATION_PIXELS, trained)
+            log.info("abundance %s: %d validation pixels are too few to size it (%d needed): all %d trees kept",
+                     what, len(val), MIN_VALIDATION_PIXELS, trained)
         return {"trees": trained, "of": trained, "tolerance": tolerance, "validation_rmse": {}}
     raw = prefix_regression(forest, model.forest_inputs(val.series, val.ancillary), tree_counts(trained))
-    errors = {k: float(np.sqrt(np.mean(_pixel_errors(val, model._forest_fractions(v))))) for k, v in raw.items()}
+    errors = {}
+    for k, v in raw.items():
+        pred = model._forest_fractions(v)
+        if partner is not None:
+            pred = (partner + pred) * 0.5
+        errors[k] = float(np.sqrt(np.mean(_pixel_errors(val, pred))))
     kept = fewest_trees_within(errors, tolerance)
-    forest.estimators_ = forest.estimators_[:kept]
-    forest.n_estimators = kept
-    log.info("abundance forest: %d of %d trees kept (validation RMSE %.4f vs %.4f with all)", kept, trained,
+    log.info("abundance %s: %d of %d trees kept (validation RMSE %.4f vs %.4f with all)", what, kept, trained,
              errors[kept], errors[trained])
     return {"trees": kept, "of": trained, "tolerance": tolerance,
             "validation_rmse": {str(k): round(v, 5) for k, v in errors.items()}}
+
+
+def cut_forest(forest: Any, trees: int) -> Any:
+    """The first ``trees`` trees of a fitted forest as a forest of their own (a shallow copy: the
+    trees are shared), which is the forest of that size its seed would fit."""
+    if trees >= len(forest.estimators_):
+        return forest
+    cut = copy.copy(forest)
+    cut.estimators_ = forest.estimators_[:trees]
+    cut.n_estimators = trees
+    return cut
 
 
 def _train_forest(data: AbundanceData, train_idx: np.ndarray, params: TrainParams) -> tuple[Any, list[float]]:
@@ -750,32 +783,36 @@ def _train_abundance(data: AbundanceData, params: TrainParams | None = None, fea
     val_preds: dict[str, np.ndarray] = {}
     test_preds: dict[str, np.ndarray] = {}
     members: dict[str, AbundanceModel] = {}
-    forest_size: dict[str, Any] | None = None
-    for kind in trained:
-        if kind == "brits":
-            network, norm, history = _train_brits(data, fit_idx, val_idx, params, base, progress)
-            model = AbundanceModel(network=network, normalisation=norm, params=params.to_dict(), history=history,
-                                   kind="brits", **common)  # type: ignore[arg-type]
-        else:
-            forest, fill = _train_forest(data, fit_idx, params)  # the validation blocks stay out to choose
-            model = AbundanceModel(network=None, normalisation=Normalisation.fit(data.subset(fit_idx)),
-                                   params=params.to_dict() | {"forest_fill": fill}, kind="forest", forest=forest,
-                                   **common)  # type: ignore[arg-type]
-            forest_size = size_forest(model, val, params.tree_tolerance)
-        val_preds[kind] = model.predict(val.series, val.ancillary)
-        if forest_size is not None and kind == "forest":  # refit on every training block (no early stopping)
-            kept = forest_size["trees"]
-            forest, fill = _train_forest(data, train_idx, replace(params, trees=kept))
-            model.forest, model.params = forest, params.to_dict() | {"forest_fill": fill, "forest_trees": kept}
-        test_preds[kind] = model.predict(test.series, test.ancillary)
-        members[kind] = model
-    if "ensemble" in wanted:
-        brits, forest_model = members["brits"], members["forest"]
-        members["ensemble"] = AbundanceModel(
-            network=brits.network, normalisation=brits.normalisation, history=brits.history, kind="ensemble",
-            forest=forest_model.forest, params=forest_model.params, **common)  # type: ignore[arg-type]
-        val_preds["ensemble"] = (val_preds["brits"] + val_preds["forest"]) * 0.5
-        test_preds["ensemble"] = (test_preds["brits"] + test_preds["forest"]) * 0.5
+    sizes: dict[str, dict[str, Any]] = {}  # trees kept by the forest and by the ensemble
+    if "brits" in trained:
+        network, norm, history = _train_brits(data, fit_idx, val_idx, params, base, progress)
+        members["brits"] = AbundanceModel(network=network, normalisation=norm, params=params.to_dict(),
+                                          history=history, kind="brits", **common)  # type: ignore[arg-type]
+        val_preds["brits"] = members["brits"].predict(val.series, val.ancillary)
+        test_preds["brits"] = members["brits"].predict(test.series, test.ancillary)
+    if "forest" in trained:
+        forest, fill = _train_forest(data, fit_idx, params)  # the validation blocks stay out to choose
+        model = AbundanceModel(network=None, normalisation=Normalisation.fit(data.subset(fit_idx)),
+                               params=params.to_dict() | {"forest_fill": fill}, kind="forest", forest=forest,
+                               **common)  # type: ignore[arg-type]
+        sizes["forest"] = size_forest(model, val, params.tree_tolerance)
+        if "ensemble" in wanted:
+            sizes["ensemble"] = size_forest(model, val, params.tree_tolerance, partner=val_preds["brits"])
+        for kind, size in sizes.items():  # chosen on the fit blocks' forest, cut to each size
+            got = replace(model, forest=cut_forest(forest, size["trees"])).predict(val.series, val.ancillary)
+            val_preds[kind] = got if kind == "forest" else (val_preds["brits"] + got) * 0.5
+        # refit on every training block (no early stopping) with as many trees as the larger size needs
+        forest, fill = _train_forest(data, train_idx, replace(params, trees=max(s["trees"] for s in sizes.values())))
+        for kind, size in sizes.items():
+            kept = size["trees"]
+            cut = AbundanceModel(
+                network=members["brits"].network if kind == "ensemble" else None,
+                normalisation=members["brits"].normalisation if kind == "ensemble" else model.normalisation,
+                history=members["brits"].history if kind == "ensemble" else [], kind=kind,
+                forest=cut_forest(forest, kept), params=params.to_dict() | {"forest_fill": fill, "forest_trees": kept},
+                **common)  # type: ignore[arg-type]
+            members[kind] = cut
+            test_preds[kind] = cut.predict(test.series, test.ancillary)
     for kind in members:  # an ensemble's members are reported beside it
         val_metrics = _level_metrics(val, val_preds[kind])
         chosen_by[kind] = sum(v["rmse"] for v in val_metrics.values())
@@ -801,8 +838,10 @@ def _train_abundance(data: AbundanceData, params: TrainParams | None = None, fea
         "renormalised_labels": renormalised,
         "dropped_samples": int((~keep).sum()),
     }
-    if forest_size is not None:
-        metrics["forest_size"] = forest_size
+    if "forest" in sizes:
+        metrics["forest_size"] = sizes["forest"]
+    if "ensemble" in sizes:
+        metrics["ensemble_forest_size"] = sizes["ensemble"]
     if data.sub_classes is not None:
         metrics["consistency_error"] = consistency_error(pred[:, :len(data.classes)], pred[:, len(data.classes):],
                                                          data.parents or [])
