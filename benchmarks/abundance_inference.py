@@ -14,7 +14,8 @@ Variants, all in the same run:
   cores; the wall time is the slowest process's).
 - with ``--kind forest|ensemble``: first the forest with every tree (``tree_tolerance`` 0, as
   before forests were cut to the trees their validation blocks need), the in-run baseline of the
-  sized variants; the trees each kept are printed.
+  sized variants; the trees each kept are printed (an ensemble's forest is sized for the
+  ensemble: scored averaged with BRITS on the validation blocks).
 
     python benchmarks/abundance_inference.py [--size 2400] [--steps 46] [--hidden 32]
                                              [--threads 2] [--workers 2] [--device auto]
