@@ -89,3 +89,19 @@ def test_tasks_know_their_workers_threads(tmp_path: Path) -> None:
     assert task_threads() is None  # not in a worker
     with dask_client(make_settings(tmp_path, DASK_N_WORKERS=1, DASK_THREADS_PER_WORKER=2)) as client:
         assert client.submit(task_threads, pure=False).result() == 2
+
+
+def test_gdal_threads_in_a_worker_without_the_clusters_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker not started by our local cluster (compose's `dask worker`) has no GDAL_NUM_THREADS:
+    each of its tasks gets the cores shared by the worker's threads, not every core each."""
+    from distributed import Client, LocalCluster
+
+    from landcoverpy.raster.cog import gdal_threads
+
+    monkeypatch.delenv("GDAL_NUM_THREADS", raising=False)
+    assert gdal_threads() == "ALL_CPUS"  # not in a worker: the machine is the process's
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False,  # in-process: no network at all
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        assert client.submit(gdal_threads, pure=False).result() == str(max(1, (os.cpu_count() or 1) // 2))
+        monkeypatch.setenv("GDAL_NUM_THREADS", "3")  # the operator's choice wins
+        assert client.submit(gdal_threads, pure=False).result() == "3"

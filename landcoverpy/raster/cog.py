@@ -106,8 +106,16 @@ def gdal_threads() -> str:
     """Threads GDAL may use to compress or decode: the process's share of the machine. A local
     Dask cluster gives each worker cores / workers through GDAL_NUM_THREADS (measured on the
     composite stage with 2 workers on 2 cores: 1 thread each is 5 % faster than both taking
-    every core); elsewhere every core."""
-    return os.environ.get("GDAL_NUM_THREADS") or "ALL_CPUS"
+    every core). In a worker started otherwise (`dask worker` in the compose deployment, a
+    user's cluster) without GDAL_NUM_THREADS, each task gets cores / the worker's threads, since
+    that many tasks compress at once (every core for each of them oversubscribed the machine
+    that many times); outside a worker every core."""
+    from landcoverpy.pipeline.tasks import task_threads
+
+    if os.environ.get("GDAL_NUM_THREADS"):
+        return os.environ["GDAL_NUM_THREADS"]
+    threads = task_threads()
+    return str(max(1, (os.cpu_count() or 1) // threads)) if threads else "ALL_CPUS"
 
 
 def translate_to_cog(src: str | Path, dst: str | Path, dtype: str, overview_resampling: str = "nearest",
