@@ -649,40 +649,41 @@ def _train_brits(data: AbundanceData, fit_idx: np.ndarray, val_idx: np.ndarray, 
 
 
 def size_forest(model: AbundanceModel, val: AbundanceData, tolerance: float,
-                partner: np.ndarray | None = None) -> dict[str, Any]:
+                partner: np.ndarray | None = None) -> dict[str, dict[str, Any]]:
     """The fewest of ``model``'s forest's trees (trained without the validation blocks) whose
     validation RMSE (consistent fractions, both levels) is within ``tolerance`` of the whole
     forest's: the first k trees of a forest are the k-tree forest its seed would fit, so one pass
     of the trees over the validation pixels scores every size. Inference time is proportional to
-    the trees kept. With ``partner`` (BRITS's validation fractions) the sizes are scored as the
-    ensemble uses the forest, averaged with the partner: BRITS's share of the estimate makes the
-    forest's own variance matter less, so an ensemble usually needs fewer trees than the forest
-    alone. Every tree is kept on fewer than MIN_VALIDATION_PIXELS validation pixels or with
-    ``tolerance`` 0. Returns the sizes scored and the one to keep (see :func:`cut_forest`); the
-    forest itself is left whole."""
+    the trees kept. Returned under "forest"; with ``partner`` (BRITS's validation fractions) also
+    under "ensemble", the sizes scored from the same pass as the ensemble uses the forest,
+    averaged with the partner: BRITS's share of the estimate makes the forest's own variance
+    matter less, so an ensemble usually needs fewer trees than the forest alone. Every tree is
+    kept on fewer than MIN_VALIDATION_PIXELS validation pixels or with ``tolerance`` 0. Each
+    entry has the sizes scored and the one to keep (see :func:`cut_forest`); the forest itself is
+    left whole."""
     from landcoverpy.models.forest_infer import prefix_regression
     from landcoverpy.models.forest_size import fewest_trees_within, tree_counts
 
-    forest = model.forest
-    trained = len(forest.estimators_)
-    what = "ensemble's forest" if partner is not None else "forest"
+    trained = len(model.forest.estimators_)
+    partners = {"forest": None} | ({} if partner is None else {"ensemble": partner})
     if tolerance <= 0 or len(val) < MIN_VALIDATION_PIXELS:
         if tolerance > 0:
-            log.info("abundance %s: %d validation pixels are too few to size it (%d needed): all %d trees kept",
-                     what, len(val), MIN_VALIDATION_PIXELS, trained)
-        return {"trees": trained, "of": trained, "tolerance": tolerance, "validation_rmse": {}}
-    raw = prefix_regression(forest, model.forest_inputs(val.series, val.ancillary), tree_counts(trained))
-    errors = {}
-    for k, v in raw.items():
-        pred = model._forest_fractions(v)
-        if partner is not None:
-            pred = (partner + pred) * 0.5
-        errors[k] = float(np.sqrt(np.mean(_pixel_errors(val, pred))))
-    kept = fewest_trees_within(errors, tolerance)
-    log.info("abundance %s: %d of %d trees kept (validation RMSE %.4f vs %.4f with all)", what, kept, trained,
-             errors[kept], errors[trained])
-    return {"trees": kept, "of": trained, "tolerance": tolerance,
-            "validation_rmse": {str(k): round(v, 5) for k, v in errors.items()}}
+            log.info("abundance forest: %d validation pixels are too few to size it (%d needed): all %d trees kept",
+                     len(val), MIN_VALIDATION_PIXELS, trained)
+        return {kind: {"trees": trained, "of": trained, "tolerance": tolerance, "validation_rmse": {}}
+                for kind in partners}
+    fractions = {k: model._forest_fractions(v) for k, v in prefix_regression(
+        model.forest, model.forest_inputs(val.series, val.ancillary), tree_counts(trained)).items()}
+    out = {}
+    for kind, other in partners.items():
+        errors = {k: float(np.sqrt(np.mean(_pixel_errors(val, f if other is None else (other + f) * 0.5))))
+                  for k, f in fractions.items()}
+        kept = fewest_trees_within(errors, tolerance)
+        log.info("abundance %s: %d of %d trees kept (validation RMSE %.4f vs %.4f with all)",
+                 "forest" if other is None else "ensemble's forest", kept, trained, errors[kept], errors[trained])
+        out[kind] = {"trees": kept, "of": trained, "tolerance": tolerance,
+                     "validation_rmse": {str(k): round(v, 5) for k, v in errors.items()}}
+    return out
 
 
 def cut_forest(forest: Any, trees: int) -> Any:
@@ -795,24 +796,25 @@ def _train_abundance(data: AbundanceData, params: TrainParams | None = None, fea
         model = AbundanceModel(network=None, normalisation=Normalisation.fit(data.subset(fit_idx)),
                                params=params.to_dict() | {"forest_fill": fill}, kind="forest", forest=forest,
                                **common)  # type: ignore[arg-type]
-        sizes["forest"] = size_forest(model, val, params.tree_tolerance)
-        if "ensemble" in wanted:
-            sizes["ensemble"] = size_forest(model, val, params.tree_tolerance, partner=val_preds["brits"])
+        sizes = size_forest(model, val, params.tree_tolerance,
+                            partner=val_preds["brits"] if "ensemble" in wanted else None)
+
+        def with_brits(kind: str, got: np.ndarray, preds: dict[str, np.ndarray]) -> np.ndarray:
+            return got if kind == "forest" else (preds["brits"] + got) * 0.5  # the ensemble's mean
+
         for kind, size in sizes.items():  # chosen on the fit blocks' forest, cut to each size
             got = replace(model, forest=cut_forest(forest, size["trees"])).predict(val.series, val.ancillary)
-            val_preds[kind] = got if kind == "forest" else (val_preds["brits"] + got) * 0.5
+            val_preds[kind] = with_brits(kind, got, val_preds)
         # refit on every training block (no early stopping) with as many trees as the larger size needs
         forest, fill = _train_forest(data, train_idx, replace(params, trees=max(s["trees"] for s in sizes.values())))
         for kind, size in sizes.items():
             kept = size["trees"]
-            cut = AbundanceModel(
-                network=members["brits"].network if kind == "ensemble" else None,
-                normalisation=members["brits"].normalisation if kind == "ensemble" else model.normalisation,
-                history=members["brits"].history if kind == "ensemble" else [], kind=kind,
-                forest=cut_forest(forest, kept), params=params.to_dict() | {"forest_fill": fill, "forest_trees": kept},
-                **common)  # type: ignore[arg-type]
-            members[kind] = cut
-            test_preds[kind] = cut.predict(test.series, test.ancillary)
+            alone = replace(model, forest=cut_forest(forest, kept),
+                            params=params.to_dict() | {"forest_fill": fill, "forest_trees": kept})
+            test_preds[kind] = with_brits(kind, alone.predict(test.series, test.ancillary), test_preds)
+            brits = members.get("brits")
+            members[kind] = alone if kind == "forest" else replace(  # BRITS's test fractions are not computed again
+                alone, kind="ensemble", network=brits.network, normalisation=brits.normalisation, history=brits.history)
     for kind in members:  # an ensemble's members are reported beside it
         val_metrics = _level_metrics(val, val_preds[kind])
         chosen_by[kind] = sum(v["rmse"] for v in val_metrics.values())
