@@ -11,8 +11,9 @@ default: 25 blocks of 20 x 20 px, 8 of them held out (seeded). Each line has ``c
 The features are the workflow's own: the five scenes become L2A products (their real cloud
 masks as SCL) that landcoverpy's composite stage turns into seasonal composites (medians,
 indices, percentiles) read with the same FeatureReader as training and prediction; the NDVI
-time-series features come from the same function the composite stage uses
-(landcoverpy.raster.timeseries), here over the 68 NDVI dates of each year's growing season.
+time-series features and the interpolated NDVI samples (SERIES_SAMPLES) come from the same
+functions the composite stage uses (landcoverpy.raster.timeseries), here over the 68 NDVI dates
+of each year's growing season.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ SEASONS = [("early_summer", dt.date(2015, 7, 1), dt.date(2015, 8, 10)),
            ("late_summer", dt.date(2015, 8, 11), dt.date(2015, 9, 30))]
 SERIES_SEASONS = [(f"{y}_{name}", dt.date(y, m0, 1), dt.date(y, m1, 30 if m1 in (6, 9) else 31))
                   for y in (2016, 2017) for name, m0, m1 in (("spring", 3, 5), ("summer", 6, 8), ("autumn", 9, 10))]
+# seasons covering the whole record (2015-07-11 .. 2017-12-22), winters included: calendar quarters
+QUARTERS = [(f"{y}_q{q}", dt.date(y, 3 * q - 2, 1), dt.date(y, 3 * q, 30 if q in (2, 3) else 31))
+            for y in (2015, 2016, 2017) for q in (1, 2, 3, 4) if (y, q) >= (2015, 3)]
 
 
 def default_split(shape: tuple[int, int], seed: int) -> np.ndarray:
@@ -98,6 +102,22 @@ def series_features(data: Path) -> pd.DataFrame:
         days = np.array([(dates[i] - start).days for i in idx], dtype=float)
         for key, arr in features(ndvi[idx], days).items():
             cols[f"{name}_{key}"] = arr.ravel()
+    return pd.DataFrame(cols)
+
+
+def sampled_ndvi(data: Path, samples: int, seasons: list[tuple[str, dt.date, dt.date]]) -> pd.DataFrame:
+    """NDVI interpolated at ``samples`` evenly spaced days of each season (the composite stage's
+    SERIES_SAMPLES layers) from the 68 real NDVI dates, clouds masked."""
+    from landcoverpy.raster.timeseries import interpolated_ndvi, sample_days, sample_layers
+
+    ndvi, dates = _masked_ndvi(data)
+    cols = {}
+    for name, start, end in seasons:
+        idx = [i for i, d in enumerate(dates) if start <= d <= end]
+        days = np.array([(dates[i] - start).days for i in idx], dtype=float)
+        values = interpolated_ndvi(ndvi[idx], days, sample_days((end - start).days, samples))
+        for layer, arr in zip(sample_layers(samples), values):
+            cols[f"{name}_{layer}"] = arr.ravel()
     return pd.DataFrame(cols)
 
 
@@ -206,12 +226,16 @@ def main() -> None:
     series = series_features(args.data)
     raw = raw_bands(args.data)
     monthly = monthly_ndvi(args.data)
+    sampled = sampled_ndvi(args.data, 8, SERIES_SEASONS)
+    quarterly = sampled_ndvi(args.data, 6, QUARTERS)
     base = ModelParams(block_km=0.2, folds=4, seed=7, min_class_points=3)
-    table = pd.concat([pct, series, raw, monthly], axis=1)
+    table = pd.concat([pct, series, raw, monthly, sampled, quarterly], axis=1)
     median_cols = list(median.columns)
     pct_cols = list(pct.columns)
     series_cols = list(series.columns)
     monthly_cols = list(monthly.columns)
+    sampled_cols = list(sampled.columns)
+    quarterly_cols = list(quarterly.columns)
     configs = [
         ("majority baseline", median_cols, None, 0),
         ("plain random forest on the raw bands", list(raw.columns), ModelParams(block_km=0.2, folds=4, seed=7,
@@ -226,6 +250,12 @@ def main() -> None:
         ("+ percentiles + time series, LightGBM", pct_cols + series_cols, replace(base, model_type="lightgbm"), 0),
         ("+ monthly NDVI medians + time series", median_cols + series_cols + monthly_cols, base, 0),
         ("+ monthly NDVI medians + time series, LightGBM", median_cols + series_cols + monthly_cols,
+         replace(base, model_type="lightgbm"), 0),
+        ("+ NDVI at 8 evenly spaced days per season (SERIES_SAMPLES=8)", median_cols + sampled_cols, base, 0),
+        ("+ NDVI at 8 days per season + time series", median_cols + series_cols + sampled_cols, base, 0),
+        ("+ NDVI at 8 days per season, LightGBM", median_cols + sampled_cols, replace(base, model_type="lightgbm"), 0),
+        ("+ NDVI at 6 days per quarter, whole record (SERIES_SAMPLES=6)", median_cols + quarterly_cols, base, 0),
+        ("+ NDVI at 6 days per quarter, whole record, LightGBM", median_cols + quarterly_cols,
          replace(base, model_type="lightgbm"), 0),
     ]
     results = []

@@ -90,6 +90,8 @@ class Settings(BaseSettings):
     COMPOSITE_PERCENTILES: str = Field("", description="per-band percentile layers besides the median, e.g. 10,90")
     SEASON_SPLIT: str = Field("none", pattern="^(none|monthly)$", description="monthly: one composite per calendar month of each season")
     TIMESERIES_FEATURES: bool = Field(False, description="NDVI amplitude, slope and peak day of every season as features")
+    SERIES_SAMPLES: int = Field(0, ge=0, le=64, description="NDVI of every season interpolated at this many evenly "
+                                "spaced days, first and last day included (0 = none, else at least 2)")
     MASK_DILATION_PIXELS: int = Field(0, ge=0, description="extra cloud-mask dilation (10 m pixels)")
     CLOUD_PROBABILITY_THRESHOLD: float = Field(0.4, gt=0, lt=1)
 
@@ -139,6 +141,13 @@ class Settings(BaseSettings):
         from landcoverpy.assets.params import parse_percentiles
 
         parse_percentiles(value)
+        return value
+
+    @field_validator("SERIES_SAMPLES")
+    @classmethod
+    def _two_or_none(cls, value: int) -> int:
+        if value == 1:
+            raise ValueError("must be 0 (none) or at least 2 (the season's first and last day, and days between)")
         return value
 
     @field_validator("CLEANING_WINDOW")

@@ -219,6 +219,38 @@ def test_timeseries_layers_follow_every_valid_date(tmp_path: Path, local_setting
         np.testing.assert_allclose(read(ctx, rec["indices"][name]), expected, rtol=1e-5, atol=1e-6, err_msg=name)
 
 
+def test_interpolated_ndvi_layers_sample_every_valid_date(tmp_path: Path, local_settings: Settings,
+                                                          client: Client) -> None:
+    """SERIES_SAMPLES: each pixel's NDVI at evenly spaced days of the season, interpolated between
+    its own valid dates (clouds differ per product), as np.interp would; new features, new ids."""
+    from landcoverpy.features import feature_names
+    from landcoverpy.raster.indices import compute_index
+    from tests.synthetic import expected_stack
+
+    products = generated(tmp_path)
+    ctx = Context.open(local_settings)
+    params = CompositeParams(window_size=64, series_samples=5)
+    rec = stage(ctx, tmp_path / "src", client, params)
+    assert rec["params"]["layers"][-5:] == ["ndvi_t0", "ndvi_t1", "ndvi_t2", "ndvi_t3", "ndvi_t4"]
+    assert "ndvi_amplitude" not in rec["indices"]  # only what was asked for
+    assert feature_names({"spring": rec})[-5:] == [f"spring_ndvi_t{i}" for i in range(5)]
+    ndvi = compute_index("ndvi", {"B04": expected_stack(products, "B04", SIZE), "B08": expected_stack(products, "B08", SIZE)})
+    days = np.array([(dt.date(2021, 3, d) - SEASON.start).days for d in (5, 25)] + [44, 64], dtype=float)
+    at = np.linspace(0, (SEASON.end - SEASON.start).days, 5)
+    got = np.stack([read(ctx, rec["indices"][f"ndvi_t{i}"]) for i in range(5)])
+    checked = 0
+    for r, c in [(0, 0), (5, 5), (12, 12), (40, 40), (55, 10), (100, 100), (7, 90)]:
+        ok = np.isfinite(ndvi[:, r, c])
+        if not ok.any():
+            assert np.isnan(got[:, r, c]).all()  # cloudy on every date: no data, not a made-up value
+            continue
+        np.testing.assert_allclose(got[:, r, c], np.interp(at, days[ok], ndvi[ok, r, c]), rtol=1e-6, atol=1e-6)
+        checked += int(ok.sum() < len(days))
+    assert checked >= 3  # pixels with gaps were interpolated across them
+    assert ids_of(params) not in (ids_of(CompositeParams()), ids_of(CompositeParams(series_samples=4)))
+    assert CompositeParams.from_dict(rec["params"]) == CompositeParams(window_size=64, series_samples=5)
+
+
 def test_index_groups_cover_every_index_once_with_just_their_bands() -> None:
     from landcoverpy.pipeline.composites import index_groups
     from landcoverpy.raster.indices import INDICES
@@ -231,3 +263,14 @@ def test_index_groups_cover_every_index_once_with_just_their_bands() -> None:
             assert all(set(INDICES[m][1]) == set(needed) for m in members)
         assert len({needed for needed, _ in groups}) == len(groups)  # one task per band set
     assert index_groups(("ndvi", "ndmi", "evi2")) == [(("B04", "B08"), ("ndvi", "evi2")), (("B08", "B11"), ("ndmi",))]
+
+
+def test_series_samples_setting_reaches_the_composite_params(tmp_path: Path) -> None:
+    import pydantic
+
+    settings = Settings(_env_file=None, LANDCOVERPY_HOME=tmp_path, SERIES_SAMPLES=6)  # type: ignore[call-arg]
+    assert CompositeParams.from_settings(settings).series_layers() == [f"ndvi_t{i}" for i in range(6)]
+    with pytest.raises(pydantic.ValidationError, match="at least 2"):
+        Settings(_env_file=None, LANDCOVERPY_HOME=tmp_path, SERIES_SAMPLES=1)  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="series_samples"):
+        CompositeParams(series_samples=1)

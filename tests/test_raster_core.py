@@ -168,6 +168,32 @@ def test_percentile_kernel_matches_nanpercentile(dates: int) -> None:
     assert np.isnan(got[:, :2, :2]).all()
 
 
+@pytest.mark.parametrize("dates", [1, 4, 12])
+def test_interpolated_ndvi_is_np_interp_per_pixel(dates: int) -> None:
+    from landcoverpy.raster.timeseries import interpolated_ndvi, sample_days
+
+    rng = np.random.default_rng(dates)
+    days = rng.permutation(rng.choice(np.arange(92), size=dates, replace=False)).astype(float)  # any order
+    ndvi = rng.uniform(-0.2, 0.9, (dates, 23, 29)).astype("float32")
+    ndvi[rng.uniform(size=ndvi.shape) < 0.4] = np.nan
+    ndvi[:, 0, :3] = np.nan  # never clear
+    at = sample_days(91, 7)
+    got = interpolated_ndvi(ndvi, days, at[[3, 0, 6, 1, 5, 2, 4]])[[1, 3, 5, 0, 6, 4, 2]]  # sample days in any order too
+    assert got.shape == (7, 23, 29) and got.dtype == np.float32
+    order = np.argsort(days)
+    for r in range(23):
+        for c in range(29):
+            v = ndvi[order, r, c]
+            ok = np.isfinite(v)
+            want = np.interp(at, days[order][ok], v[ok]) if ok.any() else np.full(7, np.nan)
+            np.testing.assert_allclose(got[:, r, c], want, rtol=0, atol=1e-7)
+    assert np.isnan(got[:, 0, :3]).all()
+    np.testing.assert_allclose(np.diff(at), 91 / 6)  # evenly spaced, the season's first and last day included
+    assert at[0] == 0 and at[-1] == 91
+    with pytest.raises(ValueError):
+        sample_days(91, 1)
+
+
 def test_series_features_known_answers() -> None:
     from landcoverpy.raster.timeseries import series_features
 

@@ -28,6 +28,11 @@ class CompositeParams:
     max_products: int = 10  # products per composite, best first (selects the inputs)
     percentiles: tuple[int, ...] = ()  # per-band percentile layers besides the median, e.g. (10, 90)
     timeseries: bool = False  # NDVI amplitude, slope and peak day over every valid date of the season
+    series_samples: int = 0  # NDVI interpolated at this many evenly spaced days of the season (0 = none)
+
+    def __post_init__(self) -> None:
+        if self.series_samples == 1 or self.series_samples < 0:
+            raise ValueError(f"series_samples must be 0 (none) or at least 2, got {self.series_samples}")
 
     def identity(self) -> dict[str, Any]:
         """What changes the composite's pixels. The chosen products enter the id separately."""
@@ -38,12 +43,15 @@ class CompositeParams:
             from landcoverpy.assets.ids import SERIES_FORMAT
 
             out["timeseries"] = SERIES_FORMAT
+        if self.series_samples:
+            out["series_samples"] = self.series_samples
         return out
 
     def series_layers(self) -> list[str]:
-        from landcoverpy.raster.timeseries import FEATURES
+        """Layers computed from every valid date of the season (not from the median composite)."""
+        from landcoverpy.raster.timeseries import FEATURES, sample_layers
 
-        return list(FEATURES) if self.timeseries else []
+        return (list(FEATURES) if self.timeseries else []) + sample_layers(self.series_samples)
 
     def band_layers(self, band: str | None = None) -> list[str]:
         """Reflectance layers (stored as uint16 x 10000): each band's median, then its percentiles
@@ -58,7 +66,7 @@ class CompositeParams:
     def to_dict(self) -> dict[str, Any]:
         return self.identity() | {"window_size": self.window_size, "threads": self.threads,
                                   "max_products": self.max_products, "percentiles": list(self.percentiles),
-                                  "timeseries": self.timeseries,
+                                  "timeseries": self.timeseries, "series_samples": self.series_samples,
                                   "layers": self.layers()}
 
     @classmethod
@@ -74,7 +82,8 @@ class CompositeParams:
                    mask=MaskSettings(**mask) if mask else defaults.mask,
                    max_products=int(d.get("max_products", defaults.max_products)),
                    percentiles=tuple(int(q) for q in d.get("percentiles", ())),
-                   timeseries=bool(d.get("timeseries", False)))
+                   timeseries=bool(d.get("timeseries", False)),
+                   series_samples=int(d.get("series_samples", 0)))
 
     @classmethod
     def from_settings(cls, settings: Any) -> CompositeParams:
@@ -86,6 +95,7 @@ class CompositeParams:
             max_products=settings.MAX_PRODUCTS_COMPOSITE,
             percentiles=parse_percentiles(settings.COMPOSITE_PERCENTILES),
             timeseries=settings.TIMESERIES_FEATURES,
+            series_samples=settings.SERIES_SAMPLES,
         )
 
 

@@ -37,7 +37,8 @@ from landcoverpy.pipeline.tasks import dask_task, task_key
 from landcoverpy.progress import step
 from landcoverpy.raster.indices import INDICES, compute_index
 from landcoverpy.raster.reading import GDAL_CACHE_MB, GridReader, expand_window
-from landcoverpy.raster.timeseries import series_features
+from landcoverpy.raster.timeseries import FEATURES as SERIES_FEATURES
+from landcoverpy.raster.timeseries import interpolated_ndvi, sample_days, sample_layers, series_features
 from landcoverpy.scratch import scratch_dir
 from landcoverpy.sentinel2 import dn_to_reflectance
 from landcoverpy.storage import ObjectStore, open_store
@@ -159,9 +160,13 @@ def _layer_profile(name: str, params: CompositeParams, tags: dict[str, str]) -> 
     if name == "valid_count":
         return dict(dtype="uint8", nodata=None, overview_resampling="nearest",
                     descriptions=["number of valid observations"], tags=tags)
-    if name in params.series_layers():
+    if name in SERIES_FEATURES:
         return dict(dtype="float32", nodata=float("nan"), overview_resampling="average",
                     descriptions=[f"{name.replace('_', ' ')} over the season's valid dates"], tags=tags)
+    if name in params.series_layers():
+        return dict(dtype="float32", nodata=float("nan"), overview_resampling="average",
+                    descriptions=[f"NDVI interpolated at sample {name.removeprefix('ndvi_t')} of "
+                                  f"{params.series_samples} evenly spaced days of the season"], tags=tags)
     return dict(dtype="float32", nodata=float("nan"), overview_resampling="average",
                 descriptions=[f"{name} index of the median composite"], tags=tags)
 
@@ -298,8 +303,9 @@ def build_indices(settings: Settings, tile: str, season: Season, products: list[
 @dask_task
 def build_series(settings: Settings, tile: str, season: Season, products: list[dict[str, Any]],
                  params: CompositeParams, mask_uris: dict[str, str | None]) -> dict[str, dict[str, Any]]:
-    """Dask task: time-series features of the season (NDVI amplitude, slope, peak day) from
-    every product's masked NDVI, window by window; reused when already complete."""
+    """Dask task: the layers made from every product's masked NDVI, window by window: time-series
+    features of the season (NDVI amplitude, slope, peak day) and NDVI interpolated at evenly
+    spaced days (``ndvi_t0``...), as ``params`` asks; reused when already complete."""
     layers = params.series_layers()
     if not layers:
         return {}
@@ -311,6 +317,7 @@ def build_series(settings: Settings, tile: str, season: Season, products: list[d
         return {name: dict(rec or {}) | {"reused": True} for name, rec in existing.items()}
     days = np.array([(dt.datetime.fromisoformat(p["sensing_time"]).date() - season.start).days for p in products],
                     dtype=float)
+    at = sample_days((season.end - season.start).days, params.series_samples) if params.series_samples else None
     with store.rasterio_env(GDAL_CACHEMAX=GDAL_CACHE_MB):
         grid = common_grid(store, products)
 
@@ -323,7 +330,11 @@ def build_series(settings: Settings, tile: str, season: Season, products: list[d
                 inv = r.invalid(window)
                 ndvi.append(compute_index("ndvi", {"B04": r.reflectance("B04", window, inv),
                                                    "B08": r.reflectance("B08", window, inv)}))
-            return series_features(np.stack(ndvi), days)
+            stack = np.stack(ndvi)
+            out = series_features(stack, days) if params.timeseries else {}
+            if at is not None:
+                out |= dict(zip(sample_layers(len(at)), interpolated_ndvi(stack, days, at)))
+            return out
 
         def fill(writers: dict[str, CogWriter]) -> dict[str, int]:
             run_windows(open_readers, grid, params, compute, writers,

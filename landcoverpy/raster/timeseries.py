@@ -3,6 +3,10 @@ changes (NDVI amplitude), in which direction (least-squares NDVI slope per day) 
 peaks (day of the season with the highest NDVI). They separate classes a median cannot: a
 mown meadow and a forest share a median NDVI, not an amplitude.
 
+It also resamples a season's NDVI onto evenly spaced days (:func:`sample_days`,
+:func:`interpolated_ndvi`): the curve itself as features, comparable across pixels whatever dates
+their clouds left, as eo-learn's land-cover pipeline does over a whole year.
+
 Input: ``(dates, rows, cols)`` NDVI with NaN gaps and each date's day offset in the season.
 """
 
@@ -13,6 +17,69 @@ import warnings
 import numpy as np
 
 FEATURES = ("ndvi_amplitude", "ndvi_slope", "ndvi_peak_day")
+
+
+def sample_layers(samples: int) -> list[str]:
+    """Layer names of ``samples`` interpolated NDVI values: ``ndvi_t0`` (the season's first day)
+    ... ``ndvi_t{samples-1}`` (its last day)."""
+    return [f"ndvi_t{i}" for i in range(samples)]
+
+
+def sample_days(season_days: int, samples: int) -> np.ndarray:
+    """``samples`` evenly spaced day offsets from 0 (the season's first day) to ``season_days``
+    (its last day), both included."""
+    if samples < 2:
+        raise ValueError("at least two samples per season (its first and last day)")
+    return np.linspace(0.0, float(season_days), samples)
+
+
+def interpolated_ndvi(ndvi: np.ndarray, days: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """Each pixel's NDVI at the days ``at``, interpolated linearly between its nearest valid dates
+    before and after (``np.interp`` per pixel: constant beyond its first and last valid date; NaN
+    without any valid date). ``days``: each date's day offset, in any order. Returns ``(len(at),
+    rows, cols)`` float32. Two passes over the dates (forward for the previous valid value, backward
+    for the next), whatever the number of sample days."""
+    if ndvi.ndim != 3 or ndvi.shape[0] != len(days):
+        raise ValueError("expected (dates, rows, cols) NDVI and one day per date")
+    order = np.argsort(np.asarray(days, dtype=np.float64), kind="stable")
+    t = np.asarray(days, dtype=np.float64)[order]
+    at = np.asarray(at, dtype=np.float64)
+    shape = ndvi.shape[1:]
+    prev_v, prev_t = [], []
+    # kept as float32 (exact: NDVI is float32, days are whole numbers); arithmetic in float64
+    value, day = np.full(shape, np.nan, np.float32), np.full(shape, np.nan, np.float32)
+    i = 0
+    for s in np.sort(at):  # the last valid date on or before each sample day
+        while i < len(t) and t[i] <= s:
+            x = np.asarray(ndvi[order[i]], dtype=np.float32)
+            ok = np.isfinite(x)
+            value, day = np.where(ok, x, value), np.where(ok, np.float32(t[i]), day)
+            i += 1
+        prev_v.append(value)
+        prev_t.append(day)
+    next_v, next_t = [], []
+    value, day = np.full(shape, np.nan, np.float32), np.full(shape, np.nan, np.float32)
+    i = len(t) - 1
+    for s in np.sort(at)[::-1]:  # the first valid date on or after each sample day
+        while i >= 0 and t[i] >= s:
+            x = np.asarray(ndvi[order[i]], dtype=np.float32)
+            ok = np.isfinite(x)
+            value, day = np.where(ok, x, value), np.where(ok, np.float32(t[i]), day)
+            i -= 1
+        next_v.append(value)
+        next_t.append(day)
+    next_v, next_t = next_v[::-1], next_t[::-1]
+    out = np.empty((len(at), *shape), dtype=np.float32)
+    rank = np.argsort(np.argsort(at, kind="stable"), kind="stable")
+    for k, s in enumerate(at):
+        j = rank[k]
+        pv, pt = prev_v[j].astype(np.float64), prev_t[j].astype(np.float64)
+        nv, nt = next_v[j].astype(np.float64), next_t[j].astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            w = np.where(nt > pt, (s - pt) / (nt - pt), 0.0)
+        both = np.isfinite(pv) & np.isfinite(nv)
+        out[k] = np.where(both, pv + w * (nv - pv), np.where(np.isfinite(pv), pv, nv))
+    return out
 
 
 def series_features(ndvi: np.ndarray, days: np.ndarray) -> dict[str, np.ndarray]:
