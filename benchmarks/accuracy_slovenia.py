@@ -12,8 +12,9 @@ The features are the workflow's own: the five scenes become L2A products (their 
 masks as SCL) that landcoverpy's composite stage turns into seasonal composites (medians,
 indices, percentiles) read with the same FeatureReader as training and prediction; the NDVI
 time-series features and the interpolated NDVI samples (SERIES_SAMPLES) come from the same
-functions the composite stage uses (landcoverpy.raster.timeseries), here over the 68 NDVI dates
-of each year's growing season.
+functions the composite stage's series task runs (landcoverpy.raster.timeseries, spikes dropped
+with the default SERIES_SPIKE), here over the 68 NDVI dates of each year's growing season or of
+each calendar quarter of the whole record.
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ def composite_features(root: Path, percentiles: tuple[int, ...]) -> pd.DataFrame
 def series_features(data: Path) -> pd.DataFrame:
     """NDVI amplitude, slope and peak day of six growing-season periods (2016-2017) from the
     68 real NDVI dates, clouds masked: the composite stage's time-series function."""
+    from landcoverpy.raster.timeseries import SPIKE_DELTA, drop_spikes
     from landcoverpy.raster.timeseries import series_features as features
 
     ndvi, dates = _masked_ndvi(data)
@@ -100,22 +102,25 @@ def series_features(data: Path) -> pd.DataFrame:
     for name, start, end in SERIES_SEASONS:
         idx = [i for i, d in enumerate(dates) if start <= d <= end]
         days = np.array([(dates[i] - start).days for i in idx], dtype=float)
-        for key, arr in features(ndvi[idx], days).items():
+        for key, arr in features(drop_spikes(ndvi[idx], days, SPIKE_DELTA), days).items():
             cols[f"{name}_{key}"] = arr.ravel()
     return pd.DataFrame(cols)
 
 
-def sampled_ndvi(data: Path, samples: int, seasons: list[tuple[str, dt.date, dt.date]]) -> pd.DataFrame:
+def sampled_ndvi(data: Path, samples: int, seasons: list[tuple[str, dt.date, dt.date]],
+                 spike: float | None = None) -> pd.DataFrame:
     """NDVI interpolated at ``samples`` evenly spaced days of each season (the composite stage's
-    SERIES_SAMPLES layers) from the 68 real NDVI dates, clouds masked."""
-    from landcoverpy.raster.timeseries import interpolated_ndvi, sample_days, sample_layers
+    SERIES_SAMPLES layers) from the 68 real NDVI dates, clouds masked, spikes dropped
+    (``spike``: SERIES_SPIKE, default the workflow's)."""
+    from landcoverpy.raster.timeseries import SPIKE_DELTA, drop_spikes, interpolated_ndvi, sample_days, sample_layers
 
     ndvi, dates = _masked_ndvi(data)
     cols = {}
     for name, start, end in seasons:
         idx = [i for i, d in enumerate(dates) if start <= d <= end]
         days = np.array([(dates[i] - start).days for i in idx], dtype=float)
-        values = interpolated_ndvi(ndvi[idx], days, sample_days((end - start).days, samples))
+        kept = drop_spikes(ndvi[idx], days, SPIKE_DELTA if spike is None else spike)
+        values = interpolated_ndvi(kept, days, sample_days((end - start).days, samples))
         for layer, arr in zip(sample_layers(samples), values):
             cols[f"{name}_{layer}"] = arr.ravel()
     return pd.DataFrame(cols)
@@ -228,8 +233,9 @@ def main() -> None:
     monthly = monthly_ndvi(args.data)
     sampled = sampled_ndvi(args.data, 8, SERIES_SEASONS)
     quarterly = sampled_ndvi(args.data, 6, QUARTERS)
+    quarterly_spiky = sampled_ndvi(args.data, 6, QUARTERS, spike=0.0).add_prefix("spiky_")
     base = ModelParams(block_km=0.2, folds=4, seed=7, min_class_points=3)
-    table = pd.concat([pct, series, raw, monthly, sampled, quarterly], axis=1)
+    table = pd.concat([pct, series, raw, monthly, sampled, quarterly, quarterly_spiky], axis=1)
     median_cols = list(median.columns)
     pct_cols = list(pct.columns)
     series_cols = list(series.columns)
@@ -256,6 +262,10 @@ def main() -> None:
         ("+ NDVI at 8 days per season, LightGBM", median_cols + sampled_cols, replace(base, model_type="lightgbm"), 0),
         ("+ NDVI at 6 days per quarter, whole record (SERIES_SAMPLES=6)", median_cols + quarterly_cols, base, 0),
         ("+ NDVI at 6 days per quarter, whole record, LightGBM", median_cols + quarterly_cols,
+         replace(base, model_type="lightgbm"), 0),
+        ("+ NDVI at 6 days per quarter, no spike removal (SERIES_SPIKE=0)", median_cols + list(quarterly_spiky.columns),
+         base, 0),
+        ("+ NDVI at 6 days per quarter, no spike removal, LightGBM", median_cols + list(quarterly_spiky.columns),
          replace(base, model_type="lightgbm"), 0),
     ]
     results = []

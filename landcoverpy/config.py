@@ -92,6 +92,8 @@ class Settings(BaseSettings):
     TIMESERIES_FEATURES: bool = Field(False, description="NDVI amplitude, slope and peak day of every season as features")
     SERIES_SAMPLES: int = Field(0, ge=0, le=64, description="NDVI of every season interpolated at this many evenly "
                                 "spaced days, first and last day included (0 = none, else at least 2)")
+    SERIES_SPIKE: float = Field(0.05, ge=0, lt=1, description="series layers (TIMESERIES_FEATURES, SERIES_SAMPLES): "
+                                "a date whose NDVI is this much below both its valid neighbours is a gap (0 = keep all)")
     MASK_DILATION_PIXELS: int = Field(0, ge=0, description="extra cloud-mask dilation (10 m pixels)")
     CLOUD_PROBABILITY_THRESHOLD: float = Field(0.4, gt=0, lt=1)
 

@@ -204,7 +204,7 @@ def ids_of(params: CompositeParams) -> str:
 
 def test_timeseries_layers_follow_every_valid_date(tmp_path: Path, local_settings: Settings, client: Client) -> None:
     from landcoverpy.raster.indices import compute_index
-    from landcoverpy.raster.timeseries import series_features
+    from landcoverpy.raster.timeseries import SPIKE_DELTA, drop_spikes, series_features
     from tests.synthetic import expected_stack
 
     products = generated(tmp_path)
@@ -214,7 +214,7 @@ def test_timeseries_layers_follow_every_valid_date(tmp_path: Path, local_setting
     assert rec["params"]["layers"][-3:] == ["ndvi_amplitude", "ndvi_slope", "ndvi_peak_day"]
     ndvi = compute_index("ndvi", {"B04": expected_stack(products, "B04", SIZE), "B08": expected_stack(products, "B08", SIZE)})
     days = np.array([(dt.date(2021, 3, d) - SEASON.start).days for d in (5, 25)] + [44, 64], dtype=float)
-    want = series_features(ndvi, days)
+    want = series_features(drop_spikes(ndvi, days, SPIKE_DELTA), days)  # the default spike removal first
     for name, expected in want.items():
         np.testing.assert_allclose(read(ctx, rec["indices"][name]), expected, rtol=1e-5, atol=1e-6, err_msg=name)
 
@@ -225,6 +225,7 @@ def test_interpolated_ndvi_layers_sample_every_valid_date(tmp_path: Path, local_
     its own valid dates (clouds differ per product), as np.interp would; new features, new ids."""
     from landcoverpy.features import feature_names
     from landcoverpy.raster.indices import compute_index
+    from landcoverpy.raster.timeseries import drop_spikes
     from tests.synthetic import expected_stack
 
     products = generated(tmp_path)
@@ -236,6 +237,7 @@ def test_interpolated_ndvi_layers_sample_every_valid_date(tmp_path: Path, local_
     assert feature_names({"spring": rec})[-5:] == [f"spring_ndvi_t{i}" for i in range(5)]
     ndvi = compute_index("ndvi", {"B04": expected_stack(products, "B04", SIZE), "B08": expected_stack(products, "B08", SIZE)})
     days = np.array([(dt.date(2021, 3, d) - SEASON.start).days for d in (5, 25)] + [44, 64], dtype=float)
+    ndvi = drop_spikes(ndvi, days, params.series_spike)  # the default: one-date dips are gaps
     at = np.linspace(0, (SEASON.end - SEASON.start).days, 5)
     got = np.stack([read(ctx, rec["indices"][f"ndvi_t{i}"]) for i in range(5)])
     checked = 0
@@ -249,6 +251,8 @@ def test_interpolated_ndvi_layers_sample_every_valid_date(tmp_path: Path, local_
     assert checked >= 3  # pixels with gaps were interpolated across them
     assert ids_of(params) not in (ids_of(CompositeParams()), ids_of(CompositeParams(series_samples=4)))
     assert CompositeParams.from_dict(rec["params"]) == CompositeParams(window_size=64, series_samples=5)
+    assert ids_of(CompositeParams(series_samples=5, series_spike=0)) != ids_of(params)
+    assert ids_of(CompositeParams(series_spike=0)) == ids_of(CompositeParams())  # no series layers: no effect
 
 
 def test_index_groups_cover_every_index_once_with_just_their_bands() -> None:

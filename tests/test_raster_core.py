@@ -194,6 +194,37 @@ def test_interpolated_ndvi_is_np_interp_per_pixel(dates: int) -> None:
         sample_days(91, 1)
 
 
+def test_drop_spikes_known_answers() -> None:
+    from landcoverpy.raster.timeseries import drop_spikes
+
+    nan = np.nan
+    # dates given out of order: by day they are 0, 10, 20, 30, 40
+    days = np.array([20, 0, 40, 10, 30])
+    by_day = np.array([
+        [0.8, 0.3, 0.8, 0.8, 0.8],   # a dip at day 10: dropped
+        [0.8, 0.3, nan, 0.8, 0.8],   # the same dip, its next valid date two steps on: dropped
+        [0.8, 0.3, 0.8, 0.8, 0.76],  # ... and a 0.04 dip at the end: kept (one neighbour)
+        [0.3, 0.8, 0.8, 0.8, 0.8],   # the first date: kept (one neighbour)
+        [0.8, 0.77, 0.8, 0.8, 0.8],  # 0.03 below: kept
+        [0.8, 0.3, 0.28, 0.8, 0.8],  # two dates down at one level: a real change (mowing), kept
+        [0.8, 0.5, 0.3, 0.8, 0.8],   # falling then recovering: only the lowest is a dip below both
+    ], dtype="float32")
+    ndvi = by_day.T[np.argsort(np.argsort(days))][:, None, :]  # (dates, 1, pixels) in the given order
+    got = drop_spikes(ndvi, days, 0.05)[np.argsort(days), 0, :].T
+    dropped = np.isnan(got) & ~np.isnan(by_day)
+    assert dropped.tolist() == [
+        [False, True, False, False, False],
+        [False, True, False, False, False],
+        [False, True, False, False, False],
+        [False, False, False, False, False],
+        [False, False, False, False, False],
+        [False, False, False, False, False],
+        [False, False, True, False, False],
+    ]
+    np.testing.assert_array_equal(got[~np.isnan(got)], by_day[~np.isnan(got)])
+    np.testing.assert_array_equal(drop_spikes(ndvi, days, 0.0), ndvi)  # 0 keeps every date
+
+
 def test_series_features_known_answers() -> None:
     from landcoverpy.raster.timeseries import series_features
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from landcoverpy.raster.indices import INDICES
 from landcoverpy.raster.masks import MaskSettings
+from landcoverpy.raster.timeseries import SPIKE_DELTA
 from landcoverpy.sentinel2 import COMPOSITE_BANDS
 
 
@@ -29,10 +30,14 @@ class CompositeParams:
     percentiles: tuple[int, ...] = ()  # per-band percentile layers besides the median, e.g. (10, 90)
     timeseries: bool = False  # NDVI amplitude, slope and peak day over every valid date of the season
     series_samples: int = 0  # NDVI interpolated at this many evenly spaced days of the season (0 = none)
+    # series layers: a date whose NDVI is this much below both valid neighbours is a gap (0 = keep all)
+    series_spike: float = SPIKE_DELTA
 
     def __post_init__(self) -> None:
         if self.series_samples == 1 or self.series_samples < 0:
             raise ValueError(f"series_samples must be 0 (none) or at least 2, got {self.series_samples}")
+        if not 0 <= self.series_spike < 1:
+            raise ValueError(f"series_spike must be in [0, 1), got {self.series_spike}")
 
     def identity(self) -> dict[str, Any]:
         """What changes the composite's pixels. The chosen products enter the id separately."""
@@ -45,6 +50,8 @@ class CompositeParams:
             out["timeseries"] = SERIES_FORMAT
         if self.series_samples:
             out["series_samples"] = self.series_samples
+        if self.series_layers() and self.series_spike:
+            out["series_spike"] = self.series_spike
         return out
 
     def series_layers(self) -> list[str]:
@@ -67,6 +74,7 @@ class CompositeParams:
         return self.identity() | {"window_size": self.window_size, "threads": self.threads,
                                   "max_products": self.max_products, "percentiles": list(self.percentiles),
                                   "timeseries": self.timeseries, "series_samples": self.series_samples,
+                                  "series_spike": self.series_spike,
                                   "layers": self.layers()}
 
     @classmethod
@@ -83,7 +91,8 @@ class CompositeParams:
                    max_products=int(d.get("max_products", defaults.max_products)),
                    percentiles=tuple(int(q) for q in d.get("percentiles", ())),
                    timeseries=bool(d.get("timeseries", False)),
-                   series_samples=int(d.get("series_samples", 0)))
+                   series_samples=int(d.get("series_samples", 0)),
+                   series_spike=float(d.get("series_spike", 0.0)))  # records made before: no spike removal
 
     @classmethod
     def from_settings(cls, settings: Any) -> CompositeParams:
@@ -96,6 +105,7 @@ class CompositeParams:
             percentiles=parse_percentiles(settings.COMPOSITE_PERCENTILES),
             timeseries=settings.TIMESERIES_FEATURES,
             series_samples=settings.SERIES_SAMPLES,
+            series_spike=settings.SERIES_SPIKE,
         )
 
 

@@ -38,7 +38,8 @@ from landcoverpy.progress import step
 from landcoverpy.raster.indices import INDICES, compute_index
 from landcoverpy.raster.reading import GDAL_CACHE_MB, GridReader, expand_window
 from landcoverpy.raster.timeseries import FEATURES as SERIES_FEATURES
-from landcoverpy.raster.timeseries import interpolated_ndvi, sample_days, sample_layers, series_features
+from landcoverpy.raster.timeseries import (drop_spikes, interpolated_ndvi, sample_days, sample_layers,
+                                          series_features)
 from landcoverpy.scratch import scratch_dir
 from landcoverpy.sentinel2 import dn_to_reflectance
 from landcoverpy.storage import ObjectStore, open_store
@@ -305,7 +306,8 @@ def build_series(settings: Settings, tile: str, season: Season, products: list[d
                  params: CompositeParams, mask_uris: dict[str, str | None]) -> dict[str, dict[str, Any]]:
     """Dask task: the layers made from every product's masked NDVI, window by window: time-series
     features of the season (NDVI amplitude, slope, peak day) and NDVI interpolated at evenly
-    spaced days (``ndvi_t0``...), as ``params`` asks; reused when already complete."""
+    spaced days (``ndvi_t0``...), as ``params`` asks, after dropping NDVI spikes (missed clouds
+    and shadows: ``params.series_spike``); reused when already complete."""
     layers = params.series_layers()
     if not layers:
         return {}
@@ -330,7 +332,7 @@ def build_series(settings: Settings, tile: str, season: Season, products: list[d
                 inv = r.invalid(window)
                 ndvi.append(compute_index("ndvi", {"B04": r.reflectance("B04", window, inv),
                                                    "B08": r.reflectance("B08", window, inv)}))
-            stack = np.stack(ndvi)
+            stack = drop_spikes(np.stack(ndvi), days, params.series_spike)
             out = series_features(stack, days) if params.timeseries else {}
             if at is not None:
                 out |= dict(zip(sample_layers(len(at)), interpolated_ndvi(stack, days, at)))

@@ -17,6 +17,7 @@ import warnings
 import numpy as np
 
 FEATURES = ("ndvi_amplitude", "ndvi_slope", "ndvi_peak_day")
+SPIKE_DELTA = 0.05  # default: NDVI this far below both valid neighbours is a missed cloud or shadow
 
 
 def sample_layers(samples: int) -> list[str]:
@@ -31,6 +32,33 @@ def sample_days(season_days: int, samples: int) -> np.ndarray:
     if samples < 2:
         raise ValueError("at least two samples per season (its first and last day)")
     return np.linspace(0.0, float(season_days), samples)
+
+
+def drop_spikes(ndvi: np.ndarray, days: np.ndarray, delta: float) -> np.ndarray:
+    """``ndvi`` with its downward spikes as gaps (NaN): a valid date whose NDVI is more than
+    ``delta`` below both the previous and the next valid date of the same pixel. Cloud edges, thin
+    clouds and shadows that the cloud mask missed show as such one-date dips; vegetation does not
+    drop and recover within days. The first and last valid dates are kept (one neighbour only);
+    ``delta`` <= 0 returns the input unchanged. Returns float32, the input untouched."""
+    if ndvi.ndim != 3 or ndvi.shape[0] != len(days):
+        raise ValueError("expected (dates, rows, cols) NDVI and one day per date")
+    out = np.array(ndvi, dtype=np.float32)
+    if delta <= 0 or len(days) < 3:
+        return out
+    order = np.argsort(np.asarray(days, dtype=np.float64), kind="stable")
+    before = np.empty(out.shape, np.float32)  # previous valid NDVI of each date, by time
+    last = np.full(out.shape[1:], np.nan, np.float32)
+    for i in order:
+        before[i] = last
+        last = np.where(np.isfinite(out[i]), out[i], last)
+    last = np.full(out.shape[1:], np.nan, np.float32)
+    for i in order[::-1]:  # next valid NDVI: compared on the fly, nothing more kept
+        x = out[i]
+        with np.errstate(invalid="ignore"):
+            spike = (x < before[i] - delta) & (x < last - delta)
+        last = np.where(np.isfinite(x), x, last)
+        out[i] = np.where(spike, np.nan, x)
+    return out
 
 
 def interpolated_ndvi(ndvi: np.ndarray, days: np.ndarray, at: np.ndarray) -> np.ndarray:
