@@ -13,7 +13,7 @@ masks as SCL) that landcoverpy's composite stage turns into seasonal composites 
 indices, percentiles) read with the same FeatureReader as training and prediction; the NDVI
 time-series features and the interpolated NDVI samples (SERIES_SAMPLES) come from the same
 functions the composite stage's series task runs (landcoverpy.raster.timeseries, spikes dropped
-with the default SERIES_SPIKE), here over the 68 NDVI dates of each year's growing season or of
+with the default SERIES_SPIKE and SERIES_SPIKE_MARGIN), here over the 68 NDVI dates of each year's growing season or of
 each calendar quarter of the whole record.
 """
 
@@ -94,17 +94,34 @@ def composite_features(root: Path, percentiles: tuple[int, ...]) -> pd.DataFrame
 def series_features(data: Path) -> pd.DataFrame:
     """NDVI amplitude, slope and peak day of six growing-season periods (2016-2017) from the
     68 real NDVI dates, clouds masked: the composite stage's time-series function."""
-    from landcoverpy.raster.timeseries import SPIKE_DELTA, drop_spikes
     from landcoverpy.raster.timeseries import series_features as features
 
     ndvi, dates = _masked_ndvi(data)
     cols = {}
     for name, start, end in SERIES_SEASONS:
-        idx = [i for i, d in enumerate(dates) if start <= d <= end]
-        days = np.array([(dates[i] - start).days for i in idx], dtype=float)
-        for key, arr in features(drop_spikes(ndvi[idx], days, SPIKE_DELTA), days).items():
+        stack, days = _season_ndvi(ndvi, dates, start, end)
+        for key, arr in features(stack, days).items():
             cols[f"{name}_{key}"] = arr.ravel()
     return pd.DataFrame(cols)
+
+
+def _season_ndvi(ndvi: np.ndarray, dates: list[dt.date], start: dt.date, end: dt.date,
+                 spike: float | None = None, margin: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The season's NDVI dates, spikes dropped as the series task drops them: tested against the
+    nearest dates up to SERIES_SPIKE_MARGIN days outside the season too (the series neighbours);
+    defaults: the workflow's. Returns the season's own dates and their day offsets."""
+    from landcoverpy.assets.lookup import NEIGHBOURS_PER_SIDE
+    from landcoverpy.assets.params import CompositeParams
+    from landcoverpy.raster.timeseries import drop_spikes
+
+    spike = CompositeParams().series_spike if spike is None else spike
+    margin = CompositeParams().series_margin if margin is None else margin
+    inside = [i for i, d in enumerate(dates) if start <= d <= end]
+    before = [i for i, d in enumerate(dates) if start - dt.timedelta(days=margin) <= d < start][-NEIGHBOURS_PER_SIDE:]
+    after = [i for i, d in enumerate(dates) if end < d <= end + dt.timedelta(days=margin)][:NEIGHBOURS_PER_SIDE]
+    idx = [*inside, *before, *after] if spike > 0 and margin > 0 else inside
+    days = np.array([(dates[i] - start).days for i in idx], dtype=float)
+    return drop_spikes(ndvi[idx], days, spike)[:len(inside)], days[:len(inside)]
 
 
 def sampled_ndvi(data: Path, samples: int, seasons: list[tuple[str, dt.date, dt.date]],
@@ -112,14 +129,12 @@ def sampled_ndvi(data: Path, samples: int, seasons: list[tuple[str, dt.date, dt.
     """NDVI interpolated at ``samples`` evenly spaced days of each season (the composite stage's
     SERIES_SAMPLES layers) from the 68 real NDVI dates, clouds masked, spikes dropped
     (``spike``: SERIES_SPIKE, default the workflow's)."""
-    from landcoverpy.raster.timeseries import SPIKE_DELTA, drop_spikes, interpolated_ndvi, sample_days, sample_layers
+    from landcoverpy.raster.timeseries import interpolated_ndvi, sample_days, sample_layers
 
     ndvi, dates = _masked_ndvi(data)
     cols = {}
     for name, start, end in seasons:
-        idx = [i for i, d in enumerate(dates) if start <= d <= end]
-        days = np.array([(dates[i] - start).days for i in idx], dtype=float)
-        kept = drop_spikes(ndvi[idx], days, SPIKE_DELTA if spike is None else spike)
+        kept, days = _season_ndvi(ndvi, dates, start, end, spike)
         values = interpolated_ndvi(kept, days, sample_days((end - start).days, samples))
         for layer, arr in zip(sample_layers(samples), values):
             cols[f"{name}_{layer}"] = arr.ravel()

@@ -255,6 +255,48 @@ def test_interpolated_ndvi_layers_sample_every_valid_date(tmp_path: Path, local_
     assert ids_of(CompositeParams(series_spike=0)) == ids_of(CompositeParams())  # no series layers: no effect
 
 
+def test_spike_test_of_a_seasons_edges_looks_at_the_products_just_outside(tmp_path: Path, local_settings: Settings,
+                                                                          client: Client) -> None:
+    """A season from 20 March to 30 April holds two of the four products; the two outside (5 March,
+    4 May: within SERIES_SPIKE_MARGIN) are the neighbours its edge dates are tested against. They
+    change which dates are dips, enter the composite's id and record (and STAC lineage), and
+    nothing else: the medians are the season's own."""
+    from landcoverpy.assets.stac import composite_item
+    from landcoverpy.raster.indices import compute_index
+    from landcoverpy.raster.timeseries import drop_spikes, interpolated_ndvi, sample_days
+    from tests.synthetic import expected_stack
+
+    products = generated(tmp_path)
+    ctx = Context.open(local_settings)
+    everything = Season("all", dt.date(2021, 3, 1), dt.date(2021, 5, 31))
+    assert acquire(ctx, LocalProvider(tmp_path / "src"), [TILE], [everything], client, progress=False).ok
+    mid = Season("mid", dt.date(2021, 3, 20), dt.date(2021, 4, 30))
+    records = {}
+    for margin in (30, 0):
+        params = CompositeParams(window_size=64, series_samples=4, series_margin=margin)
+        comp = composite(ctx, [TILE], [mid], client, params, progress=False)
+        assert not comp.failed, comp.failed
+        records[margin] = ctx.catalog.get("composites", comp.built[0])
+    with_n, without = records[30], records[0]
+    assert sorted(with_n["series_neighbours"]) == sorted([products[0].product_id, products[3].product_id])
+    assert without["series_neighbours"] == [] and with_n["_id"] != without["_id"]
+    assert sorted(with_n["products"]) == sorted(without["products"]) == sorted(p.product_id for p in products[1:3])
+    np.testing.assert_array_equal(read(ctx, with_n["bands"]["B04"]), read(ctx, without["bands"]["B04"]))
+    assert products[0].product_id in composite_item(with_n, lambda loc, _: loc["key"]).properties["landcoverpy:inputs"]
+
+    ndvi = compute_index("ndvi", {"B04": expected_stack(products, "B04", SIZE), "B08": expected_stack(products, "B08", SIZE)})
+    days = np.array([(d - mid.start).days for d in (dt.date(2021, 3, 5), dt.date(2021, 3, 25), dt.date(2021, 4, 14),
+                                                   dt.date(2021, 5, 4))], dtype=float)
+    at = sample_days((mid.end - mid.start).days, 4)
+    want = interpolated_ndvi(drop_spikes(ndvi, days, with_n["params"]["series_spike"])[1:3], days[1:3], at)
+    plain = interpolated_ndvi(ndvi[1:3], days[1:3], at)  # two dates alone: no date has two neighbours
+    got = np.stack([read(ctx, with_n["indices"][f"ndvi_t{i}"]) for i in range(4)])
+    got0 = np.stack([read(ctx, without["indices"][f"ndvi_t{i}"]) for i in range(4)])
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(got0, plain, rtol=1e-6, atol=1e-6)
+    assert (np.abs(np.nan_to_num(got) - np.nan_to_num(got0)) > 1e-3).mean() > 0.01  # the neighbours found dips
+
+
 def test_index_groups_cover_every_index_once_with_just_their_bands() -> None:
     from landcoverpy.pipeline.composites import index_groups
     from landcoverpy.raster.indices import INDICES

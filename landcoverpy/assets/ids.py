@@ -42,9 +42,16 @@ def season_identity(season: Season) -> list[str]:
     return [season.name, season.start.isoformat(), season.end.isoformat()]
 
 
-def composite_id(tile: str, season: Season, product_ids: Iterable[str], params: HasIdentity) -> str:
+def composite_id(tile: str, season: Season, product_ids: Iterable[str], params: HasIdentity,
+                 neighbour_ids: Iterable[str] = ()) -> str:
+    """``neighbour_ids``: products just outside the season that its series layers look at (see
+    :func:`landcoverpy.assets.lookup.series_neighbours`); absent from the payload when none, so
+    composites without them keep their ids."""
     payload = {"kind": "composite", "tile": tile, "season": season_identity(season),
                "products": sorted(product_ids), "params": params.identity(), "format": COMPOSITE_FORMAT}
+    neighbours = sorted(neighbour_ids)
+    if neighbours:
+        payload["series_neighbours"] = neighbours
     return f"composite-{tile}-{digest(payload)}"
 
 

@@ -54,13 +54,47 @@ def products_for(ctx: Context, tile: str, season: Season, max_products: int) -> 
     return records[:max_products]
 
 
-def composite_id_for(ctx: Context, tile: str, season: Season, params: CompositeParams) -> tuple[str | None, list[dict[str, Any]]]:
+NEIGHBOURS_PER_SIDE = 3
+
+
+def series_neighbours(ctx: Context, tile: str, season: Season, params: CompositeParams) -> list[dict[str, Any]]:
+    """Catalogued products of ``tile`` sensed within ``params.series_margin`` days before or after
+    ``season`` (an adjacent season's, typically), the nearest :data:`NEIGHBOURS_PER_SIDE` on each
+    side, earliest first: the series layers' spike test compares the season's first and last clear
+    dates with them (nothing else reads them). None when the composite has no series layers or
+    spike removal is off."""
+    if not (params.series_layers() and params.series_spike > 0 and params.series_margin > 0):
+        return []
+    first = season.start - dt.timedelta(days=params.series_margin)
+    last = season.end + dt.timedelta(days=params.series_margin)
+    before, after = [], []
+    for r in ctx.catalog.find("products", {"tile": tile}):
+        day = dt.datetime.fromisoformat(r["sensing_time"]).date()
+        if first <= day < season.start:
+            before.append(r)
+        elif season.end < day <= last:
+            after.append(r)
+    before.sort(key=lambda r: (r["sensing_time"], r["_id"]))
+    after.sort(key=lambda r: (r["sensing_time"], r["_id"]))
+    return before[-NEIGHBOURS_PER_SIDE:] + after[:NEIGHBOURS_PER_SIDE]
+
+
+def composite_inputs(ctx: Context, tile: str, season: Season,
+                     params: CompositeParams) -> tuple[str | None, list[dict[str, Any]], list[dict[str, Any]]]:
     """The id the composite of ``tile`` x ``season`` has under ``params`` given the catalogued
-    products (None without products), and those products."""
+    products (None without products), its products and its series neighbours."""
     products = products_for(ctx, tile, season, params.max_products)
     if not products:
-        return None, []
-    return ids.composite_id(tile, season, [p["_id"] for p in products], params), products
+        return None, [], []
+    neighbours = series_neighbours(ctx, tile, season, params)
+    cid = ids.composite_id(tile, season, [p["_id"] for p in products], params, [n["_id"] for n in neighbours])
+    return cid, products, neighbours
+
+
+def composite_id_for(ctx: Context, tile: str, season: Season, params: CompositeParams) -> tuple[str | None, list[dict[str, Any]]]:
+    """:func:`composite_inputs` without the neighbours."""
+    cid, products, _ = composite_inputs(ctx, tile, season, params)
+    return cid, products
 
 
 def composite_for(ctx: Context, tile: str, season: Season, params: CompositeParams) -> dict[str, Any] | None:

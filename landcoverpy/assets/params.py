@@ -32,12 +32,17 @@ class CompositeParams:
     series_samples: int = 0  # NDVI interpolated at this many evenly spaced days of the season (0 = none)
     # series layers: a date whose NDVI is this much below both valid neighbours is a gap (0 = keep all)
     series_spike: float = SPIKE_DELTA
+    # ... compared, at the season's edges, with products up to this many days outside it (0 = none);
+    # not part of the identity: the neighbours found enter the composite id themselves
+    series_margin: int = 30
 
     def __post_init__(self) -> None:
         if self.series_samples == 1 or self.series_samples < 0:
             raise ValueError(f"series_samples must be 0 (none) or at least 2, got {self.series_samples}")
         if not 0 <= self.series_spike < 1:
             raise ValueError(f"series_spike must be in [0, 1), got {self.series_spike}")
+        if self.series_margin < 0:
+            raise ValueError(f"series_margin must be >= 0 days, got {self.series_margin}")
 
     def identity(self) -> dict[str, Any]:
         """What changes the composite's pixels. The chosen products enter the id separately."""
@@ -74,7 +79,7 @@ class CompositeParams:
         return self.identity() | {"window_size": self.window_size, "threads": self.threads,
                                   "max_products": self.max_products, "percentiles": list(self.percentiles),
                                   "timeseries": self.timeseries, "series_samples": self.series_samples,
-                                  "series_spike": self.series_spike,
+                                  "series_spike": self.series_spike, "series_margin": self.series_margin,
                                   "layers": self.layers()}
 
     @classmethod
@@ -92,7 +97,8 @@ class CompositeParams:
                    percentiles=tuple(int(q) for q in d.get("percentiles", ())),
                    timeseries=bool(d.get("timeseries", False)),
                    series_samples=int(d.get("series_samples", 0)),
-                   series_spike=float(d.get("series_spike", 0.0)))  # records made before: no spike removal
+                   series_spike=float(d.get("series_spike", 0.0)),  # records made before: no spike removal
+                   series_margin=int(d.get("series_margin", 0)))
 
     @classmethod
     def from_settings(cls, settings: Any) -> CompositeParams:
@@ -106,6 +112,7 @@ class CompositeParams:
             timeseries=settings.TIMESERIES_FEATURES,
             series_samples=settings.SERIES_SAMPLES,
             series_spike=settings.SERIES_SPIKE,
+            series_margin=settings.SERIES_SPIKE_MARGIN,
         )
 
 

@@ -142,7 +142,8 @@ def composite_item(rec: dict[str, Any], href: Hrefs) -> Any:
     item = _item(rec["_id"], grid, rec.get("season_start"), rec.get("season_end"), rec.get("created"), {
         "title": f"{rec['tile']} {rec['season']} composite",
         "landcoverpy:kind": "composite", "landcoverpy:tile": rec["tile"], "landcoverpy:season": rec["season"],
-        "landcoverpy:inputs": list(rec.get("products", [])), "landcoverpy:params": rec.get("params"),
+        "landcoverpy:inputs": [*rec.get("products", []), *rec.get("series_neighbours", [])],
+        "landcoverpy:params": rec.get("params"),
         "landcoverpy:valid_percentage": rec.get("valid_percentage"),
     })
     res = grid.resolution

@@ -226,13 +226,20 @@ def build_cloud_mask(settings: Settings, product: dict[str, Any], mask: masks.Ma
     return store.raster_uri(bucket, key)
 
 
+def _cid(tile: str, season: Season, products: list[dict[str, Any]], params: CompositeParams,
+         neighbours: list[dict[str, Any]] | None) -> str:
+    return ids.composite_id(tile, season, [p["_id"] for p in products], params, [n["_id"] for n in neighbours or ()])
+
+
 @dask_task
 def build_band(settings: Settings, tile: str, season: Season, products: list[dict[str, Any]],
-               params: CompositeParams, band: str, mask_uris: dict[str, str | None]) -> dict[str, dict[str, Any]]:
+               params: CompositeParams, band: str, mask_uris: dict[str, str | None],
+               neighbours: list[dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
     """Dask task: the median of one band over the products, window by window (and, for the first
-    band, the valid-observation count); reused when already complete."""
+    band, the valid-observation count); reused when already complete. ``neighbours``: the
+    composite's series neighbours (they enter its id only)."""
     store = open_store(settings, check=False)
-    cid = ids.composite_id(tile, season, [p["_id"] for p in products], params)
+    cid = _cid(tile, season, products, params, neighbours)
     out = LayerWriter(settings, store, tile, season, cid, products)
     layers = params.band_layers(band) + (["valid_count"] if band == params.bands[0] else [])
     existing = {name: out.done(name) for name in layers}
@@ -270,13 +277,14 @@ def index_groups(names: tuple[str, ...] | list[str]) -> list[tuple[tuple[str, ..
 @dask_task
 def build_indices(settings: Settings, tile: str, season: Season, products: list[dict[str, Any]],
                   params: CompositeParams, bands: dict[str, dict[str, dict[str, Any]]],
-                  names: tuple[str, ...] | None = None) -> dict[str, dict[str, Any]]:
+                  names: tuple[str, ...] | None = None,
+                  neighbours: list[dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
     """Dask task: spectral indices (``names``, default every index of ``params``) from the stored
     (quantised) band medians, so training and prediction features agree; reused when already
     complete. ``bands``: the band tasks' results, at least those the indices need."""
     names = tuple(params.indices if names is None else names)
     store = open_store(settings, check=False)
-    cid = ids.composite_id(tile, season, [p["_id"] for p in products], params)
+    cid = _cid(tile, season, products, params, neighbours)
     out = LayerWriter(settings, store, tile, season, cid, products)
     existing = {name: out.done(name) for name in names}
     if all(existing.values()) or not names:
@@ -303,28 +311,33 @@ def build_indices(settings: Settings, tile: str, season: Season, products: list[
 
 @dask_task
 def build_series(settings: Settings, tile: str, season: Season, products: list[dict[str, Any]],
-                 params: CompositeParams, mask_uris: dict[str, str | None]) -> dict[str, dict[str, Any]]:
+                 params: CompositeParams, mask_uris: dict[str, str | None],
+                 neighbours: list[dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
     """Dask task: the layers made from every product's masked NDVI, window by window: time-series
     features of the season (NDVI amplitude, slope, peak day) and NDVI interpolated at evenly
     spaced days (``ndvi_t0``...), as ``params`` asks, after dropping NDVI spikes (missed clouds
-    and shadows: ``params.series_spike``); reused when already complete."""
+    and shadows: ``params.series_spike``); the season's first and last clear dates are tested
+    against ``neighbours`` (products just outside the season, read for that alone: they change
+    nothing else); reused when already complete."""
     layers = params.series_layers()
     if not layers:
         return {}
     store = open_store(settings, check=False)
-    cid = ids.composite_id(tile, season, [p["_id"] for p in products], params)
+    cid = _cid(tile, season, products, params, neighbours)
     out = LayerWriter(settings, store, tile, season, cid, products)
     existing = {name: out.done(name) for name in layers}
     if all(existing.values()):
         return {name: dict(rec or {}) | {"reused": True} for name, rec in existing.items()}
-    days = np.array([(dt.datetime.fromisoformat(p["sensing_time"]).date() - season.start).days for p in products],
+    read = [*products, *(neighbours or [])]
+    days = np.array([(dt.datetime.fromisoformat(p["sensing_time"]).date() - season.start).days for p in read],
                     dtype=float)
+    inside = len(products)
     at = sample_days((season.end - season.start).days, params.series_samples) if params.series_samples else None
     with store.rasterio_env(GDAL_CACHEMAX=GDAL_CACHE_MB):
         grid = common_grid(store, products)
 
         def open_readers() -> list[ProductWindowReader]:
-            return [ProductWindowReader(store, p, grid, mask_uris.get(p["_id"]), params.mask) for p in products]
+            return [ProductWindowReader(store, p, grid, mask_uris.get(p["_id"]), params.mask) for p in read]
 
         def compute(readers: list[ProductWindowReader], window: rasterio.windows.Window) -> dict[str, np.ndarray]:
             ndvi = []
@@ -332,10 +345,10 @@ def build_series(settings: Settings, tile: str, season: Season, products: list[d
                 inv = r.invalid(window)
                 ndvi.append(compute_index("ndvi", {"B04": r.reflectance("B04", window, inv),
                                                    "B08": r.reflectance("B08", window, inv)}))
-            stack = drop_spikes(np.stack(ndvi), days, params.series_spike)
-            out = series_features(stack, days) if params.timeseries else {}
+            stack = drop_spikes(np.stack(ndvi), days, params.series_spike)[:inside]
+            out = series_features(stack, days[:inside]) if params.timeseries else {}
             if at is not None:
-                out |= dict(zip(sample_layers(len(at)), interpolated_ndvi(stack, days, at)))
+                out |= dict(zip(sample_layers(len(at)), interpolated_ndvi(stack, days[:inside], at)))
             return out
 
         def fill(writers: dict[str, CogWriter]) -> dict[str, int]:
@@ -347,16 +360,18 @@ def build_series(settings: Settings, tile: str, season: Season, products: list[d
 
 
 def composite_record(tile: str, season: Season, products: list[dict[str, Any]], params: CompositeParams,
-                     grid: Grid, layers: dict[str, dict[str, Any]]) -> dict[str, Any]:
+                     grid: Grid, layers: dict[str, dict[str, Any]],
+                     neighbours: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     files = {name: {k: v for k, v in rec.items() if k not in ("reused", "valid_pixels")} for name, rec in layers.items()}
     valid_pixels = int(layers["valid_count"].get("valid_pixels", 0))
     return {
-        "_id": ids.composite_id(tile, season, [p["_id"] for p in products], params),
+        "_id": _cid(tile, season, products, params, neighbours),
         "tile": tile,
         "season": season.name,
         "season_start": season.start.isoformat(),
         "season_end": season.end.isoformat(),
         "products": [p["_id"] for p in products],
+        "series_neighbours": [n["_id"] for n in neighbours or ()],
         "grid": grid.to_dict(),
         "bands": {b: files[b] for b in params.band_layers()},
         "indices": {i: files[i] for i in [*params.indices, *params.series_layers()]},
@@ -370,17 +385,17 @@ def composite_record(tile: str, season: Season, products: list[dict[str, Any]], 
 
 
 def build_composite(settings: Settings, tile: str, season: Season, products: list[dict[str, Any]],
-                    params: CompositeParams) -> dict[str, Any]:
+                    params: CompositeParams, neighbours: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Every layer of one composite in this process (masks, bands, indices, in that order);
     returns its catalog record. The stage runs the same functions as Dask tasks."""
-    masks_ = {p["_id"]: build_cloud_mask(settings, p, params.mask) for p in products}
-    bands = {b: build_band(settings, tile, season, products, params, b, masks_) for b in params.bands}
-    indices = build_indices(settings, tile, season, products, params, bands)
-    indices |= build_series(settings, tile, season, products, params, masks_)
+    masks_ = {p["_id"]: build_cloud_mask(settings, p, params.mask) for p in [*products, *(neighbours or [])]}
+    bands = {b: build_band(settings, tile, season, products, params, b, masks_, neighbours) for b in params.bands}
+    indices = build_indices(settings, tile, season, products, params, bands, neighbours=neighbours)
+    indices |= build_series(settings, tile, season, products, params, masks_, neighbours)
     store = open_store(settings, check=False)
     with store.rasterio_env():
         grid = common_grid(store, products)
-    return composite_record(tile, season, products, params, grid, _merge(bands, indices))
+    return composite_record(tile, season, products, params, grid, _merge(bands, indices), neighbours)
 
 
 def _merge(bands: dict[str, dict[str, dict[str, Any]]], indices: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -490,13 +505,13 @@ def composite(ctx: Context, tiles: list[str], seasons: list[Season], client: Any
 
     params = params or CompositeParams.from_settings(ctx.settings)
     report = CompositeReport()
-    jobs: dict[str, tuple[str, Season, list[dict[str, Any]], dict[str, Any], dict[str, Any]]] = {}
+    jobs: dict[str, tuple[str, Season, list[dict[str, Any]], list[dict[str, Any]], dict[str, Any], dict[str, Any]]] = {}
     owner: dict[Any, str] = {}  # future -> the composite (label) it belongs to
     s = ctx.settings
     for tile in tiles:
         for season in seasons:
             label = f"{tile} {season.name}"
-            cid, products = lookup.composite_id_for(ctx, tile, season, params)
+            cid, products, neighbours = lookup.composite_inputs(ctx, tile, season, params)
             if cid is None:
                 report.missing.append(label)
                 log.warning("%s: no catalogued products, composite skipped", label)
@@ -505,20 +520,21 @@ def composite(ctx: Context, tiles: list[str], seasons: list[Season], client: Any
                 report.reused.append(cid)
                 continue
             mask_futs = {p["_id"]: client.submit(build_cloud_mask, s, p, params.mask, pure=False, retries=2,
-                                                 key=task_key(f"mask-{p['_id']}")) for p in products}
-            band_futs = {b: client.submit(build_band, s, tile, season, products, params, b, mask_futs, pure=False,
-                                          retries=2, key=task_key(f"band-{cid}-{b}")) for b in params.bands}
+                                                 key=task_key(f"mask-{p['_id']}")) for p in [*products, *neighbours]}
+            own_masks = {p["_id"]: mask_futs[p["_id"]] for p in products}
+            band_futs = {b: client.submit(build_band, s, tile, season, products, params, b, own_masks, neighbours,
+                                          pure=False, retries=2, key=task_key(f"band-{cid}-{b}")) for b in params.bands}
             layer_futs = {
                 f"indices {'+'.join(names)}": client.submit(
                     build_indices, s, tile, season, products, params, {b: band_futs[b] for b in needed}, names,
-                    pure=False, retries=2, key=task_key(f"indices-{cid}-{'-'.join(names)}"))
+                    neighbours, pure=False, retries=2, key=task_key(f"indices-{cid}-{'-'.join(names)}"))
                 for needed, names in index_groups(params.indices)}
             layer_futs["series"] = client.submit(build_series, s, tile, season, products, params, mask_futs,
-                                                 pure=False, retries=2, key=task_key(f"series-{cid}"))
-            jobs[label] = (tile, season, products, band_futs, layer_futs)
+                                                 neighbours, pure=False, retries=2, key=task_key(f"series-{cid}"))
+            jobs[label] = (tile, season, products, neighbours, band_futs, layer_futs)
             for fut in [*band_futs.values(), *layer_futs.values()]:
                 owner[fut] = label
-    remaining = {label: len(job[3]) + len(job[4]) for label, job in jobs.items()}
+    remaining = {label: len(job[4]) + len(job[5]) for label, job in jobs.items()}
     with step(log, "composite", len(jobs), "composite", progress) as bar:
         for fut in as_completed(list(owner)):
             label = owner[fut]
@@ -534,7 +550,7 @@ def composite(ctx: Context, tiles: list[str], seasons: list[Season], client: Any
             remaining[label] -= 1
             if remaining[label]:
                 continue
-            tile, season, products, band_futs, layer_futs = jobs[label]
+            tile, season, products, neighbours, band_futs, layer_futs = jobs[label]
             bands = {b: f.result() for b, f in band_futs.items()}
             indices: dict[str, dict[str, Any]] = {}
             for f in layer_futs.values():
@@ -545,7 +561,7 @@ def composite(ctx: Context, tiles: list[str], seasons: list[Season], client: Any
                 log.info("%s: %d of %d layers were already complete (resumed)", label, reused, len(layers))
             with ctx.store.rasterio_env():
                 grid = common_grid(ctx.store, products)
-            record = composite_record(tile, season, products, params, grid, layers)
+            record = composite_record(tile, season, products, params, grid, layers, neighbours)
             ctx.catalog.upsert("composites", record)
             report.built.append(record["_id"])
             bar.update(1)
