@@ -65,6 +65,7 @@ def test_imputation_beats_linear_interpolation(mixture_model: tuple) -> None:
     assert rmse_brits < rmse_linear
 
 
+@pytest.mark.slow  # in `make test`'s second pass, not the default suite's 15-minute budget
 def test_finetuning_beats_scratch_with_ten_percent_of_labels() -> None:
     source, _ = generated_mixtures(seed=1)
     target, _ = generated_mixtures(seed=2, shift=0.3)

@@ -94,7 +94,8 @@ def two_level(seed: int = 0) -> tuple:
     return data
 
 
-@pytest.mark.parametrize("kind", ["brits", "forest", "ensemble"])
+# BRITS alone in the slow pass: the ensemble holds a BRITS model too
+@pytest.mark.parametrize("kind", [pytest.param("brits", marks=pytest.mark.slow), "forest", "ensemble"])
 def test_one_model_of_both_levels_is_consistent_by_construction(kind: str) -> None:
     data = two_level()
     model, metrics = train_abundance(data, TrainParams(**{**FAST.to_dict(), "model_type": kind}))

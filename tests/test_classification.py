@@ -115,6 +115,7 @@ def test_maps_are_valid_and_consistent(prepared: tuple[Path, dict], reference_ma
     assert len(np.unique(cat)) >= 4  # every category appears somewhere on the scene
 
 
+@pytest.mark.slow  # in `make test`'s second pass, not the default suite's 15-minute budget
 def test_remote_scheduler_gives_identical_maps(prepared: tuple[Path, dict], reference_maps: dict[str, np.ndarray],
                                                tmp_path: Path, dask_scheduler: servers.Server) -> None:
     settings = copy_home(prepared, tmp_path, DASK_CLUSTER_IP=dask_scheduler.address)

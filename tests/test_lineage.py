@@ -317,6 +317,8 @@ def _popen(args: list[str], backend: Backend, cwd: Path, **settings: str) -> sub
                             cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
+# the lease on the embedded catalog in the slow pass; its servers twin stays in the default suite
+@pytest.mark.parametrize("aba", [pytest.param("embedded", marks=pytest.mark.slow), "servers"], indirect=True)
 def test_two_runs_are_serialised_by_the_lease(aba: ABA, scene: dict[str, Path], tmp_path: Path,
                                                request: pytest.FixtureRequest) -> None:
     backend = make_backend(aba.backend.name, tmp_path, request)  # a fresh store and catalog
@@ -348,6 +350,7 @@ def test_two_runs_are_serialised_by_the_lease(aba: ABA, scene: dict[str, Path], 
     assert ctx.catalog.get("leases", "workflow") is None  # released
 
 
+@pytest.mark.parametrize("backend", [pytest.param("embedded", marks=pytest.mark.slow), "servers"], indirect=True)
 def test_a_killed_holder_is_taken_over(backend: Backend, scene: dict[str, Path], tmp_path: Path) -> None:
     victim = _popen(run_args(scene, "plain", tmp_path / "victim"), backend, tmp_path, **MODEL_A)
     _wait_for_lease(backend)

@@ -254,6 +254,7 @@ def test_probabilities_on_request(report_run: Path, tmp_path: Path) -> None:
     assert (np.abs(probs[:, valid].sum(axis=0) - 100) <= 4).all()
 
 
+@pytest.mark.slow  # the filter's block edges are tested on arrays in tests/test_cleaning.py
 def test_cleaned_maps_do_not_show_block_edges(report_run: Path, tmp_path: Path) -> None:
     """CLEANING_WINDOW=5 on the real map with two block sizes: identical maps, subcategories inside
     their categories, and fewer isolated pixels than the raw map."""

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.lineage_scene import make_scene, plain_app_data
 from tests.test_cli_status import run_cli
 
 
+@pytest.mark.slow  # in `make test`'s second pass, not the default suite's 15-minute budget
 def test_a_tile_without_products_fails_the_run_after_the_others_are_done(tmp_path: Path) -> None:
     source, data = make_scene(tmp_path), plain_app_data(tmp_path)
     env = {"LANDCOVERPY_HOME": str(tmp_path / "home"), "TMP_DIR": str(tmp_path / "tmp"), "DASK_N_WORKERS": "1",
