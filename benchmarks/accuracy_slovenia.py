@@ -216,28 +216,33 @@ def evaluate(name: str, table: pd.DataFrame, features: list[str], labels: np.nda
             "train_seconds": round(seconds, 2), "trees": trees, "train_pixels": int(train.sum()), "test_pixels": int(test.sum())}
 
 
-def main() -> None:
+def patch_lonlat(data: Path, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Longitude and latitude of every pixel centre of the patch in ``data`` (row-major), which
+    the spatial blocks of training need; the test helpers are pointed at ``data`` too."""
     from pyproj import Transformer
 
+    import tests.realdata as realdata
+
+    realdata.slovenia = lambda: data  # type: ignore[assignment]
+    transform, crs = realdata.slovenia_transform()
+    rows, cols = np.mgrid[0:shape[0], 0:shape[1]]
+    xs, ys = transform * (cols.ravel() + 0.5, rows.ravel() + 0.5)
+    return Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(xs, ys)
+
+
+def main() -> None:
     from landcoverpy.assets.params import ModelParams
-    from tests.realdata import slovenia_transform
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "eolearn-slovenia")
     ap.add_argument("--split", type=Path, default=None)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    import tests.realdata as realdata
-
-    realdata.slovenia = lambda: args.data  # type: ignore[assignment]
     labels = np.load(args.data / "LULC.npy")[..., 0].astype(int)
     split = np.load(args.split) if args.split else default_split(labels.shape, args.seed)
     if split.shape != labels.shape:
         raise SystemExit(f"--split must have the patch's shape {labels.shape}, got {split.shape}")
-    transform, crs = slovenia_transform()
-    rows, cols = np.mgrid[0:labels.shape[0], 0:labels.shape[1]]
-    xs, ys = transform * (cols.ravel() + 0.5, rows.ravel() + 0.5)
-    lonlat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(xs, ys)
+    lonlat = patch_lonlat(args.data, labels.shape)
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

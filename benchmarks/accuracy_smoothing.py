@@ -88,24 +88,15 @@ def smoothed_ndvi(data: Path, lam: float, samples: int = 6) -> pd.DataFrame:
 
 
 def main() -> None:
-    from pyproj import Transformer
-
     from landcoverpy.assets.params import ModelParams
-    from tests.realdata import slovenia_transform
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "eolearn-slovenia")
     ap.add_argument("--seeds", default="0,1,2,3,4")
     ap.add_argument("--lambdas", default="10,100,1000")
     args = ap.parse_args()
-    import tests.realdata as realdata
-
-    realdata.slovenia = lambda: args.data  # type: ignore[assignment]
     labels = np.load(args.data / "LULC.npy")[..., 0].astype(int)
-    transform, crs = slovenia_transform()
-    rows, cols = np.mgrid[0:labels.shape[0], 0:labels.shape[1]]
-    xs, ys = transform * (cols.ravel() + 0.5, rows.ravel() + 0.5)
-    lonlat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(xs, ys)
+    lonlat = acc.patch_lonlat(args.data, labels.shape)
     with tempfile.TemporaryDirectory() as tmp:
         median = acc.composite_features(Path(tmp), ())
     linear = acc.sampled_ndvi(args.data, 6, acc.QUARTERS)
