@@ -20,9 +20,15 @@ demo: setup
 
 # The default suite (`pytest`, under 15 minutes on 2 cores), then the cases marked slow
 # (kill/resume on real workers, the demo on real servers): CI runs both.
+# Both passes spread the test files over TEST_WORKERS processes (pytest-xdist); a file stays on
+# one worker (--dist loadfile), so its module fixtures are built once and its servers are its
+# worker's own. Most cases wait on servers, subprocesses and sockets, so two workers on two
+# cores finish well before one. TEST_WORKERS=0 runs everything in this process.
+TEST_WORKERS ?= 2
+XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 test: setup system-tools
-	$(BIN)/python -m pytest
-	$(BIN)/python -m pytest -m slow
+	$(BIN)/python -m pytest $(XDIST)
+	$(BIN)/python -m pytest -m slow $(XDIST)
 
 # docker-compose (Debian's v1.29) renders and checks compose files without an engine; the
 # deployment tests use it when present and skip otherwise. Chromium renders report.html in the
@@ -40,7 +46,7 @@ system-tools:
 	  || echo "fonts-wqy-microhei not installed: legends draw CJK class names as boxes"; }
 
 test-slow: setup
-	$(BIN)/python -m pytest -m slow
+	$(BIN)/python -m pytest -m slow $(XDIST)
 
 benchmark: setup
 	$(BIN)/python benchmarks/composite_kernel.py
