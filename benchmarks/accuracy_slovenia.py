@@ -6,15 +6,21 @@ official land-use map). Held-out spatial blocks, one JSON line per configuration
 
 ``--split``: a .npy array of the patch's shape (101 x 100): 0 unlabelled, 1 train, 2 test;
 default: 25 blocks of 20 x 20 px, 8 of them held out (seeded). Each line has ``config``, ``oa``,
-``kappa``, ``macro_f1``, ``per_class_f1`` and ``train_seconds``; the last line is the best.
+``kappa``, ``macro_f1``, ``mapped``, ``per_class_f1`` and ``train_seconds``; the last line is the
+best. Every configuration is scored on the same pixels: every labelled pixel of the held-out
+blocks. A pixel a configuration leaves without a map value (a feature without data there: the
+workflow neither trains on nor classifies such pixels) counts as an error; ``mapped`` is the
+share of the held-out pixels that got a class.
 
 The features are the workflow's own: the five scenes become L2A products (their real cloud
 masks as SCL) that landcoverpy's composite stage turns into seasonal composites (medians,
 indices, percentiles) read with the same FeatureReader as training and prediction; the NDVI
 time-series features and the interpolated NDVI samples (SERIES_SAMPLES) come from the same
 functions the composite stage's series task runs (landcoverpy.raster.timeseries, spikes dropped
-with the default SERIES_SPIKE and SERIES_SPIKE_MARGIN), here over the 68 NDVI dates of each year's growing season or of
-each calendar quarter of the whole record.
+with the default SERIES_SPIKE and SERIES_SPIKE_MARGIN; pixels cloudy all season filled from the
+series neighbours), here over the 68 NDVI dates of each year's growing season or of each
+calendar quarter of the whole record; the DEM layers come from the DEM stage's terrain functions
+on the patch's real elevation.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 LULC_NAMES = {1: "cultivated", 2: "forest", 3: "grassland", 4: "shrubland", 8: "artificial"}
+UNMAPPED = "(no map value)"
 SEASONS = [("early_summer", dt.date(2015, 7, 1), dt.date(2015, 8, 10)),
            ("late_summer", dt.date(2015, 8, 11), dt.date(2015, 9, 30))]
 SERIES_SEASONS = [(f"{y}_{name}", dt.date(y, m0, 1), dt.date(y, m1, 30 if m1 in (6, 9) else 31))
@@ -99,17 +106,17 @@ def series_features(data: Path) -> pd.DataFrame:
     ndvi, dates = _masked_ndvi(data)
     cols = {}
     for name, start, end in SERIES_SEASONS:
-        stack, days = _season_ndvi(ndvi, dates, start, end)
-        for key, arr in features(stack, days).items():
+        stack, days, inside = _season_ndvi(ndvi, dates, start, end)
+        for key, arr in features(stack[:inside], days[:inside]).items():
             cols[f"{name}_{key}"] = arr.ravel()
     return pd.DataFrame(cols)
 
 
 def _season_ndvi(ndvi: np.ndarray, dates: list[dt.date], start: dt.date, end: dt.date,
-                 spike: float | None = None, margin: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The season's NDVI dates, spikes dropped as the series task drops them: tested against the
-    nearest dates up to SERIES_SPIKE_MARGIN days outside the season too (the series neighbours);
-    defaults: the workflow's. Returns the season's own dates and their day offsets."""
+                 spike: float | None = None, margin: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+    """The season's NDVI dates followed by its series neighbours (the nearest dates up to
+    SERIES_SPIKE_MARGIN days outside it), spikes dropped as the series task drops them; defaults:
+    the workflow's. Returns the stack, its day offsets and how many dates are the season's own."""
     from landcoverpy.assets.lookup import NEIGHBOURS_PER_SIDE
     from landcoverpy.assets.params import CompositeParams
     from landcoverpy.raster.timeseries import drop_spikes
@@ -119,26 +126,50 @@ def _season_ndvi(ndvi: np.ndarray, dates: list[dt.date], start: dt.date, end: dt
     inside = [i for i, d in enumerate(dates) if start <= d <= end]
     before = [i for i, d in enumerate(dates) if start - dt.timedelta(days=margin) <= d < start][-NEIGHBOURS_PER_SIDE:]
     after = [i for i, d in enumerate(dates) if end < d <= end + dt.timedelta(days=margin)][:NEIGHBOURS_PER_SIDE]
-    idx = [*inside, *before, *after] if spike > 0 and margin > 0 else inside
+    idx = [*inside, *before, *after]
     days = np.array([(dates[i] - start).days for i in idx], dtype=float)
-    return drop_spikes(ndvi[idx], days, spike)[:len(inside)], days[:len(inside)]
+    return drop_spikes(ndvi[idx], days, spike), days, len(inside)
 
 
 def sampled_ndvi(data: Path, samples: int, seasons: list[tuple[str, dt.date, dt.date]],
                  spike: float | None = None) -> pd.DataFrame:
     """NDVI interpolated at ``samples`` evenly spaced days of each season (the composite stage's
     SERIES_SAMPLES layers) from the 68 real NDVI dates, clouds masked, spikes dropped
-    (``spike``: SERIES_SPIKE, default the workflow's)."""
-    from landcoverpy.raster.timeseries import interpolated_ndvi, sample_days, sample_layers
+    (``spike``: SERIES_SPIKE, default the workflow's); a pixel cloudy all season takes its
+    samples from the series neighbours' dates, as the series task does."""
+    from landcoverpy.raster.timeseries import sample_days, sample_layers, season_samples
 
     ndvi, dates = _masked_ndvi(data)
     cols = {}
     for name, start, end in seasons:
-        kept, days = _season_ndvi(ndvi, dates, start, end, spike)
-        values = interpolated_ndvi(kept, days, sample_days((end - start).days, samples))
+        stack, days, inside = _season_ndvi(ndvi, dates, start, end, spike)
+        values, _ = season_samples(stack, days, inside, sample_days((end - start).days, samples))
         for layer, arr in zip(sample_layers(samples), values):
             cols[f"{name}_{layer}"] = arr.ravel()
     return pd.DataFrame(cols)
+
+
+def _cloudy_all_season(data: Path, seasons: list[tuple[str, dt.date, dt.date]], columns: pd.Index) -> pd.DataFrame:
+    """True where a pixel has no clear date inside the sample column's season (before the series
+    task filled such pixels from the neighbours, they had no data)."""
+    ndvi, dates = _masked_ndvi(data)
+    cloudy = {}
+    for name, start, end in seasons:
+        stack, _, inside = _season_ndvi(ndvi, dates, start, end)
+        cloudy[name] = (~np.isfinite(stack[:inside]).any(axis=0)).ravel()
+    return pd.DataFrame({c: cloudy[c.rsplit("_ndvi_t", 1)[0]] for c in columns})
+
+
+def dem_features(data: Path) -> pd.DataFrame:
+    """The DEM stage's layers (``dem_elevation``, ``dem_slope``, ``dem_aspect``: Horn's slope and
+    aspect, the same functions) from the patch's real elevation; the patch is cut from a larger
+    DEM, so its outer ring is padded by repeating the edge (the stage reads real elevation there)."""
+    from landcoverpy.raster.terrain import aspect_degrees, slope_degrees
+
+    z = np.pad(np.load(data / "DEM.npy")[..., 0].astype("float64"), 1, mode="edge")
+    return pd.DataFrame({"dem_elevation": z[1:-1, 1:-1].ravel(),
+                         "dem_slope": slope_degrees(z, 10.0)[1:-1, 1:-1].ravel(),
+                         "dem_aspect": aspect_degrees(z, 10.0)[1:-1, 1:-1].ravel()})
 
 
 def monthly_ndvi(data: Path, coverage: float = 0.95) -> pd.DataFrame:
@@ -184,9 +215,13 @@ def evaluate(name: str, table: pd.DataFrame, features: list[str], labels: np.nda
 
     lc = LabelSet("lulc", {n: v for v, n in LULC_NAMES.items()}, 1)
     y = np.array([LULC_NAMES.get(int(v), "") for v in labels.ravel()])
-    ok = (y != "") & np.isfinite(table[features].to_numpy()).all(axis=1)
-    train = ok & (split.ravel() == 1)
-    test = ok & (split.ravel() == 2)
+    complete = np.isfinite(table[features].to_numpy()).all(axis=1)
+    train = (y != "") & complete & (split.ravel() == 1)
+    # every labelled pixel of the held-out blocks, whatever the features: a pixel the workflow
+    # cannot classify (a feature without data: no map value) counts as an error, so every
+    # configuration is scored on the same pixels
+    test = (y != "") & (split.ravel() == 2)
+    mapped = complete[test]
     frame = table.loc[train, features].copy()
     frame["category"], frame["latitude"], frame["longitude"] = y[train], lonlat[1][train], lonlat[0][train]
     frame["point_id"] = np.arange(len(frame))
@@ -194,7 +229,7 @@ def evaluate(name: str, table: pd.DataFrame, features: list[str], labels: np.nda
     trees = 0
     if params is None:  # the majority-class baseline
         values, counts = np.unique(y[train], return_counts=True)
-        pred = np.full(int(test.sum()), values[np.argmax(counts)])
+        pred = np.full(int(test.sum()), values[np.argmax(counts)], dtype=object)
     else:
         if tune:
             from landcoverpy.models.tuning import tune as search
@@ -205,14 +240,17 @@ def evaluate(name: str, table: pd.DataFrame, features: list[str], labels: np.nda
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model = train_level(frame, features, "category", lc, params, "category")  # type: ignore[arg-type]
-        pred = model.estimator.predict(table.loc[test, features].to_numpy(dtype="float32"))
+        pred = np.full(int(test.sum()), UNMAPPED, dtype=object)
+        pred[mapped] = model.estimator.predict(table.loc[test, features].to_numpy(dtype="float32")[mapped])
         trees = int(getattr(model.estimator, "n_estimators", 0))
     seconds = time.perf_counter() - started
-    classes = sorted(set(y[test]) | set(pred))
-    m = classification_metrics(y[test], np.asarray(pred).astype(str), classes)
+    pred = np.asarray(pred).astype(str)
+    classes = sorted((set(y[test]) | set(pred)) - {UNMAPPED})  # macro F1 over these; unmapped pixels are errors
+    m = classification_metrics(y[test], pred, classes + ([UNMAPPED] if (pred == UNMAPPED).any() else []))
+    f1 = {c: round(v["f1"], 4) for c, v in m["per_class"].items() if c != UNMAPPED}
     return {"config": name, "oa": round(m["overall_accuracy"], 4), "kappa": round(m["kappa"], 4),
-            "macro_f1": round(m["macro_f1"], 4),
-            "per_class_f1": {c: round(v["f1"], 4) for c, v in m["per_class"].items()},
+            "macro_f1": round(float(np.mean(list(f1.values()))), 4), "mapped": round(float(mapped.mean()), 4),
+            "per_class_f1": f1,
             "train_seconds": round(seconds, 2), "trees": trees, "train_pixels": int(train.sum()), "test_pixels": int(test.sum())}
 
 
@@ -254,8 +292,10 @@ def main() -> None:
     sampled = sampled_ndvi(args.data, 8, SERIES_SEASONS)
     quarterly = sampled_ndvi(args.data, 6, QUARTERS)
     quarterly_spiky = sampled_ndvi(args.data, 6, QUARTERS, spike=0.0).add_prefix("spiky_")
+    quarterly_holes = quarterly.where(~_cloudy_all_season(args.data, QUARTERS, quarterly.columns)).add_prefix("holes_")
+    dem = dem_features(args.data)
     base = ModelParams(block_km=0.2, folds=4, seed=7, min_class_points=3)
-    table = pd.concat([pct, series, raw, monthly, sampled, quarterly, quarterly_spiky], axis=1)
+    table = pd.concat([pct, series, raw, monthly, sampled, quarterly, quarterly_spiky, quarterly_holes, dem], axis=1)
     median_cols = list(median.columns)
     pct_cols = list(pct.columns)
     series_cols = list(series.columns)
@@ -282,6 +322,11 @@ def main() -> None:
         ("+ NDVI at 8 days per season, LightGBM", median_cols + sampled_cols, replace(base, model_type="lightgbm"), 0),
         ("+ NDVI at 6 days per quarter, whole record (SERIES_SAMPLES=6)", median_cols + quarterly_cols, base, 0),
         ("+ NDVI at 6 days per quarter, whole record, LightGBM", median_cols + quarterly_cols,
+         replace(base, model_type="lightgbm"), 0),
+        ("+ NDVI at 6 days per quarter, LightGBM, pixels cloudy all quarter left without data (as before)",
+         median_cols + list(quarterly_holes.columns), replace(base, model_type="lightgbm"), 0),
+        ("+ NDVI at 6 days per quarter + DEM layers", median_cols + quarterly_cols + list(dem.columns), base, 0),
+        ("+ NDVI at 6 days per quarter + DEM layers, LightGBM", median_cols + quarterly_cols + list(dem.columns),
          replace(base, model_type="lightgbm"), 0),
         ("+ NDVI at 6 days per quarter, no spike removal (SERIES_SPIKE=0)", median_cols + list(quarterly_spiky.columns),
          base, 0),

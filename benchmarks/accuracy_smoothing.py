@@ -78,7 +78,8 @@ def smoothed_ndvi(data: Path, lam: float, samples: int = 6) -> pd.DataFrame:
     ndvi, dates = acc._masked_ndvi(data)
     cols = {}
     for name, start, end in acc.QUARTERS:
-        kept, days = acc._season_ndvi(ndvi, dates, start, end)
+        stack, days, inside = acc._season_ndvi(ndvi, dates, start, end)
+        kept, days = stack[:inside], days[:inside]  # the season's own dates (no fill from the neighbours)
         season_days = (end - start).days
         values = whittaker_samples(kept.reshape(len(kept), -1), days, season_days, lam,
                                    sample_days(season_days, samples))

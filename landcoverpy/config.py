@@ -95,7 +95,8 @@ class Settings(BaseSettings):
     SERIES_SPIKE: float = Field(0.05, ge=0, lt=1, description="series layers (TIMESERIES_FEATURES, SERIES_SAMPLES): "
                                 "a date whose NDVI is this much below both its valid neighbours is a gap (0 = keep all)")
     SERIES_SPIKE_MARGIN: int = Field(30, ge=0, description="days outside a season whose catalogued products (an adjacent "
-                                     "season's) are neighbours in the spike test of its first and last dates (0 = none)")
+                                     "season's) are neighbours in the spike test of its first and last dates and fill the NDVI samples of "
+                                     "pixels cloudy all season (0 = none)")
     MASK_DILATION_PIXELS: int = Field(0, ge=0, description="extra cloud-mask dilation (10 m pixels)")
     CLOUD_PROBABILITY_THRESHOLD: float = Field(0.4, gt=0, lt=1)
 

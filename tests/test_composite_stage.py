@@ -260,10 +260,11 @@ def test_spike_test_of_a_seasons_edges_looks_at_the_products_just_outside(tmp_pa
     """A season from 20 March to 30 April holds two of the four products; the two outside (5 March,
     4 May: within SERIES_SPIKE_MARGIN) are the neighbours its edge dates are tested against. They
     change which dates are dips, enter the composite's id and record (and STAC lineage), and
-    nothing else: the medians are the season's own."""
+    nothing else: the medians are the season's own; and a pixel cloudy on both of the season's dates
+    takes its NDVI samples from theirs instead of being a hole in every map."""
     from landcoverpy.assets.stac import composite_item
     from landcoverpy.raster.indices import compute_index
-    from landcoverpy.raster.timeseries import drop_spikes, interpolated_ndvi, sample_days
+    from landcoverpy.raster.timeseries import drop_spikes, interpolated_ndvi, sample_days, season_samples
     from tests.synthetic import expected_stack
 
     products = generated(tmp_path)
@@ -288,13 +289,20 @@ def test_spike_test_of_a_seasons_edges_looks_at_the_products_just_outside(tmp_pa
     days = np.array([(d - mid.start).days for d in (dt.date(2021, 3, 5), dt.date(2021, 3, 25), dt.date(2021, 4, 14),
                                                    dt.date(2021, 5, 4))], dtype=float)
     at = sample_days((mid.end - mid.start).days, 4)
-    want = interpolated_ndvi(drop_spikes(ndvi, days, with_n["params"]["series_spike"])[1:3], days[1:3], at)
+    seen = [1, 2, 0, 3]  # the season's own dates first, then its neighbours
+    want, filled = season_samples(drop_spikes(ndvi, days, with_n["params"]["series_spike"])[seen], days[seen], 2, at)
     plain = interpolated_ndvi(ndvi[1:3], days[1:3], at)  # two dates alone: no date has two neighbours
     got = np.stack([read(ctx, with_n["indices"][f"ndvi_t{i}"]) for i in range(4)])
     got0 = np.stack([read(ctx, without["indices"][f"ndvi_t{i}"]) for i in range(4)])
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(got0, plain, rtol=1e-6, atol=1e-6)
-    assert (np.abs(np.nan_to_num(got) - np.nan_to_num(got0)) > 1e-3).mean() > 0.01  # the neighbours found dips
+    clear = ~filled & np.isfinite(plain).all(axis=0)
+    assert (np.abs(got - got0)[:, clear] > 1e-3).mean() > 0.01  # the neighbours found dips
+    # pixels cloudy on both of the season's dates: holes without neighbours, filled from their dates with them
+    # (a pixel whose dates the neighbours showed as dips is filled too; one cloudy on all four dates is not)
+    cloudy = ~np.isfinite(ndvi[1:3]).any(axis=0) & np.isfinite(ndvi[[0, 3]]).any(axis=0)
+    assert cloudy.sum() > 20 and (filled >= cloudy).all()
+    assert np.isnan(got0[:, cloudy]).all() and np.isfinite(got[:, cloudy]).all()
 
 
 def test_index_groups_cover_every_index_once_with_just_their_bands() -> None:

@@ -194,6 +194,45 @@ def test_interpolated_ndvi_is_np_interp_per_pixel(dates: int) -> None:
         sample_days(91, 1)
 
 
+@pytest.mark.parametrize("inside,outside", [(6, 4), (1, 2), (0, 3), (5, 0)])
+def test_season_samples_fill_only_pixels_cloudy_all_season(inside: int, outside: int) -> None:
+    """A pixel with a clear date in the season: exactly the season's own curve (the neighbours
+    never bend it). A pixel cloudy on every date of the season: np.interp over the neighbours'
+    dates (before the season: negative days; after it: beyond its last day). Cloudy everywhere:
+    no data."""
+    from landcoverpy.raster.timeseries import interpolated_ndvi, sample_days, season_samples
+
+    rng = np.random.default_rng(inside * 10 + outside)
+    own_days = rng.choice(np.arange(92), size=inside, replace=False).astype(float)
+    out_days = np.concatenate([-rng.choice(np.arange(1, 31), size=outside // 2, replace=False),
+                               92 + rng.choice(np.arange(1, 31), size=outside - outside // 2, replace=False)]).astype(float)
+    days = np.concatenate([own_days, rng.permutation(out_days)])
+    ndvi = rng.uniform(-0.2, 0.9, (inside + outside, 17, 19)).astype("float32")
+    ndvi[rng.uniform(size=ndvi.shape) < 0.3] = np.nan
+    ndvi[:inside, 2:9, 3:12] = np.nan  # a cloud over the whole season
+    ndvi[:, 0, 0] = np.nan  # never clear
+    at = sample_days(91, 6)
+    got, filled = season_samples(ndvi, days, inside, at)
+    assert got.shape == (6, 17, 19) and got.dtype == np.float32 and filled.shape == (17, 19)
+    own_clear = np.isfinite(ndvi[:inside]).any(axis=0) if inside else np.zeros((17, 19), bool)
+    np.testing.assert_array_equal(filled, ~own_clear & np.isfinite(ndvi[inside:]).any(axis=0))
+    if inside:
+        np.testing.assert_array_equal(got[:, own_clear], interpolated_ndvi(ndvi[:inside], own_days, at)[:, own_clear])
+    for r, c in zip(*np.nonzero(~own_clear)):
+        v, ok = ndvi[inside:, r, c], np.isfinite(ndvi[inside:, r, c])
+        if not ok.any():
+            assert np.isnan(got[:, r, c]).all() and not filled[r, c]
+            continue
+        order = np.argsort(days[inside:][ok])
+        want = np.interp(at, days[inside:][ok][order], v[ok][order])
+        np.testing.assert_allclose(got[:, r, c], want, rtol=0, atol=1e-6)
+    assert np.isnan(got[:, 0, 0]).all()
+    if outside:
+        assert filled[2:9, 3:12].mean() > 0.5  # most of the cloud is filled from the neighbours
+    else:
+        assert not filled.any()
+
+
 def test_drop_spikes_known_answers() -> None:
     from landcoverpy.raster.timeseries import drop_spikes
 

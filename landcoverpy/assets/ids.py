@@ -20,6 +20,7 @@ from landcoverpy.inputs import Season
 # Format versions, one per kind.
 COMPOSITE_FORMAT = 2
 SERIES_FORMAT = 2  # time-series layers; 2: slope 0 (not NaN) with a single valid date
+SAMPLES_FORMAT = 2  # NDVI samples (SERIES_SAMPLES); 2: a pixel cloudy all season is filled from the series neighbours
 DEM_FORMAT = 2
 DATASET_FORMAT = 2
 HIERARCHY_FORMAT = 2

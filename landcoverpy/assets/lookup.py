@@ -61,9 +61,11 @@ def series_neighbours(ctx: Context, tile: str, season: Season, params: Composite
     """Catalogued products of ``tile`` sensed within ``params.series_margin`` days before or after
     ``season`` (an adjacent season's, typically), the nearest :data:`NEIGHBOURS_PER_SIDE` on each
     side, earliest first: the series layers' spike test compares the season's first and last clear
-    dates with them (nothing else reads them). None when the composite has no series layers or
-    spike removal is off."""
-    if not (params.series_layers() and params.series_spike > 0 and params.series_margin > 0):
+    dates with them, and the NDVI samples of a pixel cloudy on every date of the season are
+    interpolated from them (nothing else reads them). None when the composite has no series layers,
+    when ``series_margin`` is 0, or when it has only time-series features and spike removal is off."""
+    wanted = params.series_samples > 0 or (params.timeseries and params.series_spike > 0)
+    if not (wanted and params.series_margin > 0):
         return []
     first = season.start - dt.timedelta(days=params.series_margin)
     last = season.end + dt.timedelta(days=params.series_margin)

@@ -54,7 +54,10 @@ class CompositeParams:
 
             out["timeseries"] = SERIES_FORMAT
         if self.series_samples:
+            from landcoverpy.assets.ids import SAMPLES_FORMAT
+
             out["series_samples"] = self.series_samples
+            out["samples_format"] = SAMPLES_FORMAT
         if self.series_layers() and self.series_spike:
             out["series_spike"] = self.series_spike
         return out

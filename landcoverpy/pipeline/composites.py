@@ -38,8 +38,7 @@ from landcoverpy.progress import step
 from landcoverpy.raster.indices import INDICES, compute_index
 from landcoverpy.raster.reading import GDAL_CACHE_MB, GridReader, expand_window
 from landcoverpy.raster.timeseries import FEATURES as SERIES_FEATURES
-from landcoverpy.raster.timeseries import (drop_spikes, interpolated_ndvi, sample_days, sample_layers,
-                                          series_features)
+from landcoverpy.raster.timeseries import drop_spikes, sample_days, sample_layers, season_samples, series_features
 from landcoverpy.scratch import scratch_dir
 from landcoverpy.sentinel2 import dn_to_reflectance
 from landcoverpy.storage import ObjectStore, open_store
@@ -317,8 +316,9 @@ def build_series(settings: Settings, tile: str, season: Season, products: list[d
     features of the season (NDVI amplitude, slope, peak day) and NDVI interpolated at evenly
     spaced days (``ndvi_t0``...), as ``params`` asks, after dropping NDVI spikes (missed clouds
     and shadows: ``params.series_spike``); the season's first and last clear dates are tested
-    against ``neighbours`` (products just outside the season, read for that alone: they change
-    nothing else); reused when already complete."""
+    against ``neighbours`` (products just outside the season), and a pixel cloudy on every date
+    of the season takes its NDVI samples from the neighbours' dates instead of none (a hole in
+    every map made from them); neighbours change nothing else. Reused when already complete."""
     layers = params.series_layers()
     if not layers:
         return {}
@@ -345,10 +345,10 @@ def build_series(settings: Settings, tile: str, season: Season, products: list[d
                 inv = r.invalid(window)
                 ndvi.append(compute_index("ndvi", {"B04": r.reflectance("B04", window, inv),
                                                    "B08": r.reflectance("B08", window, inv)}))
-            stack = drop_spikes(np.stack(ndvi), days, params.series_spike)[:inside]
-            out = series_features(stack, days[:inside]) if params.timeseries else {}
-            if at is not None:
-                out |= dict(zip(sample_layers(len(at)), interpolated_ndvi(stack, days[:inside], at)))
+            stack = drop_spikes(np.stack(ndvi), days, params.series_spike)
+            out = series_features(stack[:inside], days[:inside]) if params.timeseries else {}
+            if at is not None:  # pixels cloudy all season: filled from the neighbours' dates
+                out |= dict(zip(sample_layers(len(at)), season_samples(stack, days, inside, at)[0]))
             return out
 
         def fill(writers: dict[str, CogWriter]) -> dict[str, int]:

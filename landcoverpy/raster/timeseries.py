@@ -110,6 +110,32 @@ def interpolated_ndvi(ndvi: np.ndarray, days: np.ndarray, at: np.ndarray) -> np.
     return out
 
 
+def season_samples(ndvi: np.ndarray, days: np.ndarray, inside: int, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The season's NDVI at the days ``at``, gaps filled from the dates around the season.
+
+    ``ndvi`` stacks the season's own ``inside`` dates first, then dates just outside it (the
+    series neighbours, before and after, in any order); ``days`` are day offsets from the
+    season's first day (negative before it). A pixel with a valid date inside the season is
+    interpolated from those dates alone (:func:`interpolated_ndvi`: the neighbours never bend a
+    curve the season itself shows). A pixel with no valid date inside (cloudy on every date of the
+    season) is interpolated from the outside dates instead: linearly between the last clear date
+    before and the first after, or constant from the one side that has one; it stays NaN only
+    when no date at all is valid. Returns ``(len(at), rows, cols)`` float32 and the ``(rows, cols)``
+    mask of the pixels filled from outside."""
+    if ndvi.ndim != 3 or ndvi.shape[0] != len(days) or not 0 <= inside <= len(days):
+        raise ValueError("expected (dates, rows, cols) NDVI, one day per date and 0 <= inside <= dates")
+    own = interpolated_ndvi(ndvi[:inside], np.asarray(days)[:inside], at)
+    empty = ~np.isfinite(ndvi[:inside]).any(axis=0) if inside else np.ones(ndvi.shape[1:], dtype=bool)
+    filled = empty & np.isfinite(ndvi[inside:]).any(axis=0)
+    if not filled.any():
+        return own, filled
+    rows, cols = np.nonzero(filled)
+    # only the empty pixels, as one row: the outside dates never touch the others
+    outside = interpolated_ndvi(ndvi[inside:, rows, cols][:, None, :], np.asarray(days)[inside:], at)[:, 0, :]
+    own[:, rows, cols] = outside
+    return own, filled
+
+
 def series_features(ndvi: np.ndarray, days: np.ndarray) -> dict[str, np.ndarray]:
     """``ndvi_amplitude`` = max - min over valid dates (0 with one date); ``ndvi_slope`` =
     least-squares slope of NDVI against the day (0 with one date: no change seen, and the pixel
