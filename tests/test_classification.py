@@ -74,7 +74,13 @@ def run_classify(settings: Settings, hierarchy: dict, block: int = BLOCK) -> dic
         rep = classify(ctx, [DEMO_TILE], seasons, hierarchy, client, block, progress=False)
     record = rep.tiles[0].record
     assert record is not None, rep.lines()
-    return read_maps(ctx, record)
+    maps = read_maps(ctx, record)
+    nodata = int((maps["classification"] == 0).sum())
+    assert record["nodata_pixels"] == nodata
+    # the summary says how much of the tile has no class (and why), or nothing when all has one
+    share = f"{nodata} pixels ({100.0 * nodata / maps['classification'].size:.1f} %) without a class"
+    assert (share in rep.lines()[0]) == (nodata > 0), rep.lines()
+    return maps
 
 
 @pytest.fixture(scope="module")

@@ -159,8 +159,13 @@ class ClassifyReport:
             elif t.record:
                 counts = t.record["pixel_counts"]["classification"]
                 state = "reused" if t.reused else "classified"
-                out.append(f"{t.tile}: {state}; pixels per category: " +
-                           ", ".join(f"{k} {v}" for k, v in counts.items()))
+                line = f"{t.tile}: {state}; pixels per category: " + ", ".join(f"{k} {v}" for k, v in counts.items())
+                nodata = int(t.record.get("nodata_pixels", 0))
+                if nodata:
+                    total = nodata + sum(counts.values())
+                    line += (f"; {nodata} pixels ({100.0 * nodata / total:.1f} %) without a class: a feature has "
+                             "no data there (outside the products' footprint, or cloudy on every date of a season)")
+                out.append(line)
         return out
 
 
