@@ -90,6 +90,18 @@ def test_dem_stage_on_real_dem(tmp_path: Path) -> None:
     assert checked > 300
     # windows were stitched with a halo: no seams at window borders (row 128 is a border)
     assert np.isfinite(layers["slope"][127:130, 1:-1]).all()
+    # the tile's outermost pixels have a slope too: their halo is read from the DEM beyond the grid
+    bigger = Grid(grid.crs, (30.0, 0.0, 643000.0 - 30.0, 0.0, -30.0, 3630000.0 + 30.0), grid.width + 2, grid.height + 2)
+    with rasterio.open(dem_file) as src:
+        around = np.full(bigger.shape, np.nan, "float32")
+        reproject(rasterio.band(src, 1), around, src_nodata=src.nodata, dst_transform=bigger.affine,
+                  dst_crs=bigger.crs, dst_nodata=np.nan, resampling=Resampling.bilinear)
+    ring = [(0, c) for c in range(0, grid.width, 7)] + [(grid.height - 1, c) for c in range(0, grid.width, 7)] + \
+        [(r, 0) for r in range(0, grid.height, 7)] + [(r, grid.width - 1) for r in range(0, grid.height, 7)]
+    # (within the warp's few centimetres; a halo that repeated the edge pixel would be off by degrees)
+    for r, c in ring:
+        assert layers["slope"][r, c] == pytest.approx(horn_slope_loop(around.astype(float), r + 1, c + 1, 30.0), abs=0.25)
+    assert np.isfinite(layers["aspect"][[0, -1], :]).all() and np.isfinite(layers["aspect"][:, [0, -1]]).all()
     # a different method (central differences) agrees in the large
     gy, gx = np.gradient(whole.astype(float), 30.0)
     central = np.degrees(np.arctan(np.hypot(gx, gy)))

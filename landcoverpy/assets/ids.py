@@ -21,7 +21,7 @@ from landcoverpy.inputs import Season
 COMPOSITE_FORMAT = 2
 SERIES_FORMAT = 2  # time-series layers; 2: slope 0 (not NaN) with a single valid date
 SAMPLES_FORMAT = 2  # NDVI samples (SERIES_SAMPLES); 2: a pixel cloudy all season is filled from the series neighbours
-DEM_FORMAT = 2
+DEM_FORMAT = 3  # 3: slope and aspect on the tile's outermost pixels too (halo read beyond the grid)
 DATASET_FORMAT = 2
 HIERARCHY_FORMAT = 2
 MAP_FORMAT = 4  # 3: QGIS styles and GDAL category names; 4: sl_confidence and uncertainty layers

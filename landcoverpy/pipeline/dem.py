@@ -27,7 +27,6 @@ from landcoverpy.scratch import scratch_dir
 from landcoverpy.pipeline.tasks import dask_task, task_key
 from landcoverpy.raster.cog import CogWriter
 from landcoverpy.raster.grid import Grid, block_windows
-from landcoverpy.raster.reading import expand_window
 from landcoverpy.raster.terrain import aspect_degrees, slope_degrees
 from landcoverpy.sources.dem import DEMSource, aster_tiles_for_bounds
 from landcoverpy.storage import open_store
@@ -85,10 +84,34 @@ def _elevation_window(store: Any, sources: list[dict[str, str]], grid: Grid, win
     return out
 
 
+def _halo_elevation(store: Any, sources: list[dict[str, str]], grid: Grid, window: Window) -> np.ndarray:
+    """Elevation of ``window`` with a one-pixel halo on every side, beyond the grid's edge too
+    (the DEM mosaic covers more than the tile), so Horn's slope and aspect exist on the tile's
+    outermost pixels instead of a NaN ring in every map made with them. Where the halo lies
+    outside the grid and the mosaic has no value there either, it repeats the edge pixel (flat
+    outwards). Inside the grid the halo is the neighbouring windows' elevation: windowed == whole."""
+    grown = Window(int(window.col_off) - 1, int(window.row_off) - 1, int(window.width) + 2, int(window.height) + 2)
+    z = _elevation_window(store, sources, grid, grown)
+    edge = np.pad(z[1:-1, 1:-1], 1, mode="edge")
+    outside = np.zeros(z.shape, dtype=bool)
+    if window.row_off == 0:
+        outside[0] = True
+    if window.col_off == 0:
+        outside[:, 0] = True
+    if window.row_off + window.height >= grid.height:
+        outside[-1] = True
+    if window.col_off + window.width >= grid.width:
+        outside[:, -1] = True
+    missing = outside & np.isnan(z)
+    z[missing] = edge[missing]
+    return z
+
+
 @dask_task
 def build_dem(settings: Settings, tile: str, grid: Grid, sources: list[dict[str, str]], window_size: int = 1024) -> dict[str, Any]:
     """Dask task: elevation (bilinear from the ASTER mosaic), slope and aspect (Horn) on
-    ``grid``, window by window with a one-pixel halo so windowed == whole."""
+    ``grid``, window by window with a one-pixel halo (:func:`_halo_elevation`) so windowed ==
+    whole and the tile's edge pixels have a slope."""
     store = open_store(settings, check=False)
     did = dem_id(tile, grid, sources)
     bucket = settings.MINIO_BUCKET_NAME_DEM
@@ -102,8 +125,8 @@ def build_dem(settings: Settings, tile: str, grid: Grid, sources: list[dict[str,
             for w in writers.values():
                 stack.enter_context(w)
             for window in block_windows(grid.height, grid.width, window_size):
-                grown, (rs, cs) = expand_window(window, 1, grid)
-                z = _elevation_window(store, sources, grid, grown)
+                z = _halo_elevation(store, sources, grid, window)
+                rs, cs = slice(1, -1), slice(1, -1)
                 writers["elevation"].write(z[rs, cs], window)
                 writers["slope"].write(slope_degrees(z, grid.resolution)[rs, cs], window)
                 writers["aspect"].write(aspect_degrees(z, grid.resolution)[rs, cs], window)
