@@ -273,12 +273,16 @@ def test_spike_test_of_a_seasons_edges_looks_at_the_products_just_outside(tmp_pa
     assert acquire(ctx, LocalProvider(tmp_path / "src"), [TILE], [everything], client, progress=False).ok
     mid = Season("mid", dt.date(2021, 3, 20), dt.date(2021, 4, 30))
     records = {}
-    for margin in (30, 0):
-        params = CompositeParams(window_size=64, series_samples=4, series_margin=margin)
+    for margin, spike in ((30, 0.05), (0, 0.05), (30, 0.0)):
+        params = CompositeParams(window_size=64, series_samples=4, series_margin=margin, series_spike=spike)
         comp = composite(ctx, [TILE], [mid], client, params, progress=False)
         assert not comp.failed, comp.failed
-        records[margin] = ctx.catalog.get("composites", comp.built[0])
-    with_n, without = records[30], records[0]
+        records[margin, spike] = ctx.catalog.get("composites", comp.built[0])
+        # the stage that builds and the lookup that later stages use agree on the neighbours (so on the id)
+        assert lookup.composite_for(ctx, TILE, mid, params)["_id"] == comp.built[0]
+    with_n, without = records[30, 0.05], records[0, 0.05]
+    # without spike removal the neighbours are still read: they fill the samples of pixels cloudy all season
+    assert sorted(records[30, 0.0]["series_neighbours"]) == sorted(with_n["series_neighbours"])
     assert sorted(with_n["series_neighbours"]) == sorted([products[0].product_id, products[3].product_id])
     assert without["series_neighbours"] == [] and with_n["_id"] != without["_id"]
     assert sorted(with_n["products"]) == sorted(without["products"]) == sorted(p.product_id for p in products[1:3])
@@ -303,6 +307,8 @@ def test_spike_test_of_a_seasons_edges_looks_at_the_products_just_outside(tmp_pa
     cloudy = ~np.isfinite(ndvi[1:3]).any(axis=0) & np.isfinite(ndvi[[0, 3]]).any(axis=0)
     assert cloudy.sum() > 20 and (filled >= cloudy).all()
     assert np.isnan(got0[:, cloudy]).all() and np.isfinite(got[:, cloudy]).all()
+    got_no_spike = np.stack([read(ctx, records[30, 0.0]["indices"][f"ndvi_t{i}"]) for i in range(4)])
+    assert np.isfinite(got_no_spike[:, cloudy]).all()
 
 
 def test_index_groups_cover_every_index_once_with_just_their_bands() -> None:
