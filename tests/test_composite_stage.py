@@ -334,3 +334,42 @@ def test_series_samples_setting_reaches_the_composite_params(tmp_path: Path) -> 
         Settings(_env_file=None, LANDCOVERPY_HOME=tmp_path, SERIES_SAMPLES=1)  # type: ignore[call-arg]
     with pytest.raises(ValueError, match="series_samples"):
         CompositeParams(series_samples=1)
+
+
+def test_gap_fill_takes_a_cloudy_pixels_median_from_the_products_just_outside(
+        tmp_path: Path, local_settings: Settings, client: Client) -> None:
+    """COMPOSITE_GAP_FILL: a season from 20 March to 30 April holds two products; where both are
+    cloudy, the median (and so every index) comes from the two products just outside it (5 March,
+    4 May), and the valid count stays the season's own (0 there); everywhere else the composite is
+    the season's own median. Without it those pixels are nodata. A new id either way."""
+    from tests.synthetic import expected_median
+
+    products = generated(tmp_path)
+    ctx = Context.open(local_settings)
+    everything = Season("all", dt.date(2021, 3, 1), dt.date(2021, 5, 31))
+    assert acquire(ctx, LocalProvider(tmp_path / "src"), [TILE], [everything], client, progress=False).ok
+    mid = Season("mid", dt.date(2021, 3, 20), dt.date(2021, 4, 30))
+    recs = {}
+    for fill in (False, True):
+        params = CompositeParams(window_size=64, gap_fill=fill)
+        comp = composite(ctx, [TILE], [mid], client, params, progress=False)
+        assert not comp.failed, comp.failed
+        recs[fill] = ctx.catalog.get("composites", comp.built[0])
+        assert lookup.composite_for(ctx, TILE, mid, params)["_id"] == comp.built[0]
+    plain, filled = recs[False], recs[True]
+    assert plain["series_neighbours"] == [] and plain["_id"] != filled["_id"]
+    assert sorted(filled["series_neighbours"]) == sorted([products[0].product_id, products[3].product_id])
+    assert CompositeParams.from_dict(filled["params"]).gap_fill
+    for band in ("B04", "B08", "B11"):
+        own = expected_median(products[1:3], band, SIZE)
+        outside = expected_median([products[0], products[3]], band, SIZE)
+        np.testing.assert_array_equal(read(ctx, plain["bands"][band]), own, err_msg=band)
+        np.testing.assert_array_equal(read(ctx, filled["bands"][band]), np.where(own > 0, own, outside), err_msg=band)
+    holes = (expected_median(products[1:3], "B04", SIZE) == 0) & (expected_median([products[0], products[3]], "B04", SIZE) > 0)
+    assert holes.sum() > 20  # cloudy on both of the season's dates, clear on a neighbour's
+    np.testing.assert_array_equal(read(ctx, filled["valid_count"]), read(ctx, plain["valid_count"]))
+    assert (read(ctx, filled["valid_count"])[holes] == 0).all()
+    ndvi_plain, ndvi_filled = read(ctx, plain["indices"]["ndvi"]), read(ctx, filled["indices"]["ndvi"])
+    assert np.isnan(ndvi_plain[holes]).all() and np.isfinite(ndvi_filled[holes]).all()
+    clear = np.isfinite(ndvi_plain)
+    np.testing.assert_array_equal(ndvi_filled[clear], ndvi_plain[clear])

@@ -61,10 +61,11 @@ def series_neighbours(ctx: Context, tile: str, season: Season, params: Composite
     """Catalogued products of ``tile`` sensed within ``params.series_margin`` days before or after
     ``season`` (an adjacent season's, typically), the nearest :data:`NEIGHBOURS_PER_SIDE` on each
     side, earliest first: the series layers' spike test compares the season's first and last clear
-    dates with them, and the NDVI samples of a pixel cloudy on every date of the season are
-    interpolated from them (nothing else reads them). None when the composite has no series layers,
-    when ``series_margin`` is 0, or when it has only time-series features and spike removal is off."""
-    wanted = params.series_samples > 0 or (params.timeseries and params.series_spike > 0)
+    dates with them, and a pixel without any valid observation in the season takes its NDVI
+    samples (and, with ``gap_fill``, its medians) from them. None when ``series_margin`` is 0, or
+    when nothing reads them (no samples, no gap filling, and no time-series features with spike
+    removal)."""
+    wanted = params.series_samples > 0 or params.gap_fill or (params.timeseries and params.series_spike > 0)
     if not (wanted and params.series_margin > 0):
         return []
     first = season.start - dt.timedelta(days=params.series_margin)

@@ -35,6 +35,9 @@ class CompositeParams:
     # ... compared, at the season's edges, with products up to this many days outside it (0 = none);
     # not part of the identity: the neighbours found enter the composite id themselves
     series_margin: int = 30
+    # a pixel without any valid observation in the season takes its median (and percentiles) from
+    # those neighbours' valid observations instead of no data (valid_count stays 0 there)
+    gap_fill: bool = False
 
     def __post_init__(self) -> None:
         if self.series_samples == 1 or self.series_samples < 0:
@@ -60,6 +63,8 @@ class CompositeParams:
             out["samples_format"] = SAMPLES_FORMAT
         if self.series_layers() and self.series_spike:
             out["series_spike"] = self.series_spike
+        if self.gap_fill:
+            out["gap_fill"] = "neighbours"
         return out
 
     def series_layers(self) -> list[str]:
@@ -83,7 +88,7 @@ class CompositeParams:
                                   "max_products": self.max_products, "percentiles": list(self.percentiles),
                                   "timeseries": self.timeseries, "series_samples": self.series_samples,
                                   "series_spike": self.series_spike, "series_margin": self.series_margin,
-                                  "layers": self.layers()}
+                                  "gap_fill": self.gap_fill, "layers": self.layers()}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CompositeParams:
@@ -101,7 +106,8 @@ class CompositeParams:
                    timeseries=bool(d.get("timeseries", False)),
                    series_samples=int(d.get("series_samples", 0)),
                    series_spike=float(d.get("series_spike", 0.0)),  # records made before: no spike removal
-                   series_margin=int(d.get("series_margin", 0)))
+                   series_margin=int(d.get("series_margin", 0)),
+                   gap_fill=bool(d.get("gap_fill", False)))
 
     @classmethod
     def from_settings(cls, settings: Any) -> CompositeParams:
@@ -116,6 +122,7 @@ class CompositeParams:
             series_samples=settings.SERIES_SAMPLES,
             series_spike=settings.SERIES_SPIKE,
             series_margin=settings.SERIES_SPIKE_MARGIN,
+            gap_fill=settings.COMPOSITE_GAP_FILL,
         )
 
 

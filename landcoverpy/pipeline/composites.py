@@ -236,7 +236,10 @@ def build_band(settings: Settings, tile: str, season: Season, products: list[dic
                neighbours: list[dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
     """Dask task: the median of one band over the products, window by window (and, for the first
     band, the valid-observation count); reused when already complete. ``neighbours``: the
-    composite's series neighbours (they enter its id only)."""
+    composite's neighbours (products just outside the season); with ``params.gap_fill`` a pixel
+    without any valid observation in the season takes its median (and percentiles) from theirs,
+    and keeps a valid count of 0 (the season itself saw nothing there); otherwise they enter the
+    id only."""
     store = open_store(settings, check=False)
     cid = _cid(tile, season, products, params, neighbours)
     out = LayerWriter(settings, store, tile, season, cid, products)
@@ -247,12 +250,14 @@ def build_band(settings: Settings, tile: str, season: Season, products: list[dic
     with store.rasterio_env(GDAL_CACHEMAX=GDAL_CACHE_MB):
         grid = common_grid(store, products)
 
+        read = [*products, *(neighbours or [])] if params.gap_fill else products
+
         def open_readers() -> list[ProductWindowReader]:
-            return [ProductWindowReader(store, p, grid, mask_uris.get(p["_id"]), params.mask) for p in products]
+            return [ProductWindowReader(store, p, grid, mask_uris.get(p["_id"]), params.mask) for p in read]
 
         def compute(readers: list[ProductWindowReader], window: rasterio.windows.Window) -> dict[str, np.ndarray]:
             return band_window(readers, window, band, with_count="valid_count" in layers,
-                               percentiles=params.percentiles)
+                               percentiles=params.percentiles, own=len(products))
 
         def fill(writers: dict[str, CogWriter]) -> dict[str, int]:
             valid = run_windows(open_readers, grid, params, compute, writers,
@@ -405,15 +410,30 @@ def _merge(bands: dict[str, dict[str, dict[str, Any]]], indices: dict[str, dict[
     return layers | indices
 
 
-def band_window(readers: list[ProductWindowReader], window: rasterio.windows.Window, band: str,
-                with_count: bool, percentiles: tuple[int, ...] = ()) -> dict[str, np.ndarray]:
-    """One band's uint16 median (and percentiles) over the products in one window (and the valid
-    count)."""
+def _band_stack(readers: list[ProductWindowReader], window: rasterio.windows.Window, band: str) -> np.ndarray:
     invalid = [r.invalid(window) for r in readers]
-    stack = np.stack([r.reflectance(band, window, inv) for r, inv in zip(readers, invalid)])
-    out = {band: to_uint16_reflectance(median_composite(stack))}
-    if percentiles:
-        for q, layer in zip(percentiles, percentile_composite(stack, percentiles)):
+    return np.stack([r.reflectance(band, window, inv) for r, inv in zip(readers, invalid)])
+
+
+def band_window(readers: list[ProductWindowReader], window: rasterio.windows.Window, band: str,
+                with_count: bool, percentiles: tuple[int, ...] = (), own: int | None = None) -> dict[str, np.ndarray]:
+    """One band's uint16 median (and percentiles) over the products in one window (and the valid
+    count). ``own``: how many of ``readers`` are the season's products; the others (gap filling)
+    are read only when the window has a pixel without any valid observation of the season, and
+    give such pixels their median and percentiles; the valid count is the season's own."""
+    own = len(readers) if own is None else own
+    stack = _band_stack(readers[:own], window, band)
+    median = median_composite(stack)
+    layers = percentile_composite(stack, percentiles) if percentiles else None
+    empty = ~np.isfinite(median)
+    if own < len(readers) and empty.any():
+        outside = _band_stack(readers[own:], window, band)
+        median = np.where(empty, median_composite(outside), median)
+        if layers is not None:
+            layers = np.where(empty, percentile_composite(outside, percentiles), layers)
+    out = {band: to_uint16_reflectance(median)}
+    if layers is not None:
+        for q, layer in zip(percentiles, layers):
             out[f"{band}_p{q}"] = to_uint16_reflectance(layer)
     if with_count:
         out["valid_count"] = valid_count(stack)
@@ -521,7 +541,7 @@ def composite(ctx: Context, tiles: list[str], seasons: list[Season], client: Any
                 continue
             mask_futs = {p["_id"]: client.submit(build_cloud_mask, s, p, params.mask, pure=False, retries=2,
                                                  key=task_key(f"mask-{p['_id']}")) for p in [*products, *neighbours]}
-            own_masks = {p["_id"]: mask_futs[p["_id"]] for p in products}
+            own_masks = {p["_id"]: mask_futs[p["_id"]] for p in [*products, *(neighbours if params.gap_fill else [])]}
             band_futs = {b: client.submit(build_band, s, tile, season, products, params, b, own_masks, neighbours,
                                           pure=False, retries=2, key=task_key(f"band-{cid}-{b}")) for b in params.bands}
             layer_futs = {
