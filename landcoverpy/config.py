@@ -98,7 +98,7 @@ class Settings(BaseSettings):
                                      "season's) are neighbours in the spike test of its first and last dates and fill the NDVI samples of "
                                      "pixels cloudy all season (0 = none)")
     COMPOSITE_GAP_FILL: bool = Field(False, description="a pixel without any clear observation in a season takes its "
-                                     "median from the products up to SERIES_SPIKE_MARGIN days outside it (valid_count "
+                                     "median (and time-series features) from the products up to SERIES_SPIKE_MARGIN days outside it (valid_count "
                                      "stays 0 there) instead of no data: no holes in maps of short or cloudy seasons")
     MASK_DILATION_PIXELS: int = Field(0, ge=0, description="extra cloud-mask dilation (10 m pixels)")
     CLOUD_PROBABILITY_THRESHOLD: float = Field(0.4, gt=0, lt=1)

@@ -340,8 +340,9 @@ def test_gap_fill_takes_a_cloudy_pixels_median_from_the_products_just_outside(
         tmp_path: Path, local_settings: Settings, client: Client) -> None:
     """COMPOSITE_GAP_FILL: a season from 20 March to 30 April holds two products; where both are
     cloudy, the median (and so every index) comes from the two products just outside it (5 March,
-    4 May), and the valid count stays the season's own (0 there); everywhere else the composite is
-    the season's own median. Without it those pixels are nodata. A new id either way."""
+    4 May), and so do the NDVI time-series features; the valid count stays the season's own (0
+    there); everywhere else the composite is the season's own. Without it those pixels are nodata.
+    A new id either way."""
     from tests.synthetic import expected_median
 
     products = generated(tmp_path)
@@ -351,14 +352,17 @@ def test_gap_fill_takes_a_cloudy_pixels_median_from_the_products_just_outside(
     mid = Season("mid", dt.date(2021, 3, 20), dt.date(2021, 4, 30))
     recs = {}
     for fill in (False, True):
-        params = CompositeParams(window_size=64, gap_fill=fill)
+        params = CompositeParams(window_size=64, gap_fill=fill, timeseries=True)
         comp = composite(ctx, [TILE], [mid], client, params, progress=False)
         assert not comp.failed, comp.failed
         recs[fill] = ctx.catalog.get("composites", comp.built[0])
         assert lookup.composite_for(ctx, TILE, mid, params)["_id"] == comp.built[0]
     plain, filled = recs[False], recs[True]
-    assert plain["series_neighbours"] == [] and plain["_id"] != filled["_id"]
-    assert sorted(filled["series_neighbours"]) == sorted([products[0].product_id, products[3].product_id])
+    assert plain["_id"] != filled["_id"]  # the same neighbours (the spike test reads them too), another id
+    assert sorted(filled["series_neighbours"]) == sorted(plain["series_neighbours"]) == \
+        sorted([products[0].product_id, products[3].product_id])
+    assert lookup.series_neighbours(ctx, TILE, mid, CompositeParams(gap_fill=True))  # gap filling alone reads them
+    assert not lookup.series_neighbours(ctx, TILE, mid, CompositeParams())
     assert CompositeParams.from_dict(filled["params"]).gap_fill
     for band in ("B04", "B08", "B11"):
         own = expected_median(products[1:3], band, SIZE)
@@ -373,3 +377,21 @@ def test_gap_fill_takes_a_cloudy_pixels_median_from_the_products_just_outside(
     assert np.isnan(ndvi_plain[holes]).all() and np.isfinite(ndvi_filled[holes]).all()
     clear = np.isfinite(ndvi_plain)
     np.testing.assert_array_equal(ndvi_filled[clear], ndvi_plain[clear])
+    # the time-series features of those pixels come from the neighbours' dates too
+    from landcoverpy.raster.indices import compute_index
+    from landcoverpy.raster.timeseries import drop_spikes, series_features
+    from tests.synthetic import expected_stack
+
+    seen = [1, 2, 0, 3]  # the season's own dates, then its neighbours
+    ndvi = compute_index("ndvi", {"B04": expected_stack(products, "B04", SIZE)[seen],
+                                  "B08": expected_stack(products, "B08", SIZE)[seen]})
+    days = np.array([(d - mid.start).days for d in (dt.date(2021, 3, 25), dt.date(2021, 4, 14),
+                                                   dt.date(2021, 3, 5), dt.date(2021, 5, 4))], dtype=float)
+    stack = drop_spikes(ndvi, days, CompositeParams().series_spike)
+    own, outside = series_features(stack[:2], days[:2]), series_features(stack[2:], days[2:])
+    for name in ("ndvi_amplitude", "ndvi_slope", "ndvi_peak_day"):
+        got_plain, got_filled = read(ctx, plain["indices"][name]), read(ctx, filled["indices"][name])
+        assert np.isnan(got_plain[holes]).all(), name
+        np.testing.assert_allclose(got_filled[holes], outside[name][holes], rtol=1e-5, atol=1e-6, err_msg=name)
+        seen_own = np.isfinite(own[name])
+        np.testing.assert_array_equal(got_filled[seen_own], got_plain[seen_own], err_msg=name)

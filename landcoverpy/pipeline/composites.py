@@ -322,7 +322,8 @@ def build_series(settings: Settings, tile: str, season: Season, products: list[d
     spaced days (``ndvi_t0``...), as ``params`` asks, after dropping NDVI spikes (missed clouds
     and shadows: ``params.series_spike``); the season's first and last clear dates are tested
     against ``neighbours`` (products just outside the season), and a pixel cloudy on every date
-    of the season takes its NDVI samples from the neighbours' dates instead of none (a hole in
+    of the season takes its NDVI samples (and, with ``params.gap_fill``, its time-series features,
+    days counted from the season's start) from the neighbours' dates instead of none (a hole in
     every map made from them); neighbours change nothing else. Reused when already complete."""
     layers = params.series_layers()
     if not layers:
@@ -352,6 +353,11 @@ def build_series(settings: Settings, tile: str, season: Season, products: list[d
                                                    "B08": r.reflectance("B08", window, inv)}))
             stack = drop_spikes(np.stack(ndvi), days, params.series_spike)
             out = series_features(stack[:inside], days[:inside]) if params.timeseries else {}
+            if out and params.gap_fill and len(days) > inside:  # pixels cloudy all season: over the neighbours' dates
+                empty = ~np.isfinite(stack[:inside]).any(axis=0)
+                if empty.any():
+                    outside = series_features(stack[inside:], days[inside:])
+                    out = {k: np.where(empty, outside[k], v) for k, v in out.items()}
             if at is not None:  # pixels cloudy all season: filled from the neighbours' dates
                 out |= dict(zip(sample_layers(len(at)), season_samples(stack, days, inside, at)[0]))
             return out
