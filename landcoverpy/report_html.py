@@ -40,6 +40,7 @@ class MapView:
     legends: dict[str, list[tuple[int, str, tuple[int, int, int]]]]  # level -> (value, name, colour)
     areas_km2: dict[str, dict[str, float]]  # level -> class name -> km2
     links: dict[str, str]  # label -> href
+    unmapped: tuple[int, int] = (0, 0)  # pixels without a class, pixels of the tile
 
 
 @dataclass
@@ -148,6 +149,11 @@ def render(data: ReportData) -> str:
             parts.append(f"<div class='map'>{_img(png, f'{view.tile} {name}')}"
                          f"<div class='muted'>{escape(name.replace('_', ' '))}</div></div>")
         parts.append("</div>")
+        missing, total = view.unmapped
+        if missing and total:
+            parts.append(f"<p class='unmapped'>{missing} pixels ({100.0 * missing / total:.1f} %) of the tile without a "
+                         "class: a feature has no data there (outside the products' footprint, or no clear "
+                         "observation in a season; see COMPOSITE_GAP_FILL)</p>")
         for level, entries in view.legends.items():
             parts.append(f"<h4>Legend and class areas: {escape(level)}</h4>"
                          + _legend(entries, view.areas_km2.get(level, {})))

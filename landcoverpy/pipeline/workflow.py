@@ -213,7 +213,7 @@ def export_outputs(ctx: Context, run: RunResult, output_dir: Path) -> dict[str, 
     written["report_html"] = output_dir / "report.html"
     (output_dir / "run.json").write_text(json.dumps({
         "run_id": run.run_id, "stages": [s.__dict__ for s in run.stages], "holdout": run.holdout,
-        "maps": {t: {k: r[k] for k in ("_id", "hierarchy", "composites", "pixel_counts", "area_km2")}
+        "maps": {t: {k: r.get(k) for k in ("_id", "hierarchy", "composites", "pixel_counts", "area_km2", "nodata_pixels")}
                  | {"objects": {n: {k: loc.get(k) for k in ("bucket", "key", "sha256", "size")}
                                 for n, loc in r["outputs"].items()}} for t, r in run.maps.items()},
         "hierarchy": run.hierarchy["_id"], "dataset": run.dataset["_id"] if run.dataset else None,
@@ -271,7 +271,9 @@ def report_data(ctx: Context, run: RunResult,
                                       ("aux", ".tif.aux.xml", "GDAL category names")):
                 if loc.get(extra):
                     links[f"{name} {label}"] = link("map", tile, name, {"bucket": loc["bucket"], "key": loc[extra]}, ext)
-        views.append(report_html.MapView(tile, rec["_id"], quicklooks, legends, areas, links))
+        grid = Grid.from_dict(rec["grid"])
+        views.append(report_html.MapView(tile, rec["_id"], quicklooks, legends, areas, links,
+                                         (int(rec.get("nodata_pixels", 0)), grid.width * grid.height)))
     members = {}
     pictures = {}
     for value, model_id in sorted(hier.get("subcategory_models", {}).items()):
