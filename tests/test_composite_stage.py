@@ -255,6 +255,16 @@ def test_interpolated_ndvi_layers_sample_every_valid_date(tmp_path: Path, local_
     assert ids_of(CompositeParams(series_spike=0)) == ids_of(CompositeParams())  # no series layers: no effect
 
 
+def mid_season(tmp_path: Path, local_settings: Settings, client: Client) -> tuple[list, Context, Season]:
+    """The four generated products catalogued, and a season (20 March - 30 April) that holds the
+    middle two: the first and last are just outside it (its neighbours)."""
+    products = generated(tmp_path)
+    ctx = Context.open(local_settings)
+    everything = Season("all", dt.date(2021, 3, 1), dt.date(2021, 5, 31))
+    assert acquire(ctx, LocalProvider(tmp_path / "src"), [TILE], [everything], client, progress=False).ok
+    return products, ctx, Season("mid", dt.date(2021, 3, 20), dt.date(2021, 4, 30))
+
+
 def test_spike_test_of_a_seasons_edges_looks_at_the_products_just_outside(tmp_path: Path, local_settings: Settings,
                                                                           client: Client) -> None:
     """A season from 20 March to 30 April holds two of the four products; the two outside (5 March,
@@ -267,11 +277,7 @@ def test_spike_test_of_a_seasons_edges_looks_at_the_products_just_outside(tmp_pa
     from landcoverpy.raster.timeseries import drop_spikes, interpolated_ndvi, sample_days, season_samples
     from tests.synthetic import expected_stack
 
-    products = generated(tmp_path)
-    ctx = Context.open(local_settings)
-    everything = Season("all", dt.date(2021, 3, 1), dt.date(2021, 5, 31))
-    assert acquire(ctx, LocalProvider(tmp_path / "src"), [TILE], [everything], client, progress=False).ok
-    mid = Season("mid", dt.date(2021, 3, 20), dt.date(2021, 4, 30))
+    products, ctx, mid = mid_season(tmp_path, local_settings, client)
     records = {}
     for margin, spike in ((30, 0.05), (0, 0.05), (30, 0.0)):
         params = CompositeParams(window_size=64, series_samples=4, series_margin=margin, series_spike=spike)
@@ -345,11 +351,7 @@ def test_gap_fill_takes_a_cloudy_pixels_median_from_the_products_just_outside(
     A new id either way."""
     from tests.synthetic import expected_median
 
-    products = generated(tmp_path)
-    ctx = Context.open(local_settings)
-    everything = Season("all", dt.date(2021, 3, 1), dt.date(2021, 5, 31))
-    assert acquire(ctx, LocalProvider(tmp_path / "src"), [TILE], [everything], client, progress=False).ok
-    mid = Season("mid", dt.date(2021, 3, 20), dt.date(2021, 4, 30))
+    products, ctx, mid = mid_season(tmp_path, local_settings, client)
     recs = {}
     for fill in (False, True):
         params = CompositeParams(window_size=64, gap_fill=fill, timeseries=True)
