@@ -61,6 +61,12 @@ class ReportData:
     pictures: dict[str, bytes] = field(default_factory=dict)  # confusion matrices: title -> PNG
 
 
+def unmapped_text(missing: int, total: int) -> str:
+    """How much of a map has no class, and why (the classify summary line says the same)."""
+    return (f"{missing} pixels ({100.0 * missing / total:.1f} %) without a class: a feature has no data there "
+            "(outside the products' footprint, or no clear observation in a season; see COMPOSITE_GAP_FILL)")
+
+
 def _img(png: bytes, alt: str) -> str:
     return f'<img alt="{escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
@@ -151,9 +157,7 @@ def render(data: ReportData) -> str:
         parts.append("</div>")
         missing, total = view.unmapped
         if missing and total:
-            parts.append(f"<p class='unmapped'>{missing} pixels ({100.0 * missing / total:.1f} %) of the tile without a "
-                         "class: a feature has no data there (outside the products' footprint, or no clear "
-                         "observation in a season; see COMPOSITE_GAP_FILL)</p>")
+            parts.append(f"<p class='unmapped'>{escape(unmapped_text(missing, total))}</p>")
         for level, entries in view.legends.items():
             parts.append(f"<h4>Legend and class areas: {escape(level)}</h4>"
                          + _legend(entries, view.areas_km2.get(level, {})))

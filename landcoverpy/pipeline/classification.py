@@ -34,6 +34,7 @@ from landcoverpy.models.hierarchical import predict_layers
 from landcoverpy import styles
 from landcoverpy.pipeline.tasks import dask_task, task_key
 from landcoverpy.progress import step
+from landcoverpy.report_html import unmapped_text
 from landcoverpy.raster.cleaning import clean
 from landcoverpy.raster.cog import CogWriter
 from landcoverpy.raster.grid import Grid, block_windows, window_id
@@ -162,9 +163,7 @@ class ClassifyReport:
                 line = f"{t.tile}: {state}; pixels per category: " + ", ".join(f"{k} {v}" for k, v in counts.items())
                 nodata = int(t.record.get("nodata_pixels", 0))
                 if nodata:
-                    total = nodata + sum(counts.values())
-                    line += (f"; {nodata} pixels ({100.0 * nodata / total:.1f} %) without a class: a feature has "
-                             "no data there (outside the products' footprint, or cloudy on every date of a season)")
+                    line += "; " + unmapped_text(nodata, nodata + sum(counts.values()))
                 out.append(line)
         return out
 
