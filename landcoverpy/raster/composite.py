@@ -36,100 +36,20 @@ def sorting_network(n: int) -> np.ndarray:
     return np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
 
 
-def _kernel() -> object:
-    """The numba kernel, compiled on first use (cached on disk when the cache dir is writable)."""
-    import numba
-
-    @numba.njit(nogil=True, cache=True, fastmath=False, boundscheck=False)
-    def median_columns(flat: np.ndarray, pairs: np.ndarray, out: np.ndarray, chunk: int) -> None:
-        n, npix = flat.shape
-        buf = np.empty((n, chunk), dtype=np.float32)
-        count = np.empty(chunk, dtype=np.int32)
-        inf = np.float32(np.inf)
-        half = np.float32(2.0)
-        for start in range(0, npix, chunk):
-            m = min(chunk, npix - start)
-            for p in range(m):
-                count[p] = 0
-            for d in range(n):
-                for p in range(m):
-                    v = flat[d, start + p]
-                    ok = v == v
-                    buf[d, p] = v if ok else inf
-                    count[p] += ok
-            for c in range(pairs.shape[0]):
-                i = pairs[c, 0]
-                j = pairs[c, 1]
-                for p in range(m):
-                    a = buf[i, p]
-                    b = buf[j, p]
-                    buf[i, p] = min(a, b)
-                    buf[j, p] = max(a, b)
-            for p in range(m):
-                k = count[p]
-                if k == 0:
-                    out[start + p] = np.nan
-                else:
-                    lo = (k - 1) // 2
-                    hi = k // 2
-                    a = buf[lo, p]
-                    out[start + p] = a if lo == hi else (a + buf[hi, p]) / half
+@functools.lru_cache(maxsize=1)
+def _compiled() -> object:
+    """The median kernel (:mod:`landcoverpy.raster.sortnet`), imported on first use; numba
+    compiles it then, or loads it from its disk cache when the cache dir is writable."""
+    from landcoverpy.raster.sortnet import median_columns
 
     return median_columns
 
 
 @functools.lru_cache(maxsize=1)
-def _compiled() -> object:
-    return _kernel()
-
-
-@functools.lru_cache(maxsize=1)
 def _percentile_kernel() -> object:
-    """Sorting network as in the median kernel, then each requested percentile by linear
-    interpolation between the two nearest ranks of the valid dates (numpy's default method),
-    computed in float64."""
-    import numba
-
-    @numba.njit(nogil=True, cache=True, boundscheck=False)
-    def percentile_columns(flat: np.ndarray, pairs: np.ndarray, qs: np.ndarray, out: np.ndarray, chunk: int) -> None:
-        n, npix = flat.shape
-        buf = np.empty((n, chunk), dtype=np.float32)
-        count = np.empty(chunk, dtype=np.int32)
-        inf = np.float32(np.inf)
-        for start in range(0, npix, chunk):
-            m = min(chunk, npix - start)
-            for p in range(m):
-                count[p] = 0
-            for d in range(n):
-                for p in range(m):
-                    v = flat[d, start + p]
-                    ok = v == v
-                    buf[d, p] = v if ok else inf
-                    count[p] += ok
-            for c in range(pairs.shape[0]):
-                i = pairs[c, 0]
-                j = pairs[c, 1]
-                for p in range(m):
-                    a = buf[i, p]
-                    b = buf[j, p]
-                    buf[i, p] = min(a, b)
-                    buf[j, p] = max(a, b)
-            for qi in range(qs.shape[0]):
-                q = qs[qi]
-                for p in range(m):
-                    k = count[p]
-                    if k == 0:
-                        out[qi, start + p] = np.nan
-                        continue
-                    pos = (k - 1) * q / 100.0
-                    lo = int(np.floor(pos))
-                    hi = min(lo + 1, k - 1)
-                    t = pos - lo
-                    a = np.float64(buf[lo, p])
-                    b = np.float64(buf[hi, p])
-                    # numpy's lerp: a + (b - a) t, from the other end when t >= 0.5
-                    v = a + (b - a) * t if t < 0.5 else b - (b - a) * (1.0 - t)
-                    out[qi, start + p] = np.float32(v)
+    """The percentile kernel: the median kernel's sorting step, then each requested percentile
+    by linear interpolation between the two nearest ranks of the valid dates."""
+    from landcoverpy.raster.sortnet import percentile_columns
 
     return percentile_columns
 
