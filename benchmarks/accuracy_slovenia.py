@@ -264,7 +264,7 @@ def patch_lonlat(data: Path, shape: tuple[int, int]) -> tuple[np.ndarray, np.nda
     realdata.slovenia = lambda: data  # type: ignore[assignment]
     transform, crs = realdata.slovenia_transform()
     rows, cols = np.mgrid[0:shape[0], 0:shape[1]]
-    xs, ys = transform * (cols.ravel() + 0.5, rows.ravel() + 0.5)
+    xs, ys = transform @ (cols.ravel() + 0.5, rows.ravel() + 0.5)
     return Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(xs, ys)
 
 

@@ -277,7 +277,7 @@ def per_core(data: Path, seeds: list[int], rows: int = 300_000) -> list[dict]:
     raba = slovenia_raba()
     transform, crs = slovenia_transform()
     r, c = np.mgrid[0:lulc.shape[0], 0:lulc.shape[1]]
-    xs, ys = transform * (c.ravel() + 0.5, r.ravel() + 0.5)
+    xs, ys = transform @ (c.ravel() + 0.5, r.ravel() + 0.5)
     lon, lat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(xs, ys)
     cat = np.array([acc.LULC_NAMES.get(int(v), "") for v in lulc.ravel()])
     sub = np.array([RABA_NAMES.get(int(v), "") for v in raba.ravel()])

@@ -131,7 +131,7 @@ def points_to_pixels(points: pd.DataFrame, grid: Grid) -> pd.DataFrame:
     to_tile = Transformer.from_crs("EPSG:4326", grid.crs, always_xy=True)
     x, y = to_tile.transform(points["longitude"].to_numpy(), points["latitude"].to_numpy())
     inv = ~grid.affine
-    cols, rows = inv * (np.asarray(x), np.asarray(y))
+    cols, rows = inv @ (np.asarray(x), np.asarray(y))
     out = points.copy()
     out["x"], out["y"] = x, y
     out["row"] = np.floor(rows).astype(int)

@@ -56,7 +56,7 @@ def points_in_cut(name: str = "dataset.csv") -> pd.DataFrame:
         transform, crs = src.transform, src.crs
     x, y = Transformer.from_crs("EPSG:4326", crs, always_xy=True).transform(points["longitude"].to_numpy(),
                                                                          points["latitude"].to_numpy())
-    cols, rows = ~transform * (x, y)
+    cols, rows = ~transform @ (x, y)
     inside = ((rows >= ROW0 + MARGIN) & (rows < ROW0 + SIZE - MARGIN)
               & (cols >= COL0 + MARGIN) & (cols < COL0 + SIZE - MARGIN))
     return points[inside].reset_index(drop=True)

@@ -99,7 +99,7 @@ def slovenia_products(root: Path, tile: str = "33TVM") -> list[dict]:
                 arr = np.rint(padded.reshape(h, f, w, f).mean(axis=(1, 3))).astype("uint16")
             path = folder / f"{band}.tif"
             with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=1, dtype=arr.dtype, crs=crs,
-                               transform=transform * transform.scale(f, f)) as dst:
+                               transform=transform @ transform.scale(f, f)) as dst:
                 dst.write(arr, 1)
             bands[band] = path.name
         (folder / "product.json").write_text(json.dumps({

@@ -136,7 +136,7 @@ def test_fractions_from_reference_polygons() -> None:
     from tests.realdata import slovenia, slovenia_lulc, slovenia_transform
 
     transform, crs = slovenia_transform()
-    coarse = Grid(crs, tuple(transform * transform.scale(5, 5))[:6], 20, 20)
+    coarse = Grid(crs, tuple(transform @ transform.scale(5, 5))[:6], 20, 20)
     classes = {"cultivated": 1, "forest": 2, "grassland": 3, "shrubland": 4, "artificial": 8}
     frac = class_fractions(str(slovenia() / "LULC.gpkg"), classes, coarse, field="LULC_ID")
     lulc = slovenia_lulc()[:100, :100].reshape(20, 5, 20, 5)

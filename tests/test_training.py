@@ -37,7 +37,7 @@ def slovenia_table(n_points: int = 900, seed: int = 0) -> tuple[pd.DataFrame, li
     pick = rng.choice(len(rows), size=min(n_points, len(rows)), replace=False)
     rows, cols = rows[pick], cols[pick]
     transform, crs = slovenia_transform()
-    xs, ys = transform * (cols + 0.5, rows + 0.5)
+    xs, ys = transform @ (cols + 0.5, rows + 0.5)
     lon, lat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(xs, ys)
     table = pd.DataFrame({f: layers[f][rows, cols] for f in features})
     table["latitude"], table["longitude"] = lat, lon

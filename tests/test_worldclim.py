@@ -66,7 +66,7 @@ def expected(grid: Grid) -> dict[str, np.ndarray]:
     from pyproj import Transformer
 
     rr, cc = np.mgrid[0:grid.height, 0:grid.width]
-    xs, ys = grid.affine * (cc + 0.5, rr + 0.5)
+    xs, ys = grid.affine @ (cc + 0.5, rr + 0.5)
     lon, lat = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True).transform(xs, ys)
     monthly = {v: np.stack([field(v, m, lon, lat) for m in range(1, 13)]) for v in ("tavg", "tmax", "tmin", "prec")}
     return {"precipitation": monthly["prec"].sum(0), "tmean": monthly["tavg"].mean(0), "tmax": monthly["tmax"].mean(0),

@@ -38,8 +38,8 @@ def footprint(grid: Grid, per_edge: int = 5) -> tuple[dict[str, Any], list[float
     import numpy as np
     from pyproj import Transformer
 
-    x0, y0 = grid.affine * (0, 0)
-    x1, y1 = grid.affine * (grid.width, grid.height)
+    x0, y0 = grid.affine @ (0, 0)
+    x1, y1 = grid.affine @ (grid.width, grid.height)
     t = np.linspace(0.0, 1.0, per_edge)[:-1]
     xs = np.concatenate([x0 + (x1 - x0) * t, np.full_like(t, x1), x1 + (x0 - x1) * t, np.full_like(t, x0)])
     ys = np.concatenate([np.full_like(t, y0), y0 + (y1 - y0) * t, np.full_like(t, y1), y1 + (y0 - y1) * t])

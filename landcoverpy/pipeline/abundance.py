@@ -95,7 +95,7 @@ def polygon_fractions(path: str, field: str, classes: dict[str, int], grid: Grid
     h, w = int(win.height) * oversample, int(win.width) * oversample
     from affine import Affine
 
-    transform = grid.window_transform(win) * Affine.scale(1 / oversample)
+    transform = grid.window_transform(win) @ Affine.scale(1 / oversample)
     fine = rasterize(shapes, out_shape=(h, w), transform=transform, fill=0, dtype="int32") if shapes \
         else np.zeros((h, w), "int32")
     blocks = fine.reshape(int(win.height), oversample, int(win.width), oversample)
@@ -231,7 +231,7 @@ def build_abundance_dataset(ctx: Context, manifest: str | Path, fine_maps: dict[
         if "N1" in fracs and "N2" in fracs else None
     rr, cc = np.mgrid[0:grid.height, 0:grid.width]
     frame["row"], frame["col"] = rr.ravel(), cc.ravel()
-    xs, ys = grid.affine * (cc.ravel() + 0.5, rr.ravel() + 0.5)
+    xs, ys = grid.affine @ (cc.ravel() + 0.5, rr.ravel() + 0.5)
     size = block_km * 1000
     frame["block"] = (np.floor(np.asarray(xs) / size).astype(np.int64) * 1_000_003
                       + np.floor(np.asarray(ys) / size).astype(np.int64))

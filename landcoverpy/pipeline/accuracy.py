@@ -134,7 +134,7 @@ def design(ctx: Context, maps: dict[str, dict[str, Any]], level: str = "classifi
     for name in names:
         for _, tile, row, col in keep[values[name]]:
             grid = Grid.from_dict(maps[tile]["grid"])
-            x, y = grid.affine * (col + 0.5, row + 0.5)
+            x, y = grid.affine @ (col + 0.5, row + 0.5)
             lon, lat = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True).transform(x, y)
             records.append({"latitude": round(lat, 7), "longitude": round(lon, 7), "tile": tile, "stratum": name,
                             "map_class": name, LEVELS[level]: ""})

@@ -37,8 +37,8 @@ LAYERS = ("elevation", "slope", "aspect")
 
 
 def grid_lonlat_bounds(grid: Grid) -> tuple[float, float, float, float]:
-    x0, y0 = grid.affine * (0, 0)
-    x1, y1 = grid.affine * (grid.width, grid.height)
+    x0, y0 = grid.affine @ (0, 0)
+    x1, y1 = grid.affine @ (grid.width, grid.height)
     tr = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True)
     xs = np.linspace(min(x0, x1), max(x0, x1), 21)
     ys = np.linspace(min(y0, y1), max(y0, y1), 21)

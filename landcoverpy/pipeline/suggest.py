@@ -90,7 +90,7 @@ def suggest(ctx: Context, maps: dict[str, dict[str, Any]], n: int, block_km: flo
     records = []
     for k, u, tile, r, c in chosen:
         grid = Grid.from_dict(maps[tile]["grid"])
-        x, y = grid.affine * (c + 0.5, r + 0.5)
+        x, y = grid.affine @ (c + 0.5, r + 0.5)
         lon, lat = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True).transform(x, y)
         records.append({"latitude": round(lat, 7), "longitude": round(lon, 7), "tile": tile,
                         "map_class": names.get(k, str(k)), "uncertainty": u, "category": "", "subcategory": ""})

@@ -87,7 +87,7 @@ def ancillary_layers(paths: dict[str, str], grid: Grid, window: Window | None = 
     win = window or Window(0, 0, grid.width, grid.height)
     cols, names = [], []
     rr, cc = np.mgrid[0:int(win.height), 0:int(win.width)]
-    xs, ys = grid.window_transform(win) * (cc + 0.5, rr + 0.5)
+    xs, ys = grid.window_transform(win) @ (cc + 0.5, rr + 0.5)
     lon, lat = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True).transform(xs, ys)
     lon, lat = np.asarray(lon, "float32").ravel(), np.asarray(lat, "float32").ravel()
     if coordinates:
