@@ -725,7 +725,7 @@ def abundance_train(level: Level = LevelOption,
                     model_type: str = typer.Option(None, "--model-type", help="brits, forest (random-forest regression on the gap-filled series + ancillaries), ensemble (the mean of both) or auto (all three on the same split, the best on the validation blocks kept; the default)."),
                     trees: int = typer.Option(None, "--trees", help="Forest: number of trees trained; default 300."),
                     tree_tolerance: float = typer.Option(None, "--tree-tolerance", help="Forest: keep the fewest trees (30, 40, ...) whose validation RMSE is within this fraction of all the trees' (inference time follows the trees kept); 0 keeps every tree; default 0.01."),
-                    threads: int = typer.Option(None, "--threads", help="CPU threads for torch / the forest; default: the library's."),
+                    threads: int = typer.Option(None, "--threads", help="CPU threads for training; default: one for the network (its steps are too small to split), every core for the forest."),
                     device: str = typer.Option(None, "--device", help="auto (a GPU when torch sees one), cpu, cuda or cuda:N; default TORCH_DEVICE (auto)."),
                     no_progress: bool = NoProgress) -> None:
     """Train on a spatial-block 80/20 split (BRITS with early stopping, and/or a forest); report
@@ -752,7 +752,7 @@ def abundance_finetune(level: Level = LevelOption,
                        learning_rate: float = typer.Option(None, "--learning-rate", help="Adam learning rate; default 0.002."),
                        batch_size: int = typer.Option(None, "--batch-size", help="Samples per batch; default 128."),
                        patience: int = typer.Option(None, "--patience", help="Early-stopping patience in epochs; default 15."),
-                       threads: int = typer.Option(None, "--threads", help="CPU threads for torch."),
+                       threads: int = typer.Option(None, "--threads", help="CPU threads for training; default: one (the network's steps are too small to split)."),
                        device: str = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N; default TORCH_DEVICE."),
                        no_progress: bool = NoProgress) -> None:
     """Start from a trained model on new-region data (the heads are replaced when the classes differ)."""

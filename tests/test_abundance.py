@@ -16,7 +16,7 @@ from landcoverpy.models.abundance import (
 )
 from tests.abundance_data import generated_mixtures, slovenia_cells
 
-PARAMS = TrainParams(hidden=32, ancillary_hidden=16, epochs=60, patience=10, batch_size=128, seed=0, threads=2,
+PARAMS = TrainParams(hidden=32, ancillary_hidden=16, epochs=60, patience=10, batch_size=128, seed=0,
                     model_type="brits")
 
 

@@ -90,7 +90,7 @@ def test_tree_tolerance_is_checked() -> None:
 def test_ensemble_sizes_its_own_forest(mixtures) -> None:  # noqa: ANN001
     """``auto`` sizes the forest twice on the same validation blocks: alone, and as the ensemble
     uses it (averaged with BRITS's fractions); each model keeps its own first trees of one refit."""
-    params = TrainParams(model_type="auto", trees=150, threads=2, seed=0, epochs=4, patience=2, batch_size=64)
+    params = TrainParams(model_type="auto", trees=150, seed=0, epochs=4, patience=2, batch_size=64)
     model, metrics = train_abundance(mixtures, params)
     alone, ens = metrics["forest_size"], metrics["ensemble_forest_size"]
     assert alone["of"] == ens["of"] == 150

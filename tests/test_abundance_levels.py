@@ -26,7 +26,7 @@ from tests.abundance_data import generated_mixtures
 from tests.test_abundance_cli import make_area
 from tests.test_cli_status import run_cli
 
-FAST = TrainParams(hidden=24, ancillary_hidden=8, epochs=25, patience=6, batch_size=128, seed=0, threads=2, trees=60)
+FAST = TrainParams(hidden=24, ancillary_hidden=8, epochs=25, patience=6, batch_size=128, seed=0, trees=60)
 
 
 def test_steps_of_a_year() -> None:

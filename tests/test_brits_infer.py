@@ -5,6 +5,8 @@ series; and its packing of raw series equals the training path's tensors exactly
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -118,3 +120,21 @@ def test_model_predict_and_impute_use_it_batch_by_batch() -> None:
     imputed = model.impute(series, anc, device="cpu")
     std, mean = (np.asarray(v, "float32") for v in (model.normalisation.series_std, model.normalisation.series_mean))
     np.testing.assert_allclose(imputed, want["imputed"].numpy() * std + mean, rtol=1e-4, atol=1e-5)
+
+
+def test_training_runs_the_network_on_one_thread_unless_told(caplog: pytest.LogCaptureFixture) -> None:
+    """threads=0 trains the network on one torch thread (its steps are too small to split, and
+    OpenMP threads spin-wait on busy cores); an explicit count is used as given; either way the
+    caller's thread count comes back."""
+    rng = np.random.default_rng(1)
+    series, anc = raw_series(200, 6, 2, seed=4)
+    data = AbundanceData(series, anc, rng.dirichlet(np.ones(2), size=200).astype("float32"), np.arange(200) // 20,
+                         ["a", "b"])
+    torch.set_num_threads(2)
+    for threads, said in ((0, "cpu (1 thread)"), (2, "cpu (2 threads)")):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="landcoverpy"):
+            train_abundance(data, TrainParams(hidden=4, ancillary_hidden=2, epochs=1, patience=1, batch_size=64,
+                                              seed=0, threads=threads, model_type="brits", device="cpu"))
+        assert f"training BRITS on {said}" in caplog.text
+        assert torch.get_num_threads() == 2
