@@ -157,12 +157,14 @@ def write_points(app: Path, size: int, n: int) -> None:
 class PeakRSS:
     """Peak resident memory of a process and of each of its descendants, sampled every 0.5 s;
     also the CPU seconds the whole process tree had used at each sample (``cpu``: (unix time,
-    seconds) pairs), to say how many cores a stretch of the run kept busy."""
+    seconds of every process, seconds of the Dask workers alone) triples), to say how many cores a
+    stretch of the run kept busy, and how many of those were the workers'."""
 
     def __init__(self, pid: int) -> None:
         self.pid, self.peaks, self._stop = pid, {}, threading.Event()
-        self.cpu: list[tuple[float, float]] = []
-        self._cpu_of: dict[int, float] = {}  # last CPU seconds seen per process (exited ones keep theirs)
+        self.cpu: list[tuple[float, float, float]] = []
+        # last CPU seconds seen per process, and whether it is a worker (exited ones keep theirs)
+        self._cpu_of: dict[int, tuple[float, bool]] = {}
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
@@ -176,17 +178,18 @@ class PeakRSS:
                     try:
                         rss, cmdline = proc.memory_info().rss, proc.cmdline()
                         times = proc.cpu_times()
-                        self._cpu_of[proc.pid] = times.user + times.system
                     except psutil.Error:
                         continue
                     kind = "client" if proc.pid == self.pid else "other"
                     if kind == "other" and any("spawn_main" in part or "forkserver" in part for part in cmdline):
                         kind = "worker"  # a Dask worker process (spawned by its nanny)
+                    self._cpu_of[proc.pid] = (times.user + times.system, kind == "worker")
                     key = (proc.pid, kind)
                     self.peaks[key] = max(self.peaks.get(key, 0), rss)
             except psutil.Error:
                 pass
-            self.cpu.append((time.time(), sum(self._cpu_of.values())))
+            self.cpu.append((time.time(), sum(c for c, _ in self._cpu_of.values()),
+                             sum(c for c, worker in self._cpu_of.values() if worker)))
             self._stop.wait(0.5)
 
     def stop(self) -> dict[str, float]:
@@ -198,10 +201,12 @@ class PeakRSS:
         return out
 
 
-def cores_by_kind(stream_csv: str, cpu: list[tuple[float, float]]) -> dict[str, float]:
+def cores_by_kind(stream_csv: str, cpu: list[tuple[float, float, float]]) -> dict[str, tuple[float, float]]:
     """Mean cores the run's processes kept busy while each kind of task ran (its first start to
     its last stop, from the run's task stream), from the CPU samples: what a worker's task does
-    on other threads (GDAL compressing) counts, which the task stream alone cannot show."""
+    on other threads (GDAL compressing) counts, which the task stream alone cannot show. Returns
+    (every process, the workers alone) per kind: the difference is what the client, the scheduler
+    and the nannies took from the cores."""
     import csv
     import io
 
@@ -210,11 +215,12 @@ def cores_by_kind(stream_csv: str, cpu: list[tuple[float, float]]) -> dict[str, 
         start = float(row["start_unix"])
         lo_hi = spans.setdefault(row["kind"], [start, start + float(row["seconds"])])
         lo_hi[0], lo_hi[1] = min(lo_hi[0], start), max(lo_hi[1], start + float(row["seconds"]))
-    t, used = np.array([c[0] for c in cpu]), np.array([c[1] for c in cpu])
+    t, used, workers = (np.array([c[i] for c in cpu]) for i in range(3))
     out = {}
     for kind, (lo, hi) in spans.items():
         if hi - lo >= 2.0 and len(t) > 1:  # shorter than a few samples: not measurable
-            out[kind] = float((np.interp(hi, t, used) - np.interp(lo, t, used)) / (hi - lo))
+            out[kind] = (float((np.interp(hi, t, used) - np.interp(lo, t, used)) / (hi - lo)),
+                         float((np.interp(hi, t, workers) - np.interp(lo, t, workers)) / (hi - lo)))
     return out
 
 
@@ -240,8 +246,8 @@ def run(src: Path, app: Path, home: Path, workers: int, profile: bool = False, g
     stream = home / "store" / "classification-maps" / "latest" / "tasks.csv"
     if tasks and stream.exists():
         cores = cores_by_kind(stream.read_text(encoding="utf-8"), rss.cpu)
-        tasks = [f"{line}; {cores[line.split()[0]]:.2f} cores busy" if line.split()[0] in cores else line
-                 for line in tasks]
+        tasks = [f"{line}; {cores[line.split()[0]][0]:.2f} cores busy, {cores[line.split()[0]][1]:.2f} by the workers"
+                 if line.split()[0] in cores else line for line in tasks]
     return {"seconds": seconds, "stages": stages, "rss": peaks, "accuracy": float(accuracy.group(1)) if accuracy else None,
             "tasks": tasks}
 
