@@ -36,24 +36,6 @@ def sorting_network(n: int) -> np.ndarray:
     return np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
 
 
-@functools.lru_cache(maxsize=1)
-def _compiled() -> object:
-    """The median kernel (:mod:`landcoverpy.raster.sortnet`), imported on first use; numba
-    compiles it then, or loads it from its disk cache when the cache dir is writable."""
-    from landcoverpy.raster.sortnet import median_columns
-
-    return median_columns
-
-
-@functools.lru_cache(maxsize=1)
-def _percentile_kernel() -> object:
-    """The percentile kernel: the median kernel's sorting step, then each requested percentile
-    by linear interpolation between the two nearest ranks of the valid dates."""
-    from landcoverpy.raster.sortnet import percentile_columns
-
-    return percentile_columns
-
-
 def percentile_composite(stack: np.ndarray, percentiles: tuple[int, ...] | list[int]) -> np.ndarray:
     """Per-pixel percentiles over axis 0 of a ``(dates, rows, cols)`` stack, gaps (NaN) left out:
     ``(len(percentiles), rows, cols)`` float32, as ``np.nanpercentile`` (linear method) gives
@@ -66,7 +48,9 @@ def percentile_composite(stack: np.ndarray, percentiles: tuple[int, ...] | list[
         raise ValueError("percentiles are numbers between 0 and 100")
     flat = np.ascontiguousarray(stack, dtype=np.float32).reshape(n, rows * cols)
     out = np.empty((len(qs), rows * cols), dtype=np.float32)
-    _percentile_kernel()(flat, sorting_network(max(n, 1)), qs, out, CHUNK)  # type: ignore[operator]
+    from landcoverpy.raster.sortnet import percentile_columns  # numba compiles (or loads) it on first use
+
+    percentile_columns(flat, sorting_network(max(n, 1)), qs, out, CHUNK)
     return out.reshape(len(qs), rows, cols)
 
 
@@ -84,11 +68,12 @@ def median_composite(stack: np.ndarray, threads: int = 1) -> np.ndarray:
     if n == 1:
         out[:] = flat[0]
         return out.reshape(rows, cols)
-    kernel = _compiled()
+    from landcoverpy.raster.sortnet import median_columns as kernel  # compiled (or loaded) on first use
+
     pairs = sorting_network(n)
     npix = rows * cols
     if threads <= 1 or npix < 4 * CHUNK:
-        kernel(flat, pairs, out, CHUNK)  # type: ignore[operator]
+        kernel(flat, pairs, out, CHUNK)
     else:
         from concurrent.futures import ThreadPoolExecutor
 
@@ -96,7 +81,7 @@ def median_composite(stack: np.ndarray, threads: int = 1) -> np.ndarray:
         bounds = (bounds // CHUNK) * CHUNK
         bounds[-1] = npix
         with ThreadPoolExecutor(max_workers=threads) as pool:
-            list(pool.map(lambda ab: kernel(flat[:, ab[0]:ab[1]], pairs, out[ab[0]:ab[1]], CHUNK),  # type: ignore[operator]
+            list(pool.map(lambda ab: kernel(flat[:, ab[0]:ab[1]], pairs, out[ab[0]:ab[1]], CHUNK),
                           [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]))
     return out.reshape(rows, cols)
 
