@@ -246,8 +246,8 @@ def run(src: Path, app: Path, home: Path, workers: int, profile: bool = False, g
     stream = home / "store" / "classification-maps" / "latest" / "tasks.csv"
     if tasks and stream.exists():
         cores = cores_by_kind(stream.read_text(encoding="utf-8"), rss.cpu)
-        tasks = [f"{line}; {cores[line.split()[0]][0]:.2f} cores busy, {cores[line.split()[0]][1]:.2f} by the workers"
-                 if line.split()[0] in cores else line for line in tasks]
+        busy = {kind: f"; {every:.2f} cores busy, {workers:.2f} by the workers" for kind, (every, workers) in cores.items()}
+        tasks = [line + busy.get(line.split()[0], "") for line in tasks]
     return {"seconds": seconds, "stages": stages, "rss": peaks, "accuracy": float(accuracy.group(1)) if accuracy else None,
             "tasks": tasks}
 
