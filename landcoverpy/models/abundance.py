@@ -834,7 +834,7 @@ def _train_abundance(data: AbundanceData, params: TrainParams | None = None, fea
         "levels": levels,
         "baseline_levels": baseline,
         "model_type": chosen,
-        "candidates": {k: {lv: {m: v[lv][m] for m in ("rmse", "mae", "r2")} for lv in v}
+        "candidates": {k: {lv: {m: v[lv][m] for m in ("rmse", "mae", "r2", "dominant_accuracy")} for lv in v}
                        | {"validation_rmse": chosen_by[k]} for k, (_, v) in candidates.items()},
         "split": {"scheme": "spatial blocks", "train": int(len(fit_idx)), "validation": int(len(val_idx)),
                   "test": int(len(test_idx)), "blocks": int(len(np.unique(data.blocks)))},
