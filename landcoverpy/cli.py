@@ -554,7 +554,7 @@ def _train_params(config: Path | None, options: dict[str, Any]) -> Any:
     return TrainParams.from_mapping(values, str(config) if config else "training options")
 
 
-TrainConfig = typer.Option(None, "--config", help="JSON or YAML file of training settings (hidden, ancillary_hidden, dropout, epochs, batch_size, learning_rate, weight_decay, patience, seed, test_fraction, validation_fraction, weight_imputation, weight_consistency, weight_n2, model_type, trees, tree_tolerance, min_leaf, threads, device); options given here win.")
+TrainConfig = typer.Option(None, "--config", help="JSON or YAML file of training settings (hidden, ancillary_hidden, dropout, epochs, batch_size, learning_rate, weight_decay, patience, seed, test_fraction, validation_fraction, weight_imputation, weight_consistency, weight_n2, loss, model_type, trees, tree_tolerance, min_leaf, threads, device); options given here win.")
 
 
 @app.command("modis")
@@ -697,12 +697,12 @@ def _options(epochs: int | None, seed: int | None, hidden: int | None, ancillary
              dropout: float | None, batch_size: int | None, learning_rate: float | None, weight_decay: float | None,
              patience: int | None, weight_imputation: float | None, weight_consistency: float | None,
              weight_n2: float | None, model_type: str | None, trees: int | None, tree_tolerance: float | None,
-             threads: int | None, device: str | None) -> dict[str, Any]:
+             threads: int | None, device: str | None, loss: str | None = None) -> dict[str, Any]:
     return {"epochs": epochs, "seed": seed, "hidden": hidden, "ancillary_hidden": ancillary_hidden, "dropout": dropout,
             "batch_size": batch_size, "learning_rate": learning_rate, "weight_decay": weight_decay,
             "patience": patience, "weight_imputation": weight_imputation, "weight_consistency": weight_consistency,
             "weight_n2": weight_n2, "model_type": model_type, "trees": trees, "tree_tolerance": tree_tolerance,
-            "threads": threads, "device": device}
+            "threads": threads, "device": device, "loss": loss}
 
 
 @abundance_app.command("train")
@@ -722,6 +722,7 @@ def abundance_train(level: Level = LevelOption,
                     weight_imputation: float = typer.Option(None, "--weight-imputation", help="Weight of the imputation loss; default 0.3."),
                     weight_consistency: float = typer.Option(None, "--weight-consistency", help="Weight of the forward/backward consistency loss; default 0.1."),
                     weight_n2: float = typer.Option(None, "--weight-n2", help="Weight of the N2 error (level both); default 1."),
+                    loss: str = typer.Option(None, "--loss", help="The network's error on the fractions: cross_entropy (of the estimated fractions against the labels') or mse; early stopping is on the validation RMSE either way; default cross_entropy."),
                     model_type: str = typer.Option(None, "--model-type", help="brits, forest (random-forest regression on the gap-filled series + ancillaries), ensemble (the mean of both) or auto (all three on the same split, the best on the validation blocks kept; the default)."),
                     trees: int = typer.Option(None, "--trees", help="Forest: number of trees trained; default 300."),
                     tree_tolerance: float = typer.Option(None, "--tree-tolerance", help="Forest: keep the fewest trees (30, 40, ...) whose validation RMSE is within this fraction of all the trees' (inference time follows the trees kept); 0 keeps every tree; default 0.01."),
@@ -735,7 +736,7 @@ def abundance_train(level: Level = LevelOption,
     require("abundance")
     params = _train_params(config, _options(epochs, seed, hidden, ancillary_hidden, dropout, batch_size, learning_rate,
                                             weight_decay, patience, weight_imputation, weight_consistency, weight_n2,
-                                            model_type, trees, tree_tolerance, threads, device))
+                                            model_type, trees, tree_tolerance, threads, device, loss))
     with _session("abundance train") as ctx:
         record, metrics = train_level(ctx, Level(level).value, params, dataset_id, progress=not no_progress)
     _echo_abundance_metrics(record, metrics)

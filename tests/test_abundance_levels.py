@@ -218,6 +218,29 @@ def test_settings_from_a_file_with_bad_keys_named(tmp_path: Path) -> None:
     assert "device" not in p.identity() and "threads" not in p.identity() and p.identity()["hidden"] == 16
 
 
+def test_the_networks_loss_is_a_setting_and_mse_keeps_the_ids_of_before() -> None:
+    from dataclasses import asdict
+
+    with pytest.raises(InputValidationError, match="loss 'hinge': use mse, cross_entropy"):
+        TrainParams.from_mapping({"loss": "hinge"}, "cfg.json")
+    assert TrainParams().loss == "cross_entropy" and TrainParams().identity()["loss"] == "cross_entropy"
+    # models trained before the setting existed used mse and had no "loss" in their identity
+    before = {k: v for k, v in asdict(TrainParams(loss="mse")).items() if k not in ("threads", "device", "loss")}
+    assert TrainParams(loss="mse").identity() == before
+
+
+@pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
+def test_both_losses_learn_both_levels(loss: str) -> None:
+    data = two_level(seed=1)
+    params = TrainParams(**{**FAST.to_dict(), "model_type": "brits", "epochs": 10, "loss": loss})
+    model, metrics = train_abundance(data, params)
+    assert model.params["loss"] == loss
+    for level in ("N1", "N2"):
+        m, b = metrics["levels"][level], metrics["baseline_levels"][level]
+        assert m["rmse"] < 0.7 * b["rmse"], (loss, level, m["rmse"], b["rmse"])
+    assert metrics["consistency_error"] < 1e-5
+
+
 def test_devices_on_a_machine_without_a_gpu() -> None:
     import torch
 

@@ -71,6 +71,10 @@ class TrainParams:
     weight_imputation: float = 0.3
     weight_consistency: float = 0.1
     weight_n2: float = 1.0  # weight of the N2 error against the N1 error (one model of both levels)
+    # the network's error on the fractions: cross_entropy (of the estimated fractions against the
+    # label fractions; the gradient stays large where a pixel's estimate is far off) or mse (as
+    # before: a softmax's squared error flattens out there); early stopping is on RMSE either way
+    loss: str = "cross_entropy"
     model_type: str = "auto"  # brits | forest | ensemble | auto (all on the same split, the best kept)
     trees: int = 300  # forest: number of trees trained (an upper bound: see tree_tolerance)
     # forest: keep the fewest trees (30, 40, ...) whose validation RMSE is within this fraction of
@@ -90,7 +94,10 @@ class TrainParams:
         return asdict(self)
 
     def identity(self) -> dict[str, Any]:
-        return {k: v for k, v in self.to_dict().items() if k not in self.RUNTIME}
+        out = {k: v for k, v in self.to_dict().items() if k not in self.RUNTIME}
+        if out["loss"] == "mse":  # absent for mse, what every model trained before the setting used: their ids stay
+            del out["loss"]
+        return out
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any], source: str) -> TrainParams:
@@ -132,6 +139,8 @@ class TrainParams:
             problems.append("learning_rate must be positive")
         if not 0 <= self.tree_tolerance < 1:
             problems.append("tree_tolerance must be in [0, 1) (0.01: within 1 % of the whole forest's RMSE)")
+        if self.loss not in LOSSES:
+            problems.append(f"loss {self.loss!r}: use {', '.join(LOSSES)}")
         if self.model_type not in MODEL_TYPES:
             problems.append(f"model_type {self.model_type!r}: use {', '.join(MODEL_TYPES)}")
         if problems:
@@ -139,6 +148,7 @@ class TrainParams:
 
 
 MODEL_TYPES = ("auto", "brits", "forest", "ensemble")
+LOSSES = ("mse", "cross_entropy")
 # kinds with a network (BRITS imputes their series, GPU workers serve them) and with a forest
 NETWORK_KINDS = ("brits", "ensemble")
 FOREST_KINDS = ("forest", "ensemble")
@@ -483,17 +493,23 @@ def _fit_network(network: Any, train_t: dict[str, np.ndarray], y_train: np.ndarr
     wv = torch.from_numpy(np.ones(len(y_val), "float32") if w_val is None else w_val.astype("float32")).to(device)
     hierarchical = y.shape[1] > k1
 
-    def error(res: dict[str, torch.Tensor], target: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        """Mean squared error per pixel, averaged with the pixels' label weights."""
-        per_pixel = torch.mean((res["abundance"] - target[:, :k1]) ** 2, dim=1)
-        err = (w * per_pixel).sum() / w.sum().clamp(min=1e-6)
+    def error(res: dict[str, torch.Tensor], target: torch.Tensor, w: torch.Tensor, loss: str = "mse") -> torch.Tensor:
+        """Mean squared error per pixel (``loss`` "mse"), or the cross-entropy of the estimated
+        fractions against the label fractions ("cross_entropy"), averaged with the pixels' label
+        weights."""
+        def per_pixel(pred: torch.Tensor, t: torch.Tensor, ok: torch.Tensor) -> torch.Tensor:
+            t = torch.where(ok, t, torch.zeros_like(t))
+            if loss == "cross_entropy":
+                return -(t * torch.log(pred.clamp(min=1e-6))).sum(dim=1)
+            return (torch.where(ok, pred - t, torch.zeros_like(t)) ** 2).sum(dim=1) / ok.sum(dim=1).clamp(min=1)
+
+        t1 = target[:, :k1]
+        err = (w * per_pixel(res["abundance"], t1, torch.ones_like(t1, dtype=torch.bool))).sum() / w.sum().clamp(min=1e-6)
         if hierarchical:
             t2 = target[:, k1:]
             ok = torch.isfinite(t2)
-            diff = torch.where(ok, res["sub_abundance"] - torch.nan_to_num(t2), torch.zeros_like(t2))
-            mse2 = (diff ** 2).sum(dim=1) / ok.sum(dim=1).clamp(min=1)
             w2 = w * ok.any(dim=1)
-            err = err + params.weight_n2 * (w2 * mse2).sum() / w2.sum().clamp(min=1e-6)
+            err = err + params.weight_n2 * (w2 * per_pixel(res["sub_abundance"], t2, ok)).sum() / w2.sum().clamp(min=1e-6)
         return err
 
     gen = torch.Generator().manual_seed(params.seed)
@@ -507,7 +523,7 @@ def _fit_network(network: Any, train_t: dict[str, np.ndarray], y_train: np.ndarr
             idx = order[start:start + params.batch_size]
             res = network(tensors["x"][idx], tensors["m"][idx], tensors["d_fwd"][idx], tensors["d_bwd"][idx],
                           tensors["anc"][idx])
-            loss = (error(res, y[idx], w[idx]) + params.weight_imputation * res["loss_imputation"]
+            loss = (error(res, y[idx], w[idx], params.loss) + params.weight_imputation * res["loss_imputation"]
                     + params.weight_consistency * res["loss_consistency"])
             opt.zero_grad()
             loss.backward()
