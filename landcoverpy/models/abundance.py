@@ -81,8 +81,8 @@ class TrainParams:
     # the whole forest's (0 keeps every tree); inference time is proportional to the trees kept
     tree_tolerance: float = 0.01
     # forest: minimum samples per leaf. 1 (fully grown trees) gave a held-out RMSE 2-3 % lower on
-    # the Slovenian cells at 50 m and on the sits MODIS series, but a full tile's inference 1.9x
-    # slower and 40 % more memory (README), so 3 stays the default
+    # the Slovenian cells at 50 m and on the sits MODIS series, but ~3.6x the nodes per tree and a
+    # full tile's inference slower, with 40 % more memory (README), so 3 stays the default
     min_leaf: int = 3
     # CPU threads; 0 = one for the network's training (its steps are too small to split: 2 threads
     # gain ~10 % on an idle machine and run ~5x slower on busy cores, where OpenMP spin-waits) and
