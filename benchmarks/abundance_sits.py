@@ -71,9 +71,10 @@ def load_samples(path: Path):  # -> AbundanceData
     return AbundanceData(series, ancillary, fractions, np.arange(len(series)), classes, times)
 
 
-def blocks_for(data, split: str, block_deg: float, lonlat: np.ndarray) -> np.ndarray:
+def blocks_for(split: str, block_deg: float, lonlat: np.ndarray) -> np.ndarray:
+    """One block per sample (random split) or per ``block_deg`` cell of longitude/latitude."""
     if split == "random":
-        return np.arange(len(data.series))
+        return np.arange(len(lonlat))
     cells = np.floor(lonlat / block_deg).astype(int)
     return cells[:, 0] * 10_000 + cells[:, 1]
 
@@ -104,9 +105,10 @@ def main() -> None:
     if args.no_coordinates:
         data.ancillary = data.ancillary[:, :0]
     truth = data.fractions.argmax(axis=1)
+    x = np.concatenate([data.series[:, :, 0], data.ancillary], axis=1)  # the classifier's inputs
     rows = []
     for split in args.splits:
-        data.blocks = blocks_for(data, split, args.block_deg, lonlat)
+        data.blocks = blocks_for(split, args.block_deg, lonlat)
         for seed in args.seeds:
             params = TrainParams(hidden=args.hidden, seed=seed, threads=args.threads, test_fraction=0.2,
                                  model_type="auto", loss=args.loss)
@@ -115,7 +117,6 @@ def main() -> None:
             seconds = time.perf_counter() - started
             train_idx, test_idx = spatial_split(data.blocks, params.test_fraction, params.seed)  # train_abundance's
             rf = RandomForestClassifier(n_estimators=100, n_jobs=-1, random_state=seed)
-            x = np.concatenate([data.series[:, :, 0], data.ancillary], axis=1)
             rf.fit(x[train_idx], truth[train_idx])
             proba = rf.predict_proba(x[test_idx])
             rf_scores = abundance_metrics(data.fractions[test_idx], proba, data.classes)

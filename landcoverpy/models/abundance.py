@@ -502,14 +502,18 @@ def _fit_network(network: Any, train_t: dict[str, np.ndarray], y_train: np.ndarr
         """Mean squared error per pixel (``loss`` "mse"), or the cross-entropy of the estimated
         fractions against the label fractions ("cross_entropy"), averaged with the pixels' label
         weights."""
-        def per_pixel(pred: torch.Tensor, t: torch.Tensor, ok: torch.Tensor) -> torch.Tensor:
-            t = torch.where(ok, t, torch.zeros_like(t))
+        def per_pixel(pred: torch.Tensor, t: torch.Tensor, ok: torch.Tensor | None = None) -> torch.Tensor:
+            """Each pixel's error over its labelled classes (``ok``; None: every class)."""
+            if ok is not None:
+                t = torch.nan_to_num(t)
+            each = -(t * torch.log(pred.clamp(min=1e-6))) if loss == "cross_entropy" else (pred - t) ** 2
+            if ok is not None:
+                each = torch.where(ok, each, torch.zeros_like(each))
             if loss == "cross_entropy":
-                return -(t * torch.log(pred.clamp(min=1e-6))).sum(dim=1)
-            return (torch.where(ok, pred - t, torch.zeros_like(t)) ** 2).sum(dim=1) / ok.sum(dim=1).clamp(min=1)
+                return each.sum(dim=1)
+            return each.sum(dim=1) / (each.shape[1] if ok is None else ok.sum(dim=1).clamp(min=1))
 
-        t1 = target[:, :k1]
-        err = (w * per_pixel(res["abundance"], t1, torch.ones_like(t1, dtype=torch.bool))).sum() / w.sum().clamp(min=1e-6)
+        err = (w * per_pixel(res["abundance"], target[:, :k1])).sum() / w.sum().clamp(min=1e-6)
         if hierarchical:
             t2 = target[:, k1:]
             ok = torch.isfinite(t2)
