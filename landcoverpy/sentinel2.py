@@ -71,3 +71,19 @@ def dn_to_reflectance(dn: np.ndarray, offset: float, nodata: int = 0) -> np.ndar
     out = (dn.astype("float32") + np.float32(offset)) / np.float32(QUANTIFICATION_VALUE)
     out[dn == nodata] = np.nan
     return out
+
+
+def masked_reflectance(dn: np.ndarray, offset: float, invalid: np.ndarray, nodata: int = 0,
+                       out: np.ndarray | None = None) -> np.ndarray:
+    """``dn_to_reflectance(dn, offset, nodata)`` with the ``invalid`` pixels also NaN, in one
+    compiled pass (into ``out``, a float32 array of ``dn``'s shape, when given: a slice of the
+    composite's date stack, so no per-product copy is stacked afterwards)."""
+    from landcoverpy.raster.pixelkernels import masked_reflectance_into
+
+    if out is None:
+        out = np.empty(dn.shape, dtype=np.float32)
+    if dn.ndim != 2 or invalid.shape != dn.shape or out.shape != dn.shape or out.dtype != np.float32:
+        raise ValueError(f"masked_reflectance: dn {dn.shape}, invalid {invalid.shape} and float32 out {out.shape} "
+                         "must be 2-D arrays of one shape")
+    masked_reflectance_into(dn, np.float32(offset), np.float32(QUANTIFICATION_VALUE), int(nodata), invalid, out)
+    return out

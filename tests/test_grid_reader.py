@@ -61,6 +61,10 @@ def test_aligned_upsampling_is_the_nearest_warp(tmp_path: Path, res: float, dtyp
             got = reader.read(window)
             assert got.dtype == np.dtype(dtype) and got.shape == (window.height, window.width)
             np.testing.assert_array_equal(got, _warped(src, grid, window), err_msg=str(window))
+            if np.dtype(dtype).kind == "u":  # a table indexed by the values, applied before repeating
+                table = np.arange(np.iinfo(dtype).max + 1) % 3 == 1
+                np.testing.assert_array_equal(reader.read(window, lookup=table), table[_warped(src, grid, window)],
+                                              err_msg=str(window))
     finally:
         reader.close()
 

@@ -45,6 +45,62 @@ def test_scl_mask_classes() -> None:
     assert m2.sum() == 3  # 0, 1 (nodata/defective) and 9
 
 
+def test_scl_table_lookup_is_isin_for_any_classes() -> None:
+    rng = np.random.default_rng(3)
+    scl = rng.integers(0, 256, size=(64, 80)).astype("uint8")
+    for classes in [masks.DEFAULT_SCL_CLASSES, (9,), (), (2, 255, 300)]:
+        expected = np.isin(scl, tuple(classes) + masks.SCL_NODATA_CLASSES)
+        np.testing.assert_array_equal(masks.scl_mask(scl, classes), expected)  # uint8: the table
+        np.testing.assert_array_equal(masks.scl_mask(scl.astype("int64"), classes), expected)  # other: isin
+
+
+def test_pixel_kernels_equal_the_numpy_expressions_bit_for_bit() -> None:
+    """The composite stage's one-pass kernels give what the numpy passes they replace gave."""
+    from landcoverpy.pipeline.composites import dequantise, to_uint16_reflectance
+    from landcoverpy.sentinel2 import masked_reflectance
+
+    rng = np.random.default_rng(7)
+    dn = rng.integers(0, 20000, size=(97, 131)).astype("uint16")
+    dn[rng.random(dn.shape) < 0.1] = 0
+    invalid = rng.random(dn.shape) < 0.25
+    for offset in (0.0, -1000.0):
+        expected = masks.apply_mask(dn_to_reflectance(dn, offset), invalid)
+        np.testing.assert_array_equal(masked_reflectance(dn, offset, invalid), expected)
+        stack = np.full((2, *dn.shape), 7.0, dtype="float32")  # into a slice of a date stack
+        masked_reflectance(dn, offset, invalid[:, :], out=stack[1])
+        np.testing.assert_array_equal(stack[1], expected)
+        assert (stack[0] == 7.0).all()
+    with pytest.raises(ValueError, match="one shape"):
+        masked_reflectance(dn, 0.0, invalid[:-1])
+
+    # quantising: half-way cases, negatives, above 6.5535, infinities, NaN; float32 and float64
+    refl = rng.normal(0.3, 0.4, size=(50, 61)).astype("float32")
+    refl.flat[:8] = [np.nan, 0.00005, 0.00015, -0.2, 7.0, np.inf, -np.inf, 1.23445]
+    for values in (refl, refl.astype("float64"), refl[:, ::2]):
+        ok = ~np.isnan(values)
+        expected16 = np.zeros(values.shape, dtype="uint16")
+        expected16[ok] = np.clip(np.rint(values[ok] * 10000.0), 1, 65535).astype("uint16")
+        np.testing.assert_array_equal(to_uint16_reflectance(values), expected16)
+    stored = rng.integers(0, 65536, size=(3, 40, 33)).astype("uint16")
+    stored[:, ::5] = 0
+    expected32 = stored.astype("float32") / np.float32(10000.0)
+    expected32[stored == 0] = np.nan
+    np.testing.assert_array_equal(dequantise(stored), expected32)
+    np.testing.assert_array_equal(dequantise(stored[1]), expected32[1])
+
+    # normalized differences (8 of the 11 indices): NaN inputs, 0 / 0, x / 0, infinities
+    for dtype in ("float32", "float64"):
+        a, b = rng.random((60, 71)).astype(dtype), rng.random((60, 71)).astype(dtype)
+        a[::5] = np.nan
+        a[::7, ::3] = b[::7, ::3] = 0
+        a[1, ::2] = -b[1, ::2]
+        b[2, :5] = np.inf
+        ratio = indices._ratio(a - b, a + b)
+        assert np.isnan(ratio[::7, ::3]).all() and np.isnan(ratio[1, ::2]).all()
+        np.testing.assert_array_equal(indices.normalized_difference(a, b), ratio)
+        np.testing.assert_array_equal(indices.normalized_difference(a[:, 3:], b[:, 3:]), ratio[:, 3:])
+
+
 def test_dilation_is_a_disk() -> None:
     m = np.zeros((7, 7), bool)
     m[3, 3] = True

@@ -40,7 +40,7 @@ from landcoverpy.raster.reading import GDAL_CACHE_MB, GridReader, expand_window
 from landcoverpy.raster.timeseries import FEATURES as SERIES_FEATURES
 from landcoverpy.raster.timeseries import drop_spikes, sample_days, sample_layers, season_samples, series_features
 from landcoverpy.scratch import scratch_dir
-from landcoverpy.sentinel2 import dn_to_reflectance
+from landcoverpy.sentinel2 import dn_to_reflectance, masked_reflectance
 from landcoverpy.storage import ObjectStore, open_store
 
 log = logging.getLogger(__name__)
@@ -125,17 +125,22 @@ class ProductWindowReader:
     def invalid(self, window: rasterio.windows.Window) -> np.ndarray:
         halo = self.mask.dilation_pixels
         grown, (rs, cs) = expand_window(window, halo, self.grid)
-        raw = self.mask_reader.read(grown)
-        m = masks.scl_mask(raw, self.mask.scl_classes) if self.product["level"] == "L2A" else raw.astype(bool)
+        if self.product["level"] == "L2A" and self.mask_reader.dtype == np.uint8:
+            m = self.mask_reader.read(grown, lookup=masks.scl_table(self.mask.scl_classes))
+        else:
+            raw = self.mask_reader.read(grown)
+            m = masks.scl_mask(raw, self.mask.scl_classes) if self.product["level"] == "L2A" else raw.astype(bool)
         return masks.dilate(m, halo)[rs, cs]
 
-    def reflectance(self, band: str, window: rasterio.windows.Window, invalid: np.ndarray) -> np.ndarray:
+    def reflectance(self, band: str, window: rasterio.windows.Window, invalid: np.ndarray,
+                    out: np.ndarray | None = None) -> np.ndarray:
+        """Reflectance of ``band`` in ``window``, NaN where ``invalid`` or no data (into ``out``,
+        float32, when given)."""
         if band not in self.readers:
             b = self.product["bands"][band]
             self.readers[band] = GridReader(self.store.raster_uri(b["bucket"], b["key"]), self.grid)
         dn = self.readers[band].read(window)
-        refl = dn_to_reflectance(dn, self.product["offsets"].get(band, 0.0))
-        return masks.apply_mask(refl, invalid)
+        return masked_reflectance(dn, self.product["offsets"].get(band, 0.0), invalid, out=out)
 
     def close(self) -> None:
         for r in self.readers.values():
@@ -144,10 +149,17 @@ class ProductWindowReader:
 
 
 def to_uint16_reflectance(refl: np.ndarray) -> np.ndarray:
-    out = np.zeros(refl.shape, dtype="uint16")
-    ok = ~np.isnan(refl)
-    out[ok] = np.clip(np.rint(refl[ok] * BAND_SCALE), 1, 65535).astype("uint16")
+    """Reflectance -> stored uint16 (x 10000, rounded half to even, clipped to 1..65535; 0 = NaN)."""
+    from landcoverpy.raster.pixelkernels import quantise_into
+
+    out = np.empty(refl.shape, dtype="uint16")
+    quantise_into(_as_2d(refl), refl.dtype.type(BAND_SCALE), _as_2d(out))
     return out
+
+
+def _as_2d(a: np.ndarray) -> np.ndarray:
+    """The 2-D view the pixel kernels loop over (a copy only for a non-contiguous input)."""
+    return a if a.ndim == 2 else a.reshape(-1, a.shape[-1] if a.ndim else 1)
 
 
 def _layer_profile(name: str, params: CompositeParams, tags: dict[str, str]) -> dict[str, Any]:
@@ -417,8 +429,11 @@ def _merge(bands: dict[str, dict[str, dict[str, Any]]], indices: dict[str, dict[
 
 
 def _band_stack(readers: list[ProductWindowReader], window: rasterio.windows.Window, band: str) -> np.ndarray:
-    invalid = [r.invalid(window) for r in readers]
-    return np.stack([r.reflectance(band, window, inv) for r, inv in zip(readers, invalid)])
+    """(products, rows, cols) float32 reflectance, each product written straight into its slice."""
+    stack = np.empty((len(readers), int(window.height), int(window.width)), dtype=np.float32)
+    for i, r in enumerate(readers):
+        r.reflectance(band, window, r.invalid(window), out=stack[i])
+    return stack
 
 
 def band_window(readers: list[ProductWindowReader], window: rasterio.windows.Window, band: str,
@@ -507,8 +522,10 @@ def run_windows(open_readers: Callable[[], list[Any]], grid: Grid, params: Compo
 
 def dequantise(stored: np.ndarray) -> np.ndarray:
     """uint16 composite band (reflectance x 10000, 0 = nodata) -> float32 reflectance, NaN nodata."""
-    out = stored.astype("float32") / np.float32(BAND_SCALE)
-    out[stored == 0] = np.nan
+    from landcoverpy.raster.pixelkernels import dequantise_into
+
+    out = np.empty(stored.shape, dtype=np.float32)
+    dequantise_into(_as_2d(stored), np.float32(BAND_SCALE), _as_2d(out))
     return out
 
 

@@ -33,8 +33,19 @@ class MaskSettings:
 
 
 def scl_mask(scl: np.ndarray, classes: tuple[int, ...] = DEFAULT_SCL_CLASSES) -> np.ndarray:
-    """True where the SCL class is cloud/shadow/snow (``classes``) or no data/defective."""
+    """True where the SCL class is cloud/shadow/snow (``classes``) or no data/defective. On the
+    uint8 SCL one table lookup per pixel (``np.isin`` compares every pixel with every class)."""
+    if scl.dtype == np.uint8:
+        return scl_table(classes)[scl]
     return np.isin(scl, tuple(classes) + SCL_NODATA_CLASSES)
+
+
+def scl_table(classes: tuple[int, ...] = DEFAULT_SCL_CLASSES) -> np.ndarray:
+    """``scl_mask`` as a table over the 256 values of a uint8 SCL: ``scl_table(c)[scl]`` is
+    ``scl_mask(scl, c)``."""
+    table = np.zeros(256, dtype=bool)
+    table[[c for c in (*classes, *SCL_NODATA_CLASSES) if 0 <= c < 256]] = True
+    return table
 
 
 def probability_mask(probability: np.ndarray, threshold: float) -> np.ndarray:
