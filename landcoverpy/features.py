@@ -85,23 +85,28 @@ class FeatureReader:
     def read(self, window: Window) -> np.ndarray:
         """(n_features, rows, cols) float32; NaN where any composite has no data or the window
         leaves the grid."""
+        from landcoverpy.raster.pixelkernels import dequantise_into
+
         rows, cols = int(window.height), int(window.width)
-        out = np.full((len(self.features), rows, cols), np.nan, dtype="float32")
         r0, c0 = int(window.row_off), int(window.col_off)
         rr0, cc0 = max(r0, 0), max(c0, 0)
         rr1, cc1 = min(r0 + rows, self.grid.height), min(c0 + cols, self.grid.width)
+        inside = (rr0, cc0, rr1, cc1) == (r0, c0, r0 + rows, c0 + cols)
+        # every pixel is written when the window lies inside the grid: no fill pass then
+        shape = (len(self.features), rows, cols)
+        out = np.empty(shape, dtype="float32") if inside else np.full(shape, np.nan, dtype="float32")
         if rr1 <= rr0 or cc1 <= cc0:
             return out
         inner = Window(cc0, rr0, cc1 - cc0, rr1 - rr0)
         dst = (slice(rr0 - r0, rr1 - r0), slice(cc0 - c0, cc1 - c0))
         for i, (ds, is_band) in enumerate(self._datasets):
-            raw = ds.read(1, window=inner)
-            if is_band:
-                layer = raw.astype("float32") / np.float32(BAND_SCALE)
-                layer[raw == 0] = np.nan
+            target = out[i][dst]
+            if is_band:  # stored uint16 reflectance x 10000 -> float32, 0 -> NaN, in one pass
+                dequantise_into(ds.read(1, window=inner), np.float32(BAND_SCALE), target)
+            elif inside and ds.dtypes[0] == "float32":
+                ds.read(1, window=inner, out=target)  # decoded straight into the block
             else:
-                layer = raw.astype("float32", copy=False)
-            out[i][dst] = layer
+                target[...] = ds.read(1, window=inner)
         return out
 
     def close(self) -> None:

@@ -87,3 +87,4 @@ def normalized_difference_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) ->
             y = b[i, j]
             r = (x - y) / (x + y)
             out[i, j] = r if np.isfinite(r) else nan
+
