@@ -2,7 +2,7 @@
 what numpy did in several full-size passes with temporaries (convert, offset, scale, mask,
 stack; repeat rows then columns then copy; quantise). A band task is memory-bound there, and two
 workers on one machine share its memory bandwidth, so fewer passes is both less CPU and less
-slow-down when tasks run side by side (``benchmarks/composite_kernel.py --pixel-ops``).
+slow-down when tasks run side by side (``benchmarks/pixel_ops.py``).
 
 Every kernel gives exactly the numpy expression it replaces (same float32 operations in the
 same order; tests compare them bit for bit). Imported on first use only, like
