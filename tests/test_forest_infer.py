@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 
-from landcoverpy.models import hierarchical
+from landcoverpy.models import forest_infer, hierarchical
 from landcoverpy.models.forest_infer import forest_proba, supported
 from landcoverpy.models.hierarchical import ModelParams, predict_layers, train_hierarchy
 from tests.test_training import label_sets, slovenia_table
@@ -25,7 +25,11 @@ def table() -> tuple:
     lambda: RandomForestClassifier(n_estimators=12, random_state=1, class_weight="balanced", min_samples_leaf=3),
     lambda: ExtraTreesClassifier(n_estimators=15, random_state=2, n_jobs=1),
 ])
-def test_probabilities_are_sklearns_to_the_bit(table: tuple, make) -> None:  # noqa: ANN001
+@pytest.mark.parametrize("chunk", [None, 7])  # rows per chunk: the default, and many chunks with a partial last one
+def test_probabilities_are_sklearns_to_the_bit(table: tuple, make, chunk: int | None,  # noqa: ANN001
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    if chunk is not None:
+        monkeypatch.setattr(forest_infer, "ROW_CHUNK", chunk)
     frame, features = table
     X = frame[features].to_numpy("float32")
     y = frame["category"].to_numpy()
