@@ -150,16 +150,11 @@ class ProductWindowReader:
 
 def to_uint16_reflectance(refl: np.ndarray) -> np.ndarray:
     """Reflectance -> stored uint16 (x 10000, rounded half to even, clipped to 1..65535; 0 = NaN)."""
-    from landcoverpy.raster.pixelkernels import quantise_into
+    from landcoverpy.raster.pixelkernels import as_2d, quantise_into
 
     out = np.empty(refl.shape, dtype="uint16")
-    quantise_into(_as_2d(refl), refl.dtype.type(BAND_SCALE), _as_2d(out))
+    quantise_into(as_2d(refl), refl.dtype.type(BAND_SCALE), as_2d(out))
     return out
-
-
-def _as_2d(a: np.ndarray) -> np.ndarray:
-    """The 2-D view the pixel kernels loop over (a copy only for a non-contiguous input)."""
-    return a if a.ndim == 2 else a.reshape(-1, a.shape[-1] if a.ndim else 1)
 
 
 def _layer_profile(name: str, params: CompositeParams, tags: dict[str, str]) -> dict[str, Any]:
@@ -522,10 +517,10 @@ def run_windows(open_readers: Callable[[], list[Any]], grid: Grid, params: Compo
 
 def dequantise(stored: np.ndarray) -> np.ndarray:
     """uint16 composite band (reflectance x 10000, 0 = nodata) -> float32 reflectance, NaN nodata."""
-    from landcoverpy.raster.pixelkernels import dequantise_into
+    from landcoverpy.raster.pixelkernels import as_2d, dequantise_into
 
     out = np.empty(stored.shape, dtype=np.float32)
-    dequantise_into(_as_2d(stored), np.float32(BAND_SCALE), _as_2d(out))
+    dequantise_into(as_2d(stored), np.float32(BAND_SCALE), as_2d(out))
     return out
 
 

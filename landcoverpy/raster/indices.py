@@ -22,12 +22,11 @@ def normalized_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(a - b) / (a + b) as float32, NaN where not finite: on two float arrays of one shape and
     type, one compiled pass (the same operations as ``_ratio(a - b, a + b)``, which the rest takes)."""
     if (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.shape == b.shape and a.dtype == b.dtype
-            and a.dtype in (np.float32, np.float64) and a.ndim >= 1 and a.size):
-        from landcoverpy.raster.pixelkernels import normalized_difference_into
+            and a.dtype in (np.float32, np.float64) and a.size):
+        from landcoverpy.raster.pixelkernels import as_2d, normalized_difference_into
 
         out = np.empty(a.shape, dtype=np.float32)
-        shape2 = (-1, a.shape[-1])
-        normalized_difference_into(a.reshape(shape2), b.reshape(shape2), out.reshape(shape2))
+        normalized_difference_into(as_2d(a), as_2d(b), as_2d(out))
         return out
     return _ratio(a - b, a + b)
 

@@ -1,17 +1,22 @@
-"""Compiled (numba) per-pixel loops of the composite stage: each does in one pass over a window
-what numpy did in several full-size passes with temporaries (convert, offset, scale, mask,
-stack; repeat rows then columns then copy; quantise). A band task is memory-bound there, and two
-workers on one machine share its memory bandwidth, so fewer passes is both less CPU and less
-slow-down when tasks run side by side (``benchmarks/pixel_ops.py``).
+"""Compiled (numba) per-pixel loops of the composite stage and the feature reader: each does in
+one pass over a window what numpy did in several full-size passes with temporaries (convert,
+offset, scale, mask, stack; repeat rows then columns then copy; quantise): 3x less CPU for a
+band task's pixel work (``benchmarks/pixel_ops.py``).
 
 Every kernel gives exactly the numpy expression it replaces (same float32 operations in the
 same order; tests compare them bit for bit). Imported on first use only, like
-:mod:`landcoverpy.raster.sortnet`."""
+:mod:`landcoverpy.raster.sortnet`. Kernels loop over 2-D arrays; :func:`as_2d` gives any
+array's 2-D view."""
 
 from __future__ import annotations
 
 import numba
 import numpy as np
+
+
+def as_2d(a: np.ndarray) -> np.ndarray:
+    """The 2-D view the kernels loop over (a copy only for a non-contiguous input)."""
+    return a if a.ndim == 2 else a.reshape(-1, a.shape[-1] if a.ndim else 1)
 
 
 @numba.njit(nogil=True, cache=True, boundscheck=False)

@@ -69,7 +69,7 @@ class GridReader:
         whole = bool(inside_r.all() and inside_c.all())
         if not whole:  # a window over the source's edge: nodata there
             fill = self.nodata if self.nodata is not None else 0
-            out = np.full((len(rows), len(cols)), fill, dtype=self._src.dtypes[self.band - 1])
+            out = np.full((len(rows), len(cols)), fill, dtype=self.dtype)
             if lookup is not None:
                 out = lookup[out]
             if not inside_r.any() or not inside_c.any():
