@@ -158,11 +158,15 @@ class PeakRSS:
     """Peak resident memory of a process and of each of its descendants, sampled every 0.5 s;
     also the CPU seconds the whole process tree had used at each sample (``cpu``: (unix time,
     seconds of every process, seconds of the Dask workers alone) triples), to say how many cores a
-    stretch of the run kept busy, and how many of those were the workers'."""
+    stretch of the run kept busy, and how many of those were the workers'; and the machine's own
+    CPU accounting at each sample (``machine``: user, kernel, I/O wait, idle seconds of all cores),
+    which also counts what no process of the run is charged for (the kernel's writeback threads)
+    and the time the cores stood idle while tasks waited on the disk."""
 
     def __init__(self, pid: int) -> None:
         self.pid, self.peaks, self._stop = pid, {}, threading.Event()
         self.cpu: list[tuple[float, float, float]] = []
+        self.machine: list[tuple[float, float, float, float]] = []
         # last CPU seconds seen per process, and whether it is a worker (exited ones keep theirs)
         self._cpu_of: dict[int, tuple[float, bool]] = {}
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -190,6 +194,8 @@ class PeakRSS:
                 pass
             self.cpu.append((time.time(), sum(c for c, _ in self._cpu_of.values()),
                              sum(c for c, worker in self._cpu_of.values() if worker)))
+            m = psutil.cpu_times()
+            self.machine.append((m.user + m.nice, m.system + m.irq + m.softirq, m.iowait, m.idle))
             self._stop.wait(0.5)
 
     def stop(self) -> dict[str, float]:
@@ -201,12 +207,14 @@ class PeakRSS:
         return out
 
 
-def cores_by_kind(stream_csv: str, cpu: list[tuple[float, float, float]]) -> dict[str, tuple[float, float]]:
+def cores_by_kind(stream_csv: str, cpu: list[tuple[float, float, float]],
+                  machine: list[tuple[float, float, float, float]] | None = None) -> dict[str, tuple[float, ...]]:
     """Mean cores the run's processes kept busy while each kind of task ran (its first start to
     its last stop, from the run's task stream), from the CPU samples: what a worker's task does
     on other threads (GDAL compressing) counts, which the task stream alone cannot show. Returns
     (every process, the workers alone) per kind: the difference is what the client, the scheduler
-    and the nannies took from the cores."""
+    and the nannies took from the cores; with ``machine`` (samples taken with ``cpu``), then the
+    machine's user, kernel, I/O-wait and idle cores over the same span."""
     import csv
     import io
 
@@ -215,12 +223,14 @@ def cores_by_kind(stream_csv: str, cpu: list[tuple[float, float, float]]) -> dic
         start = float(row["start_unix"])
         lo_hi = spans.setdefault(row["kind"], [start, start + float(row["seconds"])])
         lo_hi[0], lo_hi[1] = min(lo_hi[0], start), max(lo_hi[1], start + float(row["seconds"]))
-    t, used, workers = (np.array([c[i] for c in cpu]) for i in range(3))
+    t = np.array([c[0] for c in cpu])
+    series = [np.array([c[i] for c in cpu]) for i in (1, 2)]
+    if machine is not None:
+        series += [np.array([m[i] for m in machine]) for i in range(4)]
     out = {}
     for kind, (lo, hi) in spans.items():
         if hi - lo >= 2.0 and len(t) > 1:  # shorter than a few samples: not measurable
-            out[kind] = (float((np.interp(hi, t, used) - np.interp(lo, t, used)) / (hi - lo)),
-                         float((np.interp(hi, t, workers) - np.interp(lo, t, workers)) / (hi - lo)))
+            out[kind] = tuple(float((np.interp(hi, t, v) - np.interp(lo, t, v)) / (hi - lo)) for v in series)
     return out
 
 
@@ -245,8 +255,9 @@ def run(src: Path, app: Path, home: Path, workers: int, profile: bool = False, g
     tasks = [line.strip() for line in tasks if line.startswith("  ")]
     stream = home / "store" / "classification-maps" / "latest" / "tasks.csv"
     if tasks and stream.exists():
-        cores = cores_by_kind(stream.read_text(encoding="utf-8"), rss.cpu)
-        busy = {kind: f"; {every:.2f} cores busy, {workers:.2f} by the workers" for kind, (every, workers) in cores.items()}
+        cores = cores_by_kind(stream.read_text(encoding="utf-8"), rss.cpu, rss.machine)
+        busy = {kind: f"; {c[0]:.2f} cores busy, {c[1]:.2f} by the workers; machine user {c[2]:.2f}, "
+                      f"kernel {c[3]:.2f}, I/O wait {c[4]:.2f}, idle {c[5]:.2f}" for kind, c in cores.items()}
         tasks = [line + busy.get(line.split()[0], "") for line in tasks]
     return {"seconds": seconds, "stages": stages, "rss": peaks, "accuracy": float(accuracy.group(1)) if accuracy else None,
             "tasks": tasks}

@@ -13,3 +13,26 @@ def warn_and_return(value: int) -> int:
     warnings.warn(f"suspicious band {value} (a warning raised on a worker)", UserWarning, stacklevel=1)
     logging.getLogger("landcoverpy.pipeline.composites").warning("worker-side warning %d", value)
     return value * 2
+
+
+def _rss() -> int:
+    import psutil
+
+    return int(psutil.Process().memory_info().rss)
+
+
+@dask_task
+def touch_and_free(mib: int) -> int:
+    """Allocate and touch ``mib`` MiB, free it; the process's resident memory afterwards."""
+    import numpy as np
+
+    block = np.ones(mib << 20, dtype=np.uint8)
+    assert int(block[:: 1 << 16].sum()) == len(block[:: 1 << 16])
+    del block
+    return _rss()
+
+
+@dask_task
+def resident() -> int:
+    """The process's resident memory as a task of its own kind starts."""
+    return _rss()

@@ -14,8 +14,8 @@ from tests.conftest import make_settings
 
 
 def _malloc_env() -> dict[str, str | None]:
-    return {k: os.environ.get(k) for k in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "OMP_NUM_THREADS",
-                                           "GDAL_NUM_THREADS")}
+    return {k: os.environ.get(k) for k in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_MMAP_MAX_",
+                                           "MALLOC_ARENA_MAX", "OMP_NUM_THREADS", "GDAL_NUM_THREADS")}
 
 
 def test_local_workers_get_the_allocator_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -28,6 +28,7 @@ def test_local_workers_get_the_allocator_settings(tmp_path: Path, monkeypatch: p
     with dask_client(settings) as client:
         (env,) = client.run(_malloc_env).values()
     assert env["MALLOC_MMAP_THRESHOLD_"] == str(32 << 20)
+    assert env["MALLOC_MMAP_MAX_"] == "0" and env["MALLOC_ARENA_MAX"] == "1"
     assert env["MALLOC_TRIM_THRESHOLD_"] == "123456789"
     assert env["OMP_NUM_THREADS"] == "1"
     assert env["GDAL_NUM_THREADS"] == str(os.cpu_count() or 1)  # one worker: every core
@@ -41,6 +42,22 @@ def test_local_workers_get_the_allocator_settings(tmp_path: Path, monkeypatch: p
     assert worker_environ(64)["GDAL_NUM_THREADS"] == "1"
     monkeypatch.setenv("GDAL_NUM_THREADS", "3")  # the user's choice wins
     assert worker_environ(1)["GDAL_NUM_THREADS"] == worker_environ(64)["GDAL_NUM_THREADS"] == "3"
+
+
+def test_tasks_of_a_kind_reuse_freed_memory_and_another_kind_gets_it_back(tmp_path: Path) -> None:
+    """Workers keep what a task freed (no page is mapped and zeroed again for the next task of
+    that kind) and hand it back to the OS when a task of another kind starts."""
+    from tests.task_helpers import resident, touch_and_free
+
+    with dask_client(make_settings(tmp_path, DASK_N_WORKERS=1)) as client:
+        start = client.submit(resident, pure=False).result()
+        kept = client.submit(touch_and_free, 400, pure=False).result()
+        again = client.submit(touch_and_free, 400, pure=False).result()
+        after = client.submit(resident, pure=False).result()
+    mib = 1 << 20
+    assert kept - start > 350 * mib  # freed, still resident: the heap kept it
+    assert abs(again - kept) < 50 * mib  # the second task reused those pages instead of new ones
+    assert kept - after > 350 * mib  # another kind of task started: handed back
 
 
 def test_the_image_sets_the_same_allocator_settings() -> None:

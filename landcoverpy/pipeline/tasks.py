@@ -14,6 +14,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 LOG_TOPIC = "landcoverpy-log"
 _forwarding = {"installed": False}
+_last_kind: dict[str, str | None] = {"kind": None}  # the kind of the last task this process started
 
 
 class _ForwardToClient(logging.Handler):
@@ -69,11 +70,17 @@ def dask_task(fn: F) -> F:
     """Our errors reach the client as themselves: the chained library exceptions they were raised
     from (GDAL's CPLE errors, for one) cannot always be unpickled, which would turn a clear
     message into a generic one. The message already says what went wrong, so the chain is cut.
-    Warnings logged while the task runs on a worker are forwarded to the client's log."""
+    Warnings logged while the task runs on a worker are forwarded to the client's log. The first
+    task of a kind in a process starts by handing the heap's free memory back (release_memory):
+    tasks of one kind reuse each other's pages, another kind does not inherit them."""
+    kind = f"{fn.__module__}.{fn.__qualname__}"
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         _install_forwarding()
+        if _last_kind["kind"] != kind:
+            _last_kind["kind"] = kind
+            release_memory()
         try:
             return fn(*args, **kwargs)
         except LandcoverError as exc:
@@ -81,8 +88,6 @@ def dask_task(fn: F) -> F:
             exc.__context__ = None
             exc.__suppress_context__ = True
             raise exc.with_traceback(None) from None
-        finally:
-            release_memory()
 
     return wrapper  # type: ignore[return-value]
 
@@ -100,11 +105,12 @@ def _libc() -> Any:
 
 
 def release_memory() -> bool:
-    """Give the heap's free pages back to the OS (glibc ``malloc_trim``) at the end of a task.
-    Workers keep freed windows on the heap while a task runs (see WORKER_MALLOC_ENV in
-    pipeline/cluster.py: 1.7x faster raster tasks), and what one task leaves fragmented there
-    would otherwise stay resident under the next one (measured: the dataset stage's 1.8 GB stayed
-    under classification, 2.6 GB peak). False where the C library has no malloc_trim."""
+    """Give the heap's free pages back to the OS (glibc ``malloc_trim``), when a task of another
+    kind than the previous one starts in this process. Workers keep freed windows and blocks on
+    the heap (see WORKER_MALLOC_ENV in pipeline/cluster.py: no page is zeroed twice for tasks of
+    one kind), and what one stage leaves there would otherwise stay resident under the next
+    (measured: the dataset stage's 1.8 GB stayed under classification, 2.6 GB peak). False where
+    the C library has no malloc_trim."""
     libc = _libc()
     if libc is None:
         return False
