@@ -130,8 +130,10 @@ def disable_worker_profiler() -> None:
 # memory (trim only above 4 GiB free at the top): a task's windows and blocks reuse the pages of
 # the previous ones. What a worker keeps is handed back when a task of another kind starts (see
 # tasks.release_memory), so one stage's leftovers never sit under the next. Measured on the
-# classification of a 1/16 tile in a task thread: kernel CPU 10.7 -> 3.7 s, 11 % less wall time,
-# peak RSS +17 %. A variable already in the environment wins (dask reads the environment first).
+# classification of a 1/16 tile in a task thread: kernel CPU 10-14 s -> 4-5 s; on a full tile
+# (benchmarks/full_tile.py) the blocks cost 4 % more CPU with two workers at once, against 24 %
+# before, and each worker's peak RSS was 1.16 GiB (1.25-1.34 before). A variable already in the
+# environment wins (dask reads the environment first).
 WORKER_MALLOC_ENV = {"MALLOC_TRIM_THRESHOLD_": str(4 << 30), "MALLOC_MMAP_THRESHOLD_": str(32 << 20),
                      "MALLOC_MMAP_MAX_": "0", "MALLOC_ARENA_MAX": "1"}
 
