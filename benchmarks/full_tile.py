@@ -208,12 +208,12 @@ class PeakRSS:
 
 
 def cores_by_kind(stream_csv: str, cpu: list[tuple[float, float, float]],
-                  machine: list[tuple[float, float, float, float]] | None = None) -> dict[str, tuple[float, ...]]:
+                  machine: list[tuple[float, float, float, float]]) -> dict[str, tuple[float, ...]]:
     """Mean cores the run's processes kept busy while each kind of task ran (its first start to
     its last stop, from the run's task stream), from the CPU samples: what a worker's task does
     on other threads (GDAL compressing) counts, which the task stream alone cannot show. Returns
     (every process, the workers alone) per kind: the difference is what the client, the scheduler
-    and the nannies took from the cores; with ``machine`` (samples taken with ``cpu``), then the
+    and the nannies took from the cores; then, from ``machine`` (sampled with ``cpu``), the
     machine's user, kernel, I/O-wait and idle cores over the same span."""
     import csv
     import io
@@ -224,9 +224,7 @@ def cores_by_kind(stream_csv: str, cpu: list[tuple[float, float, float]],
         lo_hi = spans.setdefault(row["kind"], [start, start + float(row["seconds"])])
         lo_hi[0], lo_hi[1] = min(lo_hi[0], start), max(lo_hi[1], start + float(row["seconds"]))
     t = np.array([c[0] for c in cpu])
-    series = [np.array([c[i] for c in cpu]) for i in (1, 2)]
-    if machine is not None:
-        series += [np.array([m[i] for m in machine]) for i in range(4)]
+    series = [np.array([c[i] for c in cpu]) for i in (1, 2)] + [np.array([m[i] for m in machine]) for i in range(4)]
     out = {}
     for kind, (lo, hi) in spans.items():
         if hi - lo >= 2.0 and len(t) > 1:  # shorter than a few samples: not measurable
