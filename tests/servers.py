@@ -172,7 +172,9 @@ def mongo_server(log_dir: Path, auth: bool = False) -> Iterator[Server]:
 
 
 @contextlib.contextmanager
-def dask_cluster(log_dir: Path, n_workers: int = 2) -> Iterator[Server]:
+def dask_cluster(log_dir: Path, n_workers: int = 2, worker_env: dict[str, str] | None = None) -> Iterator[Server]:
+    """A `dask scheduler` and ``n_workers`` `dask worker` processes (each with its nanny), the
+    workers' environment this one's plus ``worker_env``."""
     port = free_port()
     env = {"PYTHONUNBUFFERED": "1"}
     scheduler = start(
@@ -196,7 +198,7 @@ def dask_cluster(log_dir: Path, n_workers: int = 2) -> Iterator[Server]:
                     stdout=open(log_path, "wb"),  # noqa: SIM115
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
-                    env={**os.environ, **env},
+                    env={**os.environ, **env, **(worker_env or {})},
                 )
             )
         _wait_for_workers(f"tcp://127.0.0.1:{port}", n_workers)

@@ -5,6 +5,7 @@ value the user set in the environment wins."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -60,10 +61,28 @@ def test_tasks_of_a_kind_reuse_freed_memory_and_another_kind_gets_it_back(tmp_pa
     assert kept - after > 350 * mib  # another kind of task started: handed back
 
 
-def test_the_image_sets_the_same_allocator_settings() -> None:
-    dockerfile = (Path(__file__).resolve().parents[1] / "docker" / "Dockerfile").read_text()
-    for key, value in WORKER_MALLOC_ENV.items():
-        assert f"{key}={value}" in dockerfile, key
+def test_the_image_gives_dask_workers_the_same_allocator_settings_and_the_app_none(tmp_path: Path) -> None:
+    """The image's Dask configuration (docker/dask/, copied to /etc/dask/) holds WORKER_MALLOC_ENV,
+    and a real `dask worker` reading it (nanny and worker process) runs its tasks with those
+    settings; the image's ENV does not set them, so the app's process keeps glibc's defaults."""
+    import yaml
+    from distributed import Client
+
+    from tests import servers
+
+    root = Path(__file__).resolve().parents[1]
+    config = yaml.safe_load((root / "docker" / "dask" / "landcoverpy.yaml").read_text())
+    assert config["distributed"]["nanny"]["pre-spawn-environ"] == WORKER_MALLOC_ENV
+    dockerfile = (root / "docker" / "Dockerfile").read_text()
+    assert "COPY docker/dask/landcoverpy.yaml /etc/dask/" in dockerfile
+    assert re.search(r"MALLOC_\w+=", dockerfile) is None  # no ENV sets them for every process
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    assert clean == dict(os.environ), "run the tests without MALLOC_* in the environment"
+    with servers.dask_cluster(tmp_path, n_workers=1, worker_env={"DASK_CONFIG": str(root / "docker" / "dask")}) as s, \
+            Client(s.address, timeout="20s") as client:
+        seen = {k: client.submit(os.getenv, k, pure=False).result() for k in [*WORKER_MALLOC_ENV, "OMP_NUM_THREADS"]}
+    assert {k: seen[k] for k in WORKER_MALLOC_ENV} == WORKER_MALLOC_ENV
+    assert seen["OMP_NUM_THREADS"] == "1"  # dask's own pre-spawn settings are kept beside ours
 
 
 def test_a_restarted_worker_leaves_this_process_environment_alone(tmp_path: Path,
