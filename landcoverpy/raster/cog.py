@@ -1,7 +1,9 @@
 """Cloud-Optimized GeoTIFF writing, window by window, with validation (rio-cogeo).
 
-:class:`CogWriter` writes windows into a temporary tiled GeoTIFF, then GDAL's COG driver makes the
-COG (internal tiling, overviews, nodata, band descriptions, colour table, scale/offset, tags) and
+:class:`CogWriter` writes windows into a temporary tiled GeoTIFF, and (for average and nearest
+overviews without a colour table) each window's overview levels as it goes
+(:mod:`landcoverpy.raster.overviews`); then GDAL's COG driver makes the COG (internal tiling,
+those overviews or its own, nodata, band descriptions, colour table, scale/offset, tags) and
 rio-cogeo's ``cog_validate`` checks it. Memory is bounded by the window size, not the raster size.
 """
 
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from types import TracebackType
@@ -20,6 +23,7 @@ from rasterio.windows import Window
 
 from landcoverpy.errors import RasterError
 from landcoverpy.raster.grid import Grid
+from landcoverpy.raster.overviews import RESAMPLINGS, Pyramid
 
 log = logging.getLogger(__name__)
 
@@ -56,20 +60,31 @@ class CogWriter:
         self.compress = compress
         self._tmp: str | None = None
         self._dst: Any = None
+        self._pyramid: Pyramid | None = None
 
     def __enter__(self) -> CogWriter:
-        fd, self._tmp = tempfile.mkstemp(suffix=".tif", dir=self.tmp_dir)
-        os.close(fd)
+        self._tmp = tempfile.mkdtemp(suffix=".cog", dir=self.tmp_dir)
+        try:
+            return self._open()
+        except BaseException:
+            if self._pyramid is not None:
+                self._pyramid.close()
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            raise
+
+    def _open(self) -> CogWriter:
         profile = {
-            "driver": "GTiff", "width": self.grid.width, "height": self.grid.height, "count": self.count,
-            "dtype": self.dtype, "crs": self.grid.crs, "transform": self.grid.affine, "nodata": self.nodata,
-            "tiled": True, "blockxsize": self.blocksize, "blockysize": self.blocksize,
-            # the intermediate file only needs to be small and fast; the COG gets DEFLATE
+            "driver": "GTiff", "count": self.count, "dtype": self.dtype, "crs": self.grid.crs,
+            "nodata": self.nodata, "tiled": True, "blockxsize": self.blocksize, "blockysize": self.blocksize,
+            # the intermediate files only need to be small and fast; the COG gets its own compression
             "compress": "ZSTD", "zstd_level": 1, "BIGTIFF": "IF_SAFER",
         }
+        if self.overview_resampling in RESAMPLINGS and not self.colormap:
+            self._pyramid = Pyramid(Path(self._tmp), self.grid, profile, self.overview_resampling, self.blocksize)
         if self.colormap:
             profile["photometric"] = "palette"
-        self._dst = rasterio.open(self._tmp, "w", **profile)
+        self._dst = rasterio.open(self._source, "w", **profile | {"width": self.grid.width, "height": self.grid.height,
+                                                                  "transform": self.grid.affine})
         for i, desc in enumerate(self.descriptions or [], start=1):
             self._dst.set_band_description(i, desc)
         if self.colormap:  # a paletted band from the start: overviews are computed with the palette
@@ -87,19 +102,31 @@ class CogWriter:
             self._dst.units = tuple(self.units)
         return self
 
+    @property
+    def _source(self) -> Path:
+        assert self._tmp is not None
+        return Path(self._tmp) / "raster.tif"
+
     def write(self, data: np.ndarray, window: Window) -> None:
-        arr = data if data.ndim == 3 else data[np.newaxis]
-        self._dst.write(arr.astype(self.dtype, copy=False), window=window)
+        arr = (data if data.ndim == 3 else data[np.newaxis]).astype(self.dtype, copy=False)
+        self._dst.write(arr, window=window)
+        if self._pyramid is not None:
+            self._pyramid.write(arr, window)
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         try:
             self._dst.close()
+            if self._pyramid is not None:
+                self._pyramid.close()
             if exc_type is None:
-                translate_to_cog(self._tmp, self.path, self.dtype, self.overview_resampling, self.blocksize,
-                                 compress=self.compress)
+                src, existing = self._source, False
+                if self._pyramid is not None and self._pyramid.aligned and self._pyramid.paths:
+                    src, existing = self._pyramid.source(src, Path(self._tmp or "") / "raster.vrt"), True
+                translate_to_cog(src, self.path, self.dtype, self.overview_resampling, self.blocksize,
+                                 compress=self.compress, existing_overviews=existing)
         finally:
             if self._tmp:
-                Path(self._tmp).unlink(missing_ok=True)
+                shutil.rmtree(self._tmp, ignore_errors=True)
 
 
 def gdal_threads() -> str:
@@ -119,14 +146,16 @@ def gdal_threads() -> str:
 
 
 def translate_to_cog(src: str | Path, dst: str | Path, dtype: str, overview_resampling: str = "nearest",
-                     blocksize: int = COG_BLOCKSIZE, overviews: bool = True, compress: str = "DEFLATE") -> None:
+                     blocksize: int = COG_BLOCKSIZE, overviews: bool = True, compress: str = "DEFLATE",
+                     existing_overviews: bool = False) -> None:
     """GDAL's COG driver: tiling, compression (DEFLATE, which every GeoTIFF reader decodes, for
     what people open; ZSTD at level 1 for the workflow's own intermediate layers such as
     composites: the same size on them, twice as fast to write and 1.5x to read, readable by GDAL
     >= 2.3 and so QGIS), overviews computed with the band's colour table, nodata, descriptions,
     scale/offset and tags copied; then rio-cogeo validates the result. (The overviews
     rio-cogeo's ``cog_translate`` computes on paletted bands draw GDAL's "palette index raster
-    bands without a palette" warning.)"""
+    bands without a palette" warning.) ``existing_overviews``: ``src`` has its overviews (a
+    :class:`~landcoverpy.raster.overviews.Pyramid`'s VRT); they are copied, not recomputed."""
     import rasterio.shutil
 
     dst = Path(dst)
@@ -139,7 +168,8 @@ def translate_to_cog(src: str | Path, dst: str | Path, dtype: str, overview_resa
                 str(src), str(tmp_dst), driver="COG", COMPRESS=compress, PREDICTOR=predictor,
                 **({"LEVEL": "1"} if compress == "ZSTD" else {}),
                 BLOCKSIZE=str(blocksize), OVERVIEW_RESAMPLING=overview_resampling.upper(), BIGTIFF="IF_SAFER",
-                NUM_THREADS=gdal_threads(), OVERVIEWS="AUTO" if overviews else "NONE",
+                NUM_THREADS=gdal_threads(),
+                OVERVIEWS="NONE" if not overviews else "FORCE_USE_EXISTING" if existing_overviews else "AUTO",
             )
         valid, errors = validate_cog(tmp_dst)
         if not valid:
