@@ -67,6 +67,8 @@ class CogWriter:
         try:
             return self._open()
         except BaseException:
+            if self._dst is not None:
+                self._dst.close()
             if self._pyramid is not None:
                 self._pyramid.close()
             shutil.rmtree(self._tmp, ignore_errors=True)
@@ -119,11 +121,11 @@ class CogWriter:
             if self._pyramid is not None:
                 self._pyramid.close()
             if exc_type is None:
-                src, existing = self._source, False
+                src, overviews = self._source, "AUTO"
                 if self._pyramid is not None and self._pyramid.aligned and self._pyramid.paths:
-                    src, existing = self._pyramid.source(src, Path(self._tmp or "") / "raster.vrt"), True
+                    src, overviews = self._pyramid.source(src, src.with_suffix(".vrt")), "FORCE_USE_EXISTING"
                 translate_to_cog(src, self.path, self.dtype, self.overview_resampling, self.blocksize,
-                                 compress=self.compress, existing_overviews=existing)
+                                 compress=self.compress, overviews=overviews)
         finally:
             if self._tmp:
                 shutil.rmtree(self._tmp, ignore_errors=True)
@@ -146,16 +148,16 @@ def gdal_threads() -> str:
 
 
 def translate_to_cog(src: str | Path, dst: str | Path, dtype: str, overview_resampling: str = "nearest",
-                     blocksize: int = COG_BLOCKSIZE, overviews: bool = True, compress: str = "DEFLATE",
-                     existing_overviews: bool = False) -> None:
+                     blocksize: int = COG_BLOCKSIZE, overviews: str = "AUTO", compress: str = "DEFLATE") -> None:
     """GDAL's COG driver: tiling, compression (DEFLATE, which every GeoTIFF reader decodes, for
     what people open; ZSTD at level 1 for the workflow's own intermediate layers such as
     composites: the same size on them, twice as fast to write and 1.5x to read, readable by GDAL
     >= 2.3 and so QGIS), overviews computed with the band's colour table, nodata, descriptions,
     scale/offset and tags copied; then rio-cogeo validates the result. (The overviews
     rio-cogeo's ``cog_translate`` computes on paletted bands draw GDAL's "palette index raster
-    bands without a palette" warning.) ``existing_overviews``: ``src`` has its overviews (a
-    :class:`~landcoverpy.raster.overviews.Pyramid`'s VRT); they are copied, not recomputed."""
+    bands without a palette" warning.) ``overviews``: the driver's option: ``AUTO`` (GDAL
+    computes them), ``NONE``, or ``FORCE_USE_EXISTING`` (``src`` has them, a
+    :class:`~landcoverpy.raster.overviews.Pyramid`'s VRT: copied, not recomputed)."""
     import rasterio.shutil
 
     dst = Path(dst)
@@ -168,8 +170,7 @@ def translate_to_cog(src: str | Path, dst: str | Path, dtype: str, overview_resa
                 str(src), str(tmp_dst), driver="COG", COMPRESS=compress, PREDICTOR=predictor,
                 **({"LEVEL": "1"} if compress == "ZSTD" else {}),
                 BLOCKSIZE=str(blocksize), OVERVIEW_RESAMPLING=overview_resampling.upper(), BIGTIFF="IF_SAFER",
-                NUM_THREADS=gdal_threads(),
-                OVERVIEWS="NONE" if not overviews else "FORCE_USE_EXISTING" if existing_overviews else "AUTO",
+                NUM_THREADS=gdal_threads(), OVERVIEWS=overviews,
             )
         valid, errors = validate_cog(tmp_dst)
         if not valid:
@@ -199,7 +200,7 @@ def jp2_to_cog(src: str | Path, dst: str | Path) -> None:
                     window = Window(0, row, jp2.width, min(strip, jp2.height - row))
                     out.write(jp2.read(window=window), window=window)
             dtype = jp2.dtypes[0]
-        translate_to_cog(raw, dst, dtype, overviews=False)
+        translate_to_cog(raw, dst, dtype, overviews="NONE")
     finally:
         raw.unlink(missing_ok=True)
 
