@@ -15,7 +15,8 @@ def warn_and_return(value: int) -> int:
     return value * 2
 
 
-def _rss() -> int:
+def rss() -> int:
+    """This process's resident memory (for ``client.run``: no task starts)."""
     import psutil
 
     return int(psutil.Process().memory_info().rss)
@@ -28,10 +29,10 @@ def touch_and_free(mib: int) -> int:
 
     block = np.ones(mib << 20, dtype=np.uint8)  # writes, so every page is resident
     del block
-    return _rss()
+    return rss()
 
 
 @dask_task
 def resident() -> int:
     """The process's resident memory as a task of its own kind starts."""
-    return _rss()
+    return rss()

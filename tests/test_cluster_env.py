@@ -61,6 +61,34 @@ def test_tasks_of_a_kind_reuse_freed_memory_and_another_kind_gets_it_back(tmp_pa
     assert kept - after > 350 * mib  # another kind of task started: handed back
 
 
+def test_a_stage_that_ends_leaves_idle_workers_without_its_memory(tmp_path: Path) -> None:
+    """What a stage's tasks left on a worker's heap goes back to the OS when the stage returns or
+    fails, not only when a task of another kind starts later (the worker may idle for long)."""
+    from landcoverpy.pipeline.tasks import releases_workers
+    from tests.task_helpers import rss, touch_and_free
+
+    @releases_workers
+    def stage(name: str, client: object, fail: bool = False) -> int:
+        kept = client.submit(touch_and_free, 400, pure=False).result()  # type: ignore[attr-defined]
+        if fail:
+            raise ValueError(name)
+        return int(kept)
+
+    mib = 1 << 20
+    with dask_client(make_settings(tmp_path, DASK_N_WORKERS=1)) as client:
+        (start,) = client.run(rss).values()
+        kept = stage("ok", client)
+        (after,) = client.run(rss).values()  # no task started since: only the stage's end released
+        assert kept - start > 350 * mib and kept - after > 350 * mib
+        with pytest.raises(ValueError, match="broken"):
+            stage("broken", client=client, fail=True)
+        (after_failure,) = client.run(rss).values()
+        assert kept - after_failure > 350 * mib
+        # the next task of the same kind no longer finds the pages: a fresh heap's growth again
+        again = client.submit(touch_and_free, 400, pure=False).result()
+        assert again - after_failure > 350 * mib
+
+
 def test_the_image_gives_dask_workers_the_same_allocator_settings_and_the_app_none(tmp_path: Path) -> None:
     """The image's Dask configuration (docker/dask/, copied to /etc/dask/) holds WORKER_MALLOC_ENV,
     and a real `dask worker` reading it (nanny and worker process) runs its tasks with those

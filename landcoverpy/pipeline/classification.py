@@ -32,7 +32,7 @@ from landcoverpy.features import FeatureReader, feature_names, pixels_to_matrix,
 from landcoverpy.inputs import NOT_CLASSIFIED_VALUE, Season
 from landcoverpy.models.hierarchical import predict_layers
 from landcoverpy import styles
-from landcoverpy.pipeline.tasks import dask_task, task_key
+from landcoverpy.pipeline.tasks import dask_task, releases_workers, task_key
 from landcoverpy.progress import step
 from landcoverpy.report_html import unmapped_text
 from landcoverpy.raster.cleaning import clean
@@ -388,6 +388,7 @@ def model_composite_params(ctx: Context, hierarchy: dict[str, Any]) -> Composite
     return CompositeParams.from_settings(ctx.settings)
 
 
+@releases_workers
 def classify(ctx: Context, tiles: list[str], seasons: list[Season], hierarchy: dict[str, Any], client: Any,
              block_size: int | None = None, progress: bool = True, probabilities: bool | None = None,
              cleaning: int | None = None) -> ClassifyReport:

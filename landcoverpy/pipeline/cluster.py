@@ -128,8 +128,9 @@ def disable_worker_profiler() -> None:
 # So workers never mmap (MALLOC_MMAP_MAX_=0), allocate from one heap (MALLOC_ARENA_MAX=1: a task
 # thread's own arena could not hold a 264 MB block and would map it after all) and keep freed
 # memory (trim only above 4 GiB free at the top): a task's windows and blocks reuse the pages of
-# the previous ones. What a worker keeps is handed back when a task of another kind starts (see
-# tasks.release_memory), so one stage's leftovers never sit under the next. Measured on the
+# the previous ones. What a worker keeps is handed back when a task of another kind starts and
+# when a stage ends (tasks.release_memory, tasks.release_workers), so one stage's leftovers never
+# sit under the next, nor on an idle worker. Measured on the
 # classification of a 1/16 tile in a task thread: kernel CPU 10-14 s -> 4-5 s; on a full tile
 # (benchmarks/full_tile.py) the blocks cost 4 % more CPU with two workers at once, against 24 %
 # before, and each worker's peak RSS was 1.16 GiB (1.25-1.34 before). A variable already in the

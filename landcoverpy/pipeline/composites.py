@@ -33,7 +33,7 @@ from landcoverpy.raster import masks
 from landcoverpy.raster.cog import CogWriter, write_cog
 from landcoverpy.raster.composite import median_composite, percentile_composite, valid_count
 from landcoverpy.raster.grid import Grid, block_windows
-from landcoverpy.pipeline.tasks import dask_task, task_key
+from landcoverpy.pipeline.tasks import dask_task, releases_workers, task_key
 from landcoverpy.progress import step
 from landcoverpy.raster.indices import INDICES, compute_index
 from landcoverpy.raster.reading import GDAL_CACHE_MB, GridReader, expand_window
@@ -545,6 +545,7 @@ class CompositeReport:
     failed: dict[str, str] = field(default_factory=dict)
 
 
+@releases_workers
 def composite(ctx: Context, tiles: list[str], seasons: list[Season], client: Any,
               params: CompositeParams | None = None, progress: bool = True) -> CompositeReport:
     """Build (or reuse) the composite of every tile x season as Dask tasks: one per L1C cloud

@@ -20,7 +20,7 @@ from landcoverpy.context import Context
 from landcoverpy.errors import InputValidationError, LandcoverError, RasterError
 from landcoverpy.features import FeatureReader, feature_names, sample_points
 from landcoverpy.inputs import Inputs
-from landcoverpy.pipeline.tasks import dask_task, task_key
+from landcoverpy.pipeline.tasks import dask_task, releases_workers, task_key
 from landcoverpy.progress import step
 from landcoverpy.storage import open_store
 
@@ -46,6 +46,7 @@ class DatasetResult:
     skipped_tiles: dict[str, str] = field(default_factory=dict)
 
 
+@releases_workers
 def build_dataset(ctx: Context, inputs: Inputs, client: Any, neighbourhood: int | None = None,
                   params: CompositeParams | None = None, with_dem: bool | None = None,
                   progress: bool = False) -> DatasetResult:

@@ -24,7 +24,7 @@ from landcoverpy.errors import LandcoverError, ProviderError
 from landcoverpy.progress import step
 from landcoverpy.retry import with_retries
 from landcoverpy.scratch import scratch_dir
-from landcoverpy.pipeline.tasks import dask_task, task_key
+from landcoverpy.pipeline.tasks import dask_task, releases_workers, task_key
 from landcoverpy.raster.cog import CogWriter
 from landcoverpy.raster.grid import Grid, block_windows
 from landcoverpy.raster.terrain import aspect_degrees, slope_degrees
@@ -140,6 +140,7 @@ def dem_id(tile: str, grid: Grid, sources: list[dict[str, str]]) -> str:
     return ids.dem_id(tile, grid.to_dict(), [s["key"] for s in sources])
 
 
+@releases_workers
 def dem_stage(ctx: Context, tiles: list[str], source: DEMSource, client: Any, progress: bool = False) -> dict[str, str]:
     """DEM derivatives for every tile with products or composites; returns tile -> status."""
     status: dict[str, str] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import os
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from typing import Any, TypeVar
 from landcoverpy.errors import LandcoverError
 
 F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger(__name__)
 
 LOG_TOPIC = "landcoverpy-log"
 _forwarding = {"installed": False}
@@ -116,6 +118,40 @@ def release_memory() -> bool:
         return False
     libc.malloc_trim(0)
     return True
+
+
+def _release_between_stages() -> bool:
+    _last_kind["kind"] = None  # the next task starts from a trimmed heap whatever its kind
+    return release_memory()
+
+
+def release_workers(client: Any) -> None:
+    """At the end of a stage, every worker hands its heap's free pages back to the OS now, instead
+    of holding the stage's peak while it waits (through the client's training, or after the run)
+    until a task of the next kind starts. Best effort: a worker that cannot be reached is skipped
+    and the next task's own release still happens."""
+    if client is None:
+        return
+    try:
+        client.run(_release_between_stages, on_error="ignore")
+    except Exception as exc:  # noqa: BLE001 - memory hygiene never fails a run
+        log.debug("workers not asked to release memory: %s", exc)
+
+
+def releases_workers(stage: F) -> F:
+    """For a stage function with a ``client`` parameter: when it returns or fails, the workers
+    release the memory its tasks left on their heaps (release_workers)."""
+    signature = inspect.signature(stage)
+
+    @functools.wraps(stage)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        client = signature.bind_partial(*args, **kwargs).arguments.get("client")
+        try:
+            return stage(*args, **kwargs)
+        finally:
+            release_workers(client)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def task_key(name: str) -> str:
