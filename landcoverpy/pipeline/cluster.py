@@ -134,7 +134,10 @@ def disable_worker_profiler() -> None:
 # classification of a 1/16 tile in a task thread: kernel CPU 10-14 s -> 4-5 s; on a full tile
 # (benchmarks/full_tile.py) the blocks cost 4 % more CPU with two workers at once, against 24 %
 # before, and each worker's peak RSS was 1.16 GiB (1.25-1.34 before). A variable already in the
-# environment wins (dask reads the environment first).
+# environment wins (dask reads the environment first). One arena also serves workers with two
+# threads (compose's default): two threads running 12-date window medians at once took the same
+# time with MALLOC_ARENA_MAX=1 as with 8 (3.36-3.59 s vs 3.55-3.76 s, same RSS): numpy's arrays are few
+# large allocations, and Python's small objects do not go through malloc.
 WORKER_MALLOC_ENV = {"MALLOC_TRIM_THRESHOLD_": str(4 << 30), "MALLOC_MMAP_THRESHOLD_": str(32 << 20),
                      "MALLOC_MMAP_MAX_": "0", "MALLOC_ARENA_MAX": "1"}
 
