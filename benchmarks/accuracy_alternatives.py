@@ -17,7 +17,7 @@ benchmarks/accuracy_slovenia.py: the preset's features (two seasons' medians and
   from the feature images instead of hand-made focal features.
 
 The estimators are the workflow's (``make_estimator``: LightGBM and the random forest with their
-default sizes, balanced class weights), fitted directly, without the spatial CV that sizes forests.
+default sizes and class weighting), fitted directly, without the spatial CV that sizes forests.
 """
 
 from __future__ import annotations
@@ -66,14 +66,17 @@ class Patch:
         self.shape = shape
         rows, cols = np.divmod(np.arange(self.x.shape[0]), shape[1])
         self.block = np.minimum(rows // BLOCK, shape[0] // BLOCK - 1) * (shape[1] // BLOCK) + cols // BLOCK
+        mu, sd = np.nanmean(self.x, 0), np.nanstd(self.x, 0) + 1e-6  # the network's standardised input
+        self.image = np.nan_to_num((self.x - mu) / sd).T.reshape(1, -1, *shape)
 
     def proba(self, model_type: str, y: np.ndarray, fit_on: np.ndarray, at: np.ndarray,
               classes: list[int]) -> np.ndarray:
         from landcoverpy.assets.params import ModelParams
-        from landcoverpy.models.hierarchical import make_estimator
+        from landcoverpy.models.hierarchical import class_weights, make_estimator
 
-        est = make_estimator(ModelParams(model_type=model_type, seed=7), n_jobs=2)
-        est.set_params(class_weight="balanced")
+        params = ModelParams(model_type=model_type, seed=7)
+        est = make_estimator(params, n_jobs=2)
+        est.set_params(class_weight=class_weights(y[fit_on], params.class_weighting))
         est.fit(self.x[fit_on], y[fit_on])
         out = np.zeros((len(at), len(classes)))
         out[:, [classes.index(c) for c in est.classes_]] = est.predict_proba(self.x[at])
@@ -87,8 +90,7 @@ class Patch:
         from torch import nn
 
         torch.manual_seed(seed)
-        mu, sd = np.nanmean(self.x, 0), np.nanstd(self.x, 0) + 1e-6
-        z = torch.tensor(np.nan_to_num((self.x - mu) / sd).T.reshape(1, -1, *self.shape))
+        z = torch.tensor(self.image)
         index = {c: i for i, c in enumerate(classes)}
         target = torch.tensor(np.array([index.get(int(v), 0) for v in y]).reshape(self.shape))
         mask = torch.tensor(fit_on.reshape(self.shape))
