@@ -4,7 +4,8 @@ benchmarks/accuracy_slovenia.py: the preset's features (two seasons' medians and
 (``default_split``, several seeds), every labelled held-out pixel scored. One JSON line per
 (seed, experiment), then the means:
 
-    python benchmarks/accuracy_alternatives.py [--seeds 0,1,2,3,4] [--only shift,priors,ensemble]
+    python benchmarks/accuracy_alternatives.py [--seeds 0,1,2,3,4]
+        [--only shift,priors,ensemble,unmix,ridges,fractions,selftrain]
 
 * ``shift``: the reference map moved by one pixel in each of the 8 directions (train and test
   labels alike) against the imagery: if the map and the scenes were misregistered, a shift
@@ -15,6 +16,19 @@ benchmarks/accuracy_slovenia.py: the preset's features (two seasons' medians and
   fully convolutional network's (1 x 1 then two 3 x 3 convolutions over the whole patch, loss on
   the training blocks' pixels only, class-balanced, three seeds averaged): spatial context learned
   from the feature images instead of hand-made focal features.
+* ``unmix``: each pixel unmixed between "pure" neighbours (fully constrained least squares on the
+  standardised median and NDVI features; one end member per class, the mean of the pixels within
+  2 px that LightGBM gives that class with probability > 0.7), the fractions averaged with
+  LightGBM's probabilities: a boundary pixel goes to the parcel covering most of it, as the
+  reference map gives it the one holding its centre. Also on top of the ``ensemble``'s network.
+* ``ridges``: line-detector features for the thin parcels (hedgerows, roads) that make most of
+  shrubland's and artificial land's held-out pixels: per direction (4), twice a pixel's value
+  minus its two neighbours' at 1 and 2 px, the maximum and minimum over directions, of the late
+  season's B04, B08 and B11 medians.
+* ``fractions``: training on each pixel's class fractions (the reference polygons rasterised at
+  1 m, each class's share of the 10 m pixel as a sample weight) instead of the class at its centre.
+* ``selftrain``: LightGBM refitted with its own confident predictions (probability > 0.9, weight
+  0.5) on every pixel outside the training blocks (transductive self-training).
 
 The estimators are the workflow's (``make_estimator``: LightGBM and the random forest with their
 default sizes and class weighting), fitted directly, without the spatial CV that sizes forests.
@@ -67,7 +81,10 @@ class Patch:
         rows, cols = np.divmod(np.arange(self.x.shape[0]), shape[1])
         self.block = np.minimum(rows // BLOCK, shape[0] // BLOCK - 1) * (shape[1] // BLOCK) + cols // BLOCK
         mu, sd = np.nanmean(self.x, 0), np.nanstd(self.x, 0) + 1e-6  # the network's standardised input
-        self.image = np.nan_to_num((self.x - mu) / sd).T.reshape(1, -1, *shape)
+        z = np.nan_to_num((self.x - mu) / sd)
+        self.image = z.T.reshape(1, -1, *shape)
+        self.spectral = z[:, [not c.startswith("dem_") for c in table.columns]]  # what unmixing rebuilds
+        self.table = table
 
     def proba(self, model_type: str, y: np.ndarray, fit_on: np.ndarray, at: np.ndarray,
               classes: list[int]) -> np.ndarray:
@@ -114,6 +131,89 @@ class Patch:
             return torch.softmax(net(z)[0], 0).permute(1, 2, 0).reshape(-1, len(classes)).numpy()
 
 
+def unmixed(p: np.ndarray, z: np.ndarray, shape: tuple[int, int], radius: int = 2,
+            confident: float = 0.7, min_pixels: int = 3) -> np.ndarray:
+    """Per pixel, the class fractions that best rebuild its features ``z`` (pixels, features) from
+    its neighbours' class means (the pixel itself left out; fully constrained: >= 0 and summing to
+    1, by NNLS with a heavily weighted sum-to-one row); ``p`` where fewer than two classes have
+    pure neighbours."""
+    from scipy.optimize import nnls
+
+    h, w = shape
+    pred, conf = p.argmax(1).reshape(shape), p.max(1).reshape(shape)
+    img = z.reshape(h, w, -1)
+    out = p.copy()
+    for i in range(h):
+        for j in range(w):
+            rows, cols = slice(max(i - radius, 0), i + radius + 1), slice(max(j - radius, 0), j + radius + 1)
+            pure = conf[rows, cols] > confident
+            pure[i - rows.start, j - cols.start] = False  # the pixel itself is the mixture
+            ends, ks = [], []
+            for k in range(p.shape[1]):
+                m = pure & (pred[rows, cols] == k)
+                if m.sum() >= min_pixels:
+                    ends.append(img[rows, cols][m].mean(0))
+                    ks.append(k)
+            if len(ks) < 2:
+                continue
+            a = np.vstack([np.array(ends).T, np.full(len(ks), 10.0)])
+            f, _ = nnls(a, np.concatenate([img[i, j], [10.0]]))
+            out[i * w + j] = 0.0
+            out[i * w + j, ks] = f / max(f.sum(), 1e-9)
+    return out
+
+
+def ridge_features(table: pd.DataFrame, shape: tuple[int, int],
+                   layers: tuple[str, ...] = ("late_summer_B04", "late_summer_B08", "late_summer_B11")) -> np.ndarray:
+    """(pixels, 4 x len(layers)): per layer and scale (1, 2 px), the maximum and minimum over the
+    4 directions of ``2 v - v(-d) - v(+d)`` (ridges and valleys: thin features)."""
+    out = []
+    for name in layers:
+        img = np.pad(table[name].to_numpy("float64").reshape(shape), 2, mode="reflect")
+        h, w = shape
+        core = img[2:2 + h, 2:2 + w]
+        for s in (1, 2):
+            v = np.array([2 * core - img[2 + dy * s:2 + dy * s + h, 2 + dx * s:2 + dx * s + w]
+                          - img[2 - dy * s:2 - dy * s + h, 2 - dx * s:2 - dx * s + w]
+                          for dy, dx in ((0, 1), (1, 0), (1, 1), (1, -1))])
+            out += [v.max(0).ravel(), v.min(0).ravel()]
+    return np.stack(out, 1).astype("float32")
+
+
+def class_fractions(data: Path, shape: tuple[int, int], classes: list[int], factor: int = 10) -> np.ndarray:
+    """(pixels, classes): each class's share of each pixel in the reference polygons (LULC.gpkg)
+    rasterised ``factor`` x finer."""
+    import pyogrio.raw
+    import rasterio.features
+    import rasterio.transform
+    import shapely
+
+    meta, _, wkb, fields = pyogrio.raw.read(data / "LULC.gpkg")
+    ids = fields[list(meta["fields"]).index("LULC_ID")]
+    ring = np.array(json.loads((data / "bbox.geojson").read_text())["coordinates"][0])
+    h, w = shape
+    transform = rasterio.transform.from_bounds(*ring.min(0), *ring.max(0), w * factor, h * factor)
+    fine = rasterio.features.rasterize(zip(shapely.from_wkb(wkb), ids), out_shape=(h * factor, w * factor),
+                                       transform=transform, fill=0, dtype="uint16")
+    return np.stack([(fine == c).reshape(h, factor, w, factor).mean((1, 3)).ravel() for c in classes], 1)
+
+
+def weighted_lgbm(x: np.ndarray, y: np.ndarray, weight: np.ndarray, at: np.ndarray, classes: list[int]) -> np.ndarray:
+    """The workflow's LightGBM fitted on rows ``x`` with sample weights, classes balanced on the
+    weights' totals; the probabilities of the rows ``at`` (rows, classes)."""
+    from landcoverpy.assets.params import ModelParams
+    from landcoverpy.models.hierarchical import make_estimator
+
+    totals = {c: weight[y == c].sum() for c in np.unique(y)}
+    balance = np.array([weight.sum() / (len(totals) * totals[c]) for c in y])
+    est = make_estimator(ModelParams(model_type="lightgbm", seed=7), n_jobs=2)
+    est.set_params(class_weight=None)
+    est.fit(x, y, sample_weight=weight * balance)
+    out = np.zeros((len(at), len(classes)))
+    out[:, [classes.index(c) for c in est.classes_]] = est.predict_proba(at)
+    return out
+
+
 def score(y: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
     from sklearn.metrics import cohen_kappa_score, f1_score
 
@@ -136,7 +236,7 @@ def best_multipliers(p: np.ndarray, y: np.ndarray, classes: list[int],
     return w
 
 
-def run_seed(patch: Patch, labels: np.ndarray, seed: int, only: set[str]) -> list[dict]:
+def run_seed(patch: Patch, labels: np.ndarray, seed: int, only: set[str], data: Path) -> list[dict]:
     split = acc.default_split(labels.shape, seed).ravel()
     out = []
 
@@ -171,15 +271,40 @@ def run_seed(patch: Patch, labels: np.ndarray, seed: int, only: set[str]) -> lis
             w = best_multipliers(oof, y[train], classes, metric)
             emit(f"LightGBM, class multipliers for {name} (out-of-fold)",
                  score(y[test], np.asarray(classes)[(lgbm * w).argmax(1)]))
+    fcn = None
     if "ensemble" in only:
         forest = patch.proba("random_forest", y, train, test, classes)
         fit_on = np.zeros(y.shape, bool)
         fit_on[train] = True
-        fcn = np.mean([patch.fcn_proba(y, fit_on, classes, s) for s in range(3)], axis=0)[test]
+        fcn = np.mean([patch.fcn_proba(y, fit_on, classes, s) for s in range(3)], axis=0)
         for name, p in (("random forest", forest), ("LightGBM + random forest", lgbm + forest),
-                        ("convolutional network (3 seeds)", fcn), ("LightGBM + convolutional network", lgbm + fcn),
-                        ("LightGBM + random forest + convolutional network", lgbm + forest + fcn)):
+                        ("convolutional network (3 seeds)", fcn[test]), ("LightGBM + convolutional network", lgbm + fcn[test]),
+                        ("LightGBM + random forest + convolutional network", lgbm + forest + fcn[test])):
             emit(name, score(y[test], np.asarray(classes)[p.argmax(1)]))
+    if "unmix" in only:
+        everywhere = patch.proba("lightgbm", y, train, np.arange(len(y)), classes)
+        for name, p in (("LightGBM", everywhere), ("LightGBM + convolutional network", None if fcn is None else (everywhere + fcn) / 2)):
+            if p is not None:
+                mixed = (p + unmixed(p, patch.spectral, patch.shape)) / 2
+                emit(f"{name}, averaged with unmixing between neighbours", score(y[test], np.asarray(classes)[mixed[test].argmax(1)]))
+    if "ridges" in only:
+        x = np.hstack([patch.x, ridge_features(patch.table, patch.shape)])
+        p = weighted_lgbm(x[train], y[train], np.ones(len(train)), x[test], classes)
+        emit("LightGBM + ridge features of B04/B08/B11", score(y[test], np.asarray(classes)[p.argmax(1)]))
+    if "fractions" in only:
+        share = class_fractions(data, patch.shape, classes)[train]
+        k_rows, k_cls = np.nonzero(share > 0)
+        p = weighted_lgbm(patch.x[train[k_rows]], np.asarray(classes)[k_cls], share[k_rows, k_cls], patch.x[test], classes)
+        emit("LightGBM on the polygons' class fractions", score(y[test], np.asarray(classes)[p.argmax(1)]))
+    if "selftrain" in only:
+        everywhere = patch.proba("lightgbm", y, train, np.arange(len(y)), classes)
+        sure = np.flatnonzero((split != 1) & (everywhere.max(1) > 0.9))
+        rows = np.concatenate([train, sure])
+        pseudo = np.concatenate([y[train], np.asarray(classes)[everywhere[sure].argmax(1)]])
+        weight = np.concatenate([np.ones(len(train)), np.full(len(sure), 0.5)])
+        p = weighted_lgbm(patch.x[rows], pseudo, weight, patch.x[test], classes)
+        emit("LightGBM self-trained (own predictions > 0.9 outside the training blocks)",
+             score(y[test], np.asarray(classes)[p.argmax(1)]))
     return out
 
 
@@ -187,7 +312,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "eolearn-slovenia")
     ap.add_argument("--seeds", default="0,1,2,3,4")
-    ap.add_argument("--only", default="shift,priors,ensemble")
+    ap.add_argument("--only", default="shift,priors,ensemble,unmix,ridges,fractions,selftrain")
     args = ap.parse_args()
     labels = np.load(args.data / "LULC.npy")[..., 0].astype(int)
     acc.patch_lonlat(args.data, labels.shape)  # points the test helpers at --data
@@ -195,7 +320,7 @@ def main() -> None:
     only = set(args.only.split(","))
     rows: dict[str, list[dict]] = defaultdict(list)
     for seed in (int(v) for v in args.seeds.split(",")):
-        for row in run_seed(patch, labels, seed, only):
+        for row in run_seed(patch, labels, seed, only, args.data):
             rows[row["experiment"]].append(row)
     for experiment, found in rows.items():
         print(json.dumps({"experiment": experiment, "mean_kappa": round(float(np.mean([r["kappa"] for r in found])), 4),
