@@ -5,7 +5,7 @@ benchmarks/accuracy_slovenia.py: the preset's features (two seasons' medians and
 (seed, experiment), then the means:
 
     python benchmarks/accuracy_alternatives.py [--seeds 0,1,2,3,4]
-        [--only shift,priors,ensemble,unmix,ridges,fractions,selftrain]
+        [--only shift,priors,ensemble,unmix,ridges,fractions,selftrain,stack]
 
 * ``shift``: the reference map moved by one pixel in each of the 8 directions (train and test
   labels alike) against the imagery: if the map and the scenes were misregistered, a shift
@@ -29,6 +29,8 @@ benchmarks/accuracy_slovenia.py: the preset's features (two seasons' medians and
   1 m, each class's share of the 10 m pixel as a sample weight) instead of the class at its centre.
 * ``selftrain``: LightGBM refitted with its own confident predictions (probability > 0.9, weight
   0.5) on every pixel outside the training blocks (transductive self-training).
+* ``stack``: all of them at once: LightGBM with the ridge features, self-trained, averaged with
+  the network, then with the unmixing (do the gains add up?).
 
 The estimators are the workflow's (``make_estimator``: LightGBM and the random forest with their
 default sizes and class weighting), fitted directly, without the spatial CV that sizes forests.
@@ -305,6 +307,19 @@ def run_seed(patch: Patch, labels: np.ndarray, seed: int, only: set[str], data: 
         p = weighted_lgbm(patch.x[rows], pseudo, weight, patch.x[test], classes)
         emit("LightGBM self-trained (own predictions > 0.9 outside the training blocks)",
              score(y[test], np.asarray(classes)[p.argmax(1)]))
+    if "stack" in only:
+        x = np.hstack([patch.x, ridge_features(patch.table, patch.shape)])
+        first = weighted_lgbm(x[train], y[train], np.ones(len(train)), x, classes)
+        sure = np.flatnonzero((split != 1) & (first.max(1) > 0.9))
+        rows = np.concatenate([train, sure])
+        pseudo = np.concatenate([y[train], np.asarray(classes)[first[sure].argmax(1)]])
+        weight = np.concatenate([np.ones(len(train)), np.full(len(sure), 0.5)])
+        fit_on = np.zeros(y.shape, bool)
+        fit_on[train] = True
+        net = np.mean([patch.fcn_proba(y, fit_on, classes, s) for s in range(3)], axis=0)
+        p = (weighted_lgbm(x[rows], pseudo, weight, x, classes) + net) / 2
+        p = (p + unmixed(p, patch.spectral, patch.shape)) / 2
+        emit("ridge features + self-training + network + unmixing", score(y[test], np.asarray(classes)[p[test].argmax(1)]))
     return out
 
 
@@ -312,7 +327,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "eolearn-slovenia")
     ap.add_argument("--seeds", default="0,1,2,3,4")
-    ap.add_argument("--only", default="shift,priors,ensemble,unmix,ridges,fractions,selftrain")
+    ap.add_argument("--only", default="shift,priors,ensemble,unmix,ridges,fractions,selftrain,stack")
     args = ap.parse_args()
     labels = np.load(args.data / "LULC.npy")[..., 0].astype(int)
     acc.patch_lonlat(args.data, labels.shape)  # points the test helpers at --data
