@@ -216,6 +216,18 @@ def weighted_lgbm(x: np.ndarray, y: np.ndarray, weight: np.ndarray, at: np.ndarr
     return out
 
 
+def self_trained(x: np.ndarray, y: np.ndarray, train: np.ndarray, unlabelled: np.ndarray, first: np.ndarray,
+                 classes: list[int], sure: float = 0.9, weight: float = 0.5) -> np.ndarray:
+    """Every pixel's probabilities from LightGBM refitted on the training pixels plus the pixels
+    ``unlabelled`` (mask) where ``first`` (every pixel's probabilities) exceeds ``sure``, labelled
+    with its class at ``weight``."""
+    confident = np.flatnonzero(unlabelled & (first.max(1) > sure))
+    rows = np.concatenate([train, confident])
+    pseudo = np.concatenate([y[train], np.asarray(classes)[first[confident].argmax(1)]])
+    weights = np.concatenate([np.ones(len(train)), np.full(len(confident), weight)])
+    return weighted_lgbm(x[rows], pseudo, weights, x, classes)
+
+
 def score(y: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
     from sklearn.metrics import cohen_kappa_score, f1_score
 
@@ -257,8 +269,10 @@ def run_seed(patch: Patch, labels: np.ndarray, seed: int, only: set[str], data: 
     y = labels.ravel()
     train, test = np.flatnonzero((y > 0) & (split == 1)), np.flatnonzero((y > 0) & (split == 2))
     classes = sorted({int(c) for c in y[train]})
-    lgbm = patch.proba("lightgbm", y, train, test, classes)
-    emit("LightGBM (the preset)", score(y[test], np.asarray(classes)[lgbm.argmax(1)]))
+    names = np.asarray(classes)
+    everywhere = patch.proba("lightgbm", y, train, np.arange(len(y)), classes)  # every pixel: unmixing needs neighbours
+    lgbm = everywhere[test]
+    emit("LightGBM (the preset)", score(y[test], names[lgbm.argmax(1)]))
     if "priors" in only:
         folds = np.array_split(np.random.default_rng(0).permutation(np.unique(patch.block[train])), 4)
         oof = np.zeros((len(train), len(classes)))
@@ -271,55 +285,44 @@ def run_seed(patch: Patch, labels: np.ndarray, seed: int, only: set[str], data: 
 
         for name, metric in (("kappa", lambda a, b: score(a, b)[0]), ("kappa + macro F1", kappa_plus_f1)):
             w = best_multipliers(oof, y[train], classes, metric)
-            emit(f"LightGBM, class multipliers for {name} (out-of-fold)",
-                 score(y[test], np.asarray(classes)[(lgbm * w).argmax(1)]))
+            emit(f"LightGBM, class multipliers for {name} (out-of-fold)", score(y[test], names[(lgbm * w).argmax(1)]))
     fcn = None
-    if "ensemble" in only:
-        forest = patch.proba("random_forest", y, train, test, classes)
+    if only & {"ensemble", "stack"}:
         fit_on = np.zeros(y.shape, bool)
         fit_on[train] = True
         fcn = np.mean([patch.fcn_proba(y, fit_on, classes, s) for s in range(3)], axis=0)
+    if "ensemble" in only:
+        assert fcn is not None
+        forest = patch.proba("random_forest", y, train, test, classes)
         for name, p in (("random forest", forest), ("LightGBM + random forest", lgbm + forest),
                         ("convolutional network (3 seeds)", fcn[test]), ("LightGBM + convolutional network", lgbm + fcn[test]),
                         ("LightGBM + random forest + convolutional network", lgbm + forest + fcn[test])):
-            emit(name, score(y[test], np.asarray(classes)[p.argmax(1)]))
+            emit(name, score(y[test], names[p.argmax(1)]))
     if "unmix" in only:
-        everywhere = patch.proba("lightgbm", y, train, np.arange(len(y)), classes)
-        for name, p in (("LightGBM", everywhere), ("LightGBM + convolutional network", None if fcn is None else (everywhere + fcn) / 2)):
-            if p is not None:
-                mixed = (p + unmixed(p, patch.spectral, patch.shape)) / 2
-                emit(f"{name}, averaged with unmixing between neighbours", score(y[test], np.asarray(classes)[mixed[test].argmax(1)]))
+        bases = [("LightGBM", everywhere)] + ([] if fcn is None else [("LightGBM + convolutional network", (everywhere + fcn) / 2)])
+        for name, p in bases:
+            mixed = (p + unmixed(p, patch.spectral, patch.shape)) / 2
+            emit(f"{name}, averaged with unmixing between neighbours", score(y[test], names[mixed[test].argmax(1)]))
+    if only & {"ridges", "stack"}:
+        with_ridges = np.hstack([patch.x, ridge_features(patch.table, patch.shape)])
     if "ridges" in only:
-        x = np.hstack([patch.x, ridge_features(patch.table, patch.shape)])
-        p = weighted_lgbm(x[train], y[train], np.ones(len(train)), x[test], classes)
-        emit("LightGBM + ridge features of B04/B08/B11", score(y[test], np.asarray(classes)[p.argmax(1)]))
+        p = weighted_lgbm(with_ridges[train], y[train], np.ones(len(train)), with_ridges[test], classes)
+        emit("LightGBM + ridge features of B04/B08/B11", score(y[test], names[p.argmax(1)]))
     if "fractions" in only:
         share = class_fractions(data, patch.shape, classes)[train]
         k_rows, k_cls = np.nonzero(share > 0)
-        p = weighted_lgbm(patch.x[train[k_rows]], np.asarray(classes)[k_cls], share[k_rows, k_cls], patch.x[test], classes)
-        emit("LightGBM on the polygons' class fractions", score(y[test], np.asarray(classes)[p.argmax(1)]))
+        p = weighted_lgbm(patch.x[train[k_rows]], names[k_cls], share[k_rows, k_cls], patch.x[test], classes)
+        emit("LightGBM on the polygons' class fractions", score(y[test], names[p.argmax(1)]))
     if "selftrain" in only:
-        everywhere = patch.proba("lightgbm", y, train, np.arange(len(y)), classes)
-        sure = np.flatnonzero((split != 1) & (everywhere.max(1) > 0.9))
-        rows = np.concatenate([train, sure])
-        pseudo = np.concatenate([y[train], np.asarray(classes)[everywhere[sure].argmax(1)]])
-        weight = np.concatenate([np.ones(len(train)), np.full(len(sure), 0.5)])
-        p = weighted_lgbm(patch.x[rows], pseudo, weight, patch.x[test], classes)
+        p = self_trained(patch.x, y, train, split != 1, everywhere, classes)
         emit("LightGBM self-trained (own predictions > 0.9 outside the training blocks)",
-             score(y[test], np.asarray(classes)[p.argmax(1)]))
+             score(y[test], names[p[test].argmax(1)]))
     if "stack" in only:
-        x = np.hstack([patch.x, ridge_features(patch.table, patch.shape)])
-        first = weighted_lgbm(x[train], y[train], np.ones(len(train)), x, classes)
-        sure = np.flatnonzero((split != 1) & (first.max(1) > 0.9))
-        rows = np.concatenate([train, sure])
-        pseudo = np.concatenate([y[train], np.asarray(classes)[first[sure].argmax(1)]])
-        weight = np.concatenate([np.ones(len(train)), np.full(len(sure), 0.5)])
-        fit_on = np.zeros(y.shape, bool)
-        fit_on[train] = True
-        net = np.mean([patch.fcn_proba(y, fit_on, classes, s) for s in range(3)], axis=0)
-        p = (weighted_lgbm(x[rows], pseudo, weight, x, classes) + net) / 2
+        assert fcn is not None
+        first = weighted_lgbm(with_ridges[train], y[train], np.ones(len(train)), with_ridges, classes)
+        p = (self_trained(with_ridges, y, train, split != 1, first, classes) + fcn) / 2
         p = (p + unmixed(p, patch.spectral, patch.shape)) / 2
-        emit("ridge features + self-training + network + unmixing", score(y[test], np.asarray(classes)[p[test].argmax(1)]))
+        emit("ridge features + self-training + network + unmixing", score(y[test], names[p[test].argmax(1)]))
     return out
 
 
