@@ -5,7 +5,7 @@ benchmarks/accuracy_slovenia.py: the preset's features (two seasons' medians and
 (seed, experiment), then the means:
 
     python benchmarks/accuracy_alternatives.py [--seeds 0,1,2,3,4]
-        [--only shift,priors,ensemble,unmix,ridges,fractions,selftrain,stack]
+        [--only shift,priors,ensemble,unmix,ridges,fractions,selftrain,stack,ceiling]
 
 * ``shift``: the reference map moved by one pixel in each of the 8 directions (train and test
   labels alike) against the imagery: if the map and the scenes were misregistered, a shift
@@ -31,6 +31,15 @@ benchmarks/accuracy_slovenia.py: the preset's features (two seasons' medians and
   0.5) on every pixel outside the training blocks (transductive self-training).
 * ``stack``: all of them at once: LightGBM with the ridge features, self-trained, averaged with
   the network, then with the unmixing (do the gains add up?).
+* ``ceiling``: how far these features can go on this patch, three ways. (1) Labelled neighbours:
+  a random half of the held-out pixels joins the training pixels and the other half is scored,
+  next to the preset's model scored on that same half: every scored pixel then has labelled
+  pixels of its own parcel beside it, an upper bound that no model trained on other blocks
+  reaches. (2) A learning curve: the preset's model trained on 5, 9 and 13 of the training blocks
+  (3 random draws each) and on all of them, scored on the same held-out blocks: how much more
+  labelled data of the same kind would be worth. (3) The reference map against its own polygons:
+  each pixel given the class covering most of its 10 m footprint (1 m rasterisation), scored
+  against the class at its centre: whether the labels themselves are ambiguous at 10 m.
 
 The estimators are the workflow's (``make_estimator``: LightGBM and the random forest with their
 default sizes and class weighting), fitted directly, without the spatial CV that sizes forests.
@@ -323,6 +332,30 @@ def run_seed(patch: Patch, labels: np.ndarray, seed: int, only: set[str], data: 
         p = (self_trained(with_ridges, y, train, split != 1, first, classes) + fcn) / 2
         p = (p + unmixed(p, patch.spectral, patch.shape)) / 2
         emit("ridge features + self-training + network + unmixing", score(y[test], names[p[test].argmax(1)]))
+    if "ceiling" in only:
+        rng = np.random.default_rng(seed)
+        half = rng.random(len(test)) < 0.5
+        scored = test[~half]
+        emit("LightGBM, scored on half of the held-out pixels", score(y[scored], names[lgbm[~half].argmax(1)]))
+        with_half = np.concatenate([train, test[half]])
+        known = sorted({int(c) for c in y[with_half]})
+        p = patch.proba("lightgbm", y, with_half, scored, known)
+        emit("LightGBM with the other half of the held-out pixels among its training pixels (upper bound)",
+             score(y[scored], np.asarray(known)[p.argmax(1)]))
+        blocks = np.unique(patch.block[train])
+        for n in (5, 9, 13):
+            draws = []
+            for _ in range(3):
+                some = train[np.isin(patch.block[train], rng.choice(blocks, n, replace=False))]
+                known = sorted({int(c) for c in y[some]})
+                p = patch.proba("lightgbm", y, some, test, known)
+                draws.append(score(y[test], np.asarray(known)[p.argmax(1)]))
+            emit(f"LightGBM trained on {n} of the training blocks (3 draws)", tuple(np.mean(draws, 0)))
+        emit(f"LightGBM trained on all {len(blocks)} training blocks", score(y[test], names[lgbm.argmax(1)]))
+        mapped = sorted({int(c) for c in y[y > 0]})
+        share = class_fractions(data, patch.shape, mapped)
+        emit("the reference polygons' largest class in each pixel's 10 m footprint",
+             score(y[test], np.asarray(mapped)[share[test].argmax(1)]))
     return out
 
 
@@ -330,7 +363,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "eolearn-slovenia")
     ap.add_argument("--seeds", default="0,1,2,3,4")
-    ap.add_argument("--only", default="shift,priors,ensemble,unmix,ridges,fractions,selftrain,stack")
+    ap.add_argument("--only", default="shift,priors,ensemble,unmix,ridges,fractions,selftrain,stack,ceiling")
     args = ap.parse_args()
     labels = np.load(args.data / "LULC.npy")[..., 0].astype(int)
     acc.patch_lonlat(args.data, labels.shape)  # points the test helpers at --data
