@@ -110,6 +110,12 @@ class Patch:
         out[:, [classes.index(c) for c in est.classes_]] = est.predict_proba(self.x[at])
         return out
 
+    def predict(self, y: np.ndarray, fit_on: np.ndarray, at: np.ndarray) -> np.ndarray:
+        """The classes LightGBM fitted on the pixels ``fit_on`` (over the classes found there) gives
+        the pixels ``at``."""
+        classes = sorted({int(c) for c in y[fit_on]})
+        return np.asarray(classes)[self.proba("lightgbm", y, fit_on, at, classes).argmax(1)]
+
     def fcn_proba(self, y: np.ndarray, fit_on: np.ndarray, classes: list[int], seed: int,
                   epochs: int = 300) -> np.ndarray:
         """Every pixel's class probabilities, (pixels, classes), from a small fully convolutional
@@ -272,9 +278,7 @@ def run_seed(patch: Patch, labels: np.ndarray, seed: int, only: set[str], data: 
         for dy, dx in SHIFTS:
             y = shifted(labels, dy, dx).ravel()
             train, test = np.flatnonzero((y > 0) & (split == 1)), np.flatnonzero((y > 0) & (split == 2))
-            classes = sorted({int(c) for c in y[train]})
-            p = patch.proba("lightgbm", y, train, test, classes)
-            emit(f"labels shifted by ({dy:+d}, {dx:+d}) px", score(y[test], np.asarray(classes)[p.argmax(1)]))
+            emit(f"labels shifted by ({dy:+d}, {dx:+d}) px", score(y[test], patch.predict(y, train, test)))
     y = labels.ravel()
     train, test = np.flatnonzero((y > 0) & (split == 1)), np.flatnonzero((y > 0) & (split == 2))
     classes = sorted({int(c) for c in y[train]})
@@ -337,19 +341,12 @@ def run_seed(patch: Patch, labels: np.ndarray, seed: int, only: set[str], data: 
         half = rng.random(len(test)) < 0.5
         scored = test[~half]
         emit("LightGBM, scored on half of the held-out pixels", score(y[scored], names[lgbm[~half].argmax(1)]))
-        with_half = np.concatenate([train, test[half]])
-        known = sorted({int(c) for c in y[with_half]})
-        p = patch.proba("lightgbm", y, with_half, scored, known)
         emit("LightGBM with the other half of the held-out pixels among its training pixels (upper bound)",
-             score(y[scored], np.asarray(known)[p.argmax(1)]))
+             score(y[scored], patch.predict(y, np.concatenate([train, test[half]]), scored)))
         blocks = np.unique(patch.block[train])
         for n in (5, 9, 13):
-            draws = []
-            for _ in range(3):
-                some = train[np.isin(patch.block[train], rng.choice(blocks, n, replace=False))]
-                known = sorted({int(c) for c in y[some]})
-                p = patch.proba("lightgbm", y, some, test, known)
-                draws.append(score(y[test], np.asarray(known)[p.argmax(1)]))
+            draws = [score(y[test], patch.predict(y, train[np.isin(patch.block[train], rng.choice(blocks, n, replace=False))], test))
+                     for _ in range(3)]
             emit(f"LightGBM trained on {n} of the training blocks (3 draws)", tuple(np.mean(draws, 0)))
         emit(f"LightGBM trained on all {len(blocks)} training blocks", score(y[test], names[lgbm.argmax(1)]))
         mapped = sorted({int(c) for c in y[y > 0]})
