@@ -26,14 +26,16 @@ def make_product(root: str, size: int) -> dict:
     from affine import Affine
     from rasterio.windows import Window
 
-    from landcoverpy.sentinel2 import BAND_RESOLUTION
-    from landcoverpy.sources.stac import ASSET_KEYS
+    from landcoverpy.sentinel2 import BAND_RESOLUTION, L2A_BANDS
+    from landcoverpy.sources.stac_profiles import COMMON_NAMES
+
+    keys = {key: band for key, band in COMMON_NAMES.items() if band in L2A_BANDS}
 
     files = Path(root) / "files"
     files.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     assets = {}
-    for key, band in ASSET_KEYS.items():
+    for key, band in keys.items():
         res = BAND_RESOLUTION[band]
         n = size * 10 // res
         dtype = "uint8" if band == "SCL" else "uint16"
@@ -49,7 +51,7 @@ def make_product(root: str, size: int) -> dict:
             "properties": {"datetime": "2021-04-01T11:00:00Z", "eo:cloud_cover": 1.0, "grid:code": "MGRS-30SUF",
                            "s2:processing_baseline": "04.00", "s2:product_uri": f"S2B_MSIL2A_20210401T110000_N0400_R008_T30SUF_{size}"}}
     (Path(root) / "items.json").write_text(json.dumps([item]))
-    total = sum((files / f"{b}.tif").stat().st_size for b in ASSET_KEYS.values())
+    total = sum((files / f"{b}.tif").stat().st_size for b in keys.values())
     return {"bytes": total}
 
 

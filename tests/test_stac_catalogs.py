@@ -1,0 +1,338 @@
+"""The STAC provider on the catalogs people use: Earth Search v1 (``sentinel-2-l2a``, ``-c1-l2a``,
+``-l1c``), Planetary Computer and Copernicus Data Space (L2A and L1C), each a STAC API process on
+loopback serving Items in that catalog's real layout (tests/stac_layouts.py) over the same real
+pixels; s3:// assets from moto_server."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import numpy as np
+import pytest
+import rasterio
+import requests
+from distributed import Client
+
+from landcoverpy.context import Context
+from landcoverpy.errors import ProviderError
+from landcoverpy.inputs import Season
+from landcoverpy.pipeline.acquire import acquire
+from landcoverpy.sources.registry import make_provider
+from landcoverpy.sources.stac import STACProvider, sign_href
+from landcoverpy.sources.stac_profiles import band_offset, item_assets, s3_location, PROFILES
+from tests import servers
+from tests.conftest import make_settings
+from tests.lineage_scene import make_scene, plain_app_data
+from tests.stac_layouts import LAYOUTS, TEMPLATES, Layout, build_layout
+from tests.test_cli_status import run_cli
+
+SEASON = Season("winter", dt.date(2016, 1, 1), dt.date(2016, 2, 29))
+L2A_LAYOUTS = [name for name, layout in LAYOUTS.items() if layout.level == "L2A"]
+# what each layout's search must send for the tile (the property and how it is filtered)
+TILE_FILTERS = {"earth-search-l2a": ("query", "grid:code", "MGRS-18SVG"),
+                "earth-search-c1": ("query", "grid:code", "MGRS-18SVG"),
+                "earth-search-l1c": ("query", "grid:code", "MGRS-18SVG"),
+                "planetary-computer": ("query", "s2:mgrs_tile", "18SVG"),
+                "cdse": ("filter", "grid:code", "MGRS-18SVG"),
+                "cdse-l1c": ("filter", "grid:code", "MGRS-18SVG")}
+
+
+def profile_of(layout: Layout) -> str:
+    """The profile a layout's catalog is: told by its landing page, or named by STAC_PROFILE."""
+    return {"earth-search-aws": "earth-search", "microsoft-pc": "planetary-computer"}.get(layout.landing_id,
+                                                                                          layout.profile)
+
+
+class Catalogs:
+    """Every layout's STAC server, started on first use."""
+
+    def __init__(self, root: Path, scene: Path, s3: servers.Server, logs: Path) -> None:
+        self.root, self.scene, self.s3, self.logs = root, scene, s3, logs
+        self.servers: dict[str, servers.Server] = {}
+        self.s3_client = boto3.client("s3", endpoint_url=f"http://{s3.address}", region_name="us-east-1",
+                                      aws_access_key_id="testing", aws_secret_access_key="testing")
+        for bucket in {layout.s3_bucket for layout in LAYOUTS.values() if layout.s3_bucket}:
+            self.s3_client.create_bucket(Bucket=bucket)
+
+    def items(self, name: str) -> list[dict[str, Any]]:
+        return [build_layout(LAYOUTS[name], self.scene, self.root, self.s3_client)]
+
+    def start(self, name: str, items: list[dict[str, Any]], conforms: str | None = None, landing_id: str | None = None,
+              page_size: int = 100) -> servers.Server:
+        layout = LAYOUTS[name]
+        folder = Path(tempfile.mkdtemp(prefix=f"api-{name}-", dir=self.root))
+        (folder / "items.json").write_text(json.dumps(items))
+        port = servers.free_port()
+        return servers.start(
+            [sys.executable, "-m", "tests.stac_server", "--port", str(port), "--items", str(folder / "items.json"),
+             "--files", str(self.root / "files"), "--landing-id", landing_id or layout.landing_id,
+             "--conforms", conforms or layout.conforms, "--page-size", str(page_size)],
+            port, self.logs, f"stac-{name}", {"PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+
+    def api(self, name: str) -> servers.Server:
+        if name not in self.servers:
+            self.servers[name] = self.start(name, self.items(name))
+        return self.servers[name]
+
+    def env(self, name: str) -> dict[str, str]:
+        """The settings a user of that catalog gives: STAC_COLLECTION only where it is not the
+        profile's default (Earth Search's older ``sentinel-2-l2a``)."""
+        layout = LAYOUTS[name]
+        chosen = {} if layout.collection == PROFILES[profile_of(layout)].collection(layout.level) else \
+            {"STAC_COLLECTION": layout.collection}
+        return chosen | {"STAC_API_URL": f"http://{self.api(name).address}", "STAC_PROFILE": layout.profile,
+                "PRODUCT_LEVEL": layout.level, "STAC_S3_ENDPOINT": f"http://{self.s3.address}",
+                "STAC_S3_ACCESS_KEY": "testing", "STAC_S3_SECRET_KEY": "testing", "MIN_USEFUL_DATA_PERCENTAGE": "10"}
+
+    def stop(self) -> None:
+        for server in self.servers.values():
+            server.stop()
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("stac-scene")
+    source = make_scene(root)
+    return {"product": next(source.iterdir()), "plain": plain_app_data(root)}
+
+
+@pytest.fixture(scope="module")
+def catalogs(scene: dict[str, Path], s3_server: servers.Server, server_logs: Path,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Catalogs]:
+    cats = Catalogs(tmp_path_factory.mktemp("stac-catalogs"), scene["product"], s3_server, server_logs)
+    yield cats
+    cats.stop()
+
+
+def searches(server: servers.Server) -> list[dict[str, Any]]:
+    return [e for e in requests.get(f"http://{server.address}/_log", timeout=10).json() if e["kind"] == "search"]
+
+
+def provider_for(catalogs: Catalogs, name: str, tmp_path: Path, **overrides: str) -> STACProvider:
+    provider = make_provider("stac", make_settings(tmp_path, **(catalogs.env(name) | overrides)))
+    assert isinstance(provider, STACProvider)
+    return provider
+
+
+@pytest.mark.parametrize("name", list(LAYOUTS))
+def test_each_layout_is_found_with_its_bands_and_offsets(catalogs: Catalogs, name: str, tmp_path: Path) -> None:
+    layout = LAYOUTS[name]
+    provider = provider_for(catalogs, name, tmp_path)
+    found = provider.search("18SVG", SEASON.start, SEASON.end)
+    assert len(found) == 1, found
+    product = found[0]
+    assert provider.profile().name == profile_of(layout)
+    assert product.level == layout.level and set(product.assets) == set(layout.bands)
+    assert product.processing_baseline == "05.10"
+    # the catalog's own metadata says how much to subtract: exactly what the served pixels carry
+    assert set(product.extra["offsets"].values()) == {-float(layout.shift)}
+    assert product.product_id.startswith(f"S2A_MSIL{layout.level[1:]}_20160112T155622")
+    how, prop, value = TILE_FILTERS[name]
+    sent = searches(catalogs.api(name))[-1]["params"]
+    assert sent["collections"] == [layout.collection]
+    if how == "query":
+        assert sent["query"] == {prop: {"eq": value}}
+    else:
+        assert sent["filter"] == {"op": "=", "args": [{"property": prop}, value]} and "query" not in sent
+
+
+def test_same_reflectance_from_every_layout(catalogs: Catalogs, scene: dict[str, Path], tmp_path: Path,
+                                            client: Client) -> None:
+    """Each layout's product, acquired and offset by its record, gives the scene's own numbers:
+    identical reflectances whatever the catalog (COG or JPEG 2000, https or s3, offset or not)."""
+    for name in LAYOUTS:
+        settings = make_settings(tmp_path / name, **catalogs.env(name))
+        ctx = Context.open(settings)
+        report = acquire(ctx, make_provider("stac", settings), ["18SVG"], [SEASON], client, progress=False)
+        assert report.ok, (name, report.lines())
+        record = ctx.catalog.find("products")[0]
+        assert record["provider"] == "stac" and record["level"] == LAYOUTS[name].level
+        for band in ("B02", "B05", "B8A", "B09"):
+            ref = record["bands"][band]
+            with ctx.store.rasterio_env(), rasterio.open(ctx.store.raster_uri(ref["bucket"], ref["key"])) as got, \
+                    rasterio.open(scene["product"] / f"{band}.tif") as want:
+                dn, expected = got.read(1).astype("int32"), want.read(1).astype("int32")
+            valid = expected > 0
+            assert np.array_equal(dn > 0, valid), (name, band)
+            np.testing.assert_array_equal(dn[valid] + int(record["offsets"][band]), expected[valid], err_msg=f"{name} {band}")
+
+
+def run_workflow(catalogs: Catalogs, scene: dict[str, Path], name: str, tmp_path: Path) -> np.ndarray:
+    plain, out = scene["plain"], tmp_path / name / "out"
+    env = {"LANDCOVERPY_HOME": str(tmp_path / name / "home"), "TMP_DIR": str(tmp_path / name / "tmp"),
+           "DASK_N_WORKERS": "1"} | catalogs.env(name)
+    res = run_cli(["run", "--provider", "stac", "--no-progress", "--dataset", str(plain / "dataset.csv"),
+                   "--seasons", str(plain / "seasons.json"), "--lc-labels", str(plain / "lc_labels.json"),
+                   "--sl-labels", str(plain / "sl_labels.json"), "--output-dir", str(out)], env, tmp_path, timeout=600)
+    assert res.returncode == 0, (name, res.stderr[-3000:])
+    with rasterio.open(out / "classification_18SVG.tif") as src:
+        return src.read(1)
+
+
+def test_run_on_every_l2a_catalog_gives_the_same_map(catalogs: Catalogs, scene: dict[str, Path],
+                                                     tmp_path: Path) -> None:
+    maps = {name: run_workflow(catalogs, scene, name, tmp_path) for name in L2A_LAYOUTS}
+    first = maps[L2A_LAYOUTS[0]]
+    assert (first > 0).mean() > 0.99 and len(np.unique(first)) >= 3
+    for name, category in maps.items():
+        np.testing.assert_array_equal(category, first, err_msg=name)
+
+
+@pytest.mark.slow  # two more whole runs; the L1C search, bands and offsets are in the default suite
+@pytest.mark.parametrize("name", [n for n, layout in LAYOUTS.items() if layout.level == "L1C"])
+def test_run_on_l1c_catalogs(catalogs: Catalogs, scene: dict[str, Path], tmp_path: Path, name: str) -> None:
+    category = run_workflow(catalogs, scene, name, tmp_path)
+    assert (category > 0).mean() > 0.99 and len(np.unique(category)) >= 3
+
+
+def test_search_pages_through_every_item(catalogs: Catalogs, tmp_path: Path) -> None:
+    """Five Items served two per page: the search follows the ``next`` links to all of them."""
+    base = catalogs.items("earth-search-c1")[0]
+    items = []
+    for day in range(5):
+        item = json.loads(json.dumps(base))
+        item["id"] = f"{base['id']}-{day}"
+        item["properties"]["datetime"] = f"2016-01-{12 + day:02d}T15:56:22Z"
+        item["properties"]["s2:product_uri"] = item["properties"]["s2:product_uri"].replace("20160112T", f"201601{12 + day:02d}T")
+        items.append(item)
+    server = catalogs.start("earth-search-c1", items, page_size=2)
+    try:
+        provider = STACProvider(url=f"http://{server.address}", profile="earth-search")
+        found = provider.search("18SVG", SEASON.start, SEASON.end)
+        pages = searches(server)
+    finally:
+        server.stop()
+    assert sorted(p.sensing_time.day for p in found) == [12, 13, 14, 15, 16]
+    assert len(pages) == 3 and [p["params"].get("token") for p in pages] == [None, 2, 4]
+
+
+def test_unknown_catalog_is_searched_by_footprint(catalogs: Catalogs, tmp_path: Path) -> None:
+    """A catalog no profile knows, with neither the query nor the filter extension: the search
+    sends the tile's footprint and keeps only the items of the tile (a neighbour's is dropped)."""
+    item = catalogs.items("earth-search-c1")[0]
+    neighbour = json.loads(json.dumps(item))
+    neighbour["id"] = "S2A_T18SUG_20160112T155622_L2A"
+    neighbour["properties"] |= {"grid:code": "MGRS-18SUG", "mgrs:grid_square": "UG"}
+    far = json.loads(json.dumps(item))
+    far["id"], far["bbox"] = "far-away", [10.0, 45.0, 11.0, 46.0]
+    server = catalogs.start("earth-search-c1", [item, neighbour, far], conforms="none", landing_id="some-stac")
+    try:
+        provider = STACProvider(url=f"http://{server.address}", collection="sentinel-2-c1-l2a")
+        found = provider.search("18SVG", SEASON.start, SEASON.end)
+        sent = searches(server)[-1]["params"]
+    finally:
+        server.stop()
+    assert provider.profile().name == "generic"
+    assert [p.extra["stac_item"] for p in found] == [item["id"]]
+    west, south, east, north = sent["bbox"]
+    assert west < -75.5 < east and south < 37.7 < north and east - west < 1.5  # the tile's box, not the world's
+
+
+def test_catalog_without_the_level_says_so(catalogs: Catalogs, tmp_path: Path, client: Client) -> None:
+    """L1C asked of Planetary Computer (which has none): one line naming the catalog, not 'no products'."""
+    settings = make_settings(tmp_path, **(catalogs.env("planetary-computer") | {"PRODUCT_LEVEL": "L1C"}))
+    report = acquire(Context.open(settings), make_provider("stac", settings), ["18SVG"], [SEASON], client,
+                     progress=False)
+    assert not report.ok
+    assert report.entries[0].error is not None
+    assert "Microsoft Planetary Computer offers no Sentinel-2 L1C collection" in report.entries[0].error
+
+
+def test_items_without_needed_bands_are_one_clear_error(catalogs: Catalogs, tmp_path: Path) -> None:
+    item = catalogs.items("earth-search-c1")[0]
+    del item["assets"]["scl"]
+    server = catalogs.start("earth-search-c1", [item])
+    try:
+        with pytest.raises(ProviderError, match=r"collection sentinel-2-c1-l2a: 1 item\(s\) of tile 18SVG.*lacks SCL"):
+            STACProvider(url=f"http://{server.address}").search("18SVG", SEASON.start, SEASON.end)
+    finally:
+        server.stop()
+
+
+def test_planetary_computer_hrefs_are_signed(catalogs: Catalogs, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Planetary Computer blob href gets the SAS token that the (loopback) token endpoint issues
+    for its storage account and container."""
+    import planetary_computer.sas
+    import planetary_computer.settings
+
+    server = catalogs.api("planetary-computer")
+    monkeypatch.setenv("PC_SDK_SAS_URL", f"http://{server.address}/sas/v1/token")
+    planetary_computer.settings.Settings.get.cache_clear()
+    planetary_computer.sas.TOKEN_CACHE.clear()
+    template = json.loads((TEMPLATES / "planetary-computer-sentinel-2-l2a.json").read_text())
+    href = template["assets"]["B04"]["href"]
+    try:
+        signed = sign_href(href)
+    finally:
+        planetary_computer.settings.Settings.get.cache_clear()
+    assert signed.startswith(href + "?") and "sig=test-sentinel2l2a01-sentinel2-l2" in signed
+    tokens = [e for e in requests.get(f"http://{server.address}/_log", timeout=10).json() if e["kind"] == "token"]
+    assert tokens[-1] == {"kind": "token", "account": "sentinel2l2a01", "container": "sentinel2-l2"}
+    assert sign_href("http://127.0.0.1:1/files/B04.tif") == "http://127.0.0.1:1/files/B04.tif"  # not Azure: as is
+
+
+@pytest.mark.parametrize(("template", "offsets"), [
+    ("earth-search-v1-sentinel-2-l2a.json", {0.0}),  # flag says applied (raster offset -0.1 ignored)
+    ("earth-search-v1-sentinel-2-c1-l2a.json", {-1000.0}),  # raster:bands offset -0.1 / scale 0.0001
+    ("earth-search-v1-sentinel-2-l1c.json", {-1000.0}),
+    ("cdse-sentinel-2-l2a.json", {-1000.0}),  # STAC 1.1 raster:offset
+    ("cdse-sentinel-2-l1c.json", {-1000.0}),
+    ("planetary-computer-sentinel-2-l2a.json", {0.0}),  # no metadata: baseline 02.12 -> none
+])
+def test_offsets_of_the_real_items(template: str, offsets: set[float]) -> None:
+    item = json.loads((TEMPLATES / template).read_text())
+    assets = item_assets(item)
+    assert {band_offset(item, a.meta) for b, a in assets.items() if b != "SCL"} == offsets
+    # every reflectance band found, at its native resolution
+    assert {"B02", "B05", "B8A", "B11"} <= set(assets)
+    assert {b: a.resolution for b, a in assets.items() if b in ("B02", "B05", "B09")} == {"B02": 10, "B05": 20, "B09": 60}
+
+
+def test_planetary_computer_offset_follows_the_baseline() -> None:
+    item = json.loads((TEMPLATES / "planetary-computer-sentinel-2-l2a.json").read_text())
+    item["properties"]["s2:processing_baseline"] = "05.10"
+    assert band_offset(item, item["assets"]["B04"]) == -1000.0
+    del item["properties"]["s2:processing_baseline"]
+    item["properties"]["s2:product_uri"] = "S2B_MSIL2A_20230629T212529_N0509_R043_T06VVN_20230629T080531.SAFE"
+    assert band_offset(item, item["assets"]["B04"]) == -1000.0  # the _N0509_ of the product id
+
+
+def test_cdse_s3_endpoint_comes_from_the_items_storage_scheme() -> None:
+    item = json.loads((TEMPLATES / "cdse-sentinel-2-l2a.json").read_text())
+    asset = item["assets"]["B02_10m"]
+    assert s3_location(item, asset, PROFILES["cdse"], None).endpoint == "https://eodata.dataspace.copernicus.eu"
+    assert s3_location(item, asset, PROFILES["cdse"], "http://127.0.0.1:9000").endpoint == "http://127.0.0.1:9000"
+    l1c = json.loads((TEMPLATES / "earth-search-v1-sentinel-2-l1c.json").read_text())
+    where = s3_location(l1c, l1c["assets"]["blue"], PROFILES["earth-search"], None)
+    assert where.endpoint is None and where.requester_pays  # AWS, requester pays
+
+
+def test_l1c_cirrus_band_is_mapped() -> None:
+    for template in ("earth-search-v1-sentinel-2-l1c.json", "cdse-sentinel-2-l1c.json"):
+        assets = item_assets(json.loads((TEMPLATES / template).read_text()))
+        assert assets["B10"].resolution == 60 and assets["B10"].href.endswith("B10.jp2")
+
+
+def test_profile_detection_from_the_url() -> None:
+    from landcoverpy.sources.stac_profiles import detect_profile
+
+    assert detect_profile("https://earth-search.aws.element84.com/v1").name == "earth-search"
+    assert detect_profile("https://planetarycomputer.microsoft.com/api/stac/v1").name == "planetary-computer"
+    assert detect_profile("https://stac.dataspace.copernicus.eu/v1").name == "cdse"
+    assert detect_profile("https://example.org/stac").name == "generic"
+    assert detect_profile("https://example.org/stac", explicit="cdse").name == "cdse"
+    with pytest.raises(ProviderError, match="unknown STAC_PROFILE 'nope'"):
+        detect_profile("https://example.org/stac", explicit="nope")
+
+
+def test_default_collection_is_earth_search_collection_1() -> None:
+    assert PROFILES["earth-search"].collection("L2A") == "sentinel-2-c1-l2a"
+    assert PROFILES["earth-search"].collection("L1C") == "sentinel-2-l1c"
+    assert PROFILES["earth-search"].collection("L2A", "sentinel-2-l2a") == "sentinel-2-l2a"
