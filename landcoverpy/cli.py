@@ -225,23 +225,22 @@ def composite(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labels:
 @handle_errors
 def dem_cmd(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labels: Path = LcOpt,
             sl_labels: Path = SlOpt, tiles: list[str] = TilesOpt,
-            source: str = typer.Option(None, "--source", help="Folder or http(s) URL of ASTER GDEM v3 tiles; default DEM_SOURCE."),
+            source: str = typer.Option(None, "--source", help="glo30 (Copernicus GLO-30 from STAC_API_URL), glo30+URL, or a folder or http(s) URL of ASTER GDEM v3 tiles; default DEM_SOURCE."),
             wait: bool = WaitOpt) -> None:
-    """Fetch ASTER GDEM tiles and build elevation, slope and aspect on each tile's grid."""
+    """Fetch DEM tiles (Copernicus GLO-30 or ASTER GDEM) and build elevation, slope and aspect on each tile's grid."""
     from landcoverpy.pipeline.cluster import dask_client
     from landcoverpy.pipeline.dem import dem_stage
     from landcoverpy.pipeline.workflow import training_tiles
-    from landcoverpy.sources.dem import DEMSource
+    from landcoverpy.sources.dem import make_dem_source
 
     cfg = settings()
-    where = source or cfg.DEM_SOURCE
-    if not where:
-        raise typer.BadParameter("give --source or set DEM_SOURCE")
+    dem_source = make_dem_source(cfg, source)
+    if dem_source is None:
+        raise typer.BadParameter("give --source or set DEM_SOURCE (glo30, glo30+URL, or an ASTER folder or URL)")
     inputs = _inputs(dataset, seasons, lc_labels, sl_labels)
-    token = cfg.EARTHDATA_TOKEN.get_secret_value() if cfg.EARTHDATA_TOKEN else None
     with _session("dem", wait) as ctx, dask_client(cfg) as client:
         status = dem_stage(ctx, sorted(set(training_tiles(inputs)) | set(_tiles(tiles, inputs))),
-                           DEMSource(where, token), client, progress=True)
+                           dem_source, client, progress=True)
     for tile, what in status.items():
         typer.echo(f"{tile}: {what}")
 
@@ -329,7 +328,7 @@ def classify_cmd(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labe
         if inputs is not None:
             hierarchy = lookup.hierarchy_for_inputs(
                 ctx, inputs.points.frame, inputs.seasons, inputs.lc_labels, inputs.sl_labels,
-                CompositeParams.from_settings(cfg), ModelParams.from_settings(cfg), bool(cfg.DEM_SOURCE),
+                CompositeParams.from_settings(cfg), ModelParams.from_settings(cfg), cfg.uses_dem,
                 cfg.NEIGHBOURHOOD, cfg.SUBCATEGORY_PREDICTION)
             season_list, wanted = inputs.seasons, resolve_tiles(tiles or cfg.TILES_TO_PREDICT, inputs, ctx.catalog)
         else:  # from the stored model alone

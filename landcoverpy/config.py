@@ -7,9 +7,10 @@ Nothing below reads the environment: the CLI builds :class:`Settings` once and p
 from __future__ import annotations
 
 import tempfile
+from typing import Any
 from pathlib import Path
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from landcoverpy.errors import ConfigurationError
@@ -130,7 +131,9 @@ class Settings(BaseSettings):
     PRODUCT_LEVEL: str = Field("L2A", pattern="^(L1C|L2A)$")
     GOOGLE_APPLICATION_CREDENTIALS: str | None = None
     STORAGE_EMULATOR_HOST: str | None = None
-    DEM_SOURCE: str | None = Field(None, description="folder or http(s) base URL of ASTER GDEM v3 tiles")
+    DEM_SOURCE: str | None = Field(None, description="glo30 (Copernicus GLO-30 from the STAC catalog of "
+                                   "STAC_API_URL; the default when STAC_API_URL is set), glo30+URL (another STAC "
+                                   "catalog), a folder or http(s) base URL of ASTER GDEM v3 tiles, or none")
     EARTHDATA_TOKEN: SecretStr | None = None
     MODIS_SOURCE: str | None = Field(None, description="folder of MOD09A1 HDF granules or an LP DAAC base URL")
     SENTINEL_HOST: str | None = Field(None, description="DHuS hub API URL (the original SciHub closed in 2023)")
@@ -152,6 +155,19 @@ class Settings(BaseSettings):
     # Product selection
     MIN_USEFUL_DATA_PERCENTAGE: float = Field(5.0, ge=0, le=100)
     MAX_PRODUCTS_COMPOSITE: int = Field(10, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _glo30_with_a_stac_catalog(cls, data: Any) -> Any:
+        """A configured STAC catalog (STAC_API_URL given) brings its Copernicus GLO-30 DEM unless
+        DEM_SOURCE says otherwise (``none`` switches the DEM off)."""
+        if isinstance(data, dict):
+            url, dem = data.get("STAC_API_URL"), data.get("DEM_SOURCE")
+            if isinstance(url, str) and not url.strip():
+                data = {k: v for k, v in data.items() if k != "STAC_API_URL"}  # empty = the default catalog
+            elif url is not None and (dem is None or (isinstance(dem, str) and not dem.strip())):
+                data = data | {"DEM_SOURCE": "glo30"}
+        return data
 
     @field_validator("COMPOSITE_PERCENTILES")
     @classmethod
@@ -192,6 +208,11 @@ class Settings(BaseSettings):
         if isinstance(value, str) and not value.strip():
             return None
         return value
+
+    @property
+    def uses_dem(self) -> bool:
+        """Whether DEM layers (elevation, slope, aspect) are made and used as features."""
+        return self.DEM_SOURCE not in (None, "none")
 
     @property
     def uses_s3(self) -> bool:

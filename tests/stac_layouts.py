@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import rasterio
+import rasterio.warp
 from pyproj import Transformer
 
 from landcoverpy.raster.cog import translate_to_cog
@@ -48,6 +49,12 @@ def band_id_key(key: str) -> tuple[str, int | None] | None:
     """``B02`` (Planetary Computer, CDSE L1C) or ``B02_10m`` (CDSE L2A)."""
     match = re.fullmatch(r"(B\d\d|B8A|SCL)(?:_(\d+)m)?", key)
     return (match.group(1), int(match.group(2)) if match.group(2) else None) if match else None
+
+
+# where each catalog keeps the GLO-30 COGs (the DEM collection is the profile's)
+DEM_STORAGE = {"earth-search": ("cop-dem-glo-30", "s3://copernicus-dem-30m"),
+               "planetary-computer": ("cop-dem-glo-30", None),
+               "cdse": ("cop-dem-glo-30-dged-cog", "s3://eodata/auxdata/CopDEM_COG")}
 
 
 @dataclass(frozen=True)
@@ -192,4 +199,55 @@ def build_layout(layout: Layout, scene: Path, root: Path, s3_client: Any = None)
                 f"{{BASE}}/files/{layout.name}/not-served/{name}"
         assets[key] = asset
     item["assets"] = assets
+    return item
+
+
+def synthetic_dem(like: Path, dst: Path, margin_deg: float = 0.02) -> Path:
+    """A GLO-30-shaped elevation COG (EPSG:4326, 1 arc-second, float32) over the footprint of
+    ``like`` plus a margin: gentle relief (a slope, a ridge and a basin, 0-60 m) so slope and aspect
+    vary."""
+    from rasterio.transform import from_origin
+
+    with rasterio.open(like) as s:
+        west, south, east, north = rasterio.warp.transform_bounds(s.crs, "EPSG:4326", *s.bounds)
+    west, south, east, north = west - margin_deg, south - margin_deg, east + margin_deg, north + margin_deg
+    step = 1 / 3600
+    width, height = int(np.ceil((east - west) / step)), int(np.ceil((north - south) / step))
+    rows, cols = np.mgrid[0:height, 0:width].astype("float64")
+    u, v = cols / width, rows / height
+    z = 30 * u + 20 * np.exp(-((u - 0.3) ** 2 + (v - 0.6) ** 2) / 0.02) - 15 * np.exp(-((u - 0.7) ** 2 + (v - 0.3) ** 2) / 0.03)
+    tmp = dst.with_suffix(".raw.tif")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with rasterio.open(tmp, "w", driver="GTiff", width=width, height=height, count=1, dtype="float32",
+                       crs="EPSG:4326", transform=from_origin(west, north, step, step)) as out:
+        out.write((z + 15).astype("float32"), 1)
+    translate_to_cog(tmp, dst, "float32")
+    tmp.unlink()
+    return dst
+
+
+def build_dem_item(profile: str, dem: Path, root: Path, s3_client: Any = None,
+                   item_id: str = "Copernicus_DSM_COG_10_N37_00_W076_00_DEM") -> dict[str, Any]:
+    """A GLO-30 Item in Earth Search's real layout (tests/fixtures/stac_items), in the collection
+    and storage the ``profile``'s catalog uses, holding ``dem``."""
+    item = json.loads((TEMPLATES / "earth-search-v1-cop-dem-glo-30.json").read_text())
+    collection, storage = DEM_STORAGE[profile]
+    item["id"], item["collection"], item["links"] = item_id, collection, []
+    with rasterio.open(dem) as s:
+        west, south, east, north = s.bounds
+        item["properties"] |= {"proj:shape": [s.height, s.width], "proj:transform": list(s.transform)[:6]}
+    item["bbox"] = [west, south, east, north]
+    item["geometry"] = {"type": "Polygon", "coordinates": [[[west, south], [east, south], [east, north],
+                                                            [west, north], [west, south]]]}
+    name = f"{item_id}.tif"
+    if storage is None:
+        target = root / "files" / "dem" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(dem.read_bytes())
+        item["assets"]["data"]["href"] = f"{{BASE}}/files/dem/{name}"
+    else:
+        bucket, _, prefix = storage[len("s3://"):].partition("/")
+        key = f"{prefix}/{item_id}/{name}".lstrip("/")
+        s3_client.upload_file(str(dem), bucket, key)
+        item["assets"]["data"]["href"] = f"s3://{bucket}/{key}"
     return item

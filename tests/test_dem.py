@@ -16,7 +16,7 @@ from rasterio.enums import Resampling
 from rasterio.warp import reproject
 
 from landcoverpy.context import Context
-from landcoverpy.pipeline.dem import build_dem, dem_stage, ensure_aster_tiles
+from landcoverpy.pipeline.dem import build_dem, dem_stage, ensure_dem_tiles
 from landcoverpy.raster.cog import validate_cog
 from landcoverpy.raster.grid import Grid
 from landcoverpy.raster.terrain import aspect_degrees, slope_degrees
@@ -62,7 +62,7 @@ def test_dem_stage_on_real_dem(tmp_path: Path) -> None:
     ctx = Context.open(settings)
     # a UTM 14N 30 m grid inside the DEM's extent (as a Sentinel-2 tile sub-grid would be)
     grid = Grid("EPSG:32614", (30.0, 0.0, 643000.0, 0.0, -30.0, 3630000.0), 400, 380)
-    sources = ensure_aster_tiles(ctx, DEMSource(str(source_dir)), ["ASTGTMV003_N32W098", "ASTGTMV003_N33W098"])
+    sources = ensure_dem_tiles(ctx, DEMSource(str(source_dir)), ["ASTGTMV003_N32W098", "ASTGTMV003_N33W098"])
     assert [s["key"] for s in sources] == ["ASTGTMV003_N32W098_dem.tif"]  # the missing one is skipped
     rec = build_dem(settings, "14SPB", grid, sources, window_size=128)
     layers = {}
@@ -180,7 +180,7 @@ def test_dem_layers_become_abundance_ancillaries(tmp_path: Path) -> None:
     with pytest.raises(InputValidationError, match="no DEM layers"):
         dem_ancillaries(ctx)
     fine = Grid("EPSG:32614", (30.0, 0.0, 643000.0, 0.0, -30.0, 3630000.0), 400, 380)
-    sources = ensure_aster_tiles(ctx, DEMSource(str(source_dir)), ["ASTGTMV003_N32W098"])
+    sources = ensure_dem_tiles(ctx, DEMSource(str(source_dir)), ["ASTGTMV003_N32W098"])
     ctx.catalog.upsert("dems", build_dem(settings, "14SPB", fine, sources, window_size=128))
     coarse = Grid("EPSG:32614", (460.0, 0.0, 644000.0, 0.0, -460.0, 3629000.0), 20, 20)
     with ctx.store.rasterio_env():

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -24,13 +25,17 @@ from landcoverpy.context import Context
 from landcoverpy.errors import ProviderError
 from landcoverpy.inputs import Season
 from landcoverpy.pipeline.acquire import acquire
+from landcoverpy.pipeline.dem import build_dem, ensure_dem_tiles, grid_lonlat_bounds
+from landcoverpy.raster.grid import Grid
 from landcoverpy.sources.registry import make_provider
-from landcoverpy.sources.stac import STACProvider, sign_href
+from landcoverpy.sources.dem import DEMSource, GLO30Source, make_dem_source
+from landcoverpy.sources.hrefs import sign_href
+from landcoverpy.sources.stac import STACProvider
 from landcoverpy.sources.stac_profiles import band_offset, item_assets, s3_location, PROFILES
 from tests import servers
-from tests.conftest import make_settings
+from tests.conftest import make_settings, shared_data
 from tests.lineage_scene import make_scene, plain_app_data
-from tests.stac_layouts import LAYOUTS, TEMPLATES, Layout, build_layout
+from tests.stac_layouts import LAYOUTS, TEMPLATES, Layout, build_dem_item, build_layout, synthetic_dem
 from tests.test_cli_status import run_cli
 
 SEASON = Season("winter", dt.date(2016, 1, 1), dt.date(2016, 2, 29))
@@ -58,11 +63,14 @@ class Catalogs:
         self.servers: dict[str, servers.Server] = {}
         self.s3_client = boto3.client("s3", endpoint_url=f"http://{s3.address}", region_name="us-east-1",
                                       aws_access_key_id="testing", aws_secret_access_key="testing")
-        for bucket in {layout.s3_bucket for layout in LAYOUTS.values() if layout.s3_bucket}:
+        for bucket in {layout.s3_bucket for layout in LAYOUTS.values() if layout.s3_bucket} | {"copernicus-dem-30m"}:
             self.s3_client.create_bucket(Bucket=bucket)
+        self.dem = synthetic_dem(scene / "B02.tif", root / "glo30.tif")
 
     def items(self, name: str) -> list[dict[str, Any]]:
-        return [build_layout(LAYOUTS[name], self.scene, self.root, self.s3_client)]
+        """The scene's Item in the layout, and the catalog's GLO-30 Item over it."""
+        return [build_layout(LAYOUTS[name], self.scene, self.root, self.s3_client),
+                build_dem_item(profile_of(LAYOUTS[name]), self.dem, self.root, self.s3_client)]
 
     def start(self, name: str, items: list[dict[str, Any]], conforms: str | None = None, landing_id: str | None = None,
               page_size: int = 100) -> servers.Server:
@@ -172,6 +180,9 @@ def run_workflow(catalogs: Catalogs, scene: dict[str, Path], name: str, tmp_path
                    "--seasons", str(plain / "seasons.json"), "--lc-labels", str(plain / "lc_labels.json"),
                    "--sl-labels", str(plain / "sl_labels.json"), "--output-dir", str(out)], env, tmp_path, timeout=600)
     assert res.returncode == 0, (name, res.stderr[-3000:])
+    # the catalog's Copernicus GLO-30 DEM came with it (DEM_SOURCE unset: glo30 from STAC_API_URL)
+    run = json.loads((out / "run.json").read_text())
+    assert any(s["name"] == "dem" and s["did_work"] for s in run["stages"]), run["stages"]
     with rasterio.open(out / "classification_18SVG.tif") as src:
         return src.read(1)
 
@@ -194,7 +205,7 @@ def test_run_on_l1c_catalogs(catalogs: Catalogs, scene: dict[str, Path], tmp_pat
 
 def test_search_pages_through_every_item(catalogs: Catalogs, tmp_path: Path) -> None:
     """Five Items served two per page: the search follows the ``next`` links to all of them."""
-    base = catalogs.items("earth-search-c1")[0]
+    base = catalogs.items("earth-search-c1")[0]  # the scene's Item
     items = []
     for day in range(5):
         item = json.loads(json.dumps(base))
@@ -336,3 +347,55 @@ def test_default_collection_is_earth_search_collection_1() -> None:
     assert PROFILES["earth-search"].collection("L2A") == "sentinel-2-c1-l2a"
     assert PROFILES["earth-search"].collection("L1C") == "sentinel-2-l1c"
     assert PROFILES["earth-search"].collection("L2A", "sentinel-2-l2a") == "sentinel-2-l2a"
+
+
+def test_glo30_dem_equals_the_aster_path_on_the_same_elevations(catalogs: Catalogs, tmp_path: Path) -> None:
+    """The real pysheds DEM served as a Copernicus GLO-30 Item (Earth Search layout, COG in the
+    public bucket's place on moto) and as an ASTER tile: elevation, slope and aspect on a UTM grid
+    are the same arrays, and the two are different DEM assets."""
+    dem_file = shared_data("pysheds-dem") / "dem.tif"
+    item = build_dem_item("earth-search", dem_file, catalogs.root, catalogs.s3_client,
+                          item_id="Copernicus_DSM_COG_10_N32_00_W098_00_DEM")
+    server = catalogs.start("earth-search-c1", [item])
+    aster = tmp_path / "aster"
+    aster.mkdir()
+    shutil.copy(dem_file, aster / "ASTGTMV003_N32W098_dem.tif")
+    settings = make_settings(tmp_path, **(catalogs.env("earth-search-c1") | {"STAC_API_URL": f"http://{server.address}"}))
+    ctx = Context.open(settings)
+    grid = Grid("EPSG:32614", (30.0, 0.0, 643000.0, 0.0, -30.0, 3630000.0), 400, 380)
+    try:
+        glo30 = make_dem_source(settings)
+        assert isinstance(glo30, GLO30Source)
+        names = glo30.tiles_for_bounds(*grid_lonlat_bounds(grid))
+        glo_sources = ensure_dem_tiles(ctx, glo30, names)
+    finally:
+        server.stop()
+    assert names == ["Copernicus_DSM_COG_10_N32_00_W098_00_DEM"]
+    assert glo_sources[0]["key"] == "glo30/Copernicus_DSM_COG_10_N32_00_W098_00_DEM.tif"
+    aster_sources = ensure_dem_tiles(ctx, DEMSource(str(aster)), ["ASTGTMV003_N32W098"])
+    built = {kind: build_dem(settings, "14SPB", grid, sources, window_size=128)
+             for kind, sources in (("glo30", glo_sources), ("aster", aster_sources))}
+    assert built["glo30"]["_id"] != built["aster"]["_id"]
+    for layer in ("elevation", "slope", "aspect"):
+        arrays = []
+        for rec in built.values():
+            loc = rec["layers"][layer]
+            with rasterio.open(ctx.store.raster_uri(loc["bucket"], loc["key"])) as src:
+                arrays.append(src.read(1))
+        assert np.isfinite(arrays[0]).mean() > 0.99, layer
+        np.testing.assert_array_equal(arrays[0], arrays[1], err_msg=layer)
+
+
+def test_dem_source_settings() -> None:
+    """A configured STAC catalog brings its GLO-30 DEM; DEM_SOURCE=none or an ASTER folder say
+    otherwise; without a catalog there is no DEM unless one is named."""
+    from landcoverpy.config import Settings
+
+    assert Settings(_env_file=None).uses_dem is False
+    assert Settings(_env_file=None, STAC_API_URL="https://example.org/stac").DEM_SOURCE == "glo30"
+    assert Settings(_env_file=None, STAC_API_URL="https://example.org/stac", DEM_SOURCE="none").uses_dem is False
+    assert Settings(_env_file=None, STAC_API_URL="https://example.org/stac", DEM_SOURCE="/aster").DEM_SOURCE == "/aster"
+    empty = Settings(_env_file=None, STAC_API_URL="", DEM_SOURCE="")  # compose passes unset variables as ""
+    assert empty.uses_dem is False and empty.STAC_API_URL.startswith("https://earth-search")
+    assert isinstance(make_dem_source(Settings(_env_file=None, DEM_SOURCE="glo30+https://example.org/stac")), GLO30Source)
+    assert isinstance(make_dem_source(Settings(_env_file=None, DEM_SOURCE="/aster")), DEMSource)

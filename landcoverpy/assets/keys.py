@@ -67,6 +67,12 @@ def aster_tile_key(name: str) -> str:
     return f"{safe_key_part(name)}_dem.tif"
 
 
+def dem_source_tile_key(kind: str, name: str) -> str:
+    """A source DEM tile as fetched: ASTER at the bucket's root (as stored before GLO-30 came),
+    other sources under their own prefix (``glo30/Copernicus_DSM_COG_10_N37_00_W076_00_DEM.tif``)."""
+    return aster_tile_key(name) if kind == "aster" else join_key(safe_key_part(kind), f"{safe_key_part(name)}.tif")
+
+
 def dem_layer_key(tile: str, dem_id: str, layer: str) -> str:
     return join_key(safe_key_part(tile), dem_id, f"{safe_key_part(layer)}.tif")
 

@@ -52,10 +52,10 @@ def build_dataset(ctx: Context, inputs: Inputs, client: Any, neighbourhood: int 
                   progress: bool = False) -> DatasetResult:
     """Sample the feature sources of every tile with points (the composites made under
     ``params``, default from the settings, plus the DEM layers when ``with_dem``, default when
-    DEM_SOURCE is set) into one training table, or reuse the one already catalogued."""
+    DEM_SOURCE names a source) into one training table, or reuse the one already catalogued."""
     neighbourhood = neighbourhood or ctx.settings.NEIGHBOURHOOD
     params = params or CompositeParams.from_settings(ctx.settings)
-    with_dem = bool(ctx.settings.DEM_SOURCE) if with_dem is None else with_dem
+    with_dem = ctx.settings.uses_dem if with_dem is None else with_dem
     points = inputs.points.frame
     plan = lookup.dataset_plan(ctx, points, inputs.seasons, params, with_dem, neighbourhood)
     per_tile, skipped = plan.per_tile, dict(plan.skipped)

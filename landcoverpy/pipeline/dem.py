@@ -1,5 +1,6 @@
-"""DEM stage: ASTER GDEM tiles into the store, then elevation, slope and aspect on each
-Sentinel-2 tile's 10 m grid (mosaicked and reprojected window by window), as COGs."""
+"""DEM stage: source DEM tiles (Copernicus GLO-30 or ASTER GDEM) into the store, then elevation,
+slope and aspect on each Sentinel-2 tile's 10 m grid (mosaicked and reprojected window by window),
+as COGs."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from landcoverpy.pipeline.tasks import dask_task, releases_workers, task_key
 from landcoverpy.raster.cog import CogWriter
 from landcoverpy.raster.grid import Grid, block_windows
 from landcoverpy.raster.terrain import aspect_degrees, slope_degrees
-from landcoverpy.sources.dem import DEMSource, aster_tiles_for_bounds
+from landcoverpy.sources.dem import DEMSource, GLO30Source
 from landcoverpy.storage import open_store
 
 log = logging.getLogger(__name__)
@@ -47,12 +48,12 @@ def grid_lonlat_bounds(grid: Grid) -> tuple[float, float, float, float]:
     return float(np.min(lon)), float(np.min(lat)), float(np.max(lon)), float(np.max(lat))
 
 
-def ensure_aster_tiles(ctx: Context, source: DEMSource, names: list[str]) -> list[dict[str, str]]:
-    """Fetch the ASTER tiles not yet stored; tiles the source lacks (sea) are skipped."""
+def ensure_dem_tiles(ctx: Context, source: DEMSource | GLO30Source, names: list[str]) -> list[dict[str, str]]:
+    """Fetch the source DEM tiles not yet stored; tiles the source lacks (sea) are skipped."""
     bucket = ctx.settings.MINIO_BUCKET_NAME_ASTER
     stored = []
     for name in names:
-        key = keys.aster_tile_key(name)
+        key = keys.dem_source_tile_key(source.kind, name)
         if not ctx.store.exists(bucket, key):
             def fetch(name: str = name, key: str = key) -> bool:
                 with source.open_tile(name) as stream:
@@ -109,7 +110,7 @@ def _halo_elevation(store: Any, sources: list[dict[str, str]], grid: Grid, windo
 
 @dask_task
 def build_dem(settings: Settings, tile: str, grid: Grid, sources: list[dict[str, str]], window_size: int = 1024) -> dict[str, Any]:
-    """Dask task: elevation (bilinear from the ASTER mosaic), slope and aspect (Horn) on
+    """Dask task: elevation (bilinear from the source DEM mosaic), slope and aspect (Horn) on
     ``grid``, window by window with a one-pixel halo (:func:`_halo_elevation`) so windowed ==
     whole and the tile's edge pixels have a slope."""
     store = open_store(settings, check=False)
@@ -141,7 +142,8 @@ def dem_id(tile: str, grid: Grid, sources: list[dict[str, str]]) -> str:
 
 
 @releases_workers
-def dem_stage(ctx: Context, tiles: list[str], source: DEMSource, client: Any, progress: bool = False) -> dict[str, str]:
+def dem_stage(ctx: Context, tiles: list[str], source: DEMSource | GLO30Source, client: Any,
+              progress: bool = False) -> dict[str, str]:
     """DEM derivatives for every tile with products or composites; returns tile -> status."""
     status: dict[str, str] = {}
     futures = {}
@@ -151,10 +153,10 @@ def dem_stage(ctx: Context, tiles: list[str], source: DEMSource, client: Any, pr
         if grid is None:
             status[tile] = "skipped: no products or composites to take the grid from"
             continue
-        names = aster_tiles_for_bounds(*grid_lonlat_bounds(grid))
-        sources = ensure_aster_tiles(ctx, source, names)
+        names = source.tiles_for_bounds(*grid_lonlat_bounds(grid))
+        sources = ensure_dem_tiles(ctx, source, names)
         if not sources:
-            status[tile] = f"skipped: none of {', '.join(names)} in {source.describe()}"
+            status[tile] = f"skipped: none of {', '.join(names) or 'its DEM tiles'} in {source.describe()}"
             continue
         did = dem_id(tile, grid, sources)
         if ctx.catalog.exists("dems", did):

@@ -33,6 +33,7 @@ from landcoverpy.pipeline import taskstream
 from landcoverpy.raster.grid import Grid
 from landcoverpy.sentinel2 import normalise_tile
 from landcoverpy.sources.base import Provider
+from landcoverpy.sources.dem import make_dem_source
 
 log = logging.getLogger(__name__)
 
@@ -113,13 +114,12 @@ def run_workflow(ctx: Context, inputs: Inputs, provider: Provider, client: Any, 
     if comp.failed:
         raise LandcoverError("composites failed: " + "; ".join(f"{k}: {v}" for k, v in comp.failed.items()))
 
-    if settings.DEM_SOURCE:
+    dem_source = make_dem_source(settings)
+    if dem_source is not None:
         from landcoverpy.pipeline.dem import dem_stage
-        from landcoverpy.sources.dem import DEMSource
 
         t = time.perf_counter()
-        token = settings.EARTHDATA_TOKEN.get_secret_value() if settings.EARTHDATA_TOKEN else None
-        status = dem_stage(ctx, all_tiles, DEMSource(settings.DEM_SOURCE, token), client, progress)
+        status = dem_stage(ctx, all_tiles, dem_source, client, progress)
         run.stages.append(StageTiming("dem", time.perf_counter() - t, any(v.startswith("built") for v in status.values()),
                                       "; ".join(f"{k}: {v}" for k, v in status.items())))
 

@@ -1,17 +1,26 @@
-"""ASTER GDEM v3 (1 x 1 degree tiles ``ASTGTMV003_NxxWyyy_dem.tif``) from a local folder, an
-HTTP(S)/S3 mirror, or NASA Earthdata (bearer token). Zipped tiles are unpacked on the fly."""
+"""DEM sources: Copernicus GLO-30 COGs from a STAC catalog (``DEM_SOURCE=glo30``), or ASTER GDEM v3
+(1 x 1 degree tiles ``ASTGTMV003_NxxWyyy_dem.tif``) from a local folder, an HTTP(S)/S3 mirror, or
+NASA Earthdata (bearer token; zipped tiles are unpacked on the fly).
+
+Both name the tiles covering a lon/lat box (``tiles_for_bounds``) and stream one
+(``open_tile``); the DEM stage stores them and mosaics them onto each Sentinel-2 grid."""
 
 from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import math
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
+from landcoverpy.config import Settings
 from landcoverpy.errors import ProviderError
+from landcoverpy.sources.hrefs import AssetReader, S3Location
+
+log = logging.getLogger(__name__)
 
 EARTHDATA_URL = "https://e4ftl01.cr.usgs.gov/ASTT/ASTGTM.003/2000.03.01"
 
@@ -33,11 +42,16 @@ class DEMSource:
     """Where ASTER tiles come from: ``source`` is a folder path, or an http(s) base URL (with an
     Earthdata token when needed). Tiles are ``{name}_dem.tif`` or ``{name}.zip``."""
 
+    kind = "aster"
+
     def __init__(self, source: str, token: str | None = None, timeout: float = 60.0) -> None:
         self.source, self.token, self.timeout = source, token, timeout
 
     def describe(self) -> str:
         return f"ASTER GDEM from {self.source}"
+
+    def tiles_for_bounds(self, west: float, south: float, east: float, north: float) -> list[str]:
+        return aster_tiles_for_bounds(west, south, east, north)
 
     @contextlib.contextmanager
     def open_tile(self, name: str) -> Iterator[IO[bytes] | None]:
@@ -89,3 +103,85 @@ def _dem_from_zip(stream: IO[bytes], name: str) -> IO[bytes]:
         if member is None:
             raise ProviderError(f"{name}.zip holds no {name}_dem.tif")
         return io.BytesIO(zf.read(member))
+
+
+class GLO30Source:
+    """Copernicus DEM GLO-30 (1 arc-second COGs, one per degree) from a STAC catalog: the
+    profile's DEM collection (``cop-dem-glo-30`` on Earth Search and Planetary Computer) searched
+    by footprint; each item's data asset is read like any STAC asset (https, signed on Planetary
+    Computer, or ``s3://`` anonymously from AWS's public bucket)."""
+
+    kind = "glo30"
+
+    def __init__(self, url: str, profile: str = "auto", collection: str | None = None,
+                 reader: AssetReader | None = None, timeout: float = 30.0, s3_endpoint: str | None = None) -> None:
+        from landcoverpy.sources.stac import StacCatalog
+
+        self.catalog = StacCatalog(url, profile, timeout)
+        self.collection, self.s3_endpoint = collection, s3_endpoint
+        self.reader = reader or AssetReader(timeout)
+        self._assets: dict[str, tuple[str, S3Location, bool]] = {}
+
+    def _collection(self) -> str:
+        _, profile = self.catalog.open()
+        collection = self.collection or profile.dem_collection
+        if not collection:
+            raise ProviderError(f"{profile.title} has no Copernicus GLO-30 collection known to landcoverpy; "
+                                "set DEM_SOURCE=glo30+URL of a catalog that has one (Earth Search, Planetary Computer)")
+        return collection
+
+    def describe(self) -> str:
+        return f"Copernicus GLO-30 DEM from STAC API {self.catalog.url} collection {self.collection or 'cop-dem-glo-30'}"
+
+    def tiles_for_bounds(self, west: float, south: float, east: float, north: float) -> list[str]:
+        from landcoverpy.sources.stac_profiles import s3_location
+
+        collection = self._collection()
+        _, profile = self.catalog.open()
+        items = self.catalog.search(self.describe(), collections=[collection], bbox=[west, south, east, north])
+        for item in items:
+            key, asset = _dem_asset(item)
+            if asset is None:
+                log.warning("GLO-30 item %s has no elevation asset: skipped", item.get("id"))
+                continue
+            where = s3_location(item, asset, profile, self.s3_endpoint)
+            self._assets[str(item["id"])] = (str(asset["href"]), where, profile.sign_hrefs)
+        return sorted(str(i["id"]) for i in items if str(i["id"]) in self._assets)
+
+    @contextlib.contextmanager
+    def open_tile(self, name: str) -> Iterator[IO[bytes] | None]:
+        if name not in self._assets:
+            yield None
+            return
+        href, where, sign = self._assets[name]
+        with self.reader.open(href, where, sign=sign) as stream:
+            yield stream
+
+
+def _dem_asset(item: dict[str, Any]) -> tuple[str | None, dict[str, Any] | None]:
+    """The elevation asset: ``data`` (Earth Search, Planetary Computer), else the one data-role
+    GeoTIFF."""
+    assets = item.get("assets") or {}
+    if "data" in assets:
+        return "data", assets["data"]
+    tiffs = [(k, a) for k, a in assets.items()
+             if "data" in (a.get("roles") or []) and "tiff" in str(a.get("type", "")).lower()]
+    return tiffs[0] if len(tiffs) == 1 else (None, None)
+
+
+def make_dem_source(settings: Settings, where: str | None = None) -> DEMSource | GLO30Source | None:
+    """The DEM source ``where`` (default DEM_SOURCE) names: ``glo30`` (the STAC catalog of
+    STAC_API_URL), ``glo30+URL`` (another STAC catalog), ``none``, or a folder / http(s) URL of
+    ASTER GDEM tiles."""
+    from landcoverpy.sources.registry import asset_reader
+
+    where = where or settings.DEM_SOURCE
+    if not where or where == "none":
+        return None
+    if where == "glo30" or where.startswith("glo30+"):
+        url = where[len("glo30+"):] if where.startswith("glo30+") else settings.STAC_API_URL
+        return GLO30Source(url, profile=settings.STAC_PROFILE if where == "glo30" else "auto",
+                           reader=asset_reader(settings), timeout=max(settings.CONNECT_TIMEOUT, 30),
+                           s3_endpoint=settings.STAC_S3_ENDPOINT)
+    token = settings.EARTHDATA_TOKEN.get_secret_value() if settings.EARTHDATA_TOKEN else None
+    return DEMSource(where, token)

@@ -8,8 +8,16 @@ from landcoverpy.config import Settings
 from landcoverpy.errors import ProviderError
 from landcoverpy.extras import require
 from landcoverpy.sources.base import Provider
+from landcoverpy.sources.hrefs import AssetReader
 
 PROVIDERS = ("local", "gcs", "stac", "copernicus")
+
+
+def asset_reader(settings: Settings) -> AssetReader:
+    """How STAC asset hrefs are read under ``settings`` (timeout, S3 keys)."""
+    secret = settings.STAC_S3_SECRET_KEY
+    return AssetReader(timeout=max(settings.CONNECT_TIMEOUT, 30), s3_access_key=settings.STAC_S3_ACCESS_KEY,
+                       s3_secret_key=secret.get_secret_value() if secret else None)
 
 
 def make_provider(name: str, settings: Settings, source: Path | None = None) -> Provider:
@@ -29,12 +37,10 @@ def make_provider(name: str, settings: Settings, source: Path | None = None) -> 
     if name == "stac":
         from landcoverpy.sources.stac import STACProvider
 
-        secret = settings.STAC_S3_SECRET_KEY
         return STACProvider(url=settings.STAC_API_URL, collection=settings.STAC_COLLECTION,
                             level=settings.PRODUCT_LEVEL, profile=settings.STAC_PROFILE,
                             timeout=max(settings.CONNECT_TIMEOUT, 30), s3_endpoint=settings.STAC_S3_ENDPOINT,
-                            s3_access_key=settings.STAC_S3_ACCESS_KEY,
-                            s3_secret_key=secret.get_secret_value() if secret else None)
+                            reader=asset_reader(settings))
     if name == "copernicus":
         require("copernicus")
         from landcoverpy.sources.copernicus import CopernicusProvider

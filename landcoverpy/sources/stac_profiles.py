@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
 from landcoverpy.errors import ProviderError
+from landcoverpy.sources.hrefs import S3Location
 from landcoverpy.sentinel2 import BAND_RESOLUTION, QUANTIFICATION_VALUE, baseline_offset, normalise_tile
 
 
@@ -38,9 +39,9 @@ class CatalogProfile:
     sign_hrefs: bool = False  # Planetary Computer: SAS-sign blob hrefs before reading
     s3_endpoint: str | None = None  # where s3:// hrefs are read when the item names no storage scheme
     s3_requester_pays: bool = False
+    dem_collection: str | None = "cop-dem-glo-30"  # Copernicus GLO-30 DEM COGs
     hosts: tuple[str, ...] = ()  # API hosts that identify the catalog
     landing_ids: tuple[str, ...] = ()  # landing-page ids that identify it
-    notes: tuple[str, ...] = field(default_factory=tuple)
 
     def tile_value(self, tile: str) -> str:
         return f"{self.tile_prefix}{normalise_tile(tile)}"
@@ -70,6 +71,7 @@ PROFILES: dict[str, CatalogProfile] = {
             name="cdse", title="Copernicus Data Space Ecosystem",
             collections={"L2A": "sentinel-2-l2a", "L1C": "sentinel-2-l1c"},
             tile_property="grid:code", tile_prefix="MGRS-", s3_endpoint="https://eodata.dataspace.copernicus.eu",
+            dem_collection="cop-dem-glo-30-dged-cog",
             hosts=("stac.dataspace.copernicus.eu",), landing_ids=("cdse", "cdse-stac")),
         CatalogProfile(
             name="generic", title="STAC API",
@@ -254,14 +256,6 @@ def item_nodata_percentage(item: Mapping[str, Any]) -> float:
 def item_product_id(item: Mapping[str, Any]) -> str:
     props = item.get("properties") or {}
     return str(props.get("s2:product_uri") or item["id"]).removesuffix(".SAFE")
-
-
-@dataclass(frozen=True)
-class S3Location:
-    """Where an ``s3://`` href is read: the endpoint and whether the bucket bills the reader."""
-
-    endpoint: str | None
-    requester_pays: bool
 
 
 def s3_location(item: Mapping[str, Any], asset: Mapping[str, Any], profile: CatalogProfile,
