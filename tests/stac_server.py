@@ -50,10 +50,16 @@ def matching(items: list[dict[str, Any]], params: dict[str, Any]) -> list[dict[s
         cols = cols.split(",") if isinstance(cols, str) else cols
         out = [i for i in out if i.get("collection") in cols]
     interval = params.get("datetime")
-    if interval:
+    if interval:  # an item's instant, or its start..end range where datetime is null, overlaps
         lo, _, hi = interval.partition("/")
-        out = [i for i in out if (lo in ("", "..") or i["properties"]["datetime"][:10] >= lo[:10])
-               and (hi in ("", "..") or i["properties"]["datetime"][:10] <= hi[:10])]
+
+        def span(item: dict[str, Any]) -> tuple[str, str]:
+            props = item["properties"]
+            when = props.get("datetime")
+            return (when or props["start_datetime"])[:10], (when or props["end_datetime"])[:10]
+
+        out = [i for i in out if (lo in ("", "..") or span(i)[1] >= lo[:10])
+               and (hi in ("", "..") or span(i)[0] <= hi[:10])]
     bbox = params.get("bbox")
     if bbox:
         bbox = [float(v) for v in bbox.split(",")] if isinstance(bbox, str) else bbox

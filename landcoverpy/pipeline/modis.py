@@ -21,6 +21,7 @@ from landcoverpy.context import Context
 from landcoverpy.errors import InputValidationError, ProviderError, TransientError
 from landcoverpy.progress import step
 from landcoverpy.retry import is_transient_status, with_retries
+from landcoverpy.sources.hrefs import AssetReader
 from landcoverpy.sources.modis import ModisQA, read_mod09, write_geotiff
 from landcoverpy.scratch import scratch_dir
 from landcoverpy.storage import join_key, local_copy
@@ -106,59 +107,45 @@ class ModisSource:
 
 
 class ModisStacSource(ModisSource):
-    """MOD09A1 items from a STAC API (Planetary Computer ``modis-09A1-061`` by default): the
-    original HDF4 granule of each item (asset ``hdf``) is fetched, so the same reader and QA apply.
-    Planetary Computer hrefs are signed when the ``planetary-computer`` package is installed."""
+    """MOD09A1 items from a STAC API (Planetary Computer ``modis-09A1-061`` by default, the layout
+    stactools-modis writes): the item's original HDF4 granule (asset ``hdf``) is fetched, so the
+    same reader and QA apply; the tile is searched on ``modis:horizontal-tile`` /
+    ``modis:vertical-tile``. Hrefs are signed where the catalog's profile says so (Planetary
+    Computer)."""
 
     def __init__(self, url: str = "https://planetarycomputer.microsoft.com/api/stac/v1",
-                 collection: str = "modis-09A1-061", timeout: float = 60.0) -> None:
+                 collection: str = "modis-09A1-061", timeout: float = 60.0, profile: str = "auto") -> None:
+        from landcoverpy.sources.stac import StacCatalog
+
         super().__init__(url, None, timeout)
         self.url, self.collection = url.rstrip("/"), collection
+        self.catalog = StacCatalog(url, profile, timeout)
+        self.reader = AssetReader(timeout)
 
     @property
     def remote(self) -> bool:
         return True
 
     def search(self, tile: str, start: dt.date, end: dt.date) -> list[Granule]:
-        from pystac_client import Client
-        from pystac_client.exceptions import APIError
-
         tile = check_modis_tile(tile)
         h, v = int(tile[1:3]), int(tile[4:6])
-        try:
-            search = Client.open(self.url, timeout=self.timeout).search(
-                collections=[self.collection], datetime=f"{start.isoformat()}/{end.isoformat()}",
-                query={"modis:horizontal-tile": {"eq": h}, "modis:vertical-tile": {"eq": v}}, max_items=1000)
-            items = list(search.items_as_dicts())
-        except (APIError, OSError) as exc:
-            status = getattr(exc, "status_code", None)
-            if isinstance(exc, OSError) or is_transient_status(status) or _connection_cause(exc):
-                raise TransientError(f"STAC API {self.url}: MODIS search failed ({type(exc).__name__})") from None
-            raise ProviderError(f"STAC API {self.url}: MODIS search failed ({exc})") from None
+        items = self.catalog.search(
+            f"STAC API {self.url} collection {self.collection}", collections=[self.collection],
+            datetime=f"{start.isoformat()}/{end.isoformat()}",
+            query={"modis:horizontal-tile": {"eq": h}, "modis:vertical-tile": {"eq": v}})
         out = []
         for item in items:
             asset = item.get("assets", {}).get("hdf")
             if not asset:
                 continue
-            href = self._sign(asset["href"])
-            granule = parse_granule(asset["href"].split("?")[0].rsplit("/", 1)[-1], href)
+            granule = parse_granule(asset["href"].split("?")[0].rsplit("/", 1)[-1], asset["href"])
             if granule is not None and granule.tile == tile and start <= granule.date <= end:
                 out.append(granule)
         return sorted(out, key=lambda g: g.date)
 
-    def _sign(self, href: str) -> str:
-        if "planetarycomputer" not in self.url:
-            return href
-        try:
-            import planetary_computer
-        except ImportError:
-            raise ProviderError("Planetary Computer assets need `pip install planetary-computer` for signing") from None
-        return str(planetary_computer.sign(href))
-
-
-def _connection_cause(exc: BaseException) -> bool:
-    cause = exc.__cause__ or exc.__context__
-    return isinstance(cause, OSError) or "Connection" in type(cause).__name__
+    def open(self, granule: Granule) -> Any:
+        _, profile = self.catalog.open()
+        return self.reader.open(granule.href, sign=profile.sign_hrefs)
 
 
 class _Closing:

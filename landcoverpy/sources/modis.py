@@ -99,11 +99,13 @@ class ModisGranule:
     crs: str
     granule_id: str
     tile: str  # "h14v17"
-    date: str  # "2008-10-22" (from AYYYYDDD)
+    date: str  # "2008-10-22" (from AYYYYDDD: the first day of an 8-day composite)
+    day_of_year: np.ndarray | None = None  # MOD09A1: each pixel's day of acquisition (0 = none)
 
 
 def read_mod09(path: str | Path, qa: ModisQA | None = None) -> ModisGranule:
-    """Read bands 1-7 at 500 m of a MOD09A1 or MOD09GA granule with QA applied."""
+    """Read bands 1-7 at 500 m of a MOD09A1 or MOD09GA granule with QA applied (MOD09A1: the
+    500 m QC and state words, and pixels without a day of acquisition are missing)."""
     import datetime as dt
 
     from landcoverpy.extras import require
@@ -134,6 +136,13 @@ def read_mod09(path: str | Path, qa: ModisQA | None = None) -> ModisGranule:
             factor = qc.shape[0] // state.shape[0]
             state = np.repeat(np.repeat(state, factor, axis=0), factor, axis=1)
         reject_state = state_mask(state, qa)
+        day_of_year = None
+        if "sur_refl_day_of_year" in names:  # MOD09A1: the day each pixel's observation was made
+            doy_sds = sd.select("sur_refl_day_of_year")
+            raw_doy = doy_sds.get()
+            no_day = raw_doy == doy_sds.attributes().get("_FillValue", 65535)
+            day_of_year = np.where(no_day, 0, raw_doy).astype(np.uint16)
+            reject_state |= no_day
         bands = []
         for i, name in enumerate(band_sds, start=1):
             sds = sd.select(name)
@@ -147,7 +156,8 @@ def read_mod09(path: str | Path, qa: ModisQA | None = None) -> ModisGranule:
     if not match:
         raise InputValidationError(f"{path.name}: cannot read the date and tile from the granule name")
     date = dt.date(int(match.group(1)), 1, 1) + dt.timedelta(days=int(match.group(2)) - 1)
-    return ModisGranule(np.stack(bands), transform, SINUSOIDAL, path.stem, match.group(3), date.isoformat())
+    return ModisGranule(np.stack(bands), transform, SINUSOIDAL, path.stem, match.group(3), date.isoformat(),
+                        day_of_year)
 
 
 def write_geotiff(granule: ModisGranule, out: str | Path) -> Path:
