@@ -155,7 +155,7 @@ SlOpt = typer.Option(None, "--sl-labels", help="sl_labels.json; default SL_LABEL
 TilesOpt = typer.Option(None, "--tiles", help="Tile ids (repeat the option), 'prediction' (the points' tiles) or 'all' (every tile with composites; classify only); default TILES_TO_PREDICT / the points' tiles.")
 ProviderOpt = typer.Option(ProviderName.local, "--provider", help="Where Sentinel-2 products come from.")
 SourceOpt = typer.Option(None, "--source", help="Folder of products for the local provider.")
-AoiOpt = typer.Option(None, "--aoi", help="Area of interest (GeoJSON/GeoPackage/KML polygons): classify the tiles it touches and write one mosaic per level clipped to it, with class areas.")
+AoiOpt = typer.Option(None, "--aoi", help="Area of interest (GeoJSON/GeoPackage/KML polygons): classify the tiles it touches and write one mosaic per level clipped to it, with class areas. With `run` on a STAC catalog, only the part of each tile the area and the labelled points need is fetched (byte ranges of each band); a later run over a larger area completes it.")
 AoiCrsOpt = typer.Option(None, "--aoi-crs", help="Projected CRS of the area's mosaic and areas (e.g. EPSG:3035); default the UTM zone of its centre.")
 NoProgress = typer.Option(False, "--no-progress", help="Hide progress bars.")
 ProfileOpt = typer.Option(False, "--profile", help="Save a Dask performance report (task stream, worker "
@@ -414,7 +414,7 @@ def _run_with(ctx: Any, inputs: Any, provider: Any, tiles: list[str] | None, out
             if link:
                 typer.echo(f"Dask dashboard: {link}")
             with profiled(profile_path, client) as stream:
-                result = run_workflow(ctx, inputs, provider, client, tiles, holdout, progress)
+                result = run_workflow(ctx, inputs, provider, client, tiles, holdout, progress, aoi)
         profile_key = publish_profile(ctx, result, profile_path, stream) if profile_path else None
         if profile_key and output_dir is not None:
             output_dir.mkdir(parents=True, exist_ok=True)

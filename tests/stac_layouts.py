@@ -96,7 +96,7 @@ LAYOUTS = {layout.name: layout for layout in (
 )}
 
 
-def _write_band(src: Path, dst: Path, shift: int, ext: str) -> None:
+def _write_band(src: Path, dst: Path, shift: int, ext: str, blocksize: int = 512) -> None:
     with rasterio.open(src) as s:
         dn = s.read(1)
         profile = s.profile
@@ -111,11 +111,11 @@ def _write_band(src: Path, dst: Path, shift: int, ext: str) -> None:
         tmp = dst.with_suffix(".raw.tif")
         with rasterio.open(tmp, "w", **profile) as out:
             out.write(dn, 1)
-        translate_to_cog(tmp, dst, str(dn.dtype))
+        translate_to_cog(tmp, dst, str(dn.dtype), blocksize=blocksize)
         tmp.unlink()
 
 
-def _write_scl(like: Path, dst: Path, ext: str) -> None:
+def _write_scl(like: Path, dst: Path, ext: str, blocksize: int = 512) -> None:
     with rasterio.open(like) as s:
         shape, crs, transform = (s.height, s.width), s.crs, s.transform
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -125,8 +125,11 @@ def _write_scl(like: Path, dst: Path, ext: str) -> None:
         with rasterio.open(dst, "w", driver="JP2OpenJPEG", QUALITY=100, REVERSIBLE="YES", **meta) as out:
             out.write(scl, 1)
     else:
-        with rasterio.open(dst, "w", driver="GTiff", tiled=True, blockxsize=256, blockysize=256, **meta) as out:
+        tmp = dst.with_suffix(".raw.tif")
+        with rasterio.open(tmp, "w", driver="GTiff", **meta) as out:
             out.write(scl, 1)
+        translate_to_cog(tmp, dst, "uint8", blocksize=blocksize)
+        tmp.unlink()
 
 
 def _footprint(path: Path) -> tuple[list[float], dict[str, Any], dict[str, Any]]:
@@ -157,9 +160,10 @@ def _properties(props: dict[str, Any], layout: Layout) -> dict[str, Any]:
     return out
 
 
-def build_layout(layout: Layout, scene: Path, root: Path, s3_client: Any = None) -> dict[str, Any]:
-    """Write the layout's band files (under ``root/files`` or into ``s3_client``'s bucket) and
-    return its Item; ``scene`` is the cut's product folder (one GeoTIFF per L1C band)."""
+def build_layout(layout: Layout, scene: Path, root: Path, s3_client: Any = None, blocksize: int = 512) -> dict[str, Any]:
+    """Write the layout's band files (under ``root/files`` or into ``s3_client``'s bucket; COGs
+    tiled in ``blocksize`` pixels) and return its Item; ``scene`` is the cut's product folder (one
+    GeoTIFF per L1C band)."""
     item = copy.deepcopy(json.loads((TEMPLATES / layout.template).read_text()))
     item["id"], item["collection"] = layout.item_id, layout.collection
     item["properties"] = _properties(item["properties"], layout)
@@ -182,9 +186,9 @@ def build_layout(layout: Layout, scene: Path, root: Path, s3_client: Any = None)
         if native:
             path = files / name
             if band == "SCL":
-                _write_scl(scene / "B05.tif", path, layout.ext)
+                _write_scl(scene / "B05.tif", path, layout.ext, blocksize)
             else:
-                _write_band(scene / f"{band}.tif", path, layout.shift, layout.ext)
+                _write_band(scene / f"{band}.tif", path, layout.shift, layout.ext, blocksize)
             _, _, proj = _footprint(path)
             asset |= {k: v for k, v in proj.items() if k in asset}
             if "file:size" in item["assets"][key]:

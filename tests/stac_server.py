@@ -9,7 +9,8 @@ CQL2-JSON ``filter`` with ``=`` and ``and``; results in pages of ``limit`` items
 ``--page-size``, linked by ``next`` as STAC APIs page: a token in the GET query or in the POST
 body), ``/collections/{id}``, a Planetary Computer-style SAS token endpoint
 (``/sas/v1/token/{account}/{container}``), ``/_log`` (the searches and token requests received,
-for tests to assert on), and the asset files under ``/files/`` (whole-file streaming).
+for tests to assert on), ``/_served`` (asset bytes sent), and the asset files under ``/files/``
+(whole, or one byte range as COG readers ask).
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ def make_handler(items: list[dict], files: Path, base: str, drop_first: int = 0,
                  page_size: int = 100) -> type[BaseHTTPRequestHandler]:
     drops = {"left": drop_first, "searches": drop_searches}
     log: list[dict[str, Any]] = []
+    served = {"bytes": 0}  # asset bytes sent, whole files and ranges
     conforms_to = CORE + [c for name in conforms for c in EXTENSIONS[name]]
 
     class Handler(BaseHTTPRequestHandler):
@@ -140,6 +142,8 @@ def make_handler(items: list[dict], files: Path, base: str, drop_first: int = 0,
                 self._search({k: v[0] for k, v in parse_qs(url.query).items()}, "GET")
             elif url.path == "/_log":
                 self._json(log)
+            elif url.path == "/_served":
+                self._json(served)
             elif url.path.startswith("/sas/v1/token/"):
                 account, container = url.path.split("/")[4:6]
                 log.append({"kind": "token", "account": account, "container": container})
@@ -161,10 +165,27 @@ def make_handler(items: list[dict], files: Path, base: str, drop_first: int = 0,
             if files.resolve() not in path.parents or not path.is_file():
                 self._json({"code": "NotFound"}, 404)
                 return
+            size = path.stat().st_size
+            wanted = self.headers.get("Range", "")
+            if wanted.startswith("bytes="):  # one byte range, as COG readers ask
+                first, _, last = wanted[len("bytes="):].partition("-")
+                start, end = int(first), min(int(last) if last else size - 1, size - 1)
+                with open(path, "rb") as fh:
+                    fh.seek(start)
+                    body = fh.read(end - start + 1)
+                self.send_response(206)
+                self.send_header("Content-Type", "image/tiff")
+                self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                served["bytes"] += len(body)
+                return
             self.send_response(200)
             self.send_header("Content-Type", "image/tiff")
-            self.send_header("Content-Length", str(path.stat().st_size))
+            self.send_header("Content-Length", str(size))
             self.end_headers()
+            served["bytes"] += size
             if drops["left"] > 0:  # a server that drops the connection half way
                 drops["left"] -= 1
                 self.wfile.write(path.read_bytes()[: path.stat().st_size // 2])

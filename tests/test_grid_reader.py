@@ -47,6 +47,8 @@ WINDOWS = [Window(0, 0, 256, 256), Window(1, 3, 255, 250), Window(101, 77, 300, 
     (60.0, "uint16", 0, (0, 0)),  # a 60 m band
     (20.0, "uint16", None, (3, 7)),  # a grid starting inside the source, odd pixel offsets
     (20.0, "int16", -9999, (-5, -4)),  # a grid starting before the source: edges are nodata
+    (10.0, "uint16", 0, (3, 7)),  # the same pixels, the grid a window inside the source (a tile's part)
+    (10.0, "int16", -9999, (-5, -4)),  # the same pixels, the source a window inside the grid
 ])
 def test_aligned_upsampling_is_the_nearest_warp(tmp_path: Path, res: float, dtype: str, nodata: float | None,
                                                 shift: tuple[int, int]) -> None:

@@ -73,14 +73,14 @@ class Catalogs:
                 build_dem_item(profile_of(LAYOUTS[name]), self.dem, self.root, self.s3_client)]
 
     def start(self, name: str, items: list[dict[str, Any]], conforms: str | None = None, landing_id: str | None = None,
-              page_size: int = 100) -> servers.Server:
+              page_size: int = 100, files: Path | None = None) -> servers.Server:
         layout = LAYOUTS[name]
         folder = Path(tempfile.mkdtemp(prefix=f"api-{name}-", dir=self.root))
         (folder / "items.json").write_text(json.dumps(items))
         port = servers.free_port()
         return servers.start(
             [sys.executable, "-m", "tests.stac_server", "--port", str(port), "--items", str(folder / "items.json"),
-             "--files", str(self.root / "files"), "--landing-id", landing_id or layout.landing_id,
+             "--files", str(files or self.root / "files"), "--landing-id", landing_id or layout.landing_id,
              "--conforms", conforms or layout.conforms, "--page-size", str(page_size)],
             port, self.logs, f"stac-{name}", {"PYTHONPATH": str(Path(__file__).resolve().parents[1])})
 
@@ -399,3 +399,83 @@ def test_dem_source_settings() -> None:
     assert empty.uses_dem is False and empty.STAC_API_URL.startswith("https://earth-search")
     assert isinstance(make_dem_source(Settings(_env_file=None, DEM_SOURCE="glo30+https://example.org/stac")), GLO30Source)
     assert isinstance(make_dem_source(Settings(_env_file=None, DEM_SOURCE="/aster")), DEMSource)
+
+
+def nw_points(scene: dict[str, Path], folder: Path) -> tuple[Path, list[float]]:
+    """App data whose points are those in the north-west part of the cut (rows and columns < 420
+    of its 960), and their lon/lat box."""
+    from pyproj import Transformer
+
+    from tests.lineage_scene import points_in_cut
+
+    points = points_in_cut()
+    with rasterio.open(scene["product"] / "B02.tif") as src:
+        transform, crs = src.transform, src.crs
+    x, y = Transformer.from_crs("EPSG:4326", crs, always_xy=True).transform(points["longitude"].to_numpy(),
+                                                                         points["latitude"].to_numpy())
+    cols, rows = ~transform @ (x, y)
+    mine = points[(rows < 420) & (cols < 420)]
+    folder.mkdir(parents=True)
+    for name in ("seasons.json", "lc_labels.json", "sl_labels.json"):
+        shutil.copy(scene["plain"] / name, folder / name)
+    mine.to_csv(folder / "dataset.csv", index=False)
+    box = [float(mine["longitude"].min()), float(mine["latitude"].min()), float(mine["longitude"].max()),
+           float(mine["latitude"].max())]
+    return folder, box
+
+
+def test_aoi_run_fetches_its_window_and_maps_as_the_whole_tile(catalogs: Catalogs, scene: dict[str, Path],
+                                                                tmp_path: Path) -> None:
+    """`run --aoi` over the points' corner of the tile (COGs tiled in 256 px) fetches only the
+    window it needs, by byte ranges: at most 1.5x that window's share of the products' bytes; its
+    map equals a whole-tile run's inside the window; a later whole run completes the products and
+    maps like the whole-tile run everywhere."""
+    from landcoverpy.raster.grid import grid_bounds
+
+    item = build_layout(LAYOUTS["earth-search-c1"], scene["product"], tmp_path / "c256", catalogs.s3_client, blocksize=256)
+    server = catalogs.start("earth-search-c1", [item], files=tmp_path / "c256" / "files")
+    data, box = nw_points(scene, tmp_path / "nw")
+    aoi = tmp_path / "aoi.geojson"
+    west, south, east, north = box
+    aoi.write_text(json.dumps({"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {}, "geometry": {
+        "type": "Polygon", "coordinates": [[[west, south], [east, south], [east, north], [west, north], [west, south]]]}}]}))
+
+    def run(home: str, *extra: str) -> tuple[np.ndarray, Grid, Context]:
+        out = tmp_path / f"{home}-out-{len(list(tmp_path.glob(f'{home}-out-*')))}"
+        env = {"LANDCOVERPY_HOME": str(tmp_path / home), "TMP_DIR": str(tmp_path / "tmp"), "DASK_N_WORKERS": "1",
+               "DEM_SOURCE": "none"} | catalogs.env("earth-search-c1") | {"STAC_API_URL": f"http://{server.address}"}
+        res = run_cli(["run", "--provider", "stac", "--no-progress", "--dataset", str(data / "dataset.csv"),
+                       "--seasons", str(data / "seasons.json"), "--lc-labels", str(data / "lc_labels.json"),
+                       "--sl-labels", str(data / "sl_labels.json"), "--output-dir", str(out), *extra],
+                      env, tmp_path, timeout=600)
+        assert res.returncode == 0, res.stderr[-3000:]
+        assert "MB fetched" in res.stdout
+        with rasterio.open(out / "classification_18SVG.tif") as src:
+            values, grid = src.read(1), Grid.from_dataset(src)
+        ctx = Context.open(make_settings(tmp_path, LANDCOVERPY_HOME=tmp_path / home))
+        return values, grid, ctx
+
+    try:
+        small, small_grid, ctx = run("aoi", "--aoi", str(aoi))
+        record = ctx.catalog.find("products")[0]
+        whole, whole_grid, _ = run("whole")
+        completed, completed_grid, ctx_after = run("aoi")  # the same home, now for the whole tile
+    finally:
+        server.stop()
+    # what was fetched: the window, by byte ranges
+    total = sum(p.stat().st_size for p in (tmp_path / "c256" / "files" / "earth-search-c1").glob("*.tif"))
+    left, bottom, right, top = record["window"]["bounds"]
+    wl, wb, wr, wt = grid_bounds(whole_grid)
+    share = (right - left) * (top - bottom) / ((wr - wl) * (wt - wb))
+    assert share < 0.3
+    assert record["fetched_bytes"] <= 1.5 * share * total, (record["fetched_bytes"], share, total)
+    assert (left, top) == (wl, wt) and small_grid.shape == (round((top - bottom) / 10), round((right - left) / 10))
+    # the map inside the window is the whole-tile run's
+    inside = whole[:small_grid.height, :small_grid.width]
+    np.testing.assert_array_equal(small, inside)
+    assert len(np.unique(small)) >= 3
+    # completed: the products are whole now, and the map is the whole-tile run's
+    after = ctx_after.catalog.find("products")[0]
+    assert "window" not in after and after["fetched_bytes"] > 0
+    assert completed_grid.same_as(whole_grid)
+    np.testing.assert_array_equal(completed, whole)

@@ -43,6 +43,20 @@ def season_identity(season: Season) -> list[str]:
     return [season.name, season.start.isoformat(), season.end.isoformat()]
 
 
+def window_tag(bounds: Iterable[float]) -> str:
+    """A product cut to a window (acquired for an area of interest): ``w{left}_{bottom}_{right}_{top}``
+    in whole metres of the tile's CRS."""
+    return "w" + "_".join(str(int(round(v))) for v in bounds)
+
+
+def product_content_id(record: Mapping[str, Any]) -> str:
+    """What a stored product holds: its id, plus the window it was cut to (an area-of-interest
+    acquisition) so composites and cloud masks of a partial product are never taken for those of
+    the whole one. Whole products keep their bare id."""
+    window = record.get("window")
+    return f"{record['_id']}@{window_tag(window['bounds'])}" if window else str(record["_id"])
+
+
 def composite_id(tile: str, season: Season, product_ids: Iterable[str], params: HasIdentity,
                  neighbour_ids: Iterable[str] = ()) -> str:
     """``neighbour_ids``: products just outside the season that its series layers look at (see

@@ -90,8 +90,15 @@ def composite_inputs(ctx: Context, tile: str, season: Season,
     if not products:
         return None, [], []
     neighbours = series_neighbours(ctx, tile, season, params)
-    cid = ids.composite_id(tile, season, [p["_id"] for p in products], params, [n["_id"] for n in neighbours])
-    return cid, products, neighbours
+    return composite_id_of(tile, season, products, params, neighbours), products, neighbours
+
+
+def composite_id_of(tile: str, season: Season, products: list[dict[str, Any]], params: CompositeParams,
+                    neighbours: list[dict[str, Any]] | None = None) -> str:
+    """The id of the composite made of these product records (what each holds: whole, or the
+    window an area of interest had fetched)."""
+    return ids.composite_id(tile, season, [ids.product_content_id(p) for p in products], params,
+                            [ids.product_content_id(n) for n in neighbours or ()])
 
 
 def composite_id_for(ctx: Context, tile: str, season: Season, params: CompositeParams) -> tuple[str | None, list[dict[str, Any]]]:

@@ -9,22 +9,25 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import rasterio
 from rasterio._err import CPLE_BaseError
+from rasterio.windows import Window, from_bounds
 
 from landcoverpy.pipeline.tasks import dask_task, task_key
 from landcoverpy import __version__
-from landcoverpy.assets import keys
+from landcoverpy.assets import ids, keys
 from landcoverpy.config import Settings
 from landcoverpy.context import Context
 from landcoverpy.errors import LandcoverError, ProviderError, RasterError
 from landcoverpy.progress import step
 from landcoverpy.retry import with_retries
 from landcoverpy.inputs import Season
-from landcoverpy.sentinel2 import BAND_RESOLUTION, L1C_BANDS, L2A_BANDS, baseline_offset
+from landcoverpy.raster.grid import Bounds, contains, snap_bounds, union
+from landcoverpy.sentinel2 import BAND_RESOLUTION, L1C_BANDS, L2A_BANDS, REFERENCE_BAND, baseline_offset
 from landcoverpy.sources.base import ProductCandidate, Provider
 from landcoverpy.storage import open_store
 
@@ -103,24 +106,105 @@ def _store_jp2_as_cog(settings: Settings, store: Any, provider: Provider, produc
             raise RasterError(f"{product.product_id} {band}: the file is damaged or truncated ({exc})") from None
         written.append(key)
         store.put_file(bucket, key, cog)
-    return key, {"source_format": "JP2", "source_size": size}
+    return key, {"source_format": "JP2", "source_size": size, "fetched_bytes": size}
+
+
+WINDOW_STEP = 60.0  # m: a window's edges fall on pixel edges of every band (10, 20 and 60 m)
+
+
+def product_window(src: Any, bounds: Bounds) -> Bounds | None:
+    """``bounds`` snapped outwards to :data:`WINDOW_STEP` from the tile's corner and clipped to the
+    band ``src``; None when that is the whole band (then the product is fetched whole)."""
+    full = tuple(src.bounds)
+    snapped = snap_bounds(bounds, (src.transform.c, src.transform.f), WINDOW_STEP, full)  # type: ignore[arg-type]
+    if snapped[2] <= snapped[0] or snapped[3] <= snapped[1]:
+        raise ProviderError(f"the area of interest {bounds} lies outside the tile {full}")
+    return None if contains(snapped, full) else snapped
+
+
+def covering_window(src: Any, bounds: Bounds) -> Window:
+    """The band's pixels covering ``bounds`` (whole pixels; a band whose grid is offset from the
+    10 m one, as some products' 20 and 60 m bands are, gets the pixels around the edges too)."""
+    w = from_bounds(*bounds, transform=src.transform)
+    c0, r0 = math.floor(w.col_off + 1e-6), math.floor(w.row_off + 1e-6)
+    c1, r1 = math.ceil(w.col_off + w.width - 1e-6), math.ceil(w.row_off + w.height - 1e-6)
+    c0, r0, c1, r1 = max(c0, 0), max(r0, 0), min(c1, src.width), min(r1, src.height)
+    return Window(c0, r0, c1 - c0, r1 - r0)
+
+
+def _store_band_window(settings: Settings, store: Any, provider: Provider, product: ProductCandidate, band: str,
+                       asset: Any, bounds: Bounds, written: list[str]) -> tuple[str, dict[str, Any]]:
+    """The band's pixels inside ``bounds`` only, read through byte ranges of the remote COG or
+    JPEG 2000 (GDAL reads the tiles the window covers) and stored as a COG."""
+    from pathlib import Path
+
+    from landcoverpy.raster.cog import translate_to_cog
+    from landcoverpy.scratch import scratch_dir
+
+    bucket = settings.MINIO_BUCKET_NAME_PRODUCTS
+    key = keys.product_band_key(product.tile, product.product_id, band, ".tif", ids.window_tag(bounds))
+    with scratch_dir(settings.TMP_DIR) as tmp:
+        raw, cog = Path(tmp) / f"{band}.raw.tif", Path(tmp) / f"{band}.tif"
+
+        def cut() -> tuple[int, str]:
+            remote = provider.open_range(product, asset)
+            name = f"/{product.product_id}/{band}{asset.extension}"
+            with rasterio.open(name, opener=remote.opener(name)) as src:
+                window = covering_window(src, bounds)
+                data = src.read(1, window=window)
+                profile = {"driver": "GTiff", "width": data.shape[1], "height": data.shape[0], "count": 1,
+                           "dtype": data.dtype, "crs": src.crs, "transform": src.window_transform(window),
+                           "nodata": src.nodata if src.nodata is not None else 0, "tiled": True,
+                           "blockxsize": 256, "blockysize": 256}
+            with rasterio.open(raw, "w", **profile) as out:
+                out.write(data, 1)
+            return int(remote.fetched), str(data.dtype)
+
+        try:
+            fetched, dtype = with_retries(f"{product.product_id} {band} window", cut)
+        except (rasterio.errors.RasterioError, CPLE_BaseError) as exc:
+            raise RasterError(f"{product.product_id} {band}: cannot read its window ({exc})") from None
+        translate_to_cog(raw, cog, dtype)
+        written.append(key)
+        store.put_file(bucket, key, cog)
+    return key, {"fetched_bytes": fetched}
+
+
+def _window_for(provider: Provider, product: ProductCandidate, bounds: Bounds | None) -> tuple[Bounds | None, int]:
+    """The window of ``product`` an area of interest needs (None: the whole product), from its
+    reference band's georeferencing, and the bytes read to learn it."""
+    if bounds is None:
+        return None, 0
+    ref = product.assets.get(REFERENCE_BAND)
+    remote = provider.open_range(product, ref) if ref is not None else None
+    if remote is None:
+        return None, 0  # a provider that streams whole assets only
+    name = f"/{product.product_id}/ref{ref.extension}"
+    with rasterio.open(name, opener=remote.opener(name)) as src:
+        return product_window(src, bounds), int(remote.fetched)
 
 
 @dask_task
-def fetch_product(settings: Settings, provider: Provider, product: ProductCandidate) -> dict[str, Any]:
-    """Stream every band of ``product`` into the products bucket and return its catalog record.
-    Runs on a Dask worker. On any failure, the objects written so far are deleted."""
+def fetch_product(settings: Settings, provider: Provider, product: ProductCandidate,
+                  bounds: Bounds | None = None) -> dict[str, Any]:
+    """Stream every band of ``product`` into the products bucket and return its catalog record;
+    with ``bounds`` (an area of interest, in the tile's CRS) only the window covering them, when
+    the provider reads byte ranges. Runs on a Dask worker. On any failure, the objects written so
+    far are deleted."""
     store = open_store(settings, check=False)
     bucket = settings.MINIO_BUCKET_NAME_PRODUCTS
     missing = [b for b in expected_bands(product.level) if b not in product.assets]
     if missing:
         raise ProviderError(f"{product.product_id}: missing band(s) {', '.join(missing)}")
     written: list[str] = []
+    window, header_bytes = with_retries(f"{product.product_id} window", lambda: _window_for(provider, product, bounds))
     try:
         bands: dict[str, dict[str, Any]] = {}
         for band in expected_bands(product.level):
             asset = product.assets[band]
-            if asset.extension.lower() == ".jp2":
+            if window is not None:
+                key, source = _store_band_window(settings, store, provider, product, band, asset, window, written)
+            elif asset.extension.lower() == ".jp2":
                 key, source = _store_jp2_as_cog(settings, store, provider, product, band, asset, written)
             else:
                 key = keys.product_band_key(product.tile, product.product_id, band, asset.extension)
@@ -132,7 +216,7 @@ def fetch_product(settings: Settings, provider: Provider, product: ProductCandid
                 with_retries(f"{product.product_id} {band}", upload)
                 written.append(key)
                 _check_size(product.product_id, band, store.size(bucket, key), asset.size)
-                source = {}
+                source = {"fetched_bytes": store.size(bucket, key)}
             info = _check_band(store, bucket, key, band, product.product_id)
             bands[band] = {"bucket": bucket, "key": key, "size": store.size(bucket, key), **source, **info}
         _check_extents(product.product_id, bands)
@@ -160,6 +244,8 @@ def fetch_product(settings: Settings, provider: Provider, product: ProductCandid
         "useful_percentage": product.useful_percentage,
         "provider": product.provider,
         "bands": bands,
+        **({"window": {"bounds": list(window), "crs": next(iter(bands.values()))["crs"]}} if window else {}),
+        "fetched_bytes": header_bytes + sum(int(b.get("fetched_bytes", 0)) for b in bands.values()),
         "acquired": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "code_version": __version__,
     }
@@ -175,6 +261,8 @@ class TileSeasonReport:
     fetched: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     error: str | None = None
+    completed: list[str] = field(default_factory=list)  # stored for a smaller area, fetched again larger
+    fetched_bytes: int = 0
 
 
 @dataclass
@@ -185,6 +273,10 @@ class AcquireReport:
     def ok(self) -> bool:
         return all(not e.failed and e.error is None and e.selected for e in self.entries)
 
+    @property
+    def fetched_bytes(self) -> int:
+        return sum(e.fetched_bytes for e in self.entries)
+
     def lines(self) -> list[str]:
         out = []
         for e in self.entries:
@@ -193,12 +285,26 @@ class AcquireReport:
             elif not e.selected:
                 status = f"no usable products ({e.found} found)"
             else:
-                status = (f"{len(e.selected)} selected of {e.found}: {len(e.fetched)} fetched, "
-                          f"{len(e.skipped_existing)} already stored, {len(e.failed)} failed")
+                status = (f"{len(e.selected)} selected of {e.found}: {len(e.fetched)} fetched"
+                          + (f" ({len(e.completed)} completing a smaller area's)" if e.completed else "")
+                          + f", {len(e.skipped_existing)} already stored, {len(e.failed)} failed"
+                          + (f", {e.fetched_bytes / 1e6:.1f} MB fetched" if e.fetched_bytes else ""))
             out.append(f"{e.tile} {e.season}: {status}")
             for pid, why in e.failed.items():
                 out.append(f"    {pid}: {why}")
         return out
+
+
+def needed_window(stored: dict[str, Any], bounds: Bounds | None) -> tuple[bool, Bounds | None]:
+    """Whether a stored product must be fetched again for ``bounds`` (None: the whole tile), and
+    the window to fetch: a product stored for a smaller area is completed to cover both."""
+    window = stored.get("window")
+    if window is None:
+        return False, None  # whole: covers any area
+    held = tuple(window["bounds"])
+    if bounds is not None and contains(held, bounds):  # type: ignore[arg-type]
+        return False, None
+    return True, None if bounds is None else union(held, bounds)  # type: ignore[arg-type]
 
 
 def acquire(
@@ -208,14 +314,19 @@ def acquire(
     seasons: list[Season],
     client: Any,
     progress: bool = True,
+    windows: dict[str, Bounds] | None = None,
 ) -> AcquireReport:
-    """Search, select and fetch products for every tile x season; catalog what landed."""
+    """Search, select and fetch products for every tile x season; catalog what landed.
+    ``windows``: per tile, the part (bounds in the tile's CRS) an area of interest needs; only
+    that window of each band is fetched (byte ranges) and a product stored for a smaller area is
+    completed. Tiles not in ``windows`` are fetched whole."""
     from distributed import as_completed
 
     s = ctx.settings
     entries: list[TileSeasonReport] = []
-    futures: dict[Any, tuple[TileSeasonReport, ProductCandidate]] = {}
+    futures: dict[Any, tuple[TileSeasonReport, ProductCandidate, dict[str, Any] | None]] = {}
     for tile in tiles:
+        bounds = (windows or {}).get(tile)
         for season in seasons:
             entry = TileSeasonReport(tile=tile, season=season.name)
             entries.append(entry)
@@ -233,19 +344,28 @@ def acquire(
                 log.warning("%s %s: no product above %.0f%% useful data (%d found)", tile, season.name,
                             s.MIN_USEFUL_DATA_PERCENTAGE, len(candidates))
             for cand in chosen:
-                if ctx.catalog.exists("products", cand.product_id):
-                    entry.skipped_existing.append(cand.product_id)
-                    continue
-                fut = client.submit(fetch_product, s, provider, cand, key=task_key(f"fetch-{cand.product_id}"), pure=False)
-                futures[fut] = (entry, cand)
+                stored = ctx.catalog.get("products", cand.product_id)
+                window = bounds
+                if stored is not None:
+                    again, window = needed_window(stored, bounds)
+                    if not again:
+                        entry.skipped_existing.append(cand.product_id)
+                        continue
+                fut = client.submit(fetch_product, s, provider, cand, window,
+                                    key=task_key(f"fetch-{cand.product_id}"), pure=False)
+                futures[fut] = (entry, cand, stored)
     if futures:
         with step(log, "acquire", len(futures), "product", progress) as bar:
             for fut in as_completed(list(futures)):
-                entry, cand = futures[fut]
+                entry, cand, stored = futures[fut]
                 try:
                     record = fut.result()
                     ctx.catalog.upsert("products", record)
                     entry.fetched.append(cand.product_id)
+                    entry.fetched_bytes += int(record.get("fetched_bytes", 0))
+                    if stored is not None:
+                        entry.completed.append(cand.product_id)
+                        _remove_replaced(ctx, stored, record)
                 except LandcoverError as exc:
                     entry.failed[cand.product_id] = str(exc)
                     log.error("%s: %s", cand.product_id, exc)
@@ -253,3 +373,14 @@ def acquire(
     for line in AcquireReport(entries).lines():
         log.info(line)
     return AcquireReport(entries)
+
+
+def _remove_replaced(ctx: Context, old: dict[str, Any], new: dict[str, Any]) -> None:
+    """The objects of a product's smaller window, once its larger one is catalogued."""
+    kept = {(b["bucket"], b["key"]) for b in new["bands"].values()}
+    for b in old["bands"].values():
+        if (b["bucket"], b["key"]) not in kept:
+            try:
+                ctx.store.delete(b["bucket"], b["key"])
+            except LandcoverError:
+                log.warning("could not remove %s/%s (a smaller window of %s)", b["bucket"], b["key"], old["_id"])

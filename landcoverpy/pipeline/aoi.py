@@ -1,5 +1,6 @@
-"""Areas of interest: the Sentinel-2 tiles an area touches, and one mosaic per map level clipped
-to the area, in a stated projected CRS, with the class areas inside it.
+"""Areas of interest: the Sentinel-2 tiles an area touches, the part of each tile a run over it
+acquires, and one mosaic per map level clipped to the area, in a stated projected CRS, with the
+class areas inside it.
 
 The mosaic is built window by window (memory bounded by the window, not the area): every tile's
 map is resampled (nearest) onto the mosaic grid, the first tile with data wins where tiles
@@ -17,13 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from landcoverpy import styles
 from landcoverpy.assets import ids, publish
 from landcoverpy.context import Context
 from landcoverpy.errors import InputValidationError
 from landcoverpy.raster.cog import CogWriter
-from landcoverpy.raster.grid import Grid, block_windows
+from landcoverpy.raster.grid import Bounds, Grid, block_windows
 from landcoverpy.scratch import scratch_dir
 
 log = logging.getLogger(__name__)
@@ -233,4 +235,39 @@ def export_mosaic(ctx: Context, record: dict[str, Any], output_dir: Path) -> dic
         {"aoi": record["aoi"], "crs": record["crs"], "tiles": record["tiles"], "area_km2": record["area_km2"]},
         indent=2, ensure_ascii=False), encoding="utf-8")
     out["areas"] = output_dir / "aoi_areas.json"
+    return out
+
+
+ACQUISITION_MARGIN_M = 600.0  # past the area and the points: s2cloudless' averaging and dilation, sampling windows
+
+
+def acquisition_windows(aoi: AreaOfInterest, tiles: list[str], points: list[pd.DataFrame],
+                        margin: float = ACQUISITION_MARGIN_M) -> dict[str, Bounds]:
+    """Per tile, the part of it a run over ``aoi`` needs (bounds in the tile's UTM CRS): the area
+    inside the tile, and the labelled ``points`` of the tile (training and held-out: their features
+    must be the whole-tile run's), grown by ``margin`` and clipped to the tile. Tiles neither
+    touches are left out (whole products there)."""
+    import shapely
+    from pyproj import Transformer
+
+    from landcoverpy.sentinel2 import tile_bounds
+
+    frame = pd.concat([p[["latitude", "longitude", "tile"]] for p in points], ignore_index=True) if points else None
+    out: dict[str, Bounds] = {}
+    for tile in tiles:
+        epsg, full = tile_bounds(tile)
+        parts = []
+        area = projected_geometry(aoi, f"EPSG:{epsg}").intersection(shapely.box(*full))
+        if not area.is_empty:
+            parts.append(area.bounds)
+        if frame is not None and (frame["tile"] == tile).any():
+            mine = frame[frame["tile"] == tile]
+            x, y = Transformer.from_crs("EPSG:4326", f"EPSG:{epsg}", always_xy=True).transform(
+                mine["longitude"].to_numpy(), mine["latitude"].to_numpy())
+            parts.append((float(np.min(x)), float(np.min(y)), float(np.max(x)), float(np.max(y))))
+        if not parts:
+            continue
+        left, bottom = min(p[0] for p in parts) - margin, min(p[1] for p in parts) - margin
+        right, top = max(p[2] for p in parts) + margin, max(p[3] for p in parts) + margin
+        out[tile] = (max(left, full[0]), max(bottom, full[1]), min(right, full[2]), min(top, full[3]))
     return out

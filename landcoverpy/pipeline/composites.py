@@ -32,7 +32,7 @@ from landcoverpy.inputs import Season
 from landcoverpy.raster import masks
 from landcoverpy.raster.cog import CogWriter, write_cog
 from landcoverpy.raster.composite import median_composite, percentile_composite, valid_count
-from landcoverpy.raster.grid import Grid, block_windows
+from landcoverpy.raster.grid import Grid, block_windows, common_extent
 from landcoverpy.pipeline.tasks import dask_task, releases_workers, task_key
 from landcoverpy.progress import step
 from landcoverpy.raster.indices import INDICES, compute_index
@@ -50,21 +50,30 @@ BAND_SCALE = 10000.0  # composite bands are stored as uint16 reflectance x 10000
 
 
 def common_grid(store: ObjectStore, products: list[dict[str, Any]]) -> Grid:
-    """The 10 m grid all products share; RasterError naming them when they differ."""
+    """The 10 m grid of the products. Whole products must share one grid; products acquired for
+    an area of interest hold windows of it, and the composite covers the part every product holds.
+    RasterError naming two products when they are not on one grid."""
     grids = {p["_id"]: lookup.product_grid(store, p) for p in products}
-    ref_id, ref = next(iter(grids.items()))
-    for pid, grid in grids.items():
-        if not grid.same_as(ref):
-            raise RasterError(
-                f"products of one tile are on different grids: {ref_id} ({ref.crs}, {ref.width}x{ref.height}, "
-                f"origin {ref.transform[2]:.0f},{ref.transform[5]:.0f}) vs {pid} ({grid.crs}, {grid.width}x"
-                f"{grid.height}, origin {grid.transform[2]:.0f},{grid.transform[5]:.0f})"
-            )
-    return ref
+    whole = [pid for pid, p in zip(grids, products) if not p.get("window")]
+    ref_id = whole[0] if whole else next(iter(grids))
+    ref = grids[ref_id]
+    if all(grid.same_as(ref) for grid in grids.values()):
+        return ref
+    other = next((pid for pid in whole if not grids[pid].same_as(ref)), None)
+    common = common_extent(list(grids.values())) if other is None else None
+    if common is None:
+        pid = other or next(pid for pid, g in grids.items() if not g.same_as(ref))
+        grid = grids[pid]
+        raise RasterError(
+            f"products of one tile are on different grids: {ref_id} ({ref.crs}, {ref.width}x{ref.height}, "
+            f"origin {ref.transform[2]:.0f},{ref.transform[5]:.0f}) vs {pid} ({grid.crs}, {grid.width}x"
+            f"{grid.height}, origin {grid.transform[2]:.0f},{grid.transform[5]:.0f})"
+        )
+    return common
 
 
 def s2cloudless_mask_key(product: dict[str, Any], mask: masks.MaskSettings) -> str:
-    return keys.cloud_mask_key(product["tile"], product["_id"], mask.cloud_probability_threshold,
+    return keys.cloud_mask_key(product["tile"], ids.product_content_id(product), mask.cloud_probability_threshold,
                                mask.cloudless_average_over, mask.cloudless_dilation)
 
 
@@ -234,7 +243,7 @@ def build_cloud_mask(settings: Settings, product: dict[str, Any], mask: masks.Ma
 
 def _cid(tile: str, season: Season, products: list[dict[str, Any]], params: CompositeParams,
          neighbours: list[dict[str, Any]] | None) -> str:
-    return ids.composite_id(tile, season, [p["_id"] for p in products], params, [n["_id"] for n in neighbours or ()])
+    return lookup.composite_id_of(tile, season, products, params, neighbours)
 
 
 @dask_task

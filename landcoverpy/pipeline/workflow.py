@@ -22,6 +22,7 @@ from landcoverpy.context import Context
 from landcoverpy.errors import InputValidationError, LandcoverError
 from landcoverpy.inputs import Inputs, LabelledPoints
 from landcoverpy.pipeline.accuracy import holdout_areas
+from landcoverpy.pipeline.aoi import AreaOfInterest, acquisition_windows
 from landcoverpy.pipeline.acquire import acquire
 from landcoverpy.pipeline.classification import classify
 from landcoverpy.assets.params import CompositeParams, ModelParams
@@ -90,7 +91,11 @@ class RunResult:
 
 
 def run_workflow(ctx: Context, inputs: Inputs, provider: Provider, client: Any, tiles: list[str] | None = None,
-                 holdout: LabelledPoints | None = None, progress: bool = True) -> RunResult:
+                 holdout: LabelledPoints | None = None, progress: bool = True,
+                 aoi: AreaOfInterest | None = None) -> RunResult:
+    """Every stage for ``inputs``: acquire, composite, DEM, dataset, train, classify. With ``aoi``,
+    only the part of each tile the area and the labelled points need is acquired (where the
+    provider reads byte ranges), and so composited and classified."""
     settings = ctx.settings
     ctx.ensure_buckets()
     run = RunResult(run_id=f"run-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}")
@@ -101,9 +106,14 @@ def run_workflow(ctx: Context, inputs: Inputs, provider: Provider, client: Any, 
     log.info("tiles: training %s, prediction %s", ", ".join(train_tiles), ", ".join(predict_tiles))
 
     t = time.perf_counter()
-    acq = acquire(ctx, provider, all_tiles, inputs.seasons, client, progress)
+    windows = None
+    if aoi is not None:
+        labelled = [inputs.points.frame] + ([holdout.frame] if holdout is not None else [])
+        windows = acquisition_windows(aoi, all_tiles, labelled)
+    acq = acquire(ctx, provider, all_tiles, inputs.seasons, client, progress, windows)
     fetched = sum(len(e.fetched) for e in acq.entries)
-    run.stages.append(StageTiming("acquire", time.perf_counter() - t, fetched > 0, "; ".join(acq.lines())))
+    run.stages.append(StageTiming("acquire", time.perf_counter() - t, fetched > 0,
+                                  "; ".join([f"{acq.fetched_bytes / 1e6:.1f} MB fetched", *acq.lines()])))
     run.problems += acquisition_problems(acq, settings)
 
     ctx.check_lease()

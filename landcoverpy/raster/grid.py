@@ -71,3 +71,58 @@ def block_windows(height: int, width: int, block: int) -> Iterator[Window]:
 
 def window_id(window: Window) -> str:
     return f"r{int(window.row_off):06d}_c{int(window.col_off):06d}"
+
+
+Bounds = tuple[float, float, float, float]  # left, bottom, right, top, in the grid's CRS
+
+
+def snap_bounds(bounds: Bounds, origin: tuple[float, float], step: float, limit: Bounds | None = None) -> Bounds:
+    """``bounds`` grown outwards to multiples of ``step`` from ``origin`` (a tile's upper-left
+    corner), then clipped to ``limit``: a window every band of a tile (10, 20, 60 m) cuts into
+    whole pixels when ``step`` is their common multiple."""
+    import math
+
+    ox, oy = origin
+    left = ox + math.floor((bounds[0] - ox) / step) * step
+    right = ox + math.ceil((bounds[2] - ox) / step) * step
+    top = oy - math.floor((oy - bounds[3]) / step) * step
+    bottom = oy - math.ceil((oy - bounds[1]) / step) * step
+    if limit is not None:
+        left, bottom, right, top = max(left, limit[0]), max(bottom, limit[1]), min(right, limit[2]), min(top, limit[3])
+    return (left, bottom, right, top)
+
+
+def contains(outer: Bounds, inner: Bounds, tol: float = 1e-6) -> bool:
+    return (outer[0] <= inner[0] + tol and outer[1] <= inner[1] + tol and outer[2] >= inner[2] - tol
+            and outer[3] >= inner[3] - tol)
+
+
+def union(a: Bounds, b: Bounds) -> Bounds:
+    return (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+
+
+def grid_bounds(grid: Grid) -> Bounds:
+    left, top = grid.affine * (0, 0)
+    right, bottom = grid.affine * (grid.width, grid.height)
+    return (min(left, right), min(bottom, top), max(left, right), max(bottom, top))
+
+
+def common_extent(grids: list[Grid], tol: float = 1e-6) -> Grid | None:
+    """The part of ``grids`` every one covers, as a grid: when they share CRS, pixel size and
+    pixel alignment (products of one tile, whole or cut to windows); None otherwise."""
+    ref = grids[0]
+    a, b, _, d, e, _ = ref.transform[:6]
+    for g in grids[1:]:
+        ga, gb, gc, gd, ge, gf = g.transform[:6]
+        if not _same_crs(g.crs, ref.crs) or any(abs(x - y) > tol for x, y in ((a, ga), (b, gb), (d, gd), (e, ge))):
+            return None
+        dx, dy = (gc - ref.transform[2]) / a, (gf - ref.transform[5]) / e
+        if abs(dx - round(dx)) > 1e-4 or abs(dy - round(dy)) > 1e-4:
+            return None
+    extents = [grid_bounds(g) for g in grids]
+    left, bottom = max(x[0] for x in extents), max(x[1] for x in extents)
+    right, top = min(x[2] for x in extents), min(x[3] for x in extents)
+    if right <= left or top <= bottom:
+        return None
+    width, height = round((right - left) / abs(a)), round((top - bottom) / abs(e))
+    return Grid(ref.crs, (a, b, left, d, e, top), width, height)

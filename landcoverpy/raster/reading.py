@@ -25,8 +25,8 @@ class GridReader:
 
     When the source already is on the grid it is read directly. When it is the same grid at an
     integer multiple of the pixel size, aligned on it (a Sentinel-2 20 m or 60 m band or the SCL
-    layer on the 10 m grid) and nearest neighbour is asked for, the covering source window is
-    read and each source pixel repeated: what GDAL's nearest-neighbour warp gives on such grids
+    layer on the 10 m grid; or the same pixels over a larger or offset extent) and nearest
+    neighbour is asked for, the covering source window is read and each source pixel repeated: what GDAL's nearest-neighbour warp gives on such grids
     (every target pixel centre lies inside exactly one source pixel), without the warper's cost
     (measured 15-90x faster per window). Otherwise through a WarpedVRT (nearest neighbour by
     default, so no value mixes across nodata or class boundaries).
@@ -79,6 +79,8 @@ class GridReader:
         block = self._src.read(self.band, window=Window(sc0, sr0, sc1 - sc0, sr1 - sr0))
         if lookup is not None:
             block = lookup[block]
+        if whole and factor == 1:  # the same grid, offset (a product's window of its tile, or a larger product)
+            return block
         if whole:  # the usual case: each source pixel repeated, in one compiled pass
             from landcoverpy.raster.pixelkernels import upsample_into
 
@@ -97,7 +99,8 @@ class GridReader:
 
 def aligned_upsampling(source: Grid, grid: Grid, tol: float = 1e-6) -> tuple[int, int, int] | None:
     """(factor, row offset, col offset) when ``grid`` is ``source`` cut into factor x factor
-    pixels: same CRS, north-up, source pixel size an integer multiple of the grid's, and the grid's
+    pixels (factor 1: the same pixels, the grids offset from one another): same CRS, north-up,
+    source pixel size an integer multiple of the grid's, and the grid's
     origin on a grid-pixel step from the source's (target row r lies in source row
     (r + row offset) // factor). None otherwise."""
     sa, sb, sc, sd, se, sf = source.transform[:6]
@@ -107,7 +110,7 @@ def aligned_upsampling(source: Grid, grid: Grid, tol: float = 1e-6) -> tuple[int
     if ga <= 0 or ge >= 0 or sa <= 0 or se >= 0:
         return None
     factor = sa / ga
-    if abs(factor - round(factor)) > tol or round(factor) < 2 or abs(se / ge - factor) > tol * factor:
+    if abs(factor - round(factor)) > tol or round(factor) < 1 or abs(se / ge - factor) > tol * factor:
         return None
     col_off, row_off = (gc - sc) / ga, (gf - sf) / ge
     if abs(col_off - round(col_off)) > 1e-4 or abs(row_off - round(row_off)) > 1e-4:

@@ -64,6 +64,12 @@ class Provider(ABC):
     def describe(self) -> str:
         return self.name
 
+    def open_range(self, product: ProductCandidate, asset: BandAsset) -> Any:
+        """A seekable file over the asset fetching only the byte ranges read (with a ``fetched``
+        byte count), for reading windows of it; None when the provider can only stream whole
+        assets (then an area of interest still gets whole products)."""
+        return None
+
 
 def in_range(when: dt.datetime, start: dt.date, end: dt.date) -> bool:
     return start <= when.date() <= end

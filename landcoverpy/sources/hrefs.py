@@ -1,12 +1,15 @@
-"""Streaming the assets a STAC catalog points at: ``http(s)`` hrefs with requests (SAS-signed first
+"""Reading the assets a STAC catalog points at: ``http(s)`` hrefs with requests (SAS-signed first
 for Planetary Computer), ``s3://`` hrefs with boto3 from the endpoint the asset's storage scheme
-names. Failures become our error types: refused keys -> AuthenticationError, 429/5xx and dropped
-connections -> retried by :func:`landcoverpy.retry.with_retries`, anything else -> ProviderError."""
+names; whole (a stream) or by byte ranges (a seekable file GDAL reads windows of a COG or a
+JPEG 2000 through, counting the bytes it fetched). Failures become our error types: refused keys
+-> AuthenticationError, 429/5xx and dropped connections -> retried by
+:func:`landcoverpy.retry.with_retries`, anything else -> ProviderError."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import io
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -49,20 +52,65 @@ class AssetReader:
         import requests
 
         resp = requests.get(href, stream=True, timeout=self.timeout)
-        if resp.status_code in (401, 403):
-            resp.close()
-            raise AuthenticationError(f"{shown}: access refused (HTTP {resp.status_code})")
-        if is_transient_status(resp.status_code):
-            resp.close()
-            raise TransientError(f"{shown}: HTTP {resp.status_code}")
         if resp.status_code >= 400:
             resp.close()
-            raise ProviderError(f"{shown}: HTTP {resp.status_code}")
+            self._check_http(resp, shown)
         resp.raw.decode_content = True
         try:
             yield NetworkStream(resp.raw, shown)  # type: ignore[misc]
         finally:
             resp.close()
+
+    def range_file(self, href: str, s3: S3Location | None = None, sign: bool = False) -> RemoteFile:
+        """A seekable, read-only file over ``href`` that fetches only the byte ranges read."""
+        if href.startswith("s3://"):
+            where = s3 or S3Location(None, False)
+            bucket, _, key = href[len("s3://"):].partition("/")
+            extra = {"RequestPayer": "requester"} if where.requester_pays else {}
+            client = self._s3_client(where)
+            with self._s3_errors(href, where):
+                size = int(client.head_object(Bucket=bucket, Key=key, **extra)["ContentLength"])
+
+            def fetch_s3(start: int, end: int) -> bytes:
+                with self._s3_errors(href, where):
+                    body = client.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{end}", **extra)["Body"]
+                    try:
+                        return bytes(NetworkStream(body, href).read())
+                    finally:
+                        body.close()
+
+            return RemoteFile(fetch_s3, size, href)
+        url = sign_href(href) if sign else href
+        import requests
+
+        session = requests.Session()
+
+        def get(start: int, end: int) -> Any:
+            try:
+                resp = session.get(url, headers={"Range": f"bytes={start}-{end}"}, timeout=self.timeout)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                raise ConnectionError(f"{href}: {type(exc).__name__}") from None
+            self._check_http(resp, href)
+            if resp.status_code != 206:
+                raise ProviderError(f"{href}: the server does not answer byte ranges (HTTP {resp.status_code}); "
+                                    "fetch whole products (run without --aoi)")
+            return resp
+
+        first = get(0, RemoteFile.CHUNK - 1)
+        total = first.headers.get("Content-Range", "").rpartition("/")[2]
+        if not total.isdigit():
+            raise ProviderError(f"{href}: the server gives no Content-Range length; fetch whole products "
+                                "(run without --aoi)")
+        return RemoteFile(lambda start, end: bytes(get(start, end).content), int(total), href, {0: first.content})
+
+    @staticmethod
+    def _check_http(resp: Any, shown: str) -> None:
+        if resp.status_code in (401, 403):
+            raise AuthenticationError(f"{shown}: access refused (HTTP {resp.status_code})")
+        if is_transient_status(resp.status_code):
+            raise TransientError(f"{shown}: HTTP {resp.status_code}")
+        if resp.status_code >= 400:
+            raise ProviderError(f"{shown}: HTTP {resp.status_code}")
 
     def _s3_client(self, where: S3Location) -> Any:
         import boto3
@@ -87,13 +135,23 @@ class AssetReader:
 
     @contextlib.contextmanager
     def _open_s3(self, href: str, where: S3Location) -> Iterator[IO[bytes]]:
+        bucket, _, key = href[len("s3://"):].partition("/")
+        extra = {"RequestPayer": "requester"} if where.requester_pays else {}
+        with self._s3_errors(href, where):
+            body = self._s3_client(where).get_object(Bucket=bucket, Key=key, **extra)["Body"]
+        try:
+            yield NetworkStream(body, href)  # type: ignore[misc]
+        finally:
+            body.close()
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _s3_errors(href: str, where: S3Location) -> Iterator[None]:
         from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
 
-        bucket, _, key = href[len("s3://"):].partition("/")
         shown = where.endpoint or "AWS S3"
-        extra = {"RequestPayer": "requester"} if where.requester_pays else {}
         try:
-            body = self._s3_client(where).get_object(Bucket=bucket, Key=key, **extra)["Body"]
+            yield
         except NoCredentialsError:
             raise AuthenticationError(f"{href}: {shown} needs S3 keys; set STAC_S3_ACCESS_KEY and STAC_S3_SECRET_KEY "
                                       "(for CDSE, keys made in the Copernicus Data Space dashboard)") from None
@@ -110,10 +168,6 @@ class AssetReader:
             raise ConnectionError(f"{href}: cannot reach {shown} ({exc}); check STAC_S3_ENDPOINT") from None
         except BotoCoreError as exc:
             raise ConnectionError(f"{href}: {shown}: {exc}") from None
-        try:
-            yield NetworkStream(body, href)  # type: ignore[misc]
-        finally:
-            body.close()
 
 
 def sign_href(href: str) -> str:
@@ -155,3 +209,101 @@ class NetworkStream:
 
     def readable(self) -> bool:
         return True
+
+
+class RemoteFile:
+    """A remote file read by byte ranges, in chunks of :attr:`CHUNK` bytes, each fetched once
+    whatever reads it: what GDAL reads a window of a COG (or a tiled JPEG 2000) through
+    (``rasterio.open(name, opener=remote.opener(name))``). :attr:`fetched` counts the bytes that
+    came over the network."""
+
+    CHUNK = 16 * 1024  # GDAL's first read of a TIFF header; tile reads span several chunks, fetched at once
+
+    def __init__(self, fetch: Callable[[int, int], bytes], size: int, name: str,
+                 chunks: dict[int, bytes] | None = None) -> None:
+        self._fetch, self.size, self.name = fetch, size, name
+        self._chunks: dict[int, bytes] = dict(chunks or {})
+        self.fetched = sum(len(c) for c in self._chunks.values())
+
+    def read_range(self, start: int, end: int) -> bytes:
+        """Bytes ``start`` (included) to ``end`` (excluded), from the chunks, fetching the missing
+        ones (a run of them in one request)."""
+        end = min(end, self.size)
+        if end <= start:
+            return b""
+        first, last = start // self.CHUNK, (end - 1) // self.CHUNK
+        missing = [i for i in range(first, last + 1) if i not in self._chunks]
+        if missing:
+            lo, hi = missing[0], missing[-1]
+            data = self._fetch(lo * self.CHUNK, min(self.size, (hi + 1) * self.CHUNK) - 1)
+            self.fetched += len(data)
+            for i in range(lo, hi + 1):
+                self._chunks.setdefault(i, data[(i - lo) * self.CHUNK:(i - lo + 1) * self.CHUNK])
+        joined = b"".join(self._chunks[i] for i in range(first, last + 1))
+        offset = start - first * self.CHUNK
+        return joined[offset:offset + end - start]
+
+    def opener(self, name: str) -> Any:
+        """A rasterio opener serving this file as ``name`` (and nothing else: no sidecar files)."""
+        from rasterio._vsiopener import FileContainer
+
+        remote = self
+
+        class Container(FileContainer):  # type: ignore[misc]
+            def isfile(self, path: str) -> bool:
+                return str(path).endswith(name)
+
+            def isdir(self, path: str) -> bool:
+                return False
+
+            def ls(self, path: str) -> list[str]:
+                return []
+
+            def mtime(self, path: str) -> int:
+                return 0
+
+            def size(self, path: str) -> int:
+                return remote.size
+
+            def rm(self, path: str) -> None:
+                raise OSError(f"{name} is read-only")
+
+            def open(self, path: str, mode: str = "r", **kwargs: Any) -> RangeFile:
+                if not self.isfile(path):
+                    raise FileNotFoundError(path)
+                return RangeFile(remote)
+
+        return Container()
+
+
+class RangeFile(io.RawIOBase):
+    """One open handle on a :class:`RemoteFile` (GDAL opens a file several times)."""
+
+    def __init__(self, remote: RemoteFile) -> None:
+        super().__init__()
+        self.remote, self._pos = remote, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.remote.size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def read(self, size: int = -1) -> bytes:
+        end = self.remote.size if size is None or size < 0 else self._pos + size
+        data = self.remote.read_range(self._pos, end)
+        self._pos += len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)

@@ -200,3 +200,8 @@ class STACProvider(Provider):
         s3 = S3Location(where.get("endpoint", self.s3_endpoint), bool(where.get("requester_pays", False)))
         with self.reader.open(asset.href, s3, sign=bool(product.extra.get("sign_hrefs"))) as stream:
             yield stream
+
+    def open_range(self, product: ProductCandidate, asset: BandAsset) -> Any:
+        where = (product.extra.get("s3") or {}).get(asset.band) or {}
+        s3 = S3Location(where.get("endpoint", self.s3_endpoint), bool(where.get("requester_pays", False)))
+        return self.reader.range_file(asset.href, s3, sign=bool(product.extra.get("sign_hrefs")))
