@@ -52,6 +52,7 @@ benchmark: setup
 	$(BIN)/python benchmarks/composite_kernel.py
 	$(BIN)/python benchmarks/composite_memory.py
 	$(BIN)/python benchmarks/acquire_streaming.py
+	$(BIN)/python benchmarks/aoi_fetch.py
 	$(BIN)/python benchmarks/abundance_inference.py
 	$(BIN)/python benchmarks/classify_throughput.py
 	$(BIN)/python benchmarks/train_time.py
