@@ -131,7 +131,9 @@ class GLO30Source:
         return collection
 
     def describe(self) -> str:
-        return f"Copernicus GLO-30 DEM from STAC API {self.catalog.url} collection {self.collection or 'cop-dem-glo-30'}"
+        profile = self.catalog.profile
+        collection = self.collection or (profile.dem_collection if profile else None) or "of GLO-30"
+        return f"Copernicus GLO-30 DEM from STAC API {self.catalog.url} collection {collection}"
 
     def tiles_for_bounds(self, west: float, south: float, east: float, north: float) -> list[str]:
         from landcoverpy.sources.stac_profiles import s3_location
