@@ -180,18 +180,22 @@ def _tiles(tiles: list[str] | None, inputs: Any, catalog: Any = None) -> list[st
 @handle_errors
 def acquire(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labels: Path = LcOpt,
             sl_labels: Path = SlOpt, tiles: list[str] = TilesOpt, provider: ProviderName = ProviderOpt,
-            source: Path = SourceOpt, no_progress: bool = NoProgress, wait: bool = WaitOpt) -> None:
+            source: Path = SourceOpt, no_progress: bool = NoProgress, wait: bool = WaitOpt,
+            aoi: Path = typer.Option(None, "--aoi", help="Area of interest (GeoJSON/GeoPackage/KML polygons): fetch only the window of each product it and the points need (STAC catalogs; byte ranges).")) -> None:
     """Download Sentinel-2 products for the tiles x seasons into the store and catalog them."""
     from landcoverpy.pipeline.acquire import acquire as run_acquire
+    from landcoverpy.pipeline.aoi import acquisition_windows, load_aoi
     from landcoverpy.pipeline.cluster import dask_client
     from landcoverpy.pipeline.workflow import training_tiles
     from landcoverpy.sources.registry import make_provider
 
     inputs = _inputs(dataset, seasons, lc_labels, sl_labels)
     prov = make_provider(ProviderName(provider).value, settings(), source)
-    wanted = sorted(set(training_tiles(inputs)) | set(_tiles(tiles, inputs)))
+    area = load_aoi(aoi) if aoi else None
+    wanted = sorted(set(training_tiles(inputs)) | set(_tiles(tiles, inputs)) | set(aoi_tiles(area) if area else []))
+    windows = acquisition_windows(area, wanted, [inputs.points.frame]) if area else None
     with _session("acquire", wait) as ctx, dask_client(ctx.settings) as client:
-        report = run_acquire(ctx, prov, wanted, inputs.seasons, client, not no_progress)
+        report = run_acquire(ctx, prov, wanted, inputs.seasons, client, not no_progress, windows)
     for line in report.lines():
         typer.echo(line)
     if not report.ok:

@@ -479,3 +479,26 @@ def test_aoi_run_fetches_its_window_and_maps_as_the_whole_tile(catalogs: Catalog
     assert "window" not in after and after["fetched_bytes"] > 0
     assert completed_grid.same_as(whole_grid)
     np.testing.assert_array_equal(completed, whole)
+
+
+def test_acquire_command_with_an_aoi_stores_windows(catalogs: Catalogs, scene: dict[str, Path], tmp_path: Path) -> None:
+    """`landcoverpy acquire --aoi` fetches the same windows `run --aoi` would (JPEG 2000 over
+    CDSE's s3:// here) and says how many bytes it took."""
+    data, box = nw_points(scene, tmp_path / "nw")
+    west, south, east, north = box
+    aoi = tmp_path / "aoi.geojson"
+    aoi.write_text(json.dumps({"type": "Polygon", "coordinates": [[[west, south], [east, south], [east, north],
+                                                                   [west, north], [west, south]]]}))
+    env = {"LANDCOVERPY_HOME": str(tmp_path / "home"), "TMP_DIR": str(tmp_path / "tmp"), "DASK_N_WORKERS": "1"}
+    res = run_cli(["acquire", "--provider", "stac", "--no-progress", "--aoi", str(aoi),
+                   "--dataset", str(data / "dataset.csv"), "--seasons", str(data / "seasons.json"),
+                   "--lc-labels", str(data / "lc_labels.json"), "--sl-labels", str(data / "sl_labels.json")],
+                  env | catalogs.env("cdse"), tmp_path, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "18SVG winter: 1 selected of 1: 1 fetched" in res.stdout and "MB fetched" in res.stdout
+    record = Context.open(make_settings(tmp_path, LANDCOVERPY_HOME=tmp_path / "home")).catalog.find("products")[0]
+    assert record["window"] and all("/w" in b["key"] for b in record["bands"].values())
+    with rasterio.open(scene["product"] / "B02.tif") as whole:
+        width = whole.width
+    ref = record["bands"]["B02"]
+    assert ref["width"] < width and ref["resolution"] == 10
