@@ -4,7 +4,7 @@
         [--conforms query,filter] [--page-size N]
 
 Serves the landing page (item search, plus the query and/or filter conformance classes asked
-for), ``/search`` (GET and POST: collections, datetime interval, ``bbox``, ``query`` with ``eq``,
+for), ``/search`` (GET and POST, or only those ``--methods`` offers: collections, datetime interval, ``bbox``, ``query`` with ``eq``,
 CQL2-JSON ``filter`` with ``=`` and ``and``; results in pages of ``limit`` items, at most
 ``--page-size``, linked by ``next`` as STAC APIs page: a token in the GET query or in the POST
 body), ``/collections/{id}``, a Planetary Computer-style SAS token endpoint
@@ -80,7 +80,7 @@ def matching(items: list[dict[str, Any]], params: dict[str, Any]) -> list[dict[s
 
 def make_handler(items: list[dict], files: Path, base: str, drop_first: int = 0, drop_searches: int = 0,
                  landing_id: str = "test-stac", conforms: tuple[str, ...] = ("query",),
-                 page_size: int = 100) -> type[BaseHTTPRequestHandler]:
+                 page_size: int = 100, methods: tuple[str, ...] = ("GET", "POST")) -> type[BaseHTTPRequestHandler]:
     drops = {"left": drop_first, "searches": drop_searches}
     log: list[dict[str, Any]] = []
     served = {"bytes": 0}  # asset bytes sent, whole files and ranges
@@ -132,10 +132,8 @@ def make_handler(items: list[dict], files: Path, base: str, drop_first: int = 0,
                             "conformsTo": conforms_to,
                             "links": [{"rel": "self", "href": base + "/", "type": "application/json"},
                                       {"rel": "root", "href": base + "/", "type": "application/json"},
-                                      {"rel": "search", "href": base + "/search", "type": "application/geo+json",
-                                       "method": "GET"},
-                                      {"rel": "search", "href": base + "/search", "type": "application/geo+json",
-                                       "method": "POST"}]})
+                                      *({"rel": "search", "href": base + "/search", "type": "application/geo+json",
+                                         "method": m} for m in methods)]})
             elif url.path == "/conformance":
                 self._json({"conformsTo": conforms_to})
             elif url.path == "/search":
@@ -200,6 +198,9 @@ def make_handler(items: list[dict], files: Path, base: str, drop_first: int = 0,
             if urlparse(self.path).path != "/search":
                 self._json({"code": "NotFound"}, 404)
                 return
+            if "POST" not in methods:
+                self._json({"code": "MethodNotAllowed", "description": "search by GET only"}, 405)
+                return
             length = int(self.headers.get("Content-Length", 0))
             self._search(json.loads(self.rfile.read(length) or b"{}"), "POST")
 
@@ -216,13 +217,14 @@ def main() -> None:
     ap.add_argument("--landing-id", default="test-stac", help="the landing page's id (catalogs are told apart by it)")
     ap.add_argument("--conforms", default="query", help="extensions conformed to: query, filter, both or none")
     ap.add_argument("--page-size", type=int, default=100, help="most items per page, whatever limit asks")
+    ap.add_argument("--methods", default="GET,POST", help="search methods offered: GET, POST or both")
     args = ap.parse_args()
     base = f"http://127.0.0.1:{args.port}"
     items = json.loads(Path(args.items).read_text().replace("{BASE}", base))
     conforms = tuple(c for c in args.conforms.split(",") if c and c != "none")
     ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(
         items, Path(args.files), base, args.drop_first, args.drop_searches, args.landing_id, conforms,
-        args.page_size)).serve_forever()
+        args.page_size, tuple(m.strip().upper() for m in args.methods.split(",")))).serve_forever()
 
 
 if __name__ == "__main__":

@@ -73,7 +73,7 @@ class Catalogs:
                 build_dem_item(profile_of(LAYOUTS[name]), self.dem, self.root, self.s3_client)]
 
     def start(self, name: str, items: list[dict[str, Any]], conforms: str | None = None, landing_id: str | None = None,
-              page_size: int = 100, files: Path | None = None) -> servers.Server:
+              page_size: int = 100, files: Path | None = None, methods: str = "GET,POST") -> servers.Server:
         layout = LAYOUTS[name]
         folder = Path(tempfile.mkdtemp(prefix=f"api-{name}-", dir=self.root))
         (folder / "items.json").write_text(json.dumps(items))
@@ -81,7 +81,7 @@ class Catalogs:
         return servers.start(
             [sys.executable, "-m", "tests.stac_server", "--port", str(port), "--items", str(folder / "items.json"),
              "--files", str(files or self.root / "files"), "--landing-id", landing_id or layout.landing_id,
-             "--conforms", conforms or layout.conforms, "--page-size", str(page_size)],
+             "--conforms", conforms or layout.conforms, "--page-size", str(page_size), "--methods", methods],
             port, self.logs, f"stac-{name}", {"PYTHONPATH": str(Path(__file__).resolve().parents[1])})
 
     def api(self, name: str) -> servers.Server:
@@ -203,8 +203,10 @@ def test_run_on_l1c_catalogs(catalogs: Catalogs, scene: dict[str, Path], tmp_pat
     assert (category > 0).mean() > 0.99 and len(np.unique(category)) >= 3
 
 
-def test_search_pages_through_every_item(catalogs: Catalogs, tmp_path: Path) -> None:
-    """Five Items served two per page: the search follows the ``next`` links to all of them."""
+@pytest.mark.parametrize("methods", ["GET,POST", "GET"])
+def test_search_pages_through_every_item(catalogs: Catalogs, tmp_path: Path, methods: str) -> None:
+    """Five Items served two per page: the search follows the ``next`` links to all of them, by
+    POST where the API offers it, else by GET (the tile's query then travels in the URL)."""
     base = catalogs.items("earth-search-c1")[0]  # the scene's Item
     items = []
     for day in range(5):
@@ -213,7 +215,7 @@ def test_search_pages_through_every_item(catalogs: Catalogs, tmp_path: Path) -> 
         item["properties"]["datetime"] = f"2016-01-{12 + day:02d}T15:56:22Z"
         item["properties"]["s2:product_uri"] = item["properties"]["s2:product_uri"].replace("20160112T", f"201601{12 + day:02d}T")
         items.append(item)
-    server = catalogs.start("earth-search-c1", items, page_size=2)
+    server = catalogs.start("earth-search-c1", items, page_size=2, methods=methods)
     try:
         provider = STACProvider(url=f"http://{server.address}", profile="earth-search")
         found = provider.search("18SVG", SEASON.start, SEASON.end)
@@ -221,7 +223,10 @@ def test_search_pages_through_every_item(catalogs: Catalogs, tmp_path: Path) -> 
     finally:
         server.stop()
     assert sorted(p.sensing_time.day for p in found) == [12, 13, 14, 15, 16]
-    assert len(pages) == 3 and [p["params"].get("token") for p in pages] == [None, 2, 4]
+    assert [p["method"] for p in pages] == ["POST" if "POST" in methods else "GET"] * 3
+    assert [int(p["params"].get("token") or 0) for p in pages] == [0, 2, 4]
+    queries = [p["params"]["query"] for p in pages]  # a JSON string in a GET URL, an object in a POST body
+    assert [json.loads(q) if isinstance(q, str) else q for q in queries] == [{"grid:code": {"eq": "MGRS-18SVG"}}] * 3
 
 
 def test_unknown_catalog_is_searched_by_footprint(catalogs: Catalogs, tmp_path: Path) -> None:

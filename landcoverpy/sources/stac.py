@@ -71,10 +71,13 @@ class StacCatalog:
         return self._profile
 
     def search(self, what: str, **params: Any) -> list[dict[str, Any]]:
-        """Every item the search finds, following the pages; ``what`` names the search in errors."""
+        """Every item the search finds, following the pages; ``what`` names the search in errors.
+        POST where the API advertises it, else GET (some APIs offer only one)."""
         client, _ = self.open()
+        methods = {str(link.extra_fields.get("method") or "GET").upper() for link in client.get_links("search")}
+        method = "POST" if "POST" in methods or not methods else "GET"
         with self._errors(what):
-            return list(client.search(limit=PAGE_SIZE, **params).items_as_dicts())
+            return list(client.search(method=method, limit=PAGE_SIZE, **params).items_as_dicts())
 
     @contextlib.contextmanager
     def _errors(self, what: str) -> Iterator[None]:
