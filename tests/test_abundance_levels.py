@@ -182,6 +182,10 @@ def test_the_one_standard_error_rule() -> None:
 def test_one_standard_error_factor_is_students_t() -> None:
     from landcoverpy.models.abundance import one_se_factor
 
+    # Student's t quantile with n - 1 degrees of freedom at the normal's one-standard-error
+    # probability, Phi(1) = 0.841345: t(0.841345; 1 df) = tan(pi (0.841345 - 0.5)) = 1.8373 (the t
+    # distribution with 1 df is the Cauchy), t(0.841345; 5 df) = 1.1103 (scipy.stats.t.ppf; between
+    # the 0.80 and 0.90 columns of any t table: 0.920 and 1.476 for 5 df)
     assert one_se_factor(2) == pytest.approx(1.8373, abs=1e-3)
     assert one_se_factor(6) == pytest.approx(1.1103, abs=1e-3)
     assert 1.0 < one_se_factor(400) < 1.003  # many samples: the normal one standard error

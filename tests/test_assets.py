@@ -91,10 +91,15 @@ def test_lease_refuses_a_second_holder_and_names_the_first(catalog: Catalog) -> 
 
 def test_lease_waits_then_takes_over_when_released(catalog: Catalog) -> None:  # noqa: F811
     first = RunLease(catalog, "first", timeout=30).acquire()
-    threading.Timer(1.0, first.release).start()
-    started = time.monotonic()
-    with RunLease(catalog, "second", timeout=30, wait=True, poll=0.1):
-        assert time.monotonic() - started >= 0.9
+    released = threading.Event()
+
+    def release() -> None:
+        first.release()
+        released.set()
+
+    threading.Timer(0.5, release).start()
+    with RunLease(catalog, "second", timeout=30, wait=True, poll=0.05):
+        assert released.is_set()  # it waited for the release, however long that took
         assert catalog.get(COLLECTION, "workflow")["command"] == "second"
 
 
@@ -103,8 +108,8 @@ def test_stale_lease_is_taken_over_and_the_old_holder_knows(catalog: Catalog) ->
     stale.acquire()
     stale._stop.set()  # a holder that stopped beating (suspended, network cut)
     stale._thread.join()  # type: ignore[union-attr]
-    time.sleep(1.3)
-    with RunLease(catalog, "next", timeout=1.0) as taker:
+    # the waiting run takes it as soon as its heartbeat is older than the timeout
+    with RunLease(catalog, "next", timeout=1.0, wait=True, poll=0.05, max_wait=60) as taker:
         assert catalog.get(COLLECTION, "workflow")["token"] == taker.token
         stale._beat_once()
         with pytest.raises(LeaseLostError, match="lost the catalog lease"):
@@ -115,10 +120,16 @@ def test_stale_lease_is_taken_over_and_the_old_holder_knows(catalog: Catalog) ->
 
 
 def test_heartbeat_keeps_a_long_run_alive(catalog: Catalog) -> None:  # noqa: F811
-    with RunLease(catalog, "long", timeout=1.0):
-        time.sleep(1.6)  # longer than the timeout: the heartbeat keeps it fresh
-        with pytest.raises(LeaseHeldError):
-            RunLease(catalog, "other", timeout=1.0).acquire()
+    timeout = 2.0
+    with RunLease(catalog, "long", timeout=timeout):
+        first = float(catalog.get(COLLECTION, "workflow")["heartbeat"])
+        deadline = time.monotonic() + 60
+        # wait until the lease has lived past its timeout on its own heartbeats
+        while float(catalog.get(COLLECTION, "workflow")["heartbeat"]) < first + timeout and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert float(catalog.get(COLLECTION, "workflow")["heartbeat"]) >= first + timeout
+        with pytest.raises(LeaseHeldError):  # fresh, so held: refused at once
+            RunLease(catalog, "other", timeout=timeout).acquire()
 
 
 def test_dead_holder_on_this_host_is_recognised(tmp_path: Path) -> None:

@@ -160,7 +160,20 @@ def test_dem_layers_become_features(tmp_path: Path) -> None:
     with FeatureReader(ctx.store, sources, names) as reader:
         block = reader.read(Window(10, 10, 5, 5))
     elevation = block[names.index("dem_elevation")]
-    assert np.isfinite(elevation).all() and 200 < elevation.mean() < 900
+    # the stored elevation layer's pixels of that window (the same grid), exactly
+    layer = ctx.catalog.find("dems")[0]["layers"]["elevation"]
+    with rasterio.open(ctx.store.raster_uri(layer["bucket"], layer["key"])) as src:
+        np.testing.assert_array_equal(elevation, src.read(1, window=Window(10, 10, 5, 5)))
+    # and those are the source plane 200 + 0.5 x + 0.3 y (x, y in 0.001-degree cells from -6 E,
+    # 38 N; truncated to int16) at the pixel centres: bilinear interpolation of a plane is exact
+    from pyproj import Transformer
+
+    comp = ctx.catalog.find("composites")[0]
+    rows, cols = np.mgrid[10:15, 10:15]
+    xs, ys = Affine(*comp["grid"]["transform"][:6]) * (cols + 0.5, rows + 0.5)
+    lon, lat = Transformer.from_crs(comp["grid"]["crs"], "EPSG:4326", always_xy=True).transform(xs, ys)
+    plane = 200 + 0.5 * ((lon + 6.0) / 0.001 - 0.5) + 0.3 * ((38.0 - lat) / 0.001 - 0.5)
+    np.testing.assert_allclose(elevation, plane, atol=1.0)
     assert np.isfinite(block[names.index("dem_slope")]).all()
 
 

@@ -220,9 +220,12 @@ def test_non_default_mask_settings_run_and_never_mix(aba: ABA, scene: dict[str, 
     assert res.returncode == 0, res.stderr
     assert f"{TILE}: reused" in res.stdout
     # the default model classifies from default composites even when the settings say otherwise
+    before, n_maps = ctx.catalog.get("maps", default["maps"][TILE]["_id"])["last_used"], ctx.catalog.count("maps")
     res = run_cli(["classify", "--no-progress", "--model", default["hierarchy"], *files], backend.env | masked, tmp_path)
     assert res.returncode == 0, res.stderr
-    assert ctx.catalog.get("maps", default["maps"][TILE]["_id"])["last_used"]
+    assert f"{TILE}: reused;" in res.stdout, res.stdout  # the default run's own map, not a new one
+    assert ctx.catalog.count("maps") == n_maps
+    assert ctx.catalog.get("maps", default["maps"][TILE]["_id"])["last_used"] > before
 
 
 def test_any_label_name_works_and_stays_intact(scene: dict[str, Path], tmp_path: Path, s3_server: servers.Server,

@@ -46,6 +46,9 @@ def test_real_granule(tmp_path: Path) -> None:
     granule = read_mod09(path, ModisQA(drop_cloudy=False, drop_cloud_shadow=False, require_ideal_band_quality=False))
     assert granule.reflectance.shape == (7, 2400, 2400)
     assert granule.tile == "h14v17" and granule.date == "2008-10-22"
+    # the MODIS sinusoidal grid (sphere of radius 6371007.181 m): a tile is 10 degrees,
+    # 1111950.519667 m, cut into 2400 pixels of 463.312716528 m at 500 m; tile h14's west edge
+    # is 4 tiles west of h18's (the meridian): -4447802.078667 m (the granule's StructMetadata)
     assert granule.transform[0] == pytest.approx(463.312716528, rel=1e-9)
     assert granule.transform[2] == pytest.approx(-4447802.078667)
     sd = SD(str(path), SDC.READ)
@@ -59,8 +62,17 @@ def test_real_granule(tmp_path: Path) -> None:
     assert np.isnan(b1[fill]).all()
     keep = ~fill & ~modland_bad & (raw >= -100) & (raw <= 16000)
     np.testing.assert_allclose(b1[keep], raw[keep] / 10000.0, rtol=1e-6)
-    strict = read_mod09(path)  # default QA drops cloudy pixels too: never more valid pixels
-    assert np.isfinite(strict.reflectance).sum() <= np.isfinite(granule.reflectance).sum()
+    # the default QA also drops pixels whose 1 km state word says cloudy or mixed (bits 0-1 = 01 or
+    # 10) or cloud shadow (bit 2), and those whose band quality (bits 2-5 for band 1) is not 0000
+    # (MOD09 user guide, the state_1km and QC_500m tables, which the granule's attributes repeat)
+    strict = read_mod09(path)
+    sd = SD(str(path), SDC.READ)
+    state = np.repeat(np.repeat(sd.select("state_1km_1").get(), 2, axis=0), 2, axis=1)
+    sd.end()
+    cloud, shadow = state & 0b11, (state >> 2) & 1
+    dropped = np.isin(cloud, (1, 2)) | (shadow == 1) | (((qc >> 2) & 0b1111) != 0)
+    np.testing.assert_array_equal(np.isfinite(strict.reflectance[0]), keep & ~dropped)
+    assert (keep & dropped).any()  # the granule has pixels the default QA must drop
     out = write_geotiff(granule, tmp_path / "mod.tif")
     with rasterio.open(out) as src:
         assert src.count == 7 and src.descriptions[0] == "b01" and "sinu" in src.crs.to_proj4()
