@@ -59,6 +59,17 @@ def client() -> Iterator[Any]:
         yield c
 
 
+@pytest.fixture(scope="module")
+def process_client() -> Iterator[Any]:
+    """A local Dask cluster of worker processes: tasks, providers and their arguments are pickled
+    to another process, as on every real cluster."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=":0") as cluster, \
+            Client(cluster) as c:
+        yield c
+
+
 @pytest.fixture()
 def s3_env(s3_server: servers.Server, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """GDAL/rasterio environment for reading s3:// objects from moto."""

@@ -60,7 +60,8 @@ def generated(tmp_path: Path) -> list:
     ]
 
 
-def test_composite_equals_expected_median_exactly(tmp_path: Path, local_settings: Settings, client: Client) -> None:
+def test_composite_equals_expected_median_exactly(tmp_path: Path, local_settings: Settings, process_client: Client) -> None:
+    client = process_client  # on a worker process: everything it gets is pickled there
     products = generated(tmp_path)
     ctx = Context.open(local_settings)
     rec = stage(ctx, tmp_path / "src", client, CompositeParams(window_size=64))

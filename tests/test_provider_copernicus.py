@@ -83,7 +83,8 @@ def hub(tmp_path_factory: pytest.TempPathFactory, server_logs: Path) -> Iterator
 
 
 
-def test_search_download_and_acquire(hub: servers.Server, tmp_path: Path, client: Client) -> None:
+def test_search_download_and_acquire(hub: servers.Server, tmp_path: Path, process_client: Client) -> None:
+    client = process_client  # on a worker process: everything it gets is pickled there
     from landcoverpy.sources.registry import make_provider
 
     settings = make_settings(tmp_path, SENTINEL_HOST=f"http://{hub.address}/", SENTINEL_USERNAME=USER,

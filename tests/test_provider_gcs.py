@@ -77,7 +77,8 @@ def gcs(server_logs: Path) -> Iterator[servers.Server]:
 
 
 
-def test_acquisition_from_gcs_lands_every_band(gcs: servers.Server, tmp_path: Path, client: Client) -> None:
+def test_acquisition_from_gcs_lands_every_band(gcs: servers.Server, tmp_path: Path, process_client: Client) -> None:
+    client = process_client  # on a worker process: everything it gets is pickled there
     endpoint = f"http://{gcs.address}"
     sizes = upload_safe(endpoint, "gcp-public-data-sentinel-2")
     settings = make_settings(tmp_path, STORAGE_EMULATOR_HOST=endpoint)

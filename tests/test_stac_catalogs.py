@@ -152,9 +152,11 @@ def test_each_layout_is_found_with_its_bands_and_offsets(catalogs: Catalogs, nam
 
 
 def test_same_reflectance_from_every_layout(catalogs: Catalogs, scene: dict[str, Path], tmp_path: Path,
-                                            client: Client) -> None:
-    """Each layout's product, acquired and offset by its record, gives the scene's own numbers:
-    identical reflectances whatever the catalog (COG or JPEG 2000, https or s3, offset or not)."""
+                                            process_client: Client) -> None:
+    """Each layout's product, acquired (on a worker process: the provider, its catalog and asset
+    reader pickled there) and offset by its record, gives the scene's own numbers: identical
+    reflectances whatever the catalog (COG or JPEG 2000, https or s3, offset or not)."""
+    client = process_client
     for name in LAYOUTS:
         settings = make_settings(tmp_path / name, **catalogs.env(name))
         ctx = Context.open(settings)
