@@ -60,13 +60,14 @@ def client() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def process_client() -> Iterator[Any]:
-    """A local Dask cluster of worker processes: tasks, providers and their arguments are pickled
-    to another process, as on every real cluster."""
-    from distributed import Client, LocalCluster
+def process_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The app's own local Dask cluster, of worker processes: tasks, providers and their arguments
+    are pickled to another process, as on every real cluster (and the workers get the app's
+    allocator settings, none of which leaks into this process)."""
+    from landcoverpy.pipeline.cluster import dask_client
 
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=":0") as cluster, \
-            Client(cluster) as c:
+    settings = make_settings(tmp_path_factory.mktemp("process-cluster"), DASK_N_WORKERS=1)
+    with dask_client(settings, processes=True) as c:
         yield c
 
 
