@@ -227,18 +227,24 @@ class RemoteFile:
 
     def read_range(self, start: int, end: int) -> bytes:
         """Bytes ``start`` (included) to ``end`` (excluded), from the chunks, fetching the missing
-        ones (a run of them in one request)."""
+        ones (each run of consecutive ones in one request)."""
         end = min(end, self.size)
         if end <= start:
             return b""
         first, last = start // self.CHUNK, (end - 1) // self.CHUNK
         missing = [i for i in range(first, last + 1) if i not in self._chunks]
-        if missing:
-            lo, hi = missing[0], missing[-1]
+        runs: list[list[int]] = []
+        for i in missing:  # consecutive missing chunks, one request each run: no cached chunk twice
+            if runs and runs[-1][-1] == i - 1:
+                runs[-1].append(i)
+            else:
+                runs.append([i])
+        for run in runs:
+            lo, hi = run[0], run[-1]
             data = self._fetch(lo * self.CHUNK, min(self.size, (hi + 1) * self.CHUNK) - 1)
             self.fetched += len(data)
-            for i in range(lo, hi + 1):
-                self._chunks.setdefault(i, data[(i - lo) * self.CHUNK:(i - lo + 1) * self.CHUNK])
+            for i in run:
+                self._chunks[i] = data[(i - lo) * self.CHUNK:(i - lo + 1) * self.CHUNK]
         joined = b"".join(self._chunks[i] for i in range(first, last + 1))
         offset = start - first * self.CHUNK
         return joined[offset:offset + end - start]
