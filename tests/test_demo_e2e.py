@@ -3,13 +3,14 @@ servers (moto_server, secantusd, a dask scheduler + 2 workers)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import uuid
 from pathlib import Path
 
 import pytest
-
+import rasterio
 
 from landcoverpy.raster.cog import validate_cog
 from tests import servers
@@ -17,6 +18,19 @@ from tests.test_cli_status import run_cli
 
 # Stated floor for the held-out points (README): category overall accuracy >= 0.70.
 HOLDOUT_FLOOR = 0.70
+
+# SHA-256 of the demo's map pixels (band 1, as read by rasterio), recorded from the demo before
+# the records, service layer and style were refactored: the refactors must not change one pixel.
+# A deliberate change of the science (features, model, defaults) updates these with its reason.
+DEMO_MAP_PIXELS = {
+    "classification_18SVG": "0391d888df52572b2856a53430294f22912d57f75fbc5f5ee0a2a492ae3c063f",
+    "sl_classification_18SVG": "2da74d2bbe253fca4045bb34c530c76b67097e0d74bac2c4c49738b844f3bf3e",
+}
+
+
+def pixel_digest(tif: Path) -> str:
+    with rasterio.open(tif) as ds:
+        return hashlib.sha256(ds.read(1).tobytes()).hexdigest()
 
 
 def check_outputs(out: Path) -> dict:
@@ -47,6 +61,8 @@ def test_demo_on_embedded_default_then_rerun_does_nothing(tmp_path: Path) -> Non
     assert all(" landcoverpy" in line for line in first.stderr.splitlines()), first.stderr
     run = check_outputs(tmp_path / "out")
     assert all(s["did_work"] for s in run["stages"])
+    for name, digest in DEMO_MAP_PIXELS.items():
+        assert pixel_digest(tmp_path / "out" / f"{name}.tif") == digest, name
 
     second = run_cli(["demo", "--output-dir", str(tmp_path / "out2"), "--no-progress"], env, tmp_path, timeout=900)
     assert second.returncode == 0, second.stderr[-3000:]
