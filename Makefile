@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup system-tools demo test test-slow benchmark clean
+.PHONY: setup system-tools demo lint docs test test-slow benchmark clean
 
 setup: $(VENV)/.installed
 
@@ -26,7 +26,7 @@ demo: setup
 # cores finish well before one. TEST_WORKERS=0 runs everything in this process.
 TEST_WORKERS ?= 2
 XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
-test: setup system-tools
+test: setup system-tools lint docs
 	$(BIN)/python -m pytest $(XDIST)
 	$(BIN)/python -m pytest -m slow $(XDIST)
 
@@ -47,6 +47,16 @@ system-tools:
 	  && (apt-get install -y -qq fonts-wqy-microhei || (apt-get update -qq && apt-get install -y -qq fonts-wqy-microhei)) >/dev/null 2>&1 \
 	  || { echo "fonts-wqy-microhei not installed: legends draw CJK class names as boxes"; $(CI_FAILS); }; }
 
+# Style and types (configured in pyproject.toml): ruff lint + format check, mypy.
+lint: setup
+	$(BIN)/ruff check landcoverpy tests benchmarks docs
+	$(BIN)/ruff format --check landcoverpy tests benchmarks docs
+	$(BIN)/mypy
+
+# The documentation site (MkDocs Material; references generated from the code) into ./site.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
 test-slow: setup
 	$(BIN)/python -m pytest -m slow $(XDIST)
 
@@ -63,4 +73,4 @@ benchmark: setup
 	$(BIN)/python benchmarks/full_tile.py  # a whole 10980 px tile twice (1 and 2 workers): about an hour on 2 cores
 
 clean:
-	rm -rf $(VENV) landcover-data demo-output
+	rm -rf $(VENV) landcover-data demo-output site

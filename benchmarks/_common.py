@@ -15,10 +15,10 @@ from typing import Any
 def measure(module: str, func: str, args: dict[str, Any]) -> dict[str, float]:
     """Run ``module.func(**args)`` in a child Python; return seconds, peak RSS (MiB) and its result."""
     code = (
-        "import json, sys, importlib; sys.path.insert(0, %r);"
-        "m = importlib.import_module(%r); r = getattr(m, %r)(**json.loads(sys.argv[1]));"
+        f"import json, sys, importlib; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r});"
+        f"m = importlib.import_module({module!r}); r = getattr(m, {func!r})(**json.loads(sys.argv[1]));"
         "print('RESULT ' + json.dumps(r))"
-    ) % (str(Path(__file__).resolve().parent), module, func)
+    )
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(args)], stdout=subprocess.PIPE, text=True)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -35,5 +35,7 @@ def report(title: str, rows: dict[str, dict[str, float]], baseline: str) -> None
     print(f"\n{title}")
     print(f"{'variant':<28}{'seconds':>10}{'peak RSS MiB':>15}{'speed-up':>10}{'memory ratio':>14}")
     for name, r in rows.items():
-        print(f"{name:<28}{r['seconds']:>10.1f}{r['peak_rss_mib']:>15.0f}"
-              f"{base['seconds'] / r['seconds']:>10.2f}{base['peak_rss_mib'] / r['peak_rss_mib']:>14.2f}")
+        print(
+            f"{name:<28}{r['seconds']:>10.1f}{r['peak_rss_mib']:>15.0f}"
+            f"{base['seconds'] / r['seconds']:>10.2f}{base['peak_rss_mib'] / r['peak_rss_mib']:>14.2f}"
+        )

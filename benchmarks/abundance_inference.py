@@ -41,9 +41,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 BANDS, CLASSES = 7, 4
 
 
-def run(size: int, steps: int, hidden: int, threads: int, device: str, block: int, path: str,
-        part: int = 0, parts: int = 1, kind: str = "brits", train_pixels: int = 2000,
-        tree_tolerance: float | None = None) -> dict:
+def run(
+    size: int,
+    steps: int,
+    hidden: int,
+    threads: int,
+    device: str,
+    block: int,
+    path: str,
+    part: int = 0,
+    parts: int = 1,
+    kind: str = "brits",
+    train_pixels: int = 2000,
+    tree_tolerance: float | None = None,
+) -> dict:
     """Train a small model (2 epochs: a network's inference cost does not depend on training; a
     forest's grows with its depth, so ``train_pixels`` sets how many pixels it learns from), then
     predict this process's share of the blocks of a size x size tile (``shares``). A forest is
@@ -66,8 +77,18 @@ def run(size: int, steps: int, hidden: int, threads: int, device: str, block: in
     x, anc, ab = sample(train_pixels)
     data = AbundanceData(x, anc, ab, np.arange(train_pixels) // 100, [f"c{k}" for k in range(CLASSES)])
     tolerance = TrainParams.tree_tolerance if tree_tolerance is None else tree_tolerance
-    model, _ = train_abundance(data, TrainParams(hidden=hidden, epochs=2, patience=5, model_type=kind,
-                                                 threads=threads, device="cpu", tree_tolerance=tolerance))
+    model, _ = train_abundance(
+        data,
+        TrainParams(
+            hidden=hidden,
+            epochs=2,
+            patience=5,
+            model_type=kind,
+            threads=threads,
+            device="cpu",
+            tree_tolerance=tolerance,
+        ),
+    )
     torch.set_num_threads(threads)  # training sets its own
     xb, ancb, _ = sample(block * block)  # one block's inputs, predicted for every block of the tile
     blocks = shares(_block_sizes(size, block), parts)[part]
@@ -82,10 +103,14 @@ def run(size: int, steps: int, hidden: int, threads: int, device: str, block: in
             out = np.empty((n, CLASSES), "float32")
             with torch.inference_mode():
                 for s in range(0, n, 8192):
-                    t = prepare_tensors(xb[s:min(s + 8192, n)], ancb[s:min(s + 8192, n)], model.normalisation, times)
-                    res = network(*(torch.from_numpy(np.ascontiguousarray(t[k])) for k in ("x", "m", "d_fwd", "d_bwd")),
-                                  torch.from_numpy(t["anc"]))
-                    out[s:s + 8192] = res["abundance"].numpy()
+                    t = prepare_tensors(
+                        xb[s : min(s + 8192, n)], ancb[s : min(s + 8192, n)], model.normalisation, times
+                    )
+                    res = network(
+                        *(torch.from_numpy(np.ascontiguousarray(t[k])) for k in ("x", "m", "d_fwd", "d_bwd")),
+                        torch.from_numpy(t["anc"]),
+                    )
+                    out[s : s + 8192] = res["abundance"].numpy()
         assert out.shape == (n, CLASSES)
     if dev.type == "cuda":
         torch.cuda.synchronize()
@@ -118,41 +143,87 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--block", type=int, default=512)
     ap.add_argument("--no-baseline", action="store_true")
-    ap.add_argument("--kind", default="brits", choices=["brits", "forest", "ensemble"],
-                    help="model type predicted by the `predict` variants (the forward variants are BRITS's)")
-    ap.add_argument("--train-pixels", type=int, default=2000,
-                    help="pixels the model learns from (a forest's depth, so its cost, grows with them)")
+    ap.add_argument(
+        "--kind",
+        default="brits",
+        choices=["brits", "forest", "ensemble"],
+        help="model type predicted by the `predict` variants (the forward variants are BRITS's)",
+    )
+    ap.add_argument(
+        "--train-pixels",
+        type=int,
+        default=2000,
+        help="pixels the model learns from (a forest's depth, so its cost, grows with them)",
+    )
     args = ap.parse_args()
     px = args.size * args.size
-    common = {"size": args.size, "threads": args.threads, "device": args.device, "block": args.block,
-              "train_pixels": args.train_pixels}
+    common = {
+        "size": args.size,
+        "threads": args.threads,
+        "device": args.device,
+        "block": args.block,
+        "train_pixels": args.train_pixels,
+    }
     per_worker = max(1, args.threads // args.workers)
-    variants = ([] if args.no_baseline else [
-        ("baseline: 12 steps, forward", 12, 64, "forward", 1, None),
-        (f"{args.steps} steps, forward", args.steps, args.hidden, "forward", 1, None)]) + [
+    variants = (
+        []
+        if args.no_baseline
+        else [
+            ("baseline: 12 steps, forward", 12, 64, "forward", 1, None),
+            (f"{args.steps} steps, forward", args.steps, args.hidden, "forward", 1, None),
+        ]
+    ) + [
         (f"{args.steps} steps, predict {args.kind}", args.steps, args.hidden, "predict", 1, None),
-        (f"{args.steps} steps, predict {args.kind}, {args.workers}x{per_worker}", args.steps, args.hidden, "predict",
-         args.workers, None)]
+        (
+            f"{args.steps} steps, predict {args.kind}, {args.workers}x{per_worker}",
+            args.steps,
+            args.hidden,
+            "predict",
+            args.workers,
+            None,
+        ),
+    ]
     if args.kind != "brits":  # the forest with every tree, as before it was sized on validation, first
-        variants.insert(len(variants) - 2, (f"{args.steps} steps, {args.kind}, every tree", args.steps, args.hidden,
-                                            "predict", 1, 0.0))
+        variants.insert(
+            len(variants) - 2,
+            (f"{args.steps} steps, {args.kind}, every tree", args.steps, args.hidden, "predict", 1, 0.0),
+        )
     base = None
-    print(f"full tile {args.size} x {args.size} px ({px:,} px), {BANDS} bands, 35 % of steps cloudy, "
-          f"{args.threads} threads")
-    print(f"{'variant':<34} {'hidden':>6} {'trees':>5} {'device':<24} {'wall s':>8} {'px/s':>10} {'peak RSS':>9} "
-          f"{'vs base':>8}")
+    print(
+        f"full tile {args.size} x {args.size} px ({px:,} px), {BANDS} bands, 35 % of steps cloudy, "
+        f"{args.threads} threads"
+    )
+    print(
+        f"{'variant':<34} {'hidden':>6} {'trees':>5} {'device':<24} {'wall s':>8} {'px/s':>10} {'peak RSS':>9} "
+        f"{'vs base':>8}"
+    )
     for name, steps, hidden, path, parts, tolerance in variants:
-        jobs = [common | {"tree_tolerance": tolerance, "steps": steps, "hidden": hidden, "path": path, "part": k, "parts": parts,
-                          "threads": args.threads if parts == 1 else per_worker,
-                          "kind": args.kind if path == "predict" else "brits"} for k in range(parts)]
+        jobs = [
+            common
+            | {
+                "tree_tolerance": tolerance,
+                "steps": steps,
+                "hidden": hidden,
+                "path": path,
+                "part": k,
+                "parts": parts,
+                "threads": args.threads if parts == 1 else per_worker,
+                "kind": args.kind if path == "predict" else "brits",
+            }
+            for k in range(parts)
+        ]
         with ThreadPoolExecutor(max_workers=parts) as pool:
             runs = list(pool.map(lambda job: measure("abundance_inference", "run", job), jobs))
         seconds = max(r["result"]["seconds"] for r in runs)
         assert sum(r["result"]["pixels"] for r in runs) == px
         base = base or seconds
         rss = max(r["peak_rss_mib"] for r in runs)
-        print(f"{name:<34} {hidden:>6} {runs[0]['result']['trees'] or '':>5} {runs[0]['result']['device']:<24} {seconds:>8.1f} {px / seconds:>10,.0f} "
-              f"{rss:>5.0f} MiB {base / seconds:>7.2f}x", flush=True)
+        print(
+            f"{name:<34} {hidden:>6} {runs[0]['result']['trees'] or '':>5} {runs[0]['result']['device']:<24} "
+            f"{seconds:>8.1f} {px / seconds:>10,.0f} "
+            f"{rss:>5.0f} MiB {base / seconds:>7.2f}x",
+            flush=True,
+        )
     print("goal: a full tile at 46 steps in <= 120 s on 2 CPU cores")
 
 

@@ -88,14 +88,21 @@ def main() -> None:
     ap.add_argument("--data", type=Path, required=True, help="samples_modis_ndvi.rda of the sits package")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--splits", nargs="+", choices=("random", "spatial"), default=["random", "spatial"])
-    ap.add_argument("--block-deg", type=float, default=0.5,
-                    help="spatial split: cell size in degrees (the 131 Forest samples share one cell at 0.25 to 1 "
-                         "degree; at 0.5 they stay on the training side for seeds 0-4)")
-    ap.add_argument("--no-coordinates", action="store_true",
-                    help="no ancillaries: every model sees the NDVI series alone")
+    ap.add_argument(
+        "--block-deg",
+        type=float,
+        default=0.5,
+        help="spatial split: cell size in degrees (the 131 Forest samples share one cell at 0.25 to 1 "
+        "degree; at 0.5 they stay on the training side for seeds 0-4)",
+    )
+    ap.add_argument(
+        "--no-coordinates", action="store_true", help="no ancillaries: every model sees the NDVI series alone"
+    )
     ap.add_argument("--threads", type=int, default=0, help="as TrainParams.threads (0: one for the network)")
     ap.add_argument("--hidden", type=int, default=TrainParams.hidden)
-    ap.add_argument("--loss", choices=LOSSES, default=TrainParams.loss, help="BRITS's training error (default: the workflow's)")
+    ap.add_argument(
+        "--loss", choices=LOSSES, default=TrainParams.loss, help="BRITS's training error (default: the workflow's)"
+    )
     args = ap.parse_args()
     if not args.data.is_file():
         sys.exit(f"{args.data}: no such file (samples_modis_ndvi.rda from the sits package's data folder)")
@@ -110,8 +117,14 @@ def main() -> None:
     for split in args.splits:
         data.blocks = blocks_for(split, args.block_deg, lonlat)
         for seed in args.seeds:
-            params = TrainParams(hidden=args.hidden, seed=seed, threads=args.threads, test_fraction=0.2,
-                                 model_type="auto", loss=args.loss)
+            params = TrainParams(
+                hidden=args.hidden,
+                seed=seed,
+                threads=args.threads,
+                test_fraction=0.2,
+                model_type="auto",
+                loss=args.loss,
+            )
             started = time.perf_counter()
             _, metrics = train_abundance(data, params)
             seconds = time.perf_counter() - started
@@ -121,26 +134,46 @@ def main() -> None:
             proba = rf.predict_proba(x[test_idx])
             rf_scores = abundance_metrics(data.fractions[test_idx], proba, data.classes)
             c = metrics["candidates"]
-            scores = {k: {"oa": round(c[k]["N1"]["dominant_accuracy"], 4), "rmse": round(c[k]["N1"]["rmse"], 4)}
-                      for k in ("brits", "forest", "ensemble")}
+            scores = {
+                k: {"oa": round(c[k]["N1"]["dominant_accuracy"], 4), "rmse": round(c[k]["N1"]["rmse"], 4)}
+                for k in ("brits", "forest", "ensemble")
+            }
             scores["default"] = scores[metrics["model_type"]]
             b = metrics["baseline_levels"]["N1"]
             scores["baseline"] = {"oa": round(b["dominant_accuracy"], 4), "rmse": round(b["rmse"], 4)}
-            scores["rf_classifier"] = {"oa": round(rf_scores["dominant_accuracy"], 4),
-                                       "rmse": round(rf_scores["rmse"], 4)}
-            row = {"split": split, "seed": seed, "train": metrics["split"]["train"],
-                   "validation": metrics["split"]["validation"], "test": metrics["split"]["test"],
-                   "default_kind": metrics["model_type"], "epochs": metrics["epochs"],
-                   **{k: scores[k] for k in MODELS}, "seconds": round(seconds, 1)}
+            scores["rf_classifier"] = {
+                "oa": round(rf_scores["dominant_accuracy"], 4),
+                "rmse": round(rf_scores["rmse"], 4),
+            }
+            row = {
+                "split": split,
+                "seed": seed,
+                "train": metrics["split"]["train"],
+                "validation": metrics["split"]["validation"],
+                "test": metrics["split"]["test"],
+                "default_kind": metrics["model_type"],
+                "epochs": metrics["epochs"],
+                **{k: scores[k] for k in MODELS},
+                "seconds": round(seconds, 1),
+            }
             rows.append(row)
             print(json.dumps(row), flush=True)
-    summary: dict[str, object] = {"summary": True, "samples": len(data.series), "classes": data.classes,
-                                  "ancillaries": "none" if args.no_coordinates else "longitude, latitude",
-                                  "loss": args.loss}
+    summary: dict[str, object] = {
+        "summary": True,
+        "samples": len(data.series),
+        "classes": data.classes,
+        "ancillaries": "none" if args.no_coordinates else "longitude, latitude",
+        "loss": args.loss,
+    }
     for split in args.splits:
         sel = [r for r in rows if r["split"] == split]
-        summary[split] = {k: {"oa": round(float(np.mean([r[k]["oa"] for r in sel])), 4),
-                              "rmse": round(float(np.mean([r[k]["rmse"] for r in sel])), 4)} for k in MODELS}
+        summary[split] = {
+            k: {
+                "oa": round(float(np.mean([r[k]["oa"] for r in sel])), 4),
+                "rmse": round(float(np.mean([r[k]["rmse"] for r in sel])), 4),
+            }
+            for k in MODELS
+        }
     print(json.dumps(summary))
 
 

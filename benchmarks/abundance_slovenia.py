@@ -47,8 +47,12 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5])
     ap.add_argument("--cells", type=int, nargs="+", default=[5, 10])
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--hidden", type=int, default=TrainParams.hidden, help="BRITS hidden size (default: the workflow's)")
-    ap.add_argument("--loss", choices=LOSSES, default=TrainParams.loss, help="BRITS's training error (default: the workflow's)")
+    ap.add_argument(
+        "--hidden", type=int, default=TrainParams.hidden, help="BRITS hidden size (default: the workflow's)"
+    )
+    ap.add_argument(
+        "--loss", choices=LOSSES, default=TrainParams.loss, help="BRITS's training error (default: the workflow's)"
+    )
     args = ap.parse_args()
     realdata.slovenia = lambda: args.data  # type: ignore[assignment]
     logging.basicConfig(level=logging.WARNING)
@@ -61,21 +65,39 @@ def main() -> None:
         # spatial blocks of 200 x 200 m whatever the cell size (4 x 4 cells of 50 m, 2 x 2 of 100 m)
         data.blocks = (np.floor(data.ancillary[:, 2] / 200) * 1000 + np.floor(data.ancillary[:, 1] / 200)).astype(int)
         for seed in args.seeds:
-            params = TrainParams(hidden=args.hidden, ancillary_hidden=16, epochs=150, patience=20, batch_size=32, seed=seed,
-                                 threads=args.threads, test_fraction=0.25, model_type="auto", trees=300, loss=args.loss)
+            params = TrainParams(
+                hidden=args.hidden,
+                ancillary_hidden=16,
+                epochs=150,
+                patience=20,
+                batch_size=32,
+                seed=seed,
+                threads=args.threads,
+                test_fraction=0.25,
+                model_type="auto",
+                trees=300,
+                loss=args.loss,
+            )
             started = time.perf_counter()
             model, metrics = train_abundance(data, params)
             seconds = time.perf_counter() - started
             c, b = metrics["candidates"], metrics["baseline_levels"]["N1"]
-            row = {"cell_px": cell, "cell_m": cell * 10, "seed": seed, "cells": len(data.series),
-                   "test_cells": metrics["split"]["test"], "validation_cells": metrics["split"]["validation"],
-                   "baseline": {k: round(b[k], 4) for k in ("rmse", "mae", "r2")},
-                   "forest": {k: round(c["forest"]["N1"][k], 4) for k in ("rmse", "mae", "r2")},
-                   "brits": {k: round(c["brits"]["N1"][k], 4) for k in ("rmse", "mae", "r2")},
-                   "ensemble": {k: round(c["ensemble"]["N1"][k], 4) for k in ("rmse", "mae", "r2")},
-                   "default": metrics["model_type"], "forest_trees": metrics["forest_size"]["trees"],
-                   "ensemble_trees": metrics["ensemble_forest_size"]["trees"],
-                   "seconds": round(seconds, 1)}
+            row = {
+                "cell_px": cell,
+                "cell_m": cell * 10,
+                "seed": seed,
+                "cells": len(data.series),
+                "test_cells": metrics["split"]["test"],
+                "validation_cells": metrics["split"]["validation"],
+                "baseline": {k: round(b[k], 4) for k in ("rmse", "mae", "r2")},
+                "forest": {k: round(c["forest"]["N1"][k], 4) for k in ("rmse", "mae", "r2")},
+                "brits": {k: round(c["brits"]["N1"][k], 4) for k in ("rmse", "mae", "r2")},
+                "ensemble": {k: round(c["ensemble"]["N1"][k], 4) for k in ("rmse", "mae", "r2")},
+                "default": metrics["model_type"],
+                "forest_trees": metrics["forest_size"]["trees"],
+                "ensemble_trees": metrics["ensemble_forest_size"]["trees"],
+                "seconds": round(seconds, 1),
+            }
             rows.append(row)
             print(json.dumps(row), flush=True)
     summary: dict[str, object] = {"summary": True, "loss": args.loss}
@@ -83,11 +105,13 @@ def main() -> None:
         sel = [r for r in rows if r["cell_px"] == cell]
         mean = {m: float(np.mean([r[m]["rmse"] for r in sel])) for m in ("baseline", "forest", "brits", "ensemble")}
         default = float(np.mean([r[r["default"]]["rmse"] for r in sel]))
-        summary[f"{cell}px"] = {"rmse": {k: round(v, 4) for k, v in mean.items()} | {"default": round(default, 4)},
-                                "default_over_baseline": round(default / mean["baseline"], 3),
-                                "default_over_forest": round(default / mean["forest"], 3),
-                                "brits_over_forest": round(mean["brits"] / mean["forest"], 3),
-                                "ensemble_over_forest": round(mean["ensemble"] / mean["forest"], 3)}
+        summary[f"{cell}px"] = {
+            "rmse": {k: round(v, 4) for k, v in mean.items()} | {"default": round(default, 4)},
+            "default_over_baseline": round(default / mean["baseline"], 3),
+            "default_over_forest": round(default / mean["forest"], 3),
+            "brits_over_forest": round(mean["brits"] / mean["forest"], 3),
+            "ensemble_over_forest": round(mean["ensemble"] / mean["forest"], 3),
+        }
     print(json.dumps(summary))
 
 

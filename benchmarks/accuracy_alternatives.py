@@ -78,8 +78,9 @@ def shifted(labels: np.ndarray, dy: int, dx: int) -> np.ndarray:
     """``out[r, c] = labels[r + dy, c + dx]``; 0 (unlabelled) where that falls outside."""
     h, w = labels.shape
     out = np.zeros_like(labels)
-    out[max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)] = \
-        labels[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)]
+    out[max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)] = labels[
+        max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)
+    ]
     return out
 
 
@@ -97,8 +98,9 @@ class Patch:
         self.spectral = z[:, [not c.startswith("dem_") for c in table.columns]]  # what unmixing rebuilds
         self.table = table
 
-    def proba(self, model_type: str, y: np.ndarray, fit_on: np.ndarray, at: np.ndarray,
-              classes: list[int]) -> np.ndarray:
+    def proba(
+        self, model_type: str, y: np.ndarray, fit_on: np.ndarray, at: np.ndarray, classes: list[int]
+    ) -> np.ndarray:
         from landcoverpy.assets.params import ModelParams
         from landcoverpy.models.hierarchical import class_weights, make_estimator
 
@@ -116,8 +118,9 @@ class Patch:
         classes = sorted({int(c) for c in y[fit_on]})
         return np.asarray(classes)[self.proba("lightgbm", y, fit_on, at, classes).argmax(1)]
 
-    def fcn_proba(self, y: np.ndarray, fit_on: np.ndarray, classes: list[int], seed: int,
-                  epochs: int = 300) -> np.ndarray:
+    def fcn_proba(
+        self, y: np.ndarray, fit_on: np.ndarray, classes: list[int], seed: int, epochs: int = 300
+    ) -> np.ndarray:
         """Every pixel's class probabilities, (pixels, classes), from a small fully convolutional
         network trained on the pixels ``fit_on`` of the whole patch."""
         import torch
@@ -131,10 +134,16 @@ class Patch:
         counts = np.bincount(target.numpy()[fit_on.reshape(self.shape)], minlength=len(classes)).astype(float)
         weight = np.where(counts > 0, counts.sum() / (len(classes) * np.maximum(counts, 1)), 0.0)
         width = 64
-        net = nn.Sequential(nn.Conv2d(z.shape[1], width, 1), nn.ReLU(), nn.Dropout2d(0.2),
-                            nn.Conv2d(width, width, 3, padding=1, padding_mode="reflect"), nn.ReLU(),
-                            nn.Conv2d(width, width, 3, padding=1, padding_mode="reflect"), nn.ReLU(),
-                            nn.Conv2d(width, len(classes), 1))
+        net = nn.Sequential(
+            nn.Conv2d(z.shape[1], width, 1),
+            nn.ReLU(),
+            nn.Dropout2d(0.2),
+            nn.Conv2d(width, width, 3, padding=1, padding_mode="reflect"),
+            nn.ReLU(),
+            nn.Conv2d(width, width, 3, padding=1, padding_mode="reflect"),
+            nn.ReLU(),
+            nn.Conv2d(width, len(classes), 1),
+        )
         opt = torch.optim.AdamW(net.parameters(), 1e-3, weight_decay=1e-3)
         loss = nn.CrossEntropyLoss(weight=torch.tensor(weight, dtype=torch.float32))
         for _ in range(epochs):
@@ -148,8 +157,9 @@ class Patch:
             return torch.softmax(net(z)[0], 0).permute(1, 2, 0).reshape(-1, len(classes)).numpy()
 
 
-def unmixed(p: np.ndarray, z: np.ndarray, shape: tuple[int, int], radius: int = 2,
-            confident: float = 0.7, min_pixels: int = 3) -> np.ndarray:
+def unmixed(
+    p: np.ndarray, z: np.ndarray, shape: tuple[int, int], radius: int = 2, confident: float = 0.7, min_pixels: int = 3
+) -> np.ndarray:
     """Per pixel, the class fractions that best rebuild its features ``z`` (pixels, features) from
     its neighbours' class means (the pixel itself left out; fully constrained: >= 0 and summing to
     1, by NNLS with a heavily weighted sum-to-one row); ``p`` where fewer than two classes have
@@ -180,19 +190,27 @@ def unmixed(p: np.ndarray, z: np.ndarray, shape: tuple[int, int], radius: int = 
     return out
 
 
-def ridge_features(table: pd.DataFrame, shape: tuple[int, int],
-                   layers: tuple[str, ...] = ("late_summer_B04", "late_summer_B08", "late_summer_B11")) -> np.ndarray:
+def ridge_features(
+    table: pd.DataFrame,
+    shape: tuple[int, int],
+    layers: tuple[str, ...] = ("late_summer_B04", "late_summer_B08", "late_summer_B11"),
+) -> np.ndarray:
     """(pixels, 4 x len(layers)): per layer and scale (1, 2 px), the maximum and minimum over the
     4 directions of ``2 v - v(-d) - v(+d)`` (ridges and valleys: thin features)."""
     out = []
     for name in layers:
         img = np.pad(table[name].to_numpy("float64").reshape(shape), 2, mode="reflect")
         h, w = shape
-        core = img[2:2 + h, 2:2 + w]
+        core = img[2 : 2 + h, 2 : 2 + w]
         for s in (1, 2):
-            v = np.array([2 * core - img[2 + dy * s:2 + dy * s + h, 2 + dx * s:2 + dx * s + w]
-                          - img[2 - dy * s:2 - dy * s + h, 2 - dx * s:2 - dx * s + w]
-                          for dy, dx in ((0, 1), (1, 0), (1, 1), (1, -1))])
+            v = np.array(
+                [
+                    2 * core
+                    - img[2 + dy * s : 2 + dy * s + h, 2 + dx * s : 2 + dx * s + w]
+                    - img[2 - dy * s : 2 - dy * s + h, 2 - dx * s : 2 - dx * s + w]
+                    for dy, dx in ((0, 1), (1, 0), (1, 1), (1, -1))
+                ]
+            )
             out += [v.max(0).ravel(), v.min(0).ravel()]
     return np.stack(out, 1).astype("float32")
 
@@ -210,8 +228,9 @@ def class_fractions(data: Path, shape: tuple[int, int], classes: list[int], fact
     ring = np.array(json.loads((data / "bbox.geojson").read_text())["coordinates"][0])
     h, w = shape
     transform = rasterio.transform.from_bounds(*ring.min(0), *ring.max(0), w * factor, h * factor)
-    fine = rasterio.features.rasterize(zip(shapely.from_wkb(wkb), ids), out_shape=(h * factor, w * factor),
-                                       transform=transform, fill=0, dtype="uint16")
+    fine = rasterio.features.rasterize(
+        zip(shapely.from_wkb(wkb), ids), out_shape=(h * factor, w * factor), transform=transform, fill=0, dtype="uint16"
+    )
     return np.stack([(fine == c).reshape(h, factor, w, factor).mean((1, 3)).ravel() for c in classes], 1)
 
 
@@ -231,8 +250,16 @@ def weighted_lgbm(x: np.ndarray, y: np.ndarray, weight: np.ndarray, at: np.ndarr
     return out
 
 
-def self_trained(x: np.ndarray, y: np.ndarray, train: np.ndarray, unlabelled: np.ndarray, first: np.ndarray,
-                 classes: list[int], sure: float = 0.9, weight: float = 0.5) -> np.ndarray:
+def self_trained(
+    x: np.ndarray,
+    y: np.ndarray,
+    train: np.ndarray,
+    unlabelled: np.ndarray,
+    first: np.ndarray,
+    classes: list[int],
+    sure: float = 0.9,
+    weight: float = 0.5,
+) -> np.ndarray:
     """Every pixel's probabilities from LightGBM refitted on the training pixels plus the pixels
     ``unlabelled`` (mask) where ``first`` (every pixel's probabilities) exceeds ``sure``, labelled
     with its class at ``weight``."""
@@ -249,8 +276,9 @@ def score(y: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
     return float(cohen_kappa_score(y, pred)), float(f1_score(y, pred, average="macro"))
 
 
-def best_multipliers(p: np.ndarray, y: np.ndarray, classes: list[int],
-                     metric: Callable[[np.ndarray, np.ndarray], float]) -> np.ndarray:
+def best_multipliers(
+    p: np.ndarray, y: np.ndarray, classes: list[int], metric: Callable[[np.ndarray, np.ndarray], float]
+) -> np.ndarray:
     """Per-class probability multipliers by coordinate search (3 rounds, e^-2 .. e^2)."""
     w = np.ones(len(classes))
     grid = np.exp(np.linspace(-2, 2, 21))
@@ -270,7 +298,12 @@ def run_seed(patch: Patch, labels: np.ndarray, seed: int, only: set[str], data: 
     out = []
 
     def emit(experiment: str, kappa_f1: tuple[float, float]) -> None:
-        row = {"seed": seed, "experiment": experiment, "kappa": round(kappa_f1[0], 4), "macro_f1": round(kappa_f1[1], 4)}
+        row = {
+            "seed": seed,
+            "experiment": experiment,
+            "kappa": round(kappa_f1[0], 4),
+            "macro_f1": round(kappa_f1[1], 4),
+        }
         out.append(row)
         print(json.dumps(row), flush=True)
 
@@ -307,12 +340,18 @@ def run_seed(patch: Patch, labels: np.ndarray, seed: int, only: set[str], data: 
     if "ensemble" in only:
         assert fcn is not None
         forest = patch.proba("random_forest", y, train, test, classes)
-        for name, p in (("random forest", forest), ("LightGBM + random forest", lgbm + forest),
-                        ("convolutional network (3 seeds)", fcn[test]), ("LightGBM + convolutional network", lgbm + fcn[test]),
-                        ("LightGBM + random forest + convolutional network", lgbm + forest + fcn[test])):
+        for name, p in (
+            ("random forest", forest),
+            ("LightGBM + random forest", lgbm + forest),
+            ("convolutional network (3 seeds)", fcn[test]),
+            ("LightGBM + convolutional network", lgbm + fcn[test]),
+            ("LightGBM + random forest + convolutional network", lgbm + forest + fcn[test]),
+        ):
             emit(name, score(y[test], names[p.argmax(1)]))
     if "unmix" in only:
-        bases = [("LightGBM", everywhere)] + ([] if fcn is None else [("LightGBM + convolutional network", (everywhere + fcn) / 2)])
+        bases = [("LightGBM", everywhere)] + (
+            [] if fcn is None else [("LightGBM + convolutional network", (everywhere + fcn) / 2)]
+        )
         for name, p in bases:
             mixed = (p + unmixed(p, patch.spectral, patch.shape)) / 2
             emit(f"{name}, averaged with unmixing between neighbours", score(y[test], names[mixed[test].argmax(1)]))
@@ -328,8 +367,10 @@ def run_seed(patch: Patch, labels: np.ndarray, seed: int, only: set[str], data: 
         emit("LightGBM on the polygons' class fractions", score(y[test], names[p.argmax(1)]))
     if "selftrain" in only:
         p = self_trained(patch.x, y, train, split != 1, everywhere, classes)
-        emit("LightGBM self-trained (own predictions > 0.9 outside the training blocks)",
-             score(y[test], names[p[test].argmax(1)]))
+        emit(
+            "LightGBM self-trained (own predictions > 0.9 outside the training blocks)",
+            score(y[test], names[p[test].argmax(1)]),
+        )
     if "stack" in only:
         assert fcn is not None
         first = weighted_lgbm(with_ridges[train], y[train], np.ones(len(train)), with_ridges, classes)
@@ -341,18 +382,27 @@ def run_seed(patch: Patch, labels: np.ndarray, seed: int, only: set[str], data: 
         half = rng.random(len(test)) < 0.5
         scored = test[~half]
         emit("LightGBM, scored on half of the held-out pixels", score(y[scored], names[lgbm[~half].argmax(1)]))
-        emit("LightGBM with the other half of the held-out pixels among its training pixels (upper bound)",
-             score(y[scored], patch.predict(y, np.concatenate([train, test[half]]), scored)))
+        emit(
+            "LightGBM with the other half of the held-out pixels among its training pixels (upper bound)",
+            score(y[scored], patch.predict(y, np.concatenate([train, test[half]]), scored)),
+        )
         blocks = np.unique(patch.block[train])
         for n in (5, 9, 13):
-            draws = [score(y[test], patch.predict(y, train[np.isin(patch.block[train], rng.choice(blocks, n, replace=False))], test))
-                     for _ in range(3)]
+            draws = [
+                score(
+                    y[test],
+                    patch.predict(y, train[np.isin(patch.block[train], rng.choice(blocks, n, replace=False))], test),
+                )
+                for _ in range(3)
+            ]
             emit(f"LightGBM trained on {n} of the training blocks (3 draws)", tuple(np.mean(draws, 0)))
         emit(f"LightGBM trained on all {len(blocks)} training blocks", score(y[test], names[lgbm.argmax(1)]))
         mapped = sorted({int(c) for c in y[y > 0]})
         share = class_fractions(data, patch.shape, mapped)
-        emit("the reference polygons' largest class in each pixel's 10 m footprint",
-             score(y[test], np.asarray(mapped)[share[test].argmax(1)]))
+        emit(
+            "the reference polygons' largest class in each pixel's 10 m footprint",
+            score(y[test], np.asarray(mapped)[share[test].argmax(1)]),
+        )
     return out
 
 
@@ -371,9 +421,16 @@ def main() -> None:
         for row in run_seed(patch, labels, seed, only, args.data):
             rows[row["experiment"]].append(row)
     for experiment, found in rows.items():
-        print(json.dumps({"experiment": experiment, "mean_kappa": round(float(np.mean([r["kappa"] for r in found])), 4),
-                          "mean_macro_f1": round(float(np.mean([r["macro_f1"] for r in found])), 4),
-                          "kappa_per_seed": [r["kappa"] for r in found]}))
+        print(
+            json.dumps(
+                {
+                    "experiment": experiment,
+                    "mean_kappa": round(float(np.mean([r["kappa"] for r in found])), 4),
+                    "mean_macro_f1": round(float(np.mean([r["macro_f1"] for r in found])), 4),
+                    "kappa_per_seed": [r["kappa"] for r in found],
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -43,13 +43,22 @@ sys.path.insert(0, str(ROOT))
 
 LULC_NAMES = {1: "cultivated", 2: "forest", 3: "grassland", 4: "shrubland", 8: "artificial"}
 UNMAPPED = "(no map value)"
-SEASONS = [("early_summer", dt.date(2015, 7, 1), dt.date(2015, 8, 10)),
-           ("late_summer", dt.date(2015, 8, 11), dt.date(2015, 9, 30))]
-SERIES_SEASONS = [(f"{y}_{name}", dt.date(y, m0, 1), dt.date(y, m1, 30 if m1 in (6, 9) else 31))
-                  for y in (2016, 2017) for name, m0, m1 in (("spring", 3, 5), ("summer", 6, 8), ("autumn", 9, 10))]
+SEASONS = [
+    ("early_summer", dt.date(2015, 7, 1), dt.date(2015, 8, 10)),
+    ("late_summer", dt.date(2015, 8, 11), dt.date(2015, 9, 30)),
+]
+SERIES_SEASONS = [
+    (f"{y}_{name}", dt.date(y, m0, 1), dt.date(y, m1, 30 if m1 in (6, 9) else 31))
+    for y in (2016, 2017)
+    for name, m0, m1 in (("spring", 3, 5), ("summer", 6, 8), ("autumn", 9, 10))
+]
 # seasons covering the whole record (2015-07-11 .. 2017-12-22), winters included: calendar quarters
-QUARTERS = [(f"{y}_q{q}", dt.date(y, 3 * q - 2, 1), dt.date(y, 3 * q, 30 if q in (2, 3) else 31))
-            for y in (2015, 2016, 2017) for q in (1, 2, 3, 4) if (y, q) >= (2015, 3)]
+QUARTERS = [
+    (f"{y}_q{q}", dt.date(y, 3 * q - 2, 1), dt.date(y, 3 * q, 30 if q in (2, 3) else 31))
+    for y in (2015, 2016, 2017)
+    for q in (1, 2, 3, 4)
+    if (y, q) >= (2015, 3)
+]
 
 
 def default_split(shape: tuple[int, int], seed: int) -> np.ndarray:
@@ -58,7 +67,7 @@ def default_split(shape: tuple[int, int], seed: int) -> np.ndarray:
     split = np.zeros(shape, dtype=np.int8)
     for b in range(25):
         r, c = divmod(b, 5)
-        split[r * 20:(r + 1) * 20, c * 20:(c + 1) * 20] = 2 if b in held else 1
+        split[r * 20 : (r + 1) * 20, c * 20 : (c + 1) * 20] = 2 if b in held else 1
     return split
 
 
@@ -85,8 +94,10 @@ def composite_features(root: Path, percentiles: tuple[int, ...]) -> pd.DataFrame
     seasons = [Season(n, a, b) for n, a, b in SEASONS]
     params = CompositeParams(window_size=128, percentiles=percentiles)
     ctx = Context.open(settings)
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster, \
-            Client(cluster) as client:
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster,
+        Client(cluster) as client,
+    ):
         acquire(ctx, LocalProvider(root / "src"), ["33TVM"], seasons, client, False)
         composite(ctx, ["33TVM"], seasons, client, params, False)
     found = lookup.feature_sources(ctx, "33TVM", seasons, params, with_dem=False)
@@ -112,8 +123,14 @@ def series_features(data: Path) -> pd.DataFrame:
     return pd.DataFrame(cols)
 
 
-def _season_ndvi(ndvi: np.ndarray, dates: list[dt.date], start: dt.date, end: dt.date,
-                 spike: float | None = None, margin: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+def _season_ndvi(
+    ndvi: np.ndarray,
+    dates: list[dt.date],
+    start: dt.date,
+    end: dt.date,
+    spike: float | None = None,
+    margin: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, int]:
     """The season's NDVI dates followed by its series neighbours (the nearest dates up to
     SERIES_SPIKE_MARGIN days outside it), spikes dropped as the series task drops them; defaults:
     the workflow's. Returns the stack, its day offsets and how many dates are the season's own."""
@@ -131,8 +148,9 @@ def _season_ndvi(ndvi: np.ndarray, dates: list[dt.date], start: dt.date, end: dt
     return drop_spikes(ndvi[idx], days, spike), days, len(inside)
 
 
-def sampled_ndvi(data: Path, samples: int, seasons: list[tuple[str, dt.date, dt.date]],
-                 spike: float | None = None) -> pd.DataFrame:
+def sampled_ndvi(
+    data: Path, samples: int, seasons: list[tuple[str, dt.date, dt.date]], spike: float | None = None
+) -> pd.DataFrame:
     """NDVI interpolated at ``samples`` evenly spaced days of each season (the composite stage's
     SERIES_SAMPLES layers) from the 68 real NDVI dates, clouds masked, spikes dropped
     (``spike``: SERIES_SPIKE, default the workflow's); a pixel cloudy all season takes its
@@ -167,9 +185,13 @@ def dem_features(data: Path) -> pd.DataFrame:
     from landcoverpy.raster.terrain import aspect_degrees, slope_degrees
 
     z = np.pad(np.load(data / "DEM.npy")[..., 0].astype("float64"), 1, mode="edge")
-    return pd.DataFrame({"dem_elevation": z[1:-1, 1:-1].ravel(),
-                         "dem_slope": slope_degrees(z, 10.0)[1:-1, 1:-1].ravel(),
-                         "dem_aspect": aspect_degrees(z, 10.0)[1:-1, 1:-1].ravel()})
+    return pd.DataFrame(
+        {
+            "dem_elevation": z[1:-1, 1:-1].ravel(),
+            "dem_slope": slope_degrees(z, 10.0)[1:-1, 1:-1].ravel(),
+            "dem_aspect": aspect_degrees(z, 10.0)[1:-1, 1:-1].ravel(),
+        }
+    )
 
 
 def monthly_ndvi(data: Path, coverage: float = 0.95) -> pd.DataFrame:
@@ -196,19 +218,29 @@ def _masked_ndvi(data: Path) -> tuple[np.ndarray, list[dt.date]]:
     clm = np.load(data / "CLM.npy")[..., 0] == 1
     is_data = np.load(data / "IS_DATA.npy")[..., 0] == 1
     ndvi[clm | ~is_data] = np.nan
-    dates = [dt.datetime.fromisoformat(t.replace("Z", "")).date()
-             for t in json.loads((data / "timestamps.json").read_text())]
+    dates = [
+        dt.datetime.fromisoformat(t.replace("Z", "")).date() for t in json.loads((data / "timestamps.json").read_text())
+    ]
     return ndvi, dates
 
 
 def raw_bands(data: Path) -> pd.DataFrame:
     scenes = np.load(data / "REFERENCE_SCENES.npy")
-    return pd.DataFrame({f"s{s}_b{b}": scenes[s, :, :, b].ravel() for s in range(scenes.shape[0])
-                         for b in range(scenes.shape[3])})
+    return pd.DataFrame(
+        {f"s{s}_b{b}": scenes[s, :, :, b].ravel() for s in range(scenes.shape[0]) for b in range(scenes.shape[3])}
+    )
 
 
-def evaluate(name: str, table: pd.DataFrame, features: list[str], labels: np.ndarray, split: np.ndarray,
-             params: object | None, lonlat: tuple[np.ndarray, np.ndarray], tune: int = 0) -> dict:
+def evaluate(
+    name: str,
+    table: pd.DataFrame,
+    features: list[str],
+    labels: np.ndarray,
+    split: np.ndarray,
+    params: object | None,
+    lonlat: tuple[np.ndarray, np.ndarray],
+    tune: int = 0,
+) -> dict:
     from landcoverpy.inputs import LabelSet
     from landcoverpy.models.hierarchical import train_level
     from landcoverpy.models.metrics import classification_metrics
@@ -248,10 +280,18 @@ def evaluate(name: str, table: pd.DataFrame, features: list[str], labels: np.nda
     classes = sorted((set(y[test]) | set(pred)) - {UNMAPPED})  # macro F1 over these; unmapped pixels are errors
     m = classification_metrics(y[test], pred, classes + ([UNMAPPED] if (pred == UNMAPPED).any() else []))
     f1 = {c: round(v["f1"], 4) for c, v in m["per_class"].items() if c != UNMAPPED}
-    return {"config": name, "oa": round(m["overall_accuracy"], 4), "kappa": round(m["kappa"], 4),
-            "macro_f1": round(float(np.mean(list(f1.values()))), 4), "mapped": round(float(mapped.mean()), 4),
-            "per_class_f1": f1,
-            "train_seconds": round(seconds, 2), "trees": trees, "train_pixels": int(train.sum()), "test_pixels": int(test.sum())}
+    return {
+        "config": name,
+        "oa": round(m["overall_accuracy"], 4),
+        "kappa": round(m["kappa"], 4),
+        "macro_f1": round(float(np.mean(list(f1.values()))), 4),
+        "mapped": round(float(mapped.mean()), 4),
+        "per_class_f1": f1,
+        "train_seconds": round(seconds, 2),
+        "trees": trees,
+        "train_pixels": int(train.sum()),
+        "test_pixels": int(test.sum()),
+    }
 
 
 def patch_lonlat(data: Path, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -263,9 +303,50 @@ def patch_lonlat(data: Path, shape: tuple[int, int]) -> tuple[np.ndarray, np.nda
 
     realdata.slovenia = lambda: data  # type: ignore[assignment]
     transform, crs = realdata.slovenia_transform()
-    rows, cols = np.mgrid[0:shape[0], 0:shape[1]]
+    rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]]
     xs, ys = transform @ (cols.ravel() + 0.5, rows.ravel() + 0.5)
     return Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(xs, ys)
+
+
+def preset_rows(
+    data: Path, median_cols: list[str], pct_cols: list[str], series_cols: list[str], dem_cols: list[str]
+) -> tuple[list[tuple[str, list[str], object, int]], pd.DataFrame]:
+    """One configuration per preset, and ``default``: what ``landcoverpy run`` does with a year of
+    quarterly seasons (the record's quarters) and no other setting. Each is derived from the
+    settings the preset resolves to, mapped onto this benchmark's feature groups: the seasonal
+    medians, percentiles (COMPOSITE_PERCENTILES), time-series features (TIMESERIES_FEATURES), NDVI
+    samples of every quarter (SERIES_SAMPLES), DEM layers (when DEM_SOURCE is set) and the model."""
+    from landcoverpy.assets.params import ModelParams
+    from landcoverpy.config import Settings
+    from landcoverpy.inputs import Season
+    from landcoverpy.presets import PRESETS, apply_preset
+
+    seasons = [Season(n, a, b) for n, a, b in QUARTERS]
+    named: list[tuple[str, Settings]] = [
+        (f"preset {p}", apply_preset(Settings(_env_file=None, PRESET=p), seasons))  # type: ignore[call-arg]
+        for p in PRESETS
+    ]
+    named.append(("default", apply_preset(Settings(_env_file=None), seasons)))  # type: ignore[call-arg]
+    named.append(
+        (
+            "preset accurate, DEM_SOURCE set",
+            apply_preset(Settings(_env_file=None, PRESET="accurate", DEM_SOURCE="glo30"), seasons),  # type: ignore[call-arg]
+        )
+    )
+    samples: dict[int, pd.DataFrame] = {}
+    rows = []
+    for name, s in named:
+        features = list(pct_cols if s.COMPOSITE_PERCENTILES else median_cols)
+        features += series_cols if s.TIMESERIES_FEATURES else []
+        if s.SERIES_SAMPLES:
+            n = s.SERIES_SAMPLES
+            samples.setdefault(n, sampled_ndvi(data, n, QUARTERS).add_prefix(f"preset{n}_"))
+            features += list(samples[n].columns)
+        features += dem_cols if s.uses_dem else []
+        params = replace(ModelParams.from_settings(s), block_km=0.2, folds=4, seed=7, min_class_points=3)
+        rows.append((f"{name} ({s.PRESET})" if name == "default" else name, features, params, 0))
+    extra = pd.concat(samples.values(), axis=1) if samples else pd.DataFrame()
+    return rows, extra
 
 
 def main() -> None:
@@ -275,6 +356,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "eolearn-slovenia")
     ap.add_argument("--split", type=Path, default=None)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--presets-only", action="store_true", help="only the preset rows and the default")
     args = ap.parse_args()
     labels = np.load(args.data / "LULC.npy")[..., 0].astype(int)
     split = np.load(args.split) if args.split else default_split(labels.shape, args.seed)
@@ -304,8 +386,12 @@ def main() -> None:
     quarterly_cols = list(quarterly.columns)
     configs = [
         ("majority baseline", median_cols, None, 0),
-        ("plain random forest on the raw bands", list(raw.columns), ModelParams(block_km=0.2, folds=4, seed=7,
-                                                                                 min_class_points=3), 0),
+        (
+            "plain random forest on the raw bands",
+            list(raw.columns),
+            ModelParams(block_km=0.2, folds=4, seed=7, min_class_points=3),
+            0,
+        ),
         ("default: seasonal medians + indices", median_cols, base, 0),
         ("default, every tree kept (TREE_TOLERANCE=0, as before)", median_cols, replace(base, tree_tolerance=0.0), 0),
         ("+ percentiles p10/p90", pct_cols, base, 0),
@@ -315,30 +401,57 @@ def main() -> None:
         ("+ percentiles + time series, tuned", pct_cols + series_cols, base, 6),
         ("+ percentiles + time series, LightGBM", pct_cols + series_cols, replace(base, model_type="lightgbm"), 0),
         ("+ monthly NDVI medians + time series", median_cols + series_cols + monthly_cols, base, 0),
-        ("+ monthly NDVI medians + time series, LightGBM", median_cols + series_cols + monthly_cols,
-         replace(base, model_type="lightgbm"), 0),
+        (
+            "+ monthly NDVI medians + time series, LightGBM",
+            median_cols + series_cols + monthly_cols,
+            replace(base, model_type="lightgbm"),
+            0,
+        ),
         ("+ NDVI at 8 evenly spaced days per season (SERIES_SAMPLES=8)", median_cols + sampled_cols, base, 0),
         ("+ NDVI at 8 days per season + time series", median_cols + series_cols + sampled_cols, base, 0),
         ("+ NDVI at 8 days per season, LightGBM", median_cols + sampled_cols, replace(base, model_type="lightgbm"), 0),
         ("+ NDVI at 6 days per quarter, whole record (SERIES_SAMPLES=6)", median_cols + quarterly_cols, base, 0),
-        ("+ NDVI at 6 days per quarter, whole record, LightGBM", median_cols + quarterly_cols,
-         replace(base, model_type="lightgbm"), 0),
-        ("+ NDVI at 6 days per quarter, LightGBM, pixels cloudy all quarter left without data (as before)",
-         median_cols + list(quarterly_holes.columns), replace(base, model_type="lightgbm"), 0),
+        (
+            "+ NDVI at 6 days per quarter, whole record, LightGBM",
+            median_cols + quarterly_cols,
+            replace(base, model_type="lightgbm"),
+            0,
+        ),
+        (
+            "+ NDVI at 6 days per quarter, LightGBM, pixels cloudy all quarter left without data (as before)",
+            median_cols + list(quarterly_holes.columns),
+            replace(base, model_type="lightgbm"),
+            0,
+        ),
         ("+ NDVI at 6 days per quarter + DEM layers", median_cols + quarterly_cols + list(dem.columns), base, 0),
-        ("+ NDVI at 6 days per quarter + DEM layers, LightGBM", median_cols + quarterly_cols + list(dem.columns),
-         replace(base, model_type="lightgbm"), 0),
-        ("+ NDVI at 6 days per quarter, no spike removal (SERIES_SPIKE=0)", median_cols + list(quarterly_spiky.columns),
-         base, 0),
-        ("+ NDVI at 6 days per quarter, no spike removal, LightGBM", median_cols + list(quarterly_spiky.columns),
-         replace(base, model_type="lightgbm"), 0),
+        (
+            "+ NDVI at 6 days per quarter + DEM layers, LightGBM",
+            median_cols + quarterly_cols + list(dem.columns),
+            replace(base, model_type="lightgbm"),
+            0,
+        ),
+        (
+            "+ NDVI at 6 days per quarter, no spike removal (SERIES_SPIKE=0)",
+            median_cols + list(quarterly_spiky.columns),
+            base,
+            0,
+        ),
+        (
+            "+ NDVI at 6 days per quarter, no spike removal, LightGBM",
+            median_cols + list(quarterly_spiky.columns),
+            replace(base, model_type="lightgbm"),
+            0,
+        ),
     ]
+    presets, extra = preset_rows(args.data, median_cols, pct_cols, series_cols, list(dem.columns))
+    table = pd.concat([table, extra], axis=1)
+    configs = presets if args.presets_only else configs + presets
     results = []
     for name, features, params, tune in configs:
         result = evaluate(name, table, features, labels, split, params, lonlat, tune)
         results.append(result)
         print(json.dumps(result, ensure_ascii=False), flush=True)
-    best = max(results[1:], key=lambda r: (r["kappa"], r["macro_f1"]))
+    best = max(results[1:] if len(results) > 1 else results, key=lambda r: (r["kappa"], r["macro_f1"]))
     print(json.dumps(best | {"best": True}, ensure_ascii=False))
 
 

@@ -33,8 +33,7 @@ import accuracy_slovenia as acc  # noqa: E402
 CHUNK = 500  # pixels solved at once: CHUNK x days^2 float64 (~34 MB for a 92-day quarter)
 
 
-def whittaker_samples(stack: np.ndarray, days: np.ndarray, season_days: int, lam: float,
-                      at: np.ndarray) -> np.ndarray:
+def whittaker_samples(stack: np.ndarray, days: np.ndarray, season_days: int, lam: float, at: np.ndarray) -> np.ndarray:
     """``stack``: (dates, pixels) NDVI with NaN gaps at whole ``days`` in [0, season_days];
     returns the smoothed curve at the days ``at`` (linear between grid days), (len(at), pixels)."""
     n = season_days + 1
@@ -47,7 +46,7 @@ def whittaker_samples(stack: np.ndarray, days: np.ndarray, season_days: int, lam
     hi = np.minimum(lo + 1, n - 1)
     frac = at - lo
     for c0 in range(0, stack.shape[1], CHUNK):
-        y = stack[:, c0:c0 + CHUNK].astype(np.float64)
+        y = stack[:, c0 : c0 + CHUNK].astype(np.float64)
         ok = np.isfinite(y)
         w = np.zeros((y.shape[1], n))
         wy = np.zeros((y.shape[1], n))
@@ -68,7 +67,7 @@ def whittaker_samples(stack: np.ndarray, days: np.ndarray, season_days: int, lam
         rows = np.arange(len(z))
         z = np.where(grid < first[:, None], z[rows, first][:, None], z)
         z = np.where(grid > last[:, None], z[rows, last][:, None], z)
-        out[:, c0:c0 + CHUNK] = ((1 - frac)[:, None] * z[:, lo].T + frac[:, None] * z[:, hi].T).astype(np.float32)
+        out[:, c0 : c0 + CHUNK] = ((1 - frac)[:, None] * z[:, lo].T + frac[:, None] * z[:, hi].T).astype(np.float32)
     return out
 
 
@@ -81,8 +80,9 @@ def smoothed_ndvi(data: Path, lam: float, samples: int = 6) -> pd.DataFrame:
         stack, days, inside = acc._season_ndvi(ndvi, dates, start, end)
         kept, days = stack[:inside], days[:inside]  # the season's own dates (no fill from the neighbours)
         season_days = (end - start).days
-        values = whittaker_samples(kept.reshape(len(kept), -1), days, season_days, lam,
-                                   sample_days(season_days, samples))
+        values = whittaker_samples(
+            kept.reshape(len(kept), -1), days, season_days, lam, sample_days(season_days, samples)
+        )
         for layer, arr in zip(sample_layers(samples), values):
             cols[f"whittaker{lam:g}_{name}_{layer}"] = arr
     return pd.DataFrame(cols)
@@ -117,12 +117,25 @@ def main() -> None:
             for name, features in sets.items():
                 r = acc.evaluate(name, table, list(median.columns) + features, labels, split, params, lonlat)
                 scores[(model, name)].append((r["kappa"], r["macro_f1"]))
-                print(json.dumps({"seed": seed, "model": model, "features": name, "kappa": r["kappa"],
-                                  "macro_f1": r["macro_f1"]}), flush=True)
+                print(
+                    json.dumps(
+                        {"seed": seed, "model": model, "features": name, "kappa": r["kappa"], "macro_f1": r["macro_f1"]}
+                    ),
+                    flush=True,
+                )
     for (model, name), values in scores.items():
         k, f = np.mean(values, axis=0)
-        print(json.dumps({"model": model, "features": name, "mean_kappa": round(float(k), 4),
-                          "mean_macro_f1": round(float(f), 4), "kappa_per_split": [v[0] for v in values]}))
+        print(
+            json.dumps(
+                {
+                    "model": model,
+                    "features": name,
+                    "mean_kappa": round(float(k), 4),
+                    "mean_macro_f1": round(float(f), 4),
+                    "kappa_per_split": [v[0] for v in values],
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -40,16 +40,39 @@ def make_product(root: str, size: int) -> dict:
         n = size * 10 // res
         dtype = "uint8" if band == "SCL" else "uint16"
         path = files / f"{band}.tif"
-        with rasterio.open(path, "w", driver="GTiff", width=n, height=n, count=1, dtype=dtype, crs="EPSG:32630",
-                           transform=Affine(res, 0, 399960, 0, -res, 4200000), tiled=True) as dst:
+        with rasterio.open(
+            path,
+            "w",
+            driver="GTiff",
+            width=n,
+            height=n,
+            count=1,
+            dtype=dtype,
+            crs="EPSG:32630",
+            transform=Affine(res, 0, 399960, 0, -res, 4200000),
+            tiled=True,
+        ) as dst:
             for row in range(0, n, 1024):
                 h = min(1024, n - row)
                 dst.write(rng.integers(1, 4000, size=(h, n)).astype(dtype), 1, window=Window(0, row, n, h))
         assets[key] = {"href": "{BASE}/files/" + path.name, "file:size": path.stat().st_size}
-    item = {"type": "Feature", "stac_version": "1.0.0", "collection": "sentinel-2-l2a", "id": f"bench-{size}",
-            "geometry": None, "bbox": None, "links": [], "assets": assets,
-            "properties": {"datetime": "2021-04-01T11:00:00Z", "eo:cloud_cover": 1.0, "grid:code": "MGRS-30SUF",
-                           "s2:processing_baseline": "04.00", "s2:product_uri": f"S2B_MSIL2A_20210401T110000_N0400_R008_T30SUF_{size}"}}
+    item = {
+        "type": "Feature",
+        "stac_version": "1.0.0",
+        "collection": "sentinel-2-l2a",
+        "id": f"bench-{size}",
+        "geometry": None,
+        "bbox": None,
+        "links": [],
+        "assets": assets,
+        "properties": {
+            "datetime": "2021-04-01T11:00:00Z",
+            "eo:cloud_cover": 1.0,
+            "grid:code": "MGRS-30SUF",
+            "s2:processing_baseline": "04.00",
+            "s2:product_uri": f"S2B_MSIL2A_20210401T110000_N0400_R008_T30SUF_{size}",
+        },
+    }
     (Path(root) / "items.json").write_text(json.dumps([item]))
     total = sum((files / f"{b}.tif").stat().st_size for b in keys.values())
     return {"bytes": total}
@@ -62,8 +85,14 @@ def fetch(stac_url: str, s3_port: int, home: str) -> dict:
     from landcoverpy.pipeline.acquire import fetch_product
     from landcoverpy.sources.stac import STACProvider
 
-    settings = Settings(_env_file=None, LANDCOVERPY_HOME=Path(home), MINIO_HOST="127.0.0.1", MINIO_PORT=s3_port,
-                        MINIO_ACCESS_KEY="bench", MINIO_SECRET_KEY="bench")
+    settings = Settings(
+        _env_file=None,
+        LANDCOVERPY_HOME=Path(home),
+        MINIO_HOST="127.0.0.1",
+        MINIO_PORT=s3_port,
+        MINIO_ACCESS_KEY="bench",
+        MINIO_SECRET_KEY="bench",
+    )
     provider = STACProvider(url=stac_url)
     cand = provider.search("30SUF", dt.date(2021, 3, 1), dt.date(2021, 5, 1))[0]
     rec = fetch_product(settings, provider, cand)
@@ -87,12 +116,29 @@ def main() -> None:
                 root = work / label
                 made = measure("acquire_streaming", "make_product", {"root": str(root), "size": size})["result"]
                 port = servers.free_port()
-                stac = servers.start([sys.executable, "-m", "tests.stac_server", "--port", str(port), "--items",
-                                      str(root / "items.json"), "--files", str(root / "files")], port, work / "logs",
-                                     "stac", {"PYTHONPATH": str(ROOT)})
+                stac = servers.start(
+                    [
+                        sys.executable,
+                        "-m",
+                        "tests.stac_server",
+                        "--port",
+                        str(port),
+                        "--items",
+                        str(root / "items.json"),
+                        "--files",
+                        str(root / "files"),
+                    ],
+                    port,
+                    work / "logs",
+                    "stac",
+                    {"PYTHONPATH": str(ROOT)},
+                )
                 try:
-                    r = measure("acquire_streaming", "fetch", {"stac_url": f"http://127.0.0.1:{port}",
-                                                               "s3_port": s3.port, "home": str(root / "home")})
+                    r = measure(
+                        "acquire_streaming",
+                        "fetch",
+                        {"stac_url": f"http://127.0.0.1:{port}", "s3_port": s3.port, "home": str(root / "home")},
+                    )
                 finally:
                     stac.stop()
                 assert r["result"]["bytes"] == made["bytes"]
@@ -101,9 +147,15 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     print(f"\n{'product':<12}{'size MiB':>10}{'seconds':>10}{'peak RSS MiB':>15}{'MB/s':>8}")
     for label, r in rows.items():
-        print(f"{label:<12}{r['mib']:>10.0f}{r['seconds']:>10.1f}{r['peak_rss_mib']:>15.0f}{r['mib'] / r['seconds']:>8.0f}")
+        print(
+            f"{label:<12}{r['mib']:>10.0f}{r['seconds']:>10.1f}{r['peak_rss_mib']:>15.0f}"
+            f"{r['mib'] / r['seconds']:>8.0f}"
+        )
     small, large = rows["small"], rows["full-size"]
-    print(f"product {large['mib'] / small['mib']:.1f}x larger -> peak RSS {large['peak_rss_mib'] / small['peak_rss_mib']:.2f}x")
+    print(
+        f"product {large['mib'] / small['mib']:.1f}x larger -> "
+        f"peak RSS {large['peak_rss_mib'] / small['peak_rss_mib']:.2f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -45,8 +45,18 @@ def make_product(root: Path, size: int, block: int) -> int:
         n = size * 10 // res
         dtype = "uint8" if band == "SCL" else "uint16"
         raw, path = root / f"{band}.raw.tif", files / f"{band}.tif"
-        with rasterio.open(raw, "w", driver="GTiff", width=n, height=n, count=1, dtype=dtype, crs="EPSG:32630",
-                           transform=Affine(res, 0, X0, 0, -res, Y1), tiled=True) as dst:
+        with rasterio.open(
+            raw,
+            "w",
+            driver="GTiff",
+            width=n,
+            height=n,
+            count=1,
+            dtype=dtype,
+            crs="EPSG:32630",
+            transform=Affine(res, 0, X0, 0, -res, Y1),
+            tiled=True,
+        ) as dst:
             for row in range(0, n, 1024):
                 h = min(1024, n - row)
                 rows = np.arange(row, row + h)[:, None]
@@ -56,11 +66,23 @@ def make_product(root: Path, size: int, block: int) -> int:
         translate_to_cog(raw, path, dtype, blocksize=block)
         raw.unlink()
         assets[keys[band]] = {"href": "{BASE}/files/" + path.name, "file:size": path.stat().st_size}
-    item = {"type": "Feature", "stac_version": "1.0.0", "collection": "sentinel-2-l2a", "id": "bench",
-            "geometry": None, "bbox": None, "links": [], "assets": assets,
-            "properties": {"datetime": "2021-04-01T11:00:00Z", "eo:cloud_cover": 1.0, "grid:code": "MGRS-30SUF",
-                           "s2:processing_baseline": "04.00",
-                           "s2:product_uri": "S2B_MSIL2A_20210401T110000_N0400_R008_T30SUF_bench"}}
+    item = {
+        "type": "Feature",
+        "stac_version": "1.0.0",
+        "collection": "sentinel-2-l2a",
+        "id": "bench",
+        "geometry": None,
+        "bbox": None,
+        "links": [],
+        "assets": assets,
+        "properties": {
+            "datetime": "2021-04-01T11:00:00Z",
+            "eo:cloud_cover": 1.0,
+            "grid:code": "MGRS-30SUF",
+            "s2:processing_baseline": "04.00",
+            "s2:product_uri": "S2B_MSIL2A_20210401T110000_N0400_R008_T30SUF_bench",
+        },
+    }
     (root / "items.json").write_text(json.dumps([item]))
     return sum(p.stat().st_size for p in files.iterdir())
 
@@ -93,14 +115,30 @@ def main() -> None:
             root = work / f"b{block}"
             total = make_product(root, args.size, block)
             port = servers.free_port()
-            stac = servers.start([sys.executable, "-m", "tests.stac_server", "--port", str(port), "--items",
-                                  str(root / "items.json"), "--files", str(root / "files")], port, work / "logs",
-                                 "stac", {"PYTHONPATH": str(ROOT)})
+            stac = servers.start(
+                [
+                    sys.executable,
+                    "-m",
+                    "tests.stac_server",
+                    "--port",
+                    str(port),
+                    "--items",
+                    str(root / "items.json"),
+                    "--files",
+                    str(root / "files"),
+                ],
+                port,
+                work / "logs",
+                "stac",
+                {"PYTHONPATH": str(ROOT)},
+            )
             try:
                 for km in (float(a) for a in args.areas_km.split(",")):
                     half = km * 500.0
                     cx, cy = X0 + side / 2 + 1234.0, Y1 - side / 2 - 987.0  # off the COG tiles' edges
-                    got = fetch(f"http://127.0.0.1:{port}", root / f"home-{km}", (cx - half, cy - half, cx + half, cy + half))
+                    got = fetch(
+                        f"http://127.0.0.1:{port}", root / f"home-{km}", (cx - half, cy - half, cx + half, cy + half)
+                    )
                     left, bottom, right, top = got["window"]
                     share = (right - left) * (top - bottom) / side**2
                     rows.append((block, km, share, got["fetched"], total))
@@ -111,8 +149,10 @@ def main() -> None:
     print(f"\ntile {args.size} px, product {rows[0][4] / 1e6:.0f} MB (512-px tiles)")
     print(f"{'COG tiles':>9} {'area km':>8} {'window share':>13} {'fetched MB':>11} {'of product':>11} {'/ share':>8}")
     for block, km, share, fetched, total in rows:
-        print(f"{block:>9} {km:>8g} {share:>13.4f} {fetched / 1e6:>11.2f} {fetched / total:>11.4f} "
-              f"{fetched / (share * total):>8.2f}")
+        print(
+            f"{block:>9} {km:>8g} {share:>13.4f} {fetched / 1e6:>11.2f} {fetched / total:>11.4f} "
+            f"{fetched / (share * total):>8.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -85,12 +85,25 @@ def generate(workdir: str, size: int) -> dict:
             is_band = layer.startswith("B")
             tmp = root / f"tmp_{season}_{layer}.tif"
             dtype = "uint16" if is_band else "float32"
-            with rasterio.open(tmp, "w", driver="GTiff", width=size, height=size, count=1, dtype=dtype,
-                               crs=grid.crs, transform=Affine(*grid.transform), tiled=True, blockxsize=512,
-                               blockysize=512, compress="ZSTD", nodata=0 if is_band else float("nan")) as dst:
+            with rasterio.open(
+                tmp,
+                "w",
+                driver="GTiff",
+                width=size,
+                height=size,
+                count=1,
+                dtype=dtype,
+                crs=grid.crs,
+                transform=Affine(*grid.transform),
+                tiled=True,
+                blockxsize=512,
+                blockysize=512,
+                compress="ZSTD",
+                nodata=0 if is_band else float("nan"),
+            ) as dst:
                 for row in range(0, size, 1024):
                     h = min(1024, size - row)
-                    values = signature[s, l_idx][classes[row:row + h]]
+                    values = signature[s, l_idx][classes[row : row + h]]
                     values = values + rng.normal(0, 0.03, size=values.shape).astype("float32")
                     arr = np.clip(np.rint(values * 10000), 1, 65535).astype("uint16") if is_band else values
                     dst.write(arr, 1, window=Window(0, row, size, h))
@@ -99,12 +112,25 @@ def generate(workdir: str, size: int) -> dict:
             translate_to_cog(tmp, store / key, dtype)
             tmp.unlink()
             with rasterio.open(store / key) as src:
-                vals = np.array([src.read(1, window=Window(int(c), int(r), 1, 1))[0, 0]
-                                 for r, c in zip(samples_r[:6000], samples_c[:6000])])
+                vals = np.array(
+                    [
+                        src.read(1, window=Window(int(c), int(r), 1, 1))[0, 0]
+                        for r, c in zip(samples_r[:6000], samples_c[:6000])
+                    ]
+                )
             X[:, s * len(LAYERS) + l_idx] = vals / 10000 if is_band else vals
             (bands if is_band else indices)[layer] = {"bucket": "composites", "key": key}
-        catalog.upsert("composites", {"_id": f"bench-{season}", "tile": "30SUF", "season": season,
-                                      "grid": grid.to_dict(), "bands": bands, "indices": indices})
+        catalog.upsert(
+            "composites",
+            {
+                "_id": f"bench-{season}",
+                "tile": "30SUF",
+                "season": season,
+                "grid": grid.to_dict(),
+                "bands": bands,
+                "indices": indices,
+            },
+        )
     y = classes[samples_r, samples_c]
     model = RandomForestClassifier(n_estimators=100, random_state=0, n_jobs=-1).fit(X, y.astype(str))
     import joblib
@@ -153,8 +179,7 @@ def straightforward(workdir: str) -> dict:
     pred = _model(workdir).predict(frame.to_numpy(dtype="float32"))
     seconds = time.perf_counter() - start
     counts = np.unique(pred, return_counts=True)
-    return {"pixels": int(len(pred)), "predict_seconds": seconds,
-            "counts": {str(k): int(v) for k, v in zip(*counts)}}
+    return {"pixels": int(len(pred)), "predict_seconds": seconds, "counts": {str(k): int(v) for k, v in zip(*counts)}}
 
 
 def blockwise(workdir: str, block: int = 1024, workers: int = 2) -> dict:
@@ -171,17 +196,24 @@ def blockwise(workdir: str, block: int = 1024, workers: int = 2) -> dict:
     comps, features = _features(workdir)
     model = _model(workdir)
     size = json.loads((Path(workdir) / "meta.json").read_text())["size"]
-    settings = Settings(_env_file=None, LANDCOVERPY_HOME=Path(workdir) / "home",
-                        MINIO_BUCKET_CLASSIFICATIONS="classification-maps")
+    settings = Settings(
+        _env_file=None, LANDCOVERPY_HOME=Path(workdir) / "home", MINIO_BUCKET_CLASSIFICATIONS="classification-maps"
+    )
     values = [int(c) for c in model.classes_]
     bundle = LoadedHierarchy("bench", features, model, [v + 1 for v in values], {}, {}, {}, {})
     store = LocalStore(settings.store_path)
     store.delete_prefix("classification-maps", "blocks/")
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                      memory_limit="8GiB") as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, memory_limit="8GiB"
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         fut_model = client.scatter(bundle, broadcast=True, hash=False)
-        futures = [client.submit(classify_block, settings, comps, fut_model, w, "blocks/bench", pure=False)
-                   for w in block_windows(size, size, block)]
+        futures = [
+            client.submit(classify_block, settings, comps, fut_model, w, "blocks/bench", pure=False)
+            for w in block_windows(size, size, block)
+        ]
         for _ in as_completed(futures):
             pass
         worker_rss = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
@@ -196,9 +228,9 @@ def blockwise(workdir: str, block: int = 1024, workers: int = 2) -> dict:
 
 def _slovenia_features(data: Path) -> tuple[object, list[str]]:
     """The patch's per-pixel workflow features: seasonal medians + indices, NDVI series features."""
+    import accuracy_slovenia as acc
     import pandas as pd
 
-    import accuracy_slovenia as acc
     import tests.realdata as realdata
 
     realdata.slovenia = lambda: data  # type: ignore[assignment]
@@ -262,9 +294,9 @@ VARIANTS = ("before: every tree, sklearn predict_proba", "same model, new path",
 def per_core(data: Path, seeds: list[int], rows: int = 300_000) -> list[dict]:
     """Today's default model and path vs the same model on the new path vs the sized default on
     the new path, on each block split; see the module docstring."""
+    import accuracy_slovenia as acc
     from pyproj import Transformer
 
-    import accuracy_slovenia as acc
     from landcoverpy.assets.params import ModelParams
     from landcoverpy.models.forest_size import prefix_predictions
     from landcoverpy.models.hierarchical import predict_layers, train_hierarchy
@@ -276,7 +308,7 @@ def per_core(data: Path, seeds: list[int], rows: int = 300_000) -> list[dict]:
     lulc = np.load(data / "LULC.npy")[..., 0].astype(int)
     raba = slovenia_raba()
     transform, crs = slovenia_transform()
-    r, c = np.mgrid[0:lulc.shape[0], 0:lulc.shape[1]]
+    r, c = np.mgrid[0 : lulc.shape[0], 0 : lulc.shape[1]]
     xs, ys = transform @ (c.ravel() + 0.5, r.ravel() + 0.5)
     lon, lat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(xs, ys)
     cat = np.array([acc.LULC_NAMES.get(int(v), "") for v in lulc.ravel()])
@@ -293,12 +325,17 @@ def per_core(data: Path, seeds: list[int], rows: int = 300_000) -> list[dict]:
     for seed in seeds:
         split = acc.default_split(lulc.shape, seed).ravel()
         train, test = ok & (split == 1), ok & (split == 2)
-        result: dict = {"seed": seed, "features": len(features), "train_pixels": int(train.sum()),
-                        "test_pixels": int(test.sum())}
+        result: dict = {
+            "seed": seed,
+            "features": len(features),
+            "train_pixels": int(train.sum()),
+            "test_pixels": int(test.sum()),
+        }
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            before = train_hierarchy(frame.loc[train].reset_index(drop=True), features, lc, sl,
-                                     replace(base, tree_tolerance=0.0))
+            before = train_hierarchy(
+                frame.loc[train].reset_index(drop=True), features, lc, sl, replace(base, tree_tolerance=0.0)
+            )
             now = train_hierarchy(frame.loc[train].reset_index(drop=True), features, lc, sl, base)
         for name, hierarchy in zip(VARIANTS, (before, before, now)):
             args = _loaded(hierarchy, lc, sl)
@@ -317,12 +354,17 @@ def per_core(data: Path, seeds: list[int], rows: int = 300_000) -> list[dict]:
             has_sub = sub[test] != ""
             true_sub = np.array([sl.value(v) for v in sub[test][has_sub]])
             m_sub = classification_metrics(true_sub, layers["sl_classification"][has_sub], sorted(set(true_sub)))
-            result[name] = {**_trees(hierarchy), "kpx_per_s": speed,
-                            "category": {k: round(m_cat[k], 4) for k in ("overall_accuracy", "kappa", "macro_f1")},
-                            "subcategory": {k: round(m_sub[k], 4) for k in ("overall_accuracy", "kappa", "macro_f1")}}
+            result[name] = {
+                **_trees(hierarchy),
+                "kpx_per_s": speed,
+                "category": {k: round(m_cat[k], 4) for k in ("overall_accuracy", "kappa", "macro_f1")},
+                "subcategory": {k: round(m_sub[k], 4) for k in ("overall_accuracy", "kappa", "macro_f1")},
+            }
         kept = len(now.category_model.estimator.estimators_)
-        same = np.array_equal(now.category_model.estimator.predict(X[ok]),
-                              prefix_predictions(before.category_model.estimator, X[ok], [kept])[kept])
+        same = np.array_equal(
+            now.category_model.estimator.predict(X[ok]),
+            prefix_predictions(before.category_model.estimator, X[ok], [kept])[kept],
+        )
         result["sized forest = first trees of the whole one"] = bool(same)
         for name in VARIANTS[1:]:
             result[name]["speed-up"] = result[name]["kpx_per_s"] / result[VARIANTS[0]]["kpx_per_s"]
@@ -333,24 +375,34 @@ def per_core(data: Path, seeds: list[int], rows: int = 300_000) -> list[dict]:
 
 def print_per_core(results: list[dict]) -> None:
     print("\nPer-core classification, both levels, 60 features (Slovenian patch, held-out blocks):")
-    print(f"{'split':>5} {'variant':<44}{'trees cat/sub':>14}{'nodes/tree':>11}{'kpx/s':>7}{'ratio':>7}"
-          f"{'cat kappa':>10}{'cat F1':>8}{'sub kappa':>10}{'sub F1':>8}")
+    print(
+        f"{'split':>5} {'variant':<44}{'trees cat/sub':>14}{'nodes/tree':>11}{'kpx/s':>7}{'ratio':>7}"
+        f"{'cat kappa':>10}{'cat F1':>8}{'sub kappa':>10}{'sub F1':>8}"
+    )
     for r in results:
         for name in VARIANTS:
             m = r[name]
             trees = f"{m['category_trees']}/{','.join(map(str, m['subcategory_trees']))}"
-            print(f"{r['seed']:>5} {name:<44}{trees:>14}{m['nodes_per_tree']:>11.0f}{m['kpx_per_s']:>7.0f}"
-                  f"{m.get('speed-up', 1.0):>6.2f}x{m['category']['kappa']:>10.3f}{m['category']['macro_f1']:>8.3f}"
-                  f"{m['subcategory']['kappa']:>10.3f}{m['subcategory']['macro_f1']:>8.3f}")
-        print(f"{'':>5} same model, new path: identical layers on every pixel: {r['same model: identical layers']}; "
-              f"sized forest = first trees of the whole one: {r['sized forest = first trees of the whole one']}")
+            print(
+                f"{r['seed']:>5} {name:<44}{trees:>14}{m['nodes_per_tree']:>11.0f}{m['kpx_per_s']:>7.0f}"
+                f"{m.get('speed-up', 1.0):>6.2f}x{m['category']['kappa']:>10.3f}{m['category']['macro_f1']:>8.3f}"
+                f"{m['subcategory']['kappa']:>10.3f}{m['subcategory']['macro_f1']:>8.3f}"
+            )
+        print(
+            f"{'':>5} same model, new path: identical layers on every pixel: {r['same model: identical layers']}; "
+            f"sized forest = first trees of the whole one: {r['sized forest = first trees of the whole one']}"
+        )
     for name in VARIANTS:
-        mean = {lvl: {k: float(np.mean([r[name][lvl][k] for r in results])) for k in ("kappa", "macro_f1")}
-                for lvl in ("category", "subcategory")}
+        mean = {
+            lvl: {k: float(np.mean([r[name][lvl][k] for r in results])) for k in ("kappa", "macro_f1")}
+            for lvl in ("category", "subcategory")
+        }
         ratio = float(np.mean([r[name].get("speed-up", 1.0) for r in results]))
-        print(f"mean over splits, {name}: {ratio:.2f}x; held-out kappa / macro F1: category "
-              f"{mean['category']['kappa']:.3f} / {mean['category']['macro_f1']:.3f}, subcategory "
-              f"{mean['subcategory']['kappa']:.3f} / {mean['subcategory']['macro_f1']:.3f}")
+        print(
+            f"mean over splits, {name}: {ratio:.2f}x; held-out kappa / macro F1: category "
+            f"{mean['category']['kappa']:.3f} / {mean['category']['macro_f1']:.3f}, subcategory "
+            f"{mean['subcategory']['kappa']:.3f} / {mean['subcategory']['macro_f1']:.3f}"
+        )
 
 
 def main() -> None:
@@ -375,26 +427,36 @@ def main() -> None:
     try:
         if not args.skip_generate:
             gen = measure("classify_throughput", "generate", {"workdir": workdir, "size": args.size})
-            print(f"generated 20 feature COGs of {args.size} x {args.size} px and a 100-tree forest "
-                  f"in {gen['seconds']:.0f} s")
+            print(
+                f"generated 20 feature COGs of {args.size} x {args.size} px and a 100-tree forest "
+                f"in {gen['seconds']:.0f} s"
+            )
         rows = {
             "straightforward (1 process)": measure("classify_throughput", "straightforward", {"workdir": workdir}),
             f"block-wise Dask ({args.block} px, 2 workers)": measure(
-                "classify_throughput", "blockwise", {"workdir": workdir, "block": args.block}),
+                "classify_throughput", "blockwise", {"workdir": workdir, "block": args.block}
+            ),
         }
         a, b = rows.values()
         assert a["result"]["counts"] == b["result"]["counts"], "the two variants disagree"
         worker_peak = b["result"]["max_worker_peak_rss_mib"]
-        report(f"Classification of a {args.size} x {args.size} px tile, 20 features, 100 trees", rows,
-               "straightforward (1 process)")
+        report(
+            f"Classification of a {args.size} x {args.size} px tile, 20 features, 100 trees",
+            rows,
+            "straightforward (1 process)",
+        )
         px = args.size**2
         for name, r in rows.items():
             print(f"{name:<44}{px / r['seconds'] / 1e6:8.2f} Mpx/s")
-        print(f"largest Dask worker peak RSS: {worker_peak:.0f} MiB "
-              f"({a['peak_rss_mib'] / worker_peak:.1f}x below the straightforward process)")
+        print(
+            f"largest Dask worker peak RSS: {worker_peak:.0f} MiB "
+            f"({a['peak_rss_mib'] / worker_peak:.1f}x below the straightforward process)"
+        )
         per_tile = b["seconds"]
-        print(f"projected for the 487 Mediterranean tiles of the original paper: "
-              f"{487 * per_tile / 3600:.1f} h with 2 workers ({487 * per_tile * 2 / 3600:.1f} worker-hours)")
+        print(
+            f"projected for the 487 Mediterranean tiles of the original paper: "
+            f"{487 * per_tile / 3600:.1f} h with 2 workers ({487 * per_tile * 2 / 3600:.1f} worker-hours)"
+        )
     finally:
         if not args.workdir:
             shutil.rmtree(workdir, ignore_errors=True)

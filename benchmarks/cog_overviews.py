@@ -58,8 +58,15 @@ def write_layer(path: Path, size: int, dtype: str, ours: bool) -> None:
     base = window_data(dtype)
     nodata = 0 if dtype == "uint16" else float("nan")
     # "AVERAGE" (upper case) is not one the writer computes itself: GDAL's COG driver does, as before
-    with CogWriter(path, g, dtype, nodata=nodata, overview_resampling="average" if ours else "AVERAGE",
-                   tmp_dir=path.parent, compress="ZSTD") as w:
+    with CogWriter(
+        path,
+        g,
+        dtype,
+        nodata=nodata,
+        overview_resampling="average" if ours else "AVERAGE",
+        tmp_dir=path.parent,
+        compress="ZSTD",
+    ) as w:
         for k, win in enumerate(block_windows(size, size, WINDOW)):
             # each window different (shifted), as a tile's are
             w.write(np.roll(base, 37 * k, axis=1)[: int(win.height), : int(win.width)], win)
@@ -111,8 +118,11 @@ def main() -> None:
     args = ap.parse_args()
     folder = args.tmp or tempfile.gettempdir()
     ctx = mp.get_context("spawn")
-    print(f"one {args.size} x {args.size} layer per copy, {WINDOW} px windows, GDAL_NUM_THREADS="
-          f"{os.environ['GDAL_NUM_THREADS']}", flush=True)
+    print(
+        f"one {args.size} x {args.size} layer per copy, {WINDOW} px windows, GDAL_NUM_THREADS="
+        f"{os.environ['GDAL_NUM_THREADS']}",
+        flush=True,
+    )
     for dtype in ("float32", "uint16"):
         check_equal(folder, args.size, dtype)
         res: dict[tuple[bool, int], list[tuple[float, float, float]]] = {}
@@ -121,16 +131,22 @@ def main() -> None:
                 for copies in (1, 2):
                     with ctx.Pool(copies) as pool:
                         res.setdefault((ours, copies), []).extend(
-                            pool.map(timed, [(folder, args.size, dtype, ours)] * copies))
+                            pool.map(timed, [(folder, args.size, dtype, ours)] * copies)
+                        )
         mean = {k: np.mean(np.array(v), axis=0) for k, v in res.items()}
         for ours in (False, True):
             name = "overviews while writing (now)" if ours else "GDAL's overviews (before)"
             one, two = mean[(ours, 1)], mean[(ours, 2)]
-            print(f"{dtype:8s} {name:32s} alone {one[0]:5.2f} s ({one[1]:.2f} user, {one[2]:.2f} kernel); two at "
-                  f"once {two[0]:5.2f} s ({two[1]:.2f} user, {two[2]:.2f} kernel): {two[0] / one[0]:.2f}x slower",
-                  flush=True)
-        print(f"{dtype:8s} now vs before: {mean[(False, 1)][0] / mean[(True, 1)][0]:.2f}x alone, "
-              f"{mean[(False, 2)][0] / mean[(True, 2)][0]:.2f}x two at once", flush=True)
+            print(
+                f"{dtype:8s} {name:32s} alone {one[0]:5.2f} s ({one[1]:.2f} user, {one[2]:.2f} kernel); two at "
+                f"once {two[0]:5.2f} s ({two[1]:.2f} user, {two[2]:.2f} kernel): {two[0] / one[0]:.2f}x slower",
+                flush=True,
+            )
+        print(
+            f"{dtype:8s} now vs before: {mean[(False, 1)][0] / mean[(True, 1)][0]:.2f}x alone, "
+            f"{mean[(False, 2)][0] / mean[(True, 2)][0]:.2f}x two at once",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -40,8 +40,10 @@ def main() -> None:
     rng = np.random.default_rng(0)
     median_composite(np.ones((3, 8, 8), "float32"))  # compile once, outside the timings
     print(f"median of {args.size}x{args.size} float32 windows, 30 % gaps (best of {args.repeat})")
-    print(f"{'dates':>5} {'nanmedian':>10} {'numpy sort':>11} {'bottleneck':>11} {'ours 1 thr':>11} "
-          f"{'ours 2 thr':>11} {'ratio 1':>8} {'ratio 2':>8} {'equal':>6}")
+    print(
+        f"{'dates':>5} {'nanmedian':>10} {'numpy sort':>11} {'bottleneck':>11} {'ours 1 thr':>11} "
+        f"{'ours 2 thr':>11} {'ratio 1':>8} {'ratio 2':>8} {'equal':>6}"
+    )
     for dates in (4, 8, 12, 24):
         stack = rng.uniform(0.0, 0.6, (dates, args.size, args.size)).astype("float32")
         stack[rng.uniform(size=stack.shape) < 0.3] = np.nan
@@ -55,10 +57,13 @@ def main() -> None:
         t_bn = best_of(lambda s=stack: bottleneck.nanmedian(s, axis=0), args.repeat) if bottleneck else float("nan")
         t_one = best_of(lambda s=stack: median_composite(s), args.repeat)
         t_two = best_of(lambda s=stack: median_composite(s, threads=2), args.repeat)
-        equal = (np.array_equal(median_composite(stack), reference, equal_nan=True)
-                 and np.array_equal(median_composite(stack, threads=2), reference, equal_nan=True))
-        print(f"{dates:>5} {mpx / t_nan:>8.1f}Mp {mpx / t_sort:>9.1f}Mp {mpx / t_bn:>9.1f}Mp {mpx / t_one:>9.1f}Mp "
-              f"{mpx / t_two:>9.1f}Mp {t_nan / t_one:>7.1f}x {t_nan / t_two:>7.1f}x {str(equal):>6}")
+        equal = np.array_equal(median_composite(stack), reference, equal_nan=True) and np.array_equal(
+            median_composite(stack, threads=2), reference, equal_nan=True
+        )
+        print(
+            f"{dates:>5} {mpx / t_nan:>8.1f}Mp {mpx / t_sort:>9.1f}Mp {mpx / t_bn:>9.1f}Mp {mpx / t_one:>9.1f}Mp "
+            f"{mpx / t_two:>9.1f}Mp {t_nan / t_one:>7.1f}x {t_nan / t_two:>7.1f}x {str(equal):>6}"
+        )
         if not equal:
             raise SystemExit("the kernel differs from np.nanmedian")
 

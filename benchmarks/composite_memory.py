@@ -51,44 +51,85 @@ def generate(workdir: str, size: int) -> dict:
         rng = np.random.default_rng(100 + p)
         t10 = Affine(10, 0, 399960.0, 0, -10, 4200000.0)
         b02 = folder / "B02.tif"
-        with rasterio.open(b02, "w", driver="GTiff", width=size, height=size, count=1, dtype="uint16",
-                           crs="EPSG:32630", transform=t10, nodata=0, tiled=True, blockxsize=512, blockysize=512,
-                           compress="DEFLATE") as dst:
+        with rasterio.open(
+            b02,
+            "w",
+            driver="GTiff",
+            width=size,
+            height=size,
+            count=1,
+            dtype="uint16",
+            crs="EPSG:32630",
+            transform=t10,
+            nodata=0,
+            tiled=True,
+            blockxsize=512,
+            blockysize=512,
+            compress="DEFLATE",
+        ) as dst:
             for row in range(0, size, 1024):
                 h = min(1024, size - row)
                 rows = np.arange(row, row + h) // 100
                 surface = np.repeat(base[rows], 100, axis=1)[:, :size]
-                dst.write((surface + rng.normal(0, 80, size=(h, size))).clip(1, 10000).astype("uint16"), 1,
-                          window=Window(0, row, size, h))
+                dst.write(
+                    (surface + rng.normal(0, 80, size=(h, size))).clip(1, 10000).astype("uint16"),
+                    1,
+                    window=Window(0, row, size, h),
+                )
         scl_path = folder / "SCL.tif"
         n20 = size // 2
         scl = np.where(cloud_field(n20, 7 + p, cover=0.15 + 0.1 * p), 9, 4).astype("uint8")
-        with rasterio.open(scl_path, "w", driver="GTiff", width=n20, height=n20, count=1, dtype="uint8",
-                           crs="EPSG:32630", transform=Affine(20, 0, 399960.0, 0, -20, 4200000.0), tiled=True,
-                           compress="DEFLATE") as dst:
+        with rasterio.open(
+            scl_path,
+            "w",
+            driver="GTiff",
+            width=n20,
+            height=n20,
+            count=1,
+            dtype="uint8",
+            crs="EPSG:32630",
+            transform=Affine(20, 0, 399960.0, 0, -20, 4200000.0),
+            tiled=True,
+            compress="DEFLATE",
+        ) as dst:
             dst.write(scl, 1)
-        products.append({"_id": f"P{p}", "level": "L2A", "tile": "30SUF", "offsets": {"B02": -1000.0},
-                         "sensing_time": dt.datetime(2022, 4, 1 + p).isoformat(),
-                         "bands": {"B02": {"bucket": "bench", "key": f"P{p}/B02.tif"},
-                                   "SCL": {"bucket": "bench", "key": f"P{p}/SCL.tif"}}})
+        products.append(
+            {
+                "_id": f"P{p}",
+                "level": "L2A",
+                "tile": "30SUF",
+                "offsets": {"B02": -1000.0},
+                "sensing_time": dt.datetime(2022, 4, 1 + p).isoformat(),
+                "bands": {
+                    "B02": {"bucket": "bench", "key": f"P{p}/B02.tif"},
+                    "SCL": {"bucket": "bench", "key": f"P{p}/SCL.tif"},
+                },
+            }
+        )
     (root / "products.json").write_text(json.dumps(products))
     return {"products": len(products)}
 
 
 def windowed(workdir: str, window: int = 1024, threads: int = 1) -> dict:
     """Our pipeline: build_composite on one band, reading the products in place."""
+    from landcoverpy.assets.params import CompositeParams
     from landcoverpy.config import Settings
     from landcoverpy.inputs import Season
-    from landcoverpy.assets.params import CompositeParams
     from landcoverpy.pipeline.composites import build_composite
 
     root = Path(workdir)
-    settings = Settings(_env_file=None, LANDCOVERPY_HOME=root / "home", TMP_DIR=root / "tmp",
-                        MINIO_BUCKET_NAME_COMPOSITES="bench-out")
+    settings = Settings(
+        _env_file=None, LANDCOVERPY_HOME=root / "home", TMP_DIR=root / "tmp", MINIO_BUCKET_NAME_COMPOSITES="bench-out"
+    )
     products = json.loads((root / "products.json").read_text())
     season = Season("s", dt.date(2022, 1, 1), dt.date(2022, 12, 31))
-    rec = build_composite(settings, "30SUF", season, products,
-                          CompositeParams(window_size=window, threads=threads, bands=("B02",), indices=()))
+    rec = build_composite(
+        settings,
+        "30SUF",
+        season,
+        products,
+        CompositeParams(window_size=window, threads=threads, bands=("B02",), indices=()),
+    )
     return {"valid_percentage": rec["valid_percentage"]}
 
 
@@ -141,15 +182,20 @@ def main() -> None:
         print(f"generated {N_PRODUCTS} products of {args.size} x {args.size} px in {gen['seconds']:.0f} s")
         rows = {
             "full-stack np.nanmedian": measure("composite_memory", "full_stack", {"workdir": workdir}),
-            f"windowed ({args.window} px)": measure("composite_memory", "windowed",
-                                                    {"workdir": workdir, "window": args.window}),
-            f"windowed ({args.window} px, 2 thr)": measure("composite_memory", "windowed",
-                                                           {"workdir": workdir, "window": args.window, "threads": 2}),
+            f"windowed ({args.window} px)": measure(
+                "composite_memory", "windowed", {"workdir": workdir, "window": args.window}
+            ),
+            f"windowed ({args.window} px, 2 thr)": measure(
+                "composite_memory", "windowed", {"workdir": workdir, "window": args.window, "threads": 2}
+            ),
         }
         results = {json.dumps(r["result"]) for r in rows.values()}
         assert len(results) == 1, results
-        report(f"Composite of one band, {N_PRODUCTS} products, {args.size} x {args.size} px",
-               rows, "full-stack np.nanmedian")
+        report(
+            f"Composite of one band, {N_PRODUCTS} products, {args.size} x {args.size} px",
+            rows,
+            "full-stack np.nanmedian",
+        )
     finally:
         if not args.workdir:
             shutil.rmtree(workdir, ignore_errors=True)

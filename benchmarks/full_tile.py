@@ -37,10 +37,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 TILE, EPSG, ORIGIN = "18SVG", "EPSG:32618", (399960.0, 4200000.0)
-SEASONS = {"spring": ("2016-03-01", "2016-05-31"), "summer": ("2016-06-01", "2016-08-31"),
-           "autumn": ("2016-09-01", "2016-11-30")}
-CLASSES = {"water": ["sea", "lake"], "forest": ["broadleaf", "conifer"], "crops": ["cereal", "orchard"],
-           "urban": ["dense", "sparse"], "bare": ["rock", "sand"]}
+SEASONS = {
+    "spring": ("2016-03-01", "2016-05-31"),
+    "summer": ("2016-06-01", "2016-08-31"),
+    "autumn": ("2016-09-01", "2016-11-30"),
+}
+CLASSES = {
+    "water": ["sea", "lake"],
+    "forest": ["broadleaf", "conifer"],
+    "crops": ["cereal", "orchard"],
+    "urban": ["dense", "sparse"],
+    "bare": ["rock", "sand"],
+}
 TILE_PAPER = 487
 PIXEL_STAGES = ("acquire", "composite", "classify")  # their work grows with the tile's pixels
 
@@ -99,18 +107,41 @@ def write_products(src: Path, size: int) -> None:
                     data = np.where(cl == 2, 7000 + rng.normal(0, 300, size=cls.shape), data)
                     data = np.where(cl == 1, data * 0.35, data)
                     data = np.clip(data, 1, 20000).astype("uint16")
-                profile = {"driver": "GTiff", "width": n, "height": n, "count": 1, "dtype": data.dtype, "crs": EPSG,
-                           "transform": from_origin(*ORIGIN, res, res), "nodata": 0, "tiled": True,
-                           "blockxsize": 512, "blockysize": 512, "compress": "deflate", "predictor": 2}
+                profile = {
+                    "driver": "GTiff",
+                    "width": n,
+                    "height": n,
+                    "count": 1,
+                    "dtype": data.dtype,
+                    "crs": EPSG,
+                    "transform": from_origin(*ORIGIN, res, res),
+                    "nodata": 0,
+                    "tiled": True,
+                    "blockxsize": 512,
+                    "blockysize": 512,
+                    "compress": "deflate",
+                    "predictor": 2,
+                }
                 with rasterio.open(folder / f"{band}.tif", "w", **profile) as dst:
                     dst.write(data, 1)
                 bands[band] = f"{band}.tif"
             day = np.datetime64(start) + np.timedelta64(15 + 20 * p, "D")
             cover = float((clouds == 2).mean() * 100)
-            (folder / "product.json").write_text(json.dumps({
-                "product_id": pid, "tile": TILE, "sensing_time": f"{day}T10:00:00", "platform": "Sentinel-2B",
-                "level": "L2A", "processing_baseline": "05.00", "cloud_percentage": round(cover, 1),
-                "nodata_percentage": 0.0, "bands": bands}))
+            (folder / "product.json").write_text(
+                json.dumps(
+                    {
+                        "product_id": pid,
+                        "tile": TILE,
+                        "sensing_time": f"{day}T10:00:00",
+                        "platform": "Sentinel-2B",
+                        "level": "L2A",
+                        "processing_baseline": "05.00",
+                        "cloud_percentage": round(cover, 1),
+                        "nodata_percentage": 0.0,
+                        "bands": bands,
+                    }
+                )
+            )
 
 
 def _fit(a: np.ndarray, n: int) -> np.ndarray:
@@ -138,8 +169,10 @@ def write_points(app: Path, size: int, n: int) -> None:
     rng = np.random.default_rng(3)
     inside = min(size, 9995)  # the tile's own 100 km MGRS square (tiles overlap by 9.8 km)
     rows, cols = rng.uniform(5, inside - 5, n), rng.uniform(5, inside - 5, n)
-    sub = classes[np.minimum((rows // 30).astype(int), classes.shape[0] - 1),
-                  np.minimum((cols // 30).astype(int), classes.shape[1] - 1)]
+    sub = classes[
+        np.minimum((rows // 30).astype(int), classes.shape[0] - 1),
+        np.minimum((cols // 30).astype(int), classes.shape[1] - 1),
+    ]
     names = [(c, s) for c, subs in CLASSES.items() for s in subs]
     x, y = ORIGIN[0] + cols * 10, ORIGIN[1] - rows * 10
     lon, lat = Transformer.from_crs(EPSG, "EPSG:4326", always_xy=True).transform(x, y)
@@ -192,8 +225,13 @@ class PeakRSS:
                     self.peaks[key] = max(self.peaks.get(key, 0), rss)
             except psutil.Error:
                 pass
-            self.cpu.append((time.time(), sum(c for c, _ in self._cpu_of.values()),
-                             sum(c for c, worker in self._cpu_of.values() if worker)))
+            self.cpu.append(
+                (
+                    time.time(),
+                    sum(c for c, _ in self._cpu_of.values()),
+                    sum(c for c, worker in self._cpu_of.values() if worker),
+                )
+            )
             m = psutil.cpu_times()
             self.machine.append((m.user + m.nice, m.system + m.irq + m.softirq, m.iowait, m.idle))
             self._stop.wait(0.5)
@@ -207,8 +245,9 @@ class PeakRSS:
         return out
 
 
-def cores_by_kind(stream_csv: str, cpu: list[tuple[float, float, float]],
-                  machine: list[tuple[float, float, float, float]]) -> dict[str, tuple[float, ...]]:
+def cores_by_kind(
+    stream_csv: str, cpu: list[tuple[float, float, float]], machine: list[tuple[float, float, float, float]]
+) -> dict[str, tuple[float, ...]]:
     """Mean cores the run's processes kept busy while each kind of task ran (its first start to
     its last stop, from the run's task stream), from the CPU samples: what a worker's task does
     on other threads (GDAL compressing) counts, which the task stream alone cannot show. Returns
@@ -233,12 +272,38 @@ def cores_by_kind(stream_csv: str, cpu: list[tuple[float, float, float]],
 
 
 def run(src: Path, app: Path, home: Path, workers: int, profile: bool = False, gdal_threads: int = 0) -> dict:
-    env = os.environ | ({"GDAL_NUM_THREADS": str(gdal_threads)} if gdal_threads else {}) | {"LANDCOVERPY_HOME": str(home), "TMP_DIR": str(home / "tmp"), "DASK_N_WORKERS": str(workers),
-                        "DASK_THREADS_PER_WORKER": "1", "DASK_CLUSTER_IP": ""}
-    cmd = [sys.executable, "-m", "landcoverpy.cli", "run", "--provider", "local", "--source", str(src), "--no-progress",
-           "--dataset", str(app / "dataset.csv"), "--seasons", str(app / "seasons.json"),
-           "--lc-labels", str(app / "lc_labels.json"), "--sl-labels", str(app / "sl_labels.json"),
-           "--holdout", str(app / "holdout.csv")] + (["--profile"] if profile else [])
+    env = (
+        os.environ
+        | ({"GDAL_NUM_THREADS": str(gdal_threads)} if gdal_threads else {})
+        | {
+            "LANDCOVERPY_HOME": str(home),
+            "TMP_DIR": str(home / "tmp"),
+            "DASK_N_WORKERS": str(workers),
+            "DASK_THREADS_PER_WORKER": "1",
+            "DASK_CLUSTER_IP": "",
+        }
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "landcoverpy.cli",
+        "run",
+        "--provider",
+        "local",
+        "--source",
+        str(src),
+        "--no-progress",
+        "--dataset",
+        str(app / "dataset.csv"),
+        "--seasons",
+        str(app / "seasons.json"),
+        "--lc-labels",
+        str(app / "lc_labels.json"),
+        "--sl-labels",
+        str(app / "sl_labels.json"),
+        "--holdout",
+        str(app / "holdout.csv"),
+    ] + (["--profile"] if profile else [])
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(ROOT))
     rss = PeakRSS(proc.pid)
@@ -254,11 +319,19 @@ def run(src: Path, app: Path, home: Path, workers: int, profile: bool = False, g
     stream = home / "store" / "classification-maps" / "latest" / "tasks.csv"
     if tasks and stream.exists():
         cores = cores_by_kind(stream.read_text(encoding="utf-8"), rss.cpu, rss.machine)
-        busy = {kind: f"; {c[0]:.2f} cores busy, {c[1]:.2f} by the workers; machine user {c[2]:.2f}, "
-                      f"kernel {c[3]:.2f}, I/O wait {c[4]:.2f}, idle {c[5]:.2f}" for kind, c in cores.items()}
+        busy = {
+            kind: f"; {c[0]:.2f} cores busy, {c[1]:.2f} by the workers; machine user {c[2]:.2f}, "
+            f"kernel {c[3]:.2f}, I/O wait {c[4]:.2f}, idle {c[5]:.2f}"
+            for kind, c in cores.items()
+        }
         tasks = [line + busy.get(line.split()[0], "") for line in tasks]
-    return {"seconds": seconds, "stages": stages, "rss": peaks, "accuracy": float(accuracy.group(1)) if accuracy else None,
-            "tasks": tasks}
+    return {
+        "seconds": seconds,
+        "stages": stages,
+        "rss": peaks,
+        "accuracy": float(accuracy.group(1)) if accuracy else None,
+        "tasks": tasks,
+    }
 
 
 def main() -> None:
@@ -266,13 +339,24 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=10980)
     ap.add_argument("--points", type=int, default=2000)
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--work", type=Path, default=None,
-                    help="keep inputs and each run's home there (default: a temporary folder, removed as it goes)")
-    ap.add_argument("--gdal-threads", type=int, default=0,
-                    help="GDAL threads per worker (default: the workflow's, cores / workers); 1 makes a worker one "
-                         "core, so 1 vs 2 workers compares equal resources per worker")
-    ap.add_argument("--profile", action="store_true",
-                    help="run with --profile and print where the tasks' time went (workers busy per kind of task)")
+    ap.add_argument(
+        "--work",
+        type=Path,
+        default=None,
+        help="keep inputs and each run's home there (default: a temporary folder, removed as it goes)",
+    )
+    ap.add_argument(
+        "--gdal-threads",
+        type=int,
+        default=0,
+        help="GDAL threads per worker (default: the workflow's, cores / workers); 1 makes a worker one "
+        "core, so 1 vs 2 workers compares equal resources per worker",
+    )
+    ap.add_argument(
+        "--profile",
+        action="store_true",
+        help="run with --profile and print where the tasks' time went (workers busy per kind of task)",
+    )
     args = ap.parse_args()
     keep = args.work is not None
     work = args.work or Path(tempfile.mkdtemp(prefix="full-tile-"))
@@ -294,8 +378,11 @@ def _main(args: argparse.Namespace, work: Path, keep: bool) -> None:
     t = time.perf_counter()
     write_products(src, args.size)
     write_points(app, args.size, args.points)
-    print(f"tile {TILE} {args.size} x {args.size} px (10 m), 3 seasons x 4 L2A products, {args.points} points; "
-          f"inputs ready in {time.perf_counter() - t:.0f} s under {work}", flush=True)
+    print(
+        f"tile {TILE} {args.size} x {args.size} px (10 m), 3 seasons x 4 L2A products, {args.points} points; "
+        f"inputs ready in {time.perf_counter() - t:.0f} s under {work}",
+        flush=True,
+    )
     results = {}
     for n in args.workers:
         home = work / f"home-{args.size}-{n}w"
@@ -308,26 +395,43 @@ def _main(args: argparse.Namespace, work: Path, keep: bool) -> None:
             import shutil
 
             shutil.rmtree(home, ignore_errors=True)
-        print(f"\n{n} worker(s): {r['seconds']:.0f} s, held-out category accuracy {r['accuracy']}, peak RSS "
-              + ", ".join(f"{k} {v:.0f} MiB" for k, v in sorted(r["rss"].items())), flush=True)
+        print(
+            f"\n{n} worker(s): {r['seconds']:.0f} s, held-out category accuracy {r['accuracy']}, peak RSS "
+            + ", ".join(f"{k} {v:.0f} MiB" for k, v in sorted(r["rss"].items())),
+            flush=True,
+        )
         for stage, s in r["stages"].items():
             print(f"  {stage:<10}{s:>8.1f} s")
         for line in r["tasks"]:
             print(f"    task {line}")
     if 1 in results and 2 in results:
         a, b = results[1], results[2]
-        print("\n2 workers vs 1: " + ", ".join(f"{st} {a['stages'][st] / max(b['stages'].get(st, 0), 1e-9):.2f}x"
-                                              for st in a["stages"] if st in b["stages"])
-              + f"; whole run {a['seconds'] / b['seconds']:.2f}x")
+        print(
+            "\n2 workers vs 1: "
+            + ", ".join(
+                f"{st} {a['stages'][st] / max(b['stages'].get(st, 0), 1e-9):.2f}x"
+                for st in a["stages"]
+                if st in b["stages"]
+            )
+            + f"; whole run {a['seconds'] / b['seconds']:.2f}x"
+        )
     scale = (10980 / args.size) ** 2
     nw = min(results, key=lambda n: results[n]["seconds"])
     best = results[nw]
     per_pixel = sum(best["stages"].get(st, 0.0) for st in PIXEL_STAGES)
     tile_s = best["seconds"] + per_pixel * (scale - 1)  # the other stages grow with points, not pixels
-    note = "" if args.size == 10980 else (f" (measured at {args.size} px: {', '.join(PIXEL_STAGES)} scaled x{scale:.1f} "
-                                          "by area, the rest as measured)")
-    print(f"projection{note}: {tile_s / 60:.1f} min per tile with {nw} worker(s); the paper's {TILE_PAPER} tiles: "
-          f"{tile_s * TILE_PAPER * nw / 3600:.0f} worker-hours")
+    note = (
+        ""
+        if args.size == 10980
+        else (
+            f" (measured at {args.size} px: {', '.join(PIXEL_STAGES)} scaled x{scale:.1f} "
+            "by area, the rest as measured)"
+        )
+    )
+    print(
+        f"projection{note}: {tile_s / 60:.1f} min per tile with {nw} worker(s); the paper's {TILE_PAPER} tiles: "
+        f"{tile_s * TILE_PAPER * nw / 3600:.0f} worker-hours"
+    )
 
 
 if __name__ == "__main__":

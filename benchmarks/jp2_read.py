@@ -39,8 +39,14 @@ def band(size: int) -> tuple[np.ndarray, dict]:
     rng = np.random.default_rng(0)
     rows = [np.concatenate([real + rng.integers(0, 7) for _ in range(reps[1])], axis=1) for _ in range(reps[0])]
     data = np.concatenate(rows, axis=0)[:size, :size].astype("uint16")
-    profile = {"width": size, "height": size, "count": 1, "dtype": "uint16", "crs": crs,
-               "transform": from_origin(transform.c, transform.f, 10, 10)}
+    profile = {
+        "width": size,
+        "height": size,
+        "count": 1,
+        "dtype": "uint16",
+        "crs": crs,
+        "transform": from_origin(transform.c, transform.f, 10, 10),
+    }
     return data, profile
 
 
@@ -75,21 +81,34 @@ def main() -> None:
             convert = timed(lambda: jp2_to_cog(jp2, cog))
         cog_read = timed(lambda: read(cog))
         mb = {p.suffix: p.stat().st_size / 2**20 for p in (jp2, cog)}
-    print(f"band {args.size} x {args.size} px uint16, {args.threads} GDAL threads "
-          f"(writing the lossless JP2 took {write:.1f} s)")
+    print(
+        f"band {args.size} x {args.size} px uint16, {args.threads} GDAL threads "
+        f"(writing the lossless JP2 took {write:.1f} s)"
+    )
     print(f"{'step':<34}{'seconds':>9}{'MiB':>9}")
     print(f"{'read JP2 (what composites did)':<34}{jp2_read:>9.2f}{mb['.jp2']:>9.0f}")
     print(f"{'convert JP2 -> COG (once, acquire)':<34}{convert:>9.2f}")
     print(f"{'read COG (what composites do)':<34}{cog_read:>9.2f}{mb['.tif']:>9.0f}")
-    print(f"JP2 read / COG read: {jp2_read / cog_read:.1f}x; the conversion pays for itself after "
-          f"{convert / max(jp2_read - cog_read, 1e-9):.1f} reads of the band")
+    print(
+        f"JP2 read / COG read: {jp2_read / cog_read:.1f}x; the conversion pays for itself after "
+        f"{convert / max(jp2_read - cog_read, 1e-9):.1f} reads of the band"
+    )
 
 
 def _write_jp2(path: Path, data: np.ndarray, profile: dict) -> None:
     import rasterio
 
-    with rasterio.open(path, "w", driver="JP2OpenJPEG", QUALITY="100", REVERSIBLE="YES", BLOCKXSIZE="1024",
-                       BLOCKYSIZE="1024", RESOLUTIONS="6", **profile) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="JP2OpenJPEG",
+        QUALITY="100",
+        REVERSIBLE="YES",
+        BLOCKXSIZE="1024",
+        BLOCKYSIZE="1024",
+        RESOLUTIONS="6",
+        **profile,
+    ) as dst:
         dst.write(data, 1)
 
 

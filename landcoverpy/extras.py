@@ -26,9 +26,12 @@ def require(extra: str) -> None:
     try:
         importlib.import_module(module)
     except ImportError:
-        hint = ("pip install torch (the CPU build: pip install torch --index-url "
-                "https://download.pytorch.org/whl/cpu), then " if extra == "abundance" else "")
+        hint = (
+            "pip install torch (the CPU build: pip install torch --index-url "
+            "https://download.pytorch.org/whl/cpu), then "
+            if extra == "abundance"
+            else ""
+        )
         raise ConfigurationError(
-            f"{what} needs the optional dependencies of the '{extra}' extra: "
-            f"{hint}pip install 'landcoverpy[{extra}]'"
+            f"{what} needs the optional dependencies of the '{extra}' extra: {hint}pip install 'landcoverpy[{extra}]'"
         ) from None

@@ -59,8 +59,8 @@ def _resolve(composites: dict[str, dict[str, Any]], name: str) -> tuple[dict[str
     """Feature name -> (composite record, layer); season names may contain underscores."""
     for season, rec in composites.items():
         prefix = f"{season}_"
-        if name.startswith(prefix) and name[len(prefix):] in layer_names(rec):
-            return rec, name[len(prefix):]
+        if name.startswith(prefix) and name[len(prefix) :] in layer_names(rec):
+            return rec, name[len(prefix) :]
     raise RasterError(f"feature {name} has no composite layer among seasons {', '.join(composites)}")
 
 
@@ -162,21 +162,30 @@ def sample_points(reader: FeatureReader, points: pd.DataFrame, neighbourhood: in
     half = neighbourhood // 2
     located = points_to_pixels(points, reader.grid)
     inside = located[located["inside"]]
-    columns = [*reader.features, "pixel_row", "pixel_col", "point_id", "latitude", "longitude", "category",
-               "subcategory"]
+    columns = [
+        *reader.features,
+        "pixel_row",
+        "pixel_col",
+        "point_id",
+        "latitude",
+        "longitude",
+        "category",
+        "subcategory",
+    ]
     if inside.empty:
         return pd.DataFrame(columns=columns)
     rows, cols = inside["row"].to_numpy(int), inside["col"].to_numpy(int)
     groups = (rows // SAMPLE_BLOCK) * (reader.grid.width // SAMPLE_BLOCK + 1) + cols // SAMPLE_BLOCK
     windows: dict[int, np.ndarray] = {}  # position in ``inside`` -> its (features, n, n) window
     for group in np.unique(groups):
-        members = np.nonzero(groups == group)[0]
+        members = np.nonzero(groups == group)[0].tolist()
         r0, c0 = rows[members].min() - half, cols[members].min() - half
         r1, c1 = rows[members].max() + half + 1, cols[members].max() + half + 1
         block = reader.read(Window(c0, r0, c1 - c0, r1 - r0))
         for i in members:  # copies: a view would keep the whole group's block alive
-            windows[i] = block[:, rows[i] - half - r0:rows[i] + half + 1 - r0,
-                               cols[i] - half - c0:cols[i] + half + 1 - c0].copy()
+            windows[i] = block[
+                :, rows[i] - half - r0 : rows[i] + half + 1 - r0, cols[i] - half - c0 : cols[i] + half + 1 - c0
+            ].copy()
         del block
     values, pixel_rows, pixel_cols, owners = [], [], [], []
     for i in range(len(inside)):

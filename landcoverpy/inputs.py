@@ -108,7 +108,9 @@ def _read_json(path: str | Path, what: str = "JSON") -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InputValidationError(f"{path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+        raise InputValidationError(
+            f"{path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from None
 
 
 def load_labels(path: str | Path, level: str) -> LabelSet:
@@ -127,8 +129,10 @@ def load_labels(path: str | Path, level: str) -> LabelSet:
             problems.append(f"class name {name!r} must be a non-empty string")
         norm = normalise_name(name)
         if norm in names:
-            problems.append(f"keys {names[norm]!r} and {name!r} are the same name once Unicode (NFC) and "
-                            "whitespace are normalised; rename one")
+            problems.append(
+                f"keys {names[norm]!r} and {name!r} are the same name once Unicode (NFC) and "
+                "whitespace are normalised; rename one"
+            )
         names[norm] = name
         if isinstance(value, bool) or not isinstance(value, int):
             problems.append(f"key {name!r}: value {value!r} is not an integer")
@@ -169,8 +173,10 @@ def load_seasons(path: str | Path) -> list[Season]:
         if not name:
             raise InputValidationError(f"{path}: a season has an empty name ({raw_name!r}); give every season a name")
         if name in normalised:
-            raise InputValidationError(f"{path}: seasons {normalised[name]!r} and {raw_name!r} are the same name once "
-                                       "Unicode (NFC) and whitespace are normalised; rename one")
+            raise InputValidationError(
+                f"{path}: seasons {normalised[name]!r} and {raw_name!r} are the same name once "
+                "Unicode (NFC) and whitespace are normalised; rename one"
+            )
         normalised[name] = raw_name
         if name == "dem":
             raise InputValidationError(f"{path}: season name 'dem' is reserved for the terrain features; rename it")
@@ -183,7 +189,7 @@ def load_seasons(path: str | Path) -> list[Season]:
             start, end = spec
         else:
             raise InputValidationError(
-                f"{path}: season {name!r} must be {{\"start\": ..., \"end\": ...}} or [start, end], got {spec!r}"
+                f'{path}: season {name!r} must be {{"start": ..., "end": ...}} or [start, end], got {spec!r}'
             )
         s, e = _parse_date(path, name, "start", start), _parse_date(path, name, "end", end)
         if s > e:
@@ -192,7 +198,9 @@ def load_seasons(path: str | Path) -> list[Season]:
     ordered = sorted(seasons, key=lambda x: x.start)
     for a, b in zip(ordered, ordered[1:]):
         if b.start <= a.end:
-            raise InputValidationError(f"{path}: seasons {a.name!r} ({a.start}..{a.end}) and {b.name!r} ({b.start}..{b.end}) overlap")
+            raise InputValidationError(
+                f"{path}: seasons {a.name!r} ({a.start}..{a.end}) and {b.name!r} ({b.start}..{b.end}) overlap"
+            )
     return seasons
 
 
@@ -230,8 +238,10 @@ def _read_point_table(path: Path, lc_property: str, sl_property: str) -> pd.Data
         if not any(cell.strip() for cell in row):
             continue
         if len(row) > len(header):
-            problems.append(f"row {number} has {len(row)} fields, the header has {len(header)} "
-                            f"(an unquoted {sep!r} inside a value?)")
+            problems.append(
+                f"row {number} has {len(row)} fields, the header has {len(header)} "
+                f"(an unquoted {sep!r} inside a value?)"
+            )
             continue
         body.append((number, row + [""] * (len(header) - len(row))))
     if problems:
@@ -261,9 +271,14 @@ def _read_vector_points(path: Path, lc_property: str, sl_property: str) -> pd.Da
                 raise InputValidationError(f"{path}: feature {i} has no coordinates [longitude, latitude]")
             lon, lat = coords[:2]
             props = feat.get("properties") or {}
-            rows.append({"latitude": str(lat), "longitude": str(lon),
-                         lc_property: str(props.get(lc_property, "") or ""),
-                         sl_property: str(props.get(sl_property, "") or "")})
+            rows.append(
+                {
+                    "latitude": str(lat),
+                    "longitude": str(lon),
+                    lc_property: str(props.get(lc_property, "") or ""),
+                    sl_property: str(props.get(sl_property, "") or ""),
+                }
+            )
         return pd.DataFrame(rows, columns=["latitude", "longitude", lc_property, sl_property], dtype=str)
     try:
         from pyogrio.raw import read as ogr_read
@@ -298,11 +313,14 @@ def _read_vector_points(path: Path, lc_property: str, sl_property: str) -> pd.Da
         x, y = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(x, y)
     columns = dict(zip(meta["fields"], fields))
     empty = [""] * len(geoms)
-    return pd.DataFrame({
-        "latitude": [str(v) for v in y], "longitude": [str(v) for v in x],
-        lc_property: ["" if v is None else str(v) for v in columns.get(lc_property, empty)],
-        sl_property: ["" if v is None else str(v) for v in columns.get(sl_property, empty)],
-    })
+    return pd.DataFrame(
+        {
+            "latitude": [str(v) for v in y],
+            "longitude": [str(v) for v in x],
+            lc_property: ["" if v is None else str(v) for v in columns.get(lc_property, empty)],
+            sl_property: ["" if v is None else str(v) for v in columns.get(sl_property, empty)],
+        }
+    )
 
 
 def load_points(
@@ -351,13 +369,15 @@ def load_points(
             problems.append(f"row {row}: {sl_property} {sub!r} is not in {sl_labels.source}")
     if problems:
         raise _fail(path, problems)
-    frame = pd.DataFrame({
-        "latitude": lat.astype("float64"),
-        "longitude": lon.astype("float64"),
-        "category": raw[lc_property].map(normalise_name),
-        "subcategory": raw[sl_property].map(normalise_name),
-        "tile": pd.Series(tiles, index=raw.index, dtype=str),
-    })
+    frame = pd.DataFrame(
+        {
+            "latitude": lat.astype("float64"),
+            "longitude": lon.astype("float64"),
+            "category": raw[lc_property].map(normalise_name),
+            "subcategory": raw[sl_property].map(normalise_name),
+            "tile": pd.Series(tiles, index=raw.index, dtype=str),
+        }
+    )
     frame = _drop_duplicates(path, frame)
     return LabelledPoints(source=str(path), frame=frame.reset_index(drop=True))
 
@@ -374,8 +394,9 @@ def _drop_duplicates(path: str | Path, frame: pd.DataFrame) -> pd.DataFrame:
         labels = frame.loc[rows, ["category", "subcategory"]].drop_duplicates()
         numbers = [int(r) + 2 for r in rows]
         if len(labels) > 1:
-            pairs = ", ".join(f"row {n} {frame.at[r, 'category']!r}/{frame.at[r, 'subcategory']!r}"
-                              for n, r in zip(numbers, rows))
+            pairs = ", ".join(
+                f"row {n} {frame.at[r, 'category']!r}/{frame.at[r, 'subcategory']!r}" for n, r in zip(numbers, rows)
+            )
             conflicts.append(f"rows {', '.join(map(str, numbers))} are the same point with different labels ({pairs})")
         else:
             dropped.append((numbers[0], numbers[1:]))
@@ -383,9 +404,13 @@ def _drop_duplicates(path: str | Path, frame: pd.DataFrame) -> pd.DataFrame:
         raise _fail(path, conflicts + [f"{len(conflicts)} point(s) with conflicting labels: keep one label per point"])
     if dropped:
         extra = [n for _, later in dropped for n in later]
-        log.warning("%s: %d duplicated point(s) (same coordinates and labels) dropped: rows %s (duplicates of rows %s)",
-                    path, len(extra), ", ".join(map(str, extra[:20])) + (" ..." if len(extra) > 20 else ""),
-                    ", ".join(str(first) for first, _ in dropped[:20]))
+        log.warning(
+            "%s: %d duplicated point(s) (same coordinates and labels) dropped: rows %s (duplicates of rows %s)",
+            path,
+            len(extra),
+            ", ".join(map(str, extra[:20])) + (" ..." if len(extra) > 20 else ""),
+            ", ".join(str(first) for first, _ in dropped[:20]),
+        )
         frame = frame.drop(index=[r - 2 for r in extra])
     return frame
 

@@ -12,8 +12,25 @@ from __future__ import annotations
 import logging
 import os
 
-THIRD_PARTY = ("botocore", "boto3", "urllib3", "s3transfer", "rasterio", "distributed", "pymongo", "fsspec",
-               "matplotlib", "PIL", "numba", "google", "sentinelsat", "pystac_client", "requests", "tornado", "bokeh")
+THIRD_PARTY = (
+    "botocore",
+    "boto3",
+    "urllib3",
+    "s3transfer",
+    "rasterio",
+    "distributed",
+    "pymongo",
+    "fsspec",
+    "matplotlib",
+    "PIL",
+    "numba",
+    "google",
+    "sentinelsat",
+    "pystac_client",
+    "requests",
+    "tornado",
+    "bokeh",
+)
 
 
 def configure_logging(verbose: int = 0) -> None:

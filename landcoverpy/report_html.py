@@ -63,8 +63,10 @@ class ReportData:
 
 def unmapped_text(missing: int, total: int) -> str:
     """How much of a map has no class, and why (the classify summary line says the same)."""
-    return (f"{missing} pixels ({100.0 * missing / total:.1f} %) without a class: a feature has no data there "
-            "(outside the products' footprint, or no clear observation in a season; see COMPOSITE_GAP_FILL)")
+    return (
+        f"{missing} pixels ({100.0 * missing / total:.1f} %) without a class: a feature has no data there "
+        "(outside the products' footprint, or no clear observation in a season; see COMPOSITE_GAP_FILL)"
+    )
 
 
 def _img(png: bytes, alt: str) -> str:
@@ -73,17 +75,22 @@ def _img(png: bytes, alt: str) -> str:
 
 def _metric_row(name: str, m: dict[str, Any], baseline: float | None = None) -> str:
     base = f"<td>{baseline:.3f}</td>" if baseline is not None else "<td>–</td>"
-    return (f'<tr><td class="name">{escape(name)}</td><td>{m["overall_accuracy"]:.3f}</td><td>{m["kappa"]:.3f}</td>'
-            f'<td>{m["macro_f1"]:.3f}</td>{base}<td>{m.get("n", "")}</td></tr>')
+    return (
+        f'<tr><td class="name">{escape(name)}</td><td>{m["overall_accuracy"]:.3f}</td><td>{m["kappa"]:.3f}</td>'
+        f"<td>{m['macro_f1']:.3f}</td>{base}<td>{m.get('n', '')}</td></tr>"
+    )
 
 
 def _per_class(m: dict[str, Any]) -> str:
     rows = "".join(
         f'<tr><td class="name">{escape(c)}</td><td>{v["precision"]:.3f}</td><td>{v["recall"]:.3f}</td>'
-        f'<td>{v["f1"]:.3f}</td><td>{v["support"]}</td></tr>'
-        for c, v in m.get("per_class", {}).items())
-    return ('<table class="per-class"><tr><th class="name">class</th><th>precision (user\'s)</th>'
-            "<th>recall (producer's)</th><th>F1</th><th>samples</th></tr>" + rows + "</table>")
+        f"<td>{v['f1']:.3f}</td><td>{v['support']}</td></tr>"
+        for c, v in m.get("per_class", {}).items()
+    )
+    return (
+        '<table class="per-class"><tr><th class="name">class</th><th>precision (user\'s)</th>'
+        "<th>recall (producer's)</th><th>F1</th><th>samples</th></tr>" + rows + "</table>"
+    )
 
 
 def _confusion(m: dict[str, Any]) -> str:
@@ -94,7 +101,7 @@ def _confusion(m: dict[str, Any]) -> str:
     for i, lab in enumerate(labels):
         cells = "".join(f'<td class="{"diag" if i == j else ""}">{v}</td>' for j, v in enumerate(cm[i]))
         rows += f'<tr><th class="name">{escape(lab)}</th>{cells}</tr>'
-    return (f'<table class="cm"><tr><th class="name">true \\ predicted</th>{head}</tr>{rows}</table>')
+    return f'<table class="cm"><tr><th class="name">true \\ predicted</th>{head}</tr>{rows}</table>'
 
 
 def _pm(value: float | None, ci: float | None, digits: int = 3) -> str:
@@ -107,92 +114,136 @@ def _area_estimates(level: str, est: dict[str, Any]) -> str:
     """Olofsson et al. (2014) estimates from the held-out points: accuracies and areas with 95 % CIs."""
     rows = "".join(
         f'<tr><td class="name">{escape(c)}</td><td>{_pm(v["users_accuracy"], v["users_accuracy_ci95"])}</td>'
-        f'<td>{_pm(v["producers_accuracy"], v["producers_accuracy_ci95"])}</td><td>{_pm(v["mapped_area"], None, 2)}</td>'
-        f'<td>{_pm(v["estimated_area"], v["estimated_area_ci95"], 2)}</td></tr>'
-        for c, v in est.get("classes", {}).items())
-    return (f"<h4>Area estimates from the held-out points: {escape(level)}</h4>"
-            f"<p>Overall accuracy {_pm(est.get('overall_accuracy'), est.get('overall_accuracy_ci95'))} (95 % CI), "
-            "error matrix in area proportions (Olofsson et al. 2014). These intervals hold when the points are a "
-            "random sample within each map class (see <code>landcoverpy sample-design</code>); for points collected "
-            "otherwise they are indicative.</p>"
-            '<table class="area-estimates"><tr><th class="name">class</th><th>user\'s accuracy</th>'
-            "<th>producer's accuracy</th><th>mapped km²</th><th>estimated km² (95 % CI)</th></tr>" + rows + "</table>")
+        f"<td>{_pm(v['producers_accuracy'], v['producers_accuracy_ci95'])}</td>"
+        f"<td>{_pm(v['mapped_area'], None, 2)}</td>"
+        f"<td>{_pm(v['estimated_area'], v['estimated_area_ci95'], 2)}</td></tr>"
+        for c, v in est.get("classes", {}).items()
+    )
+    return (
+        f"<h4>Area estimates from the held-out points: {escape(level)}</h4>"
+        f"<p>Overall accuracy {_pm(est.get('overall_accuracy'), est.get('overall_accuracy_ci95'))} (95 % CI), "
+        "error matrix in area proportions (Olofsson et al. 2014). These intervals hold when the points are a "
+        "random sample within each map class (see <code>landcoverpy sample-design</code>); for points collected "
+        "otherwise they are indicative.</p>"
+        '<table class="area-estimates"><tr><th class="name">class</th><th>user\'s accuracy</th>'
+        "<th>producer's accuracy</th><th>mapped km²</th><th>estimated km² (95 % CI)</th></tr>" + rows + "</table>"
+    )
 
 
 def _links(links: dict[str, str]) -> str:
-    return "<ul>" + "".join(f'<li><a href="{escape(href, quote=True)}">{escape(label)}</a></li>'
-                            for label, href in links.items()) + "</ul>"
+    return (
+        "<ul>"
+        + "".join(f'<li><a href="{escape(href, quote=True)}">{escape(label)}</a></li>' for label, href in links.items())
+        + "</ul>"
+    )
 
 
 def _legend(entries: list[tuple[int, str, tuple[int, int, int]]], areas: dict[str, float]) -> str:
     rows = "".join(
         f'<tr><td class="name"><span class="swatch" style="background:#{r:02x}{g:02x}{b:02x}"></span>'
-        f'{escape(name)}</td><td>{value}</td><td>{areas.get(name, 0.0):.2f}</td></tr>'
-        for value, name, (r, g, b) in entries)
-    return ('<table class="legend"><tr><th class="name">class</th><th>value</th><th>area (km²)</th></tr>'
-            + rows + "</table>")
+        f"{escape(name)}</td><td>{value}</td><td>{areas.get(name, 0.0):.2f}</td></tr>"
+        for value, name, (r, g, b) in entries
+    )
+    return (
+        '<table class="legend"><tr><th class="name">class</th><th>value</th><th>area (km²)</th></tr>'
+        + rows
+        + "</table>"
+    )
 
 
 def _kv(d: dict[str, Any]) -> str:
-    return "<table>" + "".join(f'<tr><th class="name">{escape(str(k))}</th><td class="name"><code>'
-                               f"{escape(str(v))}</code></td></tr>" for k, v in d.items()) + "</table>"
+    return (
+        "<table>"
+        + "".join(
+            f'<tr><th class="name">{escape(str(k))}</th><td class="name"><code>{escape(str(v))}</code></td></tr>'
+            for k, v in d.items()
+        )
+        + "</table>"
+    )
 
 
 def render(data: ReportData) -> str:
-    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-             f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
-             f"<title>landcoverpy run {escape(data.run_id)}</title><style>{CSS}</style></head><body>",
-             f"<h1>Land cover maps</h1><p class='muted'>landcoverpy run <code>{escape(data.run_id)}</code>, "
-             f"{escape(data.created)}</p>"]
+    parts = [
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>landcoverpy run {escape(data.run_id)}</title><style>{CSS}</style></head><body>",
+        f"<h1>Land cover maps</h1><p class='muted'>landcoverpy run <code>{escape(data.run_id)}</code>, "
+        f"{escape(data.created)}</p>",
+    ]
     if data.problems:
-        parts.append("<div class='problems'><strong>Incomplete run</strong><ul>"
-                     + "".join(f"<li>{escape(p)}</li>" for p in data.problems) + "</ul></div>")
+        parts.append(
+            "<div class='problems'><strong>Incomplete run</strong><ul>"
+            + "".join(f"<li>{escape(p)}</li>" for p in data.problems)
+            + "</ul></div>"
+        )
     parts.append("<h2 id='maps'>Maps</h2>")
     for view in data.maps:
-        parts.append(f"<h3>Tile {escape(view.tile)}</h3><p class='muted'>map <code>{escape(view.map_id)}</code></p>"
-                     "<div class='maps'>")
+        parts.append(
+            f"<h3>Tile {escape(view.tile)}</h3><p class='muted'>map <code>{escape(view.map_id)}</code></p>"
+            "<div class='maps'>"
+        )
         for name, png in view.quicklooks.items():
-            parts.append(f"<div class='map'>{_img(png, f'{view.tile} {name}')}"
-                         f"<div class='muted'>{escape(name.replace('_', ' '))}</div></div>")
+            parts.append(
+                f"<div class='map'>{_img(png, f'{view.tile} {name}')}"
+                f"<div class='muted'>{escape(name.replace('_', ' '))}</div></div>"
+            )
         parts.append("</div>")
         missing, total = view.unmapped
         if missing and total:
             parts.append(f"<p class='unmapped'>{escape(unmapped_text(missing, total))}</p>")
         for level, entries in view.legends.items():
-            parts.append(f"<h4>Legend and class areas: {escape(level)}</h4>"
-                         + _legend(entries, view.areas_km2.get(level, {})))
+            parts.append(
+                f"<h4>Legend and class areas: {escape(level)}</h4>" + _legend(entries, view.areas_km2.get(level, {}))
+            )
         parts.append("<h4>Files</h4>" + _links(view.links))
     if data.notes:
-        parts.append("<div class='problems'><strong>To act on</strong><ul>"
-                     + "".join(f"<li>{escape(n)}</li>" for n in data.notes) + "</ul></div>")
-    parts.append("<h2 id='accuracy'>Accuracy</h2><h3>Spatial-block cross-validation</h3>"
-                 "<table class='accuracy'><tr><th class='name'>model</th><th>overall accuracy</th><th>kappa</th>"
-                 "<th>macro F1</th><th>majority-class macro F1</th><th>samples</th></tr>"
-                 + _metric_row("category", data.category_metrics, data.category_baseline_f1)
-                 + "".join(_metric_row(f"subcategory of {c}", m) for c, m in data.subcategory_metrics.items())
-                 + "</table>")
+        parts.append(
+            "<div class='problems'><strong>To act on</strong><ul>"
+            + "".join(f"<li>{escape(n)}</li>" for n in data.notes)
+            + "</ul></div>"
+        )
+    parts.append(
+        "<h2 id='accuracy'>Accuracy</h2><h3>Spatial-block cross-validation</h3>"
+        "<table class='accuracy'><tr><th class='name'>model</th><th>overall accuracy</th><th>kappa</th>"
+        "<th>macro F1</th><th>majority-class macro F1</th><th>samples</th></tr>"
+        + _metric_row("category", data.category_metrics, data.category_baseline_f1)
+        + "".join(_metric_row(f"subcategory of {c}", m) for c, m in data.subcategory_metrics.items())
+        + "</table>"
+    )
     parts.append("<h3>Category level</h3>" + _per_class(data.category_metrics) + _confusion(data.category_metrics))
     for cat, m in data.subcategory_metrics.items():
         parts.append(f"<h3>Subcategories of {escape(cat)}</h3>" + _per_class(m) + _confusion(m))
     if data.holdout and data.holdout.get("n"):
         h = data.holdout
-        parts.append(f"<h3>Held-out points ({h['n']}, never used in training)</h3>"
-                     "<table class='accuracy'><tr><th class='name'>level</th><th>overall accuracy</th><th>kappa</th>"
-                     "<th>macro F1</th><th>–</th><th>points</th></tr>"
-                     + _metric_row("category", h["category"])
-                     + (_metric_row("subcategory", h["subcategory"]) if h.get("subcategory") else "") + "</table>"
-                     + _per_class(h["category"]) + _confusion(h["category"]))
+        parts.append(
+            f"<h3>Held-out points ({h['n']}, never used in training)</h3>"
+            "<table class='accuracy'><tr><th class='name'>level</th><th>overall accuracy</th><th>kappa</th>"
+            "<th>macro F1</th><th>–</th><th>points</th></tr>"
+            + _metric_row("category", h["category"])
+            + (_metric_row("subcategory", h["subcategory"]) if h.get("subcategory") else "")
+            + "</table>"
+            + _per_class(h["category"])
+            + _confusion(h["category"])
+        )
         for level, est in (h.get("area") or {}).items():
             parts.append(_area_estimates(level, est))
     if data.pictures:
-        parts.append("<div class='maps'>" + "".join(f"<div class='map'>{_img(png, title)}</div>"
-                                                    for title, png in data.pictures.items()) + "</div>")
-    parts.append("<h2 id='run'>Run</h2><table><tr><th class='name'>stage</th><th>seconds</th><th class='name'>"
-                 "done or reused</th><th class='name'>detail</th></tr>"
-                 + "".join(f"<tr><td class='name'>{escape(s['name'])}</td><td>{s['seconds']:.1f}</td>"
-                           f"<td class='name'>{'done' if s['did_work'] else 'reused'}</td>"
-                           f"<td class='name'>{escape(s.get('detail', ''))}</td></tr>" for s in data.stages)
-                 + "</table>")
+        parts.append(
+            "<div class='maps'>"
+            + "".join(f"<div class='map'>{_img(png, title)}</div>" for title, png in data.pictures.items())
+            + "</div>"
+        )
+    parts.append(
+        "<h2 id='run'>Run</h2><table><tr><th class='name'>stage</th><th>seconds</th><th class='name'>"
+        "done or reused</th><th class='name'>detail</th></tr>"
+        + "".join(
+            f"<tr><td class='name'>{escape(s['name'])}</td><td>{s['seconds']:.1f}</td>"
+            f"<td class='name'>{'done' if s['did_work'] else 'reused'}</td>"
+            f"<td class='name'>{escape(s.get('detail', ''))}</td></tr>"
+            for s in data.stages
+        )
+        + "</table>"
+    )
     parts.append("<h3>Settings</h3>" + _kv(data.settings) + "<h3>Lineage</h3>" + _kv(data.lineage))
     if data.links:
         parts.append("<h3>Other outputs</h3>" + _links(data.links))

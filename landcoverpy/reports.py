@@ -23,8 +23,15 @@ def _font_families() -> list[str]:
     from matplotlib import font_manager
 
     installed = {f.name for f in font_manager.fontManager.ttflist}
-    wanted = ["DejaVu Sans", "Noto Sans CJK JP", "Noto Sans CJK SC", "WenQuanYi Micro Hei", "WenQuanYi Zen Hei",
-              "Droid Sans Fallback", "Noto Sans"]
+    wanted = [
+        "DejaVu Sans",
+        "Noto Sans CJK JP",
+        "Noto Sans CJK SC",
+        "WenQuanYi Micro Hei",
+        "WenQuanYi Zen Hei",
+        "Droid Sans Fallback",
+        "Noto Sans",
+    ]
     return [f for f in wanted if f in installed] or ["sans-serif"]
 
 
@@ -33,8 +40,9 @@ plt.rcParams["font.family"] = _font_families()
 
 def confusion_matrix_frame(metrics: dict[str, Any]) -> pd.DataFrame:
     labels = metrics["labels"]
-    return pd.DataFrame(metrics["confusion_matrix"], index=pd.Index(labels, name="true"),
-                        columns=pd.Index(labels, name="predicted"))
+    return pd.DataFrame(
+        metrics["confusion_matrix"], index=pd.Index(labels, name="true"), columns=pd.Index(labels, name="predicted")
+    )
 
 
 def confusion_matrix_png(metrics: dict[str, Any], title: str) -> bytes:
@@ -53,10 +61,20 @@ def confusion_matrix_png(metrics: dict[str, Any], title: str) -> bytes:
     ax.set_ylabel("true class")
     for i in range(len(labels)):
         for j in range(len(labels)):
-            ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center",
-                    color="white" if norm[i, j] > 0.5 else "black", fontsize=8)
-    ax.set_title(f"{title}\nOA {metrics['overall_accuracy']:.3f}  kappa {metrics['kappa']:.3f}  "
-                 f"macro F1 {metrics['macro_f1']:.3f}", fontsize=10)
+            ax.text(
+                j,
+                i,
+                f"{int(cm[i, j])}",
+                ha="center",
+                va="center",
+                color="white" if norm[i, j] > 0.5 else "black",
+                fontsize=8,
+            )
+    ax.set_title(
+        f"{title}\nOA {metrics['overall_accuracy']:.3f}  kappa {metrics['kappa']:.3f}  "
+        f"macro F1 {metrics['macro_f1']:.3f}",
+        fontsize=10,
+    )
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="row fraction")
     fig.tight_layout()
     buf = io.BytesIO()
@@ -65,8 +83,9 @@ def confusion_matrix_png(metrics: dict[str, Any], title: str) -> bytes:
     return buf.getvalue()
 
 
-def quicklook_png(values: np.ndarray, colours: dict[int, tuple[int, int, int]], names: dict[int, str],
-                  title: str) -> bytes:
+def quicklook_png(
+    values: np.ndarray, colours: dict[int, tuple[int, int, int]], names: dict[int, str], title: str
+) -> bytes:
     """A class map (already downsampled) with a legend of the classes present."""
     present = [v for v in sorted(colours) if (values == v).any()]
     lut = np.zeros((256, 4))
@@ -78,14 +97,19 @@ def quicklook_png(values: np.ndarray, colours: dict[int, tuple[int, int, int]], 
     ax.imshow(rgba, interpolation="nearest")
     ax.set_axis_off()
     ax.set_title(title)
-    handles = [Patch(color=np.array(colours[v]) / 255, label=f"{v} {names.get(v, '')}") for v in present]
+    handles = [Patch(color=rgb_fraction(colours[v]), label=f"{v} {names.get(v, '')}") for v in present]
     if handles:
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
     fig.tight_layout()
     buf = io.BytesIO()
     # the legend also as PNG text (iTXt, UTF-8): exact names for tools and tests, whatever the fonts
-    legend = json.dumps([{"value": int(v), "name": names.get(v, ""), "colour": "#{:02x}{:02x}{:02x}".format(*colours[v])}
-                         for v in present], ensure_ascii=False)
+    legend = json.dumps(
+        [
+            {"value": int(v), "name": names.get(v, ""), "colour": "#{:02x}{:02x}{:02x}".format(*colours[v])}
+            for v in present
+        ],
+        ensure_ascii=False,
+    )
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight", metadata={"Title": title, "Legend": legend})
     plt.close(fig)
     return buf.getvalue()
@@ -124,6 +148,10 @@ _HINTS: list[tuple[tuple[str, ...], tuple[int, int, int]]] = [
 ]
 
 
+def rgb_fraction(rgb: tuple[int, int, int]) -> tuple[float, float, float]:
+    return (rgb[0] / 255, rgb[1] / 255, rgb[2] / 255)
+
+
 def class_colours(values: dict[str, int]) -> dict[int, tuple[int, int, int]]:
     """A colour per class value: a natural colour when the class name says what it is, else a
     stable tab20 colour; grey for 1 = not classified when present."""
@@ -132,13 +160,14 @@ def class_colours(values: dict[str, int]) -> dict[int, tuple[int, int, int]]:
     used: set[tuple[int, int, int]] = set()
     for i, (name, value) in enumerate(sorted(values.items(), key=lambda kv: kv[1])):
         low = name.lower()
+        hint = next((rgb for keys, rgb in _HINTS if any(k in low for k in keys) and rgb not in used), None)
         if name == "not classified":
             colour = (190, 190, 190)
+        elif hint is not None:
+            colour = hint
         else:
-            colour = next((rgb for keys, rgb in _HINTS if any(k in low for k in keys) and rgb not in used), None)
-            if colour is None:
-                r, g, b, _ = cmap(i % 20)
-                colour = (int(r * 255), int(g * 255), int(b * 255))
+            r, g, b, _ = cmap(i % 20)
+            colour = (int(r * 255), int(g * 255), int(b * 255))
         used.add(colour)
         out[value] = colour
     return out

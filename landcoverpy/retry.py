@@ -38,8 +38,13 @@ def with_retries(what: str, fn: Callable[[], T], attempts: int | None = None, ba
         delay = state.next_action.sleep if state.next_action else 0.0
         log.warning("%s: %s, retrying in %.0f s (%d/%d)", what, _describe(exc), delay, state.attempt_number, attempts)
 
-    retrying = Retrying(stop=stop_after_attempt(attempts), wait=wait_exponential(multiplier=base, max=MAX_DELAY),
-                        retry=retry_if_exception_type(RETRIED), before_sleep=before_sleep, reraise=True)
+    retrying = Retrying(
+        stop=stop_after_attempt(attempts),
+        wait=wait_exponential(multiplier=base, max=MAX_DELAY),
+        retry=retry_if_exception_type(RETRIED),
+        before_sleep=before_sleep,
+        reraise=True,
+    )
     try:
         return retrying(fn)
     except RETRIED as exc:

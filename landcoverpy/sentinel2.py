@@ -9,8 +9,20 @@ import numpy as np
 from landcoverpy.errors import InputValidationError
 
 BAND_RESOLUTION: dict[str, int] = {
-    "B01": 60, "B02": 10, "B03": 10, "B04": 10, "B05": 20, "B06": 20, "B07": 20,
-    "B08": 10, "B8A": 20, "B09": 60, "B10": 60, "B11": 20, "B12": 20, "SCL": 20,
+    "B01": 60,
+    "B02": 10,
+    "B03": 10,
+    "B04": 10,
+    "B05": 20,
+    "B06": 20,
+    "B07": 20,
+    "B08": 10,
+    "B8A": 20,
+    "B09": 60,
+    "B10": 60,
+    "B11": 20,
+    "B12": 20,
+    "SCL": 20,
 }
 L1C_BANDS = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"]
 L2A_BANDS = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12", "SCL"]
@@ -74,8 +86,9 @@ def dn_to_reflectance(dn: np.ndarray, offset: float, nodata: int = 0) -> np.ndar
     return out
 
 
-def masked_reflectance(dn: np.ndarray, offset: float, invalid: np.ndarray, nodata: int = 0,
-                       out: np.ndarray | None = None) -> np.ndarray:
+def masked_reflectance(
+    dn: np.ndarray, offset: float, invalid: np.ndarray, nodata: int = 0, out: np.ndarray | None = None
+) -> np.ndarray:
     """``dn_to_reflectance(dn, offset, nodata)`` with the ``invalid`` pixels also NaN, in one
     compiled pass (into ``out``, a float32 array of ``dn``'s shape, when given: a slice of the
     composite's date stack, so no per-product copy is stacked afterwards)."""
@@ -84,8 +97,10 @@ def masked_reflectance(dn: np.ndarray, offset: float, invalid: np.ndarray, nodat
     if out is None:
         out = np.empty(dn.shape, dtype=np.float32)
     if dn.ndim != 2 or invalid.shape != dn.shape or out.shape != dn.shape or out.dtype != np.float32:
-        raise ValueError(f"masked_reflectance: dn {dn.shape}, invalid {invalid.shape} and float32 out {out.shape} "
-                         "must be 2-D arrays of one shape")
+        raise ValueError(
+            f"masked_reflectance: dn {dn.shape}, invalid {invalid.shape} and float32 out {out.shape} "
+            "must be 2-D arrays of one shape"
+        )
     masked_reflectance_into(dn, np.float32(offset), np.float32(QUANTIFICATION_VALUE), int(nodata), invalid, out)
     return out
 

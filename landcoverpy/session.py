@@ -15,11 +15,10 @@ from landcoverpy.context import Context
 def session(settings: Settings, command: str, wait: bool = False) -> Iterator[Context]:
     """Open the store and catalog and hold the run lease: a second writer on the same catalog
     refuses at once naming the holder (or waits, with ``wait``)."""
-    ctx = Context.open(settings)
-    try:
-        with RunLease(ctx.catalog, command, timeout=settings.LEASE_TIMEOUT, wait=wait) as lease:
-            ctx.lease = lease
-            yield ctx
-    finally:
-        ctx.lease = None
-        ctx.close()
+    with Context.open(settings) as ctx:
+        try:
+            with RunLease(ctx.catalog, command, timeout=settings.LEASE_TIMEOUT, wait=wait) as lease:
+                ctx.lease = lease
+                yield ctx
+        finally:
+            ctx.lease = None

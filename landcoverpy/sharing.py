@@ -35,9 +35,13 @@ def parse_duration(text: str) -> dt.timedelta:
 def _client(settings: Settings) -> Any:
     from minio import Minio
 
-    return Minio(f"{settings.MINIO_HOST}:{settings.MINIO_PORT}", access_key=settings.MINIO_ACCESS_KEY,
-                 secret_key=settings.MINIO_SECRET_KEY.get_secret_value(), secure=settings.MINIO_SECURE,
-                 region=settings.MINIO_REGION)
+    return Minio(
+        f"{settings.MINIO_HOST}:{settings.MINIO_PORT}",
+        access_key=settings.MINIO_ACCESS_KEY,
+        secret_key=settings.MINIO_SECRET_KEY.get_secret_value(),
+        secure=settings.MINIO_SECURE,
+        region=settings.MINIO_REGION,
+    )
 
 
 def download_link(settings: Settings, store: Any, bucket: str, key: str, expires: dt.timedelta) -> str:
@@ -59,9 +63,17 @@ def console_link(settings: Settings, bucket: str, prefix: str) -> str | None:
 
 
 def public_read_policy(bucket: str) -> dict[str, Any]:
-    return {"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Principal": {"AWS": ["*"]}, "Action": ["s3:GetObject"],
-        "Resource": [f"arn:aws:s3:::{bucket}/*"]}]}
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": ["*"]},
+                "Action": ["s3:GetObject"],
+                "Resource": [f"arn:aws:s3:::{bucket}/*"],
+            }
+        ],
+    }
 
 
 def make_public(settings: Settings, bucket: str) -> None:

@@ -37,11 +37,22 @@ CHUNK_SIZE = 8 * 1024 * 1024
 
 COG_MEDIA_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
 _MEDIA_TYPES = {
-    ".tif": COG_MEDIA_TYPE, ".tiff": COG_MEDIA_TYPE, ".png": "image/png", ".json": "application/json",
-    ".geojson": "application/geo+json", ".html": "text/html; charset=utf-8", ".md": "text/markdown; charset=utf-8",
-    ".csv": "text/csv; charset=utf-8", ".parquet": "application/vnd.apache.parquet", ".qml": "application/xml",
-    ".xml": "application/xml", ".jp2": "image/jp2", ".hdf": "application/x-hdf", ".pt": "application/octet-stream",
-    ".joblib": "application/octet-stream", ".npz": "application/octet-stream",
+    ".tif": COG_MEDIA_TYPE,
+    ".tiff": COG_MEDIA_TYPE,
+    ".png": "image/png",
+    ".json": "application/json",
+    ".geojson": "application/geo+json",
+    ".html": "text/html; charset=utf-8",
+    ".md": "text/markdown; charset=utf-8",
+    ".csv": "text/csv; charset=utf-8",
+    ".parquet": "application/vnd.apache.parquet",
+    ".qml": "application/xml",
+    ".xml": "application/xml",
+    ".jp2": "image/jp2",
+    ".hdf": "application/x-hdf",
+    ".pt": "application/octet-stream",
+    ".joblib": "application/octet-stream",
+    ".npz": "application/octet-stream",
 }
 
 
@@ -94,9 +105,7 @@ def check_key(key: str) -> str:
 
 def check_bucket(bucket: str) -> str:
     if not _BUCKET_RE.match(bucket):
-        raise InvalidKeyError(
-            f"bucket name {bucket!r} is invalid: use 3-63 lowercase letters, digits, '.' or '-'"
-        )
+        raise InvalidKeyError(f"bucket name {bucket!r} is invalid: use 3-63 lowercase letters, digits, '.' or '-'")
     return bucket
 
 
@@ -298,7 +307,8 @@ class LocalStore(ObjectStore):
     def rasterio_env(self, **gdal_options: Any) -> contextlib.AbstractContextManager[Any]:
         import rasterio
 
-        return rasterio.Env(**gdal_options)
+        env: contextlib.AbstractContextManager[Any] = rasterio.Env(**gdal_options)
+        return env
 
 
 class S3Store(ObjectStore):
@@ -398,10 +408,18 @@ class S3Store(ObjectStore):
         from botocore.config import Config
 
         probe = boto3.client(
-            "s3", endpoint_url=self.endpoint, aws_access_key_id=self.access_key,
-            aws_secret_access_key=self.secret_key, region_name=self.region,
-            config=Config(connect_timeout=self.timeout, read_timeout=self.timeout,
-                          retries={"total_max_attempts": 1}, s3={"addressing_style": "path"}, signature_version="s3v4"),
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name=self.region,
+            config=Config(
+                connect_timeout=self.timeout,
+                read_timeout=self.timeout,
+                retries={"total_max_attempts": 1},
+                s3={"addressing_style": "path"},
+                signature_version="s3v4",
+            ),
         )
         self._call("listing buckets", probe.list_buckets)
 
@@ -447,21 +465,41 @@ class S3Store(ObjectStore):
     def put_file(self, bucket: str, key: str, path: str | Path) -> None:
         self.ensure_bucket(bucket)
         # upload_file streams in parts; the object only appears when the upload completes.
-        self._call(f"uploading {bucket}/{key}", self.client.upload_file, str(path), bucket, check_key(key),
-                   ExtraArgs={"ContentType": media_type(key)}, Config=self._transfer())
+        self._call(
+            f"uploading {bucket}/{key}",
+            self.client.upload_file,
+            str(path),
+            bucket,
+            check_key(key),
+            ExtraArgs={"ContentType": media_type(key)},
+            Config=self._transfer(),
+        )
 
     def put_stream(self, bucket: str, key: str, stream: IO[bytes]) -> None:
         self.ensure_bucket(bucket)
-        self._call(f"uploading {bucket}/{key}", self.client.upload_fileobj, stream, bucket, check_key(key),
-                   ExtraArgs={"ContentType": media_type(key)}, Config=self._transfer())
+        self._call(
+            f"uploading {bucket}/{key}",
+            self.client.upload_fileobj,
+            stream,
+            bucket,
+            check_key(key),
+            ExtraArgs={"ContentType": media_type(key)},
+            Config=self._transfer(),
+        )
 
     def get_file(self, bucket: str, key: str, path: str | Path) -> Path:
         dest = Path(path)
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.parent / f".{dest.name}.{uuid.uuid4().hex}.part"
         try:
-            self._call(f"downloading {bucket}/{key}", self.client.download_file, bucket, check_key(key), str(tmp),
-                       Config=self._transfer())
+            self._call(
+                f"downloading {bucket}/{key}",
+                self.client.download_file,
+                bucket,
+                check_key(key),
+                str(tmp),
+                Config=self._transfer(),
+            )
             os.replace(tmp, dest)
         finally:
             tmp.unlink(missing_ok=True)
@@ -514,10 +552,15 @@ class S3Store(ObjectStore):
 
     def copy(self, bucket: str, src_key: str, dst_key: str) -> None:
         # managed copy: server side, multipart above the threshold (objects over 5 GB too)
-        self._call(f"copying {bucket}/{src_key} to {dst_key}", self.client.copy,
-                   {"Bucket": bucket, "Key": check_key(src_key)}, bucket, check_key(dst_key),
-                   ExtraArgs={"ContentType": media_type(dst_key), "MetadataDirective": "REPLACE"},
-                   Config=self._transfer())
+        self._call(
+            f"copying {bucket}/{src_key} to {dst_key}",
+            self.client.copy,
+            {"Bucket": bucket, "Key": check_key(src_key)},
+            bucket,
+            check_key(dst_key),
+            ExtraArgs={"ContentType": media_type(dst_key), "MetadataDirective": "REPLACE"},
+            Config=self._transfer(),
+        )
 
     def raster_uri(self, bucket: str, key: str) -> str:
         return f"s3://{check_bucket(bucket)}/{check_key(key)}"
@@ -542,7 +585,10 @@ class S3Store(ObjectStore):
             region_name=self.region,
             endpoint_url=f"{self.host}:{self.port}",
         )
-        return rasterio.Env(session=session, **(self.gdal_options() | gdal_options))
+        env: contextlib.AbstractContextManager[Any] = rasterio.Env(
+            session=session, **(self.gdal_options() | gdal_options)
+        )
+        return env
 
 
 def open_store(settings: Settings, check: bool = True) -> ObjectStore:

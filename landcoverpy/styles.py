@@ -31,8 +31,9 @@ def _qgis_root(renderer: ET.Element) -> str:
 
 def paletted_qml(classes: dict[int, tuple[str, tuple[int, int, int]]], band: int = 1) -> str:
     """Class value -> (name, colour). Nodata (0) is not listed: QGIS leaves it transparent."""
-    renderer = ET.Element("rasterrenderer", type="paletted", band=str(band), opacity="1", alphaBand="-1",
-                          nodataColor="")
+    renderer = ET.Element(
+        "rasterrenderer", type="paletted", band=str(band), opacity="1", alphaBand="-1", nodataColor=""
+    )
     palette = ET.SubElement(renderer, "colorPalette")
     for value, (name, rgb) in sorted(classes.items()):
         ET.SubElement(palette, "paletteEntry", value=str(value), color=_hex(rgb), alpha="255", label=name)
@@ -45,16 +46,31 @@ _RAMP = [(0.0, (68, 1, 84)), (0.25, (59, 82, 139)), (0.5, (33, 145, 140)), (0.75
 
 def graduated_qml(minimum: float, maximum: float, label: str, band: int = 1) -> str:
     """A continuous colour ramp (viridis) from ``minimum`` to ``maximum``."""
-    renderer = ET.Element("rasterrenderer", type="singlebandpseudocolor", band=str(band), opacity="1",
-                          alphaBand="-1", classificationMin=repr(float(minimum)), classificationMax=repr(float(maximum)),
-                          nodataColor="")
-    shader = ET.SubElement(ET.SubElement(renderer, "rastershader"), "colorrampshader", colorRampType="INTERPOLATED",
-                           classificationMode="1", clip="0", minimumValue=repr(float(minimum)),
-                           maximumValue=repr(float(maximum)), labelPrecision="2")
+    renderer = ET.Element(
+        "rasterrenderer",
+        type="singlebandpseudocolor",
+        band=str(band),
+        opacity="1",
+        alphaBand="-1",
+        classificationMin=repr(float(minimum)),
+        classificationMax=repr(float(maximum)),
+        nodataColor="",
+    )
+    shader = ET.SubElement(
+        ET.SubElement(renderer, "rastershader"),
+        "colorrampshader",
+        colorRampType="INTERPOLATED",
+        classificationMode="1",
+        clip="0",
+        minimumValue=repr(float(minimum)),
+        maximumValue=repr(float(maximum)),
+        labelPrecision="2",
+    )
     for frac, rgb in _RAMP:
         value = minimum + frac * (maximum - minimum)
-        ET.SubElement(shader, "item", value=repr(float(value)), color=_hex(rgb), alpha="255",
-                      label=f"{value:g} {label}".strip())
+        ET.SubElement(
+            shader, "item", value=repr(float(value)), color=_hex(rgb), alpha="255", label=f"{value:g} {label}".strip()
+        )
     return _qgis_root(renderer)
 
 

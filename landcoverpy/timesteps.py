@@ -26,8 +26,10 @@ class StepSpec:
     def bins(self, year: int) -> list[tuple[dt.date, dt.date]]:
         """(first day, last day) of each step of ``year``."""
         if self.days is None:
-            return [(dt.date(year, m, 1), dt.date(year + (m == 12), m % 12 + 1, 1) - dt.timedelta(days=1))
-                    for m in range(1, 13)]
+            return [
+                (dt.date(year, m, 1), dt.date(year + (m == 12), m % 12 + 1, 1) - dt.timedelta(days=1))
+                for m in range(1, 13)
+            ]
         start, out = dt.date(year, 1, 1), []
         while start.year == year:
             end = min(start + dt.timedelta(days=self.days - 1), dt.date(year, 12, 31))
@@ -36,8 +38,11 @@ class StepSpec:
         return out
 
     def describe(self, n_steps: int | None = None) -> str:
-        what = "calendar months" if self.days is None else (
-            "MOD09A1 8-day composites" if self.name == "8day" else f"{self.days}-day steps")
+        what = (
+            "calendar months"
+            if self.days is None
+            else ("MOD09A1 8-day composites" if self.name == "8day" else f"{self.days}-day steps")
+        )
         return f"{what} ({n_steps} steps)" if n_steps is not None else what
 
 
@@ -55,8 +60,9 @@ def parse_step(text: str | None, step_days: int | None = None) -> StepSpec:
     m = re.fullmatch(r"(\d{1,3})d", value)
     if m and 1 <= int(m.group(1)) <= 366:
         return StepSpec(f"{int(m.group(1))}d", int(m.group(1)))
-    raise InputValidationError(f"unknown time step {text!r}: use 8day (MOD09A1, the default), monthly, or Nd "
-                               "(N days, e.g. 16d)")
+    raise InputValidationError(
+        f"unknown time step {text!r}: use 8day (MOD09A1, the default), monthly, or Nd (N days, e.g. 16d)"
+    )
 
 
 def step_of_record(record: dict) -> str:
@@ -68,13 +74,16 @@ def step_of_record(record: dict) -> str:
     return "monthly" if len(bins) == 12 else f"{len(bins)} steps"
 
 
-def check_same_steps(model_steps: list, model_step: str, model_id: str, series_steps: list, series_step: str,
-                     series_id: str) -> None:
+def check_same_steps(
+    model_steps: list, model_step: str, model_id: str, series_steps: list, series_step: str, series_id: str
+) -> None:
     """Raise when a model is given a series cut into other steps, naming both."""
     from landcoverpy.errors import ModelError
 
     if len(model_steps) != len(series_steps) or model_step != series_step:
         raise ModelError(
-            f"model {model_id} was trained on {model_step} steps ({len(model_steps)} a year) but {series_id} is cut into "
-            f"{series_step} steps ({len(series_steps)}); rebuild the series with --step {model_step} or train a model on "
-            f"{series_step} steps")
+            f"model {model_id} was trained on {model_step} steps ({len(model_steps)} a year) but {series_id} is cut "
+            f"into {series_step} steps ({len(series_steps)}); rebuild the series with --step {model_step} or train "
+            "a model on "
+            f"{series_step} steps"
+        )

@@ -18,8 +18,9 @@ LEAFLET = "https://unpkg.com/leaflet@1.9.4/dist"
 
 def tile_url(server: str, bucket: str, key: str) -> str:
     """TiTiler's XYZ template for one COG in the store."""
-    return (f"{server.rstrip('/')}/cog/tiles/WebMercatorQuad/{{z}}/{{x}}/{{y}}.png?url="
-            + quote(f"s3://{bucket}/{key}", safe=""))
+    return f"{server.rstrip('/')}/cog/tiles/WebMercatorQuad/{{z}}/{{x}}/{{y}}.png?url=" + quote(
+        f"s3://{bucket}/{key}", safe=""
+    )
 
 
 def map_page(records: list[dict[str, Any]], server: str, title: str = "landcoverpy maps") -> str:
@@ -35,20 +36,33 @@ def map_page(records: list[dict[str, Any]], server: str, title: str = "landcover
         for level, loc in rec["outputs"].items():
             if level not in (rec.get("classes") or {}):  # scores (confidence, uncertainty) are not overlays
                 continue
-            layers.append({"name": f"{rec.get('tile', '')} {level.replace('_', ' ')}",
-                           "url": tile_url(server, loc["bucket"], loc["key"])})
+            layers.append(
+                {
+                    "name": f"{rec.get('tile', '')} {level.replace('_', ' ')}",
+                    "url": tile_url(server, loc["bucket"], loc["key"]),
+                }
+            )
             names = {n: int(v) for v, n in (rec.get("classes") or {}).get(level, {}).items()}
             colours = class_colours(names)
-            legends.append((f"{rec.get('tile', '')} {level.replace('_', ' ')}",
-                            [(n, colours[v]) for n, v in sorted(names.items(), key=lambda kv: kv[1])]))
+            legends.append(
+                (
+                    f"{rec.get('tile', '')} {level.replace('_', ' ')}",
+                    [(n, colours[v]) for n, v in sorted(names.items(), key=lambda kv: kv[1])],
+                )
+            )
     west = min(b[0] for b in bounds) if bounds else -180
     south = min(b[1] for b in bounds) if bounds else -85
     east = max(b[2] for b in bounds) if bounds else 180
     north = max(b[3] for b in bounds) if bounds else 85
     legend_html = "".join(
-        f"<div class='legend'><strong>{escape(name)}</strong>" + "".join(
+        f"<div class='legend'><strong>{escape(name)}</strong>"
+        + "".join(
             f"<div><span style='background:#{r:02x}{g:02x}{b:02x}'></span>{escape(cls)}</div>"
-            for cls, (r, g, b) in entries) + "</div>" for name, entries in legends)
+            for cls, (r, g, b) in entries
+        )
+        + "</div>"
+        for name, entries in legends
+    )
     return f"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1"><title>{escape(title)}</title>
 <link rel="stylesheet" href="{LEAFLET}/leaflet.css">

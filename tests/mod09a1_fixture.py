@@ -95,30 +95,78 @@ def write_mod09a1(folder: Path, tile: str, year: int, doy: int) -> Path:
         for band in range(1, 8):
             dn = reflectance_dn(band)
             dn[fill] = -28672
-            sds_specs.append((f"sur_refl_b{band:02d}", SDC.INT16, dn, {
-                "long_name": f"Surface_reflectance_for_band_{band}", "units": "reflectance",
-                "valid_range": (SDC.INT16, [-100, 16000]), "_FillValue": (SDC.INT16, -28672),
-                "scale_factor": (SDC.FLOAT64, 10000.0), "add_offset": (SDC.FLOAT64, 0.0)}))
+            sds_specs.append(
+                (
+                    f"sur_refl_b{band:02d}",
+                    SDC.INT16,
+                    dn,
+                    {
+                        "long_name": f"Surface_reflectance_for_band_{band}",
+                        "units": "reflectance",
+                        "valid_range": (SDC.INT16, [-100, 16000]),
+                        "_FillValue": (SDC.INT16, -28672),
+                        "scale_factor": (SDC.FLOAT64, 10000.0),
+                        "add_offset": (SDC.FLOAT64, 0.0),
+                    },
+                )
+            )
         angle = np.full((SIZE, SIZE), 3500, dtype=np.int16)
         angle[fill] = 0
-        for name, long_name in (("sur_refl_szen", "MODIS Band Solar Zenith Angle"),
-                                ("sur_refl_vzen", "MODIS Band View Zenith Angle"),
-                                ("sur_refl_raz", "MODIS Band Relative Azimuth Angle")):
-            sds_specs.append((name, SDC.INT16, angle, {
-                "long_name": long_name, "units": "degree", "valid_range": (SDC.INT16, [-18000, 18000]),
-                "_FillValue": (SDC.INT16, 0), "scale_factor": (SDC.FLOAT64, 100.0)}))
+        for name, long_name in (
+            ("sur_refl_szen", "MODIS Band Solar Zenith Angle"),
+            ("sur_refl_vzen", "MODIS Band View Zenith Angle"),
+            ("sur_refl_raz", "MODIS Band Relative Azimuth Angle"),
+        ):
+            sds_specs.append(
+                (
+                    name,
+                    SDC.INT16,
+                    angle,
+                    {
+                        "long_name": long_name,
+                        "units": "degree",
+                        "valid_range": (SDC.INT16, [-18000, 18000]),
+                        "_FillValue": (SDC.INT16, 0),
+                        "scale_factor": (SDC.FLOAT64, 100.0),
+                    },
+                )
+            )
         doy_sds = day.astype(np.uint16)
         doy_sds[fill] = 65535
         sds_specs += [
-            ("sur_refl_qc_500m", SDC.UINT32, qc, {"long_name": "500m Reflectance Band Quality", "units": "bit field",
-                                                  "valid_range": (SDC.UINT32, [0, 4294966531]),
-                                                  "_FillValue": (SDC.UINT32, 4294967295)}),
-            ("sur_refl_state_500m", SDC.UINT16, state, {"long_name": "500m State Flags", "units": "bit field",
-                                                       "valid_range": (SDC.UINT16, [0, 57343]),
-                                                       "_FillValue": (SDC.UINT16, 65535)}),
-            ("sur_refl_day_of_year", SDC.UINT16, doy_sds, {"long_name": "Julian day for each pixel",
-                                                           "units": "Julian day", "valid_range": (SDC.UINT16, [0, 366]),
-                                                           "_FillValue": (SDC.UINT16, 65535)}),
+            (
+                "sur_refl_qc_500m",
+                SDC.UINT32,
+                qc,
+                {
+                    "long_name": "500m Reflectance Band Quality",
+                    "units": "bit field",
+                    "valid_range": (SDC.UINT32, [0, 4294966531]),
+                    "_FillValue": (SDC.UINT32, 4294967295),
+                },
+            ),
+            (
+                "sur_refl_state_500m",
+                SDC.UINT16,
+                state,
+                {
+                    "long_name": "500m State Flags",
+                    "units": "bit field",
+                    "valid_range": (SDC.UINT16, [0, 57343]),
+                    "_FillValue": (SDC.UINT16, 65535),
+                },
+            ),
+            (
+                "sur_refl_day_of_year",
+                SDC.UINT16,
+                doy_sds,
+                {
+                    "long_name": "Julian day for each pixel",
+                    "units": "Julian day",
+                    "valid_range": (SDC.UINT16, [0, 366]),
+                    "_FillValue": (SDC.UINT16, 65535),
+                },
+            ),
         ]
         for name, hdf_type, data, attrs in sds_specs:
             sds = sd.create(name, hdf_type, (SIZE, SIZE))

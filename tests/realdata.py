@@ -32,7 +32,7 @@ def _gpkg_wkb(blob: bytes) -> bytes:
     """Strip the GeoPackage geometry header (magic, version, flags, srs id, envelope)."""
     assert blob[:2] == b"GP"
     envelope = {0: 0, 1: 32, 2: 48, 3: 48, 4: 64}[(blob[3] >> 1) & 0x07]
-    return blob[8 + envelope:]
+    return blob[8 + envelope :]
 
 
 @lru_cache(maxsize=1)
@@ -98,14 +98,32 @@ def slovenia_products(root: Path, tile: str = "33TVM") -> list[dict]:
             else:
                 arr = np.rint(padded.reshape(h, f, w, f).mean(axis=(1, 3))).astype("uint16")
             path = folder / f"{band}.tif"
-            with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=1, dtype=arr.dtype, crs=crs,
-                               transform=transform @ transform.scale(f, f)) as dst:
+            with rasterio.open(
+                path,
+                "w",
+                driver="GTiff",
+                width=w,
+                height=h,
+                count=1,
+                dtype=arr.dtype,
+                crs=crs,
+                transform=transform @ transform.scale(f, f),
+            ) as dst:
                 dst.write(arr, 1)
             bands[band] = path.name
-        (folder / "product.json").write_text(json.dumps({
-            "product_id": pid, "tile": tile, "sensing_time": when.isoformat(), "level": "L2A",
-            "processing_baseline": "02.04", "cloud_percentage": float(100 * clm[t_idx].mean()),
-            "nodata_percentage": float(100 * (1 - is_data[t_idx].mean())), "bands": bands,
-        }))
+        (folder / "product.json").write_text(
+            json.dumps(
+                {
+                    "product_id": pid,
+                    "tile": tile,
+                    "sensing_time": when.isoformat(),
+                    "level": "L2A",
+                    "processing_baseline": "02.04",
+                    "cloud_percentage": float(100 * clm[t_idx].mean()),
+                    "nodata_percentage": float(100 * (1 - is_data[t_idx].mean())),
+                    "bands": bands,
+                }
+            )
+        )
         out.append({"product_id": pid, "when": when, "cloud": clm[t_idx] == 1})
     return out

@@ -107,8 +107,13 @@ def moto_server(log_dir: Path, auth: bool = False) -> Iterator[Server]:
 
             import boto3
 
-            iam = boto3.client("iam", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
-                               aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap")
+            iam = boto3.client(
+                "iam",
+                endpoint_url=f"http://127.0.0.1:{port}",
+                region_name="us-east-1",
+                aws_access_key_id="bootstrap",
+                aws_secret_access_key="bootstrap",
+            )
             iam.create_user(UserName="landcover")
             key = iam.create_access_key(UserName="landcover")["AccessKey"]
             policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
@@ -191,9 +196,20 @@ def dask_cluster(log_dir: Path, n_workers: int = 2, worker_env: dict[str, str] |
             workers.append(
                 subprocess.Popen(
                     [
-                        executable("dask"), "worker", f"tcp://127.0.0.1:{port}",
-                        "--host", "127.0.0.1", "--nthreads", "1", "--nworkers", "1",
-                        "--no-dashboard", "--name", f"worker-{i}", "--memory-limit", "4GiB",
+                        executable("dask"),
+                        "worker",
+                        f"tcp://127.0.0.1:{port}",
+                        "--host",
+                        "127.0.0.1",
+                        "--nthreads",
+                        "1",
+                        "--nworkers",
+                        "1",
+                        "--no-dashboard",
+                        "--name",
+                        f"worker-{i}",
+                        "--memory-limit",
+                        "4GiB",
                     ],
                     stdout=open(log_path, "wb"),  # noqa: SIM115
                     stderr=subprocess.STDOUT,
@@ -221,8 +237,12 @@ def _wait_for_workers(address: str, n: int, timeout: float = 90.0) -> None:
 def gcs_emulator(log_dir: Path) -> Iterator[Server]:
     """gcp-storage-emulator (Google Cloud Storage JSON API), in memory."""
     port = free_port()
-    server = start([executable("gcp-storage-emulator"), "start", "--host", "127.0.0.1", "--port", str(port),
-                    "--in-memory"], port, log_dir, "gcs")
+    server = start(
+        [executable("gcp-storage-emulator"), "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory"],
+        port,
+        log_dir,
+        "gcs",
+    )
     try:
         yield server
     finally:

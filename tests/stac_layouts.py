@@ -36,9 +36,22 @@ DATETIME = "2016-01-12T15:56:22.024000Z"
 TILE = "18SVG"
 SHIFT = 1000
 
-EARTH_SEARCH_KEYS = {"coastal": "B01", "blue": "B02", "green": "B03", "red": "B04", "rededge1": "B05",
-                     "rededge2": "B06", "rededge3": "B07", "nir": "B08", "nir08": "B8A", "nir09": "B09",
-                     "cirrus": "B10", "swir16": "B11", "swir22": "B12", "scl": "SCL"}
+EARTH_SEARCH_KEYS = {
+    "coastal": "B01",
+    "blue": "B02",
+    "green": "B03",
+    "red": "B04",
+    "rededge1": "B05",
+    "rededge2": "B06",
+    "rededge3": "B07",
+    "nir": "B08",
+    "nir08": "B8A",
+    "nir09": "B09",
+    "cirrus": "B10",
+    "swir16": "B11",
+    "swir22": "B12",
+    "scl": "SCL",
+}
 
 
 def earth_search_band(key: str) -> tuple[str, int | None] | None:
@@ -52,9 +65,11 @@ def band_id_key(key: str) -> tuple[str, int | None] | None:
 
 
 # where each catalog keeps the GLO-30 COGs (the DEM collection is the profile's)
-DEM_STORAGE = {"earth-search": ("cop-dem-glo-30", "s3://copernicus-dem-30m"),
-               "planetary-computer": ("cop-dem-glo-30", None),
-               "cdse": ("cop-dem-glo-30-dged-cog", "s3://eodata/auxdata/CopDEM_COG")}
+DEM_STORAGE = {
+    "earth-search": ("cop-dem-glo-30", "s3://copernicus-dem-30m"),
+    "planetary-computer": ("cop-dem-glo-30", None),
+    "cdse": ("cop-dem-glo-30-dged-cog", "s3://eodata/auxdata/CopDEM_COG"),
+}
 
 
 @dataclass(frozen=True)
@@ -79,21 +94,92 @@ class Layout:
 
 SAFE_L2A = f"S2A_MSIL2A_{SENSED}_N0510_R054_T{TILE}_20160112T201513"
 SAFE_L1C = f"S2A_MSIL1C_{SENSED}_N0510_R054_T{TILE}_20160112T181530"
-LAYOUTS = {layout.name: layout for layout in (
-    Layout("earth-search-l2a", "earth-search-v1-sentinel-2-l2a.json", "sentinel-2-l2a", "L2A", earth_search_band,
-           0, None, f"S2A_{TILE}_20160112_0_L2A", "earth-search-aws", "query", "auto"),
-    Layout("earth-search-c1", "earth-search-v1-sentinel-2-c1-l2a.json", "sentinel-2-c1-l2a", "L2A",
-           earth_search_band, SHIFT, None, f"S2A_T{TILE}_{SENSED}_L2A", "earth-search-aws", "query", "auto"),
-    Layout("earth-search-l1c", "earth-search-v1-sentinel-2-l1c.json", "sentinel-2-l1c", "L1C", earth_search_band,
-           SHIFT, "sentinel-s2-l1c", f"S2A_{TILE}_20160112_0_L1C", "earth-search-aws", "query", "auto", ".jp2"),
-    Layout("planetary-computer", "planetary-computer-sentinel-2-l2a.json", "sentinel-2-l2a", "L2A", band_id_key,
-           SHIFT, None, f"S2A_MSIL2A_{SENSED}_R054_T{TILE}_20160112T201513", "microsoft-pc", "query,filter",
-           "auto"),
-    Layout("cdse", "cdse-sentinel-2-l2a.json", "sentinel-2-l2a", "L2A", band_id_key, SHIFT, "eodata", SAFE_L2A,
-           "cdse-stac-test", "filter", "cdse", ".jp2"),
-    Layout("cdse-l1c", "cdse-sentinel-2-l1c.json", "sentinel-2-l1c", "L1C", band_id_key, SHIFT, "eodata", SAFE_L1C,
-           "cdse-stac-test", "filter", "cdse", ".jp2"),
-)}
+LAYOUTS = {
+    layout.name: layout
+    for layout in (
+        Layout(
+            "earth-search-l2a",
+            "earth-search-v1-sentinel-2-l2a.json",
+            "sentinel-2-l2a",
+            "L2A",
+            earth_search_band,
+            0,
+            None,
+            f"S2A_{TILE}_20160112_0_L2A",
+            "earth-search-aws",
+            "query",
+            "auto",
+        ),
+        Layout(
+            "earth-search-c1",
+            "earth-search-v1-sentinel-2-c1-l2a.json",
+            "sentinel-2-c1-l2a",
+            "L2A",
+            earth_search_band,
+            SHIFT,
+            None,
+            f"S2A_T{TILE}_{SENSED}_L2A",
+            "earth-search-aws",
+            "query",
+            "auto",
+        ),
+        Layout(
+            "earth-search-l1c",
+            "earth-search-v1-sentinel-2-l1c.json",
+            "sentinel-2-l1c",
+            "L1C",
+            earth_search_band,
+            SHIFT,
+            "sentinel-s2-l1c",
+            f"S2A_{TILE}_20160112_0_L1C",
+            "earth-search-aws",
+            "query",
+            "auto",
+            ".jp2",
+        ),
+        Layout(
+            "planetary-computer",
+            "planetary-computer-sentinel-2-l2a.json",
+            "sentinel-2-l2a",
+            "L2A",
+            band_id_key,
+            SHIFT,
+            None,
+            f"S2A_MSIL2A_{SENSED}_R054_T{TILE}_20160112T201513",
+            "microsoft-pc",
+            "query,filter",
+            "auto",
+        ),
+        Layout(
+            "cdse",
+            "cdse-sentinel-2-l2a.json",
+            "sentinel-2-l2a",
+            "L2A",
+            band_id_key,
+            SHIFT,
+            "eodata",
+            SAFE_L2A,
+            "cdse-stac-test",
+            "filter",
+            "cdse",
+            ".jp2",
+        ),
+        Layout(
+            "cdse-l1c",
+            "cdse-sentinel-2-l1c.json",
+            "sentinel-2-l1c",
+            "L1C",
+            band_id_key,
+            SHIFT,
+            "eodata",
+            SAFE_L1C,
+            "cdse-stac-test",
+            "filter",
+            "cdse",
+            ".jp2",
+        ),
+    )
+}
 
 
 def _write_band(src: Path, dst: Path, shift: int, ext: str, blocksize: int = 512) -> None:
@@ -136,9 +222,14 @@ def _footprint(path: Path) -> tuple[list[float], dict[str, Any], dict[str, Any]]
     with rasterio.open(path) as s:
         left, bottom, right, top = s.bounds
         to_ll = Transformer.from_crs(s.crs, "EPSG:4326", always_xy=True)
-        proj = {"proj:shape": [s.height, s.width], "proj:transform": list(s.transform)[:6],
-                "proj:bbox": [left, bottom, right, top]}
-    ring = [to_ll.transform(x, y) for x, y in ((left, bottom), (right, bottom), (right, top), (left, top), (left, bottom))]
+        proj = {
+            "proj:shape": [s.height, s.width],
+            "proj:transform": list(s.transform)[:6],
+            "proj:bbox": [left, bottom, right, top],
+        }
+    ring = [
+        to_ll.transform(x, y) for x, y in ((left, bottom), (right, bottom), (right, top), (left, top), (left, bottom))
+    ]
     lons, lats = [p[0] for p in ring], [p[1] for p in ring]
     bbox = [min(lons), min(lats), max(lons), max(lats)]
     return bbox, {"type": "Polygon", "coordinates": [[list(p) for p in ring]]}, proj
@@ -147,11 +238,22 @@ def _footprint(path: Path) -> tuple[list[float], dict[str, Any], dict[str, Any]]
 def _properties(props: dict[str, Any], layout: Layout) -> dict[str, Any]:
     out = dict(props)
     baseline = "05.10"
-    updates = {"datetime": DATETIME, "start_datetime": DATETIME, "end_datetime": DATETIME, "eo:cloud_cover": 1.5,
-               "platform": "sentinel-2a", "grid:code": f"MGRS-{TILE}", "s2:mgrs_tile": TILE,
-               "mgrs:utm_zone": int(TILE[:2]), "mgrs:latitude_band": TILE[2], "mgrs:grid_square": TILE[3:],
-               "s2:processing_baseline": baseline, "processing:version": baseline, "s2:nodata_pixel_percentage": 0.0,
-               "s2:product_uri": f"{SAFE_L2A if layout.level == 'L2A' else SAFE_L1C}.SAFE"}
+    updates = {
+        "datetime": DATETIME,
+        "start_datetime": DATETIME,
+        "end_datetime": DATETIME,
+        "eo:cloud_cover": 1.5,
+        "platform": "sentinel-2a",
+        "grid:code": f"MGRS-{TILE}",
+        "s2:mgrs_tile": TILE,
+        "mgrs:utm_zone": int(TILE[:2]),
+        "mgrs:latitude_band": TILE[2],
+        "mgrs:grid_square": TILE[3:],
+        "s2:processing_baseline": baseline,
+        "processing:version": baseline,
+        "s2:nodata_pixel_percentage": 0.0,
+        "s2:product_uri": f"{SAFE_L2A if layout.level == 'L2A' else SAFE_L1C}.SAFE",
+    }
     for key, value in updates.items():
         if key in out:
             out[key] = value
@@ -160,7 +262,9 @@ def _properties(props: dict[str, Any], layout: Layout) -> dict[str, Any]:
     return out
 
 
-def build_layout(layout: Layout, scene: Path, root: Path, s3_client: Any = None, blocksize: int = 512) -> dict[str, Any]:
+def build_layout(
+    layout: Layout, scene: Path, root: Path, s3_client: Any = None, blocksize: int = 512
+) -> dict[str, Any]:
     """Write the layout's band files (under ``root/files`` or into ``s3_client``'s bucket; COGs
     tiled in ``blocksize`` pixels) and return its Item; ``scene`` is the cut's product folder (one
     GeoTIFF per L1C band)."""
@@ -199,8 +303,9 @@ def build_layout(layout: Layout, scene: Path, root: Path, s3_client: Any = None,
             if native:
                 s3_client.upload_file(str(files / name), layout.s3_bucket, s3_key)
         else:
-            asset["href"] = f"{{BASE}}/files/{layout.name}/{name}" if native else \
-                f"{{BASE}}/files/{layout.name}/not-served/{name}"
+            asset["href"] = (
+                f"{{BASE}}/files/{layout.name}/{name}" if native else f"{{BASE}}/files/{layout.name}/not-served/{name}"
+            )
         assets[key] = asset
     item["assets"] = assets
     return item
@@ -219,19 +324,37 @@ def synthetic_dem(like: Path, dst: Path, margin_deg: float = 0.02) -> Path:
     width, height = int(np.ceil((east - west) / step)), int(np.ceil((north - south) / step))
     rows, cols = np.mgrid[0:height, 0:width].astype("float64")
     u, v = cols / width, rows / height
-    z = 30 * u + 20 * np.exp(-((u - 0.3) ** 2 + (v - 0.6) ** 2) / 0.02) - 15 * np.exp(-((u - 0.7) ** 2 + (v - 0.3) ** 2) / 0.03)
+    z = (
+        30 * u
+        + 20 * np.exp(-((u - 0.3) ** 2 + (v - 0.6) ** 2) / 0.02)
+        - 15 * np.exp(-((u - 0.7) ** 2 + (v - 0.3) ** 2) / 0.03)
+    )
     tmp = dst.with_suffix(".raw.tif")
     dst.parent.mkdir(parents=True, exist_ok=True)
-    with rasterio.open(tmp, "w", driver="GTiff", width=width, height=height, count=1, dtype="float32",
-                       crs="EPSG:4326", transform=from_origin(west, north, step, step)) as out:
+    with rasterio.open(
+        tmp,
+        "w",
+        driver="GTiff",
+        width=width,
+        height=height,
+        count=1,
+        dtype="float32",
+        crs="EPSG:4326",
+        transform=from_origin(west, north, step, step),
+    ) as out:
         out.write((z + 15).astype("float32"), 1)
     translate_to_cog(tmp, dst, "float32")
     tmp.unlink()
     return dst
 
 
-def build_dem_item(profile: str, dem: Path, root: Path, s3_client: Any = None,
-                   item_id: str = "Copernicus_DSM_COG_10_N37_00_W076_00_DEM") -> dict[str, Any]:
+def build_dem_item(
+    profile: str,
+    dem: Path,
+    root: Path,
+    s3_client: Any = None,
+    item_id: str = "Copernicus_DSM_COG_10_N37_00_W076_00_DEM",
+) -> dict[str, Any]:
     """A GLO-30 Item in Earth Search's real layout (tests/fixtures/stac_items), in the collection
     and storage the ``profile``'s catalog uses, holding ``dem``."""
     item = json.loads((TEMPLATES / "earth-search-v1-cop-dem-glo-30.json").read_text())
@@ -241,8 +364,10 @@ def build_dem_item(profile: str, dem: Path, root: Path, s3_client: Any = None,
         west, south, east, north = s.bounds
         item["properties"] |= {"proj:shape": [s.height, s.width], "proj:transform": list(s.transform)[:6]}
     item["bbox"] = [west, south, east, north]
-    item["geometry"] = {"type": "Polygon", "coordinates": [[[west, south], [east, south], [east, north],
-                                                            [west, north], [west, south]]]}
+    item["geometry"] = {
+        "type": "Polygon",
+        "coordinates": [[[west, south], [east, south], [east, north], [west, north], [west, south]]],
+    }
     name = f"{item_id}.tif"
     if storage is None:
         target = root / "files" / "dem" / name
@@ -250,7 +375,7 @@ def build_dem_item(profile: str, dem: Path, root: Path, s3_client: Any = None,
         target.write_bytes(dem.read_bytes())
         item["assets"]["data"]["href"] = f"{{BASE}}/files/dem/{name}"
     else:
-        bucket, _, prefix = storage[len("s3://"):].partition("/")
+        bucket, _, prefix = storage[len("s3://") :].partition("/")
         key = f"{prefix}/{item_id}/{name}".lstrip("/")
         s3_client.upload_file(str(dem), bucket, key)
         item["assets"]["data"]["href"] = f"s3://{bucket}/{key}"

@@ -4,7 +4,8 @@
         [--conforms query,filter] [--page-size N]
 
 Serves the landing page (item search, plus the query and/or filter conformance classes asked
-for), ``/search`` (GET and POST, or only those ``--methods`` offers: collections, datetime interval, ``bbox``, ``query`` with ``eq``,
+for), ``/search`` (GET and POST, or only those ``--methods`` offers: collections, datetime
+interval, ``bbox``, ``query`` with ``eq``,
 CQL2-JSON ``filter`` with ``=`` and ``and``; results in pages of ``limit`` items, at most
 ``--page-size``, linked by ``next`` as STAC APIs page: a token in the GET query or in the POST
 body), ``/collections/{id}``, a Planetary Computer-style SAS token endpoint
@@ -25,8 +26,11 @@ from urllib.parse import parse_qs, urlencode, urlparse
 CORE = ["https://api.stacspec.org/v1.0.0/core", "https://api.stacspec.org/v1.0.0/item-search"]
 EXTENSIONS = {
     "query": ["https://api.stacspec.org/v1.0.0/item-search#query"],
-    "filter": ["https://api.stacspec.org/v1.0.0/item-search#filter", "http://www.opengis.net/spec/cql2/1.0/conf/cql2-json",
-               "http://www.opengis.net/spec/cql2/1.0/conf/basic-cql2"],
+    "filter": [
+        "https://api.stacspec.org/v1.0.0/item-search#filter",
+        "http://www.opengis.net/spec/cql2/1.0/conf/cql2-json",
+        "http://www.opengis.net/spec/cql2/1.0/conf/basic-cql2",
+    ],
 }
 
 
@@ -59,8 +63,11 @@ def matching(items: list[dict[str, Any]], params: dict[str, Any]) -> list[dict[s
             when = props.get("datetime")
             return (when or props["start_datetime"])[:10], (when or props["end_datetime"])[:10]
 
-        out = [i for i in out if (lo in ("", "..") or span(i)[1] >= lo[:10])
-               and (hi in ("", "..") or span(i)[0] <= hi[:10])]
+        out = [
+            i
+            for i in out
+            if (lo in ("", "..") or span(i)[1] >= lo[:10]) and (hi in ("", "..") or span(i)[0] <= hi[:10])
+        ]
     bbox = params.get("bbox")
     if bbox:
         bbox = [float(v) for v in bbox.split(",")] if isinstance(bbox, str) else bbox
@@ -78,9 +85,17 @@ def matching(items: list[dict[str, Any]], params: dict[str, Any]) -> list[dict[s
     return out
 
 
-def make_handler(items: list[dict], files: Path, base: str, drop_first: int = 0, drop_searches: int = 0,
-                 landing_id: str = "test-stac", conforms: tuple[str, ...] = ("query",),
-                 page_size: int = 100, methods: tuple[str, ...] = ("GET", "POST")) -> type[BaseHTTPRequestHandler]:
+def make_handler(
+    items: list[dict],
+    files: Path,
+    base: str,
+    drop_first: int = 0,
+    drop_searches: int = 0,
+    landing_id: str = "test-stac",
+    conforms: tuple[str, ...] = ("query",),
+    page_size: int = 100,
+    methods: tuple[str, ...] = ("GET", "POST"),
+) -> type[BaseHTTPRequestHandler]:
     drops = {"left": drop_first, "searches": drop_searches}
     log: list[dict[str, Any]] = []
     served = {"bytes": 0}  # asset bytes sent, whole files and ranges
@@ -112,28 +127,59 @@ def make_handler(items: list[dict], files: Path, base: str, drop_first: int = 0,
                 return
             limit = min(int(params.get("limit", 10)), page_size)
             start = int(params.get("token", 0) or 0)
-            page = found[start:start + limit]
+            page = found[start : start + limit]
             links: list[dict[str, Any]] = [{"rel": "self", "href": f"{base}/search"}]
             if start + limit < len(found):
                 nxt = {k: v for k, v in params.items() if k != "token"} | {"token": start + limit}
                 if method == "GET":
-                    links.append({"rel": "next", "href": f"{base}/search?{urlencode(nxt)}", "method": "GET",
-                                  "type": "application/geo+json"})
+                    links.append(
+                        {
+                            "rel": "next",
+                            "href": f"{base}/search?{urlencode(nxt)}",
+                            "method": "GET",
+                            "type": "application/geo+json",
+                        }
+                    )
                 else:
-                    links.append({"rel": "next", "href": f"{base}/search", "method": "POST", "body": nxt,
-                                  "type": "application/geo+json"})
-            self._json({"type": "FeatureCollection", "features": page, "links": links,
-                        "numberMatched": len(found), "numberReturned": len(page)})
+                    links.append(
+                        {
+                            "rel": "next",
+                            "href": f"{base}/search",
+                            "method": "POST",
+                            "body": nxt,
+                            "type": "application/geo+json",
+                        }
+                    )
+            self._json(
+                {
+                    "type": "FeatureCollection",
+                    "features": page,
+                    "links": links,
+                    "numberMatched": len(found),
+                    "numberReturned": len(page),
+                }
+            )
 
         def do_GET(self) -> None:  # noqa: N802
             url = urlparse(self.path)
             if url.path in ("", "/"):
-                self._json({"type": "Catalog", "id": landing_id, "description": "test", "stac_version": "1.0.0",
-                            "conformsTo": conforms_to,
-                            "links": [{"rel": "self", "href": base + "/", "type": "application/json"},
-                                      {"rel": "root", "href": base + "/", "type": "application/json"},
-                                      *({"rel": "search", "href": base + "/search", "type": "application/geo+json",
-                                         "method": m} for m in methods)]})
+                self._json(
+                    {
+                        "type": "Catalog",
+                        "id": landing_id,
+                        "description": "test",
+                        "stac_version": "1.0.0",
+                        "conformsTo": conforms_to,
+                        "links": [
+                            {"rel": "self", "href": base + "/", "type": "application/json"},
+                            {"rel": "root", "href": base + "/", "type": "application/json"},
+                            *(
+                                {"rel": "search", "href": base + "/search", "type": "application/geo+json", "method": m}
+                                for m in methods
+                            ),
+                        ],
+                    }
+                )
             elif url.path == "/conformance":
                 self._json({"conformsTo": conforms_to})
             elif url.path == "/search":
@@ -145,16 +191,30 @@ def make_handler(items: list[dict], files: Path, base: str, drop_first: int = 0,
             elif url.path.startswith("/sas/v1/token/"):
                 account, container = url.path.split("/")[4:6]
                 log.append({"kind": "token", "account": account, "container": container})
-                self._json({"msft:expiry": "2099-01-01T00:00:00Z",
-                            "token": f"sv=2021-06-08&se=2099-01-01&sp=rl&sig=test-{account}-{container}"})
+                self._json(
+                    {
+                        "msft:expiry": "2099-01-01T00:00:00Z",
+                        "token": f"sv=2021-06-08&se=2099-01-01&sp=rl&sig=test-{account}-{container}",
+                    }
+                )
             elif url.path.startswith("/collections/"):
                 cid = url.path.split("/")[2]
-                self._json({"type": "Collection", "id": cid, "stac_version": "1.0.0", "description": cid,
-                            "license": "proprietary", "links": [],
-                            "extent": {"spatial": {"bbox": [[-180, -90, 180, 90]]},
-                                       "temporal": {"interval": [[None, None]]}}})
+                self._json(
+                    {
+                        "type": "Collection",
+                        "id": cid,
+                        "stac_version": "1.0.0",
+                        "description": cid,
+                        "license": "proprietary",
+                        "links": [],
+                        "extent": {
+                            "spatial": {"bbox": [[-180, -90, 180, 90]]},
+                            "temporal": {"interval": [[None, None]]},
+                        },
+                    }
+                )
             elif url.path.startswith("/files/"):
-                self._file(url.path[len("/files/"):])
+                self._file(url.path[len("/files/") :])
             else:
                 self._json({"code": "NotFound"}, 404)
 
@@ -166,7 +226,7 @@ def make_handler(items: list[dict], files: Path, base: str, drop_first: int = 0,
             size = path.stat().st_size
             wanted = self.headers.get("Range", "")
             if wanted.startswith("bytes="):  # one byte range, as COG readers ask
-                first, _, last = wanted[len("bytes="):].partition("-")
+                first, _, last = wanted[len("bytes=") :].partition("-")
                 start, end = int(first), min(int(last) if last else size - 1, size - 1)
                 with open(path, "rb") as fh:
                     fh.seek(start)
@@ -222,9 +282,20 @@ def main() -> None:
     base = f"http://127.0.0.1:{args.port}"
     items = json.loads(Path(args.items).read_text().replace("{BASE}", base))
     conforms = tuple(c for c in args.conforms.split(",") if c and c != "none")
-    ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(
-        items, Path(args.files), base, args.drop_first, args.drop_searches, args.landing_id, conforms,
-        args.page_size, tuple(m.strip().upper() for m in args.methods.split(",")))).serve_forever()
+    ThreadingHTTPServer(
+        ("127.0.0.1", args.port),
+        make_handler(
+            items,
+            Path(args.files),
+            base,
+            args.drop_first,
+            args.drop_searches,
+            args.landing_id,
+            conforms,
+            args.page_size,
+            tuple(m.strip().upper() for m in args.methods.split(",")),
+        ),
+    ).serve_forever()
 
 
 if __name__ == "__main__":

@@ -44,10 +44,19 @@ class GeneratedProduct:
     offset: float
 
 
-def make_l2a_product(root: Path, tile: str, when: dt.datetime, size10: int, seed: int,
-                     baseline: str = "05.10", cloud_boxes: list[tuple[int, int, int, int]] | None = None,
-                     origin: tuple[float, float] = (300000.0, 4100000.0), crs: str = "EPSG:32630",
-                     cloud_percentage: float = 5.0, ext: str = "tif") -> GeneratedProduct:
+def make_l2a_product(
+    root: Path,
+    tile: str,
+    when: dt.datetime,
+    size10: int,
+    seed: int,
+    baseline: str = "05.10",
+    cloud_boxes: list[tuple[int, int, int, int]] | None = None,
+    origin: tuple[float, float] = (300000.0, 4100000.0),
+    crs: str = "EPSG:32630",
+    cloud_percentage: float = 5.0,
+    ext: str = "tif",
+) -> GeneratedProduct:
     """An L2A SAFE folder with every band at its native resolution and an SCL layer; clouds (SCL 9)
     in ``cloud_boxes`` given as 20 m pixel boxes (row0, row1, col0, col1)."""
     assert size10 % 6 == 0, "size must be divisible by 6 so 20 m and 60 m grids align"
@@ -74,14 +83,30 @@ def make_l2a_product(root: Path, tile: str, when: dt.datetime, size10: int, seed
             arr = np.clip(surface + noise - offset, 1, 20000).astype("uint16")
         dn[band] = arr
         transform = Affine(res, 0, origin[0], 0, -res, origin[1])
-        with rasterio.open(folder / f"T{tile}_{stamp}_{band}_{res}m.{ext}", "w", driver="GTiff" if ext == "tif" else "JP2OpenJPEG",
-                           width=n, height=n, count=1, dtype=arr.dtype, crs=crs, transform=transform,
-                           nodata=0) as dst:
+        with rasterio.open(
+            folder / f"T{tile}_{stamp}_{band}_{res}m.{ext}",
+            "w",
+            driver="GTiff" if ext == "tif" else "JP2OpenJPEG",
+            width=n,
+            height=n,
+            count=1,
+            dtype=arr.dtype,
+            crs=crs,
+            transform=transform,
+            nodata=0,
+        ) as dst:
             dst.write(arr, 1)
     offsets = "".join(f'<BOA_ADD_OFFSET band_id="{i}">{int(offset)}</BOA_ADD_OFFSET>' for i in range(13))
-    (safe / "MTD_MSIL2A.xml").write_text(MTD_TEMPLATE.format(
-        start=when.isoformat() + ".024Z", uri=f"{pid}.SAFE", baseline=baseline, offsets=offsets,
-        cloud=cloud_percentage, nodata=0.0))
+    (safe / "MTD_MSIL2A.xml").write_text(
+        MTD_TEMPLATE.format(
+            start=when.isoformat() + ".024Z",
+            uri=f"{pid}.SAFE",
+            baseline=baseline,
+            offsets=offsets,
+            cloud=cloud_percentage,
+            nodata=0.0,
+        )
+    )
     return GeneratedProduct(pid, safe, dn, dn["SCL"], offset)
 
 

@@ -16,8 +16,7 @@ from landcoverpy.models.abundance import (
 )
 from tests.abundance_data import generated_mixtures, slovenia_cells
 
-PARAMS = TrainParams(hidden=32, ancillary_hidden=16, epochs=60, patience=10, batch_size=128, seed=0,
-                    model_type="brits")
+PARAMS = TrainParams(hidden=32, ancillary_hidden=16, epochs=60, patience=10, batch_size=128, seed=0, model_type="brits")
 
 
 @pytest.fixture(scope="module")
@@ -78,9 +77,13 @@ def test_finetuning_beats_scratch_with_ten_percent_of_labels() -> None:
     rest = target.subset(np.nonzero(~few)[0])
     tuned, _ = train_abundance(small, PARAMS, base=base)
     scratch, _ = train_abundance(small, PARAMS)
-    rmse = {name: abundance_metrics(rest.fractions, m.predict(rest.series, rest.ancillary), rest.classes)["rmse"]
-            for name, m in (("tuned", tuned), ("scratch", scratch))}
-    print(f"target area, {few.mean():.0%} of labels: fine-tuned RMSE {rmse['tuned']:.4f}, scratch {rmse['scratch']:.4f}")
+    rmse = {
+        name: abundance_metrics(rest.fractions, m.predict(rest.series, rest.ancillary), rest.classes)["rmse"]
+        for name, m in (("tuned", tuned), ("scratch", scratch))
+    }
+    print(
+        f"target area, {few.mean():.0%} of labels: fine-tuned RMSE {rmse['tuned']:.4f}, scratch {rmse['scratch']:.4f}"
+    )
     assert rmse["tuned"] < rmse["scratch"]
 
 
@@ -101,8 +104,10 @@ def test_real_slovenia_ndvi_cells_beat_the_baseline() -> None:
     assert data.series.shape[1] == 68 and 0.3 < np.isnan(data.series).mean() < 0.9  # real cloud gaps
     model, metrics = train_abundance(data, TrainParams(**{**PARAMS.to_dict(), "epochs": 80, "batch_size": 32}))
     m, b = metrics["model"], metrics["mean_abundance_baseline"]
-    print(f"eolearn-slovenia 50 m cells: RMSE {m['rmse']:.4f} MAE {m['mae']:.4f} R2 {m['r2']:.3f}; "
-          f"mean-abundance baseline RMSE {b['rmse']:.4f} MAE {b['mae']:.4f} R2 {b['r2']:.3f}")
+    print(
+        f"eolearn-slovenia 50 m cells: RMSE {m['rmse']:.4f} MAE {m['mae']:.4f} R2 {m['r2']:.3f}; "
+        f"mean-abundance baseline RMSE {b['rmse']:.4f} MAE {b['mae']:.4f} R2 {b['r2']:.3f}"
+    )
     assert m["rmse"] < b["rmse"]
     assert m["mae"] < b["mae"]
 

@@ -32,11 +32,23 @@ def make_area(root: Path) -> dict[str, Path]:
     paths = {}
     for name, arr in (("n1", n1), ("n2", n2)):
         paths[name] = root / f"{name}.tif"
-        with rasterio.open(paths[name], "w", driver="GTiff", width=n_fine, height=n_fine, count=1, dtype="uint8",
-                           crs="EPSG:32630", transform=fine_t, nodata=0) as dst:
+        with rasterio.open(
+            paths[name],
+            "w",
+            driver="GTiff",
+            width=n_fine,
+            height=n_fine,
+            count=1,
+            dtype="uint8",
+            crs="EPSG:32630",
+            transform=fine_t,
+            nodata=0,
+        ) as dst:
             dst.write(arr, 1)
-    frac = np.stack([(n1 == k).reshape(COARSE, FINE_PER_COARSE, COARSE, FINE_PER_COARSE).mean(axis=(1, 3))
-                     for k in (1, 2, 3)], axis=-1)
+    frac = np.stack(
+        [(n1 == k).reshape(COARSE, FINE_PER_COARSE, COARSE, FINE_PER_COARSE).mean(axis=(1, 3)) for k in (1, 2, 3)],
+        axis=-1,
+    )
     sig = signatures(3)  # (3, 12, 3): monthly curves
     coarse_t = Affine(RES, 0, ORIGIN[0], 0, -RES, ORIGIN[1])
     items = []
@@ -46,8 +58,18 @@ def make_area(root: Path) -> dict[str, Path]:
             values[:, rng.uniform(size=(COARSE, COARSE)) < 0.35] = np.nan  # clouds
             path = root / "series" / f"mod_{month + 1:02d}_{day}.tif"
             path.parent.mkdir(exist_ok=True)
-            with rasterio.open(path, "w", driver="GTiff", width=COARSE, height=COARSE, count=3, dtype="float32",
-                               crs="EPSG:32630", transform=coarse_t, nodata=float("nan")) as dst:
+            with rasterio.open(
+                path,
+                "w",
+                driver="GTiff",
+                width=COARSE,
+                height=COARSE,
+                count=3,
+                dtype="float32",
+                crs="EPSG:32630",
+                transform=coarse_t,
+                nodata=float("nan"),
+            ) as dst:
                 dst.write(values.astype("float32"))
                 for i, b in enumerate(("b01", "b02", "b06"), start=1):
                     dst.set_band_description(i, b)
@@ -59,12 +81,30 @@ def make_area(root: Path) -> dict[str, Path]:
     n_alt = int(COARSE * RES / 100) + 20
     alt = ndimage.zoom(300 + 900 * frac[..., 0], n_alt / COARSE, order=1)[:n_alt, :n_alt]
     paths["altitude"] = root / "altitude.tif"
-    with rasterio.open(paths["altitude"], "w", driver="GTiff", width=n_alt, height=n_alt, count=1, dtype="float32",
-                       crs="EPSG:32630", transform=alt_t) as dst:
+    with rasterio.open(
+        paths["altitude"],
+        "w",
+        driver="GTiff",
+        width=n_alt,
+        height=n_alt,
+        count=1,
+        dtype="float32",
+        crs="EPSG:32630",
+        transform=alt_t,
+    ) as dst:
         dst.write(alt.astype("float32"), 1)
     paths["partial"] = root / "precip_partial.tif"  # covers only the western half
-    with rasterio.open(paths["partial"], "w", driver="GTiff", width=COARSE // 2, height=COARSE, count=1,
-                       dtype="float32", crs="EPSG:32630", transform=coarse_t) as dst:
+    with rasterio.open(
+        paths["partial"],
+        "w",
+        driver="GTiff",
+        width=COARSE // 2,
+        height=COARSE,
+        count=1,
+        dtype="float32",
+        crs="EPSG:32630",
+        transform=coarse_t,
+    ) as dst:
         dst.write(np.full((COARSE, COARSE // 2), 600, "float32"), 1)
     (root / "n1.json").write_text(json.dumps({"forest": 1, "crop": 2, "urban": 3}))
     (root / "n2.json").write_text(json.dumps({"conifer": 2, "crop_n2": 3, "urban_n2": 4, "broadleaf": 5}))
@@ -81,10 +121,33 @@ def area(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Path
 def test_dataset_train_predict(area: tuple[Path, dict[str, Path]]) -> None:
     root, p = area
     env = {"LANDCOVERPY_HOME": str(root / "home"), "TMP_DIR": str(root / "tmp"), "DASK_N_WORKERS": "1"}
-    res = run_cli(["abundance", "dataset", "--series", str(p["series"]), "--year", "2021",
-                   "--n1-map", str(p["n1"]), "--n1-labels", str(p["n1_labels"]),
-                   "--n2-map", str(p["n2"]), "--n2-labels", str(p["n2_labels"]),
-                   "--ancillary", f"altitude={p['altitude']}", "--block-km", "2", "--step", "monthly"], env, root, timeout=300)
+    res = run_cli(
+        [
+            "abundance",
+            "dataset",
+            "--series",
+            str(p["series"]),
+            "--year",
+            "2021",
+            "--n1-map",
+            str(p["n1"]),
+            "--n1-labels",
+            str(p["n1_labels"]),
+            "--n2-map",
+            str(p["n2"]),
+            "--n2-labels",
+            str(p["n2_labels"]),
+            "--ancillary",
+            f"altitude={p['altitude']}",
+            "--block-km",
+            "2",
+            "--step",
+            "monthly",
+        ],
+        env,
+        root,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     assert f"{COARSE * COARSE} pixels, 12 steps (calendar months) x 3 bands, 3 ancillary, levels N1, N2" in res.stdout
     res = run_cli(["abundance", "train", "--level", "N1", "--epochs", "40", "--no-progress"], env, root, timeout=600)
@@ -105,15 +168,26 @@ def test_dataset_train_predict(area: tuple[Path, dict[str, Path]]) -> None:
     assert (root / "out" / "dominant_N1.png").stat().st_size > 5000
     from landcoverpy.styles import read_category_names, read_paletted_qml
 
-    assert {label for label, _ in read_paletted_qml((root / "out" / "dominant_N1.qml").read_text()).values()} == \
-        {"forest", "crop", "urban"}
-    assert read_category_names((root / "out" / "dominant_N1.tif.aux.xml").read_text())[1:] == ["forest", "crop", "urban"]
+    assert {label for label, _ in read_paletted_qml((root / "out" / "dominant_N1.qml").read_text()).values()} == {
+        "forest",
+        "crop",
+        "urban",
+    }
+    assert read_category_names((root / "out" / "dominant_N1.tif.aux.xml").read_text())[1:] == [
+        "forest",
+        "crop",
+        "urban",
+    ]
     assert "singlebandpseudocolor" in (root / "out" / "abundance_N1.qml").read_text()
     # N2 with classes the N1 model does not know: predicting N2 with it is refused
     res = run_cli(["abundance", "train", "--level", "N2", "--epochs", "5", "--no-progress"], env, root, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
-    res = run_cli(["abundance", "predict", "--level", "N2", "--model-id", n1_model, "--output-dir", str(root / "o2")],
-                  env, root, timeout=300)
+    res = run_cli(
+        ["abundance", "predict", "--level", "N2", "--model-id", n1_model, "--output-dir", str(root / "o2")],
+        env,
+        root,
+        timeout=300,
+    )
     assert res.returncode == 1
     assert "has classes unknown to model" in res.stderr and "conifer" in res.stderr
 
@@ -121,9 +195,25 @@ def test_dataset_train_predict(area: tuple[Path, dict[str, Path]]) -> None:
 def test_ancillary_not_covering_the_area_is_named(area: tuple[Path, dict[str, Path]]) -> None:
     root, p = area
     env = {"LANDCOVERPY_HOME": str(root / "home2")}
-    res = run_cli(["abundance", "dataset", "--series", str(p["series"]), "--year", "2021",
-                   "--n1-map", str(p["n1"]), "--n1-labels", str(p["n1_labels"]),
-                   "--ancillary", f"precipitation={p['partial']}"], env, root, timeout=300)
+    res = run_cli(
+        [
+            "abundance",
+            "dataset",
+            "--series",
+            str(p["series"]),
+            "--year",
+            "2021",
+            "--n1-map",
+            str(p["n1"]),
+            "--n1-labels",
+            str(p["n1_labels"]),
+            "--ancillary",
+            f"precipitation={p['partial']}",
+        ],
+        env,
+        root,
+        timeout=300,
+    )
     assert res.returncode == 1
     assert "ancillary raster precipitation" in res.stderr and "does not cover the area" in res.stderr
 

@@ -18,11 +18,19 @@ from landcoverpy.models.forest_size import fewest_trees_within, tree_counts
 from tests.abundance_data import generated_mixtures
 
 
-@pytest.mark.parametrize("make, outputs", [
-    (lambda n: RandomForestRegressor(n_estimators=n, min_samples_leaf=3, max_features=0.3, random_state=4, n_jobs=1), 3),
-    (lambda n: RandomForestRegressor(n_estimators=n, random_state=1, n_jobs=1), 1),
-    (lambda n: ExtraTreesRegressor(n_estimators=n, random_state=2, n_jobs=1), 3),
-])
+@pytest.mark.parametrize(
+    "make, outputs",
+    [
+        (
+            lambda n: RandomForestRegressor(
+                n_estimators=n, min_samples_leaf=3, max_features=0.3, random_state=4, n_jobs=1
+            ),
+            3,
+        ),
+        (lambda n: RandomForestRegressor(n_estimators=n, random_state=1, n_jobs=1), 1),
+        (lambda n: ExtraTreesRegressor(n_estimators=n, random_state=2, n_jobs=1), 3),
+    ],
+)
 def test_prefix_regression_is_sklearns(make, outputs: int) -> None:  # noqa: ANN001
     data, _ = generated_mixtures(rows=20, cols=30)
     X = np.nan_to_num(data.series.reshape(len(data), -1))
@@ -33,8 +41,9 @@ def test_prefix_regression_is_sklearns(make, outputs: int) -> None:  # noqa: ANN
     full = forest.predict(rest).reshape(len(rest), -1)
     np.testing.assert_array_equal(got[40], full)  # the same additions in the same order: the same bits
     for k in (10, 25):  # the first k trees are the k-tree forest of the same seed
-        np.testing.assert_allclose(got[k], make(k).fit(X[:400], y[:400]).predict(rest).reshape(len(rest), -1),
-                                   rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(
+            got[k], make(k).fit(X[:400], y[:400]).predict(rest).reshape(len(rest), -1), rtol=1e-12, atol=1e-12
+        )
     assert not np.array_equal(got[10], got[40])
     assert prefix_regression(forest, rest[:0], [40])[40].shape == (0, outputs)
 
@@ -68,8 +77,9 @@ def test_forest_cut_to_the_trees_validation_needs(mixtures) -> None:  # noqa: AN
     assert rmse[kept] <= rmse[150] * 1.01 + 1e-5
     assert all(rmse[k] > rmse[150] * 1.01 for k in rmse if k < kept)
 
-    full, full_metrics = train_abundance(mixtures, TrainParams(model_type="forest", trees=150, threads=2, seed=0,
-                                                               tree_tolerance=0.0))
+    full, full_metrics = train_abundance(
+        mixtures, TrainParams(model_type="forest", trees=150, threads=2, seed=0, tree_tolerance=0.0)
+    )
     assert full_metrics["forest_size"]["trees"] == len(full.forest.estimators_)
     assert full_metrics["forest_size"]["validation_rmse"] == {}
     # the same split: the cut forest's test error stays with the whole forest's
@@ -112,6 +122,8 @@ def test_ensemble_sizes_its_own_forest(mixtures) -> None:  # noqa: ANN001
     pred = ensemble.predict(mixtures.series[:200], mixtures.ancillary[:200])
     np.testing.assert_allclose(pred.sum(axis=1), 1.0, atol=1e-5)
     # the ensemble is the mean of its members: BRITS and the first `kept` trees of the refit forest
-    forest_alone = replace(ensemble, kind="forest", network=None).predict(mixtures.series[:200], mixtures.ancillary[:200])
+    forest_alone = replace(ensemble, kind="forest", network=None).predict(
+        mixtures.series[:200], mixtures.ancillary[:200]
+    )
     brits_alone = replace(ensemble, kind="brits", forest=None).predict(mixtures.series[:200], mixtures.ancillary[:200])
     np.testing.assert_allclose(pred, (forest_alone + brits_alone) / 2, atol=1e-6)

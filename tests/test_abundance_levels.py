@@ -100,7 +100,11 @@ def test_one_model_of_both_levels_is_consistent_by_construction(kind: str) -> No
     data = two_level()
     model, metrics = train_abundance(data, TrainParams(**{**FAST.to_dict(), "model_type": kind}))
     assert metrics["model_type"] == kind and set(metrics["levels"]) == {"N1", "N2"}
-    assert model.kind == kind and (model.network is None) == (kind == "forest") and (model.forest is None) == (kind == "brits")
+    assert (
+        model.kind == kind
+        and (model.network is None) == (kind == "forest")
+        and (model.forest is None) == (kind == "brits")
+    )
     for level in ("N1", "N2"):
         m, b = metrics["levels"][level], metrics["baseline_levels"][level]
         assert {"rmse", "mae", "r2"} <= set(m["per_class"][model.level_classes(level)[0]])
@@ -139,9 +143,10 @@ def test_the_ensemble_is_the_mean_of_its_members() -> None:
     assert np.abs(brits[5:] - forest[5:]).max() > 0.01  # two different members, not one model twice
     np.testing.assert_allclose(got[5:].sum(axis=1), 1.0, atol=1e-5)
     # BRITS imputes the ensemble's series (a forest model interpolates linearly)
-    np.testing.assert_allclose(model.impute(data.series[5:50], data.ancillary[5:50]),
-                               AbundanceModel(**{**model.__dict__, "kind": "brits"}).impute(data.series[5:50],
-                                                                                          data.ancillary[5:50]))
+    np.testing.assert_allclose(
+        model.impute(data.series[5:50], data.ancillary[5:50]),
+        AbundanceModel(**{**model.__dict__, "kind": "brits"}).impute(data.series[5:50], data.ancillary[5:50]),
+    )
 
 
 def test_the_one_standard_error_rule() -> None:
@@ -160,8 +165,10 @@ def test_the_one_standard_error_rule() -> None:
     assert choose_model({"brits": forest * 0.6, "forest": forest, "ensemble": forest * 0.5}) == "ensemble"
     assert choose_model({"brits": forest * 0.5, "forest": forest, "ensemble": forest * 0.6}) == "brits"
     # the ensemble's lead is beyond the noise, BRITS's lower mean is not: the ensemble
-    assert choose_model({"brits": forest + noise * 8 - 0.003, "forest": forest,
-                         "ensemble": forest + noise - 0.002}) == "ensemble"
+    assert (
+        choose_model({"brits": forest + noise * 8 - 0.003, "forest": forest, "ensemble": forest + noise - 0.002})
+        == "ensemble"
+    )
     assert choose_model({"brits": forest * 1.2, "forest": forest, "ensemble": forest + noise - 0.0001}) == "forest"
     # by block: a lead on every pixel of two blocks and a larger loss on every pixel of a third is
     # three blocks' worth of evidence, not 400 pixels'
@@ -204,8 +211,9 @@ def test_regression_outputs_become_consistent_fractions() -> None:
 
 def test_a_model_refuses_a_series_of_other_steps() -> None:
     data, _ = generated_mixtures(rows=20, cols=20)
-    model, _ = train_abundance(data, TrainParams(**{**FAST.to_dict(), "epochs": 2, "model_type": "brits"}),
-                               step="monthly")
+    model, _ = train_abundance(
+        data, TrainParams(**{**FAST.to_dict(), "epochs": 2, "model_type": "brits"}), step="monthly"
+    )
     with pytest.raises(ModelError, match="12 .*monthly"):
         model.predict(np.zeros((3, 46, data.series.shape[2]), "float32"), data.ancillary[:3])
 
@@ -258,8 +266,9 @@ def test_devices_on_a_machine_without_a_gpu() -> None:
         with pytest.raises(ModelError, match="sees no CUDA GPU.*--device cpu"):
             resolve_device("cuda")
     data, _ = generated_mixtures(rows=20, cols=20)
-    model, _ = train_abundance(data, TrainParams(**{**FAST.to_dict(), "epochs": 2, "model_type": "brits",
-                                                    "device": "auto"}))
+    model, _ = train_abundance(
+        data, TrainParams(**{**FAST.to_dict(), "epochs": 2, "model_type": "brits", "device": "auto"})
+    )
     a = model.predict(data.series, data.ancillary, device="cpu")
     b = model.predict(data.series, data.ancillary, device="auto", batch_size=37)  # other batches, same answer
     np.testing.assert_allclose(a, b, atol=1e-5)
@@ -286,10 +295,31 @@ def area(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Path
 def test_both_levels_from_the_cli_new_region_and_steps(area: tuple[Path, dict[str, Path]], tmp_path: Path) -> None:
     root, p = area
     env = {"LANDCOVERPY_HOME": str(tmp_path / "home"), "TMP_DIR": str(tmp_path / "tmp"), "DASK_N_WORKERS": "1"}
-    res = run_cli(["abundance", "dataset", "--series", str(p["series"]), "--year", "2021",
-                   "--n1-map", str(p["n1"]), "--n1-labels", str(p["n1_labels"]),
-                   "--n2-map", str(p["n2"]), "--n2-labels", str(p["n2_labels"]),
-                   "--ancillary", f"altitude={p['altitude']}", "--block-km", "2"], env, root, timeout=300)
+    res = run_cli(
+        [
+            "abundance",
+            "dataset",
+            "--series",
+            str(p["series"]),
+            "--year",
+            "2021",
+            "--n1-map",
+            str(p["n1"]),
+            "--n1-labels",
+            str(p["n1_labels"]),
+            "--n2-map",
+            str(p["n2"]),
+            "--n2-labels",
+            str(p["n2_labels"]),
+            "--ancillary",
+            f"altitude={p['altitude']}",
+            "--block-km",
+            "2",
+        ],
+        env,
+        root,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     assert "46 steps (MOD09A1 8-day composites)" in res.stdout
     parents = dict(x.split(" -> ") for x in res.stdout.split("N2 parents: ")[1].strip().split(", "))
@@ -297,8 +327,24 @@ def test_both_levels_from_the_cli_new_region_and_steps(area: tuple[Path, dict[st
     cfg = tmp_path / "train.yaml"
     # the ensemble: a network and a forest saved, loaded, predicting and imputing together
     cfg.write_text("hidden: 24\nancillary_hidden: 8\nepochs: 20\npatience: 5\ntrees: 60\nmodel_type: ensemble\n")
-    res = run_cli(["abundance", "train", "--level", "both", "--config", str(cfg), "--learning-rate", "0.004",
-                   "--device", "cpu", "--no-progress"], env, root, timeout=600)
+    res = run_cli(
+        [
+            "abundance",
+            "train",
+            "--level",
+            "both",
+            "--config",
+            str(cfg),
+            "--learning-rate",
+            "0.004",
+            "--device",
+            "cpu",
+            "--no-progress",
+        ],
+        env,
+        root,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     model_id = res.stdout.split(":")[0].strip()
     assert "consistency error" in res.stdout and "N2" in res.stdout and "brits" in res.stdout and "forest" in res.stdout
@@ -309,10 +355,17 @@ def test_both_levels_from_the_cli_new_region_and_steps(area: tuple[Path, dict[st
     assert {f.name for f in meta_file.parent.iterdir()} >= {"model.joblib", "model.pt"}
     assert meta["params"]["hidden"] == 24 and meta["params"]["learning_rate"] == 0.004 and meta["step"] == "8day"
     assert len(meta["steps"]) == 46
-    res = run_cli(["abundance", "predict", "--level", "both", "--output-dir", str(tmp_path / "out"),
-                   "--device", "auto"], env, root, timeout=600)
+    res = run_cli(
+        ["abundance", "predict", "--level", "both", "--output-dir", str(tmp_path / "out"), "--device", "auto"],
+        env,
+        root,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
-    with rasterio.open(tmp_path / "out" / "abundance_N1.tif") as a, rasterio.open(tmp_path / "out" / "abundance_N2.tif") as b:
+    with (
+        rasterio.open(tmp_path / "out" / "abundance_N1.tif") as a,
+        rasterio.open(tmp_path / "out" / "abundance_N2.tif") as b,
+    ):
         n1, n2, names2 = a.read(), b.read(), b.descriptions
         assert a.descriptions == ("forest", "crop", "urban")
     ok = np.isfinite(n1).all(axis=0)
@@ -323,8 +376,12 @@ def test_both_levels_from_the_cli_new_region_and_steps(area: tuple[Path, dict[st
         members = [i for i, q in enumerate(par) if q == k]
         np.testing.assert_allclose(n2[members].sum(axis=0)[ok], n1[k][ok], atol=1e-4)
     # the gap-filled series: one COG per 8-day step, the bands then a QA band
-    res = run_cli(["abundance", "impute", "--model-id", model_id, "--output-dir", str(tmp_path / "series")],
-                  env, root, timeout=600)
+    res = run_cli(
+        ["abundance", "impute", "--model-id", model_id, "--output-dir", str(tmp_path / "series")],
+        env,
+        root,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     files = sorted((tmp_path / "series").glob("series_*.tif"))
     assert len(files) == 46 and files[0].name == "series_01_2021-01-01.tif"
@@ -350,13 +407,42 @@ def test_both_levels_from_the_cli_new_region_and_steps(area: tuple[Path, dict[st
             dst.descriptions = names
         it["path"] = str(out)
     (series2 / "series.json").write_text(json.dumps(items))
-    res = run_cli(["abundance", "dataset", "--unlabelled", "--series", str(series2 / "series.json"), "--year", "2021",
-                   "--ancillary", f"altitude={p['altitude']}"], env, root, timeout=300)
+    res = run_cli(
+        [
+            "abundance",
+            "dataset",
+            "--unlabelled",
+            "--series",
+            str(series2 / "series.json"),
+            "--year",
+            "2021",
+            "--ancillary",
+            f"altitude={p['altitude']}",
+        ],
+        env,
+        root,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     assert "levels none (unlabelled)" in res.stdout
     new_id = res.stdout.split(":")[0].strip()
-    res = run_cli(["abundance", "predict", "--level", "N2", "--model-id", model_id, "--dataset-id", new_id,
-                   "--output-dir", str(tmp_path / "out2")], env, root, timeout=600)
+    res = run_cli(
+        [
+            "abundance",
+            "predict",
+            "--level",
+            "N2",
+            "--model-id",
+            model_id,
+            "--dataset-id",
+            new_id,
+            "--output-dir",
+            str(tmp_path / "out2"),
+        ],
+        env,
+        root,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     with rasterio.open(tmp_path / "out2" / "abundance_N2.tif") as src:
         cube = src.read()
@@ -364,12 +450,43 @@ def test_both_levels_from_the_cli_new_region_and_steps(area: tuple[Path, dict[st
     assert np.isfinite(total).mean() > 0.9
     np.testing.assert_allclose(total[np.isfinite(total)], 1.0, atol=1e-4)
     # the same region cut into months: the 8-day model refuses it, naming both step kinds
-    res = run_cli(["abundance", "dataset", "--unlabelled", "--series", str(series2 / "series.json"), "--year", "2021",
-                   "--ancillary", f"altitude={p['altitude']}", "--step", "monthly"], env, root, timeout=300)
+    res = run_cli(
+        [
+            "abundance",
+            "dataset",
+            "--unlabelled",
+            "--series",
+            str(series2 / "series.json"),
+            "--year",
+            "2021",
+            "--ancillary",
+            f"altitude={p['altitude']}",
+            "--step",
+            "monthly",
+        ],
+        env,
+        root,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     monthly_id = res.stdout.split(":")[0].strip()
-    res = run_cli(["abundance", "predict", "--level", "N1", "--model-id", model_id, "--dataset-id", monthly_id,
-                   "--output-dir", str(tmp_path / "out3")], env, root, timeout=300)
+    res = run_cli(
+        [
+            "abundance",
+            "predict",
+            "--level",
+            "N1",
+            "--model-id",
+            model_id,
+            "--dataset-id",
+            monthly_id,
+            "--output-dir",
+            str(tmp_path / "out3"),
+        ],
+        env,
+        root,
+        timeout=300,
+    )
     assert res.returncode == 1
     assert "8day" in res.stderr and "monthly" in res.stderr and "Traceback" not in res.stderr
     # bad settings are named, before anything is trained
@@ -392,14 +509,17 @@ def test_label_weights_discount_unreliable_labels(kind: str) -> None:
     plain, _ = train_abundance(data, params)
     data.weights = np.where(bad, 0.05, 0.95).astype("float32")
     weighted, _ = train_abundance(data, params)
-    rmse = {name: float(np.sqrt(np.nanmean((m.predict(data.series, data.ancillary) - truth) ** 2)))
-            for name, m in (("plain", plain), ("weighted", weighted))}
+    rmse = {
+        name: float(np.sqrt(np.nanmean((m.predict(data.series, data.ancillary) - truth) ** 2)))
+        for name, m in (("plain", plain), ("weighted", weighted))
+    }
     print(kind, rmse)
     assert rmse["weighted"] < rmse["plain"]
 
 
-def test_confidence_beside_the_projects_map_weights_the_labels(area: tuple[Path, dict[str, Path]],
-                                                                tmp_path: Path) -> None:
+def test_confidence_beside_the_projects_map_weights_the_labels(
+    area: tuple[Path, dict[str, Path]], tmp_path: Path
+) -> None:
     root, p = area
     with rasterio.open(p["n1"]) as src:
         n1, profile = src.read(1), src.profile
@@ -410,8 +530,20 @@ def test_confidence_beside_the_projects_map_weights_the_labels(area: tuple[Path,
     with rasterio.open(tmp_path / "confidence_30SUF.tif", "w", **(profile | {"nodata": 0})) as dst:
         dst.write(conf.astype("uint8"), 1)
     env = {"LANDCOVERPY_HOME": str(tmp_path / "home"), "TMP_DIR": str(tmp_path / "tmp")}
-    args = ["abundance", "dataset", "--series", str(p["series"]), "--year", "2021", "--n1-map", str(ours),
-            "--n1-labels", str(p["n1_labels"]), "--step", "monthly"]
+    args = [
+        "abundance",
+        "dataset",
+        "--series",
+        str(p["series"]),
+        "--year",
+        "2021",
+        "--n1-map",
+        str(ours),
+        "--n1-labels",
+        str(p["n1_labels"]),
+        "--step",
+        "monthly",
+    ]
     res = run_cli(args, env, root, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "N1 labels weighted by the mean confidence of" in res.stdout and "confidence_30SUF.tif" in res.stdout
@@ -421,6 +553,7 @@ def test_confidence_beside_the_projects_map_weights_the_labels(area: tuple[Path,
     w = table["weight__N1"].to_numpy().reshape(24, 24)
     np.testing.assert_allclose(w[:, :12], 0.9, atol=1e-5)
     np.testing.assert_allclose(w[:, 12:], 0.4, atol=1e-5)
-    res = run_cli(args + ["--no-confidence-weights"], {**env, "LANDCOVERPY_HOME": str(tmp_path / "home2")}, root,
-                  timeout=300)
+    res = run_cli(
+        args + ["--no-confidence-weights"], {**env, "LANDCOVERPY_HOME": str(tmp_path / "home2")}, root, timeout=300
+    )
     assert res.returncode == 0 and "weighted" not in res.stdout

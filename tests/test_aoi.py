@@ -19,8 +19,10 @@ from landcoverpy.sentinel2 import tile_of
 from landcoverpy.styles import read_paletted_qml
 
 CRS = "EPSG:32630"
-NAMES = {"classification": {1: "water", 2: "forest", 3: "crops/annual"},
-         "sl_classification": {1: "not classified", 2: "lake", 3: "森林"}}
+NAMES = {
+    "classification": {1: "water", 2: "forest", 3: "crops/annual"},
+    "sl_classification": {1: "not classified", 2: "lake", 3: "森林"},
+}
 
 
 def make_map(ctx: Context, tile: str, x0: float, y0: float, seed: int, tmp) -> dict:
@@ -33,10 +35,17 @@ def make_map(ctx: Context, tile: str, x0: float, y0: float, seed: int, tmp) -> d
         arr[:5, :] = 0  # a nodata strip
         path = tmp / f"{tile}-{level}.tif"
         write_cog(path, arr, grid, nodata=0)
-        outputs[level] = publish.put_file(ctx.store, ctx.settings.MINIO_BUCKET_CLASSIFICATIONS,
-                                          f"{tile}/map-{tile}/{level}.tif", path)
-    rec = {"_id": f"map-{tile}", "tile": tile, "kind": "classification", "grid": grid.to_dict(), "outputs": outputs,
-           "classes": {level: {str(v): n for v, n in names.items()} for level, names in NAMES.items()}}
+        outputs[level] = publish.put_file(
+            ctx.store, ctx.settings.MINIO_BUCKET_CLASSIFICATIONS, f"{tile}/map-{tile}/{level}.tif", path
+        )
+    rec = {
+        "_id": f"map-{tile}",
+        "tile": tile,
+        "kind": "classification",
+        "grid": grid.to_dict(),
+        "outputs": outputs,
+        "classes": {level: {str(v): n for v, n in names.items()} for level, names in NAMES.items()},
+    }
     ctx.catalog.upsert("maps", rec)
     return rec
 
@@ -63,8 +72,10 @@ def counts_inside(ctx: Context, rec: dict, level: str, aoi: AreaOfInterest) -> d
 
 def test_mosaic_is_clipped_and_its_areas_are_the_tiles_areas(local_settings, tmp_path) -> None:
     ctx = Context.open(local_settings)
-    maps = {"30SUA": make_map(ctx, "30SUA", 300000, 4100000, 1, tmp_path),
-            "30SVA": make_map(ctx, "30SVA", 303000, 4100000, 2, tmp_path)}
+    maps = {
+        "30SUA": make_map(ctx, "30SUA", 300000, 4100000, 1, tmp_path),
+        "30SVA": make_map(ctx, "30SVA", 303000, 4100000, 2, tmp_path),
+    }
     aoi = aoi_polygon()
     rec = build_mosaic(ctx, aoi, maps, CRS, window_size=128)
     grid = Grid.from_dict(rec["grid"])
@@ -97,7 +108,9 @@ def test_tiles_of_an_area_across_a_tile_boundary(tmp_path) -> None:
     aoi = AreaOfInterest("x", shapely.box(-3.1, 37.15, -2.8, 37.25))
     assert {a, b} <= set(tiles_for_aoi(aoi))
     path = tmp_path / "points.geojson"
-    path.write_text('{"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {}, '
-                    '"geometry": {"type": "Point", "coordinates": [-3, 37]}}]}')
+    path.write_text(
+        '{"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {}, '
+        '"geometry": {"type": "Point", "coordinates": [-3, 37]}}]}'
+    )
     with pytest.raises(InputValidationError, match="must be polygons"):
         load_aoi(path)

@@ -30,9 +30,11 @@ WINTER = Season("winter", dt.date(2021, 1, 1), dt.date(2021, 2, 28))
 def test_composite_id_follows_every_parameter_that_changes_pixels() -> None:
     base = ids.composite_id("30SUF", WINTER, ["P1", "P2"], CompositeParams())
     assert base == ids.composite_id("30SUF", WINTER, ["P2", "P1"], CompositeParams(window_size=64, threads=4))
-    for other in (CompositeParams(mask=MaskSettings(dilation_pixels=2)),
-                  CompositeParams(mask=MaskSettings(cloud_probability_threshold=0.5)),
-                  CompositeParams(bands=("B02", "B03"))):
+    for other in (
+        CompositeParams(mask=MaskSettings(dilation_pixels=2)),
+        CompositeParams(mask=MaskSettings(cloud_probability_threshold=0.5)),
+        CompositeParams(bands=("B02", "B03")),
+    ):
         assert ids.composite_id("30SUF", WINTER, ["P1", "P2"], other) != base
     assert ids.composite_id("30SUF", WINTER, ["P1"], CompositeParams()) != base
     renamed = Season("Winter", WINTER.start, WINTER.end)
@@ -79,7 +81,9 @@ def test_feature_order_does_not_depend_on_record_key_order() -> None:
 def test_lease_refuses_a_second_holder_and_names_the_first(catalog: Catalog) -> None:  # noqa: F811
     first = RunLease(catalog, "landcoverpy run", timeout=30).acquire()
     try:
-        with pytest.raises(LeaseHeldError, match=rf"`landcoverpy run` on host {socket.gethostname()}, pid {os.getpid()}"):
+        with pytest.raises(
+            LeaseHeldError, match=rf"`landcoverpy run` on host {socket.gethostname()}, pid {os.getpid()}"
+        ):
             RunLease(catalog, "landcoverpy classify", timeout=30).acquire()
         first.ensure_held()
     finally:
@@ -136,6 +140,11 @@ def test_dead_holder_on_this_host_is_recognised(tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
     assert holder_is_gone({"host": socket.gethostname(), "pid": proc.pid, "process_started": 0.0})
-    assert not holder_is_gone({"host": socket.gethostname(), "pid": os.getpid(),
-                               "process_started": __import__("psutil").Process().create_time()})
+    assert not holder_is_gone(
+        {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "process_started": __import__("psutil").Process().create_time(),
+        }
+    )
     assert not holder_is_gone({"host": "another-host", "pid": proc.pid})

@@ -49,19 +49,22 @@ def test_packing_equals_the_training_tensors(features: int, times: str | None) -
     t = None if times is None else np.cumsum(np.random.default_rng(1).integers(1, 4, steps)).astype("float32")
     ref = prepare_tensors(series, anc, norm_for(features), t)
     values, gaps_mask, anc_out = time_major_inputs(series, anc, norm_for(features), t)
-    want_values, want_gaps_mask = brits_infer.pack(*(torch.from_numpy(np.ascontiguousarray(ref[k]))
-                                                     for k in ("x", "m", "d_fwd", "d_bwd")))
+    want_values, want_gaps_mask = brits_infer.pack(
+        *(torch.from_numpy(np.ascontiguousarray(ref[k])) for k in ("x", "m", "d_fwd", "d_bwd"))
+    )
     np.testing.assert_array_equal(values.numpy(), want_values.numpy())
     np.testing.assert_array_equal(gaps_mask.numpy(), want_gaps_mask.numpy())
     np.testing.assert_array_equal(anc_out, ref["anc"])
     # reused buffers give the same numbers
-    again = time_major_inputs(series, anc, norm_for(features), t, out=(torch.full_like(values, np.nan),
-                                                                        torch.full_like(gaps_mask, np.inf)))
+    again = time_major_inputs(
+        series, anc, norm_for(features), t, out=(torch.full_like(values, np.nan), torch.full_like(gaps_mask, np.inf))
+    )
     np.testing.assert_array_equal(again[1].numpy(), gaps_mask.numpy())
 
 
-@pytest.mark.parametrize(("features", "hidden", "parents"), [(7, 32, [0, 0, 1, 2, 2, 2]), (1, 8, None),
-                                                              (10, 16, [1, 0, 1])])
+@pytest.mark.parametrize(
+    ("features", "hidden", "parents"), [(7, 32, [0, 0, 1, 2, 2, 2]), (1, 8, None), (10, 16, [1, 0, 1])]
+)
 def test_fast_path_equals_the_network(features: int, hidden: int, parents: list[int] | None) -> None:
     torch.manual_seed(features)
     network = BRITSAbundance(features, 2, 3, hidden=hidden, ancillary_hidden=8, parents=parents).eval()
@@ -73,8 +76,10 @@ def test_fast_path_equals_the_network(features: int, hidden: int, parents: list[
     ref_in = prepare_tensors(series, anc, norm_for(features), t)
     values, gaps_mask, anc_n = time_major_inputs(series, anc, norm_for(features), t)
     with torch.inference_mode():
-        want = network(*(torch.from_numpy(np.ascontiguousarray(ref_in[k])) for k in ("x", "m", "d_fwd", "d_bwd")),
-                       torch.from_numpy(ref_in["anc"]))
+        want = network(
+            *(torch.from_numpy(np.ascontiguousarray(ref_in[k])) for k in ("x", "m", "d_fwd", "d_bwd")),
+            torch.from_numpy(ref_in["anc"]),
+        )
         got = brits_infer.run(network, values, gaps_mask, torch.from_numpy(anc_n), imputed=True)
     keys = ["abundance", "imputed"] + (["sub_abundance"] if parents else [])
     assert set(got) == set(keys)
@@ -86,8 +91,9 @@ def test_fast_path_equals_the_network(features: int, hidden: int, parents: list[
 
 def test_fast_path_refuses_training_mode() -> None:
     network = BRITSAbundance(3, 0, 2, hidden=8)
-    values, gaps_mask = brits_infer.pack(torch.zeros(4, 5, 3), torch.ones(4, 5, 3), torch.ones(4, 5, 3),
-                                         torch.ones(4, 5, 3))
+    values, gaps_mask = brits_infer.pack(
+        torch.zeros(4, 5, 3), torch.ones(4, 5, 3), torch.ones(4, 5, 3), torch.ones(4, 5, 3)
+    )
     with pytest.raises(RuntimeError, match="eval"):
         brits_infer.run(network, values, gaps_mask, None)
 
@@ -102,14 +108,28 @@ def test_model_predict_and_impute_use_it_batch_by_batch() -> None:
     times = np.cumsum(rng.integers(1, 3, 10)).astype("float32")
     data = AbundanceData(series, anc, fractions, np.arange(600) // 50, ["a", "b", "c"], times=times)
     torch.set_num_threads(2)
-    model, _ = train_abundance(data, TrainParams(hidden=8, ancillary_hidden=4, epochs=2, patience=2, batch_size=64,
-                                                 seed=0, threads=1, model_type="brits", device="cpu"))
+    model, _ = train_abundance(
+        data,
+        TrainParams(
+            hidden=8,
+            ancillary_hidden=4,
+            epochs=2,
+            patience=2,
+            batch_size=64,
+            seed=0,
+            threads=1,
+            model_type="brits",
+            device="cpu",
+        ),
+    )
     assert torch.get_num_threads() == 2  # training's own thread count does not outlive it
     ref_in = prepare_tensors(series, anc, model.normalisation, np.asarray(model.times, "float32"))
     network = model.network.eval()
     with torch.inference_mode():
-        want = network(*(torch.from_numpy(np.ascontiguousarray(ref_in[k])) for k in ("x", "m", "d_fwd", "d_bwd")),
-                       torch.from_numpy(ref_in["anc"]))
+        want = network(
+            *(torch.from_numpy(np.ascontiguousarray(ref_in[k])) for k in ("x", "m", "d_fwd", "d_bwd")),
+            torch.from_numpy(ref_in["anc"]),
+        )
     torch.set_num_threads(2)  # rows shared by 2 Python threads of one torch thread each
     pred = model.predict(series, anc, batch_size=256, device="cpu")  # 256 + 256 + 88
     assert torch.get_num_threads() == 2  # restored
@@ -128,13 +148,26 @@ def test_training_runs_the_network_on_one_thread_unless_told(caplog: pytest.LogC
     caller's thread count comes back."""
     rng = np.random.default_rng(1)
     series, anc = raw_series(200, 6, 2, seed=4)
-    data = AbundanceData(series, anc, rng.dirichlet(np.ones(2), size=200).astype("float32"), np.arange(200) // 20,
-                         ["a", "b"])
+    data = AbundanceData(
+        series, anc, rng.dirichlet(np.ones(2), size=200).astype("float32"), np.arange(200) // 20, ["a", "b"]
+    )
     torch.set_num_threads(2)
     for threads, said in ((0, "cpu (1 thread)"), (2, "cpu (2 threads)")):
         caplog.clear()
         with caplog.at_level(logging.INFO, logger="landcoverpy"):
-            train_abundance(data, TrainParams(hidden=4, ancillary_hidden=2, epochs=1, patience=1, batch_size=64,
-                                              seed=0, threads=threads, model_type="brits", device="cpu"))
+            train_abundance(
+                data,
+                TrainParams(
+                    hidden=4,
+                    ancillary_hidden=2,
+                    epochs=1,
+                    patience=1,
+                    batch_size=64,
+                    seed=0,
+                    threads=threads,
+                    model_type="brits",
+                    device="cpu",
+                ),
+            )
         assert f"training BRITS on {said}" in caplog.text
         assert torch.get_num_threads() == 2

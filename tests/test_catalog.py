@@ -30,8 +30,15 @@ def catalog(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Catalog]
 
 
 def product(pid: str, tile: str, time: str, cloud: float) -> dict[str, object]:
-    return {"_id": pid, "product_id": pid, "tile": tile, "sensing_time": time, "cloud": cloud,
-            "season": "spring", "bands": {"B02": {"key": f"{pid}/B02.jp2", "resolution": 10}}}
+    return {
+        "_id": pid,
+        "product_id": pid,
+        "tile": tile,
+        "sensing_time": time,
+        "cloud": cloud,
+        "season": "spring",
+        "bands": {"B02": {"key": f"{pid}/B02.jp2", "resolution": 10}},
+    }
 
 
 def test_upsert_get_find_count_delete(catalog: Catalog) -> None:
@@ -102,13 +109,15 @@ def test_unreachable_mongo_fails_fast_naming_the_address(tmp_path: Path) -> None
 def test_mongo_credentials_are_checked(tmp_path: Path, server_logs: Path) -> None:
     user, password = servers.MONGO_USER
     with servers.mongo_server(server_logs, auth=True) as server:
-        good = make_settings(tmp_path, MONGO_HOST="127.0.0.1", MONGO_PORT=server.port,
-                             MONGO_USERNAME=user, MONGO_PASSWORD=password)
+        good = make_settings(
+            tmp_path, MONGO_HOST="127.0.0.1", MONGO_PORT=server.port, MONGO_USERNAME=user, MONGO_PASSWORD=password
+        )
         cat = open_catalog(good)
         cat.upsert("runs", {"_id": "r", "started": "now"})
         assert cat.count("runs") == 1
         cat.close()
-        bad = make_settings(tmp_path, MONGO_HOST="127.0.0.1", MONGO_PORT=server.port,
-                            MONGO_USERNAME=user, MONGO_PASSWORD="wrong")
+        bad = make_settings(
+            tmp_path, MONGO_HOST="127.0.0.1", MONGO_PORT=server.port, MONGO_USERNAME=user, MONGO_PASSWORD="wrong"
+        )
         with pytest.raises(AuthenticationError, match="MONGO_USERNAME"):
             open_catalog(bad)

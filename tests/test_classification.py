@@ -44,8 +44,10 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     data = demo_app_data()
     inputs = load_inputs(data / "dataset.csv", data / "seasons.json", data / "lc_labels.json", data / "sl_labels.json")
     ctx = Context.open(settings)
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster, \
-            Client(cluster) as client:
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
         acquire(ctx, LocalProvider(prepare_demo_source(root / "src")), [DEMO_TILE], inputs.seasons, client, False)
         composite(ctx, [DEMO_TILE], inputs.seasons, client, composite_params(settings), False)
         ds = build_dataset(ctx, inputs, client)
@@ -69,7 +71,9 @@ def read_maps(ctx: Context, record: dict) -> dict[str, np.ndarray]:
 
 def run_classify(settings: Settings, hierarchy: dict, block: int = BLOCK) -> dict[str, np.ndarray]:
     ctx = Context.open(settings)
-    seasons = load_inputs(*(demo_app_data() / f for f in ("dataset.csv", "seasons.json", "lc_labels.json", "sl_labels.json"))).seasons
+    seasons = load_inputs(
+        *(demo_app_data() / f for f in ("dataset.csv", "seasons.json", "lc_labels.json", "sl_labels.json"))
+    ).seasons
     with dask_client(settings) as client:
         rep = classify(ctx, [DEMO_TILE], seasons, hierarchy, client, block, progress=False)
     record = rep.tiles[0].record
@@ -122,8 +126,9 @@ def test_maps_are_valid_and_consistent(prepared: tuple[Path, dict], reference_ma
 
 
 @pytest.mark.slow  # in `make test`'s second pass, not the default suite's 15-minute budget
-def test_remote_scheduler_gives_identical_maps(prepared: tuple[Path, dict], reference_maps: dict[str, np.ndarray],
-                                               tmp_path: Path, dask_scheduler: servers.Server) -> None:
+def test_remote_scheduler_gives_identical_maps(
+    prepared: tuple[Path, dict], reference_maps: dict[str, np.ndarray], tmp_path: Path, dask_scheduler: servers.Server
+) -> None:
     settings = copy_home(prepared, tmp_path, DASK_CLUSTER_IP=dask_scheduler.address)
     maps = run_classify(settings, prepared[1])
     for name, ref in reference_maps.items():
@@ -131,9 +136,9 @@ def test_remote_scheduler_gives_identical_maps(prepared: tuple[Path, dict], refe
 
 
 @pytest.mark.slow  # in `make test`'s second pass, not the default suite's 15-minute budget
-def test_killing_a_worker_mid_run_still_completes_identically(prepared: tuple[Path, dict], tmp_path: Path,
-                                                              server_logs: Path,
-                                                              reference_maps: dict[str, np.ndarray]) -> None:
+def test_killing_a_worker_mid_run_still_completes_identically(
+    prepared: tuple[Path, dict], tmp_path: Path, server_logs: Path, reference_maps: dict[str, np.ndarray]
+) -> None:
     import threading
 
     with servers.dask_cluster(server_logs, n_workers=2) as sched:
@@ -163,19 +168,39 @@ def test_killing_a_worker_mid_run_still_completes_identically(prepared: tuple[Pa
 
 
 @pytest.mark.slow  # in `make test`'s second pass, not the default suite's 15-minute budget
-def test_killed_run_resumes_and_matches(prepared: tuple[Path, dict], tmp_path: Path,
-                                        reference_maps: dict[str, np.ndarray]) -> None:
+def test_killed_run_resumes_and_matches(
+    prepared: tuple[Path, dict], tmp_path: Path, reference_maps: dict[str, np.ndarray]
+) -> None:
     settings = copy_home(prepared, tmp_path, DASK_N_WORKERS=1)
     data = demo_app_data()
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("MINIO_", "MONGO_", "DASK_"))},
-           "LANDCOVERPY_HOME": str(settings.LANDCOVERPY_HOME), "TMP_DIR": str(settings.TMP_DIR),
-           "DASK_N_WORKERS": "1", "N_ESTIMATORS": "40"}
-    args = [sys.executable, "-m", "landcoverpy.cli", "classify", "--block-size", "128", "--no-progress",
-            "--dataset", str(data / "dataset.csv"), "--seasons", str(data / "seasons.json"),
-            "--lc-labels", str(data / "lc_labels.json"), "--sl-labels", str(data / "sl_labels.json")]
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("MINIO_", "MONGO_", "DASK_"))},
+        "LANDCOVERPY_HOME": str(settings.LANDCOVERPY_HOME),
+        "TMP_DIR": str(settings.TMP_DIR),
+        "DASK_N_WORKERS": "1",
+        "N_ESTIMATORS": "40",
+    }
+    args = [
+        sys.executable,
+        "-m",
+        "landcoverpy.cli",
+        "classify",
+        "--block-size",
+        "128",
+        "--no-progress",
+        "--dataset",
+        str(data / "dataset.csv"),
+        "--seasons",
+        str(data / "seasons.json"),
+        "--lc-labels",
+        str(data / "lc_labels.json"),
+        "--sl-labels",
+        str(data / "sl_labels.json"),
+    ]
     blocks_dir = settings.LANDCOVERPY_HOME / "store" / settings.MINIO_BUCKET_CLASSIFICATIONS / "blocks"
-    proc = subprocess.Popen(args, env=env, cwd=tmp_path, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        args, env=env, cwd=tmp_path, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and proc.poll() is None:
         if blocks_dir.exists() and len(list(blocks_dir.rglob("classification/*.npz"))) >= 20:
@@ -198,7 +223,9 @@ def test_killed_run_resumes_and_matches(prepared: tuple[Path, dict], tmp_path: P
 
 
 def test_missing_feature_columns_are_named() -> None:
-    with pytest.raises(ModelError, match=r"tile 30SUF: the model needs feature column\(s\) its composites lack: summer_B02"):
+    with pytest.raises(
+        ModelError, match=r"tile 30SUF: the model needs feature column\(s\) its composites lack: summer_B02"
+    ):
         check_features(["winter_B02", "summer_B02"], ["winter_B02"], "30SUF")
 
 
@@ -206,7 +233,9 @@ def test_tile_without_composites_is_skipped_and_reported(prepared: tuple[Path, d
     settings = copy_home(prepared, tmp_path)
     ctx = Context.open(settings)
     data = demo_app_data()
-    seasons = load_inputs(data / "dataset.csv", data / "seasons.json", data / "lc_labels.json", data / "sl_labels.json").seasons
+    seasons = load_inputs(
+        data / "dataset.csv", data / "seasons.json", data / "lc_labels.json", data / "sl_labels.json"
+    ).seasons
     with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster, Client(cluster) as client:
         rep = classify(ctx, ["30SUF"], seasons, prepared[1], client, BLOCK, progress=False)
     assert rep.tiles[0].skipped == "missing composite 'winter' (no products)"

@@ -10,10 +10,7 @@ from landcoverpy.raster.cleaning import clean, consistent_subcategories, majorit
 
 
 def test_majority_filter_known_answers() -> None:
-    cats = np.array([[1, 1, 1, 2, 2],
-                     [1, 2, 1, 2, 2],
-                     [1, 1, 1, 2, 2],
-                     [3, 3, 0, 2, 2]], dtype="uint8")
+    cats = np.array([[1, 1, 1, 2, 2], [1, 2, 1, 2, 2], [1, 1, 1, 2, 2], [3, 3, 0, 2, 2]], dtype="uint8")
     out = majority_filter(cats, 3)
     assert out[1, 1] == 1  # the lone 2 inside the 1s goes
     assert out[3, 2] == 0  # nodata stays nodata
@@ -27,8 +24,9 @@ def test_subcategories_follow_their_new_category() -> None:
     subs = np.array([[5, 5, 6], [5, 9, 6], [5, 5, 6]], dtype="uint8")  # 5, 6 belong to 1; 9 to 2
     cleaned, new_subs = clean(cats, subs, 3)
     assert cleaned[1, 1] == 1 and new_subs[1, 1] == 5  # the majority subcategory of category 1 around it
-    lone = consistent_subcategories(np.array([[2, 2], [2, 2]], "uint8"), np.array([[1, 2], [2, 2]], "uint8"),
-                                    np.array([[9, 9], [9, 9]], "uint8"), 3)
+    lone = consistent_subcategories(
+        np.array([[2, 2], [2, 2]], "uint8"), np.array([[1, 2], [2, 2]], "uint8"), np.array([[9, 9], [9, 9]], "uint8"), 3
+    )
     assert lone[0, 0] == 1  # no neighbour was classified in category 1: not classified
 
 
@@ -46,10 +44,13 @@ def test_blockwise_with_a_halo_equals_the_whole_map() -> None:
         for r in range(0, cats.shape[0], block):
             for c in range(0, cats.shape[1], block):
                 h, w = min(block, cats.shape[0] - r), min(block, cats.shape[1] - c)
-                bc, bs = clean(pad_c[r:r + h + 2 * halo, c:c + w + 2 * halo], pad_s[r:r + h + 2 * halo, c:c + w + 2 * halo],
-                               size)
-                out_c[r:r + h, c:c + w] = bc[halo:halo + h, halo:halo + w]
-                out_s[r:r + h, c:c + w] = bs[halo:halo + h, halo:halo + w]
+                bc, bs = clean(
+                    pad_c[r : r + h + 2 * halo, c : c + w + 2 * halo],
+                    pad_s[r : r + h + 2 * halo, c : c + w + 2 * halo],
+                    size,
+                )
+                out_c[r : r + h, c : c + w] = bc[halo : halo + h, halo : halo + w]
+                out_s[r : r + h, c : c + w] = bs[halo : halo + h, halo : halo + w]
         np.testing.assert_array_equal(out_c, whole_c, err_msg=str(block))
         np.testing.assert_array_equal(out_s, whole_s, err_msg=str(block))
     ok = whole_s > 1

@@ -16,7 +16,11 @@ def run_cli(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 60
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("MINIO_", "MONGO_", "DASK_", "LANDCOVERPY_"))}
     return subprocess.run(
         [sys.executable, "-m", "landcoverpy.cli", *args],
-        env={**clean, **env}, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        env={**clean, **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -29,12 +33,17 @@ def test_status_with_no_servers_uses_embedded_default(tmp_path: Path) -> None:
     assert (tmp_path / "home" / "catalog.sqlite").exists()
 
 
-def test_status_against_real_servers(tmp_path: Path, s3_server: servers.Server, mongo_server: servers.Server,
-                                     dask_scheduler: servers.Server) -> None:
+def test_status_against_real_servers(
+    tmp_path: Path, s3_server: servers.Server, mongo_server: servers.Server, dask_scheduler: servers.Server
+) -> None:
     env = {
-        "MINIO_HOST": "127.0.0.1", "MINIO_PORT": str(s3_server.port),
-        "MINIO_ACCESS_KEY": "testing", "MINIO_SECRET_KEY": "testing",
-        "MONGO_HOST": "127.0.0.1", "MONGO_PORT": str(mongo_server.port), "MONGO_DB": "statuscheck",
+        "MINIO_HOST": "127.0.0.1",
+        "MINIO_PORT": str(s3_server.port),
+        "MINIO_ACCESS_KEY": "testing",
+        "MINIO_SECRET_KEY": "testing",
+        "MONGO_HOST": "127.0.0.1",
+        "MONGO_PORT": str(mongo_server.port),
+        "MONGO_DB": "statuscheck",
         "DASK_CLUSTER_IP": dask_scheduler.address,
     }
     res = run_cli(["status"], env, tmp_path)
@@ -62,8 +71,10 @@ def test_status_fails_clearly_on_a_closed_port(tmp_path: Path, variable: str) ->
     assert "Traceback" not in res.stderr
 
 
-@pytest.mark.parametrize(("variable", "value"), [("MINIO_PORT", "not-a-port"), ("MIN_USEFUL_DATA_PERCENTAGE", "150"),
-                                                  ("MAX_PRODUCTS_COMPOSITE", "zero")])
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("MINIO_PORT", "not-a-port"), ("MIN_USEFUL_DATA_PERCENTAGE", "150"), ("MAX_PRODUCTS_COMPOSITE", "zero")],
+)
 def test_malformed_environment_names_the_variable(tmp_path: Path, variable: str, value: str) -> None:
     res = run_cli(["status"], {variable: value, "LANDCOVERPY_HOME": str(tmp_path / "h")}, tmp_path)
     assert res.returncode == 1

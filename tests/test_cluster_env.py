@@ -15,8 +15,17 @@ from tests.conftest import make_settings
 
 
 def _malloc_env() -> dict[str, str | None]:
-    return {k: os.environ.get(k) for k in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_MMAP_MAX_",
-                                           "MALLOC_ARENA_MAX", "OMP_NUM_THREADS", "GDAL_NUM_THREADS")}
+    return {
+        k: os.environ.get(k)
+        for k in (
+            "MALLOC_TRIM_THRESHOLD_",
+            "MALLOC_MMAP_THRESHOLD_",
+            "MALLOC_MMAP_MAX_",
+            "MALLOC_ARENA_MAX",
+            "OMP_NUM_THREADS",
+            "GDAL_NUM_THREADS",
+        )
+    }
 
 
 def test_local_workers_get_the_allocator_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -106,15 +115,18 @@ def test_the_image_gives_dask_workers_the_same_allocator_settings_and_the_app_no
     assert re.search(r"MALLOC_\w+=", dockerfile) is None  # no ENV sets them for every process
     clean = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
     assert clean == dict(os.environ), "run the tests without MALLOC_* in the environment"
-    with servers.dask_cluster(tmp_path, n_workers=1, worker_env={"DASK_CONFIG": str(root / "docker" / "dask")}) as s, \
-            Client(s.address, timeout="20s") as client:
+    with (
+        servers.dask_cluster(tmp_path, n_workers=1, worker_env={"DASK_CONFIG": str(root / "docker" / "dask")}) as s,
+        Client(s.address, timeout="20s") as client,
+    ):
         seen = {k: client.submit(os.getenv, k, pure=False).result() for k in [*WORKER_MALLOC_ENV, "OMP_NUM_THREADS"]}
     assert {k: seen[k] for k in WORKER_MALLOC_ENV} == WORKER_MALLOC_ENV
     assert seen["OMP_NUM_THREADS"] == "1"  # dask's own pre-spawn settings are kept beside ours
 
 
-def test_a_restarted_worker_leaves_this_process_environment_alone(tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_restarted_worker_leaves_this_process_environment_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A nanny restarts a worker that died (memory limit, a crash) and writes its pre-spawn
     environment into this process again: it is put back after that start too."""
     import signal
@@ -164,8 +176,15 @@ def test_gdal_threads_in_a_worker_without_the_clusters_environment(monkeypatch: 
 
     monkeypatch.delenv("GDAL_NUM_THREADS", raising=False)
     assert gdal_threads() == "ALL_CPUS"  # not in a worker: the machine is the process's
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False,  # in-process: no network at all
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(
+            n_workers=1,
+            threads_per_worker=2,
+            processes=False,  # in-process: no network at all
+            dashboard_address=None,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         assert client.submit(gdal_threads, pure=False).result() == str(max(1, (os.cpu_count() or 1) // 2))
         monkeypatch.setenv("GDAL_NUM_THREADS", "3")  # the operator's choice wins
         assert client.submit(gdal_threads, pure=False).result() == "3"

@@ -11,26 +11,26 @@ import pytest
 import rasterio
 from distributed import Client
 
+from landcoverpy.assets import lookup
+from landcoverpy.assets.params import CompositeParams
 from landcoverpy.config import Settings
 from landcoverpy.context import Context
 from landcoverpy.errors import RasterError
 from landcoverpy.inputs import Season
 from landcoverpy.pipeline.acquire import acquire, fetch_product
-from landcoverpy.assets import lookup
-from landcoverpy.assets.params import CompositeParams
 from landcoverpy.pipeline.composites import build_composite, composite
-
-
-def products_for(ctx: Context, tile: str, season: object) -> list[dict]:
-    return lookup.products_for(ctx, tile, season, CompositeParams().max_products)  # type: ignore[arg-type]
 from landcoverpy.raster.cog import validate_cog
 from landcoverpy.sources.local import LocalProvider
 from tests.synthetic import expected_median, make_l2a_product
 
+
+def products_for(ctx: Context, tile: str, season: object) -> list[dict]:
+    return lookup.products_for(ctx, tile, season, CompositeParams().max_products)  # type: ignore[arg-type]
+
+
 TILE = "30SUF"
 SEASON = Season("spring", dt.date(2021, 3, 1), dt.date(2021, 5, 31))
 SIZE = 120
-
 
 
 def stage(ctx: Context, source: Path, client: Client, params: CompositeParams) -> dict:
@@ -49,25 +49,57 @@ def read(ctx: Context, loc: dict) -> np.ndarray:
 def generated(tmp_path: Path) -> list:
     src = tmp_path / "src"
     return [
-        make_l2a_product(src, TILE, dt.datetime(2021, 3, 5, 11), SIZE, seed=1, baseline="02.09",
-                         cloud_boxes=[(0, 10, 0, 10), (30, 60, 30, 60)]),
-        make_l2a_product(src, TILE, dt.datetime(2021, 3, 25, 11), SIZE, seed=2, baseline="04.00",
-                         cloud_boxes=[(0, 10, 0, 10), (30, 60, 30, 60)]),
-        make_l2a_product(src, TILE, dt.datetime(2021, 4, 14, 11), SIZE, seed=3, baseline="05.10",
-                         cloud_boxes=[(5, 15, 5, 15), (30, 60, 30, 60)]),
-        make_l2a_product(src, TILE, dt.datetime(2021, 5, 4, 11), SIZE, seed=4, baseline="05.10",
-                         cloud_boxes=[(50, 60, 0, 20), (30, 60, 30, 60)]),
+        make_l2a_product(
+            src,
+            TILE,
+            dt.datetime(2021, 3, 5, 11),
+            SIZE,
+            seed=1,
+            baseline="02.09",
+            cloud_boxes=[(0, 10, 0, 10), (30, 60, 30, 60)],
+        ),
+        make_l2a_product(
+            src,
+            TILE,
+            dt.datetime(2021, 3, 25, 11),
+            SIZE,
+            seed=2,
+            baseline="04.00",
+            cloud_boxes=[(0, 10, 0, 10), (30, 60, 30, 60)],
+        ),
+        make_l2a_product(
+            src,
+            TILE,
+            dt.datetime(2021, 4, 14, 11),
+            SIZE,
+            seed=3,
+            baseline="05.10",
+            cloud_boxes=[(5, 15, 5, 15), (30, 60, 30, 60)],
+        ),
+        make_l2a_product(
+            src,
+            TILE,
+            dt.datetime(2021, 5, 4, 11),
+            SIZE,
+            seed=4,
+            baseline="05.10",
+            cloud_boxes=[(50, 60, 0, 20), (30, 60, 30, 60)],
+        ),
     ]
 
 
-def test_composite_equals_expected_median_exactly(tmp_path: Path, local_settings: Settings, process_client: Client) -> None:
+def test_composite_equals_expected_median_exactly(
+    tmp_path: Path, local_settings: Settings, process_client: Client
+) -> None:
     client = process_client  # on a worker process: everything it gets is pickled there
     products = generated(tmp_path)
     ctx = Context.open(local_settings)
     rec = stage(ctx, tmp_path / "src", client, CompositeParams(window_size=64))
     assert sorted(rec["products"]) == sorted(p.product_id for p in products)
     for band in ("B02", "B05", "B8A", "B12"):
-        np.testing.assert_array_equal(read(ctx, rec["bands"][band]), expected_median(products, band, SIZE), err_msg=band)
+        np.testing.assert_array_equal(
+            read(ctx, rec["bands"][band]), expected_median(products, band, SIZE), err_msg=band
+        )
     # pixels cloudy in every product are nodata (0) with a valid count of 0, not a crash
     b02 = read(ctx, rec["bands"]["B02"])
     count = read(ctx, rec["valid_count"])
@@ -107,8 +139,7 @@ def test_windowed_equals_whole_and_rerun_reuses(tmp_path: Path, local_settings: 
 
 
 def test_one_product_season_is_that_product_masked(tmp_path: Path, local_settings: Settings, client: Client) -> None:
-    p = make_l2a_product(tmp_path / "src", TILE, dt.datetime(2021, 3, 5, 11), SIZE, seed=9,
-                         cloud_boxes=[(0, 6, 0, 6)])
+    p = make_l2a_product(tmp_path / "src", TILE, dt.datetime(2021, 3, 5, 11), SIZE, seed=9, cloud_boxes=[(0, 6, 0, 6)])
     ctx = Context.open(local_settings)
     rec = stage(ctx, tmp_path / "src", client, CompositeParams(window_size=50))
     np.testing.assert_array_equal(read(ctx, rec["bands"]["B04"]), expected_median([p], "B04", SIZE))
@@ -117,8 +148,9 @@ def test_one_product_season_is_that_product_masked(tmp_path: Path, local_setting
 
 def test_products_on_different_grids_are_named(tmp_path: Path, local_settings: Settings, client: Client) -> None:
     a = make_l2a_product(tmp_path / "src", TILE, dt.datetime(2021, 3, 5, 11), SIZE, seed=1)
-    b = make_l2a_product(tmp_path / "src", TILE, dt.datetime(2021, 3, 15, 11), SIZE, seed=2,
-                         origin=(300600.0, 4100000.0))
+    b = make_l2a_product(
+        tmp_path / "src", TILE, dt.datetime(2021, 3, 15, 11), SIZE, seed=2, origin=(300600.0, 4100000.0)
+    )
     ctx = Context.open(local_settings)
     acquire(ctx, LocalProvider(tmp_path / "src"), [TILE], [SEASON], client, progress=False)
     rep = composite(ctx, [TILE], [SEASON], client, CompositeParams(window_size=64), progress=False)
@@ -170,7 +202,9 @@ def test_real_scenes_composite_on_s3(tmp_path: Path, server_settings: Settings, 
     assert np.nanmedian(ndvi) > 0.3  # mostly forest and grassland
 
 
-def test_percentile_layers_are_made_and_become_features(tmp_path: Path, local_settings: Settings, client: Client) -> None:
+def test_percentile_layers_are_made_and_become_features(
+    tmp_path: Path, local_settings: Settings, client: Client
+) -> None:
     import warnings
 
     from landcoverpy.features import feature_names
@@ -213,15 +247,18 @@ def test_timeseries_layers_follow_every_valid_date(tmp_path: Path, local_setting
     rec = stage(ctx, tmp_path / "src", client, CompositeParams(window_size=64, timeseries=True))
     assert {"ndvi_amplitude", "ndvi_slope", "ndvi_peak_day"} <= set(rec["indices"])
     assert rec["params"]["layers"][-3:] == ["ndvi_amplitude", "ndvi_slope", "ndvi_peak_day"]
-    ndvi = compute_index("ndvi", {"B04": expected_stack(products, "B04", SIZE), "B08": expected_stack(products, "B08", SIZE)})
+    ndvi = compute_index(
+        "ndvi", {"B04": expected_stack(products, "B04", SIZE), "B08": expected_stack(products, "B08", SIZE)}
+    )
     days = np.array([(dt.date(2021, 3, d) - SEASON.start).days for d in (5, 25)] + [44, 64], dtype=float)
     want = series_features(drop_spikes(ndvi, days, SPIKE_DELTA), days)  # the default spike removal first
     for name, expected in want.items():
         np.testing.assert_allclose(read(ctx, rec["indices"][name]), expected, rtol=1e-5, atol=1e-6, err_msg=name)
 
 
-def test_interpolated_ndvi_layers_sample_every_valid_date(tmp_path: Path, local_settings: Settings,
-                                                          client: Client) -> None:
+def test_interpolated_ndvi_layers_sample_every_valid_date(
+    tmp_path: Path, local_settings: Settings, client: Client
+) -> None:
     """SERIES_SAMPLES: each pixel's NDVI at evenly spaced days of the season, interpolated between
     its own valid dates (clouds differ per product), as np.interp would; new features, new ids."""
     from landcoverpy.features import feature_names
@@ -236,7 +273,9 @@ def test_interpolated_ndvi_layers_sample_every_valid_date(tmp_path: Path, local_
     assert rec["params"]["layers"][-5:] == ["ndvi_t0", "ndvi_t1", "ndvi_t2", "ndvi_t3", "ndvi_t4"]
     assert "ndvi_amplitude" not in rec["indices"]  # only what was asked for
     assert feature_names({"spring": rec})[-5:] == [f"spring_ndvi_t{i}" for i in range(5)]
-    ndvi = compute_index("ndvi", {"B04": expected_stack(products, "B04", SIZE), "B08": expected_stack(products, "B08", SIZE)})
+    ndvi = compute_index(
+        "ndvi", {"B04": expected_stack(products, "B04", SIZE), "B08": expected_stack(products, "B08", SIZE)}
+    )
     days = np.array([(dt.date(2021, 3, d) - SEASON.start).days for d in (5, 25)] + [44, 64], dtype=float)
     ndvi = drop_spikes(ndvi, days, params.series_spike)  # the default: one-date dips are gaps
     at = np.linspace(0, (SEASON.end - SEASON.start).days, 5)
@@ -266,8 +305,9 @@ def mid_season(tmp_path: Path, local_settings: Settings, client: Client) -> tupl
     return products, ctx, Season("mid", dt.date(2021, 3, 20), dt.date(2021, 4, 30))
 
 
-def test_spike_test_of_a_seasons_edges_looks_at_the_products_just_outside(tmp_path: Path, local_settings: Settings,
-                                                                          client: Client) -> None:
+def test_spike_test_of_a_seasons_edges_looks_at_the_products_just_outside(
+    tmp_path: Path, local_settings: Settings, client: Client
+) -> None:
     """A season from 20 March to 30 April holds two of the four products; the two outside (5 March,
     4 May: within SERIES_SPIKE_MARGIN) are the neighbours its edge dates are tested against. They
     change which dates are dips, enter the composite's id and record (and STAC lineage), and
@@ -296,9 +336,16 @@ def test_spike_test_of_a_seasons_edges_looks_at_the_products_just_outside(tmp_pa
     np.testing.assert_array_equal(read(ctx, with_n["bands"]["B04"]), read(ctx, without["bands"]["B04"]))
     assert products[0].product_id in composite_item(with_n, lambda loc, _: loc["key"]).properties["landcoverpy:inputs"]
 
-    ndvi = compute_index("ndvi", {"B04": expected_stack(products, "B04", SIZE), "B08": expected_stack(products, "B08", SIZE)})
-    days = np.array([(d - mid.start).days for d in (dt.date(2021, 3, 5), dt.date(2021, 3, 25), dt.date(2021, 4, 14),
-                                                   dt.date(2021, 5, 4))], dtype=float)
+    ndvi = compute_index(
+        "ndvi", {"B04": expected_stack(products, "B04", SIZE), "B08": expected_stack(products, "B08", SIZE)}
+    )
+    days = np.array(
+        [
+            (d - mid.start).days
+            for d in (dt.date(2021, 3, 5), dt.date(2021, 3, 25), dt.date(2021, 4, 14), dt.date(2021, 5, 4))
+        ],
+        dtype=float,
+    )
     at = sample_days((mid.end - mid.start).days, 4)
     seen = [1, 2, 0, 3]  # the season's own dates first, then its neighbours
     want, filled = season_samples(drop_spikes(ndvi, days, with_n["params"]["series_spike"])[seen], days[seen], 2, at)
@@ -344,7 +391,8 @@ def test_series_samples_setting_reaches_the_composite_params(tmp_path: Path) -> 
 
 
 def test_gap_fill_takes_a_cloudy_pixels_median_from_the_products_just_outside(
-        tmp_path: Path, local_settings: Settings, client: Client) -> None:
+    tmp_path: Path, local_settings: Settings, client: Client
+) -> None:
     """COMPOSITE_GAP_FILL: a season from 20 March to 30 April holds two products; where both are
     cloudy, the median (and so every index) comes from the two products just outside it (5 March,
     4 May), and so do the NDVI time-series features; the valid count stays the season's own (0
@@ -362,8 +410,11 @@ def test_gap_fill_takes_a_cloudy_pixels_median_from_the_products_just_outside(
         assert lookup.composite_for(ctx, TILE, mid, params)["_id"] == comp.built[0]
     plain, filled = recs[False], recs[True]
     assert plain["_id"] != filled["_id"]  # the same neighbours (the spike test reads them too), another id
-    assert sorted(filled["series_neighbours"]) == sorted(plain["series_neighbours"]) == \
-        sorted([products[0].product_id, products[3].product_id])
+    assert (
+        sorted(filled["series_neighbours"])
+        == sorted(plain["series_neighbours"])
+        == sorted([products[0].product_id, products[3].product_id])
+    )
     assert lookup.series_neighbours(ctx, TILE, mid, CompositeParams(gap_fill=True))  # gap filling alone reads them
     assert not lookup.series_neighbours(ctx, TILE, mid, CompositeParams())
     assert CompositeParams.from_dict(filled["params"]).gap_fill
@@ -372,7 +423,9 @@ def test_gap_fill_takes_a_cloudy_pixels_median_from_the_products_just_outside(
         outside = expected_median([products[0], products[3]], band, SIZE)
         np.testing.assert_array_equal(read(ctx, plain["bands"][band]), own, err_msg=band)
         np.testing.assert_array_equal(read(ctx, filled["bands"][band]), np.where(own > 0, own, outside), err_msg=band)
-    holes = (expected_median(products[1:3], "B04", SIZE) == 0) & (expected_median([products[0], products[3]], "B04", SIZE) > 0)
+    holes = (expected_median(products[1:3], "B04", SIZE) == 0) & (
+        expected_median([products[0], products[3]], "B04", SIZE) > 0
+    )
     assert holes.sum() > 20  # cloudy on both of the season's dates, clear on a neighbour's
     np.testing.assert_array_equal(read(ctx, filled["valid_count"]), read(ctx, plain["valid_count"]))
     assert (read(ctx, filled["valid_count"])[holes] == 0).all()
@@ -386,10 +439,16 @@ def test_gap_fill_takes_a_cloudy_pixels_median_from_the_products_just_outside(
     from tests.synthetic import expected_stack
 
     seen = [1, 2, 0, 3]  # the season's own dates, then its neighbours
-    ndvi = compute_index("ndvi", {"B04": expected_stack(products, "B04", SIZE)[seen],
-                                  "B08": expected_stack(products, "B08", SIZE)[seen]})
-    days = np.array([(d - mid.start).days for d in (dt.date(2021, 3, 25), dt.date(2021, 4, 14),
-                                                   dt.date(2021, 3, 5), dt.date(2021, 5, 4))], dtype=float)
+    ndvi = compute_index(
+        "ndvi", {"B04": expected_stack(products, "B04", SIZE)[seen], "B08": expected_stack(products, "B08", SIZE)[seen]}
+    )
+    days = np.array(
+        [
+            (d - mid.start).days
+            for d in (dt.date(2021, 3, 25), dt.date(2021, 4, 14), dt.date(2021, 3, 5), dt.date(2021, 5, 4))
+        ],
+        dtype=float,
+    )
     stack = drop_spikes(ndvi, days, CompositeParams().series_spike)
     own, outside = series_features(stack[:2], days[:2]), series_features(stack[2:], days[2:])
     for name in ("ndvi_amplitude", "ndvi_slope", "ndvi_peak_day"):

@@ -47,7 +47,7 @@ def test_aster_tile_names() -> None:
 
 def horn_slope_loop(z: np.ndarray, r: int, c: int, cell: float) -> float:
     """Horn's slope at one pixel, written out independently of the vectorised code."""
-    w = z[r - 1:r + 2, c - 1:c + 2]
+    w = z[r - 1 : r + 2, c - 1 : c + 2]
     dzdx = ((w[0, 2] + 2 * w[1, 2] + w[2, 2]) - (w[0, 0] + 2 * w[1, 0] + w[2, 0])) / (8 * cell)
     dzdy = ((w[2, 0] + 2 * w[2, 1] + w[2, 2]) - (w[0, 0] + 2 * w[0, 1] + w[0, 2])) / (8 * cell)
     return math.degrees(math.atan(math.sqrt(dzdx**2 + dzdy**2)))
@@ -73,8 +73,15 @@ def test_dem_stage_on_real_dem(tmp_path: Path) -> None:
             layers[name] = src.read(1)
     with rasterio.open(dem_file) as src:
         whole = np.full(grid.shape, np.nan, "float32")
-        reproject(rasterio.band(src, 1), whole, src_nodata=src.nodata, dst_transform=grid.affine, dst_crs=grid.crs,
-                  dst_nodata=np.nan, resampling=Resampling.bilinear)
+        reproject(
+            rasterio.band(src, 1),
+            whole,
+            src_nodata=src.nodata,
+            dst_transform=grid.affine,
+            dst_crs=grid.crs,
+            dst_nodata=np.nan,
+            resampling=Resampling.bilinear,
+        )
     # GDAL's approximate warp transformer makes windowed and whole-grid bilinear reprojection
     # differ by a few centimetres; well below the DEM's own precision (1 m)
     np.testing.assert_allclose(layers["elevation"], whole, atol=0.5)
@@ -94,13 +101,26 @@ def test_dem_stage_on_real_dem(tmp_path: Path) -> None:
     bigger = Grid(grid.crs, (30.0, 0.0, 643000.0 - 30.0, 0.0, -30.0, 3630000.0 + 30.0), grid.width + 2, grid.height + 2)
     with rasterio.open(dem_file) as src:
         around = np.full(bigger.shape, np.nan, "float32")
-        reproject(rasterio.band(src, 1), around, src_nodata=src.nodata, dst_transform=bigger.affine,
-                  dst_crs=bigger.crs, dst_nodata=np.nan, resampling=Resampling.bilinear)
-    ring = [(0, c) for c in range(0, grid.width, 7)] + [(grid.height - 1, c) for c in range(0, grid.width, 7)] + \
-        [(r, 0) for r in range(0, grid.height, 7)] + [(r, grid.width - 1) for r in range(0, grid.height, 7)]
+        reproject(
+            rasterio.band(src, 1),
+            around,
+            src_nodata=src.nodata,
+            dst_transform=bigger.affine,
+            dst_crs=bigger.crs,
+            dst_nodata=np.nan,
+            resampling=Resampling.bilinear,
+        )
+    ring = (
+        [(0, c) for c in range(0, grid.width, 7)]
+        + [(grid.height - 1, c) for c in range(0, grid.width, 7)]
+        + [(r, 0) for r in range(0, grid.height, 7)]
+        + [(r, grid.width - 1) for r in range(0, grid.height, 7)]
+    )
     # (within the warp's few centimetres; a halo that repeated the edge pixel would be off by degrees)
     for r, c in ring:
-        assert layers["slope"][r, c] == pytest.approx(horn_slope_loop(around.astype(float), r + 1, c + 1, 30.0), abs=0.25)
+        assert layers["slope"][r, c] == pytest.approx(
+            horn_slope_loop(around.astype(float), r + 1, c + 1, 30.0), abs=0.25
+        )
     assert np.isfinite(layers["aspect"][[0, -1], :]).all() and np.isfinite(layers["aspect"][:, [0, -1]]).all()
     # a different method (central differences) agrees in the large
     gy, gx = np.gradient(whole.astype(float), 30.0)
@@ -124,15 +144,15 @@ def test_dem_layers_become_features(tmp_path: Path) -> None:
     import datetime as dt
 
     from affine import Affine
+    from rasterio.windows import Window
 
+    from landcoverpy.assets.lookup import feature_sources
+    from landcoverpy.assets.params import CompositeParams
     from landcoverpy.features import FeatureReader, feature_names
     from landcoverpy.inputs import Season
     from landcoverpy.pipeline.acquire import acquire
-    from landcoverpy.assets.lookup import feature_sources
-    from landcoverpy.assets.params import CompositeParams
     from landcoverpy.pipeline.composites import composite
     from landcoverpy.sources.local import LocalProvider
-    from rasterio.windows import Window
     from tests.synthetic import make_l2a_product
 
     season = Season("spring", dt.date(2021, 3, 1), dt.date(2021, 5, 31))
@@ -140,8 +160,17 @@ def test_dem_layers_become_features(tmp_path: Path) -> None:
     aster = tmp_path / "aster"
     aster.mkdir()
     yy, xx = np.mgrid[0:1000, 0:1000]
-    with rasterio.open(aster / "ASTGTMV003_N37W006_dem.tif", "w", driver="GTiff", width=1000, height=1000, count=1,
-                       dtype="int16", crs="EPSG:4326", transform=Affine(0.001, 0, -6.0, 0, -0.001, 38.0)) as dst:
+    with rasterio.open(
+        aster / "ASTGTMV003_N37W006_dem.tif",
+        "w",
+        driver="GTiff",
+        width=1000,
+        height=1000,
+        count=1,
+        dtype="int16",
+        crs="EPSG:4326",
+        transform=Affine(0.001, 0, -6.0, 0, -0.001, 38.0),
+    ) as dst:
         dst.write((200 + 0.5 * xx + 0.3 * yy).astype("int16"), 1)
     settings = make_settings(tmp_path, DEM_SOURCE=str(aster))
     ctx = Context.open(settings)
@@ -199,11 +228,19 @@ def test_dem_layers_become_abundance_ancillaries(tmp_path: Path) -> None:
     with ctx.store.rasterio_env():
         values, names = ancillary_layers(dem_ancillaries(ctx), coarse)
         rec = ctx.catalog.find("dems", {"tile": "14SPB"})[0]
-        with rasterio.open(ctx.store.raster_uri(rec["layers"]["elevation"]["bucket"],
-                                                rec["layers"]["elevation"]["key"])) as src:
+        with rasterio.open(
+            ctx.store.raster_uri(rec["layers"]["elevation"]["bucket"], rec["layers"]["elevation"]["key"])
+        ) as src:
             direct = np.full(coarse.shape, np.nan, "float32")
-            reproject(rasterio.band(src, 1), direct, src_nodata=src.nodata, dst_transform=coarse.affine,
-                      dst_crs=coarse.crs, dst_nodata=np.nan, resampling=Resampling.average)
+            reproject(
+                rasterio.band(src, 1),
+                direct,
+                src_nodata=src.nodata,
+                dst_transform=coarse.affine,
+                dst_crs=coarse.crs,
+                dst_nodata=np.nan,
+                resampling=Resampling.average,
+            )
     assert names == ["longitude", "latitude", "altitude", "slope"]
     np.testing.assert_allclose(values[:, 2].reshape(coarse.shape), direct, atol=0.5)
     assert 140 < values[:, 2].min() and values[:, 2].max() < 300

@@ -69,21 +69,31 @@ def test_demo_on_embedded_default_then_rerun_does_nothing(tmp_path: Path) -> Non
     assert "Nothing to do" in second.stdout
     rerun = check_outputs(tmp_path / "out2")
     assert not any(s["did_work"] for s in rerun["stages"])
-    assert (tmp_path / "out" / "classification_18SVG.tif").read_bytes() == (tmp_path / "out2" / "classification_18SVG.tif").read_bytes()
+    assert (tmp_path / "out" / "classification_18SVG.tif").read_bytes() == (
+        tmp_path / "out2" / "classification_18SVG.tif"
+    ).read_bytes()
 
 
 @pytest.mark.slow  # `run` on the servers is covered by tests/test_lineage.py on a cut of this scene
-def test_demo_on_real_servers(tmp_path: Path, s3_server: servers.Server, mongo_server: servers.Server,
-                              dask_scheduler: servers.Server) -> None:
+def test_demo_on_real_servers(
+    tmp_path: Path, s3_server: servers.Server, mongo_server: servers.Server, dask_scheduler: servers.Server
+) -> None:
     uid = uuid.uuid4().hex[:6]
     env = {
-        "LANDCOVERPY_HOME": str(tmp_path / "home"), "TMP_DIR": str(tmp_path / "tmp"),
-        "MINIO_HOST": "127.0.0.1", "MINIO_PORT": str(s3_server.port),
-        "MINIO_ACCESS_KEY": "testing", "MINIO_SECRET_KEY": "testing",
-        "MONGO_HOST": "127.0.0.1", "MONGO_PORT": str(mongo_server.port), "MONGO_DB": f"demo_{uid}",
+        "LANDCOVERPY_HOME": str(tmp_path / "home"),
+        "TMP_DIR": str(tmp_path / "tmp"),
+        "MINIO_HOST": "127.0.0.1",
+        "MINIO_PORT": str(s3_server.port),
+        "MINIO_ACCESS_KEY": "testing",
+        "MINIO_SECRET_KEY": "testing",
+        "MONGO_HOST": "127.0.0.1",
+        "MONGO_PORT": str(mongo_server.port),
+        "MONGO_DB": f"demo_{uid}",
         "DASK_CLUSTER_IP": dask_scheduler.address,
-        "MINIO_BUCKET_NAME_PRODUCTS": f"products-{uid}", "MINIO_BUCKET_NAME_COMPOSITES": f"composites-{uid}",
-        "MINIO_BUCKET_DATASETS": f"datasets-{uid}", "MINIO_BUCKET_MODELS": f"models-{uid}",
+        "MINIO_BUCKET_NAME_PRODUCTS": f"products-{uid}",
+        "MINIO_BUCKET_NAME_COMPOSITES": f"composites-{uid}",
+        "MINIO_BUCKET_DATASETS": f"datasets-{uid}",
+        "MINIO_BUCKET_MODELS": f"models-{uid}",
         "MINIO_BUCKET_CLASSIFICATIONS": f"classification-maps-{uid}",
     }
     res = run_cli(["demo", "--output-dir", str(tmp_path / "out"), "--no-progress"], env, tmp_path, timeout=900)
@@ -95,8 +105,13 @@ def test_demo_on_real_servers(tmp_path: Path, s3_server: servers.Server, mongo_s
     # the maps are in the bucket, not only in the export folder
     import boto3
 
-    s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{s3_server.port}", region_name="us-east-1",
-                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=f"http://127.0.0.1:{s3_server.port}",
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=f"classification-maps-{uid}")["Contents"]}
     map_id = json.loads((tmp_path / "out" / "run.json").read_text())["maps"]["18SVG"]["_id"]
     for name in ("classification", "sl_classification", "confidence"):

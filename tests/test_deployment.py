@@ -14,21 +14,31 @@ import yaml
 from landcoverpy.config import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
-COMPOSES = [(ROOT / "docker-compose.yml", ROOT / ".env.example"),
-            (ROOT / "demo_deployment" / "docker-compose.yml", ROOT / "demo_deployment" / ".env.example")]
+COMPOSES = [
+    (ROOT / "docker-compose.yml", ROOT / ".env.example"),
+    (ROOT / "demo_deployment" / "docker-compose.yml", ROOT / "demo_deployment" / ".env.example"),
+]
 
 
 def env_example_keys(path: Path) -> set[str]:
-    return {line.split("=", 1)[0].strip() for line in path.read_text().splitlines()
-            if line.strip() and not line.lstrip().startswith("#") and "=" in line}
+    return {
+        line.split("=", 1)[0].strip()
+        for line in path.read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#") and "=" in line
+    }
 
 
 @pytest.mark.parametrize(("compose", "env"), COMPOSES, ids=["top-level", "demo"])
 def test_compose_renders(compose: Path, env: Path, tmp_path: Path) -> None:
     if shutil.which("docker-compose") is None:
         pytest.skip("docker-compose (Debian package docker-compose) is not installed")
-    res = subprocess.run(["docker-compose", "--env-file", str(env), "-f", str(compose), "config"],
-                         capture_output=True, text=True, cwd=compose.parent, timeout=60)
+    res = subprocess.run(
+        ["docker-compose", "--env-file", str(env), "-f", str(compose), "config"],
+        capture_output=True,
+        text=True,
+        cwd=compose.parent,
+        timeout=60,
+    )
     assert res.returncode == 0, res.stderr
     rendered = yaml.safe_load(res.stdout)
     services = rendered["services"]
@@ -75,8 +85,13 @@ def test_every_variable_is_documented_and_read(compose: Path, env: Path) -> None
 
 
 # Where the deployment itself decides the value (servers, inputs, folders inside the image).
-FIXED_BY_DEPLOYMENT = {"MINIO_HOST": "minio", "MINIO_PORT": "9000", "MONGO_HOST": "mongo", "MONGO_PORT": "27017",
-                       "DASK_CLUSTER_IP": "dask-scheduler:8786"}
+FIXED_BY_DEPLOYMENT = {
+    "MINIO_HOST": "minio",
+    "MINIO_PORT": "9000",
+    "MONGO_HOST": "mongo",
+    "MONGO_PORT": "27017",
+    "DASK_CLUSTER_IP": "dask-scheduler:8786",
+}
 
 
 @pytest.mark.parametrize(("compose", "env"), COMPOSES, ids=["top-level", "demo"])
@@ -113,11 +128,16 @@ def test_map_page_points_the_tile_server_at_the_store() -> None:
 
     from landcoverpy.viewer import map_page
 
-    rec = {"_id": "map-x", "tile": "30SUF", "grid": {"crs": "EPSG:32630", "transform": [10, 0, 300000, 0, -10, 4100040],
-                                                     "width": 10980, "height": 10980},
-           "classes": {"classification": {"1": "water", "2": "森林"}},
-           "outputs": {"classification": {"bucket": "classification-maps", "key": "30SUF/map-x/classification.tif"},
-                       "confidence": {"bucket": "classification-maps", "key": "30SUF/map-x/confidence.tif"}}}
+    rec = {
+        "_id": "map-x",
+        "tile": "30SUF",
+        "grid": {"crs": "EPSG:32630", "transform": [10, 0, 300000, 0, -10, 4100040], "width": 10980, "height": 10980},
+        "classes": {"classification": {"1": "water", "2": "森林"}},
+        "outputs": {
+            "classification": {"bucket": "classification-maps", "key": "30SUF/map-x/classification.tif"},
+            "confidence": {"bucket": "classification-maps", "key": "30SUF/map-x/confidence.tif"},
+        },
+    }
     html = map_page([rec], "http://localhost:8000")
     assert "http://localhost:8000/cog/tiles/WebMercatorQuad/{z}/{x}/{y}.png?url=" in html
     assert "s3://classification-maps/30SUF/map-x/classification.tif" in unquote(html)
@@ -128,8 +148,13 @@ def test_map_page_points_the_tile_server_at_the_store() -> None:
 def test_removed_setting_is_gone_everywhere() -> None:
     """MINIO_DATA_FOLDER_NAME did nothing: it is out of the settings, compose files and README."""
     assert "MINIO_DATA_FOLDER_NAME" not in Settings.model_fields
-    for path in (ROOT / "docker-compose.yml", ROOT / ".env.example", ROOT / "README.md",
-                 ROOT / "demo_deployment" / "docker-compose.yml", ROOT / "demo_deployment" / ".env.example"):
+    for path in (
+        ROOT / "docker-compose.yml",
+        ROOT / ".env.example",
+        ROOT / "README.md",
+        ROOT / "demo_deployment" / "docker-compose.yml",
+        ROOT / "demo_deployment" / ".env.example",
+    ):
         assert "MINIO_DATA_FOLDER_NAME" not in path.read_text(), path
 
 

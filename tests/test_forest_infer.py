@@ -20,14 +20,21 @@ def table() -> tuple:
     return slovenia_table(n_points=900, seed=5)
 
 
-@pytest.mark.parametrize("make", [
-    lambda: RandomForestClassifier(n_estimators=25, random_state=0, n_jobs=1),
-    lambda: RandomForestClassifier(n_estimators=12, random_state=1, class_weight="balanced", min_samples_leaf=3),
-    lambda: ExtraTreesClassifier(n_estimators=15, random_state=2, n_jobs=1),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: RandomForestClassifier(n_estimators=25, random_state=0, n_jobs=1),
+        lambda: RandomForestClassifier(n_estimators=12, random_state=1, class_weight="balanced", min_samples_leaf=3),
+        lambda: ExtraTreesClassifier(n_estimators=15, random_state=2, n_jobs=1),
+    ],
+)
 @pytest.mark.parametrize("chunk", [None, 7])  # rows per chunk: the default, and many chunks with a partial last one
-def test_probabilities_are_sklearns_to_the_bit(table: tuple, make, chunk: int | None,  # noqa: ANN001
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_probabilities_are_sklearns_to_the_bit(
+    table: tuple,
+    make,
+    chunk: int | None,  # noqa: ANN001
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     if chunk is not None:
         monkeypatch.setattr(forest_infer, "ROW_CHUNK", chunk)
     frame, features = table

@@ -48,8 +48,12 @@ def test_prefix_predictions_are_the_smaller_forests(table: tuple) -> None:
 
 
 def test_choose_size_takes_the_fewest_trees_within_tolerance() -> None:
-    scores = [SizeScore(20, 0.80, 0.60, 0.50), SizeScore(30, 0.85, 0.66, 0.55), SizeScore(40, 0.86, 0.69, 0.52),
-              SizeScore(100, 0.86, 0.70, 0.56)]
+    scores = [
+        SizeScore(20, 0.80, 0.60, 0.50),
+        SizeScore(30, 0.85, 0.66, 0.55),
+        SizeScore(40, 0.86, 0.69, 0.52),
+        SizeScore(100, 0.86, 0.70, 0.56),
+    ]
     assert choose_size(scores, 0.01) == 100  # 40 trees lose 0.04 of macro F1
     assert choose_size(scores, 0.02) == 100
     assert choose_size(scores, 0.05) == 30
@@ -85,8 +89,7 @@ def test_trained_forest_keeps_the_size_its_cross_validation_chose(table: tuple) 
     X = frame[features].to_numpy("float32")
     whole = train_level(frame, features, "category", lc, replace(params, tree_tolerance=0.0), "category")
     assert "forest_size" not in whole.metrics and len(whole.estimator.estimators_) == 70
-    np.testing.assert_array_equal(model.estimator.predict(X),
-                                  prefix_predictions(whole.estimator, X, [kept])[kept])
+    np.testing.assert_array_equal(model.estimator.predict(X), prefix_predictions(whole.estimator, X, [kept])[kept])
 
 
 def test_lightgbm_is_not_sized(table: tuple) -> None:

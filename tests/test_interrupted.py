@@ -31,30 +31,54 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def args(scene: dict[str, Path], command: str) -> list[str]:
     folder = scene["plain"]
-    return [command, "--no-progress", "--dataset", str(folder / "dataset.csv"), "--seasons", str(folder / "seasons.json"),
-            "--lc-labels", str(folder / "lc_labels.json"), "--sl-labels", str(folder / "sl_labels.json")]
+    return [
+        command,
+        "--no-progress",
+        "--dataset",
+        str(folder / "dataset.csv"),
+        "--seasons",
+        str(folder / "seasons.json"),
+        "--lc-labels",
+        str(folder / "lc_labels.json"),
+        "--sl-labels",
+        str(folder / "sl_labels.json"),
+    ]
 
 
 def env_for(root: Path, **extra: str) -> dict[str, str]:
-    return {"LANDCOVERPY_HOME": str(root / "home"), "TMP_DIR": str(root / "tmp"), "DASK_N_WORKERS": "1",
-            "COMPOSITE_WINDOW_SIZE": WINDOW, **extra}
+    return {
+        "LANDCOVERPY_HOME": str(root / "home"),
+        "TMP_DIR": str(root / "tmp"),
+        "DASK_N_WORKERS": "1",
+        "COMPOSITE_WINDOW_SIZE": WINDOW,
+        **extra,
+    }
 
 
 def acquire(scene: dict[str, Path], root: Path, **extra: str) -> None:
-    res = run_cli([*args(scene, "acquire"), "--provider", "local", "--source", str(scene["source"])],
-                  env_for(root, **extra), root, timeout=300)
+    res = run_cli(
+        [*args(scene, "acquire"), "--provider", "local", "--source", str(scene["source"])],
+        env_for(root, **extra),
+        root,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
 
 
 def layer_files(root: Path) -> dict[str, Path]:
-    return {p.name[: -len(".done.json")]: p.with_name(p.name[: -len(".done.json")] + ".tif")
-            for p in (root / "home" / "store" / "composites").rglob("*.done.json")}
+    return {
+        p.name[: -len(".done.json")]: p.with_name(p.name[: -len(".done.json")] + ".tif")
+        for p in (root / "home" / "store" / "composites").rglob("*.done.json")
+    }
 
 
 def composite_layers(root: Path, **extra: str) -> dict[str, str]:
     ctx = Context.open(make_settings(root, LANDCOVERPY_HOME=root / "home", **extra))
     [rec] = ctx.catalog.find("composites")
-    return {name: loc["sha256"] for name, loc in (rec["bands"] | rec["indices"] | {"valid_count": rec["valid_count"]}).items()}
+    return {
+        name: loc["sha256"]
+        for name, loc in (rec["bands"] | rec["indices"] | {"valid_count": rec["valid_count"]}).items()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -66,13 +90,19 @@ def undisturbed(scene: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
     return composite_layers(root)
 
 
-def test_killed_composite_leaves_no_scratch_and_resumes(scene: dict[str, Path], tmp_path: Path,
-                                                        undisturbed: dict[str, str]) -> None:
+def test_killed_composite_leaves_no_scratch_and_resumes(
+    scene: dict[str, Path], tmp_path: Path, undisturbed: dict[str, str]
+) -> None:
     acquire(scene, tmp_path)
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("MINIO_", "MONGO_", "DASK_", "LANDCOVERPY_"))}
-    proc = subprocess.Popen([sys.executable, "-m", "landcoverpy.cli", *args(scene, "composite")],
-                            env=clean | env_for(tmp_path), cwd=tmp_path, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "landcoverpy.cli", *args(scene, "composite")],
+        env=clean | env_for(tmp_path),
+        cwd=tmp_path,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None and len(layer_files(tmp_path)) < 3:
         time.sleep(0.05)
@@ -94,8 +124,9 @@ def test_killed_composite_leaves_no_scratch_and_resumes(scene: dict[str, Path], 
 
 
 @pytest.mark.slow  # in `make test`'s second pass, not the default suite's 15-minute budget
-def test_worker_killed_mid_composite_changes_nothing(scene: dict[str, Path], tmp_path: Path, server_logs: Path,
-                                                     undisturbed: dict[str, str]) -> None:
+def test_worker_killed_mid_composite_changes_nothing(
+    scene: dict[str, Path], tmp_path: Path, server_logs: Path, undisturbed: dict[str, str]
+) -> None:
     acquire(scene, tmp_path)
     with servers.dask_cluster(server_logs, n_workers=2) as sched:
         victim = sched.extra["workers"][0]

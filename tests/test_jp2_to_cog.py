@@ -15,17 +15,29 @@ from landcoverpy.raster.cog import jp2_to_cog, validate_cog
 
 
 def write_jp2(path: Path, data: np.ndarray, tile: int, nodata: int | None = None) -> None:
-    with rasterio.open(path, "w", driver="JP2OpenJPEG", width=data.shape[1], height=data.shape[0], count=1,
-                       dtype=data.dtype, crs="EPSG:32618", transform=from_origin(399960, 4200000, 20, 20),
-                       nodata=nodata, QUALITY="100", REVERSIBLE="YES", BLOCKXSIZE=str(tile),
-                       BLOCKYSIZE=str(tile)) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="JP2OpenJPEG",
+        width=data.shape[1],
+        height=data.shape[0],
+        count=1,
+        dtype=data.dtype,
+        crs="EPSG:32618",
+        transform=from_origin(399960, 4200000, 20, 20),
+        nodata=nodata,
+        QUALITY="100",
+        REVERSIBLE="YES",
+        BLOCKXSIZE=str(tile),
+        BLOCKYSIZE=str(tile),
+    ) as dst:
         dst.write(data, 1)
 
 
 @pytest.mark.parametrize(("dtype", "shape", "tile"), [("uint16", (1300, 700), 256), ("uint8", (517, 1029), 512)])
 def test_jp2_becomes_a_cog_with_the_same_pixels(tmp_path: Path, dtype: str, shape: tuple[int, int], tile: int) -> None:
     rng = np.random.default_rng(3)
-    data = (rng.gamma(2.0, 900, size=shape) if dtype == "uint16" else rng.integers(0, 12, size=shape))
+    data = rng.gamma(2.0, 900, size=shape) if dtype == "uint16" else rng.integers(0, 12, size=shape)
     data = np.clip(data, 0, np.iinfo(dtype).max).astype(dtype)
     data[:40, :60] = 0  # nodata corner
     src, dst = tmp_path / "band.jp2", tmp_path / "out" / "band.tif"

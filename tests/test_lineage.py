@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import dataclass
 import signal
 import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +46,13 @@ class Backend:
 
     def __init__(self, name: str, home: Path, extra: dict[str, str]) -> None:
         self.name, self.home = name, home
-        self.env = {"LANDCOVERPY_HOME": str(home), "TMP_DIR": str(home.parent / "tmp"), "DASK_N_WORKERS": "1",
-                    "LEASE_TIMEOUT": "30", **extra}
+        self.env = {
+            "LANDCOVERPY_HOME": str(home),
+            "TMP_DIR": str(home.parent / "tmp"),
+            "DASK_N_WORKERS": "1",
+            "LEASE_TIMEOUT": "30",
+            **extra,
+        }
 
     def settings(self, **overrides: Any) -> Settings:
         values: dict[str, Any] = {k: v for k, v in self.env.items() if k not in ("LANDCOVERPY_HOME", "TMP_DIR")}
@@ -64,21 +69,36 @@ def embedded(tmp_path: Path) -> Backend:
 
 def on_servers(tmp_path: Path, s3: servers.Server, mongo: servers.Server, dask: servers.Server) -> Backend:
     uid = uuid.uuid4().hex[:6]
-    return Backend("servers", tmp_path / "home", {
-        "MINIO_HOST": "127.0.0.1", "MINIO_PORT": str(s3.port), "MINIO_ACCESS_KEY": "testing",
-        "MINIO_SECRET_KEY": "testing", "MONGO_HOST": "127.0.0.1", "MONGO_PORT": str(mongo.port),
-        "MONGO_DB": f"lineage_{uid}", "DASK_CLUSTER_IP": dask.address,
-        "MINIO_BUCKET_NAME_PRODUCTS": f"products-{uid}", "MINIO_BUCKET_NAME_COMPOSITES": f"composites-{uid}",
-        "MINIO_BUCKET_DATASETS": f"datasets-{uid}", "MINIO_BUCKET_MODELS": f"models-{uid}",
-        "MINIO_BUCKET_CLASSIFICATIONS": f"classification-maps-{uid}",
-    })
+    return Backend(
+        "servers",
+        tmp_path / "home",
+        {
+            "MINIO_HOST": "127.0.0.1",
+            "MINIO_PORT": str(s3.port),
+            "MINIO_ACCESS_KEY": "testing",
+            "MINIO_SECRET_KEY": "testing",
+            "MONGO_HOST": "127.0.0.1",
+            "MONGO_PORT": str(mongo.port),
+            "MONGO_DB": f"lineage_{uid}",
+            "DASK_CLUSTER_IP": dask.address,
+            "MINIO_BUCKET_NAME_PRODUCTS": f"products-{uid}",
+            "MINIO_BUCKET_NAME_COMPOSITES": f"composites-{uid}",
+            "MINIO_BUCKET_DATASETS": f"datasets-{uid}",
+            "MINIO_BUCKET_MODELS": f"models-{uid}",
+            "MINIO_BUCKET_CLASSIFICATIONS": f"classification-maps-{uid}",
+        },
+    )
 
 
 def make_backend(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Backend:
     if kind == "embedded":
         return embedded(tmp_path)
-    return on_servers(tmp_path, request.getfixturevalue("s3_server"), request.getfixturevalue("mongo_server"),
-                      request.getfixturevalue("dask_scheduler"))
+    return on_servers(
+        tmp_path,
+        request.getfixturevalue("s3_server"),
+        request.getfixturevalue("mongo_server"),
+        request.getfixturevalue("dask_scheduler"),
+    )
 
 
 @pytest.fixture(params=["embedded", "servers"])
@@ -88,13 +108,29 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
 
 def run_args(scene: dict[str, Path], data: str, out: Path | None, *extra: str) -> list[str]:
     folder = scene[data]
-    args = ["run", "--provider", "local", "--source", str(scene["source"]), "--no-progress",
-            "--dataset", str(folder / "dataset.csv"), "--seasons", str(folder / "seasons.json"),
-            "--lc-labels", str(folder / "lc_labels.json"), "--sl-labels", str(folder / "sl_labels.json"), *extra]
+    args = [
+        "run",
+        "--provider",
+        "local",
+        "--source",
+        str(scene["source"]),
+        "--no-progress",
+        "--dataset",
+        str(folder / "dataset.csv"),
+        "--seasons",
+        str(folder / "seasons.json"),
+        "--lc-labels",
+        str(folder / "lc_labels.json"),
+        "--sl-labels",
+        str(folder / "sl_labels.json"),
+        *extra,
+    ]
     return args + (["--output-dir", str(out)] if out is not None else [])
 
 
-def run(backend: Backend, scene: dict[str, Path], out: Path, data: str = "plain", **settings: str) -> subprocess.CompletedProcess[str]:
+def run(
+    backend: Backend, scene: dict[str, Path], out: Path, data: str = "plain", **settings: str
+) -> subprocess.CompletedProcess[str]:
     res = run_cli(run_args(scene, data, out), backend.env | settings, out.parent, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     return res
@@ -148,7 +184,9 @@ def test_model_a_b_a_reuses_a_and_exports_its_own_maps(aba: ABA) -> None:
     maps_a1, maps_b, maps_a2 = exported(tmp_path / "a1"), exported(tmp_path / "b"), exported(tmp_path / "a2")
     for name in maps_a1:  # the third run exports A's map, not whatever was written last
         np.testing.assert_array_equal(maps_a2[name], maps_a1[name], err_msg=name)
-        assert (tmp_path / "a2" / f"{name}_{TILE}.tif").read_bytes() == (tmp_path / "a1" / f"{name}_{TILE}.tif").read_bytes()
+        assert (tmp_path / "a2" / f"{name}_{TILE}.tif").read_bytes() == (
+            tmp_path / "a1" / f"{name}_{TILE}.tif"
+        ).read_bytes()
     assert (maps_b["classification"] != maps_a1["classification"]).any()  # B's map really is another map
 
     ctx = backend.context()
@@ -165,8 +203,10 @@ def test_model_a_b_a_reuses_a_and_exports_its_own_maps(aba: ABA) -> None:
     # the latest alias shows the map of the last run (A), and says so
     alias = ctx.store.get_json(bucket, f"latest/{TILE}/map.json")
     assert alias["map_id"] == a1["maps"][TILE]["_id"]
-    assert ctx.store.get_bytes(bucket, f"latest/{TILE}/classification.tif") == \
-        (tmp_path / "a1" / f"classification_{TILE}.tif").read_bytes()
+    assert (
+        ctx.store.get_bytes(bucket, f"latest/{TILE}/classification.tif")
+        == (tmp_path / "a1" / f"classification_{TILE}.tif").read_bytes()
+    )
     assert not ctx.store.list(bucket, "blocks/")  # finished blocks were cleaned up
 
 
@@ -212,8 +252,16 @@ def test_non_default_mask_settings_run_and_never_mix(aba: ABA, scene: dict[str, 
     assert dataset is not None and set(dataset["composites"]) == set(other["maps"][TILE]["composites"])
     # the separate commands find the same composites under the same settings
     folder = scene["plain"]
-    files = ["--dataset", str(folder / "dataset.csv"), "--seasons", str(folder / "seasons.json"),
-             "--lc-labels", str(folder / "lc_labels.json"), "--sl-labels", str(folder / "sl_labels.json")]
+    files = [
+        "--dataset",
+        str(folder / "dataset.csv"),
+        "--seasons",
+        str(folder / "seasons.json"),
+        "--lc-labels",
+        str(folder / "lc_labels.json"),
+        "--sl-labels",
+        str(folder / "sl_labels.json"),
+    ]
     res = run_cli(["dataset", *files], backend.env | masked, tmp_path)
     assert res.returncode == 0 and f"{other['dataset']}:" in res.stdout and "(reused)" in res.stdout, res.stderr
     res = run_cli(["classify", "--no-progress", *files], backend.env | masked, tmp_path)
@@ -221,15 +269,22 @@ def test_non_default_mask_settings_run_and_never_mix(aba: ABA, scene: dict[str, 
     assert f"{TILE}: reused" in res.stdout
     # the default model classifies from default composites even when the settings say otherwise
     before, n_maps = ctx.catalog.get("maps", default["maps"][TILE]["_id"])["last_used"], ctx.catalog.count("maps")
-    res = run_cli(["classify", "--no-progress", "--model", default["hierarchy"], *files], backend.env | masked, tmp_path)
+    res = run_cli(
+        ["classify", "--no-progress", "--model", default["hierarchy"], *files], backend.env | masked, tmp_path
+    )
     assert res.returncode == 0, res.stderr
     assert f"{TILE}: reused;" in res.stdout, res.stdout  # the default run's own map, not a new one
     assert ctx.catalog.count("maps") == n_maps
     assert ctx.catalog.get("maps", default["maps"][TILE]["_id"])["last_used"] > before
 
 
-def test_any_label_name_works_and_stays_intact(scene: dict[str, Path], tmp_path: Path, s3_server: servers.Server,
-                                              mongo_server: servers.Server, dask_scheduler: servers.Server) -> None:
+def test_any_label_name_works_and_stays_intact(
+    scene: dict[str, Path],
+    tmp_path: Path,
+    s3_server: servers.Server,
+    mongo_server: servers.Server,
+    dask_scheduler: servers.Server,
+) -> None:
     from PIL import Image
 
     backend = on_servers(tmp_path, s3_server, mongo_server, dask_scheduler)
@@ -265,7 +320,12 @@ def test_any_label_name_works_and_stays_intact(scene: dict[str, Path], tmp_path:
     from landcoverpy.styles import read_category_names, read_paletted_qml
 
     palette = read_paletted_qml((out / f"classification_{TILE}.qml").read_text(encoding="utf-8"))
-    assert {v: label for v, (label, _) in palette.items()} == {1: "water", 2: "crops/annual", 3: "crops annual", 4: "森林"}
+    assert {v: label for v, (label, _) in palette.items()} == {
+        1: "water",
+        2: "crops/annual",
+        3: "crops annual",
+        4: "森林",
+    }
     assert all(colour.startswith("#") and len(colour) == 7 for _, colour in palette.values())
     names = read_category_names((out / f"classification_{TILE}.tif.aux.xml").read_text(encoding="utf-8"))
     assert names[1:5] == ["water", "crops/annual", "crops annual", "森林"]
@@ -296,8 +356,12 @@ def test_bad_label_names_are_refused_before_any_work(tmp_path: Path) -> None:
     with pytest.raises(InputValidationError, match="s.json: a season has an empty name"):
         load_seasons(tmp_path / "s.json")
     (tmp_path / "ok.json").write_text(json.dumps({"Forest": 1, "forest": 2, "crops/annual": 3, "crops annual": 4}))
-    assert load_labels(tmp_path / "ok.json", "category").values == {"Forest": 1, "forest": 2, "crops/annual": 3,
-                                                                    "crops annual": 4}
+    assert load_labels(tmp_path / "ok.json", "category").values == {
+        "Forest": 1,
+        "forest": 2,
+        "crops/annual": 3,
+        "crops annual": 4,
+    }
 
 
 def _wait_for_lease(backend: Backend, deadline_s: float = 120) -> dict[str, Any]:
@@ -316,14 +380,22 @@ def _wait_for_lease(backend: Backend, deadline_s: float = 120) -> dict[str, Any]
 
 def _popen(args: list[str], backend: Backend, cwd: Path, **settings: str) -> subprocess.Popen[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("MINIO_", "MONGO_", "DASK_", "LANDCOVERPY_"))}
-    return subprocess.Popen([sys.executable, "-m", "landcoverpy.cli", *args], env=clean | backend.env | settings,
-                            cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "landcoverpy.cli", *args],
+        env=clean | backend.env | settings,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 # the lease on the embedded catalog in the slow pass; its servers twin stays in the default suite
 @pytest.mark.parametrize("aba", [pytest.param("embedded", marks=pytest.mark.slow), "servers"], indirect=True)
-def test_two_runs_are_serialised_by_the_lease(aba: ABA, scene: dict[str, Path], tmp_path: Path,
-                                               request: pytest.FixtureRequest) -> None:
+def test_two_runs_are_serialised_by_the_lease(
+    aba: ABA, scene: dict[str, Path], tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     backend = make_backend(aba.backend.name, tmp_path, request)  # a fresh store and catalog
     first = _popen(run_args(scene, "plain", tmp_path / "first"), backend, tmp_path, **MODEL_A)
     holder = _wait_for_lease(backend)
@@ -344,8 +416,9 @@ def test_two_runs_are_serialised_by_the_lease(aba: ABA, scene: dict[str, Path], 
     w_out, w_err = waiting.communicate(timeout=600)
     assert waiting.returncode == 0, w_err[-3000:]
     assert "Nothing to do" in w_out  # it waited, then reused everything the first run made
-    np.testing.assert_array_equal(exported(tmp_path / "waited")["classification"],
-                                  exported(tmp_path / "first")["classification"])
+    np.testing.assert_array_equal(
+        exported(tmp_path / "waited")["classification"], exported(tmp_path / "first")["classification"]
+    )
     # the first run's outputs equal a lone run's (model A's first run of the A-B-A fixture)
     for name, arr in exported(aba.root / "a1").items():
         np.testing.assert_array_equal(exported(tmp_path / "first")[name], arr, err_msg=name)
@@ -377,13 +450,20 @@ def test_stac_items_load_with_odc_stac(aba: ABA, tmp_path: Path, monkeypatch: py
     ctx = backend.context()
     bucket = ctx.settings.MINIO_BUCKET_CLASSIFICATIONS
     published = json.loads(ctx.store.get_bytes(bucket, "stac/catalog.json"))
-    assert {link["href"] for link in published["links"] if link["rel"] == "child"} >= {"./maps/collection.json",
-                                                                                      "./composites/collection.json"}
+    assert {link["href"] for link in published["links"] if link["rel"] == "child"} >= {
+        "./maps/collection.json",
+        "./composites/collection.json",
+    }
     assert (out / "stac" / "catalog.json").is_file()  # the run's output folder has it too
     if backend.name == "servers":  # GDAL reads s3:// hrefs from the same endpoint
-        for key, value in {"AWS_S3_ENDPOINT": backend.env["MINIO_HOST"] + ":" + backend.env["MINIO_PORT"],
-                           "AWS_VIRTUAL_HOSTING": "FALSE", "AWS_HTTPS": "NO", "AWS_ACCESS_KEY_ID": "testing",
-                           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1"}.items():
+        for key, value in {
+            "AWS_S3_ENDPOINT": backend.env["MINIO_HOST"] + ":" + backend.env["MINIO_PORT"],
+            "AWS_VIRTUAL_HOSTING": "FALSE",
+            "AWS_HTTPS": "NO",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_REGION": "us-east-1",
+        }.items():
             monkeypatch.setenv(key, value)
     exp = run_cli(["stac", "export", "--output", str(tmp_path / "stac")], backend.env, tmp_path)
     assert exp.returncode == 0, exp.stderr

@@ -62,7 +62,9 @@ def test_day_of_acquisition_is_read(granules: dict[int, Path]) -> None:
     assert not valid[CASES["fill"]].any()  # no observation: no day, and no reflectance
     assert days[valid].min() == 41 and days[valid].max() == 48  # inside the composite's 8 days
     # the granule's transform is the tile's: h19v10 starts 1 tile east of the meridian, 1 south of the equator
-    assert granule.transform[2] == pytest.approx(1111950.519667) and granule.transform[5] == pytest.approx(-1111950.519667)
+    assert granule.transform[2] == pytest.approx(1111950.519667) and granule.transform[5] == pytest.approx(
+        -1111950.519667
+    )
 
 
 def pc_item(doy: int) -> dict:
@@ -71,15 +73,20 @@ def pc_item(doy: int) -> dict:
     start, end = period(YEAR, doy)
     name = granule_name(TILE, YEAR, doy)
     item["id"], item["links"] = name.rsplit(".", 2)[0], []
-    item["properties"] |= {"start_datetime": f"{start}T00:00:00Z", "end_datetime": f"{end}T23:59:59Z",
-                           "modis:horizontal-tile": int(TILE[1:3]), "modis:vertical-tile": int(TILE[4:6])}
+    item["properties"] |= {
+        "start_datetime": f"{start}T00:00:00Z",
+        "end_datetime": f"{end}T23:59:59Z",
+        "modis:horizontal-tile": int(TILE[1:3]),
+        "modis:vertical-tile": int(TILE[4:6]),
+    }
     for key, asset in item["assets"].items():
         asset["href"] = "{BASE}/files/" + (name if key == "hdf" else f"not-served/{key}")
     return item
 
 
-def test_stac_path_places_each_8_day_composite_by_day_of_year(granules: dict[int, Path], tmp_path: Path,
-                                                              server_logs: Path) -> None:
+def test_stac_path_places_each_8_day_composite_by_day_of_year(
+    granules: dict[int, Path], tmp_path: Path, server_logs: Path
+) -> None:
     """Three Items in Planetary Computer's layout (one of another tile): the search asks for the
     tile, the granules are stored and read, and the series puts each composite in the 8-day step
     of its first day of year, the steps between them empty."""
@@ -87,14 +94,30 @@ def test_stac_path_places_each_8_day_composite_by_day_of_year(granules: dict[int
     other["id"], other["properties"]["modis:horizontal-tile"] = "MOD09A1.A2022033.h20v10.061", 20
     (tmp_path / "items.json").write_text(json.dumps([pc_item(d) for d in DAYS] + [other]))
     port = servers.free_port()
-    server = servers.start([sys.executable, "-m", "tests.stac_server", "--port", str(port), "--items",
-                            str(tmp_path / "items.json"), "--files", str(granules[33].parent), "--landing-id",
-                            "microsoft-pc"], port, server_logs, "stac-modis-a1",
-                           {"PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    server = servers.start(
+        [
+            sys.executable,
+            "-m",
+            "tests.stac_server",
+            "--port",
+            str(port),
+            "--items",
+            str(tmp_path / "items.json"),
+            "--files",
+            str(granules[33].parent),
+            "--landing-id",
+            "microsoft-pc",
+        ],
+        port,
+        server_logs,
+        "stac-modis-a1",
+        {"PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
     try:
         ctx = Context.open(make_settings(tmp_path))
-        got = acquire_modis(ctx, ModisStacSource(f"http://127.0.0.1:{port}"), [TILE], dt.date(2022, 2, 1),
-                            dt.date(2022, 2, 28))
+        got = acquire_modis(
+            ctx, ModisStacSource(f"http://127.0.0.1:{port}"), [TILE], dt.date(2022, 2, 1), dt.date(2022, 2, 28)
+        )
         sent = [e for e in requests.get(f"http://127.0.0.1:{port}/_log", timeout=10).json() if e["kind"] == "search"]
     finally:
         server.stop()

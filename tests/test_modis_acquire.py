@@ -34,7 +34,9 @@ def test_acquire_and_manifest(tmp_path: Path) -> None:
         assert ds.count == 7 and np.isnan(ds.read(1)).mean() > 0.99
     again = acquire_modis(ctx, ModisSource(str(src)), ["h14v17"], dt.date(2008, 10, 1), dt.date(2008, 10, 31))
     assert again == got and ctx.catalog.count("modis") == 1
-    assert acquire_modis(ctx, ModisSource(str(src)), ["h14v17"], dt.date(2009, 1, 1), dt.date(2009, 2, 1)) == {"h14v17": []}
+    assert acquire_modis(ctx, ModisSource(str(src)), ["h14v17"], dt.date(2009, 1, 1), dt.date(2009, 2, 1)) == {
+        "h14v17": []
+    }
     manifest = series_manifest(ctx, "h14v17", 2008, tmp_path / "series.json")
     items = json.loads(manifest.read_text())
     assert items == [{"date": "2008-10-22", "path": ctx.store.raster_uri(**rec["reflectance"])}]
@@ -56,8 +58,12 @@ def test_acquire_over_https_listing(tmp_path: Path, server_logs: Path) -> None:
     site.mkdir(parents=True)
     shutil.copy(shared_data("modis-mod09ga") / GRANULE, site / GRANULE)
     port = servers.free_port()
-    server = servers.start([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory",
-                            str(tmp_path / "site")], port, server_logs, "lpdaac")
+    server = servers.start(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(tmp_path / "site")],
+        port,
+        server_logs,
+        "lpdaac",
+    )
     try:
         source = ModisSource(f"http://127.0.0.1:{port}", token="earthdata-token")
         found = source.search("h14v17", dt.date(2008, 10, 20), dt.date(2008, 10, 24))
@@ -80,17 +86,38 @@ def test_acquire_from_a_stac_api(tmp_path: Path, server_logs: Path) -> None:
     files = tmp_path / "files"
     files.mkdir()
     shutil.copy(shared_data("modis-mod09ga") / GRANULE, files / GRANULE)
-    item = {"type": "Feature", "stac_version": "1.0.0", "collection": "modis-09A1-061", "id": GRANULE[:-4],
-            "geometry": None, "bbox": None, "links": [],
-            "properties": {"datetime": "2008-10-22T00:00:00Z", "modis:horizontal-tile": 14, "modis:vertical-tile": 17},
-            "assets": {"hdf": {"href": "{BASE}/files/" + GRANULE, "type": "application/x-hdf"}}}
+    item = {
+        "type": "Feature",
+        "stac_version": "1.0.0",
+        "collection": "modis-09A1-061",
+        "id": GRANULE[:-4],
+        "geometry": None,
+        "bbox": None,
+        "links": [],
+        "properties": {"datetime": "2008-10-22T00:00:00Z", "modis:horizontal-tile": 14, "modis:vertical-tile": 17},
+        "assets": {"hdf": {"href": "{BASE}/files/" + GRANULE, "type": "application/x-hdf"}},
+    }
     other = json.loads(json.dumps(item)) | {"id": "other"}
     other["properties"]["modis:horizontal-tile"] = 15
     (tmp_path / "items.json").write_text(json.dumps([item, other]))
     port = servers.free_port()
-    server = servers.start([sys.executable, "-m", "tests.stac_server", "--port", str(port), "--items",
-                            str(tmp_path / "items.json"), "--files", str(files)], port, server_logs, "stac-modis",
-                           {"PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    server = servers.start(
+        [
+            sys.executable,
+            "-m",
+            "tests.stac_server",
+            "--port",
+            str(port),
+            "--items",
+            str(tmp_path / "items.json"),
+            "--files",
+            str(files),
+        ],
+        port,
+        server_logs,
+        "stac-modis",
+        {"PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
     try:
         source = ModisStacSource(f"http://127.0.0.1:{port}")
         found = source.search("h14v17", dt.date(2008, 10, 1), dt.date(2008, 10, 31))

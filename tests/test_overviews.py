@@ -50,8 +50,9 @@ def overview_levels(path: Path) -> list[np.ndarray]:
 
 
 def write(path: Path, data: np.ndarray, g: Grid, resampling: str, window: int, **kwargs) -> None:
-    with CogWriter(path, g, str(data.dtype), overview_resampling=resampling, blocksize=BLOCK, tmp_dir=path.parent,
-                   **kwargs) as w:
+    with CogWriter(
+        path, g, str(data.dtype), overview_resampling=resampling, blocksize=BLOCK, tmp_dir=path.parent, **kwargs
+    ) as w:
         for win in block_windows(g.height, g.width, window):
             w.write(data[win.toslices()], win)
 
@@ -59,12 +60,25 @@ def write(path: Path, data: np.ndarray, g: Grid, resampling: str, window: int, *
 def gdal_cog(path: Path, data: np.ndarray, g: Grid, resampling: str, nodata) -> None:
     """The COG GDAL's driver makes with its own overviews, from the same array."""
     src = path.with_suffix(".src.tif")
-    with rasterio.open(src, "w", driver="GTiff", width=g.width, height=g.height, count=1, dtype=str(data.dtype),
-                       crs=g.crs, transform=g.affine, nodata=nodata, tiled=True, blockxsize=BLOCK,
-                       blockysize=BLOCK) as dst:
+    with rasterio.open(
+        src,
+        "w",
+        driver="GTiff",
+        width=g.width,
+        height=g.height,
+        count=1,
+        dtype=str(data.dtype),
+        crs=g.crs,
+        transform=g.affine,
+        nodata=nodata,
+        tiled=True,
+        blockxsize=BLOCK,
+        blockysize=BLOCK,
+    ) as dst:
         dst.write(data[np.newaxis])
-    rasterio.shutil.copy(src, path, driver="COG", BLOCKSIZE=str(BLOCK), OVERVIEW_RESAMPLING=resampling.upper(),
-                         COMPRESS="NONE")
+    rasterio.shutil.copy(
+        src, path, driver="COG", BLOCKSIZE=str(BLOCK), OVERVIEW_RESAMPLING=resampling.upper(), COMPRESS="NONE"
+    )
 
 
 def test_level_shapes_halve_until_one_block_as_gdal() -> None:
@@ -73,10 +87,13 @@ def test_level_shapes_halve_until_one_block_as_gdal() -> None:
     assert level_shapes(513, 20, 512) == [(257, 10)]
 
 
-@pytest.mark.parametrize("dtype,resampling,nodata", [("uint16", "average", 0), ("float32", "average", float("nan")),
-                                                      ("uint8", "nearest", None)])
-def test_levels_written_window_by_window_equal_gdals_overviews(tmp_path: Path, dtype: str, resampling: str,
-                                                               nodata) -> None:
+@pytest.mark.parametrize(
+    "dtype,resampling,nodata",
+    [("uint16", "average", 0), ("float32", "average", float("nan")), ("uint8", "nearest", None)],
+)
+def test_levels_written_window_by_window_equal_gdals_overviews(
+    tmp_path: Path, dtype: str, resampling: str, nodata
+) -> None:
     """On a raster whose sides halve evenly down to the last level, every overview level of the
     COG written window by window equals the one GDAL computes from the whole raster: integer
     averages exactly (rounded half up), float averages to float32 rounding, NaN and nodata left
@@ -148,14 +165,27 @@ def test_metadata_and_files_are_the_same_either_way(tmp_path: Path) -> None:
     as they do without it, and the writer leaves nothing in its scratch folder."""
     g = grid(4 * BLOCK, 4 * BLOCK)
     data = landscape(np.random.default_rng(9), g.height, g.width, "uint16")
-    meta = dict(nodata=0, descriptions=["B04 median reflectance x 10000"], tags={"tile": "30SVG", "season": "spring"},
-                band_tags=[{"band": "B04"}], scales=[1e-4], offsets=[0.0], units=["1"], compress="ZSTD")
+    meta = dict(
+        nodata=0,
+        descriptions=["B04 median reflectance x 10000"],
+        tags={"tile": "30SVG", "season": "spring"},
+        band_tags=[{"band": "B04"}],
+        scales=[1e-4],
+        offsets=[0.0],
+        units=["1"],
+        compress="ZSTD",
+    )
     write(tmp_path / "pyramid.tif", data, g, "average", window=BLOCK, **meta)
     write(tmp_path / "gdal.tif", data, g, "AVERAGE", window=BLOCK, **meta)  # not lower case: GDAL's overviews
     with rasterio.open(tmp_path / "pyramid.tif") as a, rasterio.open(tmp_path / "gdal.tif") as b:
         assert a.overviews(1) == b.overviews(1) == [2, 4]
-        assert (a.descriptions, a.scales, a.offsets, a.units, a.nodata) == (b.descriptions, b.scales, b.offsets,
-                                                                           b.units, b.nodata)
+        assert (a.descriptions, a.scales, a.offsets, a.units, a.nodata) == (
+            b.descriptions,
+            b.scales,
+            b.offsets,
+            b.units,
+            b.nodata,
+        )
         assert a.tags() == b.tags() and a.tags(1) == b.tags(1) and a.tags()["tile"] == "30SVG"
         assert a.compression == b.compression and a.profile["blockxsize"] == BLOCK
     for mine, gdals in zip(overview_levels(tmp_path / "pyramid.tif"), overview_levels(tmp_path / "gdal.tif")):
@@ -166,8 +196,9 @@ def test_metadata_and_files_are_the_same_either_way(tmp_path: Path) -> None:
 def test_a_failed_write_leaves_no_scratch(tmp_path: Path) -> None:
     g = grid(4 * BLOCK, 4 * BLOCK)
     with pytest.raises(RuntimeError):
-        with CogWriter(tmp_path / "x.tif", g, "uint16", nodata=0, overview_resampling="average", blocksize=BLOCK,
-                       tmp_dir=tmp_path) as w:
+        with CogWriter(
+            tmp_path / "x.tif", g, "uint16", nodata=0, overview_resampling="average", blocksize=BLOCK, tmp_dir=tmp_path
+        ) as w:
             w.write(np.ones((BLOCK, BLOCK), "uint16"), Window(0, 0, BLOCK, BLOCK))
             raise RuntimeError("stop")
     assert list(tmp_path.iterdir()) == []

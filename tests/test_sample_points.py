@@ -30,7 +30,7 @@ class ArrayLayers:
         rr0, cc0 = max(r0, 0), max(c0, 0)
         rr1, cc1 = min(r0 + h, self.grid.height), min(c0 + w, self.grid.width)
         if rr1 > rr0 and cc1 > cc0:
-            out[:, rr0 - r0:rr1 - r0, cc0 - c0:cc1 - c0] = self.data[:, rr0:rr1, cc0:cc1]
+            out[:, rr0 - r0 : rr1 - r0, cc0 - c0 : cc1 - c0] = self.data[:, rr0:rr1, cc0:cc1]
         return out
 
 
@@ -40,8 +40,9 @@ def one_read_per_point(reader: ArrayLayers, points: pd.DataFrame, neighbourhood:
     located = points_to_pixels(points, reader.grid)
     frames = []
     for pid, pt in located[located["inside"]].iterrows():
-        values, valid = pixels_to_matrix(reader.read(Window(int(pt["col"]) - half, int(pt["row"]) - half,
-                                                            neighbourhood, neighbourhood)))
+        values, valid = pixels_to_matrix(
+            reader.read(Window(int(pt["col"]) - half, int(pt["row"]) - half, neighbourhood, neighbourhood))
+        )
         frame = pd.DataFrame(values, columns=reader.features)
         rr, cc = np.nonzero(valid)
         frame["pixel_row"] = int(pt["row"]) - half + rr
@@ -64,8 +65,14 @@ def test_grouped_sampling_equals_one_read_per_point(neighbourhood: int) -> None:
     rows, cols = np.append(rows, rows[:3]), np.append(cols, cols[:3])  # repeated points
     x, y = 399960.0 + (cols + 0.5) * 10, 4200000.0 - (rows + 0.5) * 10
     lon, lat = Transformer.from_crs("EPSG:32618", "EPSG:4326", always_xy=True).transform(x, y)
-    points = pd.DataFrame({"latitude": lat, "longitude": lon, "category": rng.choice(["a", "b"], len(rows)),
-                           "subcategory": rng.choice(["c", "d", "e"], len(rows))})
+    points = pd.DataFrame(
+        {
+            "latitude": lat,
+            "longitude": lon,
+            "category": rng.choice(["a", "b"], len(rows)),
+            "subcategory": rng.choice(["c", "d", "e"], len(rows)),
+        }
+    )
     points.index = points.index * 7 + 3  # point ids are the input's own labels
     names = [f"f{i}" for i in range(6)]
     grouped_reader, reference_reader = ArrayLayers(data, grid, names), ArrayLayers(data, grid, names)

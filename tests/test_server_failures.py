@@ -38,11 +38,21 @@ def settings_for(kind: str, port: int) -> tuple[dict[str, str], str]:
 def commands(tmp_path: Path) -> dict[str, list[str]]:
     files = inputs(tmp_path / "in")
     (tmp_path / "src").mkdir(exist_ok=True)
-    common = ["--dataset", str(files["dataset"]), "--seasons", str(files["seasons"]),
-              "--lc-labels", str(files["lc"]), "--sl-labels", str(files["sl"])]
-    return {"status": ["status"],
-            "run": ["run", "--provider", "local", "--source", str(tmp_path / "src"), "--no-progress", *common],
-            "classify": ["classify", "--no-progress", *common]}
+    common = [
+        "--dataset",
+        str(files["dataset"]),
+        "--seasons",
+        str(files["seasons"]),
+        "--lc-labels",
+        str(files["lc"]),
+        "--sl-labels",
+        str(files["sl"]),
+    ]
+    return {
+        "status": ["status"],
+        "run": ["run", "--provider", "local", "--source", str(tmp_path / "src"), "--no-progress", *common],
+        "classify": ["classify", "--no-progress", *common],
+    }
 
 
 def startups(cmds: dict[str, list[str]], tmp_path: Path) -> dict[str, float]:
@@ -61,11 +71,20 @@ def startups(cmds: dict[str, list[str]], tmp_path: Path) -> dict[str, float]:
 
 # every server silent, and the scheduler refusing, in the default suite; the other refusals
 # (the same connection code as the silent ones) in the slow pass
-@pytest.mark.parametrize(("kind", "state"), [
-    ("s3", "silent"), ("mongo", "silent"), ("scheduler", "silent"), ("scheduler", "closed"),
-    pytest.param("s3", "closed", marks=pytest.mark.slow), pytest.param("mongo", "closed", marks=pytest.mark.slow)])
-def test_unanswering_server_fails_fast_naming_the_setting(kind: str, state: str, tmp_path: Path,
-                                                          silent: servers.Server) -> None:
+@pytest.mark.parametrize(
+    ("kind", "state"),
+    [
+        ("s3", "silent"),
+        ("mongo", "silent"),
+        ("scheduler", "silent"),
+        ("scheduler", "closed"),
+        pytest.param("s3", "closed", marks=pytest.mark.slow),
+        pytest.param("mongo", "closed", marks=pytest.mark.slow),
+    ],
+)
+def test_unanswering_server_fails_fast_naming_the_setting(
+    kind: str, state: str, tmp_path: Path, silent: servers.Server
+) -> None:
     port = silent.port if state == "silent" else servers.free_port()
     env, setting = settings_for(kind, port)
     env |= {"LANDCOVERPY_HOME": str(tmp_path / "home"), "CONNECT_TIMEOUT": str(TIMEOUT)}
@@ -78,8 +97,9 @@ def test_unanswering_server_fails_fast_naming_the_setting(kind: str, state: str,
         res = run_cli(args, env, tmp_path, timeout=120)
         elapsed = time.monotonic() - started
         assert res.returncode != 0, (name, res.stdout)
-        assert elapsed - startup[name] < HANG, \
+        assert elapsed - startup[name] < HANG, (
             f"{name} against a {state} {kind} took {elapsed:.1f} s ({startup[name]:.1f} s start-up)"
+        )
         errors = [line for line in res.stderr.splitlines() if line.startswith("Error: ")]
         assert len(errors) == 1 and setting in errors[0] and f"127.0.0.1:{port}" in errors[0], (name, res.stderr)
         assert "Traceback" not in res.stderr
@@ -90,8 +110,13 @@ def test_wrong_mongo_credentials_say_which_settings_and_leak_nothing(tmp_path: P
     secret = "wrong-Pa55word-XYZ"
     with servers.mongo_server(server_logs, auth=True) as server:
         for verbosity in ([], ["-v"], ["-vv"]):
-            env = {"LANDCOVERPY_HOME": str(tmp_path / "home"), "MONGO_HOST": "127.0.0.1",
-                   "MONGO_PORT": str(server.port), "MONGO_USERNAME": user, "MONGO_PASSWORD": secret}
+            env = {
+                "LANDCOVERPY_HOME": str(tmp_path / "home"),
+                "MONGO_HOST": "127.0.0.1",
+                "MONGO_PORT": str(server.port),
+                "MONGO_USERNAME": user,
+                "MONGO_PASSWORD": secret,
+            }
             res = run_cli([*verbosity, "status"], env, tmp_path)
             assert res.returncode == 1
             errors = [line for line in res.stderr.splitlines() if line.startswith("Error: ")]
@@ -104,8 +129,13 @@ def test_wrong_s3_credentials_leak_nothing(tmp_path: Path, server_logs: Path) ->
     secret = "wrong-S3-secret-XYZ"
     with servers.moto_server(server_logs, auth=True) as server:
         for verbosity in ([], ["-vv"]):
-            env = {"LANDCOVERPY_HOME": str(tmp_path / "home"), "MINIO_HOST": "127.0.0.1", "MINIO_PORT": str(server.port),
-                   "MINIO_ACCESS_KEY": server.extra["access_key"], "MINIO_SECRET_KEY": secret}
+            env = {
+                "LANDCOVERPY_HOME": str(tmp_path / "home"),
+                "MINIO_HOST": "127.0.0.1",
+                "MINIO_PORT": str(server.port),
+                "MINIO_ACCESS_KEY": server.extra["access_key"],
+                "MINIO_SECRET_KEY": secret,
+            }
             res = run_cli([*verbosity, "status"], env, tmp_path)
             assert res.returncode == 1
             assert "MINIO_ACCESS_KEY / MINIO_SECRET_KEY" in res.stderr

@@ -24,24 +24,38 @@ def test_content_types_and_presigned_download(server_settings: Settings, tmp_pat
     bucket = ctx.settings.MINIO_BUCKET_CLASSIFICATIONS
     grid = Grid("EPSG:32630", (10.0, 0.0, 300000.0, 0.0, -10.0, 4100000.0), 600, 600)
     write_cog(tmp_path / "map.tif", np.ones((600, 600), "uint8"), grid, nodata=0)
-    uploads = {"30SUF/map-x/classification.tif": (tmp_path / "map.tif").read_bytes(),
-               "30SUF/map-x/classification.png": b"\x89PNG\r\n\x1a\n", "30SUF/map-x/classification.qml": b"<qgis/>",
-               "reports/r.html": b"<html></html>", "stac/catalog.json": b"{}"}
+    uploads = {
+        "30SUF/map-x/classification.tif": (tmp_path / "map.tif").read_bytes(),
+        "30SUF/map-x/classification.png": b"\x89PNG\r\n\x1a\n",
+        "30SUF/map-x/classification.qml": b"<qgis/>",
+        "reports/r.html": b"<html></html>",
+        "stac/catalog.json": b"{}",
+    }
     for key, data in uploads.items():
         ctx.store.put_bytes(bucket, key, data)
     ctx.store.copy(bucket, "30SUF/map-x/classification.png", "latest/30SUF/classification.png")
     s3 = ctx.store.client  # type: ignore[attr-defined]
-    kinds = {key: s3.head_object(Bucket=bucket, Key=key)["ContentType"]
-             for key in [*uploads, "latest/30SUF/classification.png"]}
-    assert kinds == {"30SUF/map-x/classification.tif": COG_MEDIA_TYPE, "30SUF/map-x/classification.png": "image/png",
-                     "30SUF/map-x/classification.qml": "application/xml", "reports/r.html": "text/html; charset=utf-8",
-                     "stac/catalog.json": "application/json", "latest/30SUF/classification.png": "image/png"}
+    kinds = {
+        key: s3.head_object(Bucket=bucket, Key=key)["ContentType"]
+        for key in [*uploads, "latest/30SUF/classification.png"]
+    }
+    assert kinds == {
+        "30SUF/map-x/classification.tif": COG_MEDIA_TYPE,
+        "30SUF/map-x/classification.png": "image/png",
+        "30SUF/map-x/classification.qml": "application/xml",
+        "reports/r.html": "text/html; charset=utf-8",
+        "stac/catalog.json": "application/json",
+        "latest/30SUF/classification.png": "image/png",
+    }
     link = download_link(ctx.settings, ctx.store, bucket, "30SUF/map-x/classification.tif", parse_duration("1h"))
     assert "X-Amz-Signature=" in link and "X-Amz-Expires=3600" in link
     resp = requests.get(link, timeout=30)  # plain HTTP, no credentials: the signature is the key
     assert resp.status_code == 200 and resp.content == uploads["30SUF/map-x/classification.tif"]
-    record = {"_id": "map-x", "tile": "30SUF", "outputs": {"classification": {"bucket": bucket,
-                                                                              "key": "30SUF/map-x/classification.tif"}}}
+    record = {
+        "_id": "map-x",
+        "tile": "30SUF",
+        "outputs": {"classification": {"bucket": bucket, "key": "30SUF/map-x/classification.tif"}},
+    }
     lines = share_lines(ctx.settings, ctx.store, [record], parse_duration("2h"))
     assert lines[0] == f"30SUF map map-x ({bucket}/30SUF/map-x/)"
     assert lines[1].startswith(f"  console: http://localhost:9001/browser/{bucket}/")

@@ -27,11 +27,11 @@ from landcoverpy.inputs import Season
 from landcoverpy.pipeline.acquire import acquire
 from landcoverpy.pipeline.dem import build_dem, ensure_dem_tiles, grid_lonlat_bounds
 from landcoverpy.raster.grid import Grid
-from landcoverpy.sources.registry import make_provider
 from landcoverpy.sources.dem import DEMSource, GLO30Source, make_dem_source
 from landcoverpy.sources.hrefs import sign_href
+from landcoverpy.sources.registry import make_provider
 from landcoverpy.sources.stac import STACProvider
-from landcoverpy.sources.stac_profiles import band_offset, item_assets, s3_location, PROFILES
+from landcoverpy.sources.stac_profiles import PROFILES, band_offset, item_assets, s3_location
 from tests import servers
 from tests.conftest import make_settings, shared_data
 from tests.lineage_scene import make_scene, plain_app_data
@@ -41,18 +41,21 @@ from tests.test_cli_status import run_cli
 SEASON = Season("winter", dt.date(2016, 1, 1), dt.date(2016, 2, 29))
 L2A_LAYOUTS = [name for name, layout in LAYOUTS.items() if layout.level == "L2A"]
 # what each layout's search must send for the tile (the property and how it is filtered)
-TILE_FILTERS = {"earth-search-l2a": ("query", "grid:code", "MGRS-18SVG"),
-                "earth-search-c1": ("query", "grid:code", "MGRS-18SVG"),
-                "earth-search-l1c": ("query", "grid:code", "MGRS-18SVG"),
-                "planetary-computer": ("query", "s2:mgrs_tile", "18SVG"),
-                "cdse": ("filter", "grid:code", "MGRS-18SVG"),
-                "cdse-l1c": ("filter", "grid:code", "MGRS-18SVG")}
+TILE_FILTERS = {
+    "earth-search-l2a": ("query", "grid:code", "MGRS-18SVG"),
+    "earth-search-c1": ("query", "grid:code", "MGRS-18SVG"),
+    "earth-search-l1c": ("query", "grid:code", "MGRS-18SVG"),
+    "planetary-computer": ("query", "s2:mgrs_tile", "18SVG"),
+    "cdse": ("filter", "grid:code", "MGRS-18SVG"),
+    "cdse-l1c": ("filter", "grid:code", "MGRS-18SVG"),
+}
 
 
 def profile_of(layout: Layout) -> str:
     """The profile a layout's catalog is: told by its landing page, or named by STAC_PROFILE."""
-    return {"earth-search-aws": "earth-search", "microsoft-pc": "planetary-computer"}.get(layout.landing_id,
-                                                                                          layout.profile)
+    return {"earth-search-aws": "earth-search", "microsoft-pc": "planetary-computer"}.get(
+        layout.landing_id, layout.profile
+    )
 
 
 class Catalogs:
@@ -61,28 +64,63 @@ class Catalogs:
     def __init__(self, root: Path, scene: Path, s3: servers.Server, logs: Path) -> None:
         self.root, self.scene, self.s3, self.logs = root, scene, s3, logs
         self.servers: dict[str, servers.Server] = {}
-        self.s3_client = boto3.client("s3", endpoint_url=f"http://{s3.address}", region_name="us-east-1",
-                                      aws_access_key_id="testing", aws_secret_access_key="testing")
+        self.s3_client = boto3.client(
+            "s3",
+            endpoint_url=f"http://{s3.address}",
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
         for bucket in {layout.s3_bucket for layout in LAYOUTS.values() if layout.s3_bucket} | {"copernicus-dem-30m"}:
             self.s3_client.create_bucket(Bucket=bucket)
         self.dem = synthetic_dem(scene / "B02.tif", root / "glo30.tif")
 
     def items(self, name: str) -> list[dict[str, Any]]:
         """The scene's Item in the layout, and the catalog's GLO-30 Item over it."""
-        return [build_layout(LAYOUTS[name], self.scene, self.root, self.s3_client),
-                build_dem_item(profile_of(LAYOUTS[name]), self.dem, self.root, self.s3_client)]
+        return [
+            build_layout(LAYOUTS[name], self.scene, self.root, self.s3_client),
+            build_dem_item(profile_of(LAYOUTS[name]), self.dem, self.root, self.s3_client),
+        ]
 
-    def start(self, name: str, items: list[dict[str, Any]], conforms: str | None = None, landing_id: str | None = None,
-              page_size: int = 100, files: Path | None = None, methods: str = "GET,POST") -> servers.Server:
+    def start(
+        self,
+        name: str,
+        items: list[dict[str, Any]],
+        conforms: str | None = None,
+        landing_id: str | None = None,
+        page_size: int = 100,
+        files: Path | None = None,
+        methods: str = "GET,POST",
+    ) -> servers.Server:
         layout = LAYOUTS[name]
         folder = Path(tempfile.mkdtemp(prefix=f"api-{name}-", dir=self.root))
         (folder / "items.json").write_text(json.dumps(items))
         port = servers.free_port()
         return servers.start(
-            [sys.executable, "-m", "tests.stac_server", "--port", str(port), "--items", str(folder / "items.json"),
-             "--files", str(files or self.root / "files"), "--landing-id", landing_id or layout.landing_id,
-             "--conforms", conforms or layout.conforms, "--page-size", str(page_size), "--methods", methods],
-            port, self.logs, f"stac-{name}", {"PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+            [
+                sys.executable,
+                "-m",
+                "tests.stac_server",
+                "--port",
+                str(port),
+                "--items",
+                str(folder / "items.json"),
+                "--files",
+                str(files or self.root / "files"),
+                "--landing-id",
+                landing_id or layout.landing_id,
+                "--conforms",
+                conforms or layout.conforms,
+                "--page-size",
+                str(page_size),
+                "--methods",
+                methods,
+            ],
+            port,
+            self.logs,
+            f"stac-{name}",
+            {"PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        )
 
     def api(self, name: str) -> servers.Server:
         if name not in self.servers:
@@ -93,11 +131,20 @@ class Catalogs:
         """The settings a user of that catalog gives: STAC_COLLECTION only where it is not the
         profile's default (Earth Search's older ``sentinel-2-l2a``)."""
         layout = LAYOUTS[name]
-        chosen = {} if layout.collection == PROFILES[profile_of(layout)].collection(layout.level) else \
-            {"STAC_COLLECTION": layout.collection}
-        return chosen | {"STAC_API_URL": f"http://{self.api(name).address}", "STAC_PROFILE": layout.profile,
-                "PRODUCT_LEVEL": layout.level, "STAC_S3_ENDPOINT": f"http://{self.s3.address}",
-                "STAC_S3_ACCESS_KEY": "testing", "STAC_S3_SECRET_KEY": "testing", "MIN_USEFUL_DATA_PERCENTAGE": "10"}
+        chosen = (
+            {}
+            if layout.collection == PROFILES[profile_of(layout)].collection(layout.level)
+            else {"STAC_COLLECTION": layout.collection}
+        )
+        return chosen | {
+            "STAC_API_URL": f"http://{self.api(name).address}",
+            "STAC_PROFILE": layout.profile,
+            "PRODUCT_LEVEL": layout.level,
+            "STAC_S3_ENDPOINT": f"http://{self.s3.address}",
+            "STAC_S3_ACCESS_KEY": "testing",
+            "STAC_S3_SECRET_KEY": "testing",
+            "MIN_USEFUL_DATA_PERCENTAGE": "10",
+        }
 
     def stop(self) -> None:
         for server in self.servers.values():
@@ -112,8 +159,9 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def catalogs(scene: dict[str, Path], s3_server: servers.Server, server_logs: Path,
-             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Catalogs]:
+def catalogs(
+    scene: dict[str, Path], s3_server: servers.Server, server_logs: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Catalogs]:
     cats = Catalogs(tmp_path_factory.mktemp("stac-catalogs"), scene["product"], s3_server, server_logs)
     yield cats
     cats.stop()
@@ -151,8 +199,9 @@ def test_each_layout_is_found_with_its_bands_and_offsets(catalogs: Catalogs, nam
         assert sent["filter"] == {"op": "=", "args": [{"property": prop}, value]} and "query" not in sent
 
 
-def test_same_reflectance_from_every_layout(catalogs: Catalogs, scene: dict[str, Path], tmp_path: Path,
-                                            process_client: Client) -> None:
+def test_same_reflectance_from_every_layout(
+    catalogs: Catalogs, scene: dict[str, Path], tmp_path: Path, process_client: Client
+) -> None:
     """Each layout's product, acquired (on a worker process: the provider, its catalog and asset
     reader pickled there) and offset by its record, gives the scene's own numbers: identical
     reflectances whatever the catalog (COG or JPEG 2000, https or s3, offset or not)."""
@@ -166,21 +215,47 @@ def test_same_reflectance_from_every_layout(catalogs: Catalogs, scene: dict[str,
         assert record["provider"] == "stac" and record["level"] == LAYOUTS[name].level
         for band in ("B02", "B05", "B8A", "B09"):
             ref = record["bands"][band]
-            with ctx.store.rasterio_env(), rasterio.open(ctx.store.raster_uri(ref["bucket"], ref["key"])) as got, \
-                    rasterio.open(scene["product"] / f"{band}.tif") as want:
+            with (
+                ctx.store.rasterio_env(),
+                rasterio.open(ctx.store.raster_uri(ref["bucket"], ref["key"])) as got,
+                rasterio.open(scene["product"] / f"{band}.tif") as want,
+            ):
                 dn, expected = got.read(1).astype("int32"), want.read(1).astype("int32")
             valid = expected > 0
             assert np.array_equal(dn > 0, valid), (name, band)
-            np.testing.assert_array_equal(dn[valid] + int(record["offsets"][band]), expected[valid], err_msg=f"{name} {band}")
+            np.testing.assert_array_equal(
+                dn[valid] + int(record["offsets"][band]), expected[valid], err_msg=f"{name} {band}"
+            )
 
 
 def run_workflow(catalogs: Catalogs, scene: dict[str, Path], name: str, tmp_path: Path) -> np.ndarray:
     plain, out = scene["plain"], tmp_path / name / "out"
-    env = {"LANDCOVERPY_HOME": str(tmp_path / name / "home"), "TMP_DIR": str(tmp_path / name / "tmp"),
-           "DASK_N_WORKERS": "1"} | catalogs.env(name)
-    res = run_cli(["run", "--provider", "stac", "--no-progress", "--dataset", str(plain / "dataset.csv"),
-                   "--seasons", str(plain / "seasons.json"), "--lc-labels", str(plain / "lc_labels.json"),
-                   "--sl-labels", str(plain / "sl_labels.json"), "--output-dir", str(out)], env, tmp_path, timeout=600)
+    env = {
+        "LANDCOVERPY_HOME": str(tmp_path / name / "home"),
+        "TMP_DIR": str(tmp_path / name / "tmp"),
+        "DASK_N_WORKERS": "1",
+    } | catalogs.env(name)
+    res = run_cli(
+        [
+            "run",
+            "--provider",
+            "stac",
+            "--no-progress",
+            "--dataset",
+            str(plain / "dataset.csv"),
+            "--seasons",
+            str(plain / "seasons.json"),
+            "--lc-labels",
+            str(plain / "lc_labels.json"),
+            "--sl-labels",
+            str(plain / "sl_labels.json"),
+            "--output-dir",
+            str(out),
+        ],
+        env,
+        tmp_path,
+        timeout=600,
+    )
     assert res.returncode == 0, (name, res.stderr[-3000:])
     # the catalog's Copernicus GLO-30 DEM came with it (DEM_SOURCE unset: glo30 from STAC_API_URL)
     run = json.loads((out / "run.json").read_text())
@@ -189,8 +264,9 @@ def run_workflow(catalogs: Catalogs, scene: dict[str, Path], name: str, tmp_path
         return src.read(1)
 
 
-def test_run_on_every_l2a_catalog_gives_the_same_map(catalogs: Catalogs, scene: dict[str, Path],
-                                                     tmp_path: Path) -> None:
+def test_run_on_every_l2a_catalog_gives_the_same_map(
+    catalogs: Catalogs, scene: dict[str, Path], tmp_path: Path
+) -> None:
     maps = {name: run_workflow(catalogs, scene, name, tmp_path) for name in L2A_LAYOUTS}
     first = maps[L2A_LAYOUTS[0]]
     assert (first > 0).mean() > 0.99 and len(np.unique(first)) >= 3
@@ -215,7 +291,9 @@ def test_search_pages_through_every_item(catalogs: Catalogs, tmp_path: Path, met
         item = json.loads(json.dumps(base))
         item["id"] = f"{base['id']}-{day}"
         item["properties"]["datetime"] = f"2016-01-{12 + day:02d}T15:56:22Z"
-        item["properties"]["s2:product_uri"] = item["properties"]["s2:product_uri"].replace("20160112T", f"201601{12 + day:02d}T")
+        item["properties"]["s2:product_uri"] = item["properties"]["s2:product_uri"].replace(
+            "20160112T", f"201601{12 + day:02d}T"
+        )
         items.append(item)
     server = catalogs.start("earth-search-c1", items, page_size=2, methods=methods)
     try:
@@ -256,8 +334,9 @@ def test_unknown_catalog_is_searched_by_footprint(catalogs: Catalogs, tmp_path: 
 def test_catalog_without_the_level_says_so(catalogs: Catalogs, tmp_path: Path, client: Client) -> None:
     """L1C asked of Planetary Computer (which has none): one line naming the catalog, not 'no products'."""
     settings = make_settings(tmp_path, **(catalogs.env("planetary-computer") | {"PRODUCT_LEVEL": "L1C"}))
-    report = acquire(Context.open(settings), make_provider("stac", settings), ["18SVG"], [SEASON], client,
-                     progress=False)
+    report = acquire(
+        Context.open(settings), make_provider("stac", settings), ["18SVG"], [SEASON], client, progress=False
+    )
     assert not report.ok
     assert report.entries[0].error is not None
     assert "Microsoft Planetary Computer offers no Sentinel-2 L1C collection" in report.entries[0].error
@@ -296,21 +375,28 @@ def test_planetary_computer_hrefs_are_signed(catalogs: Catalogs, monkeypatch: py
     assert sign_href("http://127.0.0.1:1/files/B04.tif") == "http://127.0.0.1:1/files/B04.tif"  # not Azure: as is
 
 
-@pytest.mark.parametrize(("template", "offsets"), [
-    ("earth-search-v1-sentinel-2-l2a.json", {0.0}),  # flag says applied (raster offset -0.1 ignored)
-    ("earth-search-v1-sentinel-2-c1-l2a.json", {-1000.0}),  # raster:bands offset -0.1 / scale 0.0001
-    ("earth-search-v1-sentinel-2-l1c.json", {-1000.0}),
-    ("cdse-sentinel-2-l2a.json", {-1000.0}),  # STAC 1.1 raster:offset
-    ("cdse-sentinel-2-l1c.json", {-1000.0}),
-    ("planetary-computer-sentinel-2-l2a.json", {0.0}),  # no metadata: baseline 02.12 -> none
-])
+@pytest.mark.parametrize(
+    ("template", "offsets"),
+    [
+        ("earth-search-v1-sentinel-2-l2a.json", {0.0}),  # flag says applied (raster offset -0.1 ignored)
+        ("earth-search-v1-sentinel-2-c1-l2a.json", {-1000.0}),  # raster:bands offset -0.1 / scale 0.0001
+        ("earth-search-v1-sentinel-2-l1c.json", {-1000.0}),
+        ("cdse-sentinel-2-l2a.json", {-1000.0}),  # STAC 1.1 raster:offset
+        ("cdse-sentinel-2-l1c.json", {-1000.0}),
+        ("planetary-computer-sentinel-2-l2a.json", {0.0}),  # no metadata: baseline 02.12 -> none
+    ],
+)
 def test_offsets_of_the_real_items(template: str, offsets: set[float]) -> None:
     item = json.loads((TEMPLATES / template).read_text())
     assets = item_assets(item)
     assert {band_offset(item, a.meta) for b, a in assets.items() if b != "SCL"} == offsets
     # every reflectance band found, at its native resolution
     assert {"B02", "B05", "B8A", "B11"} <= set(assets)
-    assert {b: a.resolution for b, a in assets.items() if b in ("B02", "B05", "B09")} == {"B02": 10, "B05": 20, "B09": 60}
+    assert {b: a.resolution for b, a in assets.items() if b in ("B02", "B05", "B09")} == {
+        "B02": 10,
+        "B05": 20,
+        "B09": 60,
+    }
 
 
 def test_planetary_computer_offset_follows_the_baseline() -> None:
@@ -361,13 +447,16 @@ def test_glo30_dem_equals_the_aster_path_on_the_same_elevations(catalogs: Catalo
     public bucket's place on moto) and as an ASTER tile: elevation, slope and aspect on a UTM grid
     are the same arrays, and the two are different DEM assets."""
     dem_file = shared_data("pysheds-dem") / "dem.tif"
-    item = build_dem_item("earth-search", dem_file, catalogs.root, catalogs.s3_client,
-                          item_id="Copernicus_DSM_COG_10_N32_00_W098_00_DEM")
+    item = build_dem_item(
+        "earth-search", dem_file, catalogs.root, catalogs.s3_client, item_id="Copernicus_DSM_COG_10_N32_00_W098_00_DEM"
+    )
     server = catalogs.start("earth-search-c1", [item])
     aster = tmp_path / "aster"
     aster.mkdir()
     shutil.copy(dem_file, aster / "ASTGTMV003_N32W098_dem.tif")
-    settings = make_settings(tmp_path, **(catalogs.env("earth-search-c1") | {"STAC_API_URL": f"http://{server.address}"}))
+    settings = make_settings(
+        tmp_path, **(catalogs.env("earth-search-c1") | {"STAC_API_URL": f"http://{server.address}"})
+    )
     ctx = Context.open(settings)
     grid = Grid("EPSG:32614", (30.0, 0.0, 643000.0, 0.0, -30.0, 3630000.0), 400, 380)
     try:
@@ -380,8 +469,10 @@ def test_glo30_dem_equals_the_aster_path_on_the_same_elevations(catalogs: Catalo
     assert names == ["Copernicus_DSM_COG_10_N32_00_W098_00_DEM"]
     assert glo_sources[0]["key"] == "glo30/Copernicus_DSM_COG_10_N32_00_W098_00_DEM.tif"
     aster_sources = ensure_dem_tiles(ctx, DEMSource(str(aster)), ["ASTGTMV003_N32W098"])
-    built = {kind: build_dem(settings, "14SPB", grid, sources, window_size=128)
-             for kind, sources in (("glo30", glo_sources), ("aster", aster_sources))}
+    built = {
+        kind: build_dem(settings, "14SPB", grid, sources, window_size=128)
+        for kind, sources in (("glo30", glo_sources), ("aster", aster_sources))
+    }
     assert built["glo30"]["_id"] != built["aster"]["_id"]
     for layer in ("elevation", "slope", "aspect"):
         arrays = []
@@ -404,7 +495,9 @@ def test_dem_source_settings() -> None:
     assert Settings(_env_file=None, STAC_API_URL="https://example.org/stac", DEM_SOURCE="/aster").DEM_SOURCE == "/aster"
     empty = Settings(_env_file=None, STAC_API_URL="", DEM_SOURCE="")  # compose passes unset variables as ""
     assert empty.uses_dem is False and empty.STAC_API_URL.startswith("https://earth-search")
-    assert isinstance(make_dem_source(Settings(_env_file=None, DEM_SOURCE="glo30+https://example.org/stac")), GLO30Source)
+    assert isinstance(
+        make_dem_source(Settings(_env_file=None, DEM_SOURCE="glo30+https://example.org/stac")), GLO30Source
+    )
     assert isinstance(make_dem_source(Settings(_env_file=None, DEM_SOURCE="/aster")), DEMSource)
 
 
@@ -418,43 +511,94 @@ def nw_points(scene: dict[str, Path], folder: Path) -> tuple[Path, list[float]]:
     points = points_in_cut()
     with rasterio.open(scene["product"] / "B02.tif") as src:
         transform, crs = src.transform, src.crs
-    x, y = Transformer.from_crs("EPSG:4326", crs, always_xy=True).transform(points["longitude"].to_numpy(),
-                                                                         points["latitude"].to_numpy())
+    x, y = Transformer.from_crs("EPSG:4326", crs, always_xy=True).transform(
+        points["longitude"].to_numpy(), points["latitude"].to_numpy()
+    )
     cols, rows = ~transform @ (x, y)
     mine = points[(rows < 420) & (cols < 420)]
     folder.mkdir(parents=True)
     for name in ("seasons.json", "lc_labels.json", "sl_labels.json"):
         shutil.copy(scene["plain"] / name, folder / name)
     mine.to_csv(folder / "dataset.csv", index=False)
-    box = [float(mine["longitude"].min()), float(mine["latitude"].min()), float(mine["longitude"].max()),
-           float(mine["latitude"].max())]
+    box = [
+        float(mine["longitude"].min()),
+        float(mine["latitude"].min()),
+        float(mine["longitude"].max()),
+        float(mine["latitude"].max()),
+    ]
     return folder, box
 
 
-def test_aoi_run_fetches_its_window_and_maps_as_the_whole_tile(catalogs: Catalogs, scene: dict[str, Path],
-                                                                tmp_path: Path) -> None:
+def test_aoi_run_fetches_its_window_and_maps_as_the_whole_tile(
+    catalogs: Catalogs, scene: dict[str, Path], tmp_path: Path
+) -> None:
     """`run --aoi` over the points' corner of the tile (COGs tiled in 256 px) fetches only the
     window it needs, by byte ranges: at most 1.5x that window's share of the products' bytes; its
     map equals a whole-tile run's inside the window; a later whole run completes the products and
     maps like the whole-tile run everywhere."""
     from landcoverpy.raster.grid import grid_bounds
 
-    item = build_layout(LAYOUTS["earth-search-c1"], scene["product"], tmp_path / "c256", catalogs.s3_client, blocksize=256)
+    item = build_layout(
+        LAYOUTS["earth-search-c1"], scene["product"], tmp_path / "c256", catalogs.s3_client, blocksize=256
+    )
     server = catalogs.start("earth-search-c1", [item], files=tmp_path / "c256" / "files")
     data, box = nw_points(scene, tmp_path / "nw")
     aoi = tmp_path / "aoi.geojson"
     west, south, east, north = box
-    aoi.write_text(json.dumps({"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {}, "geometry": {
-        "type": "Polygon", "coordinates": [[[west, south], [east, south], [east, north], [west, north], [west, south]]]}}]}))
+    aoi.write_text(
+        json.dumps(
+            {
+                "type": "FeatureCollection",
+                "features": [
+                    {
+                        "type": "Feature",
+                        "properties": {},
+                        "geometry": {
+                            "type": "Polygon",
+                            "coordinates": [
+                                [[west, south], [east, south], [east, north], [west, north], [west, south]]
+                            ],
+                        },
+                    }
+                ],
+            }
+        )
+    )
 
     def run(home: str, *extra: str) -> tuple[np.ndarray, Grid, Context]:
         out = tmp_path / f"{home}-out-{len(list(tmp_path.glob(f'{home}-out-*')))}"
-        env = {"LANDCOVERPY_HOME": str(tmp_path / home), "TMP_DIR": str(tmp_path / "tmp"), "DASK_N_WORKERS": "1",
-               "DEM_SOURCE": "none"} | catalogs.env("earth-search-c1") | {"STAC_API_URL": f"http://{server.address}"}
-        res = run_cli(["run", "--provider", "stac", "--no-progress", "--dataset", str(data / "dataset.csv"),
-                       "--seasons", str(data / "seasons.json"), "--lc-labels", str(data / "lc_labels.json"),
-                       "--sl-labels", str(data / "sl_labels.json"), "--output-dir", str(out), *extra],
-                      env, tmp_path, timeout=600)
+        env = (
+            {
+                "LANDCOVERPY_HOME": str(tmp_path / home),
+                "TMP_DIR": str(tmp_path / "tmp"),
+                "DASK_N_WORKERS": "1",
+                "DEM_SOURCE": "none",
+            }
+            | catalogs.env("earth-search-c1")
+            | {"STAC_API_URL": f"http://{server.address}"}
+        )
+        res = run_cli(
+            [
+                "run",
+                "--provider",
+                "stac",
+                "--no-progress",
+                "--dataset",
+                str(data / "dataset.csv"),
+                "--seasons",
+                str(data / "seasons.json"),
+                "--lc-labels",
+                str(data / "lc_labels.json"),
+                "--sl-labels",
+                str(data / "sl_labels.json"),
+                "--output-dir",
+                str(out),
+                *extra,
+            ],
+            env,
+            tmp_path,
+            timeout=600,
+        )
         assert res.returncode == 0, res.stderr[-3000:]
         assert "MB fetched" in res.stdout
         with rasterio.open(out / "classification_18SVG.tif") as src:
@@ -478,7 +622,7 @@ def test_aoi_run_fetches_its_window_and_maps_as_the_whole_tile(catalogs: Catalog
     assert record["fetched_bytes"] <= 1.5 * share * total, (record["fetched_bytes"], share, total)
     assert (left, top) == (wl, wt) and small_grid.shape == (round((top - bottom) / 10), round((right - left) / 10))
     # the map inside the window is the whole-tile run's
-    inside = whole[:small_grid.height, :small_grid.width]
+    inside = whole[: small_grid.height, : small_grid.width]
     np.testing.assert_array_equal(small, inside)
     assert len(np.unique(small)) >= 3
     # completed: the products are whole now, and the map is the whole-tile run's
@@ -494,13 +638,36 @@ def test_acquire_command_with_an_aoi_stores_windows(catalogs: Catalogs, scene: d
     data, box = nw_points(scene, tmp_path / "nw")
     west, south, east, north = box
     aoi = tmp_path / "aoi.geojson"
-    aoi.write_text(json.dumps({"type": "Polygon", "coordinates": [[[west, south], [east, south], [east, north],
-                                                                   [west, north], [west, south]]]}))
+    aoi.write_text(
+        json.dumps(
+            {
+                "type": "Polygon",
+                "coordinates": [[[west, south], [east, south], [east, north], [west, north], [west, south]]],
+            }
+        )
+    )
     env = {"LANDCOVERPY_HOME": str(tmp_path / "home"), "TMP_DIR": str(tmp_path / "tmp"), "DASK_N_WORKERS": "1"}
-    res = run_cli(["acquire", "--provider", "stac", "--no-progress", "--aoi", str(aoi),
-                   "--dataset", str(data / "dataset.csv"), "--seasons", str(data / "seasons.json"),
-                   "--lc-labels", str(data / "lc_labels.json"), "--sl-labels", str(data / "sl_labels.json")],
-                  env | catalogs.env("cdse"), tmp_path, timeout=300)
+    res = run_cli(
+        [
+            "acquire",
+            "--provider",
+            "stac",
+            "--no-progress",
+            "--aoi",
+            str(aoi),
+            "--dataset",
+            str(data / "dataset.csv"),
+            "--seasons",
+            str(data / "seasons.json"),
+            "--lc-labels",
+            str(data / "lc_labels.json"),
+            "--sl-labels",
+            str(data / "sl_labels.json"),
+        ],
+        env | catalogs.env("cdse"),
+        tmp_path,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     assert "18SVG winter: 1 selected of 1: 1 fetched" in res.stdout and "MB fetched" in res.stdout
     record = Context.open(make_settings(tmp_path, LANDCOVERPY_HOME=tmp_path / "home")).catalog.find("products")[0]

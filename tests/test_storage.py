@@ -82,8 +82,16 @@ def test_unsafe_keys_are_rejected(store: ObjectStore, bucket: str, key: str) -> 
 def test_raster_written_is_read_in_place(store: ObjectStore, bucket: str, tmp_path: Path) -> None:
     data = np.arange(64 * 48, dtype="uint16").reshape(64, 48)
     path = tmp_path / "r.tif"
-    profile = dict(driver="GTiff", width=48, height=64, count=1, dtype="uint16", crs="EPSG:32630",
-                   transform=from_origin(500000, 4000000, 10, 10), nodata=0)
+    profile = dict(
+        driver="GTiff",
+        width=48,
+        height=64,
+        count=1,
+        dtype="uint16",
+        crs="EPSG:32630",
+        transform=from_origin(500000, 4000000, 10, 10),
+        nodata=0,
+    )
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data, 1)
     store.put_file(bucket, "tiles/30SUF/r.tif", path)
@@ -138,12 +146,22 @@ def test_wrong_s3_credentials_are_a_clear_error(tmp_path: Path, server_logs: Pat
     from tests import servers
 
     with servers.moto_server(server_logs, auth=True) as server:
-        good = make_settings(tmp_path, MINIO_HOST="127.0.0.1", MINIO_PORT=server.port,
-                             MINIO_ACCESS_KEY=server.extra["access_key"], MINIO_SECRET_KEY=server.extra["secret_key"])
+        good = make_settings(
+            tmp_path,
+            MINIO_HOST="127.0.0.1",
+            MINIO_PORT=server.port,
+            MINIO_ACCESS_KEY=server.extra["access_key"],
+            MINIO_SECRET_KEY=server.extra["secret_key"],
+        )
         store = open_store(good)
         store.put_bytes("auth-bucket", "k", b"v")
         assert store.get_bytes("auth-bucket", "k") == b"v"
-        bad = make_settings(tmp_path, MINIO_HOST="127.0.0.1", MINIO_PORT=server.port,
-                            MINIO_ACCESS_KEY="AKIAWRONGWRONGWRONG0", MINIO_SECRET_KEY="nope")
+        bad = make_settings(
+            tmp_path,
+            MINIO_HOST="127.0.0.1",
+            MINIO_PORT=server.port,
+            MINIO_ACCESS_KEY="AKIAWRONGWRONGWRONG0",
+            MINIO_SECRET_KEY="nope",
+        )
         with pytest.raises(AuthenticationError, match="MINIO_ACCESS_KEY"):
             open_store(bad)

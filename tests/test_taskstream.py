@@ -12,9 +12,15 @@ from landcoverpy.pipeline.taskstream import kind_of, runs_from_stream, summarise
 
 
 def record(key: str, worker: str, start: float, stop: float) -> dict:
-    return {"key": key, "worker": worker, "status": "OK",
-            "startstops": ({"action": "transfer", "start": start - 1, "stop": start},
-                           {"action": "compute", "start": start, "stop": stop})}
+    return {
+        "key": key,
+        "worker": worker,
+        "status": "OK",
+        "startstops": (
+            {"action": "transfer", "start": start - 1, "stop": start},
+            {"action": "compute", "start": start, "stop": stop},
+        ),
+    }
 
 
 def test_kinds_come_from_our_task_keys() -> None:
@@ -27,8 +33,10 @@ def test_busy_share_counts_idle_workers() -> None:
     t0 = 1000.0
     stream = [
         # two workers share 4 band tasks of 10 s: no idle time
-        record("band-c-B02-1", "w1", t0, t0 + 10), record("band-c-B03-2", "w2", t0, t0 + 10),
-        record("band-c-B04-3", "w1", t0 + 10, t0 + 20), record("band-c-B08-4", "w2", t0 + 10, t0 + 20),
+        record("band-c-B02-1", "w1", t0, t0 + 10),
+        record("band-c-B03-2", "w2", t0, t0 + 10),
+        record("band-c-B04-3", "w1", t0 + 10, t0 + 20),
+        record("band-c-B08-4", "w2", t0 + 10, t0 + 20),
         # then one index task of 10 s while the other worker waits: half the workers' time idle
         record("indices-c-5", "w1", t0 + 20, t0 + 30),
     ]
@@ -45,15 +53,18 @@ def test_busy_share_counts_idle_workers() -> None:
     assert by_kind["band"].busy == pytest.approx(0.5) and by_kind["indices"].busy == pytest.approx(0.25)
     assert "4 tasks" in band.line() and "100.0 %" in band.line()
     # a kind that ran in the middle of another's span: what ran before and after it is not counted
-    later = runs + runs_from_stream([record("sample-d-6", "w2", t0 + 22, t0 + 24), record("block-m-7", "w2", t0 + 31, t0 + 40)])
+    later = runs + runs_from_stream(
+        [record("sample-d-6", "w2", t0 + 22, t0 + 24), record("block-m-7", "w2", t0 + 31, t0 + 40)]
+    )
     by_kind = {k.kind: k for k in summarise(sorted(later, key=lambda r: r.start), workers=2)}
     assert by_kind["sample"].busy == pytest.approx(1.0)  # both workers busy for its 2 s
     assert by_kind["indices"].busy == pytest.approx(12 / 20)
 
 
 def test_overlapping_threads_of_one_worker_count_once_and_csv_is_relative() -> None:
-    runs = runs_from_stream([record("block-m-1", "w1", 5.0, 9.0), record("block-m-2", "w1", 7.0, 11.0),
-                             record("block-m-3", "w2", 5.0, 6.0)])
+    runs = runs_from_stream(
+        [record("block-m-1", "w1", 5.0, 9.0), record("block-m-2", "w1", 7.0, 11.0), record("block-m-3", "w2", 5.0, 6.0)]
+    )
     (block,) = summarise(runs, workers=2)
     assert block.span_s == 6.0 and block.compute_s == 9.0
     assert block.busy == pytest.approx((6.0 + 1.0) / 12.0)

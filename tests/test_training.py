@@ -16,8 +16,14 @@ from landcoverpy.raster.indices import INDICES, compute_index
 from tests.realdata import S2_BANDS_13, slovenia_lulc, slovenia_raba, slovenia_scenes, slovenia_transform
 
 LULC_NAMES = {1: "cultivated", 2: "forest", 3: "grassland", 4: "shrubland", 8: "artificial"}
-RABA_NAMES = {1100: "arable", 1300: "permanent_grassland", 1410: "overgrown_agricultural",
-              1500: "trees_and_shrubs", 2000: "forest_raba", 3000: "built_up"}
+RABA_NAMES = {
+    1100: "arable",
+    1300: "permanent_grassland",
+    1410: "overgrown_agricultural",
+    1500: "trees_and_shrubs",
+    2000: "forest_raba",
+    3000: "built_up",
+}
 
 
 def slovenia_table(n_points: int = 900, seed: int = 0) -> tuple[pd.DataFrame, list[str]]:
@@ -99,7 +105,9 @@ def test_subcategory_predictions_lie_inside_their_category(trained: tuple) -> No
     table, features, lc, sl, h = trained
     rng = np.random.default_rng(1)
     X = table[features].to_numpy("float32")
-    X = np.vstack([X, X[rng.integers(0, len(X), 500)] * rng.uniform(0.8, 1.2, size=(500, X.shape[1]))]).astype("float32")
+    X = np.vstack([X, X[rng.integers(0, len(X), 500)] * rng.uniform(0.8, 1.2, size=(500, X.shape[1]))]).astype(
+        "float32"
+    )
     sub_models = {lc.value(c): (m.estimator, m.label_values) for c, m in h.subcategory_models.items()}
     direct = {lc.value(c): v for c, v in h.direct.items()}
     cat, sub, conf = predict_hierarchy(h.category_model.estimator, h.category_model.label_values, sub_models, direct, X)
@@ -147,8 +155,9 @@ def test_hierarchy_layers_scores() -> None:
     values = [{"a": 2, "b": 3, "c": 4}[c] for c in cat_model.classes_]
     y_sub = np.where(X[:, 2] > 0, "s1", "s2")
     sub_model = RandomForestClassifier(20, random_state=0).fit(X[y == "a"], y_sub[y == "a"])
-    out = predict_layers(cat_model, values, {2: (sub_model, [5, 6])}, {3: 7, 4: NOT_CLASSIFIED_VALUE}, X,
-                         probabilities=True)
+    out = predict_layers(
+        cat_model, values, {2: (sub_model, [5, 6])}, {3: 7, 4: NOT_CLASSIFIED_VALUE}, X, probabilities=True
+    )
     proba = cat_model.predict_proba(X)
     top2 = np.sort(proba, axis=1)[:, -2:]
     np.testing.assert_array_equal(out["confidence"], np.rint(top2[:, 1] * 100))
@@ -165,8 +174,14 @@ def test_hierarchy_layers_scores() -> None:
 def test_classes_too_small_are_left_out_and_named(caplog: pytest.LogCaptureFixture) -> None:
     rng = np.random.default_rng(1)
     n = 300
-    table = pd.DataFrame({"f1": rng.normal(size=n), "f2": rng.normal(size=n),
-                          "latitude": 37 + rng.uniform(0, 0.2, n), "longitude": -5 + rng.uniform(0, 0.2, n)})
+    table = pd.DataFrame(
+        {
+            "f1": rng.normal(size=n),
+            "f2": rng.normal(size=n),
+            "latitude": 37 + rng.uniform(0, 0.2, n),
+            "longitude": -5 + rng.uniform(0, 0.2, n),
+        }
+    )
     table["category"] = np.where(table["f1"] > 0, "forest", "water")
     table.loc[:2, "category"] = "lava"  # three points only
     table["subcategory"] = ""
@@ -177,8 +192,9 @@ def test_classes_too_small_are_left_out_and_named(caplog: pytest.LogCaptureFixtu
         h = train_hierarchy(table, ["f1", "f2"], lc, sl, ModelParams(n_estimators=10, block_km=5, folds=3))
     assert h.category_model.left_out == {"lava": 3}
     assert "lava" not in h.category_model.classes and "'lava' (3)" in caplog.text and "MIN_CLASS_POINTS" in caplog.text
-    kept = train_hierarchy(table, ["f1", "f2"], lc, sl, ModelParams(n_estimators=10, block_km=5, folds=3,
-                                                                     min_class_points=3))
+    kept = train_hierarchy(
+        table, ["f1", "f2"], lc, sl, ModelParams(n_estimators=10, block_km=5, folds=3, min_class_points=3)
+    )
     assert "lava" in kept.category_model.classes and not kept.category_model.left_out
 
 

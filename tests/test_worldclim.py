@@ -47,8 +47,18 @@ def write_worldclim(root: Path, zipped: tuple[str, ...] = ("prec",)) -> None:
             values = field(var, month, lon, lat).astype("float32")
             values[:, -4:] = -3.4e38  # sea in the east, as WorldClim's nodata
             name = f"wc2.1_30s_{var}_{month:02d}.tif"
-            with rasterio.open(root / name, "w", driver="GTiff", width=SIZE, height=SIZE, count=1, dtype="float32",
-                               crs="EPSG:4326", transform=transform, nodata=-3.4e38) as dst:
+            with rasterio.open(
+                root / name,
+                "w",
+                driver="GTiff",
+                width=SIZE,
+                height=SIZE,
+                count=1,
+                dtype="float32",
+                crs="EPSG:4326",
+                transform=transform,
+                nodata=-3.4e38,
+            ) as dst:
                 dst.write(values, 1)
             names.append(name)
         if var in zipped:
@@ -65,12 +75,17 @@ def modis_like_grid(res: float = 460.0, n: int = 24) -> Grid:
 def expected(grid: Grid) -> dict[str, np.ndarray]:
     from pyproj import Transformer
 
-    rr, cc = np.mgrid[0:grid.height, 0:grid.width]
+    rr, cc = np.mgrid[0 : grid.height, 0 : grid.width]
     xs, ys = grid.affine @ (cc + 0.5, rr + 0.5)
     lon, lat = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True).transform(xs, ys)
     monthly = {v: np.stack([field(v, m, lon, lat) for m in range(1, 13)]) for v in ("tavg", "tmax", "tmin", "prec")}
-    return {"precipitation": monthly["prec"].sum(0), "tmean": monthly["tavg"].mean(0), "tmax": monthly["tmax"].mean(0),
-            "tmin": monthly["tmin"].mean(0), "pet": hargreaves_pet(monthly["tavg"], monthly["tmax"], monthly["tmin"], lat)}
+    return {
+        "precipitation": monthly["prec"].sum(0),
+        "tmean": monthly["tavg"].mean(0),
+        "tmax": monthly["tmax"].mean(0),
+        "tmin": monthly["tmin"].mean(0),
+        "pet": hargreaves_pet(monthly["tavg"], monthly["tmax"], monthly["tmin"], lat),
+    }
 
 
 def test_fao56_extraterrestrial_radiation_example() -> None:
@@ -121,8 +136,11 @@ def _free_port() -> int:
 def test_climate_normals_from_a_url(tmp_path: Path) -> None:
     write_worldclim(tmp_path / "wc", zipped=())
     port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory",
-                               str(tmp_path / "wc")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(tmp_path / "wc")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         for _ in range(50):
             try:

@@ -34,8 +34,14 @@ def model_id_for(level: str, dataset: dict[str, Any], params: TrainParams, base:
     return ids.abundance_model_id(level, dataset["_id"], params.identity(), base)
 
 
-def save_model(ctx: Context, model: AbundanceModel, level: str, dataset: dict[str, Any], base: str | None = None,
-               params: TrainParams | None = None) -> dict[str, Any]:
+def save_model(
+    ctx: Context,
+    model: AbundanceModel,
+    level: str,
+    dataset: dict[str, Any],
+    base: str | None = None,
+    params: TrainParams | None = None,
+) -> dict[str, Any]:
     import torch
 
     blobs: dict[str, bytes] = {}  # file name -> bytes: the network and/or the forest of the model's kind
@@ -52,29 +58,52 @@ def save_model(ctx: Context, model: AbundanceModel, level: str, dataset: dict[st
     digest = hashlib.sha256()
     for name in sorted(blobs):
         digest.update(blobs[name])
-    mid = model_id_for(level, dataset, params or TrainParams(**{k: v for k, v in model.params.items()
-                                                                if k != "forest_fill"}), base)
+    mid = model_id_for(
+        level, dataset, params or TrainParams(**{k: v for k, v in model.params.items() if k != "forest_fill"}), base
+    )
     bucket = ctx.settings.MINIO_BUCKET_MODELS
     prefix = keys.abundance_model_prefix(mid)
     meta = {
-        "level": level, "kind": model.kind, "files": sorted(blobs), "classes": model.classes,
-        "sub_classes": model.sub_classes, "parents": model.parents, "feature_names": model.feature_names,
-        "ancillary_names": model.ancillary_names, "times": model.times, "params": model.params,
-        "normalisation": model.normalisation.__dict__, "metrics": model.metrics, "history": model.history,
-        "dataset_id": dataset["_id"], "step": step_of_record(dataset), "steps": dataset["steps"], "base_model": base,
+        "level": level,
+        "kind": model.kind,
+        "files": sorted(blobs),
+        "classes": model.classes,
+        "sub_classes": model.sub_classes,
+        "parents": model.parents,
+        "feature_names": model.feature_names,
+        "ancillary_names": model.ancillary_names,
+        "times": model.times,
+        "params": model.params,
+        "normalisation": model.normalisation.__dict__,
+        "metrics": model.metrics,
+        "history": model.history,
+        "dataset_id": dataset["_id"],
+        "step": step_of_record(dataset),
+        "steps": dataset["steps"],
+        "base_model": base,
         "library_versions": {"torch": torch.__version__, "numpy": np.__version__, "landcoverpy": __version__},
     }
     for name, blob in blobs.items():
         ctx.store.put_bytes(bucket, join_key(prefix, name), blob)
     ctx.store.put_json(bucket, join_key(prefix, "metadata.json"), meta)
     ctx.store.put_json(bucket, join_key(prefix, "metrics.json"), model.metrics)
-    record = {"_id": mid, "level": f"abundance-{level}", "category": None, "bucket": bucket, "prefix": prefix,
-              "kind": model.kind, "model_sha256": digest.hexdigest(), "params": model.params,
-              "classes": model.all_classes, "dataset_id": dataset["_id"], "base_model": base,
-              "step": meta["step"],
-              "metrics": {k: model.metrics["model"][k] for k in ("rmse", "mae", "r2", "dominant_accuracy")},
-              "baseline_rmse": model.metrics["mean_abundance_baseline"]["rmse"],
-              "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+    record = {
+        "_id": mid,
+        "level": f"abundance-{level}",
+        "category": None,
+        "bucket": bucket,
+        "prefix": prefix,
+        "kind": model.kind,
+        "model_sha256": digest.hexdigest(),
+        "params": model.params,
+        "classes": model.all_classes,
+        "dataset_id": dataset["_id"],
+        "base_model": base,
+        "step": meta["step"],
+        "metrics": {k: model.metrics["model"][k] for k in ("rmse", "mae", "r2", "dominant_accuracy")},
+        "baseline_rmse": model.metrics["mean_abundance_baseline"]["rmse"],
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
     ctx.catalog.upsert("models", record)
     return record
 
@@ -88,8 +117,10 @@ def load_model(ctx: Context, level: str, model_id: str | None = None) -> tuple[A
 
     record = lookup.abundance_model(ctx, level, model_id)
     if record is None:
-        raise ModelError(f"no abundance model {model_id or 'for level ' + level} in the catalog: "
-                         f"run `landcoverpy abundance train --level {level}`")
+        raise ModelError(
+            f"no abundance model {model_id or 'for level ' + level} in the catalog: "
+            f"run `landcoverpy abundance train --level {level}`"
+        )
     meta = ctx.store.get_json(record["bucket"], join_key(record["prefix"], "metadata.json"))
     kind = meta.get("kind", "brits")
     names = meta.get("files") or [meta.get("file", "model.pt")]  # "file": records of before the ensemble
@@ -106,10 +137,25 @@ def load_model(ctx: Context, level: str, model_id: str | None = None) -> tuple[A
         saved = torch.load(io.BytesIO(blobs["model.pt"]), map_location="cpu", weights_only=True)
         network = BRITSAbundance(**saved["config"])
         network.load_state_dict(saved["state_dict"])
-    model = AbundanceModel(network=network, normalisation=Normalisation(**meta["normalisation"]), classes=meta["classes"],
-                           feature_names=meta["feature_names"], ancillary_names=meta["ancillary_names"],
-                           times=meta["times"], params=meta["params"], history=meta["history"], metrics=meta["metrics"],
-                           sub_classes=meta.get("sub_classes"), parents=meta.get("parents"), kind=kind, forest=forest,
-                           step=meta.get("step"))
-    return model, record | {"steps": meta["steps"], "step": meta.get("step") or step_of_record(meta),
-                            "dataset_id": meta["dataset_id"], "model_level": meta["level"]}
+    model = AbundanceModel(
+        network=network,
+        normalisation=Normalisation(**meta["normalisation"]),
+        classes=meta["classes"],
+        feature_names=meta["feature_names"],
+        ancillary_names=meta["ancillary_names"],
+        times=meta["times"],
+        params=meta["params"],
+        history=meta["history"],
+        metrics=meta["metrics"],
+        sub_classes=meta.get("sub_classes"),
+        parents=meta.get("parents"),
+        kind=kind,
+        forest=forest,
+        step=meta.get("step"),
+    )
+    return model, record | {
+        "steps": meta["steps"],
+        "step": meta.get("step") or step_of_record(meta),
+        "dataset_id": meta["dataset_id"],
+        "model_level": meta["level"],
+    }

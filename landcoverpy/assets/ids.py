@@ -57,13 +57,20 @@ def product_content_id(record: Mapping[str, Any]) -> str:
     return f"{record['_id']}@{window_tag(window['bounds'])}" if window else str(record["_id"])
 
 
-def composite_id(tile: str, season: Season, product_ids: Iterable[str], params: HasIdentity,
-                 neighbour_ids: Iterable[str] = ()) -> str:
+def composite_id(
+    tile: str, season: Season, product_ids: Iterable[str], params: HasIdentity, neighbour_ids: Iterable[str] = ()
+) -> str:
     """``neighbour_ids``: products just outside the season that its series layers look at (see
     :func:`landcoverpy.assets.lookup.series_neighbours`); absent from the payload when none, so
     composites without them keep their ids."""
-    payload = {"kind": "composite", "tile": tile, "season": season_identity(season),
-               "products": sorted(product_ids), "params": params.identity(), "format": COMPOSITE_FORMAT}
+    payload = {
+        "kind": "composite",
+        "tile": tile,
+        "season": season_identity(season),
+        "products": sorted(product_ids),
+        "params": params.identity(),
+        "format": COMPOSITE_FORMAT,
+    }
     neighbours = sorted(neighbour_ids)
     if neighbours:
         payload["series_neighbours"] = neighbours
@@ -71,8 +78,7 @@ def composite_id(tile: str, season: Season, product_ids: Iterable[str], params: 
 
 
 def dem_id(tile: str, grid: Mapping[str, Any], source_keys: Iterable[str]) -> str:
-    payload = {"kind": "dem", "tile": tile, "grid": dict(grid), "sources": sorted(source_keys),
-               "format": DEM_FORMAT}
+    payload = {"kind": "dem", "tile": tile, "grid": dict(grid), "sources": sorted(source_keys), "format": DEM_FORMAT}
     return f"dem-{tile}-{digest(payload)}"
 
 
@@ -83,16 +89,28 @@ def points_digest(points: pd.DataFrame) -> str:
 
 
 def dataset_id(points: pd.DataFrame, source_ids: Iterable[str], neighbourhood: int) -> str:
-    payload = {"kind": "dataset", "points": points_digest(points), "sources": sorted(source_ids),
-               "neighbourhood": neighbourhood, "format": DATASET_FORMAT}
+    payload = {
+        "kind": "dataset",
+        "points": points_digest(points),
+        "sources": sorted(source_ids),
+        "neighbourhood": neighbourhood,
+        "format": DATASET_FORMAT,
+    }
     return f"dataset-{digest(payload)}"
 
 
-def hierarchy_id(dataset: str, params: HasIdentity, lc_labels: Mapping[str, int], sl_labels: Mapping[str, int],
-                 subcategories: bool) -> str:
-    payload = {"kind": "hierarchy", "dataset": dataset, "params": params.identity(),
-               "lc": sorted(lc_labels.items()), "sl": sorted(sl_labels.items()), "sub": subcategories,
-               "format": HIERARCHY_FORMAT}
+def hierarchy_id(
+    dataset: str, params: HasIdentity, lc_labels: Mapping[str, int], sl_labels: Mapping[str, int], subcategories: bool
+) -> str:
+    payload = {
+        "kind": "hierarchy",
+        "dataset": dataset,
+        "params": params.identity(),
+        "lc": sorted(lc_labels.items()),
+        "sl": sorted(sl_labels.items()),
+        "sub": subcategories,
+        "format": HIERARCHY_FORMAT,
+    }
     return f"hierarchy-{digest(payload)}"
 
 
@@ -105,8 +123,14 @@ def model_id(hierarchy: str, level: str, category_value: int | None) -> str:
 def map_id(hierarchy: str, tile: str, source_ids: Iterable[str], options: Mapping[str, Any] | None = None) -> str:
     """Derived from the model, the feature sources and the output options (which layers are
     written); the block size does not change a map."""
-    payload = {"kind": "map", "hierarchy": hierarchy, "tile": tile, "sources": sorted(source_ids),
-               "options": dict(options or {}), "format": MAP_FORMAT}
+    payload = {
+        "kind": "map",
+        "hierarchy": hierarchy,
+        "tile": tile,
+        "sources": sorted(source_ids),
+        "options": dict(options or {}),
+        "format": MAP_FORMAT,
+    }
     return f"map-{tile}-{digest(payload)}"
 
 
@@ -116,8 +140,14 @@ def abundance_dataset_id(year: int, table_sha256: str) -> str:
 
 
 def abundance_model_id(level: str, dataset: str, params: Mapping[str, Any], base_model: str | None) -> str:
-    payload = {"kind": "abundance-model", "level": level, "dataset": dataset, "params": dict(params),
-               "base": base_model, "format": ABUNDANCE_MODEL_FORMAT}
+    payload = {
+        "kind": "abundance-model",
+        "level": level,
+        "dataset": dataset,
+        "params": dict(params),
+        "base": base_model,
+        "format": ABUNDANCE_MODEL_FORMAT,
+    }
     return f"abundance-{level}-{digest(payload)}"
 
 
@@ -128,6 +158,11 @@ def abundance_series_id(model: str, dataset: str) -> str:
 
 
 def abundance_map_id(level: str, model: str, dataset: str) -> str:
-    payload = {"kind": "abundance-map", "level": level, "model": model, "dataset": dataset,
-               "format": ABUNDANCE_MAP_FORMAT}
+    payload = {
+        "kind": "abundance-map",
+        "level": level,
+        "model": model,
+        "dataset": dataset,
+        "format": ABUNDANCE_MAP_FORMAT,
+    }
     return f"abundance-map-{level}-{digest(payload)}"

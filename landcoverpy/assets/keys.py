@@ -41,8 +41,11 @@ def product_prefix(tile: str, product_id: str) -> str:
 def product_band_key(tile: str, product_id: str, band: str, extension: str, window: str | None = None) -> str:
     """A product's band; ``window`` (its tag) for a band cut to an area of interest's window."""
     name = f"{safe_key_part(band)}{extension}"
-    return join_key(product_prefix(tile, product_id), safe_key_part(window), name) if window else \
-        join_key(product_prefix(tile, product_id), name)
+    return (
+        join_key(product_prefix(tile, product_id), safe_key_part(window), name)
+        if window
+        else join_key(product_prefix(tile, product_id), name)
+    )
 
 
 # Cloud masks of L1C products (composites bucket), one per product and mask parameters

@@ -77,15 +77,25 @@ def holder_is_gone(doc: dict[str, Any]) -> bool:
 
 def describe_holder(doc: dict[str, Any], now: float | None = None) -> str:
     age = (now or time.time()) - float(doc.get("heartbeat", 0))
-    return (f"`{doc.get('command', '?')}` on host {doc.get('host', '?')}, pid {doc.get('pid', '?')}, "
-            f"started {doc.get('started', '?')} (last heartbeat {age:.0f} s ago)")
+    return (
+        f"`{doc.get('command', '?')}` on host {doc.get('host', '?')}, pid {doc.get('pid', '?')}, "
+        f"started {doc.get('started', '?')} (last heartbeat {age:.0f} s ago)"
+    )
 
 
 class RunLease:
     """Context manager holding the catalog's run lease for the duration of a command."""
 
-    def __init__(self, catalog: Catalog, command: str, timeout: float = 120.0, name: str = DEFAULT_NAME,
-                 wait: bool = False, poll: float = 1.0, max_wait: float | None = None) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        command: str,
+        timeout: float = 120.0,
+        name: str = DEFAULT_NAME,
+        wait: bool = False,
+        poll: float = 1.0,
+        max_wait: float | None = None,
+    ) -> None:
         self.catalog, self.command, self.timeout, self.name = catalog, command, float(timeout), name
         self.wait, self.poll, self.max_wait = wait, poll, max_wait
         self.token = uuid.uuid4().hex
@@ -100,10 +110,15 @@ class RunLease:
         now = time.time()
         pid = os.getpid()
         return {
-            "_id": self.name, "token": self.token, "host": socket.gethostname(), "pid": pid,
-            "process_started": _process_started(pid), "command": self.command,
+            "_id": self.name,
+            "token": self.token,
+            "host": socket.gethostname(),
+            "pid": pid,
+            "process_started": _process_started(pid),
+            "command": self.command,
             "started": self.started,
-            "heartbeat": now, "heartbeat_at": dt.datetime.fromtimestamp(now, dt.UTC).isoformat(timespec="seconds"),
+            "heartbeat": now,
+            "heartbeat_at": dt.datetime.fromtimestamp(now, dt.UTC).isoformat(timespec="seconds"),
             "timeout": self.timeout,
         }
 
@@ -137,7 +152,8 @@ class RunLease:
             if not self.wait or (self.max_wait is not None and time.monotonic() - waited_since > self.max_wait):
                 raise LeaseHeldError(
                     f"another run is using this catalog: {describe_holder(holder)}. Wait for it to finish or "
-                    f"rerun with --wait; a lease without heartbeat for {float(holder.get('timeout', self.timeout)):.0f} s "
+                    "rerun with --wait; a lease without heartbeat for "
+                    f"{float(holder.get('timeout', self.timeout)):.0f} s "
                     "(LEASE_TIMEOUT) is taken over."
                 )
             if not announced:
@@ -192,6 +208,7 @@ class RunLease:
     def __enter__(self) -> RunLease:
         return self.acquire()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.release()

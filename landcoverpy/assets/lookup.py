@@ -47,7 +47,8 @@ def products_for(ctx: Context, tile: str, season: Season, max_products: int) -> 
     """Catalogued products of ``tile`` sensed within ``season``, best first (useful data, then
     sensing time, then id), at most ``max_products``: the inputs of its composite."""
     records = [
-        r for r in ctx.catalog.find("products", {"tile": tile})
+        r
+        for r in ctx.catalog.find("products", {"tile": tile})
         if season.contains(dt.datetime.fromisoformat(r["sensing_time"]))
     ]
     records.sort(key=lambda r: (-r.get("useful_percentage", 0), r["sensing_time"], r["_id"]))
@@ -82,8 +83,9 @@ def series_neighbours(ctx: Context, tile: str, season: Season, params: Composite
     return before[-NEIGHBOURS_PER_SIDE:] + after[:NEIGHBOURS_PER_SIDE]
 
 
-def composite_inputs(ctx: Context, tile: str, season: Season,
-                     params: CompositeParams) -> tuple[str | None, list[dict[str, Any]], list[dict[str, Any]]]:
+def composite_inputs(
+    ctx: Context, tile: str, season: Season, params: CompositeParams
+) -> tuple[str | None, list[dict[str, Any]], list[dict[str, Any]]]:
     """The id the composite of ``tile`` x ``season`` has under ``params`` given the catalogued
     products (None without products), its products and its series neighbours."""
     products = products_for(ctx, tile, season, params.max_products)
@@ -93,15 +95,27 @@ def composite_inputs(ctx: Context, tile: str, season: Season,
     return composite_id_of(tile, season, products, params, neighbours), products, neighbours
 
 
-def composite_id_of(tile: str, season: Season, products: list[dict[str, Any]], params: CompositeParams,
-                    neighbours: list[dict[str, Any]] | None = None) -> str:
+def composite_id_of(
+    tile: str,
+    season: Season,
+    products: list[dict[str, Any]],
+    params: CompositeParams,
+    neighbours: list[dict[str, Any]] | None = None,
+) -> str:
     """The id of the composite made of these product records (what each holds: whole, or the
     window an area of interest had fetched)."""
-    return ids.composite_id(tile, season, [ids.product_content_id(p) for p in products], params,
-                            [ids.product_content_id(n) for n in neighbours or ()])
+    return ids.composite_id(
+        tile,
+        season,
+        [ids.product_content_id(p) for p in products],
+        params,
+        [ids.product_content_id(n) for n in neighbours or ()],
+    )
 
 
-def composite_id_for(ctx: Context, tile: str, season: Season, params: CompositeParams) -> tuple[str | None, list[dict[str, Any]]]:
+def composite_id_for(
+    ctx: Context, tile: str, season: Season, params: CompositeParams
+) -> tuple[str | None, list[dict[str, Any]]]:
     """:func:`composite_inputs` without the neighbours."""
     cid, products, _ = composite_inputs(ctx, tile, season, params)
     return cid, products
@@ -126,8 +140,14 @@ DEM_LAYER_ORDER = ("elevation", "slope", "aspect")
 def dem_as_source(dem: dict[str, Any]) -> dict[str, Any]:
     """A DEM record shaped like a composite record, so features read its layers alike (in the
     canonical order elevation, slope, aspect)."""
-    return {"_id": dem["_id"], "tile": dem["tile"], "grid": dem["grid"], "bands": {}, "indices": dem["layers"],
-            "params": {"bands": [], "indices": list(DEM_LAYER_ORDER)}}
+    return {
+        "_id": dem["_id"],
+        "tile": dem["tile"],
+        "grid": dem["grid"],
+        "bands": {},
+        "indices": dem["layers"],
+        "params": {"bands": [], "indices": list(DEM_LAYER_ORDER)},
+    }
 
 
 @dataclass
@@ -148,8 +168,9 @@ class FeatureSources:
         return [rec["_id"] for rec in self.sources.values()]
 
 
-def feature_sources(ctx: Context, tile: str, seasons: list[Season], params: CompositeParams,
-                    with_dem: bool) -> FeatureSources:
+def feature_sources(
+    ctx: Context, tile: str, seasons: list[Season], params: CompositeParams, with_dem: bool
+) -> FeatureSources:
     out = FeatureSources(tile)
     for season in seasons:
         cid, products = composite_id_for(ctx, tile, season, params)
@@ -187,8 +208,14 @@ class DatasetPlan:
         return [rec["_id"] for comps in self.per_tile.values() for rec in comps.values()]
 
 
-def dataset_plan(ctx: Context, points: pd.DataFrame, seasons: list[Season], params: CompositeParams,
-                 with_dem: bool, neighbourhood: int) -> DatasetPlan:
+def dataset_plan(
+    ctx: Context,
+    points: pd.DataFrame,
+    seasons: list[Season],
+    params: CompositeParams,
+    with_dem: bool,
+    neighbourhood: int,
+) -> DatasetPlan:
     """``points`` carries a ``tile`` column (as validated inputs do)."""
     per_tile: dict[str, dict[str, dict[str, Any]]] = {}
     skipped: dict[str, str] = {}
@@ -215,8 +242,9 @@ def load_table(ctx: Context, record: dict[str, Any]) -> pd.DataFrame:
 
 
 # Models
-def hierarchy_for(ctx: Context, dataset_id: str, params: ModelParams, lc: LabelSet, sl: LabelSet,
-                  subcategories: bool) -> tuple[str, dict[str, Any] | None]:
+def hierarchy_for(
+    ctx: Context, dataset_id: str, params: ModelParams, lc: LabelSet, sl: LabelSet, subcategories: bool
+) -> tuple[str, dict[str, Any] | None]:
     """The id of the hierarchy trained on ``dataset_id`` with ``params`` and its record (None
     when not trained yet)."""
     hid = ids.hierarchy_id(dataset_id, params, lc.values, sl.values, subcategories)
@@ -227,14 +255,25 @@ def hierarchy(ctx: Context, hierarchy_id: str) -> dict[str, Any]:
     rec = ctx.catalog.get("models", hierarchy_id)
     if rec is None or rec.get("level") != "hierarchy":
         known = [r["_id"] for r in ctx.catalog.find("models", {"level": "hierarchy"}, sort=[("created", -1)], limit=5)]
-        raise ModelError(f"no trained hierarchy {hierarchy_id!r} in the catalog"
-                         + (f"; the newest are {', '.join(known)}" if known else "; run `landcoverpy train` first"))
+        raise ModelError(
+            f"no trained hierarchy {hierarchy_id!r} in the catalog"
+            + (f"; the newest are {', '.join(known)}" if known else "; run `landcoverpy train` first")
+        )
     return rec
 
 
-def hierarchy_for_inputs(ctx: Context, points: pd.DataFrame, seasons: list[Season], lc: LabelSet, sl: LabelSet,
-                         composite: CompositeParams, model: ModelParams, with_dem: bool, neighbourhood: int,
-                         subcategories: bool) -> dict[str, Any]:
+def hierarchy_for_inputs(
+    ctx: Context,
+    points: pd.DataFrame,
+    seasons: list[Season],
+    lc: LabelSet,
+    sl: LabelSet,
+    composite: CompositeParams,
+    model: ModelParams,
+    with_dem: bool,
+    neighbourhood: int,
+    subcategories: bool,
+) -> dict[str, Any]:
     """The hierarchy that `train` makes from these points and settings, or a ModelError saying
     which step is missing."""
     plan = dataset_plan(ctx, points, seasons, composite, with_dem, neighbourhood)
@@ -246,8 +285,10 @@ def hierarchy_for_inputs(ctx: Context, points: pd.DataFrame, seasons: list[Seaso
         )
     hid, rec = hierarchy_for(ctx, plan.dataset_id, model, lc, sl, subcategories)
     if rec is None:
-        known = [r["_id"] + f" ({r['params'].get('model_type')})"
-                 for r in ctx.catalog.find("models", {"level": "hierarchy", "dataset_id": plan.dataset_id})]
+        known = [
+            r["_id"] + f" ({r['params'].get('model_type')})"
+            for r in ctx.catalog.find("models", {"level": "hierarchy", "dataset_id": plan.dataset_id})
+        ]
         raise ModelError(
             f"no model trained on dataset {plan.dataset_id} with MODEL_TYPE={model.model_type}, N_ESTIMATORS="
             f"{model.n_estimators}, MAX_DEPTH={model.max_depth}, TREE_TOLERANCE={model.tree_tolerance}, "
@@ -265,7 +306,9 @@ def hierarchy_for_settings(ctx: Context, composite: CompositeParams, model: Mode
         raise ModelError("no trained models in the catalog: run `landcoverpy train` (or `run`) first")
     for rec in records:
         same_model = (rec.get("params") or {}) == model.to_dict()
-        same_composites = CompositeParams.from_dict(rec.get("composite_params") or {}).identity() == composite.identity()
+        same_composites = (
+            CompositeParams.from_dict(rec.get("composite_params") or {}).identity() == composite.identity()
+        )
         if same_model and same_composites:
             return rec
     return records[0]
@@ -275,8 +318,10 @@ def model_seasons(hierarchy: dict[str, Any]) -> list[Season]:
     """The seasons (names and dates) a hierarchy was trained on, from its record."""
     defs = hierarchy.get("season_defs")
     if not defs:
-        raise ModelError(f"model {hierarchy['_id']} does not record its seasons (trained by an older version); "
-                         "pass --seasons with the seasons it was trained on, or retrain")
+        raise ModelError(
+            f"model {hierarchy['_id']} does not record its seasons (trained by an older version); "
+            "pass --seasons with the seasons it was trained on, or retrain"
+        )
     return [Season(name, dt.date.fromisoformat(start), dt.date.fromisoformat(end)) for name, start, end in defs]
 
 
@@ -318,7 +363,7 @@ def maps_of(ctx: Context, tile: str, hierarchy_id: str | None = None) -> list[di
     if hierarchy_id:
         query["hierarchy"] = hierarchy_id
     recs = ctx.catalog.find("maps", query)
-    return sorted(recs, key=lambda r: (r.get("last_used") or r.get("created") or ""), reverse=True)
+    return sorted(recs, key=lambda r: r.get("last_used") or r.get("created") or "", reverse=True)
 
 
 # Abundance
@@ -351,11 +396,16 @@ def dem_ancillary_sources(ctx: Context) -> dict[str, str]:
     for rec in ctx.catalog.find("dems", {}, sort=[("created", -1)]):
         newest.setdefault(rec["tile"], rec)
     if not newest:
-        raise InputValidationError("--dem-ancillary: the catalog has no DEM layers; run `landcoverpy dem --tile ...` "
-                                   "for the Sentinel-2 tiles under the MODIS grid first")
+        raise InputValidationError(
+            "--dem-ancillary: the catalog has no DEM layers; run `landcoverpy dem --tile ...` "
+            "for the Sentinel-2 tiles under the MODIS grid first"
+        )
     out = {}
     for name, layer in (("altitude", "elevation"), ("slope", "slope")):
-        uris = [ctx.store.raster_uri(r["layers"][layer]["bucket"], r["layers"][layer]["key"])
-                for r in newest.values() if layer in r.get("layers", {})]
+        uris = [
+            ctx.store.raster_uri(r["layers"][layer]["bucket"], r["layers"][layer]["key"])
+            for r in newest.values()
+            if layer in r.get("layers", {})
+        ]
         out[name] = MOSAIC + json.dumps(uris)
     return out

@@ -21,6 +21,9 @@ def sample_map(ctx: Context, record: dict[str, Any], output: str, points: pd.Dat
     with ctx.store.rasterio_env(), rasterio.open(ctx.store.raster_uri(loc["bucket"], loc["key"])) as src:
         for i, (_, pt) in enumerate(located.iterrows()):
             if pt["inside"]:
-                values[i] = int(src.read(1, window=((int(pt["row"]), int(pt["row"]) + 1),
-                                                    (int(pt["col"]), int(pt["col"]) + 1)))[0, 0])
+                values[i] = int(
+                    src.read(1, window=((int(pt["row"]), int(pt["row"]) + 1), (int(pt["col"]), int(pt["col"]) + 1)))[
+                        0, 0
+                    ]
+                )
     return values

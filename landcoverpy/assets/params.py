@@ -84,11 +84,18 @@ class CompositeParams:
         return self.band_layers() + list(self.indices) + self.series_layers()
 
     def to_dict(self) -> dict[str, Any]:
-        return self.identity() | {"window_size": self.window_size, "threads": self.threads,
-                                  "max_products": self.max_products, "percentiles": list(self.percentiles),
-                                  "timeseries": self.timeseries, "series_samples": self.series_samples,
-                                  "series_spike": self.series_spike, "series_margin": self.series_margin,
-                                  "gap_fill": self.gap_fill, "layers": self.layers()}
+        return self.identity() | {
+            "window_size": self.window_size,
+            "threads": self.threads,
+            "max_products": self.max_products,
+            "percentiles": list(self.percentiles),
+            "timeseries": self.timeseries,
+            "series_samples": self.series_samples,
+            "series_spike": self.series_spike,
+            "series_margin": self.series_margin,
+            "gap_fill": self.gap_fill,
+            "layers": self.layers(),
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CompositeParams:
@@ -97,25 +104,30 @@ class CompositeParams:
         if "scl_classes" in mask:
             mask["scl_classes"] = tuple(mask["scl_classes"])
         defaults = cls()
-        return cls(window_size=int(d.get("window_size", defaults.window_size)),
-                   threads=int(d.get("threads", defaults.threads)),
-                   bands=tuple(d.get("bands", defaults.bands)), indices=tuple(d.get("indices", defaults.indices)),
-                   mask=MaskSettings(**mask) if mask else defaults.mask,
-                   max_products=int(d.get("max_products", defaults.max_products)),
-                   percentiles=tuple(int(q) for q in d.get("percentiles", ())),
-                   timeseries=bool(d.get("timeseries", False)),
-                   series_samples=int(d.get("series_samples", 0)),
-                   series_spike=float(d.get("series_spike", 0.0)),  # records made before: no spike removal
-                   series_margin=int(d.get("series_margin", 0)),
-                   gap_fill=bool(d.get("gap_fill", False)))
+        return cls(
+            window_size=int(d.get("window_size", defaults.window_size)),
+            threads=int(d.get("threads", defaults.threads)),
+            bands=tuple(d.get("bands", defaults.bands)),
+            indices=tuple(d.get("indices", defaults.indices)),
+            mask=MaskSettings(**mask) if mask else defaults.mask,
+            max_products=int(d.get("max_products", defaults.max_products)),
+            percentiles=tuple(int(q) for q in d.get("percentiles", ())),
+            timeseries=bool(d.get("timeseries", False)),
+            series_samples=int(d.get("series_samples", 0)),
+            series_spike=float(d.get("series_spike", 0.0)),  # records made before: no spike removal
+            series_margin=int(d.get("series_margin", 0)),
+            gap_fill=bool(d.get("gap_fill", False)),
+        )
 
     @classmethod
     def from_settings(cls, settings: Any) -> CompositeParams:
         return cls(
             window_size=settings.COMPOSITE_WINDOW_SIZE,
             threads=settings.COMPOSITE_THREADS,
-            mask=MaskSettings(dilation_pixels=settings.MASK_DILATION_PIXELS,
-                              cloud_probability_threshold=settings.CLOUD_PROBABILITY_THRESHOLD),
+            mask=MaskSettings(
+                dilation_pixels=settings.MASK_DILATION_PIXELS,
+                cloud_probability_threshold=settings.CLOUD_PROBABILITY_THRESHOLD,
+            ),
             max_products=settings.MAX_PRODUCTS_COMPOSITE,
             percentiles=parse_percentiles(settings.COMPOSITE_PERCENTILES),
             timeseries=settings.TIMESERIES_FEATURES,
@@ -163,11 +175,18 @@ class ModelParams:
 
     @classmethod
     def from_settings(cls, settings: Any) -> ModelParams:
-        return cls(model_type=settings.MODEL_TYPE, n_estimators=settings.N_ESTIMATORS,
-                   max_depth=settings.MAX_DEPTH, block_km=settings.SPATIAL_BLOCK_KM,
-                   folds=settings.CV_FOLDS, seed=settings.RANDOM_SEED, class_weighting=settings.CLASS_WEIGHTING,
-                   min_class_points=settings.MIN_CLASS_POINTS, threads=settings.TRAIN_THREADS,
-                   tree_tolerance=settings.TREE_TOLERANCE)
+        return cls(
+            model_type=settings.MODEL_TYPE,
+            n_estimators=settings.N_ESTIMATORS,
+            max_depth=settings.MAX_DEPTH,
+            block_km=settings.SPATIAL_BLOCK_KM,
+            folds=settings.CV_FOLDS,
+            seed=settings.RANDOM_SEED,
+            class_weighting=settings.CLASS_WEIGHTING,
+            min_class_points=settings.MIN_CLASS_POINTS,
+            threads=settings.TRAIN_THREADS,
+            tree_tolerance=settings.TREE_TOLERANCE,
+        )
 
 
 def parse_percentiles(text: str | None) -> tuple[int, ...]:

@@ -47,8 +47,13 @@ def now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-def publish_alias(ctx: Context, bucket: str, pairs: list[tuple[str, str]], manifest_key: str | None = None,
-                  manifest: dict[str, Any] | None = None) -> None:
+def publish_alias(
+    ctx: Context,
+    bucket: str,
+    pairs: list[tuple[str, str]],
+    manifest_key: str | None = None,
+    manifest: dict[str, Any] | None = None,
+) -> None:
     """Replace the alias keys of ``pairs`` ((source key, alias key)) by copies of the complete,
     catalogued sources; then a small JSON manifest saying which asset the alias shows."""
     ctx.check_lease()

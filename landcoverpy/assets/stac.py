@@ -73,8 +73,14 @@ def file_fields(loc: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def raster_band(data_type: str, nodata: Any, resolution: float, scale: float | None = None,
-                offset: float | None = None, unit: str | None = None) -> dict[str, Any]:
+def raster_band(
+    data_type: str,
+    nodata: Any,
+    resolution: float,
+    scale: float | None = None,
+    offset: float | None = None,
+    unit: str | None = None,
+) -> dict[str, Any]:
     band: dict[str, Any] = {"data_type": data_type, "spatial_resolution": resolution}
     if nodata is not None:
         band["nodata"] = "nan" if isinstance(nodata, float) and nodata != nodata else nodata
@@ -114,8 +120,9 @@ class Hrefs:
         return str(dest)
 
 
-def _item(item_id: str, grid: Grid, start: str | None, end: str | None, when: str | None,
-          properties: dict[str, Any]) -> Any:
+def _item(
+    item_id: str, grid: Grid, start: str | None, end: str | None, when: str | None, properties: dict[str, Any]
+) -> Any:
     import pystac
 
     geom, bbox = footprint(grid)
@@ -125,8 +132,9 @@ def _item(item_id: str, grid: Grid, start: str | None, end: str | None, when: st
     stamp = dt.datetime.fromisoformat(when).astimezone(dt.UTC) if when and not (start and end) else None
     if stamp is not None and stamp.tzinfo is None:
         stamp = stamp.replace(tzinfo=dt.UTC)
-    return pystac.Item(id=item_id, geometry=geom, bbox=bbox, datetime=stamp, properties=props,
-                       stac_extensions=list(EXTENSIONS))
+    return pystac.Item(
+        id=item_id, geometry=geom, bbox=bbox, datetime=stamp, properties=props, stac_extensions=list(EXTENSIONS)
+    )
 
 
 def _iso(day: str, end_of_day: bool = False) -> str:
@@ -139,26 +147,57 @@ def composite_item(rec: dict[str, Any], href: Hrefs) -> Any:
     import pystac
 
     grid = Grid.from_dict(rec["grid"])
-    item = _item(rec["_id"], grid, rec.get("season_start"), rec.get("season_end"), rec.get("created"), {
-        "title": f"{rec['tile']} {rec['season']} composite",
-        "landcoverpy:kind": "composite", "landcoverpy:tile": rec["tile"], "landcoverpy:season": rec["season"],
-        "landcoverpy:inputs": [*rec.get("products", []), *rec.get("series_neighbours", [])],
-        "landcoverpy:params": rec.get("params"),
-        "landcoverpy:valid_percentage": rec.get("valid_percentage"),
-    })
+    item = _item(
+        rec["_id"],
+        grid,
+        rec.get("season_start"),
+        rec.get("season_end"),
+        rec.get("created"),
+        {
+            "title": f"{rec['tile']} {rec['season']} composite",
+            "landcoverpy:kind": "composite",
+            "landcoverpy:tile": rec["tile"],
+            "landcoverpy:season": rec["season"],
+            "landcoverpy:inputs": [*rec.get("products", []), *rec.get("series_neighbours", [])],
+            "landcoverpy:params": rec.get("params"),
+            "landcoverpy:valid_percentage": rec.get("valid_percentage"),
+        },
+    )
     res = grid.resolution
     for band, loc in rec["bands"].items():
-        item.add_asset(band, pystac.Asset(href(loc, item.id), title=f"{band} median reflectance", media_type=COG_MEDIA_TYPE,
-                                          roles=["data", "reflectance"], extra_fields={
-            "raster:bands": [raster_band("uint16", 0, res, COMPOSITE_SCALE, 0.0, "1")]} | file_fields(loc)))
+        item.add_asset(
+            band,
+            pystac.Asset(
+                href(loc, item.id),
+                title=f"{band} median reflectance",
+                media_type=COG_MEDIA_TYPE,
+                roles=["data", "reflectance"],
+                extra_fields={"raster:bands": [raster_band("uint16", 0, res, COMPOSITE_SCALE, 0.0, "1")]}
+                | file_fields(loc),
+            ),
+        )
     for index, loc in rec["indices"].items():
-        item.add_asset(index, pystac.Asset(href(loc, item.id), title=f"{index} index", media_type=COG_MEDIA_TYPE,
-                                           roles=["data"], extra_fields={
-            "raster:bands": [raster_band("float32", float("nan"), res)]} | file_fields(loc)))
+        item.add_asset(
+            index,
+            pystac.Asset(
+                href(loc, item.id),
+                title=f"{index} index",
+                media_type=COG_MEDIA_TYPE,
+                roles=["data"],
+                extra_fields={"raster:bands": [raster_band("float32", float("nan"), res)]} | file_fields(loc),
+            ),
+        )
     loc = rec["valid_count"]
-    item.add_asset("valid_count", pystac.Asset(href(loc, item.id), title="valid observations", media_type=COG_MEDIA_TYPE,
-                                               roles=["metadata"], extra_fields={
-        "raster:bands": [raster_band("uint8", None, res)]} | file_fields(loc)))
+    item.add_asset(
+        "valid_count",
+        pystac.Asset(
+            href(loc, item.id),
+            title="valid observations",
+            media_type=COG_MEDIA_TYPE,
+            roles=["metadata"],
+            extra_fields={"raster:bands": [raster_band("uint8", None, res)]} | file_fields(loc),
+        ),
+    )
     return item
 
 
@@ -166,15 +205,34 @@ def dem_item(rec: dict[str, Any], href: Hrefs) -> Any:
     import pystac
 
     grid = Grid.from_dict(rec["grid"])
-    item = _item(rec["_id"], grid, None, None, rec.get("created"), {
-        "title": f"{rec['tile']} DEM layers (ASTER GDEM)", "landcoverpy:kind": "dem", "landcoverpy:tile": rec["tile"],
-        "landcoverpy:inputs": [s["key"] for s in rec.get("sources", [])],
-    })
+    item = _item(
+        rec["_id"],
+        grid,
+        None,
+        None,
+        rec.get("created"),
+        {
+            "title": f"{rec['tile']} DEM layers (ASTER GDEM)",
+            "landcoverpy:kind": "dem",
+            "landcoverpy:tile": rec["tile"],
+            "landcoverpy:inputs": [s["key"] for s in rec.get("sources", [])],
+        },
+    )
     units = {"elevation": "m", "slope": "degree", "aspect": "degree"}
     for layer, loc in rec["layers"].items():
-        item.add_asset(layer, pystac.Asset(href(loc, item.id), title=layer, media_type=COG_MEDIA_TYPE, roles=["data"],
-                                           extra_fields={"raster:bands": [raster_band("float32", float("nan"), grid.resolution,
-                                                                                      unit=units.get(layer))]} | file_fields(loc)))
+        item.add_asset(
+            layer,
+            pystac.Asset(
+                href(loc, item.id),
+                title=layer,
+                media_type=COG_MEDIA_TYPE,
+                roles=["data"],
+                extra_fields={
+                    "raster:bands": [raster_band("float32", float("nan"), grid.resolution, unit=units.get(layer))]
+                }
+                | file_fields(loc),
+            ),
+        )
     return item
 
 
@@ -187,37 +245,82 @@ def map_item(ctx: Context, rec: dict[str, Any], href: Hrefs) -> Any:
     sources = [ctx.catalog.get("composites", cid) for cid in rec.get("composites", [])]
     starts = [s["season_start"] for s in sources if s and s.get("season_start")]
     ends = [s["season_end"] for s in sources if s and s.get("season_end")]
-    item = _item(rec["_id"], grid, min(starts) if starts else None, max(ends) if ends else None, rec.get("created"), {
-        "title": f"{rec['tile']} land cover map", "landcoverpy:kind": "map", "landcoverpy:tile": rec["tile"],
-        "landcoverpy:inputs": [rec["hierarchy"], *rec.get("composites", [])], "landcoverpy:model": rec["hierarchy"],
-        "landcoverpy:area_km2": rec.get("area_km2"),
-    })
+    item = _item(
+        rec["_id"],
+        grid,
+        min(starts) if starts else None,
+        max(ends) if ends else None,
+        rec.get("created"),
+        {
+            "title": f"{rec['tile']} land cover map",
+            "landcoverpy:kind": "map",
+            "landcoverpy:tile": rec["tile"],
+            "landcoverpy:inputs": [rec["hierarchy"], *rec.get("composites", [])],
+            "landcoverpy:model": rec["hierarchy"],
+            "landcoverpy:area_km2": rec.get("area_km2"),
+        },
+    )
     classes = rec.get("classes", {})
-    titles = {"classification": "category", "sl_classification": "subcategory",
-              "confidence": "confidence of the category (%)", "sl_confidence": "confidence of the subcategory (%)",
-              "uncertainty": "uncertainty of the category (%)", "probabilities": "probability of each category (%)"}
+    titles = {
+        "classification": "category",
+        "sl_classification": "subcategory",
+        "confidence": "confidence of the category (%)",
+        "sl_confidence": "confidence of the subcategory (%)",
+        "uncertainty": "uncertainty of the category (%)",
+        "probabilities": "probability of each category (%)",
+    }
     for name, loc in rec["outputs"].items():
         unit = None if name in classes else "%"
-        fields: dict[str, Any] = {"raster:bands": [raster_band("uint8", loc.get("nodata", 0), grid.resolution, unit=unit)
-                                                   for _ in range(int(loc.get("count", 1)))]}
+        fields: dict[str, Any] = {
+            "raster:bands": [
+                raster_band("uint8", loc.get("nodata", 0), grid.resolution, unit=unit)
+                for _ in range(int(loc.get("count", 1)))
+            ]
+        }
         if name in classes:
             names = classes[name]
             colours = class_colours({n: int(v) for v, n in names.items()})
             fields["classification:classes"] = class_list(names, colours)
-        item.add_asset(name, pystac.Asset(href(loc, item.id), title=titles.get(name, name), media_type=COG_MEDIA_TYPE,
-                                          roles=["data"], extra_fields=fields | file_fields(loc)))
+        item.add_asset(
+            name,
+            pystac.Asset(
+                href(loc, item.id),
+                title=titles.get(name, name),
+                media_type=COG_MEDIA_TYPE,
+                roles=["data"],
+                extra_fields=fields | file_fields(loc),
+            ),
+        )
         if loc.get("quicklook"):
-            item.add_asset(f"{name}_quicklook", pystac.Asset(href({"bucket": loc["bucket"], "key": loc["quicklook"]}, item.id),
-                                                             title=f"{titles.get(name, name)} quicklook",
-                                                             media_type="image/png", roles=["overview"]))
+            item.add_asset(
+                f"{name}_quicklook",
+                pystac.Asset(
+                    href({"bucket": loc["bucket"], "key": loc["quicklook"]}, item.id),
+                    title=f"{titles.get(name, name)} quicklook",
+                    media_type="image/png",
+                    roles=["overview"],
+                ),
+            )
         if loc.get("style"):
-            item.add_asset(f"{name}_qgis_style", pystac.Asset(href({"bucket": loc["bucket"], "key": loc["style"]}, item.id),
-                                                              title=f"{titles.get(name, name)} QGIS style",
-                                                              media_type="application/xml", roles=["style"]))
+            item.add_asset(
+                f"{name}_qgis_style",
+                pystac.Asset(
+                    href({"bucket": loc["bucket"], "key": loc["style"]}, item.id),
+                    title=f"{titles.get(name, name)} QGIS style",
+                    media_type="application/xml",
+                    roles=["style"],
+                ),
+            )
         if loc.get("aux"):  # GDAL's category names; beside the COG when the catalog is copied
-            item.add_asset(f"{name}_categories", pystac.Asset(href({"bucket": loc["bucket"], "key": loc["aux"]}, item.id),
-                                                              title=f"{titles.get(name, name)} category names (GDAL PAM)",
-                                                              media_type="application/xml", roles=["metadata"]))
+            item.add_asset(
+                f"{name}_categories",
+                pystac.Asset(
+                    href({"bucket": loc["bucket"], "key": loc["aux"]}, item.id),
+                    title=f"{titles.get(name, name)} category names (GDAL PAM)",
+                    media_type="application/xml",
+                    roles=["metadata"],
+                ),
+            )
     return item
 
 
@@ -227,32 +330,65 @@ def abundance_item(rec: dict[str, Any], href: Hrefs) -> Any:
     grid = Grid.from_dict(rec["grid"]) if rec.get("grid") else None
     if grid is None:
         return None
-    item = _item(rec["_id"], grid, None, None, rec.get("created"), {
-        "title": f"abundance {rec.get('level')}", "landcoverpy:kind": "abundance", "landcoverpy:level": rec.get("level"),
-        "landcoverpy:inputs": [rec.get("model"), rec.get("dataset")], "landcoverpy:classes": rec.get("classes"),
-    })
+    item = _item(
+        rec["_id"],
+        grid,
+        None,
+        None,
+        rec.get("created"),
+        {
+            "title": f"abundance {rec.get('level')}",
+            "landcoverpy:kind": "abundance",
+            "landcoverpy:level": rec.get("level"),
+            "landcoverpy:inputs": [rec.get("model"), rec.get("dataset")],
+            "landcoverpy:classes": rec.get("classes"),
+        },
+    )
     classes = rec.get("classes") or []
     if rec.get("kind") == "abundance-series":  # gap-filled series: one COG per step, bands + QA band
         item.properties["title"] = f"gap-filled series ({rec.get('gap_filling')})"
         for name, loc in sorted(rec["outputs"].items()):
             bands = [raster_band("float32", float("nan"), grid.resolution) for _ in (rec.get("bands") or [])]
             bands.append(raster_band("float32", float("nan"), grid.resolution, unit="0 observed, 1 imputed"))
-            item.add_asset(name.removesuffix(".tif"), pystac.Asset(
-                href(loc, item.id), title=name, media_type=COG_MEDIA_TYPE, roles=["data"],
-                extra_fields={"raster:bands": bands} | file_fields(loc)))
+            item.add_asset(
+                name.removesuffix(".tif"),
+                pystac.Asset(
+                    href(loc, item.id),
+                    title=name,
+                    media_type=COG_MEDIA_TYPE,
+                    roles=["data"],
+                    extra_fields={"raster:bands": bands} | file_fields(loc),
+                ),
+            )
         return item
     for name, loc in rec["outputs"].items():
         if name == "abundance":
             bands = [raster_band("float32", float("nan"), grid.resolution, unit="fraction") for _ in classes]
             fields: dict[str, Any] = {"raster:bands": bands}
         else:
-            fields = {"raster:bands": [raster_band("uint8", 0, grid.resolution)],
-                      "classification:classes": class_list({str(i + 1): c for i, c in enumerate(classes)})}
-        item.add_asset(name, pystac.Asset(href(loc, item.id), title=name, media_type=COG_MEDIA_TYPE, roles=["data"],
-                                          extra_fields=fields | file_fields(loc)))
+            fields = {
+                "raster:bands": [raster_band("uint8", 0, grid.resolution)],
+                "classification:classes": class_list({str(i + 1): c for i, c in enumerate(classes)}),
+            }
+        item.add_asset(
+            name,
+            pystac.Asset(
+                href(loc, item.id),
+                title=name,
+                media_type=COG_MEDIA_TYPE,
+                roles=["data"],
+                extra_fields=fields | file_fields(loc),
+            ),
+        )
         if loc.get("quicklook"):
-            item.add_asset(f"{name}_quicklook", pystac.Asset(href({"bucket": loc["bucket"], "key": loc["quicklook"]}, item.id),
-                                                             media_type="image/png", roles=["overview"]))
+            item.add_asset(
+                f"{name}_quicklook",
+                pystac.Asset(
+                    href({"bucket": loc["bucket"], "key": loc["quicklook"]}, item.id),
+                    media_type="image/png",
+                    roles=["overview"],
+                ),
+            )
     return item
 
 
@@ -261,8 +397,11 @@ def build_catalog(ctx: Context, copy_assets_to: Path | None = None) -> Any:
     import pystac
 
     href = Hrefs(ctx, copy_assets_to)
-    root = pystac.Catalog(id="landcoverpy", title="landcoverpy outputs",
-                          description="Composites, DEM layers, land cover maps and abundance maps, with lineage.")
+    root = pystac.Catalog(
+        id="landcoverpy",
+        title="landcoverpy outputs",
+        description="Composites, DEM layers, land cover maps and abundance maps, with lineage.",
+    )
     collections: dict[str, list[Any]] = {"composites": [], "dem": [], "maps": [], "abundance": []}
     for rec in ctx.catalog.find("composites"):
         collections["composites"].append(composite_item(rec, href))
@@ -285,10 +424,16 @@ def build_catalog(ctx: Context, copy_assets_to: Path | None = None) -> Any:
     for name, items in collections.items():
         if not items:
             continue
-        extent = pystac.Extent(pystac.SpatialExtent([_union([i.bbox for i in items])]),
-                               pystac.TemporalExtent([_interval(items)]))
-        coll = pystac.Collection(id=name, description=descriptions[name], extent=extent, license="proprietary",
-                                 stac_extensions=list(EXTENSIONS))
+        extent = pystac.Extent(
+            pystac.SpatialExtent([_union([i.bbox for i in items])]), pystac.TemporalExtent([_interval(items)])
+        )
+        coll = pystac.Collection(
+            id=name,
+            description=descriptions[name],
+            extent=extent,
+            license="proprietary",
+            stac_extensions=list(EXTENSIONS),
+        )
         for item in items:
             coll.add_item(item)
             by_id[item.id] = item

@@ -11,10 +11,10 @@ block ids for the split.
 from __future__ import annotations
 
 import copy
-from functools import lru_cache
 import logging
-from dataclasses import asdict, dataclass, field, fields, replace
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields, replace
+from functools import lru_cache
 from typing import Any, ClassVar
 
 import numpy as np
@@ -42,10 +42,18 @@ class AbundanceData:
     weights: np.ndarray | None = None
 
     def subset(self, idx: np.ndarray) -> AbundanceData:
-        return AbundanceData(self.series[idx], self.ancillary[idx], self.fractions[idx], self.blocks[idx],
-                             self.classes, self.times,
-                             None if self.sub_fractions is None else self.sub_fractions[idx],
-                             self.sub_classes, self.parents, None if self.weights is None else self.weights[idx])
+        return AbundanceData(
+            self.series[idx],
+            self.ancillary[idx],
+            self.fractions[idx],
+            self.blocks[idx],
+            self.classes,
+            self.times,
+            None if self.sub_fractions is None else self.sub_fractions[idx],
+            self.sub_classes,
+            self.parents,
+            None if self.weights is None else self.weights[idx],
+        )
 
     @property
     def hierarchical(self) -> bool:
@@ -57,7 +65,7 @@ class AbundanceData:
 
 @dataclass
 class TrainParams:
-    hidden: int = 32  # the real-data benchmark's size; half the inference time of 64 at 46 steps
+    hidden: int = 32  # accuracy and inference time balanced (docs/science/abundance.md)
     ancillary_hidden: int = 16
     dropout: float = 0.1
     epochs: int = 150
@@ -67,28 +75,25 @@ class TrainParams:
     patience: int = 15
     seed: int = 0
     test_fraction: float = 0.2
-    # of the training blocks, for early stopping, sizing the forest and choosing the model: 0.2
-    # (not 0.1) gives BRITS's early stopping and the one-SE rule enough blocks to go on (README)
+    # of the training blocks, for early stopping, sizing the forest and choosing the model: enough
+    # blocks for the one-standard-error rule to see a lead
     validation_fraction: float = 0.2
     weight_imputation: float = 0.3
     weight_consistency: float = 0.1
     weight_n2: float = 1.0  # weight of the N2 error against the N1 error (one model of both levels)
-    # the network's error on the fractions: cross_entropy (of the estimated fractions against the
-    # label fractions; the gradient stays large where a pixel's estimate is far off) or mse (as
-    # before: a softmax's squared error flattens out there); early stopping is on RMSE either way
+    # the network's error on the fractions: cross_entropy (its gradient stays large where a pixel's
+    # estimate is far off) or mse; early stopping is on RMSE either way
     loss: str = "cross_entropy"
     model_type: str = "auto"  # brits | forest | ensemble | auto (all on the same split, the best kept)
     trees: int = 300  # forest: number of trees trained (an upper bound: see tree_tolerance)
     # forest: keep the fewest trees (30, 40, ...) whose validation RMSE is within this fraction of
     # the whole forest's (0 keeps every tree); inference time is proportional to the trees kept
     tree_tolerance: float = 0.01
-    # forest: minimum samples per leaf. 1 (fully grown trees) gave a held-out RMSE 2-3 % lower on
-    # the Slovenian cells at 50 m and on the sits MODIS series, but ~3.6x the nodes per tree and a
-    # full tile's inference slower, with 40 % more memory (README), so 3 stays the default
+    # forest: minimum samples per leaf; 1 is slightly more accurate but makes trees several times
+    # larger and inference slower (docs/science/abundance.md)
     min_leaf: int = 3
-    # CPU threads; 0 = one for the network's training (its steps are too small to split: 2 threads
-    # gain ~10 % on an idle machine and run ~5x slower on busy cores, where OpenMP spin-waits) and
-    # every core for the forest
+    # CPU threads; 0 = one for the network's training (its steps are too small to split, and
+    # OpenMP spin-waits on busy cores) and every core for the forest
     threads: int = 0
     device: str = "auto"  # auto | cpu | cuda[:N]
 
@@ -173,16 +178,29 @@ class Normalisation:
         s = data.series.reshape(-1, data.series.shape[-1])
         with np.errstate(all="ignore"):
             sm, ss = np.nanmean(s, axis=0), np.nanstd(s, axis=0)
-            am, as_ = (np.nanmean(data.ancillary, axis=0), np.nanstd(data.ancillary, axis=0)) \
-                if data.ancillary.shape[1] else (np.zeros(0), np.zeros(0))
-        fix = lambda a, d: np.where(np.isfinite(a), a, d)  # noqa: E731
-        return cls(fix(sm, 0).tolist(), np.maximum(fix(ss, 1), 1e-6).tolist(),
-                   fix(am, 0).tolist(), np.maximum(fix(as_, 1), 1e-6).tolist())
+            am, as_ = (
+                (np.nanmean(data.ancillary, axis=0), np.nanstd(data.ancillary, axis=0))
+                if data.ancillary.shape[1]
+                else (np.zeros(0), np.zeros(0))
+            )
+
+        def fix(a: np.ndarray, d: float) -> np.ndarray:
+            return np.asarray(np.where(np.isfinite(a), a, d))
+
+        return cls(
+            fix(sm, 0).tolist(),
+            np.maximum(fix(ss, 1), 1e-6).tolist(),
+            fix(am, 0).tolist(),
+            np.maximum(fix(as_, 1), 1e-6).tolist(),
+        )
 
     def apply(self, series: np.ndarray, ancillary: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         s = (series - np.asarray(self.series_mean, "float32")) / np.asarray(self.series_std, "float32")
-        a = (ancillary - np.asarray(self.ancillary_mean, "float32")) / np.asarray(self.ancillary_std, "float32") \
-            if ancillary.shape[1] else ancillary
+        a = (
+            (ancillary - np.asarray(self.ancillary_mean, "float32")) / np.asarray(self.ancillary_std, "float32")
+            if ancillary.shape[1]
+            else ancillary
+        )
         return s.astype("float32"), np.nan_to_num(a.astype("float32"))
 
 
@@ -198,18 +216,23 @@ def deltas(mask: np.ndarray, times: np.ndarray | None = None) -> np.ndarray:
     return out
 
 
-def prepare_tensors(series: np.ndarray, ancillary: np.ndarray, norm: Normalisation,
-                    times: np.ndarray | None) -> dict[str, np.ndarray]:
+def prepare_tensors(
+    series: np.ndarray, ancillary: np.ndarray, norm: Normalisation, times: np.ndarray | None
+) -> dict[str, np.ndarray]:
     values, anc = norm.apply(series, ancillary)
     mask = np.isfinite(values).astype("float32")
     values = np.nan_to_num(values, nan=0.0)
     rev_times = None if times is None else (times[-1] - times[::-1])
-    return {"x": values, "m": mask, "d_fwd": deltas(mask, times), "d_bwd": deltas(mask[:, ::-1], rev_times),
-            "anc": anc}
+    return {"x": values, "m": mask, "d_fwd": deltas(mask, times), "d_bwd": deltas(mask[:, ::-1], rev_times), "anc": anc}
 
 
-def time_major_inputs(series: np.ndarray, ancillary: np.ndarray, norm: Normalisation, times: np.ndarray | None,
-                      out: tuple[Any, Any] | None = None) -> tuple[Any, Any, np.ndarray]:
+def time_major_inputs(
+    series: np.ndarray,
+    ancillary: np.ndarray,
+    norm: Normalisation,
+    times: np.ndarray | None,
+    out: tuple[Any, Any] | None = None,
+) -> tuple[Any, Any, np.ndarray]:
     """The inputs of ``prepare_tensors`` in the packed layout of ``models.brits_infer`` (values,
     gaps and mask, both directions side by side, as torch tensors; ``out`` to fill) and the
     normalised ancillaries."""
@@ -249,8 +272,11 @@ def abundance_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]
         t, p = y_true[:, k], y_pred[:, k]
         ss_res = float(((t - p) ** 2).sum())
         ss_tot = float(((t - t.mean()) ** 2).sum())
-        per_class[name] = {"rmse": float(np.sqrt(((t - p) ** 2).mean())), "mae": float(np.abs(t - p).mean()),
-                           "r2": float(1 - ss_res / ss_tot) if ss_tot > 0 else float("nan")}
+        per_class[name] = {
+            "rmse": float(np.sqrt(((t - p) ** 2).mean())),
+            "mae": float(np.abs(t - p).mean()),
+            "r2": float(1 - ss_res / ss_tot) if ss_tot > 0 else float("nan"),
+        }
     dom_t, dom_p = y_true.argmax(axis=1), y_pred.argmax(axis=1)
     r2s = [v["r2"] for v in per_class.values() if np.isfinite(v["r2"])]
     return {
@@ -258,8 +284,9 @@ def abundance_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]
         "mae": float(np.abs(y_true - y_pred).mean()),
         "r2": float(np.mean(r2s)) if r2s else float("nan"),
         "dominant_accuracy": float((dom_t == dom_p).mean()),
-        "dominant_macro_f1": float(f1_score(dom_t, dom_p, labels=list(range(len(classes))), average="macro",
-                                            zero_division=0)),
+        "dominant_macro_f1": float(
+            f1_score(dom_t, dom_p, labels=list(range(len(classes))), average="macro", zero_division=0)
+        ),
         "per_class": per_class,
         "n": int(len(y_true)),
     }
@@ -330,17 +357,24 @@ class AbundanceModel:
 
     def _check(self, series: np.ndarray, ancillary: np.ndarray) -> None:
         if series.ndim != 3 or series.shape[2] != len(self.feature_names):
-            raise ModelError(f"series have shape {series.shape}; the model expects (pixels, steps, "
-                             f"{len(self.feature_names)}) with features {', '.join(self.feature_names)}")
+            raise ModelError(
+                f"series have shape {series.shape}; the model expects (pixels, steps, "
+                f"{len(self.feature_names)}) with features {', '.join(self.feature_names)}"
+            )
         if self.times is not None and series.shape[1] != len(self.times):
-            raise ModelError(f"series have {series.shape[1]} time steps; the model was trained on {len(self.times)} "
-                             f"({self.step or 'steps'}): build the series with the model's steps")
+            raise ModelError(
+                f"series have {series.shape[1]} time steps; the model was trained on {len(self.times)} "
+                f"({self.step or 'steps'}): build the series with the model's steps"
+            )
         if ancillary.shape[1] != len(self.ancillary_names):
-            raise ModelError(f"{ancillary.shape[1]} ancillary variables given; the model expects "
-                             f"{', '.join(self.ancillary_names) or 'none'}")
+            raise ModelError(
+                f"{ancillary.shape[1]} ancillary variables given; the model expects "
+                f"{', '.join(self.ancillary_names) or 'none'}"
+            )
 
-    def predict(self, series: np.ndarray, ancillary: np.ndarray, batch_size: int | None = None,
-                device: str | None = None) -> np.ndarray:
+    def predict(
+        self, series: np.ndarray, ancillary: np.ndarray, batch_size: int | None = None, device: str | None = None
+    ) -> np.ndarray:
         """(N, K) fractions (N1 then N2 columns for a model of both levels); rows whose series is
         entirely missing get NaN (nothing to go on) and are not computed (sea, nodata borders)."""
         self._check(series, ancillary)
@@ -380,8 +414,9 @@ class AbundanceModel:
         top, sub = consistent_fractions(raw[:, :k1], raw[:, k1:], self.parents or [])
         return np.concatenate([top, sub], axis=1)
 
-    def _predict_brits(self, series: np.ndarray, ancillary: np.ndarray, batch_size: int | None,
-                       device: str | None) -> np.ndarray:
+    def _predict_brits(
+        self, series: np.ndarray, ancillary: np.ndarray, batch_size: int | None, device: str | None
+    ) -> np.ndarray:
         out = np.full((len(series), len(self.all_classes)), np.nan, dtype="float32")
 
         def keep(sl: slice, res: dict[str, Any]) -> None:
@@ -391,17 +426,22 @@ class AbundanceModel:
         self._run_brits(series, ancillary, batch_size, device, False, keep)
         return out
 
-    def _run_brits(self, series: np.ndarray, ancillary: np.ndarray, batch_size: int | None, device: str | None,
-                   imputed: bool, consume: Callable[[slice, dict[str, Any]], None]) -> None:
+    def _run_brits(
+        self,
+        series: np.ndarray,
+        ancillary: np.ndarray,
+        batch_size: int | None,
+        device: str | None,
+        imputed: bool,
+        consume: Callable[[slice, dict[str, Any]], None],
+    ) -> None:
         """The network's eval outputs batch by batch, handed to ``consume`` (disjoint row slices).
 
         On a CPU the fast path of ``models.brits_infer`` (same function, over twice the
-        throughput) in batches of 2048 pixels (measured fastest: a step's buffers stay in cache).
-        With several torch threads, the rows are shared between that many Python threads running
-        torch on one thread each (its operations release the GIL): the step's operations are too
-        small to split well inside torch (measured on 2 cores: 132 s for a 46-step MODIS tile with
-        2 torch threads, 117 s with 2 x 1). On a GPU: the network itself in large batches with
-        mixed precision."""
+        throughput) in batches of 2048 pixels (a step's buffers stay in cache). With several torch
+        threads, the rows are shared between that many Python threads running torch on one thread
+        each (its operations release the GIL): a step's operations are too small to split well
+        inside torch. On a GPU: the network itself in large batches with mixed precision."""
         import torch
 
         from landcoverpy.models import brits_infer
@@ -417,8 +457,13 @@ class AbundanceModel:
                     sl = slice(start, start + batch)
                     t = prepare_tensors(series[sl], ancillary[sl], self.normalisation, times)
                     with torch.autocast(dev.type, dtype=torch.float16, enabled=not imputed):
-                        res = network(*(torch.from_numpy(np.ascontiguousarray(t[k])).to(dev, non_blocking=True)
-                                        for k in ("x", "m", "d_fwd", "d_bwd")), torch.from_numpy(t["anc"]).to(dev))
+                        res = network(
+                            *(
+                                torch.from_numpy(np.ascontiguousarray(t[k])).to(dev, non_blocking=True)
+                                for k in ("x", "m", "d_fwd", "d_bwd")
+                            ),
+                            torch.from_numpy(t["anc"]).to(dev),
+                        )
                     consume(sl, res)
             return
         batch = batch_size or 2048
@@ -428,8 +473,9 @@ class AbundanceModel:
             with torch.inference_mode():
                 for start in rows:
                     sl = slice(start, min(start + batch, len(series)))
-                    values, gaps_mask, anc = time_major_inputs(series[sl], ancillary[sl], self.normalisation, times,
-                                                               buffers)
+                    values, gaps_mask, anc = time_major_inputs(
+                        series[sl], ancillary[sl], self.normalisation, times, buffers
+                    )
                     buffers = values, gaps_mask
                     consume(sl, brits_infer.run(network, values, gaps_mask, torch.from_numpy(anc), imputed=imputed))
 
@@ -460,8 +506,10 @@ class AbundanceModel:
             out[sl] = res["imputed"].float().cpu().numpy()
 
         self._run_brits(series, ancillary, None, device, True, keep)
-        return out * np.asarray(self.normalisation.series_std, "float32") + np.asarray(self.normalisation.series_mean,
-                                                                                       "float32")
+        std = np.asarray(self.normalisation.series_std, "float32")
+        mean = np.asarray(self.normalisation.series_mean, "float32")
+        restored: np.ndarray = out * std + mean
+        return restored
 
 
 def torch_cat_numpy(parts: list[Any]) -> np.ndarray:
@@ -481,9 +529,19 @@ def _seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _fit_network(network: Any, train_t: dict[str, np.ndarray], y_train: np.ndarray, val_t: dict[str, np.ndarray],
-                 y_val: np.ndarray, params: TrainParams, progress: bool, k1: int, device: Any,
-                 w_train: np.ndarray | None = None, w_val: np.ndarray | None = None) -> list[dict[str, float]]:
+def _fit_network(
+    network: Any,
+    train_t: dict[str, np.ndarray],
+    y_train: np.ndarray,
+    val_t: dict[str, np.ndarray],
+    y_val: np.ndarray,
+    params: TrainParams,
+    progress: bool,
+    k1: int,
+    device: Any,
+    w_train: np.ndarray | None = None,
+    w_val: np.ndarray | None = None,
+) -> list[dict[str, float]]:
     """Adam with early stopping on the validation RMSE. ``y`` holds the N1 columns then (for a
     model of both levels) the N2 columns, NaN where a pixel has no N2 label."""
     import torch
@@ -502,6 +560,7 @@ def _fit_network(network: Any, train_t: dict[str, np.ndarray], y_train: np.ndarr
         """Mean squared error per pixel (``loss`` "mse"), or the cross-entropy of the estimated
         fractions against the label fractions ("cross_entropy"), averaged with the pixels' label
         weights."""
+
         def per_pixel(pred: torch.Tensor, t: torch.Tensor, ok: torch.Tensor | None = None) -> torch.Tensor:
             """Each pixel's error over its labelled classes (``ok``; None: every class)."""
             if ok is not None:
@@ -518,7 +577,9 @@ def _fit_network(network: Any, train_t: dict[str, np.ndarray], y_train: np.ndarr
             t2 = target[:, k1:]
             ok = torch.isfinite(t2)
             w2 = w * ok.any(dim=1)
-            err = err + params.weight_n2 * (w2 * per_pixel(res["sub_abundance"], t2, ok)).sum() / w2.sum().clamp(min=1e-6)
+            err = err + params.weight_n2 * (w2 * per_pixel(res["sub_abundance"], t2, ok)).sum() / w2.sum().clamp(
+                min=1e-6
+            )
         return err
 
     gen = torch.Generator().manual_seed(params.seed)
@@ -529,11 +590,15 @@ def _fit_network(network: Any, train_t: dict[str, np.ndarray], y_train: np.ndarr
         order = torch.randperm(len(y), generator=gen).to(device)
         total = 0.0
         for start in range(0, len(y), params.batch_size):
-            idx = order[start:start + params.batch_size]
-            res = network(tensors["x"][idx], tensors["m"][idx], tensors["d_fwd"][idx], tensors["d_bwd"][idx],
-                          tensors["anc"][idx])
-            loss = (error(res, y[idx], w[idx], params.loss) + params.weight_imputation * res["loss_imputation"]
-                    + params.weight_consistency * res["loss_consistency"])
+            idx = order[start : start + params.batch_size]
+            res = network(
+                tensors["x"][idx], tensors["m"][idx], tensors["d_fwd"][idx], tensors["d_bwd"][idx], tensors["anc"][idx]
+            )
+            loss = (
+                error(res, y[idx], w[idx], params.loss)
+                + params.weight_imputation * res["loss_imputation"]
+                + params.weight_consistency * res["loss_consistency"]
+            )
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(network.parameters(), 5.0)
@@ -541,7 +606,9 @@ def _fit_network(network: Any, train_t: dict[str, np.ndarray], y_train: np.ndarr
             total += loss.item() * len(idx)
         network.eval()
         with torch.no_grad():
-            val_rmse = float(torch.sqrt(error(network(val["x"], val["m"], val["d_fwd"], val["d_bwd"], val["anc"]), yv, wv)))
+            val_rmse = float(
+                torch.sqrt(error(network(val["x"], val["m"], val["d_fwd"], val["d_bwd"], val["anc"]), yv, wv))
+            )
         history.append({"epoch": epoch, "train_loss": total / len(y), "val_rmse": val_rmse})
         bar.set_postfix(val_rmse=f"{val_rmse:.4f}")
         if val_rmse < best - 1e-5:
@@ -556,14 +623,15 @@ def _fit_network(network: Any, train_t: dict[str, np.ndarray], y_train: np.ndarr
     return history
 
 
-def forest_features(series: np.ndarray, ancillary: np.ndarray, times: np.ndarray | None,
-                    fill: list[float] | None = None) -> np.ndarray:
+def forest_features(
+    series: np.ndarray, ancillary: np.ndarray, times: np.ndarray | None, fill: list[float] | None = None
+) -> np.ndarray:
     """The forest's inputs: the series gap-filled by linear interpolation in time, flattened,
     then the ancillary variables; values still missing (a band never observed) take ``fill``."""
     n, steps, d = series.shape
     x = np.empty((n, steps * d + ancillary.shape[1]), dtype="float32")
-    linear_interpolation(series, times, out=np.reshape(x[:, :steps * d], (n, steps, d), copy=False))  # in place
-    x[:, steps * d:] = ancillary
+    linear_interpolation(series, times, out=np.reshape(x[:, : steps * d], (n, steps, d), copy=False))  # in place
+    x[:, steps * d :] = ancillary
     if fill is not None:
         np.copyto(x, np.broadcast_to(np.asarray(fill, "float32"), x.shape), where=~np.isfinite(x))
     return x
@@ -576,7 +644,7 @@ def _pixel_errors(data: AbundanceData, pred: np.ndarray) -> np.ndarray:
     if data.sub_fractions is not None:
         with np.errstate(invalid="ignore"):
             err = err + np.nan_to_num(np.nanmean((pred[:, k1:] - data.sub_fractions) ** 2, axis=1))
-    return np.nan_to_num(err, nan=0.0)
+    return np.asarray(np.nan_to_num(err, nan=0.0))
 
 
 MIN_VALIDATION_PIXELS = 30  # below this, a neural model's validation lead is not evidence
@@ -612,8 +680,12 @@ def choose_model(val_errors: dict[str, np.ndarray], blocks: np.ndarray | None = 
     if len(val_errors) == 1:
         return next(iter(val_errors))
     if len(val_errors["forest"]) < MIN_VALIDATION_PIXELS:
-        log.info("abundance: %d validation pixels are too few to trust a lead over the forest (%d needed): "
-                 "the forest is kept", len(val_errors["forest"]), MIN_VALIDATION_PIXELS)
+        log.info(
+            "abundance: %d validation pixels are too few to trust a lead over the forest (%d needed): "
+            "the forest is kept",
+            len(val_errors["forest"]),
+            MIN_VALIDATION_PIXELS,
+        )
         return "forest"
     kept = "forest"
     for challenger in ROBUSTNESS_ORDER[1:]:
@@ -645,8 +717,14 @@ def _level_metrics(data: AbundanceData, pred: np.ndarray) -> dict[str, Any]:
     return out
 
 
-def _train_brits(data: AbundanceData, fit_idx: np.ndarray, val_idx: np.ndarray, params: TrainParams,
-                 base: AbundanceModel | None, progress: bool) -> tuple[Any, Normalisation, list[dict[str, float]]]:
+def _train_brits(
+    data: AbundanceData,
+    fit_idx: np.ndarray,
+    val_idx: np.ndarray,
+    params: TrainParams,
+    base: AbundanceModel | None,
+    progress: bool,
+) -> tuple[Any, Normalisation, list[dict[str, float]]]:
     from landcoverpy.models.brits import BRITSAbundance
     from landcoverpy.models.device import describe, resolve_device
 
@@ -654,13 +732,23 @@ def _train_brits(data: AbundanceData, fit_idx: np.ndarray, val_idx: np.ndarray, 
     if base is not None and base.kind in NETWORK_KINDS:
         norm = base.normalisation
         network = copy.deepcopy(base.network)
-        if list(base.classes) != list(data.classes) or (base.sub_classes or None) != (data.sub_classes or None) \
-                or (base.parents or None) != (data.parents or None):
+        if (
+            list(base.classes) != list(data.classes)
+            or (base.sub_classes or None) != (data.sub_classes or None)
+            or (base.parents or None) != (data.parents or None)
+        ):
             network.replace_head(len(data.classes), data.parents)
     else:
         norm = Normalisation.fit(data.subset(fit_idx))
-        network = BRITSAbundance(data.series.shape[2], data.ancillary.shape[1], len(data.classes), params.hidden,
-                                 params.ancillary_hidden, params.dropout, data.parents)
+        network = BRITSAbundance(
+            data.series.shape[2],
+            data.ancillary.shape[1],
+            len(data.classes),
+            params.hidden,
+            params.ancillary_hidden,
+            params.dropout,
+            data.parents,
+        )
     network = network.to(device)
     times = data.times
 
@@ -670,14 +758,25 @@ def _train_brits(data: AbundanceData, fit_idx: np.ndarray, val_idx: np.ndarray, 
     targets = _targets(data)
     log.info("abundance: training BRITS on %s", describe(device))
     weights = data.weights
-    history = _fit_network(network, tens(fit_idx), targets[fit_idx], tens(val_idx), targets[val_idx], params,
-                           progress, len(data.classes), device, None if weights is None else weights[fit_idx],
-                           None if weights is None else weights[val_idx])
+    history = _fit_network(
+        network,
+        tens(fit_idx),
+        targets[fit_idx],
+        tens(val_idx),
+        targets[val_idx],
+        params,
+        progress,
+        len(data.classes),
+        device,
+        None if weights is None else weights[fit_idx],
+        None if weights is None else weights[val_idx],
+    )
     return network.cpu(), norm, history
 
 
-def size_forest(model: AbundanceModel, val: AbundanceData, tolerance: float,
-                partner: np.ndarray | None = None) -> dict[str, dict[str, Any]]:
+def size_forest(
+    model: AbundanceModel, val: AbundanceData, tolerance: float, partner: np.ndarray | None = None
+) -> dict[str, dict[str, Any]]:
     """The fewest of ``model``'s forest's trees (trained without the validation blocks) whose
     validation RMSE (consistent fractions, both levels) is within ``tolerance`` of the whole
     forest's: the first k trees of a forest are the k-tree forest its seed would fit, so one pass
@@ -696,21 +795,42 @@ def size_forest(model: AbundanceModel, val: AbundanceData, tolerance: float,
     partners = {"forest": None} | ({} if partner is None else {"ensemble": partner})
     if tolerance <= 0 or len(val) < MIN_VALIDATION_PIXELS:
         if tolerance > 0:
-            log.info("abundance forest: %d validation pixels are too few to size it (%d needed): all %d trees kept",
-                     len(val), MIN_VALIDATION_PIXELS, trained)
-        return {kind: {"trees": trained, "of": trained, "tolerance": tolerance, "validation_rmse": {}}
-                for kind in partners}
-    fractions = {k: model._forest_fractions(v) for k, v in prefix_regression(
-        model.forest, model.forest_inputs(val.series, val.ancillary), tree_counts(trained)).items()}
+            log.info(
+                "abundance forest: %d validation pixels are too few to size it (%d needed): all %d trees kept",
+                len(val),
+                MIN_VALIDATION_PIXELS,
+                trained,
+            )
+        return {
+            kind: {"trees": trained, "of": trained, "tolerance": tolerance, "validation_rmse": {}} for kind in partners
+        }
+    fractions = {
+        k: model._forest_fractions(v)
+        for k, v in prefix_regression(
+            model.forest, model.forest_inputs(val.series, val.ancillary), tree_counts(trained)
+        ).items()
+    }
     out = {}
     for kind, other in partners.items():
-        errors = {k: float(np.sqrt(np.mean(_pixel_errors(val, f if other is None else (other + f) * 0.5))))
-                  for k, f in fractions.items()}
+        errors = {
+            k: float(np.sqrt(np.mean(_pixel_errors(val, f if other is None else (other + f) * 0.5))))
+            for k, f in fractions.items()
+        }
         kept = fewest_trees_within(errors, tolerance)
-        log.info("abundance %s: %d of %d trees kept (validation RMSE %.4f vs %.4f with all)",
-                 "forest" if other is None else "ensemble's forest", kept, trained, errors[kept], errors[trained])
-        out[kind] = {"trees": kept, "of": trained, "tolerance": tolerance,
-                     "validation_rmse": {str(k): round(v, 5) for k, v in errors.items()}}
+        log.info(
+            "abundance %s: %d of %d trees kept (validation RMSE %.4f vs %.4f with all)",
+            "forest" if other is None else "ensemble's forest",
+            kept,
+            trained,
+            errors[kept],
+            errors[trained],
+        )
+        out[kind] = {
+            "trees": kept,
+            "of": trained,
+            "tolerance": tolerance,
+            "validation_rmse": {str(k): round(v, 5) for k, v in errors.items()},
+        }
     return out
 
 
@@ -736,15 +856,26 @@ def _train_forest(data: AbundanceData, train_idx: np.ndarray, params: TrainParam
     x = np.where(np.isfinite(x), x, fill)
     y = _targets(data)[train_idx]
     y = np.where(np.isfinite(y), y, 0.0)  # no N2 label: trained towards 0, rescaled inside its parent
-    forest = RandomForestRegressor(n_estimators=params.trees, min_samples_leaf=params.min_leaf, max_features=0.3,
-                                   n_jobs=params.threads or -1, random_state=params.seed)
+    forest = RandomForestRegressor(
+        n_estimators=params.trees,
+        min_samples_leaf=params.min_leaf,
+        max_features=0.3,
+        n_jobs=params.threads or -1,
+        random_state=params.seed,
+    )
     forest.fit(x, y, sample_weight=None if data.weights is None else data.weights[train_idx])
     return forest, fill.astype("float32").tolist()
 
 
-def train_abundance(data: AbundanceData, params: TrainParams | None = None, feature_names: list[str] | None = None,
-                    ancillary_names: list[str] | None = None, base: AbundanceModel | None = None,
-                    progress: bool = False, step: str | None = None) -> tuple[AbundanceModel, dict[str, Any]]:
+def train_abundance(
+    data: AbundanceData,
+    params: TrainParams | None = None,
+    feature_names: list[str] | None = None,
+    ancillary_names: list[str] | None = None,
+    base: AbundanceModel | None = None,
+    progress: bool = False,
+    step: str | None = None,
+) -> tuple[AbundanceModel, dict[str, Any]]:
     """:func:`_train_abundance`, with torch's thread count (``params.threads``) set for the
     training only and restored after, so a long-lived process (a Dask worker) keeps its own."""
     import torch
@@ -756,9 +887,15 @@ def train_abundance(data: AbundanceData, params: TrainParams | None = None, feat
         torch.set_num_threads(before)
 
 
-def _train_abundance(data: AbundanceData, params: TrainParams | None = None, feature_names: list[str] | None = None,
-                     ancillary_names: list[str] | None = None, base: AbundanceModel | None = None,
-                     progress: bool = False, step: str | None = None) -> tuple[AbundanceModel, dict[str, Any]]:
+def _train_abundance(
+    data: AbundanceData,
+    params: TrainParams | None = None,
+    feature_names: list[str] | None = None,
+    ancillary_names: list[str] | None = None,
+    base: AbundanceModel | None = None,
+    progress: bool = False,
+    step: str | None = None,
+) -> tuple[AbundanceModel, dict[str, Any]]:
     """Train on a spatial-block 80/20 split (early stopping on a validation set of blocks taken
     from the 80 %); return the model and its test metrics (with the mean-abundance baseline).
     ``model_type`` auto trains BRITS and the forest on the same split, forms their ensemble (the
@@ -789,17 +926,30 @@ def _train_abundance(data: AbundanceData, params: TrainParams | None = None, fea
         log.warning("%d pixel(s) skipped: every time-series value is missing", int((~observed).sum()))
     if keep.sum() < 10:
         raise InputValidationError(f"only {int(keep.sum())} usable samples: need at least 10")
-    data = AbundanceData(data.series[keep], data.ancillary[keep], fractions[keep], data.blocks[keep], data.classes,
-                         data.times, None if sub is None else sub[keep], data.sub_classes, data.parents,
-                         None if data.weights is None else data.weights[keep])
+    data = AbundanceData(
+        data.series[keep],
+        data.ancillary[keep],
+        fractions[keep],
+        data.blocks[keep],
+        data.classes,
+        data.times,
+        None if sub is None else sub[keep],
+        data.sub_classes,
+        data.parents,
+        None if data.weights is None else data.weights[keep],
+    )
     train_idx, test_idx = spatial_split(data.blocks, params.test_fraction, params.seed)
     sub_train, sub_val = spatial_split(data.blocks[train_idx], params.validation_fraction, params.seed + 1)
     fit_idx, val_idx = train_idx[sub_train], train_idx[sub_val]
-    common = dict(classes=list(data.classes), sub_classes=data.sub_classes, parents=data.parents,
-                  feature_names=feature_names or [f"f{i}" for i in range(data.series.shape[2])],
-                  ancillary_names=ancillary_names or [f"a{i}" for i in range(data.ancillary.shape[1])],
-                  times=[float(x) for x in (np.arange(data.series.shape[1]) if data.times is None else data.times)],
-                  step=step)
+    common: dict[str, Any] = dict(
+        classes=list(data.classes),
+        sub_classes=data.sub_classes,
+        parents=data.parents,
+        feature_names=feature_names or [f"f{i}" for i in range(data.series.shape[2])],
+        ancillary_names=ancillary_names or [f"a{i}" for i in range(data.ancillary.shape[1])],
+        times=[float(x) for x in (np.arange(data.series.shape[1]) if data.times is None else data.times)],
+        step=step,
+    )
     wanted = ["brits", "forest", "ensemble"] if params.model_type == "auto" else [params.model_type]
     if base is not None:
         wanted = [base.kind]  # fine-tuning continues the base model's kind
@@ -814,17 +964,24 @@ def _train_abundance(data: AbundanceData, params: TrainParams | None = None, fea
     sizes: dict[str, dict[str, Any]] = {}  # trees kept by the forest and by the ensemble
     if "brits" in trained:
         network, norm, history = _train_brits(data, fit_idx, val_idx, params, base, progress)
-        members["brits"] = AbundanceModel(network=network, normalisation=norm, params=params.to_dict(),
-                                          history=history, kind="brits", **common)  # type: ignore[arg-type]
+        members["brits"] = AbundanceModel(
+            network=network, normalisation=norm, params=params.to_dict(), history=history, kind="brits", **common
+        )
         val_preds["brits"] = members["brits"].predict(val.series, val.ancillary)
         test_preds["brits"] = members["brits"].predict(test.series, test.ancillary)
     if "forest" in trained:
         forest, fill = _train_forest(data, fit_idx, params)  # the validation blocks stay out to choose
-        model = AbundanceModel(network=None, normalisation=Normalisation.fit(data.subset(fit_idx)),
-                               params=params.to_dict() | {"forest_fill": fill}, kind="forest", forest=forest,
-                               **common)  # type: ignore[arg-type]
-        sizes = size_forest(model, val, params.tree_tolerance,
-                            partner=val_preds["brits"] if "ensemble" in wanted else None)
+        model = AbundanceModel(
+            network=None,
+            normalisation=Normalisation.fit(data.subset(fit_idx)),
+            params=params.to_dict() | {"forest_fill": fill},
+            kind="forest",
+            forest=forest,
+            **common,
+        )
+        sizes = size_forest(
+            model, val, params.tree_tolerance, partner=val_preds["brits"] if "ensemble" in wanted else None
+        )
 
         def with_brits(kind: str, got: np.ndarray, preds: dict[str, np.ndarray]) -> np.ndarray:
             return got if kind == "forest" else (preds["brits"] + got) * 0.5  # the ensemble's mean
@@ -836,12 +993,25 @@ def _train_abundance(data: AbundanceData, params: TrainParams | None = None, fea
         forest, fill = _train_forest(data, train_idx, replace(params, trees=max(s["trees"] for s in sizes.values())))
         for kind, size in sizes.items():
             kept = size["trees"]
-            alone = replace(model, forest=cut_forest(forest, kept),
-                            params=params.to_dict() | {"forest_fill": fill, "forest_trees": kept})
+            alone = replace(
+                model,
+                forest=cut_forest(forest, kept),
+                params=params.to_dict() | {"forest_fill": fill, "forest_trees": kept},
+            )
             test_preds[kind] = with_brits(kind, alone.predict(test.series, test.ancillary), test_preds)
             brits = members.get("brits")
-            members[kind] = alone if kind == "forest" else replace(  # BRITS's test fractions are not computed again
-                alone, kind="ensemble", network=brits.network, normalisation=brits.normalisation, history=brits.history)
+            assert brits is not None or kind == "forest", "the ensemble needs its BRITS member"
+            members[kind] = (
+                alone
+                if kind == "forest" or brits is None
+                else replace(  # BRITS's test fractions are not computed again
+                    alone,
+                    kind="ensemble",
+                    network=brits.network,
+                    normalisation=brits.normalisation,
+                    history=brits.history,
+                )
+            )
     for kind in members:  # an ensemble's members are reported beside it
         val_metrics = _level_metrics(val, val_preds[kind])
         chosen_by[kind] = sum(v["rmse"] for v in val_metrics.values())
@@ -859,10 +1029,18 @@ def _train_abundance(data: AbundanceData, params: TrainParams | None = None, fea
         "levels": levels,
         "baseline_levels": baseline,
         "model_type": chosen,
-        "candidates": {k: {lv: {m: v[lv][m] for m in ("rmse", "mae", "r2", "dominant_accuracy")} for lv in v}
-                       | {"validation_rmse": chosen_by[k]} for k, (_, v) in candidates.items()},
-        "split": {"scheme": "spatial blocks", "train": int(len(fit_idx)), "validation": int(len(val_idx)),
-                  "test": int(len(test_idx)), "blocks": int(len(np.unique(data.blocks)))},
+        "candidates": {
+            k: {lv: {m: v[lv][m] for m in ("rmse", "mae", "r2", "dominant_accuracy")} for lv in v}
+            | {"validation_rmse": chosen_by[k]}
+            for k, (_, v) in candidates.items()
+        },
+        "split": {
+            "scheme": "spatial blocks",
+            "train": int(len(fit_idx)),
+            "validation": int(len(val_idx)),
+            "test": int(len(test_idx)),
+            "blocks": int(len(np.unique(data.blocks))),
+        },
         "epochs": len(model.history),
         "renormalised_labels": renormalised,
         "dropped_samples": int((~keep).sum()),
@@ -872,19 +1050,24 @@ def _train_abundance(data: AbundanceData, params: TrainParams | None = None, fea
     if "ensemble" in sizes:
         metrics["ensemble_forest_size"] = sizes["ensemble"]
     if data.sub_classes is not None:
-        metrics["consistency_error"] = consistency_error(pred[:, :len(data.classes)], pred[:, len(data.classes):],
-                                                         data.parents or [])
+        metrics["consistency_error"] = consistency_error(
+            pred[:, : len(data.classes)], pred[:, len(data.classes) :], data.parents or []
+        )
     model.metrics = metrics
     for kind, (_, lv) in candidates.items():
-        log.info("abundance %s: test RMSE %s (mean-abundance baseline %s)", kind,
-                 ", ".join(f"{k} {v['rmse']:.4f}" for k, v in lv.items()),
-                 ", ".join(f"{k} {v['rmse']:.4f}" for k, v in baseline.items()))
+        log.info(
+            "abundance %s: test RMSE %s (mean-abundance baseline %s)",
+            kind,
+            ", ".join(f"{k} {v['rmse']:.4f}" for k, v in lv.items()),
+            ", ".join(f"{k} {v['rmse']:.4f}" for k, v in baseline.items()),
+        )
     log.info("abundance: kept the %s model", chosen)
     return model, metrics
 
 
-def linear_interpolation(series: np.ndarray, times: np.ndarray | None = None,
-                         out: np.ndarray | None = None) -> np.ndarray:
+def linear_interpolation(
+    series: np.ndarray, times: np.ndarray | None = None, out: np.ndarray | None = None
+) -> np.ndarray:
     """Baseline gap filling: per pixel and feature, linear interpolation in time (constant
     extrapolation at the ends; NaN where a pixel's feature was never observed; NaN and inf are
     gaps). One compiled pass over each pixel's steps, no temporaries (the vectorised numpy form

@@ -42,19 +42,32 @@ class AreaAccuracy:
             return None if not np.isfinite(x) else round(float(x), 6)
 
         return {
-            "overall_accuracy": r(self.overall), "overall_accuracy_ci95": r(self.overall_ci),
-            "error_matrix_proportions": {"map_classes": self.classes, "reference_classes": self.classes,
-                                         "values": [[r(v) for v in row] for row in self.proportions]},
-            "classes": {c: {"users_accuracy": r(self.users[i]), "users_accuracy_ci95": r(self.users_ci[i]),
-                            "producers_accuracy": r(self.producers[i]), "producers_accuracy_ci95": r(self.producers_ci[i]),
-                            "mapped_area": r(self.mapped_area[i]), "estimated_area": r(self.area[i]),
-                            "estimated_area_se": r(self.area_se[i]), "estimated_area_ci95": r(self.area_ci[i])}
-                        for i, c in enumerate(self.classes)},
+            "overall_accuracy": r(self.overall),
+            "overall_accuracy_ci95": r(self.overall_ci),
+            "error_matrix_proportions": {
+                "map_classes": self.classes,
+                "reference_classes": self.classes,
+                "values": [[r(v) for v in row] for row in self.proportions],
+            },
+            "classes": {
+                c: {
+                    "users_accuracy": r(self.users[i]),
+                    "users_accuracy_ci95": r(self.users_ci[i]),
+                    "producers_accuracy": r(self.producers[i]),
+                    "producers_accuracy_ci95": r(self.producers_ci[i]),
+                    "mapped_area": r(self.mapped_area[i]),
+                    "estimated_area": r(self.area[i]),
+                    "estimated_area_se": r(self.area_se[i]),
+                    "estimated_area_ci95": r(self.area_ci[i]),
+                }
+                for i, c in enumerate(self.classes)
+            },
         }
 
 
-def area_adjusted_accuracy(counts: np.ndarray, map_pixels: np.ndarray, pixel_area: float = 1.0,
-                           classes: list[str] | None = None) -> AreaAccuracy:
+def area_adjusted_accuracy(
+    counts: np.ndarray, map_pixels: np.ndarray, pixel_area: float = 1.0, classes: list[str] | None = None
+) -> AreaAccuracy:
     """Olofsson et al. (2014) estimators. A stratum with fewer than two samples gives no
     variance (NaN); a stratum without samples contributes no information (its proportions are
     0) and is reported with NaN accuracies."""
@@ -75,7 +88,7 @@ def area_adjusted_accuracy(counts: np.ndarray, map_pixels: np.ndarray, pixel_are
         producers = np.where(p_j > 0, np.diag(p) / p_j, np.nan)  # eq. 3
         dof = np.where(n_i > 1, n_i - 1, np.nan)
         # eq. 5: variance of overall accuracy
-        v_overall = np.nansum(w ** 2 * users * (1 - users) / dof)
+        v_overall = np.nansum(w**2 * users * (1 - users) / dof)
         v_users = users * (1 - users) / dof  # eq. 6
         # eq. 7: variance of producer's accuracy
         n_hat_j = (big_n[:, None] * frac).sum(axis=0)  # estimated reference pixels of class j
@@ -84,16 +97,26 @@ def area_adjusted_accuracy(counts: np.ndarray, map_pixels: np.ndarray, pixel_are
             if n_hat_j[j] <= 0:
                 continue
             own = big_n[j] ** 2 * (1 - producers[j]) ** 2 * users[j] * (1 - users[j]) / dof[j]
-            others = sum(big_n[i] ** 2 * frac[i, j] * (1 - frac[i, j]) / dof[i] for i in range(k) if i != j and n_i[i] > 0)
+            others = sum(
+                big_n[i] ** 2 * frac[i, j] * (1 - frac[i, j]) / dof[i] for i in range(k) if i != j and n_i[i] > 0
+            )
             v_producers[j] = (own + producers[j] ** 2 * others) / n_hat_j[j] ** 2
         # eq. 10: standard error of the proportion of each reference class
         se_p = np.sqrt(np.nansum(w[:, None] ** 2 * frac * (1 - frac) / dof[:, None], axis=0))
     area_total = total * pixel_area
     return AreaAccuracy(
-        classes=list(classes) if classes else [str(i) for i in range(k)], proportions=p, overall=overall,
-        overall_ci=Z95 * math.sqrt(v_overall), users=users, users_ci=Z95 * np.sqrt(v_users), producers=producers,
-        producers_ci=Z95 * np.sqrt(v_producers), area=p_j * area_total, area_se=se_p * area_total,
-        area_ci=Z95 * se_p * area_total, mapped_area=big_n * pixel_area,
+        classes=list(classes) if classes else [str(i) for i in range(k)],
+        proportions=p,
+        overall=overall,
+        overall_ci=Z95 * math.sqrt(v_overall),
+        users=users,
+        users_ci=Z95 * np.sqrt(v_users),
+        producers=producers,
+        producers_ci=Z95 * np.sqrt(v_producers),
+        area=p_j * area_total,
+        area_se=se_p * area_total,
+        area_ci=Z95 * se_p * area_total,
+        mapped_area=big_n * pixel_area,
     )
 
 
@@ -121,4 +144,5 @@ def allocate(total: int, weights: np.ndarray, minimum: int, available: np.ndarra
     extra = np.floor(share).astype(int)
     for i in np.argsort(-(share - extra))[: rest - int(extra.sum())]:  # largest remainders
         extra[i] += 1
-    return np.minimum(out + extra, cap)
+    sizes: np.ndarray = np.minimum(out + extra, cap)
+    return sizes

@@ -17,12 +17,16 @@ Shapes: values/masks/deltas ``(batch, steps, features)``; ancillary ``(batch, n_
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 
 class TemporalDecay(nn.Module):
+    eye: torch.Tensor
+
     """gamma = exp(-relu(W delta + b)); diagonal W when decaying the inputs themselves."""
 
     def __init__(self, in_size: int, out_size: int, diagonal: bool = False) -> None:
@@ -40,6 +44,8 @@ class TemporalDecay(nn.Module):
 
 
 class FeatureRegression(nn.Module):
+    off_diagonal: torch.Tensor
+
     """Estimate each feature from the others of the same step (zero diagonal)."""
 
     def __init__(self, size: int) -> None:
@@ -68,8 +74,9 @@ class RITS(nn.Module):
         self.combine = nn.Linear(2 * n_features, n_features)
         self.cell = nn.LSTMCell(2 * n_features, hidden)
 
-    def forward(self, x: torch.Tensor, m: torch.Tensor, d: torch.Tensor,
-                with_loss: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, m: torch.Tensor, d: torch.Tensor, with_loss: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Returns (imputed series, final hidden state, imputation loss on observed values); the
         loss is skipped (0) when ``with_loss`` is false, as in inference."""
         batch, steps, _ = x.shape
@@ -94,16 +101,31 @@ class RITS(nn.Module):
 
 
 class BRITSAbundance(nn.Module):
-    def __init__(self, n_features: int, n_ancillary: int, n_classes: int, hidden: int = 64,
-                 ancillary_hidden: int = 32, dropout: float = 0.1, parents: list[int] | None = None) -> None:
+    parent_index: torch.Tensor
+
+    def __init__(
+        self,
+        n_features: int,
+        n_ancillary: int,
+        n_classes: int,
+        hidden: int = 64,
+        ancillary_hidden: int = 32,
+        dropout: float = 0.1,
+        parents: list[int] | None = None,
+    ) -> None:
         super().__init__()
-        self.config = {"n_features": n_features, "n_ancillary": n_ancillary, "n_classes": n_classes,
-                       "hidden": hidden, "ancillary_hidden": ancillary_hidden, "dropout": dropout,
-                       "parents": list(parents) if parents else None}
+        self.config: dict[str, Any] = {
+            "n_features": n_features,
+            "n_ancillary": n_ancillary,
+            "n_classes": n_classes,
+            "hidden": hidden,
+            "ancillary_hidden": ancillary_hidden,
+            "dropout": dropout,
+            "parents": list(parents) if parents else None,
+        }
         self.forward_rits = RITS(n_features, hidden)
         self.backward_rits = RITS(n_features, hidden)
-        self.ancillary = (nn.Sequential(nn.Linear(n_ancillary, ancillary_hidden), nn.ReLU())
-                          if n_ancillary else None)
+        self.ancillary = nn.Sequential(nn.Linear(n_ancillary, ancillary_hidden), nn.ReLU()) if n_ancillary else None
         self.head = self.new_head(n_classes)
         self.sub_head = self.new_head(len(parents)) if parents else None
         if parents:
@@ -114,8 +136,9 @@ class BRITSAbundance(nn.Module):
     def new_head(self, n_classes: int) -> nn.Sequential:
         cfg = self.config
         width = 2 * cfg["hidden"] + (cfg["ancillary_hidden"] if cfg["n_ancillary"] else 0)
-        return nn.Sequential(nn.Linear(width, cfg["hidden"]), nn.ReLU(), nn.Dropout(cfg["dropout"]),
-                             nn.Linear(cfg["hidden"], n_classes))
+        return nn.Sequential(
+            nn.Linear(width, cfg["hidden"]), nn.ReLU(), nn.Dropout(cfg["dropout"]), nn.Linear(cfg["hidden"], n_classes)
+        )
 
     def replace_head(self, n_classes: int, parents: list[int] | None = None) -> None:
         """Fresh abundance heads for another class set (fine-tuning to a new legend)."""
@@ -124,8 +147,9 @@ class BRITSAbundance(nn.Module):
         self.head = self.new_head(n_classes)
         self.sub_head = self.new_head(len(parents)) if parents else None
         if parents:
-            self.register_buffer("parent_index", torch.tensor(parents, dtype=torch.long,
-                                                              device=next(self.parameters()).device))
+            self.register_buffer(
+                "parent_index", torch.tensor(parents, dtype=torch.long, device=next(self.parameters()).device)
+            )
 
     def nested_softmax(self, sub_logits: torch.Tensor, top: torch.Tensor) -> torch.Tensor:
         """N2 fractions: a softmax over the N2 classes of each parent (computed stably with the
@@ -149,16 +173,19 @@ class BRITSAbundance(nn.Module):
             out["sub_abundance"] = self.nested_softmax(self.sub_head(state).float(), abundance)
         return out
 
-    def forward(self, x: torch.Tensor, m: torch.Tensor, d_fwd: torch.Tensor, d_bwd: torch.Tensor,
-                anc: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, m: torch.Tensor, d_fwd: torch.Tensor, d_bwd: torch.Tensor, anc: torch.Tensor | None
+    ) -> dict[str, torch.Tensor]:
         with_loss = self.training
         imp_f, h_f, loss_f = self.forward_rits(x, m, d_fwd, with_loss)
         imp_b, h_b, loss_b = self.backward_rits(torch.flip(x, [1]), torch.flip(m, [1]), d_bwd, with_loss)
         imp_b = torch.flip(imp_b, [1])
         out = self.outputs(h_f, h_b, anc)
-        out.update({
-            "imputed": (imp_f + imp_b) / 2,
-            "loss_imputation": loss_f + loss_b,
-            "loss_consistency": torch.abs(imp_f - imp_b).mean(),
-        })
+        out.update(
+            {
+                "imputed": (imp_f + imp_b) / 2,
+                "loss_imputation": loss_f + loss_b,
+                "loss_consistency": torch.abs(imp_f - imp_b).mean(),
+            }
+        )
         return out

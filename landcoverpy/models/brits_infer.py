@@ -60,7 +60,7 @@ def pack_direction(rits: RITS, n: int, width: int) -> Packed:
     dtype = rits.history.weight.dtype
     device = rits.history.weight.device
     scale = torch.ones(4 * hid, dtype=dtype, device=device)
-    scale[2 * hid:3 * hid] = 2  # cell-input gate: sigmoid(2a) gives tanh(a) = 2 sigmoid(2a) - 1
+    scale[2 * hid : 3 * hid] = 2  # cell-input gate: sigmoid(2a) gives tanh(a) = 2 sigmoid(2a) - 1
 
     def zeros(*shape: int) -> torch.Tensor:
         return torch.zeros(*shape, dtype=dtype, device=device)
@@ -69,7 +69,7 @@ def pack_direction(rits: RITS, n: int, width: int) -> Packed:
     w_decay_h[:n] = -rits.decay_h.weight.t() * LOG2E
     w_decay_h[2 * n] = -rits.decay_h.bias * LOG2E
     w_beta = zeros(width, 16)
-    w_beta[:2 * n, :n] = rits.combine.weight.t()
+    w_beta[: 2 * n, :n] = rits.combine.weight.t()
     w_beta[2 * n, :n] = rits.combine.bias
     w_gates = (rits.cell.weight_hh * scale[:, None]).t().contiguous()
     w_history = zeros(hid, 16)
@@ -78,14 +78,24 @@ def pack_direction(rits: RITS, n: int, width: int) -> Packed:
     w_feature[:n, :n] = (rits.feature.weight * rits.feature.off_diagonal).t()
     w_feature[2 * n, :n] = rits.feature.bias
     w_input = zeros(width, 4 * hid)
-    w_input[:2 * n] = (rits.cell.weight_ih * scale[:, None]).t()
+    w_input[: 2 * n] = (rits.cell.weight_ih * scale[:, None]).t()
     w_input[2 * n] = (rits.cell.bias_ih + rits.cell.bias_hh) * scale
-    return Packed(w_decay_h, -torch.diagonal(rits.decay_x.weight) * LOG2E, -rits.decay_x.bias * LOG2E,
-                  w_beta, w_gates, w_history, rits.history.bias.detach().clone(), w_feature, w_input)
+    return Packed(
+        w_decay_h,
+        -torch.diagonal(rits.decay_x.weight) * LOG2E,
+        -rits.decay_x.bias * LOG2E,
+        w_beta,
+        w_gates,
+        w_history,
+        rits.history.bias.detach().clone(),
+        w_feature,
+        w_input,
+    )
 
 
-def pack(x: torch.Tensor, m: torch.Tensor, d_fwd: torch.Tensor,
-         d_bwd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def pack(
+    x: torch.Tensor, m: torch.Tensor, d_fwd: torch.Tensor, d_bwd: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The network's ``(batch, steps, features)`` inputs (``d_bwd`` in the flipped order
     ``forward`` takes) as ``values (steps, 2, batch, F)`` and ``gaps_mask (steps, 2, batch, 2F)``,
     direction 1 in walking order; values are zero where the mask is 0."""
@@ -100,12 +110,18 @@ def pack(x: torch.Tensor, m: torch.Tensor, d_fwd: torch.Tensor,
 def step_gaps(steps: int, times: np.ndarray | None) -> np.ndarray:
     """(steps, 2): the time from the previous step in each direction's walking order (0 first)."""
     t = np.arange(steps, dtype="float32") if times is None else np.asarray(times, dtype="float32")
-    return np.stack([np.diff(t, prepend=t[0]), np.diff(t[-1] - t[::-1], prepend=np.float32(0))],
-                    axis=1).astype("float32")
+    return np.stack([np.diff(t, prepend=t[0]), np.diff(t[-1] - t[::-1], prepend=np.float32(0))], axis=1).astype(
+        "float32"
+    )
 
 
-def pack_series(series: np.ndarray, mean: np.ndarray, std: np.ndarray, times: np.ndarray | None,
-                out: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def pack_series(
+    series: np.ndarray,
+    mean: np.ndarray,
+    std: np.ndarray,
+    times: np.ndarray | None,
+    out: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Raw ``(N, steps, F)`` series (NaN or inf = missing) normalised with ``mean``/``std``
     straight into the packed layout: ``values (steps, 2, N, F)`` and ``gaps_mask (steps, 2, N,
     2F)``, the same numbers as ``pack`` of ``prepare_tensors``' arrays (BRITS gaps: time since the
@@ -137,8 +153,13 @@ def pack_series(series: np.ndarray, mean: np.ndarray, std: np.ndarray, times: np
     return values, gaps_mask
 
 
-def run(network: BRITSAbundance, values: torch.Tensor, gaps_mask: torch.Tensor, anc: torch.Tensor | None,
-        imputed: bool = False) -> dict[str, torch.Tensor]:
+def run(
+    network: BRITSAbundance,
+    values: torch.Tensor,
+    gaps_mask: torch.Tensor,
+    anc: torch.Tensor | None,
+    imputed: bool = False,
+) -> dict[str, torch.Tensor]:
     """Eval-mode outputs of ``network`` (abundance, sub_abundance, and with ``imputed`` the
     gap-filled series ``(batch, steps, F)``) from packed inputs."""
     if network.training:
@@ -151,19 +172,20 @@ def run(network: BRITSAbundance, values: torch.Tensor, gaps_mask: torch.Tensor, 
     def both(name: str) -> torch.Tensor:
         return torch.stack([getattr(d, name) for d in dirs])
 
-    w_decay_h, w_beta, w_gates, w_history, w_feature, w_input = (both(k) for k in (
-        "w_decay_h", "w_beta", "w_gates", "w_history", "w_feature", "w_input"))
+    w_decay_h, w_beta, w_gates, w_history, w_feature, w_input = (
+        both(k) for k in ("w_decay_h", "w_beta", "w_gates", "w_history", "w_feature", "w_input")
+    )
     w_decay_x, b_decay_x, b_history = (both(k)[:, None, :] for k in ("w_decay_x", "b_decay_x", "b_history"))
     new = values.new_empty
     block = values.new_zeros(2, batch, width)  # [gaps -> gamma_x -> x_c -> c_c, mask, 1, 0...]
     block[:, :, 2 * n] = 1
-    part, mask = block[:, :, :n], block[:, :, n:2 * n]
+    part, mask = block[:, :, :n], block[:, :, n : 2 * n]
     gamma_h, beta, z, history = new(2, batch, hid), new(2, batch, 16), new(2, batch, 16), new(2, batch, 16)
     gates, x_hist, c_hat, tc = new(2, batch, 4 * hid), new(2, batch, n), new(2, batch, n), new(2, batch, hid)
     h, c2 = values.new_zeros(2, batch, hid), values.new_zeros(2, batch, hid)
     out_imputed = new(steps, 2, batch, n) if imputed else None
     for s in range(steps):
-        block[:, :, :2 * n].copy_(gaps_mask[s])
+        block[:, :, : 2 * n].copy_(gaps_mask[s])
         xs = values[s]
         torch.bmm(block, w_decay_h, out=gamma_h).clamp_max_(0).exp2_()
         torch.addcmul(b_decay_x, part, w_decay_x, out=part).clamp_max_(0).exp2_()  # gamma_x

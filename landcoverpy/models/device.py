@@ -24,12 +24,16 @@ def resolve_device(name: str | None) -> Any:
     if value == "cuda" or value.startswith("cuda:"):
         if not torch.cuda.is_available():
             build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
-            raise ModelError(f"device {name!r} asked for, but torch {torch.__version__} ({build}) sees no CUDA GPU; "
-                             "use --device cpu (or auto), or install a CUDA build of torch (see the README)")
+            raise ModelError(
+                f"device {name!r} asked for, but torch {torch.__version__} ({build}) sees no CUDA GPU; "
+                "use --device cpu (or auto), or install a CUDA build of torch (see docs/abundance.md)"
+            )
         index = int(value.split(":", 1)[1]) if ":" in value else 0
         if index >= torch.cuda.device_count():
-            raise ModelError(f"device {name!r}: torch sees {torch.cuda.device_count()} GPU(s); use cuda:0 .. "
-                             f"cuda:{torch.cuda.device_count() - 1}")
+            raise ModelError(
+                f"device {name!r}: torch sees {torch.cuda.device_count()} GPU(s); use cuda:0 .. "
+                f"cuda:{torch.cuda.device_count() - 1}"
+            )
         return torch.device("cuda", index)
     raise ModelError(f"unknown device {name!r}: use auto, cpu or cuda (or cuda:N)")
 

@@ -9,7 +9,7 @@ and the addition, per tree. Here the leaves come from the same Cython traversal
 same order (tree by tree, starting from zeros), then divides by the number of trees as
 scikit-learn does: the same floating-point operations in the same order, so the same bits, and
 the same class decisions on every pixel. Measured on one core (``benchmarks/classify_throughput.py``):
-see the README. Estimators this does not cover (LightGBM, multi-output forests) use their own
+see docs/benchmarks.md. Estimators this does not cover (LightGBM, multi-output forests) use their own
 ``predict_proba``.
 """
 
@@ -29,8 +29,12 @@ def supported(estimator: Any) -> bool:
     the trees in no fixed order, so its own result is not reproducible to the bit anyway)."""
     from sklearn.ensemble._forest import ForestClassifier
 
-    return (isinstance(estimator, ForestClassifier) and hasattr(estimator, "estimators_")
-            and getattr(estimator, "n_outputs_", 1) == 1 and estimator.n_jobs in (None, 1))
+    return (
+        isinstance(estimator, ForestClassifier)
+        and hasattr(estimator, "estimators_")
+        and getattr(estimator, "n_outputs_", 1) == 1
+        and estimator.n_jobs in (None, 1)
+    )
 
 
 @lru_cache(maxsize=1)
@@ -88,10 +92,10 @@ def _prefix_means(forest: Any, X: np.ndarray, counts: list[int], k: int, values:
     # (1.45x less CPU on a 1024 x 1024 block, measured with the full-tile benchmark's model).
     # Each row's sum is the same additions in the same order, so the same bits.
     for start in range(0, X.shape[0], ROW_CHUNK):
-        rows = X[start:start + ROW_CHUNK]
+        rows = X[start : start + ROW_CHUNK]
         total = np.zeros((rows.shape[0], k), dtype=np.float64)
         for t, (tree, fractions) in enumerate(zip(trees, leaf_values), start=1):
             accumulate(total, fractions, tree.tree_.apply(rows))
             if t in out:
-                np.divide(total, t, out=out[t][start:start + ROW_CHUNK])
+                np.divide(total, t, out=out[t][start : start + ROW_CHUNK])
     return out

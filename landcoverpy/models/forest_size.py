@@ -48,8 +48,12 @@ class SizeScore:
     macro_f1: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {"trees": self.trees, "overall_accuracy": round(self.overall_accuracy, 4),
-                "kappa": round(self.kappa, 4), "macro_f1": round(self.macro_f1, 4)}
+        return {
+            "trees": self.trees,
+            "overall_accuracy": round(self.overall_accuracy, 4),
+            "kappa": round(self.kappa, 4),
+            "macro_f1": round(self.macro_f1, 4),
+        }
 
 
 def score_sizes(y: np.ndarray, predictions: dict[int, np.ndarray], labels: list[str]) -> list[SizeScore]:
@@ -69,8 +73,11 @@ def choose_size(scores: list[SizeScore], tolerance: float) -> int:
         raise ValueError("no forest size was scored")
     full = max(scores, key=lambda s: s.trees)
     for s in sorted(scores, key=lambda s: s.trees):
-        if (s.overall_accuracy >= full.overall_accuracy - tolerance and s.kappa >= full.kappa - tolerance
-                and s.macro_f1 >= full.macro_f1 - tolerance):
+        if (
+            s.overall_accuracy >= full.overall_accuracy - tolerance
+            and s.kappa >= full.kappa - tolerance
+            and s.macro_f1 >= full.macro_f1 - tolerance
+        ):
             return s.trees
     return full.trees  # pragma: no cover - the full forest always qualifies
 

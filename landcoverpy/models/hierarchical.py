@@ -24,8 +24,15 @@ from landcoverpy.models.spatial import spatial_blocks, spatial_splits
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Hierarchy", "ModelParams", "TrainedModel", "make_estimator", "predict_hierarchy", "predict_layers",
-           "train_hierarchy"]
+__all__ = [
+    "Hierarchy",
+    "ModelParams",
+    "TrainedModel",
+    "make_estimator",
+    "predict_hierarchy",
+    "predict_layers",
+    "train_hierarchy",
+]
 
 
 def make_estimator(params: ModelParams, n_jobs: int = -1) -> Any:
@@ -33,15 +40,24 @@ def make_estimator(params: ModelParams, n_jobs: int = -1) -> Any:
         from sklearn.ensemble import RandomForestClassifier
 
         return RandomForestClassifier(
-            n_estimators=params.n_estimators, max_depth=params.max_depth, random_state=params.seed,
-            min_samples_leaf=params.min_samples_leaf, n_jobs=n_jobs, class_weight=None,
+            n_estimators=params.n_estimators,
+            max_depth=params.max_depth,
+            random_state=params.seed,
+            min_samples_leaf=params.min_samples_leaf,
+            n_jobs=n_jobs,
+            class_weight=None,
         )
     if params.model_type == "lightgbm":
         from lightgbm import LGBMClassifier
 
         return LGBMClassifier(
-            n_estimators=params.n_estimators, max_depth=params.max_depth or -1, random_state=params.seed,
-            num_leaves=params.num_leaves, learning_rate=params.learning_rate, n_jobs=n_jobs, class_weight=None,
+            n_estimators=params.n_estimators,
+            max_depth=params.max_depth or -1,
+            random_state=params.seed,
+            num_leaves=params.num_leaves,
+            learning_rate=params.learning_rate,
+            n_jobs=n_jobs,
+            class_weight=None,
             verbose=-1,
         )
     raise ModelError(f"unknown MODEL_TYPE {params.model_type!r}: use random_forest or lightgbm")
@@ -69,8 +85,9 @@ class TrainedModel:
         return values, proba[np.arange(len(idx)), idx]
 
 
-def _cross_validate(estimator: Any, X: np.ndarray, y: np.ndarray, groups: np.ndarray, params: ModelParams,
-                    labels: list[str]) -> tuple[dict[str, Any], dict[str, Any], int]:
+def _cross_validate(
+    estimator: Any, X: np.ndarray, y: np.ndarray, groups: np.ndarray, params: ModelParams, labels: list[str]
+) -> tuple[dict[str, Any], dict[str, Any], int]:
     """Out-of-fold predictions over spatial blocks, for the model and a majority-class baseline.
 
     A random forest is also scored at every smaller size (its first k trees, see
@@ -104,11 +121,19 @@ def _cross_validate(estimator: Any, X: np.ndarray, y: np.ndarray, groups: np.nda
         sizes = [s.to_dict() for s in scores]
     metrics = classification_metrics(y[tested], pred[kept][tested].astype(str), labels)
     baseline = classification_metrics(y[tested], base[tested].astype(str), labels)
-    metrics["validation"] = {"scheme": "spatial blocks", "block_km": params.block_km, "splits": len(splits),
-                             "blocks": int(len(np.unique(groups)))}
+    metrics["validation"] = {
+        "scheme": "spatial blocks",
+        "block_km": params.block_km,
+        "splits": len(splits),
+        "blocks": int(len(np.unique(groups))),
+    }
     if sized:
-        metrics["forest_size"] = {"trees": kept, "of": params.n_estimators, "tolerance": params.tree_tolerance,
-                                  "scores": sizes}
+        metrics["forest_size"] = {
+            "trees": kept,
+            "of": params.n_estimators,
+            "tolerance": params.tree_tolerance,
+            "scores": sizes,
+        }
     return metrics, baseline, kept
 
 
@@ -119,7 +144,7 @@ def class_weights(y: np.ndarray, scheme: str) -> dict[str, float] | str | None:
     if scheme == "none":
         return None
     if scheme == "balanced":
-        return "balanced"  # type: ignore[return-value]  # the estimators' own: recomputed on each fold
+        return "balanced"  # the estimators' own: recomputed on each fold
     names, counts = np.unique(y, return_counts=True)
     w = len(y) / (len(names) * counts.astype(float))
     if scheme != "sqrt":
@@ -136,18 +161,31 @@ def too_small(table: pd.DataFrame, target: str, minimum: int) -> dict[str, int]:
     return {str(c): int(n) for c, n in counts.items() if n < minimum}
 
 
-def train_level(table: pd.DataFrame, features: list[str], target: str, labels: LabelSet, params: ModelParams,
-                level: str, category: str | None = None) -> TrainedModel:
+def train_level(
+    table: pd.DataFrame,
+    features: list[str],
+    target: str,
+    labels: LabelSet,
+    params: ModelParams,
+    level: str,
+    category: str | None = None,
+) -> TrainedModel:
     what = f"{level}" + (f" [{category}]" if category else "")
     small = too_small(table, target, params.min_class_points)
     if small:
-        log.warning("%s model: class(es) %s labelled at fewer than %d points (MIN_CLASS_POINTS) are left out; "
-                    "label more points of them to map them", what,
-                    ", ".join(f"{c!r} ({n})" for c, n in sorted(small.items())), params.min_class_points)
+        log.warning(
+            "%s model: class(es) %s labelled at fewer than %d points (MIN_CLASS_POINTS) are left out; "
+            "label more points of them to map them",
+            what,
+            ", ".join(f"{c!r} ({n})" for c, n in sorted(small.items())),
+            params.min_class_points,
+        )
         table = table[~table[target].astype(str).isin(small)]
         if table[target].nunique() < 2:
-            raise ModelError(f"{what} model: fewer than two classes have {params.min_class_points} labelled points "
-                             f"or more (MIN_CLASS_POINTS); too small: {', '.join(sorted(small))}")
+            raise ModelError(
+                f"{what} model: fewer than two classes have {params.min_class_points} labelled points "
+                f"or more (MIN_CLASS_POINTS); too small: {', '.join(sorted(small))}"
+            )
     y = table[target].astype(str).to_numpy()
     X = table[features].to_numpy(dtype="float32")
     groups = spatial_blocks(table["latitude"].to_numpy(), table["longitude"].to_numpy(), params.block_km)
@@ -156,19 +194,39 @@ def train_level(table: pd.DataFrame, features: list[str], target: str, labels: L
     estimator.set_params(class_weight=class_weights(y, params.class_weighting))
     metrics, baseline, trees = _cross_validate(estimator, X, y, groups, params, names)
     if trees != params.n_estimators:
-        log.info("%s model: %d of %d trees kept (spatial CV within %.3f of the whole forest; TREE_TOLERANCE)",
-                 what, trees, params.n_estimators, params.tree_tolerance)
+        log.info(
+            "%s model: %d of %d trees kept (spatial CV within %.3f of the whole forest; TREE_TOLERANCE)",
+            what,
+            trees,
+            params.n_estimators,
+            params.tree_tolerance,
+        )
     final = clone(estimator).set_params(n_estimators=trees).fit(X, y)
     classes = [str(c) for c in final.classes_]
     imp = getattr(final, "feature_importances_", np.zeros(len(features)))
     imp = np.asarray(imp, dtype=float)
     imp = imp / imp.sum() if imp.sum() > 0 else imp
-    log.info("%s model: OA %.3f, kappa %.3f, macro F1 %.3f (majority baseline macro F1 %.3f), %d samples",
-             what, metrics["overall_accuracy"], metrics["kappa"], metrics["macro_f1"], baseline["macro_f1"], len(y))
+    log.info(
+        "%s model: OA %.3f, kappa %.3f, macro F1 %.3f (majority baseline macro F1 %.3f), %d samples",
+        what,
+        metrics["overall_accuracy"],
+        metrics["kappa"],
+        metrics["macro_f1"],
+        baseline["macro_f1"],
+        len(y),
+    )
     return TrainedModel(
-        level=level, category=category, estimator=final, features=list(features), classes=classes,
-        label_values=[labels.value(c) for c in classes], metrics=metrics, baseline=baseline,
-        importances={f: float(v) for f, v in zip(features, imp)}, params=params.to_dict(), left_out=small,
+        level=level,
+        category=category,
+        estimator=final,
+        features=list(features),
+        classes=classes,
+        label_values=[labels.value(c) for c in classes],
+        metrics=metrics,
+        baseline=baseline,
+        importances={f: float(v) for f, v in zip(features, imp)},
+        params=params.to_dict(),
+        left_out=small,
     )
 
 
@@ -181,8 +239,14 @@ class Hierarchy:
     direct: dict[str, int] = field(default_factory=dict)
 
 
-def train_hierarchy(table: pd.DataFrame, features: list[str], lc: LabelSet, sl: LabelSet, params: ModelParams,
-                    subcategories: bool = True) -> Hierarchy:
+def train_hierarchy(
+    table: pd.DataFrame,
+    features: list[str],
+    lc: LabelSet,
+    sl: LabelSet,
+    params: ModelParams,
+    subcategories: bool = True,
+) -> Hierarchy:
     if table["category"].nunique() < 2:
         raise ModelError(f"the training table has a single category ({table['category'].iloc[0]!r}); need 2 or more")
     hierarchy = Hierarchy(category_model=train_level(table, features, "category", lc, params, "category"))
@@ -197,8 +261,9 @@ def train_hierarchy(table: pd.DataFrame, features: list[str], lc: LabelSet, sl: 
             hierarchy.direct[cat] = sl.value(names[0])
         else:
             try:
-                hierarchy.subcategory_models[cat] = train_level(sub, features, "subcategory", sl, params,
-                                                                "subcategory", category=cat)
+                hierarchy.subcategory_models[cat] = train_level(
+                    sub, features, "subcategory", sl, params, "subcategory", category=cat
+                )
             except ValueError as exc:
                 log.warning("subcategory model for %s not trained (%s); its pixels stay not classified", cat, exc)
                 hierarchy.direct[cat] = NOT_CLASSIFIED_VALUE
@@ -240,8 +305,10 @@ def predict_layers(
     """
     n = X.shape[0]
     k = len(category_values)
-    out = {name: np.zeros(n, dtype="uint8") for name in
-           ("classification", "sl_classification", "confidence", "sl_confidence", "uncertainty")}
+    out = {
+        name: np.zeros(n, dtype="uint8")
+        for name in ("classification", "sl_classification", "confidence", "sl_confidence", "uncertainty")
+    }
     if probabilities:
         out["probabilities"] = np.zeros((n, k), dtype="uint8")
     if n == 0:
@@ -267,9 +334,11 @@ def predict_layers(
             out["sl_confidence"][rows] = _percent(sub_proba[np.arange(len(sub_idx)), sub_idx])
         else:
             out["sl_classification"][rows] = direct.get(int(value), NOT_CLASSIFIED_VALUE)
-            out["sl_confidence"][rows] = 0 if direct.get(int(value), NOT_CLASSIFIED_VALUE) == NOT_CLASSIFIED_VALUE else 100
+            out["sl_confidence"][rows] = (
+                0 if direct.get(int(value), NOT_CLASSIFIED_VALUE) == NOT_CLASSIFIED_VALUE else 100
+            )
     return out
 
 
 def _percent(p: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(np.asarray(p) * 100), 0, 100).astype("uint8")
+    return np.asarray(np.clip(np.rint(np.asarray(p) * 100), 0, 100), dtype="uint8")

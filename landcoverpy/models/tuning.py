@@ -21,8 +21,12 @@ log = logging.getLogger(__name__)
 # The search spaces: model size and depth, leaves and learning rate for LightGBM.
 SPACES: dict[str, dict[str, list[Any]]] = {
     "random_forest": {"n_estimators": [50, 100, 200], "max_depth": [None, 12, 20], "min_samples_leaf": [1, 3, 5]},
-    "lightgbm": {"n_estimators": [100, 300], "num_leaves": [15, 31, 63], "learning_rate": [0.03, 0.1],
-                 "max_depth": [None, 8]},
+    "lightgbm": {
+        "n_estimators": [100, 300],
+        "num_leaves": [15, 31, 63],
+        "learning_rate": [0.03, 0.1],
+        "max_depth": [None, 8],
+    },
 }
 
 
@@ -53,8 +57,9 @@ def candidates(base: ModelParams, trials: int, seed: int) -> list[ModelParams]:
     return out[:trials]
 
 
-def tune(table: pd.DataFrame, features: list[str], lc: LabelSet, base: ModelParams, trials: int = 8,
-         seed: int = 0) -> tuple[ModelParams, list[Trial]]:
+def tune(
+    table: pd.DataFrame, features: list[str], lc: LabelSet, base: ModelParams, trials: int = 8, seed: int = 0
+) -> tuple[ModelParams, list[Trial]]:
     """Evaluate each candidate on the category level; the best macro F1 (then kappa) wins."""
     from landcoverpy.models.hierarchical import train_level
 
@@ -62,12 +67,23 @@ def tune(table: pd.DataFrame, features: list[str], lc: LabelSet, base: ModelPara
     for i, params in enumerate(candidates(base, trials, seed), start=1):
         started = time.perf_counter()
         model = train_level(table, features, "category", lc, params, "category")
-        trial = Trial(params=params.identity(), overall_accuracy=model.metrics["overall_accuracy"],
-                      kappa=model.metrics["kappa"], macro_f1=model.metrics["macro_f1"],
-                      seconds=time.perf_counter() - started)
-        log.info("trial %d/%d %s: OA %.3f, kappa %.3f, macro F1 %.3f (%.1f s)", i, trials,
-                 {k: v for k, v in trial.params.items() if k in SPACES[base.model_type]}, trial.overall_accuracy,
-                 trial.kappa, trial.macro_f1, trial.seconds)
+        trial = Trial(
+            params=params.identity(),
+            overall_accuracy=model.metrics["overall_accuracy"],
+            kappa=model.metrics["kappa"],
+            macro_f1=model.metrics["macro_f1"],
+            seconds=time.perf_counter() - started,
+        )
+        log.info(
+            "trial %d/%d %s: OA %.3f, kappa %.3f, macro F1 %.3f (%.1f s)",
+            i,
+            trials,
+            {k: v for k, v in trial.params.items() if k in SPACES[base.model_type]},
+            trial.overall_accuracy,
+            trial.kappa,
+            trial.macro_f1,
+            trial.seconds,
+        )
         results.append((params, trial))
     best = max(results, key=lambda pt: pt[1].score())
     return best[0], [t for _, t in results]

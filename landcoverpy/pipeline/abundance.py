@@ -64,8 +64,9 @@ LEVELS = ("N1", "N2")
 VECTOR_SUFFIXES = (".gpkg", ".geojson", ".json", ".shp", ".kml", ".kmz", ".fgb")
 
 
-def polygon_fractions(path: str, field: str, classes: dict[str, int], grid: Grid, window: Window | None = None,
-                      oversample: int = 10) -> np.ndarray:
+def polygon_fractions(
+    path: str, field: str, classes: dict[str, int], grid: Grid, window: Window | None = None, oversample: int = 10
+) -> np.ndarray:
     """(pixels, K) class fractions from reference polygons: the polygons are rasterised at
     ``oversample`` x ``oversample`` sub-pixels per coarse pixel and counted. ``field`` holds the
     class name or value of each polygon."""
@@ -96,8 +97,11 @@ def polygon_fractions(path: str, field: str, classes: dict[str, int], grid: Grid
     from affine import Affine
 
     transform = grid.window_transform(win) @ Affine.scale(1 / oversample)
-    fine = rasterize(shapes, out_shape=(h, w), transform=transform, fill=0, dtype="int32") if shapes \
+    fine = (
+        rasterize(shapes, out_shape=(h, w), transform=transform, fill=0, dtype="int32")
+        if shapes
         else np.zeros((h, w), "int32")
+    )
     blocks = fine.reshape(int(win.height), oversample, int(win.width), oversample)
     counts = np.stack([(blocks == v).sum(axis=(1, 3)).ravel() for v in classes.values()], axis=1).astype("float32")
     sums = counts.sum(axis=1, keepdims=True)
@@ -105,14 +109,17 @@ def polygon_fractions(path: str, field: str, classes: dict[str, int], grid: Grid
         return np.where(sums > 0, counts / sums, np.nan).astype("float32")
 
 
-def class_fractions(fine_map: str, classes: dict[str, int], grid: Grid, window: Window | None = None,
-                    field: str | None = None) -> np.ndarray:
+def class_fractions(
+    fine_map: str, classes: dict[str, int], grid: Grid, window: Window | None = None, field: str | None = None
+) -> np.ndarray:
     """(pixels, K) area fraction of each class value of the fine map inside each coarse pixel,
     over the fine pixels that carry a class (nodata and unknown values are left out). A vector
     file (polygons) is rasterised first, with ``field`` as the class attribute."""
     if str(fine_map).lower().endswith(VECTOR_SUFFIXES):
         if not field:
-            raise InputValidationError(f"{fine_map}: polygons need the attribute holding the class (--n1-field/--n2-field)")
+            raise InputValidationError(
+                f"{fine_map}: polygons need the attribute holding the class (--n1-field/--n2-field)"
+            )
         return polygon_fractions(fine_map, field, classes, grid, window)
     win = window or Window(0, 0, grid.width, grid.height)
     with rasterio.open(fine_map) as src:
@@ -120,9 +127,16 @@ def class_fractions(fine_map: str, classes: dict[str, int], grid: Grid, window: 
         parts = []
         for value in classes.values():
             dst = np.full((int(win.height), int(win.width)), np.nan, "float32")
-            reproject((fine == value).astype("float32"), dst, src_transform=src.transform, src_crs=src.crs,
-                      dst_transform=grid.window_transform(win), dst_crs=grid.crs, dst_nodata=np.nan,
-                      resampling=Resampling.average)
+            reproject(
+                (fine == value).astype("float32"),
+                dst,
+                src_transform=src.transform,
+                src_crs=src.crs,
+                dst_transform=grid.window_transform(win),
+                dst_crs=grid.crs,
+                dst_nodata=np.nan,
+                resampling=Resampling.average,
+            )
             parts.append(dst.ravel())
     frac = np.stack(parts, axis=1)
     sums = frac.sum(axis=1, keepdims=True)
@@ -137,7 +151,7 @@ def confidence_beside(fine_map: str) -> str | None:
     path = Path(fine_map)
     for prefix, conf in (("sl_classification_", "sl_confidence_"), ("classification_", "confidence_")):
         if path.name.startswith(prefix):
-            sibling = path.with_name(conf + path.name[len(prefix):])
+            sibling = path.with_name(conf + path.name[len(prefix) :])
             return str(sibling) if sibling.exists() else None
     return None
 
@@ -151,22 +165,38 @@ def mean_confidence(confidence: str, grid: Grid, window: Window | None = None) -
         nodata = src.nodata if src.nodata is not None else 0
         values = src.read(1).astype("float32")
         values[values == nodata] = np.nan
-        reproject(values, out, src_transform=src.transform, src_crs=src.crs, src_nodata=np.nan,
-                  dst_transform=grid.window_transform(win), dst_crs=grid.crs, dst_nodata=np.nan,
-                  resampling=Resampling.average)
+        reproject(
+            values,
+            out,
+            src_transform=src.transform,
+            src_crs=src.crs,
+            src_nodata=np.nan,
+            dst_transform=grid.window_transform(win),
+            dst_crs=grid.crs,
+            dst_nodata=np.nan,
+            resampling=Resampling.average,
+        )
     return np.clip(out.ravel() / 100.0, 0, 1)
 
 
-def derive_parents(n1: np.ndarray, n1_classes: list[str], n2: np.ndarray, n2_classes: list[str],
-                   given: dict[str, str] | None = None, source: str = "--n2-parents") -> dict[str, str]:
+def derive_parents(
+    n1: np.ndarray,
+    n1_classes: list[str],
+    n2: np.ndarray,
+    n2_classes: list[str],
+    given: dict[str, str] | None = None,
+    source: str = "--n2-parents",
+) -> dict[str, str]:
     """The N1 parent of each N2 class: ``given`` ({N2 name: N1 name}) where it names one, else the
     N1 class its area overlaps most (from the fractions of both levels over the same pixels). A
     class split between parents is logged; N2 classes absent from the area get no parent."""
     given = dict(given or {})
     bad = [f"{c!r} -> {p!r}" for c, p in given.items() if c not in n2_classes or p not in n1_classes]
     if bad:
-        raise InputValidationError(f"{source}: {', '.join(bad)}: every key must be an N2 class "
-                                   f"({', '.join(n2_classes)}) and every value an N1 class ({', '.join(n1_classes)})")
+        raise InputValidationError(
+            f"{source}: {', '.join(bad)}: every key must be an N2 class "
+            f"({', '.join(n2_classes)}) and every value an N1 class ({', '.join(n1_classes)})"
+        )
     ok = np.isfinite(n1).all(axis=1) & np.isfinite(n2).all(axis=1)
     overlap = n1[ok].T.astype("float64") @ n2[ok].astype("float64")  # (K1, K2) shared area
     out = {}
@@ -181,15 +211,28 @@ def derive_parents(n1: np.ndarray, n1_classes: list[str], n2: np.ndarray, n2_cla
         i = int(overlap[:, j].argmax())
         out[name] = n1_classes[i]
         if overlap[i, j] / total < 0.9:
-            log.warning("N2 class %s lies %.0f%% inside N1 class %s (its parent) and the rest elsewhere; give "
-                        "%s to set parents explicitly", name, 100 * overlap[i, j] / total, n1_classes[i], source)
+            log.warning(
+                "N2 class %s lies %.0f%% inside N1 class %s (its parent) and the rest elsewhere; give "
+                "%s to set parents explicitly",
+                name,
+                100 * overlap[i, j] / total,
+                n1_classes[i],
+                source,
+            )
     return out
 
 
-def build_abundance_dataset(ctx: Context, manifest: str | Path, fine_maps: dict[str, tuple[Any, ...]],
-                            ancillary: dict[str, str], year: int, step: Any = None,
-                            block_km: float = 5.0, parents: dict[str, str] | None = None,
-                            confidence: dict[str, str | None] | None = None) -> dict[str, Any]:
+def build_abundance_dataset(
+    ctx: Context,
+    manifest: str | Path,
+    fine_maps: dict[str, tuple[Any, ...]],
+    ancillary: dict[str, str],
+    year: int,
+    step: Any = None,
+    block_km: float = 5.0,
+    parents: dict[str, str] | None = None,
+    confidence: dict[str, str | None] | None = None,
+) -> dict[str, Any]:
     """Per coarse pixel: time series (steps x bands), ancillary values and class fractions for
     each level (``fine_maps``: level -> (map path, class name -> value[, polygon attribute])). Stored as Parquet in the
     datasets bucket and catalogued under ``kind = abundance``. ``step``: a
@@ -209,7 +252,9 @@ def build_abundance_dataset(ctx: Context, manifest: str | Path, fine_maps: dict[
         steps = step.bins(year)
         series = aggregate_series(items, grid, steps)
         anc, anc_names = ancillary_layers(ancillary, grid)
-    frame = pd.DataFrame({f"t{t:02d}_{b}": series[:, t, i] for t in range(len(steps)) for i, b in enumerate(band_names)})
+    frame = pd.DataFrame(
+        {f"t{t:02d}_{b}": series[:, t, i] for t in range(len(steps)) for i, b in enumerate(band_names)}
+    )
     for i, name in enumerate(anc_names):
         frame[f"anc_{name}"] = anc[:, i]
     levels, fracs, weights = {}, {}, {}
@@ -227,14 +272,18 @@ def build_abundance_dataset(ctx: Context, manifest: str | Path, fine_maps: dict[
         if conf:
             frame[f"weight__{level}"] = mean_confidence(conf, grid)
             weights[level] = conf
-    hierarchy = derive_parents(fracs["N1"], levels["N1"], fracs["N2"], levels["N2"], parents) \
-        if "N1" in fracs and "N2" in fracs else None
-    rr, cc = np.mgrid[0:grid.height, 0:grid.width]
+    hierarchy = (
+        derive_parents(fracs["N1"], levels["N1"], fracs["N2"], levels["N2"], parents)
+        if "N1" in fracs and "N2" in fracs
+        else None
+    )
+    rr, cc = np.mgrid[0 : grid.height, 0 : grid.width]
     frame["row"], frame["col"] = rr.ravel(), cc.ravel()
     xs, ys = grid.affine @ (cc.ravel() + 0.5, rr.ravel() + 0.5)
     size = block_km * 1000
-    frame["block"] = (np.floor(np.asarray(xs) / size).astype(np.int64) * 1_000_003
-                      + np.floor(np.asarray(ys) / size).astype(np.int64))
+    frame["block"] = np.floor(np.asarray(xs) / size).astype(np.int64) * 1_000_003 + np.floor(
+        np.asarray(ys) / size
+    ).astype(np.int64)
     buf = io.BytesIO()
     frame.to_parquet(buf, index=False)
     digest = hashlib.sha256(buf.getvalue()).hexdigest()
@@ -242,17 +291,38 @@ def build_abundance_dataset(ctx: Context, manifest: str | Path, fine_maps: dict[
     key = keys.abundance_dataset_key(did)
     ctx.store.put_bytes(ctx.settings.MINIO_BUCKET_DATASETS, key, buf.getvalue())
     record = {
-        "_id": did, "kind": "abundance", "bucket": ctx.settings.MINIO_BUCKET_DATASETS, "key": key, "year": year,
-        "step": step.name, "steps": [[s.isoformat(), e.isoformat()] for s, e in steps], "bands": band_names,
-        "parents": hierarchy, "label_weights": weights,
-        "ancillary": anc_names, "ancillary_sources": ancillary, "levels": levels, "grid": grid.to_dict(),
-        "manifest": str(manifest), "series_items": len(items), "pixels": int(len(frame)),
-        "missing_fraction": float(np.isnan(series).mean()), "table_sha256": digest,
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "code_version": __version__,
+        "_id": did,
+        "kind": "abundance",
+        "bucket": ctx.settings.MINIO_BUCKET_DATASETS,
+        "key": key,
+        "year": year,
+        "step": step.name,
+        "steps": [[s.isoformat(), e.isoformat()] for s, e in steps],
+        "bands": band_names,
+        "parents": hierarchy,
+        "label_weights": weights,
+        "ancillary": anc_names,
+        "ancillary_sources": ancillary,
+        "levels": levels,
+        "grid": grid.to_dict(),
+        "manifest": str(manifest),
+        "series_items": len(items),
+        "pixels": int(len(frame)),
+        "missing_fraction": float(np.isnan(series).mean()),
+        "table_sha256": digest,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "code_version": __version__,
     }
     ctx.catalog.upsert("datasets", record)
-    log.info("abundance dataset %s: %d pixels, %d steps (%s) x %d bands, %.0f%% missing", did, len(frame), len(steps),
-             step.describe(), len(band_names), 100 * record["missing_fraction"])
+    log.info(
+        "abundance dataset %s: %d pixels, %d steps (%s) x %d bands, %.0f%% missing",
+        did,
+        len(frame),
+        len(steps),
+        step.describe(),
+        len(band_names),
+        100 * record["missing_fraction"],
+    )
     return record
 
 
@@ -273,32 +343,44 @@ def dataset_arrays(frame: pd.DataFrame, record: dict[str, Any], level: str) -> A
     wanted = ["N1", "N2"] if level == "both" else [level]
     for lv in wanted:
         if lv not in levels:
-            raise InputValidationError(f"the abundance dataset {record['_id']} has no level {lv}; it has "
-                                       f"{', '.join(levels)}" + (" (give --n2-map when building it)" if lv == "N2" else ""))
+            raise InputValidationError(
+                f"the abundance dataset {record['_id']} has no level {lv}; it has "
+                f"{', '.join(levels)}" + (" (give --n2-map when building it)" if lv == "N2" else "")
+            )
     steps, bands = len(record["steps"]), record["bands"]
-    series = frame[[f"t{t:02d}_{b}" for t in range(steps) for b in bands]].to_numpy("float32").reshape(-1, steps, len(bands))
+    series = (
+        frame[[f"t{t:02d}_{b}" for t in range(steps) for b in bands]].to_numpy("float32").reshape(-1, steps, len(bands))
+    )
     anc = frame[[f"anc_{a}" for a in record["ancillary"]]].to_numpy("float32")
     classes = levels[wanted[0]]
     frac = frame[[f"{wanted[0]}__{c}" for c in classes]].to_numpy("float32")
     labelled = np.isfinite(frac).all(axis=1)
     times = step_times(record) if record.get("step") else np.arange(steps, dtype="float32")
-    data = AbundanceData(series[labelled], anc[labelled], frac[labelled], frame["block"].to_numpy()[labelled],
-                         classes, times)
+    data = AbundanceData(
+        series[labelled], anc[labelled], frac[labelled], frame["block"].to_numpy()[labelled], classes, times
+    )
     if f"weight__{wanted[0]}" in frame:
         w = frame[f"weight__{wanted[0]}"].to_numpy("float32")[labelled]
         data.weights = np.where(np.isfinite(w), w, 0.0).astype("float32")
-        log.info("label weights: the mean confidence of the fine %s map inside each pixel (mean %.2f)", wanted[0],
-                 float(data.weights.mean()))
+        log.info(
+            "label weights: the mean confidence of the fine %s map inside each pixel (mean %.2f)",
+            wanted[0],
+            float(data.weights.mean()),
+        )
     if level == "both":
         parents = record.get("parents") or {}
         sub = [c for c in levels["N2"] if c in parents]
         left = [c for c in levels["N2"] if c not in parents]
         if left:
-            log.warning("N2 class(es) %s have no parent (absent from the area): left out of the model of both levels",
-                        ", ".join(left))
+            log.warning(
+                "N2 class(es) %s have no parent (absent from the area): left out of the model of both levels",
+                ", ".join(left),
+            )
         if not sub:
-            raise InputValidationError(f"the abundance dataset {record['_id']}: no N2 class has an N1 parent; "
-                                       "give --n2-parents when building it")
+            raise InputValidationError(
+                f"the abundance dataset {record['_id']}: no N2 class has an N1 parent; "
+                "give --n2-parents when building it"
+            )
         n2 = frame[[f"N2__{c}" for c in sub]].to_numpy("float32")[labelled]
         with np.errstate(invalid="ignore"):
             n2 = np.where(np.nansum(n2, axis=1, keepdims=True) > 0, n2, np.nan)
@@ -308,8 +390,14 @@ def dataset_arrays(frame: pd.DataFrame, record: dict[str, Any], level: str) -> A
     return data
 
 
-def train_level(ctx: Context, level: str, params: TrainParams, dataset_id: str | None = None,
-                base_model: str | None = None, progress: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
+def train_level(
+    ctx: Context,
+    level: str,
+    params: TrainParams,
+    dataset_id: str | None = None,
+    base_model: str | None = None,
+    progress: bool = True,
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Train (or reuse) the model of ``level`` (N1, N2, or ``both``: one model whose N2
     fractions add up to its N1 fractions) on an abundance dataset."""
     frame, record = load_dataset(ctx, dataset_id)
@@ -322,37 +410,60 @@ def train_level(ctx: Context, level: str, params: TrainParams, dataset_id: str |
     base = None
     if base_model:
         base, brec = load_model(ctx, level, base_model)
-        check_same_steps(brec["steps"], brec["step"], base_model, record["steps"], step_of_record(record),
-                         f"dataset {record['_id']}")
-    model, metrics = train_abundance(data, params, feature_names=record["bands"], ancillary_names=record["ancillary"],
-                                     base=base, progress=progress, step=step_of_record(record))
+        check_same_steps(
+            brec["steps"], brec["step"], base_model, record["steps"], step_of_record(record), f"dataset {record['_id']}"
+        )
+    model, metrics = train_abundance(
+        data,
+        params,
+        feature_names=record["bands"],
+        ancillary_names=record["ancillary"],
+        base=base,
+        progress=progress,
+        step=step_of_record(record),
+    )
     return save_model(ctx, model, level, record, base_model, params), metrics
 
 
-def predict_area(ctx: Context, level: str, output_dir: Path, model_id: str | None = None, dataset_id: str | None = None,
-                 block: int = 512, client: Any = None, progress: bool = False,
-                 device: str | None = None) -> dict[str, Path]:
+def predict_area(
+    ctx: Context,
+    level: str,
+    output_dir: Path,
+    model_id: str | None = None,
+    dataset_id: str | None = None,
+    block: int = 512,
+    client: Any = None,
+    progress: bool = False,
+    device: str | None = None,
+) -> dict[str, Path]:
     """Abundance maps over the dataset's grid, block by block (Dask tasks when ``client``).
     ``level`` ``both`` writes the N1 and the N2 maps of a model of both levels. The dataset may
     be unlabelled (a new region: series and ancillaries only)."""
     model, mrec = load_model(ctx, level, model_id)
     _, drec = load_dataset(ctx, dataset_id)
-    check_same_steps(mrec["steps"], mrec["step"], mrec["_id"], drec["steps"], step_of_record(drec),
-                     f"dataset {drec['_id']}")
+    check_same_steps(
+        mrec["steps"], mrec["step"], mrec["_id"], drec["steps"], step_of_record(drec), f"dataset {drec['_id']}"
+    )
     levels = ["N1", "N2"] if level == "both" else [level]
     if level == "both" and model.sub_classes is None:
-        raise ModelError(f"model {mrec['_id']} estimates one level ({mrec['model_level']}); train one with "
-                         "`abundance train --level both` for consistent N1 and N2 maps")
+        raise ModelError(
+            f"model {mrec['_id']} estimates one level ({mrec['model_level']}); train one with "
+            "`abundance train --level both` for consistent N1 and N2 maps"
+        )
     for lv in levels:
         missing = [c for c in drec["levels"].get(lv, []) if c not in model.level_classes(lv)]
         if missing and (lv == "N1" or model.sub_classes is None):  # N2 classes absent from training: no parent
-            raise ModelError(f"level {lv} has classes unknown to model {mrec['_id']}: {', '.join(missing)}; "
-                             "fine-tune it on this legend (`landcoverpy abundance finetune`)")
+            raise ModelError(
+                f"level {lv} has classes unknown to model {mrec['_id']}: {', '.join(missing)}; "
+                "fine-tune it on this legend (`landcoverpy abundance finetune`)"
+            )
     if model.sub_classes is None and mrec["model_level"] != level:
         raise ModelError(f"model {mrec['_id']} was trained for level {mrec['model_level']}, not {level}")
     if drec["ancillary"] != model.ancillary_names or drec["bands"] != model.feature_names:
-        raise ModelError(f"dataset {drec['_id']} has inputs {drec['bands']} + {drec['ancillary']}; model {mrec['_id']} "
-                         f"was trained on {model.feature_names} + {model.ancillary_names}")
+        raise ModelError(
+            f"dataset {drec['_id']} has inputs {drec['bands']} + {drec['ancillary']}; model {mrec['_id']} "
+            f"was trained on {model.feature_names} + {model.ancillary_names}"
+        )
     out: dict[str, Path] = {}
     todo = []
     for lv in levels:
@@ -382,9 +493,17 @@ def _gpu_workers(client: Any) -> bool:
     return any((w.get("resources") or {}).get("GPU", 0) >= 1 for w in workers)
 
 
-def make_abundance_maps(ctx: Context, todo: list[tuple[str, str]], model: AbundanceModel, mrec: dict[str, Any],
-                        drec: dict[str, Any], block: int, client: Any, progress: bool = False,
-                        device: str | None = None) -> list[dict[str, Any]]:
+def make_abundance_maps(
+    ctx: Context,
+    todo: list[tuple[str, str]],
+    model: AbundanceModel,
+    mrec: dict[str, Any],
+    drec: dict[str, Any],
+    block: int,
+    client: Any,
+    progress: bool = False,
+    device: str | None = None,
+) -> list[dict[str, Any]]:
     """One prediction pass over the grid, then one map per level in ``todo`` ((level, map id))."""
     grid = Grid.from_dict(drec["grid"])
     items = load_series_manifest(drec["manifest"])
@@ -400,8 +519,10 @@ def make_abundance_maps(ctx: Context, todo: list[tuple[str, str]], model: Abunda
             if resources:
                 log.info("abundance: blocks go to the cluster's GPU workers")
             fut_model = client.scatter(model, broadcast=True, hash=False)
-            futures = [client.submit(predict_block, *args, fut_model, w, device, pure=False, resources=resources)
-                       for w in windows]
+            futures = [
+                client.submit(predict_block, *args, fut_model, w, device, pure=False, resources=resources)
+                for w in windows
+            ]
             for _ in as_completed(futures):
                 bar.update(1)
             results = client.gather(futures)
@@ -410,58 +531,112 @@ def make_abundance_maps(ctx: Context, todo: list[tuple[str, str]], model: Abunda
             for w in windows:
                 results.append(predict_block(*args, model, w, device))
                 bar.update(1)
-    return [make_abundance_map(ctx, lv, model, mrec, drec, amid, windows, [r[:, model.level_columns(lv)] for r in results])
-            for lv, amid in todo]
+    return [
+        make_abundance_map(ctx, lv, model, mrec, drec, amid, windows, [r[:, model.level_columns(lv)] for r in results])
+        for lv, amid in todo
+    ]
 
 
-def make_abundance_map(ctx: Context, level: str, model: AbundanceModel, mrec: dict[str, Any], drec: dict[str, Any],
-                       amid: str, windows: list[Window], results: list[np.ndarray]) -> dict[str, Any]:
+def make_abundance_map(
+    ctx: Context,
+    level: str,
+    model: AbundanceModel,
+    mrec: dict[str, Any],
+    drec: dict[str, Any],
+    amid: str,
+    windows: list[Window],
+    results: list[np.ndarray],
+) -> dict[str, Any]:
     classes = model.level_classes(level)
     grid = Grid.from_dict(drec["grid"])
     k = len(classes)
     values = {name: i + 1 for i, name in enumerate(classes)}
     colours = class_colours(values)
     colormap = {0: (0, 0, 0, 0)} | {v: (*colours[v], 255) for v in values.values()}
-    tags = {"model": mrec["_id"], "dataset": drec["_id"], "map_id": amid, "level": level,
-            "classes": json.dumps(classes, ensure_ascii=False), "model_kind": model.kind}
+    tags = {
+        "model": mrec["_id"],
+        "dataset": drec["_id"],
+        "map_id": amid,
+        "level": level,
+        "classes": json.dumps(classes, ensure_ascii=False),
+        "model_kind": model.kind,
+    }
     bucket = ctx.settings.MINIO_BUCKET_CLASSIFICATIONS
     with scratch_dir(ctx.settings.TMP_DIR) as tmp:
         abundance_path, dominant_path = Path(tmp) / f"abundance_{level}.tif", Path(tmp) / f"dominant_{level}.tif"
-        with CogWriter(abundance_path, grid, "float32", count=k, nodata=float("nan"),
-                       descriptions=list(classes), tags=tags, overview_resampling="average", tmp_dir=tmp) as ab, \
-                CogWriter(dominant_path, grid, "uint8", nodata=0, descriptions=[f"dominant {level} class"],
-                          colormap=colormap, tags=tags | {f"class_{v}": n for n, v in values.items()},
-                          overview_resampling="mode", tmp_dir=tmp) as dom:
+        with (
+            CogWriter(
+                abundance_path,
+                grid,
+                "float32",
+                count=k,
+                nodata=float("nan"),
+                descriptions=list(classes),
+                tags=tags,
+                overview_resampling="average",
+                tmp_dir=tmp,
+            ) as ab,
+            CogWriter(
+                dominant_path,
+                grid,
+                "uint8",
+                nodata=0,
+                descriptions=[f"dominant {level} class"],
+                colormap=colormap,
+                tags=tags | {f"class_{v}": n for n, v in values.items()},
+                overview_resampling="mode",
+                tmp_dir=tmp,
+            ) as dom,
+        ):
             for w, frac in zip(windows, results):
                 cube = frac.T.reshape(k, int(w.height), int(w.width))
                 ab.write(cube, w)
-                dominant = np.where(np.isnan(frac).any(axis=1), 0, np.nanargmax(np.nan_to_num(frac, nan=-1), axis=1) + 1)
+                dominant = np.where(
+                    np.isnan(frac).any(axis=1), 0, np.nanargmax(np.nan_to_num(frac, nan=-1), axis=1) + 1
+                )
                 dom.write(dominant.reshape(int(w.height), int(w.width)).astype("uint8"), w)
         with rasterio.open(dominant_path) as src:
             dom_values = src.read(1)
         png = quicklook_png(dom_values, colours, {v: n for n, v in values.items()}, f"dominant {level} class")
         outputs = {
-            "abundance": publish.put_file(ctx.store, bucket, keys.abundance_map_key(amid, abundance_path.name), abundance_path),
-            "dominant": publish.put_file(ctx.store, bucket, keys.abundance_map_key(amid, dominant_path.name), dominant_path),
+            "abundance": publish.put_file(
+                ctx.store, bucket, keys.abundance_map_key(amid, abundance_path.name), abundance_path
+            ),
+            "dominant": publish.put_file(
+                ctx.store, bucket, keys.abundance_map_key(amid, dominant_path.name), dominant_path
+            ),
         }
     qkey = keys.abundance_map_key(amid, f"dominant_{level}.png")
     ctx.store.put_bytes(bucket, qkey, png)
     outputs["dominant"]["quicklook"] = qkey
     styles_out = {  # QGIS default styles and GDAL category names beside the maps
         "abundance": {"style": (f"abundance_{level}.qml", styles.graduated_qml(0, 1, ""))},
-        "dominant": {"style": (f"dominant_{level}.qml", styles.paletted_qml(
-                         {v: (n, colours[v]) for n, v in values.items()})),
-                     "aux": (f"dominant_{level}.tif.aux.xml",
-                             styles.category_aux_xml({0: "nodata"} | {v: n for n, v in values.items()}))},
+        "dominant": {
+            "style": (f"dominant_{level}.qml", styles.paletted_qml({v: (n, colours[v]) for n, v in values.items()})),
+            "aux": (
+                f"dominant_{level}.tif.aux.xml",
+                styles.category_aux_xml({0: "nodata"} | {v: n for n, v in values.items()}),
+            ),
+        },
     }
     for name, extras in styles_out.items():
         for what, (filename, text) in extras.items():
             key = keys.abundance_map_key(amid, filename)
             ctx.store.put_bytes(bucket, key, text.encode("utf-8"))
             outputs[name][what] = key
-    record = {"_id": amid, "tile": "abundance", "kind": f"abundance-{level}", "level": level, "model": mrec["_id"],
-              "dataset": drec["_id"], "grid": grid.to_dict(), "classes": classes, "outputs": outputs,
-              "created": publish.now_iso(), "code_version": __version__}
+    record = {
+        "_id": amid,
+        "tile": "abundance",
+        "kind": f"abundance-{level}",
+        "level": level,
+        "model": mrec["_id"],
+        "dataset": drec["_id"],
+        "grid": grid.to_dict(),
+        "classes": classes,
+        "outputs": outputs,
+        "created": publish.now_iso(),
+        "code_version": __version__,
+    }
     ctx.catalog.upsert("maps", record)
     return publish_abundance(ctx, record)
 
@@ -477,9 +652,18 @@ def publish_abundance(ctx: Context, record: dict[str, Any]) -> dict[str, Any]:
             if loc.get(extra):
                 pairs.append((loc[extra], keys.abundance_alias_key(level, loc[extra].rsplit("/", 1)[-1])))
     bucket = next(iter(record["outputs"].values()))["bucket"]
-    publish.publish_alias(ctx, bucket, pairs, keys.abundance_alias_key(level, "map.json"),
-                          {"map_id": record["_id"], "model": record["model"], "dataset": record["dataset"],
-                           "published": publish.now_iso()})
+    publish.publish_alias(
+        ctx,
+        bucket,
+        pairs,
+        keys.abundance_alias_key(level, "map.json"),
+        {
+            "map_id": record["_id"],
+            "model": record["model"],
+            "dataset": record["dataset"],
+            "published": publish.now_iso(),
+        },
+    )
     return record
 
 
@@ -494,15 +678,23 @@ def export_abundance(ctx: Context, record: dict[str, Any], output_dir: Path) -> 
             out["quicklook"] = ctx.store.get_file(loc["bucket"], loc["quicklook"], output_dir / f"dominant_{level}.png")
         for extra in ("style", "aux"):
             if loc.get(extra):
-                out[f"{name}_{extra}"] = ctx.store.get_file(loc["bucket"], loc[extra],
-                                                            output_dir / loc[extra].rsplit("/", 1)[-1])
+                out[f"{name}_{extra}"] = ctx.store.get_file(
+                    loc["bucket"], loc[extra], output_dir / loc[extra].rsplit("/", 1)[-1]
+                )
     return out
 
 
 @dask_task
-def predict_block(settings: Any, items: list[SeriesItem], steps: list[tuple[dt.date, dt.date]],
-                  ancillary: dict[str, str], grid: Grid, model: AbundanceModel, window: Window,
-                  device: str | None = None) -> np.ndarray:
+def predict_block(
+    settings: Any,
+    items: list[SeriesItem],
+    steps: list[tuple[dt.date, dt.date]],
+    ancillary: dict[str, str],
+    grid: Grid,
+    model: AbundanceModel,
+    window: Window,
+    device: str | None = None,
+) -> np.ndarray:
     """(pixels of the window, K) fractions (every level the model estimates); NaN where the
     series is entirely missing."""
     from landcoverpy.pipeline.tasks import task_threads

@@ -73,8 +73,13 @@ def assess(ctx: Context, maps: dict[str, dict[str, Any]], points: pd.DataFrame) 
                     pixels[index[values[name]]] += c
             area_px = Grid.from_dict(rec["grid"]).resolution ** 2 / 1e6
         out[level] = area_adjusted_accuracy(counts, np.maximum(pixels, 0), area_px or 1.0, names)
-        log.info("%s: %d reference points, overall accuracy %.3f ± %.3f", level, used, out[level].overall,
-                 out[level].overall_ci)
+        log.info(
+            "%s: %d reference points, overall accuracy %.3f ± %.3f",
+            level,
+            used,
+            out[level].overall,
+            out[level].overall_ci,
+        )
     return out
 
 
@@ -89,9 +94,17 @@ def holdout_areas(ctx: Context, maps: dict[str, dict[str, Any]], points: pd.Data
     return {LEVELS[level]: r.to_dict() for level, r in assess(ctx, used, points).items()}
 
 
-def design(ctx: Context, maps: dict[str, dict[str, Any]], level: str = "classification", total: int | None = None,
-           target_se: float = 0.01, expected_users: float = 0.8, minimum: int = 50, seed: int = 0,
-           window: int = 2048) -> pd.DataFrame:
+def design(
+    ctx: Context,
+    maps: dict[str, dict[str, Any]],
+    level: str = "classification",
+    total: int | None = None,
+    target_se: float = 0.01,
+    expected_users: float = 0.8,
+    minimum: int = 50,
+    seed: int = 0,
+    window: int = 2048,
+) -> pd.DataFrame:
     """A stratified random sample of map pixels (strata = map classes) over every map given."""
     import rasterio
     from pyproj import Transformer
@@ -100,8 +113,9 @@ def design(ctx: Context, maps: dict[str, dict[str, Any]], level: str = "classifi
     if level == "sl_classification":
         values = {n: v for n, v in values.items() if v > 1}
     names = sorted(values, key=values.get)  # type: ignore[arg-type]
-    pixels = np.array([sum(rec.get("pixel_counts", {}).get(level, {}).get(n, 0) for rec in maps.values()) for n in names],
-                      dtype=float)
+    pixels = np.array(
+        [sum(rec.get("pixel_counts", {}).get(level, {}).get(n, 0) for rec in maps.values()) for n in names], dtype=float
+    )
     if pixels.sum() == 0:
         raise InputValidationError("the maps have no classified pixel to sample")
     weights = pixels / pixels.sum()
@@ -126,8 +140,9 @@ def design(ctx: Context, maps: dict[str, dict[str, Any]], level: str = "classifi
                     bucket = keep[v]
                     k = int(want[names.index(name)])
                     pick = np.argpartition(keys, k - 1)[:k] if k < len(keys) else np.arange(len(keys))
-                    bucket.extend((float(keys[i]), tile, int(rows[i] + win.row_off), int(cols[i] + win.col_off))
-                                  for i in pick)
+                    bucket.extend(
+                        (float(keys[i]), tile, int(rows[i] + win.row_off), int(cols[i] + win.col_off)) for i in pick
+                    )
                     bucket.sort()
                     del bucket[k:]
     records = []
@@ -136,8 +151,16 @@ def design(ctx: Context, maps: dict[str, dict[str, Any]], level: str = "classifi
             grid = Grid.from_dict(maps[tile]["grid"])
             x, y = grid.affine @ (col + 0.5, row + 0.5)
             lon, lat = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True).transform(x, y)
-            records.append({"latitude": round(lat, 7), "longitude": round(lon, 7), "tile": tile, "stratum": name,
-                            "map_class": name, LEVELS[level]: ""})
+            records.append(
+                {
+                    "latitude": round(lat, 7),
+                    "longitude": round(lon, 7),
+                    "tile": tile,
+                    "stratum": name,
+                    "map_class": name,
+                    LEVELS[level]: "",
+                }
+            )
     frame = pd.DataFrame(records)
     frame.insert(0, "id", range(1, len(frame) + 1))
     log.info("sample design: %d points (%s)", len(frame), ", ".join(f"{c} {int(w)}" for c, w in zip(names, want)))
@@ -149,10 +172,14 @@ def kml(frame: pd.DataFrame, title: str) -> str:
     marks = []
     for row in frame.to_dict("records"):
         data = "".join(f'<Data name="{escape(str(k))}"><value>{escape(str(v))}</value></Data>' for k, v in row.items())
-        marks.append(f"<Placemark><name>{row['id']}</name><ExtendedData>{data}</ExtendedData>"
-                     f"<Point><coordinates>{row['longitude']},{row['latitude']},0</coordinates></Point></Placemark>")
-    return ('<?xml version="1.0" encoding="UTF-8"?>\n<kml xmlns="http://www.opengis.net/kml/2.2"><Document>'
-            f"<name>{escape(title)}</name>" + "".join(marks) + "</Document></kml>\n")
+        marks.append(
+            f"<Placemark><name>{row['id']}</name><ExtendedData>{data}</ExtendedData>"
+            f"<Point><coordinates>{row['longitude']},{row['latitude']},0</coordinates></Point></Placemark>"
+        )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<kml xmlns="http://www.opengis.net/kml/2.2"><Document>'
+        f"<name>{escape(title)}</name>" + "".join(marks) + "</Document></kml>\n"
+    )
 
 
 def write_points(frame: pd.DataFrame, folder: Path, name: str) -> tuple[Path, Path]:

@@ -8,6 +8,7 @@ deletes what it wrote and is never catalogued, so a re-run completes the set.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import math
 from dataclasses import dataclass, field
@@ -17,21 +18,22 @@ import rasterio
 from rasterio._err import CPLE_BaseError
 from rasterio.windows import Window, from_bounds
 
-from landcoverpy.pipeline.tasks import dask_task, task_key
 from landcoverpy import __version__
 from landcoverpy.assets import ids, keys
 from landcoverpy.config import Settings
 from landcoverpy.context import Context
 from landcoverpy.errors import LandcoverError, ProviderError, RasterError
-from landcoverpy.progress import step
-from landcoverpy.retry import with_retries
 from landcoverpy.inputs import Season
+from landcoverpy.pipeline.tasks import dask_task, task_key
+from landcoverpy.progress import step
 from landcoverpy.raster.grid import Bounds, contains, snap_bounds, union
+from landcoverpy.retry import with_retries
 from landcoverpy.sentinel2 import BAND_RESOLUTION, L1C_BANDS, L2A_BANDS, REFERENCE_BAND, baseline_offset
 from landcoverpy.sources.base import ProductCandidate, Provider
 from landcoverpy.storage import open_store
 
 log = logging.getLogger(__name__)
+
 
 def select_products(candidates: list[ProductCandidate], min_useful: float, max_products: int) -> list[ProductCandidate]:
     """Products whose useful-data % exceeds ``min_useful``, best first, at most ``max_products``
@@ -52,14 +54,20 @@ def _check_band(store: Any, bucket: str, key: str, band: str, product_id: str) -
         if expected is not None and abs(res - expected) > 0.5:
             raise RasterError(f"{product_id} {band}: resolution {res:g} m, expected {expected} m")
         # decode the last block: a truncated file opens (header intact) but fails here
-        tail = rasterio.windows.Window(max(0, src.width - 64), max(0, src.height - 64), min(64, src.width),
-                                       min(64, src.height))
+        tail = rasterio.windows.Window(
+            max(0, src.width - 64), max(0, src.height - 64), min(64, src.width), min(64, src.height)
+        )
         try:
             src.read(1, window=tail)
         except rasterio.errors.RasterioIOError as exc:
             raise RasterError(f"{product_id} {band}: the file is damaged or truncated ({exc})") from None
-        return {"resolution": round(res), "width": src.width, "height": src.height, "crs": src.crs.to_string(),
-                "bounds": list(src.bounds)}
+        return {
+            "resolution": round(res),
+            "width": src.width,
+            "height": src.height,
+            "crs": src.crs.to_string(),
+            "bounds": list(src.bounds),
+        }
 
 
 def _check_extents(product_id: str, bands: dict[str, dict[str, Any]]) -> None:
@@ -77,8 +85,15 @@ def _check_size(product_id: str, band: str, got: int, listed: int | None) -> Non
         raise ProviderError(f"{product_id} {band}: got {got} bytes, the provider lists {listed}")
 
 
-def _store_jp2_as_cog(settings: Settings, store: Any, provider: Provider, product: ProductCandidate, band: str,
-                      asset: Any, written: list[str]) -> tuple[str, dict[str, Any]]:
+def _store_jp2_as_cog(
+    settings: Settings,
+    store: Any,
+    provider: Provider,
+    product: ProductCandidate,
+    band: str,
+    asset: Any,
+    written: list[str],
+) -> tuple[str, dict[str, Any]]:
     """A JPEG 2000 band is decoded once, here, and stored as a tiled, DEFLATE-compressed COG
     (lossless: the same pixels): every composite that reads it then decodes ~7x faster than
     JPEG 2000 (benchmarks/jp2_read.py). The record keeps the source's format and size."""
@@ -116,7 +131,7 @@ def product_window(src: Any, bounds: Bounds) -> Bounds | None:
     """``bounds`` snapped outwards to :data:`WINDOW_STEP` from the tile's corner and clipped to the
     band ``src``; None when that is the whole band (then the product is fetched whole)."""
     full = tuple(src.bounds)
-    snapped = snap_bounds(bounds, (src.transform.c, src.transform.f), WINDOW_STEP, full)  # type: ignore[arg-type]
+    snapped = snap_bounds(bounds, (src.transform.c, src.transform.f), WINDOW_STEP, full)
     if snapped[2] <= snapped[0] or snapped[3] <= snapped[1]:
         raise ProviderError(f"the area of interest {bounds} lies outside the tile {full}")
     return None if contains(snapped, full) else snapped
@@ -132,8 +147,16 @@ def covering_window(src: Any, bounds: Bounds) -> Window:
     return Window(c0, r0, c1 - c0, r1 - r0)
 
 
-def _store_band_window(settings: Settings, store: Any, provider: Provider, product: ProductCandidate, band: str,
-                       asset: Any, bounds: Bounds, written: list[str]) -> tuple[str, dict[str, Any]]:
+def _store_band_window(
+    settings: Settings,
+    store: Any,
+    provider: Provider,
+    product: ProductCandidate,
+    band: str,
+    asset: Any,
+    bounds: Bounds,
+    written: list[str],
+) -> tuple[str, dict[str, Any]]:
     """The band's pixels inside ``bounds`` only, read through byte ranges of the remote COG or
     JPEG 2000 (GDAL reads the tiles the window covers) and stored as a COG."""
     from pathlib import Path
@@ -152,10 +175,19 @@ def _store_band_window(settings: Settings, store: Any, provider: Provider, produ
             with rasterio.open(name, opener=remote.opener(name)) as src:
                 window = covering_window(src, bounds)
                 data = src.read(1, window=window)
-                profile = {"driver": "GTiff", "width": data.shape[1], "height": data.shape[0], "count": 1,
-                           "dtype": data.dtype, "crs": src.crs, "transform": src.window_transform(window),
-                           "nodata": src.nodata if src.nodata is not None else 0, "tiled": True,
-                           "blockxsize": 256, "blockysize": 256}
+                profile = {
+                    "driver": "GTiff",
+                    "width": data.shape[1],
+                    "height": data.shape[0],
+                    "count": 1,
+                    "dtype": data.dtype,
+                    "crs": src.crs,
+                    "transform": src.window_transform(window),
+                    "nodata": src.nodata if src.nodata is not None else 0,
+                    "tiled": True,
+                    "blockxsize": 256,
+                    "blockysize": 256,
+                }
             with rasterio.open(raw, "w", **profile) as out:
                 out.write(data, 1)
             return int(remote.fetched), str(data.dtype)
@@ -177,7 +209,7 @@ def _window_for(provider: Provider, product: ProductCandidate, bounds: Bounds | 
         return None, 0
     ref = product.assets.get(REFERENCE_BAND)
     remote = provider.open_range(product, ref) if ref is not None else None
-    if remote is None:
+    if remote is None or ref is None:
         return None, 0  # a provider that streams whole assets only
     name = f"/{product.product_id}/ref{ref.extension}"
     with rasterio.open(name, opener=remote.opener(name)) as src:
@@ -185,8 +217,9 @@ def _window_for(provider: Provider, product: ProductCandidate, bounds: Bounds | 
 
 
 @dask_task
-def fetch_product(settings: Settings, provider: Provider, product: ProductCandidate,
-                  bounds: Bounds | None = None) -> dict[str, Any]:
+def fetch_product(
+    settings: Settings, provider: Provider, product: ProductCandidate, bounds: Bounds | None = None
+) -> dict[str, Any]:
     """Stream every band of ``product`` into the products bucket and return its catalog record;
     with ``bounds`` (an area of interest, in the tile's CRS) only the window covering them, when
     the provider reads byte ranges. Runs on a Dask worker. On any failure, the objects written so
@@ -285,10 +318,12 @@ class AcquireReport:
             elif not e.selected:
                 status = f"no usable products ({e.found} found)"
             else:
-                status = (f"{len(e.selected)} selected of {e.found}: {len(e.fetched)} fetched"
-                          + (f" ({len(e.completed)} completing a smaller area's)" if e.completed else "")
-                          + f", {len(e.skipped_existing)} already stored, {len(e.failed)} failed"
-                          + (f", {e.fetched_bytes / 1e6:.1f} MB fetched" if e.fetched_bytes else ""))
+                status = (
+                    f"{len(e.selected)} selected of {e.found}: {len(e.fetched)} fetched"
+                    + (f" ({len(e.completed)} completing a smaller area's)" if e.completed else "")
+                    + f", {len(e.skipped_existing)} already stored, {len(e.failed)} failed"
+                    + (f", {e.fetched_bytes / 1e6:.1f} MB fetched" if e.fetched_bytes else "")
+                )
             out.append(f"{e.tile} {e.season}: {status}")
             for pid, why in e.failed.items():
                 out.append(f"    {pid}: {why}")
@@ -302,9 +337,9 @@ def needed_window(stored: dict[str, Any], bounds: Bounds | None) -> tuple[bool, 
     if window is None:
         return False, None  # whole: covers any area
     held = tuple(window["bounds"])
-    if bounds is not None and contains(held, bounds):  # type: ignore[arg-type]
+    if bounds is not None and contains(held, bounds):
         return False, None
-    return True, None if bounds is None else union(held, bounds)  # type: ignore[arg-type]
+    return True, None if bounds is None else union(held, bounds)
 
 
 def acquire(
@@ -331,8 +366,9 @@ def acquire(
             entry = TileSeasonReport(tile=tile, season=season.name)
             entries.append(entry)
             try:
-                candidates = with_retries(f"search {tile} {season.name}",
-                                          lambda t=tile, se=season: provider.search(t, se.start, se.end))
+                candidates = with_retries(
+                    f"search {tile} {season.name}", functools.partial(provider.search, tile, season.start, season.end)
+                )
             except LandcoverError as exc:
                 entry.error = str(exc)
                 log.error("%s %s: %s", tile, season.name, exc)
@@ -341,8 +377,13 @@ def acquire(
             chosen = select_products(candidates, s.MIN_USEFUL_DATA_PERCENTAGE, s.MAX_PRODUCTS_COMPOSITE)
             entry.selected = [c.product_id for c in chosen]
             if not chosen:
-                log.warning("%s %s: no product above %.0f%% useful data (%d found)", tile, season.name,
-                            s.MIN_USEFUL_DATA_PERCENTAGE, len(candidates))
+                log.warning(
+                    "%s %s: no product above %.0f%% useful data (%d found)",
+                    tile,
+                    season.name,
+                    s.MIN_USEFUL_DATA_PERCENTAGE,
+                    len(candidates),
+                )
             for cand in chosen:
                 stored = ctx.catalog.get("products", cand.product_id)
                 window = bounds
@@ -351,8 +392,9 @@ def acquire(
                     if not again:
                         entry.skipped_existing.append(cand.product_id)
                         continue
-                fut = client.submit(fetch_product, s, provider, cand, window,
-                                    key=task_key(f"fetch-{cand.product_id}"), pure=False)
+                fut = client.submit(
+                    fetch_product, s, provider, cand, window, key=task_key(f"fetch-{cand.product_id}"), pure=False
+                )
                 futures[fut] = (entry, cand, stored)
     if futures:
         with step(log, "acquire", len(futures), "product", progress) as bar:

@@ -68,8 +68,9 @@ def load_aoi(path: str | Path) -> AreaOfInterest:
     if crs and crs not in ("EPSG:4326", "OGC:CRS84"):
         from pyproj import Transformer
 
-        area = shapely.transform(area, Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform,
-                                 interleaved=False)
+        area = shapely.transform(
+            area, Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform, interleaved=False
+        )
     if area.is_empty or not area.is_valid:
         raise InputValidationError(f"{path}: the area of interest is empty or invalid (self-intersecting?)")
     return AreaOfInterest(str(path), area)
@@ -139,8 +140,12 @@ def aoi_mask(aoi: AreaOfInterest, grid: Grid, window: Any) -> np.ndarray:
     from rasterio.features import geometry_mask
 
     projected = projected_geometry(aoi, grid.crs)
-    return ~geometry_mask([shapely.geometry.mapping(projected)], out_shape=(int(window.height), int(window.width)),
-                          transform=grid.window_transform(window), all_touched=False)
+    return ~geometry_mask(
+        [shapely.geometry.mapping(projected)],
+        out_shape=(int(window.height), int(window.width)),
+        transform=grid.window_transform(window),
+        all_touched=False,
+    )
 
 
 def mosaic_id(aoi: AreaOfInterest, crs: str, map_ids: list[str]) -> str:
@@ -148,8 +153,9 @@ def mosaic_id(aoi: AreaOfInterest, crs: str, map_ids: list[str]) -> str:
     return f"mosaic-{ids.digest(payload)}"
 
 
-def build_mosaic(ctx: Context, aoi: AreaOfInterest, maps: dict[str, dict[str, Any]], crs: str | None = None,
-                 window_size: int = 1024) -> dict[str, Any]:
+def build_mosaic(
+    ctx: Context, aoi: AreaOfInterest, maps: dict[str, dict[str, Any]], crs: str | None = None, window_size: int = 1024
+) -> dict[str, Any]:
     """One COG per level over the area, clipped to it; returns (and catalogues) its record."""
     import rasterio
     from rasterio.enums import Resampling
@@ -165,30 +171,56 @@ def build_mosaic(ctx: Context, aoi: AreaOfInterest, maps: dict[str, dict[str, An
         return existing
     grid = mosaic_grid(aoi, crs, Grid.from_dict(records[0]["grid"]))
     bucket = ctx.settings.MINIO_BUCKET_CLASSIFICATIONS
-    names = {level: {int(v): n for v, n in (records[0].get("classes") or {}).get(level, {}).items()} for level in LEVELS}
+    names = {
+        level: {int(v): n for v, n in (records[0].get("classes") or {}).get(level, {}).items()} for level in LEVELS
+    }
     from landcoverpy.reports import class_colours
 
     outputs: dict[str, dict[str, Any]] = {}
     counts: dict[str, dict[int, int]] = {level: {} for level in LEVELS}
     with scratch_dir(ctx.settings.TMP_DIR) as tmp, ctx.store.rasterio_env():
-        sources = {level: [rasterio.open(ctx.store.raster_uri(r["outputs"][level]["bucket"], r["outputs"][level]["key"]))
-                           for r in records] for level in LEVELS}
+        sources = {
+            level: [
+                rasterio.open(ctx.store.raster_uri(r["outputs"][level]["bucket"], r["outputs"][level]["key"]))
+                for r in records
+            ]
+            for level in LEVELS
+        }
         try:
             for level in LEVELS:
                 colours = class_colours({n: v for v, n in names[level].items()})
                 colormap = {0: (0, 0, 0, 0)} | {v: (*colours[v], 255) for v in names[level]}
                 path = tmp / f"{level}.tif"
-                with CogWriter(path, grid, "uint8", nodata=0, colormap=colormap, overview_resampling="mode",
-                               descriptions=[f"{level} mosaic over {Path(aoi.source).name} (0 = nodata / outside)"],
-                               tags={"mosaic_id": mid, "maps": ",".join(r["_id"] for r in records), "crs": crs,
-                                     "classes": json.dumps({str(v): n for v, n in names[level].items()}, ensure_ascii=False)}
-                               | {f"class_{v}": n for v, n in names[level].items()}, tmp_dir=tmp) as writer:
+                with CogWriter(
+                    path,
+                    grid,
+                    "uint8",
+                    nodata=0,
+                    colormap=colormap,
+                    overview_resampling="mode",
+                    descriptions=[f"{level} mosaic over {Path(aoi.source).name} (0 = nodata / outside)"],
+                    tags={
+                        "mosaic_id": mid,
+                        "maps": ",".join(r["_id"] for r in records),
+                        "crs": crs,
+                        "classes": json.dumps({str(v): n for v, n in names[level].items()}, ensure_ascii=False),
+                    }
+                    | {f"class_{v}": n for v, n in names[level].items()},
+                    tmp_dir=tmp,
+                ) as writer:
                     for window in block_windows(grid.height, grid.width, window_size):
                         out = np.zeros((int(window.height), int(window.width)), dtype="uint8")
                         for src in sources[level]:  # first tile with data wins
                             part = np.zeros_like(out)
-                            reproject(rasterio.band(src, 1), part, src_nodata=0, dst_transform=grid.window_transform(window),
-                                      dst_crs=grid.crs, dst_nodata=0, resampling=Resampling.nearest)
+                            reproject(
+                                rasterio.band(src, 1),
+                                part,
+                                src_nodata=0,
+                                dst_transform=grid.window_transform(window),
+                                dst_crs=grid.crs,
+                                dst_nodata=0,
+                                resampling=Resampling.nearest,
+                            )
                             fill = (out == 0) & (part != 0)
                             out[fill] = part[fill]
                         out[~aoi_mask(aoi, grid, window)] = 0
@@ -203,24 +235,39 @@ def build_mosaic(ctx: Context, aoi: AreaOfInterest, maps: dict[str, dict[str, An
                 outputs[level]["style"] = f"aoi/{mid}/{level}.qml"
                 ctx.store.put_bytes(bucket, outputs[level]["style"], styles.paletted_qml(classes).encode("utf-8"))
                 outputs[level]["aux"] = f"aoi/{mid}/{level}.tif.aux.xml"
-                ctx.store.put_bytes(bucket, outputs[level]["aux"],
-                                    styles.category_aux_xml({0: "nodata"} | names[level]).encode("utf-8"))
+                ctx.store.put_bytes(
+                    bucket, outputs[level]["aux"], styles.category_aux_xml({0: "nodata"} | names[level]).encode("utf-8")
+                )
         finally:
             for opened in sources.values():
                 for src in opened:
                     src.close()
-    pixel_km2 = grid.resolution ** 2 / 1e6
+    pixel_km2 = grid.resolution**2 / 1e6
     record = {
-        "_id": mid, "tile": "aoi", "kind": "mosaic", "aoi": aoi.source, "aoi_wkb": aoi.wkb_hex, "crs": grid.crs,
-        "maps": [r["_id"] for r in records], "tiles": sorted(maps), "grid": grid.to_dict(), "outputs": outputs,
+        "_id": mid,
+        "tile": "aoi",
+        "kind": "mosaic",
+        "aoi": aoi.source,
+        "aoi_wkb": aoi.wkb_hex,
+        "crs": grid.crs,
+        "maps": [r["_id"] for r in records],
+        "tiles": sorted(maps),
+        "grid": grid.to_dict(),
+        "outputs": outputs,
         "classes": {level: {str(v): n for v, n in names[level].items()} for level in LEVELS},
-        "pixel_counts": {level: {names[level].get(v, str(v)): c for v, c in sorted(counts[level].items())} for level in LEVELS},
-        "area_km2": {level: {names[level].get(v, str(v)): round(c * pixel_km2, 4) for v, c in sorted(counts[level].items())}
-                     for level in LEVELS},
+        "pixel_counts": {
+            level: {names[level].get(v, str(v)): c for v, c in sorted(counts[level].items())} for level in LEVELS
+        },
+        "area_km2": {
+            level: {names[level].get(v, str(v)): round(c * pixel_km2, 4) for v, c in sorted(counts[level].items())}
+            for level in LEVELS
+        },
         "created": publish.now_iso(),
     }
     ctx.catalog.upsert("maps", record)
-    log.info("mosaic %s over %s: %d tiles, %d x %d px in %s", mid, aoi.source, len(records), grid.width, grid.height, crs)
+    log.info(
+        "mosaic %s over %s: %d tiles, %d x %d px in %s", mid, aoi.source, len(records), grid.width, grid.height, crs
+    )
     return record
 
 
@@ -230,10 +277,17 @@ def export_mosaic(ctx: Context, record: dict[str, Any], output_dir: Path) -> dic
         out[level] = ctx.store.get_file(loc["bucket"], loc["key"], output_dir / f"{level}_aoi.tif")
         for extra, ext in (("style", ".qml"), ("aux", ".tif.aux.xml")):
             if loc.get(extra):
-                out[f"{level}_{extra}"] = ctx.store.get_file(loc["bucket"], loc[extra], output_dir / f"{level}_aoi{ext}")
-    (output_dir / "aoi_areas.json").write_text(json.dumps(
-        {"aoi": record["aoi"], "crs": record["crs"], "tiles": record["tiles"], "area_km2": record["area_km2"]},
-        indent=2, ensure_ascii=False), encoding="utf-8")
+                out[f"{level}_{extra}"] = ctx.store.get_file(
+                    loc["bucket"], loc[extra], output_dir / f"{level}_aoi{ext}"
+                )
+    (output_dir / "aoi_areas.json").write_text(
+        json.dumps(
+            {"aoi": record["aoi"], "crs": record["crs"], "tiles": record["tiles"], "area_km2": record["area_km2"]},
+            indent=2,
+            ensure_ascii=False,
+        ),
+        encoding="utf-8",
+    )
     out["areas"] = output_dir / "aoi_areas.json"
     return out
 
@@ -241,8 +295,9 @@ def export_mosaic(ctx: Context, record: dict[str, Any], output_dir: Path) -> dic
 ACQUISITION_MARGIN_M = 600.0  # past the area and the points: s2cloudless' averaging and dilation, sampling windows
 
 
-def acquisition_windows(aoi: AreaOfInterest, tiles: list[str], points: list[pd.DataFrame],
-                        margin: float = ACQUISITION_MARGIN_M) -> dict[str, Bounds]:
+def acquisition_windows(
+    aoi: AreaOfInterest, tiles: list[str], points: list[pd.DataFrame], margin: float = ACQUISITION_MARGIN_M
+) -> dict[str, Bounds]:
     """Per tile, the part of it a run over ``aoi`` needs (bounds in the tile's UTM CRS): the area
     inside the tile, and the labelled ``points`` of the tile (training and held-out: their features
     must be the whole-tile run's), grown by ``margin`` and clipped to the tile. Tiles neither
@@ -263,7 +318,8 @@ def acquisition_windows(aoi: AreaOfInterest, tiles: list[str], points: list[pd.D
         if frame is not None and (frame["tile"] == tile).any():
             mine = frame[frame["tile"] == tile]
             x, y = Transformer.from_crs("EPSG:4326", f"EPSG:{epsg}", always_xy=True).transform(
-                mine["longitude"].to_numpy(), mine["latitude"].to_numpy())
+                mine["longitude"].to_numpy(), mine["latitude"].to_numpy()
+            )
             parts.append((float(np.min(x)), float(np.min(y)), float(np.max(x)), float(np.max(y))))
         if not parts:
             continue

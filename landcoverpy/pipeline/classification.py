@@ -22,7 +22,7 @@ import rasterio
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
-from landcoverpy import __version__
+from landcoverpy import __version__, styles
 from landcoverpy.assets import ids, keys, lookup, publish
 from landcoverpy.assets.params import CompositeParams
 from landcoverpy.config import Settings
@@ -31,15 +31,14 @@ from landcoverpy.errors import LandcoverError, ModelError
 from landcoverpy.features import FeatureReader, feature_names, pixels_to_matrix, tile_grid
 from landcoverpy.inputs import NOT_CLASSIFIED_VALUE, Season
 from landcoverpy.models.hierarchical import predict_layers
-from landcoverpy import styles
 from landcoverpy.pipeline.tasks import dask_task, releases_workers, task_key
 from landcoverpy.progress import step
-from landcoverpy.report_html import unmapped_text
 from landcoverpy.raster.cleaning import clean
 from landcoverpy.raster.cog import CogWriter
 from landcoverpy.raster.grid import Grid, block_windows, window_id
-from landcoverpy.scratch import scratch_dir
+from landcoverpy.report_html import unmapped_text
 from landcoverpy.reports import class_colours, confidence_png, quicklook_png
+from landcoverpy.scratch import scratch_dir
 from landcoverpy.storage import ObjectStore, open_store
 
 log = logging.getLogger(__name__)
@@ -73,27 +72,41 @@ class LoadedHierarchy:
         return outputs_of(self.probabilities)
 
     def predict(self, X: np.ndarray) -> dict[str, np.ndarray]:
-        return predict_layers(self.category_model, self.category_values, self.subcategory_models, self.direct, X,
-                              self.probabilities)
+        return predict_layers(
+            self.category_model, self.category_values, self.subcategory_models, self.direct, X, self.probabilities
+        )
 
 
-def load_hierarchy(ctx: Context, record: dict[str, Any], probabilities: bool = False, cleaning: int = 0) -> LoadedHierarchy:
+def load_hierarchy(
+    ctx: Context, record: dict[str, Any], probabilities: bool = False, cleaning: int = 0
+) -> LoadedHierarchy:
     cat_est, cat_rec = lookup.load_estimator(ctx, record["category_model"])
     subs = {}
     for value, rid in record["subcategory_models"].items():
         est, rec = lookup.load_estimator(ctx, rid)
         subs[int(value)] = (est, rec["label_values"])
     return LoadedHierarchy(
-        hierarchy_id=record["_id"], features=record["features"], category_model=cat_est,
-        category_values=cat_rec["label_values"], subcategory_models=subs,
+        hierarchy_id=record["_id"],
+        features=record["features"],
+        category_model=cat_est,
+        category_values=cat_rec["label_values"],
+        subcategory_models=subs,
         direct={int(k): int(v) for k, v in record["direct"].items()},
-        lc_labels=record["lc_labels"], sl_labels=record["sl_labels"], probabilities=probabilities, cleaning=cleaning,
+        lc_labels=record["lc_labels"],
+        sl_labels=record["sl_labels"],
+        probabilities=probabilities,
+        cleaning=cleaning,
     )
 
 
 @dask_task
-def classify_block(settings: Settings, composites: dict[str, dict[str, Any]], model: LoadedHierarchy,
-                   window: Window, blocks_prefix: str) -> dict[str, Any]:
+def classify_block(
+    settings: Settings,
+    composites: dict[str, dict[str, Any]],
+    model: LoadedHierarchy,
+    window: Window,
+    blocks_prefix: str,
+) -> dict[str, Any]:
     """Dask task: predict one block and keep each of its layers in the store (one object per
     layer, the category layer written last, so a block is done when every layer is there). A
     block already done is reused."""
@@ -119,14 +132,15 @@ def classify_block(settings: Settings, composites: dict[str, dict[str, Any]], mo
             arr[valid] = layers[name]
         out[name] = arr
     if model.cleaning:
-        out["classification"], out["sl_classification"] = clean(out["classification"], out["sl_classification"],
-                                                                model.cleaning)
+        out["classification"], out["sl_classification"] = clean(
+            out["classification"], out["sl_classification"], model.cleaning
+        )
     if halo:
         core = (slice(halo, halo + int(window.height)), slice(halo, halo + int(window.width)))
         out = {name: arr[(slice(None), *core)] if arr.ndim == 3 else arr[core] for name, arr in out.items()}
     for name in names:
         buf = io.BytesIO()
-        np.savez_compressed(buf, **{name: out[name]})
+        np.savez_compressed(buf, **{name: out[name]})  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
         buf.seek(0)
         store.put_stream(bucket, layer_keys[name], buf)
     return {"key": layer_keys["classification"], "reused": False}
@@ -178,9 +192,18 @@ def check_features(model_features: list[str], available: list[str], tile: str) -
         )
 
 
-def classify_tile(ctx: Context, tile: str, seasons: list[Season], model: LoadedHierarchy, model_future: Any,
-                  client: Any, block_size: int, params: CompositeParams, progress: bool = True,
-                  retries: int = 3) -> TileResult:
+def classify_tile(
+    ctx: Context,
+    tile: str,
+    seasons: list[Season],
+    model: LoadedHierarchy,
+    model_future: Any,
+    client: Any,
+    block_size: int,
+    params: CompositeParams,
+    progress: bool = True,
+    retries: int = 3,
+) -> TileResult:
     from distributed import as_completed
 
     found = lookup.feature_sources(ctx, tile, seasons, params, with_dem=lookup.model_uses_dem(model.features))
@@ -190,8 +213,9 @@ def classify_tile(ctx: Context, tile: str, seasons: list[Season], model: LoadedH
         return TileResult(tile, skipped=why)
     comps = found.sources
     check_features(model.features, feature_names(comps), tile)
-    mid = ids.map_id(model.hierarchy_id, tile, found.ids, {"probabilities": model.probabilities,
-                                                          "cleaning": model.cleaning})
+    mid = ids.map_id(
+        model.hierarchy_id, tile, found.ids, {"probabilities": model.probabilities, "cleaning": model.cleaning}
+    )
     existing = ctx.catalog.get("maps", mid)
     if existing is not None:
         record = mark_used(ctx, existing)
@@ -201,8 +225,17 @@ def classify_tile(ctx: Context, tile: str, seasons: list[Season], model: LoadedH
     blocks_prefix = keys.blocks_prefix(mid)
     windows = list(block_windows(grid.height, grid.width, block_size))
     futures = [
-        client.submit(classify_block, ctx.settings, comps, model_future, w, blocks_prefix,
-                      key=task_key(f"block-{mid}-{window_id(w)}"), retries=retries, pure=False)
+        client.submit(
+            classify_block,
+            ctx.settings,
+            comps,
+            model_future,
+            w,
+            blocks_prefix,
+            key=task_key(f"block-{mid}-{window_id(w)}"),
+            retries=retries,
+            pure=False,
+        )
         for w in windows
     ]
     reused = 0
@@ -237,35 +270,83 @@ def publish_latest(ctx: Context, record: dict[str, Any]) -> None:
             if loc.get(extra):
                 pairs.append((loc[extra], keys.map_alias_key(record["tile"], name, ext)))
     bucket = next(iter(record["outputs"].values()))["bucket"]
-    publish.publish_alias(ctx, bucket, pairs, keys.map_alias_key(record["tile"], "map", ".json"),
-                          {"map_id": record["_id"], "hierarchy": record["hierarchy"], "tile": record["tile"],
-                           "sources": record["composites"], "created": record["created"],
-                           "published": publish.now_iso(),
-                           "objects": {n: loc["key"] for n, loc in record["outputs"].items()}})
+    publish.publish_alias(
+        ctx,
+        bucket,
+        pairs,
+        keys.map_alias_key(record["tile"], "map", ".json"),
+        {
+            "map_id": record["_id"],
+            "hierarchy": record["hierarchy"],
+            "tile": record["tile"],
+            "sources": record["composites"],
+            "created": record["created"],
+            "published": publish.now_iso(),
+            "objects": {n: loc["key"] for n, loc in record["outputs"].items()},
+        },
+    )
 
 
-def _map_specs(tile: str, model: LoadedHierarchy) -> dict[str, dict[str, Any]]:
+def _map_specs(tile: str, model: LoadedHierarchy) -> dict[str, Any]:
     cleaned = f", majority filter {model.cleaning}x{model.cleaning}" if model.cleaning else ""
     lc_table, lc_names = colour_table(model.lc_labels)
     sl_values = dict(model.sl_labels) | {"not classified": NOT_CLASSIFIED_VALUE}
     sl_table, sl_names = colour_table(sl_values)
     return {
-        "classification": {"file": "classification.tif", "colormap": lc_table, "names": lc_names,
-                           "description": "category (0 = nodata)" + cleaned, "resampling": "mode"},
-        "sl_classification": {"file": "sl_classification.tif", "colormap": sl_table, "names": sl_names,
-                              "description": "subcategory (0 = nodata, 1 = not classified)", "resampling": "mode"},
-        "confidence": {"file": "confidence.tif", "colormap": None, "names": {}, "units": "%",
-                       "description": "probability of the chosen category (%)", "resampling": "average"},
-        "sl_confidence": {"file": "sl_confidence.tif", "colormap": None, "names": {}, "units": "%",
-                          "description": "probability of the chosen subcategory (%; 0 = nodata or not classified)",
-                          "resampling": "average"},
-        "uncertainty": {"file": "uncertainty.tif", "colormap": None, "names": {}, "units": "%",
-                        "description": "category uncertainty: 100 x (1 - margin between the two most probable "
-                                       "categories); 255 = nodata", "resampling": "average"},
-    } | ({"probabilities": {
-        "file": "probabilities.tif", "colormap": None, "names": {}, "units": "%", "resampling": "average",
-        "description": "probability of each category (%); 255 = nodata",
-        "bands": [f"probability of {n} (%)" for n in (model_class_names(model))]}} if model.probabilities else {})
+        "classification": {
+            "file": "classification.tif",
+            "colormap": lc_table,
+            "names": lc_names,
+            "description": "category (0 = nodata)" + cleaned,
+            "resampling": "mode",
+        },
+        "sl_classification": {
+            "file": "sl_classification.tif",
+            "colormap": sl_table,
+            "names": sl_names,
+            "description": "subcategory (0 = nodata, 1 = not classified)",
+            "resampling": "mode",
+        },
+        "confidence": {
+            "file": "confidence.tif",
+            "colormap": None,
+            "names": {},
+            "units": "%",
+            "description": "probability of the chosen category (%)",
+            "resampling": "average",
+        },
+        "sl_confidence": {
+            "file": "sl_confidence.tif",
+            "colormap": None,
+            "names": {},
+            "units": "%",
+            "description": "probability of the chosen subcategory (%; 0 = nodata or not classified)",
+            "resampling": "average",
+        },
+        "uncertainty": {
+            "file": "uncertainty.tif",
+            "colormap": None,
+            "names": {},
+            "units": "%",
+            "description": "category uncertainty: 100 x (1 - margin between the two most probable "
+            "categories); 255 = nodata",
+            "resampling": "average",
+        },
+    } | (
+        {
+            "probabilities": {
+                "file": "probabilities.tif",
+                "colormap": None,
+                "names": {},
+                "units": "%",
+                "resampling": "average",
+                "description": "probability of each category (%); 255 = nodata",
+                "bands": [f"probability of {n} (%)" for n in (model_class_names(model))],
+            }
+        }
+        if model.probabilities
+        else {}
+    )
 
 
 def model_class_names(model: LoadedHierarchy) -> list[str]:
@@ -273,7 +354,9 @@ def model_class_names(model: LoadedHierarchy) -> list[str]:
     return [names.get(v, str(v)) for v in model.category_values]
 
 
-def write_styles(store: ObjectStore, bucket: str, tile: str, mid: str, name: str, spec: dict[str, Any]) -> dict[str, str]:
+def write_styles(
+    store: ObjectStore, bucket: str, tile: str, mid: str, name: str, spec: dict[str, Any]
+) -> dict[str, str]:
     """QGIS style (``{name}.qml``, the layer's default style) and GDAL category names
     (``{name}.tif.aux.xml``) beside a map; returns their keys."""
     out = {}
@@ -290,20 +373,49 @@ def write_styles(store: ObjectStore, bucket: str, tile: str, mid: str, name: str
     return out
 
 
-def assemble_maps(ctx: Context, tile: str, mid: str, grid: Grid, windows: list[Window], blocks_prefix: str,
-                  model: LoadedHierarchy, comps: dict[str, dict[str, Any]], client: Any,
-                  progress: bool = False, retries: int = 3) -> dict[str, Any]:
+def assemble_maps(
+    ctx: Context,
+    tile: str,
+    mid: str,
+    grid: Grid,
+    windows: list[Window],
+    blocks_prefix: str,
+    model: LoadedHierarchy,
+    comps: dict[str, dict[str, Any]],
+    client: Any,
+    progress: bool = False,
+    retries: int = 3,
+) -> dict[str, Any]:
     """Every layer of the map assembled from the stored blocks as its own Dask task (the layers
     are independent: each worker writes and compresses a whole COG, so a cluster makes several
     at once), then the map's record."""
     from distributed import as_completed
 
     specs = _map_specs(tile, model)
-    tags = {"tile": tile, "map_id": mid, "model": model.hierarchy_id,
-            "composites": ",".join(c["_id"] for c in comps.values())}
-    futures = {client.submit(assemble_layer, ctx.settings, tile, mid, grid, windows, blocks_prefix, name, spec, tags,
-                             key=task_key(f"assemble-{mid}-{name}"), retries=retries, pure=False): name
-               for name, spec in specs.items()}
+    tags = {
+        "tile": tile,
+        "map_id": mid,
+        "model": model.hierarchy_id,
+        "composites": ",".join(c["_id"] for c in comps.values()),
+    }
+    futures = {
+        client.submit(
+            assemble_layer,
+            ctx.settings,
+            tile,
+            mid,
+            grid,
+            windows,
+            blocks_prefix,
+            name,
+            spec,
+            tags,
+            key=task_key(f"assemble-{mid}-{name}"),
+            retries=retries,
+            pure=False,
+        ): name
+        for name, spec in specs.items()
+    }
     outputs: dict[str, dict[str, Any]] = {}
     counts: dict[str, dict[int, int]] = {}
     with step(log, f"assemble {tile} maps", len(futures), "layer", progress) as bar:
@@ -319,20 +431,37 @@ def assemble_maps(ctx: Context, tile: str, mid: str, grid: Grid, windows: list[W
         for name in CLASS_OUTPUTS
     }
     return {
-        "_id": mid, "tile": tile, "kind": "classification", "hierarchy": model.hierarchy_id,
-        "composites": [c["_id"] for c in comps.values()], "grid": grid.to_dict(), "outputs": outputs,
-        "classes": {"classification": {str(v): n for v, n in specs["classification"]["names"].items()},
-                    "sl_classification": {str(v): n for v, n in specs["sl_classification"]["names"].items()}},
+        "_id": mid,
+        "tile": tile,
+        "kind": "classification",
+        "hierarchy": model.hierarchy_id,
+        "composites": [c["_id"] for c in comps.values()],
+        "grid": grid.to_dict(),
+        "outputs": outputs,
+        "classes": {
+            "classification": {str(v): n for v, n in specs["classification"]["names"].items()},
+            "sl_classification": {str(v): n for v, n in specs["sl_classification"]["names"].items()},
+        },
         "pixel_counts": named_counts,
         "area_km2": {k: round(v * pixel_area_km2, 4) for k, v in named_counts["classification"].items()},
         "nodata_pixels": int(counts["classification"].get(0, 0)),
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "code_version": __version__,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "code_version": __version__,
     }
 
 
 @dask_task
-def assemble_layer(settings: Settings, tile: str, mid: str, grid: Grid, windows: list[Window], blocks_prefix: str,
-                   name: str, spec: dict[str, Any], tags: dict[str, str]) -> dict[str, Any]:
+def assemble_layer(
+    settings: Settings,
+    tile: str,
+    mid: str,
+    grid: Grid,
+    windows: list[Window],
+    blocks_prefix: str,
+    name: str,
+    spec: dict[str, Any],
+    tags: dict[str, str],
+) -> dict[str, Any]:
     """Dask task: one layer of a map from the stored blocks, as a COG with its quicklook, QGIS
     style and category names, uploaded to its id-addressed keys. Returns the layer's location and,
     for class layers, the pixel count of each value."""
@@ -342,12 +471,25 @@ def assemble_layer(settings: Settings, tile: str, mid: str, grid: Grid, windows:
     counts: dict[int, int] = {}
     with scratch_dir(settings.TMP_DIR) as tmp:
         path = Path(tmp) / spec["file"]
-        layer_tags = tags | {"classes": json.dumps({str(k): v for k, v in spec["names"].items()}, ensure_ascii=False)} \
+        layer_tags = (
+            tags
+            | {"classes": json.dumps({str(k): v for k, v in spec["names"].items()}, ensure_ascii=False)}
             | {f"class_{v}": n for v, n in spec["names"].items()}
+        )
         # a failure closes the writer without making a COG
-        with CogWriter(path, grid, "uint8", count=len(bands), nodata=NODATA.get(name, 0), descriptions=bands,
-                       colormap=spec["colormap"], tags=layer_tags, overview_resampling=spec["resampling"], tmp_dir=tmp,
-                       units=[spec["units"]] * len(bands) if spec.get("units") else None) as writer:
+        with CogWriter(
+            path,
+            grid,
+            "uint8",
+            count=len(bands),
+            nodata=NODATA.get(name, 0),
+            descriptions=bands,
+            colormap=spec["colormap"],
+            tags=layer_tags,
+            overview_resampling=spec["resampling"],
+            tmp_dir=tmp,
+            units=[spec["units"]] * len(bands) if spec.get("units") else None,
+        ) as writer:
             for window in windows:
                 with store.open(bucket, keys.block_key(blocks_prefix, name, window_id(window))) as fh:
                     arr = np.load(io.BytesIO(fh.read()))[name]
@@ -372,8 +514,9 @@ def _quicklook(path: Path, name: str, spec: dict[str, Any], tile: str) -> bytes:
         out_shape = (max(1, src.height // scale), max(1, src.width // scale))
         values = src.read(1, out_shape=out_shape, resampling=Resampling.nearest)
     if name in SCORE_OUTPUTS:
-        return confidence_png(values, f"{tile} {name.replace('_', ' ')}", f"{name.replace('_', ' ')} (%)",
-                              nodata=NODATA.get(name, 0))
+        return confidence_png(
+            values, f"{tile} {name.replace('_', ' ')}", f"{name.replace('_', ' ')} (%)", nodata=NODATA.get(name, 0)
+        )
     colours = {v: rgba[:3] for v, rgba in spec["colormap"].items() if v}
     return quicklook_png(values, colours, spec["names"], f"{tile} {name.replace('_', ' ')}")
 
@@ -389,22 +532,35 @@ def model_composite_params(ctx: Context, hierarchy: dict[str, Any]) -> Composite
 
 
 @releases_workers
-def classify(ctx: Context, tiles: list[str], seasons: list[Season], hierarchy: dict[str, Any], client: Any,
-             block_size: int | None = None, progress: bool = True, probabilities: bool | None = None,
-             cleaning: int | None = None) -> ClassifyReport:
+def classify(
+    ctx: Context,
+    tiles: list[str],
+    seasons: list[Season],
+    hierarchy: dict[str, Any],
+    client: Any,
+    block_size: int | None = None,
+    progress: bool = True,
+    probabilities: bool | None = None,
+    cleaning: int | None = None,
+) -> ClassifyReport:
     """Classify ``tiles`` with ``hierarchy`` from the composites made as its training composites
     were (same mask and layer parameters); a map already made for the same model and sources is
     reused and republished as ``latest``."""
     block_size = block_size or ctx.settings.CLASSIFICATION_BLOCK_SIZE
     params = model_composite_params(ctx, hierarchy)
-    model = load_hierarchy(ctx, hierarchy, ctx.settings.OUTPUT_PROBABILITIES if probabilities is None else probabilities,
-                           ctx.settings.CLEANING_WINDOW if cleaning is None else cleaning)
+    model = load_hierarchy(
+        ctx,
+        hierarchy,
+        ctx.settings.OUTPUT_PROBABILITIES if probabilities is None else probabilities,
+        ctx.settings.CLEANING_WINDOW if cleaning is None else cleaning,
+    )
     model_future = client.scatter(model, broadcast=True, hash=False)
     report = ClassifyReport()
     for tile in tiles:
         try:
-            report.tiles.append(classify_tile(ctx, tile, seasons, model, model_future, client, block_size, params,
-                                              progress))
+            report.tiles.append(
+                classify_tile(ctx, tile, seasons, model, model_future, client, block_size, params, progress)
+            )
         except ModelError:
             raise
         except LandcoverError as exc:
@@ -413,4 +569,3 @@ def classify(ctx: Context, tiles: list[str], seasons: list[Season], hierarchy: d
     for line in report.lines():
         log.info(line)
     return report
-

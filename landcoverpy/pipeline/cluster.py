@@ -65,8 +65,10 @@ PROFILER_UNSAFE = sys.version_info[:3] < (3, 11, 9) or (3, 12) <= sys.version_in
 def require_profiling() -> None:
     """``run --profile`` writes a Dask performance report, which needs bokeh."""
     if not _has_bokeh():
-        raise ConfigurationError("--profile writes a Dask performance report, which needs bokeh: "
-                                 "pip install 'landcoverpy[dashboard]' (make installs it)")
+        raise ConfigurationError(
+            "--profile writes a Dask performance report, which needs bokeh: "
+            "pip install 'landcoverpy[dashboard]' (make installs it)"
+        )
 
 
 def _has_bokeh() -> bool:
@@ -89,7 +91,7 @@ def probe_scheduler(address: str, timeout: float) -> None:
 
     try:
         asyncio.run(attempt())
-    except (OSError, TimeoutError, asyncio.TimeoutError) as exc:
+    except (OSError, TimeoutError) as exc:
         what = "no answer" if isinstance(exc, (TimeoutError, asyncio.TimeoutError)) else type(exc).__name__
         raise ServiceUnavailableError(
             f"Dask scheduler at {address} is unreachable ({what} within {timeout:g} s). "
@@ -116,30 +118,17 @@ def disable_worker_profiler() -> None:
     os.environ.update(PROFILER_ENV)
 
 
-# glibc allocator settings for local worker processes. Dask's nanny starts workers with
-# MALLOC_TRIM_THRESHOLD_=65536 (to hand freed memory back quickly), and setting any such variable
-# also freezes glibc's mmap threshold at 128 KiB: every array above that (every window, every
-# stack) becomes a fresh mmap, page-faulted in on first touch and unmapped on free. Measured on
-# one season of composites: 1.7x slower inside a worker than in a plain process. glibc cannot
-# raise the mmap threshold above 32 MiB, so a classification block (1024 x 1024 x 63 float32 =
-# 264 MB, and its pixel matrix as much again) or a 12-date stack was still a fresh mapping each
-# time, and the kernel zeroed every page of it on first touch: 19 % of a block task's CPU
-# (`perf`: clear_page_erms), work that also competes for memory bandwidth when two workers run.
-# So workers never mmap (MALLOC_MMAP_MAX_=0), allocate from one heap (MALLOC_ARENA_MAX=1: a task
-# thread's own arena could not hold a 264 MB block and would map it after all) and keep freed
-# memory (trim only above 4 GiB free at the top): a task's windows and blocks reuse the pages of
-# the previous ones. What a worker keeps is handed back when a task of another kind starts and
-# when a stage ends (tasks.release_memory, tasks.release_workers), so one stage's leftovers never
-# sit under the next, nor on an idle worker. Measured on the
-# classification of a 1/16 tile in a task thread: kernel CPU 10-14 s -> 4-5 s; on a full tile
-# (benchmarks/full_tile.py) the blocks cost 4 % more CPU with two workers at once, against 24 %
-# before, and each worker's peak RSS was 1.16 GiB (1.25-1.34 before). A variable already in the
-# environment wins (dask reads the environment first). One arena also serves workers with two
-# threads (compose's default): two threads running 12-date window medians at once took the same
-# time with MALLOC_ARENA_MAX=1 as with 8 (3.36-3.59 s vs 3.55-3.76 s, same RSS): numpy's arrays are few
-# large allocations, and Python's small objects do not go through malloc.
-WORKER_MALLOC_ENV = {"MALLOC_TRIM_THRESHOLD_": str(4 << 30), "MALLOC_MMAP_THRESHOLD_": str(32 << 20),
-                     "MALLOC_MMAP_MAX_": "0", "MALLOC_ARENA_MAX": "1"}
+# glibc allocator settings for local worker processes: one heap (no mmap, one arena, trim only
+# above 4 GiB) so each window and block reuses the previous one's pages instead of mapping and
+# zeroing fresh ones; Dask's own MALLOC_TRIM_THRESHOLD_ freezes the mmap threshold at 128 KiB.
+# Memory is handed back when a task of another kind starts (tasks.release_memory). A variable
+# already in the environment wins. Figures: docs/benchmarks.md.
+WORKER_MALLOC_ENV = {
+    "MALLOC_TRIM_THRESHOLD_": str(4 << 30),
+    "MALLOC_MMAP_THRESHOLD_": str(32 << 20),
+    "MALLOC_MMAP_MAX_": "0",
+    "MALLOC_ARENA_MAX": "1",
+}
 
 
 def worker_environ(n_workers: int = 1) -> dict[str, str | None]:
@@ -150,8 +139,11 @@ def worker_environ(n_workers: int = 1) -> dict[str, str | None]:
     import distributed  # noqa: F401  (its import loads the distributed.* config defaults)
 
     share = os.environ.get("GDAL_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // max(1, n_workers)))
-    return (dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {}) | WORKER_MALLOC_ENV
-            | {"GDAL_NUM_THREADS": share})
+    return (
+        dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {})
+        | WORKER_MALLOC_ENV
+        | {"GDAL_NUM_THREADS": share}
+    )
 
 
 _spawning = 0  # nannies of this process between writing os.environ and their worker's start
@@ -169,7 +161,7 @@ def environ_keeping_nanny() -> type:
     so none of them spawns with the environment already taken back."""
     from distributed import Nanny
 
-    class EnvironKeepingNanny(Nanny):  # type: ignore[misc]
+    class EnvironKeepingNanny(Nanny):
         async def instantiate(self) -> Any:
             global _spawning
             if _spawning == 0:
@@ -222,8 +214,11 @@ def dask_client(settings: Settings, processes: bool = True, worker_profiler: boo
         os.environ.pop(next(iter(PROFILER_ENV)), None)
     else:
         if worker_profiler:
-            log.warning("worker profiles are off on Python %s (sys._current_frames deadlock, python/cpython#116969): "
-                        "the performance report has the task stream, not the profiles", sys.version.split()[0])
+            log.warning(
+                "worker profiles are off on Python %s (sys._current_frames deadlock, python/cpython#116969): "
+                "the performance report has the task stream, not the profiles",
+                sys.version.split()[0],
+            )
         disable_worker_profiler()
     import dask
 

@@ -13,7 +13,7 @@ import contextlib
 import datetime as dt
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,12 +29,12 @@ from landcoverpy.config import Settings
 from landcoverpy.context import Context
 from landcoverpy.errors import LandcoverError, RasterError
 from landcoverpy.inputs import Season
+from landcoverpy.pipeline.tasks import dask_task, releases_workers, task_key
+from landcoverpy.progress import step
 from landcoverpy.raster import masks
 from landcoverpy.raster.cog import CogWriter, write_cog
 from landcoverpy.raster.composite import median_composite, percentile_composite, valid_count
 from landcoverpy.raster.grid import Grid, block_windows, common_extent
-from landcoverpy.pipeline.tasks import dask_task, releases_workers, task_key
-from landcoverpy.progress import step
 from landcoverpy.raster.indices import INDICES, compute_index
 from landcoverpy.raster.reading import GDAL_CACHE_MB, GridReader, expand_window
 from landcoverpy.raster.timeseries import FEATURES as SERIES_FEATURES
@@ -73,12 +73,18 @@ def common_grid(store: ObjectStore, products: list[dict[str, Any]]) -> Grid:
 
 
 def s2cloudless_mask_key(product: dict[str, Any], mask: masks.MaskSettings) -> str:
-    return keys.cloud_mask_key(product["tile"], ids.product_content_id(product), mask.cloud_probability_threshold,
-                               mask.cloudless_average_over, mask.cloudless_dilation)
+    return keys.cloud_mask_key(
+        product["tile"],
+        ids.product_content_id(product),
+        mask.cloud_probability_threshold,
+        mask.cloudless_average_over,
+        mask.cloudless_dilation,
+    )
 
 
-def ensure_s2cloudless_mask(settings: Settings, store: ObjectStore, product: dict[str, Any],
-                            mask: masks.MaskSettings) -> tuple[str, str]:
+def ensure_s2cloudless_mask(
+    settings: Settings, store: ObjectStore, product: dict[str, Any], mask: masks.MaskSettings
+) -> tuple[str, str]:
     """Cloud mask of an L1C product by s2cloudless on its 60 m grid (1 = cloud), stored as a COG
     and reused when present. A 60 m tile is at most 1830 x 1830 pixels, whatever the products."""
     from s2cloudless import S2PixelCloudDetector
@@ -102,15 +108,23 @@ def ensure_s2cloudless_mask(settings: Settings, store: ObjectStore, product: dic
     nodata = np.isnan(data).any(axis=-1)
     data = np.nan_to_num(data, nan=0.0)
     detector = S2PixelCloudDetector(
-        threshold=mask.cloud_probability_threshold, average_over=mask.cloudless_average_over,
-        dilation_size=mask.cloudless_dilation, all_bands=False,
+        threshold=mask.cloud_probability_threshold,
+        average_over=mask.cloudless_average_over,
+        dilation_size=mask.cloudless_dilation,
+        all_bands=False,
     )
     cloud = detector.get_cloud_masks(data[np.newaxis])[0].astype("uint8")
     cloud[nodata] = 1
     with scratch_dir(settings.TMP_DIR) as tmp:
         path = tmp / "mask.tif"
-        write_cog(path, cloud, grid60, nodata=None, descriptions=["s2cloudless cloud mask (1 = cloud)"],
-                  tags={"cloud_percentage": f"{100 * cloud.mean():.2f}"})
+        write_cog(
+            path,
+            cloud,
+            grid60,
+            nodata=None,
+            descriptions=["s2cloudless cloud mask (1 = cloud)"],
+            tags={"cloud_percentage": f"{100 * cloud.mean():.2f}"},
+        )
         store.put_file(bucket, key, path)
     log.info("%s: s2cloudless cloud cover %.1f%%", product["_id"], 100 * cloud.mean())
     return bucket, key
@@ -119,8 +133,9 @@ def ensure_s2cloudless_mask(settings: Settings, store: ObjectStore, product: dic
 class ProductWindowReader:
     """Reads, for one product, masked reflectance windows of any band on the 10 m grid."""
 
-    def __init__(self, store: ObjectStore, product: dict[str, Any], grid: Grid, mask_uri: str | None,
-                 mask: masks.MaskSettings) -> None:
+    def __init__(
+        self, store: ObjectStore, product: dict[str, Any], grid: Grid, mask_uri: str | None, mask: masks.MaskSettings
+    ) -> None:
         self.product, self.grid, self.mask = product, grid, mask
         self.readers: dict[str, GridReader] = {}
         self.store = store
@@ -141,8 +156,9 @@ class ProductWindowReader:
             m = masks.scl_mask(raw, self.mask.scl_classes) if self.product["level"] == "L2A" else raw.astype(bool)
         return masks.dilate(m, halo)[rs, cs]
 
-    def reflectance(self, band: str, window: rasterio.windows.Window, invalid: np.ndarray,
-                    out: np.ndarray | None = None) -> np.ndarray:
+    def reflectance(
+        self, band: str, window: rasterio.windows.Window, invalid: np.ndarray, out: np.ndarray | None = None
+    ) -> np.ndarray:
         """Reflectance of ``band`` in ``window``, NaN where ``invalid`` or no data (into ``out``,
         float32, when given)."""
         if band not in self.readers:
@@ -169,22 +185,50 @@ def to_uint16_reflectance(refl: np.ndarray) -> np.ndarray:
 def _layer_profile(name: str, params: CompositeParams, tags: dict[str, str]) -> dict[str, Any]:
     if name in params.band_layers():
         what = f"{name.split('_p')[0]} {name.split('_p')[1]}th percentile" if "_p" in name else f"{name} median"
-        return dict(dtype="uint16", nodata=0, overview_resampling="average",
-                    descriptions=[f"{what} reflectance x 10000"],
-                    tags=tags | {"scale_factor": str(1 / BAND_SCALE)}, scales=[1 / BAND_SCALE], offsets=[0.0],
-                    units=["1"])  # reflectance (dimensionless) once scaled
+        return dict(
+            dtype="uint16",
+            nodata=0,
+            overview_resampling="average",
+            descriptions=[f"{what} reflectance x 10000"],
+            tags=tags | {"scale_factor": str(1 / BAND_SCALE)},
+            scales=[1 / BAND_SCALE],
+            offsets=[0.0],
+            units=["1"],
+        )  # reflectance (dimensionless) once scaled
     if name == "valid_count":
-        return dict(dtype="uint8", nodata=None, overview_resampling="nearest",
-                    descriptions=["number of valid observations"], tags=tags)
+        return dict(
+            dtype="uint8",
+            nodata=None,
+            overview_resampling="nearest",
+            descriptions=["number of valid observations"],
+            tags=tags,
+        )
     if name in SERIES_FEATURES:
-        return dict(dtype="float32", nodata=float("nan"), overview_resampling="average",
-                    descriptions=[f"{name.replace('_', ' ')} over the season's valid dates"], tags=tags)
+        return dict(
+            dtype="float32",
+            nodata=float("nan"),
+            overview_resampling="average",
+            descriptions=[f"{name.replace('_', ' ')} over the season's valid dates"],
+            tags=tags,
+        )
     if name in params.series_layers():
-        return dict(dtype="float32", nodata=float("nan"), overview_resampling="average",
-                    descriptions=[f"NDVI interpolated at sample {name.removeprefix('ndvi_t')} of "
-                                  f"{params.series_samples} evenly spaced days of the season"], tags=tags)
-    return dict(dtype="float32", nodata=float("nan"), overview_resampling="average",
-                descriptions=[f"{name} index of the median composite"], tags=tags)
+        return dict(
+            dtype="float32",
+            nodata=float("nan"),
+            overview_resampling="average",
+            descriptions=[
+                f"NDVI interpolated at sample {name.removeprefix('ndvi_t')} of "
+                f"{params.series_samples} evenly spaced days of the season"
+            ],
+            tags=tags,
+        )
+    return dict(
+        dtype="float32",
+        nodata=float("nan"),
+        overview_resampling="average",
+        descriptions=[f"{name} index of the median composite"],
+        tags=tags,
+    )
 
 
 class LayerWriter:
@@ -192,12 +236,23 @@ class LayerWriter:
     its completion record (``{layer}.done.json``: size, SHA-256, valid pixels). A layer whose
     completion record exists is complete: a killed run resumes without redoing it."""
 
-    def __init__(self, settings: Settings, store: ObjectStore, tile: str, season: Season, cid: str,
-                 products: list[dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: ObjectStore,
+        tile: str,
+        season: Season,
+        cid: str,
+        products: list[dict[str, Any]],
+    ) -> None:
         self.settings, self.store, self.tile, self.season, self.cid = settings, store, tile, season, cid
         self.bucket = settings.MINIO_BUCKET_NAME_COMPOSITES
-        self.tags = {"tile": tile, "season": season.name, "products": ",".join(p["_id"] for p in products),
-                     "composite_id": cid}
+        self.tags = {
+            "tile": tile,
+            "season": season.name,
+            "products": ",".join(p["_id"] for p in products),
+            "composite_id": cid,
+        }
 
     def key(self, layer: str) -> str:
         return keys.composite_layer_key(self.tile, self.season.name, self.cid, layer)
@@ -208,15 +263,23 @@ class LayerWriter:
             return None
         return dict(self.store.get_json(self.bucket, done_key))
 
-    def write(self, layers: list[str], grid: Grid, params: CompositeParams,
-              fill: Callable[[dict[str, CogWriter]], dict[str, int]]) -> dict[str, dict[str, Any]]:
+    def write(
+        self,
+        layers: list[str],
+        grid: Grid,
+        params: CompositeParams,
+        fill: Callable[[dict[str, CogWriter]], dict[str, int]],
+    ) -> dict[str, dict[str, Any]]:
         """Make ``layers`` with ``fill`` (which writes every window into the given writers and
         returns extra per-layer counts), upload them and their completion records."""
         with scratch_dir(self.settings.TMP_DIR) as tmp:
             paths = {name: tmp / f"{name}.tif" for name in layers}
-            writers = {name: CogWriter(paths[name], grid, tmp_dir=tmp, compress="ZSTD",
-                                       **_layer_profile(name, params, self.tags))
-                       for name in layers}
+            writers = {
+                name: CogWriter(
+                    paths[name], grid, tmp_dir=tmp, compress="ZSTD", **_layer_profile(name, params, self.tags)
+                )
+                for name in layers
+            }
             with contextlib.ExitStack() as stack:  # a failure closes the writers without making COGs
                 opened = {n: stack.enter_context(w) for n, w in writers.items()}
                 extra = fill(opened)
@@ -225,8 +288,9 @@ class LayerWriter:
                 files[name] = publish.put_file(self.store, self.bucket, self.key(name), path)
                 if name in extra:
                     files[name]["valid_pixels"] = extra[name]
-                self.store.put_json(self.bucket, keys.composite_layer_done_key(self.tile, self.season.name, self.cid,
-                                                                               name), files[name])
+                self.store.put_json(
+                    self.bucket, keys.composite_layer_done_key(self.tile, self.season.name, self.cid, name), files[name]
+                )
         return files
 
 
@@ -241,15 +305,27 @@ def build_cloud_mask(settings: Settings, product: dict[str, Any], mask: masks.Ma
     return store.raster_uri(bucket, key)
 
 
-def _cid(tile: str, season: Season, products: list[dict[str, Any]], params: CompositeParams,
-         neighbours: list[dict[str, Any]] | None) -> str:
+def _cid(
+    tile: str,
+    season: Season,
+    products: list[dict[str, Any]],
+    params: CompositeParams,
+    neighbours: list[dict[str, Any]] | None,
+) -> str:
     return lookup.composite_id_of(tile, season, products, params, neighbours)
 
 
 @dask_task
-def build_band(settings: Settings, tile: str, season: Season, products: list[dict[str, Any]],
-               params: CompositeParams, band: str, mask_uris: dict[str, str | None],
-               neighbours: list[dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+def build_band(
+    settings: Settings,
+    tile: str,
+    season: Season,
+    products: list[dict[str, Any]],
+    params: CompositeParams,
+    band: str,
+    mask_uris: dict[str, str | None],
+    neighbours: list[dict[str, Any]] | None = None,
+) -> dict[str, dict[str, Any]]:
     """Dask task: the median of one band over the products, window by window (and, for the first
     band, the valid-observation count); reused when already complete. ``neighbours``: the
     composite's neighbours (products just outside the season); with ``params.gap_fill`` a pixel
@@ -272,12 +348,19 @@ def build_band(settings: Settings, tile: str, season: Season, products: list[dic
             return [ProductWindowReader(store, p, grid, mask_uris.get(p["_id"]), params.mask) for p in read]
 
         def compute(readers: list[ProductWindowReader], window: rasterio.windows.Window) -> dict[str, np.ndarray]:
-            return band_window(readers, window, band, with_count="valid_count" in layers,
-                               percentiles=params.percentiles, own=len(products))
+            return band_window(
+                readers,
+                window,
+                band,
+                with_count="valid_count" in layers,
+                percentiles=params.percentiles,
+                own=len(products),
+            )
 
         def fill(writers: dict[str, CogWriter]) -> dict[str, int]:
-            valid = run_windows(open_readers, grid, params, compute, writers,
-                                lambda: store.rasterio_env(GDAL_CACHEMAX=GDAL_CACHE_MB))
+            valid = run_windows(
+                open_readers, grid, params, compute, writers, lambda: store.rasterio_env(GDAL_CACHEMAX=GDAL_CACHE_MB)
+            )
             return {"valid_count": valid} if "valid_count" in writers else {}
 
         files = out.write(layers, grid, params, fill)
@@ -295,10 +378,16 @@ def index_groups(names: tuple[str, ...] | list[str]) -> list[tuple[tuple[str, ..
 
 
 @dask_task
-def build_indices(settings: Settings, tile: str, season: Season, products: list[dict[str, Any]],
-                  params: CompositeParams, bands: dict[str, dict[str, dict[str, Any]]],
-                  names: tuple[str, ...] | None = None,
-                  neighbours: list[dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+def build_indices(
+    settings: Settings,
+    tile: str,
+    season: Season,
+    products: list[dict[str, Any]],
+    params: CompositeParams,
+    bands: dict[str, dict[str, dict[str, Any]]],
+    names: tuple[str, ...] | None = None,
+    neighbours: list[dict[str, Any]] | None = None,
+) -> dict[str, dict[str, Any]]:
     """Dask task: spectral indices (``names``, default every index of ``params``) from the stored
     (quantised) band medians, so training and prediction features agree; reused when already
     complete. ``bands``: the band tasks' results, at least those the indices need."""
@@ -322,17 +411,24 @@ def build_indices(settings: Settings, tile: str, season: Season, products: list[
             return {name: compute_index(name, medians) for name in names}
 
         def fill(writers: dict[str, CogWriter]) -> dict[str, int]:
-            run_windows(open_readers, grid, params, compute, writers,
-                        lambda: store.rasterio_env(GDAL_CACHEMAX=GDAL_CACHE_MB))
+            run_windows(
+                open_readers, grid, params, compute, writers, lambda: store.rasterio_env(GDAL_CACHEMAX=GDAL_CACHE_MB)
+            )
             return {}
 
         return out.write(list(names), grid, params, fill)
 
 
 @dask_task
-def build_series(settings: Settings, tile: str, season: Season, products: list[dict[str, Any]],
-                 params: CompositeParams, mask_uris: dict[str, str | None],
-                 neighbours: list[dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+def build_series(
+    settings: Settings,
+    tile: str,
+    season: Season,
+    products: list[dict[str, Any]],
+    params: CompositeParams,
+    mask_uris: dict[str, str | None],
+    neighbours: list[dict[str, Any]] | None = None,
+) -> dict[str, dict[str, Any]]:
     """Dask task: the layers made from every product's masked NDVI, window by window: time-series
     features of the season (NDVI amplitude, slope, peak day) and NDVI interpolated at evenly
     spaced days (``ndvi_t0``...), as ``params`` asks, after dropping NDVI spikes (missed clouds
@@ -351,8 +447,9 @@ def build_series(settings: Settings, tile: str, season: Season, products: list[d
     if all(existing.values()):
         return {name: dict(rec or {}) | {"reused": True} for name, rec in existing.items()}
     read = [*products, *(neighbours or [])]
-    days = np.array([(dt.datetime.fromisoformat(p["sensing_time"]).date() - season.start).days for p in read],
-                    dtype=float)
+    days = np.array(
+        [(dt.datetime.fromisoformat(p["sensing_time"]).date() - season.start).days for p in read], dtype=float
+    )
     inside = len(products)
     at = sample_days((season.end - season.start).days, params.series_samples) if params.series_samples else None
     with store.rasterio_env(GDAL_CACHEMAX=GDAL_CACHE_MB):
@@ -365,8 +462,11 @@ def build_series(settings: Settings, tile: str, season: Season, products: list[d
             ndvi = []
             for r in readers:
                 inv = r.invalid(window)
-                ndvi.append(compute_index("ndvi", {"B04": r.reflectance("B04", window, inv),
-                                                   "B08": r.reflectance("B08", window, inv)}))
+                ndvi.append(
+                    compute_index(
+                        "ndvi", {"B04": r.reflectance("B04", window, inv), "B08": r.reflectance("B08", window, inv)}
+                    )
+                )
             stack = drop_spikes(np.stack(ndvi), days, params.series_spike)
             out = series_features(stack[:inside], days[:inside]) if params.timeseries else {}
             if out and params.gap_fill and len(days) > inside:  # pixels cloudy all season: over the neighbours' dates
@@ -379,17 +479,26 @@ def build_series(settings: Settings, tile: str, season: Season, products: list[d
             return out
 
         def fill(writers: dict[str, CogWriter]) -> dict[str, int]:
-            run_windows(open_readers, grid, params, compute, writers,
-                        lambda: store.rasterio_env(GDAL_CACHEMAX=GDAL_CACHE_MB))
+            run_windows(
+                open_readers, grid, params, compute, writers, lambda: store.rasterio_env(GDAL_CACHEMAX=GDAL_CACHE_MB)
+            )
             return {}
 
         return out.write(layers, grid, params, fill)
 
 
-def composite_record(tile: str, season: Season, products: list[dict[str, Any]], params: CompositeParams,
-                     grid: Grid, layers: dict[str, dict[str, Any]],
-                     neighbours: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    files = {name: {k: v for k, v in rec.items() if k not in ("reused", "valid_pixels")} for name, rec in layers.items()}
+def composite_record(
+    tile: str,
+    season: Season,
+    products: list[dict[str, Any]],
+    params: CompositeParams,
+    grid: Grid,
+    layers: dict[str, dict[str, Any]],
+    neighbours: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    files = {
+        name: {k: v for k, v in rec.items() if k not in ("reused", "valid_pixels")} for name, rec in layers.items()
+    }
     valid_pixels = int(layers["valid_count"].get("valid_pixels", 0))
     return {
         "_id": _cid(tile, season, products, params, neighbours),
@@ -411,8 +520,14 @@ def composite_record(tile: str, season: Season, products: list[dict[str, Any]], 
     }
 
 
-def build_composite(settings: Settings, tile: str, season: Season, products: list[dict[str, Any]],
-                    params: CompositeParams, neighbours: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def build_composite(
+    settings: Settings,
+    tile: str,
+    season: Season,
+    products: list[dict[str, Any]],
+    params: CompositeParams,
+    neighbours: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """Every layer of one composite in this process (masks, bands, indices, in that order);
     returns its catalog record. The stage runs the same functions as Dask tasks."""
     masks_ = {p["_id"]: build_cloud_mask(settings, p, params.mask) for p in [*products, *(neighbours or [])]}
@@ -425,7 +540,9 @@ def build_composite(settings: Settings, tile: str, season: Season, products: lis
     return composite_record(tile, season, products, params, grid, _merge(bands, indices), neighbours)
 
 
-def _merge(bands: dict[str, dict[str, dict[str, Any]]], indices: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def _merge(
+    bands: dict[str, dict[str, dict[str, Any]]], indices: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
     layers: dict[str, dict[str, Any]] = {}
     for files in bands.values():
         layers |= files
@@ -440,8 +557,14 @@ def _band_stack(readers: list[ProductWindowReader], window: rasterio.windows.Win
     return stack
 
 
-def band_window(readers: list[ProductWindowReader], window: rasterio.windows.Window, band: str,
-                with_count: bool, percentiles: tuple[int, ...] = (), own: int | None = None) -> dict[str, np.ndarray]:
+def band_window(
+    readers: list[ProductWindowReader],
+    window: rasterio.windows.Window,
+    band: str,
+    with_count: bool,
+    percentiles: tuple[int, ...] = (),
+    own: int | None = None,
+) -> dict[str, np.ndarray]:
     """One band's uint16 median (and percentiles) over the products in one window (and the valid
     count). ``own``: how many of ``readers`` are the season's products; the others (gap filling)
     are read only when the window has a pixel without any valid observation of the season, and
@@ -465,8 +588,9 @@ def band_window(readers: list[ProductWindowReader], window: rasterio.windows.Win
     return out
 
 
-def compute_window(readers: list[ProductWindowReader], window: rasterio.windows.Window,
-                   params: CompositeParams) -> dict[str, np.ndarray]:
+def compute_window(
+    readers: list[ProductWindowReader], window: rasterio.windows.Window, params: CompositeParams
+) -> dict[str, np.ndarray]:
     """Every output of one window at once: uint16 band medians, float32 indices (from the
     quantised medians) and the valid-observation count. The stage computes the same values band
     by band (:func:`band_window`, then the indices from the stored bands)."""
@@ -481,10 +605,14 @@ def compute_window(readers: list[ProductWindowReader], window: rasterio.windows.
     return out
 
 
-def run_windows(open_readers: Callable[[], list[Any]], grid: Grid, params: CompositeParams,
-                compute: Callable[[list[Any], rasterio.windows.Window], dict[str, np.ndarray]],
-                writers: dict[str, CogWriter],
-                thread_env: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext) -> int:
+def run_windows(
+    open_readers: Callable[[], list[Any]],
+    grid: Grid,
+    params: CompositeParams,
+    compute: Callable[[list[Any], rasterio.windows.Window], dict[str, np.ndarray]],
+    writers: dict[str, CogWriter],
+    thread_env: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
+) -> int:
     """The window loop. With ``params.threads`` > 1, windows are computed in a thread pool (each
     thread with its own dataset handles; GDAL decoding and numpy sorting release the GIL) while
     this thread writes results in order; with 1, each window is computed and written in this
@@ -505,7 +633,7 @@ def run_windows(open_readers: Callable[[], list[Any]], grid: Grid, params: Compo
                     opened.append(local.readers)
             return compute(local.readers, window)
 
-    def computed() -> Iterator[tuple[rasterio.windows.Window, dict[str, np.ndarray]]]:
+    def computed() -> Generator[tuple[rasterio.windows.Window, dict[str, np.ndarray]], None, None]:
         if params.threads <= 1:
             for window in windows:
                 yield window, work(window)
@@ -555,8 +683,14 @@ class CompositeReport:
 
 
 @releases_workers
-def composite(ctx: Context, tiles: list[str], seasons: list[Season], client: Any,
-              params: CompositeParams | None = None, progress: bool = True) -> CompositeReport:
+def composite(
+    ctx: Context,
+    tiles: list[str],
+    seasons: list[Season],
+    client: Any,
+    params: CompositeParams | None = None,
+    progress: bool = True,
+) -> CompositeReport:
     """Build (or reuse) the composite of every tile x season as Dask tasks: one per L1C cloud
     mask, one per band, one per group of indices that need the same bands (each waits only for
     its own bands), one for the time-series features. Each layer is kept as soon as it is
@@ -580,23 +714,66 @@ def composite(ctx: Context, tiles: list[str], seasons: list[Season], client: Any
             if ctx.catalog.exists("composites", cid):
                 report.reused.append(cid)
                 continue
-            mask_futs = {p["_id"]: client.submit(build_cloud_mask, s, p, params.mask, pure=False, retries=2,
-                                                 key=task_key(f"mask-{p['_id']}")) for p in [*products, *neighbours]}
+            mask_futs = {
+                p["_id"]: client.submit(
+                    build_cloud_mask, s, p, params.mask, pure=False, retries=2, key=task_key(f"mask-{p['_id']}")
+                )
+                for p in [*products, *neighbours]
+            }
             own_masks = {p["_id"]: mask_futs[p["_id"]] for p in [*products, *(neighbours if params.gap_fill else [])]}
-            band_futs = {b: client.submit(build_band, s, tile, season, products, params, b, own_masks, neighbours,
-                                          pure=False, retries=2, key=task_key(f"band-{cid}-{b}")) for b in params.bands}
+            band_futs = {
+                b: client.submit(
+                    build_band,
+                    s,
+                    tile,
+                    season,
+                    products,
+                    params,
+                    b,
+                    own_masks,
+                    neighbours,
+                    pure=False,
+                    retries=2,
+                    key=task_key(f"band-{cid}-{b}"),
+                )
+                for b in params.bands
+            }
             # a layer task made from band medians goes before the bands still waiting once its own
             # are done: the longest tasks (an index group takes 2-3 band tasks' time) start early
             # instead of ending the stage with one worker busy and the others idle, and each
             # composite is complete (and catalogued) sooner
             layer_futs = {
                 f"indices {'+'.join(names)}": client.submit(
-                    build_indices, s, tile, season, products, params, {b: band_futs[b] for b in needed}, names,
-                    neighbours, pure=False, retries=2, priority=1, key=task_key(f"indices-{cid}-{'-'.join(names)}"))
-                for needed, names in index_groups(params.indices)}
-            layer_futs["series"] = client.submit(build_series, s, tile, season, products, params, mask_futs,
-                                                 neighbours, pure=False, retries=2, priority=1,
-                                                 key=task_key(f"series-{cid}"))
+                    build_indices,
+                    s,
+                    tile,
+                    season,
+                    products,
+                    params,
+                    {b: band_futs[b] for b in needed},
+                    names,
+                    neighbours,
+                    pure=False,
+                    retries=2,
+                    priority=1,
+                    key=task_key(f"indices-{cid}-{'-'.join(names)}"),
+                )
+                for needed, names in index_groups(params.indices)
+            }
+            layer_futs["series"] = client.submit(
+                build_series,
+                s,
+                tile,
+                season,
+                products,
+                params,
+                mask_futs,
+                neighbours,
+                pure=False,
+                retries=2,
+                priority=1,
+                key=task_key(f"series-{cid}"),
+            )
             jobs[label] = (tile, season, products, neighbours, band_futs, layer_futs)
             for fut in [*band_futs.values(), *layer_futs.values()]:
                 owner[fut] = label

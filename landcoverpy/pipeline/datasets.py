@@ -28,8 +28,9 @@ log = logging.getLogger(__name__)
 
 
 @dask_task
-def sample_tile(settings: Settings, composites: dict[str, dict[str, Any]], points: pd.DataFrame,
-                neighbourhood: int) -> pd.DataFrame:
+def sample_tile(
+    settings: Settings, composites: dict[str, dict[str, Any]], points: pd.DataFrame, neighbourhood: int
+) -> pd.DataFrame:
     """Dask task: features of the points of one tile."""
     store = open_store(settings, check=False)
     features = feature_names(composites)
@@ -47,9 +48,15 @@ class DatasetResult:
 
 
 @releases_workers
-def build_dataset(ctx: Context, inputs: Inputs, client: Any, neighbourhood: int | None = None,
-                  params: CompositeParams | None = None, with_dem: bool | None = None,
-                  progress: bool = False) -> DatasetResult:
+def build_dataset(
+    ctx: Context,
+    inputs: Inputs,
+    client: Any,
+    neighbourhood: int | None = None,
+    params: CompositeParams | None = None,
+    with_dem: bool | None = None,
+    progress: bool = False,
+) -> DatasetResult:
     """Sample the feature sources of every tile with points (the composites made under
     ``params``, default from the settings, plus the DEM layers when ``with_dem``, default when
     DEM_SOURCE names a source) into one training table, or reuse the one already catalogued."""
@@ -65,7 +72,8 @@ def build_dataset(ctx: Context, inputs: Inputs, client: Any, neighbourhood: int 
         raise InputValidationError(
             f"{inputs.points.source}: none of the points' tiles has every feature source under the current "
             f"settings ({'; '.join(f'{t}: {why}' for t, why in skipped.items())}); build them with "
-            "`landcoverpy acquire`, `landcoverpy composite`" + (" and `landcoverpy dem`" if with_dem else "")
+            "`landcoverpy acquire`, `landcoverpy composite`"
+            + (" and `landcoverpy dem`" if with_dem else "")
             + " (or `landcoverpy run`) with the same settings"
         )
     feature_sets = {tile: feature_names(c) for tile, c in per_tile.items()}
@@ -78,8 +86,18 @@ def build_dataset(ctx: Context, inputs: Inputs, client: Any, neighbourhood: int 
     if existing is not None:
         log.info("dataset %s already built, reused", did)
         return DatasetResult(existing, True, skipped)
-    futures = {client.submit(sample_tile, ctx.settings, comps, points[points["tile"] == tile], neighbourhood,
-                             key=task_key(f"sample-{did}-{tile}"), pure=False): tile for tile, comps in per_tile.items()}
+    futures = {
+        client.submit(
+            sample_tile,
+            ctx.settings,
+            comps,
+            points[points["tile"] == tile],
+            neighbourhood,
+            key=task_key(f"sample-{did}-{tile}"),
+            pure=False,
+        ): tile
+        for tile, comps in per_tile.items()
+    }
     tables = []
     from distributed import as_completed
 
@@ -98,10 +116,15 @@ def build_dataset(ctx: Context, inputs: Inputs, client: Any, neighbourhood: int 
     considered = points[points["tile"].isin(per_tile)]
     dropped = [int(i) for i in considered.index if i not in sampled_points]
     if dropped:
-        log.warning("%d point(s) outside their tile's composites or without valid data: rows %s",
-                    len(dropped), ", ".join(str(i + 2) for i in dropped[:20]))
+        log.warning(
+            "%d point(s) outside their tile's composites or without valid data: rows %s",
+            len(dropped),
+            ", ".join(str(i + 2) for i in dropped[:20]),
+        )
     if table.empty:
-        raise InputValidationError(f"{inputs.points.source}: no point could be sampled (all outside the composites or cloudy)")
+        raise InputValidationError(
+            f"{inputs.points.source}: no point could be sampled (all outside the composites or cloudy)"
+        )
     buf = io.BytesIO()
     table.to_parquet(buf, index=False)
     table_hash = hashlib.sha256(buf.getvalue()).hexdigest()
@@ -125,7 +148,9 @@ def build_dataset(ctx: Context, inputs: Inputs, client: Any, neighbourhood: int 
         "n_samples": int(len(table)),
         "dropped_points": dropped,
         "class_counts": {k: int(v) for k, v in table.drop_duplicates("point_id")["category"].value_counts().items()},
-        "subclass_counts": {k: int(v) for k, v in table.drop_duplicates("point_id")["subcategory"].value_counts().items()},
+        "subclass_counts": {
+            k: int(v) for k, v in table.drop_duplicates("point_id")["subcategory"].value_counts().items()
+        },
         "table_sha256": table_hash,
         "source": inputs.points.source,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

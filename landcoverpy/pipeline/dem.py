@@ -22,13 +22,13 @@ from landcoverpy.assets import ids, keys, lookup, publish
 from landcoverpy.config import Settings
 from landcoverpy.context import Context
 from landcoverpy.errors import LandcoverError, ProviderError
-from landcoverpy.progress import step
-from landcoverpy.retry import with_retries
-from landcoverpy.scratch import scratch_dir
 from landcoverpy.pipeline.tasks import dask_task, releases_workers, task_key
+from landcoverpy.progress import step
 from landcoverpy.raster.cog import CogWriter
 from landcoverpy.raster.grid import Grid, block_windows
 from landcoverpy.raster.terrain import aspect_degrees, slope_degrees
+from landcoverpy.retry import with_retries
+from landcoverpy.scratch import scratch_dir
 from landcoverpy.sources.dem import DEMSource, GLO30Source
 from landcoverpy.storage import open_store
 
@@ -55,6 +55,7 @@ def ensure_dem_tiles(ctx: Context, source: DEMSource | GLO30Source, names: list[
     for name in names:
         key = keys.dem_source_tile_key(source.kind, name)
         if not ctx.store.exists(bucket, key):
+
             def fetch(name: str = name, key: str = key) -> bool:
                 with source.open_tile(name) as stream:
                     if stream is None:
@@ -78,8 +79,15 @@ def _elevation_window(store: Any, sources: list[dict[str, str]], grid: Grid, win
     for loc in sources:
         with rasterio.open(store.raster_uri(loc["bucket"], loc["key"])) as src:
             part = np.full(out.shape, np.nan, dtype="float32")
-            reproject(rasterio.band(src, 1), part, src_nodata=src.nodata, dst_transform=grid.window_transform(window),
-                      dst_crs=grid.crs, dst_nodata=np.nan, resampling=Resampling.bilinear)
+            reproject(
+                rasterio.band(src, 1),
+                part,
+                src_nodata=src.nodata,
+                dst_transform=grid.window_transform(window),
+                dst_crs=grid.crs,
+                dst_nodata=np.nan,
+                resampling=Resampling.bilinear,
+            )
         fill = np.isnan(out) & ~np.isnan(part)
         out[fill] = part[fill]
     return out
@@ -109,7 +117,9 @@ def _halo_elevation(store: Any, sources: list[dict[str, str]], grid: Grid, windo
 
 
 @dask_task
-def build_dem(settings: Settings, tile: str, grid: Grid, sources: list[dict[str, str]], window_size: int = 1024) -> dict[str, Any]:
+def build_dem(
+    settings: Settings, tile: str, grid: Grid, sources: list[dict[str, str]], window_size: int = 1024
+) -> dict[str, Any]:
     """Dask task: elevation (bilinear from the source DEM mosaic), slope and aspect (Horn) on
     ``grid``, window by window with a one-pixel halo (:func:`_halo_elevation`) so windowed ==
     whole and the tile's edge pixels have a slope."""
@@ -119,9 +129,19 @@ def build_dem(settings: Settings, tile: str, grid: Grid, sources: list[dict[str,
     with scratch_dir(settings.TMP_DIR) as tmp, store.rasterio_env():
         paths = {name: Path(tmp) / f"{name}.tif" for name in LAYERS}
         units = {"elevation": "metres", "slope": "degrees", "aspect": "degrees clockwise from north, -1 flat"}
-        writers = {name: CogWriter(paths[name], grid, "float32", nodata=float("nan"), descriptions=[f"{name} ({units[name]})"],
-                                   tags={"tile": tile, "dem_id": did, "sources": ",".join(s["key"] for s in sources)},
-                                   overview_resampling="average", tmp_dir=tmp) for name in LAYERS}
+        writers = {
+            name: CogWriter(
+                paths[name],
+                grid,
+                "float32",
+                nodata=float("nan"),
+                descriptions=[f"{name} ({units[name]})"],
+                tags={"tile": tile, "dem_id": did, "sources": ",".join(s["key"] for s in sources)},
+                overview_resampling="average",
+                tmp_dir=tmp,
+            )
+            for name in LAYERS
+        }
         with contextlib.ExitStack() as stack:  # a failure closes the writers without making COGs
             for w in writers.values():
                 stack.enter_context(w)
@@ -131,10 +151,19 @@ def build_dem(settings: Settings, tile: str, grid: Grid, sources: list[dict[str,
                 writers["elevation"].write(z[rs, cs], window)
                 writers["slope"].write(slope_degrees(z, grid.resolution)[rs, cs], window)
                 writers["aspect"].write(aspect_degrees(z, grid.resolution)[rs, cs], window)
-        layers = {name: publish.put_file(store, bucket, keys.dem_layer_key(tile, did, name), path)
-                  for name, path in paths.items()}
-    return {"_id": did, "tile": tile, "grid": grid.to_dict(), "layers": layers, "sources": sources,
-            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "code_version": __version__}
+        layers = {
+            name: publish.put_file(store, bucket, keys.dem_layer_key(tile, did, name), path)
+            for name, path in paths.items()
+        }
+    return {
+        "_id": did,
+        "tile": tile,
+        "grid": grid.to_dict(),
+        "layers": layers,
+        "sources": sources,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "code_version": __version__,
+    }
 
 
 def dem_id(tile: str, grid: Grid, sources: list[dict[str, str]]) -> str:
@@ -142,8 +171,9 @@ def dem_id(tile: str, grid: Grid, sources: list[dict[str, str]]) -> str:
 
 
 @releases_workers
-def dem_stage(ctx: Context, tiles: list[str], source: DEMSource | GLO30Source, client: Any,
-              progress: bool = False) -> dict[str, str]:
+def dem_stage(
+    ctx: Context, tiles: list[str], source: DEMSource | GLO30Source, client: Any, progress: bool = False
+) -> dict[str, str]:
     """DEM derivatives for every tile with products or composites; returns tile -> status."""
     status: dict[str, str] = {}
     futures = {}
@@ -162,7 +192,9 @@ def dem_stage(ctx: Context, tiles: list[str], source: DEMSource | GLO30Source, c
         if ctx.catalog.exists("dems", did):
             status[tile] = f"reused {did}"
             continue
-        futures[client.submit(build_dem, ctx.settings, tile, grid, sources, key=task_key(f"dem-{did}"), pure=False)] = tile
+        futures[client.submit(build_dem, ctx.settings, tile, grid, sources, key=task_key(f"dem-{did}"), pure=False)] = (
+            tile
+        )
     from distributed import as_completed
 
     with step(log, "dem: elevation, slope, aspect", len(futures), "tile", progress) as bar:

@@ -13,8 +13,13 @@ from landcoverpy.models.metrics import classification_metrics
 from landcoverpy.sentinel2 import tile_of
 
 
-def holdout_accuracy(ctx: Context, maps: dict[str, dict[str, Any]], holdout: LabelledPoints,
-                     lc_labels: dict[str, int], sl_labels: dict[str, int]) -> dict[str, Any]:
+def holdout_accuracy(
+    ctx: Context,
+    maps: dict[str, dict[str, Any]],
+    holdout: LabelledPoints,
+    lc_labels: dict[str, int],
+    sl_labels: dict[str, int],
+) -> dict[str, Any]:
     """Category and subcategory metrics of the maps at the held-out points that fall on a map."""
     frame = holdout.frame.copy()
     frame["tile"] = [tile_of(la, lo) for la, lo in zip(frame["latitude"], frame["longitude"])]

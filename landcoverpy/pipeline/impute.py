@@ -31,9 +31,16 @@ log = logging.getLogger(__name__)
 
 
 @dask_task
-def impute_block(settings: Any, items: list[SeriesItem], steps: list[tuple[dt.date, dt.date]],
-                 ancillary: dict[str, str], grid: Grid, model: AbundanceModel, window: Window,
-                 device: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+def impute_block(
+    settings: Any,
+    items: list[SeriesItem],
+    steps: list[tuple[dt.date, dt.date]],
+    ancillary: dict[str, str],
+    grid: Grid,
+    model: AbundanceModel,
+    window: Window,
+    device: str | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """(pixels, steps, bands) gap-filled series of a window and the observed mask."""
     from landcoverpy.storage import open_store
 
@@ -46,20 +53,31 @@ def impute_block(settings: Any, items: list[SeriesItem], steps: list[tuple[dt.da
     return filled.astype("float32"), np.isfinite(series)
 
 
-def impute_area(ctx: Context, output_dir: Path, model_id: str | None = None, dataset_id: str | None = None,
-                block: int = 512, client: Any = None, progress: bool = False, device: str | None = None,
-                level: str = "N1") -> dict[str, Path]:
+def impute_area(
+    ctx: Context,
+    output_dir: Path,
+    model_id: str | None = None,
+    dataset_id: str | None = None,
+    block: int = 512,
+    client: Any = None,
+    progress: bool = False,
+    device: str | None = None,
+    level: str = "N1",
+) -> dict[str, Path]:
     """The model's gap-filled series of a dataset's grid: one COG per step, the bands then a QA
     band (0 observed, 1 imputed, nodata where the pixel has no value at all), stored beside the
     maps and copied to ``output_dir``. BRITS fills gaps from the series and ancillaries; a forest
     model fills them by linear interpolation in time (said in the tags)."""
     model, mrec = load_model(ctx, level, model_id)
     _, drec = load_dataset(ctx, dataset_id)
-    check_same_steps(mrec["steps"], mrec["step"], mrec["_id"], drec["steps"], step_of_record(drec),
-                     f"dataset {drec['_id']}")
+    check_same_steps(
+        mrec["steps"], mrec["step"], mrec["_id"], drec["steps"], step_of_record(drec), f"dataset {drec['_id']}"
+    )
     if drec["bands"] != model.feature_names or drec["ancillary"] != model.ancillary_names:
-        raise ModelError(f"dataset {drec['_id']} has inputs {drec['bands']} + {drec['ancillary']}; model {mrec['_id']} "
-                         f"was trained on {model.feature_names} + {model.ancillary_names}")
+        raise ModelError(
+            f"dataset {drec['_id']} has inputs {drec['bands']} + {drec['ancillary']}; model {mrec['_id']} "
+            f"was trained on {model.feature_names} + {model.ancillary_names}"
+        )
     sid = ids.abundance_series_id(mrec["_id"], drec["_id"])
     bucket = ctx.settings.MINIO_BUCKET_CLASSIFICATIONS
     existing = ctx.catalog.get("maps", sid)
@@ -74,11 +92,22 @@ def impute_area(ctx: Context, output_dir: Path, model_id: str | None = None, dat
         names = [f"series_{i + 1:02d}_{a.isoformat()}.tif" for i, (a, _) in enumerate(steps)]
         outputs: dict[str, Any] = {}
         with scratch_dir(ctx.settings.TMP_DIR) as tmp, contextlib.ExitStack() as stack:
-            writers = [stack.enter_context(CogWriter(
-                Path(tmp) / name, grid, "float32", count=len(drec["bands"]) + 1, nodata=float("nan"),
-                descriptions=list(drec["bands"]) + ["qa: 0 observed, 1 imputed"],
-                tags=tags | {"step_start": a.isoformat(), "step_end": b.isoformat()},
-                overview_resampling="average", tmp_dir=tmp)) for name, (a, b) in zip(names, steps)]
+            writers = [
+                stack.enter_context(
+                    CogWriter(
+                        Path(tmp) / name,
+                        grid,
+                        "float32",
+                        count=len(drec["bands"]) + 1,
+                        nodata=float("nan"),
+                        descriptions=list(drec["bands"]) + ["qa: 0 observed, 1 imputed"],
+                        tags=tags | {"step_start": a.isoformat(), "step_end": b.isoformat()},
+                        overview_resampling="average",
+                        tmp_dir=tmp,
+                    )
+                )
+                for name, (a, b) in zip(names, steps)
+            ]
             with step(log, "abundance impute", len(windows), "block", progress) as bar:
                 if client is not None:
                     from distributed import as_completed
@@ -101,13 +130,25 @@ def impute_area(ctx: Context, output_dir: Path, model_id: str | None = None, dat
             stack.close()
             for name in names:
                 outputs[name] = publish.put_file(ctx.store, bucket, keys.abundance_map_key(sid, name), Path(tmp) / name)
-        existing = {"_id": sid, "tile": "abundance", "kind": "abundance-series", "model": mrec["_id"],
-                    "dataset": drec["_id"], "grid": drec["grid"], "gap_filling": method, "outputs": outputs,
-                    "bands": list(drec["bands"]), "steps": drec["steps"],
-                    "created": publish.now_iso(), "code_version": __version__}
+        existing = {
+            "_id": sid,
+            "tile": "abundance",
+            "kind": "abundance-series",
+            "model": mrec["_id"],
+            "dataset": drec["_id"],
+            "grid": drec["grid"],
+            "gap_filling": method,
+            "outputs": outputs,
+            "bands": list(drec["bands"]),
+            "steps": drec["steps"],
+            "created": publish.now_iso(),
+            "code_version": __version__,
+        }
         ctx.catalog.upsert("maps", existing)
     else:
         log.info("gap-filled series %s already made by %s from %s, reused", sid, mrec["_id"], drec["_id"])
     output_dir.mkdir(parents=True, exist_ok=True)
-    return {name: ctx.store.get_file(loc["bucket"], loc["key"], output_dir / name)
-            for name, loc in existing["outputs"].items()}
+    return {
+        name: ctx.store.get_file(loc["bucket"], loc["key"], output_dir / name)
+        for name, loc in existing["outputs"].items()
+    }

@@ -10,6 +10,7 @@ folders ``YYYY.MM.DD/`` list ``MOD09A1.AYYYYDDD.hHHvVV.061.*.hdf`` files.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import re
@@ -21,9 +22,9 @@ from landcoverpy.context import Context
 from landcoverpy.errors import InputValidationError, ProviderError, TransientError
 from landcoverpy.progress import step
 from landcoverpy.retry import is_transient_status, with_retries
+from landcoverpy.scratch import scratch_dir
 from landcoverpy.sources.hrefs import AssetReader
 from landcoverpy.sources.modis import ModisQA, read_mod09, write_geotiff
-from landcoverpy.scratch import scratch_dir
 from landcoverpy.storage import join_key, local_copy
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ class ModisSource:
             day = start
             while day <= end:
                 url = f"{self.source}/{day:%Y.%m.%d}/"
-                resp = with_retries(f"listing {url}", lambda u=url: self._get(u))
+                resp = with_retries(f"listing {url}", functools.partial(self._get, url))
                 if resp.status_code == 200:
                     for name in sorted(set(re.findall(r'href="([^"]+\.hdf)"', resp.text))):
                         found.append(parse_granule(name, url + name.rsplit("/", 1)[-1]))
@@ -113,8 +114,13 @@ class ModisStacSource(ModisSource):
     ``modis:vertical-tile``. Hrefs are signed where the catalog's profile says so (Planetary
     Computer)."""
 
-    def __init__(self, url: str = "https://planetarycomputer.microsoft.com/api/stac/v1",
-                 collection: str = "modis-09A1-061", timeout: float = 60.0, profile: str = "auto") -> None:
+    def __init__(
+        self,
+        url: str = "https://planetarycomputer.microsoft.com/api/stac/v1",
+        collection: str = "modis-09A1-061",
+        timeout: float = 60.0,
+        profile: str = "auto",
+    ) -> None:
         from landcoverpy.sources.stac import StacCatalog
 
         super().__init__(url, None, timeout)
@@ -130,9 +136,11 @@ class ModisStacSource(ModisSource):
         tile = check_modis_tile(tile)
         h, v = int(tile[1:3]), int(tile[4:6])
         items = self.catalog.search(
-            f"STAC API {self.url} collection {self.collection}", collections=[self.collection],
+            f"STAC API {self.url} collection {self.collection}",
+            collections=[self.collection],
             datetime=f"{start.isoformat()}/{end.isoformat()}",
-            query={"modis:horizontal-tile": {"eq": h}, "modis:vertical-tile": {"eq": v}})
+            query={"modis:horizontal-tile": {"eq": h}, "modis:vertical-tile": {"eq": v}},
+        )
         out = []
         for item in items:
             asset = item.get("assets", {}).get("hdf")
@@ -153,20 +161,27 @@ class _Closing:
         self.resp = resp
 
     def __enter__(self) -> IO[bytes]:
-        return self.resp.raw  # type: ignore[no-any-return]
+        return self.resp.raw
 
     def __exit__(self, *exc: object) -> None:
         self.resp.close()
 
 
-def acquire_modis(ctx: Context, source: ModisSource, tiles: list[str], start: dt.date, end: dt.date,
-                  qa: ModisQA | None = None, progress: bool = False) -> dict[str, list[str]]:
+def acquire_modis(
+    ctx: Context,
+    source: ModisSource,
+    tiles: list[str],
+    start: dt.date,
+    end: dt.date,
+    qa: ModisQA | None = None,
+    progress: bool = False,
+) -> dict[str, list[str]]:
     """Store and catalogue every granule of ``tiles`` between ``start`` and ``end``; a granule
     already catalogued is skipped. Returns tile -> granule ids (stored or already there)."""
     bucket = ctx.settings.MINIO_BUCKET_NAME_MODIS
     out: dict[str, list[str]] = {}
     for tile in tiles:
-        granules = with_retries(f"MODIS search {tile}", lambda t=tile: source.search(t, start, end))
+        granules = with_retries(f"MODIS search {tile}", functools.partial(source.search, tile, start, end))
         if not granules:
             log.warning("MODIS %s: no granule between %s and %s", tile, start, end)
         out[tile] = []
@@ -177,8 +192,9 @@ def acquire_modis(ctx: Context, source: ModisSource, tiles: list[str], start: dt
     return out
 
 
-def _store_granule(ctx: Context, source: ModisSource, g: Granule, qa: ModisQA | None, bucket: str,
-                   done: list[str]) -> None:
+def _store_granule(
+    ctx: Context, source: ModisSource, g: Granule, qa: ModisQA | None, bucket: str, done: list[str]
+) -> None:
     """Fetch one granule, read it once (QA applied) into a GeoTIFF, then catalogue it; a granule
     already catalogued is skipped, a failed one leaves nothing behind."""
     gid = g.name.removesuffix(".hdf")
@@ -188,6 +204,7 @@ def _store_granule(ctx: Context, source: ModisSource, g: Granule, qa: ModisQA | 
     raw_key = join_key(g.tile, g.name)
     tif_key = join_key(g.tile, f"{gid}.tif")
     try:
+
         def fetch() -> None:
             with source.open(g) as stream:
                 ctx.store.put_stream(bucket, raw_key, stream)
@@ -203,21 +220,35 @@ def _store_granule(ctx: Context, source: ModisSource, g: Granule, qa: ModisQA | 
                 ctx.store.delete(bucket, key)
         raise
     valid = float((granule.reflectance[0] == granule.reflectance[0]).mean())
-    ctx.catalog.upsert("modis", {
-        "_id": gid, "granule_id": gid, "tile": g.tile, "date": g.date.isoformat(), "product": g.name.split(".")[0],
-        "raw": {"bucket": bucket, "key": raw_key}, "reflectance": {"bucket": bucket, "key": tif_key},
-        "valid_fraction": round(valid, 4), "qa": (qa or ModisQA()).__dict__, "source": source.source,
-    })
+    ctx.catalog.upsert(
+        "modis",
+        {
+            "_id": gid,
+            "granule_id": gid,
+            "tile": g.tile,
+            "date": g.date.isoformat(),
+            "product": g.name.split(".")[0],
+            "raw": {"bucket": bucket, "key": raw_key},
+            "reflectance": {"bucket": bucket, "key": tif_key},
+            "valid_fraction": round(valid, 4),
+            "qa": (qa or ModisQA()).__dict__,
+            "source": source.source,
+        },
+    )
     done.append(gid)
 
 
 def series_manifest(ctx: Context, tile: str, year: int, path: Path) -> Path:
     """The abundance stage's manifest for one MODIS tile and year, from the catalog (rasters
     read in place from the store)."""
-    records = [r for r in ctx.catalog.find("modis", {"tile": tile}, sort=[("date", 1)]) if r["date"].startswith(str(year))]
+    records = [
+        r for r in ctx.catalog.find("modis", {"tile": tile}, sort=[("date", 1)]) if r["date"].startswith(str(year))
+    ]
     if not records:
         raise InputValidationError(f"no catalogued MODIS granule for {tile} in {year}: run `landcoverpy modis` first")
-    items = [{"date": r["date"], "path": ctx.store.raster_uri(r["reflectance"]["bucket"], r["reflectance"]["key"])}
-             for r in records]
+    items = [
+        {"date": r["date"], "path": ctx.store.raster_uri(r["reflectance"]["bucket"], r["reflectance"]["key"])}
+        for r in records
+    ]
     path.write_text(json.dumps(items, indent=1))
     return path

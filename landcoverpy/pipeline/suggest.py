@@ -26,8 +26,14 @@ log = logging.getLogger(__name__)
 PER_BLOCK = 3  # candidates kept per (block, class): at most this many points per block and class
 
 
-def suggest(ctx: Context, maps: dict[str, dict[str, Any]], n: int, block_km: float = 2.0, window: int = 2048,
-            min_uncertainty: int = 1) -> pd.DataFrame:
+def suggest(
+    ctx: Context,
+    maps: dict[str, dict[str, Any]],
+    n: int,
+    block_km: float = 2.0,
+    window: int = 2048,
+    min_uncertainty: int = 1,
+) -> pd.DataFrame:
     import rasterio
     from pyproj import Transformer
 
@@ -41,8 +47,11 @@ def suggest(ctx: Context, maps: dict[str, dict[str, Any]], n: int, block_km: flo
         grid = Grid.from_dict(rec["grid"])
         block_px = max(1, int(round(block_km * 1000 / grid.resolution)))
         unc_loc, cls_loc = rec["outputs"]["uncertainty"], rec["outputs"]["classification"]
-        with ctx.store.rasterio_env(), rasterio.open(ctx.store.raster_uri(unc_loc["bucket"], unc_loc["key"])) as unc_src, \
-                rasterio.open(ctx.store.raster_uri(cls_loc["bucket"], cls_loc["key"])) as cls_src:
+        with (
+            ctx.store.rasterio_env(),
+            rasterio.open(ctx.store.raster_uri(unc_loc["bucket"], unc_loc["key"])) as unc_src,
+            rasterio.open(ctx.store.raster_uri(cls_loc["bucket"], cls_loc["key"])) as cls_src,
+        ):
             for win in block_windows(grid.height, grid.width, window):
                 unc = unc_src.read(1, window=win)
                 cls = cls_src.read(1, window=win)
@@ -76,15 +85,15 @@ def suggest(ctx: Context, maps: dict[str, dict[str, Any]], n: int, block_km: flo
                 ranked.append((rank, -u, tile, r, c))  # first every block's best, then seconds...
         ranked.sort()
         per_class.setdefault(k, []).extend((-neg_u, tile, r, c) for _, neg_u, tile, r, c in ranked)
-    chosen: list[tuple[int, str, int, int, int]] = []
+    chosen: list[tuple[int, int, str, int, int]] = []
     queues = {k: iter(v) for k, v in sorted(per_class.items())}
     while len(chosen) < n and queues:
         for k in list(queues):
-            item = next(queues[k], None)
-            if item is None:
+            entry = next(queues[k], None)
+            if entry is None:
                 del queues[k]
                 continue
-            chosen.append((k, *item))
+            chosen.append((k, *entry))
             if len(chosen) == n:
                 break
     records = []
@@ -92,10 +101,20 @@ def suggest(ctx: Context, maps: dict[str, dict[str, Any]], n: int, block_km: flo
         grid = Grid.from_dict(maps[tile]["grid"])
         x, y = grid.affine @ (c + 0.5, r + 0.5)
         lon, lat = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True).transform(x, y)
-        records.append({"latitude": round(lat, 7), "longitude": round(lon, 7), "tile": tile,
-                        "map_class": names.get(k, str(k)), "uncertainty": u, "category": "", "subcategory": ""})
-    frame = pd.DataFrame(records, columns=["latitude", "longitude", "tile", "map_class", "uncertainty", "category",
-                                           "subcategory"])
+        records.append(
+            {
+                "latitude": round(lat, 7),
+                "longitude": round(lon, 7),
+                "tile": tile,
+                "map_class": names.get(k, str(k)),
+                "uncertainty": u,
+                "category": "",
+                "subcategory": "",
+            }
+        )
+    frame = pd.DataFrame(
+        records, columns=["latitude", "longitude", "tile", "map_class", "uncertainty", "category", "subcategory"]
+    )
     frame.insert(0, "id", range(1, len(frame) + 1))
     log.info("suggested %d points over %d classes", len(frame), frame["map_class"].nunique() if len(frame) else 0)
     return frame

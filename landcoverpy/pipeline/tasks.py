@@ -31,8 +31,16 @@ class _ForwardToClient(logging.Handler):
         except (ImportError, ValueError):
             return  # not inside a task
         try:
-            worker.log_event(LOG_TOPIC, {"pid": os.getpid(), "worker": str(worker.name), "logger": record.name,
-                                         "level": record.levelno, "message": record.getMessage()})
+            worker.log_event(
+                LOG_TOPIC,
+                {
+                    "pid": os.getpid(),
+                    "worker": str(worker.name),
+                    "logger": record.name,
+                    "level": record.levelno,
+                    "message": record.getMessage(),
+                },
+            )
         except Exception:  # never let logging break a task
             pass
 
@@ -54,7 +62,8 @@ def forward_to_log(event: Any) -> None:
     if not isinstance(msg, dict) or msg.get("pid") == os.getpid():
         return
     logging.getLogger(str(msg.get("logger", "landcoverpy"))).log(
-        int(msg.get("level", logging.WARNING)), "[worker %s] %s", msg.get("worker", "?"), msg.get("message", ""))
+        int(msg.get("level", logging.WARNING)), "[worker %s] %s", msg.get("worker", "?"), msg.get("message", "")
+    )
 
 
 def task_threads() -> int | None:

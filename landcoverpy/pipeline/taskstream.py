@@ -34,8 +34,10 @@ class KindSummary:
     busy: float  # share of the workers' time inside the span spent computing any task
 
     def line(self) -> str:
-        return (f"{self.kind:<10} {self.tasks:5d} tasks {self.compute_s:9.1f} s compute (longest {self.longest_s:.1f} s) "
-                f"over {self.span_s:7.1f} s; workers busy {100 * self.busy:5.1f} %")
+        return (
+            f"{self.kind:<10} {self.tasks:5d} tasks {self.compute_s:9.1f} s compute (longest {self.longest_s:.1f} s) "
+            f"over {self.span_s:7.1f} s; workers busy {100 * self.busy:5.1f} %"
+        )
 
 
 def kind_of(key: Any) -> str:
@@ -51,8 +53,15 @@ def runs_from_stream(records: list[dict[str, Any]]) -> list[TaskRun]:
     for rec in records:
         for ss in rec.get("startstops", ()):
             if ss.get("action") == "compute":
-                out.append(TaskRun(kind_of(rec["key"]), str(rec["key"]), str(rec.get("worker", "?")),
-                                   float(ss["start"]), float(ss["stop"])))
+                out.append(
+                    TaskRun(
+                        kind_of(rec["key"]),
+                        str(rec["key"]),
+                        str(rec.get("worker", "?")),
+                        float(ss["start"]),
+                        float(ss["stop"]),
+                    )
+                )
     return sorted(out, key=lambda r: r.start)
 
 
@@ -82,8 +91,16 @@ def summarise(runs: list[TaskRun], workers: int) -> list[KindSummary]:
         lo, hi = min(r.start for r in own), max(r.stop for r in own)
         span = hi - lo
         busy = _busy_seconds(runs, lo, hi) / (span * max(1, workers)) if span > 0 else 1.0
-        out.append(KindSummary(kind, len(own), sum(r.stop - r.start for r in own), max(r.stop - r.start for r in own),
-                               span, min(1.0, busy)))
+        out.append(
+            KindSummary(
+                kind,
+                len(own),
+                sum(r.stop - r.start for r in own),
+                max(r.stop - r.start for r in own),
+                span,
+                min(1.0, busy),
+            )
+        )
     return out
 
 
@@ -95,8 +112,17 @@ def to_csv(runs: list[TaskRun]) -> str:
     w.writerow(["kind", "key", "worker", "start_s", "stop_s", "seconds", "start_unix"])
     t0 = min((r.start for r in runs), default=0.0)
     for r in runs:
-        w.writerow([r.kind, r.key, r.worker, f"{r.start - t0:.3f}", f"{r.stop - t0:.3f}", f"{r.stop - r.start:.3f}",
-                    f"{r.start:.3f}"])
+        w.writerow(
+            [
+                r.kind,
+                r.key,
+                r.worker,
+                f"{r.start - t0:.3f}",
+                f"{r.stop - t0:.3f}",
+                f"{r.stop - r.start:.3f}",
+                f"{r.start:.3f}",
+            ]
+        )
     return buf.getvalue()
 
 

@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 
 from landcoverpy import __version__
-from landcoverpy.context import Context
 from landcoverpy.assets import ids, keys, lookup
 from landcoverpy.assets.params import ModelParams
+from landcoverpy.context import Context
 from landcoverpy.inputs import LabelSet
 from landcoverpy.models.hierarchical import Hierarchy, TrainedModel, train_hierarchy
 from landcoverpy.reports import confusion_matrix_frame, confusion_matrix_png
@@ -40,9 +40,15 @@ def library_versions() -> dict[str, str]:
     import rasterio
     import sklearn
 
-    return {"python": platform.python_version(), "numpy": np.__version__, "pandas": pd.__version__,
-            "scikit-learn": sklearn.__version__, "lightgbm": lightgbm.__version__, "rasterio": rasterio.__version__,
-            "landcoverpy": __version__}
+    return {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+        "scikit-learn": sklearn.__version__,
+        "lightgbm": lightgbm.__version__,
+        "rasterio": rasterio.__version__,
+        "landcoverpy": __version__,
+    }
 
 
 def _store_model(ctx: Context, model: TrainedModel, hid: str, dataset: dict[str, Any], lc: LabelSet) -> dict[str, Any]:
@@ -54,29 +60,49 @@ def _store_model(ctx: Context, model: TrainedModel, hid: str, dataset: dict[str,
     joblib.dump(model.estimator, buf, compress=3)
     model_bytes = buf.getvalue()
     metadata = {
-        "level": model.level, "category": model.category, "features": model.features, "classes": model.classes,
-        "label_values": model.label_values, "params": model.params, "metrics": model.metrics,
-        "baseline_majority": model.baseline, "training_table_sha256": dataset["table_sha256"],
-        "dataset_id": dataset["_id"], "model_sha256": hashlib.sha256(model_bytes).hexdigest(),
+        "level": model.level,
+        "category": model.category,
+        "features": model.features,
+        "classes": model.classes,
+        "label_values": model.label_values,
+        "params": model.params,
+        "metrics": model.metrics,
+        "baseline_majority": model.baseline,
+        "training_table_sha256": dataset["table_sha256"],
+        "dataset_id": dataset["_id"],
+        "model_sha256": hashlib.sha256(model_bytes).hexdigest(),
         "left_out": model.left_out,
         "library_versions": library_versions(),
     }
     ctx.store.put_bytes(bucket, join_key(prefix, "model.joblib"), model_bytes)
     ctx.store.put_json(bucket, join_key(prefix, "metadata.json"), metadata)
-    ctx.store.put_json(bucket, join_key(prefix, "metrics.json"), {"model": model.metrics, "baseline_majority": model.baseline})
-    ctx.store.put_bytes(bucket, join_key(prefix, "confusion_matrix.csv"),
-                        confusion_matrix_frame(model.metrics).to_csv().encode())
+    ctx.store.put_json(
+        bucket, join_key(prefix, "metrics.json"), {"model": model.metrics, "baseline_majority": model.baseline}
+    )
+    ctx.store.put_bytes(
+        bucket, join_key(prefix, "confusion_matrix.csv"), confusion_matrix_frame(model.metrics).to_csv().encode()
+    )
     title = f"{model.level} model" + (f" ({model.category})" if model.category else "")
     ctx.store.put_bytes(bucket, join_key(prefix, "confusion_matrix.png"), confusion_matrix_png(model.metrics, title))
     imp = pd.Series(model.importances, name="importance").sort_values(ascending=False)
-    ctx.store.put_bytes(bucket, join_key(prefix, "feature_importances.csv"), imp.rename_axis("feature").to_csv().encode())
+    ctx.store.put_bytes(
+        bucket, join_key(prefix, "feature_importances.csv"), imp.rename_axis("feature").to_csv().encode()
+    )
     record = {
-        "_id": ids.model_id(hid, model.level, parent), "hierarchy": hid, "level": model.level,
-        "category": model.category, "category_value": parent,
-        "bucket": bucket, "prefix": prefix, "key": join_key(prefix, "model.joblib"),
-        "features": model.features, "classes": model.classes, "label_values": model.label_values,
+        "_id": ids.model_id(hid, model.level, parent),
+        "hierarchy": hid,
+        "level": model.level,
+        "category": model.category,
+        "category_value": parent,
+        "bucket": bucket,
+        "prefix": prefix,
+        "key": join_key(prefix, "model.joblib"),
+        "features": model.features,
+        "classes": model.classes,
+        "label_values": model.label_values,
         "metrics": {k: model.metrics[k] for k in ("overall_accuracy", "kappa", "macro_f1", "n")},
-        "baseline_macro_f1": model.baseline["macro_f1"], "left_out": model.left_out,
+        "baseline_macro_f1": model.baseline["macro_f1"],
+        "left_out": model.left_out,
         "trees": int(getattr(model.estimator, "n_estimators", 0)) or None,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
@@ -85,7 +111,7 @@ def _store_model(ctx: Context, model: TrainedModel, hid: str, dataset: dict[str,
 
 
 def trees_note(rec: dict[str, Any], category: str | None) -> str:
-    """", 30 of 100 trees" for a random forest sized by its spatial CV (TREE_TOLERANCE), else ""."""
+    """ ", 30 of 100 trees" for a random forest sized by its spatial CV (TREE_TOLERANCE), else ""."""
     trees = rec.get("trees") or {}
     kept = trees.get("category") if category is None else (trees.get("subcategory") or {}).get(category)
     of = (rec.get("params") or {}).get("n_estimators")
@@ -94,9 +120,15 @@ def trees_note(rec: dict[str, Any], category: str | None) -> str:
     return f", {kept} of {of} trees" if kept != of else f", {kept} trees"
 
 
-def train(ctx: Context, dataset: dict[str, Any], lc: LabelSet, sl: LabelSet,
-          params: ModelParams | None = None, subcategories: bool = True, tune_trials: int = 0,
-          ) -> tuple[dict[str, Any], bool]:
+def train(
+    ctx: Context,
+    dataset: dict[str, Any],
+    lc: LabelSet,
+    sl: LabelSet,
+    params: ModelParams | None = None,
+    subcategories: bool = True,
+    tune_trials: int = 0,
+) -> tuple[dict[str, Any], bool]:
     """Train (or reuse) the hierarchy for ``dataset``; returns its record and whether it was
     reused. With ``tune_trials``, a search over the model's size and depth (spatial CV) picks
     the parameters first; every trial is kept in the record."""
@@ -118,19 +150,32 @@ def train(ctx: Context, dataset: dict[str, Any], lc: LabelSet, sl: LabelSet,
     cat_rec = _store_model(ctx, hierarchy.category_model, hid, dataset, lc)
     sub_recs = {cat: _store_model(ctx, m, hid, dataset, lc) for cat, m in hierarchy.subcategory_models.items()}
     record = {
-        "_id": hid, "level": "hierarchy", "tuning": trials, "category": None, "dataset_id": dataset["_id"],
-        "features": dataset["features"], "category_model": cat_rec["_id"],
+        "_id": hid,
+        "level": "hierarchy",
+        "tuning": trials,
+        "category": None,
+        "dataset_id": dataset["_id"],
+        "features": dataset["features"],
+        "category_model": cat_rec["_id"],
         "category_values": {c: lc.value(c) for c in lc.values},
         "subcategory_models": {str(lc.value(c)): rec["_id"] for c, rec in sub_recs.items()},
         "direct": {str(lc.value(c)): v for c, v in hierarchy.direct.items()},
-        "lc_labels": lc.values, "sl_labels": sl.values, "params": params.to_dict(),
-        "left_out": {"category": hierarchy.category_model.left_out,
-                     "subcategory": {c: m.left_out for c, m in hierarchy.subcategory_models.items() if m.left_out}},
-        "metrics": {"category": cat_rec["metrics"], "category_baseline_macro_f1": cat_rec["baseline_macro_f1"],
-                    "subcategory": {c: hierarchy.subcategory_models[c].metrics["macro_f1"] for c in sub_recs}},
+        "lc_labels": lc.values,
+        "sl_labels": sl.values,
+        "params": params.to_dict(),
+        "left_out": {
+            "category": hierarchy.category_model.left_out,
+            "subcategory": {c: m.left_out for c, m in hierarchy.subcategory_models.items() if m.left_out},
+        },
+        "metrics": {
+            "category": cat_rec["metrics"],
+            "category_baseline_macro_f1": cat_rec["baseline_macro_f1"],
+            "subcategory": {c: hierarchy.subcategory_models[c].metrics["macro_f1"] for c in sub_recs},
+        },
         "trees": {"category": cat_rec["trees"], "subcategory": {c: rec["trees"] for c, rec in sub_recs.items()}},
         "composite_params": dataset.get("composite_params"),
-        "season_defs": dataset.get("season_defs"), "with_dem": dataset.get("with_dem"),
+        "season_defs": dataset.get("season_defs"),
+        "with_dem": dataset.get("with_dem"),
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "code_version": __version__,
     }

@@ -12,25 +12,25 @@ import json
 import logging
 import time
 import uuid
-from dataclasses import dataclass, field
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from landcoverpy import report_html
+from landcoverpy.assets.params import CompositeParams, ModelParams
 from landcoverpy.context import Context
 from landcoverpy.errors import InputValidationError, LandcoverError
 from landcoverpy.inputs import Inputs, LabelledPoints
+from landcoverpy.pipeline import taskstream
 from landcoverpy.pipeline.accuracy import holdout_areas
-from landcoverpy.pipeline.aoi import AreaOfInterest, acquisition_windows
 from landcoverpy.pipeline.acquire import acquire
+from landcoverpy.pipeline.aoi import AreaOfInterest, acquisition_windows
 from landcoverpy.pipeline.classification import classify
-from landcoverpy.assets.params import CompositeParams, ModelParams
 from landcoverpy.pipeline.composites import composite
 from landcoverpy.pipeline.datasets import build_dataset
 from landcoverpy.pipeline.evaluation import holdout_accuracy
 from landcoverpy.pipeline.training import train, trees_note
-from landcoverpy.pipeline import taskstream
 from landcoverpy.raster.grid import Grid
 from landcoverpy.sentinel2 import normalise_tile
 from landcoverpy.sources.base import Provider
@@ -78,6 +78,7 @@ class StageTiming:
 @dataclass
 class RunResult:
     run_id: str
+    preset: str | None = None  # the named bundle of settings the run used
     stages: list[StageTiming] = field(default_factory=list)
     maps: dict[str, dict[str, Any]] = field(default_factory=dict)
     hierarchy: dict[str, Any] | None = None
@@ -90,15 +91,24 @@ class RunResult:
         return any(s.did_work for s in self.stages)
 
 
-def run_workflow(ctx: Context, inputs: Inputs, provider: Provider, client: Any, tiles: list[str] | None = None,
-                 holdout: LabelledPoints | None = None, progress: bool = True,
-                 aoi: AreaOfInterest | None = None) -> RunResult:
+def run_workflow(
+    ctx: Context,
+    inputs: Inputs,
+    provider: Provider,
+    client: Any,
+    tiles: list[str] | None = None,
+    holdout: LabelledPoints | None = None,
+    progress: bool = True,
+    aoi: AreaOfInterest | None = None,
+) -> RunResult:
     """Every stage for ``inputs``: acquire, composite, DEM, dataset, train, classify. With ``aoi``,
     only the part of each tile the area and the labelled points need is acquired (where the
     provider reads byte ranges), and so composited and classified."""
     settings = ctx.settings
     ctx.ensure_buckets()
-    run = RunResult(run_id=f"run-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}")
+    run = RunResult(
+        run_id=f"run-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}", preset=ctx.settings.PRESET
+    )
     started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     train_tiles = training_tiles(inputs)
     predict_tiles = tiles or train_tiles
@@ -112,15 +122,27 @@ def run_workflow(ctx: Context, inputs: Inputs, provider: Provider, client: Any, 
         windows = acquisition_windows(aoi, all_tiles, labelled)
     acq = acquire(ctx, provider, all_tiles, inputs.seasons, client, progress, windows)
     fetched = sum(len(e.fetched) for e in acq.entries)
-    run.stages.append(StageTiming("acquire", time.perf_counter() - t, fetched > 0,
-                                  "; ".join([f"{acq.fetched_bytes / 1e6:.1f} MB fetched", *acq.lines()])))
+    run.stages.append(
+        StageTiming(
+            "acquire",
+            time.perf_counter() - t,
+            fetched > 0,
+            "; ".join([f"{acq.fetched_bytes / 1e6:.1f} MB fetched", *acq.lines()]),
+        )
+    )
     run.problems += acquisition_problems(acq, settings)
 
     ctx.check_lease()
     t = time.perf_counter()
     comp = composite(ctx, all_tiles, inputs.seasons, client, composite_params(settings), progress)
-    run.stages.append(StageTiming("composite", time.perf_counter() - t, bool(comp.built),
-                                  f"{len(comp.built)} built, {len(comp.reused)} reused, {len(comp.missing)} missing"))
+    run.stages.append(
+        StageTiming(
+            "composite",
+            time.perf_counter() - t,
+            bool(comp.built),
+            f"{len(comp.built)} built, {len(comp.reused)} reused, {len(comp.missing)} missing",
+        )
+    )
     if comp.failed:
         raise LandcoverError("composites failed: " + "; ".join(f"{k}: {v}" for k, v in comp.failed.items()))
 
@@ -130,8 +152,14 @@ def run_workflow(ctx: Context, inputs: Inputs, provider: Provider, client: Any, 
 
         t = time.perf_counter()
         status = dem_stage(ctx, all_tiles, dem_source, client, progress)
-        run.stages.append(StageTiming("dem", time.perf_counter() - t, any(v.startswith("built") for v in status.values()),
-                                      "; ".join(f"{k}: {v}" for k, v in status.items())))
+        run.stages.append(
+            StageTiming(
+                "dem",
+                time.perf_counter() - t,
+                any(v.startswith("built") for v in status.values()),
+                "; ".join(f"{k}: {v}" for k, v in status.items()),
+            )
+        )
 
     ctx.check_lease()
     t = time.perf_counter()
@@ -143,25 +171,49 @@ def run_workflow(ctx: Context, inputs: Inputs, provider: Provider, client: Any, 
         raise InputValidationError("no training data: " + "; ".join(run.problems)) from exc
     run.problems += [f"{tile}: training points not used ({why})" for tile, why in ds.skipped_tiles.items()]
     run.dataset = ds.record
-    run.stages.append(StageTiming("dataset", time.perf_counter() - t, not ds.reused,
-                                  f"{ds.record['n_samples']} samples from {ds.record['n_points']} points"))
+    run.stages.append(
+        StageTiming(
+            "dataset",
+            time.perf_counter() - t,
+            not ds.reused,
+            f"{ds.record['n_samples']} samples from {ds.record['n_points']} points",
+        )
+    )
 
     ctx.check_lease()
     t = time.perf_counter()
-    hierarchy, reused = train(ctx, ds.record, inputs.lc_labels, inputs.sl_labels, ModelParams.from_settings(settings),
-                              subcategories=settings.SUBCATEGORY_PREDICTION)
+    hierarchy, reused = train(
+        ctx,
+        ds.record,
+        inputs.lc_labels,
+        inputs.sl_labels,
+        ModelParams.from_settings(settings),
+        subcategories=settings.SUBCATEGORY_PREDICTION,
+    )
     run.hierarchy = hierarchy
     m = hierarchy["metrics"]["category"]
-    run.stages.append(StageTiming("train", time.perf_counter() - t, not reused,
-                                  f"category OA {m['overall_accuracy']:.3f}, kappa {m['kappa']:.3f}, macro F1 {m['macro_f1']:.3f}"
-                                  + trees_note(hierarchy, None)))
+    run.stages.append(
+        StageTiming(
+            "train",
+            time.perf_counter() - t,
+            not reused,
+            f"category OA {m['overall_accuracy']:.3f}, kappa {m['kappa']:.3f}, macro F1 {m['macro_f1']:.3f}"
+            + trees_note(hierarchy, None),
+        )
+    )
 
     ctx.check_lease()
     t = time.perf_counter()
     rep = classify(ctx, predict_tiles, inputs.seasons, hierarchy, client, progress=progress)
     run.maps = {r.tile: r.record for r in rep.tiles if r.record}
-    run.stages.append(StageTiming("classify", time.perf_counter() - t, any(not r.reused and r.record for r in rep.tiles),
-                                  "; ".join(rep.lines())))
+    run.stages.append(
+        StageTiming(
+            "classify",
+            time.perf_counter() - t,
+            any(not r.reused and r.record for r in rep.tiles),
+            "; ".join(rep.lines()),
+        )
+    )
     run.problems += [f"{r.tile}: not classified ({r.skipped})" for r in rep.tiles if r.skipped]
     if not run.maps:
         raise InputValidationError("no tile could be classified: " + "; ".join(run.problems or rep.lines()))
@@ -169,13 +221,25 @@ def run_workflow(ctx: Context, inputs: Inputs, provider: Provider, client: Any, 
         run.holdout = holdout_accuracy(ctx, run.maps, holdout, inputs.lc_labels.values, inputs.sl_labels.values)
         if run.holdout.get("n"):
             run.holdout["area"] = holdout_areas(ctx, run.maps, holdout.frame)
-    ctx.catalog.upsert("runs", {
-        "_id": run.run_id, "started": started, "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "did_work": run.did_work,
-        "stages": [{"name": s.name, "seconds": round(s.seconds, 2), "did_work": s.did_work, "detail": s.detail} for s in run.stages],
-        "maps": {t: r["_id"] for t, r in run.maps.items()}, "hierarchy": hierarchy["_id"], "dataset": ds.record["_id"],
-        "holdout": run.holdout, "problems": run.problems,
-    })
+    ctx.catalog.upsert(
+        "runs",
+        {
+            "_id": run.run_id,
+            "started": started,
+            "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "did_work": run.did_work,
+            "preset": run.preset,
+            "stages": [
+                {"name": s.name, "seconds": round(s.seconds, 2), "did_work": s.did_work, "detail": s.detail}
+                for s in run.stages
+            ],
+            "maps": {t: r["_id"] for t, r in run.maps.items()},
+            "hierarchy": hierarchy["_id"],
+            "dataset": ds.record["_id"],
+            "holdout": run.holdout,
+            "problems": run.problems,
+        },
+    )
     return run
 
 
@@ -185,12 +249,15 @@ def acquisition_problems(acq: Any, settings: Any) -> list[str]:
     out = []
     for e in acq.entries:
         if e.error:
-            out.append(f"{e.tile} {e.season}: the product search failed ({e.error}); check the provider settings "
-                       "and rerun")
+            out.append(
+                f"{e.tile} {e.season}: the product search failed ({e.error}); check the provider settings and rerun"
+            )
         elif not e.selected:
-            out.append(f"{e.tile} {e.season}: no usable product ({e.found} found, none with more than "
-                       f"MIN_USEFUL_DATA_PERCENTAGE={settings.MIN_USEFUL_DATA_PERCENTAGE:g}% useful data); widen the "
-                       "season in the seasons file, lower MIN_USEFUL_DATA_PERCENTAGE, or use another provider")
+            out.append(
+                f"{e.tile} {e.season}: no usable product ({e.found} found, none with more than "
+                f"MIN_USEFUL_DATA_PERCENTAGE={settings.MIN_USEFUL_DATA_PERCENTAGE:g}% useful data); widen the "
+                "season in the seasons file, lower MIN_USEFUL_DATA_PERCENTAGE, or use another provider"
+            )
         for pid, why in e.failed.items():
             out.append(f"{e.tile} {e.season}: product {pid} could not be fetched ({why}); rerun to retry it")
     return out
@@ -203,12 +270,14 @@ def export_outputs(ctx: Context, run: RunResult, output_dir: Path) -> dict[str, 
     for tile, rec in run.maps.items():  # exactly the objects the catalog records for this run's maps
         for name, loc in rec["outputs"].items():
             written[f"{name}_{tile}"] = ctx.store.get_file(loc["bucket"], loc["key"], output_dir / f"{name}_{tile}.tif")
-            written[f"{name}_{tile}_png"] = ctx.store.get_file(loc["bucket"], loc["quicklook"],
-                                                               output_dir / f"{name}_{tile}.png")
+            written[f"{name}_{tile}_png"] = ctx.store.get_file(
+                loc["bucket"], loc["quicklook"], output_dir / f"{name}_{tile}.png"
+            )
             for extra, ext in (("style", ".qml"), ("aux", ".tif.aux.xml")):  # QGIS style, GDAL category names
                 if loc.get(extra):
-                    written[f"{name}_{tile}_{extra}"] = ctx.store.get_file(loc["bucket"], loc[extra],
-                                                                           output_dir / f"{name}_{tile}{ext}")
+                    written[f"{name}_{tile}_{extra}"] = ctx.store.get_file(
+                        loc["bucket"], loc[extra], output_dir / f"{name}_{tile}{ext}"
+                    )
     assert run.hierarchy is not None
     bucket = ctx.settings.MINIO_BUCKET_MODELS
     for key in ctx.store.list(bucket, run.hierarchy["_id"] + "/"):
@@ -221,14 +290,34 @@ def export_outputs(ctx: Context, run: RunResult, output_dir: Path) -> dict[str, 
     html = report_html.render(report_data(ctx, run, export_link))
     (output_dir / "report.html").write_text(html, encoding="utf-8")
     written["report_html"] = output_dir / "report.html"
-    (output_dir / "run.json").write_text(json.dumps({
-        "run_id": run.run_id, "stages": [s.__dict__ for s in run.stages], "holdout": run.holdout,
-        "maps": {t: {k: r.get(k) for k in ("_id", "hierarchy", "composites", "pixel_counts", "area_km2", "nodata_pixels")}
-                 | {"objects": {n: {k: loc.get(k) for k in ("bucket", "key", "sha256", "size")}
-                                for n, loc in r["outputs"].items()}} for t, r in run.maps.items()},
-        "hierarchy": run.hierarchy["_id"], "dataset": run.dataset["_id"] if run.dataset else None,
-        "model_metrics": run.hierarchy["metrics"],
-    }, indent=2, default=str))
+    (output_dir / "run.json").write_text(
+        json.dumps(
+            {
+                "run_id": run.run_id,
+                "preset": run.preset,
+                "stages": [s.__dict__ for s in run.stages],
+                "holdout": run.holdout,
+                "maps": {
+                    t: {
+                        k: r.get(k)
+                        for k in ("_id", "hierarchy", "composites", "pixel_counts", "area_km2", "nodata_pixels")
+                    }
+                    | {
+                        "objects": {
+                            n: {k: loc.get(k) for k in ("bucket", "key", "sha256", "size")}
+                            for n, loc in r["outputs"].items()
+                        }
+                    }
+                    for t, r in run.maps.items()
+                },
+                "hierarchy": run.hierarchy["_id"],
+                "dataset": run.dataset["_id"] if run.dataset else None,
+                "model_metrics": run.hierarchy["metrics"],
+            },
+            indent=2,
+            default=str,
+        )
+    )
     return written
 
 
@@ -255,8 +344,9 @@ def bucket_link(kind: str, tile: str, name: str, loc: dict[str, Any], ext: str) 
     return f"../{name}"
 
 
-def report_data(ctx: Context, run: RunResult,
-                link: Callable[[str, str, str, dict[str, Any], str], str]) -> report_html.ReportData:
+def report_data(
+    ctx: Context, run: RunResult, link: Callable[[str, str, str, dict[str, Any], str], str]
+) -> report_html.ReportData:
     """Everything the HTML report shows, read from the run, the catalog and the store."""
     from landcoverpy.reports import class_colours
 
@@ -264,8 +354,11 @@ def report_data(ctx: Context, run: RunResult,
     hier = run.hierarchy
     views = []
     for tile, rec in sorted(run.maps.items()):
-        quicklooks = {name: ctx.store.get_bytes(loc["bucket"], loc["quicklook"])
-                      for name, loc in rec["outputs"].items() if loc.get("quicklook")}
+        quicklooks = {
+            name: ctx.store.get_bytes(loc["bucket"], loc["quicklook"])
+            for name, loc in rec["outputs"].items()
+            if loc.get("quicklook")
+        }
         legends, areas = {}, {}
         for level, names in (rec.get("classes") or {}).items():
             values = {n: int(v) for v, n in names.items()}
@@ -277,44 +370,78 @@ def report_data(ctx: Context, run: RunResult,
         links = {}
         for name, loc in rec["outputs"].items():
             links[f"{name} (Cloud-Optimized GeoTIFF)"] = link("map", tile, name, loc, ".tif")
-            for extra, ext, label in (("quicklook", ".png", "quicklook"), ("style", ".qml", "QGIS style"),
-                                      ("aux", ".tif.aux.xml", "GDAL category names")):
+            for extra, ext, label in (
+                ("quicklook", ".png", "quicklook"),
+                ("style", ".qml", "QGIS style"),
+                ("aux", ".tif.aux.xml", "GDAL category names"),
+            ):
                 if loc.get(extra):
-                    links[f"{name} {label}"] = link("map", tile, name, {"bucket": loc["bucket"], "key": loc[extra]}, ext)
+                    links[f"{name} {label}"] = link(
+                        "map", tile, name, {"bucket": loc["bucket"], "key": loc[extra]}, ext
+                    )
         grid = Grid.from_dict(rec["grid"])
-        views.append(report_html.MapView(tile, rec["_id"], quicklooks, legends, areas, links,
-                                         (int(rec.get("nodata_pixels", 0)), grid.width * grid.height)))
+        views.append(
+            report_html.MapView(
+                tile,
+                rec["_id"],
+                quicklooks,
+                legends,
+                areas,
+                links,
+                (int(rec.get("nodata_pixels", 0)), grid.width * grid.height),
+            )
+        )
     members = {}
     pictures = {}
     for value, model_id in sorted(hier.get("subcategory_models", {}).items()):
         member = ctx.catalog.get("models", model_id)
         if member is None:
             continue
-        members[member.get("category") or value] = ctx.store.get_json(member["bucket"], member["prefix"] + "/metrics.json")["model"]
+        members[member.get("category") or value] = ctx.store.get_json(
+            member["bucket"], member["prefix"] + "/metrics.json"
+        )["model"]
     cat_member = ctx.catalog.get("models", hier["category_model"])
     category = ctx.store.get_json(cat_member["bucket"], cat_member["prefix"] + "/metrics.json") if cat_member else {}
     if cat_member:
-        pictures["category confusion matrix"] = ctx.store.get_bytes(cat_member["bucket"],
-                                                                    cat_member["prefix"] + "/confusion_matrix.png")
+        pictures["category confusion matrix"] = ctx.store.get_bytes(
+            cat_member["bucket"], cat_member["prefix"] + "/confusion_matrix.png"
+        )
     links = {}
     if cat_member:
         for file in ("metrics.json", "confusion_matrix.csv", "confusion_matrix.png"):
-            links[f"category model {file}"] = link("model", "", file,
-                                                   {"bucket": cat_member["bucket"], "key": f"{cat_member['prefix']}/{file}"}, "")
+            links[f"category model {file}"] = link(
+                "model", "", file, {"bucket": cat_member["bucket"], "key": f"{cat_member['prefix']}/{file}"}, ""
+            )
     links["STAC catalog"] = link("other", "", "stac/catalog.json", {}, "")
     if ctx.settings.TILE_SERVER_URL:
         links["zoomable map (tile server)"] = link("viewer", "", "map.html", {}, "")
     data = report_html.ReportData(
-        run_id=run.run_id, created=report_html.now(),
+        run_id=run.run_id,
+        created=report_html.now(),
         stages=[{"name": s.name, "seconds": s.seconds, "did_work": s.did_work, "detail": s.detail} for s in run.stages],
-        maps=views, category_metrics=category.get("model", hier["metrics"]["category"]),
-        category_baseline_f1=hier["metrics"].get("category_baseline_macro_f1"), subcategory_metrics=members,
+        maps=views,
+        category_metrics=category.get("model", hier["metrics"]["category"]),
+        category_baseline_f1=hier["metrics"].get("category_baseline_macro_f1"),
+        subcategory_metrics=members,
         holdout=run.holdout,
-        settings={"model": hier.get("params"), "composites": hier.get("composite_params"),
-                  "seasons": hier.get("season_defs"), "store": ctx.store.describe(), "catalog": ctx.catalog.describe()},
-        lineage={"maps": {t: r["_id"] for t, r in run.maps.items()}, "hierarchy": hier["_id"],
-                 "dataset": hier.get("dataset_id"), "composites": sorted({c for r in run.maps.values() for c in r["composites"]})},
-        problems=list(run.problems), notes=left_out_notes(hier), links=links, pictures=pictures,
+        settings={
+            "preset": run.preset,
+            "model": hier.get("params"),
+            "composites": hier.get("composite_params"),
+            "seasons": hier.get("season_defs"),
+            "store": ctx.store.describe(),
+            "catalog": ctx.catalog.describe(),
+        },
+        lineage={
+            "maps": {t: r["_id"] for t, r in run.maps.items()},
+            "hierarchy": hier["_id"],
+            "dataset": hier.get("dataset_id"),
+            "composites": sorted({c for r in run.maps.values() for c in r["composites"]}),
+        },
+        problems=list(run.problems),
+        notes=left_out_notes(hier),
+        links=links,
+        pictures=pictures,
     )
     return data
 
@@ -323,11 +450,16 @@ def left_out_notes(hierarchy: dict[str, Any]) -> list[str]:
     """Classes too small to learn (MIN_CLASS_POINTS), in words."""
     left = hierarchy.get("left_out") or {}
     minimum = (hierarchy.get("params") or {}).get("min_class_points")
-    notes = [f"category {c!r} has {n} labelled point(s), fewer than MIN_CLASS_POINTS={minimum}: it is not mapped"
-             for c, n in sorted((left.get("category") or {}).items())]
+    notes = [
+        f"category {c!r} has {n} labelled point(s), fewer than MIN_CLASS_POINTS={minimum}: it is not mapped"
+        for c, n in sorted((left.get("category") or {}).items())
+    ]
     for cat, classes in sorted((left.get("subcategory") or {}).items()):
-        notes += [f"subcategory {c!r} of {cat!r} has {n} labelled point(s), fewer than MIN_CLASS_POINTS={minimum}: "
-                  "it is not mapped" for c, n in sorted(classes.items())]
+        notes += [
+            f"subcategory {c!r} of {cat!r} has {n} labelled point(s), fewer than MIN_CLASS_POINTS={minimum}: "
+            "it is not mapped"
+            for c, n in sorted(classes.items())
+        ]
     return notes
 
 
@@ -394,33 +526,58 @@ def _num(x: float | None, digits: int = 3) -> str:
 def render_report(run: RunResult) -> str:
     assert run.hierarchy is not None and run.dataset is not None
     m = run.hierarchy["metrics"]
-    lines = [f"# landcoverpy run {run.run_id}", "", "## Stages", "", "| stage | seconds | did work | detail |",
-             "|---|---:|---|---|"]
+    lines = [
+        f"# landcoverpy run {run.run_id}",
+        "",
+        f"Preset: {run.preset or 'none'} (named bundle of settings; explicit settings override it).",
+        "",
+        "## Stages",
+        "",
+        "| stage | seconds | did work | detail |",
+        "|---|---:|---|---|",
+    ]
     for s in run.stages:
         lines.append(f"| {s.name} | {s.seconds:.1f} | {'yes' if s.did_work else 'no (reused)'} | {s.detail} |")
-    lines += ["", "## Training data", "",
-              f"{run.dataset['n_points']} points, {run.dataset['n_samples']} samples "
-              f"({run.dataset['neighbourhood']}x{run.dataset['neighbourhood']} neighbourhood), "
-              f"{len(run.dataset['features'])} features.", "",
-              "## Spatial-block cross-validation (category model)", "",
-              f"- overall accuracy {m['category']['overall_accuracy']:.3f}",
-              f"- Cohen's kappa {m['category']['kappa']:.3f}",
-              f"- macro F1 {m['category']['macro_f1']:.3f} (majority-class baseline {m['category_baseline_macro_f1']:.3f})"
-              + trees_note(run.hierarchy, None)]
+    lines += [
+        "",
+        "## Training data",
+        "",
+        f"{run.dataset['n_points']} points, {run.dataset['n_samples']} samples "
+        f"({run.dataset['neighbourhood']}x{run.dataset['neighbourhood']} neighbourhood), "
+        f"{len(run.dataset['features'])} features.",
+        "",
+        "## Spatial-block cross-validation (category model)",
+        "",
+        f"- overall accuracy {m['category']['overall_accuracy']:.3f}",
+        f"- Cohen's kappa {m['category']['kappa']:.3f}",
+        f"- macro F1 {m['category']['macro_f1']:.3f} (majority-class baseline {m['category_baseline_macro_f1']:.3f})"
+        + trees_note(run.hierarchy, None),
+    ]
     for cat, f1 in m.get("subcategory", {}).items():
         lines.append(f"- subcategory model [{cat}]: macro F1 {f1:.3f}" + trees_note(run.hierarchy, cat))
     if run.holdout and run.holdout.get("n"):
         h = run.holdout
-        lines += ["", "## Held-out points (never used in training)", "",
-                  f"- {h['n']} points; category overall accuracy {h['category']['overall_accuracy']:.3f}, "
-                  f"kappa {h['category']['kappa']:.3f}"]
+        lines += [
+            "",
+            "## Held-out points (never used in training)",
+            "",
+            f"- {h['n']} points; category overall accuracy {h['category']['overall_accuracy']:.3f}, "
+            f"kappa {h['category']['kappa']:.3f}",
+        ]
         if h.get("subcategory"):
             lines.append(f"- subcategory overall accuracy {h['subcategory']['overall_accuracy']:.3f}")
         for level, est in (h.get("area") or {}).items():
-            lines += ["", f"### Area estimates, {level} (Olofsson et al. 2014, 95 % CI)", "",
-                      f"- overall accuracy {_num(est['overall_accuracy'])} ± {_num(est['overall_accuracy_ci95'])}"]
-            lines += [f"- {name}: mapped {_num(c['mapped_area'], 2)} km2, estimated {_num(c['estimated_area'], 2)} "
-                      f"± {_num(c['estimated_area_ci95'], 2)} km2" for name, c in est["classes"].items()]
+            lines += [
+                "",
+                f"### Area estimates, {level} (Olofsson et al. 2014, 95 % CI)",
+                "",
+                f"- overall accuracy {_num(est['overall_accuracy'])} ± {_num(est['overall_accuracy_ci95'])}",
+            ]
+            lines += [
+                f"- {name}: mapped {_num(c['mapped_area'], 2)} km2, estimated {_num(c['estimated_area'], 2)} "
+                f"± {_num(c['estimated_area_ci95'], 2)} km2"
+                for name, c in est["classes"].items()
+            ]
     lines += ["", "## Class areas (km2)", ""]
     for tile, rec in run.maps.items():
         lines.append(f"### {tile}")

@@ -18,8 +18,13 @@ from landcoverpy.errors import InputValidationError
 from landcoverpy.raster.grid import Grid
 
 
-def read_on_grid(path: str, grid: Grid, resampling: Resampling = Resampling.average, band: int | None = None,
-                 window: Window | None = None) -> np.ndarray:
+def read_on_grid(
+    path: str,
+    grid: Grid,
+    resampling: Resampling = Resampling.average,
+    band: int | None = None,
+    window: Window | None = None,
+) -> np.ndarray:
     """A raster (all bands, or ``band``) reprojected onto ``grid`` (or a window of it), float32,
     NaN where the source has no data or does not reach."""
     win = window or Window(0, 0, grid.width, grid.height)
@@ -28,8 +33,15 @@ def read_on_grid(path: str, grid: Grid, resampling: Resampling = Resampling.aver
         bands = [band] if band else list(range(1, src.count + 1))
         out = np.full((len(bands), h, w), np.nan, dtype="float32")
         for i, b in enumerate(bands):
-            reproject(rasterio.band(src, b), out[i], src_nodata=src.nodata, dst_transform=grid.window_transform(win),
-                      dst_crs=grid.crs, dst_nodata=np.nan, resampling=resampling)
+            reproject(
+                rasterio.band(src, b),
+                out[i],
+                src_nodata=src.nodata,
+                dst_transform=grid.window_transform(win),
+                dst_crs=grid.crs,
+                dst_nodata=np.nan,
+                resampling=resampling,
+            )
     return out
 
 
@@ -46,8 +58,9 @@ def resampling_for(path: str, grid: Grid) -> Resampling:
 MOSAIC = "mosaic:"
 
 
-def read_ancillary(spec: str, grid: Grid, window: Window, lat: np.ndarray,
-                   cache: dict[tuple[str, ...], np.ndarray]) -> np.ndarray:
+def read_ancillary(
+    spec: str, grid: Grid, window: Window, lat: np.ndarray, cache: dict[tuple[str, ...], np.ndarray]
+) -> np.ndarray:
     """One ancillary variable on a window of the grid (h, w): a raster path, a WorldClim climate
     variable (``worldclim:ROOT#variable``) or a mosaic of rasters (``mosaic:["uri", ...]``, the
     first value wins where they overlap: the DEM stage's tiles)."""
@@ -69,15 +82,16 @@ def read_ancillary(spec: str, grid: Grid, window: Window, lat: np.ndarray,
         return worldclim.climate_variable(variable, monthly, lat.reshape(h, w))
     if spec.startswith(MOSAIC):
         out = np.full((h, w), np.nan, "float32")
-        for uri in json.loads(spec[len(MOSAIC):]):
+        for uri in json.loads(spec[len(MOSAIC) :]):
             part = read_on_grid(uri, grid, resampling_for(uri, grid), band=1, window=window)[0]
             out = np.where(np.isfinite(out), out, part)
         return out
     return read_on_grid(spec, grid, resampling_for(spec, grid), band=1, window=window)[0]
 
 
-def ancillary_layers(paths: dict[str, str], grid: Grid, window: Window | None = None,
-                     coordinates: bool = True) -> tuple[np.ndarray, list[str]]:
+def ancillary_layers(
+    paths: dict[str, str], grid: Grid, window: Window | None = None, coordinates: bool = True
+) -> tuple[np.ndarray, list[str]]:
     """(pixels, A) ancillary values on the coarse grid: longitude and latitude of the pixel
     centre, then each given source (a raster, a WorldClim variable or the DEM stage's mosaic)
     resampled onto the grid. A source that does not cover every pixel of the area is an error
@@ -86,7 +100,7 @@ def ancillary_layers(paths: dict[str, str], grid: Grid, window: Window | None = 
 
     win = window or Window(0, 0, grid.width, grid.height)
     cols, names = [], []
-    rr, cc = np.mgrid[0:int(win.height), 0:int(win.width)]
+    rr, cc = np.mgrid[0 : int(win.height), 0 : int(win.width)]
     xs, ys = grid.window_transform(win) @ (cc + 0.5, rr + 0.5)
     lon, lat = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True).transform(xs, ys)
     lon, lat = np.asarray(lon, "float32").ravel(), np.asarray(lat, "float32").ravel()

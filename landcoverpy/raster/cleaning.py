@@ -44,8 +44,9 @@ def majority_filter(labels: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
-def consistent_subcategories(categories: np.ndarray, cleaned: np.ndarray, subcategories: np.ndarray,
-                             size: int) -> np.ndarray:
+def consistent_subcategories(
+    categories: np.ndarray, cleaned: np.ndarray, subcategories: np.ndarray, size: int
+) -> np.ndarray:
     """Subcategories after the categories were cleaned: where a pixel's category changed, the
     majority subcategory among its neighbours that were classified in the new category (so it
     belongs to that category), or not classified (1) when none was; unchanged pixels keep theirs."""

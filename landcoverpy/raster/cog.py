@@ -76,17 +76,29 @@ class CogWriter:
 
     def _open(self) -> CogWriter:
         profile = {
-            "driver": "GTiff", "count": self.count, "dtype": self.dtype, "crs": self.grid.crs,
-            "nodata": self.nodata, "tiled": True, "blockxsize": self.blocksize, "blockysize": self.blocksize,
+            "driver": "GTiff",
+            "count": self.count,
+            "dtype": self.dtype,
+            "crs": self.grid.crs,
+            "nodata": self.nodata,
+            "tiled": True,
+            "blockxsize": self.blocksize,
+            "blockysize": self.blocksize,
             # the intermediate files only need to be small and fast; the COG gets its own compression
-            "compress": "ZSTD", "zstd_level": 1, "BIGTIFF": "IF_SAFER",
+            "compress": "ZSTD",
+            "zstd_level": 1,
+            "BIGTIFF": "IF_SAFER",
         }
         if self.overview_resampling in RESAMPLINGS and not self.colormap:
+            assert self._tmp is not None
             self._pyramid = Pyramid(Path(self._tmp), self.grid, profile, self.overview_resampling, self.blocksize)
         if self.colormap:
             profile["photometric"] = "palette"
-        self._dst = rasterio.open(self._source, "w", **profile | {"width": self.grid.width, "height": self.grid.height,
-                                                                  "transform": self.grid.affine})
+        self._dst = rasterio.open(
+            self._source,
+            "w",
+            **profile | {"width": self.grid.width, "height": self.grid.height, "transform": self.grid.affine},
+        )
         for i, desc in enumerate(self.descriptions or [], start=1):
             self._dst.set_band_description(i, desc)
         if self.colormap:  # a paletted band from the start: overviews are computed with the palette
@@ -115,7 +127,9 @@ class CogWriter:
         if self._pyramid is not None:
             self._pyramid.write(arr, window)
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         try:
             self._dst.close()
             if self._pyramid is not None:
@@ -124,8 +138,15 @@ class CogWriter:
                 src, overviews = self._source, "AUTO"
                 if self._pyramid is not None and self._pyramid.aligned and self._pyramid.paths:
                     src, overviews = self._pyramid.source(src, src.with_suffix(".vrt")), "FORCE_USE_EXISTING"
-                translate_to_cog(src, self.path, self.dtype, self.overview_resampling, self.blocksize,
-                                 compress=self.compress, overviews=overviews)
+                translate_to_cog(
+                    src,
+                    self.path,
+                    self.dtype,
+                    self.overview_resampling,
+                    self.blocksize,
+                    compress=self.compress,
+                    overviews=overviews,
+                )
         finally:
             if self._tmp:
                 shutil.rmtree(self._tmp, ignore_errors=True)
@@ -147,8 +168,15 @@ def gdal_threads() -> str:
     return str(max(1, (os.cpu_count() or 1) // threads)) if threads else "ALL_CPUS"
 
 
-def translate_to_cog(src: str | Path, dst: str | Path, dtype: str, overview_resampling: str = "nearest",
-                     blocksize: int = COG_BLOCKSIZE, overviews: str = "AUTO", compress: str = "DEFLATE") -> None:
+def translate_to_cog(
+    src: str | Path,
+    dst: str | Path,
+    dtype: str,
+    overview_resampling: str = "nearest",
+    blocksize: int = COG_BLOCKSIZE,
+    overviews: str = "AUTO",
+    compress: str = "DEFLATE",
+) -> None:
     """GDAL's COG driver: tiling, compression (DEFLATE, which every GeoTIFF reader decodes, for
     what people open; ZSTD at level 1 for the workflow's own intermediate layers such as
     composites: the same size on them, twice as fast to write and 1.5x to read, readable by GDAL
@@ -167,10 +195,17 @@ def translate_to_cog(src: str | Path, dst: str | Path, dtype: str, overview_resa
     try:
         with rasterio.Env(GDAL_NUM_THREADS=gdal_threads()):
             rasterio.shutil.copy(
-                str(src), str(tmp_dst), driver="COG", COMPRESS=compress, PREDICTOR=predictor,
+                str(src),
+                str(tmp_dst),
+                driver="COG",
+                COMPRESS=compress,
+                PREDICTOR=predictor,
                 **({"LEVEL": "1"} if compress == "ZSTD" else {}),
-                BLOCKSIZE=str(blocksize), OVERVIEW_RESAMPLING=overview_resampling.upper(), BIGTIFF="IF_SAFER",
-                NUM_THREADS=gdal_threads(), OVERVIEWS=overviews,
+                BLOCKSIZE=str(blocksize),
+                OVERVIEW_RESAMPLING=overview_resampling.upper(),
+                BIGTIFF="IF_SAFER",
+                NUM_THREADS=gdal_threads(),
+                OVERVIEWS=overviews,
             )
         valid, errors = validate_cog(tmp_dst)
         if not valid:
@@ -190,8 +225,14 @@ def jp2_to_cog(src: str | Path, dst: str | Path) -> None:
     raw = dst.parent / f".{dst.name}.raw.tif"
     try:
         with rasterio.Env(GDAL_NUM_THREADS=gdal_threads()), rasterio.open(src) as jp2:
-            profile = jp2.profile | {"driver": "GTiff", "tiled": True, "blockxsize": COG_BLOCKSIZE,
-                                     "blockysize": COG_BLOCKSIZE, "compress": "none", "BIGTIFF": "IF_SAFER"}
+            profile = jp2.profile | {
+                "driver": "GTiff",
+                "tiled": True,
+                "blockxsize": COG_BLOCKSIZE,
+                "blockysize": COG_BLOCKSIZE,
+                "compress": "none",
+                "BIGTIFF": "IF_SAFER",
+            }
             for key in ("QUALITY", "REVERSIBLE", "YCBCR420", "quality", "reversible"):
                 profile.pop(key, None)
             strip = max(jp2.block_shapes[0][0], COG_BLOCKSIZE)

@@ -81,8 +81,12 @@ def median_composite(stack: np.ndarray, threads: int = 1) -> np.ndarray:
         bounds = (bounds // CHUNK) * CHUNK
         bounds[-1] = npix
         with ThreadPoolExecutor(max_workers=threads) as pool:
-            list(pool.map(lambda ab: kernel(flat[:, ab[0]:ab[1]], pairs, out[ab[0]:ab[1]], CHUNK),
-                          [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]))
+            list(
+                pool.map(
+                    lambda ab: kernel(flat[:, ab[0] : ab[1]], pairs, out[ab[0] : ab[1]], CHUNK),
+                    [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a],
+                )
+            )
     return out.reshape(rows, cols)
 
 

@@ -93,8 +93,12 @@ def snap_bounds(bounds: Bounds, origin: tuple[float, float], step: float, limit:
 
 
 def contains(outer: Bounds, inner: Bounds, tol: float = 1e-6) -> bool:
-    return (outer[0] <= inner[0] + tol and outer[1] <= inner[1] + tol and outer[2] >= inner[2] - tol
-            and outer[3] >= inner[3] - tol)
+    return (
+        outer[0] <= inner[0] + tol
+        and outer[1] <= inner[1] + tol
+        and outer[2] >= inner[2] - tol
+        and outer[3] >= inner[3] - tol
+    )
 
 
 def union(a: Bounds, b: Bounds) -> Bounds:

@@ -21,8 +21,14 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 def normalized_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(a - b) / (a + b) as float32, NaN where not finite: on two float arrays of one shape and
     type, one compiled pass (the same operations as ``_ratio(a - b, a + b)``, which the rest takes)."""
-    if (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.shape == b.shape and a.dtype == b.dtype
-            and a.dtype in (np.float32, np.float64) and a.size):
+    if (
+        isinstance(a, np.ndarray)
+        and isinstance(b, np.ndarray)
+        and a.shape == b.shape
+        and a.dtype == b.dtype
+        and a.dtype in (np.float32, np.float64)
+        and a.size
+    ):
         from landcoverpy.raster.pixelkernels import as_2d, normalized_difference_into
 
         out = np.empty(a.shape, dtype=np.float32)

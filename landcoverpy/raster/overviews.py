@@ -82,7 +82,7 @@ def halve(band: np.ndarray, resampling: str, nodata: float | int | None) -> np.n
     out = np.empty(((band.shape[0] + 1) // 2, (band.shape[1] + 1) // 2), dtype=band.dtype)
     integer = np.dtype(band.dtype).kind in "iu"
     has_nodata = nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata))
-    _halve_average(band, float(nodata) if has_nodata else 0.0, has_nodata, integer, out)
+    _halve_average(band, float(nodata) if has_nodata and nodata is not None else 0.0, has_nodata, integer, out)
     return out
 
 
@@ -98,14 +98,18 @@ class Pyramid:
         self._dsts = []
         for path, (w, h) in zip(self.paths, self.shapes):
             scale = rasterio.Affine.scale(grid.width / w, grid.height / h)
-            self._dsts.append(rasterio.open(path, "w", **profile | {"width": w, "height": h,
-                                                                      "transform": grid.affine @ scale}))
+            self._dsts.append(
+                rasterio.open(path, "w", **profile | {"width": w, "height": h, "transform": grid.affine @ scale})
+            )
 
     def _fits(self, window: Window) -> bool:
         col, row, w, h = int(window.col_off), int(window.row_off), int(window.width), int(window.height)
-        return (col % self.step == 0 and row % self.step == 0
-                and (w % self.step == 0 or col + w == self.grid.width)
-                and (h % self.step == 0 or row + h == self.grid.height))
+        return (
+            col % self.step == 0
+            and row % self.step == 0
+            and (w % self.step == 0 or col + w == self.grid.width)
+            and (h % self.step == 0 or row + h == self.grid.height)
+        )
 
     def write(self, data: np.ndarray, window: Window) -> None:
         """Reduce a (bands, rows, cols) window into every level; a window that cannot be reduced

@@ -20,8 +20,9 @@ def as_2d(a: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(nogil=True, cache=True, boundscheck=False)
-def masked_reflectance_into(dn: np.ndarray, offset: np.float32, quantification: np.float32, nodata: int,
-                            invalid: np.ndarray, out: np.ndarray) -> None:
+def masked_reflectance_into(
+    dn: np.ndarray, offset: np.float32, quantification: np.float32, nodata: int, invalid: np.ndarray, out: np.ndarray
+) -> None:
     """``out = (float32(dn) + offset) / quantification``, NaN where ``dn == nodata`` or ``invalid``."""
     rows, cols = dn.shape
     nan = np.float32(np.nan)
@@ -92,4 +93,3 @@ def normalized_difference_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) ->
             y = b[i, j]
             r = (x - y) / (x + y)
             out[i, j] = r if np.isfinite(r) else nan
-

@@ -44,8 +44,9 @@ def load_series_manifest(path: str | Path) -> list[SeriesItem]:
     return sorted(out, key=lambda s: s.date)
 
 
-def aggregate_series(items: list[SeriesItem], grid: Grid, steps: list[tuple[dt.date, dt.date]],
-                     window: Window | None = None) -> np.ndarray:
+def aggregate_series(
+    items: list[SeriesItem], grid: Grid, steps: list[tuple[dt.date, dt.date]], window: Window | None = None
+) -> np.ndarray:
     """(pixels, steps, bands): per step, the median of the valid observations in it (NaN when
     none: a gap BRITS imputes)."""
     win = window or Window(0, 0, grid.width, grid.height)

@@ -9,8 +9,7 @@ import numpy as np
 
 
 @numba.njit(nogil=True, cache=True, boundscheck=False, inline="always")
-def _sort_chunk(flat: np.ndarray, pairs: np.ndarray, buf: np.ndarray, count: np.ndarray,
-                start: int, m: int) -> None:
+def _sort_chunk(flat: np.ndarray, pairs: np.ndarray, buf: np.ndarray, count: np.ndarray, start: int, m: int) -> None:
     """Load pixels ``start .. start + m`` of ``flat`` (dates x pixels) into ``buf`` with gaps
     (NaN) as +inf, count each pixel's valid dates into ``count``, then sort every pixel's dates
     with the comparators ``pairs``: a branch-free min/max over contiguous pixels per comparator,

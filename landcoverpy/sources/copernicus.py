@@ -29,8 +29,15 @@ _LOCK = threading.Lock()
 class CopernicusProvider(Provider):
     name = "copernicus"
 
-    def __init__(self, host: str, username: str, password: str, level: str = "L2A",
-                 download_dir: str | Path = "/tmp/landcoverpy/dhus", timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        host: str,
+        username: str,
+        password: str,
+        level: str = "L2A",
+        download_dir: str | Path = "/tmp/landcoverpy/dhus",
+        timeout: float = 60.0,
+    ) -> None:
         self.host = host if host.endswith("/") else host + "/"
         self.username, self.password, self.level = username, password, level
         self.download_dir, self.timeout = Path(download_dir), timeout
@@ -47,8 +54,9 @@ class CopernicusProvider(Provider):
         from sentinelsat.exceptions import InvalidChecksumError, ServerError, UnauthorizedError
 
         if isinstance(exc, UnauthorizedError):
-            return AuthenticationError(f"{self.describe()} rejected the credentials while {what}. "
-                                       "Check SENTINEL_USERNAME / SENTINEL_PASSWORD.")
+            return AuthenticationError(
+                f"{self.describe()} rejected the credentials while {what}. Check SENTINEL_USERNAME / SENTINEL_PASSWORD."
+            )
         if isinstance(exc, InvalidChecksumError):
             return ProviderError(f"{self.describe()}: {what}: checksum mismatch, download discarded")
         if isinstance(exc, ServerError):
@@ -61,8 +69,10 @@ class CopernicusProvider(Provider):
         tile = normalise_tile(tile)
         try:
             found = self._api().query(
-                date=(start, end + dt.timedelta(days=1)), platformname="Sentinel-2",
-                producttype="S2MSI2A" if self.level == "L2A" else "S2MSI1C", filename=f"*_T{tile}_*",
+                date=(start, end + dt.timedelta(days=1)),
+                platformname="Sentinel-2",
+                producttype="S2MSI2A" if self.level == "L2A" else "S2MSI1C",
+                filename=f"*_T{tile}_*",
             )
         except (requests.ConnectionError, requests.Timeout):
             raise ProviderUnavailableError(f"{self.describe()} is unreachable; check SENTINEL_HOST") from None
@@ -78,13 +88,21 @@ class CopernicusProvider(Provider):
             if not in_range(when, start, end):
                 continue
             assets = {b: BandAsset(band=b, href=f"{uuid}#{b}", resolution=BAND_RESOLUTION[b]) for b in bands}
-            out.append(ProductCandidate(
-                product_id=props["title"], tile=tile, sensing_time=when.replace(tzinfo=None),
-                platform=str(props.get("platformname", "Sentinel-2")), level=self.level,
-                processing_baseline=props.get("processingbaseline"),
-                cloud_percentage=float(props.get("cloudcoverpercentage", 0.0)), nodata_percentage=0.0,
-                provider=self.name, assets=assets, extra={"uuid": uuid},
-            ))
+            out.append(
+                ProductCandidate(
+                    product_id=props["title"],
+                    tile=tile,
+                    sensing_time=when.replace(tzinfo=None),
+                    platform=str(props.get("platformname", "Sentinel-2")),
+                    level=self.level,
+                    processing_baseline=props.get("processingbaseline"),
+                    cloud_percentage=float(props.get("cloudcoverpercentage", 0.0)),
+                    nodata_percentage=0.0,
+                    provider=self.name,
+                    assets=assets,
+                    extra={"uuid": uuid},
+                )
+            )
         return out
 
     def _zip(self, uuid: str) -> Path:

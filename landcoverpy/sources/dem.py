@@ -62,15 +62,17 @@ class DEMSource:
 
             headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
             for candidate in (f"{name}_dem.tif", f"{name}.zip"):
-                resp = requests.get(f"{self.source.rstrip('/')}/{candidate}", headers=headers, stream=True,
-                                    timeout=self.timeout)
+                resp = requests.get(
+                    f"{self.source.rstrip('/')}/{candidate}", headers=headers, stream=True, timeout=self.timeout
+                )
                 if resp.status_code == 404:
                     resp.close()
                     continue
                 if resp.status_code in (401, 403):
                     resp.close()
-                    raise ProviderError(f"{self.describe()}: {candidate} refused (HTTP {resp.status_code}); "
-                                        "check EARTHDATA_TOKEN")
+                    raise ProviderError(
+                        f"{self.describe()}: {candidate} refused (HTTP {resp.status_code}); check EARTHDATA_TOKEN"
+                    )
                 resp.raise_for_status()
                 try:
                     if candidate.endswith(".zip"):
@@ -113,8 +115,15 @@ class GLO30Source:
 
     kind = "glo30"
 
-    def __init__(self, url: str, profile: str = "auto", collection: str | None = None,
-                 reader: AssetReader | None = None, timeout: float = 30.0, s3_endpoint: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        profile: str = "auto",
+        collection: str | None = None,
+        reader: AssetReader | None = None,
+        timeout: float = 30.0,
+        s3_endpoint: str | None = None,
+    ) -> None:
         from landcoverpy.sources.stac import StacCatalog
 
         self.catalog = StacCatalog(url, profile, timeout)
@@ -126,8 +135,10 @@ class GLO30Source:
         _, profile = self.catalog.open()
         collection = self.collection or profile.dem_collection
         if not collection:
-            raise ProviderError(f"{profile.title} has no Copernicus GLO-30 collection known to landcoverpy; "
-                                "set DEM_SOURCE=glo30+URL of a catalog that has one (Earth Search, Planetary Computer)")
+            raise ProviderError(
+                f"{profile.title} has no Copernicus GLO-30 collection known to landcoverpy; "
+                "set DEM_SOURCE=glo30+URL of a catalog that has one (Earth Search, Planetary Computer)"
+            )
         return collection
 
     def describe(self) -> str:
@@ -166,8 +177,11 @@ def _dem_asset(item: dict[str, Any]) -> tuple[str | None, dict[str, Any] | None]
     assets = item.get("assets") or {}
     if "data" in assets:
         return "data", assets["data"]
-    tiffs = [(k, a) for k, a in assets.items()
-             if "data" in (a.get("roles") or []) and "tiff" in str(a.get("type", "")).lower()]
+    tiffs = [
+        (k, a)
+        for k, a in assets.items()
+        if "data" in (a.get("roles") or []) and "tiff" in str(a.get("type", "")).lower()
+    ]
     return tiffs[0] if len(tiffs) == 1 else (None, None)
 
 
@@ -181,9 +195,13 @@ def make_dem_source(settings: Settings, where: str | None = None) -> DEMSource |
     if not where or where == "none":
         return None
     if where == "glo30" or where.startswith("glo30+"):
-        url = where[len("glo30+"):] if where.startswith("glo30+") else settings.STAC_API_URL
-        return GLO30Source(url, profile=settings.STAC_PROFILE if where == "glo30" else "auto",
-                           reader=asset_reader(settings), timeout=max(settings.CONNECT_TIMEOUT, 30),
-                           s3_endpoint=settings.STAC_S3_ENDPOINT)
+        url = where[len("glo30+") :] if where.startswith("glo30+") else settings.STAC_API_URL
+        return GLO30Source(
+            url,
+            profile=settings.STAC_PROFILE if where == "glo30" else "auto",
+            reader=asset_reader(settings),
+            timeout=max(settings.CONNECT_TIMEOUT, 30),
+            s3_endpoint=settings.STAC_S3_ENDPOINT,
+        )
     token = settings.EARTHDATA_TOKEN.get_secret_value() if settings.EARTHDATA_TOKEN else None
     return DEMSource(where, token)

@@ -28,8 +28,14 @@ _SENSING = re.compile(r"_MSIL(1C|2A)_(\d{8}T\d{6})_")
 class GCSProvider(Provider):
     name = "gcs"
 
-    def __init__(self, bucket: str = PUBLIC_BUCKET, level: str = "L2A", credentials_file: str | None = None,
-                 endpoint: str | None = None, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        bucket: str = PUBLIC_BUCKET,
+        level: str = "L2A",
+        credentials_file: str | None = None,
+        endpoint: str | None = None,
+        timeout: float = 30.0,
+    ) -> None:
         self.bucket, self.level = bucket, level
         self.credentials_file, self.endpoint, self.timeout = credentials_file, endpoint, timeout
         self._client: Any = None
@@ -61,16 +67,20 @@ class GCSProvider(Provider):
                     ) from None
                 self._client = storage.Client(project=creds.project_id, credentials=creds, client_options=options)
             else:
-                self._client = storage.Client(project="anonymous", credentials=AnonymousCredentials(),
-                                              client_options=options)
+                self._client = storage.Client(
+                    project="anonymous", credentials=AnonymousCredentials(), client_options=options
+                )
         return self._client
 
     def _retry(self) -> Any:
         """The library's retry policy, bounded by our timeout (ours adds backoff on top)."""
         from google.cloud.storage.retry import DEFAULT_RETRY
 
-        return DEFAULT_RETRY.with_timeout(self.timeout) if hasattr(DEFAULT_RETRY, "with_timeout") \
+        return (
+            DEFAULT_RETRY.with_timeout(self.timeout)
+            if hasattr(DEFAULT_RETRY, "with_timeout")
             else DEFAULT_RETRY.with_deadline(self.timeout)
+        )
 
     def _prefix(self, tile: str) -> str:
         zone, band, square = tile[:2], tile[2], tile[3:]
@@ -84,7 +94,9 @@ class GCSProvider(Provider):
         try:
             return fn(*args, **kwargs)
         except (gexc.Unauthorized, gexc.Forbidden, aexc.GoogleAuthError) as exc:
-            raise AuthenticationError(f"{self.describe()}: {what} refused ({exc}). Check GOOGLE_APPLICATION_CREDENTIALS.") from None
+            raise AuthenticationError(
+                f"{self.describe()}: {what} refused ({exc}). Check GOOGLE_APPLICATION_CREDENTIALS."
+            ) from None
         except gexc.NotFound as exc:
             raise ProviderError(f"{self.describe()}: {what}: not found ({exc})") from None
         except gexc.RetryError as exc:  # the library's own retries ran out: on what?
@@ -105,8 +117,9 @@ class GCSProvider(Provider):
         prefix = self._prefix(tile)
 
         def listing() -> list[str]:
-            it = self.client.list_blobs(self.bucket, prefix=prefix, delimiter="/", timeout=self.timeout,
-                                        retry=self._retry())
+            it = self.client.list_blobs(
+                self.bucket, prefix=prefix, delimiter="/", timeout=self.timeout, retry=self._retry()
+            )
             for _ in it:  # consume pages so prefixes are filled
                 pass
             return sorted(it.prefixes)
@@ -130,18 +143,38 @@ class GCSProvider(Provider):
     def _candidate(self, folder: str) -> ProductCandidate:
         level = self.level
         mtd_name = f"{folder}MTD_MSIL{'2A' if level == 'L2A' else '1C'}.xml"
-        xml = self._call(f"reading {mtd_name}", self.client.bucket(self.bucket).blob(mtd_name).download_as_bytes,
-                         timeout=self.timeout, retry=self._retry())
+        xml = self._call(
+            f"reading {mtd_name}",
+            self.client.bucket(self.bucket).blob(mtd_name).download_as_bytes,
+            timeout=self.timeout,
+            retry=self._retry(),
+        )
         meta = parse_product_metadata(xml.decode("utf-8"), f"gs://{self.bucket}/{mtd_name}")
-        blobs = self._call(f"listing {folder}", lambda: {b.name: b.size for b in self.client.list_blobs(
-            self.bucket, prefix=f"{folder}GRANULE/", timeout=self.timeout, retry=self._retry())})
-        picked = pick_band_files([b[len(folder):] for b in blobs], meta.level)
-        assets = {b: BandAsset(band=b, href=folder + rel, resolution=res, size=blobs.get(folder + rel))
-                  for b, (rel, res) in picked.items()}
+        blobs = self._call(
+            f"listing {folder}",
+            lambda: {
+                b.name: b.size
+                for b in self.client.list_blobs(
+                    self.bucket, prefix=f"{folder}GRANULE/", timeout=self.timeout, retry=self._retry()
+                )
+            },
+        )
+        picked = pick_band_files([b[len(folder) :] for b in blobs], meta.level)
+        assets = {
+            b: BandAsset(band=b, href=folder + rel, resolution=res, size=blobs.get(folder + rel))
+            for b, (rel, res) in picked.items()
+        }
         return ProductCandidate(
-            product_id=meta.product_id, tile=meta.tile, sensing_time=meta.sensing_time, platform=meta.platform,
-            level=meta.level, processing_baseline=meta.processing_baseline, cloud_percentage=meta.cloud_percentage,
-            nodata_percentage=meta.nodata_percentage, provider=self.name, assets=assets,
+            product_id=meta.product_id,
+            tile=meta.tile,
+            sensing_time=meta.sensing_time,
+            platform=meta.platform,
+            level=meta.level,
+            processing_baseline=meta.processing_baseline,
+            cloud_percentage=meta.cloud_percentage,
+            nodata_percentage=meta.nodata_percentage,
+            provider=self.name,
+            assets=assets,
             extra={"offsets": meta.offsets, "gcs_folder": folder},
         )
 

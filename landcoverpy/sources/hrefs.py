@@ -30,8 +30,9 @@ class AssetReader:
     """Opens asset hrefs as binary streams (never read whole into memory). Picklable: its clients
     stay in the process that made them."""
 
-    def __init__(self, timeout: float = 30.0, s3_access_key: str | None = None,
-                 s3_secret_key: str | None = None) -> None:
+    def __init__(
+        self, timeout: float = 30.0, s3_access_key: str | None = None, s3_secret_key: str | None = None
+    ) -> None:
         self.timeout, self.s3_access_key, self.s3_secret_key = timeout, s3_access_key, s3_secret_key
         self._s3: dict[tuple[str | None, bool], Any] = {}
 
@@ -65,7 +66,7 @@ class AssetReader:
         """A seekable, read-only file over ``href`` that fetches only the byte ranges read."""
         if href.startswith("s3://"):
             where = s3 or S3Location(None, False)
-            bucket, _, key = href[len("s3://"):].partition("/")
+            bucket, _, key = href[len("s3://") :].partition("/")
             extra = {"RequestPayer": "requester"} if where.requester_pays else {}
             client = self._s3_client(where)
             with self._s3_errors(href, where):
@@ -92,15 +93,18 @@ class AssetReader:
                 raise ConnectionError(f"{href}: {type(exc).__name__}") from None
             self._check_http(resp, href)
             if resp.status_code != 206:
-                raise ProviderError(f"{href}: the server does not answer byte ranges (HTTP {resp.status_code}); "
-                                    "fetch whole products (run without --aoi)")
+                raise ProviderError(
+                    f"{href}: the server does not answer byte ranges (HTTP {resp.status_code}); "
+                    "fetch whole products (run without --aoi)"
+                )
             return resp
 
         first = get(0, RemoteFile.CHUNK - 1)
         total = first.headers.get("Content-Range", "").rpartition("/")[2]
         if not total.isdigit():
-            raise ProviderError(f"{href}: the server gives no Content-Range length; fetch whole products "
-                                "(run without --aoi)")
+            raise ProviderError(
+                f"{href}: the server gives no Content-Range length; fetch whole products (run without --aoi)"
+            )
         return RemoteFile(lambda start, end: bytes(get(start, end).content), int(total), href, {0: first.content})
 
     @staticmethod
@@ -126,16 +130,25 @@ class AssetReader:
                 creds = {"aws_access_key_id": self.s3_access_key, "aws_secret_access_key": self.s3_secret_key}
             elif session.get_credentials() is None and not where.requester_pays:
                 signature = {"signature_version": UNSIGNED}  # a public bucket, read anonymously
-            config = Config(connect_timeout=self.timeout, read_timeout=self.timeout,
-                            retries={"mode": "standard", "max_attempts": 3},
-                            s3={"addressing_style": "path"} if where.endpoint else None, **signature)
-            self._s3[key] = session.client("s3", endpoint_url=where.endpoint, config=config,
-                                           region_name="us-east-1" if where.endpoint else None, **creds)
+            config = Config(
+                connect_timeout=self.timeout,
+                read_timeout=self.timeout,
+                retries={"mode": "standard", "max_attempts": 3},
+                s3={"addressing_style": "path"} if where.endpoint else None,
+                **signature,
+            )
+            self._s3[key] = session.client(
+                "s3",
+                endpoint_url=where.endpoint,
+                config=config,
+                region_name="us-east-1" if where.endpoint else None,
+                **creds,
+            )
         return self._s3[key]
 
     @contextlib.contextmanager
     def _open_s3(self, href: str, where: S3Location) -> Iterator[IO[bytes]]:
-        bucket, _, key = href[len("s3://"):].partition("/")
+        bucket, _, key = href[len("s3://") :].partition("/")
         extra = {"RequestPayer": "requester"} if where.requester_pays else {}
         with self._s3_errors(href, where):
             body = self._s3_client(where).get_object(Bucket=bucket, Key=key, **extra)["Body"]
@@ -153,14 +166,17 @@ class AssetReader:
         try:
             yield
         except NoCredentialsError:
-            raise AuthenticationError(f"{href}: {shown} needs S3 keys; set STAC_S3_ACCESS_KEY and STAC_S3_SECRET_KEY "
-                                      "(for CDSE, keys made in the Copernicus Data Space dashboard)") from None
+            raise AuthenticationError(
+                f"{href}: {shown} needs S3 keys; set STAC_S3_ACCESS_KEY and STAC_S3_SECRET_KEY "
+                "(for CDSE, keys made in the Copernicus Data Space dashboard)"
+            ) from None
         except ClientError as exc:
             code = str(exc.response.get("Error", {}).get("Code", ""))
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             if status in (401, 403) or code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
-                raise AuthenticationError(f"{href}: {shown} refused the S3 keys ({code}); check STAC_S3_ACCESS_KEY "
-                                          "and STAC_S3_SECRET_KEY") from None
+                raise AuthenticationError(
+                    f"{href}: {shown} refused the S3 keys ({code}); check STAC_S3_ACCESS_KEY and STAC_S3_SECRET_KEY"
+                ) from None
             if is_transient_status(status) or code in ("SlowDown", "RequestTimeout"):
                 raise TransientError(f"{href}: {shown} answered {code or status}") from None
             raise ProviderError(f"{href}: {shown} answered {code or status} ({exc})") from None
@@ -178,15 +194,18 @@ def sign_href(href: str) -> str:
     try:
         import planetary_computer
     except ImportError:
-        raise ProviderError("reading Planetary Computer assets needs their hrefs signed: "
-                            "pip install 'landcoverpy[planetary]'") from None
+        raise ProviderError(
+            "reading Planetary Computer assets needs their hrefs signed: pip install 'landcoverpy[planetary]'"
+        ) from None
     try:
         return str(planetary_computer.sign(href))
     except requests.HTTPError as exc:
         status = exc.response.status_code if exc.response is not None else None
         if is_transient_status(status):
             raise TransientError(f"signing {href}: token endpoint answered HTTP {status}") from None
-        raise ProviderError(f"signing {href}: token endpoint answered HTTP {status}; check PC_SDK_SUBSCRIPTION_KEY") from None
+        raise ProviderError(
+            f"signing {href}: token endpoint answered HTTP {status}; check PC_SDK_SUBSCRIPTION_KEY"
+        ) from None
     except (requests.ConnectionError, requests.Timeout) as exc:
         raise ConnectionError(f"signing {href}: token endpoint unreachable ({type(exc).__name__})") from None
 
@@ -203,7 +222,7 @@ class NetworkStream:
         from botocore.exceptions import BotoCoreError
 
         try:
-            return self.raw.read(None if size < 0 else size)  # type: ignore[no-any-return]
+            return self.raw.read(None if size < 0 else size)
         except (urllib3.exceptions.HTTPError, OSError, BotoCoreError) as exc:
             raise ConnectionError(f"{self.href}: connection broken ({type(exc).__name__})") from exc
 
@@ -219,8 +238,9 @@ class RemoteFile:
 
     CHUNK = 16 * 1024  # GDAL's first read of a TIFF header; tile reads span several chunks, fetched at once
 
-    def __init__(self, fetch: Callable[[int, int], bytes], size: int, name: str,
-                 chunks: dict[int, bytes] | None = None) -> None:
+    def __init__(
+        self, fetch: Callable[[int, int], bytes], size: int, name: str, chunks: dict[int, bytes] | None = None
+    ) -> None:
         self._fetch, self.size, self.name = fetch, size, name
         self._chunks: dict[int, bytes] = dict(chunks or {})
         self.fetched = sum(len(c) for c in self._chunks.values())
@@ -244,10 +264,10 @@ class RemoteFile:
             data = self._fetch(lo * self.CHUNK, min(self.size, (hi + 1) * self.CHUNK) - 1)
             self.fetched += len(data)
             for i in run:
-                self._chunks[i] = data[(i - lo) * self.CHUNK:(i - lo + 1) * self.CHUNK]
+                self._chunks[i] = data[(i - lo) * self.CHUNK : (i - lo + 1) * self.CHUNK]
         joined = b"".join(self._chunks[i] for i in range(first, last + 1))
         offset = start - first * self.CHUNK
-        return joined[offset:offset + end - start]
+        return joined[offset : offset + end - start]
 
     def opener(self, name: str) -> Any:
         """A rasterio opener serving this file as ``name`` (and nothing else: no sidecar files)."""
@@ -255,7 +275,7 @@ class RemoteFile:
 
         remote = self
 
-        class Container(FileContainer):  # type: ignore[misc]
+        class Container(FileContainer):
             def isfile(self, path: str) -> bool:
                 return str(path).endswith(name)
 
@@ -311,5 +331,5 @@ class RangeFile(io.RawIOBase):
 
     def readinto(self, buffer: Any) -> int:
         data = self.read(len(buffer))
-        buffer[:len(data)] = data
+        buffer[: len(data)] = data
         return len(data)

@@ -83,10 +83,17 @@ class LocalProvider(Provider):
         picked = pick_band_files(files, meta.level)
         assets = {b: BandAsset(band=b, href=str(safe / rel), resolution=res) for b, (rel, res) in picked.items()}
         return ProductCandidate(
-            product_id=meta.product_id, tile=meta.tile, sensing_time=meta.sensing_time, platform=meta.platform,
-            level=meta.level, processing_baseline=meta.processing_baseline,
-            cloud_percentage=meta.cloud_percentage, nodata_percentage=meta.nodata_percentage,
-            provider=self.name, assets=assets, extra={"offsets": meta.offsets},
+            product_id=meta.product_id,
+            tile=meta.tile,
+            sensing_time=meta.sensing_time,
+            platform=meta.platform,
+            level=meta.level,
+            processing_baseline=meta.processing_baseline,
+            cloud_percentage=meta.cloud_percentage,
+            nodata_percentage=meta.nodata_percentage,
+            provider=self.name,
+            assets=assets,
+            extra={"offsets": meta.offsets},
         )
 
     @contextlib.contextmanager
@@ -94,6 +101,8 @@ class LocalProvider(Provider):
         try:
             fh = open(asset.href, "rb")  # noqa: SIM115 - closed below
         except OSError as exc:
-            raise ProviderError(f"{product.product_id} {asset.band}: cannot read {asset.href} ({exc.strerror})") from None
+            raise ProviderError(
+                f"{product.product_id} {asset.band}: cannot read {asset.href} ({exc.strerror})"
+            ) from None
         with fh:
             yield fh

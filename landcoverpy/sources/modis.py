@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -66,7 +67,8 @@ def scale(raw: np.ndarray, attrs: dict[str, object]) -> np.ndarray:
     factor below 1 mean *multiply*; both are handled."""
     data = raw.astype("float32")
     fill = attrs.get("_FillValue")
-    lo, hi = (attrs.get("valid_range") or [None, None])  # type: ignore[misc]
+    valid: Any = attrs.get("valid_range")
+    lo, hi = (valid[0], valid[1]) if valid is not None else (None, None)
     invalid = np.zeros(raw.shape, dtype=bool)
     if fill is not None:
         invalid |= raw == fill
@@ -156,8 +158,9 @@ def read_mod09(path: str | Path, qa: ModisQA | None = None) -> ModisGranule:
     if not match:
         raise InputValidationError(f"{path.name}: cannot read the date and tile from the granule name")
     date = dt.date(int(match.group(1)), 1, 1) + dt.timedelta(days=int(match.group(2)) - 1)
-    return ModisGranule(np.stack(bands), transform, SINUSOIDAL, path.stem, match.group(3), date.isoformat(),
-                        day_of_year)
+    return ModisGranule(
+        np.stack(bands), transform, SINUSOIDAL, path.stem, match.group(3), date.isoformat(), day_of_year
+    )
 
 
 def write_geotiff(granule: ModisGranule, out: str | Path) -> Path:
@@ -167,9 +170,21 @@ def write_geotiff(granule: ModisGranule, out: str | Path) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     _, rows, cols = granule.reflectance.shape
-    with rasterio.open(out, "w", driver="GTiff", width=cols, height=rows, count=7, dtype="float32",
-                       crs=granule.crs, transform=Affine(*granule.transform), nodata=float("nan"), tiled=True,
-                       compress="DEFLATE", predictor=3) as dst:
+    with rasterio.open(
+        out,
+        "w",
+        driver="GTiff",
+        width=cols,
+        height=rows,
+        count=7,
+        dtype="float32",
+        crs=granule.crs,
+        transform=Affine(*granule.transform),
+        nodata=float("nan"),
+        tiled=True,
+        compress="DEFLATE",
+        predictor=3,
+    ) as dst:
         dst.write(granule.reflectance)
         for i, b in enumerate(BANDS, start=1):
             dst.set_band_description(i, b)

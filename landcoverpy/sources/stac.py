@@ -59,8 +59,7 @@ class StacCatalog:
         if self._client is None:
             with self._errors(f"STAC API {self.url}"):
                 self._client = Client.open(self.url, timeout=self.timeout)
-            self._profile = detect_profile(self.url, self._client.to_dict(include_self_link=False),
-                                           self.profile_name)
+            self._profile = detect_profile(self.url, self._client.to_dict(include_self_link=False), self.profile_name)
             log.info("%s: catalog profile %s", self.url, self._profile.name)
         assert self._profile is not None
         return self._client, self._profile
@@ -113,17 +112,26 @@ class StacCatalog:
             if client.conforms_to(ConformanceClasses.QUERY):
                 return {"query": {profile.tile_property: {"eq": value}}}
             if client.conforms_to(ConformanceClasses.FILTER):
-                return {"filter": {"op": "=", "args": [{"property": profile.tile_property}, value]},
-                        "filter_lang": "cql2-json"}
+                return {
+                    "filter": {"op": "=", "args": [{"property": profile.tile_property}, value]},
+                    "filter_lang": "cql2-json",
+                }
         return {"bbox": list(tile_bbox_lonlat(tile))}
 
 
 class STACProvider(Provider):
     name = "stac"
 
-    def __init__(self, url: str = EARTH_SEARCH, collection: str | None = None, level: str = "L2A",
-                 profile: str = "auto", timeout: float = 30.0, s3_endpoint: str | None = None,
-                 reader: AssetReader | None = None) -> None:
+    def __init__(
+        self,
+        url: str = EARTH_SEARCH,
+        collection: str | None = None,
+        level: str = "L2A",
+        profile: str = "auto",
+        timeout: float = 30.0,
+        s3_endpoint: str | None = None,
+        reader: AssetReader | None = None,
+    ) -> None:
         self.catalog = StacCatalog(url, profile, timeout)
         self.url, self.collection, self.level, self.timeout = self.catalog.url, collection, level, timeout
         self.s3_endpoint = s3_endpoint
@@ -141,13 +149,23 @@ class STACProvider(Provider):
         tile = normalise_tile(tile)
         _, profile = self.catalog.open()
         collection = profile.collection(self.level, self.collection)
-        items = self.catalog.search(self.describe(), collections=[collection],
-                                    datetime=f"{start.isoformat()}/{end.isoformat()}",
-                                    **self.catalog.tile_filter(tile))
+        items = self.catalog.search(
+            self.describe(),
+            collections=[collection],
+            datetime=f"{start.isoformat()}/{end.isoformat()}",
+            **self.catalog.tile_filter(tile),
+        )
         return self._candidates(items, tile, collection, profile, start, end)
 
-    def _candidates(self, items: list[dict[str, Any]], tile: str, collection: str, profile: CatalogProfile,
-                    start: dt.date, end: dt.date) -> list[ProductCandidate]:
+    def _candidates(
+        self,
+        items: list[dict[str, Any]],
+        tile: str,
+        collection: str,
+        profile: CatalogProfile,
+        start: dt.date,
+        end: dt.date,
+    ) -> list[ProductCandidate]:
         out, lacking = [], {}
         for item in items:
             if item_tile(item) != tile:
@@ -162,13 +180,15 @@ class STACProvider(Provider):
             raise ProviderError(
                 f"{self.describe()}: {len(lacking)} item(s) of tile {tile}, none with every band a product needs "
                 f"({first} lacks {', '.join(missing)}); choose a collection of Sentinel-2 L2A or L1C items "
-                f"(STAC_COLLECTION) or the catalog's profile (STAC_PROFILE)")
+                f"(STAC_COLLECTION) or the catalog's profile (STAC_PROFILE)"
+            )
         for iid, missing in lacking.items():
             log.warning("STAC item %s lacks band(s) %s: skipped", iid, ", ".join(missing))
         return out
 
-    def _candidate(self, item: dict[str, Any], tile: str, collection: str,
-                   profile: CatalogProfile) -> tuple[ProductCandidate | None, list[str]]:
+    def _candidate(
+        self, item: dict[str, Any], tile: str, collection: str, profile: CatalogProfile
+    ) -> tuple[ProductCandidate | None, list[str]]:
         props = item.get("properties") or {}
         level = item_level(item, collection)
         found = item_assets(item)
@@ -187,12 +207,24 @@ class STACProvider(Provider):
                 s3[band] = {"endpoint": where.endpoint, "requester_pays": where.requester_pays}
         when = dt.datetime.fromisoformat(str(props["datetime"]).replace("Z", "+00:00")).replace(tzinfo=None)
         return ProductCandidate(
-            product_id=item_product_id(item), tile=tile, sensing_time=when,
-            platform=str(props.get("platform", "sentinel-2")), level=level, processing_baseline=item_baseline(item),
-            cloud_percentage=float(props.get("eo:cloud_cover", 0.0)), nodata_percentage=item_nodata_percentage(item),
-            provider=self.name, assets=assets,
-            extra={"offsets": offsets, "stac_item": item.get("id"), "stac_collection": collection,
-                   "stac_profile": profile.name, "sign_hrefs": profile.sign_hrefs, "s3": s3},
+            product_id=item_product_id(item),
+            tile=tile,
+            sensing_time=when,
+            platform=str(props.get("platform", "sentinel-2")),
+            level=level,
+            processing_baseline=item_baseline(item),
+            cloud_percentage=float(props.get("eo:cloud_cover", 0.0)),
+            nodata_percentage=item_nodata_percentage(item),
+            provider=self.name,
+            assets=assets,
+            extra={
+                "offsets": offsets,
+                "stac_item": item.get("id"),
+                "stac_collection": collection,
+                "stac_profile": profile.name,
+                "sign_hrefs": profile.sign_hrefs,
+                "s3": s3,
+            },
         ), []
 
     # -- reading assets ------------------------------------------------------------------------

@@ -25,8 +25,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 from landcoverpy.errors import ProviderError
-from landcoverpy.sources.hrefs import S3Location
 from landcoverpy.sentinel2 import BAND_RESOLUTION, QUANTIFICATION_VALUE, baseline_offset, normalise_tile
+from landcoverpy.sources.hrefs import S3Location
 
 
 @dataclass(frozen=True)
@@ -51,31 +51,49 @@ class CatalogProfile:
             return explicit
         if level not in self.collections:
             offered = ", ".join(f"{lv}: {c}" for lv, c in self.collections.items())
-            raise ProviderError(f"{self.title} offers no Sentinel-2 {level} collection ({offered}); set "
-                                f"PRODUCT_LEVEL to one it has, or STAC_COLLECTION to a collection of {level} items")
+            raise ProviderError(
+                f"{self.title} offers no Sentinel-2 {level} collection ({offered}); set "
+                f"PRODUCT_LEVEL to one it has, or STAC_COLLECTION to a collection of {level} items"
+            )
         return self.collections[level]
 
 
 PROFILES: dict[str, CatalogProfile] = {
-    p.name: p for p in (
+    p.name: p
+    for p in (
         CatalogProfile(
-            name="earth-search", title="Earth Search (Element 84)",
+            name="earth-search",
+            title="Earth Search (Element 84)",
             collections={"L2A": "sentinel-2-c1-l2a", "L1C": "sentinel-2-l1c"},
-            tile_property="grid:code", tile_prefix="MGRS-", s3_requester_pays=True,
-            hosts=("earth-search.aws.element84.com",), landing_ids=("earth-search-aws",)),
+            tile_property="grid:code",
+            tile_prefix="MGRS-",
+            s3_requester_pays=True,
+            hosts=("earth-search.aws.element84.com",),
+            landing_ids=("earth-search-aws",),
+        ),
         CatalogProfile(
-            name="planetary-computer", title="Microsoft Planetary Computer",
-            collections={"L2A": "sentinel-2-l2a"}, tile_property="s2:mgrs_tile", sign_hrefs=True,
-            hosts=("planetarycomputer.microsoft.com",), landing_ids=("microsoft-pc",)),
+            name="planetary-computer",
+            title="Microsoft Planetary Computer",
+            collections={"L2A": "sentinel-2-l2a"},
+            tile_property="s2:mgrs_tile",
+            sign_hrefs=True,
+            hosts=("planetarycomputer.microsoft.com",),
+            landing_ids=("microsoft-pc",),
+        ),
         CatalogProfile(
-            name="cdse", title="Copernicus Data Space Ecosystem",
+            name="cdse",
+            title="Copernicus Data Space Ecosystem",
             collections={"L2A": "sentinel-2-l2a", "L1C": "sentinel-2-l1c"},
-            tile_property="grid:code", tile_prefix="MGRS-", s3_endpoint="https://eodata.dataspace.copernicus.eu",
+            tile_property="grid:code",
+            tile_prefix="MGRS-",
+            s3_endpoint="https://eodata.dataspace.copernicus.eu",
             dem_collection="cop-dem-glo-30-dged-cog",
-            hosts=("stac.dataspace.copernicus.eu",), landing_ids=("cdse", "cdse-stac")),
+            hosts=("stac.dataspace.copernicus.eu",),
+            landing_ids=("cdse", "cdse-stac"),
+        ),
         CatalogProfile(
-            name="generic", title="STAC API",
-            collections={"L2A": "sentinel-2-l2a", "L1C": "sentinel-2-l1c"}),
+            name="generic", title="STAC API", collections={"L2A": "sentinel-2-l2a", "L1C": "sentinel-2-l1c"}
+        ),
     )
 }
 
@@ -98,9 +116,20 @@ def detect_profile(url: str, landing: Mapping[str, Any] | None = None, explicit:
 # Earth Search asset keys (common names) -> band ids. Band-id keys (B02, SCL) and CDSE's
 # resolution-suffixed keys (B02_10m, SCL_20m) are recognised by their own names.
 COMMON_NAMES = {
-    "coastal": "B01", "blue": "B02", "green": "B03", "red": "B04", "rededge1": "B05", "rededge2": "B06",
-    "rededge3": "B07", "nir": "B08", "nir08": "B8A", "nir09": "B09", "cirrus": "B10", "swir16": "B11",
-    "swir22": "B12", "scl": "SCL",
+    "coastal": "B01",
+    "blue": "B02",
+    "green": "B03",
+    "red": "B04",
+    "rededge1": "B05",
+    "rededge2": "B06",
+    "rededge3": "B07",
+    "nir": "B08",
+    "nir08": "B8A",
+    "nir09": "B09",
+    "cirrus": "B10",
+    "swir16": "B11",
+    "swir22": "B12",
+    "scl": "SCL",
 }
 _KEY_RES = re.compile(r"^(?P<name>[A-Za-z0-9]+?)_(?P<res>\d+)m$")
 _BASELINE_IN_ID = re.compile(r"_N(\d{2})(\d{2})_")
@@ -161,9 +190,14 @@ def item_assets(item: Mapping[str, Any]) -> dict[str, ItemAsset]:
             continue
         band, hint = found
         size = asset.get("file:size")
-        candidate = ItemAsset(band=band, key=key, href=str(asset["href"]),
-                              resolution=_asset_resolution(asset, hint),
-                              size=size if isinstance(size, int) else None, meta=asset)
+        candidate = ItemAsset(
+            band=band,
+            key=key,
+            href=str(asset["href"]),
+            resolution=_asset_resolution(asset, hint),
+            size=size if isinstance(size, int) else None,
+            meta=asset,
+        )
         native = BAND_RESOLUTION[band]
         held = chosen.get(band)
         if held is None or (held.resolution != native and candidate.resolution == native):
@@ -216,8 +250,11 @@ def item_tile(item: Mapping[str, Any]) -> str | None:
     if props.get("s2:mgrs_tile"):
         return normalise_tile(str(props["s2:mgrs_tile"]))
     for prefix in ("mgrs", "sentinel"):
-        zone, band, square = (props.get(f"{prefix}:utm_zone"), props.get(f"{prefix}:latitude_band"),
-                              props.get(f"{prefix}:grid_square"))
+        zone, band, square = (
+            props.get(f"{prefix}:utm_zone"),
+            props.get(f"{prefix}:latitude_band"),
+            props.get(f"{prefix}:grid_square"),
+        )
         if zone is not None and band and square:
             return normalise_tile(f"{int(zone):02d}{band}{square}")
     for text in (props.get("s2:product_uri"), item.get("id")):
@@ -258,8 +295,9 @@ def item_product_id(item: Mapping[str, Any]) -> str:
     return str(props.get("s2:product_uri") or item["id"]).removesuffix(".SAFE")
 
 
-def s3_location(item: Mapping[str, Any], asset: Mapping[str, Any], profile: CatalogProfile,
-                override: str | None) -> S3Location:
+def s3_location(
+    item: Mapping[str, Any], asset: Mapping[str, Any], profile: CatalogProfile, override: str | None
+) -> S3Location:
     """The endpoint of an ``s3://`` asset: STAC_S3_ENDPOINT when set, else the storage scheme the
     asset refers to (STAC storage extension: ``storage:refs`` -> ``storage:schemes[].platform``),
     else the profile's (AWS when it has none)."""
@@ -270,6 +308,7 @@ def s3_location(item: Mapping[str, Any], asset: Mapping[str, Any], profile: Cata
     requester_pays = bool(props.get("storage:requester_pays", profile.s3_requester_pays))
     if scheme is not None:
         requester_pays = bool(scheme.get("requester_pays", requester_pays))
-    endpoint = override or (str(scheme["platform"]) if scheme and scheme.get("platform") else None) \
-        or profile.s3_endpoint
+    endpoint = (
+        override or (str(scheme["platform"]) if scheme and scheme.get("platform") else None) or profile.s3_endpoint
+    )
     return S3Location(endpoint=endpoint, requester_pays=requester_pays)

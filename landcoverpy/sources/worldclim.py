@@ -32,8 +32,13 @@ import numpy as np
 from landcoverpy.errors import InputValidationError
 
 VARIABLES = ("precipitation", "pet", "tmean", "tmax", "tmin")
-NEEDS = {"precipitation": ("prec",), "tmean": ("tavg",), "tmax": ("tmax",), "tmin": ("tmin",),
-         "pet": ("tavg", "tmax", "tmin")}
+NEEDS = {
+    "precipitation": ("prec",),
+    "tmean": ("tavg",),
+    "tmax": ("tmax",),
+    "tmin": ("tmin",),
+    "pet": ("tavg", "tmax", "tmin"),
+}
 PREFIX = "worldclim:"
 
 
@@ -65,11 +70,14 @@ class WorldClim:
                     m = pattern.search(name)
                     if m and (self.res is None or m.group("res") == self.res):
                         return f"/vsizip/{archive}/{name}"
-        res = self.res or next((m.group(1) for f in sorted(folder.glob("wc2.1_*"))
-                                if (m := re.match(r"wc2\.1_([0-9.]+[sm])_", f.name))), "{res}")
+        res = self.res or next(
+            (m.group(1) for f in sorted(folder.glob("wc2.1_*")) if (m := re.match(r"wc2\.1_([0-9.]+[sm])_", f.name))),
+            "{res}",
+        )
         raise InputValidationError(
             f"WorldClim folder {folder}: no wc2.1_{res}_{var}_{month:02d}.tif (nor wc2.1_{res}_{var}.zip holding it); "
-            "download the WorldClim 2.1 monthly variables tavg, tmin, tmax and prec there")
+            "download the WorldClim 2.1 monthly variables tavg, tmin, tmax and prec there"
+        )
 
     def spec(self, variable: str) -> str:
         """The ancillary source string recorded with datasets (read again at prediction)."""
@@ -77,7 +85,7 @@ class WorldClim:
 
     @classmethod
     def from_spec(cls, spec: str) -> tuple[WorldClim, str]:
-        body = spec[len(PREFIX):]
+        body = spec[len(PREFIX) :]
         root, _, rest = body.rpartition("#")
         variable, _, res = rest.partition("@")
         if variable not in VARIABLES:
@@ -91,7 +99,9 @@ def extraterrestrial_radiation(lat_deg: np.ndarray, doy: int) -> np.ndarray:
     dr = 1 + 0.033 * np.cos(2 * np.pi * doy / 365)
     delta = 0.409 * np.sin(2 * np.pi * doy / 365 - 1.39)
     ws = np.arccos(np.clip(-np.tan(phi) * np.tan(delta), -1, 1))
-    return (24 * 60 / np.pi) * 0.0820 * dr * (ws * np.sin(phi) * np.sin(delta) + np.cos(phi) * np.cos(delta) * np.sin(ws))
+    return (
+        (24 * 60 / np.pi) * 0.0820 * dr * (ws * np.sin(phi) * np.sin(delta) + np.cos(phi) * np.cos(delta) * np.sin(ws))
+    )
 
 
 def hargreaves_pet(tavg: np.ndarray, tmax: np.ndarray, tmin: np.ndarray, lat_deg: np.ndarray) -> np.ndarray:
