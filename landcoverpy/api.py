@@ -17,13 +17,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import rioxarray
+import xarray
+
 from landcoverpy import services
+from landcoverpy.assets import lookup
 from landcoverpy.config import Settings, load_settings
 from landcoverpy.context import Context
 from landcoverpy.errors import InputValidationError, ModelError
 from landcoverpy.inputs import load_inputs, load_points
 from landcoverpy.pipeline.workflow import resolve_tiles
 from landcoverpy.presets import apply_preset
+from landcoverpy.records import MapRecord
+from landcoverpy.sentinel2 import normalise_tile
 from landcoverpy.session import session
 from landcoverpy.sources.registry import make_provider
 
@@ -78,7 +84,7 @@ class Workflow:
         with session(settings, "python: Workflow.run", wait) as ctx:
             return services.run(ctx, inputs, prov, wanted, held, out, self.progress).result
 
-    def classify(self, tiles: list[str], model: str | None = None, wait: bool = False) -> dict[str, dict[str, Any]]:
+    def classify(self, tiles: list[str], model: str | None = None, wait: bool = False) -> dict[str, MapRecord]:
         """Classify ``tiles`` with ``model`` (a hierarchy id), by default the newest model trained
         with the current settings; seasons and labels come from the model's record. Returns the
         map record of each classified tile."""
@@ -87,29 +93,17 @@ class Workflow:
         services.require_some_maps(outcome)
         return outcome.maps
 
-    def maps(self, tile: str | None = None) -> list[dict[str, Any]]:
-        """Catalogued maps (of ``tile``), most recently used first."""
-        from landcoverpy.assets import lookup
-
+    def maps(self, tile: str | None = None) -> list[MapRecord]:
+        """Catalogued classification maps (of ``tile``), most recently used first."""
         with Context.open(self.settings) as ctx:
-            if tile:
-                return lookup.maps_of(ctx, tile)
-            return sorted(
-                ctx.catalog.find("maps", {"kind": "classification"}),
-                key=lambda r: r.get("last_used") or r.get("created") or "",
-                reverse=True,
-            )
+            return lookup.maps_of(ctx, tile)
 
     def open_map(self, tile: str, level: str = "classification", map_id: str | None = None) -> Any:
         """A map as an ``xarray.DataArray`` (rioxarray: CRS, transform, nodata), read into memory;
         ``attrs["classes"]`` maps values to class names. ``level`` is ``classification``,
         ``sl_classification`` or ``confidence``; by default the tile's most recently used map."""
-        import rioxarray
-        import xarray
 
-        from landcoverpy.sentinel2 import normalise_tile
-
-        records = [r for r in self.maps(normalise_tile(tile)) if map_id is None or r["_id"] == map_id]
+        records = [r for r in self.maps(normalise_tile(tile)) if map_id is None or r.id == map_id]
         if not records:
             raise ModelError(
                 f"no map of tile {tile}"
@@ -117,21 +111,21 @@ class Workflow:
                 + ": run `Workflow.run` or `Workflow.classify` first"
             )
         rec = records[0]
-        if level not in rec["outputs"]:
-            raise InputValidationError(f"level {level!r}: choose one of {', '.join(rec['outputs'])}")
-        loc = rec["outputs"][level]
+        if level not in rec.outputs:
+            raise InputValidationError(f"level {level!r}: choose one of {', '.join(rec.outputs)}")
+        loc = rec.outputs[level]
         with Context.open(self.settings) as ctx:
             with ctx.store.rasterio_env():
-                opened = rioxarray.open_rasterio(ctx.store.raster_uri(loc["bucket"], loc["key"]), cache=False)
+                opened = rioxarray.open_rasterio(ctx.store.raster_uri(loc.bucket, loc.key), cache=False)
                 if not isinstance(opened, xarray.DataArray):  # one single-band COG gives one DataArray
-                    raise InputValidationError(f"{loc['key']}: not a single raster")
+                    raise InputValidationError(f"{loc.key}: not a single raster")
                 array = opened.load()
         array = array.squeeze("band", drop=True)
         array.name = level
         array.attrs |= {
-            "map_id": rec["_id"],
-            "tile": rec["tile"],
-            "hierarchy": rec.get("hierarchy"),
-            "classes": {int(v): n for v, n in (rec.get("classes") or {}).get(level, {}).items()},
+            "map_id": rec.id,
+            "tile": rec.tile,
+            "hierarchy": rec.hierarchy,
+            "classes": {v: n for n, v in rec.class_values(level).items()},
         }
         return array

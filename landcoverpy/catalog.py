@@ -14,6 +14,8 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
+import pymongo.errors as perr
+
 from landcoverpy.config import Settings
 from landcoverpy.errors import (
     AuthenticationError,
@@ -307,7 +309,6 @@ class MongoCatalog(Catalog):
 
     def connect(self) -> MongoCatalog:
         """Check the server answers and accepts the credentials, then create the indexes."""
-        import pymongo.errors as perr
 
         try:
             self.db.command("ping")
@@ -337,7 +338,6 @@ class MongoCatalog(Catalog):
         return self.db[self._name(collection)]
 
     def upsert(self, collection: str, doc: dict[str, Any]) -> None:
-        import pymongo.errors as perr
 
         try:
             self._coll(collection).replace_one({"_id": _require_id(doc)}, doc, upsert=True)
@@ -345,7 +345,6 @@ class MongoCatalog(Catalog):
             raise DuplicateRecordError(f"{collection} record {doc['_id']!r}: {exc}") from None
 
     def insert(self, collection: str, doc: dict[str, Any]) -> None:
-        import pymongo.errors as perr
 
         try:
             self._coll(collection).insert_one(dict(doc, _id=_require_id(doc)))

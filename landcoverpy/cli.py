@@ -379,9 +379,9 @@ def dataset_cmd(
         res = _build_dataset(ctx, inputs)
     rec = res.record
     typer.echo(
-        f"{rec['_id']}: {rec['n_samples']} samples from {rec['n_points']} points, {len(rec['features'])} features"
+        f"{rec.id}: {rec.n_samples} samples from {rec.n_points} points, {len(rec.features)} features"
         + (" (reused)" if res.reused else "")
-        + f" -> {rec['bucket']}/{rec['key']}"
+        + f" -> {rec.bucket}/{rec.key}"
     )
 
 
@@ -420,23 +420,20 @@ def train_cmd(
             ctx.settings.SUBCATEGORY_PREDICTION,
             trials if tune else 0,
         )
-    for i, t in enumerate(rec.get("tuning") or [], start=1):
-        shown = {
-            k: v
-            for k, v in t["params"].items()
-            if k in ("n_estimators", "max_depth", "min_samples_leaf", "num_leaves", "learning_rate")
-        }
+    tuned = ("n_estimators", "max_depth", "min_samples_leaf", "num_leaves", "learning_rate")
+    for i, t in enumerate(rec.tuning or [], start=1):
+        shown = {k: v for k, v in t.params.items() if k in tuned}
         typer.echo(
-            f"trial {i}: {shown} OA {t['overall_accuracy']:.3f} kappa {t['kappa']:.3f} "
-            f"macro F1 {t['macro_f1']:.3f} ({t['seconds']:.1f} s)"
+            f"trial {i}: {shown} OA {t.overall_accuracy:.3f} kappa {t.kappa:.3f} "
+            f"macro F1 {t.macro_f1:.3f} ({t.seconds:.1f} s)"
         )
-    m = rec["metrics"]["category"]
+    m = rec.metrics.category
     typer.echo(
-        f"{rec['_id']}{' (reused)' if reused else ''}: category OA {m['overall_accuracy']:.3f}, "
-        f"kappa {m['kappa']:.3f}, macro F1 {m['macro_f1']:.3f} "
-        f"(majority baseline {rec['metrics']['category_baseline_macro_f1']:.3f})" + trees_note(rec, None)
+        f"{rec.id}{' (reused)' if reused else ''}: category OA {m.overall_accuracy:.3f}, "
+        f"kappa {m.kappa:.3f}, macro F1 {m.macro_f1:.3f} "
+        f"(majority baseline {rec.metrics.category_baseline_macro_f1 or 0:.3f})" + trees_note(rec, None)
     )
-    for cat, f1 in rec["metrics"]["subcategory"].items():
+    for cat, f1 in rec.metrics.subcategory.items():
         typer.echo(f"  subcategory [{cat}] macro F1 {f1:.3f}" + trees_note(rec, cat))
     from landcoverpy.pipeline.workflow import left_out_notes
 
@@ -538,10 +535,10 @@ def _run(
 def _echo_mosaic(ctx: Any, mosaic: Any) -> None:
     rec = mosaic.record
     typer.echo(
-        f"area of interest {mosaic.source}: mosaic {rec['_id']} in {rec['crs']} "
-        f"-> {ctx.settings.MINIO_BUCKET_CLASSIFICATIONS}/aoi/{rec['_id']}/"
+        f"area of interest {mosaic.source}: mosaic {rec.id} in {rec.crs} "
+        f"-> {ctx.settings.MINIO_BUCKET_CLASSIFICATIONS}/aoi/{rec.id}/"
     )
-    for name, km2 in rec["area_km2"]["classification"].items():
+    for name, km2 in rec.area_km2["classification"].items():
         typer.echo(f"  {name}: {km2:.2f} km2")
 
 
@@ -568,7 +565,7 @@ def _echo_run(ctx: Any, outcome: Any, output_dir: Path | None) -> None:
     bucket = cfg.MINIO_BUCKET_CLASSIFICATIONS
     for tile, rec in sorted(result.maps.items()):
         typer.echo(
-            f"map {tile}: {rec['_id']} -> {bucket}/{rec['outputs']['classification']['key'].rsplit('/', 1)[0]}/ "
+            f"map {tile}: {rec.id} -> {bucket}/{rec.outputs['classification'].key.rsplit('/', 1)[0]}/ "
             f"(also {bucket}/latest/{tile}/)"
         )
     for line in share_lines(cfg, ctx.store, [result.maps[t] for t in sorted(result.maps)], parse_duration("7d")):
@@ -895,51 +892,52 @@ def abundance_dataset(
                 confidence = (confidence or {}) | {lv: str(given)}
         rec = build_abundance_dataset(ctx, series, maps, extra, year, step, block_km, parents, confidence)
     typer.echo(
-        f"{rec['_id']}: {rec['pixels']} pixels, {len(rec['steps'])} steps ({step.describe()}) x "
-        f"{len(rec['bands'])} bands, {len(rec['ancillary'])} ancillary, "
-        f"levels {', '.join(rec['levels']) or 'none (unlabelled)'} -> {rec['bucket']}/{rec['key']}"
+        f"{rec.id}: {rec.pixels} pixels, {len(rec.steps)} steps ({step.describe()}) x "
+        f"{len(rec.bands)} bands, {len(rec.ancillary)} ancillary, "
+        f"levels {', '.join(rec.levels) or 'none (unlabelled)'} -> {rec.bucket}/{rec.key}"
     )
-    for lv, conf in (rec.get("label_weights") or {}).items():
+    for lv, conf in (rec.label_weights or {}).items():
         typer.echo(f"{lv} labels weighted by the mean confidence of {conf}")
-    if rec.get("parents"):
-        typer.echo("N2 parents: " + ", ".join(f"{c} -> {p}" for c, p in rec["parents"].items()))
+    if rec.parents:
+        typer.echo("N2 parents: " + ", ".join(f"{c} -> {p}" for c, p in rec.parents.items()))
 
 
-def _echo_abundance_metrics(record: dict[str, Any], metrics: dict[str, Any]) -> None:
-    m, b = metrics["model"], metrics["mean_abundance_baseline"]
-    kind = metrics.get("model_type", "brits")
+def _echo_abundance_metrics(record: Any, scores: dict[str, Any]) -> None:
+    from landcoverpy.records import AbundanceMetrics
+
+    metrics = AbundanceMetrics.model_validate(scores)
+    m, b, kind = metrics.model, metrics.mean_abundance_baseline, metrics.model_type
     typer.echo(
-        f"{record['_id']}: {kind} model, test RMSE {m['rmse']:.4f} MAE {m['mae']:.4f} R2 {m['r2']:.3f} "
-        f"dominant-class accuracy {m['dominant_accuracy']:.3f} macro F1 {m['dominant_macro_f1']:.3f}"
+        f"{record.id}: {kind} model, test RMSE {m.rmse:.4f} MAE {m.mae:.4f} R2 {m.r2:.3f} "
+        f"dominant-class accuracy {m.dominant_accuracy or 0:.3f} macro F1 {m.dominant_macro_f1 or 0:.3f}"
     )
-    levels = metrics.get("levels") or {"N1": m}
-    baselines = metrics.get("baseline_levels") or {"N1": b}
+    levels = metrics.levels or {"N1": m}
+    baselines = metrics.baseline_levels or {"N1": b}
     for level, lm in levels.items():
         lb = baselines[level]
         if len(levels) > 1:
-            typer.echo(f"  {level}: RMSE {lm['rmse']:.4f} MAE {lm['mae']:.4f} R2 {lm['r2']:.3f}")
+            typer.echo(f"  {level}: RMSE {lm.rmse:.4f} MAE {lm.mae:.4f} R2 {lm.r2:.3f}")
         typer.echo(
-            f"  {level + ' ' if len(levels) > 1 else ''}mean-abundance baseline: RMSE {lb['rmse']:.4f} "
-            f"MAE {lb['mae']:.4f} R2 {lb['r2']:.3f}"
+            f"  {level + ' ' if len(levels) > 1 else ''}mean-abundance baseline: RMSE {lb.rmse:.4f} "
+            f"MAE {lb.mae:.4f} R2 {lb.r2:.3f}"
         )
-        for name, c in lm["per_class"].items():
-            typer.echo(f"  {name:<24} RMSE {c['rmse']:.4f} MAE {c['mae']:.4f} R2 {c['r2']:.3f}")
-    for other, lv in (metrics.get("candidates") or {}).items():
+        for name, c in lm.per_class.items():
+            typer.echo(f"  {name:<24} RMSE {c.rmse:.4f} MAE {c.mae:.4f} R2 {c.r2:.3f}")
+    for other, lv in metrics.candidates.items():
         typer.echo(
             f"  candidate {other}: validation RMSE {lv['validation_rmse']:.4f}; test "
             + ", ".join(f"{k} RMSE {v['rmse']:.4f} R2 {v['r2']:.3f}" for k, v in lv.items() if k != "validation_rmse")
             + (" (kept)" if other == kind else "")
         )
-    for key, what in (("forest_size", "forest"), ("ensemble_forest_size", "ensemble's forest")):
-        if metrics.get(key):
-            size = metrics[key]
+    for size, what in ((metrics.forest_size, "forest"), (metrics.ensemble_forest_size, "ensemble's forest")):
+        if size is not None:
             typer.echo(
-                f"  {what}: {size['trees']} of {size['of']} trees kept (validation RMSE within "
-                f"{size['tolerance']:.0%} of all of them)"
+                f"  {what}: {size.trees} of {size.of} trees kept (validation RMSE within "
+                f"{size.tolerance:.0%} of all of them)"
             )
-    if "consistency_error" in metrics:
+    if metrics.consistency_error is not None:
         typer.echo(
-            f"  N1/N2 consistency error: {metrics['consistency_error']:.2e} "
+            f"  N1/N2 consistency error: {metrics.consistency_error:.2e} "
             "(N2 fractions of a parent minus its N1 fraction)"
         )
 
@@ -1254,35 +1252,29 @@ def share(
     ),
 ) -> None:
     """Print, for the latest map of each tile, download links and the MinIO console folder."""
-    from landcoverpy.assets import lookup
     from landcoverpy.context import Context
     from landcoverpy.sentinel2 import normalise_tile
     from landcoverpy.sharing import parse_duration, share_lines
 
     delta = parse_duration(expires)
     with Context.open(settings()) as ctx:
-        wanted = (
-            sorted({normalise_tile(t) for t in tiles})
-            if tiles
-            else sorted({r["tile"] for r in ctx.catalog.find("maps", {"kind": "classification"})})
-        )
-        records = [found[0] for t in wanted if (found := lookup.maps_of(ctx, t))]
+        newest = _latest_maps(ctx, sorted({normalise_tile(t) for t in tiles}) if tiles else None, required=False)
+        records = [newest[t] for t in sorted(newest)]
         if not records:
             raise ModelError("no map to share yet: run `landcoverpy run` or `landcoverpy classify` first")
         for line in share_lines(ctx.settings, ctx.store, records, delta):
             typer.echo(line)
 
 
-def _latest_maps(ctx: Any, tiles: list[str] | None) -> dict[str, Any]:
+def _latest_maps(ctx: Any, tiles: list[str] | None, required: bool = True) -> dict[str, Any]:
+    """The most recently used map of each tile (of ``tiles``, else of every tile with maps)."""
     from landcoverpy.assets import lookup
 
-    wanted = (
-        sorted(set(tiles))
-        if tiles
-        else sorted({r["tile"] for r in ctx.catalog.find("maps", {"kind": "classification"})})
-    )
-    maps = {t: found[0] for t in wanted if (found := lookup.maps_of(ctx, t))}
-    if not maps:
+    maps: dict[str, Any] = {}
+    for rec in lookup.maps_of(ctx):  # most recently used first
+        if tiles is None or rec.tile in tiles:
+            maps.setdefault(rec.tile, rec)
+    if not maps and required:
         raise ModelError("no map yet: run `landcoverpy run` or `landcoverpy classify` first")
     return maps
 
@@ -1301,7 +1293,6 @@ def accuracy_cmd(
     output: Path = typer.Option(None, "--output", help="Also write the results as JSON here."),
 ) -> None:
     """Area-adjusted accuracy and class areas with 95 % confidence intervals (Olofsson et al. 2014)."""
-    import json
 
     from landcoverpy.context import Context
     from landcoverpy.inputs import LabelSet, load_points

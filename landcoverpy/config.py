@@ -16,6 +16,20 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from landcoverpy.errors import ConfigurationError
 
 
+def parse_percentiles(text: str | None) -> tuple[int, ...]:
+    """``"10,90"`` -> (10, 90); empty -> (). Values are integers strictly between 0 and 100
+    (50 is the median, always there)."""
+    if not text or not str(text).strip():
+        return ()
+    try:
+        values = sorted({int(v) for v in str(text).replace(" ", ",").split(",") if v})
+    except ValueError:
+        raise ValueError(f"percentiles {text!r}: give integers like 10,90") from None
+    if any(not 0 < v < 100 or v == 50 for v in values):
+        raise ValueError(f"percentiles {text!r}: each strictly between 0 and 100, not 50 (the median is always there)")
+    return tuple(values)
+
+
 class Settings(BaseSettings):
     """Every setting landcoverpy reads; docs/reference/configuration.md is generated from it."""
 
@@ -295,7 +309,6 @@ class Settings(BaseSettings):
     @field_validator("COMPOSITE_PERCENTILES")
     @classmethod
     def _percentiles(cls, value: str) -> str:
-        from landcoverpy.assets.params import parse_percentiles
 
         parse_percentiles(value)
         return value

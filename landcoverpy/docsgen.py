@@ -9,10 +9,13 @@ import typing
 from pathlib import Path
 from typing import Any
 
+import typer.main
 from pydantic import SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
+from typer.cli import get_docs_for_click
 
+from landcoverpy.cli import app
 from landcoverpy.config import Settings
 
 
@@ -73,10 +76,6 @@ def settings_reference() -> str:
 
 def cli_reference() -> str:
     """Markdown: every command, argument and option of the ``landcoverpy`` command line."""
-    import typer.main
-    from typer.cli import get_docs_for_click
-
-    from landcoverpy.cli import app
 
     command = typer.main.get_command(app)
     ctx = typer.Context(command)

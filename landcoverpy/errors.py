@@ -48,3 +48,7 @@ class RasterError(LandcoverError):
 
 class ModelError(LandcoverError):
     """A model is missing or does not fit the features given to it."""
+
+
+class CatalogError(LandcoverError):
+    """A catalog record cannot be read as this version of landcoverpy knows it."""

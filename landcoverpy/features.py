@@ -17,7 +17,9 @@ from rasterio.windows import Window
 
 from landcoverpy.errors import InputValidationError, RasterError
 from landcoverpy.raster.grid import Grid
+from landcoverpy.raster.pixelkernels import dequantise_into
 from landcoverpy.raster.reading import GDAL_CACHE_MB
+from landcoverpy.records import FeatureSource
 from landcoverpy.storage import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -25,23 +27,23 @@ log = logging.getLogger(__name__)
 BAND_SCALE = 10000.0
 
 
-def layer_names(record: dict[str, Any]) -> list[str]:
+def layer_names(record: FeatureSource) -> list[str]:
     """The layers of a feature source in their canonical order: the order its parameters list
     them (``params.bands`` then ``params.indices``), never the order of a record's mapping, which
     a catalog backend may sort (the embedded one stores JSON with sorted keys)."""
-    params = record.get("params") or {}
+    params = record.params
     order = params.get("layers") or [*params.get("bands", []), *params.get("indices", [])]
-    present = [*record["bands"], *record["indices"]]
+    present = [*record.bands, *record.indices]
     return [name for name in order if name in present] + sorted(name for name in present if name not in order)
 
 
-def feature_names(composites: dict[str, dict[str, Any]]) -> list[str]:
+def feature_names(composites: dict[str, FeatureSource]) -> list[str]:
     """``{season}_{layer}`` for every season (in the given order) and layer."""
     return [f"{season}_{layer}" for season, rec in composites.items() for layer in layer_names(rec)]
 
 
-def tile_grid(composites: dict[str, dict[str, Any]]) -> Grid:
-    grids = {season: Grid.from_dict(rec["grid"]) for season, rec in composites.items()}
+def tile_grid(composites: dict[str, FeatureSource]) -> Grid:
+    grids = {season: rec.pixel_grid for season, rec in composites.items()}
     first_season, first = next(iter(grids.items()))
     for season, grid in grids.items():
         if not grid.same_as(first):
@@ -49,13 +51,7 @@ def tile_grid(composites: dict[str, dict[str, Any]]) -> Grid:
     return first
 
 
-def _layer_location(record: dict[str, Any], layer: str) -> tuple[dict[str, str], bool]:
-    if layer in record["bands"]:
-        return record["bands"][layer], True
-    return record["indices"][layer], False
-
-
-def _resolve(composites: dict[str, dict[str, Any]], name: str) -> tuple[dict[str, Any], str]:
+def _resolve(composites: dict[str, FeatureSource], name: str) -> tuple[FeatureSource, str]:
     """Feature name -> (composite record, layer); season names may contain underscores."""
     for season, rec in composites.items():
         prefix = f"{season}_"
@@ -67,7 +63,7 @@ def _resolve(composites: dict[str, dict[str, Any]], name: str) -> tuple[dict[str
 class FeatureReader:
     """Opens every feature layer of a tile once and reads windows of all of them."""
 
-    def __init__(self, store: ObjectStore, composites: dict[str, dict[str, Any]], features: list[str]) -> None:
+    def __init__(self, store: ObjectStore, composites: dict[str, FeatureSource], features: list[str]) -> None:
         self.store, self.features = store, features
         self.grid = tile_grid(composites)
         self._datasets: list[tuple[Any, bool]] = []
@@ -76,8 +72,8 @@ class FeatureReader:
         try:
             for name in features:
                 season_rec, layer = _resolve(composites, name)
-                loc, is_band = _layer_location(season_rec, layer)
-                self._datasets.append((rasterio.open(store.raster_uri(loc["bucket"], loc["key"])), is_band))
+                loc, is_band = season_rec.layer(layer)
+                self._datasets.append((rasterio.open(store.raster_uri(loc.bucket, loc.key)), is_band))
         except BaseException:
             self.close()
             raise
@@ -85,7 +81,6 @@ class FeatureReader:
     def read(self, window: Window) -> np.ndarray:
         """(n_features, rows, cols) float32; NaN where any composite has no data or the window
         leaves the grid."""
-        from landcoverpy.raster.pixelkernels import dequantise_into
 
         rows, cols = int(window.height), int(window.width)
         r0, c0 = int(window.row_off), int(window.col_off)

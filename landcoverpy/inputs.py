@@ -12,13 +12,16 @@ import io
 import json
 import logging
 import unicodedata
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import shapely
 
 from landcoverpy.errors import InputValidationError
+from landcoverpy.sentinel2 import tile_of
 
 log = logging.getLogger(__name__)
 
@@ -286,9 +289,6 @@ def _read_vector_points(path: Path, lc_property: str, sl_property: str) -> pd.Da
         raise InputValidationError(
             f"{path}: reading {path.suffix} points needs pyogrio (pip install pyogrio), or convert to CSV/GeoJSON"
         ) from None
-    import zipfile
-
-    import shapely
 
     target = str(path)
     if path.suffix.lower() == ".kmz":
@@ -417,7 +417,6 @@ def _drop_duplicates(path: str | Path, frame: pd.DataFrame) -> pd.DataFrame:
 
 def _tile_or_problem(lat: float, lon: float, row: int, problems: list[str]) -> str:
     """The Sentinel-2 tile of a point, or a problem naming the row (polar points)."""
-    from landcoverpy.sentinel2 import tile_of
 
     try:
         return tile_of(float(lat), float(lon))

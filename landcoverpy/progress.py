@@ -9,12 +9,13 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from tqdm import tqdm
+
 
 @contextlib.contextmanager
 def step(log: logging.Logger, what: str, total: int, unit: str, enabled: bool = True) -> Iterator[Any]:
     """A tqdm bar over ``total`` items (silent off a terminal, or when not ``enabled``), between
     an INFO line announcing the step and one reporting its duration."""
-    from tqdm import tqdm
 
     if total:
         log.info("%s: %d %s(s)", what, total, unit)

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import Any
 
+from landcoverpy.models.metrics import ClassificationScores
+
 CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,'Noto Sans','WenQuanYi Micro Hei',sans-serif;
 margin:0 auto;max-width:1180px;padding:24px;color:#1f2933;line-height:1.45}
@@ -73,19 +75,20 @@ def _img(png: bytes, alt: str) -> str:
     return f'<img alt="{escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
-def _metric_row(name: str, m: dict[str, Any], baseline: float | None = None) -> str:
+def _metric_row(name: str, metrics: dict[str, Any], baseline: float | None = None) -> str:
+    m = ClassificationScores.of(metrics)
     base = f"<td>{baseline:.3f}</td>" if baseline is not None else "<td>–</td>"
     return (
-        f'<tr><td class="name">{escape(name)}</td><td>{m["overall_accuracy"]:.3f}</td><td>{m["kappa"]:.3f}</td>'
-        f"<td>{m['macro_f1']:.3f}</td>{base}<td>{m.get('n', '')}</td></tr>"
+        f'<tr><td class="name">{escape(name)}</td><td>{m.overall_accuracy:.3f}</td><td>{m.kappa:.3f}</td>'
+        f"<td>{m.macro_f1:.3f}</td>{base}<td>{'' if m.n is None else m.n}</td></tr>"
     )
 
 
-def _per_class(m: dict[str, Any]) -> str:
+def _per_class(metrics: dict[str, Any]) -> str:
     rows = "".join(
-        f'<tr><td class="name">{escape(c)}</td><td>{v["precision"]:.3f}</td><td>{v["recall"]:.3f}</td>'
-        f"<td>{v['f1']:.3f}</td><td>{v['support']}</td></tr>"
-        for c, v in m.get("per_class", {}).items()
+        f'<tr><td class="name">{escape(c)}</td><td>{v.precision:.3f}</td><td>{v.recall:.3f}</td>'
+        f"<td>{v.f1:.3f}</td><td>{v.support}</td></tr>"
+        for c, v in ClassificationScores.of(metrics).per_class.items()
     )
     return (
         '<table class="per-class"><tr><th class="name">class</th><th>precision (user\'s)</th>'
@@ -93,9 +96,9 @@ def _per_class(m: dict[str, Any]) -> str:
     )
 
 
-def _confusion(m: dict[str, Any]) -> str:
-    labels = m.get("labels", [])
-    cm = m.get("confusion_matrix", [])
+def _confusion(metrics: dict[str, Any]) -> str:
+    m = ClassificationScores.of(metrics)
+    labels, cm = m.labels, m.confusion_matrix
     head = "".join(f"<th>{escape(lab)}</th>" for lab in labels)
     rows = ""
     for i, lab in enumerate(labels):

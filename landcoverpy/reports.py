@@ -12,15 +12,17 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib import font_manager
 from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
+
+from landcoverpy.models.metrics import ClassificationScores
 
 
 def _font_families() -> list[str]:
     """DejaVu Sans plus the installed fonts that cover other scripts, so class names in CJK
     (or other non-Latin scripts) draw in legends instead of empty boxes (matplotlib falls back
     glyph by glyph along this list). Only installed families are listed: no font warnings."""
-    from matplotlib import font_manager
 
     installed = {f.name for f in font_manager.fontManager.ttflist}
     wanted = [
@@ -39,17 +41,17 @@ plt.rcParams["font.family"] = _font_families()
 
 
 def confusion_matrix_frame(metrics: dict[str, Any]) -> pd.DataFrame:
-    labels = metrics["labels"]
+    m = ClassificationScores.of(metrics)
     return pd.DataFrame(
-        metrics["confusion_matrix"], index=pd.Index(labels, name="true"), columns=pd.Index(labels, name="predicted")
+        m.confusion_matrix, index=pd.Index(m.labels, name="true"), columns=pd.Index(m.labels, name="predicted")
     )
 
 
 def confusion_matrix_png(metrics: dict[str, Any], title: str) -> bytes:
     """Confusion matrix with the true class on the rows (y axis) and the predicted class on the
     columns (x axis), counts annotated, row-normalised colours."""
-    cm = np.asarray(metrics["confusion_matrix"], dtype=float)
-    labels = metrics["labels"]
+    m = ClassificationScores.of(metrics)
+    cm, labels = np.asarray(m.confusion_matrix, dtype=float), m.labels
     with np.errstate(invalid="ignore", divide="ignore"):
         norm = np.nan_to_num(cm / cm.sum(axis=1, keepdims=True))
     size = max(4.0, 0.7 * len(labels) + 2.5)

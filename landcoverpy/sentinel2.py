@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import re
 
+import mgrs
 import numpy as np
+from pyproj import Transformer
 
 from landcoverpy.errors import InputValidationError
+from landcoverpy.raster.pixelkernels import masked_reflectance_into
 
 BAND_RESOLUTION: dict[str, int] = {
     "B01": 60,
@@ -52,7 +55,6 @@ def normalise_tile(tile: str) -> str:
 
 def tile_of(lat: float, lon: float) -> str:
     """The MGRS 100 km square (Sentinel-2 tile) containing a point, with the ``mgrs`` library."""
-    import mgrs
 
     if not -80.0 <= lat < 84.0:
         raise InputValidationError(
@@ -92,7 +94,6 @@ def masked_reflectance(
     """``dn_to_reflectance(dn, offset, nodata)`` with the ``invalid`` pixels also NaN, in one
     compiled pass (into ``out``, a float32 array of ``dn``'s shape, when given: a slice of the
     composite's date stack, so no per-product copy is stacked afterwards)."""
-    from landcoverpy.raster.pixelkernels import masked_reflectance_into
 
     if out is None:
         out = np.empty(dn.shape, dtype=np.float32)
@@ -110,7 +111,6 @@ def tile_bounds(tile: str) -> tuple[int, tuple[float, float, float, float]]:
     the 9.8 km a tile extends past it to the east and south (a tile's origin lies 20 m west and 20-40 m
     north of the square's corner; 29TNG spans x 499980-609780, y 4590240-4700040). For footprint
     searches, whose results are checked by tile id."""
-    import mgrs
 
     zone, hemisphere, east, north = mgrs.MGRS().MGRSToUTM(normalise_tile(tile))  # the square's centre
     x0, y1 = east - 50_000 - 20, north + 50_000 + 40
@@ -120,7 +120,6 @@ def tile_bounds(tile: str) -> tuple[int, tuple[float, float, float, float]]:
 
 def tile_bbox_lonlat(tile: str) -> tuple[float, float, float, float]:
     """The tile's footprint as a lon/lat bounding box (for catalogs searched by footprint)."""
-    from pyproj import Transformer
 
     epsg, (left, bottom, right, top) = tile_bounds(tile)
     return Transformer.from_crs(f"EPSG:{epsg}", "EPSG:4326", always_xy=True).transform_bounds(left, bottom, right, top)

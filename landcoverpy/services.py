@@ -10,8 +10,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from landcoverpy import records
 from landcoverpy.assets import lookup
 from landcoverpy.assets.params import CompositeParams, ModelParams
 from landcoverpy.assets.stac import publish_catalog, write_catalog
@@ -43,7 +43,7 @@ class Mosaic:
     """An area of interest's mosaic: its record and, when exported, its files."""
 
     source: str
-    record: dict[str, Any]
+    record: records.MapRecord
     files: dict[str, Path] = field(default_factory=dict)
 
 
@@ -63,7 +63,7 @@ class RunOutcome:
 
 
 def area_mosaic(
-    ctx: Context, aoi: AreaOfInterest, aoi_crs: str | None, maps: dict[str, Any], output_dir: Path | None
+    ctx: Context, aoi: AreaOfInterest, aoi_crs: str | None, maps: dict[str, records.MapRecord], output_dir: Path | None
 ) -> Mosaic:
     """The area's mosaic per level from the maps of the tiles it touches; exported when asked."""
     wanted = set(tiles_for_aoi(aoi))
@@ -124,12 +124,12 @@ class ClassifyOutcome:
     """The classification report of ``classify`` and the model it used."""
 
     report: ClassifyReport
-    hierarchy: dict[str, Any]
+    hierarchy: records.HierarchyRecord
     seasons: list[Season]
     mosaic: Mosaic | None = None
 
     @property
-    def maps(self) -> dict[str, dict[str, Any]]:
+    def maps(self) -> dict[str, records.MapRecord]:
         return {t.tile: t.record for t in self.report.tiles if t.record}
 
     @property
@@ -139,7 +139,7 @@ class ClassifyOutcome:
 
 def choose_model(
     ctx: Context, inputs: Inputs | None, model: str | None, tiles: list[str] | None
-) -> tuple[dict[str, Any], list[Season], list[str]]:
+) -> tuple[records.HierarchyRecord, list[Season], list[str]]:
     """The hierarchy to classify with, its seasons and the tiles: ``model`` when given; else the
     one the points and settings identify; without points, the newest trained with these settings
     (its seasons and training tiles from its record)."""
@@ -164,8 +164,8 @@ def choose_model(
     wanted = resolve_tiles(tiles or cfg.TILES_TO_PREDICT, lookup.model_training_tiles(ctx, hierarchy), ctx.catalog)
     log.info(
         "classifying with model %s (%s), seasons %s",
-        hierarchy["_id"],
-        (hierarchy.get("params") or {}).get("model_type", "?"),
+        hierarchy.id,
+        hierarchy.model_type,
         ", ".join(s.name for s in seasons),
     )
     return hierarchy, seasons, wanted

@@ -13,8 +13,11 @@ import re
 from typing import Any
 from urllib.parse import quote
 
+from minio import Minio
+
 from landcoverpy.config import Settings
 from landcoverpy.errors import ConfigurationError
+from landcoverpy.records import MapRecord
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -33,7 +36,6 @@ def parse_duration(text: str) -> dt.timedelta:
 
 
 def _client(settings: Settings) -> Any:
-    from minio import Minio
 
     return Minio(
         f"{settings.MINIO_HOST}:{settings.MINIO_PORT}",
@@ -83,21 +85,20 @@ def make_public(settings: Settings, bucket: str) -> None:
         _client(settings).set_bucket_policy(bucket, json.dumps(public_read_policy(bucket)))
 
 
-def share_lines(settings: Settings, store: Any, records: list[dict[str, Any]], expires: dt.timedelta) -> list[str]:
+def share_lines(settings: Settings, store: Any, records: list[MapRecord], expires: dt.timedelta) -> list[str]:
     """For each map: its outputs' download links and the console folder, as lines to print."""
     lines = []
     for rec in records:
-        outputs = rec.get("outputs", {})
-        if not outputs:
+        if not rec.outputs:
             continue
-        first = next(iter(outputs.values()))
-        bucket, folder = first["bucket"], first["key"].rsplit("/", 1)[0] + "/"
-        lines.append(f"{rec.get('tile', '')} map {rec['_id']} ({bucket}/{folder})")
+        first = next(iter(rec.outputs.values()))
+        bucket, folder = first.bucket, first.key.rsplit("/", 1)[0] + "/"
+        lines.append(f"{rec.tile} map {rec.id} ({bucket}/{folder})")
         console = console_link(settings, bucket, folder)
         if console:
             lines.append(f"  console: {console}")
-        for name, loc in outputs.items():
-            lines.append(f"  {name}: {download_link(settings, store, loc['bucket'], loc['key'], expires)}")
+        for name, loc in rec.outputs.items():
+            lines.append(f"  {name}: {download_link(settings, store, loc.bucket, loc.key, expires)}")
     if settings.uses_s3 and records:
         lines.append(f"(download links expire in {expires})")
     return lines

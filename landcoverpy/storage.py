@@ -8,6 +8,7 @@ gives a path rasterio can open inside :meth:`ObjectStore.rasterio_env`.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import os
@@ -19,6 +20,20 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
+
+import boto3
+import rasterio
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
+from rasterio.session import AWSSession
 
 from landcoverpy.config import Settings
 from landcoverpy.errors import (
@@ -164,7 +179,6 @@ class ObjectStore(ABC):
 
     # Helpers shared by every backend
     def put_bytes(self, bucket: str, key: str, data: bytes) -> None:
-        import io
 
         self.put_stream(bucket, key, io.BytesIO(data))
 
@@ -305,7 +319,6 @@ class LocalStore(ObjectStore):
         return str(self._path(bucket, key))
 
     def rasterio_env(self, **gdal_options: Any) -> contextlib.AbstractContextManager[Any]:
-        import rasterio
 
         env: contextlib.AbstractContextManager[Any] = rasterio.Env(**gdal_options)
         return env
@@ -344,9 +357,6 @@ class S3Store(ObjectStore):
     @property
     def client(self) -> Any:
         if self._client is None:
-            import boto3
-            from botocore.config import Config
-
             self._client = boto3.client(
                 "s3",
                 endpoint_url=self.endpoint,
@@ -367,13 +377,6 @@ class S3Store(ObjectStore):
         return f"S3 at {self.endpoint}"
 
     def _translate(self, exc: Exception, what: str) -> Exception:
-        from botocore.exceptions import (
-            ClientError,
-            ConnectionClosedError,
-            ConnectTimeoutError,
-            EndpointConnectionError,
-            ReadTimeoutError,
-        )
 
         if isinstance(exc, (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError, ConnectionClosedError)):
             why = "no answer" if isinstance(exc, ReadTimeoutError) else "cannot connect"
@@ -394,7 +397,6 @@ class S3Store(ObjectStore):
         return StorageError(f"{what} failed on {self.describe()}: {exc}")
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             return fn(*args, **kwargs)
@@ -404,8 +406,6 @@ class S3Store(ObjectStore):
     def check(self) -> None:
         """One bounded request (no retry, CONNECT_TIMEOUT to connect and to answer): a server
         that accepts connections but never answers fails here within seconds, not minutes."""
-        import boto3
-        from botocore.config import Config
 
         probe = boto3.client(
             "s3",
@@ -427,7 +427,6 @@ class S3Store(ObjectStore):
         check_bucket(bucket)
         if bucket in self._known_buckets:
             return
-        from botocore.exceptions import ClientError
 
         try:
             self.client.head_bucket(Bucket=bucket)
@@ -455,7 +454,6 @@ class S3Store(ObjectStore):
     def _transfer() -> Any:
         """Multipart transfers in 8 MiB parts, 4 at a time, at most 4 parts read ahead from a
         stream: memory stays bounded (a few tens of MiB) whatever the object size."""
-        from boto3.s3.transfer import TransferConfig
 
         config = TransferConfig(multipart_threshold=8 * 2**20, multipart_chunksize=8 * 2**20, max_concurrency=4)
         config.max_in_memory_upload_chunks = 4  # s3transfer's read-ahead from non-seekable streams (default 10)
@@ -515,7 +513,6 @@ class S3Store(ObjectStore):
             body.close()
 
     def exists(self, bucket: str, key: str) -> bool:
-        from botocore.exceptions import ClientError
 
         try:
             self.client.head_object(Bucket=bucket, Key=check_key(key))
@@ -532,7 +529,6 @@ class S3Store(ObjectStore):
         return int(resp["ContentLength"])
 
     def list(self, bucket: str, prefix: str = "") -> list[str]:
-        from botocore.exceptions import ClientError
 
         keys: list[str] = []
         paginator = self.client.get_paginator("list_objects_v2")
@@ -576,8 +572,6 @@ class S3Store(ObjectStore):
         }
 
     def rasterio_env(self, **gdal_options: Any) -> contextlib.AbstractContextManager[Any]:
-        import rasterio
-        from rasterio.session import AWSSession
 
         session = AWSSession(
             aws_access_key_id=self.access_key,

@@ -13,7 +13,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
-from landcoverpy.errors import InputValidationError
+from landcoverpy.errors import InputValidationError, ModelError
 
 DEFAULT_STEP = "8day"
 
@@ -78,7 +78,6 @@ def check_same_steps(
     model_steps: list, model_step: str, model_id: str, series_steps: list, series_step: str, series_id: str
 ) -> None:
     """Raise when a model is given a series cut into other steps, naming both."""
-    from landcoverpy.errors import ModelError
 
     if len(model_steps) != len(series_steps) or model_step != series_step:
         raise ModelError(

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import json
 from html import escape
-from typing import Any
 from urllib.parse import quote
+
+from landcoverpy.assets.stac import footprint
+from landcoverpy.records import MapRecord
+from landcoverpy.reports import class_colours
 
 LEAFLET = "https://unpkg.com/leaflet@1.9.4/dist"
 
@@ -23,30 +26,24 @@ def tile_url(server: str, bucket: str, key: str) -> str:
     )
 
 
-def map_page(records: list[dict[str, Any]], server: str, title: str = "landcoverpy maps") -> str:
-    from landcoverpy.assets.stac import footprint
-    from landcoverpy.raster.grid import Grid
-    from landcoverpy.reports import class_colours
+def map_page(records: list[MapRecord], server: str, title: str = "landcoverpy maps") -> str:
 
     layers, bounds = [], []
     legends = []
     for rec in records:
-        _, bbox = footprint(Grid.from_dict(rec["grid"]))
+        _, bbox = footprint(rec.pixel_grid)
         bounds.append(bbox)
-        for level, loc in rec["outputs"].items():
-            if level not in (rec.get("classes") or {}):  # scores (confidence, uncertainty) are not overlays
+        for level, loc in rec.outputs.items():
+            names = rec.class_values(level)
+            if not names:  # scores (confidence, uncertainty) are not overlays
                 continue
             layers.append(
-                {
-                    "name": f"{rec.get('tile', '')} {level.replace('_', ' ')}",
-                    "url": tile_url(server, loc["bucket"], loc["key"]),
-                }
+                {"name": f"{rec.tile} {level.replace('_', ' ')}", "url": tile_url(server, loc.bucket, loc.key)}
             )
-            names = {n: int(v) for v, n in (rec.get("classes") or {}).get(level, {}).items()}
             colours = class_colours(names)
             legends.append(
                 (
-                    f"{rec.get('tile', '')} {level.replace('_', ' ')}",
+                    f"{rec.tile} {level.replace('_', ' ')}",
                     [(n, colours[v]) for n, v in sorted(names.items(), key=lambda kv: kv[1])],
                 )
             )

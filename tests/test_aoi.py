@@ -9,6 +9,7 @@ import rasterio
 import shapely
 from pyproj import Transformer
 
+from landcoverpy import records
 from landcoverpy.assets import publish
 from landcoverpy.context import Context
 from landcoverpy.errors import InputValidationError
@@ -46,8 +47,7 @@ def make_map(ctx: Context, tile: str, x0: float, y0: float, seed: int, tmp) -> d
         "outputs": outputs,
         "classes": {level: {str(v): n for v, n in names.items()} for level, names in NAMES.items()},
     }
-    ctx.catalog.upsert("maps", rec)
-    return rec
+    return records.store_doc(ctx.catalog, records.MapRecord, rec)
 
 
 def aoi_polygon() -> AreaOfInterest:
@@ -57,14 +57,14 @@ def aoi_polygon() -> AreaOfInterest:
     return AreaOfInterest("aoi.geojson", shapely.Polygon(list(zip(lon, lat))))
 
 
-def counts_inside(ctx: Context, rec: dict, level: str, aoi: AreaOfInterest) -> dict[int, int]:
+def counts_inside(ctx: Context, rec: records.MapRecord, level: str, aoi: AreaOfInterest) -> dict[int, int]:
     from rasterio.features import geometry_mask
 
-    grid = Grid.from_dict(rec["grid"])
+    grid = rec.pixel_grid
     projected = projected_geometry(aoi, CRS)
     inside = ~geometry_mask([shapely.geometry.mapping(projected)], out_shape=grid.shape, transform=grid.affine)
-    loc = rec["outputs"][level]
-    with rasterio.open(ctx.store.raster_uri(loc["bucket"], loc["key"])) as src:
+    loc = rec.outputs[level]
+    with rasterio.open(ctx.store.raster_uri(loc.bucket, loc.key)) as src:
         arr = src.read(1)
     values, cnt = np.unique(arr[inside & (arr > 0)], return_counts=True)
     return dict(zip(values.tolist(), cnt.tolist()))
@@ -78,17 +78,18 @@ def test_mosaic_is_clipped_and_its_areas_are_the_tiles_areas(local_settings, tmp
     }
     aoi = aoi_polygon()
     rec = build_mosaic(ctx, aoi, maps, CRS, window_size=128)
-    grid = Grid.from_dict(rec["grid"])
+    grid = rec.pixel_grid
     assert grid.crs == CRS and grid.resolution == 10.0
     for level in NAMES:
         expected: dict[int, int] = {}
         for tile_rec in maps.values():
             for v, c in counts_inside(ctx, tile_rec, level, aoi).items():
                 expected[v] = expected.get(v, 0) + c
-        assert rec["pixel_counts"][level] == {NAMES[level][v]: c for v, c in sorted(expected.items())}
-        assert rec["area_km2"][level] == {NAMES[level][v]: round(c * 1e-4, 4) for v, c in sorted(expected.items())}
-        loc = rec["outputs"][level]
-        with rasterio.open(ctx.store.raster_uri(loc["bucket"], loc["key"])) as src:
+        assert rec.pixel_counts[level] == {NAMES[level][v]: c for v, c in sorted(expected.items())}
+        assert rec.area_km2[level] == {NAMES[level][v]: round(c * 1e-4, 4) for v, c in sorted(expected.items())}
+        loc = rec.outputs[level]
+        assert loc.style is not None
+        with rasterio.open(ctx.store.raster_uri(loc.bucket, loc.key)) as src:
             arr = src.read(1)
             assert src.crs.to_string() == CRS and src.colormap(1)[1][:3] != (0, 0, 0)
             bounds = src.bounds
@@ -97,9 +98,9 @@ def test_mosaic_is_clipped_and_its_areas_are_the_tiles_areas(local_settings, tmp
         minx, miny, maxx, maxy = projected_geometry(aoi, CRS).bounds
         assert bounds.left <= minx < bounds.left + 10 and bounds.top >= maxy > bounds.top - 10  # covers the area
         assert bounds.right >= maxx and bounds.bottom <= miny
-        palette = read_paletted_qml(ctx.store.get_bytes(loc["bucket"], loc["style"]).decode())
+        palette = read_paletted_qml(ctx.store.get_bytes(loc.bucket, loc.style).decode())
         assert {label for label, _ in palette.values()} == set(NAMES[level].values())
-    assert build_mosaic(ctx, aoi, maps, CRS)["_id"] == rec["_id"]  # reused, same id
+    assert build_mosaic(ctx, aoi, maps, CRS).id == rec.id  # reused, same id
 
 
 def test_tiles_of_an_area_across_a_tile_boundary(tmp_path) -> None:

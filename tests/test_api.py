@@ -26,7 +26,7 @@ def test_readme_api_example_runs(tmp_path: Path) -> None:
     code = (
         readme_api_example() + "\nassert set(categories.attrs['classes']) == {1, 2, 3, 4}\n"
         "assert categories.rio.crs.to_epsg() == 32618 and 'map_id' in categories.attrs\n"
-        "assert maps['18SVG']['_id'] == result.maps['18SVG']['_id']\n"
+        "assert maps['18SVG'].id == result.maps['18SVG'].id\n"
         "print('API OK', pixels.sum())\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MINIO_", "MONGO_", "DASK_", "LANDCOVERPY_"))}

@@ -22,6 +22,7 @@ from landcoverpy.catalog import Catalog
 from landcoverpy.features import feature_names
 from landcoverpy.inputs import Season
 from landcoverpy.raster.masks import MaskSettings
+from landcoverpy.records import FeatureSource, StoredObject
 from tests.test_catalog import catalog  # noqa: F401 - the two-backend catalog fixture
 
 WINTER = Season("winter", dt.date(2021, 1, 1), dt.date(2021, 2, 28))
@@ -73,8 +74,19 @@ def test_name_tokens_are_collision_free_and_safe() -> None:
 
 def test_feature_order_does_not_depend_on_record_key_order() -> None:
     params = {"bands": ["B02", "B11", "B8A"], "indices": ["ndvi", "evi"]}
-    a = {"bands": {"B02": {}, "B11": {}, "B8A": {}}, "indices": {"ndvi": {}, "evi": {}}, "params": params}
-    b = {"bands": {"B8A": {}, "B02": {}, "B11": {}}, "indices": {"evi": {}, "ndvi": {}}, "params": params}
+
+    def source(bands: list[str], indices: list[str]) -> FeatureSource:
+        loc = StoredObject(bucket="composites", key="k.tif")
+        return FeatureSource(
+            _id="c",
+            tile="30SUF",
+            grid={},
+            bands=dict.fromkeys(bands, loc),
+            indices=dict.fromkeys(indices, loc),
+            params=params,
+        )
+
+    a, b = source(["B02", "B11", "B8A"], ["ndvi", "evi"]), source(["B8A", "B02", "B11"], ["evi", "ndvi"])
     assert feature_names({"w": a}) == feature_names({"w": b}) == ["w_B02", "w_B11", "w_B8A", "w_ndvi", "w_evi"]
 
 

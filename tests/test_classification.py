@@ -16,6 +16,7 @@ import pytest
 import rasterio
 from distributed import Client, LocalCluster
 
+from landcoverpy import records
 from landcoverpy.config import Settings
 from landcoverpy.context import Context
 from landcoverpy.demo import DEMO_TILE, demo_app_data, prepare_demo_source
@@ -61,10 +62,13 @@ def copy_home(prepared: tuple[Path, dict], dest: Path, **overrides: object) -> S
     return make_settings(dest, N_ESTIMATORS=40, **overrides)
 
 
-def read_maps(ctx: Context, record: dict) -> dict[str, np.ndarray]:
+def read_maps(ctx: Context, record: records.MapRecord | dict) -> dict[str, np.ndarray]:
+    """Every layer of a map, from its typed record or its catalog document."""
+    if isinstance(record, dict):
+        record = records.from_doc(records.MapRecord, record)
     out = {}
-    for name, loc in record["outputs"].items():
-        with ctx.store.rasterio_env(), rasterio.open(ctx.store.raster_uri(loc["bucket"], loc["key"])) as src:
+    for name, loc in record.outputs.items():
+        with ctx.store.rasterio_env(), rasterio.open(ctx.store.raster_uri(loc.bucket, loc.key)) as src:
             out[name] = src.read(1)
     return out
 
@@ -80,7 +84,7 @@ def run_classify(settings: Settings, hierarchy: dict, block: int = BLOCK) -> dic
     assert record is not None, rep.lines()
     maps = read_maps(ctx, record)
     nodata = int((maps["classification"] == 0).sum())
-    assert record["nodata_pixels"] == nodata
+    assert record.nodata_pixels == nodata
     # the summary says how much of the tile has no class (and why), or nothing when all has one
     share = f"{nodata} pixels ({100.0 * nodata / maps['classification'].size:.1f} %) without a class"
     assert (share in rep.lines()[0]) == (nodata > 0), rep.lines()
@@ -105,7 +109,7 @@ def test_maps_are_valid_and_consistent(prepared: tuple[Path, dict], reference_ma
         no_data = band_nodata if no_data is None else no_data | band_nodata
     assert no_data is not None and no_data.any()
     cat, sub, conf = reference_maps["classification"], reference_maps["sl_classification"], reference_maps["confidence"]
-    lc, sl = hierarchy["lc_labels"], hierarchy["sl_labels"]
+    lc, sl = hierarchy.lc_labels, hierarchy.sl_labels
     assert set(np.unique(cat)) <= {0, *lc.values()}
     assert set(np.unique(sub)) <= {0, 1, *sl.values()}
     assert conf.max() <= 100

@@ -11,6 +11,7 @@ import pytest
 import rasterio
 from distributed import Client
 
+from landcoverpy import records
 from landcoverpy.assets import lookup
 from landcoverpy.assets.params import CompositeParams
 from landcoverpy.config import Settings
@@ -214,7 +215,10 @@ def test_percentile_layers_are_made_and_become_features(
     rec = stage(ctx, tmp_path / "src", client, CompositeParams(window_size=64, percentiles=(10, 90)))
     assert {"B04_p10", "B04_p90", "B11_p10"} <= set(rec["bands"])
     assert rec["params"]["layers"][:3] == ["B02", "B03", "B04"] and "B02_p10" in rec["params"]["layers"]
-    assert feature_names({"spring": rec})[10:12] == ["spring_B02_p10", "spring_B02_p90"]
+    assert feature_names({"spring": records.from_doc(records.CompositeRecord, rec).as_source()})[10:12] == [
+        "spring_B02_p10",
+        "spring_B02_p90",
+    ]
     median = read(ctx, rec["bands"]["B04"]).astype(int)
     p10, p90 = (read(ctx, rec["bands"][f"B04_p{q}"]).astype(int) for q in (10, 90))
     ok = median > 0
@@ -272,7 +276,9 @@ def test_interpolated_ndvi_layers_sample_every_valid_date(
     rec = stage(ctx, tmp_path / "src", client, params)
     assert rec["params"]["layers"][-5:] == ["ndvi_t0", "ndvi_t1", "ndvi_t2", "ndvi_t3", "ndvi_t4"]
     assert "ndvi_amplitude" not in rec["indices"]  # only what was asked for
-    assert feature_names({"spring": rec})[-5:] == [f"spring_ndvi_t{i}" for i in range(5)]
+    assert feature_names({"spring": records.from_doc(records.CompositeRecord, rec).as_source()})[-5:] == [
+        f"spring_ndvi_t{i}" for i in range(5)
+    ]
     ndvi = compute_index(
         "ndvi", {"B04": expected_stack(products, "B04", SIZE), "B08": expected_stack(products, "B08", SIZE)}
     )
@@ -319,22 +325,27 @@ def test_spike_test_of_a_seasons_edges_looks_at_the_products_just_outside(
     from tests.synthetic import expected_stack
 
     products, ctx, mid = mid_season(tmp_path, local_settings, client)
-    records = {}
+    built = {}
     for margin, spike in ((30, 0.05), (0, 0.05), (30, 0.0)):
         params = CompositeParams(window_size=64, series_samples=4, series_margin=margin, series_spike=spike)
         comp = composite(ctx, [TILE], [mid], client, params, progress=False)
         assert not comp.failed, comp.failed
-        records[margin, spike] = ctx.catalog.get("composites", comp.built[0])
+        built[margin, spike] = ctx.catalog.get("composites", comp.built[0])
         # the stage that builds and the lookup that later stages use agree on the neighbours (so on the id)
-        assert lookup.composite_for(ctx, TILE, mid, params)["_id"] == comp.built[0]
-    with_n, without = records[30, 0.05], records[0, 0.05]
+        assert lookup.composite_for(ctx, TILE, mid, params).id == comp.built[0]
+    with_n, without = built[30, 0.05], built[0, 0.05]
     # without spike removal the neighbours are still read: they fill the samples of pixels cloudy all season
-    assert sorted(records[30, 0.0]["series_neighbours"]) == sorted(with_n["series_neighbours"])
+    assert sorted(built[30, 0.0]["series_neighbours"]) == sorted(with_n["series_neighbours"])
     assert sorted(with_n["series_neighbours"]) == sorted([products[0].product_id, products[3].product_id])
     assert without["series_neighbours"] == [] and with_n["_id"] != without["_id"]
     assert sorted(with_n["products"]) == sorted(without["products"]) == sorted(p.product_id for p in products[1:3])
     np.testing.assert_array_equal(read(ctx, with_n["bands"]["B04"]), read(ctx, without["bands"]["B04"]))
-    assert products[0].product_id in composite_item(with_n, lambda loc, _: loc["key"]).properties["landcoverpy:inputs"]
+    assert (
+        products[0].product_id
+        in composite_item(
+            records.from_doc(records.CompositeRecord, with_n), lambda loc, _d, key=None: key or loc.key
+        ).properties["landcoverpy:inputs"]
+    )
 
     ndvi = compute_index(
         "ndvi", {"B04": expected_stack(products, "B04", SIZE), "B08": expected_stack(products, "B08", SIZE)}
@@ -361,7 +372,7 @@ def test_spike_test_of_a_seasons_edges_looks_at_the_products_just_outside(
     cloudy = ~np.isfinite(ndvi[1:3]).any(axis=0) & np.isfinite(ndvi[[0, 3]]).any(axis=0)
     assert cloudy.sum() > 20 and (filled >= cloudy).all()
     assert np.isnan(got0[:, cloudy]).all() and np.isfinite(got[:, cloudy]).all()
-    got_no_spike = np.stack([read(ctx, records[30, 0.0]["indices"][f"ndvi_t{i}"]) for i in range(4)])
+    got_no_spike = np.stack([read(ctx, built[30, 0.0]["indices"][f"ndvi_t{i}"]) for i in range(4)])
     assert np.isfinite(got_no_spike[:, cloudy]).all()
 
 
@@ -407,7 +418,7 @@ def test_gap_fill_takes_a_cloudy_pixels_median_from_the_products_just_outside(
         comp = composite(ctx, [TILE], [mid], client, params, progress=False)
         assert not comp.failed, comp.failed
         recs[fill] = ctx.catalog.get("composites", comp.built[0])
-        assert lookup.composite_for(ctx, TILE, mid, params)["_id"] == comp.built[0]
+        assert lookup.composite_for(ctx, TILE, mid, params).id == comp.built[0]
     plain, filled = recs[False], recs[True]
     assert plain["_id"] != filled["_id"]  # the same neighbours (the spike test reads them too), another id
     assert (

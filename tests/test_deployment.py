@@ -126,6 +126,7 @@ def test_optional_viewer_serves_the_store(compose: Path, env: Path) -> None:
 def test_map_page_points_the_tile_server_at_the_store() -> None:
     from urllib.parse import unquote
 
+    from landcoverpy.records import MapRecord
     from landcoverpy.viewer import map_page
 
     rec = {
@@ -138,7 +139,7 @@ def test_map_page_points_the_tile_server_at_the_store() -> None:
             "confidence": {"bucket": "classification-maps", "key": "30SUF/map-x/confidence.tif"},
         },
     }
-    html = map_page([rec], "http://localhost:8000")
+    html = map_page([MapRecord.model_validate(rec | {"kind": "classification"})], "http://localhost:8000")
     assert "http://localhost:8000/cog/tiles/WebMercatorQuad/{z}/{x}/{y}.png?url=" in html
     assert "s3://classification-maps/30SUF/map-x/classification.tif" in unquote(html)
     assert "confidence.tif" not in unquote(html) and "森林" in html

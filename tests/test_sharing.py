@@ -15,6 +15,7 @@ from landcoverpy.context import Context
 from landcoverpy.errors import ConfigurationError
 from landcoverpy.raster.cog import write_cog
 from landcoverpy.raster.grid import Grid
+from landcoverpy.records import MapOutput, MapRecord
 from landcoverpy.sharing import console_link, download_link, parse_duration, share_lines
 from landcoverpy.storage import COG_MEDIA_TYPE
 
@@ -51,11 +52,12 @@ def test_content_types_and_presigned_download(server_settings: Settings, tmp_pat
     assert "X-Amz-Signature=" in link and "X-Amz-Expires=3600" in link
     resp = requests.get(link, timeout=30)  # plain HTTP, no credentials: the signature is the key
     assert resp.status_code == 200 and resp.content == uploads["30SUF/map-x/classification.tif"]
-    record = {
-        "_id": "map-x",
-        "tile": "30SUF",
-        "outputs": {"classification": {"bucket": bucket, "key": "30SUF/map-x/classification.tif"}},
-    }
+    record = MapRecord(
+        _id="map-x",
+        tile="30SUF",
+        kind="classification",
+        outputs={"classification": MapOutput(bucket=bucket, key="30SUF/map-x/classification.tif")},
+    )
     lines = share_lines(ctx.settings, ctx.store, [record], parse_duration("2h"))
     assert lines[0] == f"30SUF map map-x ({bucket}/30SUF/map-x/)"
     assert lines[1].startswith(f"  console: http://localhost:9001/browser/{bucket}/")

@@ -7,41 +7,47 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import io
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from landcoverpy import __version__
+from landcoverpy import __version__, records
 from landcoverpy.assets import ids, keys, lookup
 from landcoverpy.context import Context
 from landcoverpy.errors import InputValidationError, ModelError
 from landcoverpy.models.abundance import FOREST_KINDS, NETWORK_KINDS, AbundanceModel, Normalisation, TrainParams
+from landcoverpy.models.brits import BRITSAbundance
+from landcoverpy.records import (
+    AbundanceDatasetRecord,
+    AbundanceModelMeta,
+    AbundanceModelRecord,
+    LoadedAbundanceModel,
+)
 from landcoverpy.storage import join_key
 from landcoverpy.timesteps import step_of_record
 
 
-def load_dataset(ctx: Context, dataset_id: str | None) -> tuple[pd.DataFrame, dict[str, Any]]:
+def load_dataset(ctx: Context, dataset_id: str | None) -> tuple[pd.DataFrame, AbundanceDatasetRecord]:
     record = lookup.abundance_dataset(ctx, dataset_id)
     if record is None:
         raise InputValidationError("no abundance dataset in the catalog: run `landcoverpy abundance dataset` first")
-    with ctx.store.open(record["bucket"], record["key"]) as fh:
+    with ctx.store.open(record.bucket, record.key) as fh:
         return pd.read_parquet(io.BytesIO(fh.read())), record
 
 
-def model_id_for(level: str, dataset: dict[str, Any], params: TrainParams, base: str | None) -> str:
+def model_id_for(level: str, dataset: AbundanceDatasetRecord, params: TrainParams, base: str | None) -> str:
     """Threads and device do not change what is learnt; every other training setting does."""
-    return ids.abundance_model_id(level, dataset["_id"], params.identity(), base)
+    return ids.abundance_model_id(level, dataset.id, params.identity(), base)
 
 
 def save_model(
     ctx: Context,
     model: AbundanceModel,
     level: str,
-    dataset: dict[str, Any],
+    dataset: AbundanceDatasetRecord,
     base: str | None = None,
     params: TrainParams | None = None,
-) -> dict[str, Any]:
+) -> AbundanceModelRecord:
     import torch
 
     blobs: dict[str, bytes] = {}  # file name -> bytes: the network and/or the forest of the model's kind
@@ -63,29 +69,29 @@ def save_model(
     )
     bucket = ctx.settings.MINIO_BUCKET_MODELS
     prefix = keys.abundance_model_prefix(mid)
-    meta = {
-        "level": level,
-        "kind": model.kind,
-        "files": sorted(blobs),
-        "classes": model.classes,
-        "sub_classes": model.sub_classes,
-        "parents": model.parents,
-        "feature_names": model.feature_names,
-        "ancillary_names": model.ancillary_names,
-        "times": model.times,
-        "params": model.params,
-        "normalisation": model.normalisation.__dict__,
-        "metrics": model.metrics,
-        "history": model.history,
-        "dataset_id": dataset["_id"],
-        "step": step_of_record(dataset),
-        "steps": dataset["steps"],
-        "base_model": base,
-        "library_versions": {"torch": torch.__version__, "numpy": np.__version__, "landcoverpy": __version__},
-    }
+    meta = AbundanceModelMeta(
+        level=level,
+        kind=model.kind,
+        files=sorted(blobs),
+        classes=model.classes,
+        sub_classes=model.sub_classes,
+        parents=model.parents,
+        feature_names=model.feature_names,
+        ancillary_names=model.ancillary_names,
+        times=model.times,
+        params=model.params,
+        normalisation=model.normalisation.__dict__,
+        metrics=model.metrics,
+        history=model.history,
+        dataset_id=dataset.id,
+        step=step_of_record(dataset.to_doc()),
+        steps=dataset.steps,
+        base_model=base,
+        library_versions={"torch": torch.__version__, "numpy": np.__version__, "landcoverpy": __version__},
+    )
     for name, blob in blobs.items():
         ctx.store.put_bytes(bucket, join_key(prefix, name), blob)
-    ctx.store.put_json(bucket, join_key(prefix, "metadata.json"), meta)
+    ctx.store.put_json(bucket, join_key(prefix, "metadata.json"), meta.to_doc())
     ctx.store.put_json(bucket, join_key(prefix, "metrics.json"), model.metrics)
     record = {
         "_id": mid,
@@ -97,23 +103,20 @@ def save_model(
         "model_sha256": digest.hexdigest(),
         "params": model.params,
         "classes": model.all_classes,
-        "dataset_id": dataset["_id"],
+        "dataset_id": dataset.id,
         "base_model": base,
-        "step": meta["step"],
+        "step": meta.step,
         "metrics": {k: model.metrics["model"][k] for k in ("rmse", "mae", "r2", "dominant_accuracy")},
         "baseline_rmse": model.metrics["mean_abundance_baseline"]["rmse"],
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
-    ctx.catalog.upsert("models", record)
-    return record
+    return records.store_doc(ctx.catalog, AbundanceModelRecord, record)
 
 
-def load_model(ctx: Context, level: str, model_id: str | None = None) -> tuple[AbundanceModel, dict[str, Any]]:
+def load_model(ctx: Context, level: str, model_id: str | None = None) -> tuple[AbundanceModel, LoadedAbundanceModel]:
     """The model ``model_id``, or the newest that estimates ``level`` (a model of both levels
     serves N1 and N2)."""
     import torch
-
-    from landcoverpy.models.brits import BRITSAbundance
 
     record = lookup.abundance_model(ctx, level, model_id)
     if record is None:
@@ -121,12 +124,13 @@ def load_model(ctx: Context, level: str, model_id: str | None = None) -> tuple[A
             f"no abundance model {model_id or 'for level ' + level} in the catalog: "
             f"run `landcoverpy abundance train --level {level}`"
         )
-    meta = ctx.store.get_json(record["bucket"], join_key(record["prefix"], "metadata.json"))
-    kind = meta.get("kind", "brits")
-    names = meta.get("files") or [meta.get("file", "model.pt")]  # "file": records of before the ensemble
+    meta = AbundanceModelMeta.model_validate(
+        ctx.store.get_json(record.bucket, join_key(record.prefix, "metadata.json"))
+    )
+    kind = meta.kind
     blobs = {}
-    for name in names:
-        with ctx.store.open(record["bucket"], join_key(record["prefix"], name)) as fh:
+    for name in meta.file_names:
+        with ctx.store.open(record.bucket, join_key(record.prefix, name)) as fh:
             blobs[name] = fh.read()
     network = forest = None
     if kind in FOREST_KINDS:
@@ -139,23 +143,24 @@ def load_model(ctx: Context, level: str, model_id: str | None = None) -> tuple[A
         network.load_state_dict(saved["state_dict"])
     model = AbundanceModel(
         network=network,
-        normalisation=Normalisation(**meta["normalisation"]),
-        classes=meta["classes"],
-        feature_names=meta["feature_names"],
-        ancillary_names=meta["ancillary_names"],
-        times=meta["times"],
-        params=meta["params"],
-        history=meta["history"],
-        metrics=meta["metrics"],
-        sub_classes=meta.get("sub_classes"),
-        parents=meta.get("parents"),
+        normalisation=Normalisation(**meta.normalisation),
+        classes=meta.classes,
+        feature_names=meta.feature_names,
+        ancillary_names=meta.ancillary_names,
+        times=meta.times,
+        params=meta.params,
+        history=meta.history,
+        metrics=meta.metrics,
+        sub_classes=meta.sub_classes,
+        parents=meta.parents,
         kind=kind,
         forest=forest,
-        step=meta.get("step"),
+        step=meta.step,
     )
-    return model, record | {
-        "steps": meta["steps"],
-        "step": meta.get("step") or step_of_record(meta),
-        "dataset_id": meta["dataset_id"],
-        "model_level": meta["level"],
-    }
+    return model, LoadedAbundanceModel(
+        record=record,
+        steps=meta.steps,
+        step=meta.step or step_of_record(meta.to_doc()),
+        dataset_id=meta.dataset_id,
+        model_level=meta.level,
+    )

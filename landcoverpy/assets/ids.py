@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import pandas as pd
 
 from landcoverpy.inputs import Season
+from landcoverpy.records import ProductRecord
 
 # Format versions, one per kind.
 COMPOSITE_FORMAT = 2
@@ -49,12 +50,15 @@ def window_tag(bounds: Iterable[float]) -> str:
     return "w" + "_".join(str(int(round(v))) for v in bounds)
 
 
-def product_content_id(record: Mapping[str, Any]) -> str:
+def product_content_id(record: ProductRecord | Mapping[str, Any]) -> str:
     """What a stored product holds: its id, plus the window it was cut to (an area-of-interest
     acquisition) so composites and cloud masks of a partial product are never taken for those of
-    the whole one. Whole products keep their bare id."""
-    window = record.get("window")
-    return f"{record['_id']}@{window_tag(window['bounds'])}" if window else str(record["_id"])
+    the whole one. Whole products keep their bare id. A product being stored is still a document."""
+    if isinstance(record, ProductRecord):
+        pid, window = record.id, record.window
+    else:
+        pid, window = str(record["_id"]), record.get("window")
+    return f"{pid}@{window_tag(window['bounds'])}" if window else pid
 
 
 def composite_id(

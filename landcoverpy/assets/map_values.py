@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pandas as pd
 import rasterio
@@ -11,14 +9,15 @@ import rasterio
 from landcoverpy.context import Context
 from landcoverpy.features import points_to_pixels
 from landcoverpy.raster.grid import Grid
+from landcoverpy.records import MapRecord
 
 
-def sample_map(ctx: Context, record: dict[str, Any], output: str, points: pd.DataFrame) -> np.ndarray:
-    grid = Grid.from_dict(record["grid"])
+def sample_map(ctx: Context, record: MapRecord, output: str, points: pd.DataFrame) -> np.ndarray:
+    grid = Grid.from_dict(record.grid or {})
     located = points_to_pixels(points, grid)
-    loc = record["outputs"][output]
+    loc = record.outputs[output]
     values = np.zeros(len(points), dtype="int64")
-    with ctx.store.rasterio_env(), rasterio.open(ctx.store.raster_uri(loc["bucket"], loc["key"])) as src:
+    with ctx.store.rasterio_env(), rasterio.open(ctx.store.raster_uri(loc.bucket, loc.key)) as src:
         for i, (_, pt) in enumerate(located.iterrows()):
             if pt["inside"]:
                 values[i] = int(

@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from landcoverpy.config import parse_percentiles
 from landcoverpy.raster.indices import INDICES
 from landcoverpy.raster.masks import MaskSettings
-from landcoverpy.raster.timeseries import SPIKE_DELTA
+from landcoverpy.raster.timeseries import FEATURES, SPIKE_DELTA, sample_layers
 from landcoverpy.sentinel2 import COMPOSITE_BANDS
 
 
@@ -69,7 +70,6 @@ class CompositeParams:
 
     def series_layers(self) -> list[str]:
         """Layers computed from every valid date of the season (not from the median composite)."""
-        from landcoverpy.raster.timeseries import FEATURES, sample_layers
 
         return (list(FEATURES) if self.timeseries else []) + sample_layers(self.series_samples)
 
@@ -187,20 +187,6 @@ class ModelParams:
             threads=settings.TRAIN_THREADS,
             tree_tolerance=settings.TREE_TOLERANCE,
         )
-
-
-def parse_percentiles(text: str | None) -> tuple[int, ...]:
-    """``"10,90"`` -> (10, 90); empty -> (). Values are integers strictly between 0 and 100
-    (50 is the median, always there)."""
-    if not text or not str(text).strip():
-        return ()
-    try:
-        values = sorted({int(v) for v in str(text).replace(" ", ",").split(",") if v})
-    except ValueError:
-        raise ValueError(f"percentiles {text!r}: give integers like 10,90") from None
-    if any(not 0 < v < 100 or v == 50 for v in values):
-        raise ValueError(f"percentiles {text!r}: each strictly between 0 and 100, not 50 (the median is always there)")
-    return tuple(values)
 
 
 # Feature prefix of the terrain layers; a season may not take this name (inputs.py refuses it).

@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from landcoverpy import records
 from landcoverpy.context import Context
+from landcoverpy.records import MapRecord
 from landcoverpy.storage import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -70,13 +72,10 @@ class PruneReport:
     objects: list[str] = field(default_factory=list)
 
 
-def _record_objects(record: dict[str, Any]) -> list[tuple[str, str]]:
+def _record_objects(record: MapRecord) -> list[tuple[str, str]]:
     out = []
-    for loc in record.get("outputs", {}).values():
-        out.append((loc["bucket"], loc["key"]))
-        for extra in ("quicklook", "style", "aux"):
-            if loc.get(extra):
-                out.append((loc["bucket"], loc[extra]))
+    for loc in record.outputs.values():
+        out += [(loc.bucket, key) for key in (loc.key, loc.quicklook, loc.style, loc.aux) if key]
     return out
 
 
@@ -88,19 +87,19 @@ def prune_maps(ctx: Context, keep: int, dry_run: bool = True) -> PruneReport:
     if not dry_run:
         ctx.check_lease()
     report = PruneReport()
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for rec in ctx.catalog.find("maps"):
-        groups.setdefault((rec.get("tile", ""), rec.get("kind", "")), []).append(rec)
-    for _, records in sorted(groups.items()):
-        records.sort(key=lambda r: (r.get("last_used") or r.get("created") or "", r["_id"]), reverse=True)
-        report.kept += [r["_id"] for r in records[:keep]]
-        for rec in records[keep:]:
-            report.removed.append(rec["_id"])
+    groups: dict[tuple[str, str], list[MapRecord]] = {}
+    for rec in records.find(ctx.catalog, MapRecord):
+        groups.setdefault((rec.tile, rec.kind), []).append(rec)
+    for _, group in sorted(groups.items()):
+        group.sort(key=lambda r: (r.last_used or r.created or "", r.id), reverse=True)
+        report.kept += [r.id for r in group[:keep]]
+        for rec in group[keep:]:
+            report.removed.append(rec.id)
             for bucket, key in _record_objects(rec):
                 report.objects.append(f"{bucket}/{key}")
                 if not dry_run:
                     ctx.store.delete(bucket, key)
             if not dry_run:
-                ctx.catalog.delete("maps", rec["_id"])
-                log.info("pruned map %s", rec["_id"])
+                ctx.catalog.delete(MapRecord.COLLECTION, rec.id)
+                log.info("pruned map %s", rec.id)
     return report

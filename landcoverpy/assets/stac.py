@@ -15,10 +15,17 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from landcoverpy import __version__
+import numpy as np
+import pystac
+from pyproj import Transformer
+from rasterio.crs import CRS
+
+from landcoverpy import __version__, records
 from landcoverpy.assets import keys
 from landcoverpy.context import Context
 from landcoverpy.raster.grid import Grid
+from landcoverpy.records import CompositeRecord, DemRecord, MapRecord, StoredObject
+from landcoverpy.reports import class_colours
 from landcoverpy.scratch import scratch_dir
 from landcoverpy.storage import COG_MEDIA_TYPE
 
@@ -35,8 +42,6 @@ COMPOSITE_SCALE = 1e-4  # composite bands: uint16 reflectance x 10000
 def footprint(grid: Grid, per_edge: int = 5) -> tuple[dict[str, Any], list[float]]:
     """The grid's outline in WGS84 (each edge densified so the curved edges stay close) and
     its bounding box."""
-    import numpy as np
-    from pyproj import Transformer
 
     x0, y0 = grid.affine @ (0, 0)
     x1, y1 = grid.affine @ (grid.width, grid.height)
@@ -51,7 +56,6 @@ def footprint(grid: Grid, per_edge: int = 5) -> tuple[dict[str, Any], list[float
 
 
 def projection_fields(grid: Grid) -> dict[str, Any]:
-    from rasterio.crs import CRS
 
     crs = CRS.from_user_input(grid.crs)
     epsg = crs.to_epsg()
@@ -64,12 +68,12 @@ def projection_fields(grid: Grid) -> dict[str, Any]:
     return out
 
 
-def file_fields(loc: dict[str, Any]) -> dict[str, Any]:
+def file_fields(loc: StoredObject) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    if loc.get("size") is not None:
-        out["file:size"] = int(loc["size"])
-    if loc.get("sha256"):
-        out["file:checksum"] = "1220" + loc["sha256"]  # multihash: sha2-256, 32 bytes
+    if loc.size is not None:
+        out["file:size"] = int(loc.size)
+    if loc.sha256:
+        out["file:checksum"] = "1220" + loc.sha256  # multihash: sha2-256, 32 bytes
     return out
 
 
@@ -81,16 +85,12 @@ def raster_band(
     offset: float | None = None,
     unit: str | None = None,
 ) -> dict[str, Any]:
-    band: dict[str, Any] = {"data_type": data_type, "spatial_resolution": resolution}
-    if nodata is not None:
-        band["nodata"] = "nan" if isinstance(nodata, float) and nodata != nodata else nodata
-    if scale is not None:
-        band["scale"] = scale
-    if offset is not None:
-        band["offset"] = offset
-    if unit:
-        band["unit"] = unit
-    return band
+    if isinstance(nodata, float) and nodata != nodata:
+        nodata = "nan"  # STAC's spelling of NaN
+    optional = {"nodata": nodata, "scale": scale, "offset": offset, "unit": unit or None}
+    return {"data_type": data_type, "spatial_resolution": resolution} | {
+        k: v for k, v in optional.items() if v is not None
+    }
 
 
 def class_list(names: dict[str, str], colours: dict[int, tuple[int, int, int]] | None = None) -> list[dict[str, Any]]:
@@ -111,19 +111,20 @@ class Hrefs:
     def __init__(self, ctx: Context, copy_to: Path | None = None) -> None:
         self.ctx, self.copy_to = ctx, copy_to
 
-    def __call__(self, loc: dict[str, Any], item_dir: str) -> str:
+    def __call__(self, loc: StoredObject, item_dir: str, key: str | None = None) -> str:
+        """The href of ``loc``'s object (or of ``key``, a companion in the same bucket)."""
+        key = key or loc.key
         if self.copy_to is None:
-            return self.ctx.store.raster_uri(loc["bucket"], loc["key"])
-        dest = self.copy_to / item_dir / loc["key"].rsplit("/", 1)[-1]
+            return self.ctx.store.raster_uri(loc.bucket, key)
+        dest = self.copy_to / item_dir / key.rsplit("/", 1)[-1]
         if not dest.exists():
-            self.ctx.store.get_file(loc["bucket"], loc["key"], dest)
+            self.ctx.store.get_file(loc.bucket, key, dest)
         return str(dest)
 
 
 def _item(
     item_id: str, grid: Grid, start: str | None, end: str | None, when: str | None, properties: dict[str, Any]
 ) -> Any:
-    import pystac
 
     geom, bbox = footprint(grid)
     props = dict(properties) | projection_fields(grid) | {"landcoverpy:version": __version__}
@@ -143,28 +144,27 @@ def _iso(day: str, end_of_day: bool = False) -> str:
     return dt.datetime.combine(d, t, tzinfo=dt.UTC).isoformat().replace("+00:00", "Z")
 
 
-def composite_item(rec: dict[str, Any], href: Hrefs) -> Any:
-    import pystac
+def composite_item(rec: CompositeRecord, href: Hrefs) -> Any:
 
-    grid = Grid.from_dict(rec["grid"])
+    grid = Grid.from_dict(rec.grid)
     item = _item(
-        rec["_id"],
+        rec.id,
         grid,
-        rec.get("season_start"),
-        rec.get("season_end"),
-        rec.get("created"),
+        rec.season_start,
+        rec.season_end,
+        rec.created,
         {
-            "title": f"{rec['tile']} {rec['season']} composite",
+            "title": f"{rec.tile} {rec.season} composite",
             "landcoverpy:kind": "composite",
-            "landcoverpy:tile": rec["tile"],
-            "landcoverpy:season": rec["season"],
-            "landcoverpy:inputs": [*rec.get("products", []), *rec.get("series_neighbours", [])],
-            "landcoverpy:params": rec.get("params"),
-            "landcoverpy:valid_percentage": rec.get("valid_percentage"),
+            "landcoverpy:tile": rec.tile,
+            "landcoverpy:season": rec.season,
+            "landcoverpy:inputs": [*rec.products, *rec.series_neighbours],
+            "landcoverpy:params": rec.params,
+            "landcoverpy:valid_percentage": rec.valid_percentage,
         },
     )
     res = grid.resolution
-    for band, loc in rec["bands"].items():
+    for band, loc in rec.bands.items():
         item.add_asset(
             band,
             pystac.Asset(
@@ -176,7 +176,7 @@ def composite_item(rec: dict[str, Any], href: Hrefs) -> Any:
                 | file_fields(loc),
             ),
         )
-    for index, loc in rec["indices"].items():
+    for index, loc in rec.indices.items():
         item.add_asset(
             index,
             pystac.Asset(
@@ -187,7 +187,7 @@ def composite_item(rec: dict[str, Any], href: Hrefs) -> Any:
                 extra_fields={"raster:bands": [raster_band("float32", float("nan"), res)]} | file_fields(loc),
             ),
         )
-    loc = rec["valid_count"]
+    loc = rec.valid_count
     item.add_asset(
         "valid_count",
         pystac.Asset(
@@ -201,25 +201,24 @@ def composite_item(rec: dict[str, Any], href: Hrefs) -> Any:
     return item
 
 
-def dem_item(rec: dict[str, Any], href: Hrefs) -> Any:
-    import pystac
+def dem_item(rec: DemRecord, href: Hrefs) -> Any:
 
-    grid = Grid.from_dict(rec["grid"])
+    grid = Grid.from_dict(rec.grid)
     item = _item(
-        rec["_id"],
+        rec.id,
         grid,
         None,
         None,
-        rec.get("created"),
+        rec.created,
         {
-            "title": f"{rec['tile']} DEM layers (ASTER GDEM)",
+            "title": f"{rec.tile} DEM layers",
             "landcoverpy:kind": "dem",
-            "landcoverpy:tile": rec["tile"],
-            "landcoverpy:inputs": [s["key"] for s in rec.get("sources", [])],
+            "landcoverpy:tile": rec.tile,
+            "landcoverpy:inputs": [s.get("key") for s in rec.sources],
         },
     )
     units = {"elevation": "m", "slope": "degree", "aspect": "degree"}
-    for layer, loc in rec["layers"].items():
+    for layer, loc in rec.layers.items():
         item.add_asset(
             layer,
             pystac.Asset(
@@ -236,31 +235,28 @@ def dem_item(rec: dict[str, Any], href: Hrefs) -> Any:
     return item
 
 
-def map_item(ctx: Context, rec: dict[str, Any], href: Hrefs) -> Any:
-    import pystac
+def map_item(ctx: Context, rec: MapRecord, href: Hrefs) -> Any:
 
-    from landcoverpy.reports import class_colours
-
-    grid = Grid.from_dict(rec["grid"])
-    sources = [ctx.catalog.get("composites", cid) for cid in rec.get("composites", [])]
-    starts = [s["season_start"] for s in sources if s and s.get("season_start")]
-    ends = [s["season_end"] for s in sources if s and s.get("season_end")]
+    grid = rec.pixel_grid
+    sources = [records.load(ctx.catalog, CompositeRecord, cid) for cid in rec.composites]
+    starts = [s.season_start for s in sources if s]
+    ends = [s.season_end for s in sources if s]
     item = _item(
-        rec["_id"],
+        rec.id,
         grid,
         min(starts) if starts else None,
         max(ends) if ends else None,
-        rec.get("created"),
+        rec.created,
         {
-            "title": f"{rec['tile']} land cover map",
+            "title": f"{rec.tile} land cover map",
             "landcoverpy:kind": "map",
-            "landcoverpy:tile": rec["tile"],
-            "landcoverpy:inputs": [rec["hierarchy"], *rec.get("composites", [])],
-            "landcoverpy:model": rec["hierarchy"],
-            "landcoverpy:area_km2": rec.get("area_km2"),
+            "landcoverpy:tile": rec.tile,
+            "landcoverpy:inputs": [rec.hierarchy, *rec.composites],
+            "landcoverpy:model": rec.hierarchy,
+            "landcoverpy:area_km2": rec.area_km2,
         },
     )
-    classes = rec.get("classes", {})
+    classes = rec.classes if isinstance(rec.classes, dict) else {}
     titles = {
         "classification": "category",
         "sl_classification": "subcategory",
@@ -269,12 +265,13 @@ def map_item(ctx: Context, rec: dict[str, Any], href: Hrefs) -> Any:
         "uncertainty": "uncertainty of the category (%)",
         "probabilities": "probability of each category (%)",
     }
-    for name, loc in rec["outputs"].items():
+    for name, loc in rec.outputs.items():
         unit = None if name in classes else "%"
+        extra = loc.model_extra or {}
         fields: dict[str, Any] = {
             "raster:bands": [
-                raster_band("uint8", loc.get("nodata", 0), grid.resolution, unit=unit)
-                for _ in range(int(loc.get("count", 1)))
+                raster_band("uint8", extra.get("nodata", 0), grid.resolution, unit=unit)
+                for _ in range(int(extra.get("count", 1)))
             ]
         }
         if name in classes:
@@ -291,31 +288,31 @@ def map_item(ctx: Context, rec: dict[str, Any], href: Hrefs) -> Any:
                 extra_fields=fields | file_fields(loc),
             ),
         )
-        if loc.get("quicklook"):
+        if loc.quicklook:
             item.add_asset(
                 f"{name}_quicklook",
                 pystac.Asset(
-                    href({"bucket": loc["bucket"], "key": loc["quicklook"]}, item.id),
+                    href(loc, item.id, loc.quicklook),
                     title=f"{titles.get(name, name)} quicklook",
                     media_type="image/png",
                     roles=["overview"],
                 ),
             )
-        if loc.get("style"):
+        if loc.style:
             item.add_asset(
                 f"{name}_qgis_style",
                 pystac.Asset(
-                    href({"bucket": loc["bucket"], "key": loc["style"]}, item.id),
+                    href(loc, item.id, loc.style),
                     title=f"{titles.get(name, name)} QGIS style",
                     media_type="application/xml",
                     roles=["style"],
                 ),
             )
-        if loc.get("aux"):  # GDAL's category names; beside the COG when the catalog is copied
+        if loc.aux:  # GDAL's category names; beside the COG when the catalog is copied
             item.add_asset(
                 f"{name}_categories",
                 pystac.Asset(
-                    href({"bucket": loc["bucket"], "key": loc["aux"]}, item.id),
+                    href(loc, item.id, loc.aux),
                     title=f"{titles.get(name, name)} category names (GDAL PAM)",
                     media_type="application/xml",
                     roles=["metadata"],
@@ -324,31 +321,31 @@ def map_item(ctx: Context, rec: dict[str, Any], href: Hrefs) -> Any:
     return item
 
 
-def abundance_item(rec: dict[str, Any], href: Hrefs) -> Any:
-    import pystac
+def abundance_item(rec: MapRecord, href: Hrefs) -> Any:
 
-    grid = Grid.from_dict(rec["grid"]) if rec.get("grid") else None
-    if grid is None:
+    if not rec.grid:
         return None
+    grid = rec.pixel_grid
     item = _item(
-        rec["_id"],
+        rec.id,
         grid,
         None,
         None,
-        rec.get("created"),
+        rec.created,
         {
-            "title": f"abundance {rec.get('level')}",
+            "title": f"abundance {rec.level}",
             "landcoverpy:kind": "abundance",
-            "landcoverpy:level": rec.get("level"),
-            "landcoverpy:inputs": [rec.get("model"), rec.get("dataset")],
-            "landcoverpy:classes": rec.get("classes"),
+            "landcoverpy:level": rec.level,
+            "landcoverpy:inputs": [rec.model, rec.dataset],
+            "landcoverpy:classes": rec.classes,
         },
     )
-    classes = rec.get("classes") or []
-    if rec.get("kind") == "abundance-series":  # gap-filled series: one COG per step, bands + QA band
-        item.properties["title"] = f"gap-filled series ({rec.get('gap_filling')})"
-        for name, loc in sorted(rec["outputs"].items()):
-            bands = [raster_band("float32", float("nan"), grid.resolution) for _ in (rec.get("bands") or [])]
+    classes = list(rec.classes or [])
+    extra = rec.model_extra or {}
+    if rec.kind == "abundance-series":  # gap-filled series: one COG per step, bands + QA band
+        item.properties["title"] = f"gap-filled series ({extra.get('gap_filling')})"
+        for name, loc in sorted(rec.outputs.items()):
+            bands = [raster_band("float32", float("nan"), grid.resolution) for _ in (extra.get("bands") or [])]
             bands.append(raster_band("float32", float("nan"), grid.resolution, unit="0 observed, 1 imputed"))
             item.add_asset(
                 name.removesuffix(".tif"),
@@ -361,7 +358,7 @@ def abundance_item(rec: dict[str, Any], href: Hrefs) -> Any:
                 ),
             )
         return item
-    for name, loc in rec["outputs"].items():
+    for name, loc in rec.outputs.items():
         if name == "abundance":
             bands = [raster_band("float32", float("nan"), grid.resolution, unit="fraction") for _ in classes]
             fields: dict[str, Any] = {"raster:bands": bands}
@@ -380,11 +377,11 @@ def abundance_item(rec: dict[str, Any], href: Hrefs) -> Any:
                 extra_fields=fields | file_fields(loc),
             ),
         )
-        if loc.get("quicklook"):
+        if loc.quicklook:
             item.add_asset(
                 f"{name}_quicklook",
                 pystac.Asset(
-                    href({"bucket": loc["bucket"], "key": loc["quicklook"]}, item.id),
+                    href(loc, item.id, loc.quicklook),
                     media_type="image/png",
                     roles=["overview"],
                 ),
@@ -394,7 +391,6 @@ def abundance_item(rec: dict[str, Any], href: Hrefs) -> Any:
 
 def build_catalog(ctx: Context, copy_assets_to: Path | None = None) -> Any:
     """A pystac Catalog of every catalogued composite, DEM, map and abundance map."""
-    import pystac
 
     href = Hrefs(ctx, copy_assets_to)
     root = pystac.Catalog(
@@ -402,18 +398,14 @@ def build_catalog(ctx: Context, copy_assets_to: Path | None = None) -> Any:
         title="landcoverpy outputs",
         description="Composites, DEM layers, land cover maps and abundance maps, with lineage.",
     )
-    collections: dict[str, list[Any]] = {"composites": [], "dem": [], "maps": [], "abundance": []}
-    for rec in ctx.catalog.find("composites"):
-        collections["composites"].append(composite_item(rec, href))
-    for rec in ctx.catalog.find("dems"):
-        collections["dem"].append(dem_item(rec, href))
-    for rec in ctx.catalog.find("maps"):
-        if rec.get("kind") == "classification":
-            collections["maps"].append(map_item(ctx, rec, href))
-        elif str(rec.get("kind", "")).startswith("abundance"):
-            item = abundance_item(rec, href)
-            if item is not None:
-                collections["abundance"].append(item)
+    maps = records.find(ctx.catalog, MapRecord)
+    abundance = [abundance_item(rec, href) for rec in maps if rec.kind.startswith("abundance")]
+    collections: dict[str, list[Any]] = {
+        "composites": [composite_item(comp, href) for comp in records.find(ctx.catalog, CompositeRecord)],
+        "dem": [dem_item(dem, href) for dem in records.find(ctx.catalog, DemRecord)],
+        "maps": [map_item(ctx, rec, href) for rec in maps if rec.kind == "classification"],
+        "abundance": [item for item in abundance if item is not None],
+    }
     descriptions = {
         "composites": "Cloud-masked seasonal median composites of Sentinel-2 (bands scaled by 1e-4) and indices.",
         "dem": "Elevation, slope and aspect from ASTER GDEM on each Sentinel-2 tile grid.",
@@ -463,7 +455,6 @@ def _interval(items: list[Any]) -> list[dt.datetime | None]:
 def write_catalog(ctx: Context, dest: Path, copy_assets: bool = False) -> Path:
     """Write the STAC catalog into the local folder ``dest`` (self-contained links); with
     ``copy_assets`` the objects are copied beside their Items and referenced relatively."""
-    import pystac
 
     dest = Path(dest).resolve()
     dest.mkdir(parents=True, exist_ok=True)

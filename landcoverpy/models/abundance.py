@@ -12,15 +12,28 @@ from __future__ import annotations
 
 import copy
 import logging
+import random
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields, replace
 from functools import lru_cache
 from typing import Any, ClassVar
 
+import numba
 import numpy as np
+from scipy.stats import norm, t
+from sklearn.ensemble import RandomForestRegressor
 from sklearn.metrics import f1_score
+from sklearn.model_selection import GroupShuffleSplit
+from tqdm import tqdm
 
 from landcoverpy.errors import InputValidationError, ModelError
+from landcoverpy.models import brits_infer
+from landcoverpy.models.brits import BRITSAbundance
+from landcoverpy.models.brits_infer import pack_series
+from landcoverpy.models.device import describe, resolve_device
+from landcoverpy.models.forest_infer import prefix_regression
+from landcoverpy.models.forest_size import fewest_trees_within, tree_counts
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +249,6 @@ def time_major_inputs(
     """The inputs of ``prepare_tensors`` in the packed layout of ``models.brits_infer`` (values,
     gaps and mask, both directions side by side, as torch tensors; ``out`` to fill) and the
     normalised ancillaries."""
-    from landcoverpy.models.brits_infer import pack_series
 
     values, gaps_mask = pack_series(series, np.asarray(norm.series_mean), np.asarray(norm.series_std), times, out)
     return values, gaps_mask, norm.apply(series[:, :0], ancillary)[1]
@@ -256,7 +268,6 @@ def clean_fractions(fractions: np.ndarray, tolerance: float = 0.01) -> tuple[np.
 
 def spatial_split(blocks: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices of a grouped split: whole blocks go to test until ``test_fraction`` of samples."""
-    from sklearn.model_selection import GroupShuffleSplit
 
     if len(np.unique(blocks)) < 2:
         raise InputValidationError("all samples fall in one spatial block: use smaller blocks")
@@ -444,9 +455,6 @@ class AbundanceModel:
         inside torch. On a GPU: the network itself in large batches with mixed precision."""
         import torch
 
-        from landcoverpy.models import brits_infer
-        from landcoverpy.models.device import resolve_device
-
         dev = resolve_device(device or self.params.get("device", "auto"))
         times = None if self.times is None else np.asarray(self.times, "float32")
         network = self.network.to(dev).eval()
@@ -485,7 +493,6 @@ class AbundanceModel:
         if threads <= 1:
             share(starts)
             return
-        from concurrent.futures import ThreadPoolExecutor
 
         torch.set_num_threads(1)
         try:
@@ -520,7 +527,6 @@ def torch_cat_numpy(parts: list[Any]) -> np.ndarray:
 
 
 def _seed(seed: int) -> None:
-    import random
 
     import torch
 
@@ -545,7 +551,6 @@ def _fit_network(
     """Adam with early stopping on the validation RMSE. ``y`` holds the N1 columns then (for a
     model of both levels) the N2 columns, NaN where a pixel has no N2 label."""
     import torch
-    from tqdm import tqdm
 
     opt = torch.optim.Adam(network.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay)
     tensors = {k: torch.from_numpy(np.ascontiguousarray(v)).to(device) for k, v in train_t.items()}
@@ -659,7 +664,6 @@ def one_se_factor(n: int) -> float:
     """Student's t quantile for ``n`` paired differences at the one-sided level of one normal
     standard error (Phi(1) = 0.8413): the factor that keeps the one-standard-error rule's
     confidence when the standard error comes from few samples."""
-    from scipy.stats import norm, t
 
     return float(t.ppf(norm.cdf(1.0), n - 1))
 
@@ -725,8 +729,6 @@ def _train_brits(
     base: AbundanceModel | None,
     progress: bool,
 ) -> tuple[Any, Normalisation, list[dict[str, float]]]:
-    from landcoverpy.models.brits import BRITSAbundance
-    from landcoverpy.models.device import describe, resolve_device
 
     device = resolve_device(params.device)
     if base is not None and base.kind in NETWORK_KINDS:
@@ -788,8 +790,6 @@ def size_forest(
     kept on fewer than MIN_VALIDATION_PIXELS validation pixels or with ``tolerance`` 0. Each
     entry has the sizes scored and the one to keep (see :func:`cut_forest`); the forest itself is
     left whole."""
-    from landcoverpy.models.forest_infer import prefix_regression
-    from landcoverpy.models.forest_size import fewest_trees_within, tree_counts
 
     trained = len(model.forest.estimators_)
     partners = {"forest": None} | ({} if partner is None else {"ensemble": partner})
@@ -846,7 +846,6 @@ def cut_forest(forest: Any, trees: int) -> Any:
 
 
 def _train_forest(data: AbundanceData, train_idx: np.ndarray, params: TrainParams) -> tuple[Any, list[float]]:
-    from sklearn.ensemble import RandomForestRegressor
 
     times = data.times
     x = forest_features(data.series[train_idx], data.ancillary[train_idx], times)
@@ -1088,7 +1087,6 @@ def linear_interpolation(
 def _interpolation_kernel() -> Callable[..., None]:
     """Compiled on first use (cached on disk when numba's cache dir is writable). The arithmetic
     is the vectorised form's: the float32 difference scaled by a float64 weight, rounded once."""
-    import numba
 
     @numba.njit(nogil=True, cache=True, boundscheck=False)
     def interpolate(x: np.ndarray, t: np.ndarray, out: np.ndarray) -> None:

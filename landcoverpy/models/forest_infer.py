@@ -18,7 +18,9 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
+import numba
 import numpy as np
+from sklearn.ensemble._forest import ForestClassifier
 
 ROW_CHUNK = 32768  # rows predicted by every tree at a time (x 66 float32 features: ~8 MiB)
 
@@ -27,7 +29,6 @@ def supported(estimator: Any) -> bool:
     """A fitted single-output scikit-learn forest classifier (random forest, extra trees) set to
     one job, as the classification tasks load them (with more jobs scikit-learn's threads add
     the trees in no fixed order, so its own result is not reproducible to the bit anyway)."""
-    from sklearn.ensemble._forest import ForestClassifier
 
     return (
         isinstance(estimator, ForestClassifier)
@@ -40,7 +41,6 @@ def supported(estimator: Any) -> bool:
 @lru_cache(maxsize=1)
 def _kernel() -> Any:
     """The numba loop, compiled on first use (cached on disk when the cache dir is writable)."""
-    import numba
 
     @numba.njit(nogil=True, cache=True, boundscheck=False)
     def accumulate(total: np.ndarray, fractions: np.ndarray, leaves: np.ndarray) -> None:

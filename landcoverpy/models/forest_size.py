@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from landcoverpy.models.forest_infer import prefix_proba
-from landcoverpy.models.metrics import classification_metrics
+from landcoverpy.models.metrics import ClassificationScores, classification_metrics
 
 # The smallest forest considered. Below it the vote fractions (the confidence and uncertainty
 # layers) get coarse, and on the Slovenian benchmark's held-out blocks 20-tree forests lost 0.008
@@ -60,8 +60,8 @@ def score_sizes(y: np.ndarray, predictions: dict[int, np.ndarray], labels: list[
     """Out-of-fold metrics of every forest size, smallest first."""
     scores = []
     for k in sorted(predictions):
-        m = classification_metrics(y, predictions[k].astype(str), labels)
-        scores.append(SizeScore(k, m["overall_accuracy"], m["kappa"], m["macro_f1"]))
+        m = ClassificationScores.of(classification_metrics(y, predictions[k].astype(str), labels))
+        scores.append(SizeScore(k, m.overall_accuracy, m.kappa, m.macro_f1))
     return scores
 
 

@@ -19,7 +19,7 @@ from landcoverpy.errors import ModelError
 from landcoverpy.inputs import NOT_CLASSIFIED_VALUE, LabelSet
 from landcoverpy.models.forest_infer import forest_proba
 from landcoverpy.models.forest_size import choose_size, prefix_predictions, score_sizes, tree_counts
-from landcoverpy.models.metrics import classification_metrics
+from landcoverpy.models.metrics import ClassificationScores, classification_metrics
 from landcoverpy.models.spatial import spatial_blocks, spatial_splits
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,16 @@ class TrainedModel:
     importances: dict[str, float]
     params: dict[str, Any]
     left_out: dict[str, int] = field(default_factory=dict)  # classes too small to learn -> their points
+
+    @property
+    def scores(self) -> ClassificationScores:
+        """The spatial cross-validation's scores."""
+        return ClassificationScores.of(self.metrics)
+
+    @property
+    def baseline_scores(self) -> ClassificationScores:
+        """The majority-class baseline's scores on the same folds."""
+        return ClassificationScores.of(self.baseline)
 
     def predict_values(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Map values and the probability of the chosen class for each row of ``X``."""
@@ -206,13 +216,14 @@ def train_level(
     imp = getattr(final, "feature_importances_", np.zeros(len(features)))
     imp = np.asarray(imp, dtype=float)
     imp = imp / imp.sum() if imp.sum() > 0 else imp
+    scores = ClassificationScores.of(metrics)
     log.info(
         "%s model: OA %.3f, kappa %.3f, macro F1 %.3f (majority baseline macro F1 %.3f), %d samples",
         what,
-        metrics["overall_accuracy"],
-        metrics["kappa"],
-        metrics["macro_f1"],
-        baseline["macro_f1"],
+        scores.overall_accuracy,
+        scores.kappa,
+        scores.macro_f1,
+        ClassificationScores.of(baseline).macro_f1,
         len(y),
     )
     return TrainedModel(

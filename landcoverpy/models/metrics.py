@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 from sklearn.metrics import (
     accuracy_score,
     cohen_kappa_score,
@@ -12,6 +14,33 @@ from sklearn.metrics import (
     f1_score,
     precision_recall_fscore_support,
 )
+
+
+class ClassScore(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+class ClassificationScores(BaseModel):
+    """What :func:`classification_metrics` computes, typed (read it with :meth:`of`)."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    overall_accuracy: float
+    kappa: float
+    macro_f1: float
+    n: int | None = None
+    labels: list[str] = []
+    per_class: dict[str, ClassScore] = {}
+    confusion_matrix: list[list[int]] = []
+
+    @classmethod
+    def of(cls, metrics: Mapping[str, Any]) -> ClassificationScores:
+        return cls.model_validate(metrics)
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: list[Any]) -> dict[str, Any]:

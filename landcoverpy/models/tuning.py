@@ -15,6 +15,7 @@ import pandas as pd
 
 from landcoverpy.assets.params import ModelParams
 from landcoverpy.inputs import LabelSet
+from landcoverpy.models.hierarchical import train_level
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,6 @@ def tune(
     table: pd.DataFrame, features: list[str], lc: LabelSet, base: ModelParams, trials: int = 8, seed: int = 0
 ) -> tuple[ModelParams, list[Trial]]:
     """Evaluate each candidate on the category level; the best macro F1 (then kappa) wins."""
-    from landcoverpy.models.hierarchical import train_level
 
     results: list[tuple[ModelParams, Trial]] = []
     for i, params in enumerate(candidates(base, trials, seed), start=1):
@@ -69,9 +69,9 @@ def tune(
         model = train_level(table, features, "category", lc, params, "category")
         trial = Trial(
             params=params.identity(),
-            overall_accuracy=model.metrics["overall_accuracy"],
-            kappa=model.metrics["kappa"],
-            macro_f1=model.metrics["macro_f1"],
+            overall_accuracy=model.scores.overall_accuracy,
+            kappa=model.scores.kappa,
+            macro_f1=model.scores.macro_f1,
             seconds=time.perf_counter() - started,
         )
         log.info(

@@ -24,11 +24,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import rasterio
+import shapely
+from affine import Affine
+from pyogrio.raw import read as ogr_read
 from rasterio.enums import Resampling
-from rasterio.warp import reproject
+from rasterio.features import rasterize
+from rasterio.warp import reproject, transform_geom
 from rasterio.windows import Window
 
-from landcoverpy import __version__, styles
+from landcoverpy import __version__, records, styles
 from landcoverpy.assets import ids, keys, publish
 from landcoverpy.assets.abundance import (
     load_dataset,
@@ -45,16 +49,17 @@ from landcoverpy.models.abundance import (
     TrainParams,
     train_abundance,
 )
-from landcoverpy.pipeline.tasks import dask_task
+from landcoverpy.pipeline.tasks import dask_task, task_threads
 from landcoverpy.progress import step
 from landcoverpy.raster.ancillary import ancillary_layers
 from landcoverpy.raster.cog import CogWriter
 from landcoverpy.raster.grid import Grid, block_windows
 from landcoverpy.raster.series import SeriesItem, aggregate_series, load_series_manifest
+from landcoverpy.records import AbundanceDatasetRecord, AbundanceModelRecord, LoadedAbundanceModel, MapRecord
 from landcoverpy.reports import class_colours, quicklook_png
 from landcoverpy.scratch import scratch_dir
-from landcoverpy.storage import join_key
-from landcoverpy.timesteps import check_same_steps, step_of_record
+from landcoverpy.storage import join_key, open_store
+from landcoverpy.timesteps import check_same_steps, parse_step, step_of_record
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +75,6 @@ def polygon_fractions(
     """(pixels, K) class fractions from reference polygons: the polygons are rasterised at
     ``oversample`` x ``oversample`` sub-pixels per coarse pixel and counted. ``field`` holds the
     class name or value of each polygon."""
-    import shapely
-    from pyogrio.raw import read as ogr_read
-    from rasterio.features import rasterize
-    from rasterio.warp import transform_geom
 
     win = window or Window(0, 0, grid.width, grid.height)
     try:
@@ -94,7 +95,6 @@ def polygon_fractions(
             mapping = transform_geom(meta["crs"], grid.crs, mapping)
         shapes.append((mapping, value))
     h, w = int(win.height) * oversample, int(win.width) * oversample
-    from affine import Affine
 
     transform = grid.window_transform(win) @ Affine.scale(1 / oversample)
     fine = (
@@ -232,7 +232,7 @@ def build_abundance_dataset(
     block_km: float = 5.0,
     parents: dict[str, str] | None = None,
     confidence: dict[str, str | None] | None = None,
-) -> dict[str, Any]:
+) -> AbundanceDatasetRecord:
     """Per coarse pixel: time series (steps x bands), ancillary values and class fractions for
     each level (``fine_maps``: level -> (map path, class name -> value[, polygon attribute])). Stored as Parquet in the
     datasets bucket and catalogued under ``kind = abundance``. ``step``: a
@@ -241,7 +241,6 @@ def build_abundance_dataset(
     ``confidence`` (level -> confidence raster, or None for none): each coarse pixel's label
     weight is the mean confidence of the fine map inside it; by default the confidence raster
     exported beside one of the project's own maps is used when there is one."""
-    from landcoverpy.timesteps import parse_step
 
     step = step if step is not None else parse_step(None)
     items = load_series_manifest(manifest)
@@ -313,7 +312,7 @@ def build_abundance_dataset(
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "code_version": __version__,
     }
-    ctx.catalog.upsert("datasets", record)
+    stored = records.store_doc(ctx.catalog, AbundanceDatasetRecord, record)
     log.info(
         "abundance dataset %s: %d pixels, %d steps (%s) x %d bands, %.0f%% missing",
         did,
@@ -321,41 +320,41 @@ def build_abundance_dataset(
         len(steps),
         step.describe(),
         len(band_names),
-        100 * record["missing_fraction"],
+        100 * (stored.missing_fraction or 0.0),
     )
-    return record
+    return stored
 
 
-def step_times(record: dict[str, Any]) -> np.ndarray:
+def step_times(record: AbundanceDatasetRecord) -> np.ndarray:
     """Time of each step from the first step's start, in units of the typical step (so a gap of
     one step is ~1 whatever the step length; months of 28-31 days and the short last 8-day step
     of a year count exactly)."""
-    starts = [dt.date.fromisoformat(a) for a, _ in record["steps"]]
+    starts = [dt.date.fromisoformat(a) for a, _ in record.steps]
     days = np.array([(d - starts[0]).days for d in starts], dtype="float32")
     unit = float(np.median(np.diff(days))) if len(days) > 1 else 1.0
     return days / max(unit, 1.0)
 
 
-def dataset_arrays(frame: pd.DataFrame, record: dict[str, Any], level: str) -> AbundanceData:
+def dataset_arrays(frame: pd.DataFrame, record: AbundanceDatasetRecord, level: str) -> AbundanceData:
     """The arrays of one level, or of both (``level`` ``both``: N1 fractions, N2 fractions and
     the parent of each N2 class, for one consistent model)."""
-    levels = record["levels"]
+    levels = record.levels
     wanted = ["N1", "N2"] if level == "both" else [level]
     for lv in wanted:
         if lv not in levels:
             raise InputValidationError(
-                f"the abundance dataset {record['_id']} has no level {lv}; it has "
+                f"the abundance dataset {record.id} has no level {lv}; it has "
                 f"{', '.join(levels)}" + (" (give --n2-map when building it)" if lv == "N2" else "")
             )
-    steps, bands = len(record["steps"]), record["bands"]
+    steps, bands = len(record.steps), record.bands
     series = (
         frame[[f"t{t:02d}_{b}" for t in range(steps) for b in bands]].to_numpy("float32").reshape(-1, steps, len(bands))
     )
-    anc = frame[[f"anc_{a}" for a in record["ancillary"]]].to_numpy("float32")
+    anc = frame[[f"anc_{a}" for a in record.ancillary]].to_numpy("float32")
     classes = levels[wanted[0]]
     frac = frame[[f"{wanted[0]}__{c}" for c in classes]].to_numpy("float32")
     labelled = np.isfinite(frac).all(axis=1)
-    times = step_times(record) if record.get("step") else np.arange(steps, dtype="float32")
+    times = step_times(record) if record.step else np.arange(steps, dtype="float32")
     data = AbundanceData(
         series[labelled], anc[labelled], frac[labelled], frame["block"].to_numpy()[labelled], classes, times
     )
@@ -368,7 +367,7 @@ def dataset_arrays(frame: pd.DataFrame, record: dict[str, Any], level: str) -> A
             float(data.weights.mean()),
         )
     if level == "both":
-        parents = record.get("parents") or {}
+        parents = record.parents or {}
         sub = [c for c in levels["N2"] if c in parents]
         left = [c for c in levels["N2"] if c not in parents]
         if left:
@@ -378,8 +377,7 @@ def dataset_arrays(frame: pd.DataFrame, record: dict[str, Any], level: str) -> A
             )
         if not sub:
             raise InputValidationError(
-                f"the abundance dataset {record['_id']}: no N2 class has an N1 parent; "
-                "give --n2-parents when building it"
+                f"the abundance dataset {record.id}: no N2 class has an N1 parent; give --n2-parents when building it"
             )
         n2 = frame[[f"N2__{c}" for c in sub]].to_numpy("float32")[labelled]
         with np.errstate(invalid="ignore"):
@@ -397,30 +395,30 @@ def train_level(
     dataset_id: str | None = None,
     base_model: str | None = None,
     progress: bool = True,
-) -> tuple[dict[str, Any], dict[str, Any]]:
+) -> tuple[AbundanceModelRecord, dict[str, Any]]:
     """Train (or reuse) the model of ``level`` (N1, N2, or ``both``: one model whose N2
     fractions add up to its N1 fractions) on an abundance dataset."""
     frame, record = load_dataset(ctx, dataset_id)
     mid = model_id_for(level, record, params, base_model)
-    existing = ctx.catalog.get("models", mid)
+    existing = records.load(ctx.catalog, AbundanceModelRecord, mid)
     if existing is not None:
-        log.info("abundance model %s already trained on %s with these settings, reused", mid, record["_id"])
-        return existing, ctx.store.get_json(existing["bucket"], join_key(existing["prefix"], "metrics.json"))
+        log.info("abundance model %s already trained on %s with these settings, reused", mid, record.id)
+        return existing, ctx.store.get_json(existing.bucket, join_key(existing.prefix, "metrics.json"))
     data = dataset_arrays(frame, record, level)
     base = None
     if base_model:
         base, brec = load_model(ctx, level, base_model)
         check_same_steps(
-            brec["steps"], brec["step"], base_model, record["steps"], step_of_record(record), f"dataset {record['_id']}"
+            brec.steps, brec.step, base_model, record.steps, step_of_record(record.to_doc()), f"dataset {record.id}"
         )
     model, metrics = train_abundance(
         data,
         params,
-        feature_names=record["bands"],
-        ancillary_names=record["ancillary"],
+        feature_names=record.bands,
+        ancillary_names=record.ancillary,
         base=base,
         progress=progress,
-        step=step_of_record(record),
+        step=step_of_record(record.to_doc()),
     )
     return save_model(ctx, model, level, record, base_model, params), metrics
 
@@ -441,42 +439,40 @@ def predict_area(
     be unlabelled (a new region: series and ancillaries only)."""
     model, mrec = load_model(ctx, level, model_id)
     _, drec = load_dataset(ctx, dataset_id)
-    check_same_steps(
-        mrec["steps"], mrec["step"], mrec["_id"], drec["steps"], step_of_record(drec), f"dataset {drec['_id']}"
-    )
+    check_same_steps(mrec.steps, mrec.step, mrec.id, drec.steps, step_of_record(drec.to_doc()), f"dataset {drec.id}")
     levels = ["N1", "N2"] if level == "both" else [level]
     if level == "both" and model.sub_classes is None:
         raise ModelError(
-            f"model {mrec['_id']} estimates one level ({mrec['model_level']}); train one with "
+            f"model {mrec.id} estimates one level ({mrec.model_level}); train one with "
             "`abundance train --level both` for consistent N1 and N2 maps"
         )
     for lv in levels:
-        missing = [c for c in drec["levels"].get(lv, []) if c not in model.level_classes(lv)]
+        missing = [c for c in drec.levels.get(lv, []) if c not in model.level_classes(lv)]
         if missing and (lv == "N1" or model.sub_classes is None):  # N2 classes absent from training: no parent
             raise ModelError(
-                f"level {lv} has classes unknown to model {mrec['_id']}: {', '.join(missing)}; "
+                f"level {lv} has classes unknown to model {mrec.id}: {', '.join(missing)}; "
                 "fine-tune it on this legend (`landcoverpy abundance finetune`)"
             )
-    if model.sub_classes is None and mrec["model_level"] != level:
-        raise ModelError(f"model {mrec['_id']} was trained for level {mrec['model_level']}, not {level}")
-    if drec["ancillary"] != model.ancillary_names or drec["bands"] != model.feature_names:
+    if model.sub_classes is None and mrec.model_level != level:
+        raise ModelError(f"model {mrec.id} was trained for level {mrec.model_level}, not {level}")
+    if drec.ancillary != model.ancillary_names or drec.bands != model.feature_names:
         raise ModelError(
-            f"dataset {drec['_id']} has inputs {drec['bands']} + {drec['ancillary']}; model {mrec['_id']} "
+            f"dataset {drec.id} has inputs {drec.bands} + {drec.ancillary}; model {mrec.id} "
             f"was trained on {model.feature_names} + {model.ancillary_names}"
         )
     out: dict[str, Path] = {}
     todo = []
     for lv in levels:
-        amid = ids.abundance_map_id(lv, mrec["_id"], drec["_id"])
-        existing = ctx.catalog.get("maps", amid)
+        amid = ids.abundance_map_id(lv, mrec.id, drec.id)
+        existing = records.load(ctx.catalog, MapRecord, amid)
         if existing is not None:
-            log.info("abundance map %s already made by %s from %s, reused", amid, mrec["_id"], drec["_id"])
+            log.info("abundance map %s already made by %s from %s, reused", amid, mrec.id, drec.id)
             out |= _suffixed(export_abundance(ctx, publish_abundance(ctx, existing), output_dir), lv, len(levels))
         else:
             todo.append((lv, amid))
     if todo:
-        records = make_abundance_maps(ctx, todo, model, mrec, drec, block, client, progress, device)
-        for (lv, _), record in zip(todo, records):
+        made = make_abundance_maps(ctx, todo, model, mrec, drec, block, client, progress, device)
+        for (lv, _), record in zip(todo, made):
             out |= _suffixed(export_abundance(ctx, record, output_dir), lv, len(levels))
     return out
 
@@ -497,19 +493,19 @@ def make_abundance_maps(
     ctx: Context,
     todo: list[tuple[str, str]],
     model: AbundanceModel,
-    mrec: dict[str, Any],
-    drec: dict[str, Any],
+    mrec: LoadedAbundanceModel,
+    drec: AbundanceDatasetRecord,
     block: int,
     client: Any,
     progress: bool = False,
     device: str | None = None,
-) -> list[dict[str, Any]]:
+) -> list[MapRecord]:
     """One prediction pass over the grid, then one map per level in ``todo`` ((level, map id))."""
-    grid = Grid.from_dict(drec["grid"])
-    items = load_series_manifest(drec["manifest"])
-    steps = [(dt.date.fromisoformat(a), dt.date.fromisoformat(b)) for a, b in drec["steps"]]
+    grid = Grid.from_dict(drec.grid)
+    items = load_series_manifest(drec.manifest or "")
+    steps = [(dt.date.fromisoformat(a), dt.date.fromisoformat(b)) for a, b in drec.steps]
     windows = list(block_windows(grid.height, grid.width, block))
-    args = (ctx.settings, items, steps, drec["ancillary_sources"], grid)
+    args = (ctx.settings, items, steps, drec.ancillary_sources, grid)
     label = "+".join(lv for lv, _ in todo)
     with step(log, f"abundance {label}: predicting", len(windows), "block", progress) as bar:
         if client is not None:
@@ -541,21 +537,21 @@ def make_abundance_map(
     ctx: Context,
     level: str,
     model: AbundanceModel,
-    mrec: dict[str, Any],
-    drec: dict[str, Any],
+    mrec: LoadedAbundanceModel,
+    drec: AbundanceDatasetRecord,
     amid: str,
     windows: list[Window],
     results: list[np.ndarray],
-) -> dict[str, Any]:
+) -> MapRecord:
     classes = model.level_classes(level)
-    grid = Grid.from_dict(drec["grid"])
+    grid = Grid.from_dict(drec.grid)
     k = len(classes)
     values = {name: i + 1 for i, name in enumerate(classes)}
     colours = class_colours(values)
     colormap = {0: (0, 0, 0, 0)} | {v: (*colours[v], 255) for v in values.values()}
     tags = {
-        "model": mrec["_id"],
-        "dataset": drec["_id"],
+        "model": mrec.id,
+        "dataset": drec.id,
         "map_id": amid,
         "level": level,
         "classes": json.dumps(classes, ensure_ascii=False),
@@ -629,58 +625,56 @@ def make_abundance_map(
         "tile": "abundance",
         "kind": f"abundance-{level}",
         "level": level,
-        "model": mrec["_id"],
-        "dataset": drec["_id"],
+        "model": mrec.id,
+        "dataset": drec.id,
         "grid": grid.to_dict(),
         "classes": classes,
         "outputs": outputs,
         "created": publish.now_iso(),
         "code_version": __version__,
     }
-    ctx.catalog.upsert("maps", record)
-    return publish_abundance(ctx, record)
+    return publish_abundance(ctx, records.store_doc(ctx.catalog, MapRecord, record))
 
 
-def publish_abundance(ctx: Context, record: dict[str, Any]) -> dict[str, Any]:
+def publish_abundance(ctx: Context, record: MapRecord) -> MapRecord:
     """Mark the abundance map used now and point ``latest/abundance/{level}/`` at it."""
-    record = dict(record, last_used=publish.now_iso())
-    ctx.catalog.upsert("maps", record)
-    level = record["level"]
+    record = record.model_copy(update={"last_used": publish.now_iso()})
+    records.save(ctx.catalog, record)
+    level = record.level or ""
     pairs = []
-    for loc in record["outputs"].values():
-        for extra in ("key", "quicklook", "style", "aux"):
-            if loc.get(extra):
-                pairs.append((loc[extra], keys.abundance_alias_key(level, loc[extra].rsplit("/", 1)[-1])))
-    bucket = next(iter(record["outputs"].values()))["bucket"]
+    for loc in record.outputs.values():
+        for key in (loc.key, loc.quicklook, loc.style, loc.aux):
+            if key:
+                pairs.append((key, keys.abundance_alias_key(level, key.rsplit("/", 1)[-1])))
+    bucket = next(iter(record.outputs.values())).bucket
     publish.publish_alias(
         ctx,
         bucket,
         pairs,
         keys.abundance_alias_key(level, "map.json"),
         {
-            "map_id": record["_id"],
-            "model": record["model"],
-            "dataset": record["dataset"],
+            "map_id": record.id,
+            "model": record.model,
+            "dataset": record.dataset,
             "published": publish.now_iso(),
         },
     )
     return record
 
 
-def export_abundance(ctx: Context, record: dict[str, Any], output_dir: Path) -> dict[str, Path]:
+def export_abundance(ctx: Context, record: MapRecord, output_dir: Path) -> dict[str, Path]:
     """Copy the objects the catalog records for an abundance map into ``output_dir``."""
     output_dir.mkdir(parents=True, exist_ok=True)
-    level = record["level"]
     out = {}
-    for name, loc in record["outputs"].items():
-        out[name] = ctx.store.get_file(loc["bucket"], loc["key"], output_dir / loc["key"].rsplit("/", 1)[-1])
-        if loc.get("quicklook"):
-            out["quicklook"] = ctx.store.get_file(loc["bucket"], loc["quicklook"], output_dir / f"dominant_{level}.png")
-        for extra in ("style", "aux"):
-            if loc.get(extra):
-                out[f"{name}_{extra}"] = ctx.store.get_file(
-                    loc["bucket"], loc[extra], output_dir / loc[extra].rsplit("/", 1)[-1]
-                )
+    for name, loc in record.outputs.items():
+        out[name] = ctx.store.get_file(loc.bucket, loc.key, output_dir / loc.key.rsplit("/", 1)[-1])
+        if loc.quicklook:
+            out["quicklook"] = ctx.store.get_file(
+                loc.bucket, loc.quicklook, output_dir / f"dominant_{record.level}.png"
+            )
+        for extra, key in (("style", loc.style), ("aux", loc.aux)):
+            if key:
+                out[f"{name}_{extra}"] = ctx.store.get_file(loc.bucket, key, output_dir / key.rsplit("/", 1)[-1])
     return out
 
 
@@ -697,8 +691,6 @@ def predict_block(
 ) -> np.ndarray:
     """(pixels of the window, K) fractions (every level the model estimates); NaN where the
     series is entirely missing."""
-    from landcoverpy.pipeline.tasks import task_threads
-    from landcoverpy.storage import open_store
 
     threads = task_threads()
     if model.forest is not None and threads:  # the forest was saved with every core of training's machine

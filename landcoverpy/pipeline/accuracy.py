@@ -22,25 +22,27 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 import pandas as pd
+import rasterio
+from pyproj import Transformer
 
 from landcoverpy.assets.map_values import sample_map
 from landcoverpy.context import Context
 from landcoverpy.errors import InputValidationError
 from landcoverpy.models.area import AreaAccuracy, allocate, area_adjusted_accuracy, sample_size
-from landcoverpy.raster.grid import Grid, block_windows
+from landcoverpy.raster.grid import block_windows
+from landcoverpy.records import MapRecord
 
 log = logging.getLogger(__name__)
 
 LEVELS = {"classification": "category", "sl_classification": "subcategory"}
 
 
-def class_values(maps: dict[str, dict[str, Any]], level: str) -> dict[str, int]:
+def class_values(maps: dict[str, MapRecord], level: str) -> dict[str, int]:
     """Class name -> map value of a level (the same legend on every map of one model)."""
-    first = next(iter(maps.values()))
-    return {name: int(v) for v, name in (first.get("classes") or {}).get(level, {}).items()}
+    return next(iter(maps.values())).class_values(level)
 
 
-def assess(ctx: Context, maps: dict[str, dict[str, Any]], points: pd.DataFrame) -> dict[str, AreaAccuracy]:
+def assess(ctx: Context, maps: dict[str, MapRecord], points: pd.DataFrame) -> dict[str, AreaAccuracy]:
     """Area-adjusted accuracy per level; ``points`` has latitude, longitude, tile, category and
     (optionally) subcategory columns with class names."""
     if not maps:
@@ -68,10 +70,10 @@ def assess(ctx: Context, maps: dict[str, dict[str, Any]], points: pd.DataFrame) 
         pixels = np.zeros(len(names))
         area_px = None
         for rec in maps.values():
-            for name, c in rec.get("pixel_counts", {}).get(level, {}).items():
+            for name, c in rec.pixel_counts.get(level, {}).items():
                 if name in values:
                     pixels[index[values[name]]] += c
-            area_px = Grid.from_dict(rec["grid"]).resolution ** 2 / 1e6
+            area_px = rec.pixel_grid.resolution**2 / 1e6
         out[level] = area_adjusted_accuracy(counts, np.maximum(pixels, 0), area_px or 1.0, names)
         log.info(
             "%s: %d reference points, overall accuracy %.3f ± %.3f",
@@ -83,7 +85,7 @@ def assess(ctx: Context, maps: dict[str, dict[str, Any]], points: pd.DataFrame) 
     return out
 
 
-def holdout_areas(ctx: Context, maps: dict[str, dict[str, Any]], points: pd.DataFrame) -> dict[str, Any]:
+def holdout_areas(ctx: Context, maps: dict[str, MapRecord], points: pd.DataFrame) -> dict[str, Any]:
     """Area-adjusted accuracy and class areas (95 % CIs) of the maps from held-out labelled points,
     per level (``category``, ``subcategory``), as plain dicts for records and reports. The
     estimators are design-based: they hold when the points are a random sample within each map
@@ -96,7 +98,7 @@ def holdout_areas(ctx: Context, maps: dict[str, dict[str, Any]], points: pd.Data
 
 def design(
     ctx: Context,
-    maps: dict[str, dict[str, Any]],
+    maps: dict[str, MapRecord],
     level: str = "classification",
     total: int | None = None,
     target_se: float = 0.01,
@@ -106,15 +108,13 @@ def design(
     window: int = 2048,
 ) -> pd.DataFrame:
     """A stratified random sample of map pixels (strata = map classes) over every map given."""
-    import rasterio
-    from pyproj import Transformer
 
     values = class_values(maps, level)
     if level == "sl_classification":
         values = {n: v for n, v in values.items() if v > 1}
     names = sorted(values, key=values.get)  # type: ignore[arg-type]
     pixels = np.array(
-        [sum(rec.get("pixel_counts", {}).get(level, {}).get(n, 0) for rec in maps.values()) for n in names], dtype=float
+        [sum(rec.pixel_counts.get(level, {}).get(n, 0) for rec in maps.values()) for n in names], dtype=float
     )
     if pixels.sum() == 0:
         raise InputValidationError("the maps have no classified pixel to sample")
@@ -126,9 +126,9 @@ def design(
     keep: dict[int, list[tuple[float, str, int, int]]] = {values[c]: [] for c in names}
     for tile in sorted(maps):
         rec = maps[tile]
-        loc = rec["outputs"][level]
-        grid = Grid.from_dict(rec["grid"])
-        with ctx.store.rasterio_env(), rasterio.open(ctx.store.raster_uri(loc["bucket"], loc["key"])) as src:
+        loc = rec.outputs[level]
+        grid = rec.pixel_grid
+        with ctx.store.rasterio_env(), rasterio.open(ctx.store.raster_uri(loc.bucket, loc.key)) as src:
             for win in block_windows(grid.height, grid.width, window):
                 arr = src.read(1, window=win)
                 for name in names:
@@ -148,7 +148,7 @@ def design(
     records = []
     for name in names:
         for _, tile, row, col in keep[values[name]]:
-            grid = Grid.from_dict(maps[tile]["grid"])
+            grid = maps[tile].pixel_grid
             x, y = grid.affine @ (col + 0.5, row + 0.5)
             lon, lat = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True).transform(x, y)
             records.append(

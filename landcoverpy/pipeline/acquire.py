@@ -11,14 +11,17 @@ import datetime as dt
 import functools
 import logging
 import math
+import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import rasterio
+from distributed import as_completed
 from rasterio._err import CPLE_BaseError
 from rasterio.windows import Window, from_bounds
 
-from landcoverpy import __version__
+from landcoverpy import __version__, records
 from landcoverpy.assets import ids, keys
 from landcoverpy.config import Settings
 from landcoverpy.context import Context
@@ -26,8 +29,11 @@ from landcoverpy.errors import LandcoverError, ProviderError, RasterError
 from landcoverpy.inputs import Season
 from landcoverpy.pipeline.tasks import dask_task, task_key
 from landcoverpy.progress import step
+from landcoverpy.raster.cog import jp2_to_cog, translate_to_cog
 from landcoverpy.raster.grid import Bounds, contains, snap_bounds, union
+from landcoverpy.records import ProductRecord
 from landcoverpy.retry import with_retries
+from landcoverpy.scratch import scratch_dir
 from landcoverpy.sentinel2 import BAND_RESOLUTION, L1C_BANDS, L2A_BANDS, REFERENCE_BAND, baseline_offset
 from landcoverpy.sources.base import ProductCandidate, Provider
 from landcoverpy.storage import open_store
@@ -97,11 +103,6 @@ def _store_jp2_as_cog(
     """A JPEG 2000 band is decoded once, here, and stored as a tiled, DEFLATE-compressed COG
     (lossless: the same pixels): every composite that reads it then decodes ~7x faster than
     JPEG 2000 (benchmarks/jp2_read.py). The record keeps the source's format and size."""
-    import shutil
-    from pathlib import Path
-
-    from landcoverpy.raster.cog import jp2_to_cog
-    from landcoverpy.scratch import scratch_dir
 
     bucket = settings.MINIO_BUCKET_NAME_PRODUCTS
     key = keys.product_band_key(product.tile, product.product_id, band, ".tif")
@@ -159,10 +160,6 @@ def _store_band_window(
 ) -> tuple[str, dict[str, Any]]:
     """The band's pixels inside ``bounds`` only, read through byte ranges of the remote COG or
     JPEG 2000 (GDAL reads the tiles the window covers) and stored as a COG."""
-    from pathlib import Path
-
-    from landcoverpy.raster.cog import translate_to_cog
-    from landcoverpy.scratch import scratch_dir
 
     bucket = settings.MINIO_BUCKET_NAME_PRODUCTS
     key = keys.product_band_key(product.tile, product.product_id, band, ".tif", ids.window_tag(bounds))
@@ -330,10 +327,10 @@ class AcquireReport:
         return out
 
 
-def needed_window(stored: dict[str, Any], bounds: Bounds | None) -> tuple[bool, Bounds | None]:
+def needed_window(stored: ProductRecord, bounds: Bounds | None) -> tuple[bool, Bounds | None]:
     """Whether a stored product must be fetched again for ``bounds`` (None: the whole tile), and
     the window to fetch: a product stored for a smaller area is completed to cover both."""
-    window = stored.get("window")
+    window = stored.window
     if window is None:
         return False, None  # whole: covers any area
     held = tuple(window["bounds"])
@@ -355,11 +352,10 @@ def acquire(
     ``windows``: per tile, the part (bounds in the tile's CRS) an area of interest needs; only
     that window of each band is fetched (byte ranges) and a product stored for a smaller area is
     completed. Tiles not in ``windows`` are fetched whole."""
-    from distributed import as_completed
 
     s = ctx.settings
     entries: list[TileSeasonReport] = []
-    futures: dict[Any, tuple[TileSeasonReport, ProductCandidate, dict[str, Any] | None]] = {}
+    futures: dict[Any, tuple[TileSeasonReport, ProductCandidate, ProductRecord | None]] = {}
     for tile in tiles:
         bounds = (windows or {}).get(tile)
         for season in seasons:
@@ -385,7 +381,7 @@ def acquire(
                     len(candidates),
                 )
             for cand in chosen:
-                stored = ctx.catalog.get("products", cand.product_id)
+                stored = records.load(ctx.catalog, ProductRecord, cand.product_id)
                 window = bounds
                 if stored is not None:
                     again, window = needed_window(stored, bounds)
@@ -401,10 +397,9 @@ def acquire(
             for fut in as_completed(list(futures)):
                 entry, cand, stored = futures[fut]
                 try:
-                    record = fut.result()
-                    ctx.catalog.upsert("products", record)
+                    record = records.store_doc(ctx.catalog, ProductRecord, fut.result())
                     entry.fetched.append(cand.product_id)
-                    entry.fetched_bytes += int(record.get("fetched_bytes", 0))
+                    entry.fetched_bytes += record.fetched_bytes
                     if stored is not None:
                         entry.completed.append(cand.product_id)
                         _remove_replaced(ctx, stored, record)
@@ -417,12 +412,12 @@ def acquire(
     return AcquireReport(entries)
 
 
-def _remove_replaced(ctx: Context, old: dict[str, Any], new: dict[str, Any]) -> None:
+def _remove_replaced(ctx: Context, old: ProductRecord, new: ProductRecord) -> None:
     """The objects of a product's smaller window, once its larger one is catalogued."""
-    kept = {(b["bucket"], b["key"]) for b in new["bands"].values()}
-    for b in old["bands"].values():
-        if (b["bucket"], b["key"]) not in kept:
+    kept = {(b.bucket, b.key) for b in new.bands.values()}
+    for b in old.bands.values():
+        if (b.bucket, b.key) not in kept:
             try:
-                ctx.store.delete(b["bucket"], b["key"])
+                ctx.store.delete(b.bucket, b.key)
             except LandcoverError:
-                log.warning("could not remove %s/%s (a smaller window of %s)", b["bucket"], b["key"], old["_id"])
+                log.warning("could not remove %s/%s (a smaller window of %s)", b.bucket, b.key, old.id)

@@ -19,14 +19,24 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import rasterio
+import shapely
+from pyogrio.raw import read as ogr_read
+from pyproj import CRS, Transformer
+from rasterio.enums import Resampling
+from rasterio.features import geometry_mask
+from rasterio.warp import reproject
 
-from landcoverpy import styles
+from landcoverpy import records, styles
 from landcoverpy.assets import ids, publish
 from landcoverpy.context import Context
 from landcoverpy.errors import InputValidationError
 from landcoverpy.raster.cog import CogWriter
 from landcoverpy.raster.grid import Bounds, Grid, block_windows
+from landcoverpy.records import MapRecord
+from landcoverpy.reports import class_colours
 from landcoverpy.scratch import scratch_dir
+from landcoverpy.sentinel2 import tile_bounds, tile_of
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +51,12 @@ class AreaOfInterest:
 
     @property
     def wkb_hex(self) -> str:
-        import shapely
 
         return str(shapely.to_wkb(self.geometry, hex=True))
 
 
 def load_aoi(path: str | Path) -> AreaOfInterest:
     """Polygons from a GeoJSON / GeoPackage / KML file (any CRS), united, in WGS84."""
-    import shapely
-    from pyogrio.raw import read as ogr_read
 
     path = Path(path)
     if not path.is_file():
@@ -66,8 +73,6 @@ def load_aoi(path: str | Path) -> AreaOfInterest:
     area = shapely.union_all(polys)
     crs = meta.get("crs")
     if crs and crs not in ("EPSG:4326", "OGC:CRS84"):
-        from pyproj import Transformer
-
         area = shapely.transform(
             area, Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform, interleaved=False
         )
@@ -80,9 +85,6 @@ def tiles_for_aoi(aoi: AreaOfInterest, spacing_km: float = 2.0) -> list[str]:
     """The Sentinel-2 tiles (MGRS squares) of points sampled along the boundary and inside the
     area every ``spacing_km``: every sampled place lies in its tile, and neighbouring tiles
     overlap by about 10 km, so the tiles found cover the whole area."""
-    import shapely
-
-    from landcoverpy.sentinel2 import tile_of
 
     geom = aoi.geometry
     step = spacing_km / 111.0
@@ -102,8 +104,6 @@ def tiles_for_aoi(aoi: AreaOfInterest, spacing_km: float = 2.0) -> list[str]:
 def projected_geometry(aoi: AreaOfInterest, crs: str) -> Any:
     """The area in ``crs``; edges are densified first (every ~100 m) so the straight lon/lat edges
     of the file stay where they are once projected."""
-    import shapely
-    from pyproj import Transformer
 
     tr = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
     return shapely.transform(shapely.segmentize(aoi.geometry, 0.001), tr.transform, interleaved=False)
@@ -119,7 +119,6 @@ def default_crs(aoi: AreaOfInterest) -> str:
 def mosaic_grid(aoi: AreaOfInterest, crs: str, reference: Grid) -> Grid:
     """The area's bounds in ``crs``, snapped outwards to the reference map's pixel lattice when it
     is in the same CRS (so pixels coincide), else to multiples of its resolution."""
-    from pyproj import CRS
 
     if not CRS.from_user_input(crs).is_projected:
         raise InputValidationError(f"--aoi-crs {crs}: give a projected CRS (areas are computed in it)")
@@ -136,8 +135,6 @@ def mosaic_grid(aoi: AreaOfInterest, crs: str, reference: Grid) -> Grid:
 
 def aoi_mask(aoi: AreaOfInterest, grid: Grid, window: Any) -> np.ndarray:
     """True for pixels of the window whose centre lies inside the area."""
-    import shapely
-    from rasterio.features import geometry_mask
 
     projected = projected_geometry(aoi, grid.crs)
     return ~geometry_mask(
@@ -154,35 +151,28 @@ def mosaic_id(aoi: AreaOfInterest, crs: str, map_ids: list[str]) -> str:
 
 
 def build_mosaic(
-    ctx: Context, aoi: AreaOfInterest, maps: dict[str, dict[str, Any]], crs: str | None = None, window_size: int = 1024
-) -> dict[str, Any]:
+    ctx: Context, aoi: AreaOfInterest, maps: dict[str, MapRecord], crs: str | None = None, window_size: int = 1024
+) -> MapRecord:
     """One COG per level over the area, clipped to it; returns (and catalogues) its record."""
-    import rasterio
-    from rasterio.enums import Resampling
-    from rasterio.warp import reproject
 
     if not maps:
         raise InputValidationError(f"{aoi.source}: no map of the area's tiles to mosaic")
     crs = crs or default_crs(aoi)
-    records = [maps[t] for t in sorted(maps)]
-    mid = mosaic_id(aoi, crs, [r["_id"] for r in records])
-    existing = ctx.catalog.get("maps", mid)
+    tile_maps = [maps[t] for t in sorted(maps)]
+    mid = mosaic_id(aoi, crs, [r.id for r in tile_maps])
+    existing = records.load(ctx.catalog, MapRecord, mid)
     if existing is not None:
         return existing
-    grid = mosaic_grid(aoi, crs, Grid.from_dict(records[0]["grid"]))
+    grid = mosaic_grid(aoi, crs, tile_maps[0].pixel_grid)
     bucket = ctx.settings.MINIO_BUCKET_CLASSIFICATIONS
-    names = {
-        level: {int(v): n for v, n in (records[0].get("classes") or {}).get(level, {}).items()} for level in LEVELS
-    }
-    from landcoverpy.reports import class_colours
+    names = {level: {v: n for n, v in tile_maps[0].class_values(level).items()} for level in LEVELS}
 
     outputs: dict[str, dict[str, Any]] = {}
     counts: dict[str, dict[int, int]] = {level: {} for level in LEVELS}
     with scratch_dir(ctx.settings.TMP_DIR) as tmp, ctx.store.rasterio_env():
         sources = {
             level: [
-                rasterio.open(ctx.store.raster_uri(r["outputs"][level]["bucket"], r["outputs"][level]["key"]))
-                for r in records
+                rasterio.open(ctx.store.raster_uri(r.outputs[level].bucket, r.outputs[level].key)) for r in tile_maps
             ]
             for level in LEVELS
         }
@@ -201,7 +191,7 @@ def build_mosaic(
                     descriptions=[f"{level} mosaic over {Path(aoi.source).name} (0 = nodata / outside)"],
                     tags={
                         "mosaic_id": mid,
-                        "maps": ",".join(r["_id"] for r in records),
+                        "maps": ",".join(r.id for r in tile_maps),
                         "crs": crs,
                         "classes": json.dumps({str(v): n for v, n in names[level].items()}, ensure_ascii=False),
                     }
@@ -250,7 +240,7 @@ def build_mosaic(
         "aoi": aoi.source,
         "aoi_wkb": aoi.wkb_hex,
         "crs": grid.crs,
-        "maps": [r["_id"] for r in records],
+        "maps": [r.id for r in tile_maps],
         "tiles": sorted(maps),
         "grid": grid.to_dict(),
         "outputs": outputs,
@@ -264,25 +254,23 @@ def build_mosaic(
         },
         "created": publish.now_iso(),
     }
-    ctx.catalog.upsert("maps", record)
+    stored = records.store_doc(ctx.catalog, MapRecord, record)
     log.info(
-        "mosaic %s over %s: %d tiles, %d x %d px in %s", mid, aoi.source, len(records), grid.width, grid.height, crs
+        "mosaic %s over %s: %d tiles, %d x %d px in %s", mid, aoi.source, len(tile_maps), grid.width, grid.height, crs
     )
-    return record
+    return stored
 
 
-def export_mosaic(ctx: Context, record: dict[str, Any], output_dir: Path) -> dict[str, Path]:
+def export_mosaic(ctx: Context, record: MapRecord, output_dir: Path) -> dict[str, Path]:
     out = {}
-    for level, loc in record["outputs"].items():
-        out[level] = ctx.store.get_file(loc["bucket"], loc["key"], output_dir / f"{level}_aoi.tif")
-        for extra, ext in (("style", ".qml"), ("aux", ".tif.aux.xml")):
-            if loc.get(extra):
-                out[f"{level}_{extra}"] = ctx.store.get_file(
-                    loc["bucket"], loc[extra], output_dir / f"{level}_aoi{ext}"
-                )
+    for level, loc in record.outputs.items():
+        out[level] = ctx.store.get_file(loc.bucket, loc.key, output_dir / f"{level}_aoi.tif")
+        for extra, key, ext in (("style", loc.style, ".qml"), ("aux", loc.aux, ".tif.aux.xml")):
+            if key:
+                out[f"{level}_{extra}"] = ctx.store.get_file(loc.bucket, key, output_dir / f"{level}_aoi{ext}")
     (output_dir / "aoi_areas.json").write_text(
         json.dumps(
-            {"aoi": record["aoi"], "crs": record["crs"], "tiles": record["tiles"], "area_km2": record["area_km2"]},
+            {"aoi": record.aoi, "crs": record.crs, "tiles": record.tiles, "area_km2": record.area_km2},
             indent=2,
             ensure_ascii=False,
         ),
@@ -302,10 +290,6 @@ def acquisition_windows(
     inside the tile, and the labelled ``points`` of the tile (training and held-out: their features
     must be the whole-tile run's), grown by ``margin`` and clipped to the tile. Tiles neither
     touches are left out (whole products there)."""
-    import shapely
-    from pyproj import Transformer
-
-    from landcoverpy.sentinel2 import tile_bounds
 
     frame = pd.concat([p[["latitude", "longitude", "tile"]] for p in points], ignore_index=True) if points else None
     out: dict[str, Bounds] = {}

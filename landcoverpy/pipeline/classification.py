@@ -19,10 +19,11 @@ from typing import Any
 
 import numpy as np
 import rasterio
+from distributed import as_completed
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
-from landcoverpy import __version__, styles
+from landcoverpy import __version__, records, styles
 from landcoverpy.assets import ids, keys, lookup, publish
 from landcoverpy.assets.params import CompositeParams
 from landcoverpy.config import Settings
@@ -36,6 +37,7 @@ from landcoverpy.progress import step
 from landcoverpy.raster.cleaning import clean
 from landcoverpy.raster.cog import CogWriter
 from landcoverpy.raster.grid import Grid, block_windows, window_id
+from landcoverpy.records import FeatureSource, HierarchyRecord
 from landcoverpy.report_html import unmapped_text
 from landcoverpy.reports import class_colours, confidence_png, quicklook_png
 from landcoverpy.scratch import scratch_dir
@@ -78,35 +80,52 @@ class LoadedHierarchy:
 
 
 def load_hierarchy(
-    ctx: Context, record: dict[str, Any], probabilities: bool = False, cleaning: int = 0
+    ctx: Context, record: HierarchyRecord, probabilities: bool = False, cleaning: int = 0
 ) -> LoadedHierarchy:
-    cat_est, cat_rec = lookup.load_estimator(ctx, record["category_model"])
+    cat_est, cat_rec = lookup.load_estimator(ctx, record.category_model)
     subs = {}
-    for value, rid in record["subcategory_models"].items():
+    for value, rid in record.subcategory_models.items():
         est, rec = lookup.load_estimator(ctx, rid)
-        subs[int(value)] = (est, rec["label_values"])
+        subs[int(value)] = (est, rec.label_values)
     return LoadedHierarchy(
-        hierarchy_id=record["_id"],
-        features=record["features"],
+        hierarchy_id=record.id,
+        features=record.features,
         category_model=cat_est,
-        category_values=cat_rec["label_values"],
+        category_values=cat_rec.label_values,
         subcategory_models=subs,
-        direct={int(k): int(v) for k, v in record["direct"].items()},
-        lc_labels=record["lc_labels"],
-        sl_labels=record["sl_labels"],
+        direct={int(k): int(v) for k, v in record.direct.items()},
+        lc_labels=record.lc_labels,
+        sl_labels=record.sl_labels,
         probabilities=probabilities,
         cleaning=cleaning,
     )
 
 
+@dataclass(frozen=True)
+class BlockResult:
+    """A classified block: the key of its category layer, and whether it was already done."""
+
+    key: str
+    reused: bool
+
+
+@dataclass(frozen=True)
+class LayerResult:
+    """An assembled map layer: its objects (the COG and companions) and, for class layers, the
+    pixel count of each value."""
+
+    output: dict[str, Any]
+    counts: dict[int, int]
+
+
 @dask_task
 def classify_block(
     settings: Settings,
-    composites: dict[str, dict[str, Any]],
+    composites: dict[str, FeatureSource],
     model: LoadedHierarchy,
     window: Window,
     blocks_prefix: str,
-) -> dict[str, Any]:
+) -> BlockResult:
     """Dask task: predict one block and keep each of its layers in the store (one object per
     layer, the category layer written last, so a block is done when every layer is there). A
     block already done is reused."""
@@ -115,7 +134,7 @@ def classify_block(
     names = sorted(model.outputs, key=lambda n: n == "classification")  # the category layer last
     layer_keys = {name: keys.block_key(blocks_prefix, name, window_id(window)) for name in names}
     if all(store.exists(bucket, k) for k in layer_keys.values()):
-        return {"key": layer_keys["classification"], "reused": True}
+        return BlockResult(layer_keys["classification"], reused=True)
     halo = model.cleaning // 2  # the cleaning filter sees this far: predict a margin around the block
     grown = Window(window.col_off - halo, window.row_off - halo, window.width + 2 * halo, window.height + 2 * halo)
     with FeatureReader(store, composites, model.features) as reader:
@@ -143,7 +162,7 @@ def classify_block(
         np.savez_compressed(buf, **{name: out[name]})  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
         buf.seek(0)
         store.put_stream(bucket, layer_keys[name], buf)
-    return {"key": layer_keys["classification"], "reused": False}
+    return BlockResult(layer_keys["classification"], reused=False)
 
 
 def colour_table(values: dict[str, int]) -> tuple[dict[int, tuple[int, int, int, int]], dict[int, str]]:
@@ -157,7 +176,7 @@ def colour_table(values: dict[str, int]) -> tuple[dict[int, tuple[int, int, int,
 @dataclass
 class TileResult:
     tile: str
-    record: dict[str, Any] | None = None
+    record: records.MapRecord | None = None
     reused: bool = False
     skipped: str | None = None
 
@@ -172,10 +191,10 @@ class ClassifyReport:
             if t.skipped:
                 out.append(f"{t.tile}: skipped ({t.skipped})")
             elif t.record:
-                counts = t.record["pixel_counts"]["classification"]
+                counts = t.record.pixel_counts["classification"]
                 state = "reused" if t.reused else "classified"
                 line = f"{t.tile}: {state}; pixels per category: " + ", ".join(f"{k} {v}" for k, v in counts.items())
-                nodata = int(t.record.get("nodata_pixels", 0))
+                nodata = int(t.record.nodata_pixels or 0)
                 if nodata:
                     line += "; " + unmapped_text(nodata, nodata + sum(counts.values()))
                 out.append(line)
@@ -204,7 +223,6 @@ def classify_tile(
     progress: bool = True,
     retries: int = 3,
 ) -> TileResult:
-    from distributed import as_completed
 
     found = lookup.feature_sources(ctx, tile, seasons, params, with_dem=lookup.model_uses_dem(model.features))
     if not found.complete:
@@ -216,7 +234,7 @@ def classify_tile(
     mid = ids.map_id(
         model.hierarchy_id, tile, found.ids, {"probabilities": model.probabilities, "cleaning": model.cleaning}
     )
-    existing = ctx.catalog.get("maps", mid)
+    existing = records.load(ctx.catalog, records.MapRecord, mid)
     if existing is not None:
         record = mark_used(ctx, existing)
         publish_latest(ctx, record)
@@ -241,112 +259,105 @@ def classify_tile(
     reused = 0
     with step(log, f"classify {tile}", len(futures), "block", progress) as bar:
         for fut in as_completed(futures):
-            reused += bool(fut.result()["reused"])
+            reused += fut.result().reused
             bar.update(1)
     if reused:
         log.info("tile %s: %d of %d blocks were already done (resumed)", tile, reused, len(windows))
-    record = assemble_maps(ctx, tile, mid, grid, windows, blocks_prefix, model, comps, client, progress, retries)
-    record["composite_params"] = params.to_dict()
-    ctx.catalog.upsert("maps", record)  # objects first, then the record
+    doc = assemble_maps(ctx, tile, mid, grid, windows, blocks_prefix, model, comps, client, progress, retries)
+    # objects first, then the record
+    record = records.store_doc(ctx.catalog, records.MapRecord, doc | {"composite_params": params.to_dict()})
     publish_latest(ctx, record)
     ctx.check_lease()  # blocks are removed only by the run holding the lease
     ctx.store.delete_prefix(ctx.settings.MINIO_BUCKET_CLASSIFICATIONS, blocks_prefix + "/")
     return TileResult(tile, record)
 
 
-def mark_used(ctx: Context, record: dict[str, Any]) -> dict[str, Any]:
+def mark_used(ctx: Context, record: records.MapRecord) -> records.MapRecord:
     """Note that a run used this map now (pruning keeps the most recently used maps)."""
-    record = dict(record, last_used=publish.now_iso())
-    ctx.catalog.upsert("maps", record)
+    record = record.model_copy(update={"last_used": publish.now_iso()})
+    records.save(ctx.catalog, record)
     return record
 
 
-def publish_latest(ctx: Context, record: dict[str, Any]) -> None:
+def publish_latest(ctx: Context, record: records.MapRecord) -> None:
     """Point ``latest/{tile}/...`` at this complete, catalogued map (copies, replaced whole)."""
     pairs = []
-    for name, loc in record["outputs"].items():
-        pairs.append((loc["key"], keys.map_alias_key(record["tile"], name)))
-        for extra, ext in (("quicklook", ".png"), ("style", ".qml"), ("aux", ".tif.aux.xml")):
-            if loc.get(extra):
-                pairs.append((loc[extra], keys.map_alias_key(record["tile"], name, ext)))
-    bucket = next(iter(record["outputs"].values()))["bucket"]
+    for name, loc in record.outputs.items():
+        pairs.append((loc.key, keys.map_alias_key(record.tile, name)))
+        for extra, ext in ((loc.quicklook, ".png"), (loc.style, ".qml"), (loc.aux, ".tif.aux.xml")):
+            if extra:
+                pairs.append((extra, keys.map_alias_key(record.tile, name, ext)))
+    bucket = next(iter(record.outputs.values())).bucket
     publish.publish_alias(
         ctx,
         bucket,
         pairs,
-        keys.map_alias_key(record["tile"], "map", ".json"),
+        keys.map_alias_key(record.tile, "map", ".json"),
         {
-            "map_id": record["_id"],
-            "hierarchy": record["hierarchy"],
-            "tile": record["tile"],
-            "sources": record["composites"],
-            "created": record["created"],
+            "map_id": record.id,
+            "hierarchy": record.hierarchy,
+            "tile": record.tile,
+            "sources": record.composites,
+            "created": record.created,
             "published": publish.now_iso(),
-            "objects": {n: loc["key"] for n, loc in record["outputs"].items()},
+            "objects": {n: loc.key for n, loc in record.outputs.items()},
         },
     )
 
 
-def _map_specs(tile: str, model: LoadedHierarchy) -> dict[str, Any]:
+@dataclass(frozen=True)
+class LayerSpec:
+    """How one layer of a map is written: file name, colours and class names (class layers),
+    band descriptions and units, overview resampling."""
+
+    file: str
+    description: str
+    resampling: str
+    colormap: dict[int, tuple[int, int, int, int]] | None = None
+    names: dict[int, str] = field(default_factory=dict)
+    units: str | None = None
+    bands: list[str] | None = None
+
+    @property
+    def band_descriptions(self) -> list[str]:
+        return self.bands or [self.description]
+
+
+def _map_specs(tile: str, model: LoadedHierarchy) -> dict[str, LayerSpec]:
     cleaned = f", majority filter {model.cleaning}x{model.cleaning}" if model.cleaning else ""
     lc_table, lc_names = colour_table(model.lc_labels)
     sl_values = dict(model.sl_labels) | {"not classified": NOT_CLASSIFIED_VALUE}
     sl_table, sl_names = colour_table(sl_values)
-    return {
-        "classification": {
-            "file": "classification.tif",
-            "colormap": lc_table,
-            "names": lc_names,
-            "description": "category (0 = nodata)" + cleaned,
-            "resampling": "mode",
-        },
-        "sl_classification": {
-            "file": "sl_classification.tif",
-            "colormap": sl_table,
-            "names": sl_names,
-            "description": "subcategory (0 = nodata, 1 = not classified)",
-            "resampling": "mode",
-        },
-        "confidence": {
-            "file": "confidence.tif",
-            "colormap": None,
-            "names": {},
-            "units": "%",
-            "description": "probability of the chosen category (%)",
-            "resampling": "average",
-        },
-        "sl_confidence": {
-            "file": "sl_confidence.tif",
-            "colormap": None,
-            "names": {},
-            "units": "%",
-            "description": "probability of the chosen subcategory (%; 0 = nodata or not classified)",
-            "resampling": "average",
-        },
-        "uncertainty": {
-            "file": "uncertainty.tif",
-            "colormap": None,
-            "names": {},
-            "units": "%",
-            "description": "category uncertainty: 100 x (1 - margin between the two most probable "
-            "categories); 255 = nodata",
-            "resampling": "average",
-        },
-    } | (
-        {
-            "probabilities": {
-                "file": "probabilities.tif",
-                "colormap": None,
-                "names": {},
-                "units": "%",
-                "resampling": "average",
-                "description": "probability of each category (%); 255 = nodata",
-                "bands": [f"probability of {n} (%)" for n in (model_class_names(model))],
-            }
-        }
-        if model.probabilities
-        else {}
-    )
+    specs = {
+        "classification": LayerSpec(
+            "classification.tif", "category (0 = nodata)" + cleaned, "mode", lc_table, lc_names
+        ),
+        "sl_classification": LayerSpec(
+            "sl_classification.tif", "subcategory (0 = nodata, 1 = not classified)", "mode", sl_table, sl_names
+        ),
+        "confidence": LayerSpec("confidence.tif", "probability of the chosen category (%)", "average", units="%"),
+        "sl_confidence": LayerSpec(
+            "sl_confidence.tif",
+            "probability of the chosen subcategory (%; 0 = nodata or not classified)",
+            "average",
+            units="%",
+        ),
+        "uncertainty": LayerSpec(
+            "uncertainty.tif",
+            "category uncertainty: 100 x (1 - margin between the two most probable categories); 255 = nodata",
+            "average",
+            units="%",
+        ),
+    }
+    if model.probabilities:
+        specs["probabilities"] = LayerSpec(
+            "probabilities.tif",
+            "probability of each category (%); 255 = nodata",
+            "average",
+            units="%",
+            bands=[f"probability of {n} (%)" for n in model_class_names(model)],
+        )
+    return specs
 
 
 def model_class_names(model: LoadedHierarchy) -> list[str]:
@@ -354,17 +365,15 @@ def model_class_names(model: LoadedHierarchy) -> list[str]:
     return [names.get(v, str(v)) for v in model.category_values]
 
 
-def write_styles(
-    store: ObjectStore, bucket: str, tile: str, mid: str, name: str, spec: dict[str, Any]
-) -> dict[str, str]:
+def write_styles(store: ObjectStore, bucket: str, tile: str, mid: str, name: str, spec: LayerSpec) -> dict[str, str]:
     """QGIS style (``{name}.qml``, the layer's default style) and GDAL category names
     (``{name}.tif.aux.xml``) beside a map; returns their keys."""
     out = {}
-    if spec["colormap"]:
-        classes = {v: (spec["names"].get(v, str(v)), rgba[:3]) for v, rgba in spec["colormap"].items() if v}
+    if spec.colormap:
+        classes = {v: (spec.names.get(v, str(v)), rgba[:3]) for v, rgba in spec.colormap.items() if v}
         qml = styles.paletted_qml(classes)
         aux_key = keys.map_key(tile, mid, name, ".tif.aux.xml")
-        store.put_bytes(bucket, aux_key, styles.category_aux_xml({0: "nodata"} | spec["names"]).encode("utf-8"))
+        store.put_bytes(bucket, aux_key, styles.category_aux_xml({0: "nodata"} | spec.names).encode("utf-8"))
         out["aux"] = aux_key
     else:
         qml = styles.graduated_qml(0, 100, "%")
@@ -381,7 +390,7 @@ def assemble_maps(
     windows: list[Window],
     blocks_prefix: str,
     model: LoadedHierarchy,
-    comps: dict[str, dict[str, Any]],
+    comps: dict[str, FeatureSource],
     client: Any,
     progress: bool = False,
     retries: int = 3,
@@ -389,14 +398,13 @@ def assemble_maps(
     """Every layer of the map assembled from the stored blocks as its own Dask task (the layers
     are independent: each worker writes and compresses a whole COG, so a cluster makes several
     at once), then the map's record."""
-    from distributed import as_completed
 
     specs = _map_specs(tile, model)
     tags = {
         "tile": tile,
         "map_id": mid,
         "model": model.hierarchy_id,
-        "composites": ",".join(c["_id"] for c in comps.values()),
+        "composites": ",".join(c.id for c in comps.values()),
     }
     futures = {
         client.submit(
@@ -421,13 +429,13 @@ def assemble_maps(
     with step(log, f"assemble {tile} maps", len(futures), "layer", progress) as bar:
         for fut in as_completed(list(futures)):
             name = futures[fut]
-            got = fut.result()
-            outputs[name], counts[name] = got["output"], got["counts"]
+            got: LayerResult = fut.result()
+            outputs[name], counts[name] = got.output, got.counts
             bar.update(1)
     outputs = {name: outputs[name] for name in specs}  # the layers' order, whatever order they finished in
     pixel_area_km2 = grid.resolution**2 / 1e6
     named_counts = {
-        name: {specs[name]["names"].get(v, str(v)): c for v, c in sorted(counts[name].items()) if v}
+        name: {specs[name].names.get(v, str(v)): c for v, c in sorted(counts[name].items()) if v}
         for name in CLASS_OUTPUTS
     }
     return {
@@ -435,12 +443,12 @@ def assemble_maps(
         "tile": tile,
         "kind": "classification",
         "hierarchy": model.hierarchy_id,
-        "composites": [c["_id"] for c in comps.values()],
+        "composites": [c.id for c in comps.values()],
         "grid": grid.to_dict(),
         "outputs": outputs,
         "classes": {
-            "classification": {str(v): n for v, n in specs["classification"]["names"].items()},
-            "sl_classification": {str(v): n for v, n in specs["sl_classification"]["names"].items()},
+            "classification": {str(v): n for v, n in specs["classification"].names.items()},
+            "sl_classification": {str(v): n for v, n in specs["sl_classification"].names.items()},
         },
         "pixel_counts": named_counts,
         "area_km2": {k: round(v * pixel_area_km2, 4) for k, v in named_counts["classification"].items()},
@@ -459,22 +467,22 @@ def assemble_layer(
     windows: list[Window],
     blocks_prefix: str,
     name: str,
-    spec: dict[str, Any],
+    spec: LayerSpec,
     tags: dict[str, str],
-) -> dict[str, Any]:
+) -> LayerResult:
     """Dask task: one layer of a map from the stored blocks, as a COG with its quicklook, QGIS
     style and category names, uploaded to its id-addressed keys. Returns the layer's location and,
     for class layers, the pixel count of each value."""
     store = open_store(settings, check=False)
     bucket = settings.MINIO_BUCKET_CLASSIFICATIONS
-    bands = spec.get("bands", [spec["description"]])
+    bands = spec.band_descriptions
     counts: dict[int, int] = {}
     with scratch_dir(settings.TMP_DIR) as tmp:
-        path = Path(tmp) / spec["file"]
+        path = Path(tmp) / spec.file
         layer_tags = (
             tags
-            | {"classes": json.dumps({str(k): v for k, v in spec["names"].items()}, ensure_ascii=False)}
-            | {f"class_{v}": n for v, n in spec["names"].items()}
+            | {"classes": json.dumps({str(k): v for k, v in spec.names.items()}, ensure_ascii=False)}
+            | {f"class_{v}": n for v, n in spec.names.items()}
         )
         # a failure closes the writer without making a COG
         with CogWriter(
@@ -484,11 +492,11 @@ def assemble_layer(
             count=len(bands),
             nodata=NODATA.get(name, 0),
             descriptions=bands,
-            colormap=spec["colormap"],
+            colormap=spec.colormap,
             tags=layer_tags,
-            overview_resampling=spec["resampling"],
+            overview_resampling=spec.resampling,
             tmp_dir=tmp,
-            units=[spec["units"]] * len(bands) if spec.get("units") else None,
+            units=[spec.units] * len(bands) if spec.units else None,
         ) as writer:
             for window in windows:
                 with store.open(bucket, keys.block_key(blocks_prefix, name, window_id(window))) as fh:
@@ -505,10 +513,10 @@ def assemble_layer(
             store.put_bytes(bucket, qkey, _quicklook(path, name, spec, tile))
             out["quicklook"] = qkey
         out |= write_styles(store, bucket, tile, mid, name, spec)
-    return {"output": out, "counts": counts}
+    return LayerResult(out, counts)
 
 
-def _quicklook(path: Path, name: str, spec: dict[str, Any], tile: str) -> bytes:
+def _quicklook(path: Path, name: str, spec: LayerSpec, tile: str) -> bytes:
     with rasterio.open(path) as src:
         scale = max(1, int(np.ceil(max(src.width, src.height) / 1200)))
         out_shape = (max(1, src.height // scale), max(1, src.width // scale))
@@ -517,14 +525,14 @@ def _quicklook(path: Path, name: str, spec: dict[str, Any], tile: str) -> bytes:
         return confidence_png(
             values, f"{tile} {name.replace('_', ' ')}", f"{name.replace('_', ' ')} (%)", nodata=NODATA.get(name, 0)
         )
-    colours = {v: rgba[:3] for v, rgba in spec["colormap"].items() if v}
-    return quicklook_png(values, colours, spec["names"], f"{tile} {name.replace('_', ' ')}")
+    colours = {v: rgba[:3] for v, rgba in (spec.colormap or {}).items() if v}
+    return quicklook_png(values, colours, spec.names, f"{tile} {name.replace('_', ' ')}")
 
 
-def model_composite_params(ctx: Context, hierarchy: dict[str, Any]) -> CompositeParams:
+def model_composite_params(ctx: Context, hierarchy: HierarchyRecord) -> CompositeParams:
     """The composite parameters the model was trained on (one mask definition for training and
     prediction); the settings' for records that predate them."""
-    recorded = hierarchy.get("composite_params")
+    recorded = hierarchy.composite_params
     if recorded:
         current = CompositeParams.from_settings(ctx.settings)
         return replace(CompositeParams.from_dict(recorded), window_size=current.window_size, threads=current.threads)
@@ -536,7 +544,7 @@ def classify(
     ctx: Context,
     tiles: list[str],
     seasons: list[Season],
-    hierarchy: dict[str, Any],
+    hierarchy: HierarchyRecord,
     client: Any,
     block_size: int | None = None,
     progress: bool = True,

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
+import importlib.util
 import logging
 import os
 import sys
 from collections.abc import Iterator
 from typing import Any
+
+import dask
+from distributed import Client, LocalCluster, Nanny
+from distributed.comm import connect
 
 from landcoverpy.config import Settings
 from landcoverpy.errors import ConfigurationError, ServiceUnavailableError
@@ -53,7 +59,6 @@ def dashboard_link(client: Any) -> str | None:
 
 
 def _has_bokeh_or_remote(client: Any) -> bool:
-    from distributed import LocalCluster
 
     return not isinstance(getattr(client, "cluster", None), LocalCluster) or _has_bokeh()
 
@@ -72,7 +77,6 @@ def require_profiling() -> None:
 
 
 def _has_bokeh() -> bool:
-    import importlib.util
 
     return importlib.util.find_spec("bokeh") is not None
 
@@ -81,9 +85,6 @@ def probe_scheduler(address: str, timeout: float) -> None:
     """Connect to the scheduler and complete distributed's handshake within ``timeout`` seconds.
     distributed waits for the handshake reply without a deadline, so a port that accepts TCP but
     never answers would hang a Client for minutes; this fails fast instead."""
-    import asyncio
-
-    from distributed.comm import connect
 
     async def attempt() -> None:
         comm = await asyncio.wait_for(connect(address, timeout=timeout), timeout=timeout)
@@ -112,7 +113,6 @@ PROFILER_ENV = {"DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False"}
 def disable_worker_profiler() -> None:
     """Turn dask's worker profiler off for clusters created from this process (and, through the
     environment, for worker processes it starts)."""
-    import dask
 
     dask.config.set({"distributed.worker.profile.enabled": False})
     os.environ.update(PROFILER_ENV)
@@ -135,8 +135,6 @@ def worker_environ(n_workers: int = 1) -> dict[str, str | None]:
     """The nanny's pre-spawn environment for ``n_workers`` local workers: dask's own, with
     WORKER_MALLOC_ENV and each worker's share of the cores for GDAL's threads (compression,
     decoding: see raster/cog.gdal_threads); a GDAL_NUM_THREADS already in the environment wins."""
-    import dask
-    import distributed  # noqa: F401  (its import loads the distributed.* config defaults)
 
     share = os.environ.get("GDAL_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // max(1, n_workers)))
     return (
@@ -159,7 +157,6 @@ def environ_keeping_nanny() -> type:
     worker_environ takes a GDAL_NUM_THREADS found there for the user's) and this process's own
     GDAL threads. Nannies that start at once share one snapshot, restored when the last is up,
     so none of them spawns with the environment already taken back."""
-    from distributed import Nanny
 
     class EnvironKeepingNanny(Nanny):
         async def instantiate(self) -> Any:
@@ -188,7 +185,6 @@ def dask_client(settings: Settings, processes: bool = True, worker_profiler: boo
     """Yield a ``distributed.Client``; close it (and any LocalCluster) afterwards. With
     ``worker_profiler`` a local cluster's workers sample their stacks (for a performance report)
     where this CPython is safe from the deadlock above."""
-    from distributed import Client, LocalCluster
 
     address = scheduler_address(settings)
     if address:
@@ -208,8 +204,6 @@ def dask_client(settings: Settings, processes: bool = True, worker_profiler: boo
             client.close()
         return
     if worker_profiler and not PROFILER_UNSAFE:
-        import dask
-
         dask.config.set({"distributed.worker.profile.enabled": True})
         os.environ.pop(next(iter(PROFILER_ENV)), None)
     else:
@@ -220,7 +214,6 @@ def dask_client(settings: Settings, processes: bool = True, worker_profiler: boo
                 sys.version.split()[0],
             )
         disable_worker_profiler()
-    import dask
 
     spawn_env = worker_environ(settings.DASK_N_WORKERS)
     with dask.config.set({"distributed.nanny.pre-spawn-environ": spawn_env}):

@@ -20,9 +20,11 @@ from typing import Any
 
 import numpy as np
 import rasterio
+from distributed import as_completed
 from rasterio.enums import Resampling
+from s2cloudless import S2PixelCloudDetector
 
-from landcoverpy import __version__
+from landcoverpy import __version__, records
 from landcoverpy.assets import ids, keys, lookup, publish
 from landcoverpy.assets.params import CompositeParams
 from landcoverpy.config import Settings
@@ -36,9 +38,11 @@ from landcoverpy.raster.cog import CogWriter, write_cog
 from landcoverpy.raster.composite import median_composite, percentile_composite, valid_count
 from landcoverpy.raster.grid import Grid, block_windows, common_extent
 from landcoverpy.raster.indices import INDICES, compute_index
+from landcoverpy.raster.pixelkernels import as_2d, dequantise_into, quantise_into
 from landcoverpy.raster.reading import GDAL_CACHE_MB, GridReader, expand_window
 from landcoverpy.raster.timeseries import FEATURES as SERIES_FEATURES
 from landcoverpy.raster.timeseries import drop_spikes, sample_days, sample_layers, season_samples, series_features
+from landcoverpy.records import ProductRecord
 from landcoverpy.scratch import scratch_dir
 from landcoverpy.sentinel2 import dn_to_reflectance, masked_reflectance
 from landcoverpy.storage import ObjectStore, open_store
@@ -49,12 +53,12 @@ S2CLOUDLESS_BANDS = ["B01", "B02", "B04", "B05", "B08", "B8A", "B09", "B10", "B1
 BAND_SCALE = 10000.0  # composite bands are stored as uint16 reflectance x 10000, 0 = nodata
 
 
-def common_grid(store: ObjectStore, products: list[dict[str, Any]]) -> Grid:
+def common_grid(store: ObjectStore, products: list[ProductRecord]) -> Grid:
     """The 10 m grid of the products. Whole products must share one grid; products acquired for
     an area of interest hold windows of it, and the composite covers the part every product holds.
     RasterError naming two products when they are not on one grid."""
-    grids = {p["_id"]: lookup.product_grid(store, p) for p in products}
-    whole = [pid for pid, p in zip(grids, products) if not p.get("window")]
+    grids = {p.id: lookup.product_grid(store, p) for p in products}
+    whole = [pid for pid, p in zip(grids, products) if not p.window]
     ref_id = whole[0] if whole else next(iter(grids))
     ref = grids[ref_id]
     if all(grid.same_as(ref) for grid in grids.values()):
@@ -72,9 +76,9 @@ def common_grid(store: ObjectStore, products: list[dict[str, Any]]) -> Grid:
     return common
 
 
-def s2cloudless_mask_key(product: dict[str, Any], mask: masks.MaskSettings) -> str:
+def s2cloudless_mask_key(product: ProductRecord, mask: masks.MaskSettings) -> str:
     return keys.cloud_mask_key(
-        product["tile"],
+        product.tile,
         ids.product_content_id(product),
         mask.cloud_probability_threshold,
         mask.cloudless_average_over,
@@ -83,11 +87,10 @@ def s2cloudless_mask_key(product: dict[str, Any], mask: masks.MaskSettings) -> s
 
 
 def ensure_s2cloudless_mask(
-    settings: Settings, store: ObjectStore, product: dict[str, Any], mask: masks.MaskSettings
+    settings: Settings, store: ObjectStore, product: ProductRecord, mask: masks.MaskSettings
 ) -> tuple[str, str]:
     """Cloud mask of an L1C product by s2cloudless on its 60 m grid (1 = cloud), stored as a COG
     and reused when present. A 60 m tile is at most 1830 x 1830 pixels, whatever the products."""
-    from s2cloudless import S2PixelCloudDetector
 
     bucket = settings.MINIO_BUCKET_NAME_COMPOSITES
     key = s2cloudless_mask_key(product, mask)
@@ -97,13 +100,13 @@ def ensure_s2cloudless_mask(
     layers = []
     with store.rasterio_env():
         for band in S2CLOUDLESS_BANDS:
-            b = product["bands"][band]
-            reader = GridReader(store.raster_uri(b["bucket"], b["key"]), grid60, Resampling.average)
+            b = product.bands[band]
+            reader = GridReader(store.raster_uri(b.bucket, b.key), grid60, Resampling.average)
             try:
                 dn = reader.read(rasterio.windows.Window(0, 0, grid60.width, grid60.height))
             finally:
                 reader.close()
-            layers.append(dn_to_reflectance(dn, product["offsets"].get(band, 0.0)))
+            layers.append(dn_to_reflectance(dn, product.offsets.get(band, 0.0)))
     data = np.stack(layers, axis=-1)
     nodata = np.isnan(data).any(axis=-1)
     data = np.nan_to_num(data, nan=0.0)
@@ -126,7 +129,7 @@ def ensure_s2cloudless_mask(
             tags={"cloud_percentage": f"{100 * cloud.mean():.2f}"},
         )
         store.put_file(bucket, key, path)
-    log.info("%s: s2cloudless cloud cover %.1f%%", product["_id"], 100 * cloud.mean())
+    log.info("%s: s2cloudless cloud cover %.1f%%", product.id, 100 * cloud.mean())
     return bucket, key
 
 
@@ -134,14 +137,14 @@ class ProductWindowReader:
     """Reads, for one product, masked reflectance windows of any band on the 10 m grid."""
 
     def __init__(
-        self, store: ObjectStore, product: dict[str, Any], grid: Grid, mask_uri: str | None, mask: masks.MaskSettings
+        self, store: ObjectStore, product: ProductRecord, grid: Grid, mask_uri: str | None, mask: masks.MaskSettings
     ) -> None:
         self.product, self.grid, self.mask = product, grid, mask
         self.readers: dict[str, GridReader] = {}
         self.store = store
-        if product["level"] == "L2A":
-            scl = product["bands"]["SCL"]
-            self.mask_reader = GridReader(store.raster_uri(scl["bucket"], scl["key"]), grid)
+        if product.level == "L2A":
+            scl = product.bands["SCL"]
+            self.mask_reader = GridReader(store.raster_uri(scl.bucket, scl.key), grid)
         else:
             assert mask_uri is not None
             self.mask_reader = GridReader(mask_uri, grid)
@@ -149,11 +152,11 @@ class ProductWindowReader:
     def invalid(self, window: rasterio.windows.Window) -> np.ndarray:
         halo = self.mask.dilation_pixels
         grown, (rs, cs) = expand_window(window, halo, self.grid)
-        if self.product["level"] == "L2A" and self.mask_reader.dtype == np.uint8:
+        if self.product.level == "L2A" and self.mask_reader.dtype == np.uint8:
             m = self.mask_reader.read(grown, lookup=masks.scl_table(self.mask.scl_classes))
         else:
             raw = self.mask_reader.read(grown)
-            m = masks.scl_mask(raw, self.mask.scl_classes) if self.product["level"] == "L2A" else raw.astype(bool)
+            m = masks.scl_mask(raw, self.mask.scl_classes) if self.product.level == "L2A" else raw.astype(bool)
         return masks.dilate(m, halo)[rs, cs]
 
     def reflectance(
@@ -162,10 +165,10 @@ class ProductWindowReader:
         """Reflectance of ``band`` in ``window``, NaN where ``invalid`` or no data (into ``out``,
         float32, when given)."""
         if band not in self.readers:
-            b = self.product["bands"][band]
-            self.readers[band] = GridReader(self.store.raster_uri(b["bucket"], b["key"]), self.grid)
+            b = self.product.bands[band]
+            self.readers[band] = GridReader(self.store.raster_uri(b.bucket, b.key), self.grid)
         dn = self.readers[band].read(window)
-        return masked_reflectance(dn, self.product["offsets"].get(band, 0.0), invalid, out=out)
+        return masked_reflectance(dn, self.product.offsets.get(band, 0.0), invalid, out=out)
 
     def close(self) -> None:
         for r in self.readers.values():
@@ -175,7 +178,6 @@ class ProductWindowReader:
 
 def to_uint16_reflectance(refl: np.ndarray) -> np.ndarray:
     """Reflectance -> stored uint16 (x 10000, rounded half to even, clipped to 1..65535; 0 = NaN)."""
-    from landcoverpy.raster.pixelkernels import as_2d, quantise_into
 
     out = np.empty(refl.shape, dtype="uint16")
     quantise_into(as_2d(refl), refl.dtype.type(BAND_SCALE), as_2d(out))
@@ -243,14 +245,14 @@ class LayerWriter:
         tile: str,
         season: Season,
         cid: str,
-        products: list[dict[str, Any]],
+        products: list[ProductRecord],
     ) -> None:
         self.settings, self.store, self.tile, self.season, self.cid = settings, store, tile, season, cid
         self.bucket = settings.MINIO_BUCKET_NAME_COMPOSITES
         self.tags = {
             "tile": tile,
             "season": season.name,
-            "products": ",".join(p["_id"] for p in products),
+            "products": ",".join(p.id for p in products),
             "composite_id": cid,
         }
 
@@ -295,9 +297,9 @@ class LayerWriter:
 
 
 @dask_task
-def build_cloud_mask(settings: Settings, product: dict[str, Any], mask: masks.MaskSettings) -> str | None:
+def build_cloud_mask(settings: Settings, product: ProductRecord, mask: masks.MaskSettings) -> str | None:
     """Dask task: the stored s2cloudless mask of an L1C product (None for L2A: SCL is used)."""
-    if product["level"] != "L1C":
+    if product.level != "L1C":
         return None
     store = open_store(settings, check=False)
     with store.rasterio_env(GDAL_CACHEMAX=GDAL_CACHE_MB):
@@ -308,9 +310,9 @@ def build_cloud_mask(settings: Settings, product: dict[str, Any], mask: masks.Ma
 def _cid(
     tile: str,
     season: Season,
-    products: list[dict[str, Any]],
+    products: list[ProductRecord],
     params: CompositeParams,
-    neighbours: list[dict[str, Any]] | None,
+    neighbours: list[ProductRecord] | None,
 ) -> str:
     return lookup.composite_id_of(tile, season, products, params, neighbours)
 
@@ -320,11 +322,11 @@ def build_band(
     settings: Settings,
     tile: str,
     season: Season,
-    products: list[dict[str, Any]],
+    products: list[ProductRecord],
     params: CompositeParams,
     band: str,
     mask_uris: dict[str, str | None],
-    neighbours: list[dict[str, Any]] | None = None,
+    neighbours: list[ProductRecord] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Dask task: the median of one band over the products, window by window (and, for the first
     band, the valid-observation count); reused when already complete. ``neighbours``: the
@@ -345,7 +347,7 @@ def build_band(
         read = [*products, *(neighbours or [])] if params.gap_fill else products
 
         def open_readers() -> list[ProductWindowReader]:
-            return [ProductWindowReader(store, p, grid, mask_uris.get(p["_id"]), params.mask) for p in read]
+            return [ProductWindowReader(store, p, grid, mask_uris.get(p.id), params.mask) for p in read]
 
         def compute(readers: list[ProductWindowReader], window: rasterio.windows.Window) -> dict[str, np.ndarray]:
             return band_window(
@@ -382,11 +384,11 @@ def build_indices(
     settings: Settings,
     tile: str,
     season: Season,
-    products: list[dict[str, Any]],
+    products: list[ProductRecord],
     params: CompositeParams,
     bands: dict[str, dict[str, dict[str, Any]]],
     names: tuple[str, ...] | None = None,
-    neighbours: list[dict[str, Any]] | None = None,
+    neighbours: list[ProductRecord] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Dask task: spectral indices (``names``, default every index of ``params``) from the stored
     (quantised) band medians, so training and prediction features agree; reused when already
@@ -424,10 +426,10 @@ def build_series(
     settings: Settings,
     tile: str,
     season: Season,
-    products: list[dict[str, Any]],
+    products: list[ProductRecord],
     params: CompositeParams,
     mask_uris: dict[str, str | None],
-    neighbours: list[dict[str, Any]] | None = None,
+    neighbours: list[ProductRecord] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Dask task: the layers made from every product's masked NDVI, window by window: time-series
     features of the season (NDVI amplitude, slope, peak day) and NDVI interpolated at evenly
@@ -447,16 +449,14 @@ def build_series(
     if all(existing.values()):
         return {name: dict(rec or {}) | {"reused": True} for name, rec in existing.items()}
     read = [*products, *(neighbours or [])]
-    days = np.array(
-        [(dt.datetime.fromisoformat(p["sensing_time"]).date() - season.start).days for p in read], dtype=float
-    )
+    days = np.array([(dt.datetime.fromisoformat(p.sensing_time).date() - season.start).days for p in read], dtype=float)
     inside = len(products)
     at = sample_days((season.end - season.start).days, params.series_samples) if params.series_samples else None
     with store.rasterio_env(GDAL_CACHEMAX=GDAL_CACHE_MB):
         grid = common_grid(store, products)
 
         def open_readers() -> list[ProductWindowReader]:
-            return [ProductWindowReader(store, p, grid, mask_uris.get(p["_id"]), params.mask) for p in read]
+            return [ProductWindowReader(store, p, grid, mask_uris.get(p.id), params.mask) for p in read]
 
         def compute(readers: list[ProductWindowReader], window: rasterio.windows.Window) -> dict[str, np.ndarray]:
             ndvi = []
@@ -490,11 +490,11 @@ def build_series(
 def composite_record(
     tile: str,
     season: Season,
-    products: list[dict[str, Any]],
+    products: list[ProductRecord],
     params: CompositeParams,
     grid: Grid,
     layers: dict[str, dict[str, Any]],
-    neighbours: list[dict[str, Any]] | None = None,
+    neighbours: list[ProductRecord] | None = None,
 ) -> dict[str, Any]:
     files = {
         name: {k: v for k, v in rec.items() if k not in ("reused", "valid_pixels")} for name, rec in layers.items()
@@ -506,8 +506,8 @@ def composite_record(
         "season": season.name,
         "season_start": season.start.isoformat(),
         "season_end": season.end.isoformat(),
-        "products": [p["_id"] for p in products],
-        "series_neighbours": [n["_id"] for n in neighbours or ()],
+        "products": [p.id for p in products],
+        "series_neighbours": [n.id for n in neighbours or ()],
         "grid": grid.to_dict(),
         "bands": {b: files[b] for b in params.band_layers()},
         "indices": {i: files[i] for i in [*params.indices, *params.series_layers()]},
@@ -524,13 +524,13 @@ def build_composite(
     settings: Settings,
     tile: str,
     season: Season,
-    products: list[dict[str, Any]],
+    products: list[ProductRecord],
     params: CompositeParams,
-    neighbours: list[dict[str, Any]] | None = None,
+    neighbours: list[ProductRecord] | None = None,
 ) -> dict[str, Any]:
     """Every layer of one composite in this process (masks, bands, indices, in that order);
     returns its catalog record. The stage runs the same functions as Dask tasks."""
-    masks_ = {p["_id"]: build_cloud_mask(settings, p, params.mask) for p in [*products, *(neighbours or [])]}
+    masks_ = {p.id: build_cloud_mask(settings, p, params.mask) for p in [*products, *(neighbours or [])]}
     bands = {b: build_band(settings, tile, season, products, params, b, masks_, neighbours) for b in params.bands}
     indices = build_indices(settings, tile, season, products, params, bands, neighbours=neighbours)
     indices |= build_series(settings, tile, season, products, params, masks_, neighbours)
@@ -667,7 +667,6 @@ def run_windows(
 
 def dequantise(stored: np.ndarray) -> np.ndarray:
     """uint16 composite band (reflectance x 10000, 0 = nodata) -> float32 reflectance, NaN nodata."""
-    from landcoverpy.raster.pixelkernels import as_2d, dequantise_into
 
     out = np.empty(stored.shape, dtype=np.float32)
     dequantise_into(as_2d(stored), np.float32(BAND_SCALE), as_2d(out))
@@ -696,11 +695,10 @@ def composite(
     its own bands), one for the time-series features. Each layer is kept as soon as it is
     complete, so a killed run resumes where it stopped; the catalog record is written when every
     layer is there."""
-    from distributed import as_completed
 
     params = params or CompositeParams.from_settings(ctx.settings)
     report = CompositeReport()
-    jobs: dict[str, tuple[str, Season, list[dict[str, Any]], list[dict[str, Any]], dict[str, Any], dict[str, Any]]] = {}
+    jobs: dict[str, tuple[str, Season, list[ProductRecord], list[ProductRecord], dict[str, Any], dict[str, Any]]] = {}
     owner: dict[Any, str] = {}  # future -> the composite (label) it belongs to
     s = ctx.settings
     for tile in tiles:
@@ -715,12 +713,12 @@ def composite(
                 report.reused.append(cid)
                 continue
             mask_futs = {
-                p["_id"]: client.submit(
-                    build_cloud_mask, s, p, params.mask, pure=False, retries=2, key=task_key(f"mask-{p['_id']}")
+                p.id: client.submit(
+                    build_cloud_mask, s, p, params.mask, pure=False, retries=2, key=task_key(f"mask-{p.id}")
                 )
                 for p in [*products, *neighbours]
             }
-            own_masks = {p["_id"]: mask_futs[p["_id"]] for p in [*products, *(neighbours if params.gap_fill else [])]}
+            own_masks = {p.id: mask_futs[p.id] for p in [*products, *(neighbours if params.gap_fill else [])]}
             band_futs = {
                 b: client.submit(
                     build_band,
@@ -805,7 +803,7 @@ def composite(
             with ctx.store.rasterio_env():
                 grid = common_grid(ctx.store, products)
             record = composite_record(tile, season, products, params, grid, layers, neighbours)
-            ctx.catalog.upsert("composites", record)
+            records.store_doc(ctx.catalog, records.CompositeRecord, record)
             report.built.append(record["_id"])
             bar.update(1)
     return report

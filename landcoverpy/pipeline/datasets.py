@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
+from distributed import as_completed
 
-from landcoverpy import __version__
+from landcoverpy import __version__, records
 from landcoverpy.assets import ids, keys, lookup
 from landcoverpy.assets.params import CompositeParams
 from landcoverpy.config import Settings
@@ -22,6 +23,7 @@ from landcoverpy.features import FeatureReader, feature_names, sample_points
 from landcoverpy.inputs import Inputs
 from landcoverpy.pipeline.tasks import dask_task, releases_workers, task_key
 from landcoverpy.progress import step
+from landcoverpy.records import FeatureSource, TrainingDatasetRecord
 from landcoverpy.storage import open_store
 
 log = logging.getLogger(__name__)
@@ -29,20 +31,20 @@ log = logging.getLogger(__name__)
 
 @dask_task
 def sample_tile(
-    settings: Settings, composites: dict[str, dict[str, Any]], points: pd.DataFrame, neighbourhood: int
+    settings: Settings, composites: dict[str, FeatureSource], points: pd.DataFrame, neighbourhood: int
 ) -> pd.DataFrame:
     """Dask task: features of the points of one tile."""
     store = open_store(settings, check=False)
     features = feature_names(composites)
     with FeatureReader(store, composites, features) as reader:
         table = sample_points(reader, points, neighbourhood)
-    table["tile"] = next(iter(composites.values()))["tile"]
+    table["tile"] = next(iter(composites.values())).tile
     return table
 
 
 @dataclass
 class DatasetResult:
-    record: dict[str, Any]
+    record: TrainingDatasetRecord
     reused: bool
     skipped_tiles: dict[str, str] = field(default_factory=dict)
 
@@ -82,7 +84,7 @@ def build_dataset(
         if feats != reference:
             raise RasterError(f"tile {tile} composites have different layers from the other tiles")
     comp_ids, did = plan.source_ids, plan.dataset_id
-    existing = ctx.catalog.get("datasets", did)
+    existing = records.load(ctx.catalog, TrainingDatasetRecord, did)
     if existing is not None:
         log.info("dataset %s already built, reused", did)
         return DatasetResult(existing, True, skipped)
@@ -99,7 +101,6 @@ def build_dataset(
         for tile, comps in per_tile.items()
     }
     tables = []
-    from distributed import as_completed
 
     with step(log, "dataset: sampling the points", len(futures), "tile", progress) as bar:
         for fut in as_completed(list(futures)):
@@ -156,6 +157,6 @@ def build_dataset(
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "code_version": __version__,
     }
-    ctx.catalog.upsert("datasets", record)
+    stored = records.store_doc(ctx.catalog, TrainingDatasetRecord, record)
     log.info("dataset %s: %d samples from %d points, %d features", did, len(table), len(sampled_points), len(reference))
-    return DatasetResult(record, False, skipped)
+    return DatasetResult(stored, False, skipped)

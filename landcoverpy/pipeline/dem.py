@@ -12,12 +12,13 @@ from typing import Any
 
 import numpy as np
 import rasterio
+from distributed import as_completed
 from pyproj import Transformer
 from rasterio.enums import Resampling
 from rasterio.warp import reproject
 from rasterio.windows import Window
 
-from landcoverpy import __version__
+from landcoverpy import __version__, records
 from landcoverpy.assets import ids, keys, lookup, publish
 from landcoverpy.config import Settings
 from landcoverpy.context import Context
@@ -195,14 +196,13 @@ def dem_stage(
         futures[client.submit(build_dem, ctx.settings, tile, grid, sources, key=task_key(f"dem-{did}"), pure=False)] = (
             tile
         )
-    from distributed import as_completed
 
     with step(log, "dem: elevation, slope, aspect", len(futures), "tile", progress) as bar:
         for fut in as_completed(list(futures)):
             tile = futures[fut]
             try:
                 rec = fut.result()
-                ctx.catalog.upsert("dems", rec)
+                records.store_doc(ctx.catalog, records.DemRecord, rec)
                 status[tile] = f"built {rec['_id']}"
             except LandcoverError as exc:
                 status[tile] = f"failed: {exc}"

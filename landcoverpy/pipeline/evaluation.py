@@ -10,12 +10,13 @@ from landcoverpy.assets.map_values import sample_map
 from landcoverpy.context import Context
 from landcoverpy.inputs import LabelledPoints
 from landcoverpy.models.metrics import classification_metrics
+from landcoverpy.records import MapRecord
 from landcoverpy.sentinel2 import tile_of
 
 
 def holdout_accuracy(
     ctx: Context,
-    maps: dict[str, dict[str, Any]],
+    maps: dict[str, MapRecord],
     holdout: LabelledPoints,
     lc_labels: dict[str, int],
     sl_labels: dict[str, int],

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from rasterio.windows import Window
 
-from landcoverpy import __version__
+from landcoverpy import __version__, records
 from landcoverpy.assets import ids, keys, publish
 from landcoverpy.assets.abundance import load_dataset, load_model
 from landcoverpy.context import Context
@@ -24,7 +24,9 @@ from landcoverpy.raster.ancillary import ancillary_layers
 from landcoverpy.raster.cog import CogWriter
 from landcoverpy.raster.grid import Grid, block_windows
 from landcoverpy.raster.series import SeriesItem, aggregate_series, load_series_manifest
+from landcoverpy.records import MapRecord
 from landcoverpy.scratch import scratch_dir
+from landcoverpy.storage import open_store
 from landcoverpy.timesteps import check_same_steps, step_of_record
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,6 @@ def impute_block(
     device: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(pixels, steps, bands) gap-filled series of a window and the observed mask."""
-    from landcoverpy.storage import open_store
 
     with open_store(settings, check=False).rasterio_env():
         series = aggregate_series(items, grid, steps, window)
@@ -70,25 +71,23 @@ def impute_area(
     model fills them by linear interpolation in time (said in the tags)."""
     model, mrec = load_model(ctx, level, model_id)
     _, drec = load_dataset(ctx, dataset_id)
-    check_same_steps(
-        mrec["steps"], mrec["step"], mrec["_id"], drec["steps"], step_of_record(drec), f"dataset {drec['_id']}"
-    )
-    if drec["bands"] != model.feature_names or drec["ancillary"] != model.ancillary_names:
+    check_same_steps(mrec.steps, mrec.step, mrec.id, drec.steps, step_of_record(drec.to_doc()), f"dataset {drec.id}")
+    if drec.bands != model.feature_names or drec.ancillary != model.ancillary_names:
         raise ModelError(
-            f"dataset {drec['_id']} has inputs {drec['bands']} + {drec['ancillary']}; model {mrec['_id']} "
+            f"dataset {drec.id} has inputs {drec.bands} + {drec.ancillary}; model {mrec.id} "
             f"was trained on {model.feature_names} + {model.ancillary_names}"
         )
-    sid = ids.abundance_series_id(mrec["_id"], drec["_id"])
+    sid = ids.abundance_series_id(mrec.id, drec.id)
     bucket = ctx.settings.MINIO_BUCKET_CLASSIFICATIONS
-    existing = ctx.catalog.get("maps", sid)
+    existing = records.load(ctx.catalog, MapRecord, sid)
     if existing is None:
-        grid = Grid.from_dict(drec["grid"])
-        items = load_series_manifest(drec["manifest"])
-        steps = [(dt.date.fromisoformat(a), dt.date.fromisoformat(b)) for a, b in drec["steps"]]
+        grid = Grid.from_dict(drec.grid)
+        items = load_series_manifest(drec.manifest or "")
+        steps = [(dt.date.fromisoformat(a), dt.date.fromisoformat(b)) for a, b in drec.steps]
         windows = list(block_windows(grid.height, grid.width, block))
-        args = (ctx.settings, items, steps, drec["ancillary_sources"], grid)
+        args = (ctx.settings, items, steps, drec.ancillary_sources, grid)
         method = "BRITS" if model.kind in NETWORK_KINDS else "linear interpolation"
-        tags = {"model": mrec["_id"], "dataset": drec["_id"], "series_id": sid, "gap_filling": method}
+        tags = {"model": mrec.id, "dataset": drec.id, "series_id": sid, "gap_filling": method}
         names = [f"series_{i + 1:02d}_{a.isoformat()}.tif" for i, (a, _) in enumerate(steps)]
         outputs: dict[str, Any] = {}
         with scratch_dir(ctx.settings.TMP_DIR) as tmp, contextlib.ExitStack() as stack:
@@ -98,9 +97,9 @@ def impute_area(
                         Path(tmp) / name,
                         grid,
                         "float32",
-                        count=len(drec["bands"]) + 1,
+                        count=len(drec.bands) + 1,
                         nodata=float("nan"),
-                        descriptions=list(drec["bands"]) + ["qa: 0 observed, 1 imputed"],
+                        descriptions=list(drec.bands) + ["qa: 0 observed, 1 imputed"],
                         tags=tags | {"step_start": a.isoformat(), "step_end": b.isoformat()},
                         overview_resampling="average",
                         tmp_dir=tmp,
@@ -130,25 +129,22 @@ def impute_area(
             stack.close()
             for name in names:
                 outputs[name] = publish.put_file(ctx.store, bucket, keys.abundance_map_key(sid, name), Path(tmp) / name)
-        existing = {
+        series = {
             "_id": sid,
             "tile": "abundance",
             "kind": "abundance-series",
-            "model": mrec["_id"],
-            "dataset": drec["_id"],
-            "grid": drec["grid"],
+            "model": mrec.id,
+            "dataset": drec.id,
+            "grid": drec.grid,
             "gap_filling": method,
             "outputs": outputs,
-            "bands": list(drec["bands"]),
-            "steps": drec["steps"],
+            "bands": list(drec.bands),
+            "steps": drec.steps,
             "created": publish.now_iso(),
             "code_version": __version__,
         }
-        ctx.catalog.upsert("maps", existing)
+        existing = records.store_doc(ctx.catalog, MapRecord, series)
     else:
-        log.info("gap-filled series %s already made by %s from %s, reused", sid, mrec["_id"], drec["_id"])
+        log.info("gap-filled series %s already made by %s from %s, reused", sid, mrec.id, drec.id)
     output_dir.mkdir(parents=True, exist_ok=True)
-    return {
-        name: ctx.store.get_file(loc["bucket"], loc["key"], output_dir / name)
-        for name, loc in existing["outputs"].items()
-    }
+    return {name: ctx.store.get_file(loc.bucket, loc.key, output_dir / name) for name, loc in existing.outputs.items()}

@@ -18,6 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+import requests
+
+from landcoverpy import records
 from landcoverpy.context import Context
 from landcoverpy.errors import InputValidationError, ProviderError, TransientError
 from landcoverpy.progress import step
@@ -25,6 +28,7 @@ from landcoverpy.retry import is_transient_status, with_retries
 from landcoverpy.scratch import scratch_dir
 from landcoverpy.sources.hrefs import AssetReader
 from landcoverpy.sources.modis import ModisQA, read_mod09, write_geotiff
+from landcoverpy.sources.stac import StacCatalog
 from landcoverpy.storage import join_key, local_copy
 
 log = logging.getLogger(__name__)
@@ -65,7 +69,6 @@ class ModisSource:
         return self.source.startswith(("http://", "https://"))
 
     def _get(self, url: str, stream: bool = False) -> Any:
-        import requests
 
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         resp = requests.get(url, headers=headers, stream=stream, timeout=self.timeout)
@@ -121,7 +124,6 @@ class ModisStacSource(ModisSource):
         timeout: float = 60.0,
         profile: str = "auto",
     ) -> None:
-        from landcoverpy.sources.stac import StacCatalog
 
         super().__init__(url, None, timeout)
         self.url, self.collection = url.rstrip("/"), collection
@@ -220,8 +222,9 @@ def _store_granule(
                 ctx.store.delete(bucket, key)
         raise
     valid = float((granule.reflectance[0] == granule.reflectance[0]).mean())
-    ctx.catalog.upsert(
-        "modis",
+    records.store_doc(
+        ctx.catalog,
+        records.ModisRecord,
         {
             "_id": gid,
             "granule_id": gid,
@@ -241,14 +244,13 @@ def _store_granule(
 def series_manifest(ctx: Context, tile: str, year: int, path: Path) -> Path:
     """The abundance stage's manifest for one MODIS tile and year, from the catalog (rasters
     read in place from the store)."""
-    records = [
-        r for r in ctx.catalog.find("modis", {"tile": tile}, sort=[("date", 1)]) if r["date"].startswith(str(year))
+    granules = [
+        r
+        for r in records.find(ctx.catalog, records.ModisRecord, {"tile": tile}, [("date", 1)])
+        if r.date.startswith(str(year))
     ]
-    if not records:
+    if not granules:
         raise InputValidationError(f"no catalogued MODIS granule for {tile} in {year}: run `landcoverpy modis` first")
-    items = [
-        {"date": r["date"], "path": ctx.store.raster_uri(r["reflectance"]["bucket"], r["reflectance"]["key"])}
-        for r in records
-    ]
+    items = [{"date": r.date, "path": ctx.store.raster_uri(r.reflectance.bucket, r.reflectance.key)} for r in granules]
     path.write_text(json.dumps(items, indent=1))
     return path

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import heapq
 import logging
-from typing import Any
 
 import numpy as np
 import pandas as pd
+import rasterio
+from pyproj import Transformer
 
 from landcoverpy.context import Context
 from landcoverpy.errors import ModelError
-from landcoverpy.raster.grid import Grid, block_windows
+from landcoverpy.raster.grid import block_windows
+from landcoverpy.records import MapRecord
 
 log = logging.getLogger(__name__)
 
@@ -28,29 +30,27 @@ PER_BLOCK = 3  # candidates kept per (block, class): at most this many points pe
 
 def suggest(
     ctx: Context,
-    maps: dict[str, dict[str, Any]],
+    maps: dict[str, MapRecord],
     n: int,
     block_km: float = 2.0,
     window: int = 2048,
     min_uncertainty: int = 1,
 ) -> pd.DataFrame:
-    import rasterio
-    from pyproj import Transformer
 
     candidates: dict[tuple[str, int], dict[tuple[int, int], list[tuple[int, int, int]]]] = {}
     names: dict[int, str] = {}
     for tile in sorted(maps):
         rec = maps[tile]
-        if "uncertainty" not in rec["outputs"]:
-            raise ModelError(f"map {rec['_id']} has no uncertainty layer (made by an older version): classify again")
-        names |= {int(v): n for v, n in (rec.get("classes") or {}).get("classification", {}).items()}
-        grid = Grid.from_dict(rec["grid"])
+        if "uncertainty" not in rec.outputs:
+            raise ModelError(f"map {rec.id} has no uncertainty layer (made by an older version): classify again")
+        names |= {v: n for n, v in rec.class_values("classification").items()}
+        grid = rec.pixel_grid
         block_px = max(1, int(round(block_km * 1000 / grid.resolution)))
-        unc_loc, cls_loc = rec["outputs"]["uncertainty"], rec["outputs"]["classification"]
+        unc_loc, cls_loc = rec.outputs["uncertainty"], rec.outputs["classification"]
         with (
             ctx.store.rasterio_env(),
-            rasterio.open(ctx.store.raster_uri(unc_loc["bucket"], unc_loc["key"])) as unc_src,
-            rasterio.open(ctx.store.raster_uri(cls_loc["bucket"], cls_loc["key"])) as cls_src,
+            rasterio.open(ctx.store.raster_uri(unc_loc.bucket, unc_loc.key)) as unc_src,
+            rasterio.open(ctx.store.raster_uri(cls_loc.bucket, cls_loc.key)) as cls_src,
         ):
             for win in block_windows(grid.height, grid.width, window):
                 unc = unc_src.read(1, window=win)
@@ -98,7 +98,7 @@ def suggest(
                 break
     records = []
     for k, u, tile, r, c in chosen:
-        grid = Grid.from_dict(maps[tile]["grid"])
+        grid = maps[tile].pixel_grid
         x, y = grid.affine @ (c + 0.5, r + 0.5)
         lon, lat = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True).transform(x, y)
         records.append(

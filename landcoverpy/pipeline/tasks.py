@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import functools
 import inspect
 import logging
 import os
+import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -105,8 +108,6 @@ def dask_task(fn: F) -> F:
 
 @functools.lru_cache(maxsize=1)
 def _libc() -> Any:
-    import ctypes
-    import ctypes.util
 
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
@@ -166,6 +167,5 @@ def releases_workers(stage: F) -> F:
 def task_key(name: str) -> str:
     """A readable, unique Dask key: a stable key would hand back a previous run's (possibly
     failed) result still held by the scheduler instead of running the task again."""
-    import uuid
 
     return f"{name}-{uuid.uuid4().hex[:8]}"

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from distributed import get_task_stream
+
 
 @dataclass(frozen=True)
 class TaskRun:
@@ -137,7 +139,6 @@ class Collected:
 @contextlib.contextmanager
 def collect(client: Any) -> Iterator[Collected]:
     """The task stream of everything the block ran on ``client``'s cluster."""
-    from distributed import get_task_stream
 
     got = Collected()
     with get_task_stream(client) as ts:

@@ -16,15 +16,19 @@ import platform
 from typing import Any
 
 import joblib
+import lightgbm
 import numpy as np
 import pandas as pd
+import rasterio
+import sklearn
 
-from landcoverpy import __version__
+from landcoverpy import __version__, records
 from landcoverpy.assets import ids, keys, lookup
 from landcoverpy.assets.params import ModelParams
 from landcoverpy.context import Context
 from landcoverpy.inputs import LabelSet
 from landcoverpy.models.hierarchical import Hierarchy, TrainedModel, train_hierarchy
+from landcoverpy.records import HierarchyRecord, MemberRecord, TrainingDatasetRecord
 from landcoverpy.reports import confusion_matrix_frame, confusion_matrix_png
 from landcoverpy.storage import join_key
 
@@ -36,9 +40,6 @@ def model_params(settings: Any) -> ModelParams:
 
 
 def library_versions() -> dict[str, str]:
-    import lightgbm
-    import rasterio
-    import sklearn
 
     return {
         "python": platform.python_version(),
@@ -51,7 +52,9 @@ def library_versions() -> dict[str, str]:
     }
 
 
-def _store_model(ctx: Context, model: TrainedModel, hid: str, dataset: dict[str, Any], lc: LabelSet) -> dict[str, Any]:
+def _store_model(
+    ctx: Context, model: TrainedModel, hid: str, dataset: TrainingDatasetRecord, lc: LabelSet
+) -> MemberRecord:
     bucket = ctx.settings.MINIO_BUCKET_MODELS
     parent = lc.value(model.category) if model.category is not None else None
     name = keys.member_name(model.level, parent)
@@ -68,8 +71,8 @@ def _store_model(ctx: Context, model: TrainedModel, hid: str, dataset: dict[str,
         "params": model.params,
         "metrics": model.metrics,
         "baseline_majority": model.baseline,
-        "training_table_sha256": dataset["table_sha256"],
-        "dataset_id": dataset["_id"],
+        "training_table_sha256": dataset.table_sha256,
+        "dataset_id": dataset.id,
         "model_sha256": hashlib.sha256(model_bytes).hexdigest(),
         "left_out": model.left_out,
         "library_versions": library_versions(),
@@ -100,35 +103,34 @@ def _store_model(ctx: Context, model: TrainedModel, hid: str, dataset: dict[str,
         "features": model.features,
         "classes": model.classes,
         "label_values": model.label_values,
-        "metrics": {k: model.metrics[k] for k in ("overall_accuracy", "kappa", "macro_f1", "n")},
-        "baseline_macro_f1": model.baseline["macro_f1"],
+        "metrics": model.scores.model_dump(include={"overall_accuracy", "kappa", "macro_f1", "n"}),
+        "baseline_macro_f1": model.baseline_scores.macro_f1,
         "left_out": model.left_out,
         "trees": int(getattr(model.estimator, "n_estimators", 0)) or None,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
-    ctx.catalog.upsert("models", record)
-    return record
+    return records.store_doc(ctx.catalog, MemberRecord, record)
 
 
-def trees_note(rec: dict[str, Any], category: str | None) -> str:
+def trees_note(rec: HierarchyRecord, category: str | None) -> str:
     """ ", 30 of 100 trees" for a random forest sized by its spatial CV (TREE_TOLERANCE), else ""."""
-    trees = rec.get("trees") or {}
+    trees = rec.trees or {}
     kept = trees.get("category") if category is None else (trees.get("subcategory") or {}).get(category)
-    of = (rec.get("params") or {}).get("n_estimators")
-    if not kept or (rec.get("params") or {}).get("model_type") != "random_forest":
+    of = rec.params.get("n_estimators")
+    if not kept or rec.model_type != "random_forest":
         return ""
     return f", {kept} of {of} trees" if kept != of else f", {kept} trees"
 
 
 def train(
     ctx: Context,
-    dataset: dict[str, Any],
+    dataset: TrainingDatasetRecord,
     lc: LabelSet,
     sl: LabelSet,
     params: ModelParams | None = None,
     subcategories: bool = True,
     tune_trials: int = 0,
-) -> tuple[dict[str, Any], bool]:
+) -> tuple[HierarchyRecord, bool]:
     """Train (or reuse) the hierarchy for ``dataset``; returns its record and whether it was
     reused. With ``tune_trials``, a search over the model's size and depth (spatial CV) picks
     the parameters first; every trial is kept in the record."""
@@ -139,14 +141,14 @@ def train(
 
         from landcoverpy.models.tuning import tune
 
-        params, tried = tune(lookup.load_table(ctx, dataset), dataset["features"], lc, params, tune_trials, params.seed)
+        params, tried = tune(lookup.load_table(ctx, dataset), dataset.features, lc, params, tune_trials, params.seed)
         trials = [asdict(t) for t in tried]
-    hid, existing = lookup.hierarchy_for(ctx, dataset["_id"], params, lc, sl, subcategories)
+    hid, existing = lookup.hierarchy_for(ctx, dataset.id, params, lc, sl, subcategories)
     if existing is not None:
         log.info("models %s already trained, reused", hid)
         return existing, True
     table = lookup.load_table(ctx, dataset)
-    hierarchy: Hierarchy = train_hierarchy(table, dataset["features"], lc, sl, params, subcategories)
+    hierarchy: Hierarchy = train_hierarchy(table, dataset.features, lc, sl, params, subcategories)
     cat_rec = _store_model(ctx, hierarchy.category_model, hid, dataset, lc)
     sub_recs = {cat: _store_model(ctx, m, hid, dataset, lc) for cat, m in hierarchy.subcategory_models.items()}
     record = {
@@ -154,11 +156,11 @@ def train(
         "level": "hierarchy",
         "tuning": trials,
         "category": None,
-        "dataset_id": dataset["_id"],
-        "features": dataset["features"],
-        "category_model": cat_rec["_id"],
+        "dataset_id": dataset.id,
+        "features": dataset.features,
+        "category_model": cat_rec.id,
         "category_values": {c: lc.value(c) for c in lc.values},
-        "subcategory_models": {str(lc.value(c)): rec["_id"] for c, rec in sub_recs.items()},
+        "subcategory_models": {str(lc.value(c)): rec.id for c, rec in sub_recs.items()},
         "direct": {str(lc.value(c)): v for c, v in hierarchy.direct.items()},
         "lc_labels": lc.values,
         "sl_labels": sl.values,
@@ -168,16 +170,15 @@ def train(
             "subcategory": {c: m.left_out for c, m in hierarchy.subcategory_models.items() if m.left_out},
         },
         "metrics": {
-            "category": cat_rec["metrics"],
-            "category_baseline_macro_f1": cat_rec["baseline_macro_f1"],
-            "subcategory": {c: hierarchy.subcategory_models[c].metrics["macro_f1"] for c in sub_recs},
+            "category": cat_rec.metrics,
+            "category_baseline_macro_f1": cat_rec.baseline_macro_f1,
+            "subcategory": {c: hierarchy.subcategory_models[c].scores.macro_f1 for c in sub_recs},
         },
-        "trees": {"category": cat_rec["trees"], "subcategory": {c: rec["trees"] for c, rec in sub_recs.items()}},
-        "composite_params": dataset.get("composite_params"),
-        "season_defs": dataset.get("season_defs"),
-        "with_dem": dataset.get("with_dem"),
+        "trees": {"category": cat_rec.trees, "subcategory": {c: rec.trees for c, rec in sub_recs.items()}},
+        "composite_params": dataset.composite_params,
+        "season_defs": dataset.season_defs,
+        "with_dem": dataset.with_dem,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "code_version": __version__,
     }
-    ctx.catalog.upsert("models", record)
-    return record, False
+    return records.store_doc(ctx.catalog, HierarchyRecord, record), False

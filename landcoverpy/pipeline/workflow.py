@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from landcoverpy import report_html
+from distributed import performance_report
+
+from landcoverpy import records, report_html
 from landcoverpy.assets.params import CompositeParams, ModelParams
 from landcoverpy.context import Context
 from landcoverpy.errors import InputValidationError, LandcoverError
@@ -32,9 +34,12 @@ from landcoverpy.pipeline.datasets import build_dataset
 from landcoverpy.pipeline.evaluation import holdout_accuracy
 from landcoverpy.pipeline.training import train, trees_note
 from landcoverpy.raster.grid import Grid
+from landcoverpy.records import HierarchyRecord, MemberRecord, TrainingDatasetRecord
+from landcoverpy.reports import class_colours
 from landcoverpy.sentinel2 import normalise_tile
 from landcoverpy.sources.base import Provider
 from landcoverpy.sources.dem import make_dem_source
+from landcoverpy.viewer import map_page
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +65,7 @@ def resolve_tiles(spec: list[str] | str | None, inputs: Inputs | list[str], cata
     if items == ["all"]:
         if catalog is None:
             raise InputValidationError("--tiles all needs the catalog (every tile with composites)")
-        tiles = sorted({r["tile"] for r in catalog.find("composites")})
+        tiles = sorted({r.tile for r in records.find(catalog, records.CompositeRecord)})
         if not tiles:
             raise InputValidationError("--tiles all: no tile has composites yet; run `landcoverpy composite`")
         return tiles
@@ -70,8 +75,8 @@ def resolve_tiles(spec: list[str] | str | None, inputs: Inputs | list[str], cata
 @dataclass
 class StageTiming:
     name: str
-    seconds: float
-    did_work: bool
+    seconds: float = 0.0
+    did_work: bool = False
     detail: str = ""
 
 
@@ -80,15 +85,25 @@ class RunResult:
     run_id: str
     preset: str | None = None  # the named bundle of settings the run used
     stages: list[StageTiming] = field(default_factory=list)
-    maps: dict[str, dict[str, Any]] = field(default_factory=dict)
-    hierarchy: dict[str, Any] | None = None
-    dataset: dict[str, Any] | None = None
+    maps: dict[str, records.MapRecord] = field(default_factory=dict)
+    hierarchy: HierarchyRecord | None = None
+    dataset: TrainingDatasetRecord | None = None
     holdout: dict[str, Any] | None = None
     problems: list[str] = field(default_factory=list)  # what did not go through, and what to do
 
     @property
     def did_work(self) -> bool:
         return any(s.did_work for s in self.stages)
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[StageTiming]:
+        """Time one stage: the block fills in ``did_work`` and ``detail``; the stage is recorded
+        with its wall-clock seconds when the block ends without an error."""
+        timing = StageTiming(name)
+        start = time.perf_counter()
+        yield timing
+        timing.seconds = time.perf_counter() - start
+        self.stages.append(timing)
 
 
 def run_workflow(
@@ -115,34 +130,21 @@ def run_workflow(
     all_tiles = sorted(set(train_tiles) | set(predict_tiles))
     log.info("tiles: training %s, prediction %s", ", ".join(train_tiles), ", ".join(predict_tiles))
 
-    t = time.perf_counter()
-    windows = None
-    if aoi is not None:
-        labelled = [inputs.points.frame] + ([holdout.frame] if holdout is not None else [])
-        windows = acquisition_windows(aoi, all_tiles, labelled)
-    acq = acquire(ctx, provider, all_tiles, inputs.seasons, client, progress, windows)
-    fetched = sum(len(e.fetched) for e in acq.entries)
-    run.stages.append(
-        StageTiming(
-            "acquire",
-            time.perf_counter() - t,
-            fetched > 0,
-            "; ".join([f"{acq.fetched_bytes / 1e6:.1f} MB fetched", *acq.lines()]),
-        )
-    )
+    with run.stage("acquire") as stage:
+        windows = None
+        if aoi is not None:
+            labelled = [inputs.points.frame] + ([holdout.frame] if holdout is not None else [])
+            windows = acquisition_windows(aoi, all_tiles, labelled)
+        acq = acquire(ctx, provider, all_tiles, inputs.seasons, client, progress, windows)
+        stage.did_work = any(e.fetched for e in acq.entries)
+        stage.detail = "; ".join([f"{acq.fetched_bytes / 1e6:.1f} MB fetched", *acq.lines()])
     run.problems += acquisition_problems(acq, settings)
 
     ctx.check_lease()
-    t = time.perf_counter()
-    comp = composite(ctx, all_tiles, inputs.seasons, client, composite_params(settings), progress)
-    run.stages.append(
-        StageTiming(
-            "composite",
-            time.perf_counter() - t,
-            bool(comp.built),
-            f"{len(comp.built)} built, {len(comp.reused)} reused, {len(comp.missing)} missing",
-        )
-    )
+    with run.stage("composite") as stage:
+        comp = composite(ctx, all_tiles, inputs.seasons, client, composite_params(settings), progress)
+        stage.did_work = bool(comp.built)
+        stage.detail = f"{len(comp.built)} built, {len(comp.reused)} reused, {len(comp.missing)} missing"
     if comp.failed:
         raise LandcoverError("composites failed: " + "; ".join(f"{k}: {v}" for k, v in comp.failed.items()))
 
@@ -150,70 +152,48 @@ def run_workflow(
     if dem_source is not None:
         from landcoverpy.pipeline.dem import dem_stage
 
-        t = time.perf_counter()
-        status = dem_stage(ctx, all_tiles, dem_source, client, progress)
-        run.stages.append(
-            StageTiming(
-                "dem",
-                time.perf_counter() - t,
-                any(v.startswith("built") for v in status.values()),
-                "; ".join(f"{k}: {v}" for k, v in status.items()),
-            )
-        )
+        with run.stage("dem") as stage:
+            status = dem_stage(ctx, all_tiles, dem_source, client, progress)
+            stage.did_work = any(v.startswith("built") for v in status.values())
+            stage.detail = "; ".join(f"{k}: {v}" for k, v in status.items())
 
     ctx.check_lease()
-    t = time.perf_counter()
-    try:
-        ds = build_dataset(ctx, inputs, client, params=composite_params(settings), progress=progress)
-    except InputValidationError as exc:
-        if not run.problems:
-            raise
-        raise InputValidationError("no training data: " + "; ".join(run.problems)) from exc
+    with run.stage("dataset") as stage:
+        try:
+            ds = build_dataset(ctx, inputs, client, params=composite_params(settings), progress=progress)
+        except InputValidationError as exc:
+            if not run.problems:
+                raise
+            raise InputValidationError("no training data: " + "; ".join(run.problems)) from exc
+        stage.did_work = not ds.reused
+        stage.detail = f"{ds.record.n_samples} samples from {ds.record.n_points} points"
     run.problems += [f"{tile}: training points not used ({why})" for tile, why in ds.skipped_tiles.items()]
     run.dataset = ds.record
-    run.stages.append(
-        StageTiming(
-            "dataset",
-            time.perf_counter() - t,
-            not ds.reused,
-            f"{ds.record['n_samples']} samples from {ds.record['n_points']} points",
-        )
-    )
 
     ctx.check_lease()
-    t = time.perf_counter()
-    hierarchy, reused = train(
-        ctx,
-        ds.record,
-        inputs.lc_labels,
-        inputs.sl_labels,
-        ModelParams.from_settings(settings),
-        subcategories=settings.SUBCATEGORY_PREDICTION,
-    )
+    with run.stage("train") as stage:
+        hierarchy, reused = train(
+            ctx,
+            ds.record,
+            inputs.lc_labels,
+            inputs.sl_labels,
+            ModelParams.from_settings(settings),
+            subcategories=settings.SUBCATEGORY_PREDICTION,
+        )
+        m = hierarchy.metrics.category
+        stage.did_work = not reused
+        stage.detail = (
+            f"category OA {m.overall_accuracy:.3f}, kappa {m.kappa:.3f}, macro F1 {m.macro_f1:.3f}"
+            + trees_note(hierarchy, None)
+        )
     run.hierarchy = hierarchy
-    m = hierarchy["metrics"]["category"]
-    run.stages.append(
-        StageTiming(
-            "train",
-            time.perf_counter() - t,
-            not reused,
-            f"category OA {m['overall_accuracy']:.3f}, kappa {m['kappa']:.3f}, macro F1 {m['macro_f1']:.3f}"
-            + trees_note(hierarchy, None),
-        )
-    )
 
     ctx.check_lease()
-    t = time.perf_counter()
-    rep = classify(ctx, predict_tiles, inputs.seasons, hierarchy, client, progress=progress)
+    with run.stage("classify") as stage:
+        rep = classify(ctx, predict_tiles, inputs.seasons, hierarchy, client, progress=progress)
+        stage.did_work = any(not r.reused and r.record for r in rep.tiles)
+        stage.detail = "; ".join(rep.lines())
     run.maps = {r.tile: r.record for r in rep.tiles if r.record}
-    run.stages.append(
-        StageTiming(
-            "classify",
-            time.perf_counter() - t,
-            any(not r.reused and r.record for r in rep.tiles),
-            "; ".join(rep.lines()),
-        )
-    )
     run.problems += [f"{r.tile}: not classified ({r.skipped})" for r in rep.tiles if r.skipped]
     if not run.maps:
         raise InputValidationError("no tile could be classified: " + "; ".join(run.problems or rep.lines()))
@@ -221,8 +201,9 @@ def run_workflow(
         run.holdout = holdout_accuracy(ctx, run.maps, holdout, inputs.lc_labels.values, inputs.sl_labels.values)
         if run.holdout.get("n"):
             run.holdout["area"] = holdout_areas(ctx, run.maps, holdout.frame)
-    ctx.catalog.upsert(
-        "runs",
+    records.store_doc(
+        ctx.catalog,
+        records.RunRecord,
         {
             "_id": run.run_id,
             "started": started,
@@ -233,9 +214,9 @@ def run_workflow(
                 {"name": s.name, "seconds": round(s.seconds, 2), "did_work": s.did_work, "detail": s.detail}
                 for s in run.stages
             ],
-            "maps": {t: r["_id"] for t, r in run.maps.items()},
-            "hierarchy": hierarchy["_id"],
-            "dataset": ds.record["_id"],
+            "maps": {t: r.id for t, r in run.maps.items()},
+            "hierarchy": hierarchy.id,
+            "dataset": ds.record.id,
             "holdout": run.holdout,
             "problems": run.problems,
         },
@@ -268,19 +249,20 @@ def export_outputs(ctx: Context, run: RunResult, output_dir: Path) -> dict[str, 
     output_dir.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
     for tile, rec in run.maps.items():  # exactly the objects the catalog records for this run's maps
-        for name, loc in rec["outputs"].items():
-            written[f"{name}_{tile}"] = ctx.store.get_file(loc["bucket"], loc["key"], output_dir / f"{name}_{tile}.tif")
-            written[f"{name}_{tile}_png"] = ctx.store.get_file(
-                loc["bucket"], loc["quicklook"], output_dir / f"{name}_{tile}.png"
-            )
-            for extra, ext in (("style", ".qml"), ("aux", ".tif.aux.xml")):  # QGIS style, GDAL category names
-                if loc.get(extra):
-                    written[f"{name}_{tile}_{extra}"] = ctx.store.get_file(
-                        loc["bucket"], loc[extra], output_dir / f"{name}_{tile}{ext}"
-                    )
+        for name, loc in rec.outputs.items():
+            written[f"{name}_{tile}"] = ctx.store.get_file(loc.bucket, loc.key, output_dir / f"{name}_{tile}.tif")
+            companions = {
+                "png": (loc.quicklook, ".png"),
+                "style": (loc.style, ".qml"),
+                "aux": (loc.aux, ".tif.aux.xml"),
+            }
+            for extra, (key, ext) in companions.items():  # quicklook, QGIS style, GDAL category names
+                if key:
+                    label = f"{name}_{tile}_{extra}"
+                    written[label] = ctx.store.get_file(loc.bucket, key, output_dir / f"{name}_{tile}{ext}")
     assert run.hierarchy is not None
     bucket = ctx.settings.MINIO_BUCKET_MODELS
-    for key in ctx.store.list(bucket, run.hierarchy["_id"] + "/"):
+    for key in ctx.store.list(bucket, run.hierarchy.id + "/"):
         if key.endswith(("confusion_matrix.png", "confusion_matrix.csv", "metrics.json")):
             dest = output_dir / "models" / key.split("/", 1)[1]
             written[key] = ctx.store.get_file(bucket, key, dest)
@@ -299,20 +281,22 @@ def export_outputs(ctx: Context, run: RunResult, output_dir: Path) -> dict[str, 
                 "holdout": run.holdout,
                 "maps": {
                     t: {
-                        k: r.get(k)
-                        for k in ("_id", "hierarchy", "composites", "pixel_counts", "area_km2", "nodata_pixels")
-                    }
-                    | {
+                        "_id": r.id,
+                        "hierarchy": r.hierarchy,
+                        "composites": r.composites,
+                        "pixel_counts": r.pixel_counts,
+                        "area_km2": r.area_km2,
+                        "nodata_pixels": r.nodata_pixels,
                         "objects": {
-                            n: {k: loc.get(k) for k in ("bucket", "key", "sha256", "size")}
-                            for n, loc in r["outputs"].items()
-                        }
+                            n: {"bucket": loc.bucket, "key": loc.key, "sha256": loc.sha256, "size": loc.size}
+                            for n, loc in r.outputs.items()
+                        },
                     }
                     for t, r in run.maps.items()
                 },
-                "hierarchy": run.hierarchy["_id"],
-                "dataset": run.dataset["_id"] if run.dataset else None,
-                "model_metrics": run.hierarchy["metrics"],
+                "hierarchy": run.hierarchy.id,
+                "dataset": run.dataset.id if run.dataset else None,
+                "model_metrics": run.hierarchy.metrics.to_doc(),
             },
             indent=2,
             default=str,
@@ -348,69 +332,56 @@ def report_data(
     ctx: Context, run: RunResult, link: Callable[[str, str, str, dict[str, Any], str], str]
 ) -> report_html.ReportData:
     """Everything the HTML report shows, read from the run, the catalog and the store."""
-    from landcoverpy.reports import class_colours
 
     assert run.hierarchy is not None
     hier = run.hierarchy
     views = []
     for tile, rec in sorted(run.maps.items()):
         quicklooks = {
-            name: ctx.store.get_bytes(loc["bucket"], loc["quicklook"])
-            for name, loc in rec["outputs"].items()
-            if loc.get("quicklook")
+            name: ctx.store.get_bytes(loc.bucket, loc.quicklook) for name, loc in rec.outputs.items() if loc.quicklook
         }
         legends, areas = {}, {}
-        for level, names in (rec.get("classes") or {}).items():
+        grid = Grid.from_dict(rec.grid or {})
+        level_names = rec.classes if isinstance(rec.classes, dict) else {}
+        for level, names in level_names.items():
             values = {n: int(v) for v, n in names.items()}
             colours = class_colours(values)
             legends[level] = [(v, n, colours[v]) for n, v in sorted(values.items(), key=lambda kv: kv[1])]
-            counts = rec.get("pixel_counts", {}).get(level, {})
-            pixel_km2 = Grid.from_dict(rec["grid"]).resolution ** 2 / 1e6
+            counts = rec.pixel_counts.get(level, {})
+            pixel_km2 = grid.resolution**2 / 1e6
             areas[level] = {n: c * pixel_km2 for n, c in counts.items()}
         links = {}
-        for name, loc in rec["outputs"].items():
-            links[f"{name} (Cloud-Optimized GeoTIFF)"] = link("map", tile, name, loc, ".tif")
-            for extra, ext, label in (
-                ("quicklook", ".png", "quicklook"),
-                ("style", ".qml", "QGIS style"),
-                ("aux", ".tif.aux.xml", "GDAL category names"),
+        for name, loc in rec.outputs.items():
+            links[f"{name} (Cloud-Optimized GeoTIFF)"] = link("map", tile, name, loc.to_doc(), ".tif")
+            for key, ext, label in (
+                (loc.quicklook, ".png", "quicklook"),
+                (loc.style, ".qml", "QGIS style"),
+                (loc.aux, ".tif.aux.xml", "GDAL category names"),
             ):
-                if loc.get(extra):
-                    links[f"{name} {label}"] = link(
-                        "map", tile, name, {"bucket": loc["bucket"], "key": loc[extra]}, ext
-                    )
-        grid = Grid.from_dict(rec["grid"])
+                if key:
+                    links[f"{name} {label}"] = link("map", tile, name, {"bucket": loc.bucket, "key": key}, ext)
         views.append(
             report_html.MapView(
-                tile,
-                rec["_id"],
-                quicklooks,
-                legends,
-                areas,
-                links,
-                (int(rec.get("nodata_pixels", 0)), grid.width * grid.height),
+                tile, rec.id, quicklooks, legends, areas, links, (int(rec.nodata_pixels or 0), grid.width * grid.height)
             )
         )
     members = {}
     pictures = {}
-    for value, model_id in sorted(hier.get("subcategory_models", {}).items()):
-        member = ctx.catalog.get("models", model_id)
+    for value, model_id in sorted(hier.subcategory_models.items()):
+        member = records.load(ctx.catalog, MemberRecord, model_id)
         if member is None:
             continue
-        members[member.get("category") or value] = ctx.store.get_json(
-            member["bucket"], member["prefix"] + "/metrics.json"
-        )["model"]
-    cat_member = ctx.catalog.get("models", hier["category_model"])
-    category = ctx.store.get_json(cat_member["bucket"], cat_member["prefix"] + "/metrics.json") if cat_member else {}
-    if cat_member:
-        pictures["category confusion matrix"] = ctx.store.get_bytes(
-            cat_member["bucket"], cat_member["prefix"] + "/confusion_matrix.png"
-        )
+        members[member.category or value] = ctx.store.get_json(member.bucket, member.prefix + "/metrics.json")["model"]
+    cat_member = records.load(ctx.catalog, MemberRecord, hier.category_model)
+    category = ctx.store.get_json(cat_member.bucket, cat_member.prefix + "/metrics.json") if cat_member else {}
     links = {}
     if cat_member:
+        pictures["category confusion matrix"] = ctx.store.get_bytes(
+            cat_member.bucket, cat_member.prefix + "/confusion_matrix.png"
+        )
         for file in ("metrics.json", "confusion_matrix.csv", "confusion_matrix.png"):
             links[f"category model {file}"] = link(
-                "model", "", file, {"bucket": cat_member["bucket"], "key": f"{cat_member['prefix']}/{file}"}, ""
+                "model", "", file, {"bucket": cat_member.bucket, "key": f"{cat_member.prefix}/{file}"}, ""
             )
     links["STAC catalog"] = link("other", "", "stac/catalog.json", {}, "")
     if ctx.settings.TILE_SERVER_URL:
@@ -420,23 +391,23 @@ def report_data(
         created=report_html.now(),
         stages=[{"name": s.name, "seconds": s.seconds, "did_work": s.did_work, "detail": s.detail} for s in run.stages],
         maps=views,
-        category_metrics=category.get("model", hier["metrics"]["category"]),
-        category_baseline_f1=hier["metrics"].get("category_baseline_macro_f1"),
+        category_metrics=category.get("model", hier.metrics.category.to_doc()),
+        category_baseline_f1=hier.metrics.category_baseline_macro_f1,
         subcategory_metrics=members,
         holdout=run.holdout,
         settings={
             "preset": run.preset,
-            "model": hier.get("params"),
-            "composites": hier.get("composite_params"),
-            "seasons": hier.get("season_defs"),
+            "model": hier.params,
+            "composites": hier.composite_params,
+            "seasons": hier.season_defs,
             "store": ctx.store.describe(),
             "catalog": ctx.catalog.describe(),
         },
         lineage={
-            "maps": {t: r["_id"] for t, r in run.maps.items()},
-            "hierarchy": hier["_id"],
-            "dataset": hier.get("dataset_id"),
-            "composites": sorted({c for r in run.maps.values() for c in r["composites"]}),
+            "maps": {t: r.id for t, r in run.maps.items()},
+            "hierarchy": hier.id,
+            "dataset": hier.dataset_id,
+            "composites": sorted({c for r in run.maps.values() for c in r.composites}),
         },
         problems=list(run.problems),
         notes=left_out_notes(hier),
@@ -446,10 +417,10 @@ def report_data(
     return data
 
 
-def left_out_notes(hierarchy: dict[str, Any]) -> list[str]:
+def left_out_notes(hierarchy: HierarchyRecord) -> list[str]:
     """Classes too small to learn (MIN_CLASS_POINTS), in words."""
-    left = hierarchy.get("left_out") or {}
-    minimum = (hierarchy.get("params") or {}).get("min_class_points")
+    left = hierarchy.left_out
+    minimum = hierarchy.params.get("min_class_points")
     notes = [
         f"category {c!r} has {n} labelled point(s), fewer than MIN_CLASS_POINTS={minimum}: it is not mapped"
         for c, n in sorted((left.get("category") or {}).items())
@@ -468,7 +439,6 @@ def publish_map_page(ctx: Context, run: RunResult, output_dir: Path | None) -> s
     bucket, and ``map.html`` in the export folder."""
     if not ctx.settings.TILE_SERVER_URL or not run.maps:
         return None
-    from landcoverpy.viewer import map_page
 
     html = map_page([run.maps[t] for t in sorted(run.maps)], ctx.settings.TILE_SERVER_URL, f"landcoverpy {run.run_id}")
     ctx.check_lease()
@@ -497,7 +467,6 @@ def profiled(path: Path | None, client: Any = None) -> Iterator[taskstream.Colle
     if path is None:
         yield None
         return
-    from distributed import performance_report
 
     with performance_report(filename=str(path)), taskstream.collect(client) as stream:
         yield stream
@@ -525,7 +494,7 @@ def _num(x: float | None, digits: int = 3) -> str:
 
 def render_report(run: RunResult) -> str:
     assert run.hierarchy is not None and run.dataset is not None
-    m = run.hierarchy["metrics"]
+    m = run.hierarchy.metrics
     lines = [
         f"# landcoverpy run {run.run_id}",
         "",
@@ -542,18 +511,18 @@ def render_report(run: RunResult) -> str:
         "",
         "## Training data",
         "",
-        f"{run.dataset['n_points']} points, {run.dataset['n_samples']} samples "
-        f"({run.dataset['neighbourhood']}x{run.dataset['neighbourhood']} neighbourhood), "
-        f"{len(run.dataset['features'])} features.",
+        f"{run.dataset.n_points} points, {run.dataset.n_samples} samples "
+        f"({run.dataset.neighbourhood}x{run.dataset.neighbourhood} neighbourhood), "
+        f"{len(run.dataset.features)} features.",
         "",
         "## Spatial-block cross-validation (category model)",
         "",
-        f"- overall accuracy {m['category']['overall_accuracy']:.3f}",
-        f"- Cohen's kappa {m['category']['kappa']:.3f}",
-        f"- macro F1 {m['category']['macro_f1']:.3f} (majority-class baseline {m['category_baseline_macro_f1']:.3f})"
+        f"- overall accuracy {m.category.overall_accuracy:.3f}",
+        f"- Cohen's kappa {m.category.kappa:.3f}",
+        f"- macro F1 {m.category.macro_f1:.3f} (majority-class baseline {_num(m.category_baseline_macro_f1)})"
         + trees_note(run.hierarchy, None),
     ]
-    for cat, f1 in m.get("subcategory", {}).items():
+    for cat, f1 in m.subcategory.items():
         lines.append(f"- subcategory model [{cat}]: macro F1 {f1:.3f}" + trees_note(run.hierarchy, cat))
     if run.holdout and run.holdout.get("n"):
         h = run.holdout
@@ -581,5 +550,5 @@ def render_report(run: RunResult) -> str:
     lines += ["", "## Class areas (km2)", ""]
     for tile, rec in run.maps.items():
         lines.append(f"### {tile}")
-        lines += [f"- {name}: {area:.2f}" for name, area in rec["area_km2"].items()]
+        lines += [f"- {name}: {area:.2f}" for name, area in rec.area_km2.items()]
     return "\n".join(lines) + "\n"

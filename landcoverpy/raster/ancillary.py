@@ -10,12 +10,15 @@ import json
 
 import numpy as np
 import rasterio
+from pyproj import Transformer
 from rasterio.enums import Resampling
 from rasterio.warp import reproject
 from rasterio.windows import Window
 
 from landcoverpy.errors import InputValidationError
 from landcoverpy.raster.grid import Grid
+from landcoverpy.sources import worldclim
+from landcoverpy.sources.worldclim import VARIABLES, WorldClim
 
 
 def read_on_grid(
@@ -64,7 +67,6 @@ def read_ancillary(
     """One ancillary variable on a window of the grid (h, w): a raster path, a WorldClim climate
     variable (``worldclim:ROOT#variable``) or a mosaic of rasters (``mosaic:["uri", ...]``, the
     first value wins where they overlap: the DEM stage's tiles)."""
-    from landcoverpy.sources import worldclim
 
     h, w = int(window.height), int(window.width)
     if spec.startswith(worldclim.PREFIX):
@@ -96,7 +98,6 @@ def ancillary_layers(
     centre, then each given source (a raster, a WorldClim variable or the DEM stage's mosaic)
     resampled onto the grid. A source that does not cover every pixel of the area is an error
     naming it."""
-    from pyproj import Transformer
 
     win = window or Window(0, 0, grid.width, grid.height)
     cols, names = [], []
@@ -122,7 +123,6 @@ def ancillary_layers(
 
 def climate_ancillaries(root: str, res: str | None = None) -> dict[str, str]:
     """The five WorldClim ancillaries (precipitation, pet, tmean, tmax, tmin) of a folder/URL."""
-    from landcoverpy.sources.worldclim import VARIABLES, WorldClim
 
     wc = WorldClim(root, res)
     return {v: wc.spec(v) for v in VARIABLES}

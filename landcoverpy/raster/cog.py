@@ -19,9 +19,12 @@ from typing import Any
 
 import numpy as np
 import rasterio
+import rasterio.shutil
 from rasterio.windows import Window
+from rio_cogeo.cogeo import cog_validate
 
 from landcoverpy.errors import RasterError
+from landcoverpy.pipeline.tasks import task_threads
 from landcoverpy.raster.grid import Grid
 from landcoverpy.raster.overviews import RESAMPLINGS, Pyramid
 
@@ -160,7 +163,6 @@ def gdal_threads() -> str:
     user's cluster) without GDAL_NUM_THREADS, each task gets cores / the worker's threads, since
     that many tasks compress at once (every core for each of them oversubscribed the machine
     that many times); outside a worker every core."""
-    from landcoverpy.pipeline.tasks import task_threads
 
     if os.environ.get("GDAL_NUM_THREADS"):
         return os.environ["GDAL_NUM_THREADS"]
@@ -186,7 +188,6 @@ def translate_to_cog(
     bands without a palette" warning.) ``overviews``: the driver's option: ``AUTO`` (GDAL
     computes them), ``NONE``, or ``FORCE_USE_EXISTING`` (``src`` has them, a
     :class:`~landcoverpy.raster.overviews.Pyramid`'s VRT: copied, not recomputed)."""
-    import rasterio.shutil
 
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -254,7 +255,6 @@ def write_cog(path: str | Path, data: np.ndarray, grid: Grid, **kwargs: Any) -> 
 
 
 def validate_cog(path: str | Path) -> tuple[bool, list[str]]:
-    from rio_cogeo.cogeo import cog_validate
 
     valid, errors, _ = cog_validate(str(path), quiet=True)
     return bool(valid), list(errors)

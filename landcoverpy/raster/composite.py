@@ -14,6 +14,9 @@ import functools
 
 import numpy as np
 
+from landcoverpy.raster.sortnet import median_columns as kernel
+from landcoverpy.raster.sortnet import percentile_columns
+
 CHUNK = 2048  # pixels sorted together: dates x CHUNK float32 stays in L1/L2
 
 
@@ -48,7 +51,6 @@ def percentile_composite(stack: np.ndarray, percentiles: tuple[int, ...] | list[
         raise ValueError("percentiles are numbers between 0 and 100")
     flat = np.ascontiguousarray(stack, dtype=np.float32).reshape(n, rows * cols)
     out = np.empty((len(qs), rows * cols), dtype=np.float32)
-    from landcoverpy.raster.sortnet import percentile_columns  # numba compiles (or loads) it on first use
 
     percentile_columns(flat, sorting_network(max(n, 1)), qs, out, CHUNK)
     return out.reshape(len(qs), rows, cols)
@@ -68,7 +70,6 @@ def median_composite(stack: np.ndarray, threads: int = 1) -> np.ndarray:
     if n == 1:
         out[:] = flat[0]
         return out.reshape(rows, cols)
-    from landcoverpy.raster.sortnet import median_columns as kernel  # compiled (or loaded) on first use
 
     pairs = sorting_network(n)
     npix = rows * cols

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from affine import Affine
+from rasterio.crs import CRS
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
@@ -55,7 +57,6 @@ class Grid:
 def _same_crs(a: str, b: str) -> bool:
     if a == b:
         return True
-    from rasterio.crs import CRS
 
     return bool(CRS.from_user_input(a) == CRS.from_user_input(b))
 
@@ -80,7 +81,6 @@ def snap_bounds(bounds: Bounds, origin: tuple[float, float], step: float, limit:
     """``bounds`` grown outwards to multiples of ``step`` from ``origin`` (a tile's upper-left
     corner), then clipped to ``limit``: a window every band of a tile (10, 20, 60 m) cuts into
     whole pixels when ``step`` is their common multiple."""
-    import math
 
     ox, oy = origin
     left = ox + math.floor((bounds[0] - ox) / step) * step

@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+import requests
+
 from landcoverpy.errors import AuthenticationError, ProviderError, ProviderUnavailableError
 from landcoverpy.sentinel2 import BAND_RESOLUTION, L1C_BANDS, L2A_BANDS, normalise_tile
 from landcoverpy.sources.base import BandAsset, ProductCandidate, Provider, in_range
@@ -64,7 +66,6 @@ class CopernicusProvider(Provider):
         return exc
 
     def search(self, tile: str, start: dt.date, end: dt.date) -> list[ProductCandidate]:
-        import requests
 
         tile = normalise_tile(tile)
         try:

@@ -19,6 +19,9 @@ from typing import IO, Any
 from landcoverpy.config import Settings
 from landcoverpy.errors import ProviderError
 from landcoverpy.sources.hrefs import AssetReader, S3Location
+from landcoverpy.sources.registry import asset_reader
+from landcoverpy.sources.stac import StacCatalog
+from landcoverpy.sources.stac_profiles import s3_location
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +127,6 @@ class GLO30Source:
         timeout: float = 30.0,
         s3_endpoint: str | None = None,
     ) -> None:
-        from landcoverpy.sources.stac import StacCatalog
 
         self.catalog = StacCatalog(url, profile, timeout)
         self.collection, self.s3_endpoint = collection, s3_endpoint
@@ -147,7 +149,6 @@ class GLO30Source:
         return f"Copernicus GLO-30 DEM from STAC API {self.catalog.url} collection {collection}"
 
     def tiles_for_bounds(self, west: float, south: float, east: float, north: float) -> list[str]:
-        from landcoverpy.sources.stac_profiles import s3_location
 
         collection = self._collection()
         _, profile = self.catalog.open()
@@ -189,7 +190,6 @@ def make_dem_source(settings: Settings, where: str | None = None) -> DEMSource |
     """The DEM source ``where`` (default DEM_SOURCE) names: ``glo30`` (the STAC catalog of
     STAC_API_URL), ``glo30+URL`` (another STAC catalog), ``none``, or a folder / http(s) URL of
     ASTER GDEM tiles."""
-    from landcoverpy.sources.registry import asset_reader
 
     where = where or settings.DEM_SOURCE
     if not where or where == "none":

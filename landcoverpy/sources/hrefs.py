@@ -13,6 +13,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
+import boto3
+import requests
+import urllib3
+from botocore import UNSIGNED
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
+from rasterio._vsiopener import FileContainer
+
 from landcoverpy.errors import AuthenticationError, ProviderError, TransientError
 from landcoverpy.retry import is_transient_status
 
@@ -50,7 +58,6 @@ class AssetReader:
 
     @contextlib.contextmanager
     def _open_http(self, href: str, shown: str) -> Iterator[IO[bytes]]:
-        import requests
 
         resp = requests.get(href, stream=True, timeout=self.timeout)
         if resp.status_code >= 400:
@@ -82,7 +89,6 @@ class AssetReader:
 
             return RemoteFile(fetch_s3, size, href)
         url = sign_href(href) if sign else href
-        import requests
 
         session = requests.Session()
 
@@ -117,9 +123,6 @@ class AssetReader:
             raise ProviderError(f"{shown}: HTTP {resp.status_code}")
 
     def _s3_client(self, where: S3Location) -> Any:
-        import boto3
-        from botocore import UNSIGNED
-        from botocore.config import Config
 
         key = (where.endpoint, where.requester_pays)
         if key not in self._s3:
@@ -160,7 +163,6 @@ class AssetReader:
     @staticmethod
     @contextlib.contextmanager
     def _s3_errors(href: str, where: S3Location) -> Iterator[None]:
-        from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
 
         shown = where.endpoint or "AWS S3"
         try:
@@ -189,7 +191,6 @@ class AssetReader:
 def sign_href(href: str) -> str:
     """A Planetary Computer blob href with a SAS token (the ``planetary-computer`` package, which
     fetches tokens from ``PC_SDK_SAS_URL`` and leaves hrefs outside Azure blob storage as they are)."""
-    import requests
 
     try:
         import planetary_computer
@@ -218,8 +219,6 @@ class NetworkStream:
         self.raw, self.href = raw, href
 
     def read(self, size: int = -1) -> bytes:
-        import urllib3
-        from botocore.exceptions import BotoCoreError
 
         try:
             return self.raw.read(None if size < 0 else size)
@@ -271,7 +270,6 @@ class RemoteFile:
 
     def opener(self, name: str) -> Any:
         """A rasterio opener serving this file as ``name`` (and nothing else: no sidecar files)."""
-        from rasterio._vsiopener import FileContainer
 
         remote = self
 

@@ -7,14 +7,18 @@ where a value is missing or fails QA, written as a GeoTIFF that the abundance st
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import rasterio
+from affine import Affine
 
 from landcoverpy.errors import InputValidationError
+from landcoverpy.extras import require
 
 SINUSOIDAL = "+proj=sinu +lon_0=0 +x_0=0 +y_0=0 +R=6371007.181 +units=m +no_defs"
 BANDS = [f"b{i:02d}" for i in range(1, 8)]
@@ -108,9 +112,6 @@ class ModisGranule:
 def read_mod09(path: str | Path, qa: ModisQA | None = None) -> ModisGranule:
     """Read bands 1-7 at 500 m of a MOD09A1 or MOD09GA granule with QA applied (MOD09A1: the
     500 m QC and state words, and pixels without a day of acquisition are missing)."""
-    import datetime as dt
-
-    from landcoverpy.extras import require
 
     require("modis")
     from pyhdf.error import HDF4Error
@@ -164,8 +165,6 @@ def read_mod09(path: str | Path, qa: ModisQA | None = None) -> ModisGranule:
 
 
 def write_geotiff(granule: ModisGranule, out: str | Path) -> Path:
-    import rasterio
-    from affine import Affine
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

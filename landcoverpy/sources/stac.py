@@ -17,6 +17,11 @@ import logging
 from collections.abc import Iterator
 from typing import IO, Any
 
+import requests
+from pystac_client import Client
+from pystac_client.conformance import ConformanceClasses
+from pystac_client.exceptions import APIError
+
 from landcoverpy.errors import ProviderError, ProviderUnavailableError, TransientError
 from landcoverpy.retry import is_transient_status
 from landcoverpy.sentinel2 import L1C_BANDS, L2A_BANDS, normalise_tile, tile_bbox_lonlat
@@ -54,7 +59,6 @@ class StacCatalog:
         return self.__dict__ | {"_client": None}
 
     def open(self) -> tuple[Any, CatalogProfile]:
-        from pystac_client import Client
 
         if self._client is None:
             with self._errors(f"STAC API {self.url}"):
@@ -80,8 +84,6 @@ class StacCatalog:
 
     @contextlib.contextmanager
     def _errors(self, what: str) -> Iterator[None]:
-        import requests
-        from pystac_client.exceptions import APIError
 
         try:
             yield
@@ -104,7 +106,6 @@ class StacCatalog:
     def tile_filter(self, tile: str) -> dict[str, Any]:
         """Search parameters for one tile: its property with the query or CQL2 filter extension
         (whichever the API conforms to), else its footprint."""
-        from pystac_client.conformance import ConformanceClasses
 
         client, profile = self.open()
         if profile.tile_property:
