@@ -54,6 +54,10 @@ class MapOutput(StoredObject):
     nodata: float | None = None
     count: int = 1
 
+    def object_keys(self) -> list[str]:
+        """The layer's key and its companions' (quicklook, style, GDAL names) that exist."""
+        return [k for k in (self.key, self.quicklook, self.style, self.aux) if k]
+
 
 class Record(Model):
     COLLECTION: ClassVar[str]

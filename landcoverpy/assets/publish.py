@@ -73,10 +73,7 @@ class PruneReport:
 
 
 def _record_objects(record: MapRecord) -> list[tuple[str, str]]:
-    out = []
-    for loc in record.outputs.values():
-        out += [(loc.bucket, key) for key in (loc.key, loc.quicklook, loc.style, loc.aux) if key]
-    return out
+    return [(loc.bucket, key) for loc in record.outputs.values() for key in loc.object_keys()]
 
 
 def prune_maps(ctx: Context, keep: int, dry_run: bool = True) -> PruneReport:

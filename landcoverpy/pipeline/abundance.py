@@ -643,9 +643,8 @@ def publish_abundance(ctx: Context, record: MapRecord) -> MapRecord:
     level = record.level or ""
     pairs = []
     for loc in record.outputs.values():
-        for key in (loc.key, loc.quicklook, loc.style, loc.aux):
-            if key:
-                pairs.append((key, keys.abundance_alias_key(level, key.rsplit("/", 1)[-1])))
+        for key in loc.object_keys():
+            pairs.append((key, keys.abundance_alias_key(level, key.rsplit("/", 1)[-1])))
     bucket = next(iter(record.outputs.values())).bucket
     publish.publish_alias(
         ctx,
