@@ -14,6 +14,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
+import pymongo
 import pymongo.errors as perr
 
 from landcoverpy.config import Settings
@@ -294,8 +295,6 @@ class MongoCatalog(Catalog):
     @property
     def db(self) -> Any:
         if self._client is None:
-            import pymongo
-
             kwargs: dict[str, Any] = {
                 "serverSelectionTimeoutMS": int(self.timeout * 1000),
                 "connectTimeoutMS": int(self.timeout * 1000),

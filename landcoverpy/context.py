@@ -8,6 +8,7 @@ from typing import Any
 
 from landcoverpy.catalog import Catalog, open_catalog
 from landcoverpy.config import Settings
+from landcoverpy.sharing import make_public
 from landcoverpy.storage import ObjectStore, open_store
 
 
@@ -32,8 +33,6 @@ class Context:
         for bucket in self.settings.bucket_names().values():
             self.store.ensure_bucket(bucket)
         if self.settings.MINIO_PUBLIC_MAPS:
-            from landcoverpy.sharing import make_public
-
             make_public(self.settings, self.settings.MINIO_BUCKET_CLASSIFICATIONS)
 
     def check_lease(self) -> None:

@@ -19,6 +19,8 @@ from typing import Any
 
 import pandas as pd
 import shapely
+from pyogrio.raw import read as ogr_read
+from pyproj import Transformer
 
 from landcoverpy.errors import InputValidationError
 from landcoverpy.sentinel2 import tile_of
@@ -283,13 +285,6 @@ def _read_vector_points(path: Path, lc_property: str, sl_property: str) -> pd.Da
                 }
             )
         return pd.DataFrame(rows, columns=["latitude", "longitude", lc_property, sl_property], dtype=str)
-    try:
-        from pyogrio.raw import read as ogr_read
-    except ImportError:
-        raise InputValidationError(
-            f"{path}: reading {path.suffix} points needs pyogrio (pip install pyogrio), or convert to CSV/GeoJSON"
-        ) from None
-
     target = str(path)
     if path.suffix.lower() == ".kmz":
         with zipfile.ZipFile(path) as zf:
@@ -308,8 +303,6 @@ def _read_vector_points(path: Path, lc_property: str, sl_property: str) -> pd.Da
     x, y = shapely.get_x(geoms), shapely.get_y(geoms)
     crs = meta.get("crs")
     if crs and crs not in ("EPSG:4326", "OGC:CRS84"):
-        from pyproj import Transformer
-
         x, y = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(x, y)
     columns = dict(zip(meta["fields"], fields))
     empty = [""] * len(geoms)

@@ -17,6 +17,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
+
 log = logging.getLogger(__name__)
 
 PREFIX = "lcp"
@@ -28,18 +30,10 @@ def _host() -> str:
 
 def _alive(pid: int) -> bool:
     try:
-        import psutil
-
         return bool(psutil.pid_exists(pid)) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except ImportError:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
+    except psutil.AccessDenied:
         return True
-    except Exception:  # the process vanished while looking
+    except psutil.Error:  # the process vanished while looking
         return False
 
 

@@ -10,6 +10,7 @@ import base64
 import datetime as dt
 import json
 import re
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -49,8 +50,6 @@ def _client(settings: Settings) -> Any:
 def download_link(settings: Settings, store: Any, bucket: str, key: str, expires: dt.timedelta) -> str:
     """A link that downloads the object: presigned on S3/MinIO, the file URI on the local store."""
     if not settings.uses_s3:
-        from pathlib import Path
-
         return Path(store.raster_uri(bucket, key)).as_uri()
     return str(_client(settings).presigned_get_object(bucket, key, expires=expires))
 

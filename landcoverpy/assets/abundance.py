@@ -8,6 +8,7 @@ import datetime as dt
 import hashlib
 import io
 
+import joblib
 import numpy as np
 import pandas as pd
 
@@ -56,8 +57,6 @@ def save_model(
         torch.save({"state_dict": model.network.state_dict(), "config": model.network.config}, buf)
         blobs["model.pt"] = buf.getvalue()
     if model.kind in FOREST_KINDS:
-        import joblib
-
         buf = io.BytesIO()
         joblib.dump(model.forest, buf, compress=3)
         blobs["model.joblib"] = buf.getvalue()
@@ -134,8 +133,6 @@ def load_model(ctx: Context, level: str, model_id: str | None = None) -> tuple[A
             blobs[name] = fh.read()
     network = forest = None
     if kind in FOREST_KINDS:
-        import joblib
-
         forest = joblib.load(io.BytesIO(blobs["model.joblib"]))
     if kind in NETWORK_KINDS:
         saved = torch.load(io.BytesIO(blobs["model.pt"]), map_location="cpu", weights_only=True)

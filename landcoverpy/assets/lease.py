@@ -21,6 +21,8 @@ import uuid
 from types import TracebackType
 from typing import Any
 
+import psutil
+
 from landcoverpy.catalog import Catalog, DuplicateRecordError
 from landcoverpy.errors import LandcoverError
 
@@ -40,10 +42,8 @@ class LeaseLostError(LandcoverError):
 
 def _process_started(pid: int) -> float | None:
     try:
-        import psutil
-
         return float(psutil.Process(pid).create_time())
-    except Exception:  # psutil absent, or no such process
+    except psutil.Error:  # no such process, or not ours to see
         return None
 
 
@@ -56,22 +56,14 @@ def holder_is_gone(doc: dict[str, Any]) -> bool:
     if pid <= 0:
         return False
     try:
-        import psutil
-
         proc = psutil.Process(pid)
         if proc.status() == psutil.STATUS_ZOMBIE:
             return True
         started = doc.get("process_started")
         return started is not None and abs(proc.create_time() - float(started)) > 1.0
-    except ImportError:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
+    except psutil.AccessDenied:
         return False
-    except Exception:  # psutil.NoSuchProcess
+    except psutil.Error:  # no such process
         return True
 
 

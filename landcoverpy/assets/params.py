@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from landcoverpy.assets.ids import SAMPLES_FORMAT, SERIES_FORMAT
 from landcoverpy.config import parse_percentiles
 from landcoverpy.raster.indices import INDICES
 from landcoverpy.raster.masks import MaskSettings
@@ -54,12 +55,8 @@ class CompositeParams:
         if self.percentiles:  # absent when unused: composites made before keep their ids
             out["percentiles"] = list(self.percentiles)
         if self.timeseries:
-            from landcoverpy.assets.ids import SERIES_FORMAT
-
             out["timeseries"] = SERIES_FORMAT
         if self.series_samples:
-            from landcoverpy.assets.ids import SAMPLES_FORMAT
-
             out["series_samples"] = self.series_samples
             out["samples_format"] = SAMPLES_FORMAT
         if self.series_layers() and self.series_spike:

@@ -11,8 +11,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from lightgbm import LGBMClassifier
 from sklearn.base import clone
 from sklearn.dummy import DummyClassifier
+from sklearn.ensemble import RandomForestClassifier
 
 from landcoverpy.assets.params import ModelParams
 from landcoverpy.errors import ModelError
@@ -37,8 +39,6 @@ __all__ = [
 
 def make_estimator(params: ModelParams, n_jobs: int = -1) -> Any:
     if params.model_type == "random_forest":
-        from sklearn.ensemble import RandomForestClassifier
-
         return RandomForestClassifier(
             n_estimators=params.n_estimators,
             max_depth=params.max_depth,
@@ -48,8 +48,6 @@ def make_estimator(params: ModelParams, n_jobs: int = -1) -> Any:
             class_weight=None,
         )
     if params.model_type == "lightgbm":
-        from lightgbm import LGBMClassifier
-
         return LGBMClassifier(
             n_estimators=params.n_estimators,
             max_depth=params.max_depth or -1,

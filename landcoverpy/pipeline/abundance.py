@@ -26,6 +26,7 @@ import pandas as pd
 import rasterio
 import shapely
 from affine import Affine
+from distributed import as_completed
 from pyogrio.raw import read as ogr_read
 from rasterio.enums import Resampling
 from rasterio.features import rasterize
@@ -509,8 +510,6 @@ def make_abundance_maps(
     label = "+".join(lv for lv, _ in todo)
     with step(log, f"abundance {label}: predicting", len(windows), "block", progress) as bar:
         if client is not None:
-            from distributed import as_completed
-
             resources = {"GPU": 1} if model.kind in NETWORK_KINDS and _gpu_workers(client) else None
             if resources:
                 log.info("abundance: blocks go to the cluster's GPU workers")

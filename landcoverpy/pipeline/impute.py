@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from distributed import as_completed
 from rasterio.windows import Window
 
 from landcoverpy import __version__, records
@@ -109,8 +110,6 @@ def impute_area(
             ]
             with step(log, "abundance impute", len(windows), "block", progress) as bar:
                 if client is not None:
-                    from distributed import as_completed
-
                     fut_model = client.scatter(model, broadcast=True, hash=False)
                     futures = {client.submit(impute_block, *args, fut_model, w, device, pure=False): w for w in windows}
                     pending = as_completed(futures, with_results=True)

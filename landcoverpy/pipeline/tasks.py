@@ -12,6 +12,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from distributed import get_worker
+
 from landcoverpy.errors import LandcoverError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -28,10 +30,8 @@ class _ForwardToClient(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            from distributed import get_worker
-
             worker = get_worker()
-        except (ImportError, ValueError):
+        except ValueError:
             return  # not inside a task
         try:
             worker.log_event(
@@ -73,10 +73,8 @@ def task_threads() -> int | None:
     """The threads of the Dask worker running this task (the parallelism the cluster gives it),
     or None outside a worker, where a library may use the machine's cores."""
     try:
-        from distributed import get_worker
-
         return int(get_worker().state.nthreads)
-    except (ImportError, ValueError):
+    except ValueError:
         return None
 
 

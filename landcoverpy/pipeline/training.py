@@ -13,6 +13,7 @@ import hashlib
 import io
 import logging
 import platform
+from dataclasses import asdict
 from typing import Any
 
 import joblib
@@ -28,6 +29,7 @@ from landcoverpy.assets.params import ModelParams
 from landcoverpy.context import Context
 from landcoverpy.inputs import LabelSet
 from landcoverpy.models.hierarchical import Hierarchy, TrainedModel, train_hierarchy
+from landcoverpy.models.tuning import tune
 from landcoverpy.records import HierarchyRecord, MemberRecord, TrainingDatasetRecord
 from landcoverpy.reports import confusion_matrix_frame, confusion_matrix_png
 from landcoverpy.storage import join_key
@@ -137,10 +139,6 @@ def train(
     params = params or model_params(ctx.settings)
     trials: list[dict[str, Any]] = []
     if tune_trials:
-        from dataclasses import asdict
-
-        from landcoverpy.models.tuning import tune
-
         params, tried = tune(lookup.load_table(ctx, dataset), dataset.features, lc, params, tune_trials, params.seed)
         trials = [asdict(t) for t in tried]
     hid, existing = lookup.hierarchy_for(ctx, dataset.id, params, lc, sl, subcategories)

@@ -31,6 +31,7 @@ from landcoverpy.pipeline.aoi import AreaOfInterest, acquisition_windows
 from landcoverpy.pipeline.classification import classify
 from landcoverpy.pipeline.composites import composite
 from landcoverpy.pipeline.datasets import build_dataset
+from landcoverpy.pipeline.dem import dem_stage
 from landcoverpy.pipeline.evaluation import holdout_accuracy
 from landcoverpy.pipeline.training import train, trees_note
 from landcoverpy.raster.grid import Grid
@@ -150,8 +151,6 @@ def run_workflow(
 
     dem_source = make_dem_source(settings)
     if dem_source is not None:
-        from landcoverpy.pipeline.dem import dem_stage
-
         with run.stage("dem") as stage:
             status = dem_stage(ctx, all_tiles, dem_source, client, progress)
             stage.did_work = any(v.startswith("built") for v in status.values())

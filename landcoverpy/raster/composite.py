@@ -11,6 +11,7 @@ bit for bit; all-gap pixels stay NaN.
 from __future__ import annotations
 
 import functools
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -76,8 +77,6 @@ def median_composite(stack: np.ndarray, threads: int = 1) -> np.ndarray:
     if threads <= 1 or npix < 4 * CHUNK:
         kernel(flat, pairs, out, CHUNK)
     else:
-        from concurrent.futures import ThreadPoolExecutor
-
         bounds = np.linspace(0, npix, threads + 1).astype(int)
         bounds = (bounds // CHUNK) * CHUNK
         bounds[-1] = npix

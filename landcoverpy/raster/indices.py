@@ -9,6 +9,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from landcoverpy.raster.pixelkernels import as_2d, normalized_difference_into
+
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -29,8 +31,6 @@ def normalized_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         and a.dtype in (np.float32, np.float64)
         and a.size
     ):
-        from landcoverpy.raster.pixelkernels import as_2d, normalized_difference_into
-
         out = np.empty(a.shape, dtype=np.float32)
         normalized_difference_into(as_2d(a), as_2d(b), as_2d(out))
         return out

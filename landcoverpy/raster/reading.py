@@ -13,6 +13,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from landcoverpy.raster.grid import Grid, _same_crs
+from landcoverpy.raster.pixelkernels import upsample_into
 
 # GDAL's block cache defaults to 5 % of RAM (1.2 GB on a 24 GB machine) per process; window-by-
 # window readers (composites, training samples, classification blocks) reuse few decoded tiles,
@@ -95,8 +96,6 @@ class GridReader:
         if whole and factor == 1:  # the same grid, offset (a product's window of its tile, or a larger product)
             return block
         if whole:  # the usual case: each source pixel repeated, in one compiled pass
-            from landcoverpy.raster.pixelkernels import upsample_into
-
             dr, dc = r0 + row_off - sr0 * factor, c0 + col_off - sc0 * factor
             up = np.empty((len(rows), len(cols)), dtype=block.dtype)
             upsample_into(block, factor, dr, dc, up)

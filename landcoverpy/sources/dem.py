@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+import requests
+
 from landcoverpy.config import Settings
 from landcoverpy.errors import ProviderError
 from landcoverpy.sources.hrefs import AssetReader, S3Location
@@ -61,8 +63,6 @@ class DEMSource:
         """The tile's GeoTIFF bytes as a stream, or None when the source has no such tile (open
         ocean has no ASTER tile)."""
         if self.source.startswith(("http://", "https://")):
-            import requests
-
             headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
             for candidate in (f"{name}_dem.tif", f"{name}.zip"):
                 resp = requests.get(
