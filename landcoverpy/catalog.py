@@ -11,8 +11,9 @@ import logging
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pymongo
 import pymongo.errors as perr
@@ -25,6 +26,7 @@ from landcoverpy.errors import (
     ServiceUnavailableError,
     StorageError,
 )
+from landcoverpy.faults import DEFAULT_TOLERANCE, Service, ride_out
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,9 @@ INDEXES: dict[str, list[tuple[tuple[str, ...], bool]]] = {
 }
 
 Filter = dict[str, Any]
+
+
+T = TypeVar("T")
 
 
 class DuplicateRecordError(LandcoverError):
@@ -278,10 +283,13 @@ class MongoCatalog(Catalog):
         password: str | None = None,
         names: dict[str, str] | None = None,
         timeout: float = 5.0,
+        tolerance: float = DEFAULT_TOLERANCE,
     ) -> None:
         super().__init__(names)
         self.host, self.port, self.database = host, port, database
         self.username, self.password, self.timeout = username, password, timeout
+        self.tolerance = tolerance
+        self.service = Service(f"MongoDB at {host}:{port}", "MONGO_HOST / MONGO_PORT")
         self._client: Any = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -309,12 +317,15 @@ class MongoCatalog(Catalog):
     def connect(self) -> MongoCatalog:
         """Check the server answers and accepts the credentials, then create the indexes."""
 
-        try:
-            self.db.command("ping")
+        def create_indexes() -> None:
             for logical in COLLECTIONS:
                 coll = self.db[self._name(logical)]
                 for fields, unique in INDEXES.get(logical, []):
                     coll.create_index([(f, 1) for f in fields], unique=unique, **({"sparse": True} if unique else {}))
+
+        try:
+            self.db.command("ping")  # once: a server that is not there at all is a setting to fix
+            self._ride("creating indexes", create_indexes)
         except perr.OperationFailure as exc:
             if exc.code in (13, 18) or "auth" in str(exc).lower():
                 # never the server's reply: it is noise ($clusterTime...) and may echo the user
@@ -336,28 +347,61 @@ class MongoCatalog(Catalog):
     def _coll(self, collection: str) -> Any:
         return self.db[self._name(collection)]
 
-    def upsert(self, collection: str, doc: dict[str, Any]) -> None:
+    def _ride(self, what: str, fn: Callable[[], T]) -> T:
+        """One catalog operation under the fault policy: an election, a restart or a dropped
+        connection (pymongo's AutoReconnect family) is retried for up to ``tolerance`` seconds.
+        Every operation here is idempotent (replace by _id, conditional replace, delete by filter,
+        an insert whose retry finds its own document), so a retry after a lost reply is safe."""
+        return ride_out(fn, service=self.service, what=what, tolerance=self.tolerance)
 
+    def upsert(self, collection: str, doc: dict[str, Any]) -> None:
+        rid = _require_id(doc)
         try:
-            self._coll(collection).replace_one({"_id": _require_id(doc)}, doc, upsert=True)
+            self._ride(
+                f"saving {collection} {rid}",
+                lambda: self._coll(collection).replace_one({"_id": rid}, doc, upsert=True),
+            )
         except perr.DuplicateKeyError as exc:
-            raise DuplicateRecordError(f"{collection} record {doc['_id']!r}: {exc}") from None
+            raise DuplicateRecordError(f"{collection} record {rid!r}: {exc}") from None
 
     def insert(self, collection: str, doc: dict[str, Any]) -> None:
+        rid = _require_id(doc)
+        attempts = {"n": 0}
+
+        def insert_once() -> None:
+            attempts["n"] += 1
+            try:
+                self._coll(collection).insert_one(dict(doc, _id=rid))
+            except perr.DuplicateKeyError:
+                # a retry whose first try was written before its reply was lost finds itself
+                if attempts["n"] > 1 and self._coll(collection).find_one({"_id": rid}) == dict(doc, _id=rid):
+                    return
+                raise
 
         try:
-            self._coll(collection).insert_one(dict(doc, _id=_require_id(doc)))
+            self._ride(f"saving {collection} {rid}", insert_once)
         except perr.DuplicateKeyError as exc:
-            raise DuplicateRecordError(f"{collection} record {doc['_id']!r} already exists: {exc}") from None
+            raise DuplicateRecordError(f"{collection} record {rid!r} already exists: {exc}") from None
 
     def replace_if(self, collection: str, record_id: str, expected: Filter, doc: dict[str, Any]) -> bool:
         if _require_id(doc) != record_id:
             raise ValueError("replace_if cannot change a record's _id")
-        result = self._coll(collection).replace_one({"_id": record_id, **expected}, doc, upsert=False)
-        return int(result.matched_count) == 1
+        attempts = {"n": 0}
+
+        def replace_once() -> bool:
+            attempts["n"] += 1
+            result = self._coll(collection).replace_one({"_id": record_id, **expected}, doc, upsert=False)
+            if int(result.matched_count) == 1:
+                return True
+            # a retry whose first try was applied before its reply was lost finds its own document
+            return attempts["n"] > 1 and self._coll(collection).find_one({"_id": record_id}) == doc
+
+        return self._ride(f"updating {collection} {record_id}", replace_once)
 
     def get(self, collection: str, record_id: str) -> dict[str, Any] | None:
-        doc: dict[str, Any] | None = self._coll(collection).find_one({"_id": record_id})
+        doc: dict[str, Any] | None = self._ride(
+            f"reading {collection} {record_id}", lambda: self._coll(collection).find_one({"_id": record_id})
+        )
         return doc
 
     def find(
@@ -367,20 +411,28 @@ class MongoCatalog(Catalog):
         sort: list[tuple[str, int]] | None = None,
         limit: int | None = None,
     ) -> list[dict[str, Any]]:
-        cursor = self._coll(collection).find(filter or {})
-        cursor = cursor.sort(sort or [("_id", 1)])
-        if limit:
-            cursor = cursor.limit(int(limit))
-        return list(cursor)
+        def query() -> list[dict[str, Any]]:
+            cursor = self._coll(collection).find(filter or {})
+            cursor = cursor.sort(sort or [("_id", 1)])
+            if limit:
+                cursor = cursor.limit(int(limit))
+            return list(cursor)
+
+        return self._ride(f"reading {collection}", query)
 
     def count(self, collection: str, filter: Filter | None = None) -> int:
-        return int(self._coll(collection).count_documents(filter or {}))
+        return self._ride(f"counting {collection}", lambda: int(self._coll(collection).count_documents(filter or {})))
 
     def delete(self, collection: str, record_id: str) -> bool:
-        return int(self._coll(collection).delete_one({"_id": record_id}).deleted_count) > 0
+        return self._ride(
+            f"deleting {collection} {record_id}",
+            lambda: int(self._coll(collection).delete_one({"_id": record_id}).deleted_count) > 0,
+        )
 
     def delete_many(self, collection: str, filter: Filter) -> int:
-        return int(self._coll(collection).delete_many(filter).deleted_count)
+        return self._ride(
+            f"deleting from {collection}", lambda: int(self._coll(collection).delete_many(filter).deleted_count)
+        )
 
     def close(self) -> None:
         if self._client is not None:
@@ -402,5 +454,6 @@ def open_catalog(settings: Settings) -> Catalog:
             password=settings.MONGO_PASSWORD.get_secret_value() if settings.MONGO_PASSWORD else None,
             names=names,
             timeout=settings.CONNECT_TIMEOUT,
+            tolerance=settings.OUTAGE_TOLERANCE,
         ).connect()
     return EmbeddedCatalog(settings.catalog_path, names=names)

@@ -16,11 +16,12 @@ import typer
 
 from landcoverpy import __version__
 from landcoverpy.config import Settings, load_settings
-from landcoverpy.errors import LandcoverError, ModelError
+from landcoverpy.errors import LandcoverError, ModelError, ServiceUnavailableError, TaskError
 from landcoverpy.extras import require
 from landcoverpy.logsetup import configure_logging
 
 log = logging.getLogger("landcoverpy")
+EXIT_UNAVAILABLE = 3  # a server stayed unreachable past OUTAGE_TOLERANCE (or at start): rerun when it is back
 
 app = typer.Typer(
     help="Scalable land use / land cover mapping: acquire, composite, dataset, train, classify.",
@@ -69,7 +70,8 @@ def settings() -> Settings:
 
 
 def handle_errors(fn: F) -> F:
-    """Turn our own errors into a one-line message and exit code 1 (no traceback)."""
+    """Turn our own errors into a one-line message (no traceback; ``-v`` logs it) and an exit
+    status: 3 when a server stayed unreachable (rerun when it is back), 1 otherwise."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -77,8 +79,10 @@ def handle_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except LandcoverError as exc:
             log.debug("failure", exc_info=True)
+            if isinstance(exc, TaskError) and exc.detail:
+                log.debug("worker traceback:\n%s", exc.detail)
             typer.echo(f"Error: {exc}", err=True)
-            raise typer.Exit(code=1) from None
+            raise typer.Exit(code=EXIT_UNAVAILABLE if isinstance(exc, ServiceUnavailableError) else 1) from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -120,6 +120,9 @@ class Settings(BaseSettings):
     # Timeouts for reaching servers, seconds
     CONNECT_TIMEOUT: float = Field(5.0, gt=0)
     """seconds to wait for S3, MongoDB or the Dask scheduler before failing with their address."""
+    OUTAGE_TOLERANCE: float = Field(120.0, ge=0)
+    """seconds a run rides out an unreachable S3, MongoDB or remote raster read (retrying with backoff)
+    before it stops with exit status 3; a rerun resumes."""
     # Run lease: a run whose heartbeat is older than this (seconds) is taken over
     LEASE_TIMEOUT: float = Field(120.0, gt=0)
     """seconds without heartbeat after which another command takes a run's catalog lease over."""

@@ -52,3 +52,15 @@ class ModelError(LandcoverError):
 
 class CatalogError(LandcoverError):
     """A catalog record cannot be read as this version of landcoverpy knows it."""
+
+
+class TaskError(LandcoverError):
+    """A task failed on a worker for a reason that is not ours to name (a bug, most likely): one
+    line for the user; ``detail`` holds the worker's traceback, logged with ``-v``."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message, detail)
+        self.message, self.detail = message, detail
+
+    def __str__(self) -> str:
+        return self.message

@@ -8,6 +8,7 @@ gives a path rasterio can open inside :meth:`ObjectStore.rasterio_env`.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import logging
@@ -42,6 +43,7 @@ from landcoverpy.errors import (
     ServiceUnavailableError,
     StorageError,
 )
+from landcoverpy.faults import DEFAULT_TOLERANCE, QUOTA_CODES, Service, is_transient, ride_out
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +162,14 @@ class ObjectStore(ABC):
     def size(self, bucket: str, key: str) -> int: ...
 
     @abstractmethod
+    def stat(self, bucket: str, key: str) -> int | None:
+        """The object's size in bytes, or None when there is no such object."""
+
+    @abstractmethod
+    def list_sizes(self, bucket: str, prefix: str = "") -> dict[str, int]:
+        """Every object under ``prefix`` with its size in bytes."""
+
+    @abstractmethod
     def list(self, bucket: str, prefix: str = "") -> list[str]: ...
 
     @abstractmethod
@@ -252,6 +262,10 @@ class LocalStore(ObjectStore):
         try:
             yield tmp
             os.replace(tmp, final)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise no_space(self.root, f"writing {bucket}/{key}", tmp) from None
+            raise
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -283,6 +297,14 @@ class LocalStore(ObjectStore):
 
     def exists(self, bucket: str, key: str) -> bool:
         return self._path(bucket, key).is_file()
+
+    def stat(self, bucket: str, key: str) -> int | None:
+        path = self._path(bucket, key)
+        return path.stat().st_size if path.is_file() else None
+
+    def list_sizes(self, bucket: str, prefix: str = "") -> dict[str, int]:
+        base = self.root / check_bucket(bucket)
+        return {key: (base / key).stat().st_size for key in self.list(bucket, prefix)}
 
     def size(self, bucket: str, key: str) -> int:
         return self._existing(bucket, key).stat().st_size
@@ -337,10 +359,13 @@ class S3Store(ObjectStore):
         secure: bool = False,
         region: str = "us-east-1",
         timeout: float = 5.0,
+        tolerance: float = DEFAULT_TOLERANCE,
     ) -> None:
         self.host, self.port = host, port
         self.access_key, self.secret_key = access_key, secret_key
         self.secure, self.region, self.timeout = secure, region, timeout
+        self.tolerance = tolerance
+        self.service = Service(f"S3 object store at {host}:{port}", "MINIO_HOST / MINIO_PORT")
         self._client: Any = None
         self._known_buckets: set[str] = set()
 
@@ -393,15 +418,33 @@ class S3Store(ObjectStore):
                 )
             if code in {"NoSuchKey", "404", "NoSuchBucket"}:
                 return StorageError(f"{what}: not found in {self.describe()}")
+            if code in QUOTA_CODES:
+                return StorageError(
+                    f"{what}: refused by {self.describe()} ({code}): the bucket is full, over its quota, or the "
+                    "object is larger than the server accepts. Free space or raise the quota, then rerun."
+                )
             return StorageError(f"{what} failed on {self.describe()}: {code} {exc}")
         return StorageError(f"{what} failed on {self.describe()}: {exc}")
 
-    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    def _call(self, what: str, fn: Any, *args: Any, rewind: IO[bytes] | None = None, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)`` under the fault policy (faults.ride_out): transient failures are
+        retried for up to ``tolerance`` seconds; others become our errors at once. ``rewind``: a
+        stream the call consumes, put back at its start before each retry."""
+        start = rewind.tell() if rewind is not None else 0
 
-        try:
-            return fn(*args, **kwargs)
-        except (BotoCoreError, ClientError) as exc:
-            raise self._translate(exc, what) from None
+        def attempt() -> Any:
+            if rewind is not None:
+                rewind.seek(start)
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                if isinstance(exc, (BotoCoreError, ClientError)):
+                    raise self._translate(exc, what) from None
+                raise
+
+        return ride_out(attempt, service=self.service, what=what, tolerance=self.tolerance)
 
     def check(self) -> None:
         """One bounded request (no retry, CONNECT_TIMEOUT to connect and to answer): a server
@@ -421,29 +464,30 @@ class S3Store(ObjectStore):
                 signature_version="s3v4",
             ),
         )
-        self._call("listing buckets", probe.list_buckets)
+        try:  # once: a server that is not there at all is a setting to fix, not an outage to ride out
+            probe.list_buckets()
+        except (BotoCoreError, ClientError) as exc:
+            raise self._translate(exc, "listing buckets") from None
 
     def ensure_bucket(self, bucket: str) -> None:
         check_bucket(bucket)
         if bucket in self._known_buckets:
             return
 
-        try:
-            self.client.head_bucket(Bucket=bucket)
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code not in {"404", "NoSuchBucket"}:
-                raise self._translate(exc, f"checking bucket {bucket}") from None
+        def head_or_create() -> None:
+            try:
+                self.client.head_bucket(Bucket=bucket)
+                return
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code", "") not in {"404", "NoSuchBucket"}:
+                    raise
             try:
                 self.client.create_bucket(Bucket=bucket)
-            except ClientError as exc2:
-                if exc2.response.get("Error", {}).get("Code") not in {
-                    "BucketAlreadyOwnedByYou",
-                    "BucketAlreadyExists",
-                }:
-                    raise self._translate(exc2, f"creating bucket {bucket}") from None
-        except Exception as exc:  # connection errors
-            raise self._translate(exc, f"checking bucket {bucket}") from None
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") not in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
+                    raise
+
+        self._call(f"checking bucket {bucket}", head_or_create)
         self._known_buckets.add(bucket)
 
     def list_buckets(self) -> list[str]:
@@ -475,15 +519,43 @@ class S3Store(ObjectStore):
 
     def put_stream(self, bucket: str, key: str, stream: IO[bytes]) -> None:
         self.ensure_bucket(bucket)
+        if not stream.seekable():  # one try: what was read cannot be sent again (the caller's task retries)
+            try:
+                self.client.upload_fileobj(
+                    stream,
+                    bucket,
+                    check_key(key),
+                    ExtraArgs={"ContentType": media_type(key)},
+                    Config=self._transfer(),
+                )
+            except (BotoCoreError, ClientError) as exc:
+                if is_transient(exc):
+                    raise
+                raise self._translate(exc, f"uploading {bucket}/{key}") from None
+            return
         self._call(
             f"uploading {bucket}/{key}",
             self.client.upload_fileobj,
-            stream,
+            _KeepOpen(stream),  # s3transfer closes what it was given, even when the upload fails
             bucket,
             check_key(key),
             ExtraArgs={"ContentType": media_type(key)},
             Config=self._transfer(),
+            rewind=stream,
         )
+
+    def get_bytes(self, bucket: str, key: str) -> bytes:
+        """The whole object, read again from the start when the connection drops midway."""
+
+        def read() -> bytes:
+            body = self.client.get_object(Bucket=bucket, Key=check_key(key))["Body"]
+            try:
+                return bytes(body.read())
+            finally:
+                body.close()
+
+        data: bytes = self._call(f"reading {bucket}/{key}", read)
+        return data
 
     def get_file(self, bucket: str, key: str, path: str | Path) -> Path:
         dest = Path(path)
@@ -513,35 +585,46 @@ class S3Store(ObjectStore):
             body.close()
 
     def exists(self, bucket: str, key: str) -> bool:
+        return self.stat(bucket, key) is not None
 
-        try:
-            self.client.head_object(Bucket=bucket, Key=check_key(key))
-            return True
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NoSuchBucket"}:
-                return False
-            raise self._translate(exc, f"checking {bucket}/{key}") from None
-        except Exception as exc:
-            raise self._translate(exc, f"checking {bucket}/{key}") from None
+    def stat(self, bucket: str, key: str) -> int | None:
+        """The object's size, or None when there is no such object (one HEAD request)."""
+
+        def head() -> int | None:
+            try:
+                return int(self.client.head_object(Bucket=bucket, Key=check_key(key))["ContentLength"])
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NoSuchBucket"}:
+                    return None
+                raise
+
+        size: int | None = self._call(f"checking {bucket}/{key}", head)
+        return size
 
     def size(self, bucket: str, key: str) -> int:
         resp = self._call(f"checking {bucket}/{key}", self.client.head_object, Bucket=bucket, Key=check_key(key))
         return int(resp["ContentLength"])
 
     def list(self, bucket: str, prefix: str = "") -> list[str]:
+        return sorted(self.list_sizes(bucket, prefix))
 
-        keys: list[str] = []
-        paginator = self.client.get_paginator("list_objects_v2")
-        try:
-            for page in paginator.paginate(Bucket=check_bucket(bucket), Prefix=prefix):
-                keys.extend(obj["Key"] for obj in page.get("Contents", []))
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "NoSuchBucket":
-                return []
-            raise self._translate(exc, f"listing {bucket}/{prefix}") from None
-        except Exception as exc:
-            raise self._translate(exc, f"listing {bucket}/{prefix}") from None
-        return sorted(keys)
+    def list_sizes(self, bucket: str, prefix: str = "") -> dict[str, int]:
+        """Every object under ``prefix`` with its size (listed again whole after a dropped page)."""
+
+        def listing() -> dict[str, int]:
+            found: dict[str, int] = {}
+            paginator = self.client.get_paginator("list_objects_v2")
+            try:
+                for page in paginator.paginate(Bucket=check_bucket(bucket), Prefix=prefix):
+                    found.update((obj["Key"], int(obj["Size"])) for obj in page.get("Contents", []))
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") == "NoSuchBucket":
+                    return {}
+                raise
+            return found
+
+        sizes: dict[str, int] = self._call(f"listing {bucket}/{prefix}", listing)
+        return sizes
 
     def delete(self, bucket: str, key: str) -> None:
         self._call(f"deleting {bucket}/{key}", self.client.delete_object, Bucket=bucket, Key=check_key(key))
@@ -569,6 +652,10 @@ class S3Store(ObjectStore):
             "AWS_HTTPS": "YES" if self.secure else "NO",
             "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
             "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff,.jp2,.vrt",
+            # GDAL's own retries of a failed HTTP request (429, 5xx, dropped connections); a read
+            # that still fails is retried whole by the task (faults.ride_out, OUTAGE_TOLERANCE)
+            "GDAL_HTTP_MAX_RETRY": "4",
+            "GDAL_HTTP_RETRY_DELAY": "1",
         }
 
     def rasterio_env(self, **gdal_options: Any) -> contextlib.AbstractContextManager[Any]:
@@ -585,6 +672,33 @@ class S3Store(ObjectStore):
         return env
 
 
+class _KeepOpen:
+    """A stream whose ``close`` leaves the underlying stream open, so a retry can rewind it."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+    def close(self) -> None:
+        pass
+
+
+def no_space(where: Path, what: str, partial: Path | None = None) -> StorageError:
+    """The error of a full disk or quota: the path, what was being written, how much it held."""
+    written = partial.stat().st_size if partial is not None and partial.exists() else 0
+    try:
+        free = shutil.disk_usage(where).free
+    except OSError:
+        free = 0
+    return StorageError(
+        f"no space left on the file system of {where} ({what}: {written / 2**20:.1f} MiB written, "
+        f"{free / 2**20:.1f} MiB free). Free space there (or point LANDCOVERPY_HOME / TMP_DIR elsewhere) "
+        "and rerun; nothing partial was kept."
+    )
+
+
 def open_store(settings: Settings, check: bool = True) -> ObjectStore:
     """The store the settings select: S3 when MINIO_HOST is set, else a local directory."""
     store: ObjectStore
@@ -597,6 +711,7 @@ def open_store(settings: Settings, check: bool = True) -> ObjectStore:
             secure=settings.MINIO_SECURE,
             region=settings.MINIO_REGION,
             timeout=settings.CONNECT_TIMEOUT,
+            tolerance=settings.OUTAGE_TOLERANCE,
         )
     else:
         store = LocalStore(settings.store_path)

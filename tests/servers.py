@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -245,5 +246,54 @@ def gcs_emulator(log_dir: Path) -> Iterator[Server]:
     )
     try:
         yield server
+    finally:
+        server.stop()
+
+
+@dataclass
+class FaultProxy:
+    """A tests/faultproxy.py process in front of a server: connect to ``port`` instead of the
+    server's; ``arm``/``down`` start outages, ``status`` says what happened."""
+
+    server: Server
+    control: int
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    def _send(self, line: str) -> object:
+        with socket.create_connection(("127.0.0.1", self.control), timeout=10) as s:
+            s.sendall(line.encode() + b"\n")
+            return json.loads(s.makefile().readline())
+
+    def arm(self, pattern: bytes, seconds: float) -> None:
+        """An outage of ``seconds`` the first time a client sends ``pattern`` (after the
+        patterns armed before it have fired)."""
+        self._send(f"arm {pattern.hex()} {seconds}")
+
+    def reject(self, pattern: bytes, status: int, code: str) -> None:
+        """Answer every request carrying ``pattern`` with the S3 error ``code`` (HTTP ``status``)."""
+        self._send(f"reject {pattern.hex()} {status} {code}")
+
+    def down(self, seconds: float) -> None:
+        self._send(f"down {seconds}")
+
+    def status(self) -> dict[str, object]:
+        answer = self._send("status")
+        assert isinstance(answer, dict)
+        return answer
+
+
+@contextlib.contextmanager
+def fault_proxy(target_port: int, log_dir: Path) -> Iterator[FaultProxy]:
+    port, control = free_port(), free_port()
+    args = [sys.executable, "-m", "tests.faultproxy", "--port", str(port), "--target", str(target_port)]
+    server = start(
+        [*args, "--control", str(control)], port, log_dir, "faultproxy", {"PYTHONPATH": str(Path(__file__).parents[1])}
+    )
+    wait_for_port(control, server.proc)
+    try:
+        yield FaultProxy(server, control)
     finally:
         server.stop()

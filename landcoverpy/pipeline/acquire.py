@@ -25,7 +25,7 @@ from landcoverpy import __version__, records
 from landcoverpy.assets import ids, keys
 from landcoverpy.config import Settings
 from landcoverpy.context import Context
-from landcoverpy.errors import LandcoverError, ProviderError, RasterError
+from landcoverpy.errors import LandcoverError, ProviderError, RasterError, ServiceUnavailableError
 from landcoverpy.inputs import Season
 from landcoverpy.pipeline.tasks import dask_task, task_key
 from landcoverpy.progress import step
@@ -365,6 +365,8 @@ def acquire(
                 candidates = with_retries(
                     f"search {tile} {season.name}", functools.partial(provider.search, tile, season.start, season.end)
                 )
+            except ServiceUnavailableError:  # an outage past OUTAGE_TOLERANCE stops the run
+                raise
             except LandcoverError as exc:
                 entry.error = str(exc)
                 log.error("%s %s: %s", tile, season.name, exc)
@@ -403,6 +405,8 @@ def acquire(
                     if stored is not None:
                         entry.completed.append(cand.product_id)
                         _remove_replaced(ctx, stored, record)
+                except ServiceUnavailableError:  # an outage past OUTAGE_TOLERANCE stops the run
+                    raise
                 except LandcoverError as exc:
                     entry.failed[cand.product_id] = str(exc)
                     log.error("%s: %s", cand.product_id, exc)

@@ -28,7 +28,7 @@ from landcoverpy.assets import ids, keys, lookup, publish
 from landcoverpy.assets.params import CompositeParams
 from landcoverpy.config import Settings
 from landcoverpy.context import Context
-from landcoverpy.errors import LandcoverError, ModelError
+from landcoverpy.errors import LandcoverError, ModelError, ServiceUnavailableError
 from landcoverpy.features import FeatureReader, feature_names, pixels_to_matrix, tile_grid
 from landcoverpy.inputs import NOT_CLASSIFIED_VALUE, Season
 from landcoverpy.models.hierarchical import predict_layers
@@ -221,7 +221,6 @@ def classify_tile(
     block_size: int,
     params: CompositeParams,
     progress: bool = True,
-    retries: int = 3,
 ) -> TileResult:
 
     found = lookup.feature_sources(ctx, tile, seasons, params, with_dem=lookup.model_uses_dem(model.features))
@@ -251,7 +250,6 @@ def classify_tile(
             w,
             blocks_prefix,
             key=task_key(f"block-{mid}-{window_id(w)}"),
-            retries=retries,
             pure=False,
         )
         for w in windows
@@ -263,7 +261,7 @@ def classify_tile(
             bar.update(1)
     if reused:
         log.info("tile %s: %d of %d blocks were already done (resumed)", tile, reused, len(windows))
-    doc = assemble_maps(ctx, tile, mid, grid, windows, blocks_prefix, model, comps, client, progress, retries)
+    doc = assemble_maps(ctx, tile, mid, grid, windows, blocks_prefix, model, comps, client, progress)
     # objects first, then the record
     record = records.store_doc(ctx.catalog, records.MapRecord, doc | {"composite_params": params.to_dict()})
     publish_latest(ctx, record)
@@ -393,7 +391,6 @@ def assemble_maps(
     comps: dict[str, FeatureSource],
     client: Any,
     progress: bool = False,
-    retries: int = 3,
 ) -> dict[str, Any]:
     """Every layer of the map assembled from the stored blocks as its own Dask task (the layers
     are independent: each worker writes and compresses a whole COG, so a cluster makes several
@@ -419,7 +416,6 @@ def assemble_maps(
             spec,
             tags,
             key=task_key(f"assemble-{mid}-{name}"),
-            retries=retries,
             pure=False,
         ): name
         for name, spec in specs.items()
@@ -570,6 +566,8 @@ def classify(
                 classify_tile(ctx, tile, seasons, model, model_future, client, block_size, params, progress)
             )
         except ModelError:
+            raise
+        except ServiceUnavailableError:  # an outage past OUTAGE_TOLERANCE stops the run
             raise
         except LandcoverError as exc:
             log.error("tile %s: %s", tile, exc)

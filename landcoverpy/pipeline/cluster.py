@@ -18,7 +18,7 @@ from distributed.comm import connect
 
 from landcoverpy.config import Settings
 from landcoverpy.errors import ConfigurationError, ServiceUnavailableError
-from landcoverpy.pipeline.tasks import LOG_TOPIC, forward_to_log
+from landcoverpy.pipeline.tasks import LOG_TOPIC, QuietTaskFailures, forward_to_log, quiet_task_failures
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +198,7 @@ def dask_client(settings: Settings, processes: bool = True, worker_profiler: boo
             ) from None
         log.info("Connected to %s", address)
         client.subscribe_topic(LOG_TOPIC, forward_to_log)
+        client.register_plugin(QuietTaskFailures())
         try:
             yield client
         finally:
@@ -228,6 +229,8 @@ def dask_client(settings: Settings, processes: bool = True, worker_profiler: boo
         )
     client = Client(cluster)
     client.subscribe_topic(LOG_TOPIC, forward_to_log)
+    client.register_plugin(QuietTaskFailures())
+    quiet_task_failures()  # an in-process cluster's workers log here
     log.info("Started %s", describe_cluster(settings))
     try:
         yield client

@@ -29,7 +29,7 @@ from landcoverpy.assets import ids, keys, lookup, publish
 from landcoverpy.assets.params import CompositeParams
 from landcoverpy.config import Settings
 from landcoverpy.context import Context
-from landcoverpy.errors import LandcoverError, RasterError
+from landcoverpy.errors import LandcoverError, RasterError, ServiceUnavailableError
 from landcoverpy.inputs import Season
 from landcoverpy.pipeline.tasks import dask_task, releases_workers, task_key
 from landcoverpy.progress import step
@@ -713,9 +713,7 @@ def composite(
                 report.reused.append(cid)
                 continue
             mask_futs = {
-                p.id: client.submit(
-                    build_cloud_mask, s, p, params.mask, pure=False, retries=2, key=task_key(f"mask-{p.id}")
-                )
+                p.id: client.submit(build_cloud_mask, s, p, params.mask, pure=False, key=task_key(f"mask-{p.id}"))
                 for p in [*products, *neighbours]
             }
             own_masks = {p.id: mask_futs[p.id] for p in [*products, *(neighbours if params.gap_fill else [])]}
@@ -731,7 +729,6 @@ def composite(
                     own_masks,
                     neighbours,
                     pure=False,
-                    retries=2,
                     key=task_key(f"band-{cid}-{b}"),
                 )
                 for b in params.bands
@@ -752,7 +749,6 @@ def composite(
                     names,
                     neighbours,
                     pure=False,
-                    retries=2,
                     priority=1,
                     key=task_key(f"indices-{cid}-{'-'.join(names)}"),
                 )
@@ -768,7 +764,6 @@ def composite(
                 mask_futs,
                 neighbours,
                 pure=False,
-                retries=2,
                 priority=1,
                 key=task_key(f"series-{cid}"),
             )
@@ -783,6 +778,8 @@ def composite(
                 continue
             try:
                 fut.result()
+            except ServiceUnavailableError:  # an outage past OUTAGE_TOLERANCE stops the run
+                raise
             except LandcoverError as exc:
                 report.failed[label] = str(exc)
                 log.error("%s: %s", label, exc)

@@ -18,7 +18,7 @@ from landcoverpy.assets import ids, keys, lookup
 from landcoverpy.assets.params import CompositeParams
 from landcoverpy.config import Settings
 from landcoverpy.context import Context
-from landcoverpy.errors import InputValidationError, LandcoverError, RasterError
+from landcoverpy.errors import InputValidationError, LandcoverError, RasterError, ServiceUnavailableError
 from landcoverpy.features import FeatureReader, feature_names, sample_points
 from landcoverpy.inputs import Inputs
 from landcoverpy.pipeline.tasks import dask_task, releases_workers, task_key
@@ -107,6 +107,8 @@ def build_dataset(
             tile = futures[fut]
             try:
                 tables.append(fut.result())
+            except ServiceUnavailableError:  # an outage past OUTAGE_TOLERANCE stops the run
+                raise
             except LandcoverError as exc:
                 skipped[tile] = str(exc)
                 log.error("tile %s: %s", tile, exc)

@@ -22,7 +22,7 @@ from landcoverpy import __version__, records
 from landcoverpy.assets import ids, keys, lookup, publish
 from landcoverpy.config import Settings
 from landcoverpy.context import Context
-from landcoverpy.errors import LandcoverError, ProviderError
+from landcoverpy.errors import LandcoverError, ProviderError, ServiceUnavailableError
 from landcoverpy.pipeline.tasks import dask_task, releases_workers, task_key
 from landcoverpy.progress import step
 from landcoverpy.raster.cog import CogWriter
@@ -204,6 +204,8 @@ def dem_stage(
                 rec = fut.result()
                 records.store_doc(ctx.catalog, records.DemRecord, rec)
                 status[tile] = f"built {rec['_id']}"
+            except ServiceUnavailableError:  # an outage past OUTAGE_TOLERANCE stops the run
+                raise
             except LandcoverError as exc:
                 status[tile] = f"failed: {exc}"
             bar.update(1)

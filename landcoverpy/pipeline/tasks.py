@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import functools
 import inspect
 import logging
 import os
+import tempfile
+import traceback
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
-from distributed import get_worker
+from distributed import WorkerPlugin, get_worker
 
-from landcoverpy.errors import LandcoverError
+from landcoverpy.errors import LandcoverError, TaskError
+from landcoverpy.faults import DEFAULT_TOLERANCE, Service, describe, ride_out
+from landcoverpy.storage import no_space
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger(__name__)
@@ -79,13 +85,23 @@ def task_threads() -> int | None:
 
 
 def dask_task(fn: F) -> F:
-    """Our errors reach the client as themselves: the chained library exceptions they were raised
-    from (GDAL's CPLE errors, for one) cannot always be unpickled, which would turn a clear
-    message into a generic one. The message already says what went wrong, so the chain is cut.
-    Warnings logged while the task runs on a worker are forwarded to the client's log. The first
-    task of a kind in a process starts by handing the heap's free memory back (release_memory):
-    tasks of one kind reuse each other's pages, another kind does not inherit them."""
+    """A function run as a Dask task, under the fault policy and with errors that are ours.
+
+    - Transient failures (a dropped S3 connection, GDAL's failed read of a remote raster) are
+      retried whole, with backoff, for up to the task's ``settings.OUTAGE_TOLERANCE`` seconds
+      (faults.ride_out); tasks write id-addressed objects, so a second try is safe. Bad input is
+      never retried.
+    - Our errors reach the client as themselves: the chained library exceptions they were raised
+      from (GDAL's CPLE errors, for one) cannot always be unpickled, so the chain is cut. A full
+      disk becomes a StorageError naming the path; any other exception becomes a TaskError with
+      one line for the user and the worker's traceback for ``-v`` (Dask's own "Compute Failed"
+      dump is silenced: see quiet_task_failures).
+    - Warnings logged while the task runs on a worker are forwarded to the client's log.
+    - The first task of a kind in a process starts by handing the heap's free memory back
+      (release_memory): tasks of one kind reuse each other's pages, another kind does not
+      inherit them."""
     kind = f"{fn.__module__}.{fn.__qualname__}"
+    name = fn.__name__.replace("_", " ")
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -93,15 +109,71 @@ def dask_task(fn: F) -> F:
         if _last_kind["kind"] != kind:
             _last_kind["kind"] = kind
             release_memory()
+        settings: Any = args[0] if args else kwargs.get("settings")
+        remote = bool(getattr(settings, "uses_s3", False))
+        service = (
+            Service(f"S3 object store at {settings.MINIO_HOST}:{settings.MINIO_PORT}", "MINIO_HOST / MINIO_PORT")
+            if remote
+            else Service("a remote server", "the provider's and the store's settings")
+        )
         try:
-            return fn(*args, **kwargs)
+            return ride_out(
+                lambda: fn(*args, **kwargs),
+                service=service,
+                what=name,
+                tolerance=float(getattr(settings, "OUTAGE_TOLERANCE", DEFAULT_TOLERANCE)),
+                remote_rasters=remote,
+            )
         except LandcoverError as exc:
-            exc.__cause__ = None
-            exc.__context__ = None
-            exc.__suppress_context__ = True
-            raise exc.with_traceback(None) from None
+            raise _bare(exc) from None
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                where = (
+                    Path(exc.filename) if exc.filename else Path(getattr(settings, "TMP_DIR", tempfile.gettempdir()))
+                )
+                raise _bare(no_space(where.parent if where.suffix else where, name)) from None
+            raise _task_error(name, exc) from None
+        except Exception as exc:
+            raise _task_error(name, exc) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _bare(exc: LandcoverError) -> LandcoverError:
+    exc.__cause__ = None
+    exc.__context__ = None
+    exc.__suppress_context__ = True
+    return exc.with_traceback(None)
+
+
+def _task_error(name: str, exc: BaseException) -> TaskError:
+    detail = "".join(traceback.format_exception(exc))
+    log.debug("%s failed:\n%s", name, detail)
+    return TaskError(f"{name} failed ({describe(exc)}); rerun with -v for the worker's traceback", detail)
+
+
+class _DropComputeFailed(logging.Filter):
+    """Drops the worker's "Compute Failed" dump: the client reports each failed task itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Compute Failed")
+
+
+def quiet_task_failures() -> None:
+    """In this process (a worker's, or the client's for an in-process cluster), no "Compute
+    Failed" block on the console for a task that failed."""
+    worker_log = logging.getLogger("distributed.worker")
+    if not any(isinstance(f, _DropComputeFailed) for f in worker_log.filters):
+        worker_log.addFilter(_DropComputeFailed())
+
+
+class QuietTaskFailures(WorkerPlugin):
+    """Installs :func:`quiet_task_failures` on every worker of a cluster, present and future."""
+
+    name = "landcoverpy-quiet-task-failures"
+
+    def setup(self, worker: Any) -> None:
+        quiet_task_failures()
 
 
 @functools.lru_cache(maxsize=1)
