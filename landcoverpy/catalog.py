@@ -60,6 +60,13 @@ class Catalog(ABC):
 
     def __init__(self, names: dict[str, str] | None = None) -> None:
         self.names = {c: c for c in COLLECTIONS} | (names or {})
+        # called before every write except the lease's own: the run lease installs its check
+        # here, so a run whose lease was taken over writes nothing further
+        self.write_guard: Callable[[], None] | None = None
+
+    def _check_write(self, collection: str) -> None:
+        if self.write_guard is not None and collection != "leases":
+            self.write_guard()
 
     def _name(self, collection: str) -> str:
         if collection not in self.names:
@@ -144,6 +151,7 @@ class EmbeddedCatalog(Catalog):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.path, self.names = state["path"], state["names"]
         self._local = threading.local()
+        self.write_guard = None
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -194,6 +202,7 @@ class EmbeddedCatalog(Catalog):
         return " WHERE " + " AND ".join(clauses), params
 
     def upsert(self, collection: str, doc: dict[str, Any]) -> None:
+        self._check_write(collection)
         record_id = _require_id(doc)
         try:
             self._conn().execute(
@@ -205,6 +214,7 @@ class EmbeddedCatalog(Catalog):
             raise DuplicateRecordError(f"{collection} record {record_id!r}: {exc}") from None
 
     def insert(self, collection: str, doc: dict[str, Any]) -> None:
+        self._check_write(collection)
         record_id = _require_id(doc)
         try:
             self._conn().execute(
@@ -215,6 +225,7 @@ class EmbeddedCatalog(Catalog):
             raise DuplicateRecordError(f"{collection} record {record_id!r} already exists: {exc}") from None
 
     def replace_if(self, collection: str, record_id: str, expected: Filter, doc: dict[str, Any]) -> bool:
+        self._check_write(collection)
         if _require_id(doc) != record_id:
             raise ValueError("replace_if cannot change a record's _id")
         where, params = self._where({"_id": record_id, **expected})
@@ -249,10 +260,12 @@ class EmbeddedCatalog(Catalog):
         return int(self._conn().execute(f"SELECT COUNT(*) FROM {self._table(collection)}{where}", params).fetchone()[0])
 
     def delete(self, collection: str, record_id: str) -> bool:
+        self._check_write(collection)
         cur = self._conn().execute(f"DELETE FROM {self._table(collection)} WHERE id = ?", (record_id,))
         return cur.rowcount > 0
 
     def delete_many(self, collection: str, filter: Filter) -> int:
+        self._check_write(collection)
         where, params = self._where(filter)
         return self._conn().execute(f"DELETE FROM {self._table(collection)}{where}", params).rowcount
 
@@ -295,6 +308,7 @@ class MongoCatalog(Catalog):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_client"] = None
+        state["write_guard"] = None
         return state
 
     def describe(self) -> str:
@@ -355,6 +369,7 @@ class MongoCatalog(Catalog):
         return ride_out(fn, service=self.service, what=what, tolerance=self.tolerance)
 
     def upsert(self, collection: str, doc: dict[str, Any]) -> None:
+        self._check_write(collection)
         rid = _require_id(doc)
         try:
             self._ride(
@@ -365,6 +380,7 @@ class MongoCatalog(Catalog):
             raise DuplicateRecordError(f"{collection} record {rid!r}: {exc}") from None
 
     def insert(self, collection: str, doc: dict[str, Any]) -> None:
+        self._check_write(collection)
         rid = _require_id(doc)
         attempts = {"n": 0}
 
@@ -384,6 +400,7 @@ class MongoCatalog(Catalog):
             raise DuplicateRecordError(f"{collection} record {rid!r} already exists: {exc}") from None
 
     def replace_if(self, collection: str, record_id: str, expected: Filter, doc: dict[str, Any]) -> bool:
+        self._check_write(collection)
         if _require_id(doc) != record_id:
             raise ValueError("replace_if cannot change a record's _id")
         attempts = {"n": 0}
@@ -424,12 +441,14 @@ class MongoCatalog(Catalog):
         return self._ride(f"counting {collection}", lambda: int(self._coll(collection).count_documents(filter or {})))
 
     def delete(self, collection: str, record_id: str) -> bool:
+        self._check_write(collection)
         return self._ride(
             f"deleting {collection} {record_id}",
             lambda: int(self._coll(collection).delete_one({"_id": record_id}).deleted_count) > 0,
         )
 
     def delete_many(self, collection: str, filter: Filter) -> int:
+        self._check_write(collection)
         return self._ride(
             f"deleting from {collection}", lambda: int(self._coll(collection).delete_many(filter).deleted_count)
         )

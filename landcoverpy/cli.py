@@ -1247,6 +1247,68 @@ def prune(
 
 @app.command()
 @handle_errors
+def verify(
+    repair: bool = typer.Option(
+        False, "--repair", help="Remove the damaged objects and their records, so the next run rebuilds them."
+    ),
+    checksums: bool = typer.Option(
+        False, "--checksums", help="Also hash every object that has a recorded SHA-256 (reads the whole store)."
+    ),
+    prune_orphans: bool = typer.Option(
+        False, "--prune-orphans", help="Delete the objects no record owns (left by interrupted runs or by hand)."
+    ),
+    wait: bool = WaitOpt,
+) -> None:
+    """Check that every object the catalog records is in the store with its recorded size (and
+    checksum), and list objects no record owns; exit 1 when something is wrong and not repaired."""
+    from landcoverpy.assets import integrity
+
+    with _session("verify", wait) as ctx:
+        found = integrity.verify(ctx, checksums=checksums)
+        typer.echo(f"checked {found.records} record(s), {found.objects} object(s) in {ctx.store.describe()}")
+        if found.problems:
+            rows = [
+                (
+                    p.issue,
+                    f"{p.bucket}/{p.key}" if p.key else "-",
+                    f"{p.collection} {p.record_id}".strip() or "-",
+                    p.expected or "-",
+                    p.found or "-",
+                )
+                for p in found.problems
+            ]
+            header = ("problem", "object", "record", "expected", "found")
+            widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+            for row in [header, *rows]:
+                typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        left = 0
+        if found.damaged:
+            if repair:
+                for record in found.stale:
+                    integrity.discard(
+                        ctx, record, [p for p in found.damaged if p.record_id == record.id], everything=True
+                    )
+                typer.echo(
+                    f"repaired: {len(found.stale)} stale record(s) and their objects removed; "
+                    "`landcoverpy run` rebuilds them"
+                )
+            else:
+                left += len(found.damaged)
+                typer.echo(f"{len(found.damaged)} recorded object(s) missing or damaged: rerun with --repair")
+        if found.orphans:
+            if prune_orphans:
+                typer.echo(f"pruned {integrity.prune_orphans(ctx, found)} orphan object(s)")
+            else:
+                left += len(found.orphans)
+                typer.echo(f"{len(found.orphans)} object(s) owned by no record: rerun with --prune-orphans")
+        if not found.problems:
+            typer.echo("store and catalog agree")
+    if left:
+        raise typer.Exit(code=1)
+
+
+@app.command()
+@handle_errors
 def share(
     expires: str = typer.Option(
         "7d", "--expires", help="How long the download links work: 30m, 12h, 7d (at most 7 days)."

@@ -21,6 +21,10 @@ class StorageError(LandcoverError):
     """An object store operation failed (missing object, unwritable directory...)."""
 
 
+class NoSpaceError(StorageError):
+    """A disk, a bucket or a quota is full: every later write would fail too, so the run stops."""
+
+
 class InvalidKeyError(StorageError):
     """An object key or key part built from user data is unsafe."""
 
@@ -64,3 +68,8 @@ class TaskError(LandcoverError):
 
     def __str__(self) -> str:
         return self.message
+
+
+# Failures after which no other tile or block can succeed: a stage stops instead of recording them
+# per tile and carrying on.
+RUN_STOPPERS: tuple[type[LandcoverError], ...] = (ServiceUnavailableError, NoSpaceError)

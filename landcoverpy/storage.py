@@ -20,10 +20,11 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import boto3
 import rasterio
+from boto3.exceptions import S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import (
@@ -40,6 +41,7 @@ from landcoverpy.config import Settings
 from landcoverpy.errors import (
     AuthenticationError,
     InvalidKeyError,
+    NoSpaceError,
     ServiceUnavailableError,
     StorageError,
 )
@@ -419,7 +421,7 @@ class S3Store(ObjectStore):
             if code in {"NoSuchKey", "404", "NoSuchBucket"}:
                 return StorageError(f"{what}: not found in {self.describe()}")
             if code in QUOTA_CODES:
-                return StorageError(
+                return NoSpaceError(
                     f"{what}: refused by {self.describe()} ({code}): the bucket is full, over its quota, or the "
                     "object is larger than the server accepts. Free space or raise the quota, then rerun."
                 )
@@ -438,10 +440,11 @@ class S3Store(ObjectStore):
             try:
                 return fn(*args, **kwargs)
             except Exception as exc:
-                if is_transient(exc):
-                    raise
-                if isinstance(exc, (BotoCoreError, ClientError)):
-                    raise self._translate(exc, what) from None
+                cause = _s3_cause(exc)
+                if is_transient(cause):
+                    raise cause from None
+                if isinstance(cause, (BotoCoreError, ClientError)):
+                    raise self._translate(cause, what) from None
                 raise
 
         return ride_out(attempt, service=self.service, what=what, tolerance=self.tolerance)
@@ -528,10 +531,11 @@ class S3Store(ObjectStore):
                     ExtraArgs={"ContentType": media_type(key)},
                     Config=self._transfer(),
                 )
-            except (BotoCoreError, ClientError) as exc:
-                if is_transient(exc):
-                    raise
-                raise self._translate(exc, f"uploading {bucket}/{key}") from None
+            except (BotoCoreError, ClientError, S3UploadFailedError) as exc:
+                cause = _s3_cause(exc)
+                if is_transient(cause) or not isinstance(cause, (BotoCoreError, ClientError)):
+                    raise cause from None
+                raise self._translate(cause, f"uploading {bucket}/{key}") from None
             return
         self._call(
             f"uploading {bucket}/{key}",
@@ -672,6 +676,15 @@ class S3Store(ObjectStore):
         return env
 
 
+def _s3_cause(exc: BaseException) -> BaseException:
+    """boto3's managed transfers wrap the server's answer (S3UploadFailedError around the
+    ClientError): the answer is what says whether to retry and what to tell the user."""
+    cause = exc.__context__
+    if isinstance(exc, S3UploadFailedError) and isinstance(cause, (BotoCoreError, ClientError)):
+        return cast(BaseException, cause)
+    return exc
+
+
 class _KeepOpen:
     """A stream whose ``close`` leaves the underlying stream open, so a retry can rewind it."""
 
@@ -685,14 +698,14 @@ class _KeepOpen:
         pass
 
 
-def no_space(where: Path, what: str, partial: Path | None = None) -> StorageError:
+def no_space(where: Path, what: str, partial: Path | None = None) -> NoSpaceError:
     """The error of a full disk or quota: the path, what was being written, how much it held."""
     written = partial.stat().st_size if partial is not None and partial.exists() else 0
     try:
         free = shutil.disk_usage(where).free
     except OSError:
         free = 0
-    return StorageError(
+    return NoSpaceError(
         f"no space left on the file system of {where} ({what}: {written / 2**20:.1f} MiB written, "
         f"{free / 2**20:.1f} MiB free). Free space there (or point LANDCOVERPY_HOME / TMP_DIR elsewhere) "
         "and rerun; nothing partial was kept."

@@ -17,6 +17,7 @@ from landcoverpy.storage import join_key, safe_key_part
 LATEST = "latest"
 BLOCKS = "blocks"
 STAC_ROOT = "stac"
+REPORTS = "reports"  # run reports and performance reports (classification-maps bucket)
 
 
 def slug(name: str) -> str:

@@ -153,6 +153,7 @@ class RunLease:
                 announced = True
             time.sleep(self.poll)
         self.held = True
+        self.catalog.write_guard = self.ensure_held
         self._stop.clear()
         self._thread = threading.Thread(target=self._beat, name="lease-heartbeat", daemon=True)
         self._thread.start()
@@ -190,6 +191,8 @@ class RunLease:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+        if self.catalog.write_guard == self.ensure_held:
+            self.catalog.write_guard = None
         if self.held:
             try:
                 self.catalog.delete_many(COLLECTION, {"_id": self.name, "token": self.token})

@@ -22,10 +22,10 @@ from rasterio._err import CPLE_BaseError
 from rasterio.windows import Window, from_bounds
 
 from landcoverpy import __version__, records
-from landcoverpy.assets import ids, keys
+from landcoverpy.assets import ids, integrity, keys
 from landcoverpy.config import Settings
 from landcoverpy.context import Context
-from landcoverpy.errors import LandcoverError, ProviderError, RasterError, ServiceUnavailableError
+from landcoverpy.errors import RUN_STOPPERS, LandcoverError, ProviderError, RasterError
 from landcoverpy.inputs import Season
 from landcoverpy.pipeline.tasks import dask_task, task_key
 from landcoverpy.progress import step
@@ -365,7 +365,7 @@ def acquire(
                 candidates = with_retries(
                     f"search {tile} {season.name}", functools.partial(provider.search, tile, season.start, season.end)
                 )
-            except ServiceUnavailableError:  # an outage past OUTAGE_TOLERANCE stops the run
+            except RUN_STOPPERS:  # an outage past OUTAGE_TOLERANCE, a full disk: no other tile can pass
                 raise
             except LandcoverError as exc:
                 entry.error = str(exc)
@@ -384,6 +384,8 @@ def acquire(
                 )
             for cand in chosen:
                 stored = records.load(ctx.catalog, ProductRecord, cand.product_id)
+                if stored is not None and not integrity.reusable(ctx, stored):
+                    stored = None  # a band went missing: fetched again
                 window = bounds
                 if stored is not None:
                     again, window = needed_window(stored, bounds)
@@ -405,7 +407,7 @@ def acquire(
                     if stored is not None:
                         entry.completed.append(cand.product_id)
                         _remove_replaced(ctx, stored, record)
-                except ServiceUnavailableError:  # an outage past OUTAGE_TOLERANCE stops the run
+                except RUN_STOPPERS:  # an outage past OUTAGE_TOLERANCE, a full disk: no other tile can pass
                     raise
                 except LandcoverError as exc:
                     entry.failed[cand.product_id] = str(exc)

@@ -24,11 +24,11 @@ from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from landcoverpy import __version__, records, styles
-from landcoverpy.assets import ids, keys, lookup, publish
+from landcoverpy.assets import ids, integrity, keys, lookup, publish
 from landcoverpy.assets.params import CompositeParams
 from landcoverpy.config import Settings
 from landcoverpy.context import Context
-from landcoverpy.errors import LandcoverError, ModelError, ServiceUnavailableError
+from landcoverpy.errors import RUN_STOPPERS, LandcoverError, ModelError
 from landcoverpy.features import FeatureReader, feature_names, pixels_to_matrix, tile_grid
 from landcoverpy.inputs import NOT_CLASSIFIED_VALUE, Season
 from landcoverpy.models.hierarchical import predict_layers
@@ -234,7 +234,7 @@ def classify_tile(
         model.hierarchy_id, tile, found.ids, {"probabilities": model.probabilities, "cleaning": model.cleaning}
     )
     existing = records.load(ctx.catalog, records.MapRecord, mid)
-    if existing is not None:
+    if existing is not None and integrity.reusable(ctx, existing):
         record = mark_used(ctx, existing)
         publish_latest(ctx, record)
         return TileResult(tile, record, reused=True)
@@ -567,7 +567,7 @@ def classify(
             )
         except ModelError:
             raise
-        except ServiceUnavailableError:  # an outage past OUTAGE_TOLERANCE stops the run
+        except RUN_STOPPERS:  # an outage past OUTAGE_TOLERANCE, a full disk: no other tile can pass
             raise
         except LandcoverError as exc:
             log.error("tile %s: %s", tile, exc)

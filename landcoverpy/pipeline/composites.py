@@ -25,11 +25,11 @@ from rasterio.enums import Resampling
 from s2cloudless import S2PixelCloudDetector
 
 from landcoverpy import __version__, records
-from landcoverpy.assets import ids, keys, lookup, publish
+from landcoverpy.assets import ids, integrity, keys, lookup, publish
 from landcoverpy.assets.params import CompositeParams
 from landcoverpy.config import Settings
 from landcoverpy.context import Context
-from landcoverpy.errors import LandcoverError, RasterError, ServiceUnavailableError
+from landcoverpy.errors import RUN_STOPPERS, LandcoverError, RasterError
 from landcoverpy.inputs import Season
 from landcoverpy.pipeline.tasks import dask_task, releases_workers, task_key
 from landcoverpy.progress import step
@@ -263,7 +263,10 @@ class LayerWriter:
         done_key = keys.composite_layer_done_key(self.tile, self.season.name, self.cid, layer)
         if not self.store.exists(self.bucket, done_key):
             return None
-        return dict(self.store.get_json(self.bucket, done_key))
+        done = dict(self.store.get_json(self.bucket, done_key))
+        if self.store.stat(self.bucket, self.key(layer)) != done.get("size"):
+            return None  # the layer went missing or was cut short: made again
+        return done
 
     def write(
         self,
@@ -709,7 +712,8 @@ def composite(
                 report.missing.append(label)
                 log.warning("%s: no catalogued products, composite skipped", label)
                 continue
-            if ctx.catalog.exists("composites", cid):
+            existing = records.load(ctx.catalog, records.CompositeRecord, cid)
+            if existing is not None and integrity.reusable(ctx, existing):
                 report.reused.append(cid)
                 continue
             mask_futs = {
@@ -778,7 +782,7 @@ def composite(
                 continue
             try:
                 fut.result()
-            except ServiceUnavailableError:  # an outage past OUTAGE_TOLERANCE stops the run
+            except RUN_STOPPERS:  # an outage past OUTAGE_TOLERANCE, a full disk: no other tile can pass
                 raise
             except LandcoverError as exc:
                 report.failed[label] = str(exc)

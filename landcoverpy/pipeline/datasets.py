@@ -14,11 +14,11 @@ import pandas as pd
 from distributed import as_completed
 
 from landcoverpy import __version__, records
-from landcoverpy.assets import ids, keys, lookup
+from landcoverpy.assets import ids, integrity, keys, lookup
 from landcoverpy.assets.params import CompositeParams
 from landcoverpy.config import Settings
 from landcoverpy.context import Context
-from landcoverpy.errors import InputValidationError, LandcoverError, RasterError, ServiceUnavailableError
+from landcoverpy.errors import RUN_STOPPERS, InputValidationError, LandcoverError, RasterError
 from landcoverpy.features import FeatureReader, feature_names, sample_points
 from landcoverpy.inputs import Inputs
 from landcoverpy.pipeline.tasks import dask_task, releases_workers, task_key
@@ -85,7 +85,7 @@ def build_dataset(
             raise RasterError(f"tile {tile} composites have different layers from the other tiles")
     comp_ids, did = plan.source_ids, plan.dataset_id
     existing = records.load(ctx.catalog, TrainingDatasetRecord, did)
-    if existing is not None:
+    if existing is not None and integrity.reusable(ctx, existing):
         log.info("dataset %s already built, reused", did)
         return DatasetResult(existing, True, skipped)
     futures = {
@@ -107,7 +107,7 @@ def build_dataset(
             tile = futures[fut]
             try:
                 tables.append(fut.result())
-            except ServiceUnavailableError:  # an outage past OUTAGE_TOLERANCE stops the run
+            except RUN_STOPPERS:  # an outage past OUTAGE_TOLERANCE, a full disk: no other tile can pass
                 raise
             except LandcoverError as exc:
                 skipped[tile] = str(exc)

@@ -19,10 +19,10 @@ from rasterio.warp import reproject
 from rasterio.windows import Window
 
 from landcoverpy import __version__, records
-from landcoverpy.assets import ids, keys, lookup, publish
+from landcoverpy.assets import ids, integrity, keys, lookup, publish
 from landcoverpy.config import Settings
 from landcoverpy.context import Context
-from landcoverpy.errors import LandcoverError, ProviderError, ServiceUnavailableError
+from landcoverpy.errors import RUN_STOPPERS, LandcoverError, ProviderError
 from landcoverpy.pipeline.tasks import dask_task, releases_workers, task_key
 from landcoverpy.progress import step
 from landcoverpy.raster.cog import CogWriter
@@ -190,7 +190,8 @@ def dem_stage(
             status[tile] = f"skipped: none of {', '.join(names) or 'its DEM tiles'} in {source.describe()}"
             continue
         did = dem_id(tile, grid, sources)
-        if ctx.catalog.exists("dems", did):
+        existing = records.load(ctx.catalog, records.DemRecord, did)
+        if existing is not None and integrity.reusable(ctx, existing):
             status[tile] = f"reused {did}"
             continue
         futures[client.submit(build_dem, ctx.settings, tile, grid, sources, key=task_key(f"dem-{did}"), pure=False)] = (
@@ -204,7 +205,7 @@ def dem_stage(
                 rec = fut.result()
                 records.store_doc(ctx.catalog, records.DemRecord, rec)
                 status[tile] = f"built {rec['_id']}"
-            except ServiceUnavailableError:  # an outage past OUTAGE_TOLERANCE stops the run
+            except RUN_STOPPERS:  # an outage past OUTAGE_TOLERANCE, a full disk: no other tile can pass
                 raise
             except LandcoverError as exc:
                 status[tile] = f"failed: {exc}"

@@ -24,7 +24,7 @@ import rasterio
 import sklearn
 
 from landcoverpy import __version__, records
-from landcoverpy.assets import ids, keys, lookup
+from landcoverpy.assets import ids, integrity, keys, lookup
 from landcoverpy.assets.params import ModelParams
 from landcoverpy.context import Context
 from landcoverpy.inputs import LabelSet
@@ -142,7 +142,7 @@ def train(
         params, tried = tune(lookup.load_table(ctx, dataset), dataset.features, lc, params, tune_trials, params.seed)
         trials = [asdict(t) for t in tried]
     hid, existing = lookup.hierarchy_for(ctx, dataset.id, params, lc, sl, subcategories)
-    if existing is not None:
+    if existing is not None and integrity.reusable(ctx, existing):
         log.info("models %s already trained, reused", hid)
         return existing, True
     table = lookup.load_table(ctx, dataset)
