@@ -21,7 +21,7 @@ from landcoverpy.inputs import Inputs, LabelledPoints, Season
 from landcoverpy.pipeline import taskstream
 from landcoverpy.pipeline.aoi import AreaOfInterest, build_mosaic, export_mosaic, tiles_for_aoi
 from landcoverpy.pipeline.classification import ClassifyReport, classify
-from landcoverpy.pipeline.cluster import dashboard_link, dask_client
+from landcoverpy.pipeline.cluster import dashboard_link, dask_client, ride_out_scheduler
 from landcoverpy.pipeline.workflow import (
     RunResult,
     export_outputs,
@@ -99,7 +99,9 @@ def run(
             if link and on_dashboard is not None:
                 on_dashboard(link)
             with profiled(profile_path, client) as stream:
-                result = run_workflow(ctx, inputs, provider, client, tiles, holdout, progress, aoi)
+                result = ride_out_scheduler(
+                    client, cfg, lambda: run_workflow(ctx, inputs, provider, client, tiles, holdout, progress, aoi)
+                )
         if profile_path is not None:
             profile_key = publish_profile(ctx, result, profile_path, stream)
             if output_dir is not None:
@@ -187,7 +189,12 @@ def classify_tiles(
         tiles = sorted(set(tiles or []) | set(tiles_for_aoi(aoi)))
     hierarchy, seasons, wanted = choose_model(ctx, inputs, model, tiles)
     with dask_client(ctx.settings) as client:
-        report = classify(ctx, wanted, seasons, hierarchy, client, block_size, progress)
+        report = ride_out_scheduler(
+            client,
+            ctx.settings,
+            lambda: classify(ctx, wanted, seasons, hierarchy, client, block_size, progress),
+            "classify",
+        )
     outcome = ClassifyOutcome(report, hierarchy, seasons)
     if aoi is not None and outcome.maps:
         outcome = ClassifyOutcome(report, hierarchy, seasons, area_mosaic(ctx, aoi, aoi_crs, outcome.maps, None))

@@ -197,3 +197,28 @@ def test_an_outage_past_the_tolerance_stops_with_exit_3_and_a_rerun_completes(
     maps = exported(tmp_path / "out2")
     for name, pixels in undisturbed.items():
         assert np.array_equal(maps[name], pixels), name
+
+
+def test_a_scheduler_outage_is_ridden_out(
+    scene: dict[str, Path],
+    s3_server: servers.Server,
+    mongo_server: servers.Server,
+    dask_scheduler: servers.Server,
+    server_logs: Path,
+    undisturbed: dict[str, np.ndarray],
+    tmp_path: Path,
+) -> None:
+    """The client loses its scheduler (the workers keep theirs) in the middle of compositing:
+    distributed cancels every future and reconnects; the run waits, then does the stage again,
+    reusing what was finished."""
+    with servers.fault_proxy(dask_scheduler.port, server_logs) as proxy:
+        env = environment(tmp_path, s3_server.port, mongo_server.port, DASK_CLUSTER_IP=f"127.0.0.1:{proxy.port}")
+        proxy.arm(b"mask-", OUTAGE)  # the first cloud-mask task the client submits
+        res = run_cli(run_args(scene, "plain", tmp_path / "out"), env, tmp_path, timeout=900)
+        assert proxy.status()["fired"], res.stderr[-3000:]
+    assert res.returncode == 0, res.stderr[-4000:]
+    check_console(res)
+    assert "lost the connection to Dask scheduler" in res.stderr
+    maps = exported(tmp_path / "out")
+    for name, pixels in undisturbed.items():
+        assert np.array_equal(maps[name], pixels), name

@@ -9,18 +9,22 @@ import importlib.util
 import logging
 import os
 import sys
-from collections.abc import Iterator
-from typing import Any
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import dask
 from distributed import Client, LocalCluster, Nanny
-from distributed.comm import connect
+from distributed.client import FutureCancelledError, FuturesCancelledError
+from distributed.comm import CommClosedError, connect
 
 from landcoverpy.config import Settings
 from landcoverpy.errors import ConfigurationError, ServiceUnavailableError
+from landcoverpy.faults import Service, describe, outage
 from landcoverpy.pipeline.tasks import LOG_TOPIC, QuietTaskFailures, forward_to_log, quiet_task_failures
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def scheduler_address(settings: Settings) -> str | None:
@@ -190,7 +194,9 @@ def dask_client(settings: Settings, processes: bool = True, worker_profiler: boo
     if address:
         probe_scheduler(address, settings.CONNECT_TIMEOUT)
         try:
-            client = Client(address, timeout=f"{max(settings.CONNECT_TIMEOUT, 1)}s")
+            # the client's timeout also bounds how long it tries to reconnect after losing the
+            # scheduler: OUTAGE_TOLERANCE (the first connection was checked by the probe above)
+            client = Client(address, timeout=f"{max(settings.CONNECT_TIMEOUT, settings.OUTAGE_TOLERANCE, 1)}s")
         except (OSError, TimeoutError) as exc:
             raise ServiceUnavailableError(
                 f"Dask scheduler at {address} is unreachable ({type(exc).__name__}). "
@@ -237,3 +243,31 @@ def dask_client(settings: Settings, processes: bool = True, worker_profiler: boo
     finally:
         client.close()
         cluster.close()
+
+
+SCHEDULER_LOST = (FutureCancelledError, FuturesCancelledError, CommClosedError)
+
+
+def ride_out_scheduler(client: Any, settings: Settings, work: Callable[[], T], what: str = "the run") -> T:
+    """``work()``, done again when the client lost its scheduler in the middle (a restart, a
+    dropped connection): distributed cancels every future then, and reconnects for up to
+    OUTAGE_TOLERANCE seconds. Work already finished is reused (id-addressed outputs), so doing
+    it again resumes where it stopped. A scheduler that does not come back in time ends in an
+    OutageError naming DASK_CLUSTER_IP."""
+    address = scheduler_address(settings) or "local"
+    service = Service(f"Dask scheduler at {address}", "DASK_CLUSTER_IP")
+    while True:
+        try:
+            return work()
+        except SCHEDULER_LOST as exc:
+            if client.status == "running" and "connection-lost" not in str(exc):
+                raise
+            started = time.monotonic()
+            log.warning(
+                "%s lost the connection to %s (%s); waiting for it, then resuming", what, service.name, describe(exc)
+            )
+            while client.status != "running":
+                if client.status in ("closed", "closing") or time.monotonic() - started > settings.OUTAGE_TOLERANCE:
+                    raise outage(service, what, exc, time.monotonic() - started, settings.OUTAGE_TOLERANCE) from None
+                time.sleep(0.2)
+            log.info("%s answers again: %s resumes where it stopped", service.name, what)
