@@ -32,7 +32,8 @@ test: setup system-tools lint docs
 
 # docker-compose (Debian's v1.29) renders and checks compose files without an engine; the
 # deployment tests use it when present and skip otherwise. Chromium renders report.html in the
-# report test (skipped without it). A CJK font lets legends draw class names in any script (the
+# report test (skipped without it); Debian's python3-qgis opens the maps with their styles in the
+# QGIS test (skipped without it). A CJK font lets legends draw class names in any script (the
 # names are also in the PNG text and the COG tags whatever the fonts).
 # In CI (CI=true) a tool that could not be installed fails the run instead of skipping its tests.
 CI_FAILS = [ "$$CI" != true ] || { echo "CI: a system tool the suite needs is missing" >&2; exit 1; }
@@ -43,6 +44,9 @@ system-tools:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
 	  && (apt-get install -y -qq chromium || (apt-get update -qq && apt-get install -y -qq chromium)) >/dev/null 2>&1 \
 	  || { echo "chromium not installed: the report's browser test will be skipped"; $(CI_FAILS); }; }
+	@/usr/bin/python3 -c "import qgis.core" >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	  && (apt-get install -y -qq python3-qgis || (apt-get update -qq && apt-get install -y -qq python3-qgis)) >/dev/null 2>&1 \
+	  || { echo "python3-qgis not installed: the test opening the maps in QGIS will be skipped"; $(CI_FAILS); }; }
 	@fc-list 2>/dev/null | grep -qi "wenquanyi" || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
 	  && (apt-get install -y -qq fonts-wqy-microhei || (apt-get update -qq && apt-get install -y -qq fonts-wqy-microhei)) >/dev/null 2>&1 \
 	  || { echo "fonts-wqy-microhei not installed: legends draw CJK class names as boxes"; $(CI_FAILS); }; }

@@ -112,7 +112,7 @@ class CompositeRecord(Record):
 
     def as_source(self) -> FeatureSource:
         return FeatureSource(
-            _id=self.id, tile=self.tile, grid=self.grid, bands=self.bands, indices=self.indices, params=self.params
+            id=self.id, tile=self.tile, grid=self.grid, bands=self.bands, indices=self.indices, params=self.params
         )
 
 
@@ -387,6 +387,7 @@ class MapRecord(Record):
     last_used: str | None = None
     # mosaics
     aoi: str | None = None
+    aoi_wkb: str | None = None  # the area's polygons (WKB, hex)
     crs: str | None = None
     maps: list[str] | None = None
     tiles: list[str] | None = None
@@ -394,6 +395,9 @@ class MapRecord(Record):
     level: str | None = None
     model: str | None = None
     dataset: str | None = None
+    gap_filling: str | None = None  # a series: how its gaps were filled
+    bands: list[str] | None = None
+    steps: list[list[str]] | None = None
 
     def class_values(self, level: str) -> dict[str, int]:
         """Class name -> pixel value of a class layer (``classification``, ``sl_classification``)."""
@@ -508,6 +512,12 @@ def save(catalog: Catalog, record: Record) -> None:
 
 
 KIND_OF: Mapping[str, type[Record]] = {k.COLLECTION: k for k in KINDS}
+
+
+def store(catalog: Catalog, record: R) -> R:
+    """Save a record a stage built (its fields were checked when it was made); returns it."""
+    save(catalog, record)
+    return record
 
 
 def store_doc(catalog: Catalog, kind: type[R], doc: Mapping[str, Any]) -> R:

@@ -178,9 +178,15 @@ def mongo_server(log_dir: Path, auth: bool = False) -> Iterator[Server]:
 
 
 @contextlib.contextmanager
-def dask_cluster(log_dir: Path, n_workers: int = 2, worker_env: dict[str, str] | None = None) -> Iterator[Server]:
+def dask_cluster(
+    log_dir: Path,
+    n_workers: int = 2,
+    worker_env: dict[str, str] | None = None,
+    worker_args: dict[int, list[str]] | None = None,
+) -> Iterator[Server]:
     """A `dask scheduler` and ``n_workers`` `dask worker` processes (each with its nanny), the
-    workers' environment this one's plus ``worker_env``."""
+    workers' environment this one's plus ``worker_env``; ``worker_args``: extra arguments of
+    worker i (``{0: ["--resources", "GPU=1"]}``)."""
     port = free_port()
     env = {"PYTHONUNBUFFERED": "1"}
     scheduler = start(
@@ -211,6 +217,7 @@ def dask_cluster(log_dir: Path, n_workers: int = 2, worker_env: dict[str, str] |
                         f"worker-{i}",
                         "--memory-limit",
                         "4GiB",
+                        *(worker_args or {}).get(i, []),
                     ],
                     stdout=open(log_path, "wb"),  # noqa: SIM115
                     stderr=subprocess.STDOUT,

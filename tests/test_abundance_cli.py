@@ -13,8 +13,12 @@ import rasterio
 from affine import Affine
 from scipy import ndimage
 
+from landcoverpy import records
+from landcoverpy.context import Context
 from landcoverpy.raster.cog import validate_cog
+from landcoverpy.records import AbundanceDatasetRecord, AbundanceModelRecord
 from tests.abundance_data import signatures
+from tests.conftest import make_settings
 from tests.test_cli_status import run_cli
 
 COARSE, FINE_PER_COARSE, RES = 24, 10, 460.0
@@ -121,6 +125,8 @@ def area(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Path
 def test_dataset_train_predict(area: tuple[Path, dict[str, Path]]) -> None:
     root, p = area
     env = {"LANDCOVERPY_HOME": str(root / "home"), "TMP_DIR": str(root / "tmp"), "DASK_N_WORKERS": "1"}
+    parents = root / "parents.json"
+    parents.write_text(json.dumps({"conifer": "forest", "broadleaf": "forest", "crop_n2": "crop", "urban_n2": "urban"}))
     res = run_cli(
         [
             "abundance",
@@ -143,6 +149,8 @@ def test_dataset_train_predict(area: tuple[Path, dict[str, Path]]) -> None:
             "2",
             "--step",
             "monthly",
+            "--n2-parents",
+            str(parents),
         ],
         env,
         root,
@@ -150,6 +158,9 @@ def test_dataset_train_predict(area: tuple[Path, dict[str, Path]]) -> None:
     )
     assert res.returncode == 0, res.stderr[-2000:]
     assert f"{COARSE * COARSE} pixels, 12 steps (calendar months) x 3 bands, 3 ancillary, levels N1, N2" in res.stdout
+    with Context.open(make_settings(root)) as ctx:
+        [dataset] = records.find(ctx.catalog, AbundanceDatasetRecord, {"kind": "abundance"})
+        assert dataset.parents == json.loads(parents.read_text())  # given, not inferred from the overlaps
     res = run_cli(["abundance", "train", "--level", "N1", "--epochs", "40", "--no-progress"], env, root, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     n1_model = res.stdout.split(":")[0].strip()
@@ -190,6 +201,18 @@ def test_dataset_train_predict(area: tuple[Path, dict[str, Path]]) -> None:
     )
     assert res.returncode == 1
     assert "has classes unknown to model" in res.stderr and "conifer" in res.stderr
+    # fine-tuning the N1 model (on the newest dataset) makes a model of its own, recorded as such
+    res = run_cli(
+        ["abundance", "finetune", "--level", "N1", "--base-model", n1_model, "--epochs", "3", "--no-progress"],
+        env,
+        root,
+        timeout=600,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    tuned = res.stdout.split(":")[0].strip()
+    assert tuned != n1_model and "test RMSE" in res.stdout, res.stdout
+    with Context.open(make_settings(root)) as ctx:  # the CLI's LANDCOVERPY_HOME: root / home
+        assert records.load(ctx.catalog, AbundanceModelRecord, tuned).base_model == n1_model  # type: ignore[union-attr]
 
 
 def test_ancillary_not_covering_the_area_is_named(area: tuple[Path, dict[str, Path]]) -> None:

@@ -130,7 +130,7 @@ def test_windowed_equals_whole_and_rerun_reuses(tmp_path: Path, local_settings: 
     before = {name: read(ctx, loc) for name, loc in (rec["bands"] | rec["indices"]).items()}
     for params in (CompositeParams(window_size=4096), CompositeParams(window_size=32, threads=3)):
         ctx.store.delete_prefix(bucket, prefix)  # rebuilt from scratch with another window / threads
-        again = build_composite(local_settings, TILE, SEASON, products, params)
+        again = build_composite(local_settings, TILE, SEASON, products, params).to_doc()
         assert again["_id"] == rec["_id"]  # window size and threads are not part of a composite's identity
         for name, loc in (again["bands"] | again["indices"]).items():
             np.testing.assert_array_equal(read(ctx, loc), before[name], err_msg=name)
@@ -159,7 +159,7 @@ def test_products_on_different_grids_are_named(tmp_path: Path, local_settings: S
     message = rep.failed[f"{TILE} spring"]
     assert "different grids" in message and a.product_id in message and b.product_id in message
     with pytest.raises(RasterError, match="different grids"):
-        build_composite(local_settings, TILE, SEASON, products_for(ctx, TILE, SEASON), CompositeParams())
+        build_composite(local_settings, TILE, SEASON, products_for(ctx, TILE, SEASON), CompositeParams()).to_doc()
 
 
 def test_real_scenes_composite_on_s3(tmp_path: Path, server_settings: Settings, client: Client) -> None:
@@ -181,7 +181,7 @@ def test_real_scenes_composite_on_s3(tmp_path: Path, server_settings: Settings, 
     # catalogue them anyway, so the composite must mask them out pixel by pixel
     for cand in provider.search("33TVM", season.start, season.end):
         if cand.product_id in cloudy:
-            ctx.catalog.upsert("products", fetch_product(settings, provider, cand))
+            ctx.catalog.upsert("products", fetch_product(settings, provider, cand).to_doc())
     comp = composite(ctx, ["33TVM"], [season], client, CompositeParams(window_size=64), progress=False)
     assert comp.built and not comp.failed, comp.failed
     rec = ctx.catalog.get("composites", comp.built[0])

@@ -64,7 +64,7 @@ def test_dem_stage_on_real_dem(tmp_path: Path) -> None:
     grid = Grid("EPSG:32614", (30.0, 0.0, 643000.0, 0.0, -30.0, 3630000.0), 400, 380)
     sources = ensure_dem_tiles(ctx, DEMSource(str(source_dir)), ["ASTGTMV003_N32W098", "ASTGTMV003_N33W098"])
     assert [s["key"] for s in sources] == ["ASTGTMV003_N32W098_dem.tif"]  # the missing one is skipped
-    rec = build_dem(settings, "14SPB", grid, sources, window_size=128)
+    rec = build_dem(settings, "14SPB", grid, sources, window_size=128).to_doc()
     layers = {}
     for name, loc in rec["layers"].items():
         path = ctx.store.raster_uri(loc["bucket"], loc["key"])
@@ -223,7 +223,7 @@ def test_dem_layers_become_abundance_ancillaries(tmp_path: Path) -> None:
         dem_ancillaries(ctx)
     fine = Grid("EPSG:32614", (30.0, 0.0, 643000.0, 0.0, -30.0, 3630000.0), 400, 380)
     sources = ensure_dem_tiles(ctx, DEMSource(str(source_dir)), ["ASTGTMV003_N32W098"])
-    ctx.catalog.upsert("dems", build_dem(settings, "14SPB", fine, sources, window_size=128))
+    ctx.catalog.upsert("dems", build_dem(settings, "14SPB", fine, sources, window_size=128).to_doc())
     coarse = Grid("EPSG:32614", (460.0, 0.0, 644000.0, 0.0, -460.0, 3629000.0), 20, 20)
     with ctx.store.rasterio_env():
         values, names = ancillary_layers(dem_ancillaries(ctx), coarse)

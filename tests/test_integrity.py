@@ -121,6 +121,7 @@ def test_damaged_objects_are_reported_and_rebuilt_on_servers(
     rebuild_after_damage(on_servers(tmp_path, s3_server, mongo_server, dask_scheduler), scene, tmp_path)
 
 
+@pytest.mark.slow  # the damaged-object case above stays in the default suite
 def test_verify_checksums_repair_and_prune_orphans(scene: dict[str, Path], tmp_path: Path) -> None:
     backend = embedded(tmp_path)
     first = run_cli(run_args(scene, "plain", tmp_path / "first"), backend.env, tmp_path, timeout=600)

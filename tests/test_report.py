@@ -257,6 +257,12 @@ def test_sample_design_then_area_adjusted_accuracy(report_run: Path, tmp_path: P
     again = run_cli([*args[:-1], str(tmp_path / "s2")], env, tmp_path, timeout=300)
     assert again.returncode == 0
     assert (tmp_path / "s2" / "sample_design.csv").read_text() == (tmp_path / "s" / "sample_design.csv").read_text()
+    # the size from a target standard error of overall accuracy (Olofsson et al. 2014, eq. 13): every
+    # anticipated user's accuracy 0.8 gives n = (sqrt(0.8 * 0.2) / 0.03)^2 = 177.8, so 178 points
+    sized = ["sample-design", "--target-se", "0.03", "--expected-ua", "0.8", "--min-per-class", "8", "--seed", "3"]
+    res = run_cli([*sized, "--output-dir", str(tmp_path / "s3")], env, tmp_path, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert len(pd.read_csv(tmp_path / "s3" / "sample_design.csv")) == 178
     import zipfile
     from xml.etree import ElementTree as ET
 

@@ -470,7 +470,7 @@ def test_glo30_dem_equals_the_aster_path_on_the_same_elevations(catalogs: Catalo
     assert glo_sources[0]["key"] == "glo30/Copernicus_DSM_COG_10_N32_00_W098_00_DEM.tif"
     aster_sources = ensure_dem_tiles(ctx, DEMSource(str(aster)), ["ASTGTMV003_N32W098"])
     built = {
-        kind: build_dem(settings, "14SPB", grid, sources, window_size=128)
+        kind: build_dem(settings, "14SPB", grid, sources, window_size=128).to_doc()
         for kind, sources in (("glo30", glo_sources), ("aster", aster_sources))
     }
     assert built["glo30"]["_id"] != built["aster"]["_id"]

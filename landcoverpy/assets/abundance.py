@@ -92,24 +92,24 @@ def save_model(
         ctx.store.put_bytes(bucket, join_key(prefix, name), blob)
     ctx.store.put_json(bucket, join_key(prefix, "metadata.json"), meta.to_doc())
     ctx.store.put_json(bucket, join_key(prefix, "metrics.json"), model.metrics)
-    record = {
-        "_id": mid,
-        "level": f"abundance-{level}",
-        "category": None,
-        "bucket": bucket,
-        "prefix": prefix,
-        "kind": model.kind,
-        "model_sha256": digest.hexdigest(),
-        "params": model.params,
-        "classes": model.all_classes,
-        "dataset_id": dataset.id,
-        "base_model": base,
-        "step": meta.step,
-        "metrics": {k: model.metrics["model"][k] for k in ("rmse", "mae", "r2", "dominant_accuracy")},
-        "baseline_rmse": model.metrics["mean_abundance_baseline"]["rmse"],
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    }
-    return records.store_doc(ctx.catalog, AbundanceModelRecord, record)
+    record = AbundanceModelRecord(
+        id=mid,
+        level=f"abundance-{level}",
+        category=None,
+        bucket=bucket,
+        prefix=prefix,
+        kind=model.kind,
+        model_sha256=digest.hexdigest(),
+        params=model.params,
+        classes=model.all_classes,
+        dataset_id=dataset.id,
+        base_model=base,
+        step=meta.step,
+        metrics={k: model.metrics["model"][k] for k in ("rmse", "mae", "r2", "dominant_accuracy")},
+        baseline_rmse=model.metrics["mean_abundance_baseline"]["rmse"],
+        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    )
+    return records.store(ctx.catalog, record)
 
 
 def load_model(ctx: Context, level: str, model_id: str | None = None) -> tuple[AbundanceModel, LoadedAbundanceModel]:

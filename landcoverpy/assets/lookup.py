@@ -159,7 +159,7 @@ def dem_as_source(dem: DemRecord) -> FeatureSource:
     """The DEM layers as a feature source, read like a composite's (in the canonical order
     elevation, slope, aspect)."""
     return FeatureSource(
-        _id=dem.id,
+        id=dem.id,
         tile=dem.tile,
         grid=dem.grid,
         indices=dem.layers,

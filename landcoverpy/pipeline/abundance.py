@@ -290,30 +290,30 @@ def build_abundance_dataset(
     did = ids.abundance_dataset_id(year, digest)
     key = keys.abundance_dataset_key(did)
     ctx.store.put_bytes(ctx.settings.MINIO_BUCKET_DATASETS, key, buf.getvalue())
-    record = {
-        "_id": did,
-        "kind": "abundance",
-        "bucket": ctx.settings.MINIO_BUCKET_DATASETS,
-        "key": key,
-        "year": year,
-        "step": step.name,
-        "steps": [[s.isoformat(), e.isoformat()] for s, e in steps],
-        "bands": band_names,
-        "parents": hierarchy,
-        "label_weights": weights,
-        "ancillary": anc_names,
-        "ancillary_sources": ancillary,
-        "levels": levels,
-        "grid": grid.to_dict(),
-        "manifest": str(manifest),
-        "series_items": len(items),
-        "pixels": int(len(frame)),
-        "missing_fraction": float(np.isnan(series).mean()),
-        "table_sha256": digest,
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "code_version": __version__,
-    }
-    stored = records.store_doc(ctx.catalog, AbundanceDatasetRecord, record)
+    record = AbundanceDatasetRecord(
+        id=did,
+        kind="abundance",
+        bucket=ctx.settings.MINIO_BUCKET_DATASETS,
+        key=key,
+        year=year,
+        step=step.name,
+        steps=[[s.isoformat(), e.isoformat()] for s, e in steps],
+        bands=band_names,
+        parents=hierarchy,
+        label_weights=weights,
+        ancillary=anc_names,
+        ancillary_sources=ancillary,
+        levels=levels,
+        grid=grid.to_dict(),
+        manifest=str(manifest),
+        series_items=len(items),
+        pixels=int(len(frame)),
+        missing_fraction=float(np.isnan(series).mean()),
+        table_sha256=digest,
+        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        code_version=__version__,
+    )
+    stored = records.store(ctx.catalog, record)
     log.info(
         "abundance dataset %s: %d pixels, %d steps (%s) x %d bands, %.0f%% missing",
         did,
@@ -619,20 +619,20 @@ def make_abundance_map(
             key = keys.abundance_map_key(amid, filename)
             ctx.store.put_bytes(bucket, key, text.encode("utf-8"))
             outputs[name][what] = key
-    record = {
-        "_id": amid,
-        "tile": "abundance",
-        "kind": f"abundance-{level}",
-        "level": level,
-        "model": mrec.id,
-        "dataset": drec.id,
-        "grid": grid.to_dict(),
-        "classes": classes,
-        "outputs": outputs,
-        "created": publish.now_iso(),
-        "code_version": __version__,
-    }
-    return publish_abundance(ctx, records.store_doc(ctx.catalog, MapRecord, record))
+    record = MapRecord(
+        id=amid,
+        tile="abundance",
+        kind=f"abundance-{level}",
+        level=level,
+        model=mrec.id,
+        dataset=drec.id,
+        grid=grid.to_dict(),
+        classes=classes,
+        outputs=outputs,
+        created=publish.now_iso(),
+        code_version=__version__,
+    )
+    return publish_abundance(ctx, records.store(ctx.catalog, record))
 
 
 def publish_abundance(ctx: Context, record: MapRecord) -> MapRecord:

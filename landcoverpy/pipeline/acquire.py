@@ -216,7 +216,7 @@ def _window_for(provider: Provider, product: ProductCandidate, bounds: Bounds | 
 @dask_task
 def fetch_product(
     settings: Settings, provider: Provider, product: ProductCandidate, bounds: Bounds | None = None
-) -> dict[str, Any]:
+) -> ProductRecord:
     """Stream every band of ``product`` into the products bucket and return its catalog record;
     with ``bounds`` (an area of interest, in the tile's CRS) only the window covering them, when
     the provider reads byte ranges. Runs on a Dask worker. On any failure, the objects written so
@@ -259,26 +259,26 @@ def fetch_product(
         raise
     offsets = product.extra.get("offsets") or {}
     default_offset = baseline_offset(product.processing_baseline)
-    return {
-        "_id": product.product_id,
-        "product_id": product.product_id,
-        "title": product.product_id,
-        "tile": product.tile,
-        "sensing_time": product.sensing_time.isoformat(),
-        "platform": product.platform,
-        "level": product.level,
-        "processing_baseline": product.processing_baseline,
-        "offsets": {b: float(offsets.get(b, default_offset)) for b in bands if b != "SCL"},
-        "cloud_percentage": product.cloud_percentage,
-        "nodata_percentage": product.nodata_percentage,
-        "useful_percentage": product.useful_percentage,
-        "provider": product.provider,
-        "bands": bands,
+    return ProductRecord(
+        id=product.product_id,
+        product_id=product.product_id,
+        title=product.product_id,
+        tile=product.tile,
+        sensing_time=product.sensing_time.isoformat(),
+        platform=product.platform,
+        level=product.level,
+        processing_baseline=product.processing_baseline,
+        offsets={b: float(offsets.get(b, default_offset)) for b in bands if b != "SCL"},
+        cloud_percentage=product.cloud_percentage,
+        nodata_percentage=product.nodata_percentage,
+        useful_percentage=product.useful_percentage,
+        provider=product.provider,
+        bands=bands,
         **({"window": {"bounds": list(window), "crs": next(iter(bands.values()))["crs"]}} if window else {}),
-        "fetched_bytes": header_bytes + sum(int(b.get("fetched_bytes", 0)) for b in bands.values()),
-        "acquired": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "code_version": __version__,
-    }
+        fetched_bytes=header_bytes + sum(int(b.get("fetched_bytes", 0)) for b in bands.values()),
+        acquired=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        code_version=__version__,
+    )
 
 
 @dataclass
@@ -401,7 +401,7 @@ def acquire(
             for fut in as_completed(list(futures)):
                 entry, cand, stored = futures[fut]
                 try:
-                    record = records.store_doc(ctx.catalog, ProductRecord, fut.result())
+                    record = records.store(ctx.catalog, fut.result())
                     entry.fetched.append(cand.product_id)
                     entry.fetched_bytes += record.fetched_bytes
                     if stored is not None:

@@ -233,28 +233,28 @@ def build_mosaic(
                 for src in opened:
                     src.close()
     pixel_km2 = grid.resolution**2 / 1e6
-    record = {
-        "_id": mid,
-        "tile": "aoi",
-        "kind": "mosaic",
-        "aoi": aoi.source,
-        "aoi_wkb": aoi.wkb_hex,
-        "crs": grid.crs,
-        "maps": [r.id for r in tile_maps],
-        "tiles": sorted(maps),
-        "grid": grid.to_dict(),
-        "outputs": outputs,
-        "classes": {level: {str(v): n for v, n in names[level].items()} for level in LEVELS},
-        "pixel_counts": {
+    record = MapRecord(
+        id=mid,
+        tile="aoi",
+        kind="mosaic",
+        aoi=aoi.source,
+        aoi_wkb=aoi.wkb_hex,
+        crs=grid.crs,
+        maps=[r.id for r in tile_maps],
+        tiles=sorted(maps),
+        grid=grid.to_dict(),
+        outputs=outputs,
+        classes={level: {str(v): n for v, n in names[level].items()} for level in LEVELS},
+        pixel_counts={
             level: {names[level].get(v, str(v)): c for v, c in sorted(counts[level].items())} for level in LEVELS
         },
-        "area_km2": {
+        area_km2={
             level: {names[level].get(v, str(v)): round(c * pixel_km2, 4) for v, c in sorted(counts[level].items())}
             for level in LEVELS
         },
-        "created": publish.now_iso(),
-    }
-    stored = records.store_doc(ctx.catalog, MapRecord, record)
+        created=publish.now_iso(),
+    )
+    stored = records.store(ctx.catalog, record)
     log.info(
         "mosaic %s over %s: %d tiles, %d x %d px in %s", mid, aoi.source, len(tile_maps), grid.width, grid.height, crs
     )

@@ -261,9 +261,8 @@ def classify_tile(
             bar.update(1)
     if reused:
         log.info("tile %s: %d of %d blocks were already done (resumed)", tile, reused, len(windows))
-    doc = assemble_maps(ctx, tile, mid, grid, windows, blocks_prefix, model, comps, client, progress)
-    # objects first, then the record
-    record = records.store_doc(ctx.catalog, records.MapRecord, doc | {"composite_params": params.to_dict()})
+    assembled = assemble_maps(ctx, tile, mid, grid, windows, blocks_prefix, model, comps, params, client, progress)
+    record = records.store(ctx.catalog, assembled)  # objects first, then the record
     publish_latest(ctx, record)
     ctx.check_lease()  # blocks are removed only by the run holding the lease
     ctx.store.delete_prefix(ctx.settings.MINIO_BUCKET_CLASSIFICATIONS, blocks_prefix + "/")
@@ -389,9 +388,10 @@ def assemble_maps(
     blocks_prefix: str,
     model: LoadedHierarchy,
     comps: dict[str, FeatureSource],
+    params: CompositeParams,
     client: Any,
     progress: bool = False,
-) -> dict[str, Any]:
+) -> records.MapRecord:
     """Every layer of the map assembled from the stored blocks as its own Dask task (the layers
     are independent: each worker writes and compresses a whole COG, so a cluster makes several
     at once), then the map's record."""
@@ -434,24 +434,25 @@ def assemble_maps(
         name: {specs[name].names.get(v, str(v)): c for v, c in sorted(counts[name].items()) if v}
         for name in CLASS_OUTPUTS
     }
-    return {
-        "_id": mid,
-        "tile": tile,
-        "kind": "classification",
-        "hierarchy": model.hierarchy_id,
-        "composites": [c.id for c in comps.values()],
-        "grid": grid.to_dict(),
-        "outputs": outputs,
-        "classes": {
+    return records.MapRecord(
+        id=mid,
+        tile=tile,
+        kind="classification",
+        hierarchy=model.hierarchy_id,
+        composites=[c.id for c in comps.values()],
+        grid=grid.to_dict(),
+        outputs=outputs,
+        classes={
             "classification": {str(v): n for v, n in specs["classification"].names.items()},
             "sl_classification": {str(v): n for v, n in specs["sl_classification"].names.items()},
         },
-        "pixel_counts": named_counts,
-        "area_km2": {k: round(v * pixel_area_km2, 4) for k, v in named_counts["classification"].items()},
-        "nodata_pixels": int(counts["classification"].get(0, 0)),
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "code_version": __version__,
-    }
+        pixel_counts=named_counts,
+        area_km2={k: round(v * pixel_area_km2, 4) for k, v in named_counts["classification"].items()},
+        nodata_pixels=int(counts["classification"].get(0, 0)),
+        composite_params=params.to_dict(),
+        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        code_version=__version__,
+    )
 
 
 @dask_task

@@ -498,29 +498,29 @@ def composite_record(
     grid: Grid,
     layers: dict[str, dict[str, Any]],
     neighbours: list[ProductRecord] | None = None,
-) -> dict[str, Any]:
+) -> records.CompositeRecord:
     files = {
         name: {k: v for k, v in rec.items() if k not in ("reused", "valid_pixels")} for name, rec in layers.items()
     }
     valid_pixels = int(layers["valid_count"].get("valid_pixels", 0))
-    return {
-        "_id": _cid(tile, season, products, params, neighbours),
-        "tile": tile,
-        "season": season.name,
-        "season_start": season.start.isoformat(),
-        "season_end": season.end.isoformat(),
-        "products": [p.id for p in products],
-        "series_neighbours": [n.id for n in neighbours or ()],
-        "grid": grid.to_dict(),
-        "bands": {b: files[b] for b in params.band_layers()},
-        "indices": {i: files[i] for i in [*params.indices, *params.series_layers()]},
-        "valid_count": files["valid_count"],
-        "band_scale": BAND_SCALE,
-        "valid_percentage": round(100.0 * valid_pixels / (grid.width * grid.height), 3),
-        "params": params.to_dict(),
-        "code_version": __version__,
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    }
+    return records.CompositeRecord(
+        id=_cid(tile, season, products, params, neighbours),
+        tile=tile,
+        season=season.name,
+        season_start=season.start.isoformat(),
+        season_end=season.end.isoformat(),
+        products=[p.id for p in products],
+        series_neighbours=[n.id for n in neighbours or ()],
+        grid=grid.to_dict(),
+        bands={b: files[b] for b in params.band_layers()},
+        indices={i: files[i] for i in [*params.indices, *params.series_layers()]},
+        valid_count=files["valid_count"],
+        band_scale=BAND_SCALE,
+        valid_percentage=round(100.0 * valid_pixels / (grid.width * grid.height), 3),
+        params=params.to_dict(),
+        code_version=__version__,
+        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    )
 
 
 def build_composite(
@@ -530,7 +530,7 @@ def build_composite(
     products: list[ProductRecord],
     params: CompositeParams,
     neighbours: list[ProductRecord] | None = None,
-) -> dict[str, Any]:
+) -> records.CompositeRecord:
     """Every layer of one composite in this process (masks, bands, indices, in that order);
     returns its catalog record. The stage runs the same functions as Dask tasks."""
     masks_ = {p.id: build_cloud_mask(settings, p, params.mask) for p in [*products, *(neighbours or [])]}
@@ -804,7 +804,7 @@ def composite(
             with ctx.store.rasterio_env():
                 grid = common_grid(ctx.store, products)
             record = composite_record(tile, season, products, params, grid, layers, neighbours)
-            records.store_doc(ctx.catalog, records.CompositeRecord, record)
-            report.built.append(record["_id"])
+            records.store(ctx.catalog, record)
+            report.built.append(record.id)
             bar.update(1)
     return report

@@ -134,31 +134,29 @@ def build_dataset(
     bucket = ctx.settings.MINIO_BUCKET_DATASETS
     key = keys.dataset_key(did)
     ctx.store.put_bytes(bucket, key, buf.getvalue())
-    record = {
-        "_id": did,
-        "bucket": bucket,
-        "key": key,
-        "features": reference,
-        "seasons": [s.name for s in inputs.seasons],
-        "composites": comp_ids,
-        "composite_params": params.to_dict(),
-        "season_defs": [ids.season_identity(s) for s in inputs.seasons],
-        "with_dem": with_dem,
-        "size": len(buf.getvalue()),
-        "tiles": sorted(per_tile),
-        "neighbourhood": neighbourhood,
-        "n_points": int(len(sampled_points)),
-        "n_samples": int(len(table)),
-        "dropped_points": dropped,
-        "class_counts": {k: int(v) for k, v in table.drop_duplicates("point_id")["category"].value_counts().items()},
-        "subclass_counts": {
-            k: int(v) for k, v in table.drop_duplicates("point_id")["subcategory"].value_counts().items()
-        },
-        "table_sha256": table_hash,
-        "source": inputs.points.source,
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "code_version": __version__,
-    }
-    stored = records.store_doc(ctx.catalog, TrainingDatasetRecord, record)
+    record = TrainingDatasetRecord(
+        id=did,
+        bucket=bucket,
+        key=key,
+        features=reference,
+        seasons=[s.name for s in inputs.seasons],
+        composites=comp_ids,
+        composite_params=params.to_dict(),
+        season_defs=[ids.season_identity(s) for s in inputs.seasons],
+        with_dem=with_dem,
+        size=len(buf.getvalue()),
+        tiles=sorted(per_tile),
+        neighbourhood=neighbourhood,
+        n_points=int(len(sampled_points)),
+        n_samples=int(len(table)),
+        dropped_points=dropped,
+        class_counts={k: int(v) for k, v in table.drop_duplicates("point_id")["category"].value_counts().items()},
+        subclass_counts={k: int(v) for k, v in table.drop_duplicates("point_id")["subcategory"].value_counts().items()},
+        table_sha256=table_hash,
+        source=inputs.points.source,
+        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        code_version=__version__,
+    )
+    stored = records.store(ctx.catalog, record)
     log.info("dataset %s: %d samples from %d points, %d features", did, len(table), len(sampled_points), len(reference))
     return DatasetResult(stored, False, skipped)

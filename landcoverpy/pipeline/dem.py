@@ -120,7 +120,7 @@ def _halo_elevation(store: Any, sources: list[dict[str, str]], grid: Grid, windo
 @dask_task
 def build_dem(
     settings: Settings, tile: str, grid: Grid, sources: list[dict[str, str]], window_size: int = 1024
-) -> dict[str, Any]:
+) -> records.DemRecord:
     """Dask task: elevation (bilinear from the source DEM mosaic), slope and aspect (Horn) on
     ``grid``, window by window with a one-pixel halo (:func:`_halo_elevation`) so windowed ==
     whole and the tile's edge pixels have a slope."""
@@ -156,15 +156,15 @@ def build_dem(
             name: publish.put_file(store, bucket, keys.dem_layer_key(tile, did, name), path)
             for name, path in paths.items()
         }
-    return {
-        "_id": did,
-        "tile": tile,
-        "grid": grid.to_dict(),
-        "layers": layers,
-        "sources": sources,
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "code_version": __version__,
-    }
+    return records.DemRecord(
+        id=did,
+        tile=tile,
+        grid=grid.to_dict(),
+        layers=layers,
+        sources=sources,
+        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        code_version=__version__,
+    )
 
 
 def dem_id(tile: str, grid: Grid, sources: list[dict[str, str]]) -> str:
@@ -203,8 +203,8 @@ def dem_stage(
             tile = futures[fut]
             try:
                 rec = fut.result()
-                records.store_doc(ctx.catalog, records.DemRecord, rec)
-                status[tile] = f"built {rec['_id']}"
+                records.store(ctx.catalog, rec)
+                status[tile] = f"built {rec.id}"
             except RUN_STOPPERS:  # an outage past OUTAGE_TOLERANCE, a full disk: no other tile can pass
                 raise
             except LandcoverError as exc:

@@ -128,21 +128,21 @@ def impute_area(
             stack.close()
             for name in names:
                 outputs[name] = publish.put_file(ctx.store, bucket, keys.abundance_map_key(sid, name), Path(tmp) / name)
-        series = {
-            "_id": sid,
-            "tile": "abundance",
-            "kind": "abundance-series",
-            "model": mrec.id,
-            "dataset": drec.id,
-            "grid": drec.grid,
-            "gap_filling": method,
-            "outputs": outputs,
-            "bands": list(drec.bands),
-            "steps": drec.steps,
-            "created": publish.now_iso(),
-            "code_version": __version__,
-        }
-        existing = records.store_doc(ctx.catalog, MapRecord, series)
+        series = MapRecord(
+            id=sid,
+            tile="abundance",
+            kind="abundance-series",
+            model=mrec.id,
+            dataset=drec.id,
+            grid=drec.grid,
+            gap_filling=method,
+            outputs=outputs,
+            bands=list(drec.bands),
+            steps=drec.steps,
+            created=publish.now_iso(),
+            code_version=__version__,
+        )
+        existing = records.store(ctx.catalog, series)
     else:
         log.info("gap-filled series %s already made by %s from %s, reused", sid, mrec.id, drec.id)
     output_dir.mkdir(parents=True, exist_ok=True)

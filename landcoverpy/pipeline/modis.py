@@ -222,21 +222,20 @@ def _store_granule(
                 ctx.store.delete(bucket, key)
         raise
     valid = float((granule.reflectance[0] == granule.reflectance[0]).mean())
-    records.store_doc(
+    records.store(
         ctx.catalog,
-        records.ModisRecord,
-        {
-            "_id": gid,
-            "granule_id": gid,
-            "tile": g.tile,
-            "date": g.date.isoformat(),
-            "product": g.name.split(".")[0],
-            "raw": {"bucket": bucket, "key": raw_key},
-            "reflectance": {"bucket": bucket, "key": tif_key},
-            "valid_fraction": round(valid, 4),
-            "qa": (qa or ModisQA()).__dict__,
-            "source": source.source,
-        },
+        records.ModisRecord(
+            id=gid,
+            granule_id=gid,
+            tile=g.tile,
+            date=g.date.isoformat(),
+            product=g.name.split(".")[0],
+            raw={"bucket": bucket, "key": raw_key},
+            reflectance={"bucket": bucket, "key": tif_key},
+            valid_fraction=round(valid, 4),
+            qa=(qa or ModisQA()).__dict__,
+            source=source.source,
+        ),
     )
     done.append(gid)
 

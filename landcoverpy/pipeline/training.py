@@ -93,25 +93,25 @@ def _store_model(
     ctx.store.put_bytes(
         bucket, join_key(prefix, "feature_importances.csv"), imp.rename_axis("feature").to_csv().encode()
     )
-    record = {
-        "_id": ids.model_id(hid, model.level, parent),
-        "hierarchy": hid,
-        "level": model.level,
-        "category": model.category,
-        "category_value": parent,
-        "bucket": bucket,
-        "prefix": prefix,
-        "key": join_key(prefix, "model.joblib"),
-        "features": model.features,
-        "classes": model.classes,
-        "label_values": model.label_values,
-        "metrics": model.scores.model_dump(include={"overall_accuracy", "kappa", "macro_f1", "n"}),
-        "baseline_macro_f1": model.baseline_scores.macro_f1,
-        "left_out": model.left_out,
-        "trees": int(getattr(model.estimator, "n_estimators", 0)) or None,
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    }
-    return records.store_doc(ctx.catalog, MemberRecord, record)
+    record = MemberRecord(
+        id=ids.model_id(hid, model.level, parent),
+        hierarchy=hid,
+        level=model.level,
+        category=model.category,
+        category_value=parent,
+        bucket=bucket,
+        prefix=prefix,
+        key=join_key(prefix, "model.joblib"),
+        features=model.features,
+        classes=model.classes,
+        label_values=model.label_values,
+        metrics=model.scores.model_dump(include={"overall_accuracy", "kappa", "macro_f1", "n"}),
+        baseline_macro_f1=model.baseline_scores.macro_f1,
+        left_out=model.left_out,
+        trees=int(getattr(model.estimator, "n_estimators", 0)) or None,
+        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    )
+    return records.store(ctx.catalog, record)
 
 
 def trees_note(rec: HierarchyRecord, category: str | None) -> str:
@@ -149,34 +149,34 @@ def train(
     hierarchy: Hierarchy = train_hierarchy(table, dataset.features, lc, sl, params, subcategories)
     cat_rec = _store_model(ctx, hierarchy.category_model, hid, dataset, lc)
     sub_recs = {cat: _store_model(ctx, m, hid, dataset, lc) for cat, m in hierarchy.subcategory_models.items()}
-    record = {
-        "_id": hid,
-        "level": "hierarchy",
-        "tuning": trials,
-        "category": None,
-        "dataset_id": dataset.id,
-        "features": dataset.features,
-        "category_model": cat_rec.id,
-        "category_values": {c: lc.value(c) for c in lc.values},
-        "subcategory_models": {str(lc.value(c)): rec.id for c, rec in sub_recs.items()},
-        "direct": {str(lc.value(c)): v for c, v in hierarchy.direct.items()},
-        "lc_labels": lc.values,
-        "sl_labels": sl.values,
-        "params": params.to_dict(),
-        "left_out": {
+    record = HierarchyRecord(
+        id=hid,
+        level="hierarchy",
+        tuning=trials,
+        category=None,
+        dataset_id=dataset.id,
+        features=dataset.features,
+        category_model=cat_rec.id,
+        category_values={c: lc.value(c) for c in lc.values},
+        subcategory_models={str(lc.value(c)): rec.id for c, rec in sub_recs.items()},
+        direct={str(lc.value(c)): v for c, v in hierarchy.direct.items()},
+        lc_labels=lc.values,
+        sl_labels=sl.values,
+        params=params.to_dict(),
+        left_out={
             "category": hierarchy.category_model.left_out,
             "subcategory": {c: m.left_out for c, m in hierarchy.subcategory_models.items() if m.left_out},
         },
-        "metrics": {
+        metrics={
             "category": cat_rec.metrics,
             "category_baseline_macro_f1": cat_rec.baseline_macro_f1,
             "subcategory": {c: hierarchy.subcategory_models[c].scores.macro_f1 for c in sub_recs},
         },
-        "trees": {"category": cat_rec.trees, "subcategory": {c: rec.trees for c, rec in sub_recs.items()}},
-        "composite_params": dataset.composite_params,
-        "season_defs": dataset.season_defs,
-        "with_dem": dataset.with_dem,
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "code_version": __version__,
-    }
-    return records.store_doc(ctx.catalog, HierarchyRecord, record), False
+        trees={"category": cat_rec.trees, "subcategory": {c: rec.trees for c, rec in sub_recs.items()}},
+        composite_params=dataset.composite_params,
+        season_defs=dataset.season_defs,
+        with_dem=dataset.with_dem,
+        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        code_version=__version__,
+    )
+    return records.store(ctx.catalog, record), False

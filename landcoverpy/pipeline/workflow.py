@@ -200,25 +200,24 @@ def run_workflow(
         run.holdout = holdout_accuracy(ctx, run.maps, holdout, inputs.lc_labels.values, inputs.sl_labels.values)
         if run.holdout.get("n"):
             run.holdout["area"] = holdout_areas(ctx, run.maps, holdout.frame)
-    records.store_doc(
+    records.store(
         ctx.catalog,
-        records.RunRecord,
-        {
-            "_id": run.run_id,
-            "started": started,
-            "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "did_work": run.did_work,
-            "preset": run.preset,
-            "stages": [
+        records.RunRecord(
+            id=run.run_id,
+            started=started,
+            finished=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            did_work=run.did_work,
+            preset=run.preset,
+            stages=[
                 {"name": s.name, "seconds": round(s.seconds, 2), "did_work": s.did_work, "detail": s.detail}
                 for s in run.stages
             ],
-            "maps": {t: r.id for t, r in run.maps.items()},
-            "hierarchy": hierarchy.id,
-            "dataset": ds.record.id,
-            "holdout": run.holdout,
-            "problems": run.problems,
-        },
+            maps={t: r.id for t, r in run.maps.items()},
+            hierarchy=hierarchy.id,
+            dataset=ds.record.id,
+            holdout=run.holdout,
+            problems=run.problems,
+        ),
     )
     return run
 

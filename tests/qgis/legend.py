@@ -1,0 +1,24 @@
+"""Run by Debian's python3 (with python3-qgis), not the project's: opens each raster as a person
+opening it in QGIS does (the style beside it, ``name.qml``, loaded as the default style) and
+prints what the layer panel shows: renderer, classes with their labels, or the legend."""
+
+import json
+import sys
+
+from qgis.core import QgsApplication, QgsRasterLayer
+
+app = QgsApplication([], False)
+app.initQgis()
+out = {}
+for path in sys.argv[1:]:
+    layer = QgsRasterLayer(path, "map")
+    msg, ok = layer.loadDefaultStyle()
+    r = layer.renderer()
+    entry = {"valid": layer.isValid(), "style_loaded": bool(ok), "renderer": r.type() if r else None}
+    if r is not None and r.type() == "paletted":
+        entry["classes"] = {str(c.value): c.label for c in r.classes()}
+    elif r is not None:
+        entry["legend"] = [label for label, _ in r.legendSymbologyItems()]
+    out[path] = entry
+app.exitQgis()
+print(json.dumps(out))

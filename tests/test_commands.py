@@ -1,0 +1,166 @@
+"""Every command of the command line runs for real somewhere in the suite: the table below maps
+each command to the test that runs it (checked against the Typer app, so a new command needs a
+test), and the commands no other test ran (`version`, `share`, `train --tune`, `dem`, `modis`) run
+here after a workflow run on the lineage scene."""
+
+from __future__ import annotations
+
+import ast
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+from typer.main import get_command
+
+from landcoverpy import __version__, records
+from landcoverpy.cli import app
+from landcoverpy.pipeline.dem import grid_lonlat_bounds
+from tests.conftest import shared_data
+from tests.lineage_scene import make_scene, plain_app_data
+from tests.test_cli_status import run_cli
+from tests.test_lineage import Backend, embedded, run_args
+from tests.test_modis import GRANULE
+
+TESTS = Path(__file__).parent
+
+# command -> "file::test" that runs it as a user does (run_cli or a subprocess of the CLI)
+COMMAND_TESTS = {
+    "version": "test_commands.py::test_version_share_and_tuned_training",
+    "status": "test_cli_status.py::test_status_with_no_servers_uses_embedded_default",
+    "acquire": "test_stac_catalogs.py::test_acquire_command_with_an_aoi_stores_windows",
+    "composite": "test_interrupted.py::test_killed_composite_leaves_no_scratch_and_resumes",
+    "dem": "test_commands.py::test_dem_and_modis_commands",
+    "dataset": "test_lineage.py::test_any_label_name_works_and_stays_intact",
+    "train": "test_commands.py::test_version_share_and_tuned_training",
+    "classify": "test_report.py::test_classify_from_a_stored_model_alone",
+    "run": "test_lineage.py::test_model_a_b_a_reuses_a_and_exports_its_own_maps",
+    "demo": "test_demo_e2e.py::test_demo_on_embedded_default_then_rerun_does_nothing",
+    "modis": "test_commands.py::test_dem_and_modis_commands",
+    "prune": "test_lineage.py::test_prune_keeps_the_most_recently_used_maps",
+    "verify": "test_integrity.py::test_damaged_objects_are_reported_and_rebuilt",
+    "share": "test_commands.py::test_version_share_and_tuned_training",
+    "accuracy": "test_report.py::test_sample_design_then_area_adjusted_accuracy",
+    "sample-design": "test_report.py::test_sample_design_then_area_adjusted_accuracy",
+    "suggest-points": "test_report.py::test_suggested_points_are_where_the_model_is_least_sure",
+    "abundance dataset": "test_abundance_cli.py::test_dataset_train_predict",
+    "abundance train": "test_abundance_cli.py::test_dataset_train_predict",
+    "abundance finetune": "test_abundance_cli.py::test_dataset_train_predict",
+    "abundance predict": "test_abundance_cli.py::test_dataset_train_predict",
+    "abundance impute": "test_abundance_levels.py::test_both_levels_from_the_cli_new_region_and_steps",
+    "stac export": "test_lineage.py::test_stac_items_load_with_odc_stac",
+}
+
+
+def cli_commands() -> list[str]:
+    def walk(cmd: object, prefix: str = "") -> list[str]:
+        out = []
+        for name, sub in getattr(cmd, "commands", {}).items():
+            full = f"{prefix} {name}".strip()
+            out += walk(sub, full) if getattr(sub, "commands", None) else [full]
+        return out
+
+    return sorted(walk(get_command(app)))
+
+
+def test_every_command_is_run_by_a_named_test() -> None:
+    assert sorted(COMMAND_TESTS) == cli_commands()
+    for command, where in COMMAND_TESTS.items():
+        file, test = where.split("::")
+        source = (TESTS / file).read_text()
+        names = {n.name for n in ast.walk(ast.parse(source)) if isinstance(n, ast.FunctionDef)}
+        assert test in names, (command, where)
+        strings = {
+            n.value for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+        }
+        missing = [w for w in command.split() if w not in strings and f"--{w}" not in strings]
+        assert not missing, (command, where, missing)
+
+
+@pytest.fixture(scope="module")
+def workflow(tmp_path_factory: pytest.TempPathFactory) -> tuple[Backend, dict[str, Path], Path]:
+    root = tmp_path_factory.mktemp("commands")
+    scene = {"source": make_scene(root), "plain": plain_app_data(root)}
+    backend = embedded(root)
+    res = run_cli(run_args(scene, "plain", root / "out"), backend.env, root, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return backend, scene, root
+
+
+def inputs(scene: dict[str, Path]) -> list[str]:
+    folder = scene["plain"]
+    return [
+        "--dataset",
+        str(folder / "dataset.csv"),
+        "--seasons",
+        str(folder / "seasons.json"),
+        "--lc-labels",
+        str(folder / "lc_labels.json"),
+        "--sl-labels",
+        str(folder / "sl_labels.json"),
+    ]
+
+
+@pytest.mark.slow
+def test_version_share_and_tuned_training(workflow: tuple[Backend, dict[str, Path], Path]) -> None:
+    backend, scene, root = workflow
+    res = run_cli(["version"], backend.env, root)
+    assert res.returncode == 0 and res.stdout.strip().endswith(__version__), res.stdout
+
+    res = run_cli(["--quiet", "share", "--expires", "2h"], backend.env, root)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert " INFO " not in res.stderr, res.stderr  # --quiet: warnings and errors only
+    assert "18SVG map map-18SVG-" in res.stdout, res.stdout
+    links = [line.split(": ", 1)[1] for line in res.stdout.splitlines() if line.strip().startswith("classification:")]
+    assert links and links[0].startswith("file://") and Path(links[0].removeprefix("file://")).is_file(), res.stdout
+
+    res = run_cli(["train", "--tune", "--trials", "2", *inputs(scene)], backend.env, root, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    trials = [line for line in res.stdout.splitlines() if line.startswith("trial ")]
+    assert len(trials) == 2 and all("macro F1" in t for t in trials), res.stdout
+    assert "category OA" in res.stdout
+
+
+def aster_tiles(folder: Path, lon0: int, lat0: int, lon1: int, lat1: int) -> None:
+    """ASTER GDEM-named GeoTIFFs (0.001 degree pixels) over whole degrees: a tilted plane."""
+    folder.mkdir(parents=True, exist_ok=True)
+    n = 1001
+    for lat in range(lat0, lat1 + 1):
+        for lon in range(lon0, lon1 + 1):
+            name = (
+                f"ASTGTMV003_{'N' if lat >= 0 else 'S'}{abs(lat):02d}{'E' if lon >= 0 else 'W'}{abs(lon):03d}_dem.tif"
+            )
+            yy, xx = np.mgrid[0:n, 0:n]
+            z = (100 + 50 * (lon + xx / (n - 1)) + 80 * (lat + 1 - yy / (n - 1))).astype("int16")
+            profile = {"driver": "GTiff", "width": n, "height": n, "count": 1, "dtype": "int16", "crs": "EPSG:4326"}
+            transform = from_origin(lon, lat + 1, 1 / (n - 1), 1 / (n - 1))
+            with rasterio.open(folder / name, "w", **profile, transform=transform) as dst:
+                dst.write(z, 1)
+
+
+@pytest.mark.slow
+def test_dem_and_modis_commands(workflow: tuple[Backend, dict[str, Path], Path]) -> None:
+    backend, scene, root = workflow
+    with backend.context() as ctx:
+        grid = records.find(ctx.catalog, records.CompositeRecord)[0].pixel_grid
+    west, south, east, north = grid_lonlat_bounds(grid)
+    aster_tiles(root / "aster", int(np.floor(west)), int(np.floor(south)), int(np.floor(east)), int(np.floor(north)))
+    res = run_cli(
+        ["dem", "--source", str(root / "aster"), "--tiles", "18SVG", *inputs(scene)], backend.env, root, timeout=600
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stdout.startswith("18SVG: built dem-"), res.stdout
+
+    granules = root / "granules"
+    granules.mkdir()
+    shutil.copy(shared_data("modis-mod09ga") / GRANULE, granules / GRANULE)  # skips without the shared data
+    res = run_cli(
+        ["modis", "--tile", "h14v17", "--start", "2008-10-01", "--end", "2008-10-31", "--source", str(granules)],
+        backend.env,
+        root,
+        timeout=600,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "h14v17: 1 granule(s)" in res.stdout, res.stdout
