@@ -1345,6 +1345,46 @@ def _latest_maps(ctx: Any, tiles: list[str] | None, required: bool = True) -> di
     return maps
 
 
+@app.command("stats")
+@handle_errors
+def stats_cmd(
+    regions: Path = typer.Option(..., "--regions", help="Region polygons (GeoPackage, GeoJSON, Shapefile)."),
+    field: str = typer.Option(None, "--field", help="Attribute naming each region; default the feature number."),
+    tiles: list[str] = typer.Option(
+        None, "--tiles", help="Tiles whose latest maps are used (repeatable); default every tile with a map."
+    ),
+    output_dir: Path = typer.Option(Path("stats"), "--output-dir", help="Where region_stats.csv and .gpkg go."),
+) -> None:
+    """Class areas (ha and %), pixel counts and mean confidence per region and class, at both
+    levels, from the latest map of each tile: region_stats.csv and region_stats.gpkg."""
+    from landcoverpy.context import Context
+    from landcoverpy.pipeline import regionstats
+    from landcoverpy.sentinel2 import normalise_tile
+
+    zones = regionstats.load_regions(regions, field)
+    with Context.open(settings()) as ctx:
+        maps = _latest_maps(ctx, sorted({normalise_tile(t) for t in tiles}) if tiles else None)
+        by_level: dict[str, Any] = {}
+        with ctx.store.rasterio_env():
+            for record in maps.values():
+                for level, (layer, confidence) in regionstats.LEVELS.items():
+                    if layer not in record.outputs:
+                        continue
+                    conf = record.outputs.get(confidence)
+                    names = {v: n for n, v in record.class_values(layer).items()}
+                    got = regionstats.map_level_stats(
+                        ctx.store.raster_uri(record.outputs[layer].bucket, record.outputs[layer].key),
+                        ctx.store.raster_uri(conf.bucket, conf.key) if conf else None,
+                        zones,
+                        names,
+                    )
+                    by_level[level] = regionstats.merge(by_level.get(level), got)
+    table = [row for level, got in by_level.items() for row in regionstats.rows(zones, level, got)]
+    csv_path = regionstats.write_csv(table, output_dir / "region_stats.csv")
+    gpkg_path = regionstats.write_gpkg(zones, by_level, output_dir / "region_stats.gpkg")
+    typer.echo(f"{len(zones.names)} region(s) x {len(maps)} map(s): {csv_path}, {gpkg_path}")
+
+
 @app.command("accuracy")
 @handle_errors
 def accuracy_cmd(

@@ -6,12 +6,16 @@ here after a workflow run on the lineage scene."""
 from __future__ import annotations
 
 import ast
+import csv
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
+import shapely
+from pyogrio.raw import read as ogr_read
+from pyogrio.raw import write as ogr_write
 from rasterio.transform import from_origin
 from typer.main import get_command
 
@@ -51,6 +55,7 @@ COMMAND_TESTS = {
     "abundance predict": "test_abundance_cli.py::test_dataset_train_predict",
     "abundance impute": "test_abundance_levels.py::test_both_levels_from_the_cli_new_region_and_steps",
     "stac export": "test_lineage.py::test_stac_items_load_with_odc_stac",
+    "stats": "test_commands.py::test_stats_per_region",
 }
 
 
@@ -144,7 +149,7 @@ def aster_tiles(folder: Path, lon0: int, lat0: int, lon1: int, lat1: int) -> Non
 def test_dem_and_modis_commands(workflow: tuple[Backend, dict[str, Path], Path]) -> None:
     backend, scene, root = workflow
     with backend.context() as ctx:
-        grid = records.find(ctx.catalog, records.CompositeRecord)[0].pixel_grid
+        grid = records.find(ctx.catalog, records.CompositeRecord)[0].as_source().pixel_grid
     west, south, east, north = grid_lonlat_bounds(grid)
     aster_tiles(root / "aster", int(np.floor(west)), int(np.floor(south)), int(np.floor(east)), int(np.floor(north)))
     res = run_cli(
@@ -164,3 +169,42 @@ def test_dem_and_modis_commands(workflow: tuple[Backend, dict[str, Path], Path])
     )
     assert res.returncode == 0, res.stderr[-3000:]
     assert "h14v17: 1 granule(s)" in res.stdout, res.stdout
+
+
+@pytest.mark.slow
+def test_stats_per_region(workflow: tuple[Backend, dict[str, Path], Path]) -> None:
+    """Two regions splitting the map's tile in halves: their class areas add up to the map's."""
+    backend, _, root = workflow
+    with backend.context() as ctx:
+        the_map = records.find(ctx.catalog, records.MapRecord, {"kind": "classification"})[0]
+    grid = the_map.pixel_grid
+    west, north = grid.affine @ (0, 0)
+    east, south = grid.affine @ (grid.width, grid.height)
+    middle = (west + east) / 2
+    halves = [shapely.box(west, south, middle, north), shapely.box(middle, south, east, north)]
+    regions = root / "halves.gpkg"
+    ogr_write(
+        str(regions),
+        shapely.to_wkb(np.array(halves, dtype=object)),
+        [np.array(["west", "east"], dtype=object)],
+        ["half"],
+        driver="GPKG",
+        crs=grid.crs,
+        geometry_type="Polygon",
+    )
+    res = run_cli(
+        ["stats", "--regions", str(regions), "--field", "half", "--output-dir", str(root / "stats")],
+        backend.env,
+        root,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    table = list(csv.DictReader(open(root / "stats" / "region_stats.csv", encoding="utf-8")))
+    assert {r["region"] for r in table} == {"west", "east"} and {r["level"] for r in table} == {
+        "category",
+        "subcategory",
+    }
+    for name, pixels in the_map.pixel_counts["classification"].items():
+        assert sum(int(r["pixels"]) for r in table if r["level"] == "category" and r["class"] == name) == pixels, name
+    meta, _, _, _ = ogr_read(str(root / "stats" / "region_stats.gpkg"), layer="category")
+    assert "half" in list(meta["fields"])

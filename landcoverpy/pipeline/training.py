@@ -30,7 +30,7 @@ from landcoverpy.context import Context
 from landcoverpy.inputs import LabelSet
 from landcoverpy.models.hierarchical import Hierarchy, TrainedModel, train_hierarchy
 from landcoverpy.models.tuning import tune
-from landcoverpy.records import HierarchyRecord, MemberRecord, TrainingDatasetRecord
+from landcoverpy.records import HierarchyRecord, MemberRecord, TrainingDatasetRecord, Trial
 from landcoverpy.reports import confusion_matrix_frame, confusion_matrix_png
 from landcoverpy.storage import join_key
 
@@ -144,6 +144,9 @@ def train(
     hid, existing = lookup.hierarchy_for(ctx, dataset.id, params, lc, sl, subcategories)
     if existing is not None and integrity.reusable(ctx, existing):
         log.info("models %s already trained, reused", hid)
+        if trials:  # the search chose the parameters of a trained hierarchy: its record keeps this search
+            existing = existing.model_copy(update={"tuning": [Trial.model_validate(t) for t in trials]})
+            records.save(ctx.catalog, existing)
         return existing, True
     table = lookup.load_table(ctx, dataset)
     hierarchy: Hierarchy = train_hierarchy(table, dataset.features, lc, sl, params, subcategories)

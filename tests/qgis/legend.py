@@ -3,6 +3,7 @@ opening it in QGIS does (the style beside it, ``name.qml``, loaded as the defaul
 prints what the layer panel shows: renderer, classes with their labels, or the legend."""
 
 import json
+import os
 import sys
 
 from qgis.core import QgsApplication, QgsRasterLayer
@@ -20,5 +21,5 @@ for path in sys.argv[1:]:
     elif r is not None:
         entry["legend"] = [label for label, _ in r.legendSymbologyItems()]
     out[path] = entry
-app.exitQgis()
-print(json.dumps(out))
+print(json.dumps(out), flush=True)
+os._exit(0)  # QGIS may crash while tearing down headless (exitQgis): what it showed is printed

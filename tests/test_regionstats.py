@@ -1,0 +1,137 @@
+"""Class statistics per region on generated maps with known answers: counts and areas per region
+and class equal what the map holds inside each polygon, block by block as over the whole map,
+whatever the regions' CRS; the GeoPackage opens with pyogrio with one layer per level."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import shapely
+from pyogrio.raw import read as ogr_read
+from pyogrio.raw import write as ogr_write
+from pyproj import Transformer
+from rasterio.transform import from_origin
+
+from landcoverpy.errors import InputValidationError
+from landcoverpy.pipeline.regionstats import (
+    load_regions,
+    map_level_stats,
+    rows,
+    write_gpkg,
+    zonal_counts,
+)
+
+CRS = "EPSG:32630"
+X0, Y0, RES, N = 400000.0, 4500000.0, 10.0, 120
+CLASSES = {1: "water", 2: "forest", 3: "crops"}
+
+
+def generated_map(tmp_path: Path) -> tuple[Path, Path, np.ndarray]:
+    """Classes in vertical stripes 40 pixels wide (1, 2, 3), a no-data row at the top;
+    confidence 50 + 10 x class."""
+    classes = np.repeat(np.array([1, 2, 3], "uint8"), 40)[None, :].repeat(N, axis=0)
+    classes[0] = 0
+    confidence = (50 + 10 * classes).astype("uint8")
+    paths = []
+    for name, data in (("classification.tif", classes), ("confidence.tif", confidence)):
+        path = tmp_path / name
+        with rasterio.open(
+            path,
+            "w",
+            driver="GTiff",
+            width=N,
+            height=N,
+            count=1,
+            dtype="uint8",
+            crs=CRS,
+            transform=from_origin(X0, Y0, RES, RES),
+            nodata=0,
+        ) as dst:
+            dst.write(data, 1)
+        paths.append(path)
+    return paths[0], paths[1], classes
+
+
+def regions_file(tmp_path: Path, crs: str = CRS) -> Path:
+    """West: columns 0-59 (all of stripe 1, half of stripe 2); east: columns 60-119."""
+    west = shapely.box(X0, Y0 - N * RES, X0 + 60 * RES, Y0)
+    east = shapely.box(X0 + 60 * RES, Y0 - N * RES, X0 + N * RES, Y0)
+    geoms = [west, east]
+    if crs != CRS:
+        tr = Transformer.from_crs(CRS, crs, always_xy=True)
+        geoms = [shapely.transform(shapely.segmentize(g, 10.0), tr.transform, interleaved=False) for g in geoms]
+    path = tmp_path / "regions.gpkg"
+    ogr_write(
+        str(path),
+        shapely.to_wkb(np.array(geoms, dtype=object)),
+        [np.array(["West", "East"], dtype=object)],
+        ["name"],
+        driver="GPKG",
+        crs=crs,
+        geometry_type="Polygon",
+    )
+    return path
+
+
+def test_zonal_counts_are_a_cross_tabulation() -> None:
+    classes = np.array([[1, 1, 2], [0, 2, 2]])
+    zones = np.array([[1, 2, 2], [1, 1, 0]])
+    counts, sums = zonal_counts(classes, zones, 2, 3, np.full(classes.shape, 80.0))
+    assert counts.tolist() == [[0, 1, 1], [0, 1, 1]]
+    assert sums.tolist() == [[0, 80, 80], [0, 80, 80]]
+
+
+@pytest.mark.parametrize("crs", [CRS, "EPSG:4326"])
+@pytest.mark.parametrize("block", [16, 1024])
+def test_counts_areas_and_confidence_per_region(tmp_path: Path, crs: str, block: int) -> None:
+    cls_path, conf_path, classes = generated_map(tmp_path)
+    regions = load_regions(regions_file(tmp_path, crs), "name")
+    stats = map_level_stats(str(cls_path), str(conf_path), regions, CLASSES, block=block)
+    valid_rows = N - 1
+    assert stats.counts[0].tolist() == [0, 40 * valid_rows, 20 * valid_rows, 0]  # west
+    assert stats.counts[1].tolist() == [0, 0, 20 * valid_rows, 40 * valid_rows]  # east
+    table = {(r["region"], r["class"]): r for r in rows(regions, "category", stats)}
+    assert table[("West", "water")]["area_ha"] == pytest.approx(40 * valid_rows * 100 / 1e4)
+    assert table[("West", "water")]["percent"] == pytest.approx(100 * 40 / 60)
+    assert table[("East", "crops")]["mean_confidence"] == pytest.approx(80.0)
+    assert ("East", "water") not in table
+    # the class areas over all regions are the map's class areas (the regions cover it once)
+    for value, name in CLASSES.items():
+        mapped = int((classes == value).sum())
+        assert sum(r["pixels"] for r in table.values() if r["class"] == name) == mapped
+
+
+def test_geopackage_has_a_layer_per_level_with_class_columns(tmp_path: Path) -> None:
+    cls_path, conf_path, _ = generated_map(tmp_path)
+    regions = load_regions(regions_file(tmp_path), "name")
+    stats = map_level_stats(str(cls_path), str(conf_path), regions, CLASSES)
+    out = write_gpkg(regions, {"category": stats, "subcategory": stats}, tmp_path / "out" / "stats.gpkg")
+    for layer in ("category", "subcategory"):
+        meta, _, geometry, columns = ogr_read(str(out), layer=layer)
+        fields = list(meta["fields"])
+        assert fields[0] == "name" and "water ha" in fields and "crops %" in fields
+        data = dict(zip(fields, columns))
+        assert data["name"].tolist() == ["West", "East"]
+        assert data["water ha"].tolist() == pytest.approx([40 * (N - 1) * 100 / 1e4, 0.0])
+        assert len(geometry) == 2
+
+
+def test_bad_regions_are_refused_with_the_file_and_feature(tmp_path: Path) -> None:
+    path = tmp_path / "points.gpkg"
+    ogr_write(
+        str(path),
+        shapely.to_wkb(np.array([shapely.Point(0, 0)], dtype=object)),
+        [np.array(["a"], dtype=object)],
+        ["name"],
+        driver="GPKG",
+        crs="EPSG:4326",
+        geometry_type="Point",
+    )
+    with pytest.raises(InputValidationError, match=r"points.gpkg: feature 1 is Point; regions must be polygons"):
+        load_regions(path)
+    good = regions_file(tmp_path)
+    with pytest.raises(InputValidationError, match=r"no field 'municipality'; the fields are name"):
+        load_regions(good, "municipality")
