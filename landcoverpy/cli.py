@@ -1385,6 +1385,76 @@ def stats_cmd(
     typer.echo(f"{len(zones.names)} region(s) x {len(maps)} map(s): {csv_path}, {gpkg_path}")
 
 
+@app.command("change")
+@handle_errors
+def change_cmd(
+    from_ref: str = typer.Option(..., "--from", help="The earlier map: a map id, or a run id (with --tile)."),
+    to_ref: str = typer.Option(..., "--to", help="The later map: a map id, or a run id (with --tile)."),
+    tile: str = typer.Option(None, "--tile", help="The tile, when a run made maps of several."),
+    level: str = typer.Option("category", "--level", help="category or subcategory."),
+    reference: Path = typer.Option(
+        None, "--reference", help="Reference sample of change (CSV: latitude, longitude, from, to class names)."
+    ),
+    output_dir: Path = typer.Option(Path("change"), "--output-dir", help="Where the change map and tables go."),
+) -> None:
+    """Change between two maps of the same place: transition matrix (pixels, hectares), a change
+    map with its legend and, with --reference, area-adjusted change with 95 % confidence intervals."""
+    from landcoverpy import records
+    from landcoverpy.context import Context
+    from landcoverpy.pipeline import change
+
+    layer = {"category": "classification", "subcategory": "sl_classification"}.get(level)
+    if layer is None:
+        raise typer.BadParameter("--level is category or subcategory")
+
+    def resolve(ctx: Any, ref: str) -> Any:
+        rec = records.load(ctx.catalog, records.MapRecord, ref)
+        if rec is not None:
+            return rec
+        run = records.load(ctx.catalog, records.RunRecord, ref)
+        if run is None:
+            raise ModelError(f"no map or run {ref!r} in the catalog: see `landcoverpy status` and the run reports")
+        maps = dict(run.maps or {})
+        wanted = tile or (next(iter(maps)) if len(maps) == 1 else None)
+        if wanted is None or wanted not in maps:
+            raise ModelError(f"run {ref} made maps of {', '.join(sorted(maps))}: choose one with --tile")
+        found = records.load(ctx.catalog, records.MapRecord, maps[wanted])
+        if found is None:
+            raise ModelError(f"map {maps[wanted]} of run {ref} is no longer in the catalog (pruned?)")
+        return found
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with Context.open(settings()) as ctx:
+        before, after = resolve(ctx, from_ref), resolve(ctx, to_ref)
+        if before.tile != after.tile:
+            raise ModelError(f"{before.id} maps tile {before.tile} and {after.id} tile {after.tile}: compare one place")
+        classes = change.same_classes(
+            {v: n for n, v in before.class_values(layer).items()},
+            {v: n for n, v in after.class_values(layer).items()},
+            before.id,
+            after.id,
+        )
+        out = output_dir / f"change_{level}_{before.tile}.tif"
+        with ctx.store.rasterio_env():
+            t = change.change_map(
+                ctx.store.raster_uri(before.outputs[layer].bucket, before.outputs[layer].key),
+                ctx.store.raster_uri(after.outputs[layer].bucket, after.outputs[layer].key),
+                classes,
+                out,
+            )
+    table = change.write_transitions(t, output_dir / f"transitions_{level}_{before.tile}.csv")
+    typer.echo(f"{before.id} -> {after.id} ({level}), pixels:")
+    typer.echo(t.matrix().to_string())
+    typer.echo(f"change map: {out}\ntransitions: {table}")
+    if reference is not None:
+        sample = change.read_change_sample(reference, classes)
+        est = change.area_adjusted_change(str(out), t, sample)
+        path = change.write_area_estimates(est, output_dir / f"change_area_{level}_{before.tile}.csv")
+        for c, m, a, ci in zip(est.classes, est.mapped_area, est.area, est.area_ci):
+            typer.echo(f"  {c}: {a:.1f} ha +- {ci:.1f} (95 %), mapped {m:.1f} ha")
+        typer.echo(f"area-adjusted change: {path}")
+
+
 @app.command("accuracy")
 @handle_errors
 def accuracy_cmd(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import csv
+import json
 import shutil
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from typer.main import get_command
 from landcoverpy import __version__, records
 from landcoverpy.cli import app
 from landcoverpy.pipeline.dem import grid_lonlat_bounds
+from landcoverpy.styles import read_paletted_qml
 from tests.conftest import shared_data
 from tests.lineage_scene import make_scene, plain_app_data
 from tests.test_cli_status import run_cli
@@ -56,6 +58,7 @@ COMMAND_TESTS = {
     "abundance impute": "test_abundance_levels.py::test_both_levels_from_the_cli_new_region_and_steps",
     "stac export": "test_lineage.py::test_stac_items_load_with_odc_stac",
     "stats": "test_commands.py::test_stats_per_region",
+    "change": "test_commands.py::test_change_between_two_runs",
 }
 
 
@@ -208,3 +211,38 @@ def test_stats_per_region(workflow: tuple[Backend, dict[str, Path], Path]) -> No
         assert sum(int(r["pixels"]) for r in table if r["level"] == "category" and r["class"] == name) == pixels, name
     meta, _, _, _ = ogr_read(str(root / "stats" / "region_stats.gpkg"), layer="category")
     assert "half" in list(meta["fields"])
+
+
+@pytest.mark.slow
+def test_change_between_two_runs(workflow: tuple[Backend, dict[str, Path], Path]) -> None:
+    """The same place mapped again by another model: `change --from RUN --to MAP` tabulates every
+    pixel once, and its change map opens with a legend of transitions."""
+    backend, scene, root = workflow
+    first = json.loads((root / "out" / "run.json").read_text())
+    res = run_cli(
+        run_args(scene, "plain", root / "second"),
+        backend.env | {"MODEL_TYPE": "lightgbm", "N_ESTIMATORS": "20"},
+        root,
+        timeout=600,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    second = json.loads((root / "second" / "run.json").read_text())
+    later = second["maps"]["18SVG"]["_id"]
+    assert later != first["maps"]["18SVG"]["_id"]
+    res = run_cli(
+        ["change", "--from", first["run_id"], "--to", later, "--output-dir", str(root / "change")],
+        backend.env,
+        root,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    table = list(csv.DictReader(open(root / "change" / "transitions_category_18SVG.csv", encoding="utf-8")))
+    with backend.context() as ctx:
+        before = records.load(ctx.catalog, records.MapRecord, first["maps"]["18SVG"]["_id"])
+    assert before is not None
+    for name, pixels in before.pixel_counts["classification"].items():  # every mapped pixel once
+        assert sum(int(r["pixels"]) for r in table if r["from"] == name) <= pixels
+    stable = sum(int(r["pixels"]) for r in table if r["from"] == r["to"])
+    assert stable > 0.5 * sum(int(r["pixels"]) for r in table)  # two models of one place mostly agree
+    legend = read_paletted_qml((root / "change" / "change_category_18SVG.qml").read_text())
+    assert any(" -> " in label for label, _ in legend.values()) and "water" in {label for label, _ in legend.values()}
