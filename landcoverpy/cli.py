@@ -1333,16 +1333,9 @@ def share(
 
 
 def _latest_maps(ctx: Any, tiles: list[str] | None, required: bool = True) -> dict[str, Any]:
-    """The most recently used map of each tile (of ``tiles``, else of every tile with maps)."""
-    from landcoverpy.assets import lookup
+    from landcoverpy.services import latest_maps
 
-    maps: dict[str, Any] = {}
-    for rec in lookup.maps_of(ctx):  # most recently used first
-        if tiles is None or rec.tile in tiles:
-            maps.setdefault(rec.tile, rec)
-    if not maps and required:
-        raise ModelError("no map yet: run `landcoverpy run` or `landcoverpy classify` first")
-    return maps
+    return latest_maps(ctx, tiles, required)
 
 
 @app.command("stats")
@@ -1358,31 +1351,14 @@ def stats_cmd(
     """Class areas (ha and %), pixel counts and mean confidence per region and class, at both
     levels, from the latest map of each tile: region_stats.csv and region_stats.gpkg."""
     from landcoverpy.context import Context
-    from landcoverpy.pipeline import regionstats
     from landcoverpy.sentinel2 import normalise_tile
+    from landcoverpy.services import region_stats
 
-    zones = regionstats.load_regions(regions, field)
     with Context.open(settings()) as ctx:
-        maps = _latest_maps(ctx, sorted({normalise_tile(t) for t in tiles}) if tiles else None)
-        by_level: dict[str, Any] = {}
-        with ctx.store.rasterio_env():
-            for record in maps.values():
-                for level, (layer, confidence) in regionstats.LEVELS.items():
-                    if layer not in record.outputs:
-                        continue
-                    conf = record.outputs.get(confidence)
-                    names = {v: n for n, v in record.class_values(layer).items()}
-                    got = regionstats.map_level_stats(
-                        ctx.store.raster_uri(record.outputs[layer].bucket, record.outputs[layer].key),
-                        ctx.store.raster_uri(conf.bucket, conf.key) if conf else None,
-                        zones,
-                        names,
-                    )
-                    by_level[level] = regionstats.merge(by_level.get(level), got)
-    table = [row for level, got in by_level.items() for row in regionstats.rows(zones, level, got)]
-    csv_path = regionstats.write_csv(table, output_dir / "region_stats.csv")
-    gpkg_path = regionstats.write_gpkg(zones, by_level, output_dir / "region_stats.gpkg")
-    typer.echo(f"{len(zones.names)} region(s) x {len(maps)} map(s): {csv_path}, {gpkg_path}")
+        got = region_stats(
+            ctx, regions, field, sorted({normalise_tile(t) for t in tiles}) if tiles else None, output_dir
+        )
+    typer.echo(f"{got.regions} region(s) x {got.maps} map(s): {got.csv}, {got.gpkg}")
 
 
 @app.command("change")
@@ -1399,60 +1375,21 @@ def change_cmd(
 ) -> None:
     """Change between two maps of the same place: transition matrix (pixels, hectares), a change
     map with its legend and, with --reference, area-adjusted change with 95 % confidence intervals."""
-    from landcoverpy import records
     from landcoverpy.context import Context
-    from landcoverpy.pipeline import change
+    from landcoverpy.services import CHANGE_LAYERS, map_change
 
-    layer = {"category": "classification", "subcategory": "sl_classification"}.get(level)
-    if layer is None:
+    if level not in CHANGE_LAYERS:
         raise typer.BadParameter("--level is category or subcategory")
-
-    def resolve(ctx: Any, ref: str) -> Any:
-        rec = records.load(ctx.catalog, records.MapRecord, ref)
-        if rec is not None:
-            return rec
-        run = records.load(ctx.catalog, records.RunRecord, ref)
-        if run is None:
-            raise ModelError(f"no map or run {ref!r} in the catalog: see `landcoverpy status` and the run reports")
-        maps = dict(run.maps or {})
-        wanted = tile or (next(iter(maps)) if len(maps) == 1 else None)
-        if wanted is None or wanted not in maps:
-            raise ModelError(f"run {ref} made maps of {', '.join(sorted(maps))}: choose one with --tile")
-        found = records.load(ctx.catalog, records.MapRecord, maps[wanted])
-        if found is None:
-            raise ModelError(f"map {maps[wanted]} of run {ref} is no longer in the catalog (pruned?)")
-        return found
-
-    output_dir.mkdir(parents=True, exist_ok=True)
     with Context.open(settings()) as ctx:
-        before, after = resolve(ctx, from_ref), resolve(ctx, to_ref)
-        if before.tile != after.tile:
-            raise ModelError(f"{before.id} maps tile {before.tile} and {after.id} tile {after.tile}: compare one place")
-        classes = change.same_classes(
-            {v: n for n, v in before.class_values(layer).items()},
-            {v: n for n, v in after.class_values(layer).items()},
-            before.id,
-            after.id,
-        )
-        out = output_dir / f"change_{level}_{before.tile}.tif"
-        with ctx.store.rasterio_env():
-            t = change.change_map(
-                ctx.store.raster_uri(before.outputs[layer].bucket, before.outputs[layer].key),
-                ctx.store.raster_uri(after.outputs[layer].bucket, after.outputs[layer].key),
-                classes,
-                out,
-            )
-    table = change.write_transitions(t, output_dir / f"transitions_{level}_{before.tile}.csv")
-    typer.echo(f"{before.id} -> {after.id} ({level}), pixels:")
-    typer.echo(t.matrix().to_string())
-    typer.echo(f"change map: {out}\ntransitions: {table}")
-    if reference is not None:
-        sample = change.read_change_sample(reference, classes)
-        est = change.area_adjusted_change(str(out), t, sample)
-        path = change.write_area_estimates(est, output_dir / f"change_area_{level}_{before.tile}.csv")
-        for c, m, a, ci in zip(est.classes, est.mapped_area, est.area, est.area_ci):
-            typer.echo(f"  {c}: {a:.1f} ha +- {ci:.1f} (95 %), mapped {m:.1f} ha")
-        typer.echo(f"area-adjusted change: {path}")
+        got = map_change(ctx, from_ref, to_ref, tile, level, output_dir, reference)
+    typer.echo(f"{got.before.id} -> {got.after.id} ({level}), pixels:")
+    typer.echo(got.transitions.matrix().to_string())
+    typer.echo(f"change map: {got.change_map}\ntransitions: {got.table}")
+    if got.estimate is not None:
+        est = got.estimate
+        for name, mapped, area, ci in zip(est.classes, est.mapped_area, est.area, est.area_ci):
+            typer.echo(f"  {name}: {area:.1f} ha +- {ci:.1f} (95 %), mapped {mapped:.1f} ha")
+        typer.echo(f"area-adjusted change: {got.estimate_table}")
 
 
 @app.command("accuracy")

@@ -16,9 +16,10 @@ from landcoverpy.assets import lookup
 from landcoverpy.assets.params import CompositeParams, ModelParams
 from landcoverpy.assets.stac import publish_catalog, write_catalog
 from landcoverpy.context import Context
-from landcoverpy.errors import InputValidationError
+from landcoverpy.errors import InputValidationError, ModelError
 from landcoverpy.inputs import Inputs, LabelledPoints, Season
-from landcoverpy.pipeline import taskstream
+from landcoverpy.models.area import AreaAccuracy
+from landcoverpy.pipeline import change, regionstats, taskstream
 from landcoverpy.pipeline.aoi import AreaOfInterest, build_mosaic, export_mosaic, tiles_for_aoi
 from landcoverpy.pipeline.classification import ClassifyReport, classify
 from landcoverpy.pipeline.cluster import dashboard_link, dask_client, ride_out_scheduler
@@ -208,3 +209,126 @@ def require_some_maps(outcome: ClassifyOutcome) -> None:
         raise InputValidationError(
             "no tile could be classified: " + "; ".join(f"{t}: {w}" for t, w in outcome.skipped.items())
         )
+
+
+@dataclass(frozen=True)
+class RegionStatsOutcome:
+    """What ``stats`` computed and wrote."""
+
+    regions: int
+    maps: int
+    csv: Path
+    gpkg: Path
+
+
+def region_stats(
+    ctx: Context, regions_path: Path, field: str | None, tiles: list[str] | None, output_dir: Path
+) -> RegionStatsOutcome:
+    """Class statistics per region over the latest map of each tile (of ``tiles``), both levels,
+    written as region_stats.csv and region_stats.gpkg."""
+    zones = regionstats.load_regions(regions_path, field)
+    maps = latest_maps(ctx, tiles)
+    by_level: dict[str, regionstats.LevelStats] = {}
+    with ctx.store.rasterio_env():
+        for record in maps.values():
+            for level, (layer, confidence) in regionstats.LEVELS.items():
+                if layer not in record.outputs:
+                    continue
+                conf = record.outputs.get(confidence)
+                got = regionstats.map_level_stats(
+                    ctx.store.raster_uri(record.outputs[layer].bucket, record.outputs[layer].key),
+                    ctx.store.raster_uri(conf.bucket, conf.key) if conf else None,
+                    zones,
+                    {v: n for n, v in record.class_values(layer).items()},
+                )
+                by_level[level] = regionstats.merge(by_level.get(level), got)
+    table = [row for level, got in by_level.items() for row in regionstats.rows(zones, level, got)]
+    return RegionStatsOutcome(
+        len(zones.names),
+        len(maps),
+        regionstats.write_csv(table, output_dir / "region_stats.csv"),
+        regionstats.write_gpkg(zones, by_level, output_dir / "region_stats.gpkg"),
+    )
+
+
+def latest_maps(ctx: Context, tiles: list[str] | None, required: bool = True) -> dict[str, records.MapRecord]:
+    """The most recently used classification map of each tile (of ``tiles``, else of every tile)."""
+    maps: dict[str, records.MapRecord] = {}
+    for rec in lookup.maps_of(ctx):  # most recently used first
+        if tiles is None or rec.tile in tiles:
+            maps.setdefault(rec.tile, rec)
+    if not maps and required:
+        raise ModelError("no map yet: run `landcoverpy run` or `landcoverpy classify` first")
+    return maps
+
+
+CHANGE_LAYERS = {"category": "classification", "subcategory": "sl_classification"}
+
+
+@dataclass(frozen=True)
+class ChangeOutcome:
+    """What ``change`` compared and wrote; ``estimate`` with a reference sample."""
+
+    before: records.MapRecord
+    after: records.MapRecord
+    transitions: change.Transitions
+    change_map: Path
+    table: Path
+    estimate: AreaAccuracy | None = None
+    estimate_table: Path | None = None
+
+
+def map_for(ctx: Context, ref: str, tile: str | None) -> records.MapRecord:
+    """A map by id, or the map a run made (of ``tile`` when it made several)."""
+    rec = records.load(ctx.catalog, records.MapRecord, ref)
+    if rec is not None:
+        return rec
+    run = records.load(ctx.catalog, records.RunRecord, ref)
+    if run is None:
+        raise ModelError(f"no map or run {ref!r} in the catalog: see `landcoverpy status` and the run reports")
+    maps = dict(run.maps or {})
+    wanted = tile or (next(iter(maps)) if len(maps) == 1 else None)
+    if wanted is None or wanted not in maps:
+        raise ModelError(f"run {ref} made maps of {', '.join(sorted(maps))}: choose one with --tile")
+    found = records.load(ctx.catalog, records.MapRecord, maps[wanted])
+    if found is None:
+        raise ModelError(f"map {maps[wanted]} of run {ref} is no longer in the catalog (pruned?)")
+    return found
+
+
+def map_change(
+    ctx: Context,
+    from_ref: str,
+    to_ref: str,
+    tile: str | None,
+    level: str,
+    output_dir: Path,
+    reference: Path | None = None,
+) -> ChangeOutcome:
+    """The change between two maps of one tile at ``level``: change map and transitions, and with
+    a reference sample of change, the area-adjusted transition areas."""
+    layer = CHANGE_LAYERS[level]
+    before, after = map_for(ctx, from_ref, tile), map_for(ctx, to_ref, tile)
+    if before.tile != after.tile:
+        raise ModelError(f"{before.id} maps tile {before.tile} and {after.id} tile {after.tile}: compare one place")
+    classes = change.same_classes(
+        {v: n for n, v in before.class_values(layer).items()},
+        {v: n for n, v in after.class_values(layer).items()},
+        before.id,
+        after.id,
+    )
+    output_dir.mkdir(parents=True, exist_ok=True)
+    out = output_dir / f"change_{level}_{before.tile}.tif"
+    with ctx.store.rasterio_env():
+        t = change.change_map(
+            ctx.store.raster_uri(before.outputs[layer].bucket, before.outputs[layer].key),
+            ctx.store.raster_uri(after.outputs[layer].bucket, after.outputs[layer].key),
+            classes,
+            out,
+        )
+    table = change.write_transitions(t, output_dir / f"transitions_{level}_{before.tile}.csv")
+    if reference is None:
+        return ChangeOutcome(before, after, t, out, table)
+    est = change.area_adjusted_change(str(out), t, change.read_change_sample(reference, classes))
+    path = change.write_area_estimates(est, output_dir / f"change_area_{level}_{before.tile}.csv")
+    return ChangeOutcome(before, after, t, out, table, est, path)
