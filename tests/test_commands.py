@@ -27,7 +27,7 @@ from landcoverpy.styles import read_paletted_qml
 from tests.conftest import shared_data
 from tests.lineage_scene import make_scene, plain_app_data
 from tests.test_cli_status import run_cli
-from tests.test_lineage import Backend, embedded, run_args
+from tests.test_lineage import Backend, embedded, input_args, run_args
 from tests.test_modis import GRANULE
 
 TESTS = Path(__file__).parent
@@ -97,20 +97,6 @@ def workflow(tmp_path_factory: pytest.TempPathFactory) -> tuple[Backend, dict[st
     return backend, scene, root
 
 
-def inputs(scene: dict[str, Path]) -> list[str]:
-    folder = scene["plain"]
-    return [
-        "--dataset",
-        str(folder / "dataset.csv"),
-        "--seasons",
-        str(folder / "seasons.json"),
-        "--lc-labels",
-        str(folder / "lc_labels.json"),
-        "--sl-labels",
-        str(folder / "sl_labels.json"),
-    ]
-
-
 @pytest.mark.slow
 def test_version_share_and_tuned_training(workflow: tuple[Backend, dict[str, Path], Path]) -> None:
     backend, scene, root = workflow
@@ -124,7 +110,7 @@ def test_version_share_and_tuned_training(workflow: tuple[Backend, dict[str, Pat
     links = [line.split(": ", 1)[1] for line in res.stdout.splitlines() if line.strip().startswith("classification:")]
     assert links and links[0].startswith("file://") and Path(links[0].removeprefix("file://")).is_file(), res.stdout
 
-    res = run_cli(["train", "--tune", "--trials", "2", *inputs(scene)], backend.env, root, timeout=600)
+    res = run_cli(["train", "--tune", "--trials", "2", *input_args(scene, "plain")], backend.env, root, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     trials = [line for line in res.stdout.splitlines() if line.startswith("trial ")]
     assert len(trials) == 2 and all("macro F1" in t for t in trials), res.stdout
@@ -155,9 +141,8 @@ def test_dem_and_modis_commands(workflow: tuple[Backend, dict[str, Path], Path])
         grid = records.find(ctx.catalog, records.CompositeRecord)[0].as_source().pixel_grid
     west, south, east, north = grid_lonlat_bounds(grid)
     aster_tiles(root / "aster", int(np.floor(west)), int(np.floor(south)), int(np.floor(east)), int(np.floor(north)))
-    res = run_cli(
-        ["dem", "--source", str(root / "aster"), "--tiles", "18SVG", *inputs(scene)], backend.env, root, timeout=600
-    )
+    args = ["dem", "--source", str(root / "aster"), "--tiles", "18SVG", *input_args(scene, "plain")]
+    res = run_cli(args, backend.env, root, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stdout.startswith("18SVG: built dem-"), res.stdout
 

@@ -106,15 +106,10 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     return make_backend(request.param, tmp_path, request)
 
 
-def run_args(scene: dict[str, Path], data: str, out: Path | None, *extra: str) -> list[str]:
+def input_args(scene: dict[str, Path], data: str) -> list[str]:
+    """The input-file options of a command, from one of the scene's input folders."""
     folder = scene[data]
-    args = [
-        "run",
-        "--provider",
-        "local",
-        "--source",
-        str(scene["source"]),
-        "--no-progress",
+    return [
         "--dataset",
         str(folder / "dataset.csv"),
         "--seasons",
@@ -123,6 +118,18 @@ def run_args(scene: dict[str, Path], data: str, out: Path | None, *extra: str) -
         str(folder / "lc_labels.json"),
         "--sl-labels",
         str(folder / "sl_labels.json"),
+    ]
+
+
+def run_args(scene: dict[str, Path], data: str, out: Path | None, *extra: str) -> list[str]:
+    args = [
+        "run",
+        "--provider",
+        "local",
+        "--source",
+        str(scene["source"]),
+        "--no-progress",
+        *input_args(scene, data),
         *extra,
     ]
     return args + (["--output-dir", str(out)] if out is not None else [])
