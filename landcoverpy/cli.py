@@ -1284,12 +1284,8 @@ def verify(
         left = 0
         if found.damaged:
             if repair:
-                for record in found.stale:
-                    integrity.discard(
-                        ctx, record, [p for p in found.damaged if p.record_id == record.id], everything=True
-                    )
                 typer.echo(
-                    f"repaired: {len(found.stale)} stale record(s) and their objects removed; "
+                    f"repaired: {integrity.repair(ctx, found)} stale record(s) and their objects removed; "
                     "`landcoverpy run` rebuilds them"
                 )
             else:

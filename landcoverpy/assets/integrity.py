@@ -314,6 +314,15 @@ def _owned(key: str, owned: set[str]) -> bool:
     return key in owned or any(key.startswith(p) for p in owned if p.endswith("/") and p != "/")
 
 
+def repair(ctx: Context, found: Verification) -> int:
+    """Discard every stale record ``verify`` found with all its objects (the next run rebuilds
+    them); returns how many."""
+    for record in found.stale:
+        damaged = [p for p in found.damaged if p.record_id == record.id]
+        discard(ctx, record, damaged, everything=True)
+    return len(found.stale)
+
+
 def prune_orphans(ctx: Context, found: Verification) -> int:
     """Delete the orphan objects ``verify`` listed."""
     ctx.check_lease()
