@@ -39,7 +39,7 @@ class ProviderError(LandcoverError):
 
 class TransientError(ProviderError):
     """A remote call failed in a way that may pass if tried again (dropped connection, timeout,
-    HTTP 429 or 5xx); :func:`landcoverpy.retry.with_retries` retries it."""
+    HTTP 429 or 5xx); :func:`landcoverpy.faults.call_source` retries it."""
 
 
 class ProviderUnavailableError(TransientError, ServiceUnavailableError):

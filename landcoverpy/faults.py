@@ -1,5 +1,5 @@
-"""The fault policy of every call to a remote service (S3, MongoDB, GDAL's remote reads, Dask
-tasks that read or write remote objects).
+"""The fault policy of every call to a remote service (S3, MongoDB, GDAL's remote reads, the
+data providers' searches and downloads, Dask tasks that read or write remote objects).
 
 A failure is *transient* when it may pass on its own: a connection reset, refused or timed out,
 an HTTP 429 or 5xx answer, pymongo's ``AutoReconnect`` family (``NotPrimaryError``,
@@ -17,14 +17,14 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Protocol, TypeVar, runtime_checkable
 
 import botocore.exceptions as bexc
 import pymongo.errors as perr
 import rasterio.errors
 import urllib3.exceptions
 from rasterio._err import CPLE_BaseError
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_delay, wait_exponential_jitter
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_delay, wait_exponential, wait_random
 
 from landcoverpy.errors import LandcoverError, ServiceUnavailableError, TransientError
 
@@ -72,6 +72,32 @@ class Service:
 
     name: str  # "S3 object store at 127.0.0.1:9000"
     settings: str  # "MINIO_HOST / MINIO_PORT"
+
+
+@runtime_checkable
+class Source(Protocol):
+    """A data provider or source (Sentinel-2, DEM, MODIS): what it is, for messages."""
+
+    def describe(self) -> str: ...
+
+
+def source_service(source: object) -> Service:
+    """The service a provider or source stands for, with the settings that point at it
+    (its ``settings_hint``)."""
+    name = source.describe() if isinstance(source, Source) else type(source).__name__
+    return Service(name, str(getattr(source, "settings_hint", "the provider settings")))
+
+
+def call_source(source: object, what: str, fn: Callable[[], T], tolerance: float, remote_rasters: bool = False) -> T:
+    """A search, listing or download of a data provider under the fault policy: its transient
+    failures (dropped connections, timeouts, HTTP 429/5xx) are retried for up to ``tolerance``
+    seconds, then :class:`OutageError` names the provider and its settings."""
+    return ride_out(fn, service=source_service(source), what=what, tolerance=tolerance, remote_rasters=remote_rasters)
+
+
+def is_transient_status(status: int | None) -> bool:
+    """HTTP answers worth retrying: too many requests, and server-side errors."""
+    return status is not None and (status == 429 or 500 <= status < 600)
 
 
 def is_transient(exc: BaseException, remote_rasters: bool = False) -> bool:
@@ -158,7 +184,7 @@ def ride_out(
 
     retrying = Retrying(
         stop=stop_after_delay(max(tolerance, 0.0)),
-        wait=wait_exponential_jitter(initial=FIRST_DELAY, max=MAX_DELAY, jitter=FIRST_DELAY),
+        wait=wait_exponential(multiplier=FIRST_DELAY, max=MAX_DELAY) + wait_random(0, FIRST_DELAY),
         retry=retry_if_exception(lambda e: is_transient(e, remote_rasters)),
         before_sleep=before_sleep,
         reraise=True,

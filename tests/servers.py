@@ -293,8 +293,9 @@ class FaultProxy:
 
 
 @contextlib.contextmanager
-def fault_proxy(target_port: int, log_dir: Path) -> Iterator[FaultProxy]:
-    port, control = free_port(), free_port()
+def fault_proxy(target_port: int, log_dir: Path, port: int | None = None) -> Iterator[FaultProxy]:
+    """A fault proxy in front of ``target_port``, on ``port`` (default: a free one)."""
+    port, control = port or free_port(), free_port()
     args = [sys.executable, "-m", "tests.faultproxy", "--port", str(port), "--target", str(target_port)]
     server = start(
         [*args, "--control", str(control)], port, log_dir, "faultproxy", {"PYTHONPATH": str(Path(__file__).parents[1])}

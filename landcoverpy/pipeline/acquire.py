@@ -26,13 +26,13 @@ from landcoverpy.assets import ids, integrity, keys
 from landcoverpy.config import Settings
 from landcoverpy.context import Context
 from landcoverpy.errors import RUN_STOPPERS, LandcoverError, ProviderError, RasterError
+from landcoverpy.faults import call_source
 from landcoverpy.inputs import Season
 from landcoverpy.pipeline.tasks import dask_task, task_key
 from landcoverpy.progress import step
 from landcoverpy.raster.cog import jp2_to_cog, translate_to_cog
 from landcoverpy.raster.grid import Bounds, contains, snap_bounds, union
 from landcoverpy.records import ProductRecord
-from landcoverpy.retry import with_retries
 from landcoverpy.scratch import scratch_dir
 from landcoverpy.sentinel2 import BAND_RESOLUTION, L1C_BANDS, L2A_BANDS, REFERENCE_BAND, baseline_offset
 from landcoverpy.sources.base import ProductCandidate, Provider
@@ -113,7 +113,7 @@ def _store_jp2_as_cog(
             with provider.open_asset(product, asset) as stream, jp2.open("wb") as fh:
                 shutil.copyfileobj(stream, fh, 1 << 20)
 
-        with_retries(f"{product.product_id} {band}", download)
+        call_source(provider, f"{product.product_id} {band}", download, settings.OUTAGE_TOLERANCE)
         size = jp2.stat().st_size
         _check_size(product.product_id, band, size, asset.size)
         try:
@@ -169,7 +169,7 @@ def _store_band_window(
         def cut() -> tuple[int, str]:
             remote = provider.open_range(product, asset)
             name = f"/{product.product_id}/{band}{asset.extension}"
-            with rasterio.open(name, opener=remote.opener(name)) as src:
+            with remote.reading(), rasterio.open(name, opener=remote.opener(name)) as src:
                 window = covering_window(src, bounds)
                 data = src.read(1, window=window)
                 profile = {
@@ -190,7 +190,9 @@ def _store_band_window(
             return int(remote.fetched), str(data.dtype)
 
         try:
-            fetched, dtype = with_retries(f"{product.product_id} {band} window", cut)
+            fetched, dtype = call_source(
+                provider, f"{product.product_id} {band} window", cut, settings.OUTAGE_TOLERANCE
+            )
         except (rasterio.errors.RasterioError, CPLE_BaseError) as exc:
             raise RasterError(f"{product.product_id} {band}: cannot read its window ({exc})") from None
         translate_to_cog(raw, cog, dtype)
@@ -209,7 +211,7 @@ def _window_for(provider: Provider, product: ProductCandidate, bounds: Bounds | 
     if remote is None or ref is None:
         return None, 0  # a provider that streams whole assets only
     name = f"/{product.product_id}/ref{ref.extension}"
-    with rasterio.open(name, opener=remote.opener(name)) as src:
+    with remote.reading(), rasterio.open(name, opener=remote.opener(name)) as src:
         return product_window(src, bounds), int(remote.fetched)
 
 
@@ -227,7 +229,12 @@ def fetch_product(
     if missing:
         raise ProviderError(f"{product.product_id}: missing band(s) {', '.join(missing)}")
     written: list[str] = []
-    window, header_bytes = with_retries(f"{product.product_id} window", lambda: _window_for(provider, product, bounds))
+    window, header_bytes = call_source(
+        provider,
+        f"{product.product_id} window",
+        lambda: _window_for(provider, product, bounds),
+        settings.OUTAGE_TOLERANCE,
+    )
     try:
         bands: dict[str, dict[str, Any]] = {}
         for band in expected_bands(product.level):
@@ -243,7 +250,7 @@ def fetch_product(
                     with provider.open_asset(product, asset) as stream:
                         store.put_stream(bucket, key, stream)
 
-                with_retries(f"{product.product_id} {band}", upload)
+                call_source(provider, f"{product.product_id} {band}", upload, settings.OUTAGE_TOLERANCE)
                 written.append(key)
                 _check_size(product.product_id, band, store.size(bucket, key), asset.size)
                 source = {"fetched_bytes": store.size(bucket, key)}
@@ -362,8 +369,11 @@ def acquire(
             entry = TileSeasonReport(tile=tile, season=season.name)
             entries.append(entry)
             try:
-                candidates = with_retries(
-                    f"search {tile} {season.name}", functools.partial(provider.search, tile, season.start, season.end)
+                candidates = call_source(
+                    provider,
+                    f"search {tile} {season.name}",
+                    functools.partial(provider.search, tile, season.start, season.end),
+                    s.OUTAGE_TOLERANCE,
                 )
             except RUN_STOPPERS:  # an outage past OUTAGE_TOLERANCE, a full disk: no other tile can pass
                 raise

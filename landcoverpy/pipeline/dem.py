@@ -23,12 +23,12 @@ from landcoverpy.assets import ids, integrity, keys, lookup, publish
 from landcoverpy.config import Settings
 from landcoverpy.context import Context
 from landcoverpy.errors import RUN_STOPPERS, LandcoverError, ProviderError
+from landcoverpy.faults import call_source
 from landcoverpy.pipeline.tasks import dask_task, releases_workers, task_key
 from landcoverpy.progress import step
 from landcoverpy.raster.cog import CogWriter
 from landcoverpy.raster.grid import Grid, block_windows
 from landcoverpy.raster.terrain import aspect_degrees, slope_degrees
-from landcoverpy.retry import with_retries
 from landcoverpy.scratch import scratch_dir
 from landcoverpy.sources.dem import DEMSource, GLO30Source
 from landcoverpy.storage import open_store
@@ -64,7 +64,7 @@ def ensure_dem_tiles(ctx: Context, source: DEMSource | GLO30Source, names: list[
                     ctx.store.put_stream(bucket, key, stream)
                     return True
 
-            if not with_retries(f"DEM tile {name}", fetch):
+            if not call_source(source, f"DEM tile {name}", fetch, ctx.settings.OUTAGE_TOLERANCE):
                 log.info("%s: no tile in %s (sea?), skipped", name, source.describe())
                 continue
             with ctx.store.rasterio_env(), rasterio.open(ctx.store.raster_uri(bucket, key)) as src:

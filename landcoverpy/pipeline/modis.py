@@ -23,8 +23,8 @@ import requests
 from landcoverpy import records
 from landcoverpy.context import Context
 from landcoverpy.errors import InputValidationError, ProviderError, TransientError
+from landcoverpy.faults import call_source, is_transient_status
 from landcoverpy.progress import step
-from landcoverpy.retry import is_transient_status, with_retries
 from landcoverpy.scratch import scratch_dir
 from landcoverpy.sources.hrefs import AssetReader
 from landcoverpy.sources.modis import ModisQA, read_mod09, write_geotiff
@@ -61,8 +61,13 @@ def parse_granule(name: str, href: str) -> Granule | None:
 
 
 class ModisSource:
+    settings_hint = "MODIS_SOURCE"
+
     def __init__(self, source: str, token: str | None = None, timeout: float = 60.0) -> None:
         self.source, self.token, self.timeout = source.rstrip("/"), token, timeout
+
+    def describe(self) -> str:
+        return f"MODIS source {self.source}"
 
     @property
     def remote(self) -> bool:
@@ -92,7 +97,7 @@ class ModisSource:
             day = start
             while day <= end:
                 url = f"{self.source}/{day:%Y.%m.%d}/"
-                resp = with_retries(f"listing {url}", functools.partial(self._get, url))
+                resp = self._get(url)  # a failure is retried with the whole search (fetch_modis)
                 if resp.status_code == 200:
                     for name in sorted(set(re.findall(r'href="([^"]+\.hdf)"', resp.text))):
                         found.append(parse_granule(name, url + name.rsplit("/", 1)[-1]))
@@ -133,6 +138,9 @@ class ModisStacSource(ModisSource):
     @property
     def remote(self) -> bool:
         return True
+
+    def describe(self) -> str:
+        return f"STAC API {self.url} ({self.collection})"
 
     def search(self, tile: str, start: dt.date, end: dt.date) -> list[Granule]:
         tile = check_modis_tile(tile)
@@ -183,7 +191,12 @@ def acquire_modis(
     bucket = ctx.settings.MINIO_BUCKET_NAME_MODIS
     out: dict[str, list[str]] = {}
     for tile in tiles:
-        granules = with_retries(f"MODIS search {tile}", functools.partial(source.search, tile, start, end))
+        granules = call_source(
+            source,
+            f"MODIS search {tile}",
+            functools.partial(source.search, tile, start, end),
+            ctx.settings.OUTAGE_TOLERANCE,
+        )
         if not granules:
             log.warning("MODIS %s: no granule between %s and %s", tile, start, end)
         out[tile] = []
@@ -211,7 +224,7 @@ def _store_granule(
             with source.open(g) as stream:
                 ctx.store.put_stream(bucket, raw_key, stream)
 
-        with_retries(f"MODIS {g.name}", fetch)
+        call_source(source, f"MODIS {g.name}", fetch, ctx.settings.OUTAGE_TOLERANCE)
         with scratch_dir(ctx.settings.TMP_DIR) as tmp, local_copy(ctx.store, bucket, raw_key, tmp) as path:
             granule = read_mod09(path, qa)
         with scratch_dir(ctx.settings.TMP_DIR) as tmp:

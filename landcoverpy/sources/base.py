@@ -50,6 +50,7 @@ class ProductCandidate:
 
 
 class Provider(ABC):
+    settings_hint: str = "the provider settings"  # what a user checks when it stays unreachable
     name: str = "provider"
 
     @abstractmethod

@@ -29,6 +29,7 @@ _LOCK = threading.Lock()
 
 
 class CopernicusProvider(Provider):
+    settings_hint = "SENTINEL_HOST"
     name = "copernicus"
 
     def __init__(

@@ -19,7 +19,8 @@ from typing import IO, Any
 import requests
 
 from landcoverpy.config import Settings
-from landcoverpy.errors import ProviderError
+from landcoverpy.errors import ProviderError, TransientError
+from landcoverpy.faults import is_transient_status
 from landcoverpy.sources.hrefs import AssetReader, S3Location
 from landcoverpy.sources.registry import asset_reader
 from landcoverpy.sources.stac import StacCatalog
@@ -46,6 +47,8 @@ def aster_tiles_for_bounds(west: float, south: float, east: float, north: float)
 class DEMSource:
     """Where ASTER tiles come from: ``source`` is a folder path, or an http(s) base URL (with an
     Earthdata token when needed). Tiles are ``{name}_dem.tif`` or ``{name}.zip``."""
+
+    settings_hint = "DEM_SOURCE"
 
     kind = "aster"
 
@@ -76,7 +79,12 @@ class DEMSource:
                     raise ProviderError(
                         f"{self.describe()}: {candidate} refused (HTTP {resp.status_code}); check EARTHDATA_TOKEN"
                     )
-                resp.raise_for_status()
+                if is_transient_status(resp.status_code):
+                    resp.close()
+                    raise TransientError(f"{self.describe()}: {candidate} answered HTTP {resp.status_code}")
+                if resp.status_code >= 400:
+                    resp.close()
+                    raise ProviderError(f"{self.describe()}: {candidate} answered HTTP {resp.status_code}")
                 try:
                     if candidate.endswith(".zip"):
                         yield _dem_from_zip(io.BytesIO(resp.content), name)
@@ -115,6 +123,8 @@ class GLO30Source:
     profile's DEM collection (``cop-dem-glo-30`` on Earth Search and Planetary Computer) searched
     by footprint; each item's data asset is read like any STAC asset (https, signed on Planetary
     Computer, or ``s3://`` anonymously from AWS's public bucket)."""
+
+    settings_hint = "DEM_SOURCE and STAC_API_URL"
 
     kind = "glo30"
 

@@ -26,6 +26,7 @@ _SENSING = re.compile(r"_MSIL(1C|2A)_(\d{8}T\d{6})_")
 
 
 class GCSProvider(Provider):
+    settings_hint = "the network (or STORAGE_EMULATOR_HOST)"
     name = "gcs"
 
     def __init__(

@@ -3,7 +3,7 @@ for Planetary Computer), ``s3://`` hrefs with boto3 from the endpoint the asset'
 names; whole (a stream) or by byte ranges (a seekable file GDAL reads windows of a COG or a
 JPEG 2000 through, counting the bytes it fetched). Failures become our error types: refused keys
 -> AuthenticationError, 429/5xx and dropped connections -> retried by
-:func:`landcoverpy.retry.with_retries`, anything else -> ProviderError."""
+:func:`landcoverpy.faults.call_source`, anything else -> ProviderError."""
 
 from __future__ import annotations
 
@@ -14,15 +14,17 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 import boto3
+import rasterio.errors
 import requests
 import urllib3
 from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
+from rasterio._err import CPLE_BaseError
 from rasterio._vsiopener import FileContainer
 
 from landcoverpy.errors import AuthenticationError, ProviderError, TransientError
-from landcoverpy.retry import is_transient_status
+from landcoverpy.faults import is_transient_status
 
 
 @dataclass(frozen=True)
@@ -243,6 +245,20 @@ class RemoteFile:
         self._fetch, self.size, self.name = fetch, size, name
         self._chunks: dict[int, bytes] = dict(chunks or {})
         self.fetched = sum(len(c) for c in self._chunks.values())
+        self.failure: BaseException | None = None  # why a fetch failed under GDAL (see reading())
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[RemoteFile]:
+        """Where GDAL reads this file: a fetch that failed under it (a dropped connection, an
+        HTTP 503) is raised as itself, so the fault policy sees it, instead of GDAL's "Read
+        failed"."""
+        self.failure = None
+        try:
+            yield self
+        except (rasterio.errors.RasterioError, CPLE_BaseError):
+            if self.failure is not None:
+                raise self.failure from None
+            raise
 
     def read_range(self, start: int, end: int) -> bytes:
         """Bytes ``start`` (included) to ``end`` (excluded), from the chunks, fetching the missing
@@ -323,7 +339,11 @@ class RangeFile(io.RawIOBase):
 
     def read(self, size: int = -1) -> bytes:
         end = self.remote.size if size is None or size < 0 else self._pos + size
-        data = self.remote.read_range(self._pos, end)
+        try:
+            data = self.remote.read_range(self._pos, end)
+        except Exception as exc:  # GDAL called us: an exception cannot cross it, so it is kept
+            self.remote.failure = exc  # for RemoteFile.reading() and GDAL sees a short read
+            return b""
         self._pos += len(data)
         return data
 

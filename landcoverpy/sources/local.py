@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 
 class LocalProvider(Provider):
+    settings_hint = "the source folder"
     name = "local"
 
     def __init__(self, root: str | Path) -> None:

@@ -23,7 +23,7 @@ from pystac_client.conformance import ConformanceClasses
 from pystac_client.exceptions import APIError
 
 from landcoverpy.errors import ProviderError, ProviderUnavailableError, TransientError
-from landcoverpy.retry import is_transient_status
+from landcoverpy.faults import is_transient_status
 from landcoverpy.sentinel2 import L1C_BANDS, L2A_BANDS, normalise_tile, tile_bbox_lonlat
 from landcoverpy.sources.base import BandAsset, ProductCandidate, Provider, in_range
 from landcoverpy.sources.hrefs import AssetReader, S3Location
@@ -121,6 +121,7 @@ class StacCatalog:
 
 
 class STACProvider(Provider):
+    settings_hint = "STAC_API_URL"
     name = "stac"
 
     def __init__(
