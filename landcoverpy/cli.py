@@ -1249,7 +1249,12 @@ def prune(
 @handle_errors
 def verify(
     repair: bool = typer.Option(
-        False, "--repair", help="Remove the damaged objects and their records, so the next run rebuilds them."
+        False,
+        "--repair",
+        help="Remove the damaged objects and their records, then rebuild them with the run's inputs (below).",
+    ),
+    rebuild: bool = typer.Option(
+        True, "--rebuild/--no-rebuild", help="With --repair: rebuild now, or only remove (the next run rebuilds)."
     ),
     checksums: bool = typer.Option(
         False, "--checksums", help="Also hash every object that has a recorded SHA-256 (reads the whole store)."
@@ -1257,14 +1262,40 @@ def verify(
     prune_orphans: bool = typer.Option(
         False, "--prune-orphans", help="Delete the objects no record owns (left by interrupted runs or by hand)."
     ),
+    dataset: Path = DatasetOpt,
+    seasons: Path = SeasonsOpt,
+    lc_labels: Path = LcOpt,
+    sl_labels: Path = SlOpt,
+    tiles: list[str] = TilesOpt,
+    provider: ProviderName = ProviderOpt,
+    source: Path = SourceOpt,
+    preset: PresetName = PresetOpt,
+    no_progress: bool = NoProgress,
     wait: bool = WaitOpt,
 ) -> None:
     """Check that every object the catalog records is in the store with its recorded size (and
-    checksum), and list objects no record owns; exit 1 when something is wrong and not repaired."""
-    from landcoverpy.assets import integrity
+    checksum), and list objects no record owns; exit 1 when something is wrong and not repaired.
+    --repair rebuilds what is damaged from the inputs a `run` takes (the same options and
+    defaults), reusing everything intact."""
+    from landcoverpy import services
+    from landcoverpy.errors import InputValidationError
+    from landcoverpy.sources.registry import make_provider
 
+    again: Any = None
+    if repair and rebuild:  # the inputs are read before anything is touched
+        try:
+            inputs = _inputs(dataset, seasons, lc_labels, sl_labels, preset)
+        except InputValidationError as exc:
+            raise InputValidationError(
+                f"{exc}. verify --repair rebuilds with the inputs of `run` (--dataset, --seasons, --lc-labels, "
+                "--sl-labels, --provider, --source); give them, or add --no-rebuild to only remove what is damaged"
+            ) from None
+        prov = make_provider(ProviderName(provider).value, settings(), source)
+        wanted = _tiles(tiles, inputs) if tiles or settings().TILES_TO_PREDICT else None
+        again = services.RebuildInputs(inputs, prov, wanted)
     with _session("verify", wait) as ctx:
-        found = integrity.verify(ctx, checksums=checksums)
+        out = services.check_and_repair(ctx, checksums, repair, again, prune_orphans, progress=not no_progress)
+        found = out.found
         typer.echo(f"checked {found.records} record(s), {found.objects} object(s) in {ctx.store.describe()}")
         if found.problems:
             rows = [
@@ -1282,22 +1313,28 @@ def verify(
             for row in [header, *rows]:
                 typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
         left = 0
-        if found.damaged:
-            if repair:
-                typer.echo(
-                    f"repaired: {integrity.repair(ctx, found)} stale record(s) and their objects removed; "
-                    "`landcoverpy run` rebuilds them"
-                )
-            else:
-                left += len(found.damaged)
-                typer.echo(f"{len(found.damaged)} recorded object(s) missing or damaged: rerun with --repair")
+        if found.damaged and not repair:
+            left += len(found.damaged)
+            typer.echo(f"{len(found.damaged)} recorded object(s) missing or damaged: rerun with --repair")
+        elif out.discarded and again is None:
+            typer.echo(
+                f"repaired: {len(out.discarded)} stale record(s) and their objects removed; "
+                "`landcoverpy run` rebuilds them"
+            )
+        elif out.discarded:
+            typer.echo(f"rebuilt {len(out.rebuilt)} of {len(out.discarded)} stale record(s) from the inputs")
+            for rec in out.not_rebuilt:
+                typer.echo(f"  removed, not made by these inputs: {rec.COLLECTION} {rec.id}")
         if found.orphans:
             if prune_orphans:
-                typer.echo(f"pruned {integrity.prune_orphans(ctx, found)} orphan object(s)")
+                typer.echo(f"pruned {out.pruned} orphan object(s)")
             else:
                 left += len(found.orphans)
                 typer.echo(f"{len(found.orphans)} object(s) owned by no record: rerun with --prune-orphans")
-        if not found.problems:
+        if out.after is not None and out.after.problems:
+            left += len(out.after.problems)
+            typer.echo(f"after the rebuild, still wrong: {len(out.after.problems)} (run verify again to list them)")
+        elif not found.problems or out.after is not None:
             typer.echo("store and catalog agree")
     if left:
         raise typer.Exit(code=1)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from landcoverpy import records
-from landcoverpy.assets import lookup
+from landcoverpy.assets import integrity, lookup
 from landcoverpy.assets.params import CompositeParams, ModelParams
 from landcoverpy.assets.stac import publish_catalog, write_catalog
 from landcoverpy.context import Context
@@ -120,6 +120,54 @@ def run(
         exported["stac"] = write_catalog(ctx, output_dir / "stac")
     mosaic = area_mosaic(ctx, aoi, aoi_crs, result.maps, output_dir) if aoi is not None and result.maps else None
     return RunOutcome(result, seconds, stac_key, report_key, map_page_key, profile_key, stream, exported, mosaic)
+
+
+@dataclass(frozen=True)
+class RebuildInputs:
+    """What ``verify --repair`` rebuilds with: the inputs and provider a ``run`` takes."""
+
+    inputs: Inputs
+    provider: Provider
+    tiles: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class RepairOutcome:
+    """What ``verify`` found and, with a repair, what was discarded, rebuilt and pruned."""
+
+    found: integrity.Verification
+    discarded: list[records.Record] = field(default_factory=list)
+    rebuilt: list[records.Record] = field(default_factory=list)
+    pruned: int = 0
+    after: integrity.Verification | None = None  # the store checked again after the rebuild
+
+    @property
+    def not_rebuilt(self) -> list[records.Record]:
+        """Stale records these inputs do not make (another run's seasons, points or tiles)."""
+        again = {(r.COLLECTION, r.id) for r in self.rebuilt}
+        return [r for r in self.discarded if (r.COLLECTION, r.id) not in again]
+
+
+def check_and_repair(
+    ctx: Context,
+    checksums: bool = False,
+    repair: bool = False,
+    rebuild: RebuildInputs | None = None,
+    prune_orphans: bool = False,
+    progress: bool = True,
+) -> RepairOutcome:
+    """``verify``: every record's objects against the store; with ``repair`` the stale records go
+    with their objects and, with ``rebuild``, the workflow runs on those inputs, which remakes
+    each of them (everything intact is reused, the ids are the same) and the store is checked
+    again; with ``prune_orphans`` the objects no record owns go."""
+    found = integrity.verify(ctx, checksums=checksums)
+    discarded = integrity.repair(ctx, found) if repair and found.damaged else []
+    pruned = integrity.prune_orphans(ctx, found) if prune_orphans and found.orphans else 0
+    if not (discarded and rebuild is not None):
+        return RepairOutcome(found, discarded, [], pruned)
+    run(ctx, rebuild.inputs, rebuild.provider, rebuild.tiles, progress=progress)
+    rebuilt = [r for r in discarded if ctx.catalog.exists(r.COLLECTION, r.id)]
+    return RepairOutcome(found, discarded, rebuilt, pruned, integrity.verify(ctx, checksums=checksums))
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ COMMAND_TESTS = {
     "demo": "test_demo_e2e.py::test_demo_on_embedded_default_then_rerun_does_nothing",
     "modis": "test_commands.py::test_dem_and_modis_commands",
     "prune": "test_lineage.py::test_prune_keeps_the_most_recently_used_maps",
-    "verify": "test_integrity.py::test_damaged_objects_are_reported_and_rebuilt",
+    "verify": "test_integrity.py::test_verify_repair_rebuilds_in_place",
     "share": "test_commands.py::test_version_share_and_tuned_training",
     "accuracy": "test_report.py::test_sample_design_then_area_adjusted_accuracy",
     "sample-design": "test_report.py::test_sample_design_then_area_adjusted_accuracy",

@@ -1,7 +1,7 @@
 """The catalog never vouches for a missing object: objects deleted or truncated behind the
 workflow's back (as a person browsing the bucket can) are reported by `verify` and rebuilt by the
-next `run`, whose maps equal the first run's; a full disk or a bucket over its quota stops a run
-with one line and leaves no partial object."""
+next `run` or in place by `verify --repair`, and the maps equal the first run's; a full disk or a
+bucket over its quota stops a run with one line and leaves no partial object."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pathlib import Path
 import boto3
 import numpy as np
 import pytest
+import rasterio
 
 from landcoverpy import records
 from landcoverpy.errors import NoSpaceError
@@ -76,7 +77,22 @@ def damage(backend: Backend) -> dict[str, str]:
     return done
 
 
-def rebuild_after_damage(backend: Backend, scene: dict[str, Path], root: Path) -> None:
+def stored_maps(backend: Backend, scratch: Path) -> dict[str, np.ndarray]:
+    """The pixels of the classification map's layers as the store holds them."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    out: dict[str, np.ndarray] = {}
+    with backend.context() as ctx:
+        the_map = records.find(ctx.catalog, MapRecord, {"kind": "classification"})[0]
+        for name in ("classification", "sl_classification", "confidence"):
+            layer = the_map.outputs[name]
+            path = scratch / f"{name}.tif"
+            path.write_bytes(ctx.store.get_bytes(layer.bucket, layer.key))
+            with rasterio.open(path) as src:
+                out[name] = src.read(1)
+    return out
+
+
+def rebuild_after_damage(backend: Backend, scene: dict[str, Path], root: Path, by: str = "run") -> None:
     first = run_cli(run_args(scene, "plain", root / "first"), backend.env, root, timeout=600)
     assert first.returncode == 0, first.stderr[-3000:]
     before = exported(root / "first")
@@ -92,13 +108,24 @@ def rebuild_after_damage(backend: Backend, scene: dict[str, Path], root: Path) -
         assert row is not None, (kind, report.stdout)
         assert row.startswith("size differs" if kind.startswith("truncated") else "missing"), row
 
-    again = run_cli(run_args(scene, "plain", root / "again"), backend.env, root, timeout=600)
-    assert again.returncode == 0, again.stderr[-3000:]
-    check_console(again)
-    rebuilt = [line for line in again.stderr.splitlines() if "rebuilding it" in line]
-    for what in ("product", "composite", "dataset", "model", "map"):
-        assert any(f" {what} " in line for line in rebuilt), (what, rebuilt)
-    after = exported(root / "again")
+    if by == "verify":  # rebuilt in place, from the inputs a run takes
+        args = ["verify", "--repair", *run_args(scene, "plain", None)[1:]]
+        again = run_cli(args, backend.env, root, timeout=600)
+        assert again.returncode == 0, again.stdout + again.stderr[-3000:]
+        check_console(again)
+        counted = next(line for line in again.stdout.splitlines() if line.startswith("rebuilt "))
+        n_rebuilt, n_stale = counted.split()[1], counted.split()[3]
+        assert n_rebuilt == n_stale and int(n_stale) >= len(damaged) - 1, again.stdout  # two layers, one composite
+        assert "not made by these inputs" not in again.stdout and "store and catalog agree" in again.stdout
+        after = stored_maps(backend, root / "stored")
+    else:  # rebuilt by the next run
+        again = run_cli(run_args(scene, "plain", root / "again"), backend.env, root, timeout=600)
+        assert again.returncode == 0, again.stderr[-3000:]
+        check_console(again)
+        rebuilt = [line for line in again.stderr.splitlines() if "rebuilding it" in line]
+        for what in ("product", "composite", "dataset", "model", "map"):
+            assert any(f" {what} " in line for line in rebuilt), (what, rebuilt)
+        after = exported(root / "again")
     for name, pixels in before.items():
         assert np.array_equal(after[name], pixels), name
     final = verify(backend, root)
@@ -106,8 +133,33 @@ def rebuild_after_damage(backend: Backend, scene: dict[str, Path], root: Path) -
     assert "store and catalog agree" in final.stdout
 
 
+@pytest.mark.slow  # the default suite rebuilds in place (below); the servers' case rebuilds by run too
 def test_damaged_objects_are_reported_and_rebuilt(scene: dict[str, Path], tmp_path: Path) -> None:
     rebuild_after_damage(embedded(tmp_path), scene, tmp_path)
+
+
+def test_verify_repair_rebuilds_in_place(scene: dict[str, Path], tmp_path: Path) -> None:
+    rebuild_after_damage(embedded(tmp_path), scene, tmp_path, by="verify")
+
+
+@pytest.mark.slow
+def test_verify_repair_reads_the_inputs_before_touching_anything(scene: dict[str, Path], tmp_path: Path) -> None:
+    """Inputs that cannot be read stop the repair before anything is removed."""
+    backend = embedded(tmp_path)
+    first = run_cli(run_args(scene, "plain", None), backend.env, tmp_path, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    damaged = damage(backend)
+    missing = tmp_path / "nowhere" / "dataset.csv"
+    args = [a if a != str(scene["plain"] / "dataset.csv") else str(missing) for a in run_args(scene, "plain", None)]
+    refused = run_cli(["verify", "--repair", *args[1:]], backend.env, tmp_path)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "dataset.csv" in refused.stderr and "--no-rebuild" in refused.stderr
+    check_console(refused)
+    report = verify(backend, tmp_path)  # nothing was removed: every damaged object is still reported
+    assert report.returncode == 1
+    assert all(where in report.stdout for where in damaged.values()), report.stdout
+    removed = verify(backend, tmp_path, "--repair", "--no-rebuild")
+    assert removed.returncode == 0 and "`landcoverpy run` rebuilds them" in removed.stdout, removed.stdout
 
 
 @pytest.mark.slow
@@ -149,7 +201,7 @@ def test_verify_checksums_repair_and_prune_orphans(scene: dict[str, Path], tmp_p
     assert any(line.startswith("orphan") and stray in line for line in rows), report.stdout
     assert any(line.startswith("missing") and gone.key in line for line in rows), report.stdout
 
-    repaired = verify(backend, tmp_path, "--checksums", "--repair", "--prune-orphans")
+    repaired = verify(backend, tmp_path, "--checksums", "--repair", "--no-rebuild", "--prune-orphans")
     assert repaired.returncode == 0, repaired.stdout + repaired.stderr
     with backend.context() as ctx:
         # stale records go with all their objects: the next run rebuilds them, nothing is left unowned

@@ -157,11 +157,12 @@ def check(ctx: Context, record: Record, checksums: bool = False) -> list[Problem
     return out
 
 
-def discard(ctx: Context, record: Record, problems: list[Problem], everything: bool = False) -> None:
+def discard(ctx: Context, record: Record, problems: list[Problem], everything: bool = False) -> list[Record]:
     """Make ``record`` stale so the stage that made it makes it again: its record goes, with its
     damaged objects (a truncated object would otherwise pass for done). Intact objects stay for
     the rebuild to resume from (a composite's finished layers), unless ``everything``: then every
-    object in the record's own folders goes too (``verify --repair``: nothing is left unowned)."""
+    object in the record's own folders goes too (``verify --repair``: nothing is left unowned).
+    Returns the records discarded (a hierarchy's members with it)."""
     ctx.check_lease()
     for p in problems:
         if p.issue in (TRUNCATED, ALTERED) and p.key:
@@ -177,6 +178,7 @@ def discard(ctx: Context, record: Record, problems: list[Problem], everything: b
                 else:
                     ctx.store.delete(bucket, owned)
         ctx.catalog.delete(rec.COLLECTION, rec.id)
+    return stale
 
 
 def reusable(ctx: Context, record: Record) -> bool:
@@ -314,13 +316,14 @@ def _owned(key: str, owned: set[str]) -> bool:
     return key in owned or any(key.startswith(p) for p in owned if p.endswith("/") and p != "/")
 
 
-def repair(ctx: Context, found: Verification) -> int:
-    """Discard every stale record ``verify`` found with all its objects (the next run rebuilds
-    them); returns how many."""
+def repair(ctx: Context, found: Verification) -> list[Record]:
+    """Discard every stale record ``verify`` found with all its objects, so that the stage that
+    made each one makes it again; returns the records discarded."""
+    gone: list[Record] = []
     for record in found.stale:
         damaged = [p for p in found.damaged if p.record_id == record.id]
-        discard(ctx, record, damaged, everything=True)
-    return len(found.stale)
+        gone += discard(ctx, record, damaged, everything=True)
+    return gone
 
 
 def prune_orphans(ctx: Context, found: Verification) -> int:
