@@ -127,7 +127,7 @@ class GCSProvider(Provider):
 
         try:
             folders = self._call(f"listing {prefix}", listing)
-        except ConnectionError as exc:  # retried by the caller (landcoverpy.retry)
+        except ConnectionError as exc:  # retried by the caller (faults.call_source)
             raise ProviderUnavailableError(f"{exc}. Check the network or STORAGE_EMULATOR_HOST.") from None
         products = []
         for folder in folders:
