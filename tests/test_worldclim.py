@@ -20,7 +20,7 @@ from rasterio.enums import Resampling
 from landcoverpy.errors import InputValidationError
 from landcoverpy.raster.ancillary import ancillary_layers, climate_ancillaries, resampling_for
 from landcoverpy.raster.grid import Grid
-from landcoverpy.sources.worldclim import extraterrestrial_radiation, hargreaves_pet
+from landcoverpy.sources.worldclim import extraterrestrial_radiation, hargreaves_daily, hargreaves_pet
 
 RES = 1 / 120  # 30 arc-seconds
 WEST, NORTH = -5.6, 38.3
@@ -89,13 +89,34 @@ def expected(grid: Grid) -> dict[str, np.ndarray]:
 
 
 def test_fao56_extraterrestrial_radiation_example() -> None:
-    # FAO-56, Example 8: 3 September (day 246) at 20 deg S -> Ra = 32.2 MJ m-2 day-1
+    # Allen et al. (1998), FAO Irrigation and Drainage Paper 56, Example 8: 3 September (day 246)
+    # at 20 deg S -> Ra = 32.2 MJ m-2 day-1
     assert float(extraterrestrial_radiation(np.array(-20.0), 246)) == pytest.approx(32.2, abs=0.1)
-    # Hargreaves with no diurnal range gives no evaporation; warmer gives more
+
+
+def test_hargreaves_equation_of_fao56() -> None:
+    # FAO-56 eq. 52, ET0 = 0.0023 (Tmean + 17.8) (Tmax - Tmin)^0.5 Ra, with Ra = 32.2 MJ m-2 day-1
+    # (Example 8) = 13.14 mm day-1 (x 0.408, FAO-56 eq. 20), Tmax 25, Tmin 19, Tmean 22 degC:
+    # 0.0023 x 39.8 x 2.449 x 13.14 = 2.95 mm day-1 (worked by hand from the published equation)
+    got = hargreaves_daily(np.array(22.0), np.array(25.0), np.array(19.0), np.array(32.2))
+    assert float(got) == pytest.approx(2.95, abs=0.01)
+    # no diurnal range: no evaporation
+    assert float(hargreaves_daily(np.array(15.0), np.array(15.0), np.array(15.0), np.array(32.2))) == 0
+
+
+def test_annual_hargreaves_pet_sums_the_months() -> None:
+    """The annual PET is each month's days x its daily value (FAO-56 eq. 52) with Ra (eq. 21) of
+    the month's 15th day, as FAO-56 Annex 2 tabulates Ra: day 15 of the year... day 349."""
     lat = np.array([40.0])
-    t = np.full((12, 1), 15.0)
-    assert hargreaves_pet(t, t, t, lat)[0] == 0
-    assert hargreaves_pet(t + 5, t + 10, t, lat)[0] > hargreaves_pet(t, t + 10, t, lat)[0] > 0
+    tavg = np.linspace(5, 25, 12)[:, None]
+    tmax, tmin = tavg + 6, tavg - 6
+    mid_days = [15, 46, 74, 105, 135, 166, 196, 227, 258, 288, 319, 349]
+    lengths = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+    want = sum(
+        n * float(hargreaves_daily(tavg[m], tmax[m], tmin[m], extraterrestrial_radiation(lat, d))[0])
+        for m, (d, n) in enumerate(zip(mid_days, lengths, strict=True))
+    )
+    assert float(hargreaves_pet(tavg, tmax, tmin, lat)[0]) == pytest.approx(want, rel=1e-5)
 
 
 def test_climate_normals_on_the_grid_from_a_folder(tmp_path: Path) -> None:

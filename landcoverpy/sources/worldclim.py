@@ -104,16 +104,24 @@ def extraterrestrial_radiation(lat_deg: np.ndarray, doy: int) -> np.ndarray:
     )
 
 
+def hargreaves_daily(tavg: np.ndarray, tmax: np.ndarray, tmin: np.ndarray, ra: np.ndarray) -> np.ndarray:
+    """Reference evapotranspiration (mm day-1) by Hargreaves' equation (FAO-56 eq. 52):
+    0.0023 (Tmean + 17.8) sqrt(Tmax - Tmin) Ra, Ra (MJ m-2 day-1) taken as mm of evaporated water
+    (x 0.408); none where the diurnal range or the result is negative."""
+    daily = 0.0023 * (tavg + 17.8) * np.sqrt(np.maximum(tmax - tmin, 0)) * 0.408 * ra
+    return np.maximum(daily, 0)
+
+
 def hargreaves_pet(tavg: np.ndarray, tmax: np.ndarray, tmin: np.ndarray, lat_deg: np.ndarray) -> np.ndarray:
-    """Annual PET (mm) from (12, ...) monthly temperatures: sum over months of days x
-    0.0023 x 0.408 Ra (Tavg + 17.8) sqrt(Tmax - Tmin), Ra on the month's middle day."""
+    """Annual PET (mm) from (12, ...) monthly temperatures: the sum over months of the month's
+    days x :func:`hargreaves_daily`, with Ra of the month's 15th day (as FAO-56's Annex 2 tables
+    of Ra)."""
     total = np.zeros(np.shape(lat_deg), dtype="float64")
     for m in range(12):
         days = calendar.monthrange(2001, m + 1)[1]
-        mid = sum(calendar.monthrange(2001, k + 1)[1] for k in range(m)) + (days + 1) // 2
+        mid = sum(calendar.monthrange(2001, k + 1)[1] for k in range(m)) + 15
         ra = extraterrestrial_radiation(lat_deg, mid)
-        daily = 0.0023 * 0.408 * ra * (tavg[m] + 17.8) * np.sqrt(np.maximum(tmax[m] - tmin[m], 0))
-        total += days * np.maximum(daily, 0)
+        total += days * hargreaves_daily(tavg[m], tmax[m], tmin[m], ra)
     return total.astype("float32")
 
 
