@@ -7,28 +7,36 @@ from __future__ import annotations
 
 import ast
 import csv
+import datetime as dt
+import io
 import json
 import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import rasterio
 import shapely
+from affine import Affine
 from pyogrio.raw import read as ogr_read
 from pyogrio.raw import write as ogr_write
+from pyproj import Transformer
 from rasterio.transform import from_origin
+from rasterio.warp import transform_bounds
 from typer.main import get_command
 
 from landcoverpy import __version__, records
 from landcoverpy.cli import app
 from landcoverpy.pipeline.dem import grid_lonlat_bounds
+from landcoverpy.raster.grid import Grid
 from landcoverpy.styles import read_paletted_qml
 from tests.conftest import shared_data
 from tests.lineage_scene import make_scene, plain_app_data
 from tests.test_cli_status import run_cli
 from tests.test_lineage import Backend, embedded, input_args, run_args
 from tests.test_modis import GRANULE
+from tests.test_worldclim import write_worldclim
 
 TESTS = Path(__file__).parent
 
@@ -145,6 +153,7 @@ def test_dem_and_modis_commands(workflow: tuple[Backend, dict[str, Path], Path])
     res = run_cli(args, backend.env, root, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stdout.startswith("18SVG: built dem-"), res.stdout
+    abundance_from_dem_and_climate(backend, grid, root)
 
     granules = root / "granules"
     granules.mkdir()
@@ -157,6 +166,44 @@ def test_dem_and_modis_commands(workflow: tuple[Backend, dict[str, Path], Path])
     )
     assert res.returncode == 0, res.stderr[-3000:]
     assert "h14v17: 1 granule(s)" in res.stdout, res.stdout
+
+
+def abundance_from_dem_and_climate(backend: Backend, grid: Grid, root: Path) -> None:
+    """`abundance dataset --dem-ancillary --climate --step-days`: a MODIS-like series on a 480 m
+    grid inside the tile gets altitude and slope from the DEM just built (the ASTER plane's value at
+    each pixel's centre) and WorldClim normals (the known fields of test_worldclim), in 16-day steps."""
+    res_m, n = 480.0, 18
+    x0, y0 = grid.affine @ (48, 48)  # 480 m in from the tile grid's corner
+    coarse = Affine(res_m, 0, x0, 0, -res_m, y0)
+    rng = np.random.default_rng(1)
+    items = []
+    for day in range(1, 365, 8):  # MOD09A1's 8-day composites
+        when = dt.date(2021, 1, 1) + dt.timedelta(days=day - 1)
+        path = root / "series" / f"s{day:03d}.tif"
+        path.parent.mkdir(exist_ok=True)
+        profile = {"driver": "GTiff", "width": n, "height": n, "count": 3, "dtype": "float32", "crs": grid.crs}
+        with rasterio.open(path, "w", **profile, transform=coarse, nodata=float("nan")) as dst:
+            dst.write(rng.uniform(0.02, 0.4, (3, n, n)).astype("float32"))
+        items.append({"date": when.isoformat(), "path": f"series/{path.name}"})
+    (root / "series.json").write_text(json.dumps(items))
+    lon0, lat0, lon1, lat1 = transform_bounds(grid.crs, "EPSG:4326", x0, y0 - n * res_m, x0 + n * res_m, y0)
+    write_worldclim(root / "wc", west=np.floor(lon0 * 10) / 10, north=np.ceil(lat1 * 10) / 10, size=48)
+    args = ["abundance", "dataset", "--series", str(root / "series.json"), "--year", "2021", "--unlabelled"]
+    args += ["--dem-ancillary", "--climate", str(root / "wc"), "--step-days", "16"]
+    res = run_cli(args, backend.env, root, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert f"{n * n} pixels, 23 steps" in res.stdout, res.stdout  # 365 days in 16-day steps
+    with backend.context() as ctx:
+        [rec] = records.find(ctx.catalog, records.AbundanceDatasetRecord, {"kind": "abundance"})
+        table = pd.read_parquet(io.BytesIO(ctx.store.get_bytes(rec.bucket, rec.key)))
+    assert {"altitude", "slope", "precipitation", "pet", "tmean", "tmax", "tmin"} <= set(rec.ancillary), rec.ancillary
+    xs, ys = coarse @ (table["col"].to_numpy() + 0.5, table["row"].to_numpy() + 0.5)
+    lon, lat = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True).transform(xs, ys)
+    plane = 100 + 50 * lon + 80 * lat  # aster_tiles' elevation
+    np.testing.assert_allclose(table["anc_altitude"], plane, atol=2.0)
+    assert np.isfinite(table["anc_slope"]).all() and table["anc_slope"].max() < 5  # a gentle plane
+    np.testing.assert_allclose(table["anc_tmean"], 12.0 - 4 * (lat - 37.9), atol=0.1)  # test_worldclim.field
+    assert 300 < table["anc_pet"].mean() < 2000  # mm/year
 
 
 @pytest.mark.slow

@@ -36,11 +36,15 @@ def field(var: str, month: int, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
     return base + 8 * season - 4 * (lat - 37.9)
 
 
-def write_worldclim(root: Path, zipped: tuple[str, ...] = ("prec",)) -> None:
+def write_worldclim(
+    root: Path, zipped: tuple[str, ...] = ("prec",), west: float = WEST, north: float = NORTH, size: int = SIZE
+) -> None:
+    """WorldClim 2.1-named monthly layers of :func:`field` over ``size`` x ``size`` 30" cells
+    from (``west``, ``north``), the last four columns sea."""
     root.mkdir(parents=True, exist_ok=True)
-    transform = Affine(RES, 0, WEST, 0, -RES, NORTH)
-    cols, rows = np.meshgrid(np.arange(SIZE) + 0.5, np.arange(SIZE) + 0.5)
-    lon, lat = WEST + cols * RES, NORTH - rows * RES
+    transform = Affine(RES, 0, west, 0, -RES, north)
+    cols, rows = np.meshgrid(np.arange(size) + 0.5, np.arange(size) + 0.5)
+    lon, lat = west + cols * RES, north - rows * RES
     for var in ("tavg", "tmax", "tmin", "prec"):
         names = []
         for month in range(1, 13):
@@ -51,8 +55,8 @@ def write_worldclim(root: Path, zipped: tuple[str, ...] = ("prec",)) -> None:
                 root / name,
                 "w",
                 driver="GTiff",
-                width=SIZE,
-                height=SIZE,
+                width=size,
+                height=size,
                 count=1,
                 dtype="float32",
                 crs="EPSG:4326",
