@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 import uuid
 from pathlib import Path
 
@@ -15,6 +16,8 @@ import rasterio
 from landcoverpy.raster.cog import validate_cog
 from tests import servers
 from tests.test_cli_status import run_cli
+
+DEMO_APP_DATA = Path(__file__).resolve().parents[1] / "demo_deployment" / "app_data"
 
 # Stated floor for the held-out points (README): category overall accuracy >= 0.70.
 HOLDOUT_FLOOR = 0.70
@@ -120,3 +123,23 @@ def test_demo_on_real_servers(
     assert not any(k.startswith("blocks/") for k in keys)
     head = s3.head_object(Bucket=f"classification-maps-{uid}", Key="latest/18SVG/classification.png")
     assert head["ContentType"] == "image/png"
+
+    # --app-data: the user's own inputs on the demo scene (here: four points in five, no holdout)
+    mine = tmp_path / "mine"
+    shutil.copytree(DEMO_APP_DATA, mine)
+    (mine / "holdout.csv").unlink()
+    lines = (mine / "dataset.csv").read_text(encoding="utf-8").splitlines()
+    kept = [lines[0]] + [line for i, line in enumerate(lines[1:]) if i % 5]
+    (mine / "dataset.csv").write_text("\n".join(kept) + "\n", encoding="utf-8")
+    res = run_cli(
+        ["demo", "--app-data", str(mine), "--output-dir", str(tmp_path / "mine-out"), "--no-progress"],
+        env,
+        tmp_path,
+        timeout=900,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    first, mine_run = (json.loads((d / "run.json").read_text()) for d in (tmp_path / "out", tmp_path / "mine-out"))
+    stages = {s["name"]: s["did_work"] for s in mine_run["stages"]}
+    assert not stages["composite"] and stages["dataset"] and stages["train"], stages  # same scene, new points
+    assert mine_run["dataset"] != first["dataset"] and mine_run["hierarchy"] != first["hierarchy"]
+    assert not mine_run.get("holdout") and "Held-out points" not in (tmp_path / "mine-out" / "report.md").read_text()
