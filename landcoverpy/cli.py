@@ -1394,6 +1394,36 @@ def stats_cmd(
     typer.echo(f"{got.regions} region(s) x {got.maps} map(s): {got.csv}, {got.gpkg}")
 
 
+@app.command("vectorize")
+@handle_errors
+def vectorize_cmd(
+    map_ref: str = typer.Option(None, "--map", help="A map id, or a run id (with --tile); default: the latest maps."),
+    tile: str = typer.Option(None, "--tile", help="The tile (default: every tile with a map)."),
+    level: str = typer.Option("both", "--level", help="category, subcategory or both."),
+    mmu_pixels: int = typer.Option(
+        None, "--mmu-pixels", help="Minimum mapping unit in pixels (default MMU_PIXELS; 1: no sieve)."
+    ),
+    mmu_ha: float = typer.Option(None, "--mmu-ha", help="Minimum mapping unit in hectares (default MMU_HA)."),
+    output_dir: Path = typer.Option(None, "--output-dir", help="Also copy the GeoPackages and FlatGeobufs here."),
+    wait: bool = WaitOpt,
+) -> None:
+    """Polygons of a map's classes after a minimum mapping unit (regions smaller than it join their
+    largest neighbour), with class name, area and mean confidence, as GeoPackage (styled for QGIS)
+    and FlatGeobuf beside the map's COGs."""
+    from landcoverpy.services import vectorize_maps
+
+    cfg = settings()
+    if mmu_pixels is None and mmu_ha is None:
+        mmu_pixels, mmu_ha = cfg.MMU_PIXELS, cfg.MMU_HA
+    with _session("vectorize", wait) as ctx:
+        got = vectorize_maps(ctx, map_ref, tile, level, mmu_pixels, mmu_ha, output_dir)
+    for map_id, objects in got.made.items():
+        for name, obj in sorted(objects.items()):
+            typer.echo(f"{map_id} {name}: {obj.bucket}/{obj.key} ({obj.size} B)")
+    for path in got.files.values():
+        typer.echo(f"exported {path}")
+
+
 @app.command("change")
 @handle_errors
 def change_cmd(

@@ -123,6 +123,13 @@ class Settings(BaseSettings):
     OUTAGE_TOLERANCE: float = Field(120.0, ge=0)
     """seconds a run rides out an unreachable S3, MongoDB or remote raster read (retrying with backoff)
     before it stops with exit status 3; a rerun resumes."""
+    # Vector maps
+    VECTOR_OUTPUT: bool = False
+    """also write each map's classes as polygons (GeoPackage and FlatGeobuf) after run and classify."""
+    MMU_PIXELS: int | None = Field(None, ge=1)
+    """minimum mapping unit of the polygons, in pixels (smaller regions join their largest neighbour)."""
+    MMU_HA: float | None = Field(None, ge=0)
+    """minimum mapping unit of the polygons in hectares (instead of MMU_PIXELS)."""
     # Run lease: a run whose heartbeat is older than this (seconds) is taken over
     LEASE_TIMEOUT: float = Field(120.0, gt=0)
     """seconds without heartbeat after which another command takes a run's catalog lease over."""
@@ -360,6 +367,8 @@ class Settings(BaseSettings):
         "STAC_S3_ENDPOINT",
         "STAC_S3_ACCESS_KEY",
         "STAC_S3_SECRET_KEY",
+        "MMU_PIXELS",
+        "MMU_HA",
         mode="before",
     )
     @classmethod

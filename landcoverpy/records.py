@@ -377,6 +377,7 @@ class MapRecord(Record):
     kind: str
     grid: dict[str, Any] | None = None
     outputs: dict[str, MapOutput] = Field(default_factory=dict)
+    vectors: dict[str, StoredObject] = Field(default_factory=dict)  # "classification_mmu4.gpkg" -> polygons
     classes: dict[str, Any] | list[Any] = Field(default_factory=dict)  # per level, or an abundance map's list
     hierarchy: str | None = None
     composites: list[str] = Field(default_factory=list)

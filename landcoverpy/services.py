@@ -19,7 +19,7 @@ from landcoverpy.context import Context
 from landcoverpy.errors import InputValidationError, ModelError
 from landcoverpy.inputs import Inputs, LabelledPoints, Season
 from landcoverpy.models.area import AreaAccuracy
-from landcoverpy.pipeline import change, regionstats, taskstream
+from landcoverpy.pipeline import change, regionstats, taskstream, vectorize
 from landcoverpy.pipeline.aoi import AreaOfInterest, build_mosaic, export_mosaic, tiles_for_aoi
 from landcoverpy.pipeline.classification import ClassifyReport, classify
 from landcoverpy.pipeline.cluster import dashboard_link, dask_client, ride_out_scheduler
@@ -111,6 +111,11 @@ def run(
                 if stream is not None:
                     (output_dir / "tasks.csv").write_text(taskstream.to_csv(stream.runs), encoding="utf-8")
                     exported["tasks"] = output_dir / "tasks.csv"
+    if cfg.VECTOR_OUTPUT:
+        for tile, rec in list(result.maps.items()):
+            result.maps[tile] = vectorize.vectorize_record(
+                ctx, rec, vectorize.LEVEL_LAYERS["both"], cfg.MMU_PIXELS, cfg.MMU_HA
+            )[0]
     stac_key = publish_catalog(ctx)
     report_key = publish_report(ctx, result)
     map_page_key = publish_map_page(ctx, result, output_dir)
@@ -245,6 +250,11 @@ def classify_tiles(
             "classify",
         )
     outcome = ClassifyOutcome(report, hierarchy, seasons)
+    if ctx.settings.VECTOR_OUTPUT:
+        for rec in outcome.maps.values():
+            vectorize.vectorize_record(
+                ctx, rec, vectorize.LEVEL_LAYERS["both"], ctx.settings.MMU_PIXELS, ctx.settings.MMU_HA
+            )
     if aoi is not None and outcome.maps:
         outcome = ClassifyOutcome(report, hierarchy, seasons, area_mosaic(ctx, aoi, aoi_crs, outcome.maps, None))
     publish_catalog(ctx)
@@ -297,6 +307,43 @@ def region_stats(
         regionstats.write_csv(table, output_dir / "region_stats.csv"),
         regionstats.write_gpkg(zones, by_level, output_dir / "region_stats.gpkg"),
     )
+
+
+@dataclass(frozen=True)
+class VectorOutcome:
+    """The polygons ``vectorize`` made (or found made): per map id, object name -> stored object,
+    and the files exported."""
+
+    made: dict[str, dict[str, records.StoredObject]]
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def vectorize_maps(
+    ctx: Context,
+    ref: str | None,
+    tile: str | None,
+    level: str,
+    mmu_pixels: int | None,
+    mmu_ha: float | None,
+    output_dir: Path | None,
+) -> VectorOutcome:
+    """Polygons of a map (by map or run id; default: the latest map of ``tile``, or of every
+    tile) at ``level`` (category, subcategory or both), stored beside the maps and exported."""
+    if level not in vectorize.LEVEL_LAYERS:
+        raise InputValidationError(f"--level {level!r}: use {', '.join(vectorize.LEVEL_LAYERS)}")
+    maps = [map_for(ctx, ref, tile)] if ref else list(latest_maps(ctx, [tile] if tile else None).values())
+    made: dict[str, dict[str, records.StoredObject]] = {}
+    files: dict[str, Path] = {}
+    for rec in maps:
+        _, objects = vectorize.vectorize_record(ctx, rec, vectorize.LEVEL_LAYERS[level], mmu_pixels, mmu_ha)
+        made[rec.id] = objects
+        if output_dir is not None:
+            for name, obj in objects.items():
+                stem, _, suffix = name.rpartition(".")
+                files[f"{stem}_{rec.tile}.{suffix}"] = ctx.store.get_file(
+                    obj.bucket, obj.key, output_dir / f"{stem}_{rec.tile}.{suffix}"
+                )
+    return VectorOutcome(made, files)
 
 
 def latest_maps(ctx: Context, tiles: list[str] | None, required: bool = True) -> dict[str, records.MapRecord]:

@@ -66,6 +66,8 @@ _MEDIA_TYPES = {
     ".csv": "text/csv; charset=utf-8",
     ".parquet": "application/vnd.apache.parquet",
     ".qml": "application/xml",
+    ".gpkg": "application/geopackage+sqlite3",
+    ".fgb": "application/vnd.flatgeobuf",
     ".xml": "application/xml",
     ".jp2": "image/jp2",
     ".hdf": "application/x-hdf",

@@ -27,6 +27,7 @@ from rasterio.warp import transform_bounds
 from typer.main import get_command
 
 from landcoverpy import __version__, records
+from landcoverpy.assets.stac import build_catalog
 from landcoverpy.cli import app
 from landcoverpy.pipeline.dem import grid_lonlat_bounds
 from landcoverpy.raster.grid import Grid
@@ -67,6 +68,7 @@ COMMAND_TESTS = {
     "stac export": "test_lineage.py::test_stac_items_load_with_odc_stac",
     "stats": "test_commands.py::test_stats_per_region",
     "change": "test_commands.py::test_change_between_two_runs",
+    "vectorize": "test_commands.py::test_vectorize_command",
 }
 
 
@@ -243,6 +245,36 @@ def test_stats_per_region(workflow: tuple[Backend, dict[str, Path], Path]) -> No
         assert sum(int(r["pixels"]) for r in table if r["level"] == "category" and r["class"] == name) == pixels, name
     meta, _, _, _ = ogr_read(str(root / "stats" / "region_stats.gpkg"), layer="category")
     assert "half" in list(meta["fields"])
+
+
+@pytest.mark.slow
+def test_vectorize_command(workflow: tuple[Backend, dict[str, Path], Path]) -> None:
+    """Polygons of the latest map at a unit of 0.04 ha (4 pixels of 10 m): recorded beside the map,
+    exported, in the STAC item, owned (verify agrees), and reused when asked again."""
+    backend, _, root = workflow
+    args = ["vectorize", "--level", "category", "--mmu-ha", "0.04", "--output-dir", str(root / "vectors")]
+    res = run_cli(args, backend.env, root, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "classification_mmu4.gpkg" in res.stdout and "classification_mmu4.fgb" in res.stdout, res.stdout
+    with backend.context() as ctx:
+        the_map = records.find(ctx.catalog, records.MapRecord, {"kind": "classification"})[0]
+        catalog = build_catalog(ctx)
+    assert set(the_map.vectors) == {"classification_mmu4.gpkg", "classification_mmu4.fgb"}
+    item = next(i for i in catalog.get_items(recursive=True) if i.id == the_map.id)
+    assert item.assets["classification_mmu4_gpkg"].media_type == "application/geopackage+sqlite3"
+    assert item.assets["classification_mmu4_fgb"].media_type == "application/vnd.flatgeobuf"
+    meta, _, _, fields = ogr_read(str(root / "vectors" / "classification_mmu4_18SVG.gpkg"), layer="classification")
+    table = dict(zip(meta["fields"], fields, strict=True))
+    valid = sum(the_map.pixel_counts["classification"].values())
+    assert int(table["pixels"].sum()) == valid  # the sieve moves pixels between classes, never drops any
+    assert (table["pixels"] < 4).sum() <= 0.01 * len(table["pixels"])  # only regions closed in by nodata
+    assert set(table["class"]) <= set(the_map.class_values("classification"))
+    checked = run_cli(["verify"], backend.env, root)
+    assert checked.returncode == 0 and "store and catalog agree" in checked.stdout, checked.stdout
+    again = run_cli(args[:-2], backend.env, root, timeout=600)  # made already: the same objects
+    assert again.returncode == 0, again.stderr[-3000:]
+    made = sorted(line for line in res.stdout.splitlines() if "exported" not in line)
+    assert sorted(again.stdout.splitlines()) == made
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import rasterio
 
 from tests.lineage_scene import make_scene, plain_app_data
 from tests.test_cli_status import run_cli
@@ -58,6 +59,19 @@ def test_maps_open_in_qgis_with_their_legends(tmp_path: Path) -> None:
         classes = {int(float(v)): label for v, label in layer["classes"].items()}
         for label, value in names.items():
             assert classes.get(int(value)) == label, (name, label, classes)
+    # the polygons of `vectorize`, in their GeoPackage with the style QGIS reads from layer_styles
+    res = run_cli(["vectorize", "--mmu-pixels", "4", "--output-dir", str(out)], backend.env, tmp_path, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    gpkg = out / "classification_mmu4_18SVG.gpkg"
+    polygons = legends([Path(f"{gpkg}|layername=classification")], tmp_path)[f"{gpkg.name}|layername=classification"]
+    assert polygons["valid"] and polygons["renderer"] == "categorizedSymbol" and polygons["field"] == "class"
+    assert polygons["features"] > 0, polygons
+    with rasterio.open(out / "classification_18SVG.tif") as src:
+        colours = {v: "#{:02x}{:02x}{:02x}".format(*rgba[:3]) for v, rgba in src.colormap(1).items()}
+    names = json.loads((scene["plain"] / "lc_labels.json").read_text())
+    for label, colour in polygons["categories"].items():
+        assert colour == colours[int(names[label])], (label, colour)  # the map's own colours
+
     confidence = shown["confidence_18SVG.tif"]
     assert confidence["style_loaded"] and confidence["renderer"] == "singlebandpseudocolor", confidence
     assert confidence["legend"][0].startswith("0") and confidence["legend"][-1].startswith("100"), confidence

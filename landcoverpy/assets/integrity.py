@@ -96,6 +96,7 @@ def objects_of(record: Record) -> list[ObjectRef]:
         for out in record.outputs.values():
             refs.append(ObjectRef(out.bucket, out.key, out.size, out.sha256))
             refs.extend(ObjectRef(out.bucket, k) for k in out.object_keys() if k != out.key)
+        refs.extend(_ref(v) for v in record.vectors.values())
         return refs
     if isinstance(record, ModisRecord):
         return [_ref(record.raw), _ref(record.reflectance)]

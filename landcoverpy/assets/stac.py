@@ -27,7 +27,7 @@ from landcoverpy.raster.grid import Grid
 from landcoverpy.records import CompositeRecord, DemRecord, MapRecord, StoredObject
 from landcoverpy.reports import class_colours
 from landcoverpy.scratch import scratch_dir
-from landcoverpy.storage import COG_MEDIA_TYPE
+from landcoverpy.storage import COG_MEDIA_TYPE, media_type
 
 log = logging.getLogger(__name__)
 
@@ -318,6 +318,19 @@ def map_item(ctx: Context, rec: MapRecord, href: Hrefs) -> Any:
                     roles=["metadata"],
                 ),
             )
+    for name, vec in sorted(rec.vectors.items()):  # polygons after a minimum mapping unit
+        stem, _, suffix = name.rpartition(".")
+        layer, _, mmu = stem.rpartition("_mmu")
+        item.add_asset(
+            name.replace(".", "_"),
+            pystac.Asset(
+                href(vec, item.id),
+                title=f"{titles.get(layer, layer)} polygons, minimum mapping unit {mmu} pixels ({suffix})",
+                media_type=media_type(vec.key),
+                roles=["data"],
+                extra_fields=file_fields(vec),
+            ),
+        )
     return item
 
 

@@ -258,6 +258,11 @@ def export_outputs(ctx: Context, run: RunResult, output_dir: Path) -> dict[str, 
                 if key:
                     label = f"{name}_{tile}_{extra}"
                     written[label] = ctx.store.get_file(loc.bucket, key, output_dir / f"{name}_{tile}{ext}")
+        for name, vec in rec.vectors.items():  # polygons (VECTOR_OUTPUT): classification_mmu4_{tile}.gpkg
+            stem, _, suffix = name.rpartition(".")
+            written[f"{stem}_{tile}_{suffix}"] = ctx.store.get_file(
+                vec.bucket, vec.key, output_dir / f"{stem}_{tile}.{suffix}"
+            )
     assert run.hierarchy is not None
     bucket = ctx.settings.MINIO_BUCKET_MODELS
     for key in ctx.store.list(bucket, run.hierarchy.id + "/"):
