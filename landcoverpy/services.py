@@ -287,8 +287,9 @@ def region_stats(
     zones = regionstats.load_regions(regions_path, field)
     maps = latest_maps(ctx, tiles)
     by_level: dict[str, regionstats.LevelStats] = {}
+    share = regionstats.TileShare.of({t: rec.pixel_grid for t, rec in maps.items()})
     with ctx.store.rasterio_env():
-        for record in maps.values():
+        for tile, record in maps.items():
             for level, (layer, confidence) in regionstats.LEVELS.items():
                 if layer not in record.outputs:
                     continue
@@ -298,6 +299,8 @@ def region_stats(
                     ctx.store.raster_uri(conf.bucket, conf.key) if conf else None,
                     zones,
                     {v: n for n, v in record.class_values(layer).items()},
+                    tile=tile,
+                    share=share,
                 )
                 by_level[level] = regionstats.merge(by_level.get(level), got)
     table = [row for level, got in by_level.items() for row in regionstats.rows(zones, level, got)]

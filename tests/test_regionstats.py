@@ -17,12 +17,15 @@ from rasterio.transform import from_origin
 
 from landcoverpy.errors import InputValidationError
 from landcoverpy.pipeline.regionstats import (
+    TileShare,
     load_regions,
     map_level_stats,
+    merge,
     rows,
     write_gpkg,
     zonal_counts,
 )
+from landcoverpy.raster.grid import Grid
 
 CRS = "EPSG:32630"
 X0, Y0, RES, N = 400000.0, 4500000.0, 10.0, 120
@@ -135,3 +138,69 @@ def test_bad_regions_are_refused_with_the_file_and_feature(tmp_path: Path) -> No
     good = regions_file(tmp_path)
     with pytest.raises(InputValidationError, match=r"no field 'municipality'; the fields are name"):
         load_regions(good, "municipality")
+
+
+def write_map(path: Path, data: np.ndarray, x0: float, y0: float, crs: str = CRS) -> Path:
+    profile = {"driver": "GTiff", "width": data.shape[1], "height": data.shape[0], "count": 1, "dtype": "uint8"}
+    with rasterio.open(path, "w", **profile, crs=crs, transform=from_origin(x0, y0, RES, RES), nodata=0) as dst:
+        dst.write(data, 1)
+    return path
+
+
+def polygons_file(tmp_path: Path, geoms: list[object], names: list[str]) -> Path:
+    path = tmp_path / "polygons.gpkg"
+    ogr_write(
+        str(path),
+        shapely.to_wkb(np.array(geoms, dtype=object)),
+        [np.array(names, dtype=object)],
+        ["name"],
+        driver="GPKG",
+        crs=CRS,
+        geometry_type="Polygon",
+    )
+    return path
+
+
+def inside_counts(classes: np.ndarray, x0: float, y0: float, region: object) -> list[int]:
+    """Pixels of each class whose centre lies inside ``region`` (shapely, independently)."""
+    rr, cc = np.mgrid[0 : classes.shape[0], 0 : classes.shape[1]]
+    inside = shapely.contains_xy(region, x0 + (cc + 0.5) * RES, y0 - (rr + 0.5) * RES)
+    return [int(((classes == v) & inside).sum()) if v else 0 for v in range(4)]
+
+
+def test_overlapping_regions_each_count_every_pixel_inside_them(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    classes = rng.integers(0, 4, (N, N)).astype("uint8")
+    path = write_map(tmp_path / "map.tif", classes, X0, Y0)
+    big = shapely.box(X0 + 103, Y0 - 903, X0 + 807, Y0 - 97)  # no edge through a pixel centre
+    small = shapely.Polygon([(X0 + 400, Y0 - 300), (X0 + 1100, Y0 - 450), (X0 + 600, Y0 - 1100)])  # half in big
+    assert big.overlaps(small)
+    regions = load_regions(polygons_file(tmp_path, [big, small], ["big", "small"]), "name")
+    for block in (16, 1024):
+        stats = map_level_stats(str(path), None, regions, CLASSES, block=block)
+        assert stats.counts[0].tolist() == inside_counts(classes, X0, Y0, big)
+        assert stats.counts[1].tolist() == inside_counts(classes, X0, Y0, small)
+
+
+def test_a_region_crossing_two_tiles_counts_their_overlap_once(tmp_path: Path) -> None:
+    """Two tiles' maps on one 10 m lattice overlapping by 40 columns (as neighbouring Sentinel-2
+    tiles do) and a region across both: its counts are those of the two maps' mosaic, the
+    overlap counted once."""
+    rng = np.random.default_rng(5)
+    mosaic = rng.integers(1, 4, (N, 200)).astype("uint8")
+    west = write_map(tmp_path / "west.tif", mosaic[:, :120], X0, Y0)
+    east = write_map(tmp_path / "east.tif", mosaic[:, 80:], X0 + 80 * RES, Y0)
+    region = shapely.box(X0 + 503, Y0 - 1007, X0 + 1506, Y0 - 42)
+    regions = load_regions(polygons_file(tmp_path, [region], ["across"]), "name")
+    grids = {}
+    for tile, path in (("30SUF", west), ("30SVF", east)):
+        with rasterio.open(path) as src:
+            grids[tile] = Grid(CRS, tuple(src.transform)[:6], src.width, src.height)
+    share = TileShare.of(grids)
+    total = None
+    for tile, path in (("30SUF", west), ("30SVF", east)):
+        total = merge(total, map_level_stats(str(path), None, regions, CLASSES, 32, tile=tile, share=share))
+    assert total is not None
+    assert total.counts[0].tolist() == inside_counts(mosaic, X0, Y0, region)
+    doubled = [map_level_stats(str(p), None, regions, CLASSES, 32).counts[0].sum() for p in (west, east)]
+    assert sum(doubled) > total.counts[0].sum()  # without the share, the overlap counts twice

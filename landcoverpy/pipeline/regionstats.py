@@ -1,6 +1,7 @@
 """Class statistics per region (municipalities, protected areas): pixel counts, areas in hectares
 and percent, and mean confidence per region polygon and class, at both levels, computed block by
-block (a full tile never needs the whole map in memory)."""
+block (a full tile never needs the whole map in memory). A pixel counts for every region it lies
+in (regions may overlap) and, where the maps of neighbouring tiles overlap, for one map only."""
 
 from __future__ import annotations
 
@@ -91,16 +92,82 @@ class LevelStats:
     pixel_area_m2: float
 
 
+def overlap_layers(geometries: list[Any]) -> list[list[int]]:
+    """The regions in layers whose members do not overlap (they may touch): each layer is
+    rasterised on its own, so a pixel inside two overlapping regions counts for both."""
+    tree = shapely.STRtree(geometries)
+    layers: list[list[int]] = []
+    layer_of: dict[int, int] = {}
+    for i, g in enumerate(geometries):
+        clash = set()
+        for j in tree.query(g, predicate="intersects"):
+            j = int(j)
+            if j in layer_of and shapely.area(shapely.intersection(g, geometries[j])) > 0:
+                clash.add(layer_of[j])
+        k = next((k for k in range(len(layers)) if k not in clash), len(layers))
+        if k == len(layers):
+            layers.append([])
+        layers[k].append(i)
+        layer_of[i] = k
+    return layers
+
+
+@dataclass(frozen=True)
+class TileShare:
+    """Where the maps of neighbouring tiles overlap (Sentinel-2 tiles overlap by ~10 km), each
+    place counts for one map only: the one whose tile centre is nearest among the maps covering
+    it (ties: the smaller tile id). Footprints and centres in longitude/latitude."""
+
+    footprints: dict[str, Any]
+    centres: dict[str, tuple[float, float]]
+
+    @classmethod
+    def of(cls, grids: dict[str, Any]) -> TileShare:
+        """From each tile's map grid (a :class:`~landcoverpy.raster.grid.Grid`)."""
+        footprints, centres = {}, {}
+        for tile, grid in grids.items():
+            west, north = grid.affine @ (0, 0)
+            east, south = grid.affine @ (grid.width, grid.height)
+            box = shapely.segmentize(shapely.box(west, south, east, north), max(east - west, north - south) / 50)
+            to_lonlat = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True)
+            footprints[tile] = shapely.transform(box, to_lonlat.transform, interleaved=False)
+            cx, cy = to_lonlat.transform((west + east) / 2, (south + north) / 2)
+            centres[tile] = (float(cx), float(cy))
+        return cls(footprints, centres)
+
+    def rivals(self, tile: str, lonlat_box: Any) -> list[str]:
+        return [t for t, f in self.footprints.items() if t != tile and f.intersects(lonlat_box)]
+
+    def owned(self, tile: str, lon: np.ndarray, lat: np.ndarray, rivals: list[str]) -> np.ndarray:
+        """Whether each place (``lon``, ``lat``) of ``tile``'s map counts for it."""
+        mine = self._distance(tile, lon, lat)
+        keep = np.ones(lon.shape, dtype=bool)
+        for other in rivals:
+            covered = shapely.contains_xy(self.footprints[other], lon, lat)
+            theirs = self._distance(other, lon, lat)
+            closer = (theirs < mine) | ((theirs == mine) & (other < tile))
+            keep &= ~(covered & closer)
+        return keep
+
+    def _distance(self, tile: str, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+        clon, clat = self.centres[tile]
+        return ((lon - clon) * np.cos(np.radians(lat))) ** 2 + (lat - clat) ** 2
+
+
 def map_level_stats(
     class_path: str,
     confidence_path: str | None,
     regions: Regions,
     classes: dict[int, str],
     block: int = 1024,
+    tile: str | None = None,
+    share: TileShare | None = None,
 ) -> LevelStats:
     """The statistics of one class map (and its confidence) over the regions, block by block:
     each block's regions are rasterised on the block's own grid (pixel centres inside a polygon
-    count for it; where polygons overlap, the later one)."""
+    count for it; regions that overlap each other are rasterised apart, so a pixel counts for
+    every region it is in). With ``share``, a pixel where a neighbouring tile's map also lies
+    counts only if it is ``tile``'s (:class:`TileShare`)."""
     n_classes = max(classes, default=0) + 1
     n_zones = len(regions.geometries)
     counts = np.zeros((n_zones, n_classes), dtype=np.int64)
@@ -109,10 +176,12 @@ def map_level_stats(
         conf = rasterio.open(confidence_path) if confidence_path else None
         try:
             to_map = Transformer.from_crs(regions.crs, src.crs, always_xy=True)
+            to_lonlat = Transformer.from_crs(src.crs, "EPSG:4326", always_xy=True)
             projected = [
                 shapely.transform(shapely.segmentize(g, _densify_step(g)), to_map.transform, interleaved=False)
                 for g in regions.geometries
             ]
+            layers = [set(layer) for layer in overlap_layers(projected)]
             tree = shapely.STRtree(projected)
             pixel_area = abs(src.transform.a * src.transform.e)
             for w in block_windows(src.height, src.width, block):
@@ -120,19 +189,24 @@ def map_level_stats(
                 hits = tree.query(box, predicate="intersects")
                 if not len(hits):
                     continue
-                shapes = [(projected[i], int(i) + 1) for i in sorted(hits)]
-                zones = rasterize(
-                    shapes,
-                    out_shape=(w.height, w.width),
-                    transform=window_transform(w, src.transform),
-                    fill=0,
-                    dtype="int32",
-                )
                 values = src.read(1, window=w)
+                wt = window_transform(w, src.transform)
+                if share is not None and tile is not None:
+                    rivals = share.rivals(tile, shapely.transform(box, to_lonlat.transform, interleaved=False))
+                    if rivals:
+                        rr, cc = np.mgrid[0 : w.height, 0 : w.width]
+                        xs, ys = wt @ (cc + 0.5, rr + 0.5)
+                        lon, lat = to_lonlat.transform(np.asarray(xs), np.asarray(ys))
+                        values = np.where(share.owned(tile, np.asarray(lon), np.asarray(lat), rivals), values, 0)
                 confidence = conf.read(1, window=Window(w.col_off, w.row_off, w.width, w.height)) if conf else None
-                c, s = zonal_counts(values, zones, n_zones, n_classes, confidence)
-                counts += c
-                sums += s
+                for layer in layers:
+                    shapes = [(projected[i], int(i) + 1) for i in sorted(hits) if int(i) in layer]
+                    if not shapes:
+                        continue
+                    zones = rasterize(shapes, out_shape=(w.height, w.width), transform=wt, fill=0, dtype="int32")
+                    c, s = zonal_counts(values, zones, n_zones, n_classes, confidence)
+                    counts += c
+                    sums += s
         finally:
             if conf is not None:
                 conf.close()
