@@ -1380,18 +1380,26 @@ def stats_cmd(
         None, "--tiles", help="Tiles whose latest maps are used (repeatable); default every tile with a map."
     ),
     output_dir: Path = typer.Option(Path("stats"), "--output-dir", help="Where region_stats.csv and .gpkg go."),
+    reference: Path = typer.Option(
+        None,
+        "--reference",
+        help="Reference points (latitude, longitude, category[, subcategory]): adds area-adjusted areas per region.",
+    ),
 ) -> None:
     """Class areas (ha and %), pixel counts and mean confidence per region and class, at both
-    levels, from the latest map of each tile: region_stats.csv and region_stats.gpkg."""
+    levels, from the latest map of each tile: region_stats.csv and region_stats.gpkg; with
+    --reference, area-adjusted areas with 95 % intervals per region (region_area_adjusted.csv)."""
     from landcoverpy.context import Context
     from landcoverpy.sentinel2 import normalise_tile
     from landcoverpy.services import region_stats
 
     with Context.open(settings()) as ctx:
         got = region_stats(
-            ctx, regions, field, sorted({normalise_tile(t) for t in tiles}) if tiles else None, output_dir
+            ctx, regions, field, sorted({normalise_tile(t) for t in tiles}) if tiles else None, output_dir, reference
         )
     typer.echo(f"{got.regions} region(s) x {got.maps} map(s): {got.csv}, {got.gpkg}")
+    if got.estimates is not None:
+        typer.echo(f"area-adjusted per region: {got.estimates}")
 
 
 @app.command("vectorize")

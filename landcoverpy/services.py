@@ -11,13 +11,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from landcoverpy import records
 from landcoverpy.assets import integrity, lookup
+from landcoverpy.assets.map_values import sample_map
 from landcoverpy.assets.params import CompositeParams, ModelParams
 from landcoverpy.assets.stac import publish_catalog, write_catalog
 from landcoverpy.context import Context
 from landcoverpy.errors import InputValidationError, ModelError
-from landcoverpy.inputs import Inputs, LabelledPoints, Season
+from landcoverpy.inputs import Inputs, LabelledPoints, LabelSet, Season, load_points
 from landcoverpy.models.area import AreaAccuracy
 from landcoverpy.pipeline import change, regionstats, taskstream, vectorize
 from landcoverpy.pipeline.aoi import AreaOfInterest, build_mosaic, export_mosaic, tiles_for_aoi
@@ -277,13 +280,20 @@ class RegionStatsOutcome:
     maps: int
     csv: Path
     gpkg: Path
+    estimates: Path | None = None  # area-adjusted areas per region, with a reference sample
 
 
 def region_stats(
-    ctx: Context, regions_path: Path, field: str | None, tiles: list[str] | None, output_dir: Path
+    ctx: Context,
+    regions_path: Path,
+    field: str | None,
+    tiles: list[str] | None,
+    output_dir: Path,
+    reference: Path | None = None,
 ) -> RegionStatsOutcome:
     """Class statistics per region over the latest map of each tile (of ``tiles``), both levels,
-    written as region_stats.csv and region_stats.gpkg."""
+    written as region_stats.csv and region_stats.gpkg; with a ``reference`` sample (points with
+    their reference classes), area-adjusted areas per region in region_area_adjusted.csv."""
     zones = regionstats.load_regions(regions_path, field)
     maps = latest_maps(ctx, tiles)
     by_level: dict[str, regionstats.LevelStats] = {}
@@ -304,12 +314,55 @@ def region_stats(
                 )
                 by_level[level] = regionstats.merge(by_level.get(level), got)
     table = [row for level, got in by_level.items() for row in regionstats.rows(zones, level, got)]
+    estimates = None
+    if reference is not None:
+        rows = region_estimates(ctx, maps, zones, by_level, reference)
+        estimates = regionstats.write_estimates_csv(rows, output_dir / "region_area_adjusted.csv")
     return RegionStatsOutcome(
         len(zones.names),
         len(maps),
         regionstats.write_csv(table, output_dir / "region_stats.csv"),
         regionstats.write_gpkg(zones, by_level, output_dir / "region_stats.gpkg"),
+        estimates,
     )
+
+
+def region_estimates(
+    ctx: Context,
+    maps: dict[str, records.MapRecord],
+    zones: regionstats.Regions,
+    by_level: dict[str, regionstats.LevelStats],
+    reference: Path,
+) -> list[dict[str, object]]:
+    """Area-adjusted class areas per region and level from the reference points."""
+    first = next(iter(maps.values()))
+    lc = LabelSet("the maps' categories", first.class_values("classification"), 1)
+    sl_values = {n: v for n, v in first.class_values("sl_classification").items() if v > 1}
+    sl = LabelSet("the maps' subcategories", sl_values, 2)
+    points = load_points(reference, lc, sl, ctx.settings.LC_PROPERTY, ctx.settings.SL_PROPERTY).frame
+    out: list[dict[str, object]] = []
+    for level, (layer, _) in regionstats.LEVELS.items():
+        if level not in by_level:
+            continue
+        mapped = np.zeros(len(points), dtype="int64")
+        for tile, pts in points.groupby("tile"):
+            rec = maps.get(str(tile))
+            if rec is not None and layer in rec.outputs:
+                mapped[points.index.get_indexer(pts.index)] = sample_map(ctx, rec, layer, pts)
+        column = "category" if level == "category" else "subcategory"
+        out += regionstats.region_area_estimates(
+            zones,
+            level,
+            by_level[level],
+            points["longitude"].to_numpy(),
+            points["latitude"].to_numpy(),
+            points[column].astype(str).tolist(),
+            mapped,
+            min_value=1 if level == "category" else 2,
+        )
+    if not out:
+        raise InputValidationError(f"{reference}: no reference point lies in a region on a classified pixel")
+    return out
 
 
 @dataclass(frozen=True)

@@ -246,6 +246,29 @@ def test_stats_per_region(workflow: tuple[Backend, dict[str, Path], Path]) -> No
     meta, _, _, _ = ogr_read(str(root / "stats" / "region_stats.gpkg"), layer="category")
     assert "half" in list(meta["fields"])
 
+    # --reference: a sample that agrees with the map everywhere gives back the mapped areas, +- 0
+    with rasterio.open(root / "out" / "classification_18SVG.tif") as src:
+        classes = src.read(1)
+    names = {v: n for n, v in the_map.class_values("classification").items()}
+    rng = np.random.default_rng(2)
+    rr, cc = np.nonzero(classes)
+    pick = rng.choice(len(rr), 60, replace=False)
+    xs, ys = grid.affine @ (cc[pick] + 0.5, rr[pick] + 0.5)
+    lon, lat = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True).transform(xs, ys)
+    sample = root / "agreeing_sample.csv"
+    lines = ["latitude,longitude,category"]
+    lines += [f"{la:.8f},{lo:.8f},{names[int(classes[r, c])]}" for la, lo, r, c in zip(lat, lon, rr[pick], cc[pick])]
+    sample.write_text("\n".join(lines) + "\n")
+    args = ["stats", "--regions", str(regions), "--field", "half", "--reference", str(sample)]
+    res = run_cli([*args, "--output-dir", str(root / "stats2")], backend.env, root, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    estimates = list(csv.DictReader(open(root / "stats2" / "region_area_adjusted.csv", encoding="utf-8")))
+    sampled = [r for r in estimates if r["level"] == "category" and int(r["sample"]) > 0]
+    assert {r["region"] for r in sampled} == {"west", "east"} and len(sampled) >= 3, estimates
+    for row in sampled:
+        assert float(row["estimated_ha"]) == pytest.approx(float(row["mapped_ha"]), abs=1e-3), row
+        assert row["ci95_ha"] in ("0.0", "") and float(row["users_accuracy"]) == 1.0, row
+
 
 @pytest.mark.slow
 def test_vectorize_command(workflow: tuple[Backend, dict[str, Path], Path]) -> None:

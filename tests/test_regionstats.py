@@ -17,10 +17,13 @@ from rasterio.transform import from_origin
 
 from landcoverpy.errors import InputValidationError
 from landcoverpy.pipeline.regionstats import (
+    LevelStats,
+    Regions,
     TileShare,
     load_regions,
     map_level_stats,
     merge,
+    region_area_estimates,
     rows,
     write_gpkg,
     zonal_counts,
@@ -204,3 +207,27 @@ def test_a_region_crossing_two_tiles_counts_their_overlap_once(tmp_path: Path) -
     assert total.counts[0].tolist() == inside_counts(mosaic, X0, Y0, region)
     doubled = [map_level_stats(str(p), None, regions, CLASSES, 32).counts[0].sum() for p in (west, east)]
     assert sum(doubled) > total.counts[0].sum()  # without the share, the overlap counts twice
+
+
+def test_area_adjusted_areas_per_region_by_hand() -> None:
+    """Olofsson et al. (2014) per region, worked by hand: a region mapped 8 ha forest and 2 ha
+    crops (1000 pixels of 100 m2) with 10 sample points in mapped forest (2 of them crops on the
+    ground) and 5 in mapped crops (all crops): W = (0.8, 0.2), crops' proportion 0.8 x 2/10 +
+    0.2 = 0.36 -> 3.6 ha, forest 6.4 ha; SE(crops) = sqrt(0.8^2 x 0.2 x 0.8 / 9) = 0.1067, so
+    the 95 % interval is 1.96 x 0.1067 x 10 ha = 2.09 ha; crops' producer's accuracy 0.2/0.36.
+    A second region holds no point (no row); points outside every region count for none."""
+    left = shapely.box(0, 0, 10, 10)
+    regions = Regions("r.gpkg", ["left", "empty"], [left, shapely.box(20, 0, 30, 10)], "EPSG:4326", [], [])
+    stats = LevelStats({1: "forest", 2: "crops"}, np.array([[0, 800, 200], [0, 500, 500]]), np.zeros((2, 3)), 100.0)
+    mapped = np.array([1] * 10 + [2] * 5 + [1] * 4)
+    reference = ["forest"] * 8 + ["crops"] * 2 + ["crops"] * 5 + ["crops"] * 4
+    lon = np.array([5.0] * 15 + [50.0] * 4)  # the last four points lie in no region
+    lat = np.full(19, 5.0)
+    rows = {r["class"]: r for r in region_area_estimates(regions, "category", stats, lon, lat, reference, mapped)}
+    assert set(rows) == {"forest", "crops"} and {r["region"] for r in rows.values()} == {"left"}
+    assert rows["crops"]["estimated_ha"] == pytest.approx(3.6) and rows["forest"]["estimated_ha"] == pytest.approx(6.4)
+    assert rows["crops"]["mapped_ha"] == pytest.approx(2.0) and rows["forest"]["sample"] == 10
+    assert rows["crops"]["ci95_ha"] == pytest.approx(1.96 * np.sqrt(0.64 * 0.16 / 9) * 10, abs=1e-3)
+    assert rows["crops"]["producers_accuracy"] == pytest.approx(0.2 / 0.36, abs=1e-4)
+    assert rows["forest"]["users_accuracy"] == pytest.approx(0.8)
+    assert rows["forest"]["region_overall_accuracy"] == pytest.approx(0.84)

@@ -22,6 +22,7 @@ from rasterio.windows import bounds as window_bounds
 from rasterio.windows import transform as window_transform
 
 from landcoverpy.errors import InputValidationError
+from landcoverpy.models.area import area_adjusted_accuracy
 from landcoverpy.raster.grid import block_windows
 
 LEVELS = {"category": ("classification", "confidence"), "subcategory": ("sl_classification", "sl_confidence")}
@@ -297,4 +298,79 @@ def write_gpkg(regions: Regions, by_level: dict[str, LevelStats], path: Path) ->
             geometry_type="MultiPolygon" if multi else "Polygon",
             append=path.exists(),
         )
+    return path
+
+
+def region_area_estimates(
+    regions: Regions,
+    level: str,
+    stats: LevelStats,
+    lon: np.ndarray,
+    lat: np.ndarray,
+    reference: list[str],
+    mapped: np.ndarray,
+    min_value: int = 1,
+) -> list[dict[str, Any]]:
+    """Area-adjusted class areas per region from a reference sample (Olofsson et al. 2014 applied
+    to each region: the sample points inside it, as a stratified sample of its map classes, and
+    the region's mapped areas as the strata weights). ``reference`` holds each point's reference
+    class name, ``mapped`` the map's value under it; classes with values under ``min_value`` are
+    not strata (the subcategory's "not classified"). A point counts for every region it lies in;
+    regions without points get no row."""
+    values = sorted(v for v in stats.classes if v >= min_value)
+    names = [stats.classes[v] for v in values]
+    index = {v: i for i, v in enumerate(values)}
+    by_name = {n: i for i, n in enumerate(names)}
+    xs, ys = Transformer.from_crs("EPSG:4326", regions.crs, always_xy=True).transform(lon, lat)
+    out = []
+    for z, (name, geom) in enumerate(zip(regions.names, regions.geometries, strict=True)):
+        inside = shapely.contains_xy(geom, np.asarray(xs), np.asarray(ys))
+        counts = np.zeros((len(values), len(values)))
+        for m, ref in zip(np.asarray(mapped)[inside], np.asarray(reference, dtype=object)[inside], strict=True):
+            if int(m) in index and ref in by_name:
+                counts[index[int(m)], by_name[ref]] += 1
+        if not counts.sum():
+            continue
+        pixels = np.array([stats.counts[z, v] if v < stats.counts.shape[1] else 0 for v in values], dtype=float)
+        if not pixels.sum():
+            continue
+        est = area_adjusted_accuracy(counts, pixels, stats.pixel_area_m2 / 1e4, names)
+        for i, label in enumerate(names):
+            out.append(
+                {
+                    "region": name,
+                    "level": level,
+                    "class": label,
+                    "sample": int(counts[i].sum()),
+                    "mapped_ha": round(float(est.mapped_area[i]), 4),
+                    "estimated_ha": round(float(est.area[i]), 4),
+                    "ci95_ha": None if not np.isfinite(est.area_ci[i]) else round(float(est.area_ci[i]), 4),
+                    "users_accuracy": None if not np.isfinite(est.users[i]) else round(float(est.users[i]), 4),
+                    "producers_accuracy": (
+                        None if not np.isfinite(est.producers[i]) else round(float(est.producers[i]), 4)
+                    ),
+                    "region_overall_accuracy": round(est.overall, 4),
+                }
+            )
+    return out
+
+
+def write_estimates_csv(table: list[dict[str, Any]], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = [
+        "region",
+        "level",
+        "class",
+        "sample",
+        "mapped_ha",
+        "estimated_ha",
+        "ci95_ha",
+        "users_accuracy",
+        "producers_accuracy",
+        "region_overall_accuracy",
+    ]
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(table)
     return path
