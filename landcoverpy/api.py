@@ -57,6 +57,7 @@ class Workflow:
             self.settings.LC_PROPERTY,
             self.settings.SL_PROPERTY,
             self.settings.SEASON_SPLIT == "monthly",
+            self.settings.MAX_PIXELS_PER_POLYGON,
         )
 
     def run(

@@ -233,6 +233,7 @@ def _inputs(
         cfg.LC_PROPERTY,
         cfg.SL_PROPERTY,
         cfg.SEASON_SPLIT == "monthly",
+        cfg.MAX_PIXELS_PER_POLYGON,
     )
     _use_preset(preset, inputs.seasons)
     return inputs

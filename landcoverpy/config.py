@@ -208,6 +208,9 @@ class Settings(BaseSettings):
 
     # Training
     NEIGHBOURHOOD: int = Field(3, ge=1, description="odd window side sampled around each point")
+    MAX_PIXELS_PER_POLYGON: int | None = Field(
+        100, ge=1, description="pixels sampled in each labelled polygon at most (empty: all of them)"
+    )
     MODEL_TYPE: str = Field("random_forest", pattern="^(random_forest|lightgbm)$")
     """classifier: random_forest or lightgbm."""
     N_ESTIMATORS: int = Field(100, ge=1, description="trees (random forest: the most; see TREE_TOLERANCE)")
@@ -369,6 +372,7 @@ class Settings(BaseSettings):
         "STAC_S3_SECRET_KEY",
         "MMU_PIXELS",
         "MMU_HA",
+        "MAX_PIXELS_PER_POLYGON",
         mode="before",
     )
     @classmethod

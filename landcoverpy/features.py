@@ -140,6 +140,8 @@ def points_to_pixels(points: pd.DataFrame, grid: Grid) -> pd.DataFrame:
     return out
 
 
+# Columns of a labelled polygon's pixels carried into the training table (see landcoverpy.polygons)
+POLYGON_COLUMNS = ("polygon_id", "block_latitude", "block_longitude")
 SAMPLE_BLOCK = 512  # points are read in groups of this many pixels square (one read per layer)
 
 
@@ -197,6 +199,7 @@ def sample_points(reader: FeatureReader, points: pd.DataFrame, neighbourhood: in
     frame["pixel_row"] = np.concatenate(pixel_rows)
     frame["pixel_col"] = np.concatenate(pixel_cols)
     frame["point_id"] = inside.index.to_numpy()[owner]
-    for col in ("latitude", "longitude", "category", "subcategory"):
-        frame[col] = inside[col].to_numpy()[owner]
+    for col in ("latitude", "longitude", "category", "subcategory", *POLYGON_COLUMNS):
+        if col in inside:
+            frame[col] = inside[col].to_numpy()[owner]
     return frame

@@ -23,6 +23,7 @@ from pyogrio.raw import read as ogr_read
 from pyproj import Transformer
 
 from landcoverpy.errors import InputValidationError
+from landcoverpy.polygons import check_overlaps, check_polygons, is_polygon_file, polygon_pixels, read_polygons
 from landcoverpy.sentinel2 import tile_of
 
 log = logging.getLogger(__name__)
@@ -322,11 +323,16 @@ def load_points(
     sl_labels: LabelSet | None = None,
     lc_property: str = "category",
     sl_property: str = "subcategory",
+    max_pixels_per_polygon: int | None = None,
 ) -> LabelledPoints:
-    """Read dataset.csv (``,`` or ``;``), GeoJSON or KMZ points and check every row."""
+    """Read dataset.csv (``,`` or ``;``), GeoJSON or KMZ points and check every row; or labelled
+    polygons (GeoPackage, GeoJSON, Shapefile, FlatGeobuf), each as the pixels inside it
+    (:mod:`landcoverpy.polygons`)."""
     path = Path(path)
     if not path.is_file():
         raise InputValidationError(f"{path}: file not found")
+    if is_polygon_file(path):
+        return load_polygons(path, lc_labels, sl_labels, lc_property, sl_property, max_pixels_per_polygon)
     raw = _read_point_table(path, lc_property, sl_property)
     raw.columns = [c.strip() for c in raw.columns]
     missing = [c for c in ("latitude", "longitude", lc_property) if c not in raw.columns]
@@ -373,6 +379,40 @@ def load_points(
     )
     frame = _drop_duplicates(path, frame)
     return LabelledPoints(source=str(path), frame=frame.reset_index(drop=True))
+
+
+def load_polygons(
+    path: Path,
+    lc_labels: LabelSet,
+    sl_labels: LabelSet | None,
+    lc_property: str,
+    sl_property: str,
+    max_pixels: int | None,
+) -> LabelledPoints:
+    """Labelled polygons, every feature checked (geometry, tile, labels, overlaps), as the rows of
+    their pixels (with ``polygon_id`` and the centroid's ``block_latitude``/``block_longitude``)."""
+    geoms, labels = read_polygons(path, lc_property, sl_property)
+    if not geoms:
+        raise InputValidationError(f"{path}: no polygons")
+    labels["category"] = labels["category"].map(normalise_name)
+    labels["subcategory"] = labels["subcategory"].map(normalise_name)
+    problems: list[str] = []
+    for i in labels.index:
+        cat, sub = labels.at[i, "category"], labels.at[i, "subcategory"]
+        if not cat:
+            problems.append(f"feature {i + 1}: empty {lc_property}")
+        elif cat not in lc_labels.values:
+            problems.append(f"feature {i + 1}: {lc_property} {cat!r} is not in {lc_labels.source}")
+        if sub and sl_labels is not None and sub not in sl_labels.values:
+            problems.append(f"feature {i + 1}: {sl_property} {sub!r} is not in {sl_labels.source}")
+    tiles = check_polygons(geoms, problems)
+    if not problems:
+        check_overlaps(geoms, labels, tiles, problems)
+    frame = polygon_pixels(geoms, labels, tiles, max_pixels, problems) if not problems else None
+    if problems or frame is None:
+        raise _fail(path, problems)
+    log.info("%s: %d polygons, %d pixels", path, len(geoms), len(frame))
+    return LabelledPoints(source=str(path), frame=frame)
 
 
 def _drop_duplicates(path: str | Path, frame: pd.DataFrame) -> pd.DataFrame:
@@ -449,14 +489,16 @@ def load_inputs(
     lc_property: str = "category",
     sl_property: str = "subcategory",
     monthly: bool = False,
+    max_pixels_per_polygon: int | None = None,
 ) -> Inputs:
     """Every input, validated. With ``monthly``, seasons are cut into calendar months
-    (``SEASON_SPLIT=monthly``)."""
+    (``SEASON_SPLIT=monthly``); labelled polygons give at most ``max_pixels_per_polygon`` pixels
+    each (``MAX_PIXELS_PER_POLYGON``)."""
     lc = load_labels(lc_labels, "category")
     sl = load_labels(sl_labels, "subcategory")
     season_list = load_seasons(seasons)
     return Inputs(
-        points=load_points(dataset, lc, sl, lc_property, sl_property),
+        points=load_points(dataset, lc, sl, lc_property, sl_property, max_pixels_per_polygon),
         seasons=split_monthly(season_list) if monthly else season_list,
         lc_labels=lc,
         sl_labels=sl,

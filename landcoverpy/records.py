@@ -247,6 +247,7 @@ class Trial(Model):
 class HierarchyMetrics(Model):
     category: Scores
     category_baseline_macro_f1: float | None = None
+    category_per_polygon: Scores | None = None  # trained from labelled polygons: majority of each one's pixels
     subcategory: dict[str, float] = Field(default_factory=dict)
 
 

@@ -93,8 +93,32 @@ class TrainedModel:
         return values, proba[np.arange(len(idx)), idx]
 
 
+def sample_blocks(table: pd.DataFrame, block_km: float) -> np.ndarray:
+    """Each sample's spatial block: its own position, or its polygon's centroid for the pixels of
+    labelled polygons (a polygon never straddles two blocks)."""
+    if "block_latitude" in table:
+        return spatial_blocks(table["block_latitude"].to_numpy(), table["block_longitude"].to_numpy(), block_km)
+    return spatial_blocks(table["latitude"].to_numpy(), table["longitude"].to_numpy(), block_km)
+
+
+def per_polygon(y: np.ndarray, pred: np.ndarray, polygons: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each polygon's label and the class predicted for most of its pixels (ties: the first in
+    sorted order): what a person checking parcels sees."""
+    frame = pd.DataFrame({"polygon": polygons, "y": y, "pred": pred})
+    votes = frame.groupby(["polygon", "pred"]).size().reset_index(name="n")
+    votes = votes.sort_values(["polygon", "n", "pred"], ascending=[True, False, True]).drop_duplicates("polygon")
+    truth = frame.drop_duplicates("polygon").set_index("polygon")["y"]
+    return truth.loc[votes["polygon"]].to_numpy(), votes["pred"].to_numpy()
+
+
 def _cross_validate(
-    estimator: Any, X: np.ndarray, y: np.ndarray, groups: np.ndarray, params: ModelParams, labels: list[str]
+    estimator: Any,
+    X: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    params: ModelParams,
+    labels: list[str],
+    polygons: np.ndarray | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any], int]:
     """Out-of-fold predictions over spatial blocks, for the model and a majority-class baseline.
 
@@ -129,6 +153,10 @@ def _cross_validate(
         sizes = [s.to_dict() for s in scores]
     metrics = classification_metrics(y[tested], pred[kept][tested].astype(str), labels)
     baseline = classification_metrics(y[tested], base[tested].astype(str), labels)
+    if polygons is not None:  # labelled polygons: also scored per polygon (majority of its pixels)
+        truth, voted = per_polygon(y[tested], pred[kept][tested].astype(str), polygons[tested])
+        metrics["per_polygon"] = classification_metrics(truth, voted, labels)
+        metrics["per_polygon"]["polygons"] = len(truth)
     metrics["validation"] = {
         "scheme": "spatial blocks",
         "block_km": params.block_km,
@@ -164,7 +192,8 @@ def class_weights(y: np.ndarray, scheme: str) -> dict[str, float] | str | None:
 def too_small(table: pd.DataFrame, target: str, minimum: int) -> dict[str, int]:
     """Classes labelled at fewer than ``minimum`` points (not pixels: a point gives a 3x3 window
     of nearly identical samples), with their point counts."""
-    points = table.drop_duplicates("point_id") if "point_id" in table else table
+    unit = "polygon_id" if "polygon_id" in table else "point_id"  # a polygon counts once, like a point
+    points = table.drop_duplicates(unit) if unit in table else table
     counts = points[target].astype(str).value_counts()
     return {str(c): int(n) for c, n in counts.items() if n < minimum}
 
@@ -196,11 +225,12 @@ def train_level(
             )
     y = table[target].astype(str).to_numpy()
     X = table[features].to_numpy(dtype="float32")
-    groups = spatial_blocks(table["latitude"].to_numpy(), table["longitude"].to_numpy(), params.block_km)
+    groups = sample_blocks(table, params.block_km)
+    polygons = table["polygon_id"].to_numpy() if "polygon_id" in table else None
     names = sorted(set(y), key=labels.value)
     estimator = make_estimator(params, params.training_threads())
     estimator.set_params(class_weight=class_weights(y, params.class_weighting))
-    metrics, baseline, trees = _cross_validate(estimator, X, y, groups, params, names)
+    metrics, baseline, trees = _cross_validate(estimator, X, y, groups, params, names, polygons)
     if trees != params.n_estimators:
         log.info(
             "%s model: %d of %d trees kept (spatial CV within %.3f of the whole forest; TREE_TOLERANCE)",

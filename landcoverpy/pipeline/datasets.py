@@ -62,10 +62,11 @@ def build_dataset(
     """Sample the feature sources of every tile with points (the composites made under
     ``params``, default from the settings, plus the DEM layers when ``with_dem``, default when
     DEM_SOURCE names a source) into one training table, or reuse the one already catalogued."""
-    neighbourhood = neighbourhood or ctx.settings.NEIGHBOURHOOD
+    points = inputs.points.frame
+    # a labelled polygon's pixels are its samples; a point gets the window around it
+    neighbourhood = 1 if "polygon_id" in points else (neighbourhood or ctx.settings.NEIGHBOURHOOD)
     params = params or CompositeParams.from_settings(ctx.settings)
     with_dem = ctx.settings.uses_dem if with_dem is None else with_dem
-    points = inputs.points.frame
     plan = lookup.dataset_plan(ctx, points, inputs.seasons, params, with_dem, neighbourhood)
     per_tile, skipped = plan.per_tile, dict(plan.skipped)
     for tile, why in skipped.items():

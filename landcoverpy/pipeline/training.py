@@ -173,6 +173,7 @@ def train(
         metrics={
             "category": cat_rec.metrics,
             "category_baseline_macro_f1": cat_rec.baseline_macro_f1,
+            "category_per_polygon": polygon_scores(hierarchy.category_model.metrics),
             "subcategory": {c: hierarchy.subcategory_models[c].scores.macro_f1 for c in sub_recs},
         },
         trees={"category": cat_rec.trees, "subcategory": {c: rec.trees for c, rec in sub_recs.items()}},
@@ -183,3 +184,11 @@ def train(
         code_version=__version__,
     )
     return records.store(ctx.catalog, record), False
+
+
+def polygon_scores(metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """The per-polygon scores of a model trained from labelled polygons (None for points)."""
+    got = metrics.get("per_polygon")
+    if not got:
+        return None
+    return {k: got[k] for k in ("overall_accuracy", "kappa", "macro_f1")} | {"n": got.get("polygons")}

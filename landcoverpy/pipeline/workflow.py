@@ -514,7 +514,8 @@ def render_report(run: RunResult) -> str:
         "",
         "## Training data",
         "",
-        f"{run.dataset.n_points} points, {run.dataset.n_samples} samples "
+        f"{run.dataset.n_points} {'polygon pixels' if m.category_per_polygon is not None else 'points'}, "
+        f"{run.dataset.n_samples} samples "
         f"({run.dataset.neighbourhood}x{run.dataset.neighbourhood} neighbourhood), "
         f"{len(run.dataset.features)} features.",
         "",
@@ -525,6 +526,12 @@ def render_report(run: RunResult) -> str:
         f"- macro F1 {m.category.macro_f1:.3f} (majority-class baseline {_num(m.category_baseline_macro_f1)})"
         + trees_note(run.hierarchy, None),
     ]
+    if m.category_per_polygon is not None:
+        pp = m.category_per_polygon
+        lines.append(
+            f"- per polygon ({pp.n} polygons, the class of most of each one's pixels): overall accuracy "
+            f"{pp.overall_accuracy:.3f}, kappa {pp.kappa:.3f}, macro F1 {pp.macro_f1:.3f}"
+        )
     for cat, f1 in m.subcategory.items():
         lines.append(f"- subcategory model [{cat}]: macro F1 {f1:.3f}" + trees_note(run.hierarchy, cat))
     if run.holdout and run.holdout.get("n"):
