@@ -240,7 +240,10 @@ def evaluate(
     params: object | None,
     lonlat: tuple[np.ndarray, np.ndarray],
     tune: int = 0,
+    train_frame: pd.DataFrame | None = None,
 ) -> dict:
+    """Train ``name`` on every labelled pixel of the training blocks (or on ``train_frame``: the
+    samples of points or polygons in them) and score it on every labelled held-out pixel."""
     from landcoverpy.inputs import LabelSet
     from landcoverpy.models.hierarchical import train_level
     from landcoverpy.models.metrics import classification_metrics
@@ -257,6 +260,8 @@ def evaluate(
     frame = table.loc[train, features].copy()
     frame["category"], frame["latitude"], frame["longitude"] = y[train], lonlat[1][train], lonlat[0][train]
     frame["point_id"] = np.arange(len(frame))
+    if train_frame is not None:
+        frame = train_frame
     started = time.perf_counter()
     trees = 0
     if params is None:  # the majority-class baseline
@@ -289,9 +294,95 @@ def evaluate(
         "per_class_f1": f1,
         "train_seconds": round(seconds, 2),
         "trees": trees,
-        "train_pixels": int(train.sum()),
+        "train_pixels": int(train.sum()) if train_frame is None else len(train_frame),
         "test_pixels": int(test.sum()),
-    }
+    } | (per_polygon_cv(model.metrics) if params is not None and train_frame is not None else {})
+
+
+def per_polygon_cv(metrics: dict) -> dict:
+    got = metrics.get("per_polygon")
+    return {"cv_polygons": got["polygons"], "cv_kappa_per_polygon": round(got["kappa"], 4)} if got else {}
+
+
+def parcel_samples(
+    data: Path,
+    table: pd.DataFrame,
+    features: list[str],
+    split: np.ndarray,
+    max_pixels: int = 100,
+    points_per_parcel: int = 3,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Training samples from the official parcels (LULC.gpkg) clipped to the training blocks, as a
+    user gives them: (1) the parcels themselves, through the workflow's polygon loader (each
+    parcel's 10 m pixels, at most ``max_pixels``, its centroid's block); (2) ``points_per_parcel``
+    random points in each parcel with the 3 x 3 window the workflow samples around a point."""
+    import shapely
+    from pyproj import Transformer
+
+    import tests.realdata as realdata
+    from landcoverpy.polygons import check_polygons, polygon_pixels, read_polygons
+
+    transform, crs = realdata.slovenia_transform()
+    geoms, labels = read_polygons(data / "LULC.gpkg", "LULC_ID", "RABA_ID")
+    labels["category"] = [LULC_NAMES.get(int(float(v)), "") if v else "" for v in labels["category"]]
+    to_lonlat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
+    train_boxes = []
+    for r, c in zip(*np.nonzero(split == 1), strict=True):
+        x0, y0 = transform @ (c, r)
+        x1, y1 = transform @ (c + 1, r + 1)
+        train_boxes.append(shapely.box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)))
+    train_area = shapely.transform(shapely.union_all(train_boxes), to_lonlat.transform, interleaved=False)
+    clipped = [g.intersection(train_area) if g is not None else None for g in geoms]
+    keep = [
+        i for i, g in enumerate(clipped) if g is not None and not g.is_empty and g.area > 0 and labels.at[i, "category"]
+    ]
+    clipped = [shapely.make_valid(clipped[i]) for i in keep]
+    clipped = [
+        g
+        if g.geom_type in ("Polygon", "MultiPolygon")
+        else shapely.MultiPolygon([p for p in getattr(g, "geoms", []) if p.geom_type == "Polygon"])
+        for g in clipped
+    ]
+    labels = labels.iloc[keep].reset_index(drop=True)
+    problems: list[str] = []
+    tiles = check_polygons(clipped, problems)
+    pixels = polygon_pixels(clipped, labels, tiles, max_pixels, problems)
+    to_patch = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
+    xs, ys = to_patch.transform(pixels["longitude"].to_numpy(), pixels["latitude"].to_numpy())
+    cols, rows = ~transform @ (np.asarray(xs), np.asarray(ys))
+    pixels["row"], pixels["col"] = np.floor(rows).astype(int), np.floor(cols).astype(int)
+    h, w = split.shape
+    complete = np.isfinite(table[features].to_numpy()).all(axis=1).reshape(h, w)
+
+    def usable(frame: pd.DataFrame) -> pd.DataFrame:
+        ok = (frame["row"] >= 0) & (frame["row"] < h) & (frame["col"] >= 0) & (frame["col"] < w)
+        frame = frame[ok]
+        ok = (split[frame["row"], frame["col"]] == 1) & complete[frame["row"], frame["col"]]
+        frame = frame[ok].drop_duplicates(["row", "col"])
+        idx = frame["row"].to_numpy() * w + frame["col"].to_numpy()
+        return pd.concat([frame.reset_index(drop=True), table.iloc[idx][features].reset_index(drop=True)], axis=1)
+
+    polygons = usable(pixels)
+    rng = np.random.default_rng(seed)
+    windows = []
+    for pid, own in pixels.groupby("polygon_id"):
+        centres = own.iloc[rng.choice(len(own), min(points_per_parcel, len(own)), replace=False)]
+        for k, (_, centre) in enumerate(centres.iterrows()):
+            dr, dc = np.mgrid[-1:2, -1:2]
+            window = pd.DataFrame(
+                {
+                    "row": centre["row"] + dr.ravel(),
+                    "col": centre["col"] + dc.ravel(),
+                    "category": centre["category"],
+                    "latitude": centre["latitude"],
+                    "longitude": centre["longitude"],
+                    "point_id": pid * 100 + k,
+                }
+            )
+            windows.append(window)
+    points = usable(pd.concat(windows, ignore_index=True))
+    return polygons, points
 
 
 def patch_lonlat(data: Path, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -357,6 +448,11 @@ def main() -> None:
     ap.add_argument("--split", type=Path, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--presets-only", action="store_true", help="only the preset rows and the default")
+    ap.add_argument(
+        "--sampling-only",
+        action="store_true",
+        help="only the rows comparing training samples: every pixel, points in the parcels, the parcels as polygons",
+    )
     args = ap.parse_args()
     labels = np.load(args.data / "LULC.npy")[..., 0].astype(int)
     split = np.load(args.split) if args.split else default_split(labels.shape, args.seed)
@@ -446,9 +542,23 @@ def main() -> None:
     presets, extra = preset_rows(args.data, median_cols, pct_cols, series_cols, list(dem.columns))
     table = pd.concat([table, extra], axis=1)
     configs = presets if args.presets_only else configs + presets
+    # training samples a user gives: every labelled pixel (above), points in the parcels, the parcels
+    sampling_features = median_cols + quarterly_cols
+    polygons, points = parcel_samples(args.data, table, sampling_features, split)
+    sampling = [
+        ("every labelled pixel of the training blocks", None),
+        ("points: 3 per parcel, 3 x 3 window (dataset.csv)", points),
+        ("polygons: the parcels' pixels, MAX_PIXELS_PER_POLYGON=100 (parcels.gpkg)", polygons),
+    ]
     results = []
+    if args.sampling_only:
+        configs = []
     for name, features, params, tune in configs:
         result = evaluate(name, table, features, labels, split, params, lonlat, tune)
+        results.append(result)
+        print(json.dumps(result, ensure_ascii=False), flush=True)
+    for name, frame in sampling:
+        result = evaluate(f"sampling: {name}", table, sampling_features, labels, split, base, lonlat, 0, frame)
         results.append(result)
         print(json.dumps(result, ensure_ascii=False), flush=True)
     best = max(results[1:] if len(results) > 1 else results, key=lambda r: (r["kappa"], r["macro_f1"]))
