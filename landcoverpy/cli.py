@@ -668,6 +668,9 @@ def demo(
         monthly=cfg.SEASON_SPLIT == "monthly",
     )
     cfg = _use_preset(preset, inputs.seasons)
+    if "VECTOR_OUTPUT" not in cfg.model_fields_set:  # the demo shows the polygons too, at 0.5 ha
+        unit = {} if {"MMU_PIXELS", "MMU_HA"} & cfg.model_fields_set else {"MMU_HA": 0.5}
+        cfg = state.settings = cfg.model_copy(update={"VECTOR_OUTPUT": True} | unit)
     held = (
         load_points(data / "holdout.csv", inputs.lc_labels, inputs.sl_labels)
         if (data / "holdout.csv").is_file()

@@ -30,6 +30,8 @@ THIRD_PARTY = (
     "requests",
     "tornado",
     "bokeh",
+    "pyogrio",
+    "shapely",
 )
 
 

@@ -66,6 +66,11 @@ def test_demo_on_embedded_default_then_rerun_does_nothing(tmp_path: Path) -> Non
     assert all(s["did_work"] for s in run["stages"])
     for name, digest in DEMO_MAP_PIXELS.items():
         assert pixel_digest(tmp_path / "out" / f"{name}.tif") == digest, name
+    # the demo's polygons (VECTOR_OUTPUT at 0.5 ha = 50 pixels), exported and in the report
+    for level in ("classification", "sl_classification"):
+        for suffix in ("gpkg", "fgb"):
+            assert (tmp_path / "out" / f"{level}_mmu50_18SVG.{suffix}").stat().st_size > 10_000
+    assert "## Vector maps" in (tmp_path / "out" / "report.md").read_text()
 
     second = run_cli(["demo", "--output-dir", str(tmp_path / "out2"), "--no-progress"], env, tmp_path, timeout=900)
     assert second.returncode == 0, second.stderr[-3000:]

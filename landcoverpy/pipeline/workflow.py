@@ -561,4 +561,17 @@ def render_report(run: RunResult) -> str:
     for tile, rec in run.maps.items():
         lines.append(f"### {tile}")
         lines += [f"- {name}: {area:.2f}" for name, area in rec.area_km2.items()]
+    vectors = {tile: rec.vectors for tile, rec in run.maps.items() if rec.vectors}
+    if vectors:
+        lines += [
+            "",
+            "## Vector maps",
+            "",
+            "Polygons after the minimum mapping unit (VECTOR_OUTPUT), beside the maps:",
+            "",
+        ]
+        for tile, objects in vectors.items():
+            for name, obj in sorted(objects.items()):
+                stem, _, suffix = name.rpartition(".")
+                lines.append(f"- {tile} `{stem}_{tile}.{suffix}` ({obj.size or 0:,} bytes): {obj.bucket}/{obj.key}")
     return "\n".join(lines) + "\n"
