@@ -1450,16 +1450,17 @@ def change_cmd(
 ) -> None:
     """Change between two maps of the same place: transition matrix (pixels, hectares), a change
     map with its legend and, with --reference, area-adjusted change with 95 % confidence intervals."""
-    from landcoverpy.context import Context
     from landcoverpy.services import CHANGE_LAYERS, map_change
 
     if level not in CHANGE_LAYERS:
         raise typer.BadParameter("--level is category or subcategory")
-    with Context.open(settings()) as ctx:
+    with _session("change") as ctx:
         got = map_change(ctx, from_ref, to_ref, tile, level, output_dir, reference)
     typer.echo(f"{got.before.id} -> {got.after.id} ({level}), pixels:")
     typer.echo(got.transitions.matrix().to_string())
-    typer.echo(f"change map: {got.change_map}\ntransitions: {got.table}")
+    typer.echo(f"change map: {got.change_map}\ntransitions: {got.table}, figure: {got.figure}")
+    if got.record is not None:
+        typer.echo(f"catalogued as {got.record.id} (from {got.before.id} to {got.after.id})")
     if got.estimate is not None:
         est = got.estimate
         for name, mapped, area, ci in zip(est.classes, est.mapped_area, est.area, est.area_ci):

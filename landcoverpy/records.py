@@ -379,6 +379,8 @@ class MapRecord(Record):
     grid: dict[str, Any] | None = None
     outputs: dict[str, MapOutput] = Field(default_factory=dict)
     vectors: dict[str, StoredObject] = Field(default_factory=dict)  # "classification_mmu4.gpkg" -> polygons
+    sources: list[str] = Field(default_factory=list)  # a change product's two maps (from, to)
+    attachments: dict[str, StoredObject] = Field(default_factory=dict)  # a change product's tables and figure
     classes: dict[str, Any] | list[Any] = Field(default_factory=dict)  # per level, or an abundance map's list
     hierarchy: str | None = None
     composites: list[str] = Field(default_factory=list)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from landcoverpy import records
-from landcoverpy.assets import integrity, lookup
+from landcoverpy import __version__, records
+from landcoverpy.assets import ids, integrity, keys, lookup, publish
 from landcoverpy.assets.map_values import sample_map
 from landcoverpy.assets.params import CompositeParams, ModelParams
 from landcoverpy.assets.stac import publish_catalog, write_catalog
@@ -427,6 +427,8 @@ class ChangeOutcome:
     table: Path
     estimate: AreaAccuracy | None = None
     estimate_table: Path | None = None
+    figure: Path | None = None
+    record: records.MapRecord | None = None  # the change product as catalogued
 
 
 def map_for(ctx: Context, ref: str, tile: str | None) -> records.MapRecord:
@@ -478,8 +480,55 @@ def map_change(
             out,
         )
     table = change.write_transitions(t, output_dir / f"transitions_{level}_{before.tile}.csv")
-    if reference is None:
-        return ChangeOutcome(before, after, t, out, table)
-    est = change.area_adjusted_change(str(out), t, change.read_change_sample(reference, classes))
-    path = change.write_area_estimates(est, output_dir / f"change_area_{level}_{before.tile}.csv")
-    return ChangeOutcome(before, after, t, out, table, est, path)
+    figure = change.plot_transitions(t, output_dir / f"transitions_{level}_{before.tile}.png")
+    est, path = None, None
+    if reference is not None:
+        est = change.area_adjusted_change(str(out), t, change.read_change_sample(reference, classes))
+        path = change.write_area_estimates(est, output_dir / f"change_area_{level}_{before.tile}.csv")
+    record = catalogue_change(ctx, before, after, level, t, out, [table, figure] + ([path] if path else []))
+    return ChangeOutcome(before, after, t, out, table, est, path, figure, record)
+
+
+def catalogue_change(
+    ctx: Context,
+    before: records.MapRecord,
+    after: records.MapRecord,
+    level: str,
+    t: change.Transitions,
+    change_map: Path,
+    files: list[Path],
+) -> records.MapRecord:
+    """The change product in the maps bucket beside the maps (change COG with its style and GDAL
+    names, the transition tables and figure), recorded with the two maps it compares as its
+    lineage (its STAC item names them)."""
+    cid = ids.change_id(before.id, after.id, level, before.tile)
+    bucket = ctx.settings.MINIO_BUCKET_CLASSIFICATIONS
+    name = f"change_{level}"
+
+    def put(path: Path, ext: str, as_name: str = name) -> records.StoredObject:
+        return records.StoredObject(
+            **publish.put_file(ctx.store, bucket, keys.map_key(before.tile, cid, as_name, ext), path)
+        )
+
+    cog = put(change_map, ".tif")
+    style = put(change_map.with_suffix(".qml"), ".qml")
+    aux = put(Path(f"{change_map}.aux.xml"), ".tif.aux.xml")
+    output = records.MapOutput(**cog.model_dump(), style=style.key, aux=aux.key, nodata=0)
+    attachments = {}
+    for path in files:
+        stem = path.stem.rsplit("_", 1)[0]  # transitions_category_30SUF -> transitions_category
+        attachments[f"{stem}{path.suffix}"] = put(path, path.suffix, stem)
+    record = records.MapRecord(
+        id=cid,
+        tile=before.tile,
+        kind="change",
+        grid=before.grid,
+        outputs={"change": output},
+        classes={"change": {str(t.code(a, b)): t.label(a, b) for a, b in t.pairs()}},
+        sources=[before.id, after.id],
+        attachments=attachments,
+        pixel_counts={"change": {t.label(a, b): int(t.pixels[a, b]) for a, b in t.pairs() if t.pixels[a, b]}},
+        created=publish.now_iso(),
+        code_version=__version__,
+    )
+    return records.store(ctx.catalog, record)

@@ -333,3 +333,17 @@ def test_change_between_two_runs(workflow: tuple[Backend, dict[str, Path], Path]
     assert stable > 0.5 * sum(int(r["pixels"]) for r in table)  # two models of one place mostly agree
     legend = read_paletted_qml((root / "change" / "change_category_18SVG.qml").read_text())
     assert any(" -> " in label for label, _ in legend.values()) and "water" in {label for label, _ in legend.values()}
+    assert (root / "change" / "transitions_category_18SVG.png").stat().st_size > 10_000  # the matrix figure
+    # catalogued beside the maps, its lineage naming the two maps; its STAC item too; verify agrees
+    with backend.context() as ctx:
+        [product] = records.find(ctx.catalog, records.MapRecord, {"kind": "change"})
+        catalog = build_catalog(ctx)
+    assert product.sources == [first["maps"]["18SVG"]["_id"], later] and f"catalogued as {product.id}" in res.stdout
+    assert set(product.attachments) == {"transitions_category.csv", "transitions_category.png"}
+    assert sum(product.pixel_counts["change"].values()) == sum(int(r["pixels"]) for r in table)
+    item = next(i for i in catalog.get_items(recursive=True) if i.id == product.id)
+    assert item.properties["landcoverpy:inputs"] == product.sources
+    assert item.assets["change"].media_type.startswith("image/tiff")
+    assert item.assets["transitions_category_png"].media_type == "image/png"
+    checked = run_cli(["verify"], backend.env, root)
+    assert checked.returncode == 0 and "store and catalog agree" in checked.stdout, checked.stdout

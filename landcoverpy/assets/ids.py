@@ -138,6 +138,11 @@ def map_id(hierarchy: str, tile: str, source_ids: Iterable[str], options: Mappin
     return f"map-{tile}-{digest(payload)}"
 
 
+def change_id(before: str, after: str, level: str, tile: str) -> str:
+    """The change product between two maps at one level."""
+    return f"change-{tile}-{digest({'kind': 'change', 'from': before, 'to': after, 'level': level})}"
+
+
 def abundance_dataset_id(year: int, table_sha256: str) -> str:
     """Content-addressed: the inputs are user rasters whose content the table captures."""
     return f"abundance-{year}-{table_sha256[:16]}"

@@ -97,6 +97,7 @@ def objects_of(record: Record) -> list[ObjectRef]:
             refs.append(ObjectRef(out.bucket, out.key, out.size, out.sha256))
             refs.extend(ObjectRef(out.bucket, k) for k in out.object_keys() if k != out.key)
         refs.extend(_ref(v) for v in record.vectors.values())
+        refs.extend(_ref(v) for v in record.attachments.values())
         return refs
     if isinstance(record, ModisRecord):
         return [_ref(record.raw), _ref(record.reflectance)]

@@ -334,6 +334,61 @@ def map_item(ctx: Context, rec: MapRecord, href: Hrefs) -> Any:
     return item
 
 
+def change_item(rec: MapRecord, href: Hrefs) -> Any:
+    """A change product: the change map (one value per from -> to pair) with its legend, the
+    transition tables and figure; its inputs are the two maps compared."""
+    item = _item(
+        rec.id,
+        rec.pixel_grid,
+        None,
+        None,
+        rec.created,
+        {
+            "title": f"{rec.tile} land cover change",
+            "landcoverpy:kind": "change",
+            "landcoverpy:tile": rec.tile,
+            "landcoverpy:inputs": list(rec.sources),
+            "landcoverpy:from": rec.sources[0] if rec.sources else None,
+            "landcoverpy:to": rec.sources[-1] if rec.sources else None,
+        },
+    )
+    for name, loc in rec.outputs.items():
+        names = rec.classes.get(name, {}) if isinstance(rec.classes, dict) else {}
+        item.add_asset(
+            name,
+            pystac.Asset(
+                href(loc, item.id),
+                title="change (from -> to)",
+                media_type=COG_MEDIA_TYPE,
+                roles=["data"],
+                extra_fields={
+                    "raster:bands": [raster_band("uint16", 0, rec.pixel_grid.resolution)],
+                    "classification:classes": class_list(names),
+                }
+                | file_fields(loc),
+            ),
+        )
+        if loc.style:
+            item.add_asset(
+                f"{name}_qgis_style",
+                pystac.Asset(
+                    href(loc, item.id, loc.style), title="QGIS style", media_type="application/xml", roles=["style"]
+                ),
+            )
+    for name, obj in sorted(rec.attachments.items()):
+        item.add_asset(
+            name.replace(".", "_"),
+            pystac.Asset(
+                href(obj, item.id),
+                title=name,
+                media_type=media_type(obj.key),
+                roles=["overview"] if name.endswith(".png") else ["metadata"],
+                extra_fields=file_fields(obj),
+            ),
+        )
+    return item
+
+
 def abundance_item(rec: MapRecord, href: Hrefs) -> Any:
 
     if not rec.grid:
@@ -418,12 +473,14 @@ def build_catalog(ctx: Context, copy_assets_to: Path | None = None) -> Any:
         "dem": [dem_item(dem, href) for dem in records.find(ctx.catalog, DemRecord)],
         "maps": [map_item(ctx, rec, href) for rec in maps if rec.kind == "classification"],
         "abundance": [item for item in abundance if item is not None],
+        "change": [change_item(rec, href) for rec in maps if rec.kind == "change"],
     }
     descriptions = {
         "composites": "Cloud-masked seasonal median composites of Sentinel-2 (bands scaled by 1e-4) and indices.",
         "dem": "Elevation, slope and aspect from ASTER GDEM on each Sentinel-2 tile grid.",
         "maps": "Hierarchical land cover maps: category, subcategory, confidence and uncertainty.",
         "abundance": "Per-pixel class abundances (soft classification) of MODIS pixels.",
+        "change": "Change between two land cover maps of a tile: change map, transition matrix and figure.",
     }
     by_id = {}
     for name, items in collections.items():

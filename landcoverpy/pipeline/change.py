@@ -220,3 +220,40 @@ def write_area_estimates(est: AreaAccuracy, path: Path) -> Path:
                 ]
             )
     return path
+
+
+def plot_transitions(t: Transitions, path: Path) -> Path:
+    """The transition matrix in hectares as a figure: from-classes in rows, to-classes in
+    columns, each cell with its area and its share of the from-class."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [t.classes[v] for v in t.values]
+    ha = t.pixels[np.ix_(t.values, t.values)] * t.pixel_area_ha
+    share = ha / np.maximum(ha.sum(axis=1, keepdims=True), 1e-12)
+    size = 1.2 + 0.9 * len(names)
+    fig, ax = plt.subplots(figsize=(size + 1.5, size), dpi=110)
+    image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            colour = "white" if share[i, j] > 0.6 else "black"
+            ax.text(
+                j,
+                i,
+                f"{ha[i, j]:,.1f} ha\n{100 * share[i, j]:.0f} %",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color=colour,
+            )
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.set_xlabel("to (later map)")
+    ax.set_ylabel("from (earlier map)")
+    fig.colorbar(image, ax=ax, label="share of the from-class", shrink=0.8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
