@@ -1447,6 +1447,9 @@ def change_cmd(
         None, "--reference", help="Reference sample of change (CSV: latitude, longitude, from, to class names)."
     ),
     output_dir: Path = typer.Option(Path("change"), "--output-dir", help="Where the change map and tables go."),
+    aoi: Path = typer.Option(
+        None, "--aoi", help="Polygons (GeoJSON/GeoPackage/KML, any CRS): only the change inside them is tabulated."
+    ),
 ) -> None:
     """Change between two maps of the same place: transition matrix (pixels, hectares), a change
     map with its legend and, with --reference, area-adjusted change with 95 % confidence intervals."""
@@ -1454,8 +1457,11 @@ def change_cmd(
 
     if level not in CHANGE_LAYERS:
         raise typer.BadParameter("--level is category or subcategory")
+    from landcoverpy.pipeline.aoi import load_aoi
+
+    area = load_aoi(aoi) if aoi is not None else None
     with _session("change") as ctx:
-        got = map_change(ctx, from_ref, to_ref, tile, level, output_dir, reference)
+        got = map_change(ctx, from_ref, to_ref, tile, level, output_dir, reference, area)
     typer.echo(f"{got.before.id} -> {got.after.id} ({level}), pixels:")
     typer.echo(got.transitions.matrix().to_string())
     typer.echo(f"change map: {got.change_map}\ntransitions: {got.table}, figure: {got.figure}")

@@ -457,9 +457,11 @@ def map_change(
     level: str,
     output_dir: Path,
     reference: Path | None = None,
+    aoi: AreaOfInterest | None = None,
 ) -> ChangeOutcome:
-    """The change between two maps of one tile at ``level``: change map and transitions, and with
-    a reference sample of change, the area-adjusted transition areas."""
+    """The change between two maps of one tile at ``level`` (within ``aoi`` when given): change
+    map and transitions, and with a reference sample of change, the area-adjusted transition
+    areas."""
     layer = CHANGE_LAYERS[level]
     before, after = map_for(ctx, from_ref, tile), map_for(ctx, to_ref, tile)
     if before.tile != after.tile:
@@ -478,6 +480,7 @@ def map_change(
             ctx.store.raster_uri(after.outputs[layer].bucket, after.outputs[layer].key),
             classes,
             out,
+            area=aoi.geometry if aoi is not None else None,
         )
     table = change.write_transitions(t, output_dir / f"transitions_{level}_{before.tile}.csv")
     figure = change.plot_transitions(t, output_dir / f"transitions_{level}_{before.tile}.png")
@@ -485,7 +488,8 @@ def map_change(
     if reference is not None:
         est = change.area_adjusted_change(str(out), t, change.read_change_sample(reference, classes))
         path = change.write_area_estimates(est, output_dir / f"change_area_{level}_{before.tile}.csv")
-    record = catalogue_change(ctx, before, after, level, t, out, [table, figure] + ([path] if path else []))
+    files = [table, figure] + ([path] if path else [])
+    record = catalogue_change(ctx, before, after, level, t, out, files, aoi)
     return ChangeOutcome(before, after, t, out, table, est, path, figure, record)
 
 
@@ -497,11 +501,12 @@ def catalogue_change(
     t: change.Transitions,
     change_map: Path,
     files: list[Path],
+    aoi: AreaOfInterest | None = None,
 ) -> records.MapRecord:
     """The change product in the maps bucket beside the maps (change COG with its style and GDAL
     names, the transition tables and figure), recorded with the two maps it compares as its
     lineage (its STAC item names them)."""
-    cid = ids.change_id(before.id, after.id, level, before.tile)
+    cid = ids.change_id(before.id, after.id, level, before.tile, aoi.wkb_hex if aoi is not None else None)
     bucket = ctx.settings.MINIO_BUCKET_CLASSIFICATIONS
     name = f"change_{level}"
 

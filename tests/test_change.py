@@ -139,3 +139,20 @@ def test_a_sample_with_an_unknown_class_names_the_row(tmp_path: Path) -> None:
     (tmp_path / "s.csv").write_text("latitude,longitude,from,to\n40,-3,forest,forest\n40,-3,forest,water\n")
     with pytest.raises(InputValidationError, match=r"s.csv, row 3: to class 'water'"):
         read_change_sample(tmp_path / "s.csv", CLASSES)
+
+
+def test_change_within_an_area(tmp_path: Path) -> None:
+    """With an area of interest only the pixels whose centres lie inside it are tabulated and
+    mapped: a box over columns 100-399 of every stratum's rows keeps 3/10 of each transition."""
+    import shapely
+
+    y1, y2, rows, res = olofsson_maps(tmp_path)
+    box = shapely.box(X0 + 100 * res + 1, Y0 - 1000 * res, X0 + 400 * res - 1, Y0)
+    to_lonlat = Transformer.from_crs(CRS, "EPSG:4326", always_xy=True)
+    area = shapely.transform(shapely.segmentize(box, res), to_lonlat.transform, interleaved=False)
+    t = change_map(str(y1), str(y2), CLASSES, tmp_path / "aoi.tif", block=256, area=area)
+    for (a, b), n in STRATA.items():
+        assert t.pixels[a, b] == n * 3 // 10, (a, b)
+    with rasterio.open(tmp_path / "aoi.tif") as src:
+        data = src.read(1)
+    assert (data[:, :100] == 0).all() and (data[:, 400:] == 0).all() and (data[:, 100:400] > 0).all()

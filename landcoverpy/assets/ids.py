@@ -138,9 +138,10 @@ def map_id(hierarchy: str, tile: str, source_ids: Iterable[str], options: Mappin
     return f"map-{tile}-{digest(payload)}"
 
 
-def change_id(before: str, after: str, level: str, tile: str) -> str:
-    """The change product between two maps at one level."""
-    return f"change-{tile}-{digest({'kind': 'change', 'from': before, 'to': after, 'level': level})}"
+def change_id(before: str, after: str, level: str, tile: str, area_wkb: str | None = None) -> str:
+    """The change product between two maps at one level (within an area, given as hex WKB)."""
+    payload = {"kind": "change", "from": before, "to": after, "level": level, "area": area_wkb}
+    return f"change-{tile}-{digest(payload)}"
 
 
 def abundance_dataset_id(year: int, table_sha256: str) -> str:

@@ -16,9 +16,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import rasterio
+import shapely
 from pyproj import Transformer
 from rasterio.enums import Resampling
+from rasterio.features import rasterize
 from rasterio.vrt import WarpedVRT
+from rasterio.windows import transform as window_transform
 
 from landcoverpy.errors import InputValidationError
 from landcoverpy.models.area import AreaAccuracy, area_adjusted_accuracy
@@ -85,9 +88,11 @@ def change_map(
     out_path: Path,
     block: int = 1024,
     tmp_dir: Path | None = None,
+    area: Any = None,
 ) -> Transitions:
     """Write the change map of two class maps and return their transitions. Pixels with no data
-    in either map are 0 in the change map and left out of the matrix."""
+    in either map are 0 in the change map and left out of the matrix; with ``area`` (a polygon in
+    longitude/latitude), so are the pixels whose centres lie outside it."""
     values = sorted(classes)
     k = max(values) + 1
     pixels = np.zeros((k, k), dtype=np.int64)
@@ -108,6 +113,10 @@ def change_map(
             )
         )
         probe = Transitions(classes, pixels, abs(src.transform.a * src.transform.e) / 1e4)
+        inside = None
+        if area is not None:
+            to_map = Transformer.from_crs("EPSG:4326", src.crs, always_xy=True)
+            inside = shapely.transform(shapely.segmentize(area, 0.001), to_map.transform, interleaved=False)
         lookup = np.zeros((k, k), dtype=np.uint16)
         for a, b in probe.pairs():
             lookup[a, b] = probe.code(a, b)
@@ -131,6 +140,14 @@ def change_map(
                     before = src.read(1, window=w)
                     after = after_ds.read(1, window=w)
                     ok = np.isin(before, values) & np.isin(after, values)
+                    if inside is not None:
+                        ok &= rasterize(
+                            [(inside, 1)],
+                            out_shape=ok.shape,
+                            transform=window_transform(w, src.transform),
+                            fill=0,
+                            dtype="uint8",
+                        ).astype(bool)
                     pixels += cross_tabulate(np.where(ok, before, 0), np.where(ok, after, 0), k)
                     out.write(np.where(ok, lookup[np.where(ok, before, 0), np.where(ok, after, 0)], 0)[None], w)
         finally:
