@@ -4,6 +4,7 @@ export), shared by the command line (``cli.py`` parses and prints) and the Pytho
 
 from __future__ import annotations
 
+import functools
 import logging
 import shutil
 import time
@@ -304,13 +305,18 @@ def region_stats(
                 if layer not in record.outputs:
                     continue
                 conf = record.outputs.get(confidence)
-                got = regionstats.map_level_stats(
-                    ctx.store.raster_uri(record.outputs[layer].bucket, record.outputs[layer].key),
-                    ctx.store.raster_uri(conf.bucket, conf.key) if conf else None,
-                    zones,
-                    {v: n for n, v in record.class_values(layer).items()},
-                    tile=tile,
-                    share=share,
+                loc = record.outputs[layer]
+                got = ctx.store.reading(
+                    functools.partial(
+                        regionstats.map_level_stats,
+                        ctx.store.raster_uri(loc.bucket, loc.key),
+                        ctx.store.raster_uri(conf.bucket, conf.key) if conf else None,
+                        zones,
+                        {v: n for n, v in record.class_values(layer).items()},
+                        tile=tile,
+                        share=share,
+                    ),
+                    f"statistics of {loc.bucket}/{loc.key}",
                 )
                 by_level[level] = regionstats.merge(by_level.get(level), got)
     table = [row for level, got in by_level.items() for row in regionstats.rows(zones, level, got)]
@@ -475,12 +481,16 @@ def map_change(
     output_dir.mkdir(parents=True, exist_ok=True)
     out = output_dir / f"change_{level}_{before.tile}.tif"
     with ctx.store.rasterio_env():
-        t = change.change_map(
-            ctx.store.raster_uri(before.outputs[layer].bucket, before.outputs[layer].key),
-            ctx.store.raster_uri(after.outputs[layer].bucket, after.outputs[layer].key),
-            classes,
-            out,
-            area=aoi.geometry if aoi is not None else None,
+        t = ctx.store.reading(
+            functools.partial(
+                change.change_map,
+                ctx.store.raster_uri(before.outputs[layer].bucket, before.outputs[layer].key),
+                ctx.store.raster_uri(after.outputs[layer].bucket, after.outputs[layer].key),
+                classes,
+                out,
+                area=aoi.geometry if aoi is not None else None,
+            ),
+            f"change between {before.id} and {after.id}",
         )
     table = change.write_transitions(t, output_dir / f"transitions_{level}_{before.tile}.csv")
     figure = change.plot_transitions(t, output_dir / f"transitions_{level}_{before.tile}.png")

@@ -18,9 +18,9 @@ import shutil
 import tempfile
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, Any, TypeVar, cast
 
 import boto3
 import rasterio
@@ -48,6 +48,8 @@ from landcoverpy.errors import (
 from landcoverpy.faults import DEFAULT_TOLERANCE, QUOTA_CODES, Service, is_transient, ride_out
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 _SAFE_PART = re.compile(r"[^A-Za-z0-9._=+-]+")
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -192,6 +194,12 @@ class ObjectStore(ABC):
         """A rasterio.Env for reading this store's rasters, with extra GDAL options."""
 
     # Helpers shared by every backend
+    def reading(self, fn: Callable[[], T], what: str) -> T:
+        """``fn``, which reads this store's rasters in place (GDAL), under the store's fault
+        policy: on S3 a failed remote read is retried for OUTAGE_TOLERANCE (a local disk's
+        failed read is a damaged file, raised at once)."""
+        return fn()
+
     def put_bytes(self, bucket: str, key: str, data: bytes) -> None:
 
         self.put_stream(bucket, key, io.BytesIO(data))
@@ -450,6 +458,9 @@ class S3Store(ObjectStore):
                 raise
 
         return ride_out(attempt, service=self.service, what=what, tolerance=self.tolerance)
+
+    def reading(self, fn: Callable[[], T], what: str) -> T:
+        return ride_out(fn, service=self.service, what=what, tolerance=self.tolerance, remote_rasters=True)
 
     def check(self) -> None:
         """One bounded request (no retry, CONNECT_TIMEOUT to connect and to answer): a server

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import time
+from pathlib import Path
 
 import botocore.exceptions as bexc
 import pymongo.errors as perr
@@ -145,3 +146,19 @@ def test_a_provider_outage_names_the_provider_and_its_setting() -> None:
 
 def refused_connection_raiser() -> None:
     raise refused_connection()
+
+
+def test_map_reads_ride_out_the_store_but_not_a_damaged_local_file(tmp_path: Path) -> None:
+    """What the map products (vectorize, stats, change) read in place goes through the store's
+    policy: on S3 a remote read that failed for the network is retried, on a local disk it is a
+    damaged file, raised at once."""
+    from landcoverpy.storage import LocalStore, S3Store
+
+    network = rasterio.errors.RasterioIOError("CURL error: Failed to connect to 127.0.0.1 port 9: Connection refused")
+    calls, fn = flaky(2, network)
+    store = S3Store(host="127.0.0.1", port=servers.free_port(), access_key="a", secret_key="b", tolerance=30)
+    assert store.reading(fn, "reading a map") == "done" and len(calls) == 3  # type: ignore[arg-type]
+    calls, fn = flaky(2, network)
+    with pytest.raises(rasterio.errors.RasterioIOError):
+        LocalStore(tmp_path).reading(fn, "reading a map")  # type: ignore[arg-type]
+    assert len(calls) == 1
