@@ -72,7 +72,10 @@ def area_mosaic(
 ) -> Mosaic:
     """The area's mosaic per level from the maps of the tiles it touches; exported when asked."""
     wanted = set(tiles_for_aoi(aoi))
-    record = build_mosaic(ctx, aoi, {t: r for t, r in maps.items() if t in wanted}, aoi_crs)
+    record = ctx.store.reading(
+        lambda: build_mosaic(ctx, aoi, {t: r for t, r in maps.items() if t in wanted}, aoi_crs),
+        f"mosaic of {aoi.source}",
+    )
     files = export_mosaic(ctx, record, output_dir) if output_dir is not None else {}
     return Mosaic(str(aoi.source), record, files)
 
