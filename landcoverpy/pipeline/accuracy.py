@@ -121,30 +121,37 @@ def design(
     weights = pixels / pixels.sum()
     n = total or sample_size(weights, np.full(len(names), expected_users), target_se)
     want = allocate(n, weights, minimum, available=pixels.astype(int))
-    rng = np.random.default_rng(seed)
-    # reservoir sampling per class over every map's pixels, window by window: memory stays bounded
-    keep: dict[int, list[tuple[float, str, int, int]]] = {values[c]: [] for c in names}
-    for tile in sorted(maps):
-        rec = maps[tile]
-        loc = rec.outputs[level]
-        grid = rec.pixel_grid
-        with ctx.store.rasterio_env(), rasterio.open(ctx.store.raster_uri(loc.bucket, loc.key)) as src:
-            for win in block_windows(grid.height, grid.width, window):
-                arr = src.read(1, window=win)
-                for name in names:
-                    v = values[name]
-                    rows, cols = np.nonzero(arr == v)
-                    if not len(rows):
-                        continue
-                    keys = rng.random(len(rows))  # random keys: the k smallest are a uniform sample
-                    bucket = keep[v]
-                    k = int(want[names.index(name)])
-                    pick = np.argpartition(keys, k - 1)[:k] if k < len(keys) else np.arange(len(keys))
-                    bucket.extend(
-                        (float(keys[i]), tile, int(rows[i] + win.row_off), int(cols[i] + win.col_off)) for i in pick
-                    )
-                    bucket.sort()
-                    del bucket[k:]
+
+    def draw() -> dict[int, list[tuple[float, str, int, int]]]:
+        """The sample, from a fresh generator: a read retried after an outage draws the same."""
+        rng = np.random.default_rng(seed)
+        # reservoir sampling per class over every map's pixels, window by window: memory stays bounded
+        keep: dict[int, list[tuple[float, str, int, int]]] = {values[c]: [] for c in names}
+        for tile in sorted(maps):
+            rec = maps[tile]
+            loc = rec.outputs[level]
+            grid = rec.pixel_grid
+            with ctx.store.rasterio_env(), rasterio.open(ctx.store.raster_uri(loc.bucket, loc.key)) as src:
+                for win in block_windows(grid.height, grid.width, window):
+                    arr = src.read(1, window=win)
+                    for name in names:
+                        v = values[name]
+                        rows, cols = np.nonzero(arr == v)
+                        if not len(rows):
+                            continue
+                        keys = rng.random(len(rows))  # random keys: the k smallest are a uniform sample
+                        bucket = keep[v]
+                        k = int(want[names.index(name)])
+                        pick = np.argpartition(keys, k - 1)[:k] if k < len(keys) else np.arange(len(keys))
+                        bucket.extend(
+                            (float(keys[i]), tile, int(rows[i] + win.row_off), int(cols[i] + win.col_off)) for i in pick
+                        )
+                        bucket.sort()
+                        del bucket[k:]
+        return keep
+
+    keep = ctx.store.reading(draw, f"sampling the {level} maps")
+
     records = []
     for name in names:
         for _, tile, row, col in keep[values[name]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -47,35 +48,45 @@ def suggest(
         grid = rec.pixel_grid
         block_px = max(1, int(round(block_km * 1000 / grid.resolution)))
         unc_loc, cls_loc = rec.outputs["uncertainty"], rec.outputs["classification"]
-        with (
-            ctx.store.rasterio_env(),
-            rasterio.open(ctx.store.raster_uri(unc_loc.bucket, unc_loc.key)) as unc_src,
-            rasterio.open(ctx.store.raster_uri(cls_loc.bucket, cls_loc.key)) as cls_src,
-        ):
-            for win in block_windows(grid.height, grid.width, window):
-                unc = unc_src.read(1, window=win)
-                cls = cls_src.read(1, window=win)
-                ok = (cls > 0) & (unc != 255) & (unc >= min_uncertainty)
-                rows, cols = np.nonzero(ok)
-                if not len(rows):
-                    continue
-                r_abs, c_abs = rows + int(win.row_off), cols + int(win.col_off)
-                u, k = unc[rows, cols].astype(np.int64), cls[rows, cols].astype(np.int64)
-                br, bc = r_abs // block_px, c_abs // block_px
-                # the PER_BLOCK most uncertain pixels of every (class, block) of this window
-                order = np.lexsort((-u, bc, br, k))
-                k_s, br_s, bc_s = k[order], br[order], bc[order]
-                start = np.ones(len(order), dtype=bool)
-                start[1:] = (k_s[1:] != k_s[:-1]) | (br_s[1:] != br_s[:-1]) | (bc_s[1:] != bc_s[:-1])
-                group_start = np.maximum.accumulate(np.where(start, np.arange(len(order)), 0))
-                keep = order[(np.arange(len(order)) - group_start) < PER_BLOCK]
-                for i in keep:
-                    heap = candidates.setdefault((tile, int(k[i])), {}).setdefault((int(br[i]), int(bc[i])), [])
-                    item = (int(u[i]), int(r_abs[i]), int(c_abs[i]))
-                    if len(heap) < PER_BLOCK:
-                        heapq.heappush(heap, item)
-                    elif item > heap[0]:
-                        heapq.heapreplace(heap, item)
+
+        def scan(
+            tile: str = tile, grid: Any = grid, block_px: int = block_px, unc_loc: Any = unc_loc, cls_loc: Any = cls_loc
+        ) -> dict[tuple[str, int], dict[tuple[int, int], list[tuple[int, int, int]]]]:
+            """This tile's candidates (read again whole if an outage cuts the reads)."""
+            found: dict[tuple[str, int], dict[tuple[int, int], list[tuple[int, int, int]]]] = {}
+            with (
+                ctx.store.rasterio_env(),
+                rasterio.open(ctx.store.raster_uri(unc_loc.bucket, unc_loc.key)) as unc_src,
+                rasterio.open(ctx.store.raster_uri(cls_loc.bucket, cls_loc.key)) as cls_src,
+            ):
+                for win in block_windows(grid.height, grid.width, window):
+                    unc = unc_src.read(1, window=win)
+                    cls = cls_src.read(1, window=win)
+                    ok = (cls > 0) & (unc != 255) & (unc >= min_uncertainty)
+                    rows, cols = np.nonzero(ok)
+                    if not len(rows):
+                        continue
+                    r_abs, c_abs = rows + int(win.row_off), cols + int(win.col_off)
+                    u, k = unc[rows, cols].astype(np.int64), cls[rows, cols].astype(np.int64)
+                    br, bc = r_abs // block_px, c_abs // block_px
+                    # the PER_BLOCK most uncertain pixels of every (class, block) of this window
+                    order = np.lexsort((-u, bc, br, k))
+                    k_s, br_s, bc_s = k[order], br[order], bc[order]
+                    start = np.ones(len(order), dtype=bool)
+                    start[1:] = (k_s[1:] != k_s[:-1]) | (br_s[1:] != br_s[:-1]) | (bc_s[1:] != bc_s[:-1])
+                    group_start = np.maximum.accumulate(np.where(start, np.arange(len(order)), 0))
+                    keep = order[(np.arange(len(order)) - group_start) < PER_BLOCK]
+                    for i in keep:
+                        heap = found.setdefault((tile, int(k[i])), {}).setdefault((int(br[i]), int(bc[i])), [])
+                        item = (int(u[i]), int(r_abs[i]), int(c_abs[i]))
+                        if len(heap) < PER_BLOCK:
+                            heapq.heappush(heap, item)
+                        elif item > heap[0]:
+                            heapq.heapreplace(heap, item)
+            return found
+
+        candidates |= ctx.store.reading(scan, f"reading the maps of {tile}")
+
     # per class: blocks ordered by their best candidate; round-robin over classes
     per_class: dict[int, list[tuple[int, str, int, int]]] = {}
     for (tile, k), blocks in candidates.items():
