@@ -23,7 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -249,22 +249,6 @@ def vectorize_file(class_path: str, confidence_path: str | None = None, block: i
         finally:
             if conf is not None:
                 conf.close()
-
-
-def iter_features(polygons: Polygons, names: dict[int, str]) -> Iterator[tuple[Any, dict[str, Any]]]:
-    areas, conf = polygons.area_ha(), polygons.mean_confidence()
-    for i, geom in enumerate(polygons.geometries):
-        v = polygons.values[i]
-        yield (
-            geom,
-            {
-                "value": v,
-                "class": names.get(v, str(v)),
-                "area_ha": float(areas[i]),
-                "pixels": polygons.pixels[i],
-                "confidence": float(conf[i]),
-            },
-        )
 
 
 def write_vectors(
