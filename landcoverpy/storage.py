@@ -24,6 +24,7 @@ from typing import IO, Any, TypeVar, cast
 
 import boto3
 import rasterio
+import rasterio.errors
 from boto3.exceptions import S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
@@ -35,6 +36,8 @@ from botocore.exceptions import (
     EndpointConnectionError,
     ReadTimeoutError,
 )
+from rasterio._err import CPLE_BaseError
+from rasterio.env import get_gdal_config, set_gdal_config
 from rasterio.session import AWSSession
 
 from landcoverpy.config import Settings
@@ -42,6 +45,7 @@ from landcoverpy.errors import (
     AuthenticationError,
     InvalidKeyError,
     NoSpaceError,
+    RasterError,
     ServiceUnavailableError,
     StorageError,
 )
@@ -196,9 +200,12 @@ class ObjectStore(ABC):
     # Helpers shared by every backend
     def reading(self, fn: Callable[[], T], what: str) -> T:
         """``fn``, which reads this store's rasters in place (GDAL), under the store's fault
-        policy: on S3 a failed remote read is retried for OUTAGE_TOLERANCE (a local disk's
-        failed read is a damaged file, raised at once)."""
-        return fn()
+        policy: on S3 a failed remote read is retried for OUTAGE_TOLERANCE; a read that fails
+        for good (a local disk's damaged or missing file) is a RasterError naming ``what``."""
+        try:
+            return fn()
+        except (rasterio.errors.RasterioError, CPLE_BaseError) as exc:
+            raise RasterError(f"{what}: {exc}") from None
 
     def put_bytes(self, bucket: str, key: str, data: bytes) -> None:
 
@@ -460,7 +467,7 @@ class S3Store(ObjectStore):
         return ride_out(attempt, service=self.service, what=what, tolerance=self.tolerance)
 
     def reading(self, fn: Callable[[], T], what: str) -> T:
-        return ride_out(fn, service=self.service, what=what, tolerance=self.tolerance, remote_rasters=True)
+        return read_remote(fn, what, self.service, self.tolerance, self.list_buckets)
 
     def check(self) -> None:
         """One bounded request (no retry, CONNECT_TIMEOUT to connect and to answer): a server
@@ -723,6 +730,46 @@ def no_space(where: Path, what: str, partial: Path | None = None) -> NoSpaceErro
         f"{free / 2**20:.1f} MiB free). Free space there (or point LANDCOVERPY_HOME / TMP_DIR elsewhere) "
         "and rerun; nothing partial was kept."
     )
+
+
+def read_remote(fn: Callable[[], T], what: str, service: Service, tolerance: float, probe: Callable[[], object]) -> T:
+    """``fn``, which reads rasters of an S3 store in place (GDAL's /vsis3/), under the fault
+    policy: failed reads are retried for ``tolerance`` seconds. GDAL says an object "does not
+    exist" when it could not reach the server, so such a failure is checked with ``probe`` (a
+    call to the store that rides out an outage) before the read is tried again; a second refusal
+    is a missing object. Retries bypass GDAL's /vsis3/ cache, which remembers the failed requests.
+    A read that fails for good is a RasterError naming ``what``."""
+    tries = [0]
+
+    def read() -> T:
+        if not tries[0]:
+            tries[0] += 1
+            return fn()
+        tries[0] += 1
+        previous = get_gdal_config("CPL_VSIL_CURL_NON_CACHED")
+        set_gdal_config("CPL_VSIL_CURL_NON_CACHED", "/vsis3/")
+        try:
+            return fn()
+        finally:
+            set_gdal_config("CPL_VSIL_CURL_NON_CACHED", previous)
+
+    def attempt() -> T:
+        try:
+            return read()
+        except (rasterio.errors.RasterioError, CPLE_BaseError) as exc:
+            if is_transient(exc, remote_rasters=True):
+                raise
+            if "does not exist" not in str(exc).lower():
+                raise RasterError(f"{what}: {exc}") from None
+        probe()
+        try:
+            return read()
+        except (rasterio.errors.RasterioError, CPLE_BaseError) as exc:
+            if is_transient(exc, remote_rasters=True):
+                raise
+            raise RasterError(f"{what}: {exc}") from None
+
+    return ride_out(attempt, service=service, what=what, tolerance=tolerance, remote_rasters=True)
 
 
 def open_store(settings: Settings, check: bool = True) -> ObjectStore:

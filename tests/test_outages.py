@@ -222,3 +222,24 @@ def test_a_scheduler_outage_is_ridden_out(
     maps = exported(tmp_path / "out")
     for name, pixels in undisturbed.items():
         assert np.array_equal(maps[name], pixels), name
+
+
+def test_map_products_ride_out_an_s3_outage(
+    scene: dict[str, Path], proxies: dict[str, servers.FaultProxy], tmp_path: Path
+) -> None:
+    """`vectorize` reads the map in place (GDAL over S3): a 20 s outage from its first read of the
+    maps bucket is ridden out, the polygons are made, the console stays clean."""
+    proxy = proxies["s3"]
+    wait_until_up(proxy)
+    env = environment(tmp_path, proxies["s3"].port, proxies["mongo"].port)
+    res = run_cli(run_args(scene, "plain", None), env, tmp_path, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    fired_before = len(proxy.status()["fired"])  # type: ignore[arg-type]
+    proxy.arm(f"GET /{env['MINIO_BUCKET_CLASSIFICATIONS']}/".encode(), OUTAGE)
+    args = ["vectorize", "--level", "category", "--mmu-pixels", "4", "--output-dir", str(tmp_path / "v")]
+    res = run_cli(args, env, tmp_path, timeout=600)
+    assert res.returncode == 0, res.stderr[-4000:]
+    assert len(proxy.status()["fired"]) == fired_before + 1  # type: ignore[arg-type]
+    check_console(res)
+    assert "retrying for up to" in res.stderr, res.stderr[-3000:]
+    assert (tmp_path / "v" / "classification_mmu4_18SVG.gpkg").stat().st_size > 0

@@ -20,7 +20,7 @@ from distributed import WorkerPlugin, get_worker
 
 from landcoverpy.errors import LandcoverError, TaskError
 from landcoverpy.faults import DEFAULT_TOLERANCE, Service, describe, ride_out
-from landcoverpy.storage import no_space
+from landcoverpy.storage import no_space, open_store, read_remote
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger(__name__)
@@ -116,14 +116,17 @@ def dask_task(fn: F) -> F:
             if remote
             else Service("a remote server", "the provider's and the store's settings")
         )
+        tolerance = float(getattr(settings, "OUTAGE_TOLERANCE", DEFAULT_TOLERANCE))
         try:
-            return ride_out(
-                lambda: fn(*args, **kwargs),
-                service=service,
-                what=name,
-                tolerance=float(getattr(settings, "OUTAGE_TOLERANCE", DEFAULT_TOLERANCE)),
-                remote_rasters=remote,
-            )
+            if remote:  # reads rasters of the S3 store in place: see storage.read_remote
+                return read_remote(
+                    lambda: fn(*args, **kwargs),
+                    name,
+                    service,
+                    tolerance,
+                    lambda: open_store(settings, check=False).list_buckets(),
+                )
+            return ride_out(lambda: fn(*args, **kwargs), service=service, what=name, tolerance=tolerance)
         except LandcoverError as exc:
             raise _bare(exc) from None
         except OSError as exc:

@@ -405,10 +405,19 @@ def vectorize_record(
         conf = record.outputs.get(LAYERS[layer])
         names = {v: n for n, v in record.class_values(layer).items()}
         with scratch_dir(ctx.settings.TMP_DIR) as tmp, ctx.store.rasterio_env():
-            sieved = sieve_map(ctx.store.raster_uri(loc.bucket, loc.key), Path(tmp) / "sieved.tif", mmu)
+            sieved = Path(tmp) / "sieved.tif"
+            conf_uri = ctx.store.raster_uri(conf.bucket, conf.key) if conf else None
+
+            def trace(
+                src_uri: str = ctx.store.raster_uri(loc.bucket, loc.key),
+                conf_uri: str | None = conf_uri,
+                sieved: Path = sieved,
+            ) -> Polygons:
+                return vectorize_file(str(sieve_map(src_uri, sieved, mmu)), conf_uri, block)
+
+            polygons = ctx.store.reading(trace, f"vectorising {loc.bucket}/{loc.key}")
             with rasterio.open(sieved) as src:
                 colours = {v: tuple(rgba[:3]) for v, rgba in (_colormap(src) or {}).items()}
-            polygons = vectorize_file(str(sieved), ctx.store.raster_uri(conf.bucket, conf.key) if conf else None, block)
             files = write_vectors(polygons, names, colours, Path(tmp) / name, layer)  # type: ignore[arg-type]
             for suffix, path in files.items():
                 key = keys.map_key(record.tile, record.id, name, suffix)
