@@ -404,10 +404,8 @@ def vectorize_maps(
         made[rec.id] = objects
         if output_dir is not None:
             for name, obj in objects.items():
-                stem, _, suffix = name.rpartition(".")
-                files[f"{stem}_{rec.tile}.{suffix}"] = ctx.store.get_file(
-                    obj.bucket, obj.key, output_dir / f"{stem}_{rec.tile}.{suffix}"
-                )
+                exported = vectorize.export_name(name, rec.tile)
+                files[exported] = ctx.store.get_file(obj.bucket, obj.key, output_dir / exported)
     return VectorOutcome(made, files)
 
 

@@ -37,6 +37,7 @@ from pyogrio.raw import write as ogr_write
 from rasterio.features import shapes, sieve
 from rasterio.windows import Window
 from scipy import ndimage
+from scipy.cluster.hierarchy import DisjointSet
 
 from landcoverpy import records
 from landcoverpy.assets import keys, publish
@@ -121,24 +122,6 @@ def _colormap(src: Any) -> dict[int, tuple[int, ...]] | None:
         return None
 
 
-class _UnionFind:
-    def __init__(self) -> None:
-        self.parent: dict[int, int] = {}
-
-    def find(self, a: int) -> int:
-        root = a
-        while self.parent.get(root, root) != root:
-            root = self.parent[root]
-        while self.parent.get(a, a) != root:  # path compression
-            self.parent[a], a = root, self.parent[a]
-        return root
-
-    def union(self, a: int, b: int) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
-
-
 def _label_block(values: np.ndarray) -> tuple[np.ndarray, int]:
     """4-connected regions of equal non-zero value, labelled 1..n (row-major by first pixel)."""
     labels = np.zeros(values.shape, dtype="int32")
@@ -153,12 +136,12 @@ def _label_block(values: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 def _edge_links(
-    uf: _UnionFind, ids_a: np.ndarray, values_a: np.ndarray, ids_b: np.ndarray, values_b: np.ndarray
+    regions: DisjointSet, ids_a: np.ndarray, values_a: np.ndarray, ids_b: np.ndarray, values_b: np.ndarray
 ) -> None:
     """Join the regions of two facing edge lines (pixel i of one touches pixel i of the other)."""
     same = (values_a == values_b) & (values_a != 0)
     for a, b in set(zip(ids_a[same].tolist(), ids_b[same].tolist(), strict=True)):
-        uf.union(a, b)
+        regions.merge(a, b)
 
 
 def vectorize(
@@ -173,7 +156,7 @@ def vectorize(
     """Polygons of the class map that ``read`` returns window by window (0 = nodata), traced
     ``block`` x ``block`` pixels at a time and merged across block edges."""
     pixel_area = abs(transform.a * transform.e - transform.b * transform.d)
-    uf = _UnionFind()
+    regions = DisjointSet()  # the block regions, joined across block edges
     parts: dict[int, Any] = {}
     value_of: dict[int, int] = {}
     count_of: dict[int, int] = {}
@@ -199,27 +182,25 @@ def vectorize(
             pixel_space = Affine.translation(c0, r0)  # integer coordinates: blocks share edges exactly
             for geom, label in shapes(labels, mask=labels > 0, connectivity=4, transform=pixel_space):
                 gid = int(label) + offset
+                regions.add(gid)
                 parts[gid] = shapely.geometry.shape(geom)
                 value_of[gid] = int(first_value[int(label)])
                 count_of[gid] = int(counts[int(label)])
                 conf_of[gid] = float(confs[int(label)])
         left = right_edges.pop((r0, c0 - block), None) if c0 else None
         if left is not None:
-            _edge_links(uf, left[0], left[1], ids[:, 0], values[:, 0])
+            _edge_links(regions, left[0], left[1], ids[:, 0], values[:, 0])
         above = bottom_edges.pop((r0 - block, c0), None) if r0 else None
         if above is not None:
-            _edge_links(uf, above[0], above[1], ids[0, :], values[0, :])
+            _edge_links(regions, above[0], above[1], ids[0, :], values[0, :])
         right_edges[(r0, c0)] = (ids[:, -1].copy(), values[:, -1].copy())
         bottom_edges[(r0, c0)] = (ids[-1, :].copy(), values[-1, :].copy())
         offset += n
-    groups: dict[int, list[int]] = {}
-    for gid in parts:
-        groups.setdefault(uf.find(gid), []).append(gid)
     out = Polygons(crs, pixel_area, has_confidence=read_confidence is not None)
-    to_map = transform
-    for members in groups.values():
+    for group in regions.subsets():
+        members = sorted(group)
         geom = parts[members[0]] if len(members) == 1 else shapely.union_all([parts[m] for m in members])
-        out.geometries.append(shapely.transform(geom, lambda xy: _apply(to_map, xy)))
+        out.geometries.append(shapely.transform(geom, lambda xy: _apply(transform, xy)))
         out.values.append(value_of[members[0]])
         out.pixels.append(sum(count_of[m] for m in members))
         out.confidence_sums.append(sum(conf_of[m] for m in members))
@@ -366,6 +347,12 @@ def add_layer_style(gpkg: Path, layer: str, qml: str) -> None:
 LAYERS = {"classification": "confidence", "sl_classification": "sl_confidence"}
 LEVEL_LAYERS: dict[str, tuple[str, ...]] = {"category": ("classification",), "subcategory": ("sl_classification",)}
 LEVEL_LAYERS["both"] = LEVEL_LAYERS["category"] + LEVEL_LAYERS["subcategory"]
+
+
+def export_name(name: str, tile: str) -> str:
+    """The file a vector object (``classification_mmu4.gpkg``) is exported as: ``classification_mmu4_{tile}.gpkg``."""
+    stem, _, suffix = name.rpartition(".")
+    return f"{stem}_{tile}.{suffix}"
 
 
 def vector_name(layer: str, mmu: int) -> str:

@@ -34,6 +34,7 @@ from landcoverpy.pipeline.datasets import build_dataset
 from landcoverpy.pipeline.dem import dem_stage
 from landcoverpy.pipeline.evaluation import holdout_accuracy
 from landcoverpy.pipeline.training import train, trees_note
+from landcoverpy.pipeline.vectorize import export_name
 from landcoverpy.raster.grid import Grid
 from landcoverpy.records import HierarchyRecord, MemberRecord, TrainingDatasetRecord
 from landcoverpy.reports import class_colours
@@ -258,11 +259,9 @@ def export_outputs(ctx: Context, run: RunResult, output_dir: Path) -> dict[str, 
                 if key:
                     label = f"{name}_{tile}_{extra}"
                     written[label] = ctx.store.get_file(loc.bucket, key, output_dir / f"{name}_{tile}{ext}")
-        for name, vec in rec.vectors.items():  # polygons (VECTOR_OUTPUT): classification_mmu4_{tile}.gpkg
-            stem, _, suffix = name.rpartition(".")
-            written[f"{stem}_{tile}_{suffix}"] = ctx.store.get_file(
-                vec.bucket, vec.key, output_dir / f"{stem}_{tile}.{suffix}"
-            )
+        for name, vec in rec.vectors.items():  # polygons (VECTOR_OUTPUT)
+            exported = export_name(name, tile)
+            written[exported.replace(".", "_")] = ctx.store.get_file(vec.bucket, vec.key, output_dir / exported)
     assert run.hierarchy is not None
     bucket = ctx.settings.MINIO_BUCKET_MODELS
     for key in ctx.store.list(bucket, run.hierarchy.id + "/"):
@@ -572,6 +571,5 @@ def render_report(run: RunResult) -> str:
         ]
         for tile, objects in vectors.items():
             for name, obj in sorted(objects.items()):
-                stem, _, suffix = name.rpartition(".")
-                lines.append(f"- {tile} `{stem}_{tile}.{suffix}` ({obj.size or 0:,} bytes): {obj.bucket}/{obj.key}")
+                lines.append(f"- {tile} `{export_name(name, tile)}` ({obj.size or 0:,} bytes): {obj.bucket}/{obj.key}")
     return "\n".join(lines) + "\n"
