@@ -239,6 +239,18 @@ def _inputs(
     return inputs
 
 
+def _provider(provider: ProviderName, source: Path | None) -> Any:
+    """The Sentinel-2 provider the options name (its settings from the environment)."""
+    from landcoverpy.sources.registry import make_provider
+
+    return make_provider(ProviderName(provider).value, settings(), source)
+
+
+def _run_tiles(tiles: list[str] | None, inputs: Any) -> list[str] | None:
+    """The tiles a run maps: the ones given (or TILES_TO_PREDICT), else None (the points' tiles)."""
+    return _tiles(tiles, inputs) if tiles or settings().TILES_TO_PREDICT else None
+
+
 def _tiles(tiles: list[str] | None, inputs: Any, catalog: Any = None) -> list[str]:
     from landcoverpy.pipeline.workflow import resolve_tiles
 
@@ -272,10 +284,9 @@ def acquire(
     from landcoverpy.pipeline.aoi import acquisition_windows, load_aoi
     from landcoverpy.pipeline.cluster import dask_client
     from landcoverpy.pipeline.workflow import training_tiles
-    from landcoverpy.sources.registry import make_provider
 
     inputs = _inputs(dataset, seasons, lc_labels, sl_labels, preset)
-    prov = make_provider(ProviderName(provider).value, settings(), source)
+    prov = _provider(provider, source)
     area = load_aoi(aoi) if aoi else None
     wanted = sorted(set(training_tiles(inputs)) | set(_tiles(tiles, inputs)) | set(aoi_tiles(area) if area else []))
     windows = acquisition_windows(area, wanted, [inputs.points.frame]) if area else None
@@ -629,13 +640,12 @@ def run_cmd(
     """The whole workflow: acquire, composite, dataset, train, classify, report (resumable)."""
     from landcoverpy.inputs import load_points
     from landcoverpy.pipeline.aoi import load_aoi
-    from landcoverpy.sources.registry import make_provider
 
     inputs = _inputs(dataset, seasons, lc_labels, sl_labels, preset)
-    prov = make_provider(ProviderName(provider).value, settings(), source)
+    prov = _provider(provider, source)
     held = load_points(holdout, inputs.lc_labels, inputs.sl_labels) if holdout else None
     area = load_aoi(aoi) if aoi else None
-    wanted = _tiles(tiles, inputs) if tiles or settings().TILES_TO_PREDICT else None
+    wanted = _run_tiles(tiles, inputs)
     if area is not None:
         wanted = sorted(set(wanted or []) | set(aoi_tiles(area)))
     _run(inputs, prov, wanted, output_dir, held, not no_progress, wait, aoi=area, aoi_crs=aoi_crs, profile=profile)
@@ -1283,7 +1293,6 @@ def verify(
     defaults), reusing everything intact."""
     from landcoverpy import services
     from landcoverpy.errors import InputValidationError
-    from landcoverpy.sources.registry import make_provider
 
     again: Any = None
     if repair and rebuild:  # the inputs are read before anything is touched
@@ -1294,9 +1303,7 @@ def verify(
                 f"{exc}. verify --repair rebuilds with the inputs of `run` (--dataset, --seasons, --lc-labels, "
                 "--sl-labels, --provider, --source); give them, or add --no-rebuild to only remove what is damaged"
             ) from None
-        prov = make_provider(ProviderName(provider).value, settings(), source)
-        wanted = _tiles(tiles, inputs) if tiles or settings().TILES_TO_PREDICT else None
-        again = services.RebuildInputs(inputs, prov, wanted)
+        again = services.RebuildInputs(inputs, _provider(provider, source), _run_tiles(tiles, inputs))
     with _session("verify", wait) as ctx:
         out = services.check_and_repair(ctx, checksums, repair, again, prune_orphans, progress=not no_progress)
         found = out.found
