@@ -27,6 +27,16 @@ log = logging.getLogger(__name__)
 PIXEL_M = 10.0
 POLYGON_TYPES = ("Polygon", "MultiPolygon")
 SEED = 0
+COLUMNS = [  # a polygon pixel's row (see polygon_pixels)
+    "latitude",
+    "longitude",
+    "category",
+    "subcategory",
+    "tile",
+    "polygon_id",
+    "block_latitude",
+    "block_longitude",
+]
 
 
 def is_polygon_file(path: Path) -> bool:
@@ -161,18 +171,7 @@ def polygon_pixels(
             )
         )
     if not parts:
-        return pd.DataFrame(
-            columns=[
-                "latitude",
-                "longitude",
-                "category",
-                "subcategory",
-                "tile",
-                "polygon_id",
-                "block_latitude",
-                "block_longitude",
-            ]
-        )
+        return pd.DataFrame(columns=COLUMNS)
     frame = pd.concat(parts, ignore_index=True)
     # pixels of two overlapping polygons with the same labels: the first polygon keeps them
     return frame.drop_duplicates(["latitude", "longitude"]).reset_index(drop=True)
