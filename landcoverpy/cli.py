@@ -520,8 +520,10 @@ def _run(
     aoi: Any = None,
     aoi_crs: str | None = None,
     profile: bool = False,
-) -> None:
-    """``run`` and ``demo``: the service's run under the lease, then its summary."""
+    change_from: str | None = None,
+    echo: bool = True,
+) -> Any:
+    """``run`` and ``demo``: the service's run under the lease, then its summary; returns its outcome."""
     from landcoverpy import services
     from landcoverpy.pipeline.cluster import describe_cluster, require_profiling
 
@@ -543,9 +545,12 @@ def _run(
             aoi,
             aoi_crs,
             profile,
-            on_dashboard=lambda link: typer.echo(f"Dask dashboard: {link}"),
+            on_dashboard=lambda link: typer.echo(f"Dask dashboard: {link}") if echo else None,
+            change_from=change_from,
         )
-        _echo_run(ctx, outcome, output_dir)
+        if echo:
+            _echo_run(ctx, outcome, output_dir)
+    return outcome
 
 
 def _echo_mosaic(ctx: Any, mosaic: Any) -> None:
@@ -611,6 +616,15 @@ def _echo_run(ctx: Any, outcome: Any, output_dir: Path | None) -> None:
             typer.echo(f"  {path}")
     if outcome.mosaic is not None:
         _echo_mosaic(ctx, outcome.mosaic)
+    for rec in result.changes:
+        counts = rec.pixel_counts.get("change", {})
+        moved = sum(c for n, c in counts.items() if " -> " in n)
+        hectares = rec.pixel_grid.resolution**2 / 1e4
+        typer.echo(
+            f"change {rec.tile} {rec.level} since {result.change_from}: {rec.id} -> {bucket}/"
+            f"{rec.outputs['change'].key.rsplit('/', 1)[0]}/ ({moved * hectares:,.1f} ha changed class, "
+            f"{100 * moved / max(sum(counts.values()), 1):.1f} %)"
+        )
     if result.problems:
         typer.echo(f"Error: the run is incomplete ({len(result.problems)} problem(s)):", err=True)
         for problem in result.problems:
@@ -636,6 +650,14 @@ def run_cmd(
     wait: bool = WaitOpt,
     preset: PresetName = PresetOpt,
     profile: bool = ProfileOpt,
+    change_from: str = typer.Option(
+        None,
+        "--change-from",
+        help=(
+            "An earlier map or run id (e.g. last year's run): the change from its maps to this run's, at both levels, "
+            "is catalogued and shown in the report (change map, transitions in hectares)."
+        ),
+    ),
 ) -> None:
     """The whole workflow: acquire, composite, dataset, train, classify, report (resumable)."""
     from landcoverpy.inputs import load_points
@@ -648,7 +670,19 @@ def run_cmd(
     wanted = _run_tiles(tiles, inputs)
     if area is not None:
         wanted = sorted(set(wanted or []) | set(aoi_tiles(area)))
-    _run(inputs, prov, wanted, output_dir, held, not no_progress, wait, aoi=area, aoi_crs=aoi_crs, profile=profile)
+    _run(
+        inputs,
+        prov,
+        wanted,
+        output_dir,
+        held,
+        not no_progress,
+        wait,
+        aoi=area,
+        aoi_crs=aoi_crs,
+        profile=profile,
+        change_from=change_from,
+    )
 
 
 @app.command()
@@ -687,7 +721,25 @@ def demo(
         else None
     )
     source = prepare_demo_source(cfg.LANDCOVERPY_HOME / "demo-source")
-    _run(inputs, LocalProvider(source), None, output_dir, held, not no_progress, wait, command="demo", profile=profile)
+    # The bundled scene has one date, so the demo's change product compares its map with the map
+    # another model type makes of the same scene from the same points: where the two disagree.
+    other = "lightgbm" if cfg.MODEL_TYPE != "lightgbm" else "random_forest"
+    state.settings = cfg.model_copy(update={"MODEL_TYPE": other, "VECTOR_OUTPUT": False})
+    typer.echo(f"comparison map: the same scene and points with MODEL_TYPE={other}")
+    earlier = _run(inputs, LocalProvider(source), None, None, None, not no_progress, wait, command="demo", echo=False)
+    state.settings = cfg
+    _run(
+        inputs,
+        LocalProvider(source),
+        None,
+        output_dir,
+        held,
+        not no_progress,
+        wait,
+        command="demo",
+        profile=profile,
+        change_from=earlier.result.run_id,
+    )
 
 
 abundance_app = typer.Typer(

@@ -426,6 +426,7 @@ class RunRecord(Record):
     dataset: str | None = None
     holdout: dict[str, Any] | None = None
     problems: list[str] = Field(default_factory=list)
+    changes: list[str] = Field(default_factory=list)  # change products from an earlier map to this run's
 
 
 class ModisRecord(Record):

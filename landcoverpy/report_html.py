@@ -46,6 +46,20 @@ class MapView:
 
 
 @dataclass
+class ChangeView:
+    """One change product (an earlier map to this run's), as the report shows it."""
+
+    tile: str
+    level: str
+    change_id: str
+    from_map: str
+    to_map: str
+    transitions: list[tuple[str, float]]  # "from -> to" (or the class, unchanged) -> hectares, largest first
+    figure: bytes | None
+    links: dict[str, str]
+
+
+@dataclass
 class ReportData:
     run_id: str
     created: str
@@ -61,6 +75,8 @@ class ReportData:
     notes: list[str] = field(default_factory=list)  # things to act on that did not stop the run
     links: dict[str, str] = field(default_factory=dict)  # other outputs: label -> href
     pictures: dict[str, bytes] = field(default_factory=dict)  # confusion matrices: title -> PNG
+    changes: list[ChangeView] = field(default_factory=list)
+    change_from: str | None = None  # the earlier map or run the changes are from
 
 
 def unmapped_text(missing: int, total: int) -> str:
@@ -165,6 +181,41 @@ def _kv(d: dict[str, Any]) -> str:
     )
 
 
+def _changes(changes: list[ChangeView], since: str | None) -> str:
+    parts = [
+        f"<h2 id='change'>Change since {escape(since or 'the earlier map')}</h2>"
+        "<p class='muted'>Transitions from the earlier map to this run's, in hectares; a change map with its "
+        "legend is among the files.</p>"
+    ]
+    for view in changes:
+        total = sum(ha for _, ha in view.transitions) or 1.0
+        changed = sum(ha for name, ha in view.transitions if " -> " in name)
+        parts.append(
+            f"<h3>Tile {escape(view.tile)}, {escape(view.level)}</h3><p class='muted'>change "
+            f"<code>{escape(view.change_id)}</code> from map <code>{escape(view.from_map)}</code> to "
+            f"<code>{escape(view.to_map)}</code>: {changed:,.1f} ha changed class, "
+            f"{100 * changed / total:.1f} % of the area both maps cover</p>"
+        )
+        if view.figure:
+            parts.append(
+                "<div class='maps'><div class='map'>"
+                + _img(view.figure, f"{view.tile} {view.level} transitions")
+                + "</div></div>"
+            )
+        moved = [(n, ha) for n, ha in view.transitions if " -> " in n][:10]
+        if moved:
+            parts.append(
+                "<table class='accuracy'><tr><th class='name'>largest changes</th><th>hectares</th><th>%</th></tr>"
+                + "".join(
+                    f"<tr><td class='name'>{escape(n)}</td><td>{ha:,.1f}</td><td>{100 * ha / total:.2f}</td></tr>"
+                    for n, ha in moved
+                )
+                + "</table>"
+            )
+        parts.append("<h4>Files</h4>" + _links(view.links))
+    return "".join(parts)
+
+
 def render(data: ReportData) -> str:
     parts = [
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
@@ -199,6 +250,8 @@ def render(data: ReportData) -> str:
                 f"<h4>Legend and class areas: {escape(level)}</h4>" + _legend(entries, view.areas_km2.get(level, {}))
             )
         parts.append("<h4>Files</h4>" + _links(view.links))
+    if data.changes:
+        parts.append(_changes(data.changes, data.change_from))
     if data.notes:
         parts.append(
             "<div class='problems'><strong>To act on</strong><ul>"

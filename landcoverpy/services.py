@@ -92,10 +92,14 @@ def run(
     aoi_crs: str | None = None,
     profile: bool = False,
     on_dashboard: Callable[[str], None] | None = None,
+    change_from: str | None = None,
 ) -> RunOutcome:
     """Every stage (acquire, composite, DEM, dataset, train, classify), then the STAC catalog, the
-    report, the map page and, with ``output_dir``, the export; with ``aoi`` the area's mosaic."""
+    report, the map page and, with ``output_dir``, the export; with ``aoi`` the area's mosaic; with
+    ``change_from`` (an earlier map or run), the change from its maps to this run's, in the report."""
     cfg = ctx.settings
+    if change_from is not None:
+        require_map_or_run(ctx, change_from)  # before any work: a mistyped id costs nothing
     start = time.perf_counter()
     profile_key: str | None = None
     stream: taskstream.Collected | None = None
@@ -123,6 +127,9 @@ def run(
             result.maps[tile] = vectorize.vectorize_record(
                 ctx, rec, vectorize.LEVEL_LAYERS["both"], cfg.MMU_PIXELS, cfg.MMU_HA
             )[0]
+    if change_from is not None:
+        with scratch_dir(cfg.TMP_DIR) as tmp:
+            changes_since(ctx, result, change_from, output_dir / "change" if output_dir is not None else Path(tmp))
     stac_key = publish_catalog(ctx)
     report_key = publish_report(ctx, result)
     map_page_key = publish_map_page(ctx, result, output_dir)
@@ -438,6 +445,42 @@ class ChangeOutcome:
     record: records.MapRecord | None = None  # the change product as catalogued
 
 
+def require_map_or_run(ctx: Context, ref: str) -> None:
+    """Refuse an id that names neither a map nor a run of the catalog."""
+    if (
+        records.load(ctx.catalog, records.MapRecord, ref) is None
+        and records.load(ctx.catalog, records.RunRecord, ref) is None
+    ):
+        raise ModelError(f"no map or run {ref!r} in the catalog: see `landcoverpy status` and the run reports")
+
+
+def changes_since(ctx: Context, run: RunResult, ref: str, output_dir: Path) -> None:
+    """The change from the earlier map or run ``ref`` to each map of ``run``, at each level both
+    maps have: catalogued, kept in ``run.changes`` (for the report) and the run's record. What
+    cannot be compared (no earlier map of a tile, other class names) is one of the run's problems."""
+    run.change_from = ref
+    for tile, after in sorted(run.maps.items()):
+        try:
+            before = map_for(ctx, ref, tile)
+        except ModelError as exc:
+            run.problems.append(f"{tile}: no change product ({exc})")
+            continue
+        for level, layer in CHANGE_LAYERS.items():
+            if layer not in before.outputs or layer not in after.outputs:
+                continue
+            try:
+                got = map_change(ctx, before.id, after.id, tile, level, output_dir)
+            except (ModelError, InputValidationError) as exc:
+                run.problems.append(f"{tile} {level}: no change product ({exc})")
+                continue
+            if got.record is not None:
+                run.changes.append(got.record)
+    existing = records.load(ctx.catalog, records.RunRecord, run.run_id)
+    if existing is not None:
+        update = {"changes": [c.id for c in run.changes], "problems": run.problems}
+        records.save(ctx.catalog, existing.model_copy(update=update))
+
+
 def map_for(ctx: Context, ref: str, tile: str | None) -> records.MapRecord:
     """A map by id, or the map a run made (of ``tile`` when it made several)."""
     rec = records.load(ctx.catalog, records.MapRecord, ref)
@@ -471,6 +514,10 @@ def map_change(
     areas."""
     layer = CHANGE_LAYERS[level]
     before, after = map_for(ctx, from_ref, tile), map_for(ctx, to_ref, tile)
+    if before.kind != "classification" or after.kind != "classification":
+        raise ModelError(
+            f"{before.id} is a {before.kind} and {after.id} a {after.kind}: change compares two classification maps"
+        )
     if before.tile != after.tile:
         raise ModelError(f"{before.id} maps tile {before.tile} and {after.id} tile {after.tile}: compare one place")
     classes = change.same_classes(
@@ -542,6 +589,7 @@ def catalogue_change(
         outputs={"change": output},
         classes={"change": {str(t.code(a, b)): t.label(a, b) for a, b in t.pairs()}},
         sources=[before.id, after.id],
+        level=level,
         attachments=attachments,
         pixel_counts={"change": {t.label(a, b): int(t.pixels[a, b]) for a, b in t.pairs() if t.pixels[a, b]}},
         created=publish.now_iso(),

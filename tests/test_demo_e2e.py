@@ -10,6 +10,8 @@ import shutil
 import uuid
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import rasterio
 
@@ -55,6 +57,43 @@ def check_outputs(out: Path) -> dict:
     return run
 
 
+def check_change(out: Path, run: dict) -> None:
+    """The demo's change product: from the comparison model's map to the demo's, at both levels.
+    Each change-map pixel decodes to a (from, to) pair whose "to" is the demo map's class there,
+    and the transitions table counts exactly the change map's pixels."""
+    changes = run["changes"]
+    assert sorted(c["level"] for c in changes.values()) == ["category", "subcategory"]
+    map_id = run["maps"]["18SVG"]["_id"]
+    assert all(c["to"] == map_id and c["from"] != map_id for c in changes.values())
+    for level, layer in (("category", "classification"), ("subcategory", "sl_classification")):
+        tif = out / "change" / f"change_{level}_18SVG.tif"
+        assert validate_cog(tif)[0]
+        table = pd.read_csv(out / "change" / f"transitions_{level}_18SVG.csv")
+        with rasterio.open(tif) as ds:
+            codes = ds.read(1)
+        with rasterio.open(out / f"{layer}_18SVG.tif") as ds:
+            after = ds.read(1)
+        k = int(round(len(table) ** 0.5))  # every (from, to) pair of the label set
+        assert len(table) == k * k and table["code"].tolist() == list(range(1, k * k + 1))
+        valid = codes > 0
+        assert valid.mean() > 0.99
+        to_value: dict[str, int] = {}  # each pair's "to" class is one value of the demo's map
+        for code, to in zip(table["code"], table["to"]):
+            there = np.unique(after[codes == code])
+            if there.size:
+                assert there.size == 1 and to_value.setdefault(to, int(there[0])) == int(there[0]), (code, to)
+        assert len(set(to_value.values())) == len(to_value)
+        assert set(to_value.values()) == set(np.unique(after[valid]).tolist())
+        counts = np.bincount(codes[valid].ravel(), minlength=k * k + 1)[1:]
+        assert np.array_equal(table["pixels"].to_numpy(), counts)
+        changed = table[table["from"] != table["to"]]["pixels"].sum()
+        assert 0 < changed < 0.5 * valid.sum()  # two good models of one date mostly agree
+    report = (out / "report.md").read_text()
+    assert "## Change since run-" in report and "changed class" in report
+    html = (out / "report.html").read_text()
+    assert "Change since run-" in html and 'href="change/transitions_category_18SVG.csv"' in html
+
+
 def test_demo_on_embedded_default_then_rerun_does_nothing(tmp_path: Path) -> None:
     env = {"LANDCOVERPY_HOME": str(tmp_path / "home"), "TMP_DIR": str(tmp_path / "tmp")}
     first = run_cli(["demo", "--output-dir", str(tmp_path / "out"), "--no-progress"], env, tmp_path, timeout=900)
@@ -63,7 +102,9 @@ def test_demo_on_embedded_default_then_rerun_does_nothing(tmp_path: Path) -> Non
     assert " distributed." not in first.stderr and "palette" not in first.stderr, first.stderr
     assert all(" landcoverpy" in line for line in first.stderr.splitlines()), first.stderr
     run = check_outputs(tmp_path / "out")
-    assert all(s["did_work"] for s in run["stages"])
+    # the comparison run (the other model type) came first and made the scene's shared stages
+    did = {s["name"]: s["did_work"] for s in run["stages"]}
+    assert did == {"acquire": False, "composite": False, "dataset": False, "train": True, "classify": True}, did
     for name, digest in DEMO_MAP_PIXELS.items():
         assert pixel_digest(tmp_path / "out" / f"{name}.tif") == digest, name
     # the demo's polygons (VECTOR_OUTPUT at 0.5 ha = 50 pixels), exported and in the report
@@ -71,6 +112,7 @@ def test_demo_on_embedded_default_then_rerun_does_nothing(tmp_path: Path) -> Non
         for suffix in ("gpkg", "fgb"):
             assert (tmp_path / "out" / f"{level}_mmu50_18SVG.{suffix}").stat().st_size > 10_000
     assert "## Vector maps" in (tmp_path / "out" / "report.md").read_text()
+    check_change(tmp_path / "out", run)
 
     second = run_cli(["demo", "--output-dir", str(tmp_path / "out2"), "--no-progress"], env, tmp_path, timeout=900)
     assert second.returncode == 0, second.stderr[-3000:]
@@ -109,7 +151,7 @@ def test_demo_on_real_servers(
     check_outputs(tmp_path / "out")
     status = run_cli(["status"], env, tmp_path)
     assert f"classification-maps-{uid}" in status.stdout
-    assert "maps        1" in status.stdout
+    assert "maps        4" in status.stdout  # the demo's, the comparison's and two change products
     # the maps are in the bucket, not only in the export folder
     import boto3
 

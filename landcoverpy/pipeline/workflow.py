@@ -92,6 +92,8 @@ class RunResult:
     dataset: TrainingDatasetRecord | None = None
     holdout: dict[str, Any] | None = None
     problems: list[str] = field(default_factory=list)  # what did not go through, and what to do
+    changes: list[records.MapRecord] = field(default_factory=list)  # change products from an earlier map
+    change_from: str | None = None  # the earlier map or run they start from
 
     @property
     def did_work(self) -> bool:
@@ -298,6 +300,10 @@ def export_outputs(ctx: Context, run: RunResult, output_dir: Path) -> dict[str, 
                 },
                 "hierarchy": run.hierarchy.id,
                 "dataset": run.dataset.id if run.dataset else None,
+                "changes": {
+                    c.id: {"level": c.level, "tile": c.tile, "from": c.sources[0], "to": c.sources[1]}
+                    for c in run.changes
+                },
                 "model_metrics": run.hierarchy.metrics.to_doc(),
             },
             indent=2,
@@ -311,6 +317,10 @@ def export_link(kind: str, tile: str, name: str, loc: dict[str, Any], ext: str) 
     """Where an output lies in the export folder (as export_outputs names it)."""
     if kind == "map":
         return f"{name}_{tile}{ext}"
+    if kind == "vector":
+        return export_name(name, tile)
+    if kind == "change":  # as services.changes_since writes them
+        return f"change/{name}_{tile}{ext}"
     if kind == "model":
         return "models/" + loc["key"].split("/", 1)[1]
     if kind == "viewer":
@@ -321,7 +331,7 @@ def export_link(kind: str, tile: str, name: str, loc: dict[str, Any], ext: str) 
 def bucket_link(kind: str, tile: str, name: str, loc: dict[str, Any], ext: str) -> str:
     """Relative to a report stored one level down in the maps bucket (latest/, reports/): works
     with path-style URLs (MinIO) and in the console's object browser."""
-    if kind == "map":
+    if kind in ("map", "vector", "change"):
         return f"../{loc['key']}"
     if kind == "model":
         return f"../../{loc['bucket']}/{loc['key']}"
@@ -362,6 +372,8 @@ def report_data(
             ):
                 if key:
                     links[f"{name} {label}"] = link("map", tile, name, {"bucket": loc.bucket, "key": key}, ext)
+        for name, vec in sorted(rec.vectors.items()):
+            links[f"{name} (polygons)"] = link("vector", tile, name, vec.model_dump(), "")
         views.append(
             report_html.MapView(
                 tile, rec.id, quicklooks, legends, areas, links, (int(rec.nodata_pixels or 0), grid.width * grid.height)
@@ -415,8 +427,41 @@ def report_data(
         notes=left_out_notes(hier),
         links=links,
         pictures=pictures,
+        changes=[change_view(ctx, rec, link) for rec in run.changes],
+        change_from=run.change_from,
     )
     return data
+
+
+def change_view(
+    ctx: Context, rec: records.MapRecord, link: Callable[[str, str, str, dict[str, Any], str], str]
+) -> report_html.ChangeView:
+    """A change product as the report shows it: its transitions in hectares, figure and files."""
+    level = rec.level or "category"
+    hectares = Grid.from_dict(rec.grid or {}).resolution ** 2 / 1e4
+    counts = rec.pixel_counts.get("change", {})
+    transitions = sorted(((n, c * hectares) for n, c in counts.items()), key=lambda kv: -kv[1])
+    figure = next((obj for name, obj in rec.attachments.items() if name.endswith(".png")), None)
+    links = {}
+    name = f"change_{level}"  # the change map's name, as services.catalogue_change stores it
+    for loc in rec.outputs.values():
+        links["change map (Cloud-Optimized GeoTIFF)"] = link("change", rec.tile, name, loc.to_doc(), ".tif")
+        for key, ext, label in ((loc.style, ".qml", "QGIS style"), (loc.aux, ".tif.aux.xml", "GDAL category names")):
+            if key:
+                links[f"change map {label}"] = link("change", rec.tile, name, {"bucket": loc.bucket, "key": key}, ext)
+    for name, obj in sorted(rec.attachments.items()):
+        stem, ext = name.rsplit(".", 1)
+        links[name] = link("change", rec.tile, stem, obj.model_dump(), f".{ext}")
+    return report_html.ChangeView(
+        tile=rec.tile,
+        level=level,
+        change_id=rec.id,
+        from_map=rec.sources[0],
+        to_map=rec.sources[1],
+        transitions=transitions,
+        figure=ctx.store.get_bytes(figure.bucket, figure.key) if figure else None,
+        links=links,
+    )
 
 
 def left_out_notes(hierarchy: HierarchyRecord) -> list[str]:
@@ -572,4 +617,20 @@ def render_report(run: RunResult) -> str:
         for tile, objects in vectors.items():
             for name, obj in sorted(objects.items()):
                 lines.append(f"- {tile} `{export_name(name, tile)}` ({obj.size or 0:,} bytes): {obj.bucket}/{obj.key}")
+    if run.changes:
+        lines += ["", f"## Change since {run.change_from}", ""]
+        for rec in run.changes:
+            hectares = Grid.from_dict(rec.grid or {}).resolution ** 2 / 1e4
+            counts = rec.pixel_counts.get("change", {})
+            total = sum(counts.values()) or 1
+            moved = sorted(((n, c) for n, c in counts.items() if " -> " in n), key=lambda kv: -kv[1])
+            lines += [
+                f"### {rec.tile}, {rec.level} (`{rec.id}`, from map `{rec.sources[0]}` to `{rec.sources[1]}`)",
+                "",
+                f"{sum(c for _, c in moved) * hectares:,.1f} ha changed class "
+                f"({100 * sum(c for _, c in moved) / total:.1f} % of the area both maps cover). Largest changes:",
+                "",
+            ]
+            lines += [f"- {n}: {c * hectares:,.1f} ha" for n, c in moved[:10]]
+            lines.append("")
     return "\n".join(lines) + "\n"
