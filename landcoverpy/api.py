@@ -72,10 +72,15 @@ class Workflow:
         output_dir: str | Path | None = None,
         holdout: str | Path | None = None,
         wait: bool = False,
+        change_from: str | None = None,
+        model: str | None = None,
     ) -> Any:
         """acquire -> composite -> dataset -> train -> classify; returns the
         :class:`~landcoverpy.pipeline.workflow.RunResult` (maps, model, metrics, problems). With
-        ``output_dir``, the maps, styles, report and STAC catalog are exported there."""
+        ``output_dir``, the maps, styles, report and STAC catalog are exported there. With
+        ``change_from`` (an earlier map or run id), the change from its maps to this run's
+        (``RunResult.changes``); with ``model`` (a hierarchy id), that model classifies these
+        seasons instead of one trained from the points."""
         inputs = self._inputs(dataset, seasons, lc_labels, sl_labels)
         settings = apply_preset(self.settings, inputs.seasons)
         prov = make_provider(provider, settings, Path(source) if source else None)
@@ -83,7 +88,9 @@ class Workflow:
         wanted = resolve_tiles(tiles, inputs) if tiles else None
         out = Path(output_dir) if output_dir is not None else None
         with session(settings, "python: Workflow.run", wait) as ctx:
-            return services.run(ctx, inputs, prov, wanted, held, out, self.progress).result
+            return services.run(
+                ctx, inputs, prov, wanted, held, out, self.progress, change_from=change_from, model=model
+            ).result
 
     def classify(self, tiles: list[str], model: str | None = None, wait: bool = False) -> dict[str, MapRecord]:
         """Classify ``tiles`` with ``model`` (a hierarchy id), by default the newest model trained

@@ -522,6 +522,7 @@ def _run(
     profile: bool = False,
     change_from: str | None = None,
     echo: bool = True,
+    model: str | None = None,
 ) -> Any:
     """``run`` and ``demo``: the service's run under the lease, then its summary; returns its outcome."""
     from landcoverpy import services
@@ -547,6 +548,7 @@ def _run(
             profile,
             on_dashboard=lambda link: typer.echo(f"Dask dashboard: {link}") if echo else None,
             change_from=change_from,
+            model=model,
         )
         if echo:
             _echo_run(ctx, outcome, output_dir)
@@ -658,6 +660,14 @@ def run_cmd(
             "is catalogued and shown in the report (change map, transitions in hectares)."
         ),
     ),
+    model: str = typer.Option(
+        None,
+        "--model",
+        help=(
+            "Classify with this trained hierarchy instead of training one from the points: the same model on "
+            "another year's seasons.json (the model's season names with that year's dates)."
+        ),
+    ),
 ) -> None:
     """The whole workflow: acquire, composite, dataset, train, classify, report (resumable)."""
     from landcoverpy.inputs import load_points
@@ -682,6 +692,7 @@ def run_cmd(
         aoi_crs=aoi_crs,
         profile=profile,
         change_from=change_from,
+        model=model,
     )
 
 

@@ -93,13 +93,17 @@ def run(
     profile: bool = False,
     on_dashboard: Callable[[str], None] | None = None,
     change_from: str | None = None,
+    model: str | None = None,
 ) -> RunOutcome:
     """Every stage (acquire, composite, DEM, dataset, train, classify), then the STAC catalog, the
     report, the map page and, with ``output_dir``, the export; with ``aoi`` the area's mosaic; with
-    ``change_from`` (an earlier map or run), the change from its maps to this run's, in the report."""
+    ``change_from`` (an earlier map or run), the change from its maps to this run's, in the report;
+    with ``model`` (a hierarchy id), that model classifies the inputs' seasons instead of one
+    trained from the points (the yearly use: the same model on each year's seasons)."""
     cfg = ctx.settings
     if change_from is not None:
         require_map_or_run(ctx, change_from)  # before any work: a mistyped id costs nothing
+    given = lookup.hierarchy(ctx, model) if model is not None else None
     start = time.perf_counter()
     profile_key: str | None = None
     stream: taskstream.Collected | None = None
@@ -112,7 +116,9 @@ def run(
                 on_dashboard(link)
             with profiled(profile_path, client) as stream:
                 result = ride_out_scheduler(
-                    client, cfg, lambda: run_workflow(ctx, inputs, provider, client, tiles, holdout, progress, aoi)
+                    client,
+                    cfg,
+                    lambda: run_workflow(ctx, inputs, provider, client, tiles, holdout, progress, aoi, given),
                 )
         if profile_path is not None:
             profile_key = publish_profile(ctx, result, profile_path, stream)

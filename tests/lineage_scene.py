@@ -139,3 +139,40 @@ def unicode_app_data(root: Path) -> Path:
         json.dumps({UNICODE_SEASON: {"start": "2016-01-01", "end": "2016-02-29"}}, ensure_ascii=False), encoding="utf-8"
     )
     return folder
+
+
+# A patch of the cut pasted over another place of it, for a "next year" of the same scene. Both
+# are on the 10 m grid of the cut and multiples of 6 (aligned on the 20 m and 60 m grids).
+PATCH_TO = (480, 480, 240)  # row, column, size of the place that changes
+PATCH_FROM = (60, 60)  # row, column of the patch copied there
+
+
+def make_next_year(root: Path, year: int = 2017) -> Path:
+    """A second product of the cut, dated ``year``-01-12, equal to the cut except at PATCH_TO,
+    which holds the cut's pixels from PATCH_FROM (every band, at its own resolution): the same
+    model must map PATCH_TO as it mapped PATCH_FROM the year before, and everything else as
+    before. Written beside the cut in ``root/src``; returns that folder."""
+    cut = root / "src" / f"{DEMO_PRODUCT_ID}_cut"
+    manifest = json.loads((cut / "product.json").read_text())
+    folder = root / "src" / f"{DEMO_PRODUCT_ID}_cut_{year}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (r1, c1, size), (r0, c0) = PATCH_TO, PATCH_FROM
+    for band, name in manifest["bands"].items():
+        f = BAND_RESOLUTION[band] // 10
+        with rasterio.open(cut / name) as src:
+            data, profile = src.read(1), src.profile
+        n = size // f
+        data[r1 // f : r1 // f + n, c1 // f : c1 // f + n] = data[r0 // f : r0 // f + n, c0 // f : c0 // f + n].copy()
+        with rasterio.open(folder / name, "w", **profile) as dst:
+            dst.write(data, 1)
+    manifest |= {"product_id": f"{DEMO_PRODUCT_ID}_cut_{year}", "sensing_time": f"{year}-01-12T00:00:00"}
+    (folder / "product.json").write_text(json.dumps(manifest, indent=2))
+    return root / "src"
+
+
+def seasons_of_year(root: Path, year: int, name: str = "winter") -> Path:
+    """The demo's season (``winter``: January and February) in another year."""
+    path = root / f"seasons_{year}_{name}.json"
+    end = "02-29" if year % 4 == 0 else "02-28"
+    path.write_text(json.dumps({name: {"start": f"{year}-01-01", "end": f"{year}-{end}"}}), encoding="utf-8")
+    return path

@@ -23,12 +23,12 @@ from landcoverpy import records, report_html
 from landcoverpy.assets.params import CompositeParams, ModelParams
 from landcoverpy.context import Context
 from landcoverpy.errors import InputValidationError, LandcoverError
-from landcoverpy.inputs import Inputs, LabelledPoints
+from landcoverpy.inputs import Inputs, LabelledPoints, Season
 from landcoverpy.pipeline import taskstream
 from landcoverpy.pipeline.accuracy import holdout_areas
 from landcoverpy.pipeline.acquire import acquire
 from landcoverpy.pipeline.aoi import AreaOfInterest, acquisition_windows
-from landcoverpy.pipeline.classification import classify
+from landcoverpy.pipeline.classification import classify, model_composite_params
 from landcoverpy.pipeline.composites import composite
 from landcoverpy.pipeline.datasets import build_dataset
 from landcoverpy.pipeline.dem import dem_stage
@@ -119,19 +119,25 @@ def run_workflow(
     holdout: LabelledPoints | None = None,
     progress: bool = True,
     aoi: AreaOfInterest | None = None,
+    model: HierarchyRecord | None = None,
 ) -> RunResult:
     """Every stage for ``inputs``: acquire, composite, DEM, dataset, train, classify. With ``aoi``,
     only the part of each tile the area and the labelled points need is acquired (where the
-    provider reads byte ranges), and so composited and classified."""
+    provider reads byte ranges), and so composited and classified. With ``model`` (a trained
+    hierarchy), no dataset or training: the seasons' composites (the model's season names, any
+    dates: another year) are made as the model's were and classified with it."""
     settings = ctx.settings
+    if model is not None:
+        same_season_names(model, inputs.seasons)
     ctx.ensure_buckets()
     run = RunResult(
         run_id=f"run-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}", preset=ctx.settings.PRESET
     )
     started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    train_tiles = training_tiles(inputs)
-    predict_tiles = tiles or train_tiles
+    train_tiles = training_tiles(inputs) if model is None else []
+    predict_tiles = tiles or training_tiles(inputs)
     all_tiles = sorted(set(train_tiles) | set(predict_tiles))
+    params = composite_params(settings) if model is None else model_composite_params(ctx, model)
     log.info("tiles: training %s, prediction %s", ", ".join(train_tiles), ", ".join(predict_tiles))
 
     with run.stage("acquire") as stage:
@@ -146,7 +152,7 @@ def run_workflow(
 
     ctx.check_lease()
     with run.stage("composite") as stage:
-        comp = composite(ctx, all_tiles, inputs.seasons, client, composite_params(settings), progress)
+        comp = composite(ctx, all_tiles, inputs.seasons, client, params, progress)
         stage.did_work = bool(comp.built)
         stage.detail = f"{len(comp.built)} built, {len(comp.reused)} reused, {len(comp.missing)} missing"
     if comp.failed:
@@ -159,6 +165,51 @@ def run_workflow(
             stage.did_work = any(v.startswith("built") for v in status.values())
             stage.detail = "; ".join(f"{k}: {v}" for k, v in status.items())
 
+    if model is None:
+        hierarchy = train_stage(ctx, run, inputs, client, progress)
+    else:
+        hierarchy = run.hierarchy = model
+        run.dataset = records.load(ctx.catalog, TrainingDatasetRecord, model.dataset_id or "")
+        log.info("classifying with model %s (given), trained on dataset %s", model.id, model.dataset_id)
+
+    ctx.check_lease()
+    with run.stage("classify") as stage:
+        rep = classify(ctx, predict_tiles, inputs.seasons, hierarchy, client, progress=progress)
+        stage.did_work = any(not r.reused and r.record for r in rep.tiles)
+        stage.detail = "; ".join(rep.lines())
+    run.maps = {r.tile: r.record for r in rep.tiles if r.record}
+    run.problems += [f"{r.tile}: not classified ({r.skipped})" for r in rep.tiles if r.skipped]
+    if not run.maps:
+        raise InputValidationError("no tile could be classified: " + "; ".join(run.problems or rep.lines()))
+    if holdout is not None:
+        run.holdout = holdout_accuracy(ctx, run.maps, holdout, inputs.lc_labels.values, inputs.sl_labels.values)
+        if run.holdout.get("n"):
+            run.holdout["area"] = holdout_areas(ctx, run.maps, holdout.frame)
+    records.store(
+        ctx.catalog,
+        records.RunRecord(
+            id=run.run_id,
+            started=started,
+            finished=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            did_work=run.did_work,
+            preset=run.preset,
+            stages=[
+                {"name": s.name, "seconds": round(s.seconds, 2), "did_work": s.did_work, "detail": s.detail}
+                for s in run.stages
+            ],
+            maps={t: r.id for t, r in run.maps.items()},
+            hierarchy=hierarchy.id,
+            dataset=run.dataset.id if run.dataset else None,
+            holdout=run.holdout,
+            problems=run.problems,
+        ),
+    )
+    return run
+
+
+def train_stage(ctx: Context, run: RunResult, inputs: Inputs, client: Any, progress: bool) -> HierarchyRecord:
+    """The dataset and train stages of a run: the hierarchy its points train."""
+    settings = ctx.settings
     ctx.check_lease()
     with run.stage("dataset") as stage:
         try:
@@ -189,40 +240,19 @@ def run_workflow(
             + trees_note(hierarchy, None)
         )
     run.hierarchy = hierarchy
+    return hierarchy
 
-    ctx.check_lease()
-    with run.stage("classify") as stage:
-        rep = classify(ctx, predict_tiles, inputs.seasons, hierarchy, client, progress=progress)
-        stage.did_work = any(not r.reused and r.record for r in rep.tiles)
-        stage.detail = "; ".join(rep.lines())
-    run.maps = {r.tile: r.record for r in rep.tiles if r.record}
-    run.problems += [f"{r.tile}: not classified ({r.skipped})" for r in rep.tiles if r.skipped]
-    if not run.maps:
-        raise InputValidationError("no tile could be classified: " + "; ".join(run.problems or rep.lines()))
-    if holdout is not None:
-        run.holdout = holdout_accuracy(ctx, run.maps, holdout, inputs.lc_labels.values, inputs.sl_labels.values)
-        if run.holdout.get("n"):
-            run.holdout["area"] = holdout_areas(ctx, run.maps, holdout.frame)
-    records.store(
-        ctx.catalog,
-        records.RunRecord(
-            id=run.run_id,
-            started=started,
-            finished=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            did_work=run.did_work,
-            preset=run.preset,
-            stages=[
-                {"name": s.name, "seconds": round(s.seconds, 2), "did_work": s.did_work, "detail": s.detail}
-                for s in run.stages
-            ],
-            maps={t: r.id for t, r in run.maps.items()},
-            hierarchy=hierarchy.id,
-            dataset=ds.record.id,
-            holdout=run.holdout,
-            problems=run.problems,
-        ),
-    )
-    return run
+
+def same_season_names(model: HierarchyRecord, seasons: list[Season]) -> None:
+    """A model applies to composites of seasons with the names it was trained on (its features are
+    ``{season}_{layer}``); the dates may differ (another year)."""
+    trained = {name for name, _, _ in model.season_defs or []}
+    given = {s.name for s in seasons}
+    if model.season_defs and trained != given:
+        raise InputValidationError(
+            f"model {model.id} was trained on seasons {', '.join(sorted(trained))}; the seasons file has "
+            f"{', '.join(sorted(given))}. Give each year's seasons.json the model's season names with that year's dates"
+        )
 
 
 def acquisition_problems(acq: Any, settings: Any) -> list[str]:
@@ -540,7 +570,7 @@ def _num(x: float | None, digits: int = 3) -> str:
 
 
 def render_report(run: RunResult) -> str:
-    assert run.hierarchy is not None and run.dataset is not None
+    assert run.hierarchy is not None
     m = run.hierarchy.metrics
     lines = [
         f"# landcoverpy run {run.run_id}",
@@ -554,14 +584,19 @@ def render_report(run: RunResult) -> str:
     ]
     for s in run.stages:
         lines.append(f"| {s.name} | {s.seconds:.1f} | {'yes' if s.did_work else 'no (reused)'} | {s.detail} |")
+    if not any(s.name == "train" for s in run.stages):
+        lines += ["", f"Model `{run.hierarchy.id}` given with --model: this run did not train it."]
+    if run.dataset is not None:
+        lines += [
+            "",
+            "## Training data",
+            "",
+            f"{run.dataset.n_points} {'polygon pixels' if m.category_per_polygon is not None else 'points'}, "
+            f"{run.dataset.n_samples} samples "
+            f"({run.dataset.neighbourhood}x{run.dataset.neighbourhood} neighbourhood), "
+            f"{len(run.dataset.features)} features.",
+        ]
     lines += [
-        "",
-        "## Training data",
-        "",
-        f"{run.dataset.n_points} {'polygon pixels' if m.category_per_polygon is not None else 'points'}, "
-        f"{run.dataset.n_samples} samples "
-        f"({run.dataset.neighbourhood}x{run.dataset.neighbourhood} neighbourhood), "
-        f"{len(run.dataset.features)} features.",
         "",
         "## Spatial-block cross-validation (category model)",
         "",
