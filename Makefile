@@ -74,6 +74,7 @@ benchmark: setup
 	$(BIN)/python benchmarks/train_time.py
 	$(BIN)/python benchmarks/jp2_read.py
 	$(BIN)/python benchmarks/cog_overviews.py
+	$(BIN)/python benchmarks/sieve_memory.py
 	$(BIN)/python benchmarks/full_tile.py  # a whole 10980 px tile twice (1 and 2 workers): about an hour on 2 cores
 
 clean:

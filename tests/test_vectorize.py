@@ -112,6 +112,32 @@ def test_polygon_areas_equal_the_sieved_rasters_class_areas(tmp_path: Path) -> N
     assert sum(1 for n in unsieved.pixels if n < mmu) > 50  # there was speckle to remove
 
 
+@pytest.mark.parametrize("dtype", ["uint8", "uint16"])
+def test_streamed_sieve_equals_gdals_sieve_of_the_whole_array(tmp_path: Path, dtype: str) -> None:
+    """sieve_map copies and sieves block by block through scratch files (a byte map is its own
+    mask; a wider one gets a mask file) and must give what GDAL's sieve gives on the whole array
+    in memory, with the colour table kept and no scratch file left."""
+    from rasterio.features import sieve
+
+    classes = class_map(7, (230, 190)).astype(dtype)
+    if dtype == "uint16":
+        classes[classes > 0] += 300  # class values that do not fit a byte
+    src = tmp_path / "map.tif"
+    profile = {"driver": "GTiff", "width": classes.shape[1], "height": classes.shape[0], "count": 1}
+    with rasterio.open(src, "w", **profile, dtype=dtype, crs=CRS, transform=TRANSFORM, nodata=0) as dst:
+        dst.write(classes, 1)
+        if dtype == "uint8":
+            dst.write_colormap(1, {v: (*c, 255) for v, c in COLOURS.items()})
+    out = tmp_path / "sieved" / "classification.tif"
+    out.parent.mkdir()
+    sieve_map(str(src), out, 6, block=64)
+    with rasterio.open(out) as got:
+        assert np.array_equal(got.read(1), sieve(classes, 6, mask=classes != 0, connectivity=4))
+        if dtype == "uint8":
+            assert {v: got.colormap(1)[v][:3] for v in COLOURS} == COLOURS
+    assert sorted(p.name for p in out.parent.iterdir()) == ["classification.tif"]
+
+
 def test_minimum_mapping_unit_in_pixels_or_hectares() -> None:
     assert mmu_in_pixels(None, 0.5, 100.0) == 50  # 0.5 ha of 10 m pixels
     assert mmu_in_pixels(None, 0.05, 400.0) == 2  # rounded up: 1.25 pixels of 20 m

@@ -2,8 +2,9 @@
 
 1. **Sieve** (GDAL's, through ``rasterio.features.sieve``): regions of fewer than ``mmu`` pixels
    (4-connected) take the value of their largest neighbour; nodata (0) is never filled nor
-   merged into. GDAL's rule looks at whole regions, so this step holds the map's class values
-   (one byte a pixel: 120 MB for a Sentinel-2 tile) and writes the sieved map.
+   merged into. GDAL's rule looks at whole regions, but GDAL reads the map line by line (three
+   passes) and keeps only a few numbers per region; its output goes to a memory-mapped scratch
+   file, so the map itself is never held in memory.
 2. **Polygons, block by block**: each block's 4-connected regions of one class are labelled
    (``scipy.ndimage.label``, per class) and traced (``rasterio.features.shapes`` on the labels,
    in pixel coordinates, so coordinates shared by two blocks are the same integers); a region
@@ -20,6 +21,7 @@ and FlatGeobuf, via pyogrio.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import sqlite3
@@ -97,21 +99,69 @@ def mmu_in_pixels(mmu_pixels: int | None, mmu_ha: float | None, pixel_area_m2: f
     return mmu_pixels or 1
 
 
-def sieve_map(src_path: str, out_path: Path, mmu: int) -> Path:
+SIEVE_CACHE_BYTES = 64 * 2**20  # GDAL's block cache while sieving: the three passes read lines in order
+
+
+def sieve_map(src_path: str, out_path: Path, mmu: int, block: int = 1024) -> Path:
     """``src_path``'s first band with regions under ``mmu`` pixels merged into their largest
-    neighbour (GDAL's sieve, 4-connected), written as a tiled GeoTIFF at ``out_path``."""
+    neighbour (GDAL's sieve, 4-connected), written as a tiled GeoTIFF at ``out_path``.
+
+    Nothing here holds the map in memory: the map is copied block by block to a local scratch
+    GeoTIFF, which GDAL's sieve reads line by line (its memory grows with the number of regions,
+    not with the map's size); the sieve writes into a memory-mapped scratch file, which is copied
+    block by block into ``out_path``. The scratch files lie beside ``out_path`` and are removed."""
     with rasterio.open(src_path) as src:
         profile = src.profile | {"driver": "GTiff", "tiled": True, "blockxsize": 256, "blockysize": 256}
         profile |= {"compress": "deflate", "count": 1}
         for key in ("photometric", "interleave"):
             profile.pop(key, None)
-        data = src.read(1)
-        sieved = sieve(data, mmu, mask=data != 0, connectivity=4) if mmu > 1 else data
         colormap = _colormap(src)
-        with rasterio.open(out_path, "w", **profile) as dst:
-            dst.write(sieved, 1)
-            if colormap:
-                dst.write_colormap(1, colormap)
+        height, width, dtype = src.height, src.width, src.dtypes[0]
+        windows = [
+            Window(c, r, min(block, width - c), min(block, height - r))
+            for r in range(0, height, block)
+            for c in range(0, width, block)
+        ]
+        if mmu <= 1:
+            with rasterio.open(out_path, "w", **profile) as dst:
+                for w in windows:
+                    dst.write(src.read(1, window=w), 1, window=w)
+                if colormap:
+                    dst.write_colormap(1, colormap)
+            return out_path
+        local, mask_path, raw = (
+            out_path.with_name(f"{out_path.stem}.{part}") for part in ("in.tif", "mask.tif", "raw")
+        )
+        scratch = {k: v for k, v in profile.items() if k not in ("compress", "nodata")}
+        own_mask = dtype == "uint8"  # GDAL's mask is "not 0": a byte map is its own mask
+        try:
+            with rasterio.Env(GDAL_CACHEMAX=SIEVE_CACHE_BYTES):
+                with contextlib.ExitStack() as files:
+                    copy = files.enter_context(rasterio.open(local, "w", **scratch))
+                    valid = (
+                        None
+                        if own_mask
+                        else files.enter_context(rasterio.open(mask_path, "w", **(scratch | {"dtype": "uint8"})))
+                    )
+                    for w in windows:
+                        values = src.read(1, window=w)
+                        copy.write(values, 1, window=w)
+                        if valid is not None:
+                            valid.write((values != 0).astype("uint8"), 1, window=w)
+                out = np.memmap(raw, dtype=dtype, mode="w+", shape=(height, width))
+                with rasterio.open(local) as copy, rasterio.open(local if own_mask else mask_path) as valid:
+                    sieve(rasterio.band(copy, 1), mmu, out=out, mask=rasterio.band(valid, 1), connectivity=4)
+                out.flush()
+                with rasterio.open(out_path, "w", **profile) as dst:
+                    for w in windows:
+                        rows, cols = w.toslices()
+                        dst.write(np.asarray(out[rows, cols]), 1, window=w)
+                    if colormap:
+                        dst.write_colormap(1, colormap)
+                del out
+        finally:
+            for path in (local, mask_path, raw):
+                path.unlink(missing_ok=True)
     return out_path
 
 
