@@ -618,14 +618,14 @@ def _echo_run(ctx: Any, outcome: Any, output_dir: Path | None) -> None:
             typer.echo(f"  {path}")
     if outcome.mosaic is not None:
         _echo_mosaic(ctx, outcome.mosaic)
+    from landcoverpy.pipeline.workflow import change_summary
+
     for rec in result.changes:
-        counts = rec.pixel_counts.get("change", {})
-        moved = sum(c for n, c in counts.items() if " -> " in n)
-        hectares = rec.pixel_grid.resolution**2 / 1e4
+        got = change_summary(rec)
         typer.echo(
             f"change {rec.tile} {rec.level} since {result.change_from}: {rec.id} -> {bucket}/"
-            f"{rec.outputs['change'].key.rsplit('/', 1)[0]}/ ({moved * hectares:,.1f} ha changed class, "
-            f"{100 * moved / max(sum(counts.values()), 1):.1f} %)"
+            f"{rec.outputs['change'].key.rsplit('/', 1)[0]}/ ({got.changed_ha:,.1f} ha changed class, "
+            f"{100 * got.changed_share:.1f} %)"
         )
     if result.problems:
         typer.echo(f"Error: the run is incomplete ({len(result.problems)} problem(s)):", err=True)

@@ -13,9 +13,12 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from landcoverpy.models.metrics import ClassificationScores
+
+if TYPE_CHECKING:
+    from landcoverpy.pipeline.change import ChangeSummary
 
 CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,'Noto Sans','WenQuanYi Micro Hei',sans-serif;
@@ -54,7 +57,7 @@ class ChangeView:
     change_id: str
     from_map: str
     to_map: str
-    transitions: list[tuple[str, float]]  # "from -> to" (or the class, unchanged) -> hectares, largest first
+    summary: ChangeSummary
     figure: bytes | None
     links: dict[str, str]
 
@@ -188,13 +191,12 @@ def _changes(changes: list[ChangeView], since: str | None) -> str:
         "legend is among the files.</p>"
     ]
     for view in changes:
-        total = sum(ha for _, ha in view.transitions) or 1.0
-        changed = sum(ha for name, ha in view.transitions if " -> " in name)
+        got = view.summary
         parts.append(
             f"<h3>Tile {escape(view.tile)}, {escape(view.level)}</h3><p class='muted'>change "
             f"<code>{escape(view.change_id)}</code> from map <code>{escape(view.from_map)}</code> to "
-            f"<code>{escape(view.to_map)}</code>: {changed:,.1f} ha changed class, "
-            f"{100 * changed / total:.1f} % of the area both maps cover</p>"
+            f"<code>{escape(view.to_map)}</code>: {got.changed_ha:,.1f} ha changed class, "
+            f"{100 * got.changed_share:.1f} % of the area both maps cover</p>"
         )
         if view.figure:
             parts.append(
@@ -202,12 +204,13 @@ def _changes(changes: list[ChangeView], since: str | None) -> str:
                 + _img(view.figure, f"{view.tile} {view.level} transitions")
                 + "</div></div>"
             )
-        moved = [(n, ha) for n, ha in view.transitions if " -> " in n][:10]
+        moved = got.changed[:10]
         if moved:
             parts.append(
                 "<table class='accuracy'><tr><th class='name'>largest changes</th><th>hectares</th><th>%</th></tr>"
                 + "".join(
-                    f"<tr><td class='name'>{escape(n)}</td><td>{ha:,.1f}</td><td>{100 * ha / total:.2f}</td></tr>"
+                    f"<tr><td class='name'>{escape(n)}</td><td>{ha:,.1f}</td>"
+                    f"<td>{100 * ha / got.total_ha:.2f}</td></tr>"
                     for n, ha in moved
                 )
                 + "</table>"

@@ -21,6 +21,7 @@ from landcoverpy.pipeline.change import (
     change_map,
     read_change_sample,
     same_classes,
+    summarise,
     write_transitions,
 )
 from landcoverpy.raster.cog import validate_cog
@@ -90,6 +91,23 @@ def test_transition_matrix_and_change_map(tmp_path: Path) -> None:
     out = pd.read_csv(write_transitions(t, tmp_path / "transitions.csv"))
     row = out[(out["from"] == "non-forest") & (out["to"] == "forest")].iloc[0]
     assert row["pixels"] == 15_000 and row["area_ha"] == pytest.approx(13_500)
+
+
+def test_the_summary_of_a_catalogued_change_counts_only_changed_pairs(tmp_path: Path) -> None:
+    """From the legend and pixel counts a change product is catalogued with (as services does):
+    deforestation and gain are the changes, 35 000 of 1 000 000 pixels; a class name holding
+    " -> " must not pass for a change."""
+    y1, y2, _, _ = olofsson_maps(tmp_path)
+    classes = {1: "forest -> regrowth", 2: "non-forest"}
+    t = change_map(str(y1), str(y2), classes, tmp_path / "change.tif")
+    legend = {str(t.code(a, b)): t.label(a, b) for a, b in t.pairs()}
+    pixels = {t.label(a, b): int(t.pixels[a, b]) for a, b in t.pairs() if t.pixels[a, b]}
+    got = summarise(legend, pixels, t.pixel_area_ha)
+    assert got.changed == [
+        ("forest -> regrowth -> non-forest", pytest.approx(18_000)),
+        ("non-forest -> forest -> regrowth", pytest.approx(13_500)),
+    ]
+    assert got.total_ha == pytest.approx(900_000) and got.changed_share == pytest.approx(0.035)
 
 
 def test_area_adjusted_change_reproduces_olofsson_2014(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ map's grid (nearest neighbour), so a full tile never has to be in memory at once
 from __future__ import annotations
 
 import csv
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,36 @@ class Transitions:
         names = [self.classes[v] for v in self.values]
         sub = self.pixels[np.ix_(self.values, self.values)]
         return pd.DataFrame(sub, index=pd.Index(names, name="from"), columns=pd.Index(names, name="to"))
+
+
+@dataclass(frozen=True)
+class ChangeSummary:
+    """A change product's changed transitions in hectares (largest first) and the area both maps cover."""
+
+    changed: list[tuple[str, float]]  # "from -> to" label, hectares
+    total_ha: float
+
+    @property
+    def changed_ha(self) -> float:
+        return sum(ha for _, ha in self.changed)
+
+    @property
+    def changed_share(self) -> float:
+        return self.changed_ha / self.total_ha if self.total_ha else 0.0
+
+
+def summarise(legend: dict[str, str], pixels: dict[str, int], pixel_area_ha: float) -> ChangeSummary:
+    """The summary of a change product from its legend (change-map value -> label; the values
+    number the (from, to) pairs row by row, as ``Transitions.code``) and its pixels per label."""
+    k = math.isqrt(len(legend))
+    changed, total = [], 0
+    for code, label in legend.items():
+        n = int(pixels.get(label, 0))
+        total += n
+        i = int(code) - 1
+        if n and i // k != i % k:
+            changed.append((label, n * pixel_area_ha))
+    return ChangeSummary(sorted(changed, key=lambda kv: -kv[1]), total * pixel_area_ha)
 
 
 def same_classes(a: dict[int, str], b: dict[int, str], what_a: str, what_b: str) -> dict[int, str]:

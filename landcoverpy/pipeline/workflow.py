@@ -28,6 +28,7 @@ from landcoverpy.pipeline import taskstream
 from landcoverpy.pipeline.accuracy import holdout_areas
 from landcoverpy.pipeline.acquire import acquire
 from landcoverpy.pipeline.aoi import AreaOfInterest, acquisition_windows
+from landcoverpy.pipeline.change import ChangeSummary, summarise
 from landcoverpy.pipeline.classification import classify, model_composite_params
 from landcoverpy.pipeline.composites import composite
 from landcoverpy.pipeline.datasets import build_dataset
@@ -463,14 +464,20 @@ def report_data(
     return data
 
 
+def change_summary(rec: records.MapRecord) -> ChangeSummary:
+    """A catalogued change product's changed transitions in hectares and the area both maps cover."""
+    return summarise(
+        rec.classes.get("change", {}) if isinstance(rec.classes, dict) else {},
+        rec.pixel_counts.get("change", {}),
+        rec.pixel_grid.resolution**2 / 1e4,
+    )
+
+
 def change_view(
     ctx: Context, rec: records.MapRecord, link: Callable[[str, str, str, dict[str, Any], str], str]
 ) -> report_html.ChangeView:
     """A change product as the report shows it: its transitions in hectares, figure and files."""
     level = rec.level or "category"
-    hectares = Grid.from_dict(rec.grid or {}).resolution ** 2 / 1e4
-    counts = rec.pixel_counts.get("change", {})
-    transitions = sorted(((n, c * hectares) for n, c in counts.items()), key=lambda kv: -kv[1])
     figure = next((obj for name, obj in rec.attachments.items() if name.endswith(".png")), None)
     links = {}
     name = f"change_{level}"  # the change map's name, as services.catalogue_change stores it
@@ -488,7 +495,7 @@ def change_view(
         change_id=rec.id,
         from_map=rec.sources[0],
         to_map=rec.sources[1],
-        transitions=transitions,
+        summary=change_summary(rec),
         figure=ctx.store.get_bytes(figure.bucket, figure.key) if figure else None,
         links=links,
     )
@@ -655,17 +662,14 @@ def render_report(run: RunResult) -> str:
     if run.changes:
         lines += ["", f"## Change since {run.change_from}", ""]
         for rec in run.changes:
-            hectares = Grid.from_dict(rec.grid or {}).resolution ** 2 / 1e4
-            counts = rec.pixel_counts.get("change", {})
-            total = sum(counts.values()) or 1
-            moved = sorted(((n, c) for n, c in counts.items() if " -> " in n), key=lambda kv: -kv[1])
+            got = change_summary(rec)
             lines += [
                 f"### {rec.tile}, {rec.level} (`{rec.id}`, from map `{rec.sources[0]}` to `{rec.sources[1]}`)",
                 "",
-                f"{sum(c for _, c in moved) * hectares:,.1f} ha changed class "
-                f"({100 * sum(c for _, c in moved) / total:.1f} % of the area both maps cover). Largest changes:",
+                f"{got.changed_ha:,.1f} ha changed class ({100 * got.changed_share:.1f} % of the area both maps "
+                "cover). Largest changes:",
                 "",
             ]
-            lines += [f"- {n}: {c * hectares:,.1f} ha" for n, c in moved[:10]]
+            lines += [f"- {n}: {ha:,.1f} ha" for n, ha in got.changed[:10]]
             lines.append("")
     return "\n".join(lines) + "\n"
