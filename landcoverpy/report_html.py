@@ -60,6 +60,7 @@ class ChangeView:
     summary: ChangeSummary
     figure: bytes | None
     links: dict[str, str]
+    from_origin: str = ""  # what made the earlier map (model, seasons)
 
 
 @dataclass
@@ -198,6 +199,8 @@ def _changes(changes: list[ChangeView], since: str | None) -> str:
             f"<code>{escape(view.to_map)}</code>: {got.changed_ha:,.1f} ha changed class, "
             f"{100 * got.changed_share:.1f} % of the area both maps cover</p>"
         )
+        if view.from_origin:
+            parts.append(f"<p class='muted'>The earlier map: {escape(view.from_origin)}.</p>")
         if view.figure:
             parts.append(
                 "<div class='maps'><div class='map'>"

@@ -481,10 +481,20 @@ def changes_since(ctx: Context, run: RunResult, ref: str, output_dir: Path) -> N
                 continue
             if got.record is not None:
                 run.changes.append(got.record)
+                run.change_notes[got.record.id] = map_origin(ctx, before)
     existing = records.load(ctx.catalog, records.RunRecord, run.run_id)
     if existing is not None:
         update = {"changes": [c.id for c in run.changes], "problems": run.problems}
         records.save(ctx.catalog, existing.model_copy(update=update))
+
+
+def map_origin(ctx: Context, rec: records.MapRecord) -> str:
+    """What made a map, in words: its model and the seasons it classified."""
+    hierarchy = records.load(ctx.catalog, records.HierarchyRecord, rec.hierarchy or "")
+    if hierarchy is None:
+        return f"model {rec.hierarchy} (no longer in the catalog)"
+    seasons = ", ".join(f"{name} {start} to {end}" for name, start, end in hierarchy.season_defs or [])
+    return f"model {hierarchy.id} ({hierarchy.model_type}) trained on seasons {seasons or 'not recorded'}"
 
 
 def map_for(ctx: Context, ref: str, tile: str | None) -> records.MapRecord:

@@ -90,8 +90,11 @@ def check_change(out: Path, run: dict) -> None:
         assert 0 < changed < 0.5 * valid.sum()  # two good models of one date mostly agree
     report = (out / "report.md").read_text()
     assert "## Change since run-" in report and "changed class" in report
+    # the reader is told what made the earlier map: the other model type on the same season
+    assert "(lightgbm) trained on seasons winter 2016-01-01 to 2016-02-29" in report
     html = (out / "report.html").read_text()
     assert "Change since run-" in html and 'href="change/transitions_category_18SVG.csv"' in html
+    assert "The earlier map: model hierarchy-" in html
 
 
 def test_demo_on_embedded_default_then_rerun_does_nothing(tmp_path: Path) -> None:

@@ -108,6 +108,7 @@ def test_yearly_maps_and_their_change(tmp_path: Path) -> None:
     assert np.all((before == after)[far & valid])
     report = (second_out / "report.md").read_text()
     assert f"## Change since {first['run_id']}" in report and "given with --model" in report
+    assert f"The earlier map: model {model} (random_forest) trained on seasons winter 2016-01-01" in report
 
     with backend.context() as ctx:
         for cid in changes:

@@ -95,6 +95,7 @@ class RunResult:
     problems: list[str] = field(default_factory=list)  # what did not go through, and what to do
     changes: list[records.MapRecord] = field(default_factory=list)  # change products from an earlier map
     change_from: str | None = None  # the earlier map or run they start from
+    change_notes: dict[str, str] = field(default_factory=dict)  # change id -> what made its earlier map
 
     @property
     def did_work(self) -> bool:
@@ -458,7 +459,7 @@ def report_data(
         notes=left_out_notes(hier),
         links=links,
         pictures=pictures,
-        changes=[change_view(ctx, rec, link) for rec in run.changes],
+        changes=[change_view(ctx, rec, link, run.change_notes.get(rec.id, "")) for rec in run.changes],
         change_from=run.change_from,
     )
     return data
@@ -474,7 +475,7 @@ def change_summary(rec: records.MapRecord) -> ChangeSummary:
 
 
 def change_view(
-    ctx: Context, rec: records.MapRecord, link: Callable[[str, str, str, dict[str, Any], str], str]
+    ctx: Context, rec: records.MapRecord, link: Callable[[str, str, str, dict[str, Any], str], str], origin: str = ""
 ) -> report_html.ChangeView:
     """A change product as the report shows it: its transitions in hectares, figure and files."""
     level = rec.level or "category"
@@ -496,6 +497,7 @@ def change_view(
         from_map=rec.sources[0],
         to_map=rec.sources[1],
         summary=change_summary(rec),
+        from_origin=origin,
         figure=ctx.store.get_bytes(figure.bucket, figure.key) if figure else None,
         links=links,
     )
@@ -665,6 +667,8 @@ def render_report(run: RunResult) -> str:
             got = change_summary(rec)
             lines += [
                 f"### {rec.tile}, {rec.level} (`{rec.id}`, from map `{rec.sources[0]}` to `{rec.sources[1]}`)",
+                "",
+                f"The earlier map: {run.change_notes.get(rec.id, 'see its record')}.",
                 "",
                 f"{got.changed_ha:,.1f} ha changed class ({100 * got.changed_share:.1f} % of the area both maps "
                 "cover). Largest changes:",
