@@ -10,6 +10,7 @@ kept (``extra="allow"``): a record read and saved again loses nothing.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -56,7 +57,26 @@ class MapOutput(StoredObject):
 
     def object_keys(self) -> list[str]:
         """The layer's key and its companions' (quicklook, style, GDAL names) that exist."""
-        return [k for k in (self.key, self.quicklook, self.style, self.aux) if k]
+        return [self.key] + [c.key for c in self.companions()]
+
+    def companions(self) -> list[Companion]:
+        """The companions the layer has: quicklook, QGIS style, GDAL category names."""
+        found = (
+            ("png", "quicklook", self.quicklook, ".png"),
+            ("style", "QGIS style", self.style, ".qml"),
+            ("aux", "GDAL category names", self.aux, ".tif.aux.xml"),
+        )
+        return [Companion(name, label, key, suffix) for name, label, key, suffix in found if key]
+
+
+@dataclass(frozen=True)
+class Companion:
+    """A file beside a map layer: its short name, what it is, its key and its file suffix."""
+
+    name: str
+    label: str
+    key: str
+    suffix: str
 
 
 class Record(Model):

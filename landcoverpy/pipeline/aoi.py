@@ -265,9 +265,8 @@ def export_mosaic(ctx: Context, record: MapRecord, output_dir: Path) -> dict[str
     out = {}
     for level, loc in record.outputs.items():
         out[level] = ctx.store.get_file(loc.bucket, loc.key, output_dir / f"{level}_aoi.tif")
-        for extra, key, ext in (("style", loc.style, ".qml"), ("aux", loc.aux, ".tif.aux.xml")):
-            if key:
-                out[f"{level}_{extra}"] = ctx.store.get_file(loc.bucket, key, output_dir / f"{level}_aoi{ext}")
+        for c in loc.companions():
+            out[f"{level}_{c.name}"] = ctx.store.get_file(loc.bucket, c.key, output_dir / f"{level}_aoi{c.suffix}")
     (output_dir / "aoi_areas.json").write_text(
         json.dumps(
             {"aoi": record.aoi, "crs": record.crs, "tiles": record.tiles, "area_km2": record.area_km2},

@@ -281,9 +281,8 @@ def publish_latest(ctx: Context, record: records.MapRecord) -> None:
     pairs = []
     for name, loc in record.outputs.items():
         pairs.append((loc.key, keys.map_alias_key(record.tile, name)))
-        for extra, ext in ((loc.quicklook, ".png"), (loc.style, ".qml"), (loc.aux, ".tif.aux.xml")):
-            if extra:
-                pairs.append((extra, keys.map_alias_key(record.tile, name, ext)))
+        for c in loc.companions():
+            pairs.append((c.key, keys.map_alias_key(record.tile, name, c.suffix)))
     bucket = next(iter(record.outputs.values())).bucket
     publish.publish_alias(
         ctx,

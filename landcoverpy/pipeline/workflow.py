@@ -284,15 +284,9 @@ def export_outputs(ctx: Context, run: RunResult, output_dir: Path) -> dict[str, 
     for tile, rec in run.maps.items():  # exactly the objects the catalog records for this run's maps
         for name, loc in rec.outputs.items():
             written[f"{name}_{tile}"] = ctx.store.get_file(loc.bucket, loc.key, output_dir / f"{name}_{tile}.tif")
-            companions = {
-                "png": (loc.quicklook, ".png"),
-                "style": (loc.style, ".qml"),
-                "aux": (loc.aux, ".tif.aux.xml"),
-            }
-            for extra, (key, ext) in companions.items():  # quicklook, QGIS style, GDAL category names
-                if key:
-                    label = f"{name}_{tile}_{extra}"
-                    written[label] = ctx.store.get_file(loc.bucket, key, output_dir / f"{name}_{tile}{ext}")
+            for c in loc.companions():
+                path = output_dir / f"{name}_{tile}{c.suffix}"
+                written[f"{name}_{tile}_{c.name}"] = ctx.store.get_file(loc.bucket, c.key, path)
         for name, vec in rec.vectors.items():  # polygons (VECTOR_OUTPUT)
             exported = export_name(name, tile)
             written[exported.replace(".", "_")] = ctx.store.get_file(vec.bucket, vec.key, output_dir / exported)
@@ -397,13 +391,8 @@ def report_data(
         links = {}
         for name, loc in rec.outputs.items():
             links[f"{name} (Cloud-Optimized GeoTIFF)"] = link("map", tile, name, loc.to_doc(), ".tif")
-            for key, ext, label in (
-                (loc.quicklook, ".png", "quicklook"),
-                (loc.style, ".qml", "QGIS style"),
-                (loc.aux, ".tif.aux.xml", "GDAL category names"),
-            ):
-                if key:
-                    links[f"{name} {label}"] = link("map", tile, name, {"bucket": loc.bucket, "key": key}, ext)
+            for c in loc.companions():
+                links[f"{name} {c.label}"] = link("map", tile, name, {"bucket": loc.bucket, "key": c.key}, c.suffix)
         for name, vec in sorted(rec.vectors.items()):
             links[f"{name} (polygons)"] = link("vector", tile, name, vec.model_dump(), "")
         views.append(
@@ -484,9 +473,10 @@ def change_view(
     name = f"change_{level}"  # the change map's name, as services.catalogue_change stores it
     for loc in rec.outputs.values():
         links["change map (Cloud-Optimized GeoTIFF)"] = link("change", rec.tile, name, loc.to_doc(), ".tif")
-        for key, ext, label in ((loc.style, ".qml", "QGIS style"), (loc.aux, ".tif.aux.xml", "GDAL category names")):
-            if key:
-                links[f"change map {label}"] = link("change", rec.tile, name, {"bucket": loc.bucket, "key": key}, ext)
+        for c in loc.companions():
+            links[f"change map {c.label}"] = link(
+                "change", rec.tile, name, {"bucket": loc.bucket, "key": c.key}, c.suffix
+            )
     for name, obj in sorted(rec.attachments.items()):
         stem, ext = name.rsplit(".", 1)
         links[name] = link("change", rec.tile, stem, obj.model_dump(), f".{ext}")
