@@ -34,7 +34,9 @@ test: setup system-tools lint docs
 # deployment tests use it when present and skip otherwise. Chromium renders report.html in the
 # report test (skipped without it); Debian's python3-qgis opens the maps with their styles in the
 # QGIS test (skipped without it). A CJK font lets legends draw class names in any script (the
-# names are also in the PNG text and the COG tags whatever the fonts).
+# names are also in the PNG text and the COG tags whatever the fonts). Ceph's S3 gateway
+# (radosgw, on a one-OSD in-memory cluster the tests start) checks every request's signature and
+# bucket policy, which the share-link and public-maps tests need (moto cannot).
 # In CI (CI=true) a tool that could not be installed fails the run instead of skipping its tests.
 CI_FAILS = [ "$$CI" != true ] || { echo "CI: a system tool the suite needs is missing" >&2; exit 1; }
 system-tools:
@@ -50,6 +52,11 @@ system-tools:
 	@fc-list 2>/dev/null | grep -qi "wenquanyi" || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
 	  && (apt-get install -y -qq fonts-wqy-microhei || (apt-get update -qq && apt-get install -y -qq fonts-wqy-microhei)) >/dev/null 2>&1 \
 	  || { echo "fonts-wqy-microhei not installed: legends draw CJK class names as boxes"; $(CI_FAILS); }; }
+	@command -v radosgw >/dev/null 2>&1 && command -v ceph-osd >/dev/null 2>&1 && command -v ceph-mon >/dev/null 2>&1 \
+	  || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	  && (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq radosgw ceph-mon ceph-osd \
+	      || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq radosgw ceph-mon ceph-osd)) >/dev/null 2>&1 \
+	  || { echo "Ceph's radosgw not installed: the S3 authentication tests (share links, public maps) will be skipped"; $(CI_FAILS); }; }
 
 # Style and types (configured in pyproject.toml): ruff lint + format check, mypy.
 lint: setup

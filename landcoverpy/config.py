@@ -84,7 +84,9 @@ class Settings(BaseSettings):
     MINIO_CONSOLE_URL: str | None = Field(
         None, description="MinIO console address printed with the maps, e.g. http://localhost:9001"
     )
-    MINIO_PUBLIC_MAPS: bool = Field(False, description="make the maps bucket anonymously readable (opt-in)")
+    MINIO_PUBLIC_MAPS: bool = Field(
+        False, description="make the maps bucket anonymously readable (opt-in); false again removes that policy"
+    )
     TILE_SERVER_URL: str | None = Field(None, description="browser address of a TiTiler serving the store's COGs")
 
     # Metadata catalog (MongoDB). No MONGO_HOST -> embedded on-disk catalog.

@@ -8,7 +8,8 @@ from typing import Any
 
 from landcoverpy.catalog import Catalog, open_catalog
 from landcoverpy.config import Settings
-from landcoverpy.sharing import make_public
+from landcoverpy.faults import Service, ride_out
+from landcoverpy.sharing import make_public, withdraw_public
 from landcoverpy.storage import ObjectStore, open_store
 
 
@@ -32,8 +33,17 @@ class Context:
     def ensure_buckets(self) -> None:
         for bucket in self.settings.bucket_names().values():
             self.store.ensure_bucket(bucket)
-        if self.settings.MINIO_PUBLIC_MAPS:
-            make_public(self.settings, self.settings.MINIO_BUCKET_CLASSIFICATIONS)
+        if not self.settings.uses_s3:
+            return
+        maps = self.settings.MINIO_BUCKET_CLASSIFICATIONS
+        # public with MINIO_PUBLIC_MAPS; turned off again, private again
+        policy = make_public if self.settings.MINIO_PUBLIC_MAPS else withdraw_public
+        ride_out(
+            lambda: policy(self.settings, maps),
+            service=Service(self.store.describe(), "MINIO_HOST / MINIO_PORT"),
+            what=f"the public-read policy of {maps}",
+            tolerance=self.settings.OUTAGE_TOLERANCE,
+        )
 
     def check_lease(self) -> None:
         """Before a step that replaces or removes objects: raise when this run's lease was

@@ -132,6 +132,7 @@ def is_transient(exc: BaseException, remote_rasters: bool = False) -> bool:
             urllib3.exceptions.ProtocolError,
             urllib3.exceptions.TimeoutError,
             urllib3.exceptions.NewConnectionError,
+            urllib3.exceptions.MaxRetryError,  # the minio client's own retries gave up
         ),
     ):
         return True

@@ -9,16 +9,20 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import logging
 import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from minio import Minio
+from minio.error import S3Error
 
 from landcoverpy.config import Settings
 from landcoverpy.errors import ConfigurationError
 from landcoverpy.records import MapRecord
+
+log = logging.getLogger(__name__)
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -82,6 +86,45 @@ def make_public(settings: Settings, bucket: str) -> None:
     a browser without credentials. Nothing else becomes public."""
     if settings.uses_s3:
         _client(settings).set_bucket_policy(bucket, json.dumps(public_read_policy(bucket)))
+
+
+def withdraw_public(settings: Settings, bucket: str) -> bool:
+    """MINIO_PUBLIC_MAPS turned off: remove the public-read policy ``make_public`` set, so
+    anonymous reads are refused again. A policy someone else wrote is left alone. True when a
+    policy was removed."""
+    if not settings.uses_s3:
+        return False
+    client = _client(settings)
+    try:
+        current = json.loads(client.get_bucket_policy(bucket))
+    except S3Error as exc:  # no policy, or a server without bucket policies: nothing to withdraw
+        log.debug("bucket %s: no policy to withdraw (%s)", bucket, exc.code)
+        return False
+    if _normalised(current) != _normalised(public_read_policy(bucket)):
+        return False
+    client.delete_bucket_policy(bucket)
+    return True
+
+
+def _normalised(policy: dict[str, Any]) -> list[tuple[str, str, tuple[str, ...], tuple[str, ...], tuple[str, ...]]]:
+    """A policy's statements in a comparable form (servers rewrite the JSON they return:
+    "*" for {"AWS": ["*"]}, a string for a one-item list)."""
+
+    def items(value: Any) -> tuple[str, ...]:
+        if isinstance(value, dict):
+            value = [v for vs in value.values() for v in (vs if isinstance(vs, list) else [vs])]
+        return tuple(sorted(value if isinstance(value, list) else [value]))
+
+    return sorted(
+        (
+            str(st.get("Effect")),
+            str(st.get("Sid", "")),
+            items(st.get("Principal", [])),
+            items(st.get("Action", [])),
+            items(st.get("Resource", [])),
+        )
+        for st in policy.get("Statement", [])
+    )
 
 
 def share_lines(settings: Settings, store: Any, records: list[MapRecord], expires: dt.timedelta) -> list[str]:
