@@ -489,7 +489,7 @@ def changes_since(ctx: Context, run: RunResult, ref: str, output_dir: Path) -> N
 
 
 def map_origin(ctx: Context, rec: records.MapRecord) -> str:
-    """What made a map, in words: its model and the seasons it classified."""
+    """What made a map, in words: its model, the model type and the seasons it was trained on."""
     hierarchy = records.load(ctx.catalog, records.HierarchyRecord, rec.hierarchy or "")
     if hierarchy is None:
         return f"model {rec.hierarchy} (no longer in the catalog)"
