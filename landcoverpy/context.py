@@ -8,7 +8,6 @@ from typing import Any
 
 from landcoverpy.catalog import Catalog, open_catalog
 from landcoverpy.config import Settings
-from landcoverpy.faults import Service, ride_out
 from landcoverpy.sharing import make_public, withdraw_public
 from landcoverpy.storage import ObjectStore, open_store
 
@@ -38,12 +37,7 @@ class Context:
         maps = self.settings.MINIO_BUCKET_CLASSIFICATIONS
         # public with MINIO_PUBLIC_MAPS; turned off again, private again
         policy = make_public if self.settings.MINIO_PUBLIC_MAPS else withdraw_public
-        ride_out(
-            lambda: policy(self.settings, maps),
-            service=Service(self.store.describe(), "MINIO_HOST / MINIO_PORT"),
-            what=f"the public-read policy of {maps}",
-            tolerance=self.settings.OUTAGE_TOLERANCE,
-        )
+        self.store.calling(lambda: policy(self.settings, maps), f"the public-read policy of {maps}")
 
     def check_lease(self) -> None:
         """Before a step that replaces or removes objects: raise when this run's lease was

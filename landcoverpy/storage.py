@@ -198,6 +198,12 @@ class ObjectStore(ABC):
         """A rasterio.Env for reading this store's rasters, with extra GDAL options."""
 
     # Helpers shared by every backend
+    def calling(self, fn: Callable[[], T], what: str) -> T:
+        """``fn``, a call to this store's server by another client (the minio library's bucket
+        policies), under the store's fault policy: on S3 its transient failures are retried for
+        OUTAGE_TOLERANCE. A local store has no server: ``fn`` runs once."""
+        return fn()
+
     def reading(self, fn: Callable[[], T], what: str) -> T:
         """``fn``, which reads this store's rasters in place (GDAL), under the store's fault
         policy: on S3 a failed remote read is retried for OUTAGE_TOLERANCE; a read that fails
@@ -465,6 +471,9 @@ class S3Store(ObjectStore):
                 raise
 
         return ride_out(attempt, service=self.service, what=what, tolerance=self.tolerance)
+
+    def calling(self, fn: Callable[[], T], what: str) -> T:
+        return self._call(what, fn)  # type: ignore[no-any-return]
 
     def reading(self, fn: Callable[[], T], what: str) -> T:
         return read_remote(fn, what, self.service, self.tolerance, self.list_buckets)
