@@ -117,18 +117,18 @@ def sieve_map(src_path: str, out_path: Path, mmu: int, block: int = 1024) -> Pat
             profile.pop(key, None)
         colormap = _colormap(src)
         height, width, dtype = src.height, src.width, src.dtypes[0]
-        windows = [
-            Window(c, r, min(block, width - c), min(block, height - r))
-            for r in range(0, height, block)
-            for c in range(0, width, block)
-        ]
-        if mmu <= 1:
+        windows = list(block_windows(height, width, block))
+
+        def write(read: Callable[[Window], np.ndarray]) -> Path:
             with rasterio.open(out_path, "w", **profile) as dst:
                 for w in windows:
-                    dst.write(src.read(1, window=w), 1, window=w)
+                    dst.write(read(w), 1, window=w)
                 if colormap:
                     dst.write_colormap(1, colormap)
             return out_path
+
+        if mmu <= 1:
+            return write(lambda w: src.read(1, window=w))
         local, mask_path, raw = (
             out_path.with_name(f"{out_path.stem}.{part}") for part in ("in.tif", "mask.tif", "raw")
         )
@@ -152,13 +152,7 @@ def sieve_map(src_path: str, out_path: Path, mmu: int, block: int = 1024) -> Pat
                 with rasterio.open(local) as copy, rasterio.open(local if own_mask else mask_path) as valid:
                     sieve(rasterio.band(copy, 1), mmu, out=out, mask=rasterio.band(valid, 1), connectivity=4)
                 out.flush()
-                with rasterio.open(out_path, "w", **profile) as dst:
-                    for w in windows:
-                        rows, cols = w.toslices()
-                        dst.write(np.asarray(out[rows, cols]), 1, window=w)
-                    if colormap:
-                        dst.write_colormap(1, colormap)
-                del out
+                write(lambda w: np.asarray(out[w.toslices()]))
         finally:
             for path in (local, mask_path, raw):
                 path.unlink(missing_ok=True)
