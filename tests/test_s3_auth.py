@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import rasterio
 import requests
+from pydantic import SecretStr
 
 from landcoverpy.config import Settings
 from landcoverpy.context import Context
@@ -56,28 +57,28 @@ def rgw_settings(tmp_path: Path, rgw: servers.Server, uid: str, **overrides: obj
     return make_settings(tmp_path, **(values | overrides))
 
 
-def a_map(ctx: Context, tmp_path: Path) -> tuple[str, str, bytes]:
-    """A COG map in the maps bucket: (bucket, key, its bytes)."""
+def stored_map(rgw: servers.Server, tmp_path: Path) -> tuple[Settings, Context, str, str, bytes]:
+    """Settings and buckets of one test, and a COG map in its maps bucket: (settings, context,
+    bucket, key, the map's bytes)."""
+    settings = rgw_settings(tmp_path, rgw, uuid.uuid4().hex[:8])
+    ctx = Context.open(settings)
+    ctx.ensure_buckets()
     grid = Grid("EPSG:32630", (10.0, 0.0, 300000.0, 0.0, -10.0, 4100000.0), 300, 300)
     values = (np.arange(300 * 300).reshape(300, 300) % 4 + 1).astype("uint8")
     write_cog(tmp_path / "map.tif", values, grid, nodata=0)
     bucket, key = ctx.settings.MINIO_BUCKET_CLASSIFICATIONS, "30SUF/map-x/classification.tif"
     ctx.store.put_file(bucket, key, tmp_path / "map.tif")
-    return bucket, key, (tmp_path / "map.tif").read_bytes()
+    return settings, ctx, bucket, key, (tmp_path / "map.tif").read_bytes()
 
 
 def test_only_signed_requests_and_presigned_links_get_the_map(rgw: servers.Server, tmp_path: Path) -> None:
-    uid = uuid.uuid4().hex[:8]
-    settings = rgw_settings(tmp_path, rgw, uid)
-    ctx = Context.open(settings)
-    ctx.ensure_buckets()
-    bucket, key, data = a_map(ctx, tmp_path)
+    settings, ctx, bucket, key, data = stored_map(rgw, tmp_path)
     plain = f"http://127.0.0.1:{rgw.port}/{bucket}/{key}"
 
     unsigned = requests.get(plain, timeout=30)
     assert unsigned.status_code == 403 and b"AccessDenied" in unsigned.content
 
-    wrong = rgw_settings(tmp_path, rgw, uid, MINIO_SECRET_KEY="not-the-secret")
+    wrong = settings.model_copy(update={"MINIO_SECRET_KEY": SecretStr("not-the-secret")})
     forged = requests.get(download_link(wrong, ctx.store, bucket, key, parse_duration("1h")), timeout=30)
     assert forged.status_code == 403 and b"SignatureDoesNotMatch" in forged.content
 
@@ -106,11 +107,7 @@ def test_only_signed_requests_and_presigned_links_get_the_map(rgw: servers.Serve
 
 
 def test_maps_are_public_only_with_minio_public_maps(rgw: servers.Server, tmp_path: Path) -> None:
-    uid = uuid.uuid4().hex[:8]
-    private = rgw_settings(tmp_path, rgw, uid)
-    ctx = Context.open(private)
-    ctx.ensure_buckets()
-    bucket, key, data = a_map(ctx, tmp_path)
+    private, ctx, bucket, key, data = stored_map(rgw, tmp_path)
     models = private.MINIO_BUCKET_MODELS
     ctx.store.put_bytes(models, "hierarchy-x/metrics.json", b"{}")
 
